@@ -1,0 +1,116 @@
+"""Chain → Hop → Node, and the Route that connects hop by hop.
+
+Rules (spec §1.4):
+1. ``chain.route`` asks each hop for a node; a hop that gives none (bypass, no node) ends the
+   route before it, so a bypass on hop 0 means a direct connection.
+2. ``Route.dial``: hop 0's dialer opens the only real socket; each later node is reached by the
+   previous node's connector, and that node's dialer only *handshakes* over the stream; the last
+   connector connects to the target.
+3. Any failure marks the node it happened at; success resets every node of the route.
+"""
+import gevent
+
+from .errors import DialError, ProtocolError
+from .metadata import Metadata
+from .selector import Marker, Selector
+
+
+class Node:
+    __slots__ = ("name", "addr", "connector", "dialer", "marker", "backup", "weight",
+                 "max_fails", "fail_timeout", "bypass")
+
+    def __init__(self, name, addr, connector, dialer, md=None, bypass=None):
+        self.name = name
+        self.addr = addr
+        self.connector = connector
+        self.dialer = dialer
+        self.marker = Marker()
+        self.bypass = bypass
+        md = md if md is not None else Metadata()
+        self.backup = md.bool("backup")
+        self.weight = md.int("weight", default=1)
+        # per-node overrides of the hop selector's maxFails/failTimeout
+        self.max_fails = md.int("maxFails", "max_fails") if md.raw("maxFails", "max_fails") is not None else None
+        self.fail_timeout = (md.duration("failTimeout", "fail_timeout")
+                             if md.raw("failTimeout", "fail_timeout") is not None else None)
+
+    def __repr__(self):
+        return f"{self.name}@{self.addr}"
+
+
+class Hop:
+    def __init__(self, name, nodes, selector=None, bypass=None, registries=None):
+        self.name = name
+        self.nodes = nodes
+        self.selector = selector or Selector()
+        self.bypass = bypass          # name of a bypass object (late-bound)
+        self.registries = registries
+
+    def _bypassed(self, name, target):
+        if not name or self.registries is None:
+            return False
+        bp = self.registries.bypasses.get(name)
+        return bp is not None and bp.contains(target)
+
+    def select(self, ctx=None, target=""):
+        if self._bypassed(self.bypass, target):
+            return None
+        nodes = [n for n in self.nodes if not self._bypassed(n.bypass, target)]
+        return self.selector.select(nodes, ctx, target)
+
+
+class Route:
+    __slots__ = ("nodes",)
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+
+    def __str__(self):
+        return " > ".join(f"{n.name}@{n.addr}" for n in self.nodes)
+
+    def dial(self, network, address, ctx, timeout):
+        nodes = self.nodes
+        node = nodes[0]
+        conn = None
+        try:
+            conn = node.dialer.dial(node.addr, timeout)
+            conn = node.dialer.handshake(conn)
+            conn = node.connector.handshake(conn)
+            for nxt in nodes[1:]:
+                conn = node.connector.connect(conn, "tcp", nxt.addr, ctx)
+                node = nxt
+                conn = node.dialer.handshake(conn)
+                conn = node.connector.handshake(conn)
+            conn = node.connector.connect(conn, network, address, ctx)
+        except (OSError, DialError, ProtocolError, EOFError, gevent.Timeout) as exc:
+            node.marker.mark()
+            if conn is not None:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+            if isinstance(exc, gevent.Timeout):
+                raise
+            raise DialError(f"{node.name}@{node.addr}: {exc}", node=node) from exc
+        for n in nodes:
+            n.marker.reset()
+        return conn
+
+
+class Chain:
+    def __init__(self, name, hops, registries):
+        self.name = name
+        self.hops = hops              # Hop objects, or hop names resolved at use time
+        self.registries = registries
+
+    def route(self, network, address, ctx=None):
+        nodes = []
+        for h in self.hops:
+            hop = self.registries.hops.get(h) if isinstance(h, str) else h
+            if hop is None:
+                break
+            node = hop.select(ctx, address)
+            if node is None:
+                break
+            nodes.append(node)
+        return Route(nodes)

@@ -1,0 +1,98 @@
+"""Conn helpers: a socket with bytes pushed back, and a message reader over any conn."""
+from .errors import NeedData, ProtocolError
+
+
+class BufferedConn:
+    """A conn whose first reads return bytes already taken off the wire (a peeked handshake,
+    the tail of a proxy reply). Everything else goes to the wrapped conn."""
+
+    __slots__ = ("sock", "pending")
+
+    def __init__(self, sock, pending=b""):
+        self.sock = sock
+        self.pending = bytes(pending)
+
+    def recv(self, n):
+        if self.pending:
+            data, self.pending = self.pending[:n], self.pending[n:]
+            return data
+        return self.sock.recv(n)
+
+    def recv_into(self, buf, nbytes=0):
+        if self.pending:
+            n = min(len(buf) if not nbytes else nbytes, len(self.pending))
+            buf[:n] = self.pending[:n]
+            self.pending = self.pending[n:]
+            return n
+        return self.sock.recv_into(buf, nbytes)
+
+    def take_pending(self):
+        data, self.pending = self.pending, b""
+        return data
+
+    def __getattr__(self, name):  # sendall, shutdown, close, getpeername, settimeout, fileno …
+        return getattr(self.sock, name)
+
+
+def unwrap(conn):
+    """→ ``(inner_conn, pending_bytes)`` peeling BufferedConn layers."""
+    pending = b""
+    while isinstance(conn, BufferedConn):
+        pending += conn.take_pending()
+        conn = conn.sock
+    return conn, pending
+
+
+class Stream:
+    """Reads whole messages off a conn with a sans-IO ``parse(buf) -> (..., used)`` function,
+    keeping what follows the message for the next read or for the relay."""
+
+    __slots__ = ("conn", "buf", "limit")
+
+    #: default cap on bytes buffered while waiting for one message
+    LIMIT = 80 * 1024
+
+    def __init__(self, conn, limit=LIMIT):
+        self.conn = conn
+        self.buf = bytearray()
+        self.limit = limit
+
+    def read(self, parse):
+        while True:
+            if self.buf:
+                try:
+                    res = parse(self.buf)
+                except NeedData:
+                    pass
+                else:
+                    del self.buf[:res[-1]]
+                    return res[0] if len(res) == 2 else res[:-1]
+            if len(self.buf) > self.limit:
+                raise ProtocolError("message too large")
+            data = self.conn.recv(16384)
+            if not data:
+                if self.buf:
+                    raise ProtocolError("truncated message: peer closed mid-handshake")
+                raise EOFError("peer closed")
+            self.buf += data
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            data = self.conn.recv(max(16384, n - len(self.buf)))
+            if not data:
+                raise ProtocolError("truncated message: peer closed mid-handshake")
+            self.buf += data
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def take(self):
+        """Bytes read past the last message (and clears them)."""
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+    def conn_with_rest(self):
+        """The conn, with any bytes read past the last message pushed back."""
+        rest = self.take()
+        return BufferedConn(self.conn, rest) if rest else self.conn

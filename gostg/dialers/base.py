@@ -1,0 +1,16 @@
+class Dialer:
+    """``dial`` opens the real socket (hop 0 only); ``handshake`` runs a transport over a stream
+    (TLS, WebSocket …) and is the only part used for later hops."""
+
+    multiplex = False
+
+    def __init__(self, md, auth=None, tls=None):
+        self.md = md
+        self.auth = auth
+        self.tls = tls
+
+    def dial(self, addr, timeout):
+        raise NotImplementedError
+
+    def handshake(self, conn):
+        return conn

@@ -1,0 +1,9 @@
+from ..registry import dialers
+from ..router import dial_tcp
+from .base import Dialer
+
+
+@dialers.register("tcp")
+class TCPDialer(Dialer):
+    def dial(self, addr, timeout):
+        return dial_tcp(addr, timeout)

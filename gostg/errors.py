@@ -1,0 +1,48 @@
+"""Errors say whose fault it was, and carry the reply a handler should send.
+
+- ``ProtocolError``: the peer sent bytes we cannot accept (garbage, truncated, wrong version).
+- ``AuthError``: the peer's credentials were refused.
+- ``DialError``: the target or an upstream node could not be reached (upstream's fault).
+- ``ConfigError``: our configuration is wrong; ``path`` names where (``services[1].handler.type``).
+"""
+
+
+class GostgError(Exception):
+    """Root of every error gostg raises on purpose."""
+
+
+class ProtocolError(GostgError):
+    """The peer broke the protocol. ``reply`` is a hint for the handler (SOCKS REP / HTTP status)."""
+
+    def __init__(self, msg, reply=None):
+        super().__init__(msg)
+        self.reply = reply
+
+
+class NeedData(GostgError):
+    """A codec ran out of bytes before a complete message: read more and try again."""
+
+
+class AuthError(GostgError):
+    """Credentials refused."""
+
+
+class DialError(GostgError):
+    """Could not reach the target or an upstream node."""
+
+    def __init__(self, msg, node=None):
+        super().__init__(msg)
+        self.node = node
+
+
+class BypassError(DialError):
+    """The target is refused by a bypass rule."""
+
+
+class ConfigError(GostgError):
+    """Bad configuration. ``path`` locates the offending key."""
+
+    def __init__(self, path, msg):
+        super().__init__(f"{path}: {msg}" if path else msg)
+        self.path = path
+        self.msg = msg

@@ -1,0 +1,30 @@
+from ..conn import Stream
+from ..registry import handlers
+from .base import Handler
+from .http import HTTPHandler
+from .socks4 import SOCKS4Handler
+from .socks5 import SOCKS5Handler
+
+
+@handlers.register("auto")
+class AutoHandler(Handler):
+    """HTTP, SOCKS4/4a and SOCKS5 on one port, told apart by the first byte."""
+
+    def __init__(self, md, options):
+        super().__init__(md, options)
+        self.socks4 = SOCKS4Handler(md, options)
+        self.socks5 = SOCKS5Handler(md, options)
+        self.http = HTTPHandler(md, options)
+
+    def handle(self, conn, ctx):
+        s = Stream(conn)
+        with self.handshake_deadline():
+            first = conn.recv(16384)
+        if not first:
+            return
+        s.buf += first
+        if first[0] == 4:
+            return self.socks4.handle(conn, ctx, s)
+        if first[0] == 5:
+            return self.socks5.handle(conn, ctx, s)
+        return self.http.handle(conn, ctx, s)

@@ -1,0 +1,39 @@
+from ..errors import DialError
+from ..registry import handlers
+from .base import Handler
+
+
+@handlers.register("tcp", "forward")
+class ForwardHandler(Handler):
+    """Port forwarding to the forwarder's targets.
+
+    Unlike GOST, which drops the connection when the chosen target fails, the next target is
+    tried for the same connection (each target once), so failover loses no client.
+    """
+
+    def handle(self, conn, ctx):
+        hop = self.options.forwarder
+        if hop is None or not hop.nodes:
+            ctx.log.error("forward: no target configured")
+            return
+        tried = set()
+        last = None
+        for _ in range(len(hop.nodes)):
+            node = hop.select(ctx, "")
+            if node is None or node.name in tried:
+                # the selector keeps offering a node already tried: pick an untried one
+                node = next((n for n in hop.nodes if n.name not in tried), None)
+                if node is None:
+                    break
+            tried.add(node.name)
+            ctx.target = node.addr
+            try:
+                upstream = self.router.dial("tcp", node.addr, ctx)
+            except DialError as exc:
+                node.marker.mark()
+                last = exc
+                ctx.log.warning(f"forward: target {node.name}@{node.addr} failed: {exc}", dst=node.addr)
+                continue
+            node.marker.reset()
+            return self.relay(conn, upstream, ctx, node.addr)
+        ctx.log.error(f"forward: no target reachable: {last}", dst=ctx.target)

@@ -1,0 +1,203 @@
+"""HTTP proxy: CONNECT tunnels and plain forwarding with keep-alive.
+
+Rules:
+1. Every request on the client connection is authenticated (Proxy-Authorization: Basic).
+2. CONNECT → dial → ``200 Connection established`` → relay.
+3. Other methods: absolute-form target (or Host for origin-form), hop-by-hop proxy headers
+   stripped, the request sent in origin-form; the upstream connection is reused while the next
+   request goes to the same host:port. The loop ends when either side asks to close, or the
+   response runs until EOF.
+4. Errors answer as GOST: 403 bypass, 407 auth, 400 garbage, 503 upstream failure.
+"""
+import base64
+import time
+from urllib.parse import urlsplit
+
+import gevent
+
+from ..conn import Stream
+from ..errors import BypassError, DialError, ProtocolError
+from ..protocols import http
+from ..protocols.addr import join_host_port, split_host_port
+from ..registry import handlers
+from .base import Handler
+
+PROXY_AGENT = "gost/3.0"
+_HOP_HEADERS = ("Proxy-Authorization", "Proxy-Connection", "Gost-Target", "X-Gost-Target")
+
+
+def _reply(conn, status, reason, extra=()):
+    headers = http.Headers([("Proxy-Agent", PROXY_AGENT), *extra, ("Content-Length", "0")])
+    if status >= 400:
+        headers.items.append(("Connection", "close"))
+    try:
+        conn.sendall(http.Response("HTTP/1.1", status, reason, headers).encode())
+    except OSError:
+        pass
+
+
+def _credentials(req):
+    v = req.headers.get("Proxy-Authorization", "")
+    scheme, _, token = v.partition(" ")
+    if scheme.lower() != "basic":
+        return "", ""
+    try:
+        user, _, password = base64.b64decode(token.strip()).decode("utf-8", "replace").partition(":")
+    except (ValueError, UnicodeError):
+        return "", ""
+    return user, password
+
+
+def _target(req):
+    """→ ``(host:port, origin-form path)`` of a non-CONNECT request."""
+    if req.target.startswith("/"):
+        host = req.headers.get("Host")
+        if not host:
+            raise ProtocolError("origin-form request without Host", reply=400)
+        return join_host_port(*split_host_port(host, 80)), req.target
+    u = urlsplit(req.target)
+    if u.scheme.lower() != "http" or not u.hostname:
+        raise ProtocolError(f"unsupported request target {req.target[:60]!r}", reply=400)
+    port = u.port or 80
+    path = u.path or "/"
+    if u.query:
+        path += "?" + u.query
+    return join_host_port(u.hostname, port), path
+
+
+def _send_body(src, dst, framer):
+    """Pass a body from Stream ``src`` to ``dst`` until ``framer`` says it ended."""
+    while not framer.done:
+        if not src.buf:
+            data = src.conn.recv(65536)
+            if not data:
+                if isinstance(framer, http.UntilClose):
+                    return
+                raise ProtocolError("peer closed in the middle of a body")
+            src.buf += data
+        n = framer.feed(src.buf)
+        if n:
+            dst.sendall(bytes(src.buf[:n]))
+            del src.buf[:n]
+
+
+@handlers.register("http")
+class HTTPHandler(Handler):
+    #: seconds an idle keep-alive client connection is kept open between requests
+    idle_timeout = 60.0
+
+    def handle(self, conn, ctx, stream=None):
+        s = stream or Stream(conn)
+        try:
+            with self.handshake_deadline():
+                req = s.read(http.parse_request_head)
+        except ProtocolError as exc:
+            _reply(conn, exc.reply or 400, "Bad Request")
+            raise
+        if not self.authenticate(ctx, *_credentials(req)):
+            _reply(conn, 407, "Proxy Authentication Required",
+                   [("Proxy-Authenticate", f'Basic realm="{self.md.str("authBasicRealm", default="gost")}"')])
+            return
+        if req.method == "CONNECT":
+            return self._connect(conn, s, req, ctx)
+        return self._proxy(conn, s, req, ctx)
+
+    def _dial(self, conn, target, ctx):
+        try:
+            return self.router.dial("tcp", target, ctx)
+        except BypassError:
+            _reply(conn, 403, "Forbidden")
+            ctx.log.info("bypass", dst=target)
+        except DialError as exc:
+            _reply(conn, 503, "Service Unavailable")
+            ctx.log.error(f"dial {target}: {exc}", dst=target)
+        return None
+
+    def _connect(self, conn, s, req, ctx):
+        try:
+            target = join_host_port(*split_host_port(req.target))
+        except ProtocolError:
+            _reply(conn, 400, "Bad Request")
+            raise
+        ctx.target = target
+        upstream = self._dial(conn, target, ctx)
+        if upstream is None:
+            return
+        conn.sendall(f"HTTP/1.1 200 Connection established\r\nProxy-Agent: {PROXY_AGENT}\r\n\r\n".encode())
+        self.relay(s.conn_with_rest(), upstream, ctx, target)
+
+    def _proxy(self, conn, s, req, ctx):
+        upstream = up = None
+        up_target = None
+        t0 = time.monotonic()
+        try:
+            while True:
+                try:
+                    target, path = _target(req)
+                except ProtocolError:
+                    _reply(conn, 400, "Bad Request")
+                    raise
+                ctx.target = target
+                if upstream is None or target != up_target:
+                    if upstream is not None:
+                        upstream.close()
+                    upstream = self._dial(conn, target, ctx)
+                    if upstream is None:
+                        return
+                    up, up_target = Stream(upstream), target
+                    ctx.log.info(f"{ctx.src} <-> {target}", dst=target)
+                if not self._round_trip(conn, s, req, path, upstream, up, ctx):
+                    return
+                with gevent.Timeout(self.idle_timeout, False):
+                    try:
+                        req = s.read(http.parse_request_head)
+                    except EOFError:
+                        return
+                    if not self.authenticate(ctx, *_credentials(req)):
+                        _reply(conn, 407, "Proxy Authentication Required",
+                               [("Proxy-Authenticate", 'Basic realm="gost"')])
+                        return
+                    continue
+                return  # idle keep-alive timeout
+        finally:
+            if upstream is not None:
+                upstream.close()
+            ctx.log.info(f"{ctx.src} >-< {ctx.target}", dst=ctx.target,
+                         duration=round(time.monotonic() - t0, 6))
+
+    def _round_trip(self, conn, s, req, path, upstream, up, ctx):
+        """Send one request, relay its response. → whether the connection may carry another."""
+        client_keep = http.keep_alive(req.version, req.headers)
+        for h in _HOP_HEADERS:
+            req.headers.remove(h)
+        if req.version == "HTTP/1.0" and not client_keep:
+            req.headers.set("Connection", "close")
+        out = http.Request(req.method, path, req.version, req.headers)
+        upstream.sendall(out.encode())
+        body = http.request_body(req)
+        sender = gevent.spawn(_send_body, s, upstream, body) if body else None
+        try:
+            while True:
+                resp = up.read(http.parse_response_head)
+                if resp.status == 101 or not (100 <= resp.status < 200):
+                    break
+                conn.sendall(resp.encode())  # 100 Continue and friends
+            if req.version == "HTTP/1.0":
+                resp.version = "HTTP/1.0"
+            conn.sendall(resp.encode())
+            if resp.status == 101:
+                if sender is not None:
+                    sender.kill()
+                self.relay(s.conn_with_rest(), up.conn_with_rest(), ctx, ctx.target)
+                return False
+            framer = http.response_body(resp, req.method)
+            if framer is not None:
+                _send_body(up, conn, framer)
+            if sender is not None:
+                sender.get(timeout=self.read_timeout)
+        finally:
+            if sender is not None:
+                sender.kill()
+        if framer is not None and isinstance(framer, http.UntilClose):
+            return False
+        return client_keep and http.keep_alive(resp.version, resp.headers)

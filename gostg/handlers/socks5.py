@@ -1,0 +1,62 @@
+from ..conn import Stream
+from ..errors import BypassError, DialError, ProtocolError
+from ..protocols import socks5
+from ..protocols.addr import join_host_port
+from ..registry import handlers
+from .base import Handler
+
+
+@handlers.register("socks5", "socks")
+class SOCKS5Handler(Handler):
+    """SOCKS5 CONNECT with optional username/password auth (RFC 1928/1929)."""
+
+    def handle(self, conn, ctx, stream=None):
+        s = stream or Stream(conn)
+        with self.handshake_deadline():
+            methods = s.read(socks5.parse_greeting)
+            if self.options.auther is not None:
+                method = socks5.METHOD_USERPASS if socks5.METHOD_USERPASS in methods else socks5.METHOD_NO_ACCEPTABLE
+            elif socks5.METHOD_NONE in methods:
+                method = socks5.METHOD_NONE
+            elif socks5.METHOD_USERPASS in methods:
+                method = socks5.METHOD_USERPASS  # no auth configured: accept any credentials
+            else:
+                method = socks5.METHOD_NO_ACCEPTABLE
+            conn.sendall(socks5.encode_method_reply(method))
+            if method == socks5.METHOD_NO_ACCEPTABLE:
+                ctx.log.warning("socks5: no acceptable auth method", methods=sorted(methods))
+                return
+            if method == socks5.METHOD_USERPASS:
+                user, password, = s.read(socks5.parse_userpass)
+                ok = self.authenticate(ctx, user, password)
+                conn.sendall(socks5.encode_userpass_reply(ok))
+                if not ok:
+                    return
+            try:
+                cmd, host, port = s.read(socks5.parse_request)
+            except ProtocolError as exc:
+                if exc.reply is not None:
+                    conn.sendall(socks5.encode_reply(exc.reply))
+                raise
+        target = join_host_port(host, port)
+        ctx.target = target
+        if cmd != socks5.CMD_CONNECT:
+            conn.sendall(socks5.encode_reply(socks5.COMMAND_NOT_SUPPORTED))
+            ctx.log.warning(f"socks5: command {cmd} not supported", dst=target)
+            return
+        try:
+            upstream = self.router.dial("tcp", target, ctx)
+        except BypassError:
+            conn.sendall(socks5.encode_reply(socks5.NOT_ALLOWED))
+            ctx.log.info("bypass", dst=target)
+            return
+        except DialError as exc:
+            conn.sendall(socks5.encode_reply(socks5.HOST_UNREACHABLE))
+            ctx.log.error(f"dial {target}: {exc}", dst=target)
+            return
+        try:
+            conn.sendall(socks5.encode_reply(socks5.SUCCEEDED))
+        except OSError:
+            upstream.close()
+            raise
+        self.relay(s.conn_with_rest(), upstream, ctx, target)

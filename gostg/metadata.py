@@ -1,0 +1,104 @@
+"""GOST metadata maps: free-form, with case-insensitive keys and loosely typed values."""
+import re
+
+from .errors import ConfigError
+
+_DUR = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(v, path=""):
+    """Go durations (``"1m30s"``, ``"500ms"``) or plain numbers of seconds → float seconds."""
+    if v is None or v == "":
+        return 0.0
+    if isinstance(v, bool):
+        raise ConfigError(path, f"bad duration {v!r}")
+    if isinstance(v, (int, float)):
+        return float(v)
+    s = str(v).strip()
+    try:
+        return float(s)
+    except ValueError:
+        pass
+    neg = s.startswith("-")
+    s = s.lstrip("+-")
+    total, pos = 0.0, 0
+    for m in _DUR.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or not s:
+        raise ConfigError(path, f"bad duration {v!r}")
+    return -total if neg else total
+
+
+def format_duration(seconds):
+    return f"{seconds:g}s"
+
+
+class Metadata:
+    """Read-only view of a metadata dict with case-insensitive lookup and typed getters."""
+
+    __slots__ = ("_m",)
+
+    def __init__(self, m=None):
+        self._m = {str(k).lower(): v for k, v in (m or {}).items()}
+
+    def __contains__(self, key):
+        return key.lower() in self._m
+
+    def raw(self, *keys):
+        for k in keys:
+            k = k.lower()
+            if k in self._m and self._m[k] is not None:
+                return self._m[k]
+        return None
+
+    def str(self, *keys, default=""):
+        v = self.raw(*keys)
+        return default if v is None else str(v)
+
+    def bool(self, *keys, default=False):
+        v = self.raw(*keys)
+        if v is None:
+            return default
+        if isinstance(v, bool):
+            return v
+        if isinstance(v, (int, float)):
+            return v != 0
+        return str(v).strip().lower() in ("true", "1", "yes", "on", "t")
+
+    def int(self, *keys, default=0):
+        v = self.raw(*keys)
+        if v is None or v == "":
+            return default
+        try:
+            return int(float(v)) if not isinstance(v, bool) else int(v)
+        except (TypeError, ValueError):
+            return default
+
+    def float(self, *keys, default=0.0):
+        v = self.raw(*keys)
+        try:
+            return default if v is None or v == "" else float(v)
+        except (TypeError, ValueError):
+            return default
+
+    def duration(self, *keys, default=0.0):
+        v = self.raw(*keys)
+        if v is None or v == "":
+            return default
+        try:
+            return parse_duration(v)
+        except ConfigError:
+            return default
+
+    def list(self, *keys):
+        """A list value, or a comma-separated string split into one."""
+        v = self.raw(*keys)
+        if v is None or v == "":
+            return []
+        if isinstance(v, (list, tuple)):
+            return [str(x) for x in v]
+        return [s.strip() for s in str(v).split(",") if s.strip()]

@@ -1,0 +1,62 @@
+"""structlog setup from GOST's ``log: {level, format, output}``.
+
+We never call ``structlog.configure``: an embedding app keeps its own structlog setup, and
+gostg gets a private logger wrapped around its own output.
+"""
+import logging
+import os
+import sys
+import time
+
+import structlog
+
+LEVELS = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+          "warning": logging.WARNING, "error": logging.ERROR, "fatal": logging.CRITICAL,
+          "panic": logging.CRITICAL}
+
+
+def _timestamp(_, __, ev):
+    t = time.time()
+    ev["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}" + time.strftime("%z")
+    return ev
+
+
+def _drop_none(_, __, ev):
+    return {k: v for k, v in ev.items() if v is not None}
+
+
+class _Null:
+    def write(self, _):
+        pass
+
+    def flush(self):
+        pass
+
+
+def _output(output):
+    if output in ("", "stderr", None):
+        return sys.stderr
+    if output == "stdout":
+        return sys.stdout
+    if output == "none":
+        return _Null()
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    return open(output, "a", buffering=1)
+
+
+def make_logger(level="info", fmt="json", output="stderr"):
+    lvl = LEVELS.get(str(level or "info").lower(), logging.INFO)
+    renderer = (structlog.processors.LogfmtRenderer(key_order=["time", "level", "msg"], drop_missing=True)
+                if fmt == "text" else structlog.processors.JSONRenderer())
+    return structlog.wrap_logger(
+        structlog.PrintLogger(_output(output)),
+        processors=[
+            structlog.processors.add_log_level,
+            _drop_none,
+            _timestamp,
+            structlog.processors.format_exc_info,
+            structlog.processors.EventRenamer("msg"),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(max(lvl, logging.DEBUG)),
+    )

@@ -1,0 +1,61 @@
+"""The ``--`` supervisor: each argument group runs as a child gostg (env ``_GOST_ID=i``);
+signals are forwarded; the first child to exit stops the rest and its exit code is ours."""
+import os
+import signal
+import subprocess
+import sys
+
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def split_groups(argv):
+    groups, cur = [], []
+    for a in argv:
+        if a == "--":
+            groups.append(cur)
+            cur = []
+        else:
+            cur.append(a)
+    groups.append(cur)
+    return [g for g in groups if g]
+
+
+def _child_cmd(args):
+    return [sys.executable, "-m", "gostg", *args]
+
+
+def supervise(groups):
+    pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    children = []
+    for i, args in enumerate(groups):
+        env = dict(os.environ, _GOST_ID=str(i))
+        env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        children.append(subprocess.Popen(_child_cmd(args), env=env))
+
+    def forward(signum, _frame):
+        for c in children:
+            if c.poll() is None:
+                try:
+                    c.send_signal(signum)
+                except OSError:
+                    pass
+
+    for s in FORWARDED:
+        signal.signal(s, forward)
+    code = 0
+    try:
+        pid, status = os.wait()
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:  # killed by a signal: report it the shell way
+            code = 128 - code
+    finally:
+        for c in children:
+            if c.pid != pid and c.poll() is None:
+                c.terminate()
+        for c in children:
+            try:
+                c.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                c.kill()
+                c.wait()
+    return code

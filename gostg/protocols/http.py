@@ -1,0 +1,255 @@
+"""HTTP/1.x message heads and body framing, for the proxy handler and the CONNECT connector.
+
+Rules:
+1. A head ends at the first CRLFCRLF (bare LF tolerated) and may not exceed ``MAX_HEAD``.
+2. Body length (RFC 9112 §6): Transfer-Encoding chunked wins over Content-Length; a request
+   with neither has no body; a response to HEAD, or 1xx/204/304, has no body; any other
+   response without either runs until the connection closes.
+3. The proxy passes bodies through unchanged; ``ChunkedFramer`` only finds where they end.
+"""
+from ..errors import NeedData, ProtocolError
+
+MAX_HEAD = 64 * 1024
+_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+class Headers:
+    """Ordered, case-insensitive header list that keeps the peer's spelling."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items=None):
+        self.items = list(items or [])
+
+    def get(self, name, default=None):
+        n = name.lower()
+        for k, v in self.items:
+            if k.lower() == n:
+                return v
+        return default
+
+    def get_all(self, name):
+        n = name.lower()
+        return [v for k, v in self.items if k.lower() == n]
+
+    def remove(self, name):
+        n = name.lower()
+        self.items = [(k, v) for k, v in self.items if k.lower() != n]
+
+    def set(self, name, value):
+        self.remove(name)
+        self.items.append((name, value))
+
+    def has_token(self, name, token):
+        token = token.lower()
+        return any(token == t.strip().lower() for v in self.get_all(name) for t in v.split(","))
+
+    def encode(self):
+        return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in self.items)
+
+
+class Request:
+    __slots__ = ("method", "target", "version", "headers")
+
+    def __init__(self, method, target, version, headers):
+        self.method, self.target, self.version, self.headers = method, target, version, headers
+
+    def encode(self):
+        return f"{self.method} {self.target} {self.version}\r\n".encode("latin-1") + self.headers.encode() + b"\r\n"
+
+
+class Response:
+    __slots__ = ("version", "status", "reason", "headers")
+
+    def __init__(self, version, status, reason, headers):
+        self.version, self.status, self.reason, self.headers = version, status, reason, headers
+
+    def encode(self):
+        return f"{self.version} {self.status} {self.reason}\r\n".encode("latin-1") + self.headers.encode() + b"\r\n"
+
+
+def _head_end(buf):
+    """Index just past the blank line ending the head, or raise NeedData/ProtocolError."""
+    i = buf.find(b"\r\n\r\n")
+    j = buf.find(b"\n\n")
+    ends = [x + 4 for x in (i,) if x >= 0] + [x + 2 for x in (j,) if x >= 0]
+    if not ends:
+        if len(buf) > MAX_HEAD:
+            raise ProtocolError("HTTP head too large", reply=431)
+        raise NeedData()
+    end = min(ends)
+    if end > MAX_HEAD:
+        raise ProtocolError("HTTP head too large", reply=431)
+    return end
+
+
+def _parse_headers(lines):
+    items = []
+    for line in lines:
+        if not line:
+            continue
+        if line[:1] in (b" ", b"\t"):
+            if not items:
+                raise ProtocolError("header continuation without a header")
+            k, v = items[-1]
+            items[-1] = (k, v + " " + line.strip().decode("latin-1"))
+            continue
+        name, sep, value = line.partition(b":")
+        if not sep or not name or any(c not in _TOKEN for c in name):
+            raise ProtocolError(f"bad header line {line[:40]!r}")
+        items.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+    return Headers(items)
+
+
+def _lines(buf, end):
+    return bytes(buf[:end]).replace(b"\r\n", b"\n").split(b"\n")
+
+
+def parse_request_head(buf):
+    """→ ``(Request, used)``; the request line must be ``METHOD SP target SP HTTP/x.y``."""
+    end = _head_end(buf)
+    lines = _lines(buf, end)
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[0] or any(c not in _TOKEN for c in parts[0]) or not parts[1]:
+        raise ProtocolError(f"bad request line {lines[0][:60]!r}")
+    version = parts[2].decode("latin-1")
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        raise ProtocolError(f"unsupported HTTP version {version[:20]!r}", reply=505)
+    return Request(parts[0].decode("latin-1"), parts[1].decode("latin-1"), version, _parse_headers(lines[1:])), end
+
+
+def parse_response_head(buf):
+    """→ ``(Response, used)``."""
+    end = _head_end(buf)
+    lines = _lines(buf, end)
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
+        raise ProtocolError(f"bad status line {lines[0][:60]!r}")
+    reason = parts[2].decode("latin-1") if len(parts) == 3 else ""
+    return Response(parts[0].decode("latin-1"), int(parts[1]), reason, _parse_headers(lines[1:])), end
+
+
+def _content_length(headers):
+    values = headers.get_all("Content-Length")
+    if not values:
+        return None
+    vals = {v.strip() for val in values for v in val.split(",")}
+    if len(vals) != 1:
+        raise ProtocolError("conflicting Content-Length")
+    v = vals.pop()
+    if not v.isdigit():
+        raise ProtocolError(f"bad Content-Length {v[:20]!r}")
+    return int(v)
+
+
+def request_body(req):
+    """A framer for the request body, or None when there is no body."""
+    if req.headers.has_token("Transfer-Encoding", "chunked"):
+        return ChunkedFramer()
+    n = _content_length(req.headers)
+    return LengthFramer(n) if n else None
+
+
+def response_body(resp, method):
+    """A framer for the response body; None = no body; ``UntilClose`` = read to EOF."""
+    if method == "HEAD" or 100 <= resp.status < 200 or resp.status in (204, 304):
+        return None
+    if resp.headers.has_token("Transfer-Encoding", "chunked"):
+        return ChunkedFramer()
+    n = _content_length(resp.headers)
+    if n is None:
+        return UntilClose()
+    return LengthFramer(n) if n else None
+
+
+def keep_alive(version, headers):
+    """Whether the sender of these headers expects the connection to stay open."""
+    if headers.has_token("Connection", "close"):
+        return False
+    if version == "HTTP/1.0":
+        return headers.has_token("Connection", "keep-alive")
+    return True
+
+
+class LengthFramer:
+    __slots__ = ("left",)
+
+    def __init__(self, n):
+        self.left = n
+
+    @property
+    def done(self):
+        return self.left == 0
+
+    def feed(self, data):
+        """How many leading bytes of ``data`` belong to the body."""
+        n = min(self.left, len(data))
+        self.left -= n
+        return n
+
+
+class UntilClose:
+    done = False
+
+    def feed(self, data):
+        return len(data)
+
+
+class ChunkedFramer:
+    """Finds the end of a chunked body without decoding it.
+
+    States: size line → data (+CRLF) → … → last chunk (size 0) → trailer lines → blank line.
+    """
+
+    __slots__ = ("state", "left", "line", "done")
+    MAX_LINE = 4096
+
+    def __init__(self):
+        self.state = "size"
+        self.left = 0
+        self.line = bytearray()
+        self.done = False
+
+    def feed(self, data):
+        mv = memoryview(data)
+        i, n = 0, len(mv)
+        while i < n and not self.done:
+            if self.state == "data":
+                take = min(self.left, n - i)
+                i += take
+                self.left -= take
+                if self.left == 0:
+                    self.state = "size"
+                    self.left = -1  # CRLF after data must be skipped: an empty size line
+                continue
+            j = bytes(mv[i:min(n, i + self.MAX_LINE + 1)]).find(b"\n")
+            if j < 0:
+                self.line += mv[i:]
+                if len(self.line) > self.MAX_LINE:
+                    raise ProtocolError("chunk line too long")
+                return n
+            self.line += mv[i:i + j]
+            i += j + 1
+            line = bytes(self.line).strip()
+            self.line = bytearray()
+            self._line(line)
+        return i
+
+    def _line(self, line):
+        if self.state == "size":
+            if self.left == -1:  # the CRLF closing a data chunk
+                self.left = 0
+                if line:
+                    raise ProtocolError("missing CRLF after chunk data")
+                return
+            size = line.split(b";", 1)[0].strip()
+            try:
+                self.left = int(size, 16)
+            except ValueError:
+                raise ProtocolError(f"bad chunk size {size[:20]!r}") from None
+            if self.left < 0:
+                raise ProtocolError("negative chunk size")
+            self.state = "data" if self.left else "trailer"
+        elif self.state == "trailer":
+            if not line:
+                self.done = True

@@ -1,0 +1,86 @@
+"""The Router: the one place that decides how a handler reaches a target.
+
+For ``retries + 1`` attempts, each bounded by ``dial_timeout``:
+hosts mapping → resolver → (else keep the name: the last hop resolves it) → chain route
+(late-bound by name) → direct dial when the route is empty.
+"""
+import time
+
+import gevent
+from gevent import socket
+
+from .errors import BypassError, DialError
+from .protocols.addr import join_host_port, split_host_port
+
+
+def dial_tcp(addr, timeout):
+    """Open a TCP connection with Nagle off (GOST's Go sockets have TCP_NODELAY)."""
+    host, port = split_host_port(addr)
+    s = socket.create_connection((host, port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(None)
+    return s
+
+
+class Router:
+    #: GOST's default per-attempt dial timeout
+    DEFAULT_DIAL_TIMEOUT = 15.0
+
+    def __init__(self, registries, chain=None, resolver=None, hosts=None, bypass=None,
+                 retries=0, dial_timeout=DEFAULT_DIAL_TIMEOUT, log=None):
+        self.registries = registries
+        self.chain = chain            # names: looked up at each dial (late binding)
+        self.resolver = resolver
+        self.hosts = hosts
+        self.bypass = bypass
+        self.retries = max(0, retries)
+        self.dial_timeout = dial_timeout or self.DEFAULT_DIAL_TIMEOUT
+        self.log = log
+
+    def _map(self, host):
+        if self.hosts:
+            h = self.registries.hosts.get(self.hosts)
+            if h is not None:
+                ips = h.lookup(host)
+                if ips:
+                    return ips[0]
+        if self.resolver:
+            r = self.registries.resolvers.get(self.resolver)
+            if r is not None:
+                return r.resolve(host)[0]
+        return host
+
+    def bypassed(self, address):
+        if not self.bypass:
+            return False
+        bp = self.registries.bypasses.get(self.bypass)
+        return bp is not None and bp.contains(address)
+
+    def dial(self, network, address, ctx=None):
+        """→ connected conn to ``address`` ("host:port"), or raises DialError."""
+        if self.bypassed(address):
+            raise BypassError(f"{address} is bypassed")
+        host, port = split_host_port(address)
+        last = None
+        for attempt in range(self.retries + 1):
+            t0 = time.monotonic()
+            try:
+                with gevent.Timeout(self.dial_timeout, DialError(f"dial {address}: timeout after {self.dial_timeout:g}s")):
+                    target = join_host_port(self._map(host), port) if host else address
+                    chain = self.registries.chains.get(self.chain) if self.chain else None
+                    route = chain.route(network, target, ctx) if chain is not None else None
+                    if route is None or not route.nodes:
+                        if ctx is not None:
+                            ctx.log.debug(f"route(retry={attempt}) {target}", dst=address)
+                        return dial_tcp(target, self.dial_timeout)
+                    if ctx is not None:
+                        ctx.log.debug(f"route(retry={attempt}) {route} > {target}", dst=address)
+                    return route.dial(network, target, ctx, self.dial_timeout)
+            except (OSError, DialError) as exc:
+                last = exc
+                if ctx is not None:
+                    ctx.log.debug("dial failed", dst=address, attempt=attempt, error=str(exc),
+                                  elapsed=round(time.monotonic() - t0, 3))
+        if isinstance(last, DialError):
+            raise last
+        raise DialError(f"dial {address}: {last}") from last

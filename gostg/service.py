@@ -1,0 +1,139 @@
+"""A Service: listener + handler, its connections, lifecycle hooks and status.
+
+Lifecycle (GOST order): build (listener bound) → preUp → start: serve + postUp, state ready →
+… → stop: preDown → close listener, drain, kill stragglers, close handler → postDown.
+"""
+import time
+
+import gevent
+from gevent.pool import Pool
+from gevent.server import StreamServer
+
+from .context import Context
+from .errors import ProtocolError
+from .hooks import run_hooks
+
+
+class Stats:
+    __slots__ = ("total_conns", "total_errs", "input_bytes", "output_bytes")
+
+    def __init__(self):
+        self.total_conns = self.total_errs = self.input_bytes = self.output_bytes = 0
+
+
+def _addr(a):
+    if isinstance(a, tuple):
+        host, port = a[0], a[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(a)
+
+
+class Service:
+    #: seconds ``stop`` waits for connections to finish before killing them
+    drain_timeout = 5.0
+    #: upper bound of concurrent connections per service (the Pool size)
+    max_conns = 100000
+
+    def __init__(self, name, listener, handler, log, md, admission=None, registries=None):
+        self.name = name
+        self.listener = listener
+        self.handler = handler
+        self.md = md
+        self.admission = admission
+        self.registries = registries
+        self.log = log.bind(service=name, listener=self.listener_type, handler=self.handler_type)
+        self.stats = Stats()
+        self.state = "running"
+        self.events = []
+        self.create_time = time.time()
+        self.pool = Pool(self.max_conns)
+        self.server = None
+        self._hooks = {k: md.list(k) for k in ("preUp", "postUp", "preDown", "postDown")}
+
+    def pre_up(self):
+        """Runs once the listener is bound (GOST: when the service object is built)."""
+        run_hooks("preUp", self._hooks["preUp"], self.log)
+
+    @property
+    def listener_type(self):
+        return getattr(self.listener, "type_names", ("?",))[0]
+
+    @property
+    def handler_type(self):
+        return getattr(self.handler, "type_names", ("?",))[0]
+
+    @property
+    def addr(self):
+        s = self.listener.socket
+        return _addr(s.getsockname()) if s is not None else ""
+
+    @property
+    def current_conns(self):
+        return len(self.pool)
+
+    def _event(self, msg):
+        self.events = (self.events + [{"time": time.time(), "msg": msg}])[-20:]
+
+    def start(self):
+        self.server = StreamServer(self.listener.socket, self._handle, spawn=self.pool)
+        self.server.start()
+        run_hooks("postUp", self._hooks["postUp"], self.log)
+        self.state = "ready"
+        self._event(f"listening on {self.addr}")
+        self.log.info(f"listening on {self.addr}")
+
+    def _handle(self, sock, address):
+        src = _addr(address)
+        if self.admission is not None and not self.admission.admit(src):
+            self.log.debug("admission: denied", remote=src)
+            sock.close()
+            return
+        self.stats.total_conns += 1
+        ctx = Context(self.name, src, self.addr, self.log, self.stats)
+        conn = None
+        try:
+            conn = self.listener.wrap(sock)
+            ctx.log.debug(f"{src} <> {ctx.local}")
+            self.handler.handle(conn, ctx)
+        except ProtocolError as exc:
+            self.stats.total_errs += 1
+            ctx.log.warning(f"protocol error: {exc}", dst=ctx.target or None)
+        except gevent.Timeout:
+            self.stats.total_errs += 1
+            ctx.log.warning("handshake timeout", dst=ctx.target or None)
+        except EOFError:
+            pass
+        except OSError as exc:
+            self.stats.total_errs += 1
+            ctx.log.debug(f"connection error: {exc}", dst=ctx.target or None)
+        except Exception as exc:  # a handler bug must not take the service down
+            self.stats.total_errs += 1
+            ctx.log.exception(f"handler failed: {exc!r}", dst=ctx.target or None)
+        finally:
+            (conn or sock).close()
+            sock.close()
+            ctx.log.debug(f"{src} >< {ctx.local}")
+
+    def stop(self, timeout=None):
+        if self.state == "closed":
+            return
+        run_hooks("preDown", self._hooks["preDown"], self.log)
+        if self.server is not None:
+            self.server.stop(timeout=self.drain_timeout if timeout is None else timeout)
+        else:
+            self.listener.close()
+        self.handler.close()
+        self.state = "closed"
+        self._event("service closed")
+        self.log.info("service closed")
+        run_hooks("postDown", self._hooks["postDown"], self.log)
+
+    def status(self):
+        return {
+            "createTime": int(self.create_time),
+            "state": self.state,
+            "events": [{"time": int(e["time"]), "msg": e["msg"]} for e in self.events],
+            "stats": {"totalConns": self.stats.total_conns, "currentConns": self.current_conns,
+                      "totalErrs": self.stats.total_errs, "inputBytes": self.stats.input_bytes,
+                      "outputBytes": self.stats.output_bytes},
+        }
