@@ -48,6 +48,7 @@ class Service:
         self.create_time = time.time()
         self.pool = Pool(self.max_conns)
         self.server = None
+        self._addr = ""
         self._hooks = {k: md.list(k) for k in ("preUp", "postUp", "preDown", "postDown")}
 
     def pre_up(self):
@@ -64,8 +65,9 @@ class Service:
 
     @property
     def addr(self):
-        s = self.listener.socket
-        return _addr(s.getsockname()) if s is not None else ""
+        if not self._addr and self.listener.socket is not None:
+            self._addr = _addr(self.listener.socket.getsockname())
+        return self._addr
 
     @property
     def current_conns(self):
