@@ -12,20 +12,23 @@ import gevent
 
 from .errors import DialError, ProtocolError
 from .metadata import Metadata
+from .protocols.addr import join_host_port, split_host_port
 from .selector import Marker, Selector
 
 
 class Node:
     __slots__ = ("name", "addr", "connector", "dialer", "marker", "backup", "weight",
-                 "max_fails", "fail_timeout", "bypass")
+                 "max_fails", "fail_timeout", "bypass", "hosts", "resolver")
 
-    def __init__(self, name, addr, connector, dialer, md=None, bypass=None):
+    def __init__(self, name, addr, connector, dialer, md=None, bypass=None, hosts=None, resolver=None):
         self.name = name
         self.addr = addr
         self.connector = connector
         self.dialer = dialer
         self.marker = Marker()
         self.bypass = bypass
+        self.hosts = hosts            # names; the hop's when the node has none
+        self.resolver = resolver
         md = md if md is not None else Metadata()
         self.backup = md.bool("backup")
         self.weight = md.int("weight", default=1)
@@ -38,10 +41,30 @@ class Node:
         return f"{self.name}@{self.addr}"
 
 
+def resolve_node_addr(node, registries):
+    """A node's address through its (or its hop's) hosts and resolver, as GOST does."""
+    if registries is None or not (node.hosts or node.resolver):
+        return node.addr
+    host, port = split_host_port(node.addr)
+    if node.hosts:
+        h = registries.hosts.get(node.hosts)
+        ips = h.lookup(host) if h is not None else []
+        if ips:
+            return join_host_port(ips[0], port)
+    if node.resolver:
+        r = registries.resolvers.get(node.resolver)
+        if r is not None:
+            return join_host_port(r.resolve(host)[0], port)
+    return node.addr
+
+
 class Hop:
-    def __init__(self, name, nodes, selector=None, bypass=None, registries=None):
+    def __init__(self, name, nodes, selector=None, bypass=None, registries=None, hosts=None, resolver=None):
         self.name = name
         self.nodes = nodes
+        for n in nodes:
+            n.hosts = n.hosts or hosts
+            n.resolver = n.resolver or resolver
         self.selector = selector or Selector()
         self.bypass = bypass          # name of a bypass object (late-bound)
         self.registries = registries
@@ -60,10 +83,11 @@ class Hop:
 
 
 class Route:
-    __slots__ = ("nodes",)
+    __slots__ = ("nodes", "registries")
 
-    def __init__(self, nodes):
+    def __init__(self, nodes, registries=None):
         self.nodes = nodes
+        self.registries = registries
 
     def __str__(self):
         return " > ".join(f"{n.name}@{n.addr}" for n in self.nodes)
@@ -73,11 +97,11 @@ class Route:
         node = nodes[0]
         conn = None
         try:
-            conn = node.dialer.dial(node.addr, timeout)
+            conn = node.dialer.dial(resolve_node_addr(node, self.registries), timeout)
             conn = node.dialer.handshake(conn)
             conn = node.connector.handshake(conn)
             for nxt in nodes[1:]:
-                conn = node.connector.connect(conn, "tcp", nxt.addr, ctx)
+                conn = node.connector.connect(conn, "tcp", resolve_node_addr(nxt, self.registries), ctx)
                 node = nxt
                 conn = node.dialer.handshake(conn)
                 conn = node.connector.handshake(conn)
@@ -113,4 +137,4 @@ class Chain:
             if node is None:
                 break
             nodes.append(node)
-        return Route(nodes)
+        return Route(nodes, self.registries)

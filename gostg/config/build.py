@@ -84,7 +84,8 @@ def build_node(o, path, registries):
     connector = ccls(Metadata(_map(c, "metadata", cpath)), _auth(c, cpath))
     dialer = dcls(Metadata(_map(d, "metadata", dpath)), _auth(d, dpath), _map(d, "tls", dpath))
     return Node(o["name"] if o.get("name") else addr, addr, connector, dialer,
-                Metadata(_map(o, "metadata", path)), bypass=_str(o, "bypass", path) or None)
+                Metadata(_map(o, "metadata", path)), bypass=_str(o, "bypass", path) or None,
+                hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
 
 
 def build_hop(o, path, registries):
@@ -98,7 +99,8 @@ def build_hop(o, path, registries):
             raise ConfigError(f"{path}.nodes[{i}]", "must be a mapping")
         built.append(build_node(n, f"{path}.nodes[{i}]", registries))
     return Hop(name, built, build_selector(o, path, Metadata(_map(o, "metadata", path))),
-               bypass=_str(o, "bypass", path) or None, registries=registries)
+               bypass=_str(o, "bypass", path) or None, registries=registries,
+               hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
 
 
 def build_chain(o, path, registries):
