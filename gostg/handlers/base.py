@@ -3,6 +3,7 @@ import time
 import gevent
 
 from .. import relay
+from ..errors import BypassError, DialError
 
 
 class Options:
@@ -45,6 +46,19 @@ class Handler:
 
     def handle(self, conn, ctx):
         raise NotImplementedError
+
+    def dial(self, target, ctx, refuse):
+        """``router.dial`` or None, after ``refuse(reason)`` told the client why
+        (reason: ``"bypass"`` or ``"unreachable"``) and the cause was logged."""
+        try:
+            return self.router.dial("tcp", target, ctx)
+        except BypassError:
+            ctx.log.info("bypass", dst=target)
+            refuse("bypass")
+        except DialError as exc:
+            ctx.log.error(f"dial {target}: {exc}", dst=target)
+            refuse("unreachable")
+        return None
 
     def close(self):
         pass

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import gevent
 
 from ..conn import Stream
-from ..errors import BypassError, DialError, ProtocolError
+from ..errors import ProtocolError
 from ..protocols import http
 from ..protocols.addr import join_host_port, split_host_port
 from ..registry import handlers
@@ -103,15 +103,8 @@ class HTTPHandler(Handler):
         return self._proxy(conn, s, req, ctx)
 
     def _dial(self, conn, target, ctx):
-        try:
-            return self.router.dial("tcp", target, ctx)
-        except BypassError:
-            _reply(conn, 403, "Forbidden")
-            ctx.log.info("bypass", dst=target)
-        except DialError as exc:
-            _reply(conn, 503, "Service Unavailable")
-            ctx.log.error(f"dial {target}: {exc}", dst=target)
-        return None
+        return self.dial(target, ctx, lambda why: _reply(conn, 403, "Forbidden") if why == "bypass"
+                         else _reply(conn, 503, "Service Unavailable"))
 
     def _connect(self, conn, s, req, ctx):
         try:

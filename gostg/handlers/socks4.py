@@ -1,5 +1,4 @@
 from ..conn import Stream
-from ..errors import BypassError, DialError
 from ..protocols import socks4
 from ..protocols.addr import join_host_port
 from ..registry import handlers
@@ -23,12 +22,8 @@ class SOCKS4Handler(Handler):
             conn.sendall(socks4.encode_reply(socks4.REJECTED))
             ctx.log.warning(f"socks4: command {cmd} not supported", dst=target)
             return
-        try:
-            upstream = self.router.dial("tcp", target, ctx)
-        except DialError as exc:
-            conn.sendall(socks4.encode_reply(socks4.REJECTED))
-            if not isinstance(exc, BypassError):
-                ctx.log.error(f"dial {target}: {exc}", dst=target)
+        upstream = self.dial(target, ctx, lambda why: conn.sendall(socks4.encode_reply(socks4.REJECTED)))
+        if upstream is None:
             return
         conn.sendall(socks4.encode_reply(socks4.GRANTED))
         self.relay(s.conn_with_rest(), upstream, ctx, target)

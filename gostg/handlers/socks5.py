@@ -1,5 +1,5 @@
 from ..conn import Stream
-from ..errors import BypassError, DialError, ProtocolError
+from ..errors import ProtocolError
 from ..protocols import socks5
 from ..protocols.addr import join_host_port
 from ..registry import handlers
@@ -44,15 +44,9 @@ class SOCKS5Handler(Handler):
             conn.sendall(socks5.encode_reply(socks5.COMMAND_NOT_SUPPORTED))
             ctx.log.warning(f"socks5: command {cmd} not supported", dst=target)
             return
-        try:
-            upstream = self.router.dial("tcp", target, ctx)
-        except BypassError:
-            conn.sendall(socks5.encode_reply(socks5.NOT_ALLOWED))
-            ctx.log.info("bypass", dst=target)
-            return
-        except DialError as exc:
-            conn.sendall(socks5.encode_reply(socks5.HOST_UNREACHABLE))
-            ctx.log.error(f"dial {target}: {exc}", dst=target)
+        upstream = self.dial(target, ctx, lambda why: conn.sendall(socks5.encode_reply(
+            socks5.NOT_ALLOWED if why == "bypass" else socks5.HOST_UNREACHABLE)))
+        if upstream is None:
             return
         try:
             conn.sendall(socks5.encode_reply(socks5.SUCCEEDED))
