@@ -56,7 +56,7 @@ class Handler:
             ctx.log.info("bypass", dst=target)
             refuse("bypass")
         except DialError as exc:
-            ctx.log.error(f"dial {target}: {exc}", dst=target)
+            ctx.log.error(str(exc), dst=target)
             refuse("unreachable")
         return None
 
