@@ -1,4 +1,5 @@
 """GOST metadata maps: free-form, with case-insensitive keys and loosely typed values."""
+import math
 import re
 
 from .errors import ConfigError
@@ -14,14 +15,21 @@ def parse_duration(v, path=""):
     if isinstance(v, bool):
         raise ConfigError(path, f"bad duration {v!r}")
     if isinstance(v, (int, float)):
+        if not math.isfinite(v):
+            raise ConfigError(path, f"bad duration {v!r}")
         return float(v)
     s = str(v).strip()
     try:
-        return float(s)
+        f = float(s)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(f):
+            raise ConfigError(path, f"bad duration {v!r}")
+        return f
     neg = s.startswith("-")
-    s = s.lstrip("+-")
+    if s[:1] in "+-":
+        s = s[1:]
     total, pos = 0.0, 0
     for m in _DUR.finditer(s):
         if m.start() != pos:
@@ -75,15 +83,16 @@ class Metadata:
             return default
         try:
             return int(float(v)) if not isinstance(v, bool) else int(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return default
 
     def float(self, *keys, default=0.0):
         v = self.raw(*keys)
         try:
-            return default if v is None or v == "" else float(v)
+            f = default if v is None or v == "" else float(v)
         except (TypeError, ValueError):
             return default
+        return f if math.isfinite(f) else default
 
     def duration(self, *keys, default=0.0):
         v = self.raw(*keys)

@@ -61,12 +61,17 @@ class URL:
 
 
 def _b64(s):
+    """Strict base64 (URL-safe or standard, padding optional): junk is an error, never
+    silently dropped — a lenient decode could turn ``auth=`` into an open proxy."""
     s = s.strip()
-    for fn in (base64.urlsafe_b64decode, base64.b64decode):
+    padded = s + "=" * (-len(s) % 4)
+    for alt in (b"-_", None):
         try:
-            return fn(s + "=" * (-len(s) % 4)).decode()
+            out = base64.b64decode(padded, altchars=alt, validate=True).decode()
         except (ValueError, UnicodeError):
             continue
+        if out or not s:
+            return out
     return None
 
 
@@ -85,8 +90,8 @@ def _auth(url, query, arg):
     sa = query.pop("auth", "")
     if sa and auth is None:
         dec = _b64(sa)
-        if dec is None:
-            raise ConfigError(arg, "auth= is not valid base64")
+        if not dec:
+            raise ConfigError(arg, "auth= is not valid base64 of user:pass")
         u, sep, p = dec.partition(":")
         auth = {"username": u, "password": p} if sep else {"username": u}
     return auth

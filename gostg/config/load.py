@@ -52,6 +52,8 @@ def merge(configs):
     out = {}
     for c in configs:
         for k, v in c.items():
+            if v is None and k in out:
+                continue  # an empty key in a later source adds nothing
             if k in SINGLETONS or not isinstance(v, list):
                 out[k] = v
             else:

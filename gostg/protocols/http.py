@@ -7,9 +7,12 @@ Rules:
    response without either runs until the connection closes.
 3. The proxy passes bodies through unchanged; ``ChunkedFramer`` only finds where they end.
 """
+import re
+
 from ..errors import NeedData, ProtocolError
 
 MAX_HEAD = 64 * 1024
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
 _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 
 
@@ -137,7 +140,7 @@ def _content_length(headers):
     if len(vals) != 1:
         raise ProtocolError("conflicting Content-Length")
     v = vals.pop()
-    if not v.isdigit():
+    if not (v.isascii() and v.isdigit()):
         raise ProtocolError(f"bad Content-Length {v[:20]!r}")
     return int(v)
 
@@ -243,12 +246,10 @@ class ChunkedFramer:
                     raise ProtocolError("missing CRLF after chunk data")
                 return
             size = line.split(b";", 1)[0].strip()
-            try:
-                self.left = int(size, 16)
-            except ValueError:
-                raise ProtocolError(f"bad chunk size {size[:20]!r}") from None
-            if self.left < 0:
-                raise ProtocolError("negative chunk size")
+            # RFC 9112: 1*HEXDIG only; int() would also take "0x5", "+5", "1_0" — a smuggling risk
+            if not _HEX.fullmatch(size):
+                raise ProtocolError(f"bad chunk size {size[:20]!r}")
+            self.left = int(size, 16)
             self.state = "data" if self.left else "trailer"
         elif self.state == "trailer":
             if not line:

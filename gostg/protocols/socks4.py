@@ -52,8 +52,13 @@ def encode_request(cmd, host, port, userid=""):
             ip = socket.inet_aton(host)
         except OSError:
             raise ProtocolError("SOCKS4 carries IPv4 addresses only") from None
-        return struct.pack("!BBH", VERSION, cmd, port) + ip + uid
-    return struct.pack("!BBH", VERSION, cmd, port) + b"\x00\x00\x00\x01" + uid + host.encode("idna") + b"\x00"
+        # 0.0.0.x (x≠0) is the SOCKS4a marker: send such an address as a 4a host name instead
+        if not (ip[:3] == b"\x00\x00\x00" and ip[3] != 0):
+            return struct.pack("!BBH", VERSION, cmd, port) + ip + uid
+    raw = host.encode("utf-8")
+    if not raw or b"\x00" in raw or len(raw) > MAX_FIELD:
+        raise ProtocolError("bad SOCKS4a host name")
+    return struct.pack("!BBH", VERSION, cmd, port) + b"\x00\x00\x00\x01" + uid + raw + b"\x00"
 
 
 def parse_reply(buf):

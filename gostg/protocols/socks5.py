@@ -61,7 +61,7 @@ def read_addr(r):
         if not raw:
             raise ProtocolError("empty domain name", reply=ADDRESS_NOT_SUPPORTED)
         try:
-            host = raw.decode("idna" if any(b > 127 for b in raw) else "ascii")
+            host = raw.decode("utf-8")  # passed on as sent, as GOST does
         except UnicodeError:
             raise ProtocolError("undecodable domain name", reply=ADDRESS_NOT_SUPPORTED) from None
     else:
@@ -73,9 +73,9 @@ def encode_addr(host, port):
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:
-        raw = host.encode("idna")
-        if len(raw) > 255:
-            raise ProtocolError("domain name longer than 255 bytes")
+        raw = host.encode("utf-8")
+        if not raw or len(raw) > 255:
+            raise ProtocolError(f"cannot encode domain name of {len(raw)} bytes")
         return bytes((ATYP_DOMAIN, len(raw))) + raw + struct.pack("!H", port)
     if ip.version == 4:
         return bytes((ATYP_IPV4,)) + ip.packed + struct.pack("!H", port)
