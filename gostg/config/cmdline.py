@@ -227,6 +227,9 @@ def _chain(nodes_args, cfg):
             n = {"name": f"node-{len(nodes)}", **proto, "addr": host}
             n["connector"] = {**proto["connector"], "metadata": dict(proto["connector"]["metadata"])}
             n["dialer"] = {**proto["dialer"], "metadata": dict(proto["dialer"]["metadata"])}
+            if n["dialer"].get("tls", {}).get("serverName") == url.hostname and "," in url.host:
+                # each node of a host list gets its own host as TLS server name
+                n["dialer"]["tls"] = {**n["dialer"]["tls"], "serverName": URL("x://" + host, arg).hostname}
             n["metadata"] = dict(proto["metadata"])
             nodes.append(n)
         if not nodes:

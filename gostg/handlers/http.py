@@ -23,6 +23,7 @@ from ..registry import handlers
 from .base import Handler
 
 PROXY_AGENT = "gost/3.0"
+_IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
 _HOP_HEADERS = ("Proxy-Authorization", "Proxy-Connection", "Gost-Target", "X-Gost-Target")
 
 
@@ -94,13 +95,19 @@ class HTTPHandler(Handler):
         except ProtocolError as exc:
             _reply(conn, exc.reply or 400, "Bad Request")
             raise
-        if not self.authenticate(ctx, *_credentials(req)):
-            _reply(conn, 407, "Proxy Authentication Required",
-                   [("Proxy-Authenticate", f'Basic realm="{self.md.str("authBasicRealm", default="gost")}"')])
+        if not self._auth(conn, req, ctx):
             return
         if req.method == "CONNECT":
             return self._connect(conn, s, req, ctx)
         return self._proxy(conn, s, req, ctx)
+
+    def _auth(self, conn, req, ctx):
+        """Checks Proxy-Authorization; answers 407 when it fails."""
+        if self.authenticate(ctx, *_credentials(req)):
+            return True
+        _reply(conn, 407, "Proxy Authentication Required",
+               [("Proxy-Authenticate", f'Basic realm="{self.md.str("authBasicRealm", default="gost")}"')])
+        return False
 
     def _dial(self, conn, target, ctx):
         return self.dial(target, ctx, lambda why: _reply(conn, 403, "Forbidden") if why == "bypass"
@@ -131,24 +138,36 @@ class HTTPHandler(Handler):
                     _reply(conn, 400, "Bad Request")
                     raise
                 ctx.target = target
-                if upstream is None or target != up_target:
-                    if upstream is not None:
-                        upstream.close()
-                    upstream = self._dial(conn, target, ctx)
-                    if upstream is None:
+                reused = upstream is not None and target == up_target
+                for attempt in range(2):
+                    if not reused:
+                        if upstream is not None:
+                            upstream.close()
+                        upstream = self._dial(conn, target, ctx)
+                        if upstream is None:
+                            return
+                        up, up_target = Stream(upstream), target
+                        ctx.log.info(f"{ctx.src} <-> {target}", dst=target)
+                    try:
+                        keep = self._round_trip(conn, s, req, path, upstream, up, ctx)
+                        break
+                    except EOFError:
+                        # A kept-alive upstream may have closed while idle: one fresh try for
+                        # requests that are safe to repeat; otherwise the client learns it.
+                        if reused and req.method in _IDEMPOTENT and http.request_body(req) is None:
+                            reused = False
+                            continue
+                        _reply(conn, 502, "Bad Gateway")
+                        ctx.log.error("upstream closed without a response", dst=target)
                         return
-                    up, up_target = Stream(upstream), target
-                    ctx.log.info(f"{ctx.src} <-> {target}", dst=target)
-                if not self._round_trip(conn, s, req, path, upstream, up, ctx):
+                if not keep:
                     return
                 with gevent.Timeout(self.idle_timeout, False):
                     try:
                         req = s.read(http.parse_request_head)
                     except EOFError:
                         return
-                    if not self.authenticate(ctx, *_credentials(req)):
-                        _reply(conn, 407, "Proxy Authentication Required",
-                               [("Proxy-Authenticate", 'Basic realm="gost"')])
+                    if not self._auth(conn, req, ctx):
                         return
                     continue
                 return  # idle keep-alive timeout
@@ -177,6 +196,8 @@ class HTTPHandler(Handler):
                 conn.sendall(resp.encode())  # 100 Continue and friends
             if req.version == "HTTP/1.0":
                 resp.version = "HTTP/1.0"
+            if not client_keep:
+                resp.headers.set("Connection", "close")
             conn.sendall(resp.encode())
             if resp.status == 101:
                 if sender is not None:

@@ -4,7 +4,7 @@ deadline; every process is stopped by PID."""
 import hashlib
 import http.server
 import os
-import signal
+import signal as _signal
 import socket
 import socketserver
 import subprocess
@@ -78,7 +78,7 @@ class Gost:
     def wait(self, timeout=10):
         return self.proc.wait(timeout=timeout)
 
-    def stop(self, sig=signal.SIGTERM, timeout=10):
+    def stop(self, sig=_signal.SIGTERM, timeout=10):
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -219,4 +219,8 @@ class Echo:
 
     def __exit__(self, *exc):
         self._stop = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+        except OSError:
+            pass
         self.sock.close()

@@ -1,0 +1,275 @@
+"""More shared helpers for the proxy/chain/forward/router integration tests: a curl runner, a
+cached-body origin, echo servers on chosen ports, blocks of consecutive free ports, microsocks,
+a tiny DNS server and log polling. Every wait has a deadline; every process is stopped by PID."""
+import hashlib
+import random
+import re
+import socket
+import subprocess
+import threading
+import time
+
+from .helpers import Echo, Origin, _Origin, _ThreadingHTTP, wait_port
+
+MICROSOCKS = "/usr/bin/microsocks"
+
+
+def body_of(n):
+    """The body Origin serves for ``GET /bytes/<n>``."""
+    return bytes(i % 251 for i in range(n))
+
+
+_BODIES = {}
+_BODIES_LOCK = threading.Lock()
+
+
+def cached_body(n):
+    with _BODIES_LOCK:
+        if n not in _BODIES:
+            b = body_of(n)
+            _BODIES[n] = (b, hashlib.sha256(b).hexdigest())
+        return _BODIES[n]
+
+
+class _FastOrigin(_Origin):
+    """Same answers as helpers' origin, but /bytes/N bodies are built once per size."""
+
+    def do_GET(self):
+        if not self.path.startswith("/bytes/"):
+            return super().do_GET()
+        body, digest = cached_body(int(self.path.split("/")[2]))
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("X-Sha256", digest)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class FastOrigin(Origin):
+    """helpers.Origin with cached /bytes/N bodies (a 16 MiB body costs ~1 s of CPU to build)."""
+
+    def __init__(self):
+        super().__init__()
+        self.server.server_close()
+        origin = self
+
+        class Server(_ThreadingHTTP):
+            def process_request(self, request, client_address):
+                origin.connections += 1
+                super().process_request(request, client_address)
+
+        self.server = Server(("127.0.0.1", 0), _FastOrigin)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+def curl(*args, timeout=10):
+    """``curl -sS -m timeout *args`` → CompletedProcess with bytes stdout, text stderr."""
+    p = subprocess.run(["curl", "-sS", "-m", str(timeout), *[str(a) for a in args]],
+                       capture_output=True, timeout=timeout + 10)
+    p.stderr = p.stderr.decode(errors="replace")
+    return p
+
+
+def curl_code(*args, timeout=10):
+    """→ (exit code, HTTP status as int or 0, body bytes) of one URL fetched by curl."""
+    p = curl("-w", "\n%{http_code}", *args, timeout=timeout)
+    body, _, code = p.stdout.rpartition(b"\n")
+    try:
+        status = int(code or b"0")
+    except ValueError:
+        status = 0
+    return p.returncode, status, body
+
+
+def _bind(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        s.close()
+        return None
+    return s
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def bind_block(n, attempts=200):
+    """→ ``n`` sockets bound to consecutive ports of 127.0.0.1 (not yet listening).
+
+    The block is looked for below the ephemeral range: there, outgoing connections (which
+    take even ephemeral ports on Linux) and their TIME_WAIT leftovers never sit."""
+    rnd = random.Random()
+    hi = max(_ephemeral_low() - n - 1, 11000)
+    for _ in range(attempts):
+        base = rnd.randrange(10000, hi)
+        socks = []
+        for p in range(base, base + n):
+            s = _bind(p)
+            if s is None:
+                break
+            socks.append(s)
+        if len(socks) == n:
+            return socks
+        for s in socks:
+            s.close()
+    raise RuntimeError(f"no block of {n} consecutive free ports found in {attempts} attempts")
+
+
+def free_port_block(n):
+    """→ first port of ``n`` consecutive ports that were free a moment ago (for a process to
+    bind): the trial sockets are closed before returning."""
+    socks = bind_block(n)
+    base = socks[0].getsockname()[1]
+    for s in socks:
+        s.close()
+    return base
+
+
+class EchoAt(Echo):
+    """helpers.Echo on an already bound socket (to place echo servers on chosen ports)."""
+
+    def __init__(self, sock, tag=b""):
+        self.tag = tag
+        self.count = 0
+        self.sock = sock
+        self.sock.listen(512)
+        self.port = self.sock.getsockname()[1]
+        self._stop = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+
+def kill_echo(echo):
+    """Stop an Echo so that its port refuses at once: ``shutdown`` wakes the thread blocked in
+    ``accept`` (a bare ``close`` leaves that accept pending, and it would take one more
+    connection)."""
+    echo._stop = True
+    try:
+        echo.sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    echo.sock.close()
+    echo.thread.join(timeout=2)
+
+
+class Microsocks:
+    """``microsocks -i 127.0.0.1 -p PORT [-u user -P pass]`` stopped by PID."""
+
+    def __init__(self, port, user=None, password=None):
+        self.port = port
+        args = [MICROSOCKS, "-i", "127.0.0.1", "-p", str(port)]
+        if user is not None:
+            args += ["-u", user, "-P", password]
+        self.args = args
+        self.proc = None
+
+    def __enter__(self):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     stdin=subprocess.DEVNULL)
+        wait_port(self.port, proc=self.proc)
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+class DNSServer:
+    """A UDP DNS server on 127.0.0.1 answering A queries from ``records`` ({name: ip});
+    other names get NXDOMAIN. ``.queries`` lists the (name, type) pairs asked."""
+
+    def __init__(self, records):
+        self.records = {k.rstrip(".").lower(): v for k, v in records.items()}
+        self.queries = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        import dns.flags
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.rrset
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            try:
+                q = dns.message.from_wire(data)
+            except Exception:
+                continue
+            r = dns.message.make_response(q)
+            for question in q.question:
+                name = question.name.to_text().rstrip(".").lower()
+                self.queries.append((name, dns.rdatatype.to_text(question.rdtype)))
+                ip = self.records.get(name)
+                if ip is None:
+                    r.set_rcode(dns.rcode.NXDOMAIN)
+                elif question.rdtype == dns.rdatatype.A:
+                    r.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", ip))
+            try:
+                self.sock.sendto(r.to_wire(), peer)
+            except OSError:
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+def wait_log(gost, pattern, count=1, timeout=5.0):
+    """Poll ``gost``'s log until ``pattern`` (regex) matches at least ``count`` times.
+    → the list of matches (possibly shorter than ``count`` on timeout)."""
+    rx = re.compile(pattern)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = rx.findall(gost.log_text())
+        if len(found) >= count or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)
+
+
+def relay_lines(gost, dst):
+    """Number of ``<->`` (relaying) log lines of ``gost`` whose dst is ``dst``."""
+    return len(re.findall(r'"msg": "[^"]* <-> ' + re.escape(dst) + '"', gost.log_text()))
+
+
+def recv_all(sock, deadline):
+    """Read until EOF or ``deadline`` (monotonic). → (data, eof)."""
+    out = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return bytes(out), False
+        sock.settimeout(left)
+        try:
+            d = sock.recv(65536)
+        except socket.timeout:
+            return bytes(out), False
+        if not d:
+            return bytes(out), True
+        out += d
