@@ -101,9 +101,11 @@ def _serve(cfg):
     done = gevent.event.Event()
 
     def stop(signame):
-        g.log.info(f"{signame}: stopping")
-        g.stop()
-        done.set()
+        try:
+            g.log.info(f"{signame}: stopping")
+            g.stop()
+        finally:
+            done.set()
 
     gevent.signal_handler(signal.SIGTERM, stop, "SIGTERM")
     gevent.signal_handler(signal.SIGINT, stop, "SIGINT")

@@ -47,7 +47,7 @@ class Stream:
     """Reads whole messages off a conn with a sans-IO ``parse(buf) -> (..., used)`` function,
     keeping what follows the message for the next read or for the relay."""
 
-    __slots__ = ("conn", "buf", "limit")
+    __slots__ = ("conn", "buf", "limit", "received")
 
     #: default cap on bytes buffered while waiting for one message
     LIMIT = 80 * 1024
@@ -56,6 +56,16 @@ class Stream:
         self.conn = conn
         self.buf = bytearray()
         self.limit = limit
+        self.received = 0  # every byte read off the conn, for GOST's inputBytes
+
+    def fill(self, n=65536):
+        """Read once more from the conn into the buffer; False at EOF."""
+        data = self.conn.recv(n)
+        if not data:
+            return False
+        self.buf += data
+        self.received += len(data)
+        return True
 
     def read(self, parse):
         while True:
@@ -69,19 +79,15 @@ class Stream:
                     return res[0] if len(res) == 2 else res[:-1]
             if len(self.buf) > self.limit:
                 raise ProtocolError("message too large")
-            data = self.conn.recv(16384)
-            if not data:
+            if not self.fill(16384):
                 if self.buf:
                     raise ProtocolError("truncated message: peer closed mid-handshake")
                 raise EOFError("peer closed")
-            self.buf += data
 
     def read_exact(self, n):
         while len(self.buf) < n:
-            data = self.conn.recv(max(16384, n - len(self.buf)))
-            if not data:
+            if not self.fill(max(16384, n - len(self.buf))):
                 raise ProtocolError("truncated message: peer closed mid-handshake")
-            self.buf += data
         out = bytes(self.buf[:n])
         del self.buf[:n]
         return out

@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -42,15 +43,21 @@ def supervise(groups):
 
     for s in FORWARDED:
         signal.signal(s, forward)
-    code = 0
+    # Poll rather than os.wait(): under gevent's monkey-patching os.wait() would reap a child
+    # behind the Popen objects' backs and their wait() would never return.
+    code = None
     try:
-        pid, status = os.wait()
-        code = os.waitstatus_to_exitcode(status)
-        if code < 0:  # killed by a signal: report it the shell way
-            code = 128 - code
+        while code is None:
+            for c in children:
+                rc = c.poll()
+                if rc is not None:
+                    code = rc if rc >= 0 else 128 - rc  # killed by a signal: report it the shell way
+                    break
+            else:
+                time.sleep(0.1)
     finally:
         for c in children:
-            if c.pid != pid and c.poll() is None:
+            if c.poll() is None:
                 c.terminate()
         for c in children:
             try:

@@ -19,12 +19,11 @@ class AutoHandler(Handler):
     def handle(self, conn, ctx):
         s = Stream(conn)
         with self.handshake_deadline():
-            first = conn.recv(16384)
-        if not first:
-            return
-        s.buf += first
-        if first[0] == 4:
+            if not s.fill(16384):
+                return
+        first = s.buf[0]
+        if first == 4:
             return self.socks4.handle(conn, ctx, s)
-        if first[0] == 5:
+        if first == 5:
             return self.socks5.handle(conn, ctx, s)
         return self.http.handle(conn, ctx, s)

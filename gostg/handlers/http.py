@@ -66,20 +66,33 @@ def _target(req):
     return join_host_port(u.hostname, port), path
 
 
+_LOCAL_NAMES = frozenset(("localhost", "127.0.0.1", "::1", "0.0.0.0", "::"))
+
+
+def _is_self(target, local):
+    """An origin-form request whose Host is this proxy would be forwarded to itself forever."""
+    try:
+        th, tp = split_host_port(target)
+        lh, lp = split_host_port(local)
+    except ProtocolError:
+        return False
+    return tp == lp and (th == lh or th.lower() in _LOCAL_NAMES)
+
+
 def _send_body(src, dst, framer):
-    """Pass a body from Stream ``src`` to ``dst`` until ``framer`` says it ended."""
+    """Pass a body from Stream ``src`` to ``dst`` until ``framer`` says it ended. → bytes sent"""
+    sent = 0
     while not framer.done:
-        if not src.buf:
-            data = src.conn.recv(65536)
-            if not data:
-                if isinstance(framer, http.UntilClose):
-                    return
-                raise ProtocolError("peer closed in the middle of a body")
-            src.buf += data
+        if not src.buf and not src.fill():
+            if isinstance(framer, http.UntilClose):
+                break
+            raise ProtocolError("peer closed in the middle of a body")
         n = framer.feed(src.buf)
         if n:
             dst.sendall(bytes(src.buf[:n]))
             del src.buf[:n]
+            sent += n
+    return sent
 
 
 @handlers.register("http")
@@ -130,6 +143,7 @@ class HTTPHandler(Handler):
         upstream = up = None
         up_target = None
         t0 = time.monotonic()
+        tally = [0]  # bytes sent to the client
         try:
             while True:
                 try:
@@ -138,6 +152,10 @@ class HTTPHandler(Handler):
                     _reply(conn, 400, "Bad Request")
                     raise
                 ctx.target = target
+                if _is_self(target, ctx.local):
+                    _reply(conn, 508, "Loop Detected")
+                    ctx.log.warning("request addressed to the proxy itself", dst=target)
+                    return
                 reused = upstream is not None and target == up_target
                 for attempt in range(2):
                     if not reused:
@@ -149,7 +167,7 @@ class HTTPHandler(Handler):
                         up, up_target = Stream(upstream), target
                         ctx.log.info(f"{ctx.src} <-> {target}", dst=target)
                     try:
-                        keep = self._round_trip(conn, s, req, path, upstream, up, ctx)
+                        keep = self._round_trip(conn, s, req, path, upstream, up, ctx, tally)
                         break
                     except EOFError:
                         # A kept-alive upstream may have closed while idle: one fresh try for
@@ -174,10 +192,11 @@ class HTTPHandler(Handler):
         finally:
             if upstream is not None:
                 upstream.close()
-            ctx.log.info(f"{ctx.src} >-< {ctx.target}", dst=ctx.target,
-                         duration=round(time.monotonic() - t0, 6))
+            ctx.stats_bytes(s.received, tally[0])
+            ctx.log.info(f"{ctx.src} >-< {ctx.target}", dst=ctx.target, duration=round(time.monotonic() - t0, 6),
+                         inputBytes=s.received, outputBytes=tally[0])
 
-    def _round_trip(self, conn, s, req, path, upstream, up, ctx):
+    def _round_trip(self, conn, s, req, path, upstream, up, ctx, tally):
         """Send one request, relay its response. → whether the connection may carry another."""
         client_keep = http.keep_alive(req.version, req.headers)
         for h in _HOP_HEADERS:
@@ -193,12 +212,16 @@ class HTTPHandler(Handler):
                 resp = up.read(http.parse_response_head)
                 if resp.status == 101 or not (100 <= resp.status < 200):
                     break
-                conn.sendall(resp.encode())  # 100 Continue and friends
+                head = resp.encode()  # 100 Continue and friends
+                conn.sendall(head)
+                tally[0] += len(head)
             if req.version == "HTTP/1.0":
                 resp.version = "HTTP/1.0"
             if not client_keep:
                 resp.headers.set("Connection", "close")
-            conn.sendall(resp.encode())
+            head = resp.encode()
+            conn.sendall(head)
+            tally[0] += len(head)
             if resp.status == 101:
                 if sender is not None:
                     sender.kill()
@@ -206,7 +229,7 @@ class HTTPHandler(Handler):
                 return False
             framer = http.response_body(resp, req.method)
             if framer is not None:
-                _send_body(up, conn, framer)
+                tally[0] += _send_body(up, conn, framer)
             if sender is not None:
                 sender.get(timeout=self.read_timeout)
         finally:

@@ -33,6 +33,28 @@ class _Null:
         pass
 
 
+class _Safe:
+    """A log stream whose write errors (a closed pipe, a full disk) never reach the caller:
+    losing a log line must not break a connection or a shutdown."""
+
+    __slots__ = ("f", "__weakref__")
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, s):
+        try:
+            self.f.write(s)
+        except (OSError, ValueError):
+            pass
+
+    def flush(self):
+        try:
+            self.f.flush()
+        except (OSError, ValueError):
+            pass
+
+
 def _output(output):
     if output in ("", "stderr", None):
         return sys.stderr
@@ -49,7 +71,7 @@ def make_logger(level="info", fmt="json", output="stderr"):
     renderer = (structlog.processors.LogfmtRenderer(key_order=["time", "level", "msg"], drop_missing=True)
                 if fmt == "text" else structlog.processors.JSONRenderer())
     return structlog.wrap_logger(
-        structlog.PrintLogger(_output(output)),
+        structlog.PrintLogger(_Safe(_output(output))),
         processors=[
             structlog.processors.add_log_level,
             _drop_none,

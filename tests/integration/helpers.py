@@ -64,8 +64,12 @@ class Gost:
         if self.stdin is not None:
             self.proc.stdin.write(self.stdin.encode())
             self.proc.stdin.close()
-        for p in self.ports:
-            wait_port(p, proc=self.proc)
+        try:
+            for p in self.ports:
+                wait_port(p, proc=self.proc)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def log_text(self):

@@ -1,0 +1,203 @@
+"""Resource leaks seen from outside: gostg's open file descriptors (/proc/<pid>/fd) must come back
+to where they started after many tunnels, abandoned handshakes and idle tunnels closed by clients."""
+import json
+import os
+import socket
+import struct
+import threading
+import time
+
+import pytest
+
+from .helpers import Echo, Gost, free_port
+
+SLACK = 2
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def settle(pid, target, timeout=10.0):
+    """Poll until gostg's fd count is <= target; → the last count seen."""
+    deadline = time.monotonic() + timeout
+    n = fd_count(pid)
+    while n > target and time.monotonic() < deadline:
+        time.sleep(0.1)
+        n = fd_count(pid)
+    return n
+
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        d = s.recv(n - len(buf))
+        if not d:
+            raise EOFError(f"closed after {len(buf)} of {n} bytes")
+        buf += d
+    return buf
+
+
+def socks5_open(port, dst_port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"\x05\x01\x00")
+    assert recv_exact(s, 2) == b"\x05\x00"
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", dst_port))
+    rep = recv_exact(s, 10)
+    assert rep[:2] == b"\x05\x00", rep
+    return s
+
+
+def http_connect_open(port, dst_port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(f"CONNECT 127.0.0.1:{dst_port} HTTP/1.1\r\nHost: 127.0.0.1:{dst_port}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(1024)
+        if not d:
+            raise EOFError("closed during CONNECT")
+        head += d
+        assert len(head) < 8192
+    assert head.startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.0 200"), head
+    return s
+
+
+def one_tunnel(opener, port, dst_port, payload):
+    s = opener(port, dst_port)
+    try:
+        s.sendall(payload)
+        assert recv_exact(s, len(payload)) == payload
+    finally:
+        s.close()
+
+
+def run_batches(fn, total, concurrency=50):
+    errors = []
+    done = 0
+    while done < total:
+        n = min(concurrency, total - done)
+
+        def work(i, base=done):
+            try:
+                fn(base + i)
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert not any(t.is_alive() for t in threads), "a tunnel hung for 30s"
+        done += n
+    return errors
+
+
+@pytest.fixture(scope="module")
+def proxy():
+    p_socks, p_http = free_port(), free_port()
+    with Echo() as echo, Gost("-L", f"socks5://127.0.0.1:{p_socks}", "-L", f"http://127.0.0.1:{p_http}",
+                              "-C", json.dumps({"log": {"level": "error"}}), ports=[p_socks, p_http]) as g:
+        pid = g.proc.pid
+        # warm up: first tunnels import and allocate what stays for the process lifetime
+        for _ in range(5):
+            one_tunnel(socks5_open, p_socks, echo.port, b"w" * 64)
+            one_tunnel(http_connect_open, p_http, echo.port, b"w" * 64)
+        time.sleep(0.3)
+        yield {"pid": pid, "socks": p_socks, "http": p_http, "echo": echo, "gost": g}
+
+
+def baseline(pid):
+    """The fd count once it stops moving (bounded)."""
+    last = fd_count(pid)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        n = fd_count(pid)
+        if n == last:
+            return n
+        last = n
+    return last
+
+
+def test_thousand_tunnels_no_fd_leak(proxy):
+    pid, port, echo = proxy["pid"], proxy["socks"], proxy["echo"]
+    start = baseline(pid)
+    before = echo.count
+    payload = os.urandom(64)
+    errors = run_batches(lambda i: one_tunnel(socks5_open, port, echo.port, payload), 1000)
+    assert not errors, errors[:5]
+    assert echo.count - before == 1000
+    end = settle(pid, start + SLACK)
+    assert end <= start + SLACK, f"fds {start} -> {end} after 1000 tunnels"
+    assert proxy["gost"].proc.poll() is None
+
+
+def test_http_connect_tunnels_no_fd_leak(proxy):
+    pid, port, echo = proxy["pid"], proxy["http"], proxy["echo"]
+    start = baseline(pid)
+    payload = os.urandom(64)
+    errors = run_batches(lambda i: one_tunnel(http_connect_open, port, echo.port, payload), 300)
+    assert not errors, errors[:5]
+    end = settle(pid, start + SLACK)
+    assert end <= start + SLACK, f"fds {start} -> {end} after 300 CONNECT tunnels"
+
+
+def _abandon(port, kind):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        if kind == "half-greeting":
+            s.sendall(b"\x05")
+        elif kind == "greeting-only":
+            s.sendall(b"\x05\x01\x00")
+            recv_exact(s, 2)
+        elif kind == "half-request":
+            s.sendall(b"\x05\x01\x00")
+            recv_exact(s, 2)
+            s.sendall(b"\x05\x01\x00\x01\x7f\x00")
+        elif kind == "half-http":
+            s.sendall(b"CONNECT 127.0.0.1:1 HTTP/1.1\r\nHost: 12")
+        elif kind == "rst":
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("kind", ["connect-close", "half-greeting", "greeting-only", "half-request", "rst"])
+def test_abandoned_socks5_handshakes_no_fd_leak(proxy, kind):
+    pid = proxy["pid"]
+    start = baseline(pid)
+    errors = run_batches(lambda i: _abandon(proxy["socks"], kind), 100)
+    assert not errors, errors[:5]
+    end = settle(pid, start + SLACK)
+    assert end <= start + SLACK, f"fds {start} -> {end} after 100 abandoned ({kind}) handshakes"
+
+
+@pytest.mark.parametrize("kind", ["connect-close", "half-http"])
+def test_abandoned_http_handshakes_no_fd_leak(proxy, kind):
+    pid = proxy["pid"]
+    start = baseline(pid)
+    errors = run_batches(lambda i: _abandon(proxy["http"], kind), 100)
+    assert not errors, errors[:5]
+    end = settle(pid, start + SLACK)
+    assert end <= start + SLACK, f"fds {start} -> {end} after 100 abandoned ({kind}) handshakes"
+
+
+def test_idle_tunnels_closed_after_clients_close(proxy):
+    pid, port, echo = proxy["pid"], proxy["socks"], proxy["echo"]
+    start = baseline(pid)
+    socks = []
+    try:
+        for _ in range(200):
+            socks.append(socks5_open(port, echo.port))
+        # each idle tunnel holds the client side and the upstream side in gostg
+        held = fd_count(pid)
+        assert held >= start + 2 * 200 - SLACK, f"only {held - start} fds for 200 open tunnels"
+        # they are all alive: the last one still echoes
+        socks[-1].sendall(b"alive?")
+        assert recv_exact(socks[-1], 6) == b"alive?"
+    finally:
+        for s in socks:
+            s.close()
+    end = settle(pid, start + SLACK)
+    assert end <= start + SLACK, f"fds {start} -> {end} after closing 200 idle tunnels"
