@@ -1,0 +1,873 @@
+#!/usr/bin/env python3
+"""gostg relay benchmark: gostg vs pproxy vs microsocks, side by side on loopback.
+
+Run:  .venv/bin/python bench/bench.py [--size 1GiB] [--duration 5] [--tunnels 2000]
+
+One run starts every proxy at once (each in its own process, RLIMIT_NOFILE raised), plus two
+helper server processes of its own (a blocking-socket sink/source and a gevent echo server),
+then measures, per proxy:
+
+1. RSS per idle tunnel   (fresh proxies first, so earlier tests do not pre-grow the heap)
+2. SOCKS5 connections/s  (50 concurrent clients: connect + handshake + CONNECT + 64 B echo + close)
+3. SOCKS5 and HTTP CONNECT throughput, upload and download, 1 stream, + proxy CPU s/GiB
+
+and prints a markdown table (also written to bench/out/results.md). See bench/README.md.
+
+Sub-commands starting with "_" are the helper processes; they are started by the main run.
+Everything talks to 127.0.0.1 only; every loop is bounded by a size, a count or a deadline.
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+OUT = os.path.join(HERE, "out")
+VENV_PY = os.path.join(ROOT, ".venv", "bin", "python")
+PY = VENV_PY if os.path.exists(VENV_PY) else sys.executable
+HOST = "127.0.0.1"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+GiB = 1 << 30
+CHUNK = 1 << 20           # client / sink user-space buffer
+HDR = struct.Struct("!4sQ4x")  # op (b"UPLD" | b"DNLD"), size: 16 bytes
+IO_TIMEOUT = 30.0         # per socket operation; bounds every blocking call
+
+
+# --------------------------------------------------------------------------- helpers
+
+#: --pin: CPU set for the proxies, and for everything else (None: no pinning)
+PIN = {"proxy": None, "other": None}
+
+
+def _pin(role):
+    cpus = PIN[role]
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+
+
+def proxy_preexec():
+    raise_nofile()
+    _pin("proxy")
+
+
+def other_preexec():
+    raise_nofile()
+    _pin("other")
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        pass
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def parse_size(s):
+    s = s.strip()
+    units = {"KIB": 1 << 10, "MIB": 1 << 20, "GIB": 1 << 30, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30,
+             "KB": 10**3, "MB": 10**6, "GB": 10**9, "B": 1}
+    for u in sorted(units, key=len, reverse=True):
+        if s.upper().endswith(u):
+            return int(float(s[: -len(u)]) * units[u])
+    return int(s)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc=None, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            socket.create_connection((HOST, port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def cpu_seconds(pid):
+    """utime + stime of the whole process (all threads) from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14, 15 of stat(5)
+
+
+def cpu_split(pid):
+    """(utime, stime) seconds of the whole process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def code_fingerprint():
+    """sha256 over gostg/**/*.py + bin/gostg, and the newest mtime: which code was measured."""
+    import hashlib
+    h = hashlib.sha256()
+    newest = 0.0
+    files = [os.path.join(ROOT, "bin", "gostg")]
+    for d, _, fs in os.walk(os.path.join(ROOT, "gostg")):
+        files += [os.path.join(d, f) for f in fs if f.endswith(".py")]
+    for path in sorted(files):
+        with open(path, "rb") as f:
+            h.update(os.path.relpath(path, ROOT).encode() + b"\0" + f.read())
+        newest = max(newest, os.path.getmtime(path))
+    return h.hexdigest()[:12], time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(newest))
+
+
+def machine_busy():
+    """(busy, total) jiffies of all CPUs from /proc/stat."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return sum(v) - v[3] - v[4], sum(v)
+
+
+def minflt(pid):
+    """Minor page faults of the whole process (stat(5) field 10)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[7])
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def recv_exact(s, n):
+    buf = bytearray()
+    while len(buf) < n:
+        d = s.recv(n - len(buf))
+        if not d:
+            raise ConnectionError(f"EOF after {len(buf)}/{n} bytes")
+        buf += d
+    return bytes(buf)
+
+
+def socks5_connect(s, port):
+    s.sendall(b"\x05\x01\x00")
+    if recv_exact(s, 2) != b"\x05\x00":
+        raise ConnectionError("socks5: method refused")
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton(HOST) + struct.pack("!H", port))
+    head = recv_exact(s, 4)
+    if head[1] != 0:
+        raise ConnectionError(f"socks5: reply {head[1]}")
+    atyp = head[3]
+    recv_exact(s, 6 if atyp == 1 else 18 if atyp == 4 else recv_exact(s, 1)[0] + 2)
+
+
+def http_connect(s, port):
+    s.sendall(f"CONNECT {HOST}:{port} HTTP/1.1\r\nHost: {HOST}:{port}\r\n\r\n".encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        if len(buf) > 16384:
+            raise ConnectionError("http: reply too long")
+        d = s.recv(1)  # byte-wise: never swallow tunnel bytes (none are sent yet anyway)
+        if not d:
+            raise ConnectionError("http: EOF in reply")
+        buf += d
+    if buf.split(b" ", 2)[1] != b"200":
+        raise ConnectionError(f"http: {buf[:40]!r}")
+
+
+def open_tunnel(proto, proxy_port, target_port, timeout=IO_TIMEOUT):
+    """→ blocking socket connected to 127.0.0.1:target_port (through the proxy unless direct)."""
+    s = socket.create_connection((HOST, proxy_port if proto != "direct" else target_port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        if proto == "socks5":
+            socks5_connect(s, target_port)
+        elif proto == "http":
+            http_connect(s, target_port)
+    except BaseException:
+        s.close()
+        raise
+    return s
+
+
+# --------------------------------------------------------------------------- helper processes
+
+def serve_sinksrc(port):
+    """Blocking sockets, one native thread per connection, 1 MiB recv_into / sendall buffers.
+    Header op UPLD: read exactly size bytes, answer b"OK". DNLD: send size bytes."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((HOST, port))
+    ls.listen(128)
+    zeros = bytearray(CHUNK)
+
+    def handle(c):
+        with c:
+            c.settimeout(IO_TIMEOUT)
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                op, size = HDR.unpack(recv_exact(c, HDR.size))
+                if op == b"UPLD":
+                    buf = bytearray(CHUNK)
+                    got = 0
+                    while got < size:
+                        n = c.recv_into(buf, min(CHUNK, size - got))
+                        if not n:
+                            return
+                        got += n
+                    c.sendall(b"OK")
+                elif op == b"DNLD":
+                    mv = memoryview(zeros)
+                    left = size
+                    while left > 0:
+                        n = min(CHUNK, left)
+                        c.sendall(mv[:n])
+                        left -= n
+                # wait for the client to close first (bounded by IO_TIMEOUT)
+                c.recv(1)
+            except OSError:
+                pass
+
+    while True:
+        c, _ = ls.accept()
+        threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+
+def serve_echo(port):
+    """gevent echo server (not monkey-patched; gevent.socket used directly)."""
+    from gevent.server import StreamServer
+    from gevent import socket as gsocket
+
+    def handle(c, _addr):
+        c.setsockopt(gsocket.IPPROTO_TCP, gsocket.TCP_NODELAY, 1)
+        try:
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    break
+                c.sendall(d)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    srv = StreamServer((HOST, port), handle, backlog=4096)
+    srv.serve_forever()
+
+
+def connrate_driver(proxy_port, echo_port, nconc, start_at, duration, proto):
+    """gevent client: nconc greenlets loop connect → SOCKS5 → CONNECT → 64 B echo → close.
+    Counts the loops that complete inside [start_at, start_at + duration]. Prints JSON."""
+    import gevent
+    from gevent import socket as gs
+
+    payload = os.urandom(64)
+    target = b"\x05\x01\x00\x01" + socket.inet_aton(HOST) + struct.pack("!H", echo_port)
+    end = start_at + duration
+    res = {"ok": 0, "err": 0, "errors": {}}
+
+    def rx(s, n):
+        buf = b""
+        while len(buf) < n:
+            d = s.recv(n - len(buf))
+            if not d:
+                raise ConnectionError("EOF")
+            buf += d
+        return buf
+
+    def one():
+        s = gs.socket(gs.AF_INET, gs.SOCK_STREAM)
+        try:
+            s.settimeout(10)
+            s.setsockopt(gs.IPPROTO_TCP, gs.TCP_NODELAY, 1)
+            if proto == "direct":
+                s.connect((HOST, echo_port))
+            else:
+                s.connect((HOST, proxy_port))
+                s.sendall(b"\x05\x01\x00")
+                if rx(s, 2) != b"\x05\x00":
+                    raise ConnectionError("method")
+                s.sendall(target)
+                h = rx(s, 4)
+                if h[1] != 0:
+                    raise ConnectionError(f"rep {h[1]}")
+                rx(s, 6 if h[3] == 1 else 18 if h[3] == 4 else rx(s, 1)[0] + 2)
+            s.sendall(payload)
+            if rx(s, 64) != payload:
+                raise ConnectionError("echo mismatch")
+        finally:
+            s.close()
+
+    def worker():
+        while True:
+            now = time.time()
+            if now >= end:
+                return
+            try:
+                one()
+            except (OSError, ConnectionError) as exc:
+                if start_at <= time.time() <= end:
+                    res["err"] += 1
+                    k = type(exc).__name__ + ":" + str(exc)[:40]
+                    res["errors"][k] = res["errors"].get(k, 0) + 1
+                gevent.sleep(0.01)
+                continue
+            if now >= start_at and time.time() <= end:
+                res["ok"] += 1
+
+    gevent.sleep(max(0.0, start_at - time.time()))
+    gevent.joinall([gevent.spawn(worker) for _ in range(nconc)], timeout=duration + 20)
+    print(json.dumps(res), flush=True)
+
+
+# --------------------------------------------------------------------------- proxies
+
+PPROXY_SHIM = r"""
+import asyncio, sys
+mode = sys.argv.pop(1)
+if mode == "uvloop":
+    import uvloop
+    def _install():  # pproxy calls uvloop.install() then asyncio.get_event_loop(): give it a loop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        asyncio.set_event_loop(uvloop.new_event_loop())
+    uvloop.install = _install
+else:
+    sys.modules["uvloop"] = None  # pproxy's `__import__('uvloop')` then raises ModuleNotFoundError
+from pproxy.server import main
+_orig = asyncio.get_event_loop
+def _report():
+    loop = _orig()
+    print("bench-shim: event loop =", type(loop).__module__ + "." + type(loop).__qualname__, flush=True)
+    return loop
+asyncio.get_event_loop = _report
+sys.argv[0] = "pproxy"
+main()
+"""
+
+
+class Proxy:
+    def __init__(self, name, kind, cmd_fn, has_http=True, env=None):
+        self.name, self.kind, self.cmd_fn, self.has_http = name, kind, cmd_fn, has_http
+        self.env = env
+        self.socks_port = free_port()
+        self.http_port = free_port() if has_http else None
+        self.proc = None
+        self.log_path = os.path.join(OUT, "logs", f"{name}.log")
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def start(self):
+        cmd = self.cmd_fn(self)
+        self.cmd = cmd
+        self.logf = open(self.log_path, "wb")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(self.env or {}))
+        self.proc = subprocess.Popen(cmd, stdout=self.logf, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=proxy_preexec, cwd=ROOT)
+        for p in (self.socks_port, self.http_port):
+            if p and not wait_port(p, self.proc):
+                raise RuntimeError(f"{self.name} did not start listening on {p}; see {self.log_path}")
+
+    def log_text(self, limit=4000):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read(limit).decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+
+def gostg_cmd(level):
+    def f(p):
+        cmd = [PY, os.path.join(ROOT, "bin", "gostg"), "-L", f"socks5://{HOST}:{p.socks_port}",
+               "-L", f"http://{HOST}:{p.http_port}"]
+        if level:
+            cmd += ["-C", json.dumps({"log": {"level": level}})]
+        return cmd
+    return f
+
+
+def pproxy_cmd(mode):
+    def f(p):
+        return [PY, "-c", PPROXY_SHIM, mode, "-l", f"socks5://{HOST}:{p.socks_port}",
+                "-l", f"http://{HOST}:{p.http_port}"]
+    return f
+
+
+def pproxy_plain_cmd(p):
+    return [os.path.join(ROOT, ".venv", "bin", "pproxy"), "-l", f"socks5://{HOST}:{p.socks_port}",
+            "-l", f"http://{HOST}:{p.http_port}"]
+
+
+def microsocks_cmd(p):
+    return ["/usr/bin/microsocks", "-i", HOST, "-p", str(p.socks_port)]
+
+
+def check_pproxy_loop():
+    """What happens when pproxy is started the ordinary way, with uvloop installed."""
+    info = {}
+    r = subprocess.run([PY, "-c", "import uvloop; print(uvloop.__version__)"], capture_output=True, text=True,
+                       timeout=30)
+    info["uvloop_importable"] = r.returncode == 0
+    info["uvloop_version"] = r.stdout.strip() if r.returncode == 0 else None
+    p = Proxy("pproxy-plain-check", "check", pproxy_plain_cmd)
+    p.logf = open(p.log_path, "wb")
+    proc = subprocess.Popen(pproxy_plain_cmd(p), stdout=p.logf, stderr=subprocess.STDOUT,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        ok = wait_port(p.socks_port, proc, timeout=8)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        p.logf.close()
+    text = p.log_text()
+    info["plain_pproxy_runs"] = ok
+    info["plain_pproxy_said_using_uvloop"] = "Using uvloop" in text
+    last = [ln for ln in text.strip().splitlines() if ln.strip()]
+    info["plain_pproxy_last_line"] = last[-1][:160] if last else ""
+    return info
+
+
+# --------------------------------------------------------------------------- measurements
+
+def measure_throughput(proxy, proto, direction, size, sink_port):
+    """One stream through the proxy. → (MB/s, proxy CPU s/GiB or None)."""
+    s = open_tunnel(proto, proxy.socks_port if proto != "http" else proxy.http_port, sink_port)
+    try:
+        buf = bytearray(CHUNK)
+        mv = memoryview(buf)
+        pid = proxy.pid if proxy.proc else None
+        u0, c0 = cpu_split(pid) if pid else (0.0, 0.0)
+        c0 += u0
+        f0 = minflt(pid) if pid else 0
+        b0, tot0 = machine_busy()
+        t0 = time.perf_counter()
+        if direction == "up":
+            s.sendall(HDR.pack(b"UPLD", size))
+            left = size
+            while left > 0:
+                n = min(CHUNK, left)
+                s.sendall(mv[:n])
+                left -= n
+            if recv_exact(s, 2) != b"OK":
+                raise ConnectionError("sink did not acknowledge")
+        else:
+            s.sendall(HDR.pack(b"DNLD", size))
+            got = 0
+            while got < size:
+                n = s.recv_into(buf, min(CHUNK, size - got))
+                if not n:
+                    raise ConnectionError(f"EOF after {got}/{size}")
+                got += n
+        dt = time.perf_counter() - t0
+        u1, c1 = cpu_split(pid) if pid else (0.0, 0.0)
+        c1 += u1
+        f1 = minflt(pid) if pid else 0
+        b1, tot1 = machine_busy()
+    finally:
+        s.close()
+    measure_throughput.last_faults = (f1 - f0) / (size / GiB) if pid else None
+    measure_throughput.last_busy = (b1 - b0) / max(1, tot1 - tot0)  # share of all CPUs busy
+    measure_throughput.last_user = (u1 - u0) / (size / GiB) if pid else None
+    return size / dt / 1e6, ((c1 - c0) / (size / GiB) if pid else None)
+
+
+def measure_connrate(proxy, echo_port, duration, procs, conc):
+    """→ (conn/s, errors, proxy CPU µs per connection)."""
+    proto = "direct" if proxy.proc is None else "socks5"
+    start_at = time.time() + 1.5  # let the drivers import gevent and spawn first
+    per = [conc // procs + (1 if i < conc % procs else 0) for i in range(procs)]
+    drivers = []
+    try:
+        for n in per:
+            drivers.append(subprocess.Popen(
+                [PY, os.path.abspath(__file__), "_connrate", str(proxy.socks_port or 0), str(echo_port), str(n),
+                 repr(start_at), str(duration), proto], stdout=subprocess.PIPE, preexec_fn=other_preexec))
+        time.sleep(max(0.0, start_at - time.time()))
+        u0, s0 = cpu_split(proxy.pid) if proxy.proc else (0.0, 0.0)
+        time.sleep(duration)
+        u1, s1 = cpu_split(proxy.pid) if proxy.proc else (0.0, 0.0)
+        c0, c1 = u0 + s0, u1 + s1
+        ok = err = 0
+        errors = {}
+        for d in drivers:
+            out, _ = d.communicate(timeout=duration + 30)
+            r = json.loads(out.decode().strip().splitlines()[-1])
+            ok += r["ok"]
+            err += r["err"]
+            for k, v in r["errors"].items():
+                errors[k] = errors.get(k, 0) + v
+    finally:
+        for d in drivers:
+            if d.poll() is None:
+                d.kill()
+                d.wait(5)
+    rate = ok / duration
+    cpu_us = (c1 - c0) / ok * 1e6 if (proxy.proc and ok) else None
+    measure_connrate.last_user_us = (u1 - u0) / ok * 1e6 if (proxy.proc and ok) else None
+    return rate, err, errors, cpu_us
+
+
+def measure_rss(proxy, echo_port, ntunnels, warmup=50):
+    """→ (RSS before KiB, RSS with tunnels KiB, per-tunnel KiB)."""
+    msg = b"x" * 32
+    for _ in range(warmup):  # first-use allocations (imports, pools) are not per-tunnel cost
+        s = open_tunnel("socks5", proxy.socks_port, echo_port, timeout=10)
+        with s:
+            s.sendall(msg)
+            recv_exact(s, len(msg))
+    time.sleep(1.0)
+    before = rss_kib(proxy.pid)
+    socks = []
+    try:
+        for _ in range(ntunnels):
+            s = open_tunnel("socks5", proxy.socks_port, echo_port, timeout=10)
+            socks.append(s)
+            s.sendall(msg)
+            if recv_exact(s, len(msg)) != msg:
+                raise ConnectionError("echo mismatch")
+        time.sleep(1.5)  # idle
+        samples = []
+        for _ in range(3):
+            time.sleep(0.2)
+            samples.append(rss_kib(proxy.pid))
+        with_t = max(samples)
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(1.0)
+    after = rss_kib(proxy.pid)
+    return before, with_t, (with_t - before) / ntunnels, after
+
+
+# --------------------------------------------------------------------------- report
+
+def fmt(v, nd=0):
+    if v is None:
+        return "–"
+    if isinstance(v, str):
+        return v
+    return f"{v:,.{nd}f}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return None
+    return a / b
+
+
+def build_report(env, proxies, res, args):
+    names = [p.name for p in proxies]
+    rows = []  # (label, key, decimals, better)
+    for proto in ("socks5", "http"):
+        for d in ("up", "down"):
+            rows.append((f"{proto.upper()} {d}load MB/s (warm)", ("tput", proto, d, "warm"), 0, "higher"))
+            rows.append((f"{proto.upper()} {d}load proxy CPU s/GiB (warm)", ("cpu", proto, d, "warm"), 2, "lower"))
+    for d in ("up", "down"):
+        rows.append((f"SOCKS5 {d}load: proxy user-space CPU s/GiB (warm)", ("usr", "socks5", d, "warm"), 2, "lower"))
+    for d in ("up", "down"):
+        rows.append((f"SOCKS5 {d}load: all CPUs busy % (warm)", ("busy", "socks5", d, "warm"), 0, "info"))
+    for d in ("up", "down"):
+        rows.append((f"fresh proxy: SOCKS5 {d}load MB/s", ("tput", "socks5", d, "fresh"), 0, "higher"))
+        rows.append((f"fresh proxy: SOCKS5 {d}load CPU s/GiB", ("cpu", "socks5", d, "fresh"), 2, "lower"))
+        rows.append((f"fresh proxy: SOCKS5 {d}load minor faults/GiB", ("flt", "socks5", d, "fresh"), 0, "lower"))
+    rows.append(("SOCKS5 conn/s (50 clients)", ("conn",), 0, "higher"))
+    rows.append(("proxy CPU µs per connection", ("conncpu",), 0, "lower"))
+    rows.append(("… of which user-space µs", ("connusr",), 0, "lower"))
+    rows.append(("RSS per idle tunnel KiB", ("rss",), 1, "lower"))
+    rows.append(("RSS before tunnels MiB", ("rss0",), 1, "lower"))
+    main = "gostg"
+    peers = [n for n in names if n not in ("gostg", "direct")]
+    lines = []
+    hdr = ["metric"] + names + [f"gostg/{p}" for p in peers if not p.startswith("gostg")] + ["better"]
+    lines.append("| " + " | ".join(hdr) + " |")
+    lines.append("|" + "|".join(["---"] + ["---:"] * (len(hdr) - 2) + [":---:"]) + "|")
+    for label, key, nd, better in rows:
+        vals = [res.get(n, {}).get(key) for n in names]
+        if all(v is None for v in vals):
+            continue
+        cells = [label] + [fmt(v, nd) for v in vals]
+        g = res.get(main, {}).get(key)
+        for p in peers:
+            if p.startswith("gostg"):
+                continue
+            r = ratio(g, res.get(p, {}).get(key))
+            cells.append(fmt(r, 2) + "×" if r is not None else "–")
+        cells.append(better)
+        lines.append("| " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+
+    # targets from the issue: vs pproxy on uvloop
+    pp = "pproxy-uvloop"
+    tg = []
+
+    def check(label, val, target, ok):
+        tg.append(f"| {label} | {fmt(val, 1 if 'KiB' in label else 3)}{'×' if 'KiB' not in label else ''} | {target} | "
+                  f"{'PASS' if ok else ('MISS' if val is not None else '–')} |")
+
+    for state in ("warm", "fresh"):
+        for proto in ("socks5", "http"):
+            for d in ("up", "down"):
+                k = ("tput", proto, d, state)
+                r = ratio(res.get(main, {}).get(k), res.get(pp, {}).get(k))
+                if r is not None:
+                    check(f"{proto.upper()} {d}load throughput gostg/{pp} ({state})", r, "≥ 1.5×", r >= 1.5)
+    r = ratio(res.get(main, {}).get(("conn",)), res.get(pp, {}).get(("conn",)))
+    check(f"SOCKS5 conn/s gostg/{pp}", r, "≥ 1.0×", r is not None and r >= 1.0)
+    v = res.get(main, {}).get(("rss",))
+    check("gostg RSS per idle tunnel KiB", v, "≤ 16 KiB", v is not None and v <= 16)
+    targets = "| target | value | goal | |\n|---|---:|---|:---:|\n" + "\n".join(tg)
+
+    envl = [f"- gostg code measured: sha256(gostg/**/*.py, bin/gostg) = {env['code'][0]}, newest file "
+            f"modified {env['code'][1]} UTC",
+            f"- host: {env['nproc']} CPU ({env['cpu']}), Linux {env['kernel']}, Python {env['python']}, "
+            f"gevent {env.get('gevent')}, uvloop {env['pproxy'].get('uvloop_version')}",
+            f"- size per throughput run: {args.size / GiB:g} GiB ({args.size:,} B), repeats: {args.repeat} "
+            f"(median shown); conn/s: {args.conc} clients in {args.procs} gevent processes, {args.duration:g} s × {args.conn_repeat} interleaved rounds (median); "
+            f"idle tunnels: {args.tunnels}",
+            "- client, proxy, sink/echo share the same CPUs: absolute numbers are pessimistic; "
+            "compare columns, not against other machines"
+            + (f"; --pin: proxies on CPU {sorted(PIN['proxy'])}, client/sink/echo on CPU {sorted(PIN['other'])}"
+               if args.pin else " (no CPU pinning)"),
+            f"- pproxy launched plainly (`.venv/bin/pproxy`): runs={env['pproxy']['plain_pproxy_runs']}, "
+            f"printed 'Using uvloop'={env['pproxy']['plain_pproxy_said_using_uvloop']}, "
+            f"last line: `{env['pproxy']['plain_pproxy_last_line']}`",
+            ]
+    for p in proxies:
+        if p.kind == "pproxy":
+            envl.append(f"- {p.name}: {env.get('loops', {}).get(p.name, '?')}")
+    envl.append("- MB = 10^6 bytes; CPU = utime+stime of the proxy process from /proc/<pid>/stat")
+    if env.get("conn_errors"):
+        envl.append(f"- conn/s errors: {json.dumps(env['conn_errors'])}")
+    return table, targets, "\n".join(envl)
+
+
+# --------------------------------------------------------------------------- main
+
+def run(args):
+    os.makedirs(os.path.join(OUT, "logs"), exist_ok=True)
+    nofile = raise_nofile()
+    if args.pin:
+        n = os.cpu_count()
+        PIN["proxy"], PIN["other"] = {n - 1}, set(range(n - 1)) or {0}
+        _pin("other")
+    if nofile[0] < 2 * args.tunnels + 100:
+        print(f"warning: RLIMIT_NOFILE {nofile} may be too low for {args.tunnels} tunnels", file=sys.stderr)
+    env = {"nproc": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(),
+           "cpu": platform.processor() or platform.machine()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            env["cpu"] = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    r = subprocess.run([PY, "-c", "import gevent; print(gevent.__version__)"], capture_output=True, text=True,
+                       timeout=30)
+    env["gevent"] = r.stdout.strip()
+    env["code"] = code_fingerprint()
+    env["pproxy"] = check_pproxy_loop()
+    print(f"pproxy loop check: {env['pproxy']}", flush=True)
+
+    all_proxies = {
+        "gostg": lambda: Proxy("gostg", "gostg", gostg_cmd("error")),
+        "gostg-info": lambda: Proxy("gostg-info", "gostg", gostg_cmd(None)),
+        "pproxy-uvloop": lambda: Proxy("pproxy-uvloop", "pproxy",
+                                       pproxy_plain_cmd if env["pproxy"]["plain_pproxy_runs"]
+                                       else pproxy_cmd("uvloop")),
+        "pproxy-asyncio": lambda: Proxy("pproxy-asyncio", "pproxy", pproxy_cmd("asyncio")),
+        "microsocks": lambda: Proxy("microsocks", "microsocks", microsocks_cmd, has_http=False),
+    }
+    proxies = [all_proxies[n]() for n in args.proxies]
+    direct = Proxy.__new__(Proxy)
+    direct.name, direct.kind, direct.proc, direct.has_http = "direct", "direct", None, True
+    direct.socks_port = direct.http_port = None
+    columns = ([direct] if args.direct else []) + proxies
+
+    helpers = []
+    res = {p.name: {} for p in columns}
+    conn_errors = {}
+    sink_port, echo_port = free_port(), free_port()
+    try:
+        for sub, port in (("_sinksrc", sink_port), ("_echo", echo_port)):
+            h = subprocess.Popen([PY, os.path.abspath(__file__), sub, str(port)], preexec_fn=other_preexec)
+            helpers.append(h)
+            if not wait_port(port, h):
+                raise RuntimeError(f"helper {sub} did not start")
+        for p in proxies:
+            p.start()
+            print(f"started {p.name} pid={p.pid} socks={p.socks_port} http={p.http_port}", flush=True)
+        time.sleep(1.0)
+        env["loops"] = {}
+        for p in proxies:
+            if p.kind == "pproxy":
+                t = p.log_text()
+                loop = [ln for ln in t.splitlines() if "event loop" in ln or "Using uvloop" in ln]
+                env["loops"][p.name] = "; ".join(loop) or "no loop line printed (stock asyncio loop)"
+                print(f"{p.name}: {env['loops'][p.name]}", flush=True)
+
+        def test_rss():
+            for p in proxies:
+                b, w, per, after = measure_rss(p, echo_port, args.tunnels)
+                res[p.name][("rss",)] = per
+                res[p.name][("rss0",)] = b / 1024
+                print(f"rss   {p.name:15s} before={b} KiB with={w} KiB after-close={after} KiB "
+                      f"-> {per:.1f} KiB/tunnel", flush=True)
+                time.sleep(1.0)
+
+        def test_conn():
+            # interleaved rounds, so a slow phase of the machine hits every column alike
+            rates = {p.name: [] for p in columns}
+            cpus = {p.name: [] for p in columns}
+            users = {p.name: [] for p in columns}
+            for p in columns:  # unmeasured warm-up round
+                measure_connrate(p, echo_port, 1.0, args.procs, args.conc)
+            for rnd in range(args.conn_repeat):
+                for p in columns:
+                    rate, err, errors, cpu_us = measure_connrate(p, echo_port, args.duration, args.procs,
+                                                                 args.conc)
+                    rates[p.name].append(rate)
+                    if cpu_us is not None:
+                        cpus[p.name].append(cpu_us)
+                        users[p.name].append(measure_connrate.last_user_us)
+                    if err:
+                        conn_errors.setdefault(p.name, {})
+                        for k, v in errors.items():
+                            conn_errors[p.name][k] = conn_errors[p.name].get(k, 0) + v
+                    print(f"conn  {p.name:15s} round {rnd + 1}: {rate:8.0f} conn/s  errors={err}  proxy CPU "
+                          f"{fmt(cpu_us)} µs/conn (user {fmt(measure_connrate.last_user_us)})", flush=True)
+                    time.sleep(1.0)
+            for p in columns:
+                res[p.name][("conn",)] = statistics.median(rates[p.name])
+                res[p.name][("conncpu",)] = statistics.median(cpus[p.name]) if cpus[p.name] else None
+                res[p.name][("connusr",)] = statistics.median(users[p.name]) if users[p.name] else None
+
+        def test_tput(state="warm", protos=("socks5", "http")):
+            # rounds interleave the proxies, so a slow phase of the machine hits every column alike
+            cells = [(p, proto, d) for p in columns for proto in protos for d in ("up", "down")
+                     if proto != "http" or p.has_http]
+            runs = {(p.name, proto, d): ([], [], []) for p, proto, d in cells}
+            busy = {(p.name, proto, d): [] for p, proto, d in cells}
+            users = {(p.name, proto, d): [] for p, proto, d in cells}
+            for rnd in range(args.repeat):
+                for p, proto, d in cells:
+                    m, c = measure_throughput(p, "direct" if p.proc is None else proto, d, args.size, sink_port)
+                    mbs, cpus, faults = runs[(p.name, proto, d)]
+                    busy[(p.name, proto, d)].append(measure_throughput.last_busy)
+                    if c is not None:
+                        users[(p.name, proto, d)].append(measure_throughput.last_user)
+                    mbs.append(m)
+                    if c is not None:
+                        cpus.append(c)
+                        faults.append(measure_throughput.last_faults)
+            for p, proto, d in cells:
+                mbs, cpus, faults = runs[(p.name, proto, d)]
+                r = res[p.name]
+                r[("tput", proto, d, state)] = statistics.median(mbs)
+                r[("cpu", proto, d, state)] = statistics.median(cpus) if cpus else None
+                r[("flt", proto, d, state)] = statistics.median(faults) if faults else None
+                r[("busy", proto, d, state)] = 100 * statistics.median(busy[(p.name, proto, d)])
+                u = users[(p.name, proto, d)]
+                r[("usr", proto, d, state)] = statistics.median(u) if u else None
+                print(f"tput  {p.name:15s} {state:5s} {proto:6s} {d:4s} {statistics.median(mbs):8.0f} MB/s "
+                      f"(runs: {', '.join(f'{m:.0f}' for m in mbs)})  proxy CPU "
+                      f"{fmt(r[('cpu', proto, d, state)], 2)} s/GiB (runs: {', '.join(f'{c:.2f}' for c in cpus)}; "
+                      f"user {fmt(r[('usr', proto, d, state)], 2)}), "
+                      f"{fmt(r[('flt', proto, d, state)])} minor faults/GiB, machine busy "
+                      f"{r[('busy', proto, d, state)]:.0f}%", flush=True)
+
+        tests = {"rss": test_rss, "conn": test_conn, "tput": test_tput,
+                 "tputfresh": lambda: test_tput("fresh", ("socks5",))}
+        for t in args.tests:
+            tests[t]()
+        for p in proxies:
+            if p.proc.poll() is not None:
+                raise RuntimeError(f"{p.name} exited early (rc={p.proc.returncode}); see {p.log_path}")
+    finally:
+        for p in proxies:
+            if p.proc is not None and p.proc.poll() is None:
+                p.proc.terminate()
+        for h in helpers:
+            if h.poll() is None:
+                h.terminate()
+        for x in [p.proc for p in proxies if p.proc is not None] + helpers:
+            try:
+                x.wait(5)
+            except subprocess.TimeoutExpired:
+                x.kill()
+                x.wait(5)
+        for p in proxies:
+            if getattr(p, "logf", None):
+                p.logf.close()
+
+    env["conn_errors"] = conn_errors
+    table, targets, envtext = build_report(env, columns, res, args)
+    text = (f"# gostg relay benchmark\n\n{time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n\n{envtext}\n\n"
+            f"## Results\n\n{table}\n\nRatios are gostg (log level error) / peer. For MB/s and conn/s "
+            f"higher is better (ratio > 1 = gostg better); for CPU s/GiB, CPU µs/conn and RSS lower is better "
+            f"(ratio < 1 = gostg better).\n\n## Targets (issue)\n\n{targets}\n")
+    print("\n" + text)
+    with open(os.path.join(OUT, args.out), "w") as f:
+        f.write(text)
+    print(f"written to {os.path.join(OUT, args.out)}")
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1].startswith("_"):
+        cmd, rest = sys.argv[1], sys.argv[2:]
+        raise_nofile()
+        if cmd == "_sinksrc":
+            return serve_sinksrc(int(rest[0]))
+        if cmd == "_echo":
+            return serve_echo(int(rest[0]))
+        if cmd == "_connrate":
+            return connrate_driver(int(rest[0]), int(rest[1]), int(rest[2]), float(rest[3]), float(rest[4]),
+                                   rest[5])
+        raise SystemExit(f"unknown helper {cmd}")
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", type=parse_size, default=GiB, help="bytes per throughput run (1GiB, 256MiB …)")
+    ap.add_argument("--repeat", type=int, default=3, help="throughput runs per cell (median reported)")
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per conn/s run")
+    ap.add_argument("--conc", type=int, default=50, help="concurrent clients for conn/s")
+    ap.add_argument("--procs", type=int, default=2, help="client driver processes for conn/s")
+    ap.add_argument("--tunnels", type=int, default=2000, help="idle tunnels for the RSS test")
+    ap.add_argument("--proxies", default="gostg,gostg-info,pproxy-uvloop,pproxy-asyncio,microsocks",
+                    type=lambda s: [x for x in s.split(",") if x])
+    ap.add_argument("--conn-repeat", type=int, default=3, help="interleaved conn/s rounds (median reported)")
+    ap.add_argument("--tests", default="tputfresh,rss,conn,tput", type=lambda s: s.split(","),
+                    help="tests to run, in this order: tputfresh (SOCKS5 throughput on just-started proxies), "
+                         "rss, conn, tput (throughput after rss+conn warmed the proxies)")
+    ap.add_argument("--no-direct", dest="direct", action="store_false",
+                    help="skip the no-proxy baseline column")
+    ap.add_argument("--pin", action="store_true",
+                    help="pin the proxies to the last CPU and everything else to the others")
+    ap.add_argument("--out", default="results.md", help="file name under bench/out/")
+    args = ap.parse_args()
+
+    def on_term(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
