@@ -4,7 +4,6 @@ For ``retries + 1`` attempts, each bounded by ``dial_timeout``:
 hosts mapping → resolver → (else keep the name: the last hop resolves it) → chain route
 (late-bound by name) → direct dial when the route is empty.
 """
-import ipaddress
 import time
 
 import gevent
@@ -15,29 +14,32 @@ from .protocols.addr import join_host_port, split_host_port
 
 
 def _ip_family(host):
-    try:
-        return socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    except ValueError:
-        return None
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return family
+        except OSError:
+            pass
+    return None
 
 
 def dial_tcp(addr, timeout):
     """Open a TCP connection with Nagle off (GOST's Go sockets have TCP_NODELAY).
-    IP literals skip getaddrinfo, which gevent runs on a thread pool."""
+    IP literals skip getaddrinfo, which gevent runs on a thread pool. The caller bounds the
+    whole dial (Router.dial's deadline), so no per-socket timeout is set here."""
     host, port = split_host_port(addr)
     family = _ip_family(host)
     if family is None:
         s = socket.create_connection((host, port), timeout=timeout)
+        s.settimeout(None)
     else:
         s = socket.socket(family, socket.SOCK_STREAM)
         try:
-            s.settimeout(timeout)
             s.connect((host, port))
         except BaseException:
             s.close()
             raise
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    s.settimeout(None)
     return s
 
 

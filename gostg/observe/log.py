@@ -15,9 +15,15 @@ LEVELS = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logg
           "panic": logging.CRITICAL}
 
 
+_stamp = [0, ""]
+
+
 def _timestamp(_, __, ev):
     t = time.time()
-    ev["time"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t)) + f".{int(t % 1 * 1000):03d}" + time.strftime("%z")
+    sec = int(t)
+    if sec != _stamp[0]:  # strftime once a second, not once a line
+        _stamp[0], _stamp[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S.{}%z", time.localtime(sec))
+    ev["time"] = _stamp[1].format(f"{int(t % 1 * 1000):03d}")
     return ev
 
 
