@@ -178,23 +178,25 @@ class HTTPHandler(Handler):
                         _reply(conn, 502, "Bad Gateway")
                         ctx.log.error("upstream closed without a response", dst=target)
                         return
-                if not keep:
+                req = self._next_request(conn, s, ctx) if keep else None
+                if req is None:
                     return
-                with gevent.Timeout(self.idle_timeout, False):
-                    try:
-                        req = s.read(http.parse_request_head)
-                    except EOFError:
-                        return
-                    if not self._auth(conn, req, ctx):
-                        return
-                    continue
-                return  # idle keep-alive timeout
         finally:
             if upstream is not None:
                 upstream.close()
             ctx.stats_bytes(s.received, tally[0])
             ctx.log.info(f"{ctx.src} >-< {ctx.target}", dst=ctx.target, duration=round(time.monotonic() - t0, 6),
                          inputBytes=s.received, outputBytes=tally[0])
+
+    def _next_request(self, conn, s, ctx):
+        """The next request on a kept-alive connection; None on EOF, idle timeout or failed auth."""
+        with gevent.Timeout(self.idle_timeout, False):
+            try:
+                req = s.read(http.parse_request_head)
+            except EOFError:
+                return None
+            return req if self._auth(conn, req, ctx) else None
+        return None
 
     def _round_trip(self, conn, s, req, path, upstream, up, ctx, tally):
         """Send one request, relay its response. → whether the connection may carry another."""
