@@ -31,7 +31,7 @@ from docopt import DocoptExit, docopt
 
 from . import __version__
 from .config import cmdline, load, model
-from .errors import ConfigError
+from .errors import ChangeError, ConfigError
 from .observe.log import make_logger
 from .process import split_groups, supervise
 from .runtime import Gost
@@ -71,7 +71,7 @@ def build_config(args, stdin=None):
     cfg = load.merge(sources + [cli])
     api = args["--api"] or os.environ.get("GOST_API")
     if api:
-        cfg.setdefault("api", {"addr": api})
+        cfg["api"] = parse_api(api)
     metrics = args["--metrics"] or os.environ.get("GOST_METRICS")
     if metrics:
         cfg.setdefault("metrics", {"addr": metrics})
@@ -82,6 +82,19 @@ def build_config(args, stdin=None):
     return cfg
 
 
+def parse_api(raw):
+    """``[user:pass@][host]:port[?pathPrefix=/api&accesslog=true]`` → GOST's ``api`` object."""
+    url = cmdline.URL(raw if "://" in raw else "api://" + raw, "-api")
+    api = {"addr": url.host}
+    if url.query.get("pathPrefix"):
+        api["pathPrefix"] = url.query["pathPrefix"]
+    if url.query.get("accesslog", url.query.get("accessLog", "")).lower() in ("true", "1", "yes"):
+        api["accesslog"] = True
+    if url.user is not None:
+        api["auth"] = {"username": url.user, "password": url.password or ""}
+    return api
+
+
 def dump(cfg, fmt):
     cfg = model.canonical(cfg)
     if fmt == "json":
@@ -89,10 +102,15 @@ def dump(cfg, fmt):
     return yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
 
 
-def _serve(cfg):
+def _serve(cfg, args):
     import signal
 
-    g = Gost(cfg)
+    def sources():
+        return build_config(args)
+
+    g = Gost(cfg, sources=sources)
+    files = [c for c in args["-C"] if c.strip() not in ("-",) and not c.strip().startswith("{")]
+    g.save_path = files[0] if len(files) == 1 else None
     try:
         g.build()
     except ConfigError as exc:
@@ -109,9 +127,13 @@ def _serve(cfg):
 
     gevent.signal_handler(signal.SIGTERM, stop, "SIGTERM")
     gevent.signal_handler(signal.SIGINT, stop, "SIGINT")
-    gevent.signal_handler(signal.SIGHUP, lambda: g.log.warning("SIGHUP: reload arrives with the Web API work"))
-    if cfg.get("api"):
-        g.log.warning("the Web API is not available yet in this version; ignoring api", addr=cfg["api"].get("addr"))
+    def reload():
+        try:
+            g.reload()
+        except (ChangeError, ConfigError) as exc:
+            g.log.error(f"SIGHUP: reload failed, running config kept: {exc}")
+
+    gevent.signal_handler(signal.SIGHUP, reload)
     g.start()
     if not g.services:
         g.log.warning("no services configured")
@@ -150,4 +172,4 @@ def main(argv=None):
     if not cfg.get("services") and not cfg.get("api"):
         print(__doc__.strip(), file=sys.stderr)
         return 1
-    return _serve(cfg)
+    return _serve(cfg, args)

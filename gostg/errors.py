@@ -46,3 +46,16 @@ class ConfigError(GostgError):
         super().__init__(f"{path}: {msg}" if path else msg)
         self.path = path
         self.msg = msg
+
+
+class ChangeError(GostgError):
+    """A refused config change (Web API, reload), with GOST's API code and HTTP status."""
+
+    INVALID, DUPLICATE, FAILED, NOT_FOUND, SAVE_FAILED = 40001, 40002, 40003, 40004, 40005
+    STATUS = {INVALID: 400, DUPLICATE: 400, FAILED: 409, NOT_FOUND: 400, SAVE_FAILED: 500}
+
+    def __init__(self, code, msg):
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
+        self.status = self.STATUS.get(code, 500)

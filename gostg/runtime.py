@@ -1,14 +1,32 @@
-"""One running gostg: its config model, named objects and services."""
+"""One running gostg: its config model, named objects and services, and the changes made to
+them while running (Web API, reload).
+
+Rules for changes (better than GOST, which closes the old service before building the new):
+1. Every change is built in full first — objects constructed, listeners bound, references
+   checked — and only then swapped in; a failure leaves config and services exactly as before.
+2. A replaced service on the same address hands its listening socket to the successor, so the
+   port never closes and established connections keep running on the old version.
+3. Changes are serialized by one lock; the config model is replaced, never mutated in place,
+   so readers always see a consistent snapshot.
+"""
+import copy
 import os
+
+from gevent.lock import RLock
 
 from .config import load, model
 from .config.build import bind_service, build_object, build_service
-from .errors import ConfigError
+from .errors import ChangeError, ConfigError
 from .observe.log import make_logger
 from .registry import Registries
 
 #: build order: what a later kind may refer to is built first
 OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains")
+#: service keys naming other objects: (path in the service, kind)
+SERVICE_REFS = ((("handler", "chain"), "chains"), (("listener", "chain"), "chains"),
+                (("handler", "auther"), "authers"), (("listener", "auther"), "authers"),
+                (("admission",), "admissions"), (("bypass",), "bypasses"),
+                (("resolver",), "resolvers"), (("hosts",), "hosts"))
 
 
 def to_config(config):
@@ -24,6 +42,14 @@ def to_config(config):
     raise TypeError(f"config must be a dict, a path or a list of them, not {type(config).__name__}")
 
 
+def _dig(o, path):
+    for k in path:
+        if not isinstance(o, dict):
+            return None
+        o = o.get(k)
+    return o
+
+
 class Gost:
     """Build and run a GOST config inside the current process.
 
@@ -32,24 +58,43 @@ class Gost:
     >>> g.stop()
     """
 
-    def __init__(self, config=None, logger=None):
+    def __init__(self, config=None, logger=None, sources=None):
         self.config = to_config(config)
         model.check(self.config)
         log_cfg = self.config.get("log") or {}
         self.log = logger or make_logger(log_cfg.get("level", "info"), log_cfg.get("format", "json"),
                                          log_cfg.get("output", "stderr"))
+        #: callable returning a fresh config for reload (the -C sources and CLI arguments)
+        self.sources = sources
         self.registries = Registries()
+        self.registries.runtime = self
         self.services = {}
+        self.internal = {}     # services not in the model: the global Web API
         self.started = False
+        self._lock = RLock()
 
-    def _build_objects(self):
+    # -- build and run --------------------------------------------------------------------
+
+    def _build_objects(self, cfg):
+        """→ {kind: {name: object}} for every named object of ``cfg`` (no side effects)."""
+        built = {}
         for kind in OBJECT_KINDS:
-            for i, o in enumerate(self.config.get(kind) or []):
-                getattr(self.registries, kind).set(o["name"], build_object(kind, o, f"{kind}[{i}]", self.registries))
+            built[kind] = {}
+            for i, o in enumerate(cfg.get(kind) or []):
+                built[kind][o["name"]] = build_object(kind, o, f"{kind}[{i}]", self.registries)
+        return built
+
+    def _install_objects(self, built):
+        for kind, objs in built.items():
+            reg = getattr(self.registries, kind)
+            for name, obj in objs.items():
+                reg.set(name, obj)
+            for name in set(reg.names()) - set(objs):
+                reg.delete(name)
 
     def build(self):
         """Build every object and bind every service; on any error, close what was bound."""
-        self._build_objects()
+        self._install_objects(self._build_objects(self.config))
         built = {}
         for i, o in enumerate(self.config.get("services") or []):
             built[o["name"]] = (build_service(o, f"services[{i}]", self.registries, self.log), f"services[{i}]")
@@ -62,24 +107,38 @@ class Gost:
             for s in bound:
                 s.listener.close()
             raise
-        built = {name: s for name, (s, _) in built.items()}
-        for s in built.values():
+        self.services = {name: s for name, (s, _) in built.items()}
+        for s in self.services.values():
             s.pre_up()
-        self.services = built
-        for name, s in built.items():
+        for name, s in self.services.items():
             self.registries.services.set(name, s)
+        api = self.config.get("api")
+        if api and api.get("addr"):
+            self.internal["api"] = self._build_api(api)
         return self
 
+    def _build_api(self, api):
+        cfg = {"name": "api", "addr": api["addr"],
+               "handler": {"type": "api", "metadata": {"pathPrefix": api.get("pathPrefix", ""),
+                                                       "accesslog": api.get("accesslog", False)}},
+               "listener": {"type": "tcp"}}
+        for k in ("auth", "auther"):
+            if api.get(k):
+                cfg["handler"][k] = api[k]
+        s = build_service(cfg, "api", self.registries, self.log)
+        bind_service(s, "api")
+        return s
+
     def start(self):
-        if not self.services:
+        if not self.services and not self.internal:
             self.build()
-        for s in self.services.values():
+        for s in list(self.services.values()) + list(self.internal.values()):
             s.start()
         self.started = True
         return self
 
     def stop(self, timeout=None):
-        for s in list(self.services.values()):
+        for s in list(self.services.values()) + list(self.internal.values()):
             s.stop(timeout)
         self.started = False
 
@@ -91,6 +150,211 @@ class Gost:
 
     def __exit__(self, *exc):
         self.stop()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def snapshot(self, status=True):
+        """A deep copy of the config model, services carrying their live ``status``."""
+        cfg = copy.deepcopy(self.config)
+        if status:
+            for o in cfg.get("services") or []:
+                s = self.services.get(o.get("name"))
+                if s is not None:
+                    o["status"] = s.status()
+        return model.canonical(cfg)
+
+    def get(self, kind, name=None):
+        self._check_kind(kind)
+        items = self.snapshot().get(kind) or []
+        if name is None:
+            return items
+        return next((o for o in items if o.get("name") == name), None)
+
+    # -- changes ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_kind(kind):
+        if kind not in model.LIST_KINDS:
+            raise ChangeError(ChangeError.NOT_FOUND, f"unknown kind {kind!r}")
+
+    def _validate(self, kind, obj, name=None):
+        if not isinstance(obj, dict):
+            raise ChangeError(ChangeError.INVALID, f"{kind}: the object must be a JSON object")
+        obj = copy.deepcopy(obj)
+        obj.pop("status", None)
+        if name is not None:
+            obj["name"] = name
+        if not isinstance(obj.get("name"), str) or not obj["name"]:
+            raise ChangeError(ChangeError.INVALID, f"{kind}: name is required")
+        return obj
+
+    def _with(self, kind, objects):
+        """A copy of the config model with ``kind`` replaced by ``objects``."""
+        cfg = dict(self.config)
+        cfg[kind] = objects
+        return cfg
+
+    def _check_refs(self, o, path):
+        for keys, kind in SERVICE_REFS:
+            ref = _dig(o, keys)
+            if ref and getattr(self.registries, kind).get(ref) is None:
+                raise ChangeError(ChangeError.FAILED, f"{path}.{'.'.join(keys)}: {kind[:-1]} {ref!r} does not exist")
+        for key in ("authers",):
+            for part in ("handler", "listener"):
+                for ref in _dig(o, (part, key)) or []:
+                    if self.registries.authers.get(ref) is None:
+                        raise ChangeError(ChangeError.FAILED, f"{path}.{part}.{key}: auther {ref!r} does not exist")
+
+    def _new_service(self, o, path, old=None):
+        """Build, check and bind a service (adopting ``old``'s socket on the same address)."""
+        try:
+            model.check({"services": [o]})
+            self._check_refs(o, path)
+            s = build_service(o, path, self.registries, self.log)
+            if old is not None and old.listener.socket is not None and o.get("addr") == old.cfg_addr \
+                    and type(old.listener) is type(s.listener):
+                s.listener.adopt(old.listener.socket)
+            else:
+                bind_service(s, path)
+        except ConfigError as exc:
+            raise ChangeError(ChangeError.FAILED, str(exc)) from exc
+        return s
+
+    def _swap_service(self, name, new, old):
+        """Commit: the new service serves, the old one steps down."""
+        adopted = old is not None and new.listener.socket is old.listener.socket
+        if old is not None:
+            old.retire(keep_socket=adopted)
+        new.pre_up()
+        if self.started:
+            new.start()
+        self.services[name] = new
+        self.registries.services.set(name, new)
+
+    def create(self, kind, obj):
+        self._check_kind(kind)
+        obj = self._validate(kind, obj)
+        with self._lock:
+            items = list(self.config.get(kind) or [])
+            if any(o.get("name") == obj["name"] for o in items):
+                raise ChangeError(ChangeError.DUPLICATE, f"{kind}: {obj['name']!r} already exists")
+            self._apply(kind, obj["name"], obj, items + [obj], None)
+
+    def update(self, kind, name, obj):
+        self._check_kind(kind)
+        obj = self._validate(kind, obj, name)
+        with self._lock:
+            items = list(self.config.get(kind) or [])
+            idx = next((i for i, o in enumerate(items) if o.get("name") == name), None)
+            if idx is None:
+                raise ChangeError(ChangeError.NOT_FOUND, f"{kind}: {name!r} not found")
+            items[idx] = obj
+            self._apply(kind, name, obj, items, idx)
+
+    def _apply(self, kind, name, obj, items, idx):
+        path = f"{kind}[{len(items) - 1 if idx is None else idx}]"
+        if kind == "services":
+            new = self._new_service(obj, path, self.services.get(name))
+            self._swap_service(name, new, self.services.get(name))
+        elif kind in OBJECT_KINDS:
+            try:
+                model.check({kind: [obj]})
+                built = build_object(kind, obj, path, self.registries)
+            except ConfigError as exc:
+                raise ChangeError(ChangeError.FAILED, str(exc)) from exc
+            getattr(self.registries, kind).set(name, built)
+        else:
+            try:
+                model.check({kind: [obj]})
+            except ConfigError as exc:
+                raise ChangeError(ChangeError.INVALID, str(exc)) from exc
+        self.config = self._with(kind, items)
+        self.log.info(f"{kind[:-1] if kind != 'hosts' else kind} {name} {'created' if idx is None else 'updated'}",
+                      kind="api")
+
+    def delete(self, kind, name):
+        self._check_kind(kind)
+        with self._lock:
+            items = list(self.config.get(kind) or [])
+            if not any(o.get("name") == name for o in items):
+                raise ChangeError(ChangeError.NOT_FOUND, f"{kind}: {name!r} not found")
+            if kind == "services":
+                s = self.services.pop(name, None)
+                self.registries.services.delete(name)
+                if s is not None:
+                    s.stop()
+            elif kind in OBJECT_KINDS:
+                getattr(self.registries, kind).delete(name)
+            self.config = self._with(kind, [o for o in items if o.get("name") != name])
+            self.log.info(f"{kind} {name} deleted", kind="api")
+
+    def reload(self, config=None):
+        """Re-read the sources (or take ``config``) and restart only the services whose config
+        changed; unchanged services keep their listeners and connections. All or nothing."""
+        with self._lock:
+            try:
+                cfg = to_config(config) if config is not None else (self.sources() if self.sources else None)
+                if cfg is None:
+                    raise ChangeError(ChangeError.FAILED, "no config source to reload from")
+                model.check(cfg)
+                objects = self._build_objects(cfg)
+            except ConfigError as exc:
+                raise ChangeError(ChangeError.FAILED, f"reload: {exc}") from exc
+            old_cfgs = {o["name"]: o for o in self.config.get("services") or []}
+            new_cfgs = {o["name"]: o for o in cfg.get("services") or []}
+            changed = [n for n, o in new_cfgs.items() if old_cfgs.get(n) != o]
+            removed = [n for n in old_cfgs if n not in new_cfgs]
+            built = {}
+            try:
+                saved = {k: dict(getattr(self.registries, k).items()) for k in OBJECT_KINDS}
+                self._install_objects(objects)
+                for i, o in enumerate(cfg.get("services") or []):
+                    if o["name"] in changed:
+                        built[o["name"]] = self._new_service(o, f"services[{i}]", self.services.get(o["name"]))
+            except BaseException:
+                for s in built.values():
+                    if s.listener.socket is not None and not any(
+                            s.listener.socket is old.listener.socket for old in self.services.values()):
+                        s.listener.close()
+                for k, objs in saved.items():
+                    self._install_objects({k: objs})
+                raise
+            for n in removed:
+                s = self.services.pop(n)
+                self.registries.services.delete(n)
+                s.stop()
+            for n, s in built.items():
+                self._swap_service(n, s, self.services.get(n))
+            self.config = cfg
+            self.log.info("config reloaded", kind="api", changed=changed, removed=removed)
+            return {"changed": changed, "removed": removed}
+
+    def save(self, path, fmt):
+        """Write the config model atomically: temp file in the same directory, fsync, rename."""
+        import json
+        import tempfile
+
+        import yaml
+
+        cfg = self.snapshot(status=False)
+        text = json.dumps(cfg, indent=2) + "\n" if fmt == "json" else yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
+        d = os.path.dirname(os.path.abspath(path))
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=".gostg-", suffix=".tmp", dir=d)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except OSError as exc:
+            raise ChangeError(ChangeError.SAVE_FAILED, f"save config to {path}: {exc.strerror or exc}") from exc
 
 
 __all__ = ["Gost", "ConfigError", "to_config"]

@@ -49,6 +49,7 @@ class Service:
         self.pool = Pool(self.max_conns)
         self.server = None
         self._addr = ""
+        self.cfg_addr = ""   # the address as configured (a same-address PUT adopts the socket)
         self._hooks = {k: md.list(k) for k in ("preUp", "postUp", "preDown", "postDown")}
 
     def pre_up(self):
@@ -130,11 +131,30 @@ class Service:
         self.log.info("service closed")
         run_hooks("postDown", self._hooks["postDown"], self.log)
 
+    def retire(self, keep_socket=False):
+        """Step down for a replacement: stop accepting, run preDown/postDown, and leave the
+        established connections running to their natural end. With ``keep_socket`` the
+        listening socket stays open for the successor (``Listener.adopt``)."""
+        if self.state == "closed":
+            return
+        run_hooks("preDown", self._hooks["preDown"], self.log)
+        if self.server is not None:
+            # marks the server stopped (so a freed pool slot cannot restart accepting) without
+            # StreamServer.close(), which would close the socket the successor adopted
+            self.server._stop_event.set()
+            self.server.stop_accepting()
+        if not keep_socket:
+            self.listener.close()
+        self.state = "closed"
+        self._event("service replaced")
+        self.log.info("service replaced")
+        run_hooks("postDown", self._hooks["postDown"], self.log)
+
     def status(self):
         return {
-            "createTime": int(self.create_time),
+            "createTime": int(self.create_time * 1e9),   # Unix nanoseconds, as GOST
             "state": self.state,
-            "events": [{"time": int(e["time"]), "msg": e["msg"]} for e in self.events],
+            "events": [{"time": int(e["time"] * 1e9), "msg": e["msg"]} for e in self.events],
             "stats": {"totalConns": self.stats.total_conns, "currentConns": self.current_conns,
                       "totalErrs": self.stats.total_errs, "inputBytes": self.stats.input_bytes,
                       "outputBytes": self.stats.output_bytes},

@@ -228,7 +228,9 @@ def build_service(o, path, registries, log):
         admission = _LateAdmission(name, registries)
     listener = lcls(_str(o, "addr", path), Metadata(_map(lst, "metadata", lpath)), _map(lst, "tls", lpath),
                     _auth(lst, lpath))
-    return Service(o["name"], listener, handler, log, md, admission=admission, registries=registries)
+    svc = Service(o["name"], listener, handler, log, md, admission=admission, registries=registries)
+    svc.cfg_addr = listener.addr
+    return svc
 
 
 def bind_service(service, path):

@@ -13,6 +13,10 @@ class Listener:
     def bind(self):
         raise NotImplementedError
 
+    def adopt(self, sock):
+        """Take over a predecessor's bound socket (a replacement on the same address)."""
+        self.socket = sock
+
     def wrap(self, sock):
         return sock
 

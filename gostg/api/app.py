@@ -1,0 +1,161 @@
+"""GOST's Web API (spec §4), path for path and field for field.
+
+- ``{prefix}/docs/swagger.yaml``: the OpenAPI document of what is served here (no auth).
+- ``{prefix}/config*``: HTTP Basic auth when configured (401 + WWW-Authenticate).
+- Errors are ``{"code": 4000x, "msg": …}`` with GOST's codes; success is ``{"msg": "OK"}``.
+- CORS: every origin; GET/POST/PUT/DELETE/OPTIONS; any header.
+"""
+import base64
+import json
+import os
+import time
+from urllib.parse import parse_qs
+
+import yaml
+
+from ..errors import ChangeError
+
+SWAGGER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "swagger.yaml")
+CORS = [("Access-Control-Allow-Origin", "*"),
+        ("Access-Control-Allow-Methods", "GET, POST, PUT, DELETE, OPTIONS"),
+        ("Access-Control-Allow-Headers", "*"),
+        ("Access-Control-Allow-Private-Network", "true")]
+MAX_BODY = 4 * 1024 * 1024
+_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
+            405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large", 500: "Internal Server Error"}
+
+
+def _json(status, obj):
+    return status, "application/json", json.dumps(obj).encode()
+
+
+def _error(exc):
+    return _json(exc.status, {"code": exc.code, "msg": exc.msg})
+
+
+class Api:
+    """WSGI app over a running :class:`Gost`."""
+
+    def __init__(self, gost, prefix="", auther=None, accesslog=False, log=None, save_path=None):
+        self.gost = gost
+        self.prefix = "/" + prefix.strip("/") if prefix and prefix.strip("/") else ""
+        self.auther = auther
+        self.accesslog = accesslog
+        self.log = log or gost.log
+        self.save_path = save_path
+
+    def __call__(self, environ, start_response):
+        t0 = time.monotonic()
+        try:
+            status, ctype, body, extra = self._route(environ)
+        except ChangeError as exc:
+            (status, ctype, body), extra = _error(exc), []
+        except Exception as exc:  # a bug must answer 500, never kill the API
+            self.log.exception(f"api: {exc!r}", kind="api")
+            (status, ctype, body), extra = _json(500, {"code": 500, "msg": "internal error"}), []
+        headers = [("Content-Type", ctype), ("Content-Length", str(len(body)))] + CORS + extra
+        start_response(f"{status} {_REASONS.get(status, '')}", headers)
+        if self.accesslog:
+            self.log.info(f"{environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}", kind="api", status=status,
+                          remote=environ.get("REMOTE_ADDR"), duration=round(time.monotonic() - t0, 6))
+        return [body]
+
+    # -- routing ------------------------------------------------------------------------------
+
+    def _route(self, environ):
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "") or "/"
+        if self.prefix:
+            if path != self.prefix and not path.startswith(self.prefix + "/"):
+                return (*_json(404, {"code": 404, "msg": "not found"}), [])
+            path = path[len(self.prefix):] or "/"
+        if method == "OPTIONS":
+            return 204, "text/plain", b"", []
+        if path == "/docs/swagger.yaml" and method == "GET":
+            with open(SWAGGER, "rb") as f:
+                return 200, "text/x-yaml", f.read(), []
+        parts = [p for p in path.split("/") if p]
+        if not parts or parts[0] != "config":
+            return (*_json(404, {"code": 404, "msg": "not found"}), [])
+        if not self._authorized(environ):
+            return (*_json(401, {"code": 401, "msg": "Unauthorized"}),
+                    [("WWW-Authenticate", 'Basic realm="gostg"')])
+        query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        rest = parts[1:]
+        if not rest:
+            if method == "GET":
+                return (*self._get_config(query), [])
+            if method == "POST":
+                return (*self._save(query), [])
+        elif rest == ["reload"] and method == "POST":
+            result = self.gost.reload()
+            return (*_json(200, {"msg": "OK", "data": result}), [])
+        elif len(rest) == 1:
+            kind = rest[0]
+            if method == "GET":
+                items = self.gost.get(kind)
+                return (*_json(200, {"data": {"count": len(items), "list": items}}), [])
+            if method == "POST":
+                self.gost.create(kind, self._body(environ))
+                return (*_json(200, {"msg": "OK"}), [])
+        elif len(rest) == 2:
+            kind, name = rest
+            if method == "GET":
+                return (*_json(200, {"data": self.gost.get(kind, name) or {}}), [])
+            if method == "PUT":
+                self.gost.update(kind, name, self._body(environ))
+                return (*_json(200, {"msg": "OK"}), [])
+            if method == "DELETE":
+                self.gost.delete(kind, name)
+                return (*_json(200, {"msg": "OK"}), [])
+        else:
+            return (*_json(404, {"code": 404, "msg": "not found"}), [])
+        return (*_json(405, {"code": 405, "msg": f"method {method} not allowed here"}), [])
+
+    def _authorized(self, environ):
+        if self.auther is None:
+            return True
+        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
+        if scheme.lower() != "basic":
+            return False
+        try:
+            user, _, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+        except (ValueError, UnicodeError):
+            return False
+        return self.auther.authenticate(user, password) is not None
+
+    @staticmethod
+    def _body(environ):
+        try:
+            n = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            n = 0
+        if n > MAX_BODY:
+            raise ChangeError(ChangeError.INVALID, f"request body larger than {MAX_BODY} bytes")
+        raw = environ["wsgi.input"].read(n) if n else environ["wsgi.input"].read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            raise ChangeError(ChangeError.INVALID, f"request body larger than {MAX_BODY} bytes")
+        try:
+            data = json.loads(raw or b"null")
+        except (ValueError, UnicodeError) as exc:
+            raise ChangeError(ChangeError.INVALID, f"invalid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ChangeError(ChangeError.INVALID, "the request body must be a JSON object")
+        return data
+
+    def _get_config(self, query):
+        cfg = self.gost.snapshot()
+        if query.get("format") == "yaml":
+            return 200, "text/x-yaml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True).encode()
+        return 200, "application/json", json.dumps(cfg).encode()
+
+    def _save(self, query):
+        fmt = "json" if query.get("format") == "json" else "yaml"
+        path = query.get("path") or self.save_path or ("gost.json" if fmt == "json" else "gost.yaml")
+        if not query.get("format") and path.endswith(".json"):
+            fmt = "json"
+        self.gost.save(path, fmt)
+        return _json(200, {"msg": "OK"})
+
+
+__all__ = ["Api"]
