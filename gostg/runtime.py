@@ -282,7 +282,8 @@ class Gost:
                 s = self.services.pop(name, None)
                 self.registries.services.delete(name)
                 if s is not None:
-                    s.stop()
+                    s.retire(reason="closed")   # port closed and hooks run before the API answers
+                    s.drain_later()     # open connections get the drain period, not the API call
             elif kind in OBJECT_KINDS:
                 getattr(self.registries, kind).delete(name)
             self.config = self._with(kind, [o for o in items if o.get("name") != name])
@@ -322,7 +323,8 @@ class Gost:
             for n in removed:
                 s = self.services.pop(n)
                 self.registries.services.delete(n)
-                s.stop()
+                s.retire(reason="closed")
+                s.drain_later()
             for n, s in built.items():
                 self._swap_service(n, s, self.services.get(n))
             self.config = cfg

@@ -131,7 +131,7 @@ class Service:
         self.log.info("service closed")
         run_hooks("postDown", self._hooks["postDown"], self.log)
 
-    def retire(self, keep_socket=False):
+    def retire(self, keep_socket=False, reason="replaced"):
         """Step down for a replacement: stop accepting, run preDown/postDown, and leave the
         established connections running to their natural end. With ``keep_socket`` the
         listening socket stays open for the successor (``Listener.adopt``)."""
@@ -146,9 +146,16 @@ class Service:
         if not keep_socket:
             self.listener.close()
         self.state = "closed"
-        self._event("service replaced")
-        self.log.info("service replaced")
+        self._event(f"service {reason}")
+        self.log.info(f"service {reason}")
         run_hooks("postDown", self._hooks["postDown"], self.log)
+
+    def drain_later(self, timeout=None):
+        """In the background: give open connections ``timeout`` seconds, then kill the rest."""
+        def drain():
+            self.pool.join(timeout=self.drain_timeout if timeout is None else timeout)
+            self.pool.kill(block=True, timeout=1)
+        return gevent.spawn(drain)
 
     def status(self):
         return {
