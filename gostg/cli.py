@@ -32,6 +32,7 @@ from docopt import DocoptExit, docopt
 from . import __version__
 from .config import cmdline, load, model
 from .errors import ChangeError, ConfigError
+from .metadata import parse_duration
 from .observe.log import make_logger
 from .process import split_groups, supervise
 from .runtime import Gost
@@ -78,6 +79,8 @@ def build_config(args, stdin=None):
     level = "trace" if args["--DD"] else "debug" if args["-D"] else os.environ.get("GOST_LOGGER_LEVEL")
     if level:
         cfg["log"] = {**(cfg.get("log") or {}), "level": level}
+    if args["-R"]:
+        parse_duration(args["-R"], "-R")  # a bad period is a config error before anything binds
     model.check(cfg)
     return cfg
 
@@ -135,6 +138,13 @@ def _serve(cfg, args):
 
     gevent.signal_handler(signal.SIGHUP, reload)
     g.start()
+    period = parse_duration(args["-R"], "-R") if args["-R"] else 0
+    if period > 0:
+        def every():
+            while True:
+                gevent.sleep(period)
+                reload()
+        gevent.spawn(every)
     if not g.services:
         g.log.warning("no services configured")
     done.wait()

@@ -328,7 +328,8 @@ class Gost:
             for n, s in built.items():
                 self._swap_service(n, s, self.services.get(n))
             self.config = cfg
-            self.log.info("config reloaded", kind="api", changed=changed, removed=removed)
+            (self.log.info if changed or removed else self.log.debug)(
+                "config reloaded", kind="api", changed=changed, removed=removed)
             return {"changed": changed, "removed": removed}
 
     def save(self, path, fmt):
