@@ -50,6 +50,16 @@ def _dig(o, path):
     return o
 
 
+def _file_mode(path):
+    """The mode a saved config gets: the existing file's, else 0666 less the umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 class Gost:
     """Build and run a GOST config inside the current process.
 
@@ -205,11 +215,14 @@ class Gost:
                     if self.registries.authers.get(ref) is None:
                         raise ChangeError(ChangeError.FAILED, f"{path}.{part}.{key}: auther {ref!r} does not exist")
 
-    def _new_service(self, o, path, old=None):
-        """Build, check and bind a service (adopting ``old``'s socket on the same address)."""
+    def _new_service(self, o, path, old=None, check_refs=True):
+        """Build, check and bind a service (adopting ``old``'s socket on the same address).
+        API changes refuse references to objects that do not exist (a typo would otherwise
+        leave a service silently off its chain); a reload accepts them, as startup does."""
         try:
             model.check({"services": [o]})
-            self._check_refs(o, path)
+            if check_refs:
+                self._check_refs(o, path)
             s = build_service(o, path, self.registries, self.log)
             if old is not None and old.listener.socket is not None and o.get("addr") == old.cfg_addr \
                     and type(old.listener) is type(s.listener):
@@ -311,7 +324,8 @@ class Gost:
                 self._install_objects(objects)
                 for i, o in enumerate(cfg.get("services") or []):
                     if o["name"] in changed:
-                        built[o["name"]] = self._new_service(o, f"services[{i}]", self.services.get(o["name"]))
+                        built[o["name"]] = self._new_service(o, f"services[{i}]", self.services.get(o["name"]),
+                                                             check_refs=False)
             except BaseException:
                 for s in built.values():
                     if s.listener.socket is not None and not any(
@@ -348,6 +362,7 @@ class Gost:
                 with os.fdopen(fd, "w", encoding="utf-8") as f:
                     f.write(text)
                     f.flush()
+                    os.fchmod(f.fileno(), _file_mode(path))  # mkstemp makes 0600
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
             except BaseException:
