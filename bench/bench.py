@@ -7,9 +7,10 @@ One run starts every proxy at once (each in its own process, RLIMIT_NOFILE raise
 helper server processes of its own (a blocking-socket sink/source and a gevent echo server),
 then measures, per proxy:
 
-1. RSS per idle tunnel   (fresh proxies first, so earlier tests do not pre-grow the heap)
+0. SOCKS5 throughput on just-started ("fresh") proxies, upload and download, 1 stream
+1. RSS per idle tunnel   (before conn/s and warm throughput, so those do not pre-grow the heap)
 2. SOCKS5 connections/s  (50 concurrent clients: connect + handshake + CONNECT + 64 B echo + close)
-3. SOCKS5 and HTTP CONNECT throughput, upload and download, 1 stream, + proxy CPU s/GiB
+3. SOCKS5 and HTTP CONNECT throughput ("warm"), upload and download, 1 stream, + proxy CPU s/GiB
 
 and prints a markdown table (also written to bench/out/results.md). See bench/README.md.
 
@@ -41,6 +42,7 @@ GiB = 1 << 30
 CHUNK = 1 << 20           # client / sink user-space buffer
 HDR = struct.Struct("!4sQ4x")  # op (b"UPLD" | b"DNLD"), size: 16 bytes
 IO_TIMEOUT = 30.0         # per socket operation; bounds every blocking call
+LOG_DIR = [os.path.join(OUT, "logs")]  # per run: bench/out/logs/<--out stem>/
 
 
 # --------------------------------------------------------------------------- helpers
@@ -366,7 +368,7 @@ class Proxy:
         self.socks_port = free_port()
         self.http_port = free_port() if has_http else None
         self.proc = None
-        self.log_path = os.path.join(OUT, "logs", f"{name}.log")
+        self.log_path = os.path.join(LOG_DIR[0], f"{name}.log")
 
     @property
     def pid(self):
@@ -664,7 +666,8 @@ def build_report(env, proxies, res, args):
 # --------------------------------------------------------------------------- main
 
 def run(args):
-    os.makedirs(os.path.join(OUT, "logs"), exist_ok=True)
+    LOG_DIR[0] = os.path.join(OUT, "logs", os.path.splitext(args.out)[0])
+    os.makedirs(LOG_DIR[0], exist_ok=True)
     nofile = raise_nofile()
     if args.pin:
         n = os.cpu_count()
