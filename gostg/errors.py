@@ -54,8 +54,8 @@ class ChangeError(GostgError):
     INVALID, DUPLICATE, FAILED, NOT_FOUND, SAVE_FAILED = 40001, 40002, 40003, 40004, 40005
     STATUS = {INVALID: 400, DUPLICATE: 400, FAILED: 409, NOT_FOUND: 400, SAVE_FAILED: 500}
 
-    def __init__(self, code, msg):
+    def __init__(self, code, msg, status=None):
         super().__init__(msg)
         self.code = code
         self.msg = msg
-        self.status = self.STATUS.get(code, 500)
+        self.status = status or self.STATUS.get(code, 500)

@@ -174,7 +174,7 @@ class Gost:
         return model.canonical(cfg)
 
     def get(self, kind, name=None):
-        self._check_kind(kind)
+        self.check_kind(kind)
         items = self.snapshot().get(kind) or []
         if name is None:
             return items
@@ -183,9 +183,9 @@ class Gost:
     # -- changes ------------------------------------------------------------------------------
 
     @staticmethod
-    def _check_kind(kind):
+    def check_kind(kind):
         if kind not in model.LIST_KINDS:
-            raise ChangeError(ChangeError.NOT_FOUND, f"unknown kind {kind!r}")
+            raise ChangeError(ChangeError.NOT_FOUND, f"unknown kind {kind!r}", status=404)
 
     def _validate(self, kind, obj, name=None):
         if not isinstance(obj, dict):
@@ -196,6 +196,8 @@ class Gost:
             obj["name"] = name
         if not isinstance(obj.get("name"), str) or not obj["name"]:
             raise ChangeError(ChangeError.INVALID, f"{kind}: name is required")
+        if "/" in obj["name"]:
+            raise ChangeError(ChangeError.INVALID, f"{kind}: name {obj['name']!r} may not contain '/'")
         return obj
 
     def _with(self, kind, objects):
@@ -207,11 +209,16 @@ class Gost:
     def _check_refs(self, o, path):
         for keys, kind in SERVICE_REFS:
             ref = _dig(o, keys)
+            if ref is not None and not isinstance(ref, str):
+                raise ChangeError(ChangeError.FAILED, f"{path}.{'.'.join(keys)}: must be a name (a string)")
             if ref and getattr(self.registries, kind).get(ref) is None:
                 raise ChangeError(ChangeError.FAILED, f"{path}.{'.'.join(keys)}: {kind[:-1]} {ref!r} does not exist")
         for key in ("authers",):
             for part in ("handler", "listener"):
-                for ref in _dig(o, (part, key)) or []:
+                refs = _dig(o, (part, key)) or []
+                if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
+                    raise ChangeError(ChangeError.FAILED, f"{path}.{part}.{key}: must be a list of names")
+                for ref in refs:
                     if self.registries.authers.get(ref) is None:
                         raise ChangeError(ChangeError.FAILED, f"{path}.{part}.{key}: auther {ref!r} does not exist")
 
@@ -245,7 +252,7 @@ class Gost:
         self.registries.services.set(name, new)
 
     def create(self, kind, obj):
-        self._check_kind(kind)
+        self.check_kind(kind)
         obj = self._validate(kind, obj)
         with self._lock:
             items = list(self.config.get(kind) or [])
@@ -254,7 +261,7 @@ class Gost:
             self._apply(kind, obj["name"], obj, items + [obj], None)
 
     def update(self, kind, name, obj):
-        self._check_kind(kind)
+        self.check_kind(kind)
         obj = self._validate(kind, obj, name)
         with self._lock:
             items = list(self.config.get(kind) or [])
@@ -286,7 +293,7 @@ class Gost:
                       kind="api")
 
     def delete(self, kind, name):
-        self._check_kind(kind)
+        self.check_kind(kind)
         with self._lock:
             items = list(self.config.get(kind) or [])
             if not any(o.get("name") == name for o in items):
@@ -314,6 +321,8 @@ class Gost:
                 objects = self._build_objects(cfg)
             except ConfigError as exc:
                 raise ChangeError(ChangeError.FAILED, f"reload: {exc}") from exc
+            except (TypeError, ValueError, AttributeError) as exc:  # a shape build did not foresee
+                raise ChangeError(ChangeError.FAILED, f"reload: invalid config: {exc}") from exc
             old_cfgs = {o["name"]: o for o in self.config.get("services") or []}
             new_cfgs = {o["name"]: o for o in cfg.get("services") or []}
             changed = [n for n, o in new_cfgs.items() if old_cfgs.get(n) != o]

@@ -73,7 +73,7 @@ class Api:
             return 204, "text/plain", b"", []
         if path == "/docs/swagger.yaml" and method == "GET":
             with open(SWAGGER, "rb") as f:
-                return 200, "text/x-yaml", f.read(), []
+                return 200, "text/x-yaml; charset=utf-8", f.read(), []
         parts = [p for p in path.split("/") if p]
         if not parts or parts[0] != "config":
             return (*_json(404, {"code": 404, "msg": "not found"}), [])
@@ -92,6 +92,7 @@ class Api:
             return (*_json(200, {"msg": "OK", "data": result}), [])
         elif len(rest) == 1:
             kind = rest[0]
+            self.gost.check_kind(kind)  # an unknown kind is a 404 before the body is looked at
             if method == "GET":
                 items = self.gost.get(kind)
                 return (*_json(200, {"data": {"count": len(items), "list": items}}), [])
@@ -100,6 +101,7 @@ class Api:
                 return (*_json(200, {"msg": "OK"}), [])
         elif len(rest) == 2:
             kind, name = rest
+            self.gost.check_kind(kind)
             if method == "GET":
                 return (*_json(200, {"data": self.gost.get(kind, name) or {}}), [])
             if method == "PUT":
@@ -146,7 +148,7 @@ class Api:
     def _get_config(self, query):
         cfg = self.gost.snapshot()
         if query.get("format") == "yaml":
-            return 200, "text/x-yaml", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True).encode()
+            return 200, "text/x-yaml; charset=utf-8", yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True).encode()
         return 200, "application/json", json.dumps(cfg).encode()
 
     def _save(self, query):

@@ -7,7 +7,7 @@ from ..auth import Auther, AutherGroup
 from ..chain import Chain, Hop, Node
 from ..dns.hosts import Hosts
 from ..dns.resolver import Nameserver, Resolver
-from ..errors import ConfigError
+from ..errors import ConfigError, GostgError
 from ..handlers.base import Options
 from ..metadata import Metadata, parse_duration
 from ..policy.bypass import Admission, Bypass
@@ -42,6 +42,16 @@ def _strlist(o, key, path):
     if not isinstance(v, list) or not all(isinstance(x, (str, int, float)) for x in v):
         raise ConfigError(f"{path}.{key}", "must be a list of strings")
     return [str(x) for x in v]
+
+
+def _list(o, key, path):
+    """A list value (or nothing); anything else is a config error at ``path.key``."""
+    v = o.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise ConfigError(f"{path}.{key}", f"must be a list, not {type(v).__name__}")
+    return v
 
 
 def _auth(o, path):
@@ -143,7 +153,7 @@ def _patterns(o, path):
 
 OBJECT_BUILDERS = {
     "authers": lambda o, p, r: Auther(o["name"], {_str(a, "username", f"{p}.auths[{i}]"): _str(a, "password", f"{p}.auths[{i}]")
-                                                  for i, a in enumerate(o.get("auths") or []) if isinstance(a, dict)}),
+                                                  for i, a in enumerate(_list(o, "auths", p)) if isinstance(a, dict)}),
     "bypasses": lambda o, p, r: Bypass(o["name"], _patterns(o, p), bool(o.get("whitelist") or o.get("reverse"))),
     "admissions": lambda o, p, r: Admission(o["name"], _patterns(o, p), bool(o.get("whitelist") or o.get("reverse"))),
     "hosts": lambda o, p, r: _build_hosts(o, p),
@@ -155,7 +165,7 @@ OBJECT_BUILDERS = {
 
 def _build_hosts(o, path):
     maps = []
-    for i, m in enumerate(o.get("mappings") or []):
+    for i, m in enumerate(_list(o, "mappings", path)):
         mp = f"{path}.mappings[{i}]"
         if not isinstance(m, dict):
             raise ConfigError(mp, "must be a mapping")
@@ -170,7 +180,7 @@ def _build_hosts(o, path):
 
 def _build_resolver(o, path):
     ns = []
-    for i, n in enumerate(o.get("nameservers") or []):
+    for i, n in enumerate(_list(o, "nameservers", path)):
         np = f"{path}.nameservers[{i}]"
         if not isinstance(n, dict):
             raise ConfigError(np, "must be a mapping")
@@ -239,6 +249,8 @@ def bind_service(service, path):
         service.listener.bind()
     except ConfigError as exc:
         raise ConfigError(f"{path}.addr", exc.msg) from None
+    except (GostgError, OSError, TypeError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"{path}.addr", f"cannot listen on {service.listener.addr!r}: {exc}") from None
 
 
 class _LateAdmission:
