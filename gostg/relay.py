@@ -18,7 +18,7 @@ direction instead.
 import os
 
 import gevent
-from gevent import socket
+from gevent import socket, ssl
 from gevent.hub import Waiter, get_hub
 
 from .conn import unwrap
@@ -183,6 +183,17 @@ def _pipe_sockets(a, b):
     return up.count, down.count
 
 
+def _half_close(conn):
+    """shutdown(SHUT_WR), except on TLS: Python's SSLSocket.shutdown drops the TLS layer, and the
+    other direction still needs it (the idle limit then ends the tunnel instead)."""
+    if isinstance(conn, ssl.SSLSocket):
+        return
+    try:
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
 def _pump(src, dst, state):
     buf = bytearray(SMALL_BUFFER)
     mv = memoryview(buf)
@@ -199,10 +210,7 @@ def _pump(src, dst, state):
         _close(src)
         _close(dst)
         return total
-    try:
-        dst.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
+    _half_close(dst)
     return total
 
 

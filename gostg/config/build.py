@@ -92,7 +92,10 @@ def build_node(o, path, registries):
     if not addr:
         raise ConfigError(f"{path}.addr", "is required")
     connector = ccls(Metadata(_map(c, "metadata", cpath)), _auth(c, cpath))
-    dialer = dcls(Metadata(_map(d, "metadata", dpath)), _auth(d, dpath), _map(d, "tls", dpath))
+    try:
+        dialer = dcls(Metadata(_map(d, "metadata", dpath)), _auth(d, dpath), _map(d, "tls", dpath))
+    except ConfigError as exc:
+        raise ConfigError(f"{dpath}.{exc.path}", exc.msg) from None
     return Node(o["name"] if o.get("name") else addr, addr, connector, dialer,
                 Metadata(_map(o, "metadata", path)), bypass=_str(o, "bypass", path) or None,
                 hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
@@ -236,8 +239,11 @@ def build_service(o, path, registries, log):
     if o.get("admission"):
         name = _str(o, "admission", path)
         admission = _LateAdmission(name, registries)
-    listener = lcls(_str(o, "addr", path), Metadata(_map(lst, "metadata", lpath)), _map(lst, "tls", lpath),
-                    _auth(lst, lpath))
+    try:
+        listener = lcls(_str(o, "addr", path), Metadata(_map(lst, "metadata", lpath)), _map(lst, "tls", lpath),
+                        _auth(lst, lpath))
+    except ConfigError as exc:
+        raise ConfigError(f"{lpath}.{exc.path}", exc.msg) from None
     svc = Service(o["name"], listener, handler, log, md, admission=admission, registries=registries)
     svc.cfg_addr = listener.addr
     return svc

@@ -1,2 +1,2 @@
 """Dialers: the client side of a listener (how a node's address is reached)."""
-from . import tcp  # noqa: F401
+from . import tcp, tls  # noqa: F401
