@@ -54,6 +54,15 @@ def _list(o, key, path):
     return v
 
 
+def _maps(o, key, path):
+    """``(item, item_path)`` for each entry of a list of mappings at ``path.key``."""
+    for i, item in enumerate(_list(o, key, path)):
+        ip = f"{path}.{key}[{i}]"
+        if not isinstance(item, dict):
+            raise ConfigError(ip, f"must be a mapping, not {type(item).__name__}")
+        yield item, ip
+
+
 def _auth(o, path):
     a = _map(o, "auth", path)
     if not a:
@@ -96,6 +105,7 @@ def build_node(o, path, registries):
         dialer = dcls(Metadata(_map(d, "metadata", dpath)), _auth(d, dpath), _map(d, "tls", dpath))
     except ConfigError as exc:
         raise ConfigError(f"{dpath}.{exc.path}", exc.msg) from None
+    dialer.node_addr = addr
     return Node(o["name"] if o.get("name") else addr, addr, connector, dialer,
                 Metadata(_map(o, "metadata", path)), bypass=_str(o, "bypass", path) or None,
                 hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
@@ -103,14 +113,7 @@ def build_node(o, path, registries):
 
 def build_hop(o, path, registries):
     name = _str(o, "name", path)
-    nodes = o.get("nodes") or []
-    if not isinstance(nodes, list):
-        raise ConfigError(f"{path}.nodes", "must be a list")
-    built = []
-    for i, n in enumerate(nodes):
-        if not isinstance(n, dict):
-            raise ConfigError(f"{path}.nodes[{i}]", "must be a mapping")
-        built.append(build_node(n, f"{path}.nodes[{i}]", registries))
+    built = [build_node(n, np, registries) for n, np in _maps(o, "nodes", path)]
     return Hop(name, built, build_selector(o, path, Metadata(_map(o, "metadata", path))),
                bypass=_str(o, "bypass", path) or None, registries=registries,
                hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
@@ -134,18 +137,12 @@ def build_chain(o, path, registries):
 
 
 def build_forwarder(o, path, registries):
-    nodes = o.get("nodes") or []
-    if not isinstance(nodes, list):
-        raise ConfigError(f"{path}.nodes", "must be a list")
     built = []
-    for i, n in enumerate(nodes):
-        np = f"{path}.nodes[{i}]"
-        if not isinstance(n, dict):
-            raise ConfigError(np, "must be a mapping")
+    for n, np in _maps(o, "nodes", path):
         addr = _str(n, "addr", np)
         if not addr:
             raise ConfigError(f"{np}.addr", "is required")
-        built.append(Node(_str(n, "name", np) or f"target-{i}", addr, None, None,
+        built.append(Node(_str(n, "name", np) or f"target-{len(built)}", addr, None, None,
                           Metadata(_map(n, "metadata", np)), bypass=_str(n, "bypass", np) or None))
     return Hop("", built, build_selector(o, path), registries=registries)
 
@@ -168,10 +165,7 @@ OBJECT_BUILDERS = {
 
 def _build_hosts(o, path):
     maps = []
-    for i, m in enumerate(_list(o, "mappings", path)):
-        mp = f"{path}.mappings[{i}]"
-        if not isinstance(m, dict):
-            raise ConfigError(mp, "must be a mapping")
+    for m, mp in _maps(o, "mappings", path):
         ip, host = _str(m, "ip", mp), _str(m, "hostname", mp)
         for h in [host] + _strlist(m, "aliases", mp):
             maps.append((h, ip))
@@ -183,10 +177,7 @@ def _build_hosts(o, path):
 
 def _build_resolver(o, path):
     ns = []
-    for i, n in enumerate(_list(o, "nameservers", path)):
-        np = f"{path}.nameservers[{i}]"
-        if not isinstance(n, dict):
-            raise ConfigError(np, "must be a mapping")
+    for n, np in _maps(o, "nameservers", path):
         try:
             ns.append(Nameserver(_str(n, "addr", np), _str(n, "prefer", np), parse_duration(n.get("timeout"), f"{np}.timeout"),
                                  parse_duration(n.get("ttl"), f"{np}.ttl"), _str(n, "only", np)))
