@@ -3,6 +3,8 @@ class Dialer:
     (TLS, WebSocket …) and is the only part used for later hops."""
 
     multiplex = False
+    #: the node's address, set by the config builder (a ws dialer's default Host header)
+    node_addr = ""
 
     def __init__(self, md, auth=None, tls=None):
         self.md = md

@@ -1,0 +1,96 @@
+"""The server side of GOST's relay protocol (``x/handler/relay``): TCP CONNECT and forward mode.
+
+What GOST does and we do too: a bad version or malformed features end the connection without a
+reply; credentials come from the UserAuth feature and a refusal answers Unauthorized (2); with a
+forwarder the requested address is ignored and a forwarder target is dialled (no target:
+ServiceUnavailable, dial failure: HostUnreachable); CONNECT without an address is BadRequest,
+a bypassed one Forbidden, a failed dial NetworkUnreachable; an unknown command is BadRequest.
+
+Where we differ: BIND, ASSOCIATE and UDP/other networks are not implemented yet, so they answer
+BadRequest (GOST's reply to a request it cannot serve) and close. The OK response is sent as
+soon as the target is connected rather than held back for the first write back to the client:
+the bytes on the wire are the same, and the conn stays a plain socket that relay may splice.
+"""
+from ..conn import Stream
+from ..errors import DialError
+from ..protocols import relay as rp
+from ..protocols.addr import join_host_port
+from ..registry import handlers
+from .base import Handler
+
+
+@handlers.register("relay")
+class RelayHandler(Handler):
+
+    @staticmethod
+    def _reply(conn, status):
+        try:
+            conn.sendall(rp.encode_response(rp.Response(status)))
+        except OSError:
+            pass
+
+    def handle(self, conn, ctx, stream=None):
+        s = stream or Stream(conn)
+        with self.handshake_deadline():
+            req = s.read(rp.parse_request)  # ProtocolError/EOFError: no reply, as GOST
+
+        auth = req.find(rp.UserAuth)
+        user, password = (auth.user, auth.password) if auth else ("", "")
+        if not self.authenticate(ctx, user, password):
+            self._reply(conn, rp.STATUS_UNAUTHORIZED)
+            return
+
+        net = req.find(rp.Network)
+        network = net.name if net else "tcp"
+        if req.cmd & rp.FLAG_UDP:
+            network = "udp"
+        addr = req.find(rp.Addr)
+        address = join_host_port(addr.host, addr.port) if addr else ""
+
+        if self.options.forwarder is not None:
+            if network != "tcp":
+                return self._unsupported(conn, ctx, f"relay: forwarding {network} is not supported")
+            return self._forward(conn, s, ctx)
+
+        if req.command not in (0, rp.CMD_CONNECT):
+            return self._unsupported(conn, ctx, f"relay: command {req.command} not supported")
+        if network != "tcp":
+            return self._unsupported(conn, ctx, f"relay: network {network} not supported")
+        if not address:
+            return self._unsupported(conn, ctx, "relay: target not specified")
+
+        ctx.target = address
+        upstream = self.dial(address, ctx, lambda why: self._reply(conn, rp.STATUS_FORBIDDEN if why == "bypass"
+                                                                   else rp.STATUS_NETWORK_UNREACHABLE))
+        if upstream is None:
+            return
+        self._ok_and_relay(conn, s, upstream, ctx, address)
+
+    def _unsupported(self, conn, ctx, why):
+        ctx.log.warning(why)
+        self._reply(conn, rp.STATUS_BAD_REQUEST)
+
+    def _forward(self, conn, s, ctx):
+        node = self.options.forwarder.select(ctx, "")
+        if node is None:
+            ctx.log.error("relay: no forward target available")
+            self._reply(conn, rp.STATUS_SERVICE_UNAVAILABLE)
+            return
+        ctx.target = node.addr
+        try:
+            upstream = self.router.dial("tcp", node.addr, ctx)
+        except DialError as exc:
+            node.marker.mark()
+            ctx.log.error(str(exc), dst=node.addr)
+            self._reply(conn, rp.STATUS_HOST_UNREACHABLE)
+            return
+        node.marker.reset()
+        self._ok_and_relay(conn, s, upstream, ctx, node.addr)
+
+    def _ok_and_relay(self, conn, s, upstream, ctx, target):
+        try:
+            conn.sendall(rp.encode_response(rp.Response(rp.STATUS_OK)))
+        except OSError:
+            upstream.close()
+            raise
+        self.relay(s.conn_with_rest(), upstream, ctx, target)

@@ -1,0 +1,52 @@
+"""WebSocket listeners: ``ws`` (TCP + WebSocket) and ``wss`` (TLS + WebSocket).
+
+GOST metadata: ``path`` (default ``/ws``; another path is answered 404), ``header`` (extra
+response headers), ``handshakeTimeout`` (bounds TLS and the HTTP upgrade together)."""
+import gevent
+
+from ..errors import ProtocolError
+from ..registry import listeners
+from ..wsconn import DEFAULT_PATH, server_handshake
+from .tcp import TCPListener
+from .tls import TLSListener
+
+
+class _WSMixin:
+    #: seconds a client may take to finish the WebSocket upgrade
+    handshake_timeout = 10.0
+
+    def _ws_setup(self, md):
+        self.path = md.str("path", default=DEFAULT_PATH) or DEFAULT_PATH
+        self.header = md.raw("header") if isinstance(md.raw("header"), dict) else None
+        self.handshake_timeout = md.duration("handshakeTimeout", default=self.handshake_timeout)
+
+    def _upgrade(self, conn):
+        try:
+            with gevent.Timeout(self.handshake_timeout, ProtocolError("websocket handshake timeout")):
+                return server_handshake(conn, self.path, self.header)
+        except ProtocolError:
+            conn.close()
+            raise
+        except OSError as exc:
+            conn.close()
+            raise ProtocolError(f"websocket handshake: {exc}") from None
+
+
+@listeners.register("ws")
+class WSListener(_WSMixin, TCPListener):
+    def __init__(self, addr, md, tls=None, auth=None):
+        super().__init__(addr, md, tls, auth)
+        self._ws_setup(md)
+
+    def wrap(self, sock):
+        return self._upgrade(super().wrap(sock))
+
+
+@listeners.register("wss")
+class WSSListener(_WSMixin, TLSListener):
+    def __init__(self, addr, md, tls=None, auth=None):
+        super().__init__(addr, md, tls, auth)
+        self._ws_setup(md)
+
+    def wrap(self, sock):
+        return self._upgrade(super().wrap(sock))

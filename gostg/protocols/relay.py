@@ -1,0 +1,263 @@
+"""GOST's relay protocol (``go-gost/relay``), both directions.
+
+Rules:
+1. Request:  VER=0x01 | CMD/FLAGS(1) | FEALEN(2, BE) | FEATURES.
+   Response: VER=0x01 | STATUS(1)    | FEALEN(2, BE) | FEATURES.
+   The low nibble of CMD is the command (0 or 1 CONNECT, 2 BIND, 3 ASSOCIATE); 0x80 is the
+   legacy UDP flag (superseded by the Network feature).
+2. FEATURES is exactly FEALEN bytes of TYPE(1) | LEN(2, BE) | DATA records. A record that runs
+   past the block, or whose DATA is too short for its type, or an unknown TYPE, is a protocol
+   error (GOST refuses them too); bytes after a feature's own fields are ignored, as GOST does.
+3. Features: 0x01 UserAuth ``ULEN USER PLEN PASS``; 0x02 Addr ``ATYP ADDR PORT`` (ATYP 1 IPv4,
+   3 domain = LEN(1)+name, 4 IPv6); 0x03 Tunnel (an id of at least 16 bytes, kept raw);
+   0x04 Network ``u16`` (0 tcp, 1 udp, 2 ip, 0x10 unix, 0x11 serial; unknown ids mean tcp).
+4. A version other than 1 is refused as soon as its byte is seen; until FEALEN bytes of
+   features have arrived the answer is ``NeedData``.
+Each ``parse_*`` returns the message and the number of bytes it used.
+"""
+import ipaddress
+import socket
+import struct
+from dataclasses import dataclass
+
+from ..errors import ProtocolError
+from .reader import Reader
+
+VERSION = 0x01
+
+CMD_CONNECT = 0x01
+CMD_BIND = 0x02
+CMD_ASSOCIATE = 0x03
+CMD_MASK = 0x0F
+FLAG_UDP = 0x80
+
+STATUS_OK = 0x00
+STATUS_BAD_REQUEST = 0x01
+STATUS_UNAUTHORIZED = 0x02
+STATUS_FORBIDDEN = 0x03
+STATUS_TIMEOUT = 0x04
+STATUS_SERVICE_UNAVAILABLE = 0x05
+STATUS_HOST_UNREACHABLE = 0x06
+STATUS_NETWORK_UNREACHABLE = 0x07
+STATUS_INTERNAL_SERVER_ERROR = 0x08
+
+STATUS_TEXT = {
+    STATUS_OK: "ok", STATUS_BAD_REQUEST: "bad request", STATUS_UNAUTHORIZED: "unauthorized",
+    STATUS_FORBIDDEN: "forbidden", STATUS_TIMEOUT: "timeout",
+    STATUS_SERVICE_UNAVAILABLE: "service unavailable", STATUS_HOST_UNREACHABLE: "host unreachable",
+    STATUS_NETWORK_UNREACHABLE: "network unreachable",
+    STATUS_INTERNAL_SERVER_ERROR: "internal server error",
+}
+
+FEATURE_USER_AUTH = 0x01
+FEATURE_ADDR = 0x02
+FEATURE_TUNNEL = 0x03
+FEATURE_NETWORK = 0x04
+
+ATYP_IPV4 = 1
+ATYP_DOMAIN = 3
+ATYP_IPV6 = 4
+
+NETWORK_TCP = 0x00
+NETWORK_UDP = 0x01
+NETWORK_IP = 0x02
+NETWORK_UNIX = 0x10
+NETWORK_SERIAL = 0x11
+NETWORK_NAMES = {NETWORK_TCP: "tcp", NETWORK_UDP: "udp", NETWORK_IP: "ip",
+                 NETWORK_UNIX: "unix", NETWORK_SERIAL: "serial"}
+
+#: a tunnel/connector id is 16 bytes (GOST's TunnelID adds flag, reserved and weight: 20)
+TUNNEL_ID_LEN = 16
+
+_HEADER = struct.Struct("!BBH")
+_FEATURE_HEADER = struct.Struct("!BH")
+
+
+@dataclass(frozen=True)
+class UserAuth:
+    user: str = ""
+    password: str = ""
+    type = FEATURE_USER_AUTH
+
+
+@dataclass(frozen=True)
+class Addr:
+    host: str = ""
+    port: int = 0
+    type = FEATURE_ADDR
+
+
+@dataclass(frozen=True)
+class Tunnel:
+    raw: bytes = bytes(TUNNEL_ID_LEN)
+    type = FEATURE_TUNNEL
+
+
+@dataclass(frozen=True)
+class Network:
+    network: int = NETWORK_TCP
+    type = FEATURE_NETWORK
+
+    @property
+    def name(self):
+        return NETWORK_NAMES.get(self.network, "tcp")
+
+
+@dataclass(frozen=True)
+class Request:
+    cmd: int = CMD_CONNECT  # the whole CMD/FLAGS byte
+    features: tuple = ()
+
+    def find(self, ftype):
+        """The last feature of that class (GOST lets a later one win), or None."""
+        return next((f for f in reversed(self.features) if isinstance(f, ftype)), None)
+
+    @property
+    def command(self):
+        return self.cmd & CMD_MASK
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int = STATUS_OK
+    features: tuple = ()
+
+    find = Request.find
+
+
+# --- features -----------------------------------------------------------------------------
+
+def _encode_user_auth(f):
+    u, p = f.user.encode("utf-8"), f.password.encode("utf-8")
+    if len(u) > 255 or len(p) > 255:
+        raise ProtocolError("relay: username or password longer than 255 bytes")
+    return bytes((len(u),)) + u + bytes((len(p),)) + p
+
+
+def _encode_addr(f):
+    if not 0 <= f.port <= 0xFFFF:
+        raise ProtocolError(f"relay: port {f.port} out of range")
+    port = struct.pack("!H", f.port)
+    try:
+        ip = ipaddress.ip_address(f.host)
+    except ValueError:
+        raw = f.host.encode("utf-8")
+        if len(raw) > 255:
+            raise ProtocolError(f"relay: domain name of {len(raw)} bytes") from None
+        return bytes((ATYP_DOMAIN, len(raw))) + raw + port
+    if ip.version == 6 and ip.ipv4_mapped is not None:  # Go's To4() sees these as IPv4
+        ip = ip.ipv4_mapped
+    if ip.version == 4:
+        return bytes((ATYP_IPV4,)) + ip.packed + port
+    return bytes((ATYP_IPV6,)) + ip.packed + port
+
+
+def _encode_tunnel(f):
+    if len(f.raw) < TUNNEL_ID_LEN:
+        raise ProtocolError("relay: tunnel id shorter than 16 bytes")
+    return bytes(f.raw)
+
+
+def _encode_network(f):
+    return struct.pack("!H", f.network)
+
+
+_ENCODERS = {UserAuth: _encode_user_auth, Addr: _encode_addr, Tunnel: _encode_tunnel,
+             Network: _encode_network}
+
+
+def encode_feature(f):
+    data = _ENCODERS[type(f)](f)
+    return _FEATURE_HEADER.pack(f.type, len(data)) + data
+
+
+def _text(raw, what):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeError:
+        raise ProtocolError(f"relay: undecodable {what}") from None
+
+
+def _decode_user_auth(r):
+    user = r.counted()
+    password = r.counted()
+    return UserAuth(_text(user, "username"), _text(password, "password"))
+
+
+def _decode_addr(r):
+    atyp = r.u8()
+    if atyp == ATYP_IPV4:
+        host = socket.inet_ntop(socket.AF_INET, r.take(4))
+    elif atyp == ATYP_IPV6:
+        host = socket.inet_ntop(socket.AF_INET6, r.take(16))
+    elif atyp == ATYP_DOMAIN:
+        host = _text(r.counted(), "domain name")
+    else:
+        raise ProtocolError(f"relay: bad address type {atyp:#x}")
+    return Addr(host, r.u16())
+
+
+def _decode_tunnel(r):
+    if r.end - r.pos < TUNNEL_ID_LEN:
+        raise ProtocolError("relay: tunnel id shorter than 16 bytes")
+    return Tunnel(r.rest())
+
+
+def _decode_network(r):
+    return Network(r.u16())
+
+
+_DECODERS = {FEATURE_USER_AUTH: _decode_user_auth, FEATURE_ADDR: _decode_addr,
+             FEATURE_TUNNEL: _decode_tunnel, FEATURE_NETWORK: _decode_network}
+
+
+def _parse_features(block):
+    r = Reader(block, partial=False)  # the block is complete: an overrun is garbage
+    out = []
+    while r.pos < r.end:
+        ftype = r.u8()
+        data = r.take(r.u16())
+        decode = _DECODERS.get(ftype)
+        if decode is None:
+            raise ProtocolError(f"relay: unknown feature {ftype:#x}")
+        out.append(decode(Reader(data, partial=False)))
+    return tuple(out)
+
+
+# --- messages -----------------------------------------------------------------------------
+
+def _encode(first, features):
+    body = b"".join(encode_feature(f) for f in features)
+    if len(body) > 0xFFFF:
+        raise ProtocolError("relay: features longer than 65535 bytes")
+    return _HEADER.pack(VERSION, first, len(body)) + body
+
+
+def _parse(buf):
+    r = Reader(buf)
+    v = r.u8()
+    if v != VERSION:
+        raise ProtocolError(f"relay: bad version {v:#x}")
+    first = r.u8()
+    block = r.take(r.u16())
+    return first, _parse_features(block), r.pos
+
+
+def encode_request(req):
+    return _encode(req.cmd & 0xFF, req.features)
+
+
+def parse_request(buf):
+    """→ ``(Request, used)``."""
+    cmd, features, used = _parse(buf)
+    return Request(cmd, features), used
+
+
+def encode_response(resp):
+    return _encode(resp.status & 0xFF, resp.features)
+
+
+def parse_response(buf):
+    """→ ``(Response, used)``."""
+    status, features, used = _parse(buf)
+    return Response(status, features), used
