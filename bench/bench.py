@@ -451,13 +451,15 @@ def check_pproxy_loop():
 
 # --------------------------------------------------------------------------- measurements
 
-def measure_throughput(proxy, proto, direction, size, sink_port):
-    """One stream through the proxy. → (MB/s, proxy CPU s/GiB or None)."""
+def measure_throughput(proxy, proto, direction, size, sink_port, other_pids=()):
+    """One stream through the proxy. → (MB/s, proxy CPU s/GiB or None).
+    other_pids: more processes whose CPU s/GiB over the same window goes to .last_other (a list)."""
     s = open_tunnel(proto, proxy.socks_port if proto != "http" else proxy.http_port, sink_port)
     try:
         buf = bytearray(CHUNK)
         mv = memoryview(buf)
         pid = proxy.pid if proxy.proc else None
+        o0 = [cpu_seconds(x) for x in other_pids]
         u0, c0 = cpu_split(pid) if pid else (0.0, 0.0)
         c0 += u0
         f0 = minflt(pid) if pid else 0
@@ -482,11 +484,13 @@ def measure_throughput(proxy, proto, direction, size, sink_port):
                 got += n
         dt = time.perf_counter() - t0
         u1, c1 = cpu_split(pid) if pid else (0.0, 0.0)
+        o1 = [cpu_seconds(x) for x in other_pids]
         c1 += u1
         f1 = minflt(pid) if pid else 0
         b1, tot1 = machine_busy()
     finally:
         s.close()
+    measure_throughput.last_other = [(b - a) / (size / GiB) for a, b in zip(o0, o1)]
     measure_throughput.last_faults = (f1 - f0) / (size / GiB) if pid else None
     measure_throughput.last_busy = (b1 - b0) / max(1, tot1 - tot0)  # share of all CPUs busy
     measure_throughput.last_user = (u1 - u0) / (size / GiB) if pid else None
@@ -559,6 +563,121 @@ def measure_rss(proxy, echo_port, ntunnels, warmup=50):
     time.sleep(1.0)
     after = rss_kib(proxy.pid)
     return before, with_t, (with_t - before) / ntunnels, after
+
+
+# --------------------------------------------------------------------------- transport chain
+
+#: chain-hop transports for --tests transport: (label, scheme of the hop -F / back -L)
+TRANSPORTS = [("tcp", "socks5"), ("tls", "socks5+tls"), ("ws", "socks5+ws"), ("wss", "socks5+wss"),
+              ("relay", "relay"), ("relay+tls", "relay+tls")]
+
+
+def transport_chain(label, scheme, home):
+    """(front, back) Proxy objects, not started: client → front socks5 → scheme hop → back → sink."""
+    level = json.dumps({"log": {"level": "error"}})
+    gostg = os.path.join(ROOT, "bin", "gostg")
+    tag = label.replace("+", "-")
+    back = Proxy(f"transport-{tag}-back", "gostg",
+                 lambda p: [PY, gostg, "-L", f"{scheme}://{HOST}:{p.socks_port}", "-C", level],
+                 has_http=False, env={"HOME": home})
+    front = Proxy(f"transport-{tag}-front", "gostg",
+                  lambda p: [PY, gostg, "-L", f"socks5://{HOST}:{p.socks_port}",
+                             "-F", f"{scheme}://{HOST}:{back.socks_port}", "-C", level],
+                  has_http=False, env={"HOME": home})
+    return front, back
+
+
+def run_transport(args, sink_port, started):
+    """Two-process gostg chain per hop transport; interleaved rounds; → (rows, sizes).
+    Processes are appended to `started` as soon as they exist so the caller's finally stops them."""
+    import tempfile
+    home = tempfile.mkdtemp(prefix="gostg-bench-home-")
+    started.append(("home", home))
+    chains = []
+    for label, scheme in TRANSPORTS:
+        front, back = transport_chain(label, scheme, home)
+        for p in (back, front):  # back first: it generates the self-signed certificate under $HOME/.gost
+            started.append(p)
+            p.start()
+        chains.append((label, scheme, front, back))
+        print(f"transport {label:9s} front pid={front.pid} :{front.socks_port} -F {scheme}://{HOST}:"
+              f"{back.socks_port}  back pid={back.pid}", flush=True)
+    sizes = {label: (args.transport_ws_size if "ws" in label else args.size) for label, *_ in chains}
+    failed = {}  # label → first error; a failing hop is reported as such, the other rows still run
+    for label, scheme, front, back in chains:  # unmeasured warm-up: handshakes, first-use allocations
+        for d in ("up", "down"):
+            try:
+                measure_throughput(front, "socks5", d, min(8 << 20, sizes[label]), sink_port)
+            except (OSError, ConnectionError) as exc:
+                failed.setdefault(label, f"{d}: {type(exc).__name__}: {exc}")
+                print(f"transport {label:9s} warm-up {d} FAILED: {exc!r}", flush=True)
+    runs = {(label, d): ([], [], []) for label, *_ in chains for d in ("up", "down")}
+    for rnd in range(args.repeat):
+        for label, scheme, front, back in chains:
+            for d in ("up", "down"):
+                if label in failed:
+                    continue
+                try:
+                    m, cf = measure_throughput(front, "socks5", d, sizes[label], sink_port,
+                                               other_pids=(back.pid,))
+                except (OSError, ConnectionError) as exc:
+                    failed.setdefault(label, f"{d}: {type(exc).__name__}: {exc}")
+                    print(f"transport {label:9s} {d} FAILED: {exc!r}", flush=True)
+                    continue
+                cb = measure_throughput.last_other[0]
+                mbs, cfs, cbs = runs[(label, d)]
+                mbs.append(m)
+                cfs.append(cf)
+                cbs.append(cb)
+                print(f"transport {label:9s} round {rnd + 1} {d:4s} {m:8.1f} MB/s  front CPU {cf:.2f} s/GiB  "
+                      f"back CPU {cb:.2f} s/GiB  ({sizes[label] / (1 << 20):g} MiB)", flush=True)
+    for label, scheme, front, back in chains:
+        for p in (front, back):
+            if p.proc.poll() is not None:
+                failed.setdefault(label, f"{p.name} exited (rc={p.proc.returncode}); see {p.log_path}")
+    res = {}
+    for (label, d), (mbs, cfs, cbs) in runs.items():
+        res[(label, d)] = ((statistics.median(mbs), statistics.median(cfs), statistics.median(cbs))
+                           if mbs and label not in failed else (None, None, None))
+    res["failed"] = failed
+    return res, sizes
+
+
+def transport_report(res, sizes, args):
+    def pair(a, b, nd):
+        return f"{fmt(a, nd)} / {fmt(b, nd)}"
+
+    def rel(label, i):
+        return [ratio(res[(label, d)][i], res[("tcp", d)][i]) for d in ("up", "down")]
+
+    lines = ["| hop transport (`-F`) | MiB per run | MB/s up / down | front CPU s/GiB up / down | "
+             "back CPU s/GiB up / down | MB/s ÷ tcp up / down | front CPU ÷ tcp up / down | "
+             "back CPU ÷ tcp up / down |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, scheme in TRANSPORTS:
+        if label in res["failed"]:
+            lines.append(f"| `{scheme}` | {sizes[label] / (1 << 20):g} | FAILED: {res['failed'][label][:80]} |"
+                         " – | – | – | – | – |")
+            continue
+        u, dn = res[(label, "up")], res[(label, "down")]
+        cells = [f"`{scheme}`", f"{sizes[label] / (1 << 20):g}", pair(u[0], dn[0], 0), pair(u[1], dn[1], 2),
+                 pair(u[2], dn[2], 2)]
+        for i in (0, 1, 2):
+            a, b = rel(label, i)
+            cells.append(f"{fmt(a, 2)}× / {fmt(b, 2)}×")
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = (f"Chain: client → gostg front `-L socks5://{HOST}:F -F <hop>://{HOST}:B` → gostg back "
+             f"`-L <hop>://{HOST}:B` → sink, both gostg at log level error, HOME = a temp dir (self-signed "
+             f"certificate generated there). One stream per run, median of {args.repeat} interleaved rounds. "
+             f"CPU = utime+stime of each gostg process over the transfer, per GiB moved. "
+             f"÷ tcp: the row divided by the plain `socks5` (tcp) hop; for MB/s higher is better, for CPU "
+             f"lower is better.")
+    if any(sizes[label] != args.size for label, _ in TRANSPORTS):
+        notes += (f" The ws/wss rows move {args.transport_ws_size / (1 << 20):g} MiB per run "
+                  f"(--transport-ws-size), the others {args.size / (1 << 20):g} MiB.")
+    for label, err in res["failed"].items():
+        notes += f" `{dict(TRANSPORTS)[label]}` failed: {err}."
+    return "\n".join(lines), notes
 
 
 # --------------------------------------------------------------------------- report
@@ -686,8 +805,12 @@ def run(args):
                        timeout=30)
     env["gevent"] = r.stdout.strip()
     env["code"] = code_fingerprint()
-    env["pproxy"] = check_pproxy_loop()
-    print(f"pproxy loop check: {env['pproxy']}", flush=True)
+    only_transport = set(args.tests) == {"transport"}
+    if only_transport:  # gostg chains only: the side-by-side proxies are not started
+        args.proxies, args.direct = [], False
+    else:
+        env["pproxy"] = check_pproxy_loop()
+        print(f"pproxy loop check: {env['pproxy']}", flush=True)
 
     all_proxies = {
         "gostg": lambda: Proxy("gostg", "gostg", gostg_cmd("error")),
@@ -705,6 +828,8 @@ def run(args):
     columns = ([direct] if args.direct else []) + proxies
 
     helpers = []
+    transport_procs = []  # --tests transport: chain Proxy objects (and its temp HOME), stopped in finally
+    transport = None
     res = {p.name: {} for p in columns}
     conn_errors = {}
     sink_port, echo_port = free_port(), free_port()
@@ -796,36 +921,54 @@ def run(args):
                       f"{fmt(r[('flt', proto, d, state)])} minor faults/GiB, machine busy "
                       f"{r[('busy', proto, d, state)]:.0f}%", flush=True)
 
+        def test_transport():
+            nonlocal transport
+            transport = run_transport(args, sink_port, transport_procs)
+
         tests = {"rss": test_rss, "conn": test_conn, "tput": test_tput,
-                 "tputfresh": lambda: test_tput("fresh", ("socks5",))}
+                 "tputfresh": lambda: test_tput("fresh", ("socks5",)), "transport": test_transport}
         for t in args.tests:
             tests[t]()
         for p in proxies:
             if p.proc.poll() is not None:
                 raise RuntimeError(f"{p.name} exited early (rc={p.proc.returncode}); see {p.log_path}")
     finally:
-        for p in proxies:
+        chain = [p for p in transport_procs if isinstance(p, Proxy)]
+        for p in proxies + chain:
             if p.proc is not None and p.proc.poll() is None:
                 p.proc.terminate()
         for h in helpers:
             if h.poll() is None:
                 h.terminate()
-        for x in [p.proc for p in proxies if p.proc is not None] + helpers:
+        for x in [p.proc for p in proxies + chain if p.proc is not None] + helpers:
             try:
                 x.wait(5)
             except subprocess.TimeoutExpired:
                 x.kill()
                 x.wait(5)
-        for p in proxies:
+        for p in proxies + chain:
             if getattr(p, "logf", None):
                 p.logf.close()
+        for kind, home in [x for x in transport_procs if isinstance(x, tuple)]:
+            import shutil
+            shutil.rmtree(home, ignore_errors=True)
 
     env["conn_errors"] = conn_errors
-    table, targets, envtext = build_report(env, columns, res, args)
-    text = (f"# gostg relay benchmark\n\n{time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n\n{envtext}\n\n"
-            f"## Results\n\n{table}\n\nRatios are gostg (log level error) / peer. For MB/s and conn/s "
-            f"higher is better (ratio > 1 = gostg better); for CPU s/GiB, CPU µs/conn and RSS lower is better "
-            f"(ratio < 1 = gostg better).\n\n## Targets (issue)\n\n{targets}\n")
+    if only_transport:
+        text = (f"# gostg relay benchmark\n\n{time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n\n"
+                f"- gostg code measured: sha256(gostg/**/*.py, bin/gostg) = {env['code'][0]}, newest file "
+                f"modified {env['code'][1]} UTC\n"
+                f"- host: {env['nproc']} CPU ({env['cpu']}), Linux {env['kernel']}, Python {env['python']}, "
+                f"gevent {env.get('gevent')}\n")
+    else:
+        table, targets, envtext = build_report(env, columns, res, args)
+        text = (f"# gostg relay benchmark\n\n{time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n\n{envtext}\n\n"
+                f"## Results\n\n{table}\n\nRatios are gostg (log level error) / peer. For MB/s and conn/s "
+                f"higher is better (ratio > 1 = gostg better); for CPU s/GiB, CPU µs/conn and RSS lower is "
+                f"better (ratio < 1 = gostg better).\n\n## Targets (issue)\n\n{targets}\n")
+    if transport is not None:
+        ttable, tnotes = transport_report(*transport, args)
+        text += f"\n## Transport chain (gostg → gostg)\n\n{ttable}\n\n{tnotes}\n"
     print("\n" + text)
     with open(os.path.join(OUT, args.out), "w") as f:
         f.write(text)
@@ -857,13 +1000,18 @@ def main():
     ap.add_argument("--conn-repeat", type=int, default=3, help="interleaved conn/s rounds (median reported)")
     ap.add_argument("--tests", default="tputfresh,rss,conn,tput", type=lambda s: s.split(","),
                     help="tests to run, in this order: tputfresh (SOCKS5 throughput on just-started proxies), "
-                         "rss, conn, tput (throughput after rss+conn warmed the proxies)")
+                         "rss, conn, tput (throughput after rss+conn warmed the proxies), transport (opt-in: "
+                         "two-process gostg chain over tcp/tls/ws/wss/relay/relay+tls hops)")
+    ap.add_argument("--transport-ws-size", type=parse_size, default=None,
+                    help="bytes per throughput run for the ws/wss rows of --tests transport (default: --size)")
     ap.add_argument("--no-direct", dest="direct", action="store_false",
                     help="skip the no-proxy baseline column")
     ap.add_argument("--pin", action="store_true",
                     help="pin the proxies to the last CPU and everything else to the others")
     ap.add_argument("--out", default="results.md", help="file name under bench/out/")
     args = ap.parse_args()
+    if args.transport_ws_size is None:
+        args.transport_ws_size = args.size
 
     def on_term(signum, frame):
         raise SystemExit(128 + signum)

@@ -4,6 +4,7 @@ Lifecycle (GOST order): build (listener bound) → preUp → start: serve + post
 … → stop: preDown → close listener, drain, kill stragglers, close handler → postDown.
 """
 import time
+from contextlib import contextmanager
 
 import gevent
 from gevent.pool import Pool
@@ -95,9 +96,23 @@ class Service:
         ctx = Context(self.name, src, self.addr, self.log, self.stats)
         conn = None
         try:
-            conn = self.listener.wrap(sock)
-            ctx.log.debug(f"{src} <> {ctx.local}")
-            self.handler.handle(conn, ctx)
+            with self._errors(ctx):
+                conn = self.listener.wrap(sock)
+                ctx.log.debug(f"{src} <> {ctx.local}")
+                if getattr(conn, "multiplex", False):
+                    self._accept_streams(conn, ctx)
+                else:
+                    self.handler.handle(conn, ctx)
+        finally:
+            (conn or sock).close()
+            sock.close()
+            ctx.log.debug(f"{src} >< {ctx.local}")
+
+    @contextmanager
+    def _errors(self, ctx):
+        """Log and count what ends a connection; nothing a handler raises escapes."""
+        try:
+            yield
         except ProtocolError as exc:
             self.stats.total_errs += 1
             ctx.log.warning(f"protocol error: {exc}", dst=ctx.target or None)
@@ -112,10 +127,26 @@ class Service:
         except Exception as exc:  # a handler bug must not take the service down
             self.stats.total_errs += 1
             ctx.log.exception(f"handler failed: {exc!r}", dst=ctx.target or None)
+
+    def _accept_streams(self, session, ctx):
+        """A multiplexing listener (mtls, mws …) returned a session: its ``accept()`` reads
+        the connection here and yields each stream the peer opens; every stream is a
+        connection of its own (own Context, counted, handled in its own pool greenlet, so
+        the pool size bounds streams too). The session ends with this greenlet."""
+        ctx.log.debug("mux: session started")
+        for stream in session.accept():
+            self.stats.total_conns += 1
+            sctx = Context(self.name, ctx.src, self.addr, self.log, self.stats)
+            self.pool.spawn(self._handle_stream, stream, sctx)
+
+    def _handle_stream(self, stream, ctx):
+        try:
+            with self._errors(ctx):
+                ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} <> {ctx.local}")
+                self.handler.handle(stream, ctx)
         finally:
-            (conn or sock).close()
-            sock.close()
-            ctx.log.debug(f"{src} >< {ctx.local}")
+            stream.close()
+            ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} >< {ctx.local}")
 
     def stop(self, timeout=None):
         if self.state == "closed":

@@ -36,6 +36,18 @@ class Reader:
         self.pos += 2
         return v
 
+    def u16le(self):
+        self._need(2)
+        (v,) = struct.unpack_from("<H", self.buf, self.pos)
+        self.pos += 2
+        return v
+
+    def u32le(self):
+        self._need(4)
+        (v,) = struct.unpack_from("<I", self.buf, self.pos)
+        self.pos += 4
+        return v
+
     def take(self, n):
         self._need(n)
         v = bytes(self.buf[self.pos:self.pos + n])

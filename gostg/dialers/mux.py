@@ -1,0 +1,95 @@
+"""Multiplexing dialers: ``mtls``, ``mws``, ``mwss`` — the client side of the listeners of the
+same names (as GOST's, smux version 1).
+
+Rules:
+1. One session per dialer (a dialer belongs to one node): ``dial`` returns the live session,
+   or makes one (TCP, the transport handshake, smux) under a lock, so concurrent dials wait
+   for the first instead of each opening a connection; a dead session is replaced.
+2. ``handshake`` opens a new stream on that session: every route through the node is one
+   stream of the same connection.
+3. As a later hop (``handshake`` over a previous hop's stream) there is nothing to share: the
+   session is private to the one stream and closes with it.
+GOST metadata: the transport's (``path``, ``host``, ``header`` …) plus ``muxMaxFrameSize``,
+``muxMaxReceiveBuffer``, ``muxKeepAliveDisabled``, ``muxKeepAliveInterval``,
+``muxKeepAliveTimeout``."""
+from gevent.lock import Semaphore
+
+from ..errors import DialError
+from ..mux import MuxConfig, Session
+from ..registry import dialers
+from ..router import dial_tcp
+from .base import Dialer
+from .tls import TLSDialer
+from .ws import WSDialer, WSSDialer
+
+
+class MuxDialer(Dialer):
+    multiplex = True
+    #: the dialer whose handshake makes the transport under the session
+    transport_class = TLSDialer
+
+    def __init__(self, md, auth=None, tls=None):
+        super().__init__(md, auth, tls)
+        self.transport = self.transport_class(md, auth, tls)
+        self.mux_config = MuxConfig.from_md(md)
+        self.session = None
+        self.lock = Semaphore()
+
+    # build.py sets node_addr after construction: the transport needs it (ws Host header)
+    @property
+    def node_addr(self):
+        return self.transport.node_addr
+
+    @node_addr.setter
+    def node_addr(self, value):
+        self.transport.node_addr = value
+
+    def _new_session(self, conn):
+        return Session(self.transport.handshake(conn), client=True, config=self.mux_config).start()
+
+    def dial(self, addr, timeout):
+        with self.lock:
+            s = self.session
+            if s is not None and s.alive:
+                return s
+            self.session = None
+            sock = dial_tcp(addr, timeout)
+            try:
+                self.session = self._new_session(sock)
+            except BaseException:
+                sock.close()
+                raise
+            return self.session
+
+    def handshake(self, conn):
+        if isinstance(conn, Session):
+            try:
+                return conn.open()
+            except OSError as exc:
+                conn.close()
+                raise DialError(f"mux: cannot open a stream: {exc}") from exc
+        session = self._new_session(conn)  # a later hop: a session for this one stream
+        stream = session.open()
+        stream.owns_session = True
+        return stream
+
+    def close(self):
+        with self.lock:
+            if self.session is not None:
+                self.session.close()
+                self.session = None
+
+
+@dialers.register("mtls")
+class MTLSDialer(MuxDialer):
+    transport_class = TLSDialer
+
+
+@dialers.register("mws")
+class MWSDialer(MuxDialer):
+    transport_class = WSDialer
+
+
+@dialers.register("mwss")
+class MWSSDialer(MuxDialer):
+    transport_class = WSSDialer

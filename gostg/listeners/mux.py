@@ -1,0 +1,50 @@
+"""Multiplexing listeners: ``mtls`` (TLS + smux), ``mws`` (WebSocket + smux), ``mwss``
+(TLS + WebSocket + smux), as GOST's.
+
+``wrap`` runs the transport handshake (TLS, WebSocket upgrade) as the plain listener does and
+returns a ``mux.Session``; the Service sees its ``multiplex`` flag, reads the session in the
+connection's greenlet and hands every stream the peer opens to the handler as a connection
+of its own. GOST metadata: the transport's, plus ``muxMaxFrameSize``, ``muxMaxReceiveBuffer``,
+``muxKeepAliveDisabled``, ``muxKeepAliveInterval``, ``muxKeepAliveTimeout``."""
+from ..mux import MuxConfig, Session
+from ..registry import listeners
+from .tls import TLSListener
+from .ws import WSListener, WSSListener
+
+
+class _MuxMixin:
+    def _mux_setup(self, md):
+        self.mux_config = MuxConfig.from_md(md)
+
+    def _session(self, conn):
+        return Session(conn, client=False, config=self.mux_config)
+
+
+@listeners.register("mtls")
+class MTLSListener(_MuxMixin, TLSListener):
+    def __init__(self, addr, md, tls=None, auth=None):
+        super().__init__(addr, md, tls, auth)
+        self._mux_setup(md)
+
+    def wrap(self, sock):
+        return self._session(super().wrap(sock))
+
+
+@listeners.register("mws")
+class MWSListener(_MuxMixin, WSListener):
+    def __init__(self, addr, md, tls=None, auth=None):
+        super().__init__(addr, md, tls, auth)
+        self._mux_setup(md)
+
+    def wrap(self, sock):
+        return self._session(super().wrap(sock))
+
+
+@listeners.register("mwss")
+class MWSSListener(_MuxMixin, WSSListener):
+    def __init__(self, addr, md, tls=None, auth=None):
+        super().__init__(addr, md, tls, auth)
+        self._mux_setup(md)
+
+    def wrap(self, sock):
+        return self._session(super().wrap(sock))

@@ -1,0 +1,194 @@
+"""gostg.protocols.smux: smux v1 frame vectors, prefixes → NeedData, garbage → ProtocolError;
+and gostg.mux sessions over a socketpair (streams, FIN, back-pressure, teardown)."""
+import gevent
+import pytest
+from gevent import socket
+from hypothesis import given, settings, strategies as st
+
+from gostg.errors import NeedData, ProtocolError
+from gostg.mux import MuxConfig, Session
+from gostg.protocols import smux
+
+PROPS = settings(max_examples=200, deadline=None)
+
+# header bytes as smux v1 writes them: VER CMD LEN(le16) SID(le32)
+VECTORS = [
+    (smux.SYN, 3, b"", "0100000003000000"),
+    (smux.FIN, 3, b"", "0101000003000000"),
+    (smux.NOP, 0, b"", "0103000000000000"),
+    (smux.PSH, 5, b"hello", "0102050005000000" + b"hello".hex()),
+    (smux.PSH, 0x01020304, b"\x00" * 0x0102, "01020201" + "04030201" + "00" * 0x0102),
+]
+
+
+@pytest.mark.parametrize("cmd,sid,data,hexed", VECTORS)
+def test_vectors_encode_and_parse(cmd, sid, data, hexed):
+    wire = bytes.fromhex(hexed)
+    assert smux.encode_frame(cmd, sid, data) == wire
+    assert smux.parse_frame(wire) == (cmd, sid, data, len(wire))
+
+
+def test_parse_from_offset_in_a_stream_of_frames():
+    wire = smux.encode_frame(smux.SYN, 3) + smux.encode_frame(smux.PSH, 3, b"ab") + b"\x01"
+    cmd, sid, data, pos = smux.parse_frame(wire)
+    assert (cmd, sid, data, pos) == (smux.SYN, 3, b"", 8)
+    assert smux.parse_frame(wire, pos) == (smux.PSH, 3, b"ab", 18)
+    with pytest.raises(NeedData):
+        smux.parse_frame(wire, 18)
+
+
+def test_bad_version_and_commands_are_protocol_errors():
+    for wire in ("0200000003000000", "0004000003000000", "0104000003000000", "0105000000000000",
+                 "01ff000000000000", "ff02000000000000"):
+        with pytest.raises(ProtocolError):
+            smux.parse_frame(bytes.fromhex(wire))
+
+
+def test_payload_too_large_cannot_be_encoded():
+    with pytest.raises(ValueError):
+        smux.encode_frame(smux.PSH, 3, b"x" * (smux.MAX_PAYLOAD + 1))
+
+
+@PROPS
+@given(st.sampled_from([smux.SYN, smux.FIN, smux.PSH, smux.NOP]), st.integers(0, 2**32 - 1),
+       st.binary(max_size=300))
+def test_roundtrip_and_every_prefix_needs_data(cmd, sid, data):
+    data = data if cmd == smux.PSH else b""
+    wire = smux.encode_frame(cmd, sid, data)
+    assert smux.parse_frame(wire + b"trailing") == (cmd, sid, data, len(wire))
+    for i in range(len(wire)):
+        with pytest.raises(NeedData):
+            smux.parse_frame(wire[:i])
+
+
+@PROPS
+@given(st.binary(max_size=200))
+def test_garbage_raises_only_needdata_or_protocolerror(buf):
+    pos = 0
+    try:
+        while True:
+            _, _, _, pos = smux.parse_frame(buf, pos)
+    except (NeedData, ProtocolError):
+        pass
+
+
+# --- sessions over a socketpair ------------------------------------------------------------
+
+def _pair(**cfg):
+    a, b = socket.socketpair()
+    config = MuxConfig(keepalive_interval=0, **cfg)
+    client = Session(a, client=True, config=config).start()
+    server = Session(b, client=False, config=config)
+    return client, server
+
+
+def _echo_server(server):
+    def serve(stream):
+        while True:
+            data = stream.recv(65536)
+            if not data:
+                break
+            stream.sendall(data)
+        stream.close()
+
+    def run():
+        for stream in server.accept():
+            gevent.spawn(serve, stream)
+    return gevent.spawn(run)
+
+
+def test_streams_echo_concurrently_and_close_cleans_up():
+    client, server = _pair(frame_size=1000)
+    g = _echo_server(server)
+    payload = bytes(range(256)) * 40
+
+    def one(i):
+        s = client.open()
+        s.sendall(payload + bytes([i]))
+        got = bytearray()
+        while len(got) < len(payload) + 1:
+            got += s.recv(65536)
+        s.close()
+        return bytes(got)
+
+    jobs = [gevent.spawn(one, i) for i in range(20)]
+    gevent.joinall(jobs, timeout=10, raise_error=True)
+    assert [j.value for j in jobs] == [payload + bytes([i]) for i in range(20)]
+    with gevent.Timeout(5):
+        while server.streams or client.streams:
+            gevent.sleep(0.01)
+    client.close()
+    g.join(timeout=5)
+    assert server.closed and g.dead
+    assert server.opened == 20
+
+
+def test_fin_gives_eof_after_buffered_bytes_and_sendall_then_fails():
+    client, server = _pair()
+    s = client.open()
+    it = server.accept()       # keep the generator: dropping it ends the session
+    accepted = next(it)
+    accepted.sendall(b"last words")
+    accepted.close()
+    with gevent.Timeout(5):
+        assert s.recv(100) == b"last words"
+        assert s.recv(100) == b""
+    with pytest.raises(BrokenPipeError):
+        s.sendall(b"x")
+    s.close()
+    client.close()
+    it.close()
+    assert server.closed
+
+
+def test_session_death_ends_every_stream_and_opening_fails():
+    client, server = _pair()
+    s = client.open()
+    it = server.accept()
+    next(it)
+    it.close()                 # the server side goes away
+    with gevent.Timeout(5):
+        assert s.recv(10) == b""
+        while client.alive:
+            gevent.sleep(0.01)
+    with pytest.raises(OSError):
+        client.open()
+
+
+def test_backpressure_stops_reading_until_a_stream_is_read():
+    client, server = _pair(max_receive=4096)
+    s = client.open()
+    accepted = []
+    g = gevent.spawn(lambda: [accepted.append(x) for x in server.accept()])
+    sender = gevent.spawn(s.sendall, b"z" * 4000000)
+    gevent.sleep(0.2)
+    assert not sender.ready(), "the writer must be held back while nobody reads"
+    assert server.buffered <= 4096 + 65536
+    got = 0
+    with gevent.Timeout(5):
+        while got < 4000000:
+            got += len(accepted[0].recv(65536))
+    sender.join(timeout=5)
+    assert sender.successful()
+    client.close()
+    g.join(timeout=5)
+
+
+def test_garbage_from_peer_closes_the_session():
+    a, b = socket.socketpair()
+    server = Session(b, client=False, config=MuxConfig(keepalive_interval=0))
+    a.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    with pytest.raises(ProtocolError):
+        list(server.accept())
+    assert server.closed
+    a.close()
+
+
+def test_keepalive_timeout_closes_a_silent_session():
+    a, b = socket.socketpair()
+    server = Session(b, client=False, config=MuxConfig(keepalive_interval=0.05, keepalive_timeout=0.15))
+    with gevent.Timeout(5):
+        while server.alive:
+            gevent.sleep(0.02)
+    assert a.recv(8) == smux.encode_frame(smux.NOP, 0)
+    a.close()
