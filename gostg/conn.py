@@ -24,7 +24,8 @@ class BufferedConn:
             buf[:n] = self.pending[:n]
             self.pending = self.pending[n:]
             return n
-        return self.sock.recv_into(buf, nbytes)
+        # 0 means "the whole buffer" to a socket but "nothing" to an SSLSocket: pass it only when set
+        return self.sock.recv_into(buf, nbytes) if nbytes else self.sock.recv_into(buf)
 
     def take_pending(self):
         data, self.pending = self.pending, b""

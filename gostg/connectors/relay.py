@@ -68,7 +68,8 @@ class LazyRelayConn:
             buf[:n] = self.pending[:n]
             self.pending = self.pending[n:]
             return n
-        return self.sock.recv_into(buf, nbytes)
+        # 0 means "the whole buffer" to a socket but "nothing" to an SSLSocket: pass it only when set
+        return self.sock.recv_into(buf, nbytes) if nbytes else self.sock.recv_into(buf)
 
     def _flush(self, data=b""):
         header, self.header = self.header, b""

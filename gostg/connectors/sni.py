@@ -53,7 +53,7 @@ class SNIClientConn:
         return self.conn.recv(n)
 
     def recv_into(self, buf, nbytes=0):
-        return self.conn.recv_into(buf, nbytes)
+        return self.conn.recv_into(buf, nbytes) if nbytes else self.conn.recv_into(buf)
 
     def shutdown(self, how):
         return self.conn.shutdown(how)

@@ -124,3 +124,18 @@ def test_garbage_on_tls_port_is_closed_and_service_lives(origin, tmp_path):
         rc, status, _ = curl_code("--proxy", f"https://127.0.0.1:{p}", "--proxy-insecure", origin.url + "/")
         assert (rc, status) == (0, 200)
         assert "TLS handshake" in g.log_text()
+
+
+def test_relay_over_tls_connect_tunnel(origin, tmp_path):
+    """Regression: the lazy relay conn over TLS passed recv_into(buf, 0) to an SSLSocket, which
+    reads nothing there (a plain socket reads the whole buffer), so CONNECT tunnels got EOF."""
+    back, front = free_port(), free_port()
+    env = home_env(tmp_path)
+    with Gost("-L", f"relay+tls://127.0.0.1:{back}", *QUIET, ports=[back], env=env, cwd=tmp_path), \
+            Gost("-L", f"http://127.0.0.1:{front}", "-F", f"relay+tls://127.0.0.1:{back}", *QUIET, ports=[front],
+                 env=env, cwd=tmp_path):
+        for flag in ((), ("-p",)):
+            n = 4 << 20
+            p = curl(*flag, "-x", f"http://127.0.0.1:{front}", f"{origin.url}/bytes/{n}", timeout=60)
+            assert p.returncode == 0, p.stderr
+            assert hashlib.sha256(p.stdout).hexdigest() == hashlib.sha256(bytes(i % 251 for i in range(n))).hexdigest()
