@@ -5,19 +5,20 @@ address), ``header`` (extra request headers). As a later hop only ``handshake`` 
 previous hop's stream."""
 from ..errors import DialError, ProtocolError
 from ..registry import dialers
-from ..router import dial_tcp
 from ..wsconn import DEFAULT_PATH, client_handshake
-from .base import Dialer
+from .tcp import TCPDialer
 from .tls import TLSDialer
 
 
 class _WSMixin:
-    def _ws_setup(self, md):
+    def __init__(self, md, auth=None, tls=None):
+        super().__init__(md, auth, tls)  # the transport below (TCP or TLS)
         self.path = md.str("path", default=DEFAULT_PATH) or DEFAULT_PATH
         self.host = md.str("host")
         self.header = md.raw("header") if isinstance(md.raw("header"), dict) else None
 
-    def _upgrade(self, conn):
+    def handshake(self, conn):
+        conn = super().handshake(conn)
         host = self.host or self.node_addr or "localhost"
         try:
             return client_handshake(conn, host, self.path, self.header)
@@ -26,23 +27,10 @@ class _WSMixin:
 
 
 @dialers.register("ws")
-class WSDialer(_WSMixin, Dialer):
-    def __init__(self, md, auth=None, tls=None):
-        super().__init__(md, auth, tls)
-        self._ws_setup(md)
-
-    def dial(self, addr, timeout):
-        return dial_tcp(addr, timeout)
-
-    def handshake(self, conn):
-        return self._upgrade(conn)
+class WSDialer(_WSMixin, TCPDialer):
+    pass
 
 
 @dialers.register("wss")
 class WSSDialer(_WSMixin, TLSDialer):
-    def __init__(self, md, auth=None, tls=None):
-        super().__init__(md, auth, tls)
-        self._ws_setup(md)
-
-    def handshake(self, conn):
-        return self._upgrade(super().handshake(conn))
+    pass

@@ -13,38 +13,24 @@ from .ws import WSListener, WSSListener
 
 
 class _MuxMixin:
-    def _mux_setup(self, md):
+    def __init__(self, addr, md, tls=None, auth=None):
+        super().__init__(addr, md, tls, auth)  # the transport below (TLS, ws, wss)
         self.mux_config = MuxConfig.from_md(md)
 
-    def _session(self, conn):
-        return Session(conn, client=False, config=self.mux_config)
+    def wrap(self, sock):
+        return Session(super().wrap(sock), client=False, config=self.mux_config)
 
 
 @listeners.register("mtls")
 class MTLSListener(_MuxMixin, TLSListener):
-    def __init__(self, addr, md, tls=None, auth=None):
-        super().__init__(addr, md, tls, auth)
-        self._mux_setup(md)
-
-    def wrap(self, sock):
-        return self._session(super().wrap(sock))
+    pass
 
 
 @listeners.register("mws")
 class MWSListener(_MuxMixin, WSListener):
-    def __init__(self, addr, md, tls=None, auth=None):
-        super().__init__(addr, md, tls, auth)
-        self._mux_setup(md)
-
-    def wrap(self, sock):
-        return self._session(super().wrap(sock))
+    pass
 
 
 @listeners.register("mwss")
 class MWSSListener(_MuxMixin, WSSListener):
-    def __init__(self, addr, md, tls=None, auth=None):
-        super().__init__(addr, md, tls, auth)
-        self._mux_setup(md)
-
-    def wrap(self, sock):
-        return self._session(super().wrap(sock))
+    pass

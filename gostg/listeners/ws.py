@@ -15,12 +15,14 @@ class _WSMixin:
     #: seconds a client may take to finish the WebSocket upgrade
     handshake_timeout = 10.0
 
-    def _ws_setup(self, md):
+    def __init__(self, addr, md, tls=None, auth=None):
+        super().__init__(addr, md, tls, auth)  # the transport below (TCP or TLS)
         self.path = md.str("path", default=DEFAULT_PATH) or DEFAULT_PATH
         self.header = md.raw("header") if isinstance(md.raw("header"), dict) else None
         self.handshake_timeout = md.duration("handshakeTimeout", default=self.handshake_timeout)
 
-    def _upgrade(self, conn):
+    def wrap(self, sock):
+        conn = super().wrap(sock)
         try:
             with gevent.Timeout(self.handshake_timeout, ProtocolError("websocket handshake timeout")):
                 return server_handshake(conn, self.path, self.header)
@@ -34,19 +36,9 @@ class _WSMixin:
 
 @listeners.register("ws")
 class WSListener(_WSMixin, TCPListener):
-    def __init__(self, addr, md, tls=None, auth=None):
-        super().__init__(addr, md, tls, auth)
-        self._ws_setup(md)
-
-    def wrap(self, sock):
-        return self._upgrade(super().wrap(sock))
+    pass
 
 
 @listeners.register("wss")
 class WSSListener(_WSMixin, TLSListener):
-    def __init__(self, addr, md, tls=None, auth=None):
-        super().__init__(addr, md, tls, auth)
-        self._ws_setup(md)
-
-    def wrap(self, sock):
-        return self._upgrade(super().wrap(sock))
+    pass

@@ -2,6 +2,8 @@
 cached-body origin, echo servers on chosen ports, blocks of consecutive free ports, microsocks,
 a tiny DNS server and log polling. Every wait has a deadline; every process is stopped by PID."""
 import hashlib
+import http.client
+import json
 import random
 import re
 import socket
@@ -273,3 +275,53 @@ def recv_all(sock, deadline):
         if not d:
             return bytes(out), True
         out += d
+
+
+class Api:
+    """A tiny client for gostg's Web API: one HTTP/1.1 connection per request."""
+
+    def __init__(self, port):
+        self.port = port
+
+    def request(self, method, path, body=None, timeout=15):
+        """→ (status, parsed JSON or None, raw body)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            data = None if body is None else json.dumps(body).encode()
+            headers = {"Content-Type": "application/json"} if data is not None else {}
+            c.request(method, path, body=data, headers=headers)
+            r = c.getresponse()
+            raw = r.read()
+        finally:
+            c.close()
+        try:
+            js = json.loads(raw)
+        except ValueError:
+            js = None
+        return r.status, js, raw
+
+    def ok(self, method, path, body=None):
+        status, js, raw = self.request(method, path, body)
+        assert status == 200, f"{method} {path} → {status} {raw[:500]!r}"
+        return js
+
+    def post(self, kind, body):
+        return self.ok("POST", f"/config/{kind}", body)
+
+    def put(self, kind, name, body):
+        return self.ok("PUT", f"/config/{kind}/{name}", body)
+
+    def delete(self, kind, name):
+        return self.ok("DELETE", f"/config/{kind}/{name}")
+
+    def config(self):
+        return self.ok("GET", "/config?format=json")
+
+    def service(self, name):
+        return self.ok("GET", f"/config/services/{name}")["data"]
+
+    def services(self):
+        return {s["name"]: s for s in self.config().get("services") or []}
+
+    def reload(self):
+        return self.request("POST", "/config/reload")

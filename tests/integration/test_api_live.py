@@ -5,7 +5,6 @@ running services on their next connection; read shapes; saving the config.
 Every gostg is a real ``bin/gostg -api 127.0.0.1:P`` process; every effect is proved with real
 proxied traffic (curl, PySocks) on 127.0.0.1."""
 import contextlib
-import http.client
 import json
 import os
 import socket
@@ -18,54 +17,10 @@ import socks
 import yaml
 
 from .helpers import Echo, Gost, Origin, free_port, port_closed, run_gostg
-from .peers import DNSServer, curl_code, relay_lines, wait_log
+from .peers import Api, DNSServer, curl_code, relay_lines, wait_log
 
 
 # --- API client and shared bits ---------------------------------------------------------------
-
-class Api:
-    """A tiny client for gostg's Web API: one HTTP/1.1 connection per request."""
-
-    def __init__(self, port):
-        self.port = port
-
-    def request(self, method, path, body=None, timeout=10):
-        """→ (status, parsed JSON or None, raw body)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            data = None if body is None else json.dumps(body).encode()
-            headers = {"Content-Type": "application/json"} if data is not None else {}
-            c.request(method, path, body=data, headers=headers)
-            r = c.getresponse()
-            raw = r.read()
-        finally:
-            c.close()
-        try:
-            js = json.loads(raw)
-        except ValueError:
-            js = None
-        return r.status, js, raw
-
-    def ok(self, method, path, body=None):
-        status, js, raw = self.request(method, path, body)
-        assert status == 200, f"{method} {path} → {status} {raw[:500]!r}"
-        return js
-
-    def post(self, kind, body):
-        return self.ok("POST", f"/config/{kind}", body)
-
-    def put(self, kind, name, body):
-        return self.ok("PUT", f"/config/{kind}/{name}", body)
-
-    def delete(self, kind, name):
-        return self.ok("DELETE", f"/config/{kind}/{name}")
-
-    def config(self):
-        return self.ok("GET", "/config?format=json")
-
-    def service(self, name):
-        return self.ok("GET", f"/config/services/{name}")["data"]
-
 
 @contextlib.contextmanager
 def gostg(*args, cwd=None):

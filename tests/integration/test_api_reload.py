@@ -3,7 +3,6 @@ only services whose config changed are restarted; unchanged ones keep their list
 createTime and their open connections; a broken file changes nothing; removed services stop,
 new ones start. Real ``bin/gostg -C cfg.yaml -api …`` processes, real traffic on 127.0.0.1."""
 import contextlib
-import http.client
 import json
 import signal
 import socket
@@ -14,41 +13,7 @@ import socks
 import yaml
 
 from .helpers import Echo, Gost, Origin, free_port, port_closed
-from .peers import curl_code
-
-
-class Api:
-    def __init__(self, port):
-        self.port = port
-
-    def request(self, method, path, body=None, timeout=15):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            data = None if body is None else json.dumps(body).encode()
-            c.request(method, path, body=data, headers={"Content-Type": "application/json"} if data else {})
-            r = c.getresponse()
-            raw = r.read()
-        finally:
-            c.close()
-        try:
-            js = json.loads(raw)
-        except ValueError:
-            js = None
-        return r.status, js, raw
-
-    def ok(self, method, path, body=None):
-        status, js, raw = self.request(method, path, body)
-        assert status == 200, f"{method} {path} → {status} {raw[:500]!r}"
-        return js
-
-    def config(self):
-        return self.ok("GET", "/config?format=json")
-
-    def services(self):
-        return {s["name"]: s for s in self.config().get("services") or []}
-
-    def reload(self):
-        return self.request("POST", "/config/reload")
+from .peers import Api, curl_code
 
 
 def svc(name, port, handler="http", **extra):
