@@ -75,6 +75,9 @@ class Registries:
 
     KINDS = ("services", "chains", "hops", "authers", "admissions", "bypasses", "resolvers",
              "hosts", "limiters", "climiters", "rlimiters")
+    #: the owning runtime and its logger (set by Gost; None when built standalone)
+    runtime = None
+    log = None
 
     def __init__(self):
         for k in self.KINDS:

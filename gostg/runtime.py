@@ -78,6 +78,7 @@ class Gost:
         self.sources = sources
         self.registries = Registries()
         self.registries.runtime = self
+        self.registries.log = self.log
         self.services = {}
         self.internal = {}     # services not in the model: the global Web API
         self.started = False
