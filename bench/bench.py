@@ -569,7 +569,8 @@ def measure_rss(proxy, echo_port, ntunnels, warmup=50):
 
 #: chain-hop transports for --tests transport: (label, scheme of the hop -F / back -L)
 TRANSPORTS = [("tcp", "socks5"), ("tls", "socks5+tls"), ("ws", "socks5+ws"), ("wss", "socks5+wss"),
-              ("relay", "relay"), ("relay+tls", "relay+tls")]
+              ("relay", "relay"), ("relay+tls", "relay+tls"),
+              ("http2", "http2"), ("h2", "socks5+h2"), ("h2c", "socks5+h2c")]
 
 
 def transport_chain(label, scheme, home):
@@ -678,6 +679,180 @@ def transport_report(res, sizes, args):
     for label, err in res["failed"].items():
         notes += f" `{dict(TRANSPORTS)[label]}` failed: {err}."
     return "\n".join(lines), notes
+
+
+# --------------------------------------------------------------------------- shadowsocks
+
+#: --tests ss: ciphers measured, and the shared password
+SS_CIPHERS = ["aes-128-gcm", "aes-256-gcm", "chacha20-ietf-poly1305"]
+SS_PASSWORD = "bench-password"
+SS_SERVERS = ("gostg", "ss-server")
+
+
+def ss_pair(server, method):
+    """(front, back) Proxy objects, not started: client → ss-local (SOCKS5) → back ss server → sink."""
+    level = json.dumps({"log": {"level": "error"}})
+    gostg = os.path.join(ROOT, "bin", "gostg")
+    if server == "gostg":
+        cmd = lambda p: [PY, gostg, "-L", f"ss://{method}:{SS_PASSWORD}@{HOST}:{p.socks_port}", "-C", level]  # noqa: E731
+    else:
+        cmd = lambda p: ["ss-server", "-s", HOST, "-p", str(p.socks_port), "-k", SS_PASSWORD, "-m", method]  # noqa: E731
+    back = Proxy(f"ss-{server}-{method}-back", server, cmd, has_http=False)
+    front = Proxy(f"ss-{server}-{method}-front", "ss-local",
+                  lambda p: ["ss-local", "-s", HOST, "-p", str(back.socks_port), "-b", HOST, "-l", str(p.socks_port),
+                             "-k", SS_PASSWORD, "-m", method], has_http=False)
+    return front, back
+
+
+def run_ss(args, sink_port, started):
+    """ss-local in front of gostg's ss server and of shadowsocks-libev's ss-server, per cipher;
+    interleaved rounds; → {(server, method, dir): (MB/s, server CPU s/GiB)} plus "failed"."""
+    pairs = []
+    for method in SS_CIPHERS:
+        for server in SS_SERVERS:
+            front, back = ss_pair(server, method)
+            for p in (back, front):
+                started.append(p)
+                p.start()
+            pairs.append((server, method, front, back))
+            print(f"ss {server:9s} {method:22s} ss-local pid={front.pid} :{front.socks_port} → back pid={back.pid} "
+                  f":{back.socks_port}", flush=True)
+    failed = {}
+    runs = {(srv, m, d): ([], []) for srv, m, *_ in pairs for d in ("up", "down")}
+    for srv, m, front, back in pairs:  # unmeasured warm-up
+        for d in ("up", "down"):
+            try:
+                measure_throughput(front, "socks5", d, min(8 << 20, args.size), sink_port)
+            except (OSError, ConnectionError) as exc:
+                failed.setdefault((srv, m), f"{d}: {type(exc).__name__}: {exc}")
+    for rnd in range(args.repeat):
+        for srv, m, front, back in pairs:
+            for d in ("up", "down"):
+                if (srv, m) in failed:
+                    continue
+                try:
+                    mbs, _ = measure_throughput(front, "socks5", d, args.size, sink_port, other_pids=(back.pid,))
+                except (OSError, ConnectionError) as exc:
+                    failed.setdefault((srv, m), f"{d}: {type(exc).__name__}: {exc}")
+                    continue
+                cpu = measure_throughput.last_other[0]
+                runs[(srv, m, d)][0].append(mbs)
+                runs[(srv, m, d)][1].append(cpu)
+                print(f"ss {srv:9s} {m:22s} round {rnd + 1} {d:4s} {mbs:8.1f} MB/s  server CPU {cpu:.2f} s/GiB",
+                      flush=True)
+    res = {k: ((statistics.median(v[0]), statistics.median(v[1])) if v[0] and k[:2] not in failed else (None, None))
+           for k, v in runs.items()}
+    res["failed"] = failed
+    return res
+
+
+def ss_report(res, args):
+    lines = ["| cipher | gostg MB/s up / down | ss-server MB/s up / down | gostg ÷ ss-server MB/s | "
+             "gostg CPU s/GiB up / down | ss-server CPU s/GiB up / down | gostg ÷ ss-server CPU |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for m in SS_CIPHERS:
+        g = [res[("gostg", m, d)] for d in ("up", "down")]
+        x = [res[("ss-server", m, d)] for d in ("up", "down")]
+        cells = [f"`{m}`"]
+        for i, nd in ((0, 0), (1, 2)):  # MB/s, then server CPU s/GiB
+            cells += [f"{fmt(g[0][i], nd)} / {fmt(g[1][i], nd)}", f"{fmt(x[0][i], nd)} / {fmt(x[1][i], nd)}",
+                      f"{fmt(ratio(g[0][i], x[0][i]), 2)}× / {fmt(ratio(g[1][i], x[1][i]), 2)}×"]
+        lines.append("| " + " | ".join(cells) + " |")
+    notes = (f"Client → ss-local (shadowsocks-libev, SOCKS5 on {HOST}) → the ss server → sink; one stream per run, "
+             f"{args.size / (1 << 20):g} MiB, median of {args.repeat} interleaved rounds. gostg runs "
+             f"`-L ss://<cipher>:<pass>@{HOST}:P` at log level error; ss-server runs with the same cipher and "
+             f"password. CPU = utime+stime of the server process per GiB moved (ss-local's CPU is not counted; "
+             f"it is the same client for both). For MB/s higher is better, for CPU lower is better.")
+    for (srv, m), err in res["failed"].items():
+        notes += f" {srv} {m} failed: {err}."
+    return "\n".join(lines), notes
+
+
+#: --tests bypass: rules in the big bypass (mixed kinds; none matches the 127.0.0.1 echo target)
+BYPASS_RULES = 100_000
+
+
+def bypass_rules(n):
+    """n GOST bypass rules: exact names, .suffixes, *.globs, IPs, CIDRs, IP ranges, name:port."""
+    out = []
+    for i in range(n):
+        a, b, c = (i >> 16) & 255, (i >> 8) & 255, i & 255
+        out.append((f"site{i}.example", f".zone{i}.net", f"*.wild{i}.org", f"11.{a}.{b}.{c}",
+                    f"12.{a}.{b}.0/24", f"13.{a}.{b}.1-13.{a}.{b}.9", f"svc{i}.lan:{1 + i % 60000}")[i % 7])
+    return out
+
+
+def run_bypass(args, echo_port, started):
+    """gostg socks5 without a bypass vs with a BYPASS_RULES-rule bypass (loaded from a file), same
+    non-matching target; interleaved conn/s rounds. → {label: (conn/s, CPU µs/conn, RSS KiB, errors)}."""
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="gostg-bench-bypass-")
+    started.append(("home", tmp))
+    rules = os.path.join(tmp, "bypass.txt")
+    with open(rules, "w") as f:
+        f.write("\n".join(bypass_rules(BYPASS_RULES)) + "\n")
+    gostg = os.path.join(ROOT, "bin", "gostg")
+
+    def cfg_cmd(with_bypass):
+        def f(p):
+            svc = {"name": "s", "addr": f"{HOST}:{p.socks_port}", "handler": {"type": "socks5"},
+                   "listener": {"type": "tcp"}}
+            cfg = {"services": [svc], "log": {"level": "error"}}
+            if with_bypass:
+                svc["bypass"] = "big"
+                cfg["bypasses"] = [{"name": "big", "file": {"path": rules}}]
+            path = os.path.join(tmp, f"{p.name}.json")
+            with open(path, "w") as out:
+                json.dump(cfg, out)
+            return [PY, gostg, "-C", path]
+        return f
+
+    cols = [Proxy("bypass-none", "gostg", cfg_cmd(False), has_http=False),
+            Proxy(f"bypass-{BYPASS_RULES // 1000}k", "gostg", cfg_cmd(True), has_http=False)]
+    for p in cols:
+        started.append(p)
+        t0 = time.monotonic()
+        p.start()
+        print(f"bypass {p.name:12s} pid={p.pid} :{p.socks_port} up in {time.monotonic() - t0:.2f}s", flush=True)
+    for p in cols:  # unmeasured warm-up
+        measure_connrate(p, echo_port, 1.0, args.procs, args.conc)
+    rates = {p.name: [] for p in cols}
+    cpus = {p.name: [] for p in cols}
+    errs = {p.name: 0 for p in cols}
+    for rnd in range(args.conn_repeat):
+        for p in cols:
+            rate, err, _, cpu_us = measure_connrate(p, echo_port, args.duration, args.procs, args.conc)
+            rates[p.name].append(rate)
+            if cpu_us is not None:
+                cpus[p.name].append(cpu_us)
+            errs[p.name] += err
+            print(f"bypass {p.name:12s} round {rnd + 1}: {rate:8.0f} conn/s  errors={err}  proxy CPU "
+                  f"{fmt(cpu_us)} µs/conn", flush=True)
+            time.sleep(0.5)
+    out = {}
+    for p in cols:
+        if p.proc.poll() is not None:
+            raise RuntimeError(f"{p.name} exited early (rc={p.proc.returncode}); see {p.log_path}")
+        out[p.name] = (statistics.median(rates[p.name]), statistics.median(cpus[p.name]) if cpus[p.name] else None,
+                       rss_kib(p.pid), errs[p.name])
+    return out
+
+
+def bypass_report(res, args):
+    (n0, r0), (n1, r1) = list(res.items())
+    lines = ["| gostg socks5 | conn/s | CPU µs/conn | RSS KiB | errors |", "|---|---:|---:|---:|---:|"]
+    for name, (rate, cpu, rss, err) in res.items():
+        lines.append(f"| {name} | {fmt(rate)} | {fmt(cpu)} | {fmt(rss)} | {err} |")
+    slower = (1 - r1[0] / r0[0]) * 100 if r0[0] else None
+    cpu = ratio(r1[1], r0[1])
+    lines.append("")
+    lines.append(f"With the {BYPASS_RULES:,}-rule bypass: conn/s {fmt(slower, 1)}% lower (target < 5%), "
+                 f"CPU per connection {fmt(cpu, 2)}× the no-bypass run. Rules: exact names, .suffixes, "
+                 f"*.globs, IPs, /24 CIDRs, IP ranges and name:port in equal shares, loaded from a file; the "
+                 f"target (127.0.0.1:echo) matches none, so every connection pays a full lookup. "
+                 f"{args.conc} clients in {args.procs} processes, median of {args.conn_repeat} interleaved "
+                 f"rounds of {args.duration:g}s (connect + SOCKS5 CONNECT + 64 B echo + close).")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- report
@@ -805,8 +980,8 @@ def run(args):
                        timeout=30)
     env["gevent"] = r.stdout.strip()
     env["code"] = code_fingerprint()
-    only_transport = set(args.tests) == {"transport"}
-    if only_transport:  # gostg chains only: the side-by-side proxies are not started
+    only_transport = set(args.tests) <= {"transport", "bypass", "ss"}
+    if only_transport:  # gostg-only modes: the side-by-side proxies are not started
         args.proxies, args.direct = [], False
     else:
         env["pproxy"] = check_pproxy_loop()
@@ -830,6 +1005,8 @@ def run(args):
     helpers = []
     transport_procs = []  # --tests transport: chain Proxy objects (and its temp HOME), stopped in finally
     transport = None
+    bypass = None
+    ssres = None
     res = {p.name: {} for p in columns}
     conn_errors = {}
     sink_port, echo_port = free_port(), free_port()
@@ -925,8 +1102,17 @@ def run(args):
             nonlocal transport
             transport = run_transport(args, sink_port, transport_procs)
 
+        def test_ss():
+            nonlocal ssres
+            ssres = run_ss(args, sink_port, transport_procs)
+
+        def test_bypass():
+            nonlocal bypass
+            bypass = run_bypass(args, echo_port, transport_procs)
+
         tests = {"rss": test_rss, "conn": test_conn, "tput": test_tput,
-                 "tputfresh": lambda: test_tput("fresh", ("socks5",)), "transport": test_transport}
+                 "tputfresh": lambda: test_tput("fresh", ("socks5",)), "transport": test_transport,
+                 "bypass": test_bypass, "ss": test_ss}
         for t in args.tests:
             tests[t]()
         for p in proxies:
@@ -969,6 +1155,11 @@ def run(args):
     if transport is not None:
         ttable, tnotes = transport_report(*transport, args)
         text += f"\n## Transport chain (gostg → gostg)\n\n{ttable}\n\n{tnotes}\n"
+    if ssres is not None:
+        stable, snotes = ss_report(ssres, args)
+        text += f"\n## Shadowsocks server: gostg vs ss-server (ss-local client)\n\n{stable}\n\n{snotes}\n"
+    if bypass is not None:
+        text += f"\n## Cost of a {BYPASS_RULES:,}-rule bypass\n\n{bypass_report(bypass, args)}\n"
     print("\n" + text)
     with open(os.path.join(OUT, args.out), "w") as f:
         f.write(text)
@@ -1001,7 +1192,9 @@ def main():
     ap.add_argument("--tests", default="tputfresh,rss,conn,tput", type=lambda s: s.split(","),
                     help="tests to run, in this order: tputfresh (SOCKS5 throughput on just-started proxies), "
                          "rss, conn, tput (throughput after rss+conn warmed the proxies), transport (opt-in: "
-                         "two-process gostg chain over tcp/tls/ws/wss/relay/relay+tls hops)")
+                         "two-process gostg chain over tcp/tls/ws/wss/relay/relay+tls hops), bypass (opt-in: "
+                         "conn/s of gostg socks5 without vs with a 100k-rule bypass), ss (opt-in: gostg's ss "
+                         "server vs shadowsocks-libev's ss-server, ss-local as the client, per cipher)")
     ap.add_argument("--transport-ws-size", type=parse_size, default=None,
                     help="bytes per throughput run for the ws/wss rows of --tests transport (default: --size)")
     ap.add_argument("--no-direct", dest="direct", action="store_false",

@@ -12,6 +12,7 @@ import gevent
 
 from .errors import DialError, ProtocolError
 from .metadata import Metadata
+from .policy.bypass import bypass_hit
 from .protocols.addr import join_host_port, split_host_port
 from .selector import Marker, Selector
 
@@ -66,19 +67,15 @@ class Hop:
             n.hosts = n.hosts or hosts
             n.resolver = n.resolver or resolver
         self.selector = selector or Selector()
-        self.bypass = bypass          # name of a bypass object (late-bound)
+        self.bypass = bypass          # BypassGroup of late-bound names (or a name), or None
         self.registries = registries
 
-    def _bypassed(self, name, target):
-        if not name or self.registries is None:
-            return False
-        bp = self.registries.bypasses.get(name)
-        return bp is not None and bp.contains(target)
-
-    def select(self, ctx=None, target=""):
-        if self._bypassed(self.bypass, target):
+    def select(self, ctx=None, target="", network="tcp"):
+        """A node for ``target``, or None: the hop's bypass cuts the chain before it, a node's
+        own bypass leaves that node out."""
+        if bypass_hit(self.bypass, self.registries, network, target):
             return None
-        nodes = [n for n in self.nodes if not self._bypassed(n.bypass, target)]
+        nodes = [n for n in self.nodes if not bypass_hit(n.bypass, self.registries, network, target)]
         return self.selector.select(nodes, ctx, target)
 
 
@@ -93,6 +90,20 @@ class Route:
         return " > ".join(f"{n.name}@{n.addr}" for n in self.nodes)
 
     def dial(self, network, address, ctx, timeout):
+        return self._through(lambda node, conn: node.connector.connect(conn, network, address, ctx), ctx, timeout)
+
+    def bind(self, network, address, ctx, timeout):
+        """Ask the last node to listen on ``address`` (remote port forwarding) → what its
+        connector's ``bind`` returns: a stream session (tcp) or a packet conn (udp)."""
+        def last(node, conn):
+            bind = getattr(node.connector, "bind", None)
+            if bind is None:
+                raise DialError(f"{node.name}: connector {type(node.connector).__name__} cannot bind")
+            return bind(conn, network, address, ctx)
+        return self._through(last, ctx, timeout)
+
+    def _through(self, final, ctx, timeout):
+        """Reach the last node hop by hop (rules 2, 3), then ``final(last_node, conn)``."""
         nodes = self.nodes
         node = nodes[0]
         conn = None
@@ -105,7 +116,7 @@ class Route:
                 node = nxt
                 conn = node.dialer.handshake(conn)
                 conn = node.connector.handshake(conn)
-            conn = node.connector.connect(conn, network, address, ctx)
+            conn = final(node, conn)
         except (OSError, DialError, ProtocolError, EOFError, gevent.Timeout) as exc:
             node.marker.mark()
             if conn is not None:
@@ -133,7 +144,7 @@ class Chain:
             hop = self.registries.hops.get(h) if isinstance(h, str) else h
             if hop is None:
                 break
-            node = hop.select(ctx, address)
+            node = hop.select(ctx, address, network)
             if node is None:
                 break
             nodes.append(node)

@@ -22,6 +22,7 @@ from gevent import socket, ssl
 from gevent.hub import Waiter, get_hub
 
 from .conn import unwrap
+from .errors import ProtocolError
 
 #: first read size of a direction; enough for interactive traffic
 SMALL_BUFFER = 64 * 1024
@@ -205,7 +206,8 @@ def _pump(src, dst, state):
                 break
             dst.sendall(mv[:n])
             total += n
-    except OSError:
+    except (OSError, EOFError, ProtocolError):
+        # a wrapped conn (TLS, ss, h2 …) may fail with its own errors: all end the tunnel
         state["aborted"] = True
         _close(src)
         _close(dst)

@@ -10,7 +10,9 @@ import gevent
 from gevent import socket
 
 from .errors import BypassError, DialError
+from .policy.bypass import bypass_hit
 from .protocols.addr import join_host_port, split_host_port
+from .udp import UDPSocket
 
 
 def _ip_family(host):
@@ -71,17 +73,23 @@ class Router:
                 return r.resolve(host)[0]
         return host
 
-    def bypassed(self, address):
-        if not self.bypass:
-            return False
-        bp = self.registries.bypasses.get(self.bypass)
-        return bp is not None and bp.contains(address)
+    def _map_name(self, host):
+        """A name through hosts and resolver, or None (direct UDP then asks the system)."""
+        ip = self._map(host)
+        return ip if ip != host else None
+
+    def bypassed(self, address, network="tcp"):
+        """Does the service's bypass (group) refuse ``address`` for ``network``?"""
+        return bypass_hit(self.bypass, self.registries, network, address)
 
     def dial(self, network, address, ctx=None):
-        """→ connected conn to ``address`` ("host:port"), or raises DialError."""
-        if self.bypassed(address):
+        """→ connected conn to ``address`` ("host:port"), or raises DialError.
+
+        ``network="udp"`` returns a packet conn (gostg.udp); with an empty ``address`` it is
+        an association whose datagrams each carry their own address (SOCKS5 UDP)."""
+        if address and self.bypassed(address, network):
             raise BypassError(f"{address} is bypassed")
-        host, port = split_host_port(address)
+        host, port = split_host_port(address) if address else ("", 0)
         last = None
         for attempt in range(self.retries + 1):
             t0 = time.monotonic()
@@ -93,6 +101,8 @@ class Router:
                     if route is None or not route.nodes:
                         if ctx is not None:
                             ctx.log.debug(f"route(retry={attempt}) {target}", dst=address)
+                        if network == "udp":
+                            return UDPSocket(resolve=self._map_name)
                         return dial_tcp(target, self.dial_timeout)
                     if ctx is not None:
                         ctx.log.debug(f"route(retry={attempt}) {route} > {target}", dst=address)

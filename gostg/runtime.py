@@ -21,12 +21,14 @@ from .observe.log import make_logger
 from .registry import Registries
 
 #: build order: what a later kind may refer to is built first
-OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains")
+OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains",
+                "limiters", "climiters", "rlimiters")
 #: service keys naming other objects: (path in the service, kind)
 SERVICE_REFS = ((("handler", "chain"), "chains"), (("listener", "chain"), "chains"),
                 (("handler", "auther"), "authers"), (("listener", "auther"), "authers"),
                 (("admission",), "admissions"), (("bypass",), "bypasses"),
-                (("resolver",), "resolvers"), (("hosts",), "hosts"))
+                (("resolver",), "resolvers"), (("hosts",), "hosts"),
+                (("limiter",), "limiters"), (("climiter",), "climiters"), (("rlimiter",), "rlimiters"))
 
 
 def to_config(config):

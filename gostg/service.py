@@ -8,11 +8,13 @@ from contextlib import contextmanager
 
 import gevent
 from gevent.pool import Pool
-from gevent.server import StreamServer
 
 from .context import Context
 from .errors import ProtocolError
 from .hooks import run_hooks
+from .policy.limiter import Lease
+
+_NO_LEASE = Lease(None, ())
 
 
 class Stats:
@@ -34,6 +36,9 @@ class Service:
     drain_timeout = 5.0
     #: upper bound of concurrent connections per service (the Pool size)
     max_conns = 100000
+    #: names of this service's traffic, connection and request-rate limiters, looked up per
+    #: connection (late binding: a replaced limiter applies from the next connection)
+    limiter = climiter = rlimiter = None
 
     def __init__(self, name, listener, handler, log, md, admission=None, registries=None):
         self.name = name
@@ -43,6 +48,7 @@ class Service:
         self.admission = admission
         self.registries = registries
         self.log = log.bind(service=name, listener=self.listener_type, handler=self.handler_type)
+        listener.log = self.log
         self.stats = Stats()
         self.state = "running"
         self.events = []
@@ -59,17 +65,17 @@ class Service:
 
     @property
     def listener_type(self):
-        return getattr(self.listener, "type_names", ("?",))[0]
+        return getattr(self.listener, "type_name", None) or getattr(self.listener, "type_names", ("?",))[0]
 
     @property
     def handler_type(self):
-        return getattr(self.handler, "type_names", ("?",))[0]
+        return getattr(self.handler, "type_name", None) or getattr(self.handler, "type_names", ("?",))[0]
 
     @property
     def addr(self):
         if not self._addr and self.listener.socket is not None:
             self._addr = _addr(self.listener.socket.getsockname())
-        return self._addr
+        return self._addr or self.listener.addr   # a remote (rtcp) listener has no local socket
 
     @property
     def current_conns(self):
@@ -79,7 +85,7 @@ class Service:
         self.events = (self.events + [{"time": time.time(), "msg": msg}])[-20:]
 
     def start(self):
-        self.server = StreamServer(self.listener.socket, self._handle, spawn=self.pool)
+        self.server = self.listener.server(self._handle, self.pool)
         self.server.start()
         run_hooks("postUp", self._hooks["postUp"], self.log)
         self.state = "ready"
@@ -92,6 +98,10 @@ class Service:
             self.log.debug("admission: denied", remote=src)
             sock.close()
             return
+        lease = self._conn_lease(address, src)
+        if lease is None:
+            sock.close()
+            return
         self.stats.total_conns += 1
         ctx = Context(self.name, src, self.addr, self.log, self.stats)
         conn = None
@@ -102,11 +112,38 @@ class Service:
                 if getattr(conn, "multiplex", False):
                     self._accept_streams(conn, ctx)
                 else:
-                    self.handler.handle(conn, ctx)
+                    self._serve(conn, ctx)
         finally:
+            lease.release()
             (conn or sock).close()
             sock.close()
             ctx.log.debug(f"{src} >< {ctx.local}")
+
+    def _conn_lease(self, address, src):
+        """The connection limiter's slot for this peer: a Lease, or None when a limit is full
+        (GOST closes such a connection at accept)."""
+        lim = self.registries.climiters.get(self.climiter) if self.climiter and self.registries else None
+        if lim is None:
+            return _NO_LEASE
+        lease = lim.acquire(address[0] if isinstance(address, tuple) else src.rsplit(":", 1)[0])
+        if lease is None:
+            self.log.warning("connection limit reached: connection closed", remote=src, climiter=self.climiter)
+        return lease
+
+    def _serve(self, conn, ctx):
+        """Handler start: the request-rate limit, then traffic shaping of the client conn
+        (a conn no traffic limit applies to stays as it is, on relay's fast path)."""
+        if self.rlimiter and self.registries:
+            lim = self.registries.rlimiters.get(self.rlimiter)
+            if lim is not None and not lim.allow(ctx.client_ip):
+                self.stats.total_errs += 1
+                ctx.log.warning("request rate limit reached: connection closed", rlimiter=self.rlimiter)
+                return
+        if self.limiter and self.registries and not getattr(conn, "is_packet", False):
+            lim = self.registries.limiters.get(self.limiter)
+            if lim is not None:
+                conn = lim.wrap(conn, ctx.client_ip)
+        self.handler.handle(conn, ctx)
 
     @contextmanager
     def _errors(self, ctx):
@@ -143,7 +180,7 @@ class Service:
         try:
             with self._errors(ctx):
                 ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} <> {ctx.local}")
-                self.handler.handle(stream, ctx)
+                self._serve(stream, ctx)
         finally:
             stream.close()
             ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} >< {ctx.local}")

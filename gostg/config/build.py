@@ -3,14 +3,15 @@
 Nothing here starts serving: services come back bound but idle, so a caller can build a whole
 config (or one replacement object) and only then swap it in.
 """
-from ..auth import Auther, AutherGroup
+from ..policy.auth import Auther, AutherGroup, SkipAuth, first_credentials
 from ..chain import Chain, Hop, Node
-from ..dns.hosts import Hosts
+from ..dns.hosts import Hosts, mapping_lines
 from ..dns.resolver import Nameserver, Resolver
 from ..errors import ConfigError, GostgError
 from ..handlers.base import Options
 from ..metadata import Metadata, parse_duration
-from ..policy.bypass import Admission, Bypass
+from ..policy.bypass import Admission, AdmissionGroup, Bypass, BypassGroup
+from ..policy import limiter as _limiter
 from ..registry import connectors, dialers, handlers, listeners
 from ..router import Router
 from ..selector import STRATEGIES, Selector
@@ -64,9 +65,16 @@ def _maps(o, key, path):
 
 
 def _auth(o, path):
+    """``auth`` → (username, password) or None. ``auth.file`` (GOST 3.1): the first
+    ``user pass`` line of the file, read once at build; inline username/password otherwise."""
     a = _map(o, "auth", path)
     if not a:
         return None
+    f = _str(a, "file", f"{path}.auth")
+    if f:
+        creds = first_credentials(f)
+        if creds is not None:
+            return creds
     return (_str(a, "username", f"{path}.auth"), _str(a, "password", f"{path}.auth"))
 
 
@@ -100,14 +108,17 @@ def build_node(o, path, registries):
     dcls = _type(dialers, d, dpath, "tcp")
     if not addr:
         raise ConfigError(f"{path}.addr", "is required")
-    connector = ccls(Metadata(_map(c, "metadata", cpath)), _auth(c, cpath))
+    try:
+        connector = ccls(Metadata(_map(c, "metadata", cpath)), _auth(c, cpath))
+    except ConfigError as exc:
+        raise ConfigError(f"{cpath}.{exc.path}", exc.msg) from None
     try:
         dialer = dcls(Metadata(_map(d, "metadata", dpath)), _auth(d, dpath), _map(d, "tls", dpath))
     except ConfigError as exc:
         raise ConfigError(f"{dpath}.{exc.path}", exc.msg) from None
     dialer.node_addr = addr
     return Node(o["name"] if o.get("name") else addr, addr, connector, dialer,
-                Metadata(_map(o, "metadata", path)), bypass=_str(o, "bypass", path) or None,
+                Metadata(_map(o, "metadata", path)), bypass=_bypass_group(o, path, registries),
                 hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
 
 
@@ -115,7 +126,7 @@ def build_hop(o, path, registries):
     name = _str(o, "name", path)
     built = [build_node(n, np, registries) for n, np in _maps(o, "nodes", path)]
     return Hop(name, built, build_selector(o, path, Metadata(_map(o, "metadata", path))),
-               bypass=_str(o, "bypass", path) or None, registries=registries,
+               bypass=_bypass_group(o, path, registries), registries=registries,
                hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
 
 
@@ -143,7 +154,7 @@ def build_forwarder(o, path, registries):
         if not addr:
             raise ConfigError(f"{np}.addr", "is required")
         built.append(Node(_str(n, "name", np) or f"target-{len(built)}", addr, None, None,
-                          Metadata(_map(n, "metadata", np)), bypass=_str(n, "bypass", np) or None))
+                          Metadata(_map(n, "metadata", np)), bypass=_bypass_group(n, np, registries)))
     return Hop("", built, build_selector(o, path), registries=registries)
 
 
@@ -151,55 +162,148 @@ def _patterns(o, path):
     return _strlist(o, "matchers", path)
 
 
+def build_bypass(o, path, registries=None):
+    """``matchers`` + ``file``/``reload``, ``whitelist`` (or deprecated ``reverse``), ``network``."""
+    network = _str(o, "network", path).strip().lower()
+    if network not in ("", "tcp", "udp", "tcp4", "tcp6", "udp4", "udp6"):
+        raise ConfigError(f"{path}.network", f"must be tcp or udp, not {network!r}")
+    file, reload, fpath = _file_source(o, path)
+    try:
+        return Bypass(o["name"], _patterns(o, path), bool(o.get("whitelist") or o.get("reverse")), network,
+                      file=file, reload=reload, log=_source_log(registries, "bypass", o["name"]))
+    except ValueError as exc:
+        raise ConfigError(fpath, str(exc)) from None
+
+
+def build_admission(o, path, registries=None):
+    """``matchers`` (IP, CIDR, IP range, names resolved now) + ``file``/``reload``, ``whitelist``."""
+    file, reload, fpath = _file_source(o, path)
+    try:
+        return Admission(o["name"], _patterns(o, path), bool(o.get("whitelist") or o.get("reverse")),
+                         file=file, reload=reload, log=_source_log(registries, "admission", o["name"]))
+    except ValueError as exc:
+        raise ConfigError(fpath, str(exc)) from None
+
+
+def _bypass_group(o, path, registries):
+    """``bypass`` + ``bypasses`` → a late-bound BypassGroup, or None."""
+    return BypassGroup.of([_str(o, "bypass", path)] + _strlist(o, "bypasses", path), registries)
+
+
 OBJECT_BUILDERS = {
-    "authers": lambda o, p, r: Auther(o["name"], {_str(a, "username", f"{p}.auths[{i}]"): _str(a, "password", f"{p}.auths[{i}]")
-                                                  for i, a in enumerate(_list(o, "auths", p)) if isinstance(a, dict)}),
-    "bypasses": lambda o, p, r: Bypass(o["name"], _patterns(o, p), bool(o.get("whitelist") or o.get("reverse"))),
-    "admissions": lambda o, p, r: Admission(o["name"], _patterns(o, p), bool(o.get("whitelist") or o.get("reverse"))),
-    "hosts": lambda o, p, r: _build_hosts(o, p),
-    "resolvers": lambda o, p, r: _build_resolver(o, p),
+    "authers": lambda o, p, r: build_auther(o, p, r),
+    "bypasses": lambda o, p, r: build_bypass(o, p, r),
+    "admissions": lambda o, p, r: build_admission(o, p, r),
+    "hosts": lambda o, p, r: _build_hosts(o, p, r),
+    "resolvers": lambda o, p, r: _build_resolver(o, p, r),
     "hops": build_hop,
     "chains": build_chain,
+    "limiters": lambda o, p, r: build_limiter("limiters", o, p, r),
+    "climiters": lambda o, p, r: build_limiter("climiters", o, p, r),
+    "rlimiters": lambda o, p, r: build_limiter("rlimiters", o, p, r),
 }
 
 
-def _build_hosts(o, path):
+def build_limiter(kind, o, path, registries=None):
+    """``limits`` lines plus ``file`` (re-read every ``reload``); a bad line names its place:
+    ``limiters[0].limits[2]`` or ``limiters[0].file.path``."""
+    _, parse_line, _ = _limiter.KINDS[kind]
+    items = _strlist(o, "limits", path)
+    for i, line in enumerate(items):
+        try:
+            parse_line(line)
+        except ValueError as exc:
+            raise ConfigError(f"{path}.limits[{i}]", str(exc)) from None
+    file, reload, fpath = _file_source(o, path)
+    try:
+        return _limiter.build(kind, o["name"], items, file, reload, _source_log(registries, kind[:-1], o["name"]))
+    except ValueError as exc:
+        raise ConfigError(fpath, str(exc)) from None
+
+
+def _file_source(o, path):
+    """``file`` (``{path: …}`` as GOST, or a bare string) and ``reload`` → (file, seconds, key path)."""
+    f = o.get("file")
+    if isinstance(f, dict):
+        return _str(f, "path", f"{path}.file"), parse_duration(o.get("reload"), f"{path}.reload"), f"{path}.file.path"
+    return _str(o, "file", path), parse_duration(o.get("reload"), f"{path}.reload"), f"{path}.file"
+
+
+def _source_log(registries, kind, name):
+    log = getattr(registries, "log", None)
+    return log.bind(kind=kind, name=name) if log is not None else None
+
+
+def build_auther(o, path, registries):
+    """Inline ``auths`` (entries without a username are skipped, as GOST) plus ``file``."""
+    users = {}
+    for a, ap in _maps(o, "auths", path):
+        user = _str(a, "username", ap)
+        if user:
+            users[user] = _str(a, "password", ap)
+    file, reload, fpath = _file_source(o, path)
+    try:
+        return Auther(o["name"], users, file=file, reload=reload, log=_source_log(registries, "auther", o["name"]))
+    except ValueError as exc:
+        raise ConfigError(fpath, str(exc)) from None
+
+
+def _build_hosts(o, path, registries=None):
     maps = []
     for m, mp in _maps(o, "mappings", path):
         ip, host = _str(m, "ip", mp), _str(m, "hostname", mp)
         for h in [host] + _strlist(m, "aliases", mp):
-            maps.append((h, ip))
+            if h:
+                maps.append((h, ip))
+        try:
+            mapping_lines([(host, ip)])
+        except ValueError:
+            raise ConfigError(f"{mp}.ip", f"bad IP address {ip!r}") from None
+    file, reload, fpath = _file_source(o, path)
     try:
-        return Hosts(o["name"], maps)
+        return Hosts(o["name"], maps, file=file, reload=reload, log=_source_log(registries, "hosts", o["name"]))
     except ValueError as exc:
-        raise ConfigError(f"{path}.mappings", str(exc)) from None
+        raise ConfigError(fpath, str(exc)) from None
 
 
-def _build_resolver(o, path):
+def _build_resolver(o, path, registries=None):
     ns = []
     for n, np in _maps(o, "nameservers", path):
+        if not _str(n, "addr", np).strip():
+            continue  # GOST skips nameservers without an address
         try:
-            ns.append(Nameserver(_str(n, "addr", np), _str(n, "prefer", np), parse_duration(n.get("timeout"), f"{np}.timeout"),
-                                 parse_duration(n.get("ttl"), f"{np}.ttl"), _str(n, "only", np)))
+            ns.append(Nameserver(
+                _str(n, "addr", np), prefer=_str(n, "prefer", np),
+                timeout=parse_duration(n.get("timeout"), f"{np}.timeout"),
+                ttl=parse_duration(n.get("ttl"), f"{np}.ttl"), only=_str(n, "only", np),
+                chain=_str(n, "chain", np), hostname=_str(n, "hostname", np),
+                client_ip=_str(n, "clientIP", np), async_=bool(n.get("async")), registries=registries))
         except ConfigError as exc:
-            raise ConfigError(f"{np}.addr", exc.msg) from None
+            raise ConfigError(exc.path if exc.path.startswith(np) else f"{np}.addr", exc.msg) from None
         except Exception as exc:
             raise ConfigError(f"{np}.addr", str(exc)) from None
-    return Resolver(o["name"], ns)
+    return Resolver(o["name"], ns, log=getattr(registries, "log", None))
 
 
 def build_object(kind, o, path, registries):
     return OBJECT_BUILDERS[kind](o, path, registries)
 
 
-def _auther(part, path, registries):
+def _auther(part, path, registries, md=None):
+    """``auther``/``authers`` (a group, late-bound) win over a single ``auth``; an ``auth``
+    without a username means none (GOST). ``skipauth`` in the handler metadata wraps it."""
     names = ([_str(part, "auther", path)] if part.get("auther") else []) + _strlist(part, "authers", path)
+    auther = None
     if names:
-        return AutherGroup(names, registries)
-    auth = _auth(part, path)
-    if auth is not None:
-        return Auther("", {auth[0]: auth[1]})
-    return None
+        auther = AutherGroup(names, registries)
+    else:
+        auth = _auth(part, path)
+        if auth is not None and auth[0]:
+            auther = Auther("", {auth[0]: auth[1]})
+    skip = md.list("skipauth") if md is not None else []
+    if auther is not None and skip:
+        auther = SkipAuth(auther, skip)
+    return auther
 
 
 def build_service(o, path, registries, log):
@@ -219,23 +323,29 @@ def build_service(o, path, registries, log):
         raise ConfigError(f"{hpath}.retries", "must be a non-negative integer")
     chain = None if md.bool("ignoreChain") else (_str(h, "chain", hpath) or None)
     router = Router(registries, chain=chain, resolver=_str(o, "resolver", path) or None,
-                    hosts=_str(o, "hosts", path) or None, bypass=_str(o, "bypass", path) or None,
+                    hosts=_str(o, "hosts", path) or None, bypass=_bypass_group(o, path, registries),
                     retries=retries, dial_timeout=md.duration("dialTimeout", default=Router.DEFAULT_DIAL_TIMEOUT))
     forwarder = None
     if o.get("forwarder") is not None:
         forwarder = build_forwarder(_map(o, "forwarder", path), f"{path}.forwarder", registries)
-    options = Options(router, _auther(h, hpath, registries), forwarder, o["name"], registries)
-    handler = hcls(hmd, options)
-    admission = None
-    if o.get("admission"):
-        name = _str(o, "admission", path)
-        admission = _LateAdmission(name, registries)
+    options = Options(router, _auther(h, hpath, registries, hmd), forwarder, o["name"], registries,
+                      auth=_auth(h, hpath))
+    try:
+        handler = hcls(hmd, options)
+    except ConfigError as exc:
+        raise ConfigError(f"{hpath}.{exc.path}", exc.msg) from None
+    admission = AdmissionGroup.of([_str(o, "admission", path)] + _strlist(o, "admissions", path), registries)
     try:
         listener = lcls(_str(o, "addr", path), Metadata(_map(lst, "metadata", lpath)), _map(lst, "tls", lpath),
                         _auth(lst, lpath))
     except ConfigError as exc:
         raise ConfigError(f"{lpath}.{exc.path}", exc.msg) from None
+    listener.chain, listener.registries = _str(lst, "chain", lpath) or None, registries
+    # log and status show the type as configured ("udp", not the shared forward class's name)
+    handler.type_name, listener.type_name = _str(h, "type", hpath) or "auto", _str(lst, "type", lpath) or "tcp"
     svc = Service(o["name"], listener, handler, log, md, admission=admission, registries=registries)
+    # late-bound by name, as bypass: a replaced limiter applies from the next connection
+    svc.limiter, svc.climiter, svc.rlimiter = (_str(o, k, path) or None for k in ("limiter", "climiter", "rlimiter"))
     svc.cfg_addr = listener.addr
     return svc
 
@@ -248,12 +358,3 @@ def bind_service(service, path):
         raise ConfigError(f"{path}.addr", exc.msg) from None
     except (GostgError, OSError, TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"{path}.addr", f"cannot listen on {service.listener.addr!r}: {exc}") from None
-
-
-class _LateAdmission:
-    def __init__(self, name, registries):
-        self.name, self.registries = name, registries
-
-    def admit(self, addr):
-        a = self.registries.admissions.get(self.name)
-        return a is None or a.admit(addr)

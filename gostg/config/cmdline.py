@@ -332,10 +332,11 @@ def _service_objects(svc, cfg):
     cin, cout = md.str("limiter.conn.in"), md.str("limiter.conn.out")
     if lin or lout or cin or cout:
         limits = []
+        # an empty in becomes 0 (GOST writes "$  2MB", which then parses as in=2MB)
         if lin or lout:
-            limits.append(f"$ {lin} {lout}".rstrip())
+            limits.append(f"$ {lin or 0} {lout}".rstrip())
         if cin or cout:
-            limits.append(f"$$ {cin} {cout}".rstrip())
+            limits.append(f"$$ {cin or 0} {cout}".rstrip())
         lim = {"name": f"limiter-{len(cfg.setdefault('limiters', []))}", "limits": limits}
         cfg["limiters"].append(lim)
         svc["limiter"] = lim["name"]

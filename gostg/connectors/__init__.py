@@ -1,2 +1,2 @@
 """Connectors: the client side of a handler (how a node is asked to connect onward)."""
-from . import forward, http, relay, sni, socks4, socks5  # noqa: F401
+from . import forward, http, http2, relay, sni, socks4, socks5, ss, ssu  # noqa: F401

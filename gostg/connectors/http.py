@@ -1,5 +1,6 @@
 import base64
 
+from .. import udp
 from ..conn import Stream
 from ..errors import DialError
 from ..protocols import http
@@ -12,7 +13,12 @@ class HTTPConnector(Connector):
     """HTTP CONNECT, with Basic proxy auth when the node has credentials."""
 
     def connect(self, conn, network, address, ctx=None):
+        if network not in ("tcp", "udp"):
+            raise DialError(f"http connector cannot carry {network}")
+        address = address or "0.0.0.0:0"   # a UDP association has no single target
         headers = http.Headers([("Host", address), ("Proxy-Connection", "keep-alive")])
+        if network == "udp":   # GOST's UDP over HTTP: the tunnel then carries UDP-TUN frames
+            headers.items.append(("X-Gost-Protocol", "udp"))
         if self.auth:
             token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
             headers.items.append(("Proxy-Authorization", f"Basic {token}"))
@@ -23,4 +29,6 @@ class HTTPConnector(Connector):
         resp = s.read(http.parse_response_head)
         if resp.status != 200:
             raise DialError(f"CONNECT {address}: {resp.status} {resp.reason}".strip())
+        if network == "udp":
+            return udp.TunConn(conn, target="" if address == "0.0.0.0:0" else address, stream=s)
         return s.conn_with_rest()

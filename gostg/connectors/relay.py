@@ -6,10 +6,12 @@ payload write and the response is read on the first read, saving a round trip; a
 shows up as a ConnectionError on that read. Protocols where the server speaks first need
 ``nodelay=true``, which sends the request and checks the response before returning.
 """
+from .. import udp
 from ..conn import BufferedConn, Stream
 from ..errors import DialError, ProtocolError
 from ..protocols import relay as rp
-from ..protocols.addr import split_host_port
+from ..protocols.addr import join_host_port, split_host_port
+from .bound import BoundPackets, BoundStreams
 from ..registry import connectors
 from .base import Connector
 
@@ -102,11 +104,17 @@ class LazyRelayConn:
 class RelayConnector(Connector):
 
     def connect(self, conn, network, address, ctx=None):
-        if network != "tcp":
-            raise DialError(f"relay connector cannot carry {network} yet")
+        if network not in ("tcp", "udp"):
+            raise DialError(f"relay connector cannot carry {network}")
         features = []
         if self.auth:
             features.append(rp.UserAuth(*self.auth))
+        cmd = rp.CMD_CONNECT
+        if network == "udp":
+            features.append(rp.Network(rp.NETWORK_UDP))
+            if not address:
+                return self._associate(conn, features)
+            cmd |= rp.FLAG_UDP
         if address:
             try:
                 host, port = split_host_port(address, default_port=0)  # as GOST: no port means 0
@@ -114,12 +122,13 @@ class RelayConnector(Connector):
                 raise DialError(f"relay: bad address {address!r}: {exc}") from exc
             features.append(rp.Addr(host, port))
         try:
-            header = rp.encode_request(rp.Request(rp.CMD_CONNECT, tuple(features)))
+            header = rp.encode_request(rp.Request(cmd, tuple(features)))
         except Exception as exc:
             raise DialError(f"relay: cannot encode request for {address}: {exc}") from exc
 
         if not self.md.bool("nodelay", "noDelay"):
-            return LazyRelayConn(conn, header, address)
+            lazy = LazyRelayConn(conn, header, address)
+            return udp.LengthConn(lazy, address) if network == "udp" else lazy
 
         conn.sendall(header)
         s = Stream(conn)
@@ -132,5 +141,54 @@ class RelayConnector(Connector):
         err = _check(resp, address)
         if err:
             raise DialError(err)
+        if network == "udp":
+            return udp.LengthConn(conn, address, stream=s)
         rest = s.take()
         return BufferedConn(conn, rest) if rest else conn
+
+    def bind(self, conn, network, address, ctx=None):
+        """Remote forwarding (GOST relay BIND, server needs ``bind=true``): TCP peers arrive as
+        smux streams, UDP datagrams as UDP-TUN frames with the peers' addresses."""
+        host, port = split_host_port(address, 0)
+        features = [rp.UserAuth(*self.auth)] if self.auth else []
+        features += [rp.Network(rp.NETWORK_UDP if network == "udp" else rp.NETWORK_TCP),
+                     rp.Addr(host or "0.0.0.0", port)]
+        cmd = rp.CMD_BIND | (rp.FLAG_UDP if network == "udp" else 0)
+        conn.sendall(rp.encode_request(rp.Request(cmd, tuple(features))))
+        s = Stream(conn)
+        try:
+            resp = s.read(rp.parse_response)
+        except (EOFError, ProtocolError) as exc:
+            raise DialError(f"relay BIND {address}: {exc or 'server closed'}") from exc
+        if resp.status != rp.STATUS_OK:
+            raise DialError(f"relay BIND {address}: status {resp.status} "
+                            f"({rp.STATUS_TEXT.get(resp.status, resp.status)})")
+        a = resp.find(rp.Addr)
+        bound = join_host_port(a.host, a.port) if a else address
+        if network == "udp":
+            return BoundPackets(udp.TunConn(conn, stream=s), bound)
+        return BoundStreams(s.conn_with_rest(), bound, _peer_of_response, self.md)
+
+    def _associate(self, conn, features):
+        """A UDP association (GOST: BIND|FUDP for 0.0.0.0:0, server needs ``bind=true``), then
+        UDP-TUN frames over this stream, each with its own address."""
+        req = rp.Request(rp.CMD_BIND | rp.FLAG_UDP, tuple(features) + (rp.Addr("0.0.0.0", 0),))
+        conn.sendall(rp.encode_request(req))
+        s = Stream(conn)
+        try:
+            resp = s.read(rp.parse_response)
+        except (EOFError, ProtocolError) as exc:
+            raise DialError(f"relay UDP associate: {exc or 'server closed'}") from exc
+        if resp.status != rp.STATUS_OK:
+            raise DialError(f"relay UDP associate: status {resp.status} "
+                            f"({rp.STATUS_TEXT.get(resp.status, resp.status)})")
+        return udp.TunConn(conn, stream=s)
+
+
+def _peer_of_response(s):
+    """Each relay BIND stream starts with a response whose Addr feature names the peer."""
+    resp = s.read(rp.parse_response)
+    if resp.status != rp.STATUS_OK:
+        raise DialError(f"relay bind stream: status {resp.status}")
+    a = resp.find(rp.Addr)
+    return join_host_port(a.host, a.port) if a else ""

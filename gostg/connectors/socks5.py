@@ -1,7 +1,9 @@
+from .. import udp
 from ..conn import Stream
 from ..errors import DialError
 from ..protocols import socks5
-from ..protocols.addr import split_host_port
+from ..protocols.addr import join_host_port, split_host_port
+from .bound import BoundPackets, BoundStreams
 from ..registry import connectors
 from .base import Connector
 
@@ -9,12 +11,36 @@ from .base import Connector
 @connectors.register("socks5", "socks")
 class SOCKS5Connector(Connector):
     def connect(self, conn, network, address, ctx=None):
-        if network != "tcp":
-            raise DialError(f"socks5 connector cannot carry {network} yet")
+        if network not in ("tcp", "udp"):
+            raise DialError(f"socks5 connector cannot carry {network}")
+        host, port = split_host_port(address) if address else ("", 0)
+        s = self._greet(conn)
+        if network == "udp":
+            return self._udp(conn, s, address)
+        conn.sendall(socks5.encode_request(socks5.CMD_CONNECT, host, port))
+        rep, _, _ = s.read(socks5.parse_reply)
+        if rep != socks5.SUCCEEDED:
+            raise DialError(f"socks5 CONNECT {address}: {socks5.REPLY_TEXT.get(rep, rep)}")
+        return s.conn_with_rest()
+
+    def bind(self, conn, network, address, ctx=None):
+        """Remote forwarding: the server listens on ``address``. TCP uses GOST's MBIND (0xF2:
+        peers arrive as smux streams); UDP uses UDP-TUN (0xF3) with that port."""
+        host, port = split_host_port(address, 0)
+        s = self._greet(conn)
+        cmd = socks5.CMD_UDP_TUN if network == "udp" else socks5.CMD_MBIND
+        conn.sendall(socks5.encode_request(cmd, host or "0.0.0.0", port))
+        rep, bhost, bport = s.read(socks5.parse_reply)
+        if rep != socks5.SUCCEEDED:
+            raise DialError(f"socks5 BIND {address}: {socks5.REPLY_TEXT.get(rep, rep)}")
+        bound = join_host_port(bhost, bport)
+        if network == "udp":
+            return BoundPackets(udp.TunConn(conn, stream=s), bound)
+        return BoundStreams(s.conn_with_rest(), bound, _peer_of_reply, self.md)
+
+    def _greet(self, conn):
         methods = [socks5.METHOD_NONE] + ([socks5.METHOD_USERPASS] if self.auth else [])
-        host, port = split_host_port(address)
-        out = socks5.encode_greeting(methods)
-        conn.sendall(out)
+        conn.sendall(socks5.encode_greeting(methods))
         s = Stream(conn)
         method = s.read(socks5.parse_method_reply)
         if method == socks5.METHOD_USERPASS:
@@ -26,8 +52,32 @@ class SOCKS5Connector(Connector):
                 raise DialError("socks5 authentication failed")
         elif method != socks5.METHOD_NONE:
             raise DialError(f"socks5 server offered no acceptable method ({method:#x})")
-        conn.sendall(socks5.encode_request(socks5.CMD_CONNECT, host, port))
-        rep, _, _ = s.read(socks5.parse_reply)
+        return s
+
+    def _udp(self, conn, s, address):
+        """GOST's UDP-TUN (0xF3) over this stream; ``relay=udp`` asks a standard UDP ASSOCIATE
+        instead (third-party servers) and sends datagrams straight to its relay address."""
+        standard = self.md.str("relay") == "udp"
+        conn.sendall(socks5.encode_request(socks5.CMD_UDP if standard else socks5.CMD_UDP_TUN, "0.0.0.0", 0))
+        rep, rhost, rport = s.read(socks5.parse_reply)
         if rep != socks5.SUCCEEDED:
-            raise DialError(f"socks5 CONNECT {address}: {socks5.REPLY_TEXT.get(rep, rep)}")
-        return s.conn_with_rest()
+            raise DialError(f"socks5 UDP {'associate' if standard else 'tunnel'}: {socks5.REPLY_TEXT.get(rep, rep)}")
+        if not standard:
+            return udp.TunConn(conn, target=address, stream=s)
+        if rhost in ("0.0.0.0", "::"):
+            rhost = conn.getpeername()[0]   # "any": the server we are talking to
+        sock = udp.bind_udp("::" if ":" in rhost else "0.0.0.0", 0)
+        try:
+            sock.connect((rhost, rport))
+        except OSError:
+            sock.close()
+            raise
+        return udp.Socks5Client(sock, conn, target=address)
+
+
+def _peer_of_reply(s):
+    """Each MBIND stream starts with a SOCKS5 reply naming the accepted peer."""
+    rep, host, port = s.read(socks5.parse_reply)
+    if rep != socks5.SUCCEEDED:
+        raise DialError(f"socks5 bind stream: {socks5.REPLY_TEXT.get(rep, rep)}")
+    return join_host_port(host, port)

@@ -1,2 +1,2 @@
 """Dialers: the client side of a listener (how a node's address is reached)."""
-from . import mux, tcp, tls, ws  # noqa: F401
+from . import h2, http2, mux, tcp, tls, udp, ws  # noqa: F401

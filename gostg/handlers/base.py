@@ -2,17 +2,19 @@ import time
 
 import gevent
 
-from .. import relay
+from .. import relay, udp, udpfast
 from ..errors import BypassError, DialError
 
 
 class Options:
     """What a handler gets from its service: everything it may consult but not own."""
 
-    __slots__ = ("router", "auther", "forwarder", "service", "registries")
+    __slots__ = ("router", "auther", "forwarder", "service", "registries", "auth")
 
-    def __init__(self, router, auther=None, forwarder=None, service="", registries=None):
+    def __init__(self, router, auther=None, forwarder=None, service="", registries=None, auth=None):
         self.router = router
+        #: the handler's own ``auth`` as (username, password): ss reads its cipher and password here
+        self.auth = auth
         self.auther = auther
         self.forwarder = forwarder
         self.service = service
@@ -33,13 +35,14 @@ class Handler:
         return gevent.Timeout(self.read_timeout or None)
 
     def authenticate(self, ctx, username, password):
-        """True when no auther is set or the credentials pass; sets ``ctx.client_id``."""
+        """True when no auther is set or the credentials pass; sets ``ctx.client_id``.
+        The client IP goes along so a ``skipauth`` network passes without credentials."""
         auther = self.options.auther
         if auther is None:
             return True
-        cid = auther.authenticate(username, password)
+        cid = auther.authenticate(username, password, client=ctx.client_ip)
         if cid is None:
-            ctx.log.warning("authentication failed", user=username)
+            ctx.log.warning("authentication failed", user=username, service=ctx.service, client=ctx.client_ip)
             return False
         ctx.client_id = cid
         return True
@@ -47,11 +50,11 @@ class Handler:
     def handle(self, conn, ctx):
         raise NotImplementedError
 
-    def dial(self, target, ctx, refuse):
+    def dial(self, target, ctx, refuse, network="tcp"):
         """``router.dial`` or None, after ``refuse(reason)`` told the client why
         (reason: ``"bypass"`` or ``"unreachable"``) and the cause was logged."""
         try:
-            return self.router.dial("tcp", target, ctx)
+            return self.router.dial(network, target, ctx)
         except BypassError:
             ctx.log.info("bypass", dst=target)
             refuse("bypass")
@@ -62,6 +65,20 @@ class Handler:
 
     def close(self):
         pass
+
+    def relay_udp(self, client, upstream, ctx, dst, target=None):
+        """Datagrams both ways until a side closes; closes ``upstream``."""
+        ctx.log.info(f"{ctx.src} <-> {dst}", dst=dst, network="udp")
+        t0 = time.monotonic()
+        try:
+            run = udpfast.relay if udpfast.eligible(client, upstream) else udp.relay
+            inp, out = run(client, upstream, ctx, target=target,
+                           bypassed=None if target else lambda a: self.router.bypassed(a, "udp"))
+        finally:
+            upstream.close()
+        ctx.stats_bytes(inp, out)
+        ctx.log.info(f"{ctx.src} >-< {dst}", dst=dst, network="udp",
+                     duration=round(time.monotonic() - t0, 6), inputBytes=inp, outputBytes=out)
 
     @staticmethod
     def relay(conn, upstream, ctx, target):

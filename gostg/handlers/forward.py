@@ -3,12 +3,13 @@ from ..registry import handlers
 from .base import Handler
 
 
-@handlers.register("tcp", "forward")
+@handlers.register("tcp", "udp", "forward", "rtcp", "rudp")
 class ForwardHandler(Handler):
     """Port forwarding to the forwarder's targets.
 
     Unlike GOST, which drops the connection when the chosen target fails, the next target is
     tried for the same connection (each target once), so failover loses no client.
+    A udp listener's session is forwarded datagram by datagram over a packet conn.
     """
 
     def handle(self, conn, ctx):
@@ -27,13 +28,16 @@ class ForwardHandler(Handler):
                     break
             tried.add(node.name)
             ctx.target = node.addr
+            network = "udp" if getattr(conn, "is_packet", False) else "tcp"
             try:
-                upstream = self.router.dial("tcp", node.addr, ctx)
+                upstream = self.router.dial(network, node.addr, ctx)
             except DialError as exc:
                 node.marker.mark()
                 last = exc
                 ctx.log.warning(f"forward: target {node.name}@{node.addr} failed: {exc}", dst=node.addr)
                 continue
             node.marker.reset()
+            if network == "udp":
+                return self.relay_udp(conn, upstream, ctx, node.addr, target=node.addr)
             return self.relay(conn, upstream, ctx, node.addr)
         ctx.log.error(f"forward: no target reachable: {last}", dst=ctx.target)

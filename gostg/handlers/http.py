@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 
 import gevent
 
+from .. import udp
 from ..conn import Stream
-from ..errors import ProtocolError
+from ..errors import DialError, ProtocolError
 from ..protocols import http
 from ..protocols.addr import join_host_port, split_host_port
 from ..registry import handlers
@@ -110,6 +111,8 @@ class HTTPHandler(Handler):
             raise
         if not self._auth(conn, req, ctx):
             return
+        if (req.headers.get("X-Gost-Protocol") or "").lower() == "udp":
+            return self._udp(conn, s, ctx)
         if req.method == "CONNECT":
             return self._connect(conn, s, req, ctx)
         return self._proxy(conn, s, req, ctx)
@@ -138,6 +141,20 @@ class HTTPHandler(Handler):
             return
         conn.sendall(f"HTTP/1.1 200 Connection established\r\nProxy-Agent: {PROXY_AGENT}\r\n\r\n".encode())
         self.relay(s.conn_with_rest(), upstream, ctx, target)
+
+    def _udp(self, conn, s, ctx):
+        """GOST's UDP over HTTP: ``X-Gost-Protocol: udp`` turns the connection into a UDP-TUN
+        stream (SOCKS5 UDP frames) for an association dialled through the router."""
+        if not self.md.bool("udp"):
+            ctx.log.error("http: UDP relay is disabled")
+            return _reply(conn, 403, "Forbidden")
+        try:
+            upstream = self.router.dial("udp", "", ctx)
+        except DialError as exc:
+            ctx.log.error(f"http: udp: {exc}")
+            return _reply(conn, 503, "Service Unavailable")
+        conn.sendall(f"HTTP/1.1 200 OK\r\nProxy-Agent: {PROXY_AGENT}\r\n\r\n".encode())
+        self.relay_udp(udp.TunConn(conn, stream=s), upstream, ctx, getattr(upstream, "local_addr", "udp"))
 
     def _proxy(self, conn, s, req, ctx):
         upstream = up = None

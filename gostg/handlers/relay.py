@@ -6,16 +6,19 @@ forwarder the requested address is ignored and a forwarder target is dialled (no
 ServiceUnavailable, dial failure: HostUnreachable); CONNECT without an address is BadRequest,
 a bypassed one Forbidden, a failed dial NetworkUnreachable; an unknown command is BadRequest.
 
-Where we differ: BIND, ASSOCIATE and UDP/other networks are not implemented yet, so they answer
-BadRequest (GOST's reply to a request it cannot serve) and close. The OK response is sent as
+UDP: CONNECT with the UDP flag or Network feature relays ``LEN(2) + payload`` frames to the
+target; BIND (``bind=true``) is in :mod:`gostg.handlers.relay_bind`. Other networks (unix,
+serial, ip) answer BadRequest. The OK response is sent as
 soon as the target is connected rather than held back for the first write back to the client:
 the bytes on the wire are the same, and the conn stays a plain socket that relay may splice.
 """
+from .. import udp
 from ..conn import Stream
 from ..errors import DialError
 from ..protocols import relay as rp
 from ..protocols.addr import join_host_port
 from ..registry import handlers
+from . import relay_bind
 from .base import Handler
 
 
@@ -47,30 +50,31 @@ class RelayHandler(Handler):
         addr = req.find(rp.Addr)
         address = join_host_port(addr.host, addr.port) if addr else ""
 
+        if network not in ("tcp", "udp"):
+            return self._unsupported(conn, ctx, f"relay: network {network} not supported")
+        if req.command == rp.CMD_BIND:
+            return relay_bind.serve(self, conn, s, ctx, network, addr)
         if self.options.forwarder is not None:
-            if network != "tcp":
-                return self._unsupported(conn, ctx, f"relay: forwarding {network} is not supported")
-            return self._forward(conn, s, ctx)
+            return self._forward(conn, s, ctx, network)
 
         if req.command not in (0, rp.CMD_CONNECT):
             return self._unsupported(conn, ctx, f"relay: command {req.command} not supported")
-        if network != "tcp":
-            return self._unsupported(conn, ctx, f"relay: network {network} not supported")
         if not address:
             return self._unsupported(conn, ctx, "relay: target not specified")
 
         ctx.target = address
         upstream = self.dial(address, ctx, lambda why: self._reply(conn, rp.STATUS_FORBIDDEN if why == "bypass"
-                                                                   else rp.STATUS_NETWORK_UNREACHABLE))
+                                                                   else rp.STATUS_NETWORK_UNREACHABLE),
+                             network=network)
         if upstream is None:
             return
-        self._ok_and_relay(conn, s, upstream, ctx, address)
+        self._ok_and_relay(conn, s, upstream, ctx, address, network)
 
     def _unsupported(self, conn, ctx, why):
         ctx.log.warning(why)
         self._reply(conn, rp.STATUS_BAD_REQUEST)
 
-    def _forward(self, conn, s, ctx):
+    def _forward(self, conn, s, ctx, network="tcp"):
         node = self.options.forwarder.select(ctx, "")
         if node is None:
             ctx.log.error("relay: no forward target available")
@@ -78,19 +82,21 @@ class RelayHandler(Handler):
             return
         ctx.target = node.addr
         try:
-            upstream = self.router.dial("tcp", node.addr, ctx)
+            upstream = self.router.dial(network, node.addr, ctx)
         except DialError as exc:
             node.marker.mark()
             ctx.log.error(str(exc), dst=node.addr)
             self._reply(conn, rp.STATUS_HOST_UNREACHABLE)
             return
         node.marker.reset()
-        self._ok_and_relay(conn, s, upstream, ctx, node.addr)
+        self._ok_and_relay(conn, s, upstream, ctx, node.addr, network)
 
-    def _ok_and_relay(self, conn, s, upstream, ctx, target):
+    def _ok_and_relay(self, conn, s, upstream, ctx, target, network="tcp"):
         try:
             conn.sendall(rp.encode_response(rp.Response(rp.STATUS_OK)))
         except OSError:
             upstream.close()
             raise
+        if network == "udp":   # datagrams as LEN(2) + payload frames, all to the one target
+            return self.relay_udp(udp.LengthConn(conn, target, stream=s), upstream, ctx, target, target=target)
         self.relay(s.conn_with_rest(), upstream, ctx, target)

@@ -3,12 +3,19 @@ from ..errors import ProtocolError
 from ..protocols import socks5
 from ..protocols.addr import join_host_port
 from ..registry import handlers
+from . import socks5_udp
 from .base import Handler
 
 
 @handlers.register("socks5", "socks")
 class SOCKS5Handler(Handler):
-    """SOCKS5 CONNECT with optional username/password auth (RFC 1928/1929)."""
+    """SOCKS5 (RFC 1928/1929): CONNECT; with ``udp=true`` UDP ASSOCIATE and GOST's UDP-TUN
+    (0xF3); with ``bind=true`` BIND and GOST's MBIND (0xF2)."""
+
+    def __init__(self, md, options):
+        super().__init__(md, options)
+        self.enable_udp = md.bool("udp")
+        self.enable_bind = md.bool("bind")
 
     def handle(self, conn, ctx, stream=None):
         s = stream or Stream(conn)
@@ -40,6 +47,8 @@ class SOCKS5Handler(Handler):
                 raise
         target = join_host_port(host, port)
         ctx.target = target
+        if cmd in (socks5.CMD_UDP, socks5.CMD_UDP_TUN, socks5.CMD_BIND, socks5.CMD_MBIND):
+            return socks5_udp.serve(self, cmd, conn, s, ctx, host, port)
         if cmd != socks5.CMD_CONNECT:
             conn.sendall(socks5.encode_reply(socks5.COMMAND_NOT_SUPPORTED))
             ctx.log.warning(f"socks5: command {cmd} not supported", dst=target)

@@ -1,76 +1,124 @@
-"""Bypass matching (first cut): exact domains, ``.domain``, ``*.glob``, IPs and CIDRs.
+"""Bypass: does a target skip this service / hop / node? (GOST x/bypass, spec §6.1)
 
-Blacklist (default): a match bypasses. Whitelist: no match bypasses. Names are never resolved
-to match networks.
+Rules of one bypass (GOST ``localBypass.decide``):
+1. an empty address never bypasses;
+2. ``network`` set and not the connection's network → the bypass is inactive (no bypass);
+3. no rules at all → blacklist with a ``network`` bypasses that whole network, anything else
+   bypasses nothing (an empty whitelist does not bypass everything: GOST keeps it inert);
+4. otherwise blacklist: a match bypasses; whitelist: *no* match bypasses.
+
+A group (``bypasses: [...]``, or ``bypass`` plus ``bypasses``) bypasses when it has whitelist
+members and every one of them bypasses (AND); failing that, when any blacklist member bypasses
+(OR). What "bypass" means is the caller's: the service refuses, a hop cuts the chain before
+itself (hop 0 → direct), a node is left out of selection.
+
+Rules come from ``matchers`` plus an optional ``file`` re-read every ``reload`` (LineSource,
+lazily, on use); the matcher is rebuilt only when the file changed. ``redis``, ``http`` and
+``plugin`` sources are not supported.
 """
-import fnmatch
-import ipaddress
+from .admission import Admission, AdmissionGroup
+from .matcher import Matcher
+from .source import LineSource
 
-from ..protocols.addr import split_host_port
+# Admission lives next door; it is re-exported so one import serves both policies.
+__all__ = ["Admission", "AdmissionGroup", "Bypass", "BypassGroup", "Matcher", "bypass_hit", "group_contains",
+           "norm_network"]
+
+_NETWORKS = {"tcp4": "tcp", "tcp6": "tcp", "udp4": "udp", "udp6": "udp"}
 
 
-class Matcher:
-    def __init__(self, patterns):
-        self.domains = set()
-        self.suffixes = []
-        self.globs = []
-        self.nets = []
-        for p in patterns:
-            p = p.strip().lower()
-            if not p:
-                continue
-            try:
-                self.nets.append(ipaddress.ip_network(p, strict=False))
-                continue
-            except ValueError:
-                pass
-            if "*" in p or "?" in p:
-                self.globs.append(p)
-            elif p.startswith("."):
-                self.suffixes.append(p)
-            else:
-                self.domains.add(p)
+def norm_network(network):
+    n = (network or "").strip().lower()
+    return _NETWORKS.get(n, n)
 
-    def match(self, host):
-        host = host.lower().rstrip(".")
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            ip = None
-        if ip is not None:
-            return any(ip in n for n in self.nets) or host in self.domains
-        if host in self.domains:
-            return True
-        for s in self.suffixes:
-            if host == s[1:] or host.endswith(s):
-                return True
-        return any(fnmatch.fnmatchcase(host, g) for g in self.globs)
+
+def _matcher(lines):
+    return Matcher(lines) if lines else None
 
 
 class Bypass:
-    def __init__(self, name, patterns, whitelist=False):
+    def __init__(self, name, patterns=(), whitelist=False, network="", file="", reload=0.0, log=None):
         self.name = name
-        self.whitelist = whitelist
-        self.matcher = Matcher(patterns)
+        self.whitelist = bool(whitelist)
+        self.network = norm_network(network)
+        self.source = LineSource([str(p).strip() for p in patterns if str(p).strip()], file=file,
+                                 reload=reload, parse=_matcher, name=name, log=log)
 
-    def contains(self, address):
-        try:
-            host, _ = split_host_port(address, 0)
-        except Exception:
-            host = address
-        hit = self.matcher.match(host)
-        return not hit if self.whitelist else hit
+    @property
+    def matcher(self):
+        """The current rules (None when there are none); re-read from ``file`` when due."""
+        return self.source.value()
+
+    def contains(self, network, address=None):
+        """``contains(network, address)`` as GOST; ``contains(address)`` means network tcp."""
+        if address is None:
+            network, address = "tcp", network
+        if not address:
+            return False
+        if self.network and self.network != norm_network(network):
+            return False
+        m = self.source.value()
+        if m is None:
+            return bool(self.network) and not self.whitelist
+        return m.match_address(address) != self.whitelist
+
+    def __repr__(self):
+        return f"Bypass({self.name!r}, whitelist={self.whitelist}, network={self.network!r})"
 
 
-class Admission:
-    """Client-address filter: blacklist denies matches, whitelist admits only matches."""
+def group_contains(members, network, address):
+    """GOST's bypassGroup: all whitelist members bypass (AND), else any blacklist one (OR)."""
+    whites = [b for b in members if b.whitelist]
+    if whites and all(b.contains(network, address) for b in whites):
+        return True
+    return any(b.contains(network, address) for b in members if not b.whitelist)
 
-    def __init__(self, name, patterns, whitelist=False):
-        self.name = name
-        self.whitelist = whitelist
-        self.matcher = Matcher(patterns)
 
-    def admit(self, address):
-        host, _ = split_host_port(address, 0)
-        hit = self.matcher.match(host)
-        return hit if self.whitelist else not hit
+class BypassGroup:
+    """``bypass`` + ``bypasses`` of a service, hop or node. Members are names looked up per
+    call (a Web API change is seen by the next connection; an unknown name is skipped, as in
+    GOST) or Bypass objects."""
+
+    whitelist = False
+
+    def __init__(self, members, registries=None):
+        self.members = [m for m in members if m]
+        self.registries = registries
+
+    @classmethod
+    def of(cls, names, registries):
+        """A group for ``names`` (None when there are none, so callers skip the check)."""
+        names = [n for n in names if n]
+        return cls(names, registries) if names else None
+
+    def _live(self):
+        out = []
+        for m in self.members:
+            if isinstance(m, str):
+                m = self.registries.bypasses.get(m) if self.registries is not None else None
+            if m is not None:
+                out.append(m)
+        return out
+
+    def contains(self, network, address=None):
+        if address is None:
+            network, address = "tcp", network
+        live = self._live()
+        if len(live) == 1:
+            return live[0].contains(network, address)
+        return group_contains(live, network, address)
+
+    def __repr__(self):
+        return f"BypassGroup({self.members!r})"
+
+
+def bypass_hit(bypass, registries, network, address):
+    """The check callers make: ``bypass`` is a BypassGroup, a Bypass, a bypass name (looked
+    up now) or None (no bypass)."""
+    if not bypass or not address:
+        return False
+    if isinstance(bypass, str):
+        bypass = registries.bypasses.get(bypass) if registries is not None else None
+        if bypass is None:
+            return False
+    return bypass.contains(network, address)

@@ -158,3 +158,49 @@ def parse_reply(buf):
 
 def encode_reply(rep, host="0.0.0.0", port=0):
     return bytes((VERSION, rep, 0)) + encode_addr(host, port)
+
+
+# --- UDP (RFC 1928 §7) and GOST's UDP-TUN framing -------------------------------------------
+# A datagram header is RSV(2) FRAG(1) ATYP ADDR PORT. Over a stream GOST reuses it: RSV carries
+# the payload length and FRAG is 0xFF, so frames can be cut out of the byte stream (UDP-TUN,
+# CMD 0xF3; the same framing carries relay and http UDP).
+
+CMD_MBIND = 0xF2
+CMD_UDP_TUN = 0xF3
+FRAG_TUN = 0xFF
+#: the largest UDP payload (IPv4 limit); UDP-TUN's 16-bit length cannot say more either
+MAX_DATAGRAM = 65535
+
+
+def encode_udp_datagram(host, port, data):
+    """A standard SOCKS5 UDP datagram (RSV 0, FRAG 0)."""
+    return b"\0\0\0" + encode_addr(host, port) + data
+
+
+def parse_udp_datagram(buf):
+    """→ ``(host, port, payload)`` of one whole datagram. Fragments (FRAG ≠ 0) are refused,
+    as most servers do: nothing sends them."""
+    r = Reader(buf, partial=False)
+    r.u16()
+    frag = r.u8()
+    if frag != 0:
+        raise ProtocolError(f"fragmented datagram (FRAG={frag}) not supported")
+    host, port = read_addr(r)
+    return host, port, bytes(buf[r.pos:])
+
+
+def encode_udp_tun(host, port, data):
+    if len(data) > MAX_DATAGRAM:
+        raise ProtocolError(f"datagram of {len(data)} bytes exceeds {MAX_DATAGRAM}")
+    return struct.pack("!HB", len(data), FRAG_TUN) + encode_addr(host, port) + data
+
+
+def parse_udp_tun(buf):
+    """One UDP-TUN frame off a stream → ``(host, port, payload, used)``; NeedData when short.
+    RSV = 0 is a zero-length datagram (GOST always writes the length)."""
+    r = Reader(buf)
+    length = r.u16()
+    r.u8()  # FRAG: 0xFF from GOST, 0 from plain SOCKS5 code; the length rules either way
+    host, port = read_addr(r)
+    data = r.take(length)
+    return host, port, data, r.pos

@@ -122,9 +122,9 @@ def test_handler_status_codes(gost):
     # wrong password straight to the relay port: Unauthorized (2) and close
     req = rp.encode_request(rp.Request(1, (rp.UserAuth("u", "bad"), rp.Addr("127.0.0.1", 9))))
     assert _raw_request(gost.p["relay_auth"], req) == rp.encode_response(rp.Response(rp.STATUS_UNAUTHORIZED))
-    # BIND is not supported: BadRequest (1) and close
+    # BIND without bind=true: Forbidden (3) and close, as GOST
     req = rp.encode_request(rp.Request(rp.CMD_BIND, (rp.Addr("127.0.0.1", 0),)))
-    assert _raw_request(gost.p["relay"], req) == rp.encode_response(rp.Response(rp.STATUS_BAD_REQUEST))
+    assert _raw_request(gost.p["relay"], req) == rp.encode_response(rp.Response(rp.STATUS_FORBIDDEN))
     # CONNECT without an address: BadRequest
     assert _raw_request(gost.p["relay"], rp.encode_request(rp.Request(1))) == H_BAD
     # unreachable target: NetworkUnreachable (7)

@@ -1,0 +1,43 @@
+"""What a connector's ``bind`` returns: the far end now listens for us (remote forwarding).
+
+- :class:`BoundStreams`: an smux session in which the far end opens one stream per peer it
+  accepted; each stream starts with a preamble naming the peer (``peer_of(stream_reader)``).
+- :class:`BoundPackets`: a packet conn whose datagrams carry the far peers' addresses.
+"""
+from ..conn import Stream
+from ..mux import MuxConfig, Session
+
+
+class BoundStreams:
+    def __init__(self, conn, addr, peer_of, md=None):
+        self.addr = addr
+        self.session = Session(conn, client=False, config=MuxConfig.from_md(md) if md is not None else None)
+        self.peer_of = peer_of
+
+    def accept(self):
+        """Streams as the far end opens them (drives the session: call from one greenlet)."""
+        return self.session.accept()
+
+    def open_peer(self, stream):
+        """→ ``(conn, peer_addr)`` after the stream's preamble (run in the stream's greenlet)."""
+        s = Stream(stream)
+        peer = self.peer_of(s)
+        return s.conn_with_rest(), peer
+
+    def close(self):
+        self.session.close()
+
+
+class BoundPackets:
+    def __init__(self, pc, addr):
+        self.pc = pc
+        self.addr = addr
+
+    def read_from(self):
+        return self.pc.read_from()
+
+    def write_to(self, data, addr):
+        self.pc.write_to(data, addr)
+
+    def close(self):
+        self.pc.close()

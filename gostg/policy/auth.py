@@ -1,0 +1,158 @@
+"""Authenticators (GOST ``authers``): who may use a service, and the client ID they get.
+
+Rules (go-gost/x auth/auth.go, auth/whitelist.go, config/parsing/auth):
+1. An auther's table is its inline ``auths`` overlaid by the ``user pass`` lines of its
+   ``file`` (re-read every ``reload``); a line with no password maps the user to "".
+2. A user whose password is "" passes with any password; an empty table refuses everyone.
+3. A passing user's name is the client ID (it feeds the hash selector).
+4. A group passes when any member passes; members are looked up by name at use time, so an
+   auther replaced through the Web API is seen by the next connection.
+5. ``skipauth`` (handler metadata): clients whose IP is in one of the listed IPs/CIDRs pass
+   without credentials and get no client ID.
+Passwords are compared in constant time, and unknown users cost the same compare, so timing
+reveals neither a password prefix nor which user names exist.
+"""
+import hmac
+import ipaddress
+import os
+
+from ..policy.source import LineSource
+
+
+def parse_auth_lines(lines):
+    """``user [pass]`` lines → {user: password}; tabs count as spaces, the password is the rest
+    of the line (so it may hold spaces or ``#``); lines starting with ``#`` are comments."""
+    users = {}
+    for line in lines:
+        line = line.replace("\t", " ").strip()
+        if not line or line.startswith("#"):
+            continue
+        user, _, password = line.partition(" ")
+        users[user] = password.strip()
+    return users
+
+
+def read_raw_lines(path):
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return [line.rstrip("\r\n") for line in f]
+
+
+class _RawLineSource(LineSource):
+    """A LineSource that hands ``parse`` the file's lines untouched: in an auth file ``#`` is
+    a comment only at the start of a line (a password may contain it), unlike in bypass lists."""
+
+    def _file_lines(self, initial=False):
+        if not self.file:
+            return []
+        try:
+            st = os.stat(self.file)
+            lines = read_raw_lines(self.file)
+        except OSError as exc:
+            if initial:
+                raise ValueError(f"cannot read {self.file}: {exc.strerror or exc}") from None
+            raise
+        self._stamp = (st.st_mtime_ns, st.st_size)
+        return lines
+
+
+def _check(users, username, password):
+    """→ client ID or None, in time independent of which part failed."""
+    want = users.get(username)
+    # "" in the table means any password; compare anyway so the time does not tell
+    ok = hmac.compare_digest((want if want else "\0").encode(), (password or "").encode())
+    if want is None:
+        return None
+    return username if (ok or want == "") else None
+
+
+class Auther:
+    """One named auther: inline ``users`` ({user: password}) plus an optional reloaded file."""
+
+    def __init__(self, name, users=None, file="", reload=0.0, log=None, clock=None):
+        self.name = name
+        inline = dict(users or {})
+        kw = {"clock": clock} if clock is not None else {}
+        # inline entries go first as lines, so file lines override them (GOST's merge order)
+        self._source = _RawLineSource([], file=file, reload=reload, name=name, log=log,
+                                      parse=lambda lines: {**inline, **parse_auth_lines(lines)}, **kw)
+
+    @property
+    def users(self):
+        return self._source.value()
+
+    def authenticate(self, username, password, client=None):
+        """→ client ID (the user name) or None."""
+        users = self._source.value()
+        if not users:
+            return None
+        return _check(users, username or "", password)
+
+
+class AutherGroup:
+    """Any member passes (GOST's group rule); member names are looked up at use time."""
+
+    def __init__(self, names, registries):
+        self.names = list(names)
+        self.registries = registries
+
+    def authenticate(self, username, password, client=None):
+        for n in self.names:
+            a = self.registries.authers.get(n)
+            if a is not None:
+                cid = a.authenticate(username, password, client)
+                if cid is not None:
+                    return cid
+        return None
+
+
+def parse_networks(patterns):
+    """IPs and CIDRs of a ``skipauth`` list; anything else is ignored, as GOST does."""
+    nets = []
+    for p in patterns:
+        p = str(p).strip()
+        if not p:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(p, strict=False))
+        except ValueError:
+            continue
+    return nets
+
+
+class SkipAuth:
+    """Wraps an auther: clients from ``networks`` pass with no credentials and ID ""."""
+
+    def __init__(self, auther, patterns):
+        self.auther = auther
+        self.networks = parse_networks(patterns)
+
+    def skips(self, client):
+        if not client:
+            return False
+        try:
+            ip = ipaddress.ip_address(client.strip("[]").split("%", 1)[0])
+        except ValueError:
+            return False
+        if ip.version == 6 and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip in n for n in self.networks)
+
+    def authenticate(self, username, password, client=None):
+        if self.skips(client):
+            return ""
+        return self.auther.authenticate(username, password, client) if self.auther is not None else None
+
+
+def first_credentials(path):
+    """GOST 3.1 client ``auth.file``: the first ``user [pass]`` line → (user, pass) or None."""
+    try:
+        lines = read_raw_lines(path)
+    except OSError:
+        return None
+    for line in lines:
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, _, password = line.partition(" ")
+        return user.strip(), password.strip()
+    return None
