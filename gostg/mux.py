@@ -57,6 +57,8 @@ class Stream:
     """One smux stream: the conn interface (no ``fileno``: it is not a socket)."""
 
     __slots__ = ("session", "sid", "buf", "ready", "eof", "closed", "timeout", "owns_session")
+    #: shutdown cannot reach the far end (see relay._can_half_close)
+    half_close = False
 
     def __init__(self, session, sid):
         self.session = session

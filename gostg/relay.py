@@ -195,25 +195,26 @@ def _half_close(conn):
         pass
 
 
-def _pump(src, dst, state):
+def _pump(src, dst, state, key):
+    """Copy ``src`` → ``dst`` until EOF (then half-close ``dst``); bytes moved go to
+    ``state[key]`` as they move, so a pump killed midway still has its count."""
     buf = bytearray(SMALL_BUFFER)
     mv = memoryview(buf)
-    total = 0
+    state[key] = 0
     try:
         while True:
             n = src.recv_into(buf)
             if not n:
                 break
             dst.sendall(mv[:n])
-            total += n
+            state[key] += n
     except (OSError, EOFError, ProtocolError):
         # a wrapped conn (TLS, ss, h2 …) may fail with its own errors: all end the tunnel
         state["aborted"] = True
         _close(src)
         _close(dst)
-        return total
+        return
     _half_close(dst)
-    return total
 
 
 def _close(c):
@@ -223,16 +224,28 @@ def _close(c):
         pass
 
 
+def _can_half_close(c):
+    """False for conns whose ``shutdown`` cannot tell the far end (TLS, WebSocket, smux
+    streams): once one direction toward such a conn ends, the tunnel ends, as GOST's does."""
+    return getattr(c, "half_close", True) and not isinstance(c, ssl.SSLSocket)
+
+
 def _pipe_generic(a, b):
+    """a → b in a greenlet, b → a in this one. After one direction ends the other gets
+    ``half_close_idle`` to finish, unless the side it ended toward cannot half-close."""
     state = {}
-    g = gevent.spawn(_pump, a, b, state)
+    g = gevent.spawn(_pump, a, b, state, "in")
+    if not _can_half_close(b):
+        # the client is done and b's far end cannot be told: end b → a too (closing wakes it)
+        g.link(lambda _: (_close(a), _close(b)))
     try:
-        out = _pump(b, a, state)
-        with gevent.Timeout(half_close_idle, False):
-            return g.get(), out
-        return 0, out
+        _pump(b, a, state, "out")
+        if _can_half_close(a) and not state.get("aborted"):
+            with gevent.Timeout(half_close_idle, False):
+                g.join()
     finally:
         g.kill(block=False)
+    return state.get("in", 0), state.get("out", 0)
 
 
 def _plain(c):

@@ -11,18 +11,8 @@ from gevent import socket
 
 from .errors import BypassError, DialError
 from .policy.bypass import bypass_hit
-from .protocols.addr import join_host_port, split_host_port
+from .protocols.addr import ip_family, join_host_port, split_host_port
 from .udp import UDPSocket
-
-
-def _ip_family(host):
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, host)
-            return family
-        except OSError:
-            pass
-    return None
 
 
 def dial_tcp(addr, timeout):
@@ -30,7 +20,7 @@ def dial_tcp(addr, timeout):
     IP literals skip getaddrinfo, which gevent runs on a thread pool. The caller bounds the
     whole dial (Router.dial's deadline), so no per-socket timeout is set here."""
     host, port = split_host_port(addr)
-    family = _ip_family(host)
+    family = ip_family(host)
     if family is None:
         s = socket.create_connection((host, port), timeout=timeout)
         s.settimeout(None)

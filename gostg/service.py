@@ -89,8 +89,11 @@ class Service:
         self.server.start()
         run_hooks("postUp", self._hooks["postUp"], self.log)
         self.state = "ready"
-        self._event(f"listening on {self.addr}")
-        self.log.info(f"listening on {self.addr}")
+        where = f"listening on {self.addr}"
+        if self.listener.socket is None and self.listener.chain:
+            where = f"binding {self.addr} on the last node of chain {self.listener.chain}"
+        self._event(where)
+        self.log.info(where)
 
     def _handle(self, sock, address):
         src = _addr(address)

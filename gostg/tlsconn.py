@@ -8,6 +8,8 @@ from gevent import ssl
 
 class TLSConn:
     __slots__ = ("conn", "inc", "out", "obj")
+    #: shutdown cannot reach the far end (see relay._can_half_close)
+    half_close = False
 
     def __init__(self, conn, context, server_hostname=None, server_side=False):
         self.conn = conn

@@ -17,7 +17,7 @@ from gevent import socket
 from .conn import Stream
 from .errors import NeedData, ProtocolError
 from .protocols import socks5
-from .protocols.addr import join_host_port, split_host_port
+from .protocols.addr import ip_family, join_host_port, split_host_port
 
 #: bytes read per datagram when nothing smaller was configured: the largest UDP payload
 MAX_DATAGRAM = socks5.MAX_DATAGRAM
@@ -30,20 +30,10 @@ def _fmt(sockaddr):
     return join_host_port(host, sockaddr[1])
 
 
-def _is_ip(host):
-    for fam in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(fam, host)
-            return fam
-        except OSError:
-            pass
-    return None
-
-
 def bind_udp(host="", port=0):
     """A UDP socket on ``host:port``; no host = every address, IPv4 and IPv6 (as Go)."""
     if host:
-        fam = _is_ip(host) or socket.AF_INET
+        fam = ip_family(host) or socket.AF_INET
         s = socket.socket(fam, socket.SOCK_DGRAM)
         try:
             s.bind((host, port))
@@ -80,7 +70,7 @@ class UDPSocket:
 
     def _sockaddr(self, addr):
         host, port = split_host_port(addr)
-        fam = _is_ip(host)
+        fam = ip_family(host)
         if fam is None:
             ip = self._names.get(host)
             if ip is None:
@@ -94,7 +84,7 @@ class UDPSocket:
                 if len(self._names) > 1024:
                     self._names.clear()
                 self._names[host] = ip
-            host, fam = ip, _is_ip(ip)
+            host, fam = ip, ip_family(ip)
         if self.v6 and fam == socket.AF_INET:
             host = "::ffff:" + host
         return host, port
@@ -118,7 +108,7 @@ class UDPSocket:
         sa = self._sa.get(addr)
         if sa is None:
             host, port = split_host_port(addr)
-            if _is_ip(host) is None and host not in self._names:
+            if ip_family(host) is None and host not in self._names:
                 return None
             sa = self._sockaddr(addr)
             if len(self._sa) > 4096:

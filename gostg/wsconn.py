@@ -40,6 +40,8 @@ class WSConn:
     """The conn interface over a WebSocket that finished its handshake."""
 
     __slots__ = ("conn", "ws", "buf", "eof", "wlock")
+    #: shutdown cannot reach the far end (see relay._can_half_close)
+    half_close = False
 
     def __init__(self, conn, ws):
         self.conn = conn

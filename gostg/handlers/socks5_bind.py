@@ -43,8 +43,13 @@ def serve(h, cmd, conn, s, ctx, host, port):
 
 def _bind_one(h, conn, s, lsock, ctx):
     """Plain BIND: one peer; the client closing first cancels the wait."""
+    def watch():
+        # EOF cancels the wait; early bytes are kept for the peer (bounded)
+        while s.fill(4096) and len(s.buf) < (1 << 20):
+            pass
+
     acc = gevent.spawn(lsock.accept)
-    watch = gevent.spawn(lambda: s.fill(1))
+    watch = gevent.spawn(watch)
     try:
         gevent.joinall([acc, watch], count=1, timeout=h.md.duration("bindTimeout", default=0) or None)
         if not acc.successful():

@@ -99,6 +99,7 @@ def udp_tun(h, conn, s, ctx, host, port):
             conn.sendall(socks5.encode_reply(socks5.GENERAL_FAILURE))
             return
         bound = upstream.local_addr
+        ctx.log.info(f"bind on {bound}/udp OK")
     bhost, bport = split_host_port(bound, 0)
     conn.sendall(socks5.encode_reply(socks5.SUCCEEDED, bhost or "0.0.0.0", bport))
     h.relay_udp(udp.TunConn(conn, stream=s), upstream, ctx, bound)

@@ -1,5 +1,6 @@
 """Host/port strings: GOST's ``[host]:port`` forms, IPv6 brackets and port ranges."""
 import ipaddress
+import socket
 
 from ..errors import ProtocolError
 
@@ -74,3 +75,14 @@ def expand_port_range(addr):
     if not (0 <= lo and hi <= 65535):
         return [addr]
     return [f"{host}:{p}" for p in range(lo, hi + 1)]
+
+
+def ip_family(host):
+    """AF_INET / AF_INET6 for an IP literal, None for a name (nothing is resolved)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, host)
+            return family
+        except OSError:
+            pass
+    return None

@@ -152,12 +152,16 @@ def dns_a(msg):
     return sorted(r.address for rrset in msg.answer for r in rrset if getattr(r, "address", None))
 
 
+#: the dnsmasq binary (package dnsmasq-base), or None
+DNSMASQ = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None)
+
+
 class Dnsmasq:
     """dnsmasq on 127.0.0.1:port (UDP) answering ``records`` (``/name/ip``) with no upstream
     and no /etc/hosts; stopped by PID."""
 
     def __init__(self, records=("/example.test/10.9.8.7",)):
-        self.path = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None)
+        self.path = DNSMASQ
         self.port = free_udp_tcp_port()   # dnsmasq listens on both
         self.records = records
         self.proc = None
