@@ -80,7 +80,7 @@ def _is_self(target, local):
     return tp == lp and (th == lh or th.lower() in _LOCAL_NAMES)
 
 
-def _send_body(src, dst, framer):
+def send_body(src, dst, framer):
     """Pass a body from Stream ``src`` to ``dst`` until ``framer`` says it ended. → bytes sent"""
     sent = 0
     while not framer.done:
@@ -225,7 +225,7 @@ class HTTPHandler(Handler):
         out = http.Request(req.method, path, req.version, req.headers)
         upstream.sendall(out.encode())
         body = http.request_body(req)
-        sender = gevent.spawn(_send_body, s, upstream, body) if body else None
+        sender = gevent.spawn(send_body, s, upstream, body) if body else None
         try:
             while True:
                 resp = up.read(http.parse_response_head)
@@ -248,7 +248,7 @@ class HTTPHandler(Handler):
                 return False
             framer = http.response_body(resp, req.method)
             if framer is not None:
-                tally[0] += _send_body(up, conn, framer)
+                tally[0] += send_body(up, conn, framer)
             if sender is not None:
                 sender.get(timeout=self.read_timeout)
         finally:

@@ -27,6 +27,7 @@ from ..protocols import http
 from ..protocols.addr import join_host_port, split_host_port
 from ..registry import handlers
 from .base import Handler
+from .http import send_body
 
 # headers that belong to one HTTP/1 connection or to the proxy, never forwarded (RFC 9113 §8.2.2)
 _HOP = frozenset(("connection", "keep-alive", "proxy-connection", "proxy-authorization", "te",
@@ -76,22 +77,6 @@ def _dechunk(src, framer, dst):
             j = buf.find(b"\n")
             n = framer.feed(buf if j < 0 else buf[:j + 1])
         del buf[:n]
-    return sent
-
-
-def _copy_body(src, framer, dst):
-    """Copy a Content-Length or until-close body from Stream ``src`` to ``dst``."""
-    sent = 0
-    while not framer.done:
-        if not src.buf and not src.fill():
-            if isinstance(framer, http.UntilClose):
-                break
-            raise ProtocolError("upstream closed in the middle of a body")
-        n = framer.feed(src.buf)
-        if n:
-            dst.sendall(bytes(src.buf[:n]))
-            del src.buf[:n]
-            sent += n
     return sent
 
 
@@ -226,7 +211,7 @@ class HTTP2Handler(Handler):
                 if isinstance(framer, http.ChunkedFramer):
                     out = _dechunk(up, framer, st)
                 else:
-                    out = _copy_body(up, framer, st)
+                    out = send_body(up, st, framer)
                 st.shutdown(socket.SHUT_WR)
         except (OSError, ProtocolError, EOFError) as exc:
             ctx.log.error(f"http2: forwarding failed: {exc}", dst=host)

@@ -9,6 +9,7 @@ denies when any member denies. The Service closes a denied connection without a 
 import gevent
 from gevent import socket
 
+from .group import LateGroup
 from .matcher import Matcher, go_split_host_port, is_ip_rule
 from .source import LineSource
 
@@ -63,26 +64,10 @@ class Admission:
         return f"Admission({self.name!r}, whitelist={self.whitelist})"
 
 
-class AdmissionGroup:
-    """Names looked up per connection (unknown names skipped) or Admission objects; any
-    member that refuses refuses."""
+class AdmissionGroup(LateGroup):
+    """Admissions of a service; any member that refuses refuses."""
 
-    def __init__(self, members, registries=None):
-        self.members = [m for m in members if m]
-        self.registries = registries
-
-    @classmethod
-    def of(cls, names, registries):
-        names = [n for n in names if n]
-        return cls(names, registries) if names else None
+    kind = "admissions"
 
     def admit(self, address):
-        for m in self.members:
-            if isinstance(m, str):
-                m = self.registries.admissions.get(m) if self.registries is not None else None
-            if m is not None and not m.admit(address):
-                return False
-        return True
-
-    def __repr__(self):
-        return f"AdmissionGroup({self.members!r})"
+        return all(m.admit(address) for m in self._live())

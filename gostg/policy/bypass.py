@@ -17,6 +17,7 @@ lazily, on use); the matcher is rebuilt only when the file changed. ``redis``, `
 ``plugin`` sources are not supported.
 """
 from .admission import Admission, AdmissionGroup
+from .group import LateGroup
 from .matcher import Matcher
 from .source import LineSource
 
@@ -74,31 +75,11 @@ def group_contains(members, network, address):
     return any(b.contains(network, address) for b in members if not b.whitelist)
 
 
-class BypassGroup:
-    """``bypass`` + ``bypasses`` of a service, hop or node. Members are names looked up per
-    call (a Web API change is seen by the next connection; an unknown name is skipped, as in
-    GOST) or Bypass objects."""
+class BypassGroup(LateGroup):
+    """``bypass`` + ``bypasses`` of a service, hop or node (GOST's AND/OR rule below)."""
 
+    kind = "bypasses"
     whitelist = False
-
-    def __init__(self, members, registries=None):
-        self.members = [m for m in members if m]
-        self.registries = registries
-
-    @classmethod
-    def of(cls, names, registries):
-        """A group for ``names`` (None when there are none, so callers skip the check)."""
-        names = [n for n in names if n]
-        return cls(names, registries) if names else None
-
-    def _live(self):
-        out = []
-        for m in self.members:
-            if isinstance(m, str):
-                m = self.registries.bypasses.get(m) if self.registries is not None else None
-            if m is not None:
-                out.append(m)
-        return out
 
     def contains(self, network, address=None):
         if address is None:
@@ -107,9 +88,6 @@ class BypassGroup:
         if len(live) == 1:
             return live[0].contains(network, address)
         return group_contains(live, network, address)
-
-    def __repr__(self):
-        return f"BypassGroup({self.members!r})"
 
 
 def bypass_hit(bypass, registries, network, address):

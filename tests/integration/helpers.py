@@ -149,7 +149,20 @@ class _ThreadingHTTP(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
-class Origin:
+class HTTPServerThread:
+    """``self.server`` (an http.server) run by ``self.thread`` in the background; a context
+    manager. Subclasses set both in ``__init__``."""
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Origin(HTTPServerThread):
     """HTTP/1.1 keep-alive origin on 127.0.0.1: GET / echoes path+Host, GET /bytes/N sends N
     bytes (header X-Sha256), POST answers the sha256 of its body. ``.connections`` counts
     TCP connections accepted (to prove keep-alive)."""
@@ -167,14 +180,6 @@ class Origin:
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 class Echo:

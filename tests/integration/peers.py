@@ -1,9 +1,13 @@
 """More shared helpers for the proxy/chain/forward/router integration tests: a curl runner, a
-cached-body origin, echo servers on chosen ports, blocks of consecutive free ports, microsocks,
-a tiny DNS server and log polling. Every wait has a deadline; every process is stopped by PID."""
+cached-body origin, echo servers on chosen ports, blocks of consecutive free ports, peer
+programs run as processes (``PeerProcess``: microsocks, ss-local/ss-server, dnsmasq), threaded
+loopback servers (``ServerThread``, ``UDPServer``, a tiny DNS server), raw-socket readers, an
+HTTP CONNECT tunnel, fd counting and log polling. Every wait has a deadline; every process is
+stopped by PID."""
 import hashlib
 import http.client
 import json
+import os
 import random
 import re
 import socket
@@ -11,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from .helpers import Echo, Origin, _Origin, _ThreadingHTTP, wait_port
+from .helpers import Echo, Origin, _Origin, _ThreadingHTTP
 
 MICROSOCKS = "/usr/bin/microsocks"
 
@@ -161,24 +165,52 @@ def kill_echo(echo):
     echo.thread.join(timeout=2)
 
 
-class Microsocks:
-    """``microsocks -i 127.0.0.1 -p PORT [-u user -P pass]`` stopped by PID."""
+class PeerProcess:
+    """A peer program (``argv``) as a subprocess: started on ``__enter__`` and waited for until
+    ``ready()`` (by default: ``port`` accepts TCP connections), stopped by PID on ``__exit__``.
+    With ``stderr=subprocess.PIPE`` an early exit reports what the program wrote."""
 
-    def __init__(self, port, user=None, password=None):
+    name = "peer"
+
+    def __init__(self, argv, port=None, stderr=subprocess.DEVNULL, timeout=10.0):
+        self.argv = [str(a) for a in argv]
         self.port = port
-        args = [MICROSOCKS, "-i", "127.0.0.1", "-p", str(port)]
-        if user is not None:
-            args += ["-u", user, "-P", password]
-        self.args = args
+        self.stderr = stderr
+        self.timeout = timeout
         self.proc = None
 
+    def ready(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def _wait_ready(self):
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode} before it was ready: {err}")
+            if self.ready():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} was not ready within {self.timeout}s")
+            time.sleep(0.05)
+
     def __enter__(self):
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     stdin=subprocess.DEVNULL)
-        wait_port(self.port, proc=self.proc)
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=self.stderr)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc):
+        if self.proc is None:
+            return
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -186,52 +218,31 @@ class Microsocks:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+        if self.proc.stderr:
+            self.proc.stderr.close()
 
 
-class DNSServer:
-    """A UDP DNS server on 127.0.0.1 answering A queries from ``records`` ({name: ip});
-    other names get NXDOMAIN. ``.queries`` lists the (name, type) pairs asked."""
+class Microsocks(PeerProcess):
+    """``microsocks -i 127.0.0.1 -p PORT [-u user -P pass]`` stopped by PID."""
 
-    def __init__(self, records):
-        self.records = {k.rstrip(".").lower(): v for k, v in records.items()}
-        self.queries = []
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
+    name = "microsocks"
+
+    def __init__(self, port, user=None, password=None):
+        args = [MICROSOCKS, "-i", "127.0.0.1", "-p", str(port)]
+        if user is not None:
+            args += ["-u", user, "-P", password]
+        super().__init__(args, port=port)
+
+
+class ServerThread:
+    """A loopback server on ``self.sock`` whose ``_serve`` runs in a daemon thread until
+    ``self._stop`` is set; a context manager. Subclasses bind ``self.sock`` then call
+    ``_init_thread()``."""
+
+    def _init_thread(self):
         self.port = self.sock.getsockname()[1]
         self._stop = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
-
-    def _serve(self):
-        import dns.flags
-        import dns.message
-        import dns.rcode
-        import dns.rdatatype
-        import dns.rrset
-        while not self._stop.is_set():
-            try:
-                data, peer = self.sock.recvfrom(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            try:
-                q = dns.message.from_wire(data)
-            except Exception:
-                continue
-            r = dns.message.make_response(q)
-            for question in q.question:
-                name = question.name.to_text().rstrip(".").lower()
-                self.queries.append((name, dns.rdatatype.to_text(question.rdtype)))
-                ip = self.records.get(name)
-                if ip is None:
-                    r.set_rcode(dns.rcode.NXDOMAIN)
-                elif question.rdtype == dns.rdatatype.A:
-                    r.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", ip))
-            try:
-                self.sock.sendto(r.to_wire(), peer)
-            except OSError:
-                return
 
     def __enter__(self):
         self.thread.start()
@@ -241,6 +252,65 @@ class DNSServer:
         self._stop.set()
         self.thread.join(timeout=2)
         self.sock.close()
+
+
+class UDPServer(ServerThread):
+    """Datagrams on 127.0.0.1:port, each answered with ``answer(data, peer)`` (None: no answer)."""
+
+    def __init__(self, port=0):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.settimeout(0.2)
+        self._init_thread()
+
+    def answer(self, data, peer):
+        raise NotImplementedError
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                data, peer = self.sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            out = self.answer(data, peer)
+            if out is None:
+                continue
+            try:
+                self.sock.sendto(out, peer)
+            except OSError:
+                pass
+
+
+class DNSServer(UDPServer):
+    """A UDP DNS server on 127.0.0.1 answering A queries from ``records`` ({name: ip});
+    other names get NXDOMAIN. ``.queries`` lists the (name, type) pairs asked."""
+
+    def __init__(self, records):
+        self.records = {k.rstrip(".").lower(): v for k, v in records.items()}
+        self.queries = []
+        super().__init__()
+
+    def answer(self, data, peer):
+        import dns.message
+        import dns.rcode
+        import dns.rdatatype
+        import dns.rrset
+        try:
+            q = dns.message.from_wire(data)
+        except Exception:
+            return None
+        r = dns.message.make_response(q)
+        for question in q.question:
+            name = question.name.to_text().rstrip(".").lower()
+            self.queries.append((name, dns.rdatatype.to_text(question.rdtype)))
+            ip = self.records.get(name)
+            if ip is None:
+                r.set_rcode(dns.rcode.NXDOMAIN)
+            elif question.rdtype == dns.rdatatype.A:
+                r.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", ip))
+        return r.to_wire()
 
 
 def wait_log(gost, pattern, count=1, timeout=5.0):
@@ -275,6 +345,74 @@ def recv_all(sock, deadline):
         if not d:
             return bytes(out), True
         out += d
+
+
+def recv_exact(sock, n):
+    """Read exactly ``n`` bytes (EOFError if the peer closes first)."""
+    buf = bytearray()
+    while len(buf) < n:
+        d = sock.recv(min(65536, n - len(buf)))
+        if not d:
+            raise EOFError(f"closed after {len(buf)} of {n} bytes")
+        buf += d
+    return bytes(buf)
+
+
+def socks5_greet(port, timeout=10):
+    """A TCP connection to a SOCKS5 server on 127.0.0.1:port past the no-auth greeting."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(b"\x05\x01\x00")
+    assert recv_exact(s, 2) == b"\x05\x00"
+    return s
+
+
+def connect_tunnel(front, target_port, i):
+    """One HTTP CONNECT tunnel through ``front`` to an echo server on ``target_port``: 64 KiB
+    (ending with ``i``) out and back → whether the same bytes came back."""
+    payload = os.urandom(4) * 16384 + i.to_bytes(4, "big")
+    with socket.create_connection(("127.0.0.1", front), timeout=20) as s:
+        s.sendall(f"CONNECT 127.0.0.1:{target_port} HTTP/1.1\r\nHost: 127.0.0.1:{target_port}\r\n\r\n".encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            d = s.recv(4096)
+            assert d, "proxy closed before answering CONNECT"
+            head += d
+        head, _, rest = head.partition(b"\r\n\r\n")
+        assert head.split(b" ")[1] == b"200", head
+        s.sendall(payload)
+        got = bytearray(rest)
+        while len(got) < len(payload):
+            d = s.recv(65536)
+            assert d, "tunnel closed early"
+            got += d
+        return bytes(got) == payload
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def fd_settle(pid, target, timeout=10.0):
+    """Poll until ``pid`` holds at most ``target`` fds; → the last count seen."""
+    deadline = time.monotonic() + timeout
+    n = fd_count(pid)
+    while n > target and time.monotonic() < deadline:
+        time.sleep(0.1)
+        n = fd_count(pid)
+    return n
+
+
+def fd_baseline(pid, timeout=5.0):
+    """``pid``'s fd count once it stops moving (bounded)."""
+    last = fd_count(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        n = fd_count(pid)
+        if n == last:
+            return n
+        last = n
+    return last
 
 
 class Api:

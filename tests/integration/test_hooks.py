@@ -85,14 +85,21 @@ def test_failing_hooks_are_logged_and_service_serves(tmp_path):
         r = curl("-x", f"http://127.0.0.1:{port}", origin.url + "/after-hooks")
         assert r.returncode == 0 and "hello from origin /after-hooks" in r.stdout, r
         assert read_lines(out) == ["still-ran"]
-        errors = []
-        for line in g.log_text().splitlines():
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if ev.get("level") == "error":
-                errors.append(ev)
+
+        def errors_logged():
+            evs = []
+            for line in g.log_text().splitlines():
+                try:
+                    ev = json.loads(line)
+                except ValueError:
+                    continue
+                if ev.get("level") == "error":
+                    evs.append(ev)
+            return evs
+
+        # postUp runs while the port already serves: its error may land just after the curl
+        wait_for(lambda: any("postUp" in e.get("msg", "") for e in errors_logged()))
+        errors = errors_logged()
         msgs = " | ".join(e.get("msg", "") for e in errors)
         assert any("preUp" in e.get("msg", "") and "false" in e.get("msg", "") for e in errors), msgs
         assert any("postUp" in e.get("msg", "") and "false" in e.get("msg", "") for e in errors), msgs

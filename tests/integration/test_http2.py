@@ -18,7 +18,7 @@ import h2.events
 import pytest
 
 from .helpers import Echo, Gost, free_port
-from .peers import FastOrigin, body_of, curl, curl_code, wait_log
+from .peers import FastOrigin, body_of, connect_tunnel, curl, curl_code, wait_log
 
 QUIET = ("-C", '{"log":{"level":"warn"}}')
 N = 16 << 20
@@ -205,26 +205,6 @@ def test_http2_as_a_later_hop(origin, tmp_path):
         assert_download(front, origin, "-p")
 
 
-def tunnel(front, target_port, i):
-    payload = os.urandom(4) * 16384 + i.to_bytes(4, "big")
-    with socket.create_connection(("127.0.0.1", front), timeout=20) as s:
-        s.sendall(f"CONNECT 127.0.0.1:{target_port} HTTP/1.1\r\nHost: 127.0.0.1:{target_port}\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            d = s.recv(4096)
-            assert d, "proxy closed before answering CONNECT"
-            head += d
-        head, _, rest = head.partition(b"\r\n\r\n")
-        assert head.split(b" ")[1] == b"200", head
-        s.sendall(payload)
-        got = bytearray(rest)
-        while len(got) < len(payload):
-            d = s.recv(65536)
-            assert d, "tunnel closed early"
-            got += d
-        return bytes(got) == payload
-
-
 def test_50_tunnels_share_one_connection(echo, tmp_path):
     s, front = free_port(), free_port()
     env = env_of(tmp_path)
@@ -232,7 +212,7 @@ def test_50_tunnels_share_one_connection(echo, tmp_path):
             Gost("-L", f"http://127.0.0.1:{front}", "-F", f"http2://127.0.0.1:{s}", *QUIET,
                  ports=[front], env=env, cwd=tmp_path):
         with ThreadPoolExecutor(TUNNELS) as ex:
-            results = list(ex.map(lambda i: tunnel(front, echo.port, i), range(TUNNELS)))
+            results = list(ex.map(lambda i: connect_tunnel(front, echo.port, i), range(TUNNELS)))
         assert results == [True] * TUNNELS
         streams = wait_log(server, r'"msg": "mux: stream \d+ [^"]* >< ', count=TUNNELS, timeout=10)
         assert len(streams) == TUNNELS

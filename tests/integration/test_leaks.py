@@ -10,38 +10,13 @@ import time
 import pytest
 
 from .helpers import Echo, Gost, free_port
+from .peers import fd_baseline, fd_count, fd_settle, recv_exact, socks5_greet
 
 SLACK = 2
 
 
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def settle(pid, target, timeout=10.0):
-    """Poll until gostg's fd count is <= target; → the last count seen."""
-    deadline = time.monotonic() + timeout
-    n = fd_count(pid)
-    while n > target and time.monotonic() < deadline:
-        time.sleep(0.1)
-        n = fd_count(pid)
-    return n
-
-
-def recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        d = s.recv(n - len(buf))
-        if not d:
-            raise EOFError(f"closed after {len(buf)} of {n} bytes")
-        buf += d
-    return buf
-
-
 def socks5_open(port, dst_port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(b"\x05\x01\x00")
-    assert recv_exact(s, 2) == b"\x05\x00"
+    s = socks5_greet(port)
     s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", dst_port))
     rep = recv_exact(s, 10)
     assert rep[:2] == b"\x05\x00", rep
@@ -107,39 +82,26 @@ def proxy():
         yield {"pid": pid, "socks": p_socks, "http": p_http, "echo": echo, "gost": g}
 
 
-def baseline(pid):
-    """The fd count once it stops moving (bounded)."""
-    last = fd_count(pid)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        n = fd_count(pid)
-        if n == last:
-            return n
-        last = n
-    return last
-
-
 def test_thousand_tunnels_no_fd_leak(proxy):
     pid, port, echo = proxy["pid"], proxy["socks"], proxy["echo"]
-    start = baseline(pid)
+    start = fd_baseline(pid)
     before = echo.count
     payload = os.urandom(64)
     errors = run_batches(lambda i: one_tunnel(socks5_open, port, echo.port, payload), 1000)
     assert not errors, errors[:5]
     assert echo.count - before == 1000
-    end = settle(pid, start + SLACK)
+    end = fd_settle(pid, start + SLACK)
     assert end <= start + SLACK, f"fds {start} -> {end} after 1000 tunnels"
     assert proxy["gost"].proc.poll() is None
 
 
 def test_http_connect_tunnels_no_fd_leak(proxy):
     pid, port, echo = proxy["pid"], proxy["http"], proxy["echo"]
-    start = baseline(pid)
+    start = fd_baseline(pid)
     payload = os.urandom(64)
     errors = run_batches(lambda i: one_tunnel(http_connect_open, port, echo.port, payload), 300)
     assert not errors, errors[:5]
-    end = settle(pid, start + SLACK)
+    end = fd_settle(pid, start + SLACK)
     assert end <= start + SLACK, f"fds {start} -> {end} after 300 CONNECT tunnels"
 
 
@@ -166,26 +128,26 @@ def _abandon(port, kind):
 @pytest.mark.parametrize("kind", ["connect-close", "half-greeting", "greeting-only", "half-request", "rst"])
 def test_abandoned_socks5_handshakes_no_fd_leak(proxy, kind):
     pid = proxy["pid"]
-    start = baseline(pid)
+    start = fd_baseline(pid)
     errors = run_batches(lambda i: _abandon(proxy["socks"], kind), 100)
     assert not errors, errors[:5]
-    end = settle(pid, start + SLACK)
+    end = fd_settle(pid, start + SLACK)
     assert end <= start + SLACK, f"fds {start} -> {end} after 100 abandoned ({kind}) handshakes"
 
 
 @pytest.mark.parametrize("kind", ["connect-close", "half-http"])
 def test_abandoned_http_handshakes_no_fd_leak(proxy, kind):
     pid = proxy["pid"]
-    start = baseline(pid)
+    start = fd_baseline(pid)
     errors = run_batches(lambda i: _abandon(proxy["http"], kind), 100)
     assert not errors, errors[:5]
-    end = settle(pid, start + SLACK)
+    end = fd_settle(pid, start + SLACK)
     assert end <= start + SLACK, f"fds {start} -> {end} after 100 abandoned ({kind}) handshakes"
 
 
 def test_idle_tunnels_closed_after_clients_close(proxy):
     pid, port, echo = proxy["pid"], proxy["socks"], proxy["echo"]
-    start = baseline(pid)
+    start = fd_baseline(pid)
     socks = []
     try:
         for _ in range(200):
@@ -199,5 +161,5 @@ def test_idle_tunnels_closed_after_clients_close(proxy):
     finally:
         for s in socks:
             s.close()
-    end = settle(pid, start + SLACK)
+    end = fd_settle(pid, start + SLACK)
     assert end <= start + SLACK, f"fds {start} -> {end} after closing 200 idle tunnels"

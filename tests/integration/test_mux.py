@@ -2,7 +2,6 @@
 sides, curl through a front proxy, 16 MiB byte-exact, 100 concurrent tunnels over one mux
 session, the session reused (one TCP connection, many streams) and re-made after it dies."""
 import hashlib
-import os
 import re
 import signal
 import socket
@@ -12,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from .helpers import Echo, Gost, free_port
-from .peers import FastOrigin, curl, curl_code, wait_log
+from .peers import FastOrigin, connect_tunnel, curl, curl_code, wait_log
 
 QUIET = ("-C", '{"log":{"level":"warn"}}')
 N = 16 << 20
@@ -38,30 +37,9 @@ def assert_bytes_exact(front, origin, extra=()):
     assert hashlib.sha256(p.stdout).digest() == hashlib.sha256(bytes(i % 251 for i in range(N))).digest()
 
 
-def tunnel(front, target_port, i):
-    """One HTTP CONNECT tunnel through ``front`` to the echo server; 64 KiB out and back."""
-    payload = os.urandom(4) * 16384 + i.to_bytes(4, "big")
-    with socket.create_connection(("127.0.0.1", front), timeout=20) as s:
-        s.sendall(f"CONNECT 127.0.0.1:{target_port} HTTP/1.1\r\nHost: 127.0.0.1:{target_port}\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            d = s.recv(4096)
-            assert d, "proxy closed before answering CONNECT"
-            head += d
-        head, _, rest = head.partition(b"\r\n\r\n")
-        assert head.split(b" ")[1] == b"200", head
-        s.sendall(payload)
-        got = bytearray(rest)
-        while len(got) < len(payload):
-            d = s.recv(65536)
-            assert d, "tunnel closed early"
-            got += d
-        return bytes(got) == payload
-
-
 def concurrent_tunnels(front, echo):
     with ThreadPoolExecutor(TUNNELS) as ex:
-        results = list(ex.map(lambda i: tunnel(front, echo.port, i), range(TUNNELS)))
+        results = list(ex.map(lambda i: connect_tunnel(front, echo.port, i), range(TUNNELS)))
     assert results == [True] * TUNNELS
 
 

@@ -3,76 +3,27 @@ a real dnsmasq on 127.0.0.1 answering over UDP and TCP, a local DoT/DoH server, 
 auth files edited while gostg runs, skipauth, auther groups, hop/node-level hosts and
 resolvers, client ``auth.file``, and Web API changes seen by the next connection. Every
 request is made by curl through the proxy."""
-import os
-import shutil
-import signal
 import socket
 import ssl
-import subprocess
 import threading
 import time
 
 import pytest
 import yaml
 
-from .helpers import Gost, Origin, free_port
-from .peers import Api, curl_code
+from .helpers import Gost, HTTPServerThread, Origin, free_port
+from .peers import Api, ServerThread, curl_code, recv_exact
+from .udppeers import Dnsmasq, needs_dnsmasq
 
 pytestmark = pytest.mark.timeout(60)
 
-DNSMASQ = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None)
-needs_dnsmasq = pytest.mark.skipif(DNSMASQ is None, reason="dnsmasq is not installed (apt install dnsmasq-base)")
+#: dnsmasq's answer for ``example.test`` and the names under it: where the origin listens
+LOCAL = ("/example.test/127.0.0.1",)
 
 
 # --- peers ----------------------------------------------------------------------------------
 
-def _ask(port, name, tcp=False, timeout=0.5):
-    import dns.message
-    import dns.query
-    q = dns.message.make_query(name, "A")
-    f = dns.query.tcp if tcp else dns.query.udp
-    return f(q, "127.0.0.1", port=port, timeout=timeout)
-
-
-class Dnsmasq:
-    """dnsmasq on 127.0.0.1:port (UDP and TCP) answering ``example.test`` (and names under
-    it) with 127.0.0.1; no upstream, no /etc/hosts. Stopped by PID."""
-
-    def __init__(self, records=("/example.test/127.0.0.1",)):
-        self.port = free_port()
-        self.args = [DNSMASQ, "--no-daemon", "--conf-file=/dev/null", "--pid-file", "--no-resolv",
-                     "--no-hosts", f"--port={self.port}", "--listen-address=127.0.0.1", "--bind-interfaces",
-                     "--cache-size=0", *[f"--address={r}" for r in records]]
-        self.proc = None
-
-    def __enter__(self):
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dnsmasq exited: {self.proc.stderr.read().decode(errors='replace')}")
-            try:
-                _ask(self.port, "example.test", timeout=0.2)
-                return self
-            except Exception:
-                if time.monotonic() > deadline:
-                    self.__exit__()
-                    raise TimeoutError("dnsmasq did not answer within 10s")
-                time.sleep(0.05)
-
-    def __exit__(self, *exc):
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        if self.proc is not None:
-            self.proc.stderr.close()
-
-
-class TLSDNS:
+class TLSDNS(ServerThread):
     """A DNS-over-TLS or DNS-over-HTTPS server on 127.0.0.1 (threads, Python ssl, dnspython)
     answering A for ``records``; ``.queries`` lists what it was asked, ``.sni`` the server
     names the clients sent, ``.hosts`` the DoH Host headers."""
@@ -90,9 +41,7 @@ class TLSDNS:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self._stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self._init_thread()
 
     def _answer(self, data):
         import dns.message
@@ -110,31 +59,22 @@ class TLSDNS:
                 r.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", ip))
         return r.to_wire()
 
-    def _recv_exact(self, c, n):
-        buf = b""
-        while len(buf) < n:
-            chunk = c.recv(n - len(buf))
-            if not chunk:
-                raise EOFError
-            buf += chunk
-        return buf
-
     def _one(self, raw):
         raw.settimeout(5)
         try:
             with self.ctx.wrap_socket(raw, server_side=True) as c:
                 if self.mode == "dot":
-                    n = int.from_bytes(self._recv_exact(c, 2), "big")
-                    out = self._answer(self._recv_exact(c, n))
+                    n = int.from_bytes(recv_exact(c, 2), "big")
+                    out = self._answer(recv_exact(c, n))
                     c.sendall(len(out).to_bytes(2, "big") + out)
                     return
                 head = b""
                 while b"\r\n\r\n" not in head:
-                    head += self._recv_exact(c, 1)
+                    head += recv_exact(c, 1)
                 lines = head.decode("latin-1").split("\r\n")
                 hdrs = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
                 self.hosts.append(hdrs.get("host"))
-                body = self._recv_exact(c, int(hdrs.get("content-length", 0)))
+                body = recv_exact(c, int(hdrs.get("content-length", 0)))
                 ok = lines[0].startswith("POST /dns-query ") and hdrs.get("content-type") == "application/dns-message"
                 out = self._answer(body) if ok else b""
                 # chunked on purpose: the client must not depend on Content-Length
@@ -153,17 +93,8 @@ class TLSDNS:
                 return
             threading.Thread(target=self._one, args=(raw,), daemon=True).start()
 
-    def __enter__(self):
-        self.thread.start()
-        return self
 
-    def __exit__(self, *exc):
-        self._stop.set()
-        self.thread.join(timeout=2)
-        self.sock.close()
-
-
-class WhoAmI:
+class WhoAmI(HTTPServerThread):
     """An HTTP origin bound to ``ip:port`` answering ``served-by <ip>``: shows where a name went."""
 
     def __init__(self, ip, port):
@@ -183,14 +114,6 @@ class WhoAmI:
         self.server = http.server.ThreadingHTTPServer((ip, port), H)
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -244,7 +167,7 @@ def served(result, path):
 @needs_dnsmasq
 @pytest.mark.parametrize("proto", ["udp", "tcp"])
 def test_service_resolver_answers_from_dnsmasq(tmp_path, origin, proto):
-    with Dnsmasq() as dm:
+    with Dnsmasq(LOCAL) as dm:
         p = free_port()
         cfg = {"services": [http_svc("s", p, resolver="r")],
                "resolvers": [{"name": "r", "nameservers": [{"addr": f"{proto}://127.0.0.1:{dm.port}"}]}]}
@@ -260,7 +183,7 @@ def test_service_resolver_answers_from_dnsmasq(tmp_path, origin, proto):
 @needs_dnsmasq
 def test_nameservers_tried_in_order(tmp_path, origin):
     """A dead nameserver (nothing listening) first, dnsmasq second: the second answers."""
-    with Dnsmasq() as dm:
+    with Dnsmasq(LOCAL) as dm:
         p, dead = free_port(), free_port()
         cfg = {"services": [http_svc("s", p, resolver="r")],
                "resolvers": [{"name": "r", "nameservers": [
@@ -274,7 +197,7 @@ def test_nameservers_tried_in_order(tmp_path, origin):
 def test_nameserver_through_a_chain(tmp_path, origin):
     """``chain`` on a nameserver: the query goes through an upstream HTTP proxy (over TCP,
     as our chains carry streams), and the upstream is seen dialing dnsmasq."""
-    with Dnsmasq() as dm:
+    with Dnsmasq(LOCAL) as dm:
         up, p = free_port(), free_port()
         cfg = {"services": [http_svc("upstream", up), http_svc("s", p, resolver="r")],
                "chains": [{"name": "dns-chain", "hops": [{"name": "h0", "nodes": [
@@ -411,7 +334,7 @@ def test_hop_hosts_and_node_resolver_resolve_node_addresses(tmp_path, origin):
 @needs_dnsmasq
 def test_api_changes_take_effect_on_next_connection(tmp_path, origin):
     """Resolver, hosts and auther replaced through the API while the service keeps running."""
-    with Dnsmasq() as dm:
+    with Dnsmasq(LOCAL) as dm:
         p = free_port()
         dead = free_port()
         cfg = {"services": [http_svc("s", p, resolver="r", hosts="h",

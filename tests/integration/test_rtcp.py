@@ -13,20 +13,10 @@ import time
 import pytest
 
 from .helpers import Echo, Gost, free_port, port_closed, wait_port
-from .peers import wait_log
+from .peers import recv_exact, socks5_greet, wait_log
 from .udppeers import UDPEcho, free_udp_port, udp_ask, udp_exchange_many
 
 BIND_OK = r"bind on \S+ OK"
-
-
-def recv_exact(s, n):
-    buf = bytearray()
-    while len(buf) < n:
-        d = s.recv(min(65536, n - len(buf)))
-        if not d:
-            raise EOFError(f"closed after {len(buf)} of {n} bytes")
-        buf += d
-    return bytes(buf)
 
 
 def owns_port(pid, port, proto):
@@ -215,9 +205,7 @@ def read_socks5_reply(s):
 
 
 def socks5_bind(port, host="127.0.0.1", bport=0):
-    c = socket.create_connection(("127.0.0.1", port), timeout=5)
-    c.sendall(b"\x05\x01\x00")
-    assert recv_exact(c, 2) == b"\x05\x00"
+    c = socks5_greet(port, timeout=5)
     c.sendall(b"\x05\x02\x00\x01" + socket.inet_aton(host) + struct.pack("!H", bport))
     return c
 

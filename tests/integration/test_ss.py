@@ -7,15 +7,13 @@ import hashlib
 import os
 import shutil
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-from .helpers import Echo, Gost, free_port, wait_port
-from .peers import FastOrigin, curl, curl_code, wait_log
-from .test_leaks import fd_count, settle
+from .helpers import Echo, Gost, free_port
+from .peers import FastOrigin, PeerProcess, curl, curl_code, fd_count, fd_settle, wait_log
 
 pytestmark = pytest.mark.skipif(not shutil.which("ss-local") or not shutil.which("ss-server"),
                                 reason="shadowsocks-libev (ss-local, ss-server) not installed")
@@ -26,31 +24,12 @@ QUIET = ("-C", '{"log":{"level":"warn"}}')
 READ_TIMEOUT = 2.0  # the ss service's readTimeout: how long a probe is kept waiting
 
 
-class LibevPeer:
+class LibevPeer(PeerProcess):
     """ss-local or ss-server as a process, stopped by PID."""
 
     def __init__(self, prog, *args, port):
-        self.argv = [prog, *[str(a) for a in args]]
-        self.port = port
-        self.proc = None
-
-    def __enter__(self):
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_port(self.port, proc=self.proc)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        super().__init__([prog, *args], port=port)
+        self.name = prog
 
 
 def ss_local(server_port, method, password=PW):
@@ -295,7 +274,7 @@ def test_probes_do_not_leak_and_service_keeps_serving(server, origin):
         t.start()
     for t in threads:
         t.join(READ_TIMEOUT + 15)
-    end = settle(pid, start + 2, timeout=READ_TIMEOUT + 8)
+    end = fd_settle(pid, start + 2, timeout=READ_TIMEOUT + 8)
     assert end <= start + 2, f"fds {start} -> {end} after 60 probes"
     with ss_local(port, "aes-128-gcm") as local:
         assert socks_get(local.port, origin.url + "/")[:2] == (0, 200)

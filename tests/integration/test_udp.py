@@ -13,11 +13,9 @@ import pytest
 import socks
 
 from .helpers import Gost, free_port
-from .peers import wait_log
-from .udppeers import (DNSMASQ, Dnsmasq, UDPEcho, dns_a, dns_query, fd_baseline, fd_count, fd_settle, free_udp_port,
-                       udp_ask, udp_exchange_many, wait_udp_service)
-
-needs_dnsmasq = pytest.mark.skipif(DNSMASQ is None, reason="dnsmasq is not installed (dnsmasq-base)")
+from .peers import fd_baseline, fd_count, fd_settle, recv_exact, socks5_greet, wait_log
+from .udppeers import (Dnsmasq, UDPEcho, dns_a, dns_query, free_udp_port, needs_dnsmasq, udp_ask, udp_exchange_many,
+                       wait_udp_service)
 
 
 def forwarder(target, query="", *extra):
@@ -282,27 +280,15 @@ def test_socks5_udp_bypass_drops_only_the_bypassed_target():
 
 # --- garbage ----------------------------------------------------------------------------------
 
-def _recv_exact(s, n):
-    buf = b""
-    while len(buf) < n:
-        d = s.recv(n - len(buf))
-        if not d:
-            raise EOFError(f"closed after {len(buf)} of {n} bytes")
-        buf += d
-    return buf
-
-
 def _socks5_request(port, cmd):
     """Raw SOCKS5: greeting + ``cmd`` for 0.0.0.0:0 → (control socket, bound port)."""
-    c = socket.create_connection(("127.0.0.1", port), timeout=3)
-    c.sendall(b"\x05\x01\x00")
-    assert _recv_exact(c, 2) == b"\x05\x00"
+    c = socks5_greet(port, timeout=3)
     c.sendall(b"\x05" + bytes([cmd]) + b"\x00\x01\x00\x00\x00\x00\x00\x00")
-    head = _recv_exact(c, 4)
+    head = recv_exact(c, 4)
     assert head[:2] == b"\x05\x00", head
-    alen = {1: 4, 4: 16}.get(head[3]) or _recv_exact(c, 1)[0]
-    _recv_exact(c, alen)
-    (bport,) = struct.unpack("!H", _recv_exact(c, 2))
+    alen = {1: 4, 4: 16}.get(head[3]) or recv_exact(c, 1)[0]
+    recv_exact(c, alen)
+    (bport,) = struct.unpack("!H", recv_exact(c, 2))
     return c, bport
 
 
@@ -350,7 +336,7 @@ def test_garbage_into_udp_relay_and_udp_tun_keeps_serving_and_frees_fds():
             with c:
                 c.sendall(_tun_frame(e.port, b"t%d" % round_))
                 want = _tun_frame(e.port, b"G:t%d" % round_)
-                assert _recv_exact(c, len(want)) == want
+                assert recv_exact(c, len(want)) == want
                 c.sendall(b"\x00\x05\xff\x09" + rnd.randbytes(rnd.randint(1, 300)))
                 c.settimeout(3)
                 try:

@@ -1,10 +1,15 @@
-"""UDP test peers: an echo server that tags replies, and a bounded request/answer client."""
+"""UDP test peers: an echo server that tags replies, a bounded request/answer client, DNS
+queries and a dnsmasq process."""
 import os
 import shutil
 import socket
 import subprocess
 import threading
 import time
+
+import pytest
+
+from .peers import PeerProcess, UDPServer
 
 
 def free_udp_port():
@@ -28,45 +33,21 @@ def free_udp_tcp_port(tries=50):
     raise RuntimeError("no port free for both UDP and TCP")
 
 
-class UDPEcho:
+class UDPEcho(UDPServer):
     """Answers each datagram with ``tag + datagram`` from 127.0.0.1:port; counts senders."""
 
     def __init__(self, tag=b"", port=0):
         self.tag = tag
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", port))
-        self.port = self.sock.getsockname()[1]
-        self.addr = f"127.0.0.1:{self.port}"
         self.peers = []
         self.count = 0
-        self._stop = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
+        super().__init__(port)
+        self.addr = f"127.0.0.1:{self.port}"
 
-    def _serve(self):
-        self.sock.settimeout(0.2)
-        while not self._stop:
-            try:
-                data, peer = self.sock.recvfrom(65535)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.count += 1
-            if peer not in self.peers:
-                self.peers.append(peer)
-            try:
-                self.sock.sendto(self.tag + data, peer)
-            except OSError:
-                pass
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop = True
-        self.thread.join(timeout=2)
-        self.sock.close()
+    def answer(self, data, peer):
+        self.count += 1
+        if peer not in self.peers:
+            self.peers.append(peer)
+        return self.tag + data
 
 
 def udp_ask(port, payload, timeout=3.0, sock=None, host="127.0.0.1"):
@@ -113,33 +94,6 @@ def udp_exchange_many(port, payloads, timeout=3.0):
     return out
 
 
-def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def fd_settle(pid, target, timeout=10.0):
-    """Poll until ``pid`` holds at most ``target`` fds; → the last count seen."""
-    deadline = time.monotonic() + timeout
-    n = fd_count(pid)
-    while n > target and time.monotonic() < deadline:
-        time.sleep(0.1)
-        n = fd_count(pid)
-    return n
-
-
-def fd_baseline(pid, timeout=5.0):
-    """``pid``'s fd count once it stops moving (bounded)."""
-    last = fd_count(pid)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        n = fd_count(pid)
-        if n == last:
-            return n
-        last = n
-    return last
-
-
 def dns_query(port, name, timeout=2.0):
     """One real DNS A query over UDP to 127.0.0.1:port (dnspython) → the answer message."""
     import dns.message
@@ -154,45 +108,25 @@ def dns_a(msg):
 
 #: the dnsmasq binary (package dnsmasq-base), or None
 DNSMASQ = shutil.which("dnsmasq") or ("/usr/sbin/dnsmasq" if os.path.exists("/usr/sbin/dnsmasq") else None)
+needs_dnsmasq = pytest.mark.skipif(DNSMASQ is None, reason="dnsmasq is not installed (apt install dnsmasq-base)")
 
 
-class Dnsmasq:
-    """dnsmasq on 127.0.0.1:port (UDP) answering ``records`` (``/name/ip``) with no upstream
-    and no /etc/hosts; stopped by PID."""
+class Dnsmasq(PeerProcess):
+    """dnsmasq on 127.0.0.1:port (UDP and TCP) answering ``records`` (``/name/ip``: that name
+    and the names under it) with no upstream and no /etc/hosts; ready once it answers a
+    query; stopped by PID."""
+
+    name = "dnsmasq"
 
     def __init__(self, records=("/example.test/10.9.8.7",)):
-        self.path = DNSMASQ
-        self.port = free_udp_tcp_port()   # dnsmasq listens on both
-        self.records = records
-        self.proc = None
+        port = free_udp_tcp_port()   # dnsmasq listens on both
+        super().__init__([DNSMASQ, "--no-daemon", "--conf-file=/dev/null", "--pid-file", "--no-resolv", "--no-hosts",
+                          f"--port={port}", "--listen-address=127.0.0.1", "--bind-interfaces", "--cache-size=0",
+                          *[f"--address={r}" for r in records]], port=port, stderr=subprocess.PIPE)
 
-    def __enter__(self):
-        self.proc = subprocess.Popen(
-            [self.path, "--no-daemon", "--conf-file=/dev/null", "--pid-file", "--no-resolv", "--no-hosts",
-             f"--port={self.port}", "--listen-address=127.0.0.1", "--bind-interfaces", "--cache-size=0",
-             *[f"--address={r}" for r in self.records]],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 10
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"dnsmasq exited: {self.proc.stderr.read().decode(errors='replace')}")
-            try:
-                dns_query(self.port, "example.test", timeout=0.2)
-                return self
-            except Exception:
-                if time.monotonic() > deadline:
-                    self.__exit__()
-                    raise TimeoutError("dnsmasq did not answer within 10s")
-                time.sleep(0.05)
-
-    def __exit__(self, *exc):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.proc.stderr.close()
+    def ready(self):
+        try:
+            dns_query(self.port, "example.test", timeout=0.2)
+            return True
+        except Exception:
+            return False
