@@ -6,6 +6,8 @@ Rules (spec §1.4):
 2. ``Route.dial``: hop 0's dialer opens the only real socket; each later node is reached by the
    previous node's connector, and that node's dialer only *handshakes* over the stream; the last
    connector connects to the target.
+2a. A multiplexing node after hop 0 (mtls, mws, mwss, http2 …) restarts the route: its dialer
+   keeps one session, made through the hops before it, shared by every route through it.
 3. Any failure marks the node it happened at; success resets every node of the route.
 """
 import gevent
@@ -103,28 +105,41 @@ class Route:
         return self._through(last, ctx, timeout)
 
     def _through(self, final, ctx, timeout):
-        """Reach the last node hop by hop (rules 2, 3), then ``final(last_node, conn)``."""
+        """Reach the last node hop by hop (rules 2, 2a, 3), then ``final(last_node, conn)``."""
         nodes = self.nodes
-        node = nodes[0]
+        # rule 2a: the route restarts at the last multiplexing node, whose dialer keeps one
+        # session made through the hops before it (GOST's chain.Route does the same)
+        m = max((i for i, n in enumerate(nodes) if i and getattr(n.dialer, "multiplex", False)), default=0)
+        node = nodes[m]
         conn = None
         try:
-            conn = node.dialer.dial(resolve_node_addr(node, self.registries), timeout)
+            if m:
+                head = Route(nodes[:m], self.registries)
+                addr = resolve_node_addr(node, self.registries)
+                conn = node.dialer.dial_through(
+                    lambda: head._through(lambda n, c: n.connector.connect(c, "tcp", addr, ctx), ctx, timeout),
+                    timeout)
+            else:
+                conn = node.dialer.dial(resolve_node_addr(node, self.registries), timeout)
             conn = node.dialer.handshake(conn)
             conn = node.connector.handshake(conn)
-            for nxt in nodes[1:]:
+            for nxt in nodes[m + 1:]:
                 conn = node.connector.connect(conn, "tcp", resolve_node_addr(nxt, self.registries), ctx)
                 node = nxt
                 conn = node.dialer.handshake(conn)
                 conn = node.connector.handshake(conn)
             conn = final(node, conn)
         except (OSError, DialError, ProtocolError, EOFError, gevent.Timeout) as exc:
-            node.marker.mark()
+            if getattr(exc, "node", None) is None:   # an inner route already marked its node
+                node.marker.mark()
             if conn is not None:
                 try:
                     conn.close()
                 except OSError:
                     pass
             if isinstance(exc, gevent.Timeout):
+                raise
+            if isinstance(exc, DialError) and getattr(exc, "node", None) is not None:
                 raise
             raise DialError(f"{node.name}@{node.addr}: {exc}", node=node) from exc
         for n in nodes:

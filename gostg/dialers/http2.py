@@ -63,14 +63,19 @@ class H2SessionDialer(Dialer):
         return H2Session(self._tls(conn) if self.secure else conn, client=True).start()
 
     def dial(self, addr, timeout):
+        return self.dial_through(lambda: dial_tcp(addr, timeout), timeout)
+
+    def dial_through(self, reach, timeout):
+        """The shared session (made over ``reach()`` when missing or dead), also when this
+        node is a later hop: the route restarts here, as GOST's does."""
         with self.lock:
             s = self.session
             if s is None or not s.alive:
-                sock = dial_tcp(addr, timeout)
+                conn = reach()
                 try:
-                    s = self.session = self._new_session(sock)
+                    s = self.session = self._new_session(conn)
                 except BaseException:
-                    sock.close()
+                    conn.close()
                     raise
             return SessionRef(s)
 

@@ -7,8 +7,9 @@ Rules:
    for the first instead of each opening a connection; a dead session is replaced.
 2. ``handshake`` opens a new stream on that session: every route through the node is one
    stream of the same connection.
-3. As a later hop (``handshake`` over a previous hop's stream) there is nothing to share: the
-   session is private to the one stream and closes with it.
+3. As a later hop the route is restarted at this node, as GOST does (chain.Route rule 2a):
+   ``dial_through(reach)`` keeps the session too, made over ``reach()`` (a conn through the
+   previous hops), so every route through the node shares it.
 GOST metadata: the transport's (``path``, ``host``, ``header`` …) plus ``muxMaxFrameSize``,
 ``muxMaxReceiveBuffer``, ``muxKeepAliveDisabled``, ``muxKeepAliveInterval``,
 ``muxKeepAliveTimeout``."""
@@ -48,16 +49,20 @@ class MuxDialer(Dialer):
         return Session(self.transport.handshake(conn), client=True, config=self.mux_config).start()
 
     def dial(self, addr, timeout):
+        return self.dial_through(lambda: dial_tcp(addr, timeout), timeout)
+
+    def dial_through(self, reach, timeout):
+        """The live session, or a new one over ``reach()`` (rule 1)."""
         with self.lock:
             s = self.session
             if s is not None and s.alive:
                 return s
             self.session = None
-            sock = dial_tcp(addr, timeout)
+            conn = reach()
             try:
-                self.session = self._new_session(sock)
+                self.session = self._new_session(conn)
             except BaseException:
-                sock.close()
+                conn.close()
                 raise
             return self.session
 
