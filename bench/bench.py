@@ -570,6 +570,7 @@ def measure_rss(proxy, echo_port, ntunnels, warmup=50):
 #: chain-hop transports for --tests transport: (label, scheme of the hop -F / back -L)
 TRANSPORTS = [("tcp", "socks5"), ("tls", "socks5+tls"), ("ws", "socks5+ws"), ("wss", "socks5+wss"),
               ("relay", "relay"), ("relay+tls", "relay+tls"),
+              ("mtls", "socks5+mtls"), ("mws", "socks5+mws"),
               ("http2", "http2"), ("h2", "socks5+h2"), ("h2c", "socks5+h2c")]
 
 
