@@ -77,7 +77,8 @@ def client_context(tls, path=""):
                 ctx.load_verify_locations(tls["caFile"])
             else:
                 ctx.load_default_certs()
-            ctx.check_hostname = bool(tls.get("serverName"))
+            # GOST: `secure` checks the name too; a `caFile` alone checks only the chain
+            ctx.check_hostname = bool(tls.get("secure")) and bool(tls.get("serverName"))
             ctx.verify_mode = ssl.CERT_REQUIRED
         else:
             ctx.check_hostname = False
