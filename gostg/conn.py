@@ -35,6 +35,24 @@ class BufferedConn:
         return getattr(self.sock, name)
 
 
+class SockWrapper:
+    """Mixin for conns wrapping another in ``self.sock``: the calls that only pass through."""
+
+    __slots__ = ()
+
+    def close(self):
+        return self.sock.close()
+
+    def settimeout(self, t):
+        return self.sock.settimeout(t)
+
+    def getpeername(self):
+        return self.sock.getpeername()
+
+    def getsockname(self):
+        return self.sock.getsockname()
+
+
 def unwrap(conn):
     """→ ``(inner_conn, pending_bytes)`` peeling BufferedConn layers."""
     pending = b""

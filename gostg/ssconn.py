@@ -7,6 +7,7 @@ connection instead of crashing its greenlet.
 """
 import socket
 
+from .conn import SockWrapper
 from .errors import ProtocolError
 from .protocols import shadowsocks as ss
 
@@ -15,7 +16,7 @@ class SSStreamError(ConnectionError):
     """The peer's stream failed authentication or was truncated mid-chunk."""
 
 
-class SSConn:
+class SSConn(SockWrapper):
     __slots__ = ("sock", "enc", "dec", "header", "pending", "received")
 
     #: bytes asked of the inner conn per read: a little over one full chunk
@@ -73,15 +74,3 @@ class SSConn:
         if how != socket.SHUT_RD:
             self.flush_header()  # an empty upload still owes the server its target
         return self.sock.shutdown(how)
-
-    def close(self):
-        return self.sock.close()
-
-    def settimeout(self, t):
-        return self.sock.settimeout(t)
-
-    def getpeername(self):
-        return self.sock.getpeername()
-
-    def getsockname(self):
-        return self.sock.getsockname()

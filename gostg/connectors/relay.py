@@ -7,7 +7,7 @@ shows up as a ConnectionError on that read. Protocols where the server speaks fi
 ``nodelay=true``, which sends the request and checks the response before returning.
 """
 from .. import udp
-from ..conn import BufferedConn, Stream
+from ..conn import BufferedConn, SockWrapper, Stream
 from ..errors import DialError, ProtocolError
 from ..protocols import relay as rp
 from ..protocols.addr import join_host_port, split_host_port
@@ -27,7 +27,7 @@ def _check(resp, address):
     return None
 
 
-class LazyRelayConn:
+class LazyRelayConn(SockWrapper):
     """A conn whose first write carries the pending request header and whose first read first
     consumes the relay response. Two greenlets may use it (one reading, one writing)."""
 
@@ -86,18 +86,6 @@ class LazyRelayConn:
         if self.header:  # an empty upload still owes the server its request
             self._flush()
         return self.sock.shutdown(how)
-
-    def close(self):
-        return self.sock.close()
-
-    def settimeout(self, t):
-        return self.sock.settimeout(t)
-
-    def getpeername(self):
-        return self.sock.getpeername()
-
-    def getsockname(self):
-        return self.sock.getsockname()
 
 
 @connectors.register("relay")
