@@ -341,6 +341,10 @@ def build_service(o, path, registries, log):
     except ConfigError as exc:
         raise ConfigError(f"{lpath}.{exc.path}", exc.msg) from None
     listener.chain, listener.registries = _str(lst, "chain", lpath) or None, registries
+    if any(lst.get(k) for k in ("auth", "auther", "authers")):
+        # GOST reads listener auth only in its ssh listeners; saying so beats a silent no-op
+        log.warning(f"{lpath}: listener auth is not used by listener type "
+                    f"{_str(lst, 'type', lpath) or 'tcp'}; set auth on the handler", service=o["name"])
     # log and status show the type as configured ("udp", not the shared forward class's name)
     handler.type_name, listener.type_name = _str(h, "type", hpath) or "auto", _str(lst, "type", lpath) or "tcp"
     svc = Service(o["name"], listener, handler, log, md, admission=admission, registries=registries)

@@ -7,11 +7,12 @@ listener (``ssu+tcp``, GOST's UDP over an ss TCP connection) the stream is decry
 and carries UDP-TUN frames."""
 from .. import udp
 from ..errors import DialError
+from ..protocols import shadowsocks as ss
 from ..registry import handlers
 from ..ssconn import SSConn
 from ..ssu import SSUServer
 from .base import Handler
-from .ss import make_cipher
+from .ss import SSHandler, make_cipher
 
 
 @handlers.register("ssu")
@@ -20,11 +21,12 @@ class SSUHandler(Handler):
     def __init__(self, md, options):
         super().__init__(md, options)
         self.cipher = make_cipher(options.auth, md.str("key"))
+        self.replay = ss.SaltFilter(SSHandler.replay_period, SSHandler.replay_capacity)
 
     def handle(self, conn, ctx):
         if getattr(conn, "is_packet", False):
             conn.keepalive = True
-            client = SSUServer(conn, self.cipher, ctx.log)
+            client = SSUServer(conn, self.cipher, ctx.log, self.replay)
         else:
             client = udp.TunConn(SSConn(conn, self.cipher) if self.cipher else conn)
         try:

@@ -7,15 +7,15 @@ Rules (go-gost/x auth/auth.go, auth/whitelist.go, config/parsing/auth):
 3. A passing user's name is the client ID (it feeds the hash selector).
 4. A group passes when any member passes; members are looked up by name at use time, so an
    auther replaced through the Web API is seen by the next connection.
-5. ``skipauth`` (handler metadata): clients whose IP is in one of the listed IPs/CIDRs pass
+5. ``skipauth`` (handler metadata): clients whose IP is in one of the listed IPs/CIDRs/ranges pass
    without credentials and get no client ID.
 Passwords are compared in constant time, and unknown users cost the same compare, so timing
 reveals neither a password prefix nor which user names exist.
 """
 import hmac
-import ipaddress
 import os
 
+from ..policy.matcher import Matcher, is_ip_rule
 from ..policy.source import LineSource
 
 
@@ -105,37 +105,16 @@ class AutherGroup:
         return None
 
 
-def parse_networks(patterns):
-    """IPs and CIDRs of a ``skipauth`` list; anything else is ignored, as GOST does."""
-    nets = []
-    for p in patterns:
-        p = str(p).strip()
-        if not p:
-            continue
-        try:
-            nets.append(ipaddress.ip_network(p, strict=False))
-        except ValueError:
-            continue
-    return nets
-
-
 class SkipAuth:
-    """Wraps an auther: clients from ``networks`` pass with no credentials and ID ""."""
+    """Wraps an auther: clients from ``patterns`` (IPs, CIDRs, IP ranges; anything else is
+    ignored, as GOST does) pass with no credentials and ID ""."""
 
     def __init__(self, auther, patterns):
         self.auther = auther
-        self.networks = parse_networks(patterns)
+        self.networks = Matcher([p for p in map(str, patterns) if is_ip_rule(p)])
 
     def skips(self, client):
-        if not client:
-            return False
-        try:
-            ip = ipaddress.ip_address(client.strip("[]").split("%", 1)[0])
-        except ValueError:
-            return False
-        if ip.version == 6 and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip in n for n in self.networks)
+        return bool(client) and self.networks.match(client.strip("[]").split("%", 1)[0])
 
     def authenticate(self, username, password, client=None):
         if self.skips(client):

@@ -358,6 +358,18 @@ def recv_exact(sock, n):
     return bytes(buf)
 
 
+def recv_head(sock, limit=65536):
+    """An HTTP head, read a byte at a time so nothing after it is consumed (ends with the
+    blank line; shorter if the peer closes first)."""
+    head = b""
+    while not head.endswith(b"\r\n\r\n") and len(head) < limit:
+        d = sock.recv(1)
+        if not d:
+            break
+        head += d
+    return head
+
+
 def socks5_greet(port, timeout=10):
     """A TCP connection to a SOCKS5 server on 127.0.0.1:port past the no-auth greeting."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
@@ -463,3 +475,43 @@ class Api:
 
     def reload(self):
         return self.request("POST", "/config/reload")
+
+
+class FirstBytes:
+    """A TCP server on 127.0.0.1 that keeps the first bytes of each connection, then closes it:
+    stands in for a chain node to see what a connector or dialer puts on the wire."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+
+    def take(self, complete):
+        """The first bytes of the next connection, read until ``complete(bytes)``."""
+        c, _ = self.sock.accept()
+        with c:
+            c.settimeout(5)
+            data = b""
+            while not complete(data):
+                d = c.recv(65536)
+                if not d:
+                    break
+                data += d
+            return data
+
+    def expect(self, complete):
+        """``take`` in a thread (start it before the client connects) → ``result(timeout)``."""
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("data", self.take(complete)), daemon=True)
+        t.start()
+
+        def result(timeout=10):
+            t.join(timeout)
+            return out.get("data")
+        return result
+
+    def close(self):
+        self.sock.close()
+

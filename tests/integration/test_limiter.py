@@ -51,9 +51,10 @@ def svc(name, port, **keys):
             **keys}
 
 
-def tunnel(port, target, timeout=5):
-    """A CONNECT tunnel through gostg's http proxy → the socket, or None if gostg closed it."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+def tunnel(port, target, timeout=5, source="127.0.0.1"):
+    """A CONNECT tunnel from ``source`` through gostg's http proxy → the socket, or None if gostg
+    closed it."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
     try:
         s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
         head = b""
@@ -175,7 +176,7 @@ def test_conn_limit_refuses_the_third_tunnel_until_one_closes():
 
 
 def test_conn_limit_per_ip_from_a_file(tmp_path):
-    """``$$ 1`` from a limiter file: one tunnel per client IP."""
+    """``$$ 1`` from a limiter file: one tunnel per client IP (127.0.0.2 still gets its own)."""
     port = free_port()
     lf = tmp_path / "climits.txt"
     lf.write_text("# ip/cidr  limit\n$$ 1\n")
@@ -187,7 +188,11 @@ def test_conn_limit_per_ip_from_a_file(tmp_path):
             a = tunnel(port, f"127.0.0.1:{echo.port}")
         assert a is not None and echo_ok(a)
         assert tunnel(port, f"127.0.0.1:{echo.port}") is None
+        b = tunnel(port, f"127.0.0.1:{echo.port}", source="127.0.0.2")
+        assert b is not None and echo_ok(b)
+        assert tunnel(port, f"127.0.0.1:{echo.port}", source="127.0.0.2") is None
         a.close()
+        b.close()
 
 
 # --- request rate ---------------------------------------------------------------------------------

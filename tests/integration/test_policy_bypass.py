@@ -84,6 +84,23 @@ def test_hop_bypass_goes_direct(origin):
         assert "localhost" not in upstream.log_text()
 
 
+def test_hop_bypass_after_the_first_hop_cuts_the_chain_there(origin):
+    """A bypass on hop 1 ends the route at hop 0: that node connects to the target itself."""
+    o = origin.port
+    up1, up2, front = free_port(), free_port(), free_port()
+    with Gost("-L", f"http://127.0.0.1:{up1}", ports=(up1,)) as first, \
+            Gost("-L", f"http://127.0.0.1:{up2}", ports=(up2,)) as second, \
+            Gost("-L", f"http://127.0.0.1:{front}", "-F", f"http://127.0.0.1:{up1}",
+                 "-F", f"http://127.0.0.1:{up2}?bypass=localhost", ports=(front,)):
+        assert served(via(front, f"http://127.0.0.1:{o}/"))           # both hops
+        assert wait_log(first, r"<-> 127\.0\.0\.1:%d" % up2)
+        assert wait_log(second, r"<-> 127\.0\.0\.1:%d" % o)
+        for _ in range(2):
+            assert served(via(front, f"http://localhost:{o}/"))        # cut before hop 1
+        assert len(wait_log(first, r"<-> localhost:%d" % o, count=2)) == 2
+        assert "localhost" not in second.log_text()
+        assert relay_lines(first, f"127.0.0.1:{up2}") == 1
+
 def test_node_bypass_network_and_groups(origin, tmp_path):
     o = origin.port
     u1, u2, front, front2 = free_port(), free_port(), free_port(), free_port()

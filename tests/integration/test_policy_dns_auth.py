@@ -194,6 +194,25 @@ def test_nameservers_tried_in_order(tmp_path, origin):
 
 
 @needs_dnsmasq
+def test_silent_nameserver_gives_up_after_its_timeout(tmp_path, origin):
+    """A nameserver that swallows queries (a bound UDP socket) with ``timeout: 1s``, then
+    dnsmasq: the answer comes after about one second, not after the 5 s default."""
+    with Dnsmasq(LOCAL) as dm, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))
+        p = free_port()
+        cfg = {"services": [http_svc("s", p, resolver="r")],
+               "resolvers": [{"name": "r", "nameservers": [
+                   {"addr": f"udp://127.0.0.1:{silent.getsockname()[1]}", "timeout": "1s"},
+                   {"addr": f"udp://127.0.0.1:{dm.port}"}]}]}
+        with run(tmp_path, cfg, [p]) as g:
+            t0 = time.monotonic()
+            assert served(get(p, f"http://example.test:{origin.port}/t"), "/t"), g.log_text()[-2000:]
+            took = time.monotonic() - t0
+        silent.settimeout(0.5)
+        assert silent.recv(512)      # the silent one was asked first
+        assert 0.9 <= took < 4.0, took
+
+@needs_dnsmasq
 def test_nameserver_through_a_chain(tmp_path, origin):
     """``chain`` on a nameserver: the query goes through an upstream HTTP proxy (over TCP,
     as our chains carry streams), and the upstream is seen dialing dnsmasq."""
@@ -291,6 +310,16 @@ def test_auther_group_and_skipauth(tmp_path, origin):
         assert get(p_noskip, origin.url + "/n1")[1] == 407
         assert served(get(p_noskip, origin.url + "/n2", "u:p"), "/n2")
 
+
+def test_listener_auth_is_reported_not_silently_ignored(tmp_path, origin):
+    """GOST reads listener auth only in ssh listeners: gostg says so in its log at startup,
+    and the service runs as configured (the handler has no auth)."""
+    p = free_port()
+    svc = http_svc("s", p)
+    svc["listener"] = {"type": "tcp", "auth": {"username": "u", "password": "p"}}
+    with run(tmp_path, {"services": [svc]}, [p]) as g:
+        assert served(get(p, origin.url + "/open"), "/open")
+        assert "services[0].listener: listener auth is not used by listener type tcp" in g.log_text()
 
 def test_client_auth_file_on_a_chain_node(tmp_path, origin):
     creds = tmp_path / "creds"

@@ -164,3 +164,12 @@ def test_garbage_closes_and_service_still_serves(gost, origin):
         assert time.monotonic() < deadline
     rc, status, _ = curl_code("-x", f"http://127.0.0.1:{gost.p['http']}", f"{origin.url}/hello")
     assert (rc, status) == (0, 200)
+
+
+def test_forwarder_target_down_answers_host_unreachable():
+    """``relay://:P/host:port`` whose fixed target refuses: HostUnreachable (6), as GOST."""
+    from gostg.protocols import relay as rp
+    p, dead = free_port(), free_port()
+    with Gost("-L", f"relay://127.0.0.1:{p}/127.0.0.1:{dead}", ports=[p]):
+        req = rp.encode_request(rp.Request(1, (rp.Addr("192.0.2.1", 80),)))
+        assert _raw_request(p, req) == rp.encode_response(rp.Response(rp.STATUS_HOST_UNREACHABLE))

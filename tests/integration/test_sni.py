@@ -10,7 +10,7 @@ import time
 import pytest
 
 from .helpers import Gost, free_port
-from .peers import FastOrigin, curl_code, recv_all, wait_log
+from .peers import FastOrigin, FirstBytes, curl_code, recv_all, wait_log
 
 
 class TLSOrigin:
@@ -154,3 +154,42 @@ def test_garbage_closes_and_service_still_serves(origin):
         assert wait_log(g, "protocol error", count=3)
         rc, status, body = curl_code("-H", f"Host: 127.0.0.1:{origin.port}", f"http://127.0.0.1:{p}/")
         assert (rc, status) == (0, 200)
+
+
+def _tls_hello_complete(data):
+    from gostg.errors import NeedData, ProtocolError
+    from gostg.protocols import tls_hello
+    try:
+        tls_hello.parse_client_hello(data)
+        return True
+    except NeedData:
+        return False
+    except ProtocolError:
+        return True
+
+
+def test_connector_host_rewrite_on_the_wire():
+    """What leaves `-F sni://node?host=cdn.test` for the node: HTTP with `Host: cdn.test` and the
+    real host in GOST's Gost-Target; TLS with SNI cdn.test and the real name in extension 0xFFFE."""
+    from gostg.protocols import tls_hello
+    node = FirstBytes()
+    pa = free_port()
+    try:
+        with Gost("-L", f"http://127.0.0.1:{pa}", "-F", f"sni://127.0.0.1:{node.port}?host=cdn.test",
+                  ports=[pa]):
+            result = node.expect(lambda d: b"\r\n\r\n" in d)
+            curl_code("-x", f"http://127.0.0.1:{pa}", "http://real.test:8080/path", timeout=5)
+            head = result()
+            assert head.startswith(b"GET /path HTTP/1.1\r\n"), head
+            assert b"\r\nHost: cdn.test\r\n" in head and b"real.test" not in head, head
+            target = head.split(b"\r\nGost-Target: ", 1)[1].split(b"\r\n", 1)[0].decode()
+            assert tls_hello.decode_target(target) == "real.test:8080"
+
+            result = node.expect(_tls_hello_complete)
+            curl_code("-k", "-x", f"http://127.0.0.1:{pa}", "https://secret.test/", timeout=5)
+            hello = result()
+            assert tls_hello.server_name(hello) == "cdn.test"
+            assert b"secret.test" not in hello
+            assert tls_hello.restore_server_name(hello)[1] == "secret.test"
+    finally:
+        node.close()

@@ -334,3 +334,15 @@ def test_nodelay_lets_the_server_speak_first(server, nodelay):
                 while len(got) < len(b"220 banner\r\nping"):
                     got += s.recv(64)
                 assert got == b"220 banner\r\nping"
+
+
+def test_sip002_base64_userinfo_on_the_connector(origin):
+    """``-F ss://BASE64(method:password)@host:port`` reaches ss-server as the plain form does."""
+    method = "chacha20-ietf-poly1305"
+    front = free_port()
+    userinfo = base64.urlsafe_b64encode(f"{method}:{PW}".encode()).decode().rstrip("=")
+    with ss_server(method) as upstream, \
+            Gost("-L", f"socks5://127.0.0.1:{front}", "-F", f"ss://{userinfo}@127.0.0.1:{upstream.port}",
+                 *QUIET, ports=[front]):
+        rc, status, body = socks_get(front, origin.url + "/sip002")
+    assert (rc, status) == (0, 200) and body.startswith(b"hello from origin /sip002")

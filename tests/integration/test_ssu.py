@@ -86,3 +86,29 @@ def test_gostg_to_gostg_and_garbage_datagrams(echo):
             big = os.urandom(60000)
             assert udp_ask(p, big) == b"E:" + big
         assert srv.proc.poll() is None
+
+
+def test_replayed_datagram_reaches_the_target_once():
+    """A captured ssu datagram sent again (same salt) is dropped: the target sees it once."""
+    from gostg.protocols import shadowsocks as ss
+    m = "chacha20-ietf-poly1305"
+    cipher = ss.Cipher.new(m, PW)
+    sp = free_udp_port()
+    with UDPEcho(b"R:") as target, Gost("-L", f"ssu://{m}:{PW}@127.0.0.1:{sp}") as srv:
+        wait_udp_service(srv)
+        packet = ss.pack_udp(cipher, "127.0.0.1", target.port, b"pay once")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            c.settimeout(3)
+            c.sendto(packet, ("127.0.0.1", sp))
+            answer = c.recv(65535)
+            assert ss.unpack_udp(cipher, answer)[2] == b"R:pay once"
+            c.sendto(packet, ("127.0.0.1", sp))                        # the replay
+            c.sendto(answer, ("127.0.0.1", sp))                        # a reflected answer
+            fresh = ss.pack_udp(cipher, "127.0.0.1", target.port, b"new salt")
+            c.sendto(fresh, ("127.0.0.1", sp))
+            assert ss.unpack_udp(cipher, c.recv(65535))[2] == b"R:new salt"
+            c.settimeout(0.5)
+            with pytest.raises(socket.timeout):
+                c.recv(65535)
+        assert target.count == 2, target.count
+        assert srv.proc.poll() is None

@@ -35,7 +35,7 @@ def both_ways(front, origin, tmp_path):
 
 
 PAIRS = ["socks5+wss", "relay+ws", "relay+mws", "relay+mtls", "socks5+mwss", "http+tls", "relay+tls",
-         "socks5+h2c", "ss+tls"]
+         "socks5+h2c", "ss+tls", "https", "socks5+ws", "http+mws", "socks5+mtls"]
 
 
 @pytest.mark.parametrize("pair", PAIRS)

@@ -103,3 +103,36 @@ def test_garbage_on_ws_port_is_closed_and_service_lives(origin, tmp_path):
                     pass
         rc, status, _ = curl_code("-x", f"http://127.0.0.1:{front}", origin.url + "/")
         assert (rc, status) == (0, 200)
+
+
+def test_header_option_on_both_sides(tmp_path):
+    """GOST's ``header`` metadata from a config file: the ws listener adds it to its 101 answer,
+    the ws dialer to its upgrade request (seen on the wire with ``path``)."""
+    import json
+    from .peers import FirstBytes, recv_head
+    s = free_port()
+    server = {"services": [{"name": "ws-in", "addr": f"127.0.0.1:{s}", "handler": {"type": "socks5"},
+                            "listener": {"type": "ws", "metadata": {"header": {"X-Served-By": "gostg"}}}}]}
+    with Gost("-C", json.dumps(server), ports=[s], cwd=tmp_path):
+        with socket.create_connection(("127.0.0.1", s), timeout=5) as c:
+            c.sendall(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                      b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            head = recv_head(c)
+        assert head.startswith(b"HTTP/1.1 101") and b"\r\nX-Served-By: gostg\r\n" in head, head
+
+    node = FirstBytes()
+    front = free_port()
+    client = {"services": [{"name": "front", "addr": f"127.0.0.1:{front}", "handler": {"type": "http", "chain": "c"}}],
+              "chains": [{"name": "c", "hops": [{"name": "h", "nodes": [{
+                  "name": "n", "addr": f"127.0.0.1:{node.port}", "connector": {"type": "socks5"},
+                  "dialer": {"type": "ws", "metadata": {"path": "/tun", "host": "cdn.test",
+                                                        "header": {"X-Client": "a1"}}}}]}]}]}
+    try:
+        with Gost("-C", json.dumps(client), ports=[front], cwd=tmp_path):
+            result = node.expect(lambda d: b"\r\n\r\n" in d)
+            curl_code("-x", f"http://127.0.0.1:{front}", "http://127.0.0.1:9/", timeout=5)
+            req = result()
+        assert req.startswith(b"GET /tun HTTP/1.1\r\n"), req
+        assert b"\r\nX-Client: a1\r\n" in req and b"\r\nhost: cdn.test\r\n" in req.lower(), req
+    finally:
+        node.close()
