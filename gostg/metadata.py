@@ -63,6 +63,11 @@ class Metadata:
                 return self._m[k]
         return None
 
+    def map(self, *keys):
+        """A mapping value (e.g. GOST's ``header``), or None when unset or not a mapping."""
+        v = self.raw(*keys)
+        return v if isinstance(v, dict) else None
+
     def str(self, *keys, default=""):
         v = self.raw(*keys)
         return default if v is None else str(v)

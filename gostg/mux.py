@@ -23,7 +23,7 @@ from gevent import socket
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from .errors import NeedData, ProtocolError
+from .errors import ConfigError, NeedData, ProtocolError
 from .protocols import smux
 
 #: bytes read off the conn at a time
@@ -44,13 +44,22 @@ class MuxConfig:
 
     @classmethod
     def from_md(cls, md):
+        """GOST 3.x's ``mux.*`` keys, or the older ``mux*`` spellings."""
+        version = md.int("mux.version", "muxVersion", default=1) or 1
+        if version != 1:
+            raise ConfigError("metadata.mux.version", f"smux version {version} is not supported "
+                              "(version 1 is GOST's default)")
+        kind = md.str("mux.type", "muxType", default="smux").lower() or "smux"
+        if kind != "smux":
+            raise ConfigError("metadata.mux.type", f"mux type {kind!r} is not supported (smux only)")
         d = cls()
-        interval = 0.0 if md.bool("muxKeepAliveDisabled") else (
-            md.duration("muxKeepAliveInterval", default=0) or d.keepalive_interval)
-        return cls(frame_size=md.int("muxMaxFrameSize", default=0) or d.frame_size,
-                   max_receive=md.int("muxMaxReceiveBuffer", default=0) or d.max_receive,
+        interval = 0.0 if md.bool("mux.keepaliveDisabled", "muxKeepAliveDisabled") else (
+            md.duration("mux.keepaliveInterval", "muxKeepAliveInterval", default=0) or d.keepalive_interval)
+        return cls(frame_size=md.int("mux.maxFrameSize", "muxMaxFrameSize", default=0) or d.frame_size,
+                   max_receive=md.int("mux.maxReceiveBuffer", "muxMaxReceiveBuffer", default=0) or d.max_receive,
                    keepalive_interval=interval,
-                   keepalive_timeout=md.duration("muxKeepAliveTimeout", default=0) or d.keepalive_timeout)
+                   keepalive_timeout=md.duration("mux.keepaliveTimeout", "muxKeepAliveTimeout", default=0)
+                   or d.keepalive_timeout)
 
 
 class Stream:

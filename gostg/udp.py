@@ -160,6 +160,10 @@ class TunConn:
         return data, join_host_port(host, port)
 
     def write_to(self, data, addr):
+        if not data:
+            # RSV 0 means "a standard datagram" to GOST's reader, which then swallows the
+            # frames behind it: an empty datagram is dropped rather than sent
+            return
         host, port = split_host_port(self.target or addr)
         self.conn.sendall(socks5.encode_udp_tun(host, port, data))
 

@@ -22,7 +22,7 @@ class HTTPConnector(Connector):
         if self.auth:
             token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
             headers.items.append(("Proxy-Authorization", f"Basic {token}"))
-        for k, v in (self.md.raw("header") or {}).items() if isinstance(self.md.raw("header"), dict) else ():
+        for k, v in (self.md.map("header") or {}).items():
             headers.items.append((str(k), str(v)))
         conn.sendall(http.Request("CONNECT", address, "HTTP/1.1", headers).encode())
         s = Stream(conn)

@@ -10,9 +10,9 @@ Rules:
 3. As a later hop the route is restarted at this node, as GOST does (chain.Route rule 2a):
    ``dial_through(reach)`` keeps the session too, made over ``reach()`` (a conn through the
    previous hops), so every route through the node shares it.
-GOST metadata: the transport's (``path``, ``host``, ``header`` …) plus ``muxMaxFrameSize``,
-``muxMaxReceiveBuffer``, ``muxKeepAliveDisabled``, ``muxKeepAliveInterval``,
-``muxKeepAliveTimeout``."""
+GOST metadata: the transport's (``path``, ``host``, ``header`` …) plus ``mux.maxFrameSize``,
+``mux.maxReceiveBuffer``, ``mux.keepaliveDisabled``, ``mux.keepaliveInterval``,
+``mux.keepaliveTimeout`` (or the older ``muxMaxFrameSize`` … spellings); ``mux.version`` must be 1."""
 from gevent.lock import Semaphore
 
 from ..errors import DialError

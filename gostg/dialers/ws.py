@@ -13,9 +13,9 @@ from .tls import TLSDialer
 class _WSMixin:
     def __init__(self, md, auth=None, tls=None):
         super().__init__(md, auth, tls)  # the transport below (TCP or TLS)
-        self.path = md.str("path", default=DEFAULT_PATH) or DEFAULT_PATH
-        self.host = md.str("host")
-        self.header = md.raw("header") if isinstance(md.raw("header"), dict) else None
+        self.path = md.str("ws.path", "path", default=DEFAULT_PATH) or DEFAULT_PATH
+        self.host = md.str("ws.host", "host")
+        self.header = md.map("ws.header", "header")
 
     def handshake(self, conn):
         conn = super().handshake(conn)

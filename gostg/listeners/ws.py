@@ -17,8 +17,8 @@ class _WSMixin:
 
     def __init__(self, addr, md, tls=None, auth=None):
         super().__init__(addr, md, tls, auth)  # the transport below (TCP or TLS)
-        self.path = md.str("path", default=DEFAULT_PATH) or DEFAULT_PATH
-        self.header = md.raw("header") if isinstance(md.raw("header"), dict) else None
+        self.path = md.str("ws.path", "path", default=DEFAULT_PATH) or DEFAULT_PATH
+        self.header = md.map("ws.header", "header")
         self.handshake_timeout = md.duration("handshakeTimeout", default=self.handshake_timeout)
 
     def wrap(self, sock):

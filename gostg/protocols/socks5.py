@@ -77,6 +77,8 @@ def encode_addr(host, port):
         if not raw or len(raw) > 255:
             raise ProtocolError(f"cannot encode domain name of {len(raw)} bytes")
         return bytes((ATYP_DOMAIN, len(raw))) + raw + struct.pack("!H", port)
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped   # as gosocks5 (Go's To4): ::ffff:a.b.c.d goes as IPv4
     if ip.version == 4:
         return bytes((ATYP_IPV4,)) + ip.packed + struct.pack("!H", port)
     return bytes((ATYP_IPV6,)) + ip.packed + struct.pack("!H", port)

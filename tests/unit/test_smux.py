@@ -192,3 +192,21 @@ def test_keepalive_timeout_closes_a_silent_session():
             gevent.sleep(0.02)
     assert a.recv(8) == smux.encode_frame(smux.NOP, 0)
     a.close()
+
+
+def test_mux_config_reads_gost3_keys_and_the_old_spellings():
+    from gostg.errors import ConfigError
+    from gostg.metadata import Metadata
+    from gostg.mux import MuxConfig
+    c = MuxConfig.from_md(Metadata({"mux.keepaliveInterval": "3s", "mux.keepaliveTimeout": "9s",
+                                    "mux.maxFrameSize": 1000, "mux.maxReceiveBuffer": 65536, "mux.version": 1}))
+    assert (c.keepalive_interval, c.keepalive_timeout, c.frame_size, c.max_receive) == (3.0, 9.0, 1000, 65536)
+    c = MuxConfig.from_md(Metadata({"muxKeepAliveInterval": "4s", "muxMaxFrameSize": 2000}))
+    assert (c.keepalive_interval, c.frame_size) == (4.0, 2000)
+    assert MuxConfig.from_md(Metadata({"mux.keepaliveDisabled": True})).keepalive_interval == 0.0
+    d = MuxConfig.from_md(Metadata({}))
+    assert (d.keepalive_interval, d.keepalive_timeout, d.max_receive) == (10.0, 30.0, 4 * 1024 * 1024)
+    with pytest.raises(ConfigError, match="mux.version: smux version 2 is not supported"):
+        MuxConfig.from_md(Metadata({"mux.version": 2}))
+    with pytest.raises(ConfigError, match="mux type 'yamux'"):
+        MuxConfig.from_md(Metadata({"mux.type": "yamux"}))

@@ -176,7 +176,7 @@ _label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-", min_size=1, m
     lambda s: not s.startswith("-") and not s.endswith("-"))
 domains = st.lists(_label, min_size=1, max_size=5).map(".".join).filter(lambda d: len(d) <= 255)
 ipv4 = st.ip_addresses(v=4).map(str)
-ipv6 = st.ip_addresses(v=6).map(str)
+ipv6 = st.ip_addresses(v=6).filter(lambda a: a.ipv4_mapped is None).map(str)  # mapped ones go as IPv4
 hosts = st.one_of(ipv4, ipv6, domains)
 ports = st.integers(0, 65535)
 

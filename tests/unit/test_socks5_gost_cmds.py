@@ -61,3 +61,9 @@ def test_udp_tun_request_then_first_frame_in_one_segment():
     cmd, host, port, used = socks5.parse_request(buf)
     assert (cmd, host, port) == (socks5.CMD_UDP_TUN, "0.0.0.0", 0)
     assert socks5.parse_udp_tun(buf[used:]) == ("127.0.0.1", 53, b"query", len(frame))
+
+
+def test_ipv4_mapped_address_encodes_as_ipv4_like_gosocks5():
+    from gostg.protocols import socks5
+    assert socks5.encode_addr("::ffff:10.1.2.3", 53) == bytes.fromhex("01 0a010203 0035")
+    assert socks5.encode_addr("::1", 53)[0] == socks5.ATYP_IPV6
