@@ -570,7 +570,7 @@ def measure_rss(proxy, echo_port, ntunnels, warmup=50):
 #: chain-hop transports for --tests transport: (label, scheme of the hop -F / back -L)
 TRANSPORTS = [("tcp", "socks5"), ("tls", "socks5+tls"), ("ws", "socks5+ws"), ("wss", "socks5+wss"),
               ("relay", "relay"), ("relay+tls", "relay+tls"),
-              ("mtls", "socks5+mtls"), ("mws", "socks5+mws"),
+              ("mtls", "socks5+mtls"), ("mws", "socks5+mws"), ("mwss", "socks5+mwss"),
               ("http2", "http2"), ("h2", "socks5+h2"), ("h2c", "socks5+h2c")]
 
 
@@ -1196,6 +1196,9 @@ def main():
                          "two-process gostg chain over tcp/tls/ws/wss/relay/relay+tls hops), bypass (opt-in: "
                          "conn/s of gostg socks5 without vs with a 100k-rule bypass), ss (opt-in: gostg's ss "
                          "server vs shadowsocks-libev's ss-server, ss-local as the client, per cipher)")
+    ap.add_argument("--transports", default=None,
+                    help="comma list of transport labels for --tests transport (default: all; tcp is "
+                         "always kept as the baseline)")
     ap.add_argument("--transport-ws-size", type=parse_size, default=None,
                     help="bytes per throughput run for the ws/wss rows of --tests transport (default: --size)")
     ap.add_argument("--no-direct", dest="direct", action="store_false",
@@ -1206,6 +1209,9 @@ def main():
     args = ap.parse_args()
     if args.transport_ws_size is None:
         args.transport_ws_size = args.size
+    if args.transports:
+        keep = {"tcp", *args.transports.split(",")}
+        TRANSPORTS[:] = [t for t in TRANSPORTS if t[0] in keep]
 
     def on_term(signum, frame):
         raise SystemExit(128 + signum)
