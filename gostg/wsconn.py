@@ -10,8 +10,12 @@ Rules (as GOST, ``x:internal/net/ws``-style conns over gorilla/websocket):
    closes the inner conn.
 5. The handshake functions leave bytes that followed the HTTP head inside the wsproto
    connection, so a client that sends its first tunnel bytes eagerly loses nothing.
+6. Keepalive (GOST's dialer ``ws.keepalive``): a ping every interval while the conn is open,
+   from one greenlet that only exists when asked for, so idle tunnels through proxies and
+   NATs that drop silent connections stay up.
 Errors wsproto raises while the tunnel is up become ``OSError``s, which is what relay expects.
 """
+import gevent
 from gevent.lock import Semaphore
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
@@ -39,7 +43,7 @@ def _headers(header):
 class WSConn:
     """The conn interface over a WebSocket that finished its handshake."""
 
-    __slots__ = ("conn", "ws", "buf", "eof", "wlock")
+    __slots__ = ("conn", "ws", "buf", "eof", "wlock", "pinger")
     #: shutdown cannot reach the far end (see relay._can_half_close)
     half_close = False
 
@@ -51,6 +55,20 @@ class WSConn:
         # the two relay pumps share this conn: a pong or close written by the reading side
         # must not interleave with a message being written by the other side
         self.wlock = Semaphore()
+        self.pinger = None
+
+    def keepalive(self, interval):
+        """Send a ping every ``interval`` seconds until the conn closes (rule 6)."""
+        if interval > 0 and self.pinger is None:
+            self.pinger = gevent.spawn(self._ping_loop, interval)
+
+    def _ping_loop(self, interval):
+        while not self.eof and self.ws.state is ConnectionState.OPEN:
+            gevent.sleep(interval)
+            try:
+                self._write(Ping())
+            except OSError:
+                return
 
     def _write(self, event):
         with self.wlock:
@@ -110,6 +128,8 @@ class WSConn:
         pass
 
     def close(self):
+        if self.pinger is not None:
+            self.pinger.kill(block=False)
         try:
             if self.ws.state is ConnectionState.OPEN:
                 self._write(CloseConnection(code=1000))

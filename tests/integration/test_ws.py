@@ -3,11 +3,12 @@ GOST), custom paths, wss with the generated certificate, WS inside a TLS hop, an
 import hashlib
 import os
 import socket
+import time
 
 import pytest
 
-from .helpers import Gost, free_port
-from .peers import FastOrigin, curl, curl_code
+from .helpers import Echo, Gost, free_port
+from .peers import FastOrigin, FirstBytes, connect_tunnel, curl, curl_code, recv_exact, recv_head
 
 QUIET = ("-C", '{"log":{"level":"warn"}}')
 N = 16 << 20
@@ -109,7 +110,6 @@ def test_header_option_on_both_sides(tmp_path):
     """GOST's ``header`` metadata from a config file: the ws listener adds it to its 101 answer,
     the ws dialer to its upgrade request (seen on the wire with ``path``)."""
     import json
-    from .peers import FirstBytes, recv_head
     s = free_port()
     server = {"services": [{"name": "ws-in", "addr": f"127.0.0.1:{s}", "handler": {"type": "socks5"},
                             "listener": {"type": "ws", "metadata": {"header": {"X-Served-By": "gostg"}}}}]}
@@ -136,3 +136,21 @@ def test_header_option_on_both_sides(tmp_path):
         assert b"\r\nX-Client: a1\r\n" in req and b"\r\nhost: cdn.test\r\n" in req.lower(), req
     finally:
         node.close()
+
+
+def test_keepalive_pings_leave_the_tunnel_bytes_alone(tmp_path):
+    """``-F socks5+ws://…?keepalive=true&ttl=0.2s``: pings and pongs cross an idle tunnel
+    (the pinging itself is shown in tests/unit/test_wsconn.py) without touching its bytes."""
+    s, front = free_port(), free_port()
+    with Echo() as echo, \
+            Gost("-L", f"socks5+ws://127.0.0.1:{s}", *QUIET, ports=[s], cwd=tmp_path), \
+            Gost("-L", f"http://127.0.0.1:{front}", "-F", f"socks5+ws://127.0.0.1:{s}?keepalive=true&ttl=0.2s",
+                 *QUIET, ports=[front], cwd=tmp_path) as client:
+        with socket.create_connection(("127.0.0.1", front), timeout=10) as c:
+            c.sendall(f"CONNECT 127.0.0.1:{echo.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            assert recv_head(c).startswith(b"HTTP/1.1 200")
+            time.sleep(1.2)                  # idle: about six pings and pongs cross the tunnel
+            c.sendall(b"still here")
+            assert recv_exact(c, 10) == b"still here"
+        assert connect_tunnel(front, echo.port, 1)
+        assert client.proc.poll() is None

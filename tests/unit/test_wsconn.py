@@ -129,3 +129,27 @@ def test_binary_frames_ping_and_close_reply():
     with pytest.raises(OSError):
         conn.sendall(b"late")
     conn.close()
+
+
+def test_keepalive_pings_until_close():
+    """GOST's dialer ``ws.keepalive``: pings on an idle tunnel, none after close."""
+    cli, srv = pair()
+    cli.keepalive(0.05)
+    srv.conn.settimeout(2)
+    pings = 0
+    with gevent.Timeout(5):
+        while pings < 3:
+            srv.ws.receive_data(srv.conn.recv(4096))
+            pings += sum(isinstance(ev, Ping) for ev in srv.ws.events())
+    cli.close()
+    assert cli.pinger.dead or gevent.sleep(0.1) or cli.pinger.dead
+    srv.conn.close()
+
+
+def test_ws_dialer_keepalive_metadata():
+    from gostg.dialers.ws import KEEPALIVE_PERIOD, WSDialer
+    from gostg.metadata import Metadata
+    assert WSDialer(Metadata({})).keepalive == 0.0
+    assert WSDialer(Metadata({"keepalive": True})).keepalive == KEEPALIVE_PERIOD == 15.0
+    assert WSDialer(Metadata({"ws.keepalive": "true", "ttl": "3s"})).keepalive == 3.0
+    assert WSDialer(Metadata({"keepalive": True, "keepalive.interval": "7s"})).keepalive == 7.0
