@@ -12,6 +12,8 @@ Rules:
    a body of unknown length goes chunked) and the response comes back on the stream, its
    HTTP/1-only headers dropped and a chunked body decoded.
 5. Errors answer as GOST: 403 bypass, 503 upstream failure, 400 for a request without a target.
+6. A conn that is not an HTTP/2 stream (a client that chose HTTP/1.1 by ALPN) is served by the
+   ``http`` handler with the same metadata and auth.
 """
 import base64
 import binascii
@@ -27,7 +29,7 @@ from ..protocols import http
 from ..protocols.addr import join_host_port, split_host_port
 from ..registry import handlers
 from .base import Handler
-from .http import send_body
+from .http import HTTPHandler, send_body
 
 # headers that belong to one HTTP/1 connection or to the proxy, never forwarded (RFC 9113 §8.2.2)
 _HOP = frozenset(("connection", "keep-alive", "proxy-connection", "proxy-authorization", "te",
@@ -108,10 +110,13 @@ class HTTP2Handler(Handler):
         kind, _, value = md.str("probeResist", "probe_resist").partition(":")
         self.probe = (kind, value) if value else None
         self.knock = [k.strip().lower() for k in md.str("knock").split(",") if k.strip()]
+        self.http1 = HTTPHandler(md, options)
 
     def handle(self, conn, ctx):
-        if not isinstance(conn, H2Stream) or not conn.headers:
-            ctx.log.error("http2: wrong connection type (the listener must be http2)")
+        if not isinstance(conn, H2Stream):
+            return self.http1.handle(conn, ctx)
+        if not conn.headers:
+            ctx.log.error("http2: stream without request headers")
             return
         st = conn
         host = self._target(st)

@@ -3,13 +3,22 @@ connection for the handler (GOST pairs it with the ``http2`` handler, which answ
 
 ``wrap`` runs the TLS handshake as the ``tls`` listener does (same certificate rules,
 ``handshakeTimeout``) and returns an ``H2Session``; the Service sees its ``multiplex`` flag and
-hands every request stream to the handler in a greenlet of its own. A client that speaks no
-HTTP/2 fails the connection preface: a protocol error that closes that connection only."""
+hands every request stream to the handler in a greenlet of its own.
+
+HTTP/1.1 clients are served too, as Go's server does for GOST: one that picks ``http/1.1`` by
+ALPN, or sends no ALPN and no HTTP/2 preface (curl ``-x https://`` does exactly that), gets the
+TLS conn itself, which the ``http2`` handler serves as an HTTP/1.1 proxy."""
+import gevent
+
+from ..conn import BufferedConn
+from ..errors import ProtocolError
 from ..h2conn import H2Session
 from ..registry import listeners
 from .tls import TLSListener
 
-ALPN = ["h2"]
+ALPN = ["h2", "http/1.1"]
+#: how an HTTP/2 client's first bytes start (RFC 9113 §3.4); no HTTP/1 method starts so
+PREFACE_START = b"PRI "
 
 
 @listeners.register("http2")
@@ -19,4 +28,18 @@ class HTTP2Listener(TLSListener):
         self.context.set_alpn_protocols(ALPN)
 
     def wrap(self, sock):
-        return H2Session(super().wrap(sock), client=False)
+        conn = super().wrap(sock)
+        proto = conn.selected_alpn_protocol()
+        if proto == "h2":
+            return H2Session(conn, client=False)
+        if proto == "http/1.1":
+            return conn
+        head = b""
+        with gevent.Timeout(self.handshake_timeout, ProtocolError("no request before handshakeTimeout")):
+            while len(head) < len(PREFACE_START) and PREFACE_START.startswith(head):
+                data = conn.recv(len(PREFACE_START) - len(head))
+                if not data:
+                    raise EOFError
+                head += data
+        conn = BufferedConn(conn, head)
+        return H2Session(conn, client=False) if head == PREFACE_START else conn

@@ -222,7 +222,7 @@ def test_50_tunnels_share_one_connection(echo, tmp_path):
         assert len(conns) == 1
 
 
-def test_garbage_and_http1_clients_are_closed_and_the_service_keeps_serving(origin, tmp_path):
+def test_garbage_is_closed_and_the_service_keeps_serving(origin, tmp_path):
     s, front = free_port(), free_port()
     env = env_of(tmp_path)
     with Gost("-L", f"http2://127.0.0.1:{s}", ports=[s], env=env, cwd=tmp_path) as server, \
@@ -238,8 +238,10 @@ def test_garbage_and_http1_clients_are_closed_and_the_service_keeps_serving(orig
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
-        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", s), timeout=5)) as c:   # TLS, then HTTP/1.1
-            c.sendall(b"GET http://127.0.0.1/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        ctx.set_alpn_protocols(["h2"])
+        with ctx.wrap_socket(socket.create_connection(("127.0.0.1", s), timeout=5)) as c:   # h2, then garbage
+            # a SETTINGS frame whose length is no multiple of 6: a connection error
+            c.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000005 04 00 00000000") + b"12345")
             got = b""
             try:
                 while True:
@@ -250,8 +252,8 @@ def test_garbage_and_http1_clients_are_closed_and_the_service_keeps_serving(orig
             except (ConnectionResetError, ssl.SSLError):
                 pass
             assert b"HTTP/1.1 200" not in got
-        p = curl("--http1.1", "-k", f"https://127.0.0.1:{s}/")
-        assert p.returncode != 0
+        rc, status, _ = curl_code("--http1.1", "-k", f"https://127.0.0.1:{s}/")   # not a proxy request
+        assert status != 200
         assert wait_log(server, r"protocol error: h2: ")
         rc, status, body = curl_code("-x", f"http://127.0.0.1:{front}", origin.url + "/still")
         assert (rc, status) == (0, 200) and b"/still" in body
@@ -288,3 +290,24 @@ def test_the_http2_connector_sends_the_node_credentials(origin, tmp_path):
         assert (rc, status) == (0, 200) and b"/authed" in body
         rc, status, _ = curl_code("-x", f"http://127.0.0.1:{bad}", origin.url + "/refused")
         assert status == 503   # the front could not get through: the server answered 407
+
+
+def test_http1_clients_on_the_http2_listener(origin, echo, tmp_path):
+    """curl -x https:// (HTTP/1.1 chosen by ALPN) on an ``http2://`` proxy, as on GOST's: plain
+    requests, CONNECT tunnels and the proxy's auth; HTTP/2 clients keep working beside it."""
+    p = free_port()
+    with Gost("-L", f"http2://u:pw@127.0.0.1:{p}", *QUIET, ports=[p], env=env_of(tmp_path), cwd=tmp_path):
+        proxy = ("--proxy-insecure", "-x", f"https://u:pw@127.0.0.1:{p}")
+        rc, status, body = curl_code(*proxy, f"{origin.url}/h1")
+        assert (rc, status) == (0, 200) and b"/h1" in body
+        rc, status, body = curl_code("-p", *proxy, f"{origin.url}/h1-tunnel")
+        assert (rc, status) == (0, 200) and b"/h1-tunnel" in body
+        rc, status, _ = curl_code("--proxy-insecure", "-x", f"https://127.0.0.1:{p}", f"{origin.url}/no-auth")
+        assert status == 407
+        c = H2Client(p)
+        try:
+            good = "Basic " + base64.b64encode(b"u:pw").decode()
+            assert c.request([(":method", "CONNECT"), (":authority", f"127.0.0.1:{echo.port}"),
+                              ("proxy-authorization", good)])[1] == 200
+        finally:
+            c.close()
