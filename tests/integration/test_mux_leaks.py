@@ -1,6 +1,6 @@
 """Multiplexed sessions (mtls, mws) never leak: after hundreds of tunnels over one session both
 gostg processes come back to their file descriptor count, and a client whose server dies and
-comes back (three times) holds no more descriptors than before: dead sessions are dropped."""
+comes back (four times) holds no more descriptors than before: dead sessions are dropped."""
 import os
 import signal
 import time
