@@ -32,7 +32,7 @@ from docopt import DocoptExit, docopt
 from . import __version__
 from .config import cmdline, load, model
 from .errors import ChangeError, ConfigError
-from .metadata import parse_duration
+from .config.metadata import parse_duration
 from .observe.log import make_logger
 from .process import split_groups, supervise
 from .runtime import Gost

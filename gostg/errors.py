@@ -28,11 +28,14 @@ class AuthError(GostgError):
 
 
 class DialError(GostgError):
-    """Could not reach the target or an upstream node."""
+    """Could not reach the target or an upstream node. ``target`` is the address asked for,
+    ``node`` the chain node that failed (None: the direct dial), ``cause`` the underlying error."""
 
-    def __init__(self, msg, node=None):
+    def __init__(self, msg, node=None, target=None, cause=None):
         super().__init__(msg)
         self.node = node
+        self.target = target
+        self.cause = cause
 
 
 class BypassError(DialError):
@@ -40,12 +43,18 @@ class BypassError(DialError):
 
 
 class ConfigError(GostgError):
-    """Bad configuration. ``path`` locates the offending key."""
+    """Bad configuration. ``path`` locates the offending key (``services[1].handler.type``),
+    ``key`` is its last part, ``suggestion`` a did-you-mean name (or None)."""
 
-    def __init__(self, path, msg):
+    def __init__(self, path, msg, suggestion=None):
         super().__init__(f"{path}: {msg}" if path else msg)
         self.path = path
         self.msg = msg
+        self.suggestion = suggestion
+
+    @property
+    def key(self):
+        return self.path.rsplit(".", 1)[-1].split("[", 1)[0] if self.path else ""
 
 
 class ChangeError(GostgError):

@@ -18,7 +18,7 @@ from .config import load, model
 from .config.build import bind_service, build_object, build_service
 from .errors import ChangeError, ConfigError
 from .observe.log import make_logger
-from .registry import Registries
+from .core.registry import Registries
 
 #: build order: what a later kind may refer to is built first
 OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains",

@@ -4,18 +4,19 @@ Nothing here starts serving: services come back bound but idle, so a caller can 
 config (or one replacement object) and only then swap it in.
 """
 from ..policy.auth import Auther, AutherGroup, SkipAuth, first_credentials
-from ..chain import Chain, Hop, Node
+from ..core.chain import Chain, Hop, Node
 from ..dns.hosts import Hosts, mapping_lines
 from ..dns.resolver import Nameserver, Resolver
 from ..errors import ConfigError, GostgError
 from ..handlers.base import Options
-from ..metadata import Metadata, parse_duration
+from .metadata import Metadata, parse_duration
 from ..policy.bypass import Admission, AdmissionGroup, Bypass, BypassGroup
 from ..policy import limiter as _limiter
-from ..registry import connectors, dialers, handlers, listeners
-from ..router import Router
-from ..selector import STRATEGIES, Selector
-from ..service import Service
+from .. import builtins  # noqa: F401  (registers GOST's type names)
+from ..core.registry import connectors, dialers, handlers, listeners
+from ..core.router import Router
+from ..core.selector import STRATEGIES, Selector
+from ..core.service import Service
 
 
 def _map(o, key, path):

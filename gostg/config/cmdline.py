@@ -8,7 +8,7 @@ import os
 from urllib.parse import parse_qsl, unquote
 
 from ..errors import ConfigError
-from ..metadata import Metadata, format_duration
+from .metadata import Metadata, format_duration
 from ..protocols.addr import expand_port_range
 from . import types
 

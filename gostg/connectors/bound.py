@@ -4,8 +4,8 @@
   accepted; each stream starts with a preamble naming the peer (``peer_of(stream_reader)``).
 - :class:`BoundPackets`: a packet conn whose datagrams carry the far peers' addresses.
 """
-from ..conn import Stream
-from ..mux import MuxConfig, Session
+from ..transport.buffered import Stream
+from ..transport.mux.smux import MuxConfig, Session
 
 
 class BoundStreams:

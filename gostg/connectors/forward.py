@@ -1,4 +1,4 @@
-from ..registry import connectors
+from ..core.registry import connectors
 from .base import Connector
 
 

@@ -1,10 +1,10 @@
 import base64
 
-from .. import udp
-from ..conn import Stream
+from ..relay import udp
+from ..transport.buffered import Stream
 from ..errors import DialError
 from ..protocols import http
-from ..registry import connectors
+from ..core.registry import connectors
 from .base import Connector
 
 

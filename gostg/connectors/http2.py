@@ -8,8 +8,8 @@ import gevent
 
 from ..dialers.http2 import extra_headers
 from ..errors import DialError, ProtocolError
-from ..h2conn import SessionRef
-from ..registry import connectors
+from ..transport.mux.h2 import SessionRef
+from ..core.registry import connectors
 from .base import Connector
 
 

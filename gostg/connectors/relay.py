@@ -6,13 +6,13 @@ payload write and the response is read on the first read, saving a round trip; a
 shows up as a ConnectionError on that read. Protocols where the server speaks first need
 ``nodelay=true``, which sends the request and checks the response before returning.
 """
-from .. import udp
-from ..conn import BufferedConn, SockWrapper, Stream
+from ..relay import udp
+from ..transport.buffered import BufferedConn, SockWrapper, Stream
 from ..errors import DialError, ProtocolError
 from ..protocols import relay as rp
 from ..protocols.addr import join_host_port, split_host_port
 from .bound import BoundPackets, BoundStreams
-from ..registry import connectors
+from ..core.registry import connectors
 from .base import Connector
 
 

@@ -6,7 +6,7 @@ With ``host`` set, the client's first write is disguised on its way out: a TLS C
 """
 from ..errors import NeedData, ProtocolError
 from ..protocols import http, tls_hello
-from ..registry import connectors
+from ..core.registry import connectors
 from .base import Connector
 
 

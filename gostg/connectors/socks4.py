@@ -1,8 +1,8 @@
-from ..conn import Stream
+from ..transport.buffered import Stream
 from ..errors import DialError
 from ..protocols import socks4
 from ..protocols.addr import split_host_port
-from ..registry import connectors
+from ..core.registry import connectors
 from .base import Connector
 
 

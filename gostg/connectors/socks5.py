@@ -1,10 +1,10 @@
-from .. import udp
-from ..conn import Stream
+from ..relay import udp
+from ..transport.buffered import Stream
 from ..errors import DialError
 from ..protocols import socks5
 from ..protocols.addr import join_host_port, split_host_port
 from .bound import BoundPackets, BoundStreams
-from ..registry import connectors
+from ..core.registry import connectors
 from .base import Connector
 
 

@@ -9,8 +9,8 @@ the server speaks first. Metadata ``key``: a raw key instead of the password.
 from ..errors import ConfigError, DialError, ProtocolError
 from ..protocols import shadowsocks as ss
 from ..protocols.addr import split_host_port
-from ..registry import connectors
-from ..ssconn import SSConn
+from ..core.registry import connectors
+from ..transport.ss import SSConn
 from .base import Connector
 
 

@@ -3,11 +3,11 @@
 Over the ``udp`` dialer (the CLI default for ssu) each datagram is one ss UDP packet to the
 server; over a stream dialer it is ss TCP carrying UDP-TUN frames, as GOST. Only UDP can be
 carried."""
-from .. import udp
+from ..relay import udp
 from ..errors import DialError
-from ..registry import connectors
-from ..ssconn import SSConn
-from ..ssu import SSUClient
+from ..core.registry import connectors
+from ..transport.ss import SSConn
+from ..transport.ssu import SSUClient
 from .ss import SSConnector
 
 

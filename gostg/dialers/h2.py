@@ -4,7 +4,7 @@ stream and waits for ``200``: ``CONNECT`` with ``:authority`` = ``host`` (defaul
 address), or, with ``path``, ``GET`` of that path. ``header`` adds request headers. As a later
 hop the session is private to the one tunnel and closes with it."""
 from ..errors import DialError, ProtocolError
-from ..registry import dialers
+from ..core.registry import dialers
 from .http2 import H2SessionDialer, extra_headers
 
 

@@ -14,11 +14,11 @@ from gevent import socket
 from gevent.lock import Semaphore
 
 from ..errors import DialError
-from ..h2conn import H2Session, SessionRef
-from ..registry import dialers
-from ..router import dial_tcp
-from ..tlsconf import client_context
-from ..tlsconn import TLSConn
+from ..transport.mux.h2 import H2Session, SessionRef
+from ..core.registry import dialers
+from ..core.router import dial_tcp
+from ..transport.tlsconf import client_context
+from ..transport.tls import TLSConn
 from .base import Dialer
 
 ALPN = ["h2"]

@@ -16,9 +16,9 @@ GOST metadata: the transport's (``path``, ``host``, ``header`` …) plus ``mux.m
 from gevent.lock import Semaphore
 
 from ..errors import DialError
-from ..mux import MuxConfig, Session
-from ..registry import dialers
-from ..router import dial_tcp
+from ..transport.mux.smux import MuxConfig, Session
+from ..core.registry import dialers
+from ..core.router import dial_tcp
 from .base import Dialer
 from .tls import TLSDialer
 from .ws import WSDialer, WSSDialer

@@ -1,5 +1,5 @@
-from ..registry import dialers
-from ..router import dial_tcp
+from ..core.registry import dialers
+from ..core.router import dial_tcp
 from .base import Dialer
 
 

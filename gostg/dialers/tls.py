@@ -1,10 +1,10 @@
 from gevent import socket
 
 from ..errors import DialError
-from ..registry import dialers
-from ..router import dial_tcp
-from ..tlsconf import client_context
-from ..tlsconn import TLSConn
+from ..core.registry import dialers
+from ..core.router import dial_tcp
+from ..transport.tlsconf import client_context
+from ..transport.tls import TLSConn
 from .base import Dialer
 
 

@@ -1,7 +1,7 @@
 from gevent import socket
 
 from ..protocols.addr import split_host_port
-from ..registry import dialers
+from ..core.registry import dialers
 from .base import Dialer
 
 

@@ -5,8 +5,8 @@ address), ``header`` (extra request headers), ``keepalive`` (ping every ``ttl`` 
 ``keepalive.interval``, default 15s); each also as ``ws.<key>``. As a later hop only ``handshake`` runs, over the
 previous hop's stream."""
 from ..errors import DialError, ProtocolError
-from ..registry import dialers
-from ..wsconn import DEFAULT_PATH, client_handshake
+from ..core.registry import dialers
+from ..transport.ws import DEFAULT_PATH, client_handshake
 from .tcp import TCPDialer
 from .tls import TLSDialer
 

@@ -20,8 +20,8 @@ from gevent import socket, ssl
 
 from ..errors import ConfigError, DialError, NeedData, ProtocolError
 from ..protocols.addr import is_ip, join_host_port, split_host_port
-from ..tlsconf import client_context
-from ..tlsconn import TLSConn
+from ..transport.tlsconf import client_context
+from ..transport.tls import TLSConn
 from . import wire
 
 DEFAULT_PORTS = {"udp": 53, "tcp": 53, "tls": 853, "https": 443}
@@ -140,7 +140,7 @@ class Nameserver:
         """A stream to the server: through the chain when one is set, else direct."""
         target = join_host_port(self.host, self.port)
         if self.chain:
-            from ..router import Router   # late: the router module imports nothing of ours
+            from ..core.router import Router   # late: the router module imports nothing of ours
             if self.registries is None:
                 raise DialError(f"nameserver {self.addr}: chain {self.chain!r} needs a registry")
             return Router(self.registries, chain=self.chain, dial_timeout=self.timeout).dial("tcp", target)

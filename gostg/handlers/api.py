@@ -1,7 +1,7 @@
 from gevent.pywsgi import WSGIServer
 
 from ..api.app import Api
-from ..registry import handlers
+from ..core.registry import handlers
 from .base import Handler
 
 

@@ -1,5 +1,5 @@
-from ..conn import Stream
-from ..registry import handlers
+from ..transport.buffered import Stream
+from ..core.registry import handlers
 from .base import Handler
 from .http import HTTPHandler
 from .socks4 import SOCKS4Handler

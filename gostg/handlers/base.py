@@ -2,7 +2,7 @@ import time
 
 import gevent
 
-from .. import relay, udp, udpfast
+from ..relay import tcp as relay, udp, udpfast
 from ..errors import BypassError, DialError
 
 

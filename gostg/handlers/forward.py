@@ -1,5 +1,5 @@
 from ..errors import DialError
-from ..registry import handlers
+from ..core.registry import handlers
 from .base import Handler
 
 

@@ -15,12 +15,12 @@ from urllib.parse import urlsplit
 
 import gevent
 
-from .. import udp
-from ..conn import Stream
+from ..relay import udp
+from ..transport.buffered import Stream
 from ..errors import DialError, ProtocolError
 from ..protocols import http
 from ..protocols.addr import join_host_port, split_host_port
-from ..registry import handlers
+from ..core.registry import handlers
 from .base import Handler
 
 PROXY_AGENT = "gost/3.0"

@@ -22,12 +22,12 @@ import time
 import gevent
 from gevent import socket
 
-from ..conn import Stream
+from ..transport.buffered import Stream
 from ..errors import ProtocolError
-from ..h2conn import H2Stream
+from ..transport.mux.h2 import H2Stream
 from ..protocols import http
 from ..protocols.addr import join_host_port, split_host_port
-from ..registry import handlers
+from ..core.registry import handlers
 from .base import Handler
 from .http import HTTPHandler, send_body
 

@@ -12,12 +12,12 @@ serial, ip) answer BadRequest. The OK response is sent as
 soon as the target is connected rather than held back for the first write back to the client:
 the bytes on the wire are the same, and the conn stays a plain socket that relay may splice.
 """
-from .. import udp
-from ..conn import Stream
+from ..relay import udp
+from ..transport.buffered import Stream
 from ..errors import DialError
 from ..protocols import relay as rp
 from ..protocols.addr import join_host_port
-from ..registry import handlers
+from ..core.registry import handlers
 from . import relay_bind
 from .base import Handler
 

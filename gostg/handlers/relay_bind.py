@@ -2,7 +2,7 @@
 address and carries each peer over an smux stream opened by us, starting with a response
 whose Addr feature names the peer; UDP (BIND|FUDP, also GOST's UDP association) binds a UDP
 socket and carries datagrams as UDP-TUN frames over the control stream."""
-from .. import bind, udp
+from ..relay import bind, udp
 from ..protocols import relay as rp
 from ..protocols.addr import join_host_port, split_host_port
 

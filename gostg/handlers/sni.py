@@ -10,11 +10,11 @@ Rules:
 4. Anything else (garbage, a hello without SNI, a request without Host) is a ProtocolError:
    the connection is closed, nothing is dialed.
 """
-from ..conn import Stream
+from ..transport.buffered import Stream
 from ..errors import NeedData, ProtocolError
 from ..protocols import http, tls_hello
 from ..protocols.addr import join_host_port, split_host_port
-from ..registry import handlers
+from ..core.registry import handlers
 from .base import Handler
 from .http import _is_self
 

@@ -1,7 +1,7 @@
-from ..conn import Stream
+from ..transport.buffered import Stream
 from ..protocols import socks4
 from ..protocols.addr import join_host_port
-from ..registry import handlers
+from ..core.registry import handlers
 from .base import Handler
 
 

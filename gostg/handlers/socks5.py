@@ -1,8 +1,8 @@
-from ..conn import Stream
+from ..transport.buffered import Stream
 from ..errors import ProtocolError
 from ..protocols import socks5
 from ..protocols.addr import join_host_port
-from ..registry import handlers
+from ..core.registry import handlers
 from . import socks5_udp
 from .base import Handler
 

@@ -6,7 +6,7 @@ smux session in which each accepted peer arrives as a stream opened by us, start
 SOCKS5 reply naming the peer (GOST's ``compatibilityMode`` leaves that reply out)."""
 import gevent
 
-from .. import bind
+from ..relay import bind
 from ..protocols import socks5
 from ..protocols.addr import join_host_port, split_host_port
 from .socks5_udp import _local_ip, _refuse

@@ -9,7 +9,7 @@ bind.go, mbind.go), kept apart from the CONNECT path they share the handshake wi
 """
 import gevent
 
-from .. import udp
+from ..relay import udp
 from ..errors import DialError
 from ..protocols import socks5
 from ..protocols.addr import join_host_port, split_host_port

@@ -14,12 +14,12 @@ reflected reply is refused as well.
 """
 import gevent
 
-from ..conn import Stream
+from ..transport.buffered import Stream
 from ..errors import ConfigError, ProtocolError
 from ..protocols import shadowsocks as ss
 from ..protocols.addr import join_host_port
-from ..registry import handlers
-from ..ssconn import SSConn, SSStreamError
+from ..core.registry import handlers
+from ..transport.ss import SSConn, SSStreamError
 from .base import Handler
 
 

@@ -5,12 +5,12 @@ the session lives while datagrams flow (keepAlive is implied: an ss client sends
 exchanges from one port) and ends after the listener's ``ttl`` of silence. On a stream
 listener (``ssu+tcp``, GOST's UDP over an ss TCP connection) the stream is decrypted as ss TCP
 and carries UDP-TUN frames."""
-from .. import udp
+from ..relay import udp
 from ..errors import DialError
 from ..protocols import shadowsocks as ss
-from ..registry import handlers
-from ..ssconn import SSConn
-from ..ssu import SSUServer
+from ..core.registry import handlers
+from ..transport.ss import SSConn
+from ..transport.ssu import SSUServer
 from .base import Handler
 from .ss import SSHandler, make_cipher
 

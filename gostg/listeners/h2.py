@@ -4,8 +4,8 @@ ANY handler (``socks5+h2://``, ``relay+h2c://`` …).
 
 GOST's rule for which requests open a tunnel: without ``path`` only ``CONNECT`` (else 405);
 with ``path`` any method whose request target is exactly that path (else 400)."""
-from ..h2conn import H2Session
-from ..registry import listeners
+from ..transport.mux.h2 import H2Session
+from ..core.registry import listeners
 from .http2 import ALPN
 from .tcp import TCPListener
 from .tls import TLSListener

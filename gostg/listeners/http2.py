@@ -10,10 +10,10 @@ ALPN, or sends no ALPN and no HTTP/2 preface (curl ``-x https://`` does exactly 
 TLS conn itself, which the ``http2`` handler serves as an HTTP/1.1 proxy."""
 import gevent
 
-from ..conn import BufferedConn
+from ..transport.buffered import BufferedConn
 from ..errors import ProtocolError
-from ..h2conn import H2Session
-from ..registry import listeners
+from ..transport.mux.h2 import H2Session
+from ..core.registry import listeners
 from .tls import TLSListener
 
 ALPN = ["h2", "http/1.1"]

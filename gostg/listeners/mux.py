@@ -6,8 +6,8 @@ returns a ``mux.Session``; the Service sees its ``multiplex`` flag, reads the se
 connection's greenlet and hands every stream the peer opens to the handler as a connection
 of its own. GOST metadata: the transport's, plus ``muxMaxFrameSize``, ``muxMaxReceiveBuffer``,
 ``muxKeepAliveDisabled``, ``muxKeepAliveInterval``, ``muxKeepAliveTimeout``."""
-from ..mux import MuxConfig, Session
-from ..registry import listeners
+from ..transport.mux.smux import MuxConfig, Session
+from ..core.registry import listeners
 from .tls import TLSListener
 from .ws import WSListener, WSSListener
 

@@ -14,8 +14,8 @@ from gevent.event import Event
 
 from ..errors import DialError, ProtocolError
 from ..protocols.addr import split_host_port
-from ..registry import listeners
-from ..router import Router
+from ..core.registry import listeners
+from ..core.router import Router
 from .tcp import TCPListener
 from .udp import Demux, UDPListener
 

@@ -2,7 +2,7 @@ from gevent import socket
 
 from ..errors import ConfigError
 from ..protocols.addr import split_host_port
-from ..registry import listeners
+from ..core.registry import listeners
 from .base import Listener
 
 

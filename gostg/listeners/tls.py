@@ -1,8 +1,8 @@
 import gevent
 
 from ..errors import ProtocolError
-from ..registry import listeners
-from ..tlsconf import server_context
+from ..core.registry import listeners
+from ..transport.tlsconf import server_context
 from .tcp import TCPListener
 
 

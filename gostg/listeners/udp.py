@@ -15,8 +15,8 @@ from gevent.queue import Full, Queue
 
 from ..errors import ConfigError, ProtocolError
 from ..protocols.addr import split_host_port
-from ..registry import listeners
-from ..udp import MAX_DATAGRAM, _fmt, bind_udp
+from ..core.registry import listeners
+from ..relay.udp import MAX_DATAGRAM, _fmt, bind_udp
 from .base import Listener
 
 _CLOSED = object()
@@ -172,7 +172,7 @@ class Demux:
     def _run_callbacks(self):
         """A local socket is read from a libev callback (gostg.udpfast): no greenlet switch
         per datagram; new sessions still get a pool greenlet each."""
-        from ..udpfast import read_batch, watch
+        from ..relay.udpfast import read_batch, watch
         done = Event()
         src = self.source
         raw, buf, view = src.sock._sock, src.buf, src.view

@@ -5,8 +5,8 @@ response headers), ``handshakeTimeout`` (bounds TLS and the HTTP upgrade togethe
 import gevent
 
 from ..errors import ProtocolError
-from ..registry import listeners
-from ..wsconn import DEFAULT_PATH, server_handshake
+from ..core.registry import listeners
+from ..transport.ws import DEFAULT_PATH, server_handshake
 from .tcp import TCPListener
 from .tls import TLSListener
 

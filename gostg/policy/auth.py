@@ -15,8 +15,8 @@ reveals neither a password prefix nor which user names exist.
 import hmac
 import os
 
-from ..policy.matcher import Matcher, is_ip_rule
-from ..policy.source import LineSource
+from .matcher import Matcher, is_ip_rule
+from .source import LineSource
 
 
 def parse_auth_lines(lines):

@@ -29,7 +29,7 @@ class TLSDNS(ServerThread):
     names the clients sent, ``.hosts`` the DoH Host headers."""
 
     def __init__(self, tmp_path, records, mode="dot"):
-        from gostg.tlsconf import _generate
+        from gostg.transport.tlsconf import _generate
         cert, key = str(tmp_path / f"{mode}-cert.pem"), str(tmp_path / f"{mode}-key.pem")
         _generate(cert, key)
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -5,9 +5,9 @@ from hypothesis import given, strategies as st
 
 from gostg.config.build import _auth, _auther, build_auther
 from gostg.errors import ConfigError
-from gostg.metadata import Metadata
+from gostg.config.metadata import Metadata
 from gostg.policy.auth import Auther, AutherGroup, SkipAuth, first_credentials, parse_auth_lines
-from gostg.registry import Registries
+from gostg.core.registry import Registries
 
 
 class Clock:
@@ -206,10 +206,10 @@ def test_client_id_feeds_the_hash_selector():
     user lands on one node whatever address they come from."""
     import structlog
 
-    from gostg.chain import Node
-    from gostg.context import Context
+    from gostg.core.chain import Node
+    from gostg.core.context import Context
     from gostg.handlers.base import Handler, Options
-    from gostg.selector import Selector
+    from gostg.core.selector import Selector
 
     h = Handler(Metadata({}), Options(None, Auther("a", {"alice": "a1", "bob": "b1"})))
     nodes = [Node(f"n{i}", f"10.0.0.{i}:1", None, None) for i in range(8)]

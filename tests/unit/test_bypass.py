@@ -10,7 +10,7 @@ from gostg.config.build import build_object
 from gostg.errors import ConfigError
 from gostg.policy.admission import Admission, AdmissionGroup, admission_rules
 from gostg.policy.bypass import Bypass, BypassGroup, Matcher, bypass_hit, group_contains
-from gostg.registry import Registries
+from gostg.core.registry import Registries
 
 PATTERNS = ["example.com", ".corp.net", "*.glob.io", "10.0.0.1", "192.168.0.0/16", "2001:db8::/32", "::1"]
 

@@ -6,7 +6,7 @@ from hypothesis import example, given, settings, strategies as st
 
 from gostg.config.cmdline import URL, from_args
 from gostg.errors import ConfigError
-from gostg.metadata import parse_duration
+from gostg.config.metadata import parse_duration
 
 
 @pytest.fixture(autouse=True)

@@ -11,9 +11,9 @@ from gevent import socket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gostg.conn import Stream
+from gostg.transport.buffered import Stream
 from gostg.errors import ProtocolError
-from gostg.h2conn import H2Session
+from gostg.transport.mux.h2 import H2Session
 from gostg.handlers.http2 import _dechunk, decode_server_name
 from gostg.protocols.http import ChunkedFramer
 

@@ -9,9 +9,7 @@ from gostg.config.build import build_object
 from gostg.config.cmdline import from_args
 from gostg.errors import ConfigError
 from gostg.policy import limiter as L
-from gostg.policy.limiter import (ConnLimiter, LimitedConn, RateLimiter, Table, TokenBucket, TrafficLimiter,
-                                  parse_bytes, parse_count_line, parse_counts, parse_rate_line, parse_rates,
-                                  parse_scope, parse_traffic, parse_traffic_line)
+from gostg.policy.limiter import ConnLimiter, LimitedConn, RateLimiter, Table, TokenBucket, TrafficLimiter, parse_bytes, parse_count_line, parse_counts, parse_rate_line, parse_rates, parse_scope, parse_traffic, parse_traffic_line
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network

@@ -7,8 +7,7 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from gostg.policy.matcher import (Matcher, glob_to_regex, go_split_host_port, is_ip_rule, parse_cidr,
-                                  parse_ip_range, parse_port_range)
+from gostg.policy.matcher import Matcher, glob_to_regex, go_split_host_port, is_ip_rule, parse_cidr, parse_ip_range, parse_port_range
 
 # The rule lists of GOST's bypass docs (bypass-1 of the first example, the port example).
 DOCS_RULES = ["127.0.0.1", "172.20.0.1-172.30.0.255", "172.10.0.0/16", "localhost", "*.example.com",

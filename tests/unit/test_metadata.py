@@ -4,7 +4,7 @@ import math
 import pytest
 
 from gostg.errors import ConfigError
-from gostg.metadata import Metadata, format_duration, parse_duration
+from gostg.config.metadata import Metadata, format_duration, parse_duration
 
 
 @pytest.mark.parametrize("v,expect", [

@@ -7,7 +7,7 @@ import pytest
 from gevent import socket as gsocket
 
 from gostg.connectors.relay import RelayConnector, RelayRefused
-from gostg.metadata import Metadata
+from gostg.config.metadata import Metadata
 from gostg.protocols import relay as rp
 
 TARGET = "example.test:80"

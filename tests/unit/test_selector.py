@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 
-from gostg.selector import Marker, Selector
+from gostg.core.selector import Marker, Selector
 
 
 class Node:

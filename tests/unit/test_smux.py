@@ -6,7 +6,7 @@ from gevent import socket
 from hypothesis import given, settings, strategies as st
 
 from gostg.errors import NeedData, ProtocolError
-from gostg.mux import MuxConfig, Session
+from gostg.transport.mux.smux import MuxConfig, Session
 from gostg.protocols import smux
 
 PROPS = settings(max_examples=200, deadline=None)
@@ -196,8 +196,8 @@ def test_keepalive_timeout_closes_a_silent_session():
 
 def test_mux_config_reads_gost3_keys_and_the_old_spellings():
     from gostg.errors import ConfigError
-    from gostg.metadata import Metadata
-    from gostg.mux import MuxConfig
+    from gostg.config.metadata import Metadata
+    from gostg.transport.mux.smux import MuxConfig
     c = MuxConfig.from_md(Metadata({"mux.keepaliveInterval": "3s", "mux.keepaliveTimeout": "9s",
                                     "mux.maxFrameSize": 1000, "mux.maxReceiveBuffer": 65536, "mux.version": 1}))
     assert (c.keepalive_interval, c.keepalive_timeout, c.frame_size, c.max_receive) == (3.0, 9.0, 1000, 65536)

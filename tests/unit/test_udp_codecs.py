@@ -8,7 +8,7 @@ from hypothesis import example, given, settings, strategies as st
 
 from gostg.errors import NeedData, ProtocolError
 from gostg.protocols import socks5
-from gostg.udp import LengthConn
+from gostg.relay.udp import LengthConn
 
 H = bytes.fromhex
 PROPS = settings(max_examples=300, deadline=None)
@@ -276,7 +276,7 @@ def test_length_frame_garbage_raises_need_data_only(buf):
 def test_tun_conn_drops_empty_datagrams():
     """RSV 0 reads as "standard datagram" to GOST, which would then eat the next frames."""
     from gevent import socket as gsocket
-    from gostg.udp import TunConn
+    from gostg.relay.udp import TunConn
     a, b = gsocket.socketpair()
     with a, b:
         t = TunConn(a)

@@ -7,7 +7,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Pong, Request
 
 from gostg.errors import ProtocolError
-from gostg.wsconn import client_handshake, server_handshake
+from gostg.transport.ws import client_handshake, server_handshake
 
 
 def pair(path="/ws", client_path="/ws", header=None):
@@ -148,7 +148,7 @@ def test_keepalive_pings_until_close():
 
 def test_ws_dialer_keepalive_metadata():
     from gostg.dialers.ws import KEEPALIVE_PERIOD, WSDialer
-    from gostg.metadata import Metadata
+    from gostg.config.metadata import Metadata
     assert WSDialer(Metadata({})).keepalive == 0.0
     assert WSDialer(Metadata({"keepalive": True})).keepalive == KEEPALIVE_PERIOD == 15.0
     assert WSDialer(Metadata({"ws.keepalive": "true", "ttl": "3s"})).keepalive == 3.0

@@ -18,7 +18,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import BytesMessage, CloseConnection, Request
 
 from gostg.errors import ProtocolError
-from gostg.wsconn import WSConn, client_handshake, server_handshake
+from gostg.transport.ws import WSConn, client_handshake, server_handshake
 
 PROPS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

@@ -1,5 +1,5 @@
 """Conn helpers: a socket with bytes pushed back, and a message reader over any conn."""
-from .errors import NeedData, ProtocolError
+from ..errors import NeedData, ProtocolError
 
 
 class BufferedConn:

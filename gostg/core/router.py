@@ -9,10 +9,10 @@ import time
 import gevent
 from gevent import socket
 
-from .errors import BypassError, DialError
-from .policy.bypass import bypass_hit
-from .protocols.addr import ip_family, join_host_port, split_host_port
-from .udp import UDPSocket
+from ..errors import BypassError, DialError
+from ..policy.bypass import bypass_hit
+from ..protocols.addr import ip_family, join_host_port, split_host_port
+from ..relay.udp import UDPSocket
 
 
 def dial_tcp(addr, timeout):

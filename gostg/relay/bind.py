@@ -11,10 +11,10 @@ import gevent
 from gevent import socket
 from gevent.pool import Pool
 
-from . import relay
-from .listeners.tcp import bind_tcp
-from .mux import MuxConfig, Session
-from .protocols.addr import join_host_port, split_host_port
+from . import tcp as relay
+from ..listeners.tcp import bind_tcp
+from ..transport.mux.smux import MuxConfig, Session
+from ..protocols.addr import join_host_port, split_host_port
 
 #: peers served at once over one bind session
 MAX_PEERS = 1024

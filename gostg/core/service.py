@@ -10,9 +10,9 @@ import gevent
 from gevent.pool import Pool
 
 from .context import Context
-from .errors import ProtocolError
+from ..errors import ProtocolError
 from .hooks import run_hooks
-from .policy.limiter import Lease
+from ..policy.limiter import Lease
 
 _NO_LEASE = Lease(None, ())
 

@@ -12,10 +12,10 @@ Rules (spec §1.4):
 """
 import gevent
 
-from .errors import DialError, ProtocolError
-from .metadata import Metadata
-from .policy.bypass import bypass_hit
-from .protocols.addr import join_host_port, split_host_port
+from ..errors import DialError, ProtocolError
+from ..config.metadata import Metadata
+from ..policy.bypass import bypass_hit
+from ..protocols.addr import join_host_port, split_host_port
 from .selector import Marker, Selector
 
 

@@ -11,7 +11,7 @@ import os
 
 from gevent import ssl
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 AUTO_DIR = os.path.expanduser("~/.gost")
 AUTO_CERT, AUTO_KEY = "gostg-cert.pem", "gostg-key.pem"

@@ -7,9 +7,9 @@ connection instead of crashing its greenlet.
 """
 import socket
 
-from .conn import SockWrapper
-from .errors import ProtocolError
-from .protocols import shadowsocks as ss
+from .buffered import SockWrapper
+from ..errors import ProtocolError
+from ..protocols import shadowsocks as ss
 
 
 class SSStreamError(ConnectionError):

@@ -23,7 +23,7 @@ from wsproto.events import (AcceptConnection, BytesMessage, CloseConnection, Mes
                             RejectConnection, RejectData, Request, TextMessage)
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from .errors import ProtocolError
+from ..errors import ProtocolError
 
 #: default request path of GOST's ws/wss listener and dialer
 DEFAULT_PATH = "/ws"

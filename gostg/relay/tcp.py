@@ -21,8 +21,8 @@ import gevent
 from gevent import socket, ssl
 from gevent.hub import Waiter, get_hub
 
-from .conn import unwrap
-from .errors import ProtocolError
+from ..transport.buffered import unwrap
+from ..errors import ProtocolError
 
 #: first read size of a direction; enough for interactive traffic
 SMALL_BUFFER = 64 * 1024

@@ -14,10 +14,10 @@ peer's address, so the same relay serves port forwarding and SOCKS5 associations
 import gevent
 from gevent import socket
 
-from .conn import Stream
-from .errors import NeedData, ProtocolError
-from .protocols import socks5
-from .protocols.addr import ip_family, join_host_port, split_host_port
+from ..transport.buffered import Stream
+from ..errors import NeedData, ProtocolError
+from ..protocols import socks5
+from ..protocols.addr import ip_family, join_host_port, split_host_port
 
 #: bytes read per datagram when nothing smaller was configured: the largest UDP payload
 MAX_DATAGRAM = socks5.MAX_DATAGRAM

@@ -9,11 +9,11 @@ Replays: every ssu datagram carries a fresh salt, so a salt seen twice is a capt
 sent again (shadowsocks-libev drops those too). The server keeps the salts of authenticated
 datagrams and of its own answers in a SaltFilter shared by all sessions and drops repeats, so
 a replayed request never reaches its target twice and a reflected answer is refused."""
-from .errors import ProtocolError
-from .protocols import shadowsocks as ss
-from .protocols.addr import join_host_port, split_host_port
-from .protocols.reader import Reader
-from .protocols import socks5
+from ..errors import ProtocolError
+from ..protocols import shadowsocks as ss
+from ..protocols.addr import join_host_port, split_host_port
+from ..protocols.reader import Reader
+from ..protocols import socks5
 
 
 def _unpack(cipher, data):

@@ -37,7 +37,7 @@ from gevent import socket
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from .errors import ProtocolError
+from ...errors import ProtocolError
 
 #: bytes read off the conn at a time
 READ_SIZE = 256 * 1024

@@ -23,8 +23,8 @@ from gevent import socket
 from gevent.event import Event
 from gevent.lock import Semaphore
 
-from .errors import ConfigError, NeedData, ProtocolError
-from .protocols import smux
+from ...errors import ConfigError, NeedData, ProtocolError
+from ...protocols import smux
 
 #: bytes read off the conn at a time
 READ_SIZE = 65536

@@ -1,12 +1,20 @@
 """Type registries (listener/handler/connector/dialer classes found by GOST's type names) and the
 named-object registry (chains, hops, … looked up by name at use time: GOST's late binding)."""
+import importlib
 import threading
 
 
 class TypeRegistry:
+    """Classes of one kind (listener, handler, connector, dialer) by GOST type name. A name can be
+    registered lazily (``add_lazy``): its module is imported on first ``get``."""
+
     def __init__(self, kind):
         self.kind = kind
         self._types = {}
+        self._lazy = {}
+
+    def add_lazy(self, name, module):
+        self._lazy[name] = module
 
     def register(self, *names):
         def deco(cls):
@@ -17,12 +25,14 @@ class TypeRegistry:
         return deco
 
     def get(self, name):
-        _load_builtins()
-        return self._types.get(name)
+        cls = self._types.get(name)
+        if cls is None and name in self._lazy:
+            importlib.import_module(self._lazy[name])
+            cls = self._types.get(name)
+        return cls
 
     def names(self):
-        _load_builtins()
-        return sorted(self._types)
+        return sorted(set(self._types) | set(self._lazy))
 
 
 listeners = TypeRegistry("listener")
@@ -30,15 +40,10 @@ handlers = TypeRegistry("handler")
 connectors = TypeRegistry("connector")
 dialers = TypeRegistry("dialer")
 
-_loaded = False
 
 
-def _load_builtins():
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    from . import listeners as _l, handlers as _h, connectors as _c, dialers as _d  # noqa: F401
+def by_kind(kind):
+    return {"listener": listeners, "handler": handlers, "connector": connectors, "dialer": dialers}[kind]
 
 
 class Named:

@@ -1,0 +1,2 @@
+"""The GOST model without transport code: service, hooks, chain/hop/node, router, selector,
+registries and the interfaces every implementation meets."""

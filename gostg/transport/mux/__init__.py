@@ -1,0 +1,1 @@
+"""Multiplexed sessions: many streams over one conn (smux, HTTP/2)."""
