@@ -1,4 +1,82 @@
+import errno
+import os
+import time
+
+import gevent
 from gevent.server import StreamServer
+
+
+class AcceptServer(StreamServer):
+    """gevent's ``StreamServer`` with the accept errors a busy proxy meets handled quietly.
+
+    Out of file descriptors (EMFILE/ENFILE, or ENOBUFS/ENOMEM from the kernel), gevent would
+    print a Python traceback for every failed ``accept()`` and retry after 10 ms. Here a burst
+    gives one structured warning per :attr:`warn_every` seconds, accepting pauses for
+    :attr:`backoff_min` seconds (doubling up to :attr:`backoff_max` while the errors last),
+    and the pending clients wait in the kernel's backlog until descriptors are free again.
+    A peer that resets before we accept it (ECONNABORTED, EPROTO) is skipped without a word.
+    """
+
+    #: first pause of accepting after running out of descriptors (seconds)
+    backoff_min = 0.1
+    #: longest pause; each failed accept in a row doubles the pause up to this
+    backoff_max = 1.0
+    #: at most one "backing off" warning per this many seconds
+    warn_every = 1.0
+    #: errnos that mean "out of a resource, try again later"
+    exhausted = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+    #: errnos that concern one peer only (it went away before we took it)
+    transient = (errno.ECONNABORTED, errno.EPROTO, errno.EINTR)
+
+    def __init__(self, listener, handle, spawn="default", log=None):
+        super().__init__(listener, handle, spawn=spawn)
+        self.log = log
+        self._backoff = self.backoff_min
+        self._last_warn = -1e9
+        self._failed = 0        # failed accepts since the last warning
+        self._resumer = None    # the greenlet that resumes accepting after a pause
+
+    def do_read(self):
+        # Public override point of gevent's accept loop (BaseServer._do_read calls it once per
+        # ready accept; returning None ends this round without gevent's error path).
+        try:
+            args = super().do_read()
+        except OSError as exc:
+            if exc.errno in self.exhausted:
+                self._pause(exc)
+                return None
+            if exc.errno in self.transient:
+                return None
+            raise
+        if args:
+            self._backoff = self.backoff_min
+        return args
+
+    def _pause(self, exc):
+        delay = self._backoff
+        self._backoff = min(self.backoff_max, delay * 2)
+        self._failed += 1
+        now = time.monotonic()
+        if now - self._last_warn >= self.warn_every and self.log is not None:
+            name = errno.errorcode.get(exc.errno, str(exc.errno))
+            reason = (exc.strerror or os.strerror(exc.errno)).lower()
+            self.log.warning(f"accept: {reason} ({name}), backing off", errno=name,
+                             backoff=round(delay, 3), failed_accepts=self._failed)
+            self._last_warn, self._failed = now, 0
+        self.stop_accepting()
+        if self._resumer is None:
+            self._resumer = gevent.spawn_later(delay, self._resume)
+
+    def _resume(self):
+        self._resumer = None
+        if self.started and not self.closed:
+            self.start_accepting()
+
+    def close(self):
+        if self._resumer is not None:
+            self._resumer.kill(block=False)
+            self._resumer = None
+        super().close()
 
 
 class Listener:
@@ -28,7 +106,7 @@ class Listener:
 
     def server(self, handle, pool):
         """The accept loop: ``handle(conn, address)`` runs in a ``pool`` greenlet per peer."""
-        return StreamServer(self.socket, handle, spawn=pool)
+        return AcceptServer(self.socket, handle, spawn=pool, log=self.log)
 
     def wrap(self, sock):
         return sock
