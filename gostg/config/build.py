@@ -9,6 +9,7 @@ from ..dns.hosts import Hosts, mapping_lines
 from ..dns.resolver import Nameserver, Resolver
 from ..errors import ConfigError, GostgError
 from ..handlers.base import Options
+from . import schema
 from .metadata import Metadata, parse_duration
 from ..policy.bypass import Admission, AdmissionGroup, Bypass, BypassGroup
 from ..policy import limiter as _limiter
@@ -93,6 +94,10 @@ def build_selector(o, path, md=None):
     return Selector(strategy, max_fails, fail_timeout, hash_host=bool(md and md.str("hash") == "host"))
 
 
+def _spec(kind, o, default):
+    return schema.component_md(kind, _str(o, "type", kind, default) or default)
+
+
 def _type(reg, o, path, default):
     t = _str(o, "type", path, default) or default
     cls = reg.get(t)
@@ -110,23 +115,26 @@ def build_node(o, path, registries):
     if not addr:
         raise ConfigError(f"{path}.addr", "is required")
     try:
-        connector = ccls(Metadata(_map(c, "metadata", cpath)), _auth(c, cpath))
+        connector = ccls(Metadata(_map(c, "metadata", cpath), _spec("connector", c, "http")), _auth(c, cpath))
     except ConfigError as exc:
         raise ConfigError(f"{cpath}.{exc.path}", exc.msg) from None
     try:
-        dialer = dcls(Metadata(_map(d, "metadata", dpath)), _auth(d, dpath), _map(d, "tls", dpath))
+        dialer = dcls(Metadata(_map(d, "metadata", dpath), _spec("dialer", d, "tcp")), _auth(d, dpath),
+                      _map(d, "tls", dpath))
     except ConfigError as exc:
         raise ConfigError(f"{dpath}.{exc.path}", exc.msg) from None
     dialer.node_addr = addr
     return Node(o["name"] if o.get("name") else addr, addr, connector, dialer,
-                Metadata(_map(o, "metadata", path)), bypass=_bypass_group(o, path, registries),
+                Metadata(_map(o, "metadata", path), schema.component_md("node", "")),
+                bypass=_bypass_group(o, path, registries),
                 hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
 
 
 def build_hop(o, path, registries):
     name = _str(o, "name", path)
     built = [build_node(n, np, registries) for n, np in _maps(o, "nodes", path)]
-    return Hop(name, built, build_selector(o, path, Metadata(_map(o, "metadata", path))),
+    hop_md = Metadata(_map(o, "metadata", path), schema.component_md("hop", ""))
+    return Hop(name, built, build_selector(o, path, hop_md),
                bypass=_bypass_group(o, path, registries), registries=registries,
                hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
 
@@ -155,7 +163,8 @@ def build_forwarder(o, path, registries):
         if not addr:
             raise ConfigError(f"{np}.addr", "is required")
         built.append(Node(_str(n, "name", np) or f"target-{len(built)}", addr, None, None,
-                          Metadata(_map(n, "metadata", np)), bypass=_bypass_group(n, np, registries)))
+                          Metadata(_map(n, "metadata", np), schema.component_md("node", "")),
+                          bypass=_bypass_group(n, np, registries)))
     return Hop("", built, build_selector(o, path), registries=registries)
 
 
@@ -313,8 +322,8 @@ def build_service(o, path, registries, log):
     hpath, lpath = f"{path}.handler", f"{path}.listener"
     hcls = _type(handlers, h, hpath, "auto")
     lcls = _type(listeners, lst, lpath, "tcp")
-    md = Metadata(_map(o, "metadata", path))
-    hmd = Metadata(_map(h, "metadata", hpath))
+    md = Metadata(_map(o, "metadata", path), schema.component_md("service", ""))
+    hmd = Metadata(_map(h, "metadata", hpath), _spec("handler", h, "auto"))
     for k in ("preUp", "postUp", "preDown", "postDown"):
         v = md.raw(k)
         if v is not None and not isinstance(v, (list, str)):
@@ -337,7 +346,8 @@ def build_service(o, path, registries, log):
         raise ConfigError(f"{hpath}.{exc.path}", exc.msg) from None
     admission = AdmissionGroup.of([_str(o, "admission", path)] + _strlist(o, "admissions", path), registries)
     try:
-        listener = lcls(_str(o, "addr", path), Metadata(_map(lst, "metadata", lpath)), _map(lst, "tls", lpath),
+        listener = lcls(_str(o, "addr", path), Metadata(_map(lst, "metadata", lpath), _spec("listener", lst, "tcp")),
+                        _map(lst, "tls", lpath),
                         _auth(lst, lpath))
     except ConfigError as exc:
         raise ConfigError(f"{lpath}.{exc.path}", exc.msg) from None

@@ -10,13 +10,18 @@ from urllib.parse import parse_qsl, unquote
 from ..errors import ConfigError
 from .metadata import Metadata, format_duration
 from ..protocols.addr import expand_port_range
-from . import types
+from . import schema
+from .validate import _dym, suggest
+
+#: listeners whose forward mode keeps the listener's name as the handler (GOST cmd.go)
+FORWARD_AS_LISTENER = frozenset("tcp udp rtcp rudp tun tap dns unix runix serial".split())
 
 
 class URL:
     """A GOST CLI URL split the way Go's url.Parse splits it (scheme, user, host, path, query)."""
 
     def __init__(self, raw, arg):
+        self.arg = arg
         s = raw.strip()
         if not s:
             raise ConfigError(arg, "empty URL")
@@ -53,10 +58,26 @@ class URL:
             return h[1:h.find("]")]
         return h.rsplit(":", 1)[0] if ":" in h else h
 
-    def schemes(self):
+    def schemes(self, first="handler", second="listener"):
+        """→ (protocol, transport) names. GOST maps a name it does not know to its default
+        silently (``bogus://`` became an http connector); here an unknown name is an error with
+        a did-you-mean, checked against GOST's own type names."""
         parts = self.scheme.split("+")
+        if len(parts) > 2:
+            raise ConfigError(self.arg, f"bad scheme {self.scheme!r}: at most {first}+{second}")
+        known1, known2 = schema.GOST_TYPES[first], schema.GOST_TYPES[second]
         if len(parts) == 1:
-            return parts[0], parts[0]
+            p = parts[0]
+            if p != "auto" and p not in known1 and p not in known2:
+                s = suggest(p, known1 | known2)
+                raise ConfigError(self.arg, f"unknown scheme {p!r}{_dym(s)} (a {first}, a {second}, "
+                                            f"or {first}+{second})", s)
+            return p, p
+        for p, kind, known in ((parts[0], first, known1), (parts[1], second, known2)):
+            if p not in known:
+                s = suggest(p, known)
+                what = "transport" if kind in ("listener", "dialer") else kind
+                raise ConfigError(self.arg, f"unknown {what} {p!r} in scheme {self.scheme!r}{_dym(s)}", s)
         return parts[0], parts[1]
 
 
@@ -151,10 +172,10 @@ def _hosts(cfg, value):
 
 
 def _node(url, m, arg):
-    connector, dialer = url.schemes()
-    if connector not in types.CONNECTORS:
+    connector, dialer = url.schemes("connector", "dialer")
+    if connector not in schema.GOST_TYPES["connector"]:
         connector = "http"
-    if dialer not in types.DIALERS:
+    if dialer not in schema.GOST_TYPES["dialer"]:
         dialer = "ssu" == connector and "udp" or "tcp"
     auth = _auth(url, m, arg)
     md = Metadata(m)
@@ -245,9 +266,9 @@ def _services(raw, cfg):
     url = URL(raw, arg)
     handler, listener = url.schemes()
     addrs = expand_port_range(url.host)
-    if handler not in types.HANDLERS:
+    if handler not in schema.GOST_TYPES["handler"]:
         handler = "auto"
-    if listener not in types.LISTENERS:
+    if listener not in schema.GOST_TYPES["listener"]:
         listener = "udp" if handler == "ssu" else "tcp"
     targets = []
     remotes = url.path.strip("/")
@@ -256,7 +277,7 @@ def _services(raw, cfg):
             for a in expand_port_range(addr):
                 targets.append({"name": f"{prefix}target-{len(targets)}", "addr": a})
         if handler != "relay":
-            handler = listener if listener in types.FORWARD_AS_LISTENER else "forward"
+            handler = listener if listener in FORWARD_AS_LISTENER else "forward"
     m = dict(url.query)
     auth = _auth(url, m, arg)
     md = Metadata(m)

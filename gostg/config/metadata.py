@@ -46,17 +46,27 @@ def format_duration(seconds):
 
 
 class Metadata:
-    """Read-only view of a metadata dict with case-insensitive lookup and typed getters."""
+    """Read-only view of a metadata dict with case-insensitive lookup and typed getters.
 
-    __slots__ = ("_m",)
+    Built with ``spec`` (the component's declared keys, :func:`gostg.config.schema.component_md`),
+    a read of a key the schema does not declare for that component raises KeyError: a component
+    cannot read what the schema does not know, so warnings, docs and code never drift apart.
+    Values were checked by :mod:`gostg.config.validate` before any component was built."""
 
-    def __init__(self, m=None):
+    __slots__ = ("_m", "_spec")
+
+    def __init__(self, m=None, spec=None):
         self._m = {str(k).lower(): v for k, v in (m or {}).items()}
+        self._spec = spec
 
     def __contains__(self, key):
         return key.lower() in self._m
 
     def raw(self, *keys):
+        if self._spec is not None:
+            for k in keys:
+                if k.lower() not in self._spec:
+                    raise KeyError(f"metadata key {k!r} is not declared for this component in gostg.config.schema")
         for k in keys:
             k = k.lower()
             if k in self._m and self._m[k] is not None:

@@ -1,9 +1,26 @@
-"""Whole-config validation against the schema: every problem at once, as data.
+"""Whole-config validation against the declared schema (:mod:`gostg.config.schema`): every
+problem at once, as data.
 
 Startup, ``-O``, ``--check``, reload (SIGHUP, ``-R``, ``POST /config/reload``) and every Web API
 write go through :func:`validate` (or :func:`check`, which raises on the first error).
+
+Rules:
+1. A key the schema does not know is a warning with its path and a did-you-mean; it is kept
+   (``-O`` and the API's save print it back), never acted on.
+2. A missing required key, a value of the wrong shape, an unknown type or strategy is an error.
+3. A GOST feature gostg does not build yet is an error when it decides who gets in or where
+   traffic goes, a warning ("not active") when it only observes. The schema says which.
+4. Metadata of a service is checked against the union of what its service, handler and
+   listener understand (GOST's command line copies every query key into all three); the same
+   for a node and its connector and dialer.
 """
+import difflib
+
 from ..errors import ConfigError
+from . import schema as S
+from .metadata import parse_duration
+
+ERROR, WARNING = "error", "warning"
 
 
 class Problem:
@@ -20,25 +37,342 @@ class Problem:
     def __repr__(self):
         return f"Problem({self.level!r}, {str(self)!r})"
 
+    def __eq__(self, other):
+        return isinstance(other, Problem) and (self.level, self.path, self.message) == (
+            other.level, other.path, other.message)
+
+    def __hash__(self):
+        return hash((self.level, self.path, self.message))
+
     def as_error(self):
         return ConfigError(self.path, self.message, self.suggestion)
 
 
-def validate(cfg):
-    """→ list of :class:`Problem` for the config model ``cfg`` (errors and warnings, in path order)."""
-    from . import model
+def suggest(word, candidates):
+    """The closest candidate name (case-insensitive), or None."""
+    by_lower = {}
+    for c in candidates:
+        by_lower.setdefault(c.lower(), c)
+    m = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
+    return by_lower[m[0]] if m else None
+
+
+def _dym(s):
+    """A did-you-mean suffix for a message, or nothing."""
+    return f" (did you mean {s!r}?)" if s else ""
+
+
+def _join(path, key):
+    return f"{path}.{key}" if path else key
+
+
+class _Walker:
+    def __init__(self):
+        self.problems = []
+
+    def add(self, level, path, msg, suggestion=None):
+        self.problems.append(Problem(level, path, msg, suggestion))
+
+    # -- generic ------------------------------------------------------------------------------
+    def unbuilt(self, key, path):
+        where = S.docs_url(key.docs)
+        if key.status == S.UNBUILT_ERROR:
+            self.add(ERROR, path, f"{key.meaning or key.name} is not built by gostg yet, and running without it "
+                                  f"would change who gets in or where traffic goes (GOST docs: {where})")
+        elif key.status == S.UNBUILT_WARN:
+            self.add(WARNING, path, f"{key.meaning or key.name} is not built by gostg yet: not active "
+                                    f"(GOST docs: {where})")
+
+    def value(self, key, v, path):
+        """Shape check of one value; → True when it may be walked further."""
+        if v is None:
+            return False
+        k = key.kind
+        if k == S.STR:
+            if isinstance(v, (dict, list)):
+                return self.add(ERROR, path, f"must be a string, not {_tname(v)}")
+            if key.choices is not None and str(v).lower() not in {c.lower() for c in key.choices}:
+                shown = ", ".join(c for c in key.choices if c)
+                return self.add(ERROR, path, f"unknown value {v!r}{_dym(suggest(v, key.choices))} (one of: {shown})",
+                                suggest(v, key.choices))
+        elif k == S.INT:
+            if isinstance(v, bool) or not _intlike(v):
+                return self.add(ERROR, path, f"must be an integer, not {v!r}")
+        elif k == S.BOOL:
+            if not (isinstance(v, bool) or (isinstance(v, (int, float)) and not isinstance(v, bool))
+                    or str(v).strip().lower() in _BOOLS):
+                return self.add(ERROR, path, f"must be true or false, not {v!r}")
+        elif k == S.DURATION:
+            try:
+                parse_duration(v, path)
+            except ConfigError:
+                return self.add(ERROR, path, f"bad duration {v!r} (e.g. 10s, 1m30s, 500ms)")
+        elif k == S.STRLIST:
+            if isinstance(v, str):
+                return True  # GOST's metadata lists come as comma-separated strings from the command line
+            if not isinstance(v, list) or not all(isinstance(x, (str, int, float)) for x in v):
+                return self.add(ERROR, path, "must be a list of strings")
+        elif k == S.MAP:
+            if not isinstance(v, dict):
+                return self.add(ERROR, path, f"must be a mapping, not {_tname(v)}")
+        elif k == S.LIST:
+            if not isinstance(v, list):
+                return self.add(ERROR, path, f"must be a list, not {_tname(v)}")
+        return True
+
+    def obj(self, o, spec, path, skip=()):
+        """Walk a mapping against ``spec``: unknown keys, unbuilt features, shapes, required keys."""
+        if not isinstance(o, dict):
+            self.add(ERROR, path, f"must be a mapping, not {_tname(o)}")
+            return
+        index = _index(spec)
+        for raw_key, v in o.items():
+            kp = _join(path, raw_key)
+            key = index.get(str(raw_key).lower())
+            if key is None:
+                s = suggest(raw_key, spec)
+                self.add(WARNING, kp, f"unknown key{_dym(s)}", s)
+                continue
+            if raw_key in skip or key.name in skip:
+                continue
+            if key.status in (S.UNBUILT_ERROR, S.UNBUILT_WARN):
+                if v not in (None, "", [], {}, False, 0):
+                    self.unbuilt(key, kp)
+                continue
+            if key.status == S.IGNORED:
+                continue
+            if not self.value(key, v, kp):
+                continue
+            if key.fields is not None and isinstance(v, dict):
+                self.obj(v, key.fields, kp)
+            elif key.item is not None and isinstance(v, list):
+                for i, item in enumerate(v):
+                    if isinstance(item, str) and key.item is S.CHAIN_HOP:
+                        continue  # a chain's hop given by name: a reference to hops[]
+                    self.obj(item, key.item, f"{kp}[{i}]")
+        present = {str(k).lower() for k in o}
+        for key in spec.values():
+            if key.required and key.name not in skip and not (present & {n.lower() for n in key.names()}):
+                self.add(ERROR, _join(path, key.name), "is required")
+            elif key.required and key.name not in skip:
+                v = _get(o, key)
+                if v is None or v == "":
+                    self.add(ERROR, _join(path, key.name), "is required")
+
+    def metadata(self, parts, specs, names):
+        """``parts``: [(metadata dict or None, path)] sharing one union ``specs`` of metadata keys."""
+        union = {}
+        for spec in specs:
+            for lname, key in spec.items():
+                cur = union.get(lname)
+                if cur is None or (cur.status != S.BUILT and key.status == S.BUILT):
+                    union[lname] = key
+        seen = set()
+        owners = S.md_owners()
+        for md, path in parts:
+            if md is None:
+                continue
+            if not isinstance(md, dict):
+                self.add(ERROR, path, f"must be a mapping, not {_tname(md)}")
+                continue
+            for raw_key, v in md.items():
+                lk = str(raw_key).lower()
+                # GOST's command line copies each query key into every part: say it once
+                if (lk, repr(v)) in seen:
+                    continue
+                seen.add((lk, repr(v)))
+                kp = _join(path, raw_key)
+                key = union.get(lk)
+                if key is None:
+                    if lk in owners:
+                        self.add(WARNING, kp, f"metadata key not used here (it is read by: {', '.join(owners[lk])})")
+                    else:
+                        s = suggest(raw_key, names)
+                        self.add(WARNING, kp, f"unknown metadata key{_dym(s)}", s)
+                elif key.status in (S.UNBUILT_ERROR, S.UNBUILT_WARN):
+                    if v not in (None, "", [], {}, False, 0, "false", "0"):
+                        self.unbuilt(key, kp)
+                else:
+                    self.value(key, v, kp)
+
+    def type_name(self, kind, t, path, default):
+        """→ the type name if gostg builds it, else None (after an error)."""
+        from .. import builtins  # noqa: F401  (the table of built types; imports no implementation)
+        from ..core.registry import by_kind
+        t = default if t in (None, "") else t
+        if not isinstance(t, str):
+            self.add(ERROR, path, f"must be a string, not {_tname(t)}")
+            return None
+        built = by_kind(kind).names()
+        if t in built:
+            return t
+        if t in S.GOST_TYPES[kind]:
+            self.add(ERROR, path, f"{kind} type {t!r} is not built by gostg yet (GOST docs: {S.type_docs(kind, t)}; "
+                                  f"built: {', '.join(built)})")
+        else:
+            s = suggest(t, built)
+            self.add(ERROR, path, f"unknown {kind} {t!r}{_dym(s)} (known: {', '.join(built)})", s)
+        return None
+
+    # -- objects ------------------------------------------------------------------------------
+    def service(self, o, path):
+        if not isinstance(o, dict):
+            return
+        h = o.get("handler") if isinstance(o.get("handler"), dict) else {}
+        lst = o.get("listener") if isinstance(o.get("listener"), dict) else {}
+        ht = self.type_name("handler", h.get("type"), f"{path}.handler.type", "auto")
+        lt = self.type_name("listener", lst.get("type"), f"{path}.listener.type", "tcp")
+        addr = o.get("addr")
+        if isinstance(addr, (str, int)) and str(addr) != "":
+            err = addr_problem(str(addr))
+            if err:
+                self.add(ERROR, f"{path}.addr", err)
+        specs = [S.component_md("service", "")]
+        specs += [S.component_md("handler", ht)] if ht else []
+        specs += [S.component_md("listener", lt)] if lt else []
+        if not ht or not lt:
+            # an unknown type already failed: do not pile unknown-key warnings on top
+            return
+        self.metadata([(o.get("metadata"), f"{path}.metadata"), (h.get("metadata"), f"{path}.handler.metadata"),
+                       (lst.get("metadata"), f"{path}.listener.metadata")], specs, S.all_md_names())
+        fw = o.get("forwarder")
+        if isinstance(fw, dict) and isinstance(fw.get("nodes"), list):
+            for i, n in enumerate(fw["nodes"]):
+                if isinstance(n, dict):
+                    self.metadata([(n.get("metadata"), f"{path}.forwarder.nodes[{i}].metadata")],
+                                  [S.component_md("node", "")], S.all_md_names())
+
+    def hop(self, h, path):
+        """A hop's metadata and its nodes' (node, connector, dialer) form one group: GOST's
+        command line copies each ``-F`` query key into all four."""
+        if not isinstance(h, dict):
+            return
+        parts, specs = [(h.get("metadata"), f"{path}.metadata")], [S.component_md("hop", "")]
+        for i, n in enumerate(h.get("nodes") if isinstance(h.get("nodes"), list) else []):
+            types = self.node(n, f"{path}.nodes[{i}]")
+            if types is None:
+                return
+            np = f"{path}.nodes[{i}]"
+            parts += [(n.get("metadata"), f"{np}.metadata"), (n["connector"].get("metadata") if isinstance(
+                n.get("connector"), dict) else None, f"{np}.connector.metadata"), (n["dialer"].get("metadata") if
+                isinstance(n.get("dialer"), dict) else None, f"{np}.dialer.metadata")]
+            specs += [S.component_md("node", ""), S.component_md("connector", types[0]),
+                      S.component_md("dialer", types[1])]
+        self.metadata(parts, specs, S.all_md_names())
+
+    def node(self, n, path):
+        """Types and address of a node; → (connector type, dialer type) or None."""
+        if not isinstance(n, dict):
+            return None
+        c = n.get("connector") if isinstance(n.get("connector"), dict) else {}
+        d = n.get("dialer") if isinstance(n.get("dialer"), dict) else {}
+        ct = self.type_name("connector", c.get("type"), f"{path}.connector.type", "http")
+        dt = self.type_name("dialer", d.get("type"), f"{path}.dialer.type", "tcp")
+        addr = n.get("addr")
+        if isinstance(addr, (str, int)) and str(addr) != "":
+            err = addr_problem(str(addr))
+            if err:
+                self.add(ERROR, f"{path}.addr", err)
+        return (ct, dt) if ct and dt else None
+
+
+_BOOLS = ("true", "false", "1", "0", "yes", "no", "on", "off", "t", "f", "")
+
+
+def _tname(v):
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number"}.get(type(v), type(v).__name__)
+
+
+def _intlike(v):
+    if isinstance(v, int):
+        return True
     try:
-        model.check(cfg)
-    except ConfigError as exc:
-        return [Problem("error", exc.path, exc.msg)]
-    return []
+        f = float(str(v).strip())
+    except ValueError:
+        return False
+    return f == int(f)
+
+
+def _index(spec):
+    out = {}
+    for key in spec.values():
+        for n in key.names():
+            out.setdefault(n.lower(), key)
+    return out
+
+
+def _get(o, key):
+    names = {n.lower() for n in key.names()}
+    for k, v in o.items():
+        if str(k).lower() in names:
+            return v
+    return None
+
+
+def addr_problem(addr):
+    """Why a listen/node address cannot be used (no port, bad port), or None."""
+    a = addr.strip()
+    if a.startswith(("unix://", "/", "@")):
+        return None
+    host, sep, port = a.rpartition(":")
+    if not sep or (host.startswith("[") and not host.endswith("]")) or (":" in host and not host.startswith("[")):
+        return f"address {addr!r} has no port (e.g. {a or '127.0.0.1'}:1080 or :1080)"
+    lo, _, hi = port.partition("-")
+    for p in (lo, hi) if hi else (lo,):
+        if not p.isdigit() or not 0 <= int(p) <= 65535:
+            return f"bad port {port!r} in address {addr!r}"
+    return None
+
+
+def validate(cfg):
+    """→ list of :class:`Problem` for the config model ``cfg`` (errors and warnings)."""
+    w = _Walker()
+    if not isinstance(cfg, dict):
+        w.add(ERROR, "", f"config must be a mapping, not {_tname(cfg)}")
+        return w.problems
+    w.obj(cfg, S.TOP, "")
+    for kind in ("services", "chains", "hops", "authers", "admissions", "bypasses", "resolvers", "hosts",
+                 "limiters", "climiters", "rlimiters", "ingresses", "routers", "sds", "recorders", "observers",
+                 "loggers"):
+        items = cfg.get(kind)
+        if not isinstance(items, list):
+            continue
+        seen = set()
+        for i, o in enumerate(items):
+            path = f"{kind}[{i}]"
+            if not isinstance(o, dict):
+                continue
+            name = o.get("name")
+            if isinstance(name, str) and name:
+                if name in seen:
+                    w.add(ERROR, f"{path}.name", f"duplicate name {name!r}")
+                seen.add(name)
+            if kind == "services":
+                w.service(o, path)
+            elif kind == "hops":
+                w.hop(o, path)
+            elif kind == "chains" and isinstance(o.get("hops"), list):
+                for j, h in enumerate(o["hops"]):
+                    w.hop(h, f"{path}.hops[{j}]")
+    _dangling(cfg, w)
+    return w.problems
+
+
+def _dangling(cfg, w):
+    try:
+        from .refs import dangling
+    except ImportError:
+        return
+    for p in dangling(cfg):
+        w.problems.append(p)
 
 
 def check(cfg, log=None):
     """Raise ConfigError for the first error; log each warning on ``log``; → the warnings."""
     problems = validate(cfg)
     for p in problems:
-        if p.level == "error":
+        if p.level == ERROR:
             raise p.as_error()
     if log is not None:
         for p in problems:

@@ -48,9 +48,6 @@ def b64(s, urlsafe=False, pad=True):
     ("ss://:8338", "ss", "tcp", ":8338"),
     ("ssu://:8338", "ssu", "udp", ":8338"),
     ("kcp://:8388", "auto", "kcp", ":8388"),
-    ("bogus://:1", "auto", "tcp", ":1"),
-    ("http+bogus://:1", "http", "tcp", ":1"),
-    ("ssu+bogus://:1", "ssu", "udp", ":1"),
     ("tcp://:1", "tcp", "tcp", ":1"),
     ("sni://:443", "sni", "tcp", ":443"),
     ("http://[::1]:8080", "http", "tcp", "[::1]:8080"),
@@ -60,6 +57,26 @@ def test_service_types(arg, handler, listener, addr):
     assert (s["handler"]["type"], s["listener"]["type"], s["addr"]) == (handler, listener, addr)
     assert s["name"] == "service-0"
     assert "forwarder" not in s and "chain" not in s["handler"]
+
+
+@pytest.mark.parametrize("arg, where, message", [
+    (["-L", "bogus://:1"], "-L bogus://:1", "unknown scheme 'bogus'"),
+    (["-L", "sock5://:1"], "-L sock5://:1", "did you mean 'socks5'?"),
+    (["-L", "http+bogus://:1"], "-L http+bogus://:1", "unknown transport 'bogus'"),
+    (["-L", "ssu+bogus://:1"], "-L ssu+bogus://:1", "unknown transport 'bogus'"),
+    (["-L", "htp+tls://:1"], "-L htp+tls://:1", "unknown handler 'htp' in scheme 'htp+tls' (did you mean 'http'?)"),
+    (["-F", "bogus://h:1"], "-F bogus://h:1", "unknown scheme 'bogus' (a connector, a dialer"),
+    (["-F", "socks5+bogus://h:1"], "-F socks5+bogus://h:1", "unknown transport 'bogus'"),
+    (["-F", "a+b+c://h:1"], "-F a+b+c://h:1", "at most connector+dialer"),
+])
+def test_unknown_scheme_is_an_error_not_a_default(arg, where, message):
+    """GOST turns an unknown scheme into its default (``bogus://`` = an http connector); a typo
+    must not silently become some other proxy."""
+    services = [arg[1]] if arg[0] == "-L" else [":1"]
+    nodes = [arg[1]] if arg[0] == "-F" else []
+    with pytest.raises(ConfigError) as ei:
+        from_args(services, nodes)
+    assert ei.value.path == where and message in ei.value.msg
 
 
 def test_services_are_numbered_in_order():
@@ -241,7 +258,6 @@ def test_gost_id_prefixes_target_names(monkeypatch):
     ("relay+ws://h:1", "relay", "ws"),
     ("ss://h:1", "ss", "tcp"),
     ("ssu://h:1", "ssu", "udp"),
-    ("bogus://h:1", "http", "tcp"),
     ("direct://:0", "direct", "direct"),
 ])
 def test_node_types(arg, connector, dialer):

@@ -1,0 +1,464 @@
+"""The declared config schema: every key gostg understands, and every key GOST has that gostg
+does not build yet (GOST's ``config.go`` and each component's ``metadata.go``, as data).
+
+It drives validation (:mod:`gostg.config.validate`): unknown keys warn with a did-you-mean,
+malformed values and missing required keys are errors, and GOST features gostg does not build
+are errors when they decide who gets in or where traffic goes and warnings when they only
+observe. Components read their metadata through :class:`gostg.config.metadata.Metadata`,
+which refuses a key this schema does not declare for them — so code and schema cannot drift.
+
+No imports of implementations here: checking a config never loads the protocol code.
+"""
+
+DOCS = "https://gost.run/en/"
+
+# value kinds
+STR, INT, FLOAT, BOOL, DURATION, STRLIST, MAP, ANY, BYTES = (
+    "string", "integer", "number", "boolean", "duration", "list of strings", "mapping", "any", "size")
+LIST = "list"
+
+# what gostg does with a key
+BUILT = "built"
+#: GOST has it, gostg does not build it, and it decides who gets in or where traffic goes
+UNBUILT_ERROR = "error"
+#: GOST has it, gostg does not build it, and it only observes (logs, metrics, records)
+UNBUILT_WARN = "warn"
+#: accepted and deliberately without effect (read-only output such as a service's ``status``)
+IGNORED = "ignored"
+
+
+class Key:
+    """One declared key. ``aliases`` are GOST's other spellings; ``fields`` (a dict of Keys) or
+    ``item`` describe a nested mapping or the items of a list; ``docs`` is GOST's page."""
+
+    __slots__ = ("name", "kind", "default", "aliases", "status", "docs", "required", "fields", "item",
+                 "choices", "meaning")
+
+    def __init__(self, name, kind=STR, default=None, aliases=(), status=BUILT, docs="", required=False,
+                 fields=None, item=None, choices=None, meaning=""):
+        self.name, self.kind, self.default, self.aliases = name, kind, default, tuple(aliases)
+        self.status, self.docs, self.required = status, docs, required
+        self.fields, self.item, self.choices, self.meaning = fields, item, choices, meaning
+
+    def names(self):
+        return (self.name,) + self.aliases
+
+
+def keys(*ks):
+    """→ {name: Key} (case is kept; lookups are case-insensitive as GOST's viper is)."""
+    return {k.name: k for k in ks}
+
+
+def unbuilt(name, kind, docs, meaning, observe=False, **kw):
+    return Key(name, kind, status=UNBUILT_WARN if observe else UNBUILT_ERROR, docs=docs, meaning=meaning, **kw)
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared pieces of the config model (GOST x/config/config.go)
+
+AUTH = keys(Key("username"), Key("password"), Key("file", meaning="first 'user pass' line of a file"))
+TLS_OPTIONS = keys(Key("minVersion"), Key("maxVersion"), Key("cipherSuites", STRLIST))
+TLS = keys(Key("certFile"), Key("keyFile"), Key("caFile"), Key("secure", BOOL), Key("serverName"),
+           unbuilt("options", MAP, "tutorials/tls/", "TLS versions and cipher suites", fields=TLS_OPTIONS),
+           Key("validity", DURATION), Key("commonName"), Key("organization"))
+SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand", "random", "fifo", "ha", "hash")),
+                Key("maxFails", INT, default=1), Key("failTimeout", DURATION, default="10s"))
+FILE_LOADER = keys(Key("path", required=True))
+REDIS_LOADER = keys(Key("addr"), Key("db", INT), Key("password"), Key("key"), Key("type"))
+HTTP_LOADER = keys(Key("url"), Key("timeout", DURATION))
+PLUGIN = keys(Key("type"), Key("addr"), Key("tls", MAP, fields=TLS), Key("timeout", DURATION), Key("token"))
+SOCKOPTS = keys(Key("mark", INT))
+
+
+def _file_key():
+    # GOST: ``file: {path: …}``; gostg also takes a bare path string
+    return Key("file", ANY, fields=FILE_LOADER, meaning="file loader")
+
+
+def loaders(doc):
+    """The data-source keys every loader-capable object has."""
+    return [Key("reload", DURATION), _file_key(),
+            unbuilt("redis", MAP, doc, "Redis loader", fields=REDIS_LOADER),
+            unbuilt("http", MAP, doc, "HTTP loader", fields=HTTP_LOADER),
+            unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN)]
+
+
+def named(*ks):
+    return keys(Key("name", required=True), *ks)
+
+
+NAMESERVER = keys(Key("addr"), Key("chain"), Key("prefer", choices=("", "ipv4", "ipv6")), Key("clientIP"),
+                  Key("hostname"), Key("ttl", DURATION), Key("timeout", DURATION), Key("async", BOOL),
+                  Key("only", choices=("", "ipv4", "ipv6")))
+HOST_MAPPING = keys(Key("ip", required=True), Key("hostname", required=True), Key("aliases", STRLIST))
+CHAIN_GROUP = keys(Key("chains", STRLIST), Key("selector", MAP, fields=SELECTOR))
+HTTP_NODE = keys(Key("host"), Key("header", MAP))
+TLS_NODE = keys(Key("serverName"), Key("secure", BOOL), Key("options", MAP, fields=TLS_OPTIONS))
+
+HANDLER = keys(
+    Key("type", default="auto"), Key("retries", INT), Key("chain", meaning="ref:chains"),
+    unbuilt("chainGroup", MAP, "concepts/chain/", "chain groups", fields=CHAIN_GROUP),
+    Key("auther", meaning="ref:authers"), Key("authers", STRLIST, meaning="ref:authers"),
+    Key("auth", MAP, fields=AUTH), Key("tls", MAP, fields=TLS),
+    unbuilt("limiter", STR, "concepts/limiter/", "handler-level traffic limiter"),
+    unbuilt("observer", STR, "concepts/observer/", "observer", observe=True),
+    Key("metadata", MAP, meaning="metadata:handler"))
+LISTENER = keys(
+    Key("type", default="tcp"), Key("chain", meaning="ref:chains"),
+    unbuilt("chainGroup", MAP, "concepts/chain/", "chain groups", fields=CHAIN_GROUP),
+    Key("auther", meaning="ref:authers"), Key("authers", STRLIST, meaning="ref:authers"),
+    Key("auth", MAP, fields=AUTH), Key("tls", MAP, fields=TLS), Key("metadata", MAP, meaning="metadata:listener"))
+FORWARD_NODE = keys(
+    Key("name"), Key("addr", required=True), Key("network"),
+    Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
+    unbuilt("host", STR, "concepts/forwarder/", "forwarder node host matching"),
+    unbuilt("protocol", STR, "concepts/forwarder/", "forwarder node protocol matching"),
+    unbuilt("path", STR, "concepts/forwarder/", "forwarder node path matching"),
+    unbuilt("matcher", MAP, "concepts/forwarder/", "forwarder node matchers"),
+    unbuilt("http", MAP, "concepts/forwarder/", "HTTP rewriting on forwarder nodes", fields=HTTP_NODE),
+    unbuilt("tls", MAP, "concepts/forwarder/", "TLS to forwarder nodes", fields=TLS_NODE),
+    unbuilt("auth", MAP, "concepts/forwarder/", "forwarder node auth", fields=AUTH),
+    Key("metadata", MAP, meaning="metadata:node"))
+FORWARDER = keys(Key("name"), Key("selector", MAP, fields=SELECTOR),
+                 Key("nodes", LIST, item=FORWARD_NODE))
+RECORDER_OBJECT = keys(Key("name"), Key("record"), Key("metadata", MAP))
+CONNECTOR = keys(Key("type", default="http"), Key("auth", MAP, fields=AUTH), Key("tls", MAP, fields=TLS),
+                 Key("metadata", MAP, meaning="metadata:connector"))
+DIALER = keys(Key("type", default="tcp"), Key("auth", MAP, fields=AUTH), Key("tls", MAP, fields=TLS),
+              Key("metadata", MAP, meaning="metadata:dialer"))
+
+SERVICE = named(
+    Key("addr", required=True, meaning="listen address"),
+    unbuilt("interface", STR, "tutorials/multi-homed/", "binding to a network interface"),
+    unbuilt("sockopts", MAP, "tutorials/multi-homed/", "socket options (SO_MARK)", fields=SOCKOPTS),
+    Key("admission", meaning="ref:admissions"), Key("admissions", STRLIST, meaning="ref:admissions"),
+    Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
+    Key("resolver", meaning="ref:resolvers"), Key("hosts", meaning="ref:hosts"),
+    Key("limiter", meaning="ref:limiters"), Key("climiter", meaning="ref:climiters"),
+    Key("rlimiter", meaning="ref:rlimiters"),
+    unbuilt("quotas", ANY, "concepts/limiter/", "traffic quotas"),
+    unbuilt("logger", STR, "tutorials/log/", "per-service loggers", observe=True),
+    unbuilt("loggers", STRLIST, "tutorials/log/", "per-service loggers", observe=True),
+    unbuilt("observer", STR, "concepts/observer/", "observer", observe=True),
+    unbuilt("recorders", LIST, "concepts/recorder/", "recorders", observe=True, item=RECORDER_OBJECT),
+    Key("handler", MAP, fields=HANDLER), Key("listener", MAP, fields=LISTENER),
+    Key("forwarder", MAP, fields=FORWARDER), Key("metadata", MAP, meaning="metadata:service"),
+    Key("status", ANY, status=IGNORED, meaning="read-only status written by the Web API"))
+
+NODE = named(
+    Key("addr", required=True), Key("network"),
+    Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
+    Key("resolver", meaning="ref:resolvers"), Key("hosts", meaning="ref:hosts"),
+    unbuilt("host", STR, "concepts/chain/", "node host matching"),
+    unbuilt("protocol", STR, "concepts/chain/", "node protocol matching"),
+    unbuilt("path", STR, "concepts/chain/", "node path matching"),
+    unbuilt("interface", STR, "tutorials/multi-homed/", "binding to a network interface"),
+    unbuilt("sockopts", MAP, "tutorials/multi-homed/", "socket options (SO_MARK)", fields=SOCKOPTS),
+    Key("connector", MAP, fields=CONNECTOR), Key("dialer", MAP, fields=DIALER),
+    unbuilt("http", MAP, "concepts/chain/", "HTTP settings on chain nodes", fields=HTTP_NODE),
+    unbuilt("tls", MAP, "concepts/chain/", "TLS settings on chain nodes", fields=TLS_NODE),
+    unbuilt("auth", MAP, "concepts/chain/", "node-level auth", fields=AUTH),
+    unbuilt("matcher", MAP, "concepts/chain/", "node matchers"),
+    Key("metadata", MAP, meaning="metadata:node"))
+# ``name`` is optional on a node: its address names it
+NODE["name"] = Key("name")
+
+HOP = named(
+    unbuilt("interface", STR, "tutorials/multi-homed/", "binding to a network interface"),
+    unbuilt("sockopts", MAP, "tutorials/multi-homed/", "socket options (SO_MARK)", fields=SOCKOPTS),
+    Key("selector", MAP, fields=SELECTOR),
+    Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
+    Key("resolver", meaning="ref:resolvers"), Key("hosts", meaning="ref:hosts"),
+    Key("nodes", LIST, item=NODE),
+    Key("reload", DURATION),
+    unbuilt("file", ANY, "concepts/hop/", "hop node loaders"),
+    unbuilt("redis", MAP, "concepts/hop/", "Redis loader", fields=REDIS_LOADER),
+    unbuilt("http", MAP, "concepts/hop/", "HTTP loader", fields=HTTP_LOADER),
+    unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN),
+    Key("metadata", MAP, meaning="metadata:hop"))
+# a hop inside a chain may be a bare reference: its name alone
+CHAIN_HOP = dict(HOP)
+
+CHAIN = named(Key("hops", LIST, item=CHAIN_HOP), Key("metadata", MAP, meaning="metadata:chain"))
+AUTHER = named(Key("auths", LIST, item=AUTH), *loaders("concepts/auth/"))
+ADMISSION = named(Key("reverse", BOOL), Key("whitelist", BOOL), Key("matchers", STRLIST),
+                  *loaders("concepts/admission/"))
+BYPASS = named(Key("reverse", BOOL), Key("whitelist", BOOL), Key("matchers", STRLIST),
+               Key("network", choices=("", "tcp", "udp", "tcp4", "tcp6", "udp4", "udp6")),
+               *loaders("concepts/bypass/"))
+RESOLVER = named(Key("nameservers", LIST, item=NAMESERVER),
+                 unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN))
+HOSTS = named(Key("mappings", LIST, item=HOST_MAPPING), *loaders("concepts/hosts/"))
+LIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/"))
+INGRESS = named(Key("rules", LIST), *loaders("concepts/ingress/"))
+ROUTER = named(Key("routes", LIST), *loaders("concepts/router/"))
+SD = named(Key("plugin", MAP, fields=PLUGIN))
+RECORDER = named(Key("file", MAP), Key("tcp", MAP), Key("http", MAP), Key("redis", MAP), Key("plugin", MAP))
+OBSERVER = named(Key("plugin", MAP, fields=PLUGIN))
+ROTATION = keys(Key("maxSize", INT), Key("maxAge", INT), Key("maxBackups", INT), Key("localTime", BOOL),
+                Key("compress", BOOL))
+LOG = keys(Key("output"), Key("level", choices=("trace", "debug", "info", "warn", "warning", "error", "fatal")),
+           Key("format", choices=("", "json", "text")),
+           unbuilt("rotation", MAP, "tutorials/log/", "log rotation", observe=True, fields=ROTATION))
+LOGGER = named(Key("log", MAP, fields=LOG))
+API = keys(Key("addr", required=True), Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)),
+           Key("auth", MAP, fields=AUTH), Key("auther", meaning="ref:authers"))
+METRICS = keys(Key("addr"), Key("path"), Key("auth", MAP, fields=AUTH), Key("auther"))
+PROFILING = keys(Key("addr"))
+
+#: top-level key → (Key, what it is). Lists of named objects and singletons, in GOST's order.
+TOP = keys(
+    Key("services", LIST, item=SERVICE), Key("chains", LIST, item=CHAIN), Key("hops", LIST, item=HOP),
+    Key("authers", LIST, item=AUTHER), Key("admissions", LIST, item=ADMISSION),
+    Key("bypasses", LIST, item=BYPASS), Key("resolvers", LIST, item=RESOLVER), Key("hosts", LIST, item=HOSTS),
+    unbuilt("ingresses", LIST, "concepts/ingress/", "ingress (reverse proxy routing)", item=INGRESS),
+    unbuilt("routers", LIST, "concepts/router/", "routers (TUN routing)", item=ROUTER),
+    unbuilt("sds", LIST, "concepts/sd/", "service discovery", item=SD),
+    unbuilt("recorders", LIST, "concepts/recorder/", "recorders", observe=True, item=RECORDER),
+    Key("limiters", LIST, item=LIMITER), Key("climiters", LIST, item=LIMITER), Key("rlimiters", LIST, item=LIMITER),
+    unbuilt("quotas", LIST, "concepts/limiter/", "traffic quotas"),
+    unbuilt("observers", LIST, "concepts/observer/", "observers", observe=True, item=OBSERVER),
+    unbuilt("loggers", LIST, "tutorials/log/", "named loggers", observe=True, item=LOGGER),
+    Key("tls", MAP, fields=TLS), Key("log", MAP, fields=LOG),
+    unbuilt("profiling", MAP, "reference/configuration/file/", "profiling", observe=True, fields=PROFILING),
+    Key("api", MAP, fields=API),
+    unbuilt("metrics", MAP, "tutorials/metrics/", "Prometheus metrics", observe=True, fields=METRICS))
+
+# ---------------------------------------------------------------------------------------------
+# Component metadata (each GOST component's metadata.go). Groups are shared by several types.
+
+def md(*ks):
+    return keys(*ks)
+
+
+def _ub(name, docs, meaning, kind=STR, observe=False, aliases=()):
+    return unbuilt(name, kind, docs, meaning, observe=observe, aliases=aliases)
+
+
+MD_SERVICE = md(
+    Key("preUp", STRLIST), Key("postUp", STRLIST), Key("preDown", STRLIST), Key("postDown", STRLIST),
+    Key("ignoreChain", BOOL), Key("dialTimeout", DURATION, default="10s"),
+    _ub("interface", "tutorials/multi-homed/", "binding to a network interface"),
+    _ub("so_mark", "tutorials/multi-homed/", "SO_MARK on outgoing sockets", INT),
+    _ub("netns", "tutorials/netns/", "network namespaces"), _ub("netns.out", "tutorials/netns/", "network namespaces"),
+    _ub("proxyProtocol", "tutorials/proxy-protocol/", "PROXY protocol", INT),
+    _ub("observer.period", "concepts/observer/", "observer", DURATION, observe=True),
+    _ub("observer.resetTraffic", "concepts/observer/", "observer", BOOL, observe=True),
+    _ub("enableStats", "concepts/observer/", "per-service statistics for observers", BOOL, observe=True),
+    _ub("logger.level", "tutorials/log/", "per-service log level", observe=True))
+MD_HANDLER_BASE = md(
+    Key("readTimeout", DURATION, default="15s"),
+    _ub("sniffing", "tutorials/sniffing/", "traffic sniffing", BOOL),
+    _ub("sniffing.timeout", "tutorials/sniffing/", "traffic sniffing", DURATION),
+    _ub("sniffing.websocket", "tutorials/sniffing/", "traffic sniffing", BOOL),
+    _ub("mitm.certFile", "tutorials/sniffing/", "TLS interception"),
+    _ub("mitm.keyFile", "tutorials/sniffing/", "TLS interception"),
+    _ub("observePeriod", "concepts/observer/", "observer", DURATION, observe=True))
+MD_SKIPAUTH = md(Key("skipauth", STRLIST))
+MD_HASH = md(Key("hash", choices=("", "host")))
+MD_HTTP_HANDLER = md(
+    Key("authBasicRealm", default="gost"), Key("udp", BOOL),
+    _ub("header", "reference/handlers/http/", "response headers on the http handler", MAP),
+    _ub("probeResist", "tutorials/probe-resistance/", "probe resistance on the http handler",
+        aliases=("probe_resist",)),
+    _ub("knock", "tutorials/probe-resistance/", "probe resistance on the http handler"),
+    _ub("proxyAgent", "reference/handlers/http/", "Proxy-Agent header"),
+    _ub("udpBufferSize", "reference/handlers/http/", "UDP buffer size", INT))
+MD_SOCKS5_HANDLER = md(
+    Key("udp", BOOL), Key("bind", BOOL), Key("publicAddr"), Key("compatibilityMode", BOOL),
+    Key("bindTimeout", DURATION),
+    _ub("noTLS", "reference/handlers/socks/", "SOCKS5 TLS method negotiation", BOOL, aliases=("notls",)),
+    _ub("udpBufferSize", "reference/handlers/socks/", "UDP buffer size", INT, aliases=("udp.bufferSize",)))
+MD_HTTP2_HANDLER = md(Key("header", MAP, aliases=("http.header",)), Key("authBasicRealm", default="gost"),
+                      Key("probeResist", aliases=("probe_resist",)), Key("knock"))
+MD_RELAY_HANDLER = md(Key("bind", BOOL), Key("udp", BOOL),
+                      _ub("udpBufferSize", "reference/handlers/relay/", "UDP buffer size", INT))
+MD_SS_HANDLER = md(Key("key"), _ub("udpBufferSize", "reference/handlers/ss/", "UDP buffer size", INT))
+MD_API_HANDLER = md(Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)))
+MD_FORWARD_HANDLER = md(_ub("sniffing", "tutorials/sniffing/", "traffic sniffing", BOOL))
+
+MD_LISTENER_BASE = md(Key("backlog", INT, default=128),
+                      _ub("mptcp", "reference/listeners/tcp/", "Multipath TCP", BOOL),
+                      _ub("proxyProtocol", "tutorials/proxy-protocol/", "PROXY protocol", INT))
+MD_TLS_LISTENER = md(Key("handshakeTimeout", DURATION))
+MD_WS = md(Key("path", default="/ws", aliases=("ws.path",)), Key("header", MAP, aliases=("ws.header",)),
+           Key("handshakeTimeout", DURATION),
+           _ub("readHeaderTimeout", "reference/listeners/ws/", "HTTP read header timeout", DURATION),
+           _ub("readBufferSize", "reference/listeners/ws/", "WebSocket buffer sizes", INT),
+           _ub("writeBufferSize", "reference/listeners/ws/", "WebSocket buffer sizes", INT),
+           _ub("enableCompression", "reference/listeners/ws/", "WebSocket compression", BOOL))
+MD_MUX = md(
+    Key("mux.version", INT, default=1, aliases=("muxVersion",)),
+    Key("mux.type", default="smux", aliases=("muxType",)),
+    Key("mux.keepaliveDisabled", BOOL, aliases=("muxKeepAliveDisabled",)),
+    Key("mux.keepaliveInterval", DURATION, default="10s", aliases=("muxKeepAliveInterval",)),
+    Key("mux.keepaliveTimeout", DURATION, default="30s", aliases=("muxKeepAliveTimeout",)),
+    Key("mux.maxFrameSize", INT, default=32768, aliases=("muxMaxFrameSize",)),
+    Key("mux.maxReceiveBuffer", INT, default=4194304, aliases=("muxMaxReceiveBuffer",)),
+    _ub("mux.maxStreamBuffer", "tutorials/protocols/mux/", "smux v2 stream windows", INT,
+        aliases=("muxMaxStreamBuffer",)))
+MD_UDP_LISTENER = md(
+    Key("keepalive", BOOL, aliases=("keepAlive",)), Key("ttl", DURATION, default="5s", aliases=("keepalive.ttl",)),
+    Key("readBufferSize", INT, default=65535, aliases=("udp.bufferSize",)),
+    Key("readQueueSize", INT, default=128, aliases=("recvQueueSize",)), Key("backlog", INT, default=128))
+MD_H2_LISTENER = md(Key("path"), Key("backlog", INT, default=128))
+MD_REMOTE_LISTENER = md(Key("backlog", INT, default=128))
+
+MD_CONNECTOR_BASE = md(_ub("connectTimeout", "reference/connectors/", "connector timeout", DURATION))
+MD_HTTP_CONNECTOR = md(Key("header", MAP), _ub("userAgent", "reference/connectors/http/", "User-Agent", ))
+MD_HTTP2_CONNECTOR = md(Key("timeout", DURATION))
+MD_SOCKS5_CONNECTOR = md(Key("relay", choices=("", "udp")),
+                         _ub("noTLS", "reference/connectors/socks/", "SOCKS5 TLS method negotiation", BOOL,
+                             aliases=("notls",)))
+MD_RELAY_CONNECTOR = md(Key("nodelay", BOOL, aliases=("noDelay",)))
+MD_SS_CONNECTOR = md(Key("key"), Key("nodelay", BOOL, aliases=("noDelay",)))
+MD_SNI_CONNECTOR = md(Key("host"))
+
+MD_WS_DIALER = md(Key("path", default="/ws", aliases=("ws.path",)), Key("host", aliases=("ws.host",)),
+                  Key("header", MAP, aliases=("ws.header",)), Key("keepalive", BOOL, aliases=("ws.keepalive",)),
+                  Key("ttl", DURATION, default="15s", aliases=("keepalive.interval",)),
+                  Key("handshakeTimeout", DURATION),
+                  _ub("readBufferSize", "reference/dialers/ws/", "WebSocket buffer sizes", INT),
+                  _ub("writeBufferSize", "reference/dialers/ws/", "WebSocket buffer sizes", INT),
+                  _ub("enableCompression", "reference/dialers/ws/", "WebSocket compression", BOOL))
+MD_H2_DIALER = md(Key("host"), Key("path"))
+MD_HTTP2_DIALER = md(Key("header", MAP))
+MD_TLS_DIALER = md(Key("handshakeTimeout", DURATION))
+
+MD_NODE = md(Key("backup", BOOL), Key("weight", INT, default=1),
+             Key("maxFails", INT, aliases=("max_fails",)), Key("failTimeout", DURATION, aliases=("fail_timeout",)))
+MD_HOP = md(Key("hash", choices=("", "host")))
+MD_CHAIN = md()
+
+#: (kind, type) → metadata groups. A type not listed has only its kind's base group.
+COMPONENT_MD = {
+    ("handler", "auto"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER, MD_SOCKS5_HANDLER),
+    ("handler", "http"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER),
+    ("handler", "http2"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP2_HANDLER),
+    ("handler", "socks5"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_SOCKS5_HANDLER),
+    ("handler", "socks4"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH),
+    ("handler", "relay"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_RELAY_HANDLER),
+    ("handler", "forward"): (MD_HANDLER_BASE, MD_HASH, MD_FORWARD_HANDLER),
+    ("handler", "ss"): (MD_HANDLER_BASE, MD_HASH, MD_SS_HANDLER),
+    ("handler", "sni"): (MD_HANDLER_BASE, MD_HASH),
+    ("handler", "api"): (MD_HANDLER_BASE, MD_API_HANDLER),
+    ("listener", "tcp"): (MD_LISTENER_BASE,),
+    ("listener", "tls"): (MD_LISTENER_BASE, MD_TLS_LISTENER),
+    ("listener", "ws"): (MD_LISTENER_BASE, MD_WS),
+    ("listener", "mux"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_MUX, MD_WS),
+    ("listener", "http2"): (MD_LISTENER_BASE, MD_TLS_LISTENER),
+    ("listener", "h2"): (MD_LISTENER_BASE, MD_H2_LISTENER),
+    ("listener", "udp"): (MD_UDP_LISTENER,),
+    ("listener", "remote"): (MD_REMOTE_LISTENER, MD_MUX, MD_UDP_LISTENER),
+    ("connector", "base"): (MD_CONNECTOR_BASE,),
+    ("connector", "http"): (MD_CONNECTOR_BASE, MD_HTTP_CONNECTOR),
+    ("connector", "http2"): (MD_CONNECTOR_BASE, MD_HTTP2_CONNECTOR),
+    ("connector", "socks5"): (MD_CONNECTOR_BASE, MD_SOCKS5_CONNECTOR),
+    ("connector", "relay"): (MD_CONNECTOR_BASE, MD_RELAY_CONNECTOR),
+    ("connector", "ss"): (MD_CONNECTOR_BASE, MD_SS_CONNECTOR),
+    ("connector", "sni"): (MD_CONNECTOR_BASE, MD_SNI_CONNECTOR),
+    ("dialer", "tcp"): (),
+    ("dialer", "tls"): (MD_TLS_DIALER,),
+    ("dialer", "ws"): (MD_WS_DIALER,),
+    ("dialer", "mux"): (MD_TLS_DIALER, MD_MUX, MD_WS_DIALER),
+    ("dialer", "h2"): (MD_H2_DIALER, MD_MUX),
+    ("dialer", "http2"): (MD_HTTP2_DIALER, MD_TLS_DIALER),
+    ("dialer", "udp"): (),
+    ("service", ""): (MD_SERVICE,),
+    ("node", ""): (MD_NODE,),
+    ("hop", ""): (MD_HOP,),
+    ("chain", ""): (MD_CHAIN,),
+}
+
+#: type name → metadata family (types that share one implementation share its keys)
+FAMILY = {
+    "handler": {"socks": "socks5", "socks4a": "socks4", "tcp": "forward", "udp": "forward", "rtcp": "forward",
+                "rudp": "forward", "ssu": "ss"},
+    "listener": {"wss": "ws", "mtls": "mux", "mws": "mux", "mwss": "mux", "h2c": "h2", "rtcp": "remote",
+                 "rudp": "remote"},
+    "connector": {"socks": "socks5", "socks4a": "socks4", "forward": "base", "tcp": "base", "socks4": "base",
+                  "ssu": "ss"},
+    "dialer": {"wss": "ws", "mtls": "mux", "mws": "mux", "mwss": "mux", "h2c": "h2"},
+}
+
+# ---------------------------------------------------------------------------------------------
+# Types: what GOST registers, and which of them gostg builds (gostg/builtins.py is the truth for
+# the latter; the docs page is where a user reads about one gostg does not build yet).
+
+GOST_TYPES = {
+    "handler": """auto http http2 http3 socks5 socks socks4 socks4a relay tcp udp forward rtcp rudp runix ss ssu
+        sni dns red redir redirect redu masque sshd tun tap tungo router tunnel api metrics file unix serial""",
+    "listener": """tcp udp tls mtls ws wss mws mwss http2 h2 h2c grpc kcp quic http3 h3 wt dtls ssh sshd pht
+        phts ohttp otls mtcp ftcp icmp icmp6 rtcp rudp runix red redir redirect redu tun tap tungo dns unix
+        serial stdio""",
+    "connector": """http http2 socks5 socks socks4 socks4a relay ss ssu sni forward tcp sshd masque tunnel
+        router unix serial direct virtual""",
+    "dialer": """tcp udp tls utls mtls ws wss mws mwss http2 h2 h2c grpc kcp quic http3 h3 wt h3-masque dtls
+        ssh sshd pht phts ohttp ohttps otls mtcp ftcp icmp icmp6 unix serial direct virtual""",
+}
+GOST_TYPES = {k: frozenset(v.split()) for k, v in GOST_TYPES.items()}
+
+#: docs page for a GOST type gostg does not build (default: reference/<kind>s/<type>/)
+TYPE_DOCS = {"kcp": "tutorials/protocols/kcp/", "quic": "tutorials/protocols/quic/",
+             "ssh": "tutorials/protocols/ssh/", "sshd": "tutorials/protocols/ssh/",
+             "tun": "tutorials/tuntap/", "tap": "tutorials/tuntap/", "dns": "tutorials/dns/",
+             "red": "tutorials/redirect/", "redir": "tutorials/redirect/", "redirect": "tutorials/redirect/",
+             "redu": "tutorials/redirect/", "grpc": "tutorials/protocols/grpc/",
+             "pht": "tutorials/protocols/pht/", "phts": "tutorials/protocols/pht/",
+             "mtcp": "tutorials/protocols/mtcp/", "metrics": "tutorials/metrics/",
+             "tunnel": "tutorials/reverse-proxy-tunnel/", "http3": "tutorials/protocols/http3/",
+             "h3": "tutorials/protocols/http3/", "dtls": "tutorials/protocols/dtls/",
+             "icmp": "tutorials/protocols/icmp/", "ohttp": "tutorials/protocols/ohttp/",
+             "otls": "tutorials/protocols/otls/"}
+
+
+def type_docs(kind, name):
+    return DOCS + TYPE_DOCS.get(name, f"reference/{kind}s/{name}/")
+
+
+def docs_url(page):
+    return DOCS + page if page else ""
+
+
+def component_md(kind, type_name):
+    """→ {lowercased name or alias: Key} for a component's metadata (a merged view)."""
+    fam = FAMILY.get(kind, {}).get(type_name, type_name)
+    groups = COMPONENT_MD.get((kind, fam))
+    if groups is None:
+        groups = COMPONENT_MD.get((kind, "base"), ())
+    out = {}
+    for g in groups:
+        for k in g.values():
+            for n in k.names():
+                out.setdefault(n.lower(), k)
+    return out
+
+
+def all_md_names():
+    """Every metadata key name any component declares (for did-you-mean over metadata)."""
+    out = set()
+    for groups in COMPONENT_MD.values():
+        for g in groups:
+            for k in g.values():
+                out.update(k.names())
+    return out
+
+
+def md_owners():
+    """→ {lowercased metadata key: sorted ["handler socks5", "dialer ws", …]} of who reads it."""
+    global _OWNERS
+    if _OWNERS is None:
+        out = {}
+        for (kind, fam), groups in COMPONENT_MD.items():
+            label = f"{kind} {fam}".strip() if fam != "base" else f"{kind}s"
+            for g in groups:
+                for k in g.values():
+                    if k.status != BUILT:
+                        continue
+                    for n in k.names():
+                        out.setdefault(n.lower(), set()).add(label)
+        _OWNERS = {k: sorted(v) for k, v in out.items()}
+    return _OWNERS
+
+
+_OWNERS = None
