@@ -16,6 +16,7 @@ from gevent.lock import RLock
 
 from .config import load, model
 from .config.build import bind_service, build_object, build_service
+from .config.refs import config_warnings, dangling_refs, dangling_to, open_proxies
 from .errors import ChangeError, ConfigError
 from .observe.log import make_logger
 from .core.registry import Registries
@@ -70,8 +71,11 @@ class Gost:
     >>> g.stop()
     """
 
-    def __init__(self, config=None, logger=None, sources=None):
+    def __init__(self, config=None, logger=None, sources=None, reported=()):
         self.config = to_config(config)
+        #: warnings the caller already showed the user (the command line prints validate()'s
+        #: on stderr): build() does not log those again
+        self.reported = {str(p) for p in reported}
         model.check(self.config)
         log_cfg = self.config.get("log") or {}
         self.log = logger or make_logger(log_cfg.get("level", "info"), log_cfg.get("format", "json"),
@@ -105,8 +109,17 @@ class Gost:
             for name in set(reg.names()) - set(objs):
                 reg.delete(name)
 
+    def warn(self, problems, **fields):
+        """Log each warning Problem on one line; → their texts (for an API answer)."""
+        out = []
+        for p in problems:
+            self.log.warning(str(p), **fields)
+            out.append(str(p))
+        return out
+
     def build(self):
-        """Build every object and bind every service; on any error, close what was bound."""
+        """Build every object and bind every service; on any error, close what was bound.
+        Dangling references and open proxies are logged as warnings (refs.config_warnings)."""
         self._install_objects(self._build_objects(self.config))
         built = {}
         for i, o in enumerate(self.config.get("services") or []):
@@ -121,6 +134,7 @@ class Gost:
                 s.listener.close()
             raise
         self.services = {name: s for name, (s, _) in built.items()}
+        self.warn([p for p in config_warnings(self.config) if str(p) not in self.reported])
         for s in self.services.values():
             s.pre_up()
         for name, s in self.services.items():
@@ -210,25 +224,23 @@ class Gost:
         return cfg
 
     def _check_refs(self, o, path):
+        """Reference *shapes* (a name is a string, ``authers`` a list of names); a name whose
+        object does not exist is not an error here (GOST's forward reference): the caller
+        reports it as a warning and the service refuses connections until it exists."""
         for keys, kind in SERVICE_REFS:
             ref = _dig(o, keys)
             if ref is not None and not isinstance(ref, str):
                 raise ChangeError(ChangeError.FAILED, f"{path}.{'.'.join(keys)}: must be a name (a string)")
-            if ref and getattr(self.registries, kind).get(ref) is None:
-                raise ChangeError(ChangeError.FAILED, f"{path}.{'.'.join(keys)}: {kind[:-1]} {ref!r} does not exist")
         for key in ("authers",):
             for part in ("handler", "listener"):
                 refs = _dig(o, (part, key)) or []
                 if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
                     raise ChangeError(ChangeError.FAILED, f"{path}.{part}.{key}: must be a list of names")
-                for ref in refs:
-                    if self.registries.authers.get(ref) is None:
-                        raise ChangeError(ChangeError.FAILED, f"{path}.{part}.{key}: auther {ref!r} does not exist")
 
     def _new_service(self, o, path, old=None, check_refs=True):
         """Build, check and bind a service (adopting ``old``'s socket on the same address).
-        API changes refuse references to objects that do not exist (a typo would otherwise
-        leave a service silently off its chain); a reload accepts them, as startup does."""
+        References to objects that do not exist are accepted, as GOST does (forward
+        references); they are warned about and refuse connections until the object exists."""
         try:
             model.check({"services": [o]})
             if check_refs:
@@ -261,7 +273,7 @@ class Gost:
             items = list(self.config.get(kind) or [])
             if any(o.get("name") == obj["name"] for o in items):
                 raise ChangeError(ChangeError.DUPLICATE, f"{kind}: {obj['name']!r} already exists")
-            self._apply(kind, obj["name"], obj, items + [obj], None)
+            return self._apply(kind, obj["name"], obj, items + [obj], None)
 
     def update(self, kind, name, obj):
         self.check_kind(kind)
@@ -272,9 +284,10 @@ class Gost:
             if idx is None:
                 raise ChangeError(ChangeError.NOT_FOUND, f"{kind}: {name!r} not found")
             items[idx] = obj
-            self._apply(kind, name, obj, items, idx)
+            return self._apply(kind, name, obj, items, idx)
 
     def _apply(self, kind, name, obj, items, idx):
+        """Build and swap in one changed object; → the warnings about it (texts)."""
         path = f"{kind}[{len(items) - 1 if idx is None else idx}]"
         if kind == "services":
             new = self._new_service(obj, path, self.services.get(name))
@@ -294,6 +307,9 @@ class Gost:
         self.config = self._with(kind, items)
         self.log.info(f"{kind[:-1] if kind != 'hosts' else kind} {name} {'created' if idx is None else 'updated'}",
                       kind="api")
+        # GOST's forward references: accepted, but said (in the log and the API answer)
+        return self.warn(dangling_refs(self.config, path) + [p for p in open_proxies(self.config) if p.path == path],
+                         kind="api")
 
     def delete(self, kind, name):
         self.check_kind(kind)
@@ -311,6 +327,8 @@ class Gost:
                 getattr(self.registries, kind).delete(name)
             self.config = self._with(kind, [o for o in items if o.get("name") != name])
             self.log.info(f"{kind} {name} deleted", kind="api")
+            # what now names the deleted object refuses its connections: say so
+            return self.warn(dangling_to(self.config, kind, name), kind="api") if kind in OBJECT_KINDS else []
 
     def reload(self, config=None):
         """Re-read the sources (or take ``config``) and restart only the services whose config
@@ -356,7 +374,11 @@ class Gost:
             self.config = cfg
             (self.log.info if changed or removed else self.log.debug)(
                 "config reloaded", kind="api", changed=changed, removed=removed)
-            return {"changed": changed, "removed": removed}
+            warnings = self.warn(config_warnings(cfg))
+            result = {"changed": changed, "removed": removed}
+            if warnings:
+                result["warnings"] = warnings
+            return result
 
     def save(self, path, fmt):
         """Write the config model atomically: temp file in the same directory, fsync, rename."""

@@ -9,12 +9,16 @@ Rules (spec §1.4):
 2a. A multiplexing node after hop 0 (mtls, mws, mwss, http2 …) restarts the route: its dialer
    keeps one session, made through the hops before it, shared by every route through it.
 3. Any failure marks the node it happened at; success resets every node of the route.
+4. Fail closed: a hop, bypass, hosts or resolver name that does not resolve raises
+   MissingReference (the dial fails, no node is marked); a missing hop never shortens the
+   route, which would reach the target from an earlier hop, or directly.
 """
 import gevent
 
 from ..errors import DialError, ProtocolError
 from ..config.metadata import Metadata
 from ..policy.bypass import bypass_hit
+from ..policy.group import MissingReference, lookup
 from ..protocols.addr import join_host_port, split_host_port
 from .selector import Marker, Selector
 
@@ -50,14 +54,11 @@ def resolve_node_addr(node, registries):
         return node.addr
     host, port = split_host_port(node.addr)
     if node.hosts:
-        h = registries.hosts.get(node.hosts)
-        ips = h.lookup(host) if h is not None else []
+        ips = lookup(registries, "hosts", node.hosts).lookup(host)
         if ips:
             return join_host_port(ips[0], port)
     if node.resolver:
-        r = registries.resolvers.get(node.resolver)
-        if r is not None:
-            return join_host_port(r.resolve(host)[0], port)
+        return join_host_port(lookup(registries, "resolvers", node.resolver).resolve(host)[0], port)
     return node.addr
 
 
@@ -129,6 +130,13 @@ class Route:
                 conn = node.dialer.handshake(conn)
                 conn = node.connector.handshake(conn)
             conn = final(node, conn)
+        except MissingReference:   # our config, not the node's fault: nothing to mark
+            if conn is not None:
+                try:
+                    conn.close()
+                except OSError:
+                    pass
+            raise
         except (OSError, DialError, ProtocolError, EOFError, gevent.Timeout) as exc:
             if getattr(exc, "node", None) is None:   # an inner route already marked its node
                 node.marker.mark()
@@ -156,9 +164,7 @@ class Chain:
     def route(self, network, address, ctx=None):
         nodes = []
         for h in self.hops:
-            hop = self.registries.hops.get(h) if isinstance(h, str) else h
-            if hop is None:
-                break
+            hop = lookup(self.registries, "hops", h) if isinstance(h, str) else h
             node = hop.select(ctx, address, network)
             if node is None:
                 break

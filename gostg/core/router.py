@@ -3,6 +3,10 @@
 For ``retries + 1`` attempts, each bounded by ``dial_timeout``:
 hosts mapping → resolver → (else keep the name: the last hop resolves it) → chain route
 (late-bound by name) → direct dial when the route is empty.
+
+Fail closed: a chain, hop, bypass, resolver or hosts name that does not resolve fails the dial
+with MissingReference (no retries: waiting does not create it); it never means "direct" or
+"no bypass". A chain whose hops all bypass the target is still direct, as in GOST.
 """
 import time
 
@@ -11,6 +15,7 @@ from gevent import socket
 
 from ..errors import BypassError, DialError
 from ..policy.bypass import bypass_hit
+from ..policy.group import MissingReference, lookup
 from ..protocols.addr import ip_family, join_host_port, split_host_port
 from ..relay.udp import UDPSocket
 
@@ -52,33 +57,61 @@ class Router:
 
     def _map(self, host):
         if self.hosts:
-            h = self.registries.hosts.get(self.hosts)
-            if h is not None:
-                ips = h.lookup(host)
-                if ips:
-                    return ips[0]
+            ips = lookup(self.registries, "hosts", self.hosts).lookup(host)
+            if ips:
+                return ips[0]
         if self.resolver:
-            r = self.registries.resolvers.get(self.resolver)
-            if r is not None:
-                return r.resolve(host)[0]
+            return lookup(self.registries, "resolvers", self.resolver).resolve(host)[0]
         return host
 
     def _map_name(self, host):
-        """A name through hosts and resolver, or None (direct UDP then asks the system)."""
-        ip = self._map(host)
+        """A name through hosts and resolver, or None (direct UDP then asks the system).
+        Per datagram: a failure is an OSError, which ends the association."""
+        try:
+            ip = self._map(host)
+        except DialError as exc:
+            raise OSError(str(exc)) from exc
         return ip if ip != host else None
 
+    def check(self):
+        """Raise MissingReference for the first name of this router that does not resolve
+        (the chain, its hops, the bypasses, resolver, hosts)."""
+        if self.hosts:
+            lookup(self.registries, "hosts", self.hosts)
+        if self.resolver:
+            lookup(self.registries, "resolvers", self.resolver)
+        check = getattr(self.bypass, "check", None)
+        if check is not None:
+            check()
+        elif isinstance(self.bypass, str):
+            lookup(self.registries, "bypasses", self.bypass)
+        if self.chain:
+            self._chain()
+
+    def _chain(self):
+        chain = self.chain
+        if isinstance(chain, str):
+            return lookup(self.registries, "chains", chain)
+        return chain.pick() if hasattr(chain, "pick") else chain
+
     def bypassed(self, address, network="tcp"):
-        """Does the service's bypass (group) refuse ``address`` for ``network``?"""
-        return bypass_hit(self.bypass, self.registries, network, address)
+        """Does the service's bypass (group) refuse ``address`` for ``network``? A bypass
+        that does not resolve refuses (per UDP datagram: dropped)."""
+        try:
+            return bypass_hit(self.bypass, self.registries, network, address)
+        except MissingReference:
+            return True
 
     def dial(self, network, address, ctx=None):
         """→ connected conn to ``address`` ("host:port"), or raises DialError.
 
         ``network="udp"`` returns a packet conn (gostg.udp); with an empty ``address`` it is
         an association whose datagrams each carry their own address (SOCKS5 UDP)."""
-        if address and self.bypassed(address, network):
-            raise BypassError(f"{address} is bypassed")
+        if address:
+            if bypass_hit(self.bypass, self.registries, network, address):   # MissingReference passes up
+                raise BypassError(f"{address} is bypassed")
+        else:
+            self.check()   # an association (no address yet): every name must resolve now
         host, port = split_host_port(address) if address else ("", 0)
         last = None
         for attempt in range(self.retries + 1):
@@ -86,7 +119,7 @@ class Router:
             try:
                 with gevent.Timeout(self.dial_timeout, DialError(f"dial {address}: timeout after {self.dial_timeout:g}s")):
                     target = join_host_port(self._map(host), port) if host else address
-                    chain = self.registries.chains.get(self.chain) if self.chain else None
+                    chain = self._chain() if self.chain else None
                     route = chain.route(network, target, ctx) if chain is not None else None
                     if route is None or not route.nodes:
                         if ctx is not None:
@@ -97,6 +130,8 @@ class Router:
                     if ctx is not None:
                         ctx.log.debug(f"route(retry={attempt}) {route} > {target}", dst=address)
                     return route.dial(network, target, ctx, self.dial_timeout)
+            except MissingReference:
+                raise
             except (OSError, DialError) as exc:
                 last = exc
                 if ctx is not None:

@@ -2,6 +2,9 @@
 
 Lifecycle (GOST order): build (listener bound) → preUp → start: serve + postUp, state ready →
 … → stop: preDown → close listener, drain, kill stragglers, close handler → postDown.
+
+Fail closed: an admission or limiter name that does not resolve closes the connection at
+accept, with one error line naming it (never "admit everyone" or "unlimited").
 """
 import time
 from contextlib import contextmanager
@@ -12,6 +15,7 @@ from gevent.pool import Pool
 from .context import Context
 from ..errors import ProtocolError
 from .hooks import run_hooks
+from ..policy.group import MissingReference, lookup, refused
 from ..policy.limiter import Lease
 
 _NO_LEASE = Lease(None, ())
@@ -97,11 +101,18 @@ class Service:
 
     def _handle(self, sock, address):
         src = _addr(address)
-        if self.admission is not None and not self.admission.admit(src):
-            self.log.debug("admission: denied", remote=src)
+        try:
+            if self.admission is not None and not self.admission.admit(src):
+                self.log.debug("admission: denied", remote=src)
+                sock.close()
+                return
+            self._check_limiters()
+            lease = self._conn_lease(address, src)
+        except MissingReference as exc:
+            self.stats.total_errs += 1
+            refused(self.log, exc, client=src)
             sock.close()
             return
-        lease = self._conn_lease(address, src)
         if lease is None:
             sock.close()
             return
@@ -122,12 +133,19 @@ class Service:
             sock.close()
             ctx.log.debug(f"{src} >< {ctx.local}")
 
+    def _check_limiters(self):
+        """MissingReference for a limiter name that does not resolve (checked at accept, so a
+        traffic or rate limit that is gone refuses before the handler starts)."""
+        for kind, name in (("limiters", self.limiter), ("rlimiters", self.rlimiter)):
+            if name:
+                lookup(self.registries, kind, name)
+
     def _conn_lease(self, address, src):
         """The connection limiter's slot for this peer: a Lease, or None when a limit is full
         (GOST closes such a connection at accept)."""
-        lim = self.registries.climiters.get(self.climiter) if self.climiter and self.registries else None
-        if lim is None:
+        if not self.climiter:
             return _NO_LEASE
+        lim = lookup(self.registries, "climiters", self.climiter)
         lease = lim.acquire(address[0] if isinstance(address, tuple) else src.rsplit(":", 1)[0])
         if lease is None:
             self.log.warning("connection limit reached: connection closed", remote=src, climiter=self.climiter)
@@ -136,16 +154,19 @@ class Service:
     def _serve(self, conn, ctx):
         """Handler start: the request-rate limit, then traffic shaping of the client conn
         (a conn no traffic limit applies to stays as it is, on relay's fast path)."""
-        if self.rlimiter and self.registries:
-            lim = self.registries.rlimiters.get(self.rlimiter)
-            if lim is not None and not lim.allow(ctx.client_ip):
-                self.stats.total_errs += 1
-                ctx.log.warning("request rate limit reached: connection closed", rlimiter=self.rlimiter)
-                return
-        if self.limiter and self.registries and not getattr(conn, "is_packet", False):
-            lim = self.registries.limiters.get(self.limiter)
-            if lim is not None:
-                conn = lim.wrap(conn, ctx.client_ip)
+        try:
+            if self.rlimiter:
+                lim = lookup(self.registries, "rlimiters", self.rlimiter)
+                if not lim.allow(ctx.client_ip):
+                    self.stats.total_errs += 1
+                    ctx.log.warning("request rate limit reached: connection closed", rlimiter=self.rlimiter)
+                    return
+            if self.limiter and not getattr(conn, "is_packet", False):
+                conn = lookup(self.registries, "limiters", self.limiter).wrap(conn, ctx.client_ip)
+        except MissingReference as exc:   # a mux stream, or the object went since accept
+            self.stats.total_errs += 1
+            refused(ctx.log, exc, service=self.name, client=ctx.client_ip)
+            return
         self.handler.handle(conn, ctx)
 
     @contextmanager
@@ -161,6 +182,9 @@ class Service:
             ctx.log.warning("handshake timeout", dst=ctx.target or None)
         except EOFError:
             pass
+        except MissingReference as exc:   # a handler's dial or pick ran into a missing object
+            self.stats.total_errs += 1
+            refused(ctx.log, exc, service=self.name, client=ctx.client_ip, dst=ctx.target or None)
         except OSError as exc:
             self.stats.total_errs += 1
             ctx.log.debug(f"connection error: {exc}", dst=ctx.target or None)

@@ -4,6 +4,7 @@ import gevent
 
 from ..relay import tcp as relay, udp, udpfast
 from ..errors import BypassError, DialError
+from ..policy.group import MissingReference, refused
 
 
 class Options:
@@ -36,11 +37,16 @@ class Handler:
 
     def authenticate(self, ctx, username, password):
         """True when no auther is set or the credentials pass; sets ``ctx.client_id``.
-        The client IP goes along so a ``skipauth`` network passes without credentials."""
+        The client IP goes along so a ``skipauth`` network passes without credentials.
+        An auther name that does not resolve refuses every client, with one error line."""
         auther = self.options.auther
         if auther is None:
             return True
-        cid = auther.authenticate(username, password, client=ctx.client_ip)
+        try:
+            cid = auther.authenticate(username, password, client=ctx.client_ip)
+        except MissingReference as exc:   # fail closed: a missing auther lets nobody in
+            refused(ctx.log, exc, service=ctx.service, client=ctx.client_ip)
+            return False
         if cid is None:
             ctx.log.warning("authentication failed", user=username, service=ctx.service, client=ctx.client_ip)
             return False
@@ -52,12 +58,16 @@ class Handler:
 
     def dial(self, target, ctx, refuse, network="tcp"):
         """``router.dial`` or None, after ``refuse(reason)`` told the client why
-        (reason: ``"bypass"`` or ``"unreachable"``) and the cause was logged."""
+        (reason: ``"bypass"`` or ``"unreachable"``; a missing chain, hop, bypass, resolver or
+        hosts is "unreachable") and the cause was logged."""
         try:
             return self.router.dial(network, target, ctx)
         except BypassError:
             ctx.log.info("bypass", dst=target)
             refuse("bypass")
+        except MissingReference as exc:
+            refused(ctx.log, exc, service=ctx.service, client=ctx.client_ip, dst=target)
+            refuse("unreachable")
         except DialError as exc:
             ctx.log.error(str(exc), dst=target)
             refuse("unreachable")

@@ -6,7 +6,8 @@ Rules (go-gost/x auth/auth.go, auth/whitelist.go, config/parsing/auth):
 2. A user whose password is "" passes with any password; an empty table refuses everyone.
 3. A passing user's name is the client ID (it feeds the hash selector).
 4. A group passes when any member passes; members are looked up by name at use time, so an
-   auther replaced through the Web API is seen by the next connection.
+   auther replaced through the Web API is seen by the next connection. A member name that does
+   not resolve refuses every client (fail closed), skipauth networks included.
 5. ``skipauth`` (handler metadata): clients whose IP is in one of the listed IPs/CIDRs/ranges pass
    without credentials and get no client ID.
 Passwords are compared in constant time, and unknown users cost the same compare, so timing
@@ -15,6 +16,7 @@ reveals neither a password prefix nor which user names exist.
 import hmac
 import os
 
+from .group import LateGroup
 from .matcher import Matcher, is_ip_rule
 from .source import LineSource
 
@@ -88,20 +90,24 @@ class Auther:
         return _check(users, username or "", password)
 
 
-class AutherGroup:
-    """Any member passes (GOST's group rule); member names are looked up at use time."""
+class AutherGroup(LateGroup):
+    """Any member passes (GOST's group rule); member names are looked up at use time. A member
+    that does not resolve raises MissingReference: the handler refuses every client."""
+
+    kind = "authers"
 
     def __init__(self, names, registries):
-        self.names = list(names)
-        self.registries = registries
+        super().__init__(names, registries)
+
+    @property
+    def names(self):
+        return self.members
 
     def authenticate(self, username, password, client=None):
-        for n in self.names:
-            a = self.registries.authers.get(n)
-            if a is not None:
-                cid = a.authenticate(username, password, client)
-                if cid is not None:
-                    return cid
+        for a in self._live():
+            cid = a.authenticate(username, password, client)
+            if cid is not None:
+                return cid
         return None
 
 
@@ -116,8 +122,15 @@ class SkipAuth:
     def skips(self, client):
         return bool(client) and self.networks.match(client.strip("[]").split("%", 1)[0])
 
+    def check(self):
+        """A missing auther refuses skipped clients too (fail closed)."""
+        check = getattr(self.auther, "check", None)
+        if check is not None:
+            check()
+
     def authenticate(self, username, password, client=None):
         if self.skips(client):
+            self.check()
             return ""
         return self.auther.authenticate(username, password, client) if self.auther is not None else None
 

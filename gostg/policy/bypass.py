@@ -17,7 +17,7 @@ lazily, on use); the matcher is rebuilt only when the file changed. ``redis``, `
 ``plugin`` sources are not supported.
 """
 from .admission import Admission, AdmissionGroup
-from .group import LateGroup
+from .group import LateGroup, lookup
 from .matcher import Matcher
 from .source import LineSource
 
@@ -92,11 +92,13 @@ class BypassGroup(LateGroup):
 
 def bypass_hit(bypass, registries, network, address):
     """The check callers make: ``bypass`` is a BypassGroup, a Bypass, a bypass name (looked
-    up now) or None (no bypass)."""
-    if not bypass or not address:
+    up now) or None (no bypass). A name that does not resolve raises MissingReference."""
+    if not bypass:
         return False
     if isinstance(bypass, str):
-        bypass = registries.bypasses.get(bypass) if registries is not None else None
-        if bypass is None:
-            return False
+        bypass = lookup(registries, "bypasses", bypass)   # missing: MissingReference, never "no bypass"
+    elif not address and isinstance(bypass, LateGroup):
+        bypass.check()    # no address to judge (a forwarder's pick, an association): names must still resolve
+    if not address:
+        return False
     return bypass.contains(network, address)
