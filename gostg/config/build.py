@@ -296,7 +296,7 @@ def _build_resolver(o, path, registries=None):
 
 
 def build_object(kind, o, path, registries):
-    return OBJECT_BUILDERS[kind](o, path, registries)
+    return OBJECT_BUILDERS[kind](schema.normalize(o, schema.TOP[kind].item), path, registries)
 
 
 def _auther(part, path, registries, md=None):
@@ -318,6 +318,7 @@ def _auther(part, path, registries, md=None):
 
 def build_service(o, path, registries, log):
     """→ a Service, not yet bound (see ``bind_service``) nor serving."""
+    o = schema.normalize(o, schema.SERVICE)
     h, lst = _map(o, "handler", path), _map(o, "listener", path)
     hpath, lpath = f"{path}.handler", f"{path}.listener"
     hcls = _type(handlers, h, hpath, "auto")

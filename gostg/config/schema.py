@@ -376,7 +376,7 @@ FAMILY = {
                 "rudp": "forward", "ssu": "ss"},
     "listener": {"wss": "ws", "mtls": "mux", "mws": "mux", "mwss": "mux", "h2c": "h2", "rtcp": "remote",
                  "rudp": "remote"},
-    "connector": {"socks": "socks5", "socks4a": "socks4", "forward": "base", "tcp": "base", "socks4": "base",
+    "connector": {"socks": "socks5", "socks4a": "base", "forward": "base", "tcp": "base", "socks4": "base",
                   "ssu": "ss"},
     "dialer": {"wss": "ws", "mtls": "mux", "mws": "mux", "mwss": "mux", "h2c": "h2"},
 }
@@ -462,3 +462,27 @@ def md_owners():
 
 
 _OWNERS = None
+
+
+def normalize(o, spec):
+    """A copy of mapping ``o`` with each declared key in its canonical spelling (GOST reads keys
+    case-insensitively: ``certfile`` is ``certFile``); nested objects too, metadata untouched."""
+    if not isinstance(o, dict):
+        return o
+    index = {}
+    for key in spec.values():
+        index.setdefault(key.name.lower(), key)
+    out = {}
+    for k, v in o.items():
+        key = index.get(str(k).lower())
+        if key is None:
+            out[k] = v
+            continue
+        if key.fields is not None and isinstance(v, dict):
+            v = normalize(v, key.fields)
+        elif key.item is not None and isinstance(v, list):
+            v = [normalize(x, key.item) for x in v]
+        if key.name in out and k != key.name:
+            continue  # the canonical spelling, when both are given, wins
+        out[key.name] = v
+    return out

@@ -1,0 +1,247 @@
+"""The declared schema, table-driven: for every top-level object and every registered type, a
+typo'd key warns with the right suggestion, a missing required key errors with its path, and a
+GOST feature gostg does not build errors or warns as the schema says."""
+import copy
+
+import pytest
+
+from gostg import builtins
+from gostg.config import schema as S
+from gostg.config.metadata import Metadata
+from gostg.config.validate import ERROR, WARNING, addr_problem, suggest, validate
+
+#: a minimal valid object of each top-level list kind
+MINIMAL = {
+    "services": {"name": "s", "addr": "127.0.0.1:1080", "handler": {"type": "socks5"}, "listener": {"type": "tcp"}},
+    "chains": {"name": "c", "hops": [{"name": "h", "nodes": [{"name": "n", "addr": "127.0.0.1:1"}]}]},
+    "hops": {"name": "h", "nodes": [{"name": "n", "addr": "127.0.0.1:1"}]},
+    "authers": {"name": "a", "auths": [{"username": "u", "password": "p"}]},
+    "admissions": {"name": "a", "matchers": ["127.0.0.1"]},
+    "bypasses": {"name": "b", "matchers": ["example.com"]},
+    "resolvers": {"name": "r", "nameservers": [{"addr": "udp://127.0.0.1:53"}]},
+    "hosts": {"name": "h", "mappings": [{"ip": "127.0.0.1", "hostname": "example.com"}]},
+    "limiters": {"name": "l", "limits": ["$ 1MB 1MB"]},
+    "climiters": {"name": "l", "limits": ["$ 10"]},
+    "rlimiters": {"name": "l", "limits": ["$ 10"]},
+}
+
+
+def problems(cfg, level=None):
+    return [(p.level, str(p)) for p in validate(cfg) if level is None or p.level == level]
+
+
+def typo(name):
+    """A plausible typo: one letter dropped from the middle."""
+    i = len(name) // 2
+    return name[:i] + name[i + 1:]
+
+
+def test_minimal_objects_are_clean():
+    for kind, o in MINIMAL.items():
+        assert problems({kind: [o]}) == [], kind
+
+
+def _typo_cases():
+    for kind, o in MINIMAL.items():
+        spec = S.TOP[kind].item
+        for key in spec.values():
+            if len(key.name) >= 5 and key.status == S.BUILT:
+                yield kind, key.name
+
+
+@pytest.mark.parametrize("kind, key", list(_typo_cases()))
+def test_typo_in_each_object_warns_with_suggestion(kind, key):
+    o = copy.deepcopy(MINIMAL[kind])
+    bad = typo(key)
+    o[bad] = "x"
+    found = [p for p in validate({kind: [o]}) if p.path == f"{kind}[0].{bad}"]
+    assert found and found[0].level == WARNING, (kind, key, problems({kind: [o]}))
+    assert found[0].suggestion in S.TOP[kind].item[key].names() or found[0].suggestion == key, found[0]
+    assert f"did you mean {found[0].suggestion!r}" in found[0].message
+
+
+@pytest.mark.parametrize("kind", list(MINIMAL))
+def test_missing_name_is_an_error_with_path(kind):
+    o = copy.deepcopy(MINIMAL[kind])
+    del o["name"]
+    assert (ERROR, f"{kind}[0].name: is required") in problems({kind: [o]})
+
+
+@pytest.mark.parametrize("cfg, expected", [
+    ({"services": [{"name": "s", "adr": "127.0.0.1:1"}]},
+     [(WARNING, "services[0].adr: unknown key (did you mean 'addr'?)"), (ERROR, "services[0].addr: is required")]),
+    ({"services": [{"name": "s", "addr": "127.0.0.1"}]},
+     [(ERROR, "services[0].addr: address '127.0.0.1' has no port (e.g. 127.0.0.1:1080 or :1080)")]),
+    ({"services": [{"name": "s", "addr": ":1", "handlr": {"type": "http"}}]},
+     [(WARNING, "services[0].handlr: unknown key (did you mean 'handler'?)")]),
+    ({"chains": [{"name": "c", "hops": [{"name": "h", "nodes": [{"name": "n"}]}]}]},
+     [(ERROR, "chains[0].hops[0].nodes[0].addr: is required")]),
+    ({"hops": [{"name": "h", "selector": {"strategy": "rund"}}]},
+     [(ERROR, "hops[0].selector.strategy: unknown value 'rund' (did you mean 'round'?) "
+              "(one of: round, rr, rand, random, fifo, ha, hash)")]),
+    ({"services": [{"name": "s", "addr": ":1", "metadata": {"readTimeout": "abc"}}]},
+     [(ERROR, "services[0].metadata.readTimeout: bad duration 'abc' (e.g. 10s, 1m30s, 500ms)")]),
+    ({"services": [{"name": "s", "addr": ":1", "handler": {"type": "socks5", "metadata": {"udp": "maybe"}}}]},
+     [(ERROR, "services[0].handler.metadata.udp: must be true or false, not 'maybe'")]),
+    ({"services": [{"name": "s", "addr": ":1", "handler": {"retries": "x"}}]},
+     [(ERROR, "services[0].handler.retries: must be an integer, not 'x'")]),
+    ({"services": "nope"}, [(ERROR, "services: must be a list, not a string")]),
+    ({"services": [{"name": "a", "addr": ":1"}, {"name": "a", "addr": ":2"}]},
+     [(ERROR, "services[1].name: duplicate name 'a'")]),
+    ({"api": {"adr": ":18080"}},
+     [(WARNING, "api.adr: unknown key (did you mean 'addr'?)"), (ERROR, "api.addr: is required")]),
+    ({"log": {"level": "verbose"}},
+     [(ERROR, "log.level: unknown value 'verbose' (one of: trace, debug, info, warn, warning, error, fatal)")]),
+    ({"servces": []}, [(WARNING, "servces: unknown key (did you mean 'services'?)")]),
+])
+def test_verdicts(cfg, expected):
+    got = [p for p in problems(cfg) if "does not exist" not in p[1]]
+    assert got == expected
+
+
+def test_case_insensitive_keys_as_gost():
+    """GOST reads YAML keys case-insensitively (viper): ``certfile`` is ``certFile``."""
+    cfg = {"services": [{"name": "s", "addr": ":1", "listener": {"type": "tls", "tls": {"certfile": "c.pem"}}}]}
+    assert problems(cfg) == []
+
+
+def _md_cases():
+    for kind, types in builtins.MODULES.items():
+        for t in types:
+            for lname, key in S.component_md(kind, t).items():
+                if key.status == S.BUILT and lname == key.name.lower() and len(key.name) >= 5:
+                    yield kind, t, key.name
+
+
+def _with_md(kind, t, md):
+    if kind in ("handler", "listener"):
+        svc = {"name": "s", "addr": ":1", "handler": {"type": "auto"}, "listener": {"type": "tcp"}}
+        svc[kind] = {"type": t, "metadata": md}
+        return {"services": [svc]}
+    node = {"name": "n", "addr": "127.0.0.1:1", "connector": {"type": "http"}, "dialer": {"type": "tcp"}}
+    node[kind] = {"type": t, "metadata": md}
+    return {"hops": [{"name": "h", "nodes": [node]}]}
+
+
+@pytest.mark.parametrize("kind, t, key", list(_md_cases()))
+def test_typo_in_each_types_metadata_warns_with_suggestion(kind, t, key):
+    bad = typo(key)
+    if bad.lower() in S.md_owners():
+        pytest.skip(f"{bad} is itself a key")
+    found = [p for p in validate(_with_md(kind, t, {bad: "1"})) if p.path.endswith(f"metadata.{bad}")]
+    assert found and found[0].level == WARNING, found
+    assert found[0].suggestion is not None and found[0].suggestion.lower() in S.md_owners(), found[0]
+
+
+@pytest.mark.parametrize("kind, t, key", list(_md_cases()))
+def test_each_declared_key_is_accepted(kind, t, key):
+    k = S.component_md(kind, t)[key.lower()]
+    value = {S.BOOL: "true", S.INT: "1", S.DURATION: "1s", S.MAP: {}, S.STRLIST: ["a"]}.get(k.kind, "x")
+    if k.choices:
+        value = [c for c in k.choices if c][0]
+    assert [p for p in validate(_with_md(kind, t, {key: value})) if "metadata" in p.path] == []
+
+
+def _unbuilt_top():
+    for name, key in S.TOP.items():
+        if key.status in (S.UNBUILT_ERROR, S.UNBUILT_WARN):
+            yield name, key
+    for kind in MINIMAL:
+        for name, key in S.TOP[kind].item.items():
+            if key.status in (S.UNBUILT_ERROR, S.UNBUILT_WARN):
+                yield f"{kind}.{name}", key
+
+
+@pytest.mark.parametrize("where, key", list(_unbuilt_top()), ids=lambda x: x if isinstance(x, str) else "")
+def test_unbuilt_gost_feature_errors_or_warns_per_rule(where, key):
+    value = {S.LIST: [{"name": "x"}], S.MAP: {"addr": "127.0.0.1:1"}, S.BOOL: True, S.INT: 1,
+             S.STRLIST: ["x"]}.get(key.kind, "x")
+    if "." in where:
+        kind, name = where.split(".")
+        o = copy.deepcopy(MINIMAL[kind])
+        o[name] = value
+        cfg, path = {kind: [o]}, f"{kind}[0].{name}"
+    else:
+        cfg, path = {where: value}, where
+    found = [p for p in validate(cfg) if p.path == path]
+    assert found, problems(cfg)
+    assert found[0].level == (ERROR if key.status == S.UNBUILT_ERROR else WARNING)
+    assert "not built by gostg yet" in found[0].message and "https://gost.run/en/" in found[0].message
+    if key.status == S.UNBUILT_WARN:
+        assert "not active" in found[0].message
+
+
+def test_rule_routing_and_auth_features_error_observational_warn():
+    """The rule written once in the schema: who gets in / where traffic goes → error."""
+    for name in ("ingresses", "routers", "sds", "quotas"):
+        assert S.TOP[name].status == S.UNBUILT_ERROR, name
+    for name in ("recorders", "observers", "loggers", "metrics", "profiling"):
+        assert S.TOP[name].status == S.UNBUILT_WARN, name
+    for kind in ("authers", "admissions", "bypasses", "hosts", "limiters"):
+        for loader in ("plugin", "redis", "http"):
+            assert S.TOP[kind].item[loader].status == S.UNBUILT_ERROR, (kind, loader)
+    assert S.SERVICE["interface"].status == S.UNBUILT_ERROR
+    assert S.MD_HANDLER_BASE["sniffing"].status == S.UNBUILT_ERROR
+    assert S.FORWARD_NODE["matcher"].status == S.UNBUILT_ERROR
+
+
+@pytest.mark.parametrize("kind", ["handler", "listener", "connector", "dialer"])
+def test_unbuilt_and_unknown_types(kind):
+    built = set(builtins.MODULES[kind])
+    for t in sorted(S.GOST_TYPES[kind] - built):
+        found = [p for p in validate(_with_md(kind, t, {})) if p.path.endswith(f"{kind}.type")]
+        assert found and found[0].level == ERROR
+        assert f"{kind} type {t!r} is not built by gostg yet" in found[0].message
+        assert S.type_docs(kind, t) in found[0].message
+    name = {"handler": "sock5", "listener": "tsl", "connector": "sock5", "dialer": "tsl"}[kind]
+    found = [p for p in validate(_with_md(kind, name, {})) if p.path.endswith(f"{kind}.type")]
+    assert found[0].level == ERROR and found[0].message.startswith(f"unknown {kind} {name!r} (did you mean")
+
+
+def test_every_built_type_has_declared_metadata():
+    """builtins and the schema agree: each built type maps to a metadata family."""
+    for kind, types in builtins.MODULES.items():
+        for t in types:
+            fam = S.FAMILY.get(kind, {}).get(t, t)
+            assert (kind, fam) in S.COMPONENT_MD, (kind, t)
+
+
+def test_metadata_refuses_undeclared_reads():
+    md = Metadata({"udp": "true", "other": 1}, S.component_md("handler", "socks5"))
+    assert md.bool("udp") is True
+    with pytest.raises(KeyError, match="not declared"):
+        md.str("other")
+
+
+def test_cli_copies_are_reported_once():
+    from gostg.config.cmdline import from_args
+    cfg = from_args(["socks5://:1080?bogusKey=1"], [])
+    assert [str(p) for p in validate(cfg)] == ["services[0].metadata.bogusKey: unknown metadata key"]
+
+
+@pytest.mark.parametrize("addr, ok", [(":1080", True), ("127.0.0.1:1080", True), ("[::1]:1080", True),
+                                      ("1080-1090", False), (":1080-1090", True), ("127.0.0.1", False),
+                                      ("::1", False), ("h:99999", False), ("h:x", False)])
+def test_addr_problem(addr, ok):
+    assert (addr_problem(addr) is None) == ok
+
+
+def test_suggest():
+    assert suggest("adr", ["addr", "name"]) == "addr"
+    assert suggest("zzzz", ["addr", "name"]) is None
+
+
+def test_normalize_gives_canonical_spelling():
+    o = {"ADDR": ":1", "Handler": {"Type": "http", "metadata": {"UDP": True}}, "unknownKey": 1}
+    assert S.normalize(o, S.SERVICE) == {"addr": ":1", "handler": {"type": "http", "metadata": {"UDP": True}},
+                                         "unknownKey": 1}
+
+
+def test_reference_docs_are_current():
+    """docs/config-reference.md is generated from the schema (python -m gostg.config.docs)."""
+    import os
+
+    from gostg.config import docs
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "config-reference.md")
+    with open(path, encoding="utf-8") as f:
+        assert f.read() == docs.render(), "run: .venv/bin/python -m gostg.config.docs > docs/config-reference.md"
