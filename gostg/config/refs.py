@@ -43,13 +43,17 @@ def _d(o, key):
     return v if isinstance(v, dict) else {}
 
 
+#: reference keys whose value is a list of names (the others name one object)
+LIST_KEYS = frozenset({"authers", "admissions", "bypasses"})
+
+
 def _refs_of(o, path, keys):
     """(path, kind, name) for each ``key`` of ``o`` in ``keys`` ({key: kind}); list-valued
     keys (``bypasses``) give ``path.key[i]``."""
     for key, kind in keys.items():
         v = o.get(key) if isinstance(o, dict) else None
-        if isinstance(v, str):
-            if v:
+        if key not in LIST_KEYS:
+            if isinstance(v, str) and v:
                 yield f"{path}.{key}", kind, v
         elif isinstance(v, list):
             for i, n in enumerate(v):
