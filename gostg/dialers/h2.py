@@ -31,17 +31,13 @@ class H2Dialer(H2SessionDialer):
             status, _ = st.response()
             if status != 200:
                 raise DialError(f"h2 tunnel: server answered {status}")
-        except (OSError, ProtocolError) as exc:
+        except BaseException as exc:
             if st is not None:
                 st.close()
             if session.private:
                 session.close()
-            raise DialError(f"h2 tunnel: {exc}") from exc
-        except BaseException:
-            if st is not None:
-                st.close()
-            if session.private:
-                session.close()
+            if isinstance(exc, (OSError, ProtocolError)):
+                raise DialError(f"h2 tunnel: {exc}") from exc
             raise
         st.owns_session = session.private
         return st

@@ -2,24 +2,22 @@
 ``h2``/``h2c`` tunnel dialers (dialers/h2.py) build on.
 
 Rules:
-1. One HTTP/2 connection per dialer (a dialer belongs to one node): ``dial`` returns the live
-   session, or makes one under a lock so concurrent dials wait for the first; a dead session
-   (closed, or told GOAWAY) is replaced.
+1. One HTTP/2 connection per dialer (a dialer belongs to one node, see dialers/session.py):
+   ``dial`` returns a ``SessionRef`` to the live session; a dead session (closed, or told
+   GOAWAY) is replaced.
 2. ``http2``: ``handshake`` passes the session on; the ``http2`` connector opens the stream
    (CONNECT to the target).
 3. As a later hop (over a previous hop's stream) the session is private to the one tunnel
    and closes with it.
 """
 from gevent import socket
-from gevent.lock import Semaphore
 
 from ..errors import DialError
 from ..transport.mux.h2 import H2Session, SessionRef
 from ..core.registry import dialers
-from ..core.router import dial_tcp
 from ..transport.tlsconf import client_context
 from ..transport.tls import TLSConn
-from .base import Dialer
+from .session import SessionDialer
 
 ALPN = ["h2"]
 
@@ -30,8 +28,7 @@ def extra_headers(md):
     return [(str(k).lower(), str(v)) for k, v in h.items()] if isinstance(h, dict) else []
 
 
-class H2SessionDialer(Dialer):
-    multiplex = True
+class H2SessionDialer(SessionDialer):
     #: TLS with ALPN h2 under HTTP/2 (``h2c`` speaks it in cleartext)
     secure = True
 
@@ -41,8 +38,6 @@ class H2SessionDialer(Dialer):
             self.context = client_context(tls)
             self.context.set_alpn_protocols(ALPN)
             self.server_name = (tls or {}).get("serverName") or None
-        self.session = None
-        self.lock = Semaphore()
 
     def _tls(self, conn):
         try:
@@ -62,22 +57,10 @@ class H2SessionDialer(Dialer):
     def _new_session(self, conn):
         return H2Session(self._tls(conn) if self.secure else conn, client=True).start()
 
-    def dial(self, addr, timeout):
-        return self.dial_through(lambda: dial_tcp(addr, timeout), timeout)
-
-    def dial_through(self, reach, timeout):
-        """The shared session (made over ``reach()`` when missing or dead), also when this
-        node is a later hop: the route restarts here, as GOST's does."""
-        with self.lock:
-            s = self.session
-            if s is None or not s.alive:
-                conn = reach()
-                try:
-                    s = self.session = self._new_session(conn)
-                except BaseException:
-                    conn.close()
-                    raise
-            return SessionRef(s)
+    def _for_route(self, session):
+        """The shared session, also when this node is a later hop: the route restarts here,
+        as GOST's does."""
+        return SessionRef(session)
 
     def session_for(self, conn):
         """The shared session ``dial`` gave, or a private one over a previous hop's stream."""
@@ -86,12 +69,6 @@ class H2SessionDialer(Dialer):
         s = self._new_session(conn)
         s.private = True
         return s
-
-    def close(self):
-        with self.lock:
-            if self.session is not None:
-                self.session.close()
-                self.session = None
 
 
 @dialers.register("http2")

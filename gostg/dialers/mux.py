@@ -1,31 +1,22 @@
 """Multiplexing dialers: ``mtls``, ``mws``, ``mwss`` — the client side of the listeners of the
 same names (as GOST's, smux version 1).
 
-Rules:
-1. One session per dialer (a dialer belongs to one node): ``dial`` returns the live session,
-   or makes one (TCP, the transport handshake, smux) under a lock, so concurrent dials wait
-   for the first instead of each opening a connection; a dead session is replaced.
+Rules (one session per node, kept across routes: see dialers/session.py):
+1. ``dial`` returns the node's smux session (TCP, the transport handshake, smux).
 2. ``handshake`` opens a new stream on that session: every route through the node is one
    stream of the same connection.
-3. As a later hop the route is restarted at this node, as GOST does (chain.Route rule 2a):
-   ``dial_through(reach)`` keeps the session too, made over ``reach()`` (a conn through the
-   previous hops), so every route through the node shares it.
 GOST metadata: the transport's (``path``, ``host``, ``header`` …) plus ``mux.maxFrameSize``,
 ``mux.maxReceiveBuffer``, ``mux.keepaliveDisabled``, ``mux.keepaliveInterval``,
 ``mux.keepaliveTimeout`` (or the older ``muxMaxFrameSize`` … spellings); ``mux.version`` must be 1."""
-from gevent.lock import Semaphore
-
 from ..errors import DialError
 from ..transport.mux.smux import MuxConfig, Session
 from ..core.registry import dialers
-from ..core.router import dial_tcp
-from .base import Dialer
+from .session import SessionDialer
 from .tls import TLSDialer
 from .ws import WSDialer, WSSDialer
 
 
-class MuxDialer(Dialer):
-    multiplex = True
+class MuxDialer(SessionDialer):
     #: the dialer whose handshake makes the transport under the session
     transport_class = TLSDialer
 
@@ -33,8 +24,6 @@ class MuxDialer(Dialer):
         super().__init__(md, auth, tls)
         self.transport = self.transport_class(md, auth, tls)
         self.mux_config = MuxConfig.from_md(md)
-        self.session = None
-        self.lock = Semaphore()
 
     # build.py sets node_addr after construction: the transport needs it (ws Host header)
     @property
@@ -48,24 +37,6 @@ class MuxDialer(Dialer):
     def _new_session(self, conn):
         return Session(self.transport.handshake(conn), client=True, config=self.mux_config).start()
 
-    def dial(self, addr, timeout):
-        return self.dial_through(lambda: dial_tcp(addr, timeout), timeout)
-
-    def dial_through(self, reach, timeout):
-        """The live session, or a new one over ``reach()`` (rule 1)."""
-        with self.lock:
-            s = self.session
-            if s is not None and s.alive:
-                return s
-            self.session = None
-            conn = reach()
-            try:
-                self.session = self._new_session(conn)
-            except BaseException:
-                conn.close()
-                raise
-            return self.session
-
     def handshake(self, conn):
         if isinstance(conn, Session):
             try:
@@ -77,12 +48,6 @@ class MuxDialer(Dialer):
         stream = session.open()
         stream.owns_session = True
         return stream
-
-    def close(self):
-        with self.lock:
-            if self.session is not None:
-                self.session.close()
-                self.session = None
 
 
 @dialers.register("mtls")

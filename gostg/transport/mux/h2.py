@@ -35,9 +35,9 @@ import hyperframe.exceptions
 import hyperframe.frame
 from gevent import socket
 from gevent.event import Event
-from gevent.lock import Semaphore
 
 from ...errors import ProtocolError
+from .session import MuxSession, MuxStream
 
 #: bytes read off the conn at a time
 READ_SIZE = 256 * 1024
@@ -69,35 +69,24 @@ _H2_ERRORS = (h2.exceptions.H2Error, hpack.HPACKError, hyperframe.exceptions.Hyp
 _STREAM_GONE = (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError)
 
 
-class H2Stream:
+class H2Stream(MuxStream):
     """One HTTP/2 stream: the conn interface (no ``fileno``: it is not a socket).
 
     Server side: ``headers`` holds the request (``method``, ``authority``, ``path`` and
     ``scheme`` are its pseudo-headers); ``respond`` answers it. Client side: ``response()``
     waits for the answer's ``(status, headers)``."""
 
-    __slots__ = ("session", "sid", "chunks", "head", "ready", "wnd", "remote_ended", "local_ended",
-                 "reset", "closed", "timeout", "headers", "resp_headers", "owns_session")
+    __slots__ = ("chunks", "head", "wnd", "local_ended", "headers", "resp_headers")
+    kind = "h2"
 
     def __init__(self, session, sid, headers=None):
-        self.session = session
-        self.sid = sid
+        super().__init__(session, sid)
         self.chunks = deque()     # received DATA payloads not read yet
         self.head = 0             # offset read into chunks[0]
-        self.ready = Event()      # bytes arrived, or the stream ended
         self.wnd = Event()        # the peer opened its window, or the stream ended
-        self.remote_ended = False
         self.local_ended = False
-        self.reset = False        # RST_STREAM either way, or the connection died
-        self.closed = False       # closed locally
-        self.timeout = None
         self.headers = headers or []
         self.resp_headers = None
-        #: a stream that is its session's only reason to exist (an HTTP/2 hop inside a chain)
-        self.owns_session = False
-
-    def __repr__(self):
-        return f"<h2 stream {self.sid}>"
 
     # --- the request / response ------------------------------------------------------------
     def header(self, name, default=None):
@@ -126,7 +115,7 @@ class H2Stream:
         """Answer the request (server side). Never blocks: the flusher sends it (rule 3)."""
         s = self.session
         if s.closed or self.reset:
-            raise BrokenPipeError(f"h2 stream {self.sid} is closed")
+            raise self._gone()
         try:
             s.h2.send_headers(self.sid, [(":status", str(status)), *headers], end_stream=end_stream)
         except _STREAM_GONE as exc:
@@ -152,24 +141,13 @@ class H2Stream:
         except ValueError:
             raise ProtocolError(f"bad :status {status[:10]!r}") from None
 
-    # --- called by the session's reader ---------------------------------------------------
-    def _push(self, data):
-        self.chunks.append(data)
-        self.ready.set()
+    # --- the conn interface ---------------------------------------------------------------
+    def _readable(self):
+        return self.chunks or self.remote_ended or self.closed
 
-    def _end(self, reset=False):
-        self.remote_ended = True
-        if reset:
-            self.reset = True
+    def _wake(self):
         self.ready.set()
         self.wnd.set()
-
-    # --- the conn interface ---------------------------------------------------------------
-    def _wait(self):
-        while not self.chunks and not self.remote_ended and not self.closed:
-            self.ready.clear()
-            if not self.ready.wait(self.timeout):
-                raise socket.timeout("timed out")
 
     def _take(self, n):
         chunk = self.chunks[0]
@@ -201,12 +179,12 @@ class H2Stream:
         s = self.session
         while mv:
             if self.closed or self.reset or self.local_ended or s.closed:
-                raise BrokenPipeError(f"h2 stream {self.sid} is closed")
+                raise self._gone()
             with s.wlock:
                 try:
                     window = s.h2.local_flow_control_window(self.sid)
                 except _STREAM_GONE:
-                    raise BrokenPipeError(f"h2 stream {self.sid} is closed") from None
+                    raise self._gone() from None
                 if window > 0:
                     n = min(window, len(mv))
                     step = s.h2.max_outbound_frame_size
@@ -237,47 +215,20 @@ class H2Stream:
             except OSError:
                 pass
 
-    def close(self):
-        if self.closed:
-            return
-        self.closed = True
-        self.ready.set()
-        self.wnd.set()
-        self.session._stream_closed(self)
-        if self.owns_session:
-            self.session.close()
 
-    def settimeout(self, t):
-        self.timeout = t
-
-    def gettimeout(self):
-        return self.timeout
-
-    def getpeername(self):
-        return self.session.conn.getpeername()
-
-
-class H2Session:
+class H2Session(MuxSession):
     """HTTP/2 over ``conn``. ``client=True`` opens streams (``open``); else ``accept`` yields
     the peer's requests."""
 
-    #: marks a conn that carries streams: Service hands each accepted stream to the handler
-    multiplex = True
+    kind = log_name = "h2"
+    noun = "connection"
 
     def __init__(self, conn, client, log=None):
-        self.conn = conn
-        self.client = client
-        self.log = log
-        self.streams = {}
-        self.closed = False
-        self.goaway = False
+        super().__init__(conn, client, log)
         #: the session exists for one stream of a chain (a later hop): not shared
         self.private = False
-        self.opened = 0
-        self.wlock = Semaphore()
         self.slot = Event()       # a stream ended: a client waiting for MAX_CONCURRENT_STREAMS
         self._kicked = Event()
-        self._reader = None
         cfg = h2.config.H2Configuration(client_side=client, header_encoding="utf-8")
         self.h2 = h2.connection.H2Connection(cfg)
         S = h2.settings.SettingCodes
@@ -288,20 +239,8 @@ class H2Session:
         self.h2.max_inbound_frame_size = MAX_FRAME
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(CONN_WINDOW - self.h2.inbound_flow_control_window)
-        self._flusher = gevent.spawn(self._flush_loop)
+        self._spawn_helper(self._flush_loop)
         self._kick()
-
-    def __repr__(self):
-        return f"<h2 session {'client' if self.client else 'server'} streams={len(self.streams)}>"
-
-    @property
-    def alive(self):
-        return not self.closed and not self.goaway
-
-    def start(self):
-        """Client side: run the reader in a greenlet of its own."""
-        self._reader = gevent.spawn(self._run_client)
-        return self
 
     # --- writing ----------------------------------------------------------------------------
     def _drain(self):
@@ -310,11 +249,7 @@ class H2Session:
             data = self.h2.data_to_send()
             if not data:
                 return
-            try:
-                self.conn.sendall(data)
-            except OSError:
-                gevent.spawn(self.close)   # not from here: the caller may be the reader's
-                raise
+            self._send(data)
 
     def _kick(self):
         self._kicked.set()
@@ -339,9 +274,7 @@ class H2Session:
                     raise BrokenPipeError("h2 session is closed")
                 if self.h2.open_outbound_streams < self.h2.remote_settings.max_concurrent_streams:
                     sid = self.h2.get_next_available_stream_id()
-                    st = H2Stream(self, sid)
-                    self.streams[sid] = st
-                    self.opened += 1
+                    st = self._add(H2Stream(self, sid))
                     try:
                         self.h2.send_headers(sid, headers, end_stream=end_stream)
                     except _H2_ERRORS as exc:
@@ -385,25 +318,7 @@ class H2Session:
         self._kick()
 
     # --- reading ----------------------------------------------------------------------------
-    def accept(self):
-        """Server side: read the conn, yield every request stream; ends when the session
-        does (then it is closed)."""
-        try:
-            yield from self._events()
-        finally:
-            self.close()
-
-    def _run_client(self):
-        try:
-            for st in self._events():
-                st.close()    # a client takes no streams (push is disabled anyway)
-        except (OSError, ProtocolError) as exc:
-            if self.log is not None:
-                self.log.debug(f"h2: connection ended: {exc}")
-        finally:
-            self.close()
-
-    def _events(self):
+    def _incoming(self):
         conn = self.conn
         streams = self.streams
         while not self.closed:
@@ -427,7 +342,8 @@ class H2Session:
                     if pad:
                         self._consumed(ev.stream_id, pad)
                     if ev.data:
-                        st._push(ev.data)
+                        st.chunks.append(ev.data)
+                        st.ready.set()
                 elif t is h2.events.WindowUpdated:
                     if ev.stream_id:
                         st = streams.get(ev.stream_id)
@@ -446,10 +362,7 @@ class H2Session:
                         st._end(reset=True)   # stays listed: close() returns its unread bytes
                     self.slot.set()
                 elif t is h2.events.RequestReceived:
-                    st = H2Stream(self, ev.stream_id, ev.headers)
-                    streams[ev.stream_id] = st
-                    self.opened += 1
-                    yield st
+                    yield self._add(H2Stream(self, ev.stream_id, ev.headers))
                 elif t is h2.events.ResponseReceived:
                     st = streams.get(ev.stream_id)
                     if st is not None:
@@ -460,38 +373,15 @@ class H2Session:
                         st.wnd.set()
                 elif t is h2.events.ConnectionTerminated:
                     self.goaway = True
-                    if self.log is not None:
-                        self.log.debug(f"h2: GOAWAY {ev.error_code!r}")
+                    self._debug(f"GOAWAY {ev.error_code!r}")
                     if not streams:
                         return
             self._kick()
 
     # --- teardown ---------------------------------------------------------------------------
-    def close(self):
-        if self.closed:
-            return
-        self.closed = True
-        streams, self.streams = self.streams, {}
-        for st in streams.values():
-            st._end(reset=True)
+    def _wake(self):
         self.slot.set()
         self._kicked.set()
-        cur = gevent.getcurrent()
-        for g in (self._flusher, self._reader):
-            if g is not None and g is not cur:
-                g.kill(block=False)
-        try:
-            self.conn.close()
-        except OSError:
-            pass
-        if self.log is not None:
-            self.log.debug(f"h2: connection closed after {self.opened} streams")
-
-    def settimeout(self, t):
-        self.conn.settimeout(t)
-
-    def getpeername(self):
-        return self.conn.getpeername()
 
 
 class SessionRef:

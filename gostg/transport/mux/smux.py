@@ -19,12 +19,11 @@ Rules (as xtaci/smux version 1, what GOST speaks by default):
 import time
 
 import gevent
-from gevent import socket
 from gevent.event import Event
-from gevent.lock import Semaphore
 
-from ...errors import ConfigError, NeedData, ProtocolError
+from ...errors import ConfigError, NeedData
 from ...protocols import smux
+from .session import MuxSession, MuxStream
 
 #: bytes read off the conn at a time
 READ_SIZE = 65536
@@ -62,51 +61,27 @@ class MuxConfig:
                    or d.keepalive_timeout)
 
 
-class Stream:
+class Stream(MuxStream):
     """One smux stream: the conn interface (no ``fileno``: it is not a socket)."""
 
-    __slots__ = ("session", "sid", "buf", "ready", "eof", "closed", "timeout", "owns_session")
+    __slots__ = ("buf",)
+    kind = "smux"
     #: shutdown cannot reach the far end (see relay._can_half_close)
     half_close = False
 
     def __init__(self, session, sid):
-        self.session = session
-        self.sid = sid
+        super().__init__(session, sid)
         self.buf = bytearray()
-        self.ready = Event()      # set when bytes arrived or the stream ended
-        self.eof = False          # the peer sent FIN, or the session died
-        self.closed = False       # closed locally
-        self.timeout = None
-        #: a stream that is its session's only reason to exist (a mux hop inside a chain)
-        self.owns_session = False
 
-    def __repr__(self):
-        return f"<smux stream {self.sid}>"
-
-    # called by the session's reader
-    def _push(self, data):
-        self.buf += data
-        self.ready.set()
-
-    def _end(self):
-        self.eof = True
-        self.ready.set()
-
-    def _wait(self):
-        while not self.buf and not self.eof and not self.closed:
-            self.ready.clear()
-            if not self.ready.wait(self.timeout):
-                raise socket.timeout("timed out")
-
-    def _consumed(self, n):
-        if n:
-            self.session._release(n)
+    def _readable(self):
+        return self.buf or self.remote_ended or self.closed
 
     def recv(self, n):
         self._wait()
         data = bytes(self.buf[:n])
         del self.buf[:n]
-        self._consumed(len(data))
+        if data:
+            self.session._release(len(data))
         return data
 
     def recv_into(self, buf, nbytes=0):
@@ -114,84 +89,42 @@ class Stream:
         n = min(nbytes or len(buf), len(self.buf))
         buf[:n] = self.buf[:n]
         del self.buf[:n]
-        self._consumed(n)
+        if n:
+            self.session._release(n)
         return n
 
     def sendall(self, data):
-        if self.closed or self.eof:
-            raise BrokenPipeError(f"smux stream {self.sid} is closed")
+        if self.closed or self.remote_ended:
+            raise self._gone()
         self.session._send_data(self.sid, data)
 
     def shutdown(self, how):
         # FIN closes a smux stream both ways: there is no half-close to send (rule 3)
         pass
 
-    def close(self):
-        if self.closed:
-            return
-        self.closed = True
-        self.ready.set()
-        self.session._stream_closed(self)
-        if self.owns_session:
-            self.session.close()
 
-    def settimeout(self, t):
-        self.timeout = t
-
-    def gettimeout(self):
-        return self.timeout
-
-    def getpeername(self):
-        return self.session.conn.getpeername()
-
-
-class Session:
+class Session(MuxSession):
     """smux over ``conn``. ``client=True`` opens streams (``open``), else accepts them (``accept``)."""
 
-    #: marks a conn that carries streams: Service hands each accepted stream to the handler
-    multiplex = True
+    kind = "smux"
 
     def __init__(self, conn, client, config=None, log=None):
-        self.conn = conn
-        self.client = client
+        super().__init__(conn, client, log)
         self.config = config or MuxConfig()
-        self.log = log
-        self.streams = {}
         self.next_sid = 1 if client else 0
-        self.closed = False
         self.buffered = 0               # bytes in stream buffers, not read yet (rule 4)
         self.drained = Event()
         self.drained.set()
-        self.wlock = Semaphore()
         self.last_rx = time.monotonic()
-        self.opened = 0                 # streams opened or accepted so far
-        self._reader = None
-        self._keepalive = None
         if self.config.keepalive_interval > 0:
-            self._keepalive = gevent.spawn(self._keepalive_loop)
-
-    def __repr__(self):
-        return f"<smux session {'client' if self.client else 'server'} streams={len(self.streams)}>"
-
-    def start(self):
-        """Client side: run the reader in a greenlet of its own."""
-        self._reader = gevent.spawn(self._run_client)
-        return self
-
-    @property
-    def alive(self):
-        return not self.closed
+            self._spawn_helper(self._keepalive_loop)
 
     # --- writing -------------------------------------------------------------------------
     def _write(self, frame):
         if self.closed:
             raise BrokenPipeError("smux session is closed")
         with self.wlock:
-            try:
-                self.conn.sendall(frame)
-            except OSError:
-                gevent.spawn(self.close)   # not from here: we may be the reader's caller
-                raise
+            self._send(frame)
 
     def _send_data(self, sid, data):
         mv = memoryview(data).cast("B")
@@ -207,9 +140,7 @@ class Session:
         self.next_sid += 2
         if self.next_sid > 0xFFFFFFFF:
             raise BrokenPipeError("smux stream ids exhausted")
-        st = Stream(self, self.next_sid)
-        self.streams[st.sid] = st
-        self.opened += 1
+        st = self._add(Stream(self, self.next_sid))
         try:
             self._write(smux.encode_frame(smux.SYN, st.sid))
         except OSError:
@@ -235,25 +166,7 @@ class Session:
             self.drained.set()
 
     # --- reading -------------------------------------------------------------------------
-    def accept(self):
-        """Server side: read the conn, yield every stream the peer opens; ends when the
-        session does (then it is closed)."""
-        try:
-            yield from self._frames()
-        finally:
-            self.close()
-
-    def _run_client(self):
-        try:
-            for st in self._frames():
-                st.close()    # a client accepts no streams
-        except (OSError, ProtocolError) as exc:
-            if self.log is not None:
-                self.log.debug(f"mux: session ended: {exc}")
-        finally:
-            self.close()
-
-    def _frames(self):
+    def _incoming(self):
         buf = bytearray()
         conn = self.conn
         max_receive = self.config.max_receive
@@ -275,14 +188,12 @@ class Session:
                     if cmd == smux.PSH:
                         st = self.streams.get(sid)
                         if st is not None and payload:
-                            st._push(payload)
+                            st.buf += payload
+                            st.ready.set()
                             self.buffered += len(payload)
                     elif cmd == smux.SYN:
                         if sid not in self.streams:
-                            st = Stream(self, sid)
-                            self.streams[sid] = st
-                            self.opened += 1
-                            yield st
+                            yield self._add(Stream(self, sid))
                     elif cmd == smux.FIN:
                         st = self.streams.get(sid)
                         if st is not None:
@@ -304,33 +215,9 @@ class Session:
                 return
             if (timeout and time.monotonic() - self.last_rx > timeout
                     and self.buffered < self.config.max_receive):
-                if self.log is not None:
-                    self.log.debug("mux: keepalive timeout")
+                self._debug("keepalive timeout")
                 gevent.spawn(self.close)
                 return
 
-    # --- teardown ------------------------------------------------------------------------
-    def close(self):
-        if self.closed:
-            return
-        self.closed = True
-        streams, self.streams = self.streams, {}
-        for st in streams.values():
-            st._end()
+    def _wake(self):
         self.drained.set()
-        cur = gevent.getcurrent()
-        for g in (self._keepalive, self._reader):
-            if g is not None and g is not cur:
-                g.kill(block=False)
-        try:
-            self.conn.close()
-        except OSError:
-            pass
-        if self.log is not None:
-            self.log.debug(f"mux: session closed after {self.opened} streams")
-
-    def settimeout(self, t):
-        self.conn.settimeout(t)
-
-    def getpeername(self):
-        return self.conn.getpeername()
