@@ -1,7 +1,9 @@
-from gevent import monkey
+"""``python -m gostg``: the same as the ``gostg`` command (gevent patched first)."""
+if __name__ == "__main__":
+    from gevent import monkey
 
-monkey.patch_all()
+    monkey.patch_all()
 
-from gostg.cli import main  # noqa: E402
+    from gostg.cli import main
 
-raise SystemExit(main())
+    raise SystemExit(main())

@@ -15,46 +15,116 @@ Options:
   --api <addr>      Web API address, [user:pass@][host]:port[?pathPrefix=/api&accesslog=true]
   --metrics <addr>  Prometheus metrics address
   -R <duration>     reload the config periodically
+  --check           check the config (-C, -L, -F) without binding anything, print every problem
   -V                print the version and exit
-  -h                show this help
+  -h --help         show this help
 
 Arguments split by -- run as separate processes, each with its own chain.
+Exit status 1 on any error, printed once on stderr as "gostg: config error: <where>: <what>".
 """
-import json
+# Only the standard library at import time: run() (the console script) must patch gevent
+# before the rest of gostg, the libraries it drives and their stdlib imports are loaded.
 import os
 import platform
 import sys
 
-import gevent
-import yaml
-from docopt import DocoptExit, docopt
-
 from . import __version__
-from .config import cmdline, load, model
-from .errors import ChangeError, ConfigError
-from .config.metadata import parse_duration
-from .observe.log import make_logger
-from .process import split_groups, supervise
-from .runtime import Gost
 
-#: Go's flag package accepts -flag, --flag and -flag=value; docopt wants GNU style
-_LONG = {"-api": "--api", "-metrics": "--metrics", "-DD": "--DD", "--D": "-D", "--L": "-L", "--F": "-F",
-         "--C": "-C", "--O": "-O", "--V": "-V", "--R": "-R"}
+#: every flag GOST's command line has (canonical spelling) → whether it takes a value
+FLAGS = {"-L": True, "-F": True, "-C": True, "-O": True, "-R": True, "--api": True, "--metrics": True,
+         "-D": False, "--DD": False, "-V": False, "-h": False, "--check": False}
+#: flags that add up when repeated; any other repeated flag takes its last value (Go's flag)
+REPEATABLE = ("-L", "-F", "-C")
+#: Go's flag package accepts -flag and --flag alike; docopt wants one spelling
+_ALIASES = {"-api": "--api", "-metrics": "--metrics", "-DD": "--DD", "-check": "--check", "--help": "-h",
+            "-help": "-h", "--h": "-h", "--D": "-D", "--L": "-L", "--F": "-F", "--C": "-C", "--O": "-O",
+            "--V": "-V", "--R": "-R"}
+#: strconv.ParseBool, which Go's flag uses for -flag=value of a boolean flag
+_BOOL_WORDS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
+OUTPUT_FORMATS = ("yaml", "json")
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (unknown flag, missing value): ``flag`` and ``msg``."""
+
+    def __init__(self, flag, msg):
+        super().__init__(f"{flag}: {msg}" if flag else msg)
+        self.flag, self.msg = flag, msg
+
+
+def _scan(argv):
+    """→ ({canonical flag: value}, [UsageError]) for one argument group, GOST's flag rules:
+    ``-flag value``, ``-flag=value``, ``--flag``; a repeated single-valued flag keeps its last
+    value; ``-L/-F/-C`` accumulate. Scanning goes on past errors so -V and -h are always seen."""
+    opts = {f: [] for f in REPEATABLE}
+    errors = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        i += 1
+        if not a.startswith("-") or a == "-":
+            errors.append(UsageError("", f"unexpected argument {a!r} (every value follows its flag, e.g. -L {a})"))
+            continue
+        flag, eq, val = a.partition("=")
+        flag = _ALIASES.get(flag, flag)
+        if flag not in FLAGS and len(a) > 2 and a[:2] in FLAGS and FLAGS[a[:2]]:
+            flag, eq, val = a[:2], "=", a[2:]   # -Lsocks5://:1080, as docopt and getopt take it
+        if flag not in FLAGS:
+            errors.append(UsageError(a.partition("=")[0], "unknown flag"))
+            continue
+        if not FLAGS[flag]:
+            if eq:
+                b = _BOOL_WORDS.get(val.lower())
+                if b is None:
+                    errors.append(UsageError(flag, f"invalid boolean value {val!r}"))
+                    continue
+                opts[flag] = b
+            else:
+                opts[flag] = True
+            continue
+        if not eq:
+            if i >= len(argv):
+                errors.append(UsageError(flag, "flag needs an argument"))
+                continue
+            val = argv[i]
+            i += 1
+        if flag in REPEATABLE:
+            opts[flag].append(val)
+        else:
+            opts[flag] = val
+    return opts, errors
 
 
 def normalize(argv):
+    """GOST-style arguments → the canonical argv the usage above parses (docopt): one
+    spelling per flag, ``-flag value`` pairs, one occurrence of each single-valued flag (the
+    last one given). Raises :class:`UsageError` for an unknown flag or a missing value."""
+    opts, errors = _scan(argv)
+    if errors:
+        raise errors[0]
     out = []
-    for a in argv:
-        if a.startswith("-") and "=" in a and not a.startswith("--="):
-            flag, val = a.split("=", 1)
-            flag = _LONG.get(flag, flag)
-            if flag.startswith("--"):
-                out.append(f"{flag}={val}")
-            else:
-                out.extend([flag, val])
-            continue
-        out.append(_LONG.get(a, a))
+    for flag, takes_value in FLAGS.items():
+        v = opts.get(flag)
+        if flag in REPEATABLE:
+            for x in v:
+                out.extend([flag, x])
+        elif takes_value and v is not None:
+            out.append(f"{flag}={v}" if flag.startswith("--") else flag)
+            if not flag.startswith("--"):
+                out.append(v)
+        elif not takes_value and v:
+            out.append(flag)
     return out
+
+
+def parse(argv):
+    """→ docopt's argument dict for one argument group (raises UsageError)."""
+    from docopt import DocoptExit, docopt
+
+    try:
+        return docopt(__doc__, argv=normalize(argv), default_help=False)
+    except DocoptExit:
+        raise UsageError("", "cannot parse the command line") from None
 
 
 def version():
@@ -62,7 +132,38 @@ def version():
     return f"gostg {__version__} (python {platform.python_version()} {sys.platform}/{machine})"
 
 
+def usage():
+    return __doc__.strip()
+
+
+# -- reporting: one format, once, on stderr ----------------------------------------------------
+
+def _text(path, msg, suggestion=None):
+    if suggestion and "did you mean" not in msg:
+        msg = f"{msg} (did you mean {suggestion!r}?)"
+    return f"{path}: {msg}" if path else msg
+
+
+def say(level, path, msg, suggestion=None):
+    """Print ``gostg: config <level>: <path>: <msg>`` on stderr (level: error or warning)."""
+    print(f"gostg: config {level}: {_text(path, msg, suggestion)}", file=sys.stderr, flush=True)
+
+
+def report(problems):
+    """Print each validation problem once; → True if any is an error."""
+    for p in problems:
+        say(p.level, p.path, p.message, p.suggestion)
+    return any(p.level == "error" for p in problems)
+
+
+# -- the config -----------------------------------------------------------------------------
+
 def build_config(args, stdin=None):
+    """The merged config model of the -C sources, -L/-F and the flags (no validation beyond
+    what parsing needs: :func:`problems` does that)."""
+    from .config import cmdline, load
+    from .config.metadata import parse_duration
+
     sources = [load.load_source(c, stdin) for c in args["-C"]]
     if not sources and not args["-L"] and not args["--api"]:
         path = load.find_default()
@@ -81,12 +182,13 @@ def build_config(args, stdin=None):
         cfg["log"] = {**(cfg.get("log") or {}), "level": level}
     if args["-R"]:
         parse_duration(args["-R"], "-R")  # a bad period is a config error before anything binds
-    model.check(cfg)
     return cfg
 
 
 def parse_api(raw):
     """``[user:pass@][host]:port[?pathPrefix=/api&accesslog=true]`` → GOST's ``api`` object."""
+    from .config import cmdline
+
     url = cmdline.URL(raw if "://" in raw else "api://" + raw, "-api")
     api = {"addr": url.host}
     if url.query.get("pathPrefix"):
@@ -98,27 +200,133 @@ def parse_api(raw):
     return api
 
 
+def runnable(cfg):
+    """GOST runs with services, or with only a Web API or metrics endpoint."""
+    return bool(cfg.get("services") or cfg.get("api") or cfg.get("metrics"))
+
+
 def dump(cfg, fmt):
+    import json
+
+    import yaml
+
+    from .config import model
+
     cfg = model.canonical(cfg)
     if fmt == "json":
         return json.dumps(cfg, indent=2) + "\n"
     return yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
 
 
-def _serve(cfg, args):
+class _Collector:
+    """A stand-in logger for the dry build of ``--check``: keeps warnings and errors the
+    builders log, drops the rest."""
+
+    def __init__(self, lines=None):
+        self.lines = [] if lines is None else lines
+
+    def bind(self, **_):
+        return self
+
+    def warning(self, msg, *_, **__):
+        self.lines.append(("warning", str(msg)))
+
+    warn = warning
+
+    def error(self, msg, *_, **__):
+        self.lines.append(("error", str(msg)))
+
+    exception = critical = error
+
+    def __getattr__(self, _name):   # info, debug, msg …: not problems
+        return lambda *a, **k: None
+
+
+def _split(text):
+    path, sep, msg = text.partition(": ")
+    if sep and path and " " not in path:
+        return path, msg
+    return "", text
+
+
+def dry_build(cfg):
+    """Build every object and service of ``cfg`` as startup would, binding nothing → the
+    problems the builders find that the schema does not (a missing certificate file …)."""
+    from .config.build import build_service
+    from .config.validate import Problem
+    from .errors import ConfigError, GostgError
+    from .runtime import Gost
+
+    found = []
+    log = _Collector()
+    path = ""
+    try:
+        g = Gost(cfg, logger=log)
+        # runtime's own build steps, minus the bind (Gost.build binds every service)
+        g._install_objects(g._build_objects(g.config))
+        for i, o in enumerate(g.config.get("services") or []):
+            path = f"services[{i}]"
+            build_service(o, path, g.registries, log)
+    except ConfigError as exc:
+        found.append(Problem("error", exc.path, exc.msg, exc.suggestion))
+    except (GostgError, TypeError, ValueError, AttributeError, KeyError, OSError) as exc:
+        found.append(Problem("error", path, f"invalid config: {exc}"))
+    for level, text in log.lines:
+        if level == "warning" and text.startswith("config: "):
+            text = text[len("config: "):]
+        found.append(Problem(level, *_split(text)))
+    return found
+
+
+def problems(cfg):
+    from .config.validate import validate
+
+    return list(validate(cfg))
+
+
+def check(cfg):
+    """``--check``: every problem, errors and warnings, each once → exit status."""
+    found = problems(cfg)
+    if not any(p.level == "error" for p in found):
+        seen = {(p.level, str(p)) for p in found}
+        found += [p for p in dry_build(cfg) if (p.level, str(p)) not in seen]
+    if not runnable(cfg) and not any(p.level == "error" for p in found):
+        from .config.validate import Problem
+        found.append(Problem("error", "services", "nothing to run: no services, api or metrics"))
+    if report(found):
+        return 1
+    n = sum(p.level == "warning" for p in found)
+    print("gostg: config OK" + (f" ({n} warning{'s' * (n != 1)})" if n else ""))
+    return 0
+
+
+# -- running ----------------------------------------------------------------------------------
+
+def _serve(cfg, args, warnings=()):
     import signal
+
+    import gevent
+    import gevent.event
+
+    from .config.metadata import parse_duration
+    from .errors import ChangeError, ConfigError
+    from .observe.log import make_logger
+    from .runtime import Gost
+
+    log_cfg = cfg.get("log") or {}
+    output = log_cfg.get("output", "stderr")
+    log = make_logger(log_cfg.get("level", "info"), log_cfg.get("format", "json"), output)
+    if output not in (None, "", "stderr", "none"):
+        for p in warnings:   # printed on stderr already; the log file gets them too
+            log.warning(f"config: {p}", path=p.path)
 
     def sources():
         return build_config(args)
 
-    g = Gost(cfg, sources=sources)
+    g = Gost(cfg, logger=log, sources=sources)
     files = [c for c in args["-C"] if c.strip() not in ("-",) and not c.strip().startswith("{")]
     g.save_path = files[0] if len(files) == 1 else None
-    try:
-        g.build()
-    except ConfigError as exc:
-        g.log.error(f"config: {exc}")
-        return 1
+    g.build()   # binds every service; a ConfigError (port in use …) reaches main()
     done = gevent.event.Event()
 
     def stop(signame):
@@ -130,6 +338,7 @@ def _serve(cfg, args):
 
     gevent.signal_handler(signal.SIGTERM, stop, "SIGTERM")
     gevent.signal_handler(signal.SIGINT, stop, "SIGINT")
+
     def reload():
         try:
             g.reload()
@@ -147,39 +356,106 @@ def _serve(cfg, args):
         gevent.spawn(every)
     if not g.services:
         g.log.warning("no services configured")
-    done.wait()
+    # a timed wait keeps the hub busy even with nothing listening (a metrics-only config)
+    while not done.wait(3600):
+        pass
     return 0
 
 
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    groups = split_groups(argv)
-    if len(groups) > 1:
-        return supervise(groups)
-    try:
-        args = docopt(__doc__, argv=normalize(groups[0] if groups else []), default_help=False)
-    except DocoptExit as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    if args["-h"]:
-        print(__doc__.strip())
-        return 0
-    if args["-V"]:
-        print(version())
-        return 0
-    try:
-        cfg = build_config(args)
-    except ConfigError as exc:
-        make_logger().error(f"config: {exc}")
-        print(f"gostg: config error: {exc}", file=sys.stderr)
+def run_group(args):
+    """One argument group, parsed: check, print (-O) or serve → exit status."""
+    if args["-O"] is not None and args["-O"] not in OUTPUT_FORMATS:
+        say("error", "-O", f"unknown format {args['-O']!r} (use yaml or json)")
+        return 1
+    cfg = build_config(args)
+    if args["--check"]:
+        return check(cfg)
+    found = problems(cfg)
+    if report(found):
         return 1
     if args["-O"]:
-        if args["-O"] not in ("yaml", "json"):
-            print("gostg: -O takes yaml or json", file=sys.stderr)
-            return 2
         sys.stdout.write(dump(cfg, args["-O"]))
+        sys.stdout.flush()
         return 0
-    if not cfg.get("services") and not cfg.get("api"):
-        print(__doc__.strip(), file=sys.stderr)
+    if not runnable(cfg):
+        print(usage(), file=sys.stderr)
         return 1
-    return _serve(cfg, args)
+    return _serve(cfg, args, [p for p in found if p.level == "warning"])
+
+
+def _main(argv):
+    from .process import split_groups, supervise
+
+    groups = split_groups(argv) or [[]]
+    scanned = [_scan(g) for g in groups]
+    # GOST: -V prints the version whatever else is given; then -h, then flag errors
+    if any(opts.get("-V") for opts, _ in scanned):
+        print(version())
+        return 0
+    if any(opts.get("-h") for opts, _ in scanned):
+        print(usage())
+        return 0
+    for _, errors in scanned:
+        for e in errors[:1]:
+            say("error", e.flag, e.msg)
+            print(usage(), file=sys.stderr)
+            return 1
+    parsed = [parse(g) for g in groups]
+    if len(groups) == 1:
+        return run_group(parsed[0])
+    if all(a["--check"] or a["-O"] for a in parsed):
+        # run-to-completion modes: each group in turn (the supervisor would stop the others
+        # as soon as the first one exits)
+        return max(run_group(a) for a in parsed)
+    return supervise(groups)
+
+
+def _debug_wanted(argv):
+    opts, _ = _scan(argv)
+    return bool(opts.get("-D") or opts.get("--DD")) or \
+        os.environ.get("GOST_LOGGER_LEVEL", "").lower() in ("debug", "trace")
+
+
+def main(argv=None):
+    """The command line → exit status. Never lets a traceback reach the user (except with -D,
+    after the one-line message)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        return 130
+    except UsageError as exc:
+        say("error", exc.flag, exc.msg)
+        print(usage(), file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # stdout closed early (gostg -O yaml | head): nothing more to say, and nothing for
+        # Python to complain about at exit
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 1
+    except Exception as exc:   # noqa: BLE001 - the top level: one line, never a traceback
+        from .errors import ConfigError
+
+        if _debug_wanted(argv):
+            import traceback
+            traceback.print_exc()
+        if isinstance(exc, ConfigError):
+            say("error", exc.path, exc.msg, exc.suggestion)
+        elif isinstance(exc, OSError):
+            what = exc.strerror or str(exc)
+            print(f"gostg: error: {what}" + (f": {exc.filename}" if exc.filename else ""), file=sys.stderr)
+        else:
+            print(f"gostg: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def run():
+    """The ``gostg`` console script: patch the standard library for gevent first (as bin/gostg
+    does on its first line), then run the command line and exit with its status."""
+    from gevent import monkey
+
+    monkey.patch_all()
+    sys.exit(main())

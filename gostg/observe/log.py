@@ -10,6 +10,8 @@ import time
 
 import structlog
 
+from ..errors import ConfigError
+
 LEVELS = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "warning": logging.WARNING, "error": logging.ERROR, "fatal": logging.CRITICAL,
           "panic": logging.CRITICAL}
@@ -68,8 +70,12 @@ def _output(output):
         return sys.stdout
     if output == "none":
         return _Null()
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    return open(output, "a", buffering=1)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        return open(output, "a", buffering=1)
+    except OSError as exc:
+        # a config problem, reported like every other one (not a traceback)
+        raise ConfigError("log.output", f"cannot open log file {output!r}: {exc.strerror or exc}") from None
 
 
 def make_logger(level="info", fmt="json", output="stderr"):
