@@ -284,12 +284,28 @@ def problems(cfg):
     return list(validate(cfg))
 
 
+def _startup_warnings(cfg):
+    """What startup logs beyond the schema (dangling references, open proxies)."""
+    from .config.refs import config_warnings
+
+    return config_warnings(cfg)
+
+
+def _add(found, more):
+    seen = {(p.level, str(p)) for p in found}
+    for p in more:
+        if (p.level, str(p)) not in seen:
+            seen.add((p.level, str(p)))
+            found.append(p)
+
+
 def check(cfg):
     """``--check``: every problem, errors and warnings, each once → exit status."""
     found = problems(cfg)
     if not any(p.level == "error" for p in found):
-        seen = {(p.level, str(p)) for p in found}
-        found += [p for p in dry_build(cfg) if (p.level, str(p)) not in seen]
+        _add(found, dry_build(cfg))
+    if not any(p.level == "error" for p in found):
+        _add(found, _startup_warnings(cfg))
     if not runnable(cfg) and not any(p.level == "error" for p in found):
         from .config.validate import Problem
         found.append(Problem("error", "services", "nothing to run: no services, api or metrics"))
@@ -323,7 +339,7 @@ def _serve(cfg, args, warnings=()):
     def sources():
         return build_config(args)
 
-    g = Gost(cfg, logger=log, sources=sources)
+    g = Gost(cfg, logger=log, sources=sources, reported=warnings)   # shown already: not logged again
     files = [c for c in args["-C"] if c.strip() not in ("-",) and not c.strip().startswith("{")]
     g.save_path = files[0] if len(files) == 1 else None
     g.build()   # binds every service; a ConfigError (port in use …) reaches main()
@@ -371,6 +387,8 @@ def run_group(args):
     if args["--check"]:
         return check(cfg)
     found = problems(cfg)
+    if not any(p.level == "error" for p in found):
+        _add(found, _startup_warnings(cfg))
     if report(found):
         return 1
     if args["-O"]:
@@ -403,6 +421,9 @@ def _main(argv):
     parsed = [parse(g) for g in groups]
     if len(groups) == 1:
         return run_group(parsed[0])
+    if any(a["--check"] for a in parsed):   # --check anywhere checks every group
+        for a in parsed:
+            a["--check"] = True
     if all(a["--check"] or a["-O"] for a in parsed):
         # run-to-completion modes: each group in turn (the supervisor would stop the others
         # as soon as the first one exits)
