@@ -310,7 +310,10 @@ def _auther(part, path, registries, md=None):
         auth = _auth(part, path)
         if auth is not None and auth[0]:
             auther = Auther("", {auth[0]: auth[1]})
-    skip = md.list("skipauth") if md is not None else []
+    try:
+        skip = md.list("skipauth") if md is not None and auther is not None else []
+    except KeyError:   # a handler type whose schema has no skipauth (api, forward …) has none
+        skip = []
     if auther is not None and skip:
         auther = SkipAuth(auther, skip)
     return auther
