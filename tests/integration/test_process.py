@@ -244,16 +244,37 @@ def test_child_config_failure_fails_fast(reaper):
         reaper.extend(seen)
         rc = g.proc.poll()
         assert rc is not None, "the supervisor kept running after a child failed on its config"
-        assert rc != 0
+        assert rc == 1
         assert time.monotonic() - t0 < 6
         assert wait_gone(seen, 3)
         assert port_closed(p1)
         log = g.log_text()
         assert "services[0].addr" in log, log
         assert "Traceback" not in log, log[-2000:]
+        errors = [ln for ln in log.splitlines() if ln.startswith("gostg: config error: ")]
+        assert errors == [f"gostg: config error: services[0].addr: cannot listen on 127.0.0.1:{p_busy}: "
+                          "Address already in use"], log
     finally:
         busy.close()
         if g.proc is not None and g.proc.poll() is None:
             g.proc.kill()
             g.proc.wait(timeout=5)
         _drop_log(g)
+
+
+def test_run_to_completion_modes_with_groups():
+    """-V and -h answer at once (no child); -O in every group prints each group's config in
+    turn; --check in any group checks every group."""
+    from .helpers import run_gostg
+
+    r = run_gostg("-L", "socks5://127.0.0.1:1", "--", "-V")
+    assert r.returncode == 0 and r.stdout.startswith("gostg ") and r.stdout.count("\n") == 1
+    r = run_gostg("-L", "socks5://127.0.0.1:1", "--", "-h")
+    assert r.returncode == 0 and "Usage:" in r.stdout
+    r = run_gostg("-L", "socks5://127.0.0.1:1", "-O", "json", "--", "-L", "http://127.0.0.1:2", "-O", "json")
+    assert r.returncode == 0, r.stderr
+    outs = [json.loads("{" + part) if not part.startswith("{") else json.loads(part)
+            for part in r.stdout.replace("}\n{", "}\n\0{").split("\0")]
+    assert [o["services"][0]["handler"]["type"] for o in outs] == ["socks5", "http"]
+    r = run_gostg("--check", "-L", "socks5://127.0.0.1:1", "--", "-L", "sock5://127.0.0.1:2")
+    assert r.returncode == 1 and "unknown scheme 'sock5'" in r.stderr
