@@ -13,6 +13,7 @@ import gevent
 from gevent.event import Event
 from gevent.queue import Full, Queue
 
+from .._compat import raw_socket
 from ..errors import ConfigError, ProtocolError
 from ..protocols.addr import split_host_port
 from ..core.registry import listeners
@@ -128,7 +129,7 @@ class SocketPackets:
 
     def send_nowait(self, data, key):
         try:
-            self.sock._sock.sendto(data, key)
+            raw_socket(self.sock).sendto(data, key)
         except (BlockingIOError, InterruptedError):
             pass
 
@@ -175,7 +176,7 @@ class Demux:
         from ..relay.udpfast import read_batch, watch
         done = Event()
         src = self.source
-        raw, buf, view = src.sock._sock, src.buf, src.view
+        raw, buf, view = raw_socket(src.sock), src.buf, src.view
 
         def deliver(n, key):
             self._dispatch(bytes(view[:n]), key)

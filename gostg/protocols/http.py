@@ -132,7 +132,9 @@ def parse_response_head(buf):
     return Response(parts[0].decode("latin-1"), int(parts[1]), reason, _parse_headers(lines[1:])), end
 
 
-def _content_length(headers):
+def content_length(headers):
+    """The one Content-Length of ``headers`` (a list of equal values counts as one), or None;
+    conflicting or malformed values are a ProtocolError (RFC 9112 §6.3 rule 5)."""
     values = headers.get_all("Content-Length")
     if not values:
         return None
@@ -145,11 +147,15 @@ def _content_length(headers):
     return int(v)
 
 
+#: the old private spelling (gostg/dns/wire.py still uses it)
+_content_length = content_length
+
+
 def request_body(req):
     """A framer for the request body, or None when there is no body."""
     if req.headers.has_token("Transfer-Encoding", "chunked"):
         return ChunkedFramer()
-    n = _content_length(req.headers)
+    n = content_length(req.headers)
     return LengthFramer(n) if n else None
 
 
@@ -159,7 +165,7 @@ def response_body(resp, method):
         return None
     if resp.headers.has_token("Transfer-Encoding", "chunked"):
         return ChunkedFramer()
-    n = _content_length(resp.headers)
+    n = content_length(resp.headers)
     if n is None:
         return UntilClose()
     return LengthFramer(n) if n else None

@@ -21,6 +21,7 @@ import gevent
 from gevent import socket, ssl
 from gevent.hub import Waiter, get_hub
 
+from .._compat import has_raw_socket, raw_socket
 from ..transport.buffered import unwrap
 from ..errors import ProtocolError
 
@@ -136,7 +137,7 @@ class _Watchers:
 
 
 def _pipe_sockets(a, b):
-    ra, rb = a._sock, b._sock
+    ra, rb = raw_socket(a), raw_socket(b)
     fa, fb = ra.fileno(), rb.fileno()
     watchers = _Watchers(get_hub().loop, fa, fb)
     up = _Direction(ra, rb, fa, fb)      # client → upstream
@@ -249,7 +250,7 @@ def _pipe_generic(a, b):
 
 
 def _plain(c):
-    return isinstance(c, socket.socket) and type(c) is socket.socket and hasattr(c, "_sock")
+    return isinstance(c, socket.socket) and type(c) is socket.socket and has_raw_socket(c)
 
 
 def pipe(client, upstream):

@@ -14,6 +14,7 @@ peer's address, so the same relay serves port forwarding and SOCKS5 associations
 import gevent
 from gevent import socket
 
+from .._compat import raw_socket
 from ..transport.buffered import Stream
 from ..errors import NeedData, ProtocolError
 from ..protocols import socks5
@@ -122,7 +123,7 @@ class UDPSocket:
             gevent.spawn(self._send_resolving, data, addr)
             return
         try:
-            self.sock._sock.sendto(data, sa)
+            raw_socket(self.sock).sendto(data, sa)
         except (BlockingIOError, InterruptedError):
             pass        # send buffer full: dropped, as the kernel would
         except OSError:
@@ -137,7 +138,7 @@ class UDPSocket:
 
     def fast_start(self, on_datagram, fail):
         from .udpfast import read_batch, watch
-        raw, buf = self.sock._sock, self.buf
+        raw, buf = raw_socket(self.sock), self.buf
         mv = memoryview(buf)
 
         def deliver(n, sockaddr):
@@ -231,7 +232,7 @@ class Socks5Relay:
 
     def fast_start(self, on_datagram, on_close, fail):
         from .udpfast import read_batch, watch
-        raw, buf = self.sock._sock, self.buf
+        raw, buf = raw_socket(self.sock), self.buf
         mv = memoryview(buf)
 
         def deliver(n, sockaddr):
@@ -247,7 +248,7 @@ class Socks5Relay:
             return
         host, port = split_host_port(addr)
         try:
-            self.sock._sock.sendto(socks5.encode_udp_datagram(host, port, data), self.client)
+            raw_socket(self.sock).sendto(socks5.encode_udp_datagram(host, port, data), self.client)
         except (BlockingIOError, InterruptedError):
             pass
 

@@ -32,10 +32,10 @@ import h2.exceptions
 import h2.settings
 import hpack
 import hyperframe.exceptions
-import hyperframe.frame
 from gevent import socket
 from gevent.event import Event
 
+from ..._compat import patch_hyperframe_repr
 from ...errors import ProtocolError
 from .session import MuxSession, MuxStream
 
@@ -50,19 +50,8 @@ MAX_FRAME = 1024 * 1024
 #: streams a client may have open at once on a server session (Go's server allows 250)
 MAX_STREAMS = 1000
 
-
-
-def _raw_data_repr(data):
-    """hyperframe's own, without hex-encoding all of a 1 MiB frame to keep 20 characters:
-    h2 builds every received frame's repr for its trace log even when nothing logs, and that
-    cost two thirds of a transfer's CPU. Same output."""
-    if not data:
-        return "None"
-    r = bytes(data[:11]).hex()
-    return "<hex:" + (r[:20] + "..." if len(r) > 20 else r) + ">"
-
-
-hyperframe.frame._raw_data_repr = _raw_data_repr
+# h2 builds every frame's repr even when nothing logs: make it cheap (see _compat)
+patch_hyperframe_repr()
 
 _H2_ERRORS = (h2.exceptions.H2Error, hpack.HPACKError, hyperframe.exceptions.HyperframeError,
               UnicodeError, ValueError)

@@ -1,0 +1,61 @@
+"""Every use of another library's private names, in one place.
+
+Each entry says what we reach for, why no public API does it, and who uses it. A library
+upgrade that renames one of them fails its own test in ``tests/unit/test_compat.py`` (which
+names the library and the name) instead of breaking a relay somewhere at run time.
+
+========== ================================ ====================================================
+library    private name                     used by, and why
+========== ================================ ====================================================
+gevent     ``gevent.socket.socket._sock``   ``raw_socket``: the libev fast paths (relay/tcp.py,
+                                            relay/udp.py, listeners/udp.py) call the real
+                                            non-blocking stdlib socket from a watcher callback,
+                                            without a greenlet switch per read or write.
+gevent     ``BaseServer._stop_event``       ``mark_server_stopped``: a retired service marks its
+                                            server stopped, so a freed pool slot cannot restart
+                                            accepting, without ``close()``, which would close
+                                            the listening socket a successor adopted.
+hyperframe ``hyperframe.frame               ``patch_hyperframe_repr``: h2 builds every received
+           ._raw_data_repr``                frame's repr for its trace log even when nothing
+                                            logs; the original hex-encodes the whole payload
+                                            (two thirds of an HTTP/2 transfer's CPU).
+========== ================================ ====================================================
+"""
+from operator import attrgetter
+
+#: ``raw_socket(gevent_socket)`` → the C-level ``_socket.socket`` under a gevent socket (after ``close``,
+#: gevent's closed-socket stand-in, whose methods raise EBADF). A C-level getter: it runs
+#: once per datagram on the UDP fast path.
+raw_socket = attrgetter("_sock")
+
+
+def has_raw_socket(sock):
+    """True when ``sock`` carries a stdlib socket ``raw_socket`` can take."""
+    return hasattr(sock, "_sock")
+
+
+def mark_server_stopped(server):
+    """Mark a gevent server stopped (``started`` becomes False) without closing its socket."""
+    server._stop_event.set()
+
+
+def _raw_data_repr(data):
+    """hyperframe's own, without hex-encoding all of a 1 MiB frame to keep 20 characters.
+    Same output."""
+    if not data:
+        return "None"
+    r = bytes(data[:11]).hex()
+    return "<hex:" + (r[:20] + "..." if len(r) > 20 else r) + ">"
+
+
+#: hyperframe's original, kept by ``patch_hyperframe_repr`` (the test compares the two)
+hyperframe_raw_data_repr = None
+
+
+def patch_hyperframe_repr():
+    """Install the cheap frame repr into hyperframe (idempotent)."""
+    global hyperframe_raw_data_repr
+    import hyperframe.frame
+    if hyperframe.frame._raw_data_repr is not _raw_data_repr:
+        hyperframe_raw_data_repr = hyperframe.frame._raw_data_repr
+        hyperframe.frame._raw_data_repr = _raw_data_repr

@@ -1,0 +1,56 @@
+"""gostg._compat: every private name of another library that gostg uses still exists, and
+still means what we use it for, in the installed versions. One test per dependency, named by
+library and name, so an upgrade that removes one fails here and says which."""
+import inspect
+import _socket
+from importlib.metadata import version
+
+import pytest
+from gevent import socket
+from gevent.baseserver import BaseServer
+from gevent.event import Event
+from gevent.server import StreamServer
+
+from gostg import _compat
+
+
+def test_gevent_socket__sock_is_the_stdlib_socket():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert _compat.has_raw_socket(s), f"gevent {version('gevent')}: socket._sock is gone"
+        raw = _compat.raw_socket(s)
+        assert isinstance(raw, _socket.socket)   # the C socket, not a gevent wrapper
+        assert raw.fileno() == s.fileno()
+        assert raw.gettimeout() == 0.0      # non-blocking: the fast path relies on it
+    finally:
+        s.close()
+    with pytest.raises(OSError):            # after close: gevent's stand-in raises EBADF
+        _compat.raw_socket(s).sendto(b"x", ("127.0.0.1", 9))
+
+
+def test_gevent_baseserver__stop_event_controls_started():
+    assert "_stop_event" in inspect.getsource(BaseServer.__init__), \
+        f"gevent {version('gevent')}: BaseServer._stop_event is gone"
+    server = StreamServer(("127.0.0.1", 0), lambda *a: None)
+    try:
+        server.start()
+        assert isinstance(server._stop_event, Event) and server.started
+        _compat.mark_server_stopped(server)
+        assert not server.started          # a freed pool slot no longer restarts accepting
+        assert not server.closed           # ... and the socket stays open for a successor
+    finally:
+        server.close()
+
+
+def test_hyperframe__raw_data_repr_is_patched_and_gives_the_same_output():
+    import hyperframe.frame
+    _compat.patch_hyperframe_repr()
+    assert hyperframe.frame._raw_data_repr is _compat._raw_data_repr, \
+        f"hyperframe {version('hyperframe')}: frame._raw_data_repr is gone"
+    # the frames' reprs still go through the module-level name we replace
+    assert "_raw_data_repr" in inspect.getsource(hyperframe.frame.DataFrame._body_repr)
+    original = _compat.hyperframe_raw_data_repr
+    assert original is not None and original is not _compat._raw_data_repr
+    for data in (b"", None, b"x", b"0123456789", b"\x00" * 10, b"\xff" * 11, b"ab" * 600000):
+        assert _compat._raw_data_repr(data) == original(data)
+    assert "<hex:78787878" in repr(hyperframe.frame.DataFrame(1, data=b"x" * 100))
