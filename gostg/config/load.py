@@ -44,6 +44,8 @@ def load_source(src, stdin=None):
             text = f.read()
     except OSError as exc:
         raise ConfigError(src, f"cannot read config: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(src, f"cannot read config: not UTF-8 text (byte {exc.start})") from None
     fmt = "json" if path.endswith(".json") else "yaml"
     return parse_text(text, fmt, src)
 

@@ -355,17 +355,13 @@ def validate(cfg):
             elif kind == "chains" and isinstance(o.get("hops"), list):
                 for j, h in enumerate(o["hops"]):
                     w.hop(h, f"{path}.hops[{j}]")
-    _dangling(cfg, w)
+    for single in ("api", "metrics"):
+        addr = cfg.get(single).get("addr") if isinstance(cfg.get(single), dict) else None
+        if isinstance(addr, (str, int)) and str(addr) and not str(addr).startswith("unix://"):
+            err = addr_problem(str(addr))
+            if err:
+                w.add(ERROR, f"{single}.addr", err)
     return w.problems
-
-
-def _dangling(cfg, w):
-    try:
-        from .refs import dangling
-    except ImportError:
-        return
-    for p in dangling(cfg):
-        w.problems.append(p)
 
 
 def check(cfg, log=None):

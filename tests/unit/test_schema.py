@@ -245,3 +245,16 @@ def test_reference_docs_are_current():
     path = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "config-reference.md")
     with open(path, encoding="utf-8") as f:
         assert f.read() == docs.render(), "run: .venv/bin/python -m gostg.config.docs > docs/config-reference.md"
+
+
+def test_api_addr_is_checked():
+    assert problems({"api": {"addr": ":99999"}}) == [(ERROR, "api.addr: bad port '99999' in address ':99999'")]
+
+
+def test_non_utf8_config_is_a_config_error(tmp_path):
+    from gostg.config import load
+    from gostg.errors import ConfigError
+    p = tmp_path / "bad.yaml"
+    p.write_bytes(b"services: \xff\xfe\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load.load_source(str(p))
