@@ -301,12 +301,13 @@ MD_UDP_LISTENER = md(
     Key("keepalive", BOOL, aliases=("keepAlive",)), Key("ttl", DURATION, default="5s", aliases=("keepalive.ttl",)),
     Key("readBufferSize", INT, default=65535, aliases=("udp.bufferSize",)),
     Key("readQueueSize", INT, default=128, aliases=("recvQueueSize",)), Key("backlog", INT, default=128))
-MD_H2_LISTENER = md(Key("path"), Key("backlog", INT, default=128))
+MD_H2_LISTENER = md(Key("path"), Key("backlog", INT, default=128), Key("handshakeTimeout", DURATION),
+                    Key("header", MAP))
 MD_REMOTE_LISTENER = md(Key("backlog", INT, default=128))
 
 MD_CONNECTOR_BASE = md(_ub("connectTimeout", "reference/connectors/", "connector timeout", DURATION))
 MD_HTTP_CONNECTOR = md(Key("header", MAP), _ub("userAgent", "reference/connectors/http/", "User-Agent", ))
-MD_HTTP2_CONNECTOR = md(Key("timeout", DURATION))
+MD_HTTP2_CONNECTOR = md(Key("timeout", DURATION), Key("header", MAP))
 MD_SOCKS5_CONNECTOR = md(Key("relay", choices=("", "udp")),
                          _ub("noTLS", "reference/connectors/socks/", "SOCKS5 TLS method negotiation", BOOL,
                              aliases=("notls",)))
@@ -321,7 +322,7 @@ MD_WS_DIALER = md(Key("path", default="/ws", aliases=("ws.path",)), Key("host", 
                   _ub("readBufferSize", "reference/dialers/ws/", "WebSocket buffer sizes", INT),
                   _ub("writeBufferSize", "reference/dialers/ws/", "WebSocket buffer sizes", INT),
                   _ub("enableCompression", "reference/dialers/ws/", "WebSocket compression", BOOL))
-MD_H2_DIALER = md(Key("host"), Key("path"))
+MD_H2_DIALER = md(Key("host"), Key("path"), Key("header", MAP))
 MD_HTTP2_DIALER = md(Key("header", MAP))
 MD_TLS_DIALER = md(Key("handshakeTimeout", DURATION))
 
