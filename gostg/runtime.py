@@ -371,10 +371,12 @@ class Gost:
                 s.drain_later()
             for n, s in built.items():
                 self._swap_service(n, s, self.services.get(n))
+            same = cfg == self.config
             self.config = cfg
             (self.log.info if changed or removed else self.log.debug)(
                 "config reloaded", kind="api", changed=changed, removed=removed)
-            warnings = self.warn(config_warnings(cfg))
+            # the answer always lists them; the log only when the config changed (-R polls)
+            warnings = [str(p) for p in config_warnings(cfg)] if same else self.warn(config_warnings(cfg))
             result = {"changed": changed, "removed": removed}
             if warnings:
                 result["warnings"] = warnings
