@@ -124,6 +124,13 @@ class Api:
     def _authorized(self, environ):
         if self.auther is None:
             return True
+        try:
+            check = getattr(self.auther, "check", None)
+            if check is not None:
+                check()   # a missing auther is said even to a request without credentials
+        except MissingReference as exc:   # fail closed: the API's auther is gone
+            refused(self.log, exc, kind="api", client=environ.get("REMOTE_ADDR"))
+            return False
         scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
         if scheme.lower() != "basic":
             return False

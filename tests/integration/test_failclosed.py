@@ -212,6 +212,11 @@ def test_api_forward_reference_is_accepted_with_a_warning(gw, origin, upstream):
         assert served(via_http(port, origin.url + "/fwd-ok"), "/fwd-ok")
         gw.api.delete("chains", "fwd-chain")
         assert via_http(port, origin.url + "/fwd")[1] == 503
+        status, js, raw = gw.api.request("PUT", "/config/services/fwd",
+                                         {**svc, "handler": {"type": "http", "auther": "fwd-au"}})
+        assert status == 200 and [w.split(": ", 1)[1] for w in js["warnings"]] == \
+            [f"auther 'fwd-au' does not exist ({REFUSED})"], raw
+        assert via_http(port, origin.url + "/fwd", user="u:p")[1] == 407
     finally:
         gw.api.delete("services", "fwd")
     # a PUT keeps the same rule; a wrong shape is still an error
@@ -253,3 +258,15 @@ def test_open_proxy_warning(origin):
         assert f"open Web API on 0.0.0.0:{p_api}" in log
         for p in (p_lo, p_auth, p_fwd):
             assert f":{p}: anyone" not in log, f"port {p} warned as an open proxy:\n{log[-2000:]}"
+
+
+def test_web_api_with_a_missing_auther_refuses_requests(tmp_path):
+    p = free_port()
+    f = tmp_path / "gost.yaml"
+    f.write_text(yaml.safe_dump({"api": {"addr": f"127.0.0.1:{p}", "auther": "api-users"}}))
+    with Gost("-C", f, ports=[p]) as g:
+        assert "api.auther: auther 'api-users' does not exist (Web API requests will be refused until it is " \
+               "created)" in g.log_text()
+        status, js, _ = Api(p).request("GET", "/config")
+        assert status == 401, js
+        assert refused_line(g, "auther 'api-users'")
