@@ -10,6 +10,7 @@ Datagrams are read whole: ``readBufferSize`` defaults to 65535 here, since GOST'
 silently truncates bigger datagrams (WireGuard, DNS over EDNS).
 """
 import gevent
+from gevent.baseserver import BaseServer
 from gevent.event import Event
 from gevent.queue import Full, Queue
 
@@ -229,31 +230,36 @@ class Demux:
             s.close()
 
 
-class PacketServer:
-    """What a StreamServer is to TCP, for a udp listener's socket."""
+class PacketServer(BaseServer):
+    """What a StreamServer is to TCP, for a udp listener's socket: gevent's server lifecycle
+    (``start``, ``stop``, ``serve_forever``, ``started``/``closed``, the pool as the session
+    limit), with the Demux reading the socket in one greenlet where a StreamServer has its
+    accept watcher."""
+
+    #: ``stop()`` without a timeout waits for every session's handler (the Service passes its
+    #: drain timeout)
+    stop_timeout = None
 
     def __init__(self, listener, handle, pool):
         self.listener = listener
-        self.pool = pool
         self.demux = Demux(SocketPackets(listener.socket, listener.read_buffer_size), handle, pool, listener)
-        self._stop_event = Event()
-        self._greenlet = None
+        self._reader = None
+        super().__init__(listener.socket, handle, spawn=pool)
 
-    def start(self):
-        self._greenlet = gevent.spawn(self.demux.run)
+    def start_accepting(self):
+        # also called (by gevent) when a pool slot frees: one reader at most
+        if self._reader is None:
+            self._reader = gevent.spawn(self.demux.run)
 
     def stop_accepting(self):
-        self._stop_event.set()
-        if self._greenlet is not None:
+        g, self._reader = self._reader, None
+        if g is not None:
             # blocking: its watcher must be stopped before anyone closes the socket
-            self._greenlet.kill(block=True, timeout=1)
+            g.kill(block=True, timeout=1)
 
-    def stop(self, timeout=None):
-        self.stop_accepting()
-        self.listener.socket.close()
+    def close(self):
+        super().close()               # stops reading, closes the socket
         self.demux.close_sessions()
-        self.pool.join(timeout=timeout)
-        self.pool.kill(block=True, timeout=1)
 
 
 class UDPOptions:
