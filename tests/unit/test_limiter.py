@@ -35,7 +35,8 @@ class Source:
 
 @pytest.fixture
 def sleeps(monkeypatch):
-    """gevent.sleep in the limiter module, recorded instead of slept; advances ``clock``."""
+    """gevent.sleep of traffic shaping, recorded instead of slept; advances ``clock`` (the
+    buckets' clock)."""
     rec = []
     clock = Clock()
 
@@ -43,8 +44,8 @@ def sleeps(monkeypatch):
         rec.append(d)
         clock.t += d
 
-    monkeypatch.setattr(L, "_sleep", fake_sleep)
-    monkeypatch.setattr(L, "_now", clock)
+    monkeypatch.setattr(L.traffic, "_sleep", fake_sleep)
+    monkeypatch.setattr(L.bucket, "_now", clock)
     return rec
 
 
