@@ -8,10 +8,32 @@ Embedding in a (monkey-patched) host application::
     g.start()
     ...
     g.stop()
+
+The names below load on first use (PEP 562), as h11's do: ``import gostg.protocols.socks5``
+loads the codec and ``gostg.errors`` only, no gevent and no structlog, so the wire formats can
+be reused and fuzzed on their own.
 """
 __version__ = "0.1.0"
 
-from .errors import ConfigError, GostgError  # noqa: E402
-from .runtime import Gost  # noqa: E402
+#: public name → module that defines it
+_EXPORTS = {
+    "Gost": "gostg.runtime",
+    "ConfigError": "gostg.errors",
+    "GostgError": "gostg.errors",
+}
 
 __all__ = ["Gost", "ConfigError", "GostgError", "__version__"]
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gostg' has no attribute {name!r}")
+    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value     # once: later lookups do not come here
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
