@@ -10,8 +10,8 @@ Rules (spec §1.4):
    keeps one session, made through the hops before it, shared by every route through it.
 3. Any failure marks the node it happened at; success resets every node of the route.
 4. Fail closed: a hop, bypass, hosts or resolver name that does not resolve raises
-   MissingReference (the dial fails, no node is marked); a missing hop never shortens the
-   route, which would reach the target from an earlier hop, or directly.
+   MissingReference (the dial fails, no node is marked); a missing hop, or one with no nodes,
+   never shortens the route, which would reach the target from an earlier hop, or directly.
 """
 import gevent
 
@@ -165,6 +165,8 @@ class Chain:
         nodes = []
         for h in self.hops:
             hop = lookup(self.registries, "hops", h) if isinstance(h, str) else h
+            if not hop.nodes:   # rule 4: an empty hop is not "no hop" (GOST would go direct)
+                raise DialError(f"hop {hop.name!r} has no nodes")
             node = hop.select(ctx, address, network)
             if node is None:
                 break

@@ -63,6 +63,13 @@ def test_chain_with_a_missing_hop_does_not_shorten_the_route():
     assert [n.name for n in chain.route("tcp", "example.com:80").nodes] == ["n0", "n1"]
 
 
+def test_a_hop_without_nodes_refuses():
+    reg = Registries()
+    reg.hops.set("empty", Hop("empty", [], registries=reg))
+    with pytest.raises(DialError, match="hop 'empty' has no nodes"):
+        Chain("c", ["empty"], reg).route("tcp", "example.com:80")
+
+
 def test_hop_and_node_bypass_missing_refuse_the_route():
     reg = Registries()
     hop = Hop("h", [Node("n", "127.0.0.1:1", None, None, bypass=BypassGroup.of(["nb"], reg))],
