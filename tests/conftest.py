@@ -3,6 +3,9 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# A component reading a metadata key its schema does not declare fails the test (in this process
+# and in every gostg the tests start), so code and gostg/config/schema.py cannot drift apart.
+os.environ["GOSTG_STRICT_SCHEMA"] = "1"
 sys.path.insert(0, ROOT)
 
 

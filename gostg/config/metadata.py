@@ -1,8 +1,13 @@
 """GOST metadata maps: free-form, with case-insensitive keys and loosely typed values."""
 import math
+import os
 import re
 
 from ..errors import ConfigError
+
+#: refuse reads of undeclared keys (the test suite sets GOSTG_STRICT_SCHEMA=1 for every process
+#: it starts; in production a gap in the schema must not cost a user their connection)
+STRICT = os.environ.get("GOSTG_STRICT_SCHEMA") == "1"
 
 _DUR = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -63,7 +68,7 @@ class Metadata:
         return key.lower() in self._m
 
     def raw(self, *keys):
-        if self._spec is not None:
+        if self._spec is not None and STRICT:
             for k in keys:
                 if k.lower() not in self._spec:
                     raise KeyError(f"metadata key {k!r} is not declared for this component in gostg.config.schema")

@@ -331,14 +331,15 @@ MD_NODE = md(Key("backup", BOOL), Key("weight", INT, default=1),
 MD_HOP = md(Key("hash", choices=("", "host")))
 MD_CHAIN = md()
 
-#: (kind, type) → metadata groups. A type not listed has only its kind's base group.
+#: (kind, type) → metadata groups. A type not listed has only its kind's base group. The mux keys
+#: are on socks5/relay handlers and connectors too: BIND/MBIND sessions are smux sessions.
 COMPONENT_MD = {
-    ("handler", "auto"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER, MD_SOCKS5_HANDLER),
+    ("handler", "auto"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER, MD_SOCKS5_HANDLER, MD_MUX),
     ("handler", "http"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER),
     ("handler", "http2"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP2_HANDLER),
-    ("handler", "socks5"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_SOCKS5_HANDLER),
+    ("handler", "socks5"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_SOCKS5_HANDLER, MD_MUX),
     ("handler", "socks4"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH),
-    ("handler", "relay"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_RELAY_HANDLER),
+    ("handler", "relay"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_RELAY_HANDLER, MD_MUX),
     ("handler", "forward"): (MD_HANDLER_BASE, MD_HASH, MD_FORWARD_HANDLER),
     ("handler", "ss"): (MD_HANDLER_BASE, MD_HASH, MD_SS_HANDLER),
     ("handler", "sni"): (MD_HANDLER_BASE, MD_HASH),
@@ -354,8 +355,8 @@ COMPONENT_MD = {
     ("connector", "base"): (MD_CONNECTOR_BASE,),
     ("connector", "http"): (MD_CONNECTOR_BASE, MD_HTTP_CONNECTOR),
     ("connector", "http2"): (MD_CONNECTOR_BASE, MD_HTTP2_CONNECTOR),
-    ("connector", "socks5"): (MD_CONNECTOR_BASE, MD_SOCKS5_CONNECTOR),
-    ("connector", "relay"): (MD_CONNECTOR_BASE, MD_RELAY_CONNECTOR),
+    ("connector", "socks5"): (MD_CONNECTOR_BASE, MD_SOCKS5_CONNECTOR, MD_MUX),
+    ("connector", "relay"): (MD_CONNECTOR_BASE, MD_RELAY_CONNECTOR, MD_MUX),
     ("connector", "ss"): (MD_CONNECTOR_BASE, MD_SS_CONNECTOR),
     ("connector", "sni"): (MD_CONNECTOR_BASE, MD_SNI_CONNECTOR),
     ("dialer", "tcp"): (),

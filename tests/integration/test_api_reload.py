@@ -200,12 +200,15 @@ def test_reload_stops_removed_and_starts_new_services(tmp_path, origin):
 
 def test_reload_accepts_forward_reference_like_startup(tmp_path, origin):
     """A file whose service names a chain that is not defined loads at startup (late binding,
-    spec §1.7); the same file must reload too, and the service runs without the chain."""
+    spec §1.7); the same file must reload too. Fail closed: the service refuses connections
+    until the chain exists, never goes direct."""
     pa, pb = free_port(), free_port()
     a = svc("A", pa, "http")
     with running(tmp_path, [a, svc("B", pb, {"type": "http", "chain": "not-yet"})]) as (g, api, cfg):
-        assert served(pb, origin, "/b-direct")
+        assert not served(pb, origin, "/b-refused")
         write(cfg, [{**a, "handler": {"type": "http", "chain": "not-yet"}}, svc("B", pb, "http")])
         status, js, raw = api.reload()
         assert status == 200, f"reload refused a file that loads at startup: {status} {raw!r}"
-        assert served(pa, origin, "/a-direct")
+        assert "services[0].handler.chain: chain 'not-yet' does not exist" in js["data"]["warnings"][0]
+        assert not served(pa, origin, "/a-refused")
+        assert served(pb, origin, "/b-direct")

@@ -8,6 +8,7 @@ from gostg.errors import ConfigError
 from gostg.config.metadata import Metadata
 from gostg.policy.auth import Auther, AutherGroup, SkipAuth, first_credentials, parse_auth_lines
 from gostg.core.registry import Registries
+from gostg.policy.group import MissingReference
 
 
 class Clock:
@@ -104,7 +105,7 @@ def test_group_any_passes_and_late_binding():
     reg = Registries()
     reg.authers.set("auther-0", Auther("auther-0", {"user1": "pass1"}))
     reg.authers.set("auther-1", Auther("auther-1", {"user2": "pass2"}))
-    g = AutherGroup(["auther-0", "auther-1", "missing"], reg)
+    g = AutherGroup(["auther-0", "auther-1"], reg)
     assert g.authenticate("user1", "pass1") == "user1"
     assert g.authenticate("user2", "pass2") == "user2"
     assert g.authenticate("user2", "pass1") is None
@@ -112,6 +113,9 @@ def test_group_any_passes_and_late_binding():
     assert g.authenticate("user2", "pass2") is None
     assert g.authenticate("user9", "p9") == "user9"
     assert AutherGroup([], reg).authenticate("user1", "pass1") is None
+    # fail closed: a member that does not resolve refuses everyone (the handler logs it)
+    with pytest.raises(MissingReference, match="auther 'missing'"):
+        AutherGroup(["auther-0", "missing"], reg).authenticate("user1", "pass1")
 
 
 @pytest.mark.parametrize("client,skips", [

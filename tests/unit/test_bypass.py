@@ -11,6 +11,7 @@ from gostg.errors import ConfigError
 from gostg.policy.admission import Admission, AdmissionGroup, admission_rules
 from gostg.policy.bypass import Bypass, BypassGroup, Matcher, bypass_hit, group_contains
 from gostg.core.registry import Registries
+from gostg.policy.group import MissingReference
 
 PATTERNS = ["example.com", ".corp.net", "*.glob.io", "10.0.0.1", "192.168.0.0/16", "2001:db8::/32", "::1"]
 
@@ -184,8 +185,9 @@ def test_hop_docs_example():
 
 def test_group_late_binding_and_unknown_names():
     reg = Registries()
-    g = BypassGroup.of(["bp", "", "missing"], reg)
-    assert not g.contains("tcp", "a.com:80")          # nothing registered yet
+    g = BypassGroup.of(["bp", ""], reg)
+    with pytest.raises(MissingReference, match="bypass 'bp'"):   # fail closed: never "no bypass"
+        g.contains("tcp", "a.com:80")
     reg.bypasses.set("bp", Bypass("bp", ["a.com"]))
     assert g.contains("tcp", "a.com:80")
     reg.bypasses.set("bp", Bypass("bp", ["b.com"]))   # replaced (Web API PUT): seen next call
@@ -197,7 +199,8 @@ def test_bypass_hit_forms():
     reg = Registries()
     reg.bypasses.set("bp", Bypass("bp", ["a.com"]))
     assert bypass_hit("bp", reg, "tcp", "a.com:1")
-    assert not bypass_hit("nope", reg, "tcp", "a.com:1")
+    with pytest.raises(MissingReference, match="bypass 'nope'"):
+        bypass_hit("nope", reg, "tcp", "a.com:1")
     assert not bypass_hit(None, reg, "tcp", "a.com:1")
     assert not bypass_hit("bp", reg, "tcp", "")
     assert bypass_hit(BypassGroup(["bp"], reg), reg, "tcp", "a.com:1")
@@ -299,11 +302,13 @@ def test_admission_group_any_reject_rejects():
     reg = Registries()
     reg.admissions.set("white", Admission("white", ["127.0.0.0/8"], whitelist=True))
     reg.admissions.set("black", Admission("black", ["127.0.0.2"]))
-    g = AdmissionGroup.of(["white", "black", "missing"], reg)
+    g = AdmissionGroup.of(["white", "black"], reg)
     assert g.admit("127.0.0.1:1")
     assert not g.admit("127.0.0.2:1")
     assert not g.admit("10.0.0.1:1")
     assert AdmissionGroup.of([""], reg) is None
+    with pytest.raises(MissingReference, match="admission 'missing'"):   # fail closed
+        AdmissionGroup.of(["white", "missing"], reg).admit("127.0.0.1:1")
 
 
 def test_admission_file_reload(tmp_path):
