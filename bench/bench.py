@@ -43,6 +43,8 @@ CHUNK = 1 << 20           # client / sink user-space buffer
 HDR = struct.Struct("!4sQ4x")  # op (b"UPLD" | b"DNLD"), size: 16 bytes
 IO_TIMEOUT = 30.0         # per socket operation; bounds every blocking call
 LOG_DIR = [os.path.join(OUT, "logs")]  # per run: bench/out/logs/<--out stem>/
+#: the "gostg-before" column: another checkout (e.g. a git worktree of an older commit), same python
+BEFORE_ROOT = os.environ.get("GOSTG_BEFORE", "/tmp/gostg-before")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -393,9 +395,9 @@ class Proxy:
             return ""
 
 
-def gostg_cmd(level):
+def gostg_cmd(level, root=ROOT):
     def f(p):
-        cmd = [PY, os.path.join(ROOT, "bin", "gostg"), "-L", f"socks5://{HOST}:{p.socks_port}",
+        cmd = [PY, os.path.join(root, "bin", "gostg"), "-L", f"socks5://{HOST}:{p.socks_port}",
                "-L", f"http://{HOST}:{p.http_port}"]
         if level:
             cmd += ["-C", json.dumps({"log": {"level": level}})]
@@ -900,7 +902,8 @@ def build_report(env, proxies, res, args):
     main = "gostg"
     peers = [n for n in names if n not in ("gostg", "direct")]
     lines = []
-    hdr = ["metric"] + names + [f"gostg/{p}" for p in peers if not p.startswith("gostg")] + ["better"]
+    peers = [p for p in peers if p == "gostg-before" or not p.startswith("gostg")]  # ratio columns
+    hdr = ["metric"] + names + [f"gostg/{p}" for p in peers] + ["better"]
     lines.append("| " + " | ".join(hdr) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(hdr) - 2) + [":---:"]) + "|")
     for label, key, nd, better in rows:
@@ -910,8 +913,6 @@ def build_report(env, proxies, res, args):
         cells = [label] + [fmt(v, nd) for v in vals]
         g = res.get(main, {}).get(key)
         for p in peers:
-            if p.startswith("gostg"):
-                continue
             r = ratio(g, res.get(p, {}).get(key))
             cells.append(fmt(r, 2) + "×" if r is not None else "–")
         cells.append(better)
@@ -996,6 +997,7 @@ def run(args):
     all_proxies = {
         "gostg": lambda: Proxy("gostg", "gostg", gostg_cmd("error")),
         "gostg-info": lambda: Proxy("gostg-info", "gostg", gostg_cmd(None)),
+        "gostg-before": lambda: Proxy("gostg-before", "gostg", gostg_cmd("error", BEFORE_ROOT)),
         "pproxy-uvloop": lambda: Proxy("pproxy-uvloop", "pproxy",
                                        pproxy_plain_cmd if env["pproxy"]["plain_pproxy_runs"]
                                        else pproxy_cmd("uvloop")),
@@ -1193,7 +1195,9 @@ def main():
     ap.add_argument("--procs", type=int, default=2, help="client driver processes for conn/s")
     ap.add_argument("--tunnels", type=int, default=2000, help="idle tunnels for the RSS test")
     ap.add_argument("--proxies", default="gostg,gostg-info,pproxy-uvloop,pproxy-asyncio,microsocks",
-                    type=lambda s: [x for x in s.split(",") if x])
+                    type=lambda s: [x for x in s.split(",") if x],
+                    help="comma list; also gostg-before: bin/gostg of the checkout in $GOSTG_BEFORE "
+                         "(default /tmp/gostg-before), same flags and python as gostg")
     ap.add_argument("--conn-repeat", type=int, default=3, help="interleaved conn/s rounds (median reported)")
     ap.add_argument("--tests", default="tputfresh,rss,conn,tput", type=lambda s: s.split(","),
                     help="tests to run, in this order: tputfresh (SOCKS5 throughput on just-started proxies), "
