@@ -17,6 +17,7 @@ from gevent.lock import RLock
 from .config import load, model
 from .config.build import bind_service, build_object, build_service
 from .config.refs import config_warnings, dangling_refs, dangling_to, open_proxies
+from .config.validate import ERROR, Problem, validate
 from .errors import ChangeError, ConfigError
 from .observe.log import make_logger
 from .core.registry import Registries
@@ -120,6 +121,10 @@ class Gost:
     def build(self):
         """Build every object and bind every service; on any error, close what was bound.
         Dangling references and open proxies are logged as warnings (refs.config_warnings)."""
+        problems = validate(self.config)   # an embedding app gets the command line's verdict
+        for p in problems:
+            if p.level == ERROR:
+                raise p.as_error()
         self._install_objects(self._build_objects(self.config))
         built = {}
         for i, o in enumerate(self.config.get("services") or []):
@@ -134,7 +139,7 @@ class Gost:
                 s.listener.close()
             raise
         self.services = {name: s for name, (s, _) in built.items()}
-        self.warn([p for p in config_warnings(self.config) if str(p) not in self.reported])
+        self.warn([p for p in problems + config_warnings(self.config) if str(p) not in self.reported])
         for s in self.services.values():
             s.pre_up()
         for name, s in self.services.items():
@@ -289,6 +294,7 @@ class Gost:
     def _apply(self, kind, name, obj, items, idx):
         """Build and swap in one changed object; → the warnings about it (texts)."""
         path = f"{kind}[{len(items) - 1 if idx is None else idx}]"
+        schema_warnings = self._schema_check(kind, obj, path)
         if kind == "services":
             new = self._new_service(obj, path, self.services.get(name))
             self._swap_service(name, new, self.services.get(name))
@@ -308,8 +314,20 @@ class Gost:
         self.log.info(f"{kind[:-1] if kind != 'hosts' else kind} {name} {'created' if idx is None else 'updated'}",
                       kind="api")
         # GOST's forward references: accepted, but said (in the log and the API answer)
-        return self.warn(dangling_refs(self.config, path) + [p for p in open_proxies(self.config) if p.path == path],
-                         kind="api")
+        return self.warn(schema_warnings + dangling_refs(self.config, path)
+                         + [p for p in open_proxies(self.config) if p.path == path], kind="api")
+
+    @staticmethod
+    def _schema_check(kind, obj, path):
+        """The same :func:`validate` as startup, ``-O`` and ``--check``, for one object at its
+        place in the model: errors refuse the change, warnings go into the answer and the log."""
+        here = f"{kind}[0]"
+        problems = [Problem(p.level, path + p.path[len(here):] if p.path.startswith(here) else p.path, p.message,
+                            p.suggestion) for p in validate({kind: [obj]})]
+        errors = [str(p) for p in problems if p.level == ERROR]
+        if errors:
+            raise ChangeError(ChangeError.FAILED, "; ".join(errors))
+        return [p for p in problems if p.level != ERROR]
 
     def delete(self, kind, name):
         self.check_kind(kind)
@@ -338,7 +356,10 @@ class Gost:
                 cfg = to_config(config) if config is not None else (self.sources() if self.sources else None)
                 if cfg is None:
                     raise ChangeError(ChangeError.FAILED, "no config source to reload from")
-                model.check(cfg)
+                problems = validate(cfg)
+                errors = [p for p in problems if p.level == ERROR]
+                if errors:
+                    raise ConfigError("", "; ".join(str(p) for p in errors))
                 objects = self._build_objects(cfg)
             except ConfigError as exc:
                 raise ChangeError(ChangeError.FAILED, f"reload: {exc}") from exc
@@ -376,7 +397,8 @@ class Gost:
             (self.log.info if changed or removed else self.log.debug)(
                 "config reloaded", kind="api", changed=changed, removed=removed)
             # the answer always lists them; the log only when the config changed (-R polls)
-            warnings = [str(p) for p in config_warnings(cfg)] if same else self.warn(config_warnings(cfg))
+            found = problems + config_warnings(cfg)
+            warnings = [str(p) for p in found] if same else self.warn(found)
             result = {"changed": changed, "removed": removed}
             if warnings:
                 result["warnings"] = warnings
