@@ -218,15 +218,7 @@ class _Walker:
     def service(self, o, path):
         if not isinstance(o, dict):
             return
-        h = o.get("handler") if isinstance(o.get("handler"), dict) else {}
-        lst = o.get("listener") if isinstance(o.get("listener"), dict) else {}
-        ht = self.type_name("handler", h.get("type"), f"{path}.handler.type", "auto")
-        lt = self.type_name("listener", lst.get("type"), f"{path}.listener.type", "tcp")
-        addr = o.get("addr")
-        if isinstance(addr, (str, int)) and str(addr) != "":
-            err = addr_problem(str(addr))
-            if err:
-                self.add(ERROR, f"{path}.addr", err)
+        (h, ht), (lst, lt) = self.parts(o, path, ("handler", "auto"), ("listener", "tcp"))
         specs = [S.component_md("service", "")]
         specs += [S.component_md("handler", ht)] if ht else []
         specs += [S.component_md("listener", lt)] if lt else []
@@ -264,16 +256,22 @@ class _Walker:
         """Types and address of a node; → (connector type, dialer type) or None."""
         if not isinstance(n, dict):
             return None
-        c = n.get("connector") if isinstance(n.get("connector"), dict) else {}
-        d = n.get("dialer") if isinstance(n.get("dialer"), dict) else {}
-        ct = self.type_name("connector", c.get("type"), f"{path}.connector.type", "http")
-        dt = self.type_name("dialer", d.get("type"), f"{path}.dialer.type", "tcp")
-        addr = n.get("addr")
+        (_, ct), (_, dt) = self.parts(n, path, ("connector", "http"), ("dialer", "tcp"))
+        return (ct, dt) if ct and dt else None
+
+    def parts(self, o, path, *kinds):
+        """Check ``o``'s address and the type of each part (handler+listener, connector+dialer);
+        → [(part mapping, type name or None)] in the order of ``kinds``."""
+        addr = o.get("addr")
         if isinstance(addr, (str, int)) and str(addr) != "":
             err = addr_problem(str(addr))
             if err:
                 self.add(ERROR, f"{path}.addr", err)
-        return (ct, dt) if ct and dt else None
+        out = []
+        for kind, default in kinds:
+            part = o.get(kind) if isinstance(o.get(kind), dict) else {}
+            out.append((part, self.type_name(kind, part.get("type"), f"{path}.{kind}.type", default)))
+        return out
 
 
 _BOOLS = ("true", "false", "1", "0", "yes", "no", "on", "off", "t", "f", "")

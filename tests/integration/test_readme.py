@@ -23,6 +23,8 @@ import urllib.request
 import pytest
 import yaml
 
+from gostg.process import split_groups
+
 from .helpers import GOSTG, ROOT, Origin, free_port, wait_port
 
 README = os.path.join(ROOT, "README.md")
@@ -79,16 +81,8 @@ def gostg_examples(text=None):
 def check_args(args):
     """The ``--check`` runs one README command line stands for: one per process (``--`` splits
     processes), with ``-O`` dropped (``--check`` replaces printing)."""
-    groups, cur = [], []
-    for a in args:
-        if a == "--":
-            groups.append(cur)
-            cur = []
-        else:
-            cur.append(a)
-    groups.append(cur)
     runs = []
-    for g in groups:
+    for g in split_groups(args):
         if not g:
             continue
         out, i = [], 0
