@@ -32,3 +32,31 @@ def test_each_connector_with_each_dialer_builds(connector):
         auth = "chacha20-ietf-poly1305:pw@" if connector in ("ss", "ssu") else ""
         cfg = from_args([":1"], [f"{connector}+{dialer}://{auth}127.0.0.1:1"])
         build_hop(cfg["chains"][0]["hops"][0], "hops[0]", r)
+
+
+def test_built_components_fit_the_core_interfaces():
+    """Each built listener/handler/connector/dialer meets gostg.core.interfaces (the protocols
+    a host application's own implementation would have to meet)."""
+    from gostg.core import interfaces as I
+    r = Registries()
+    for handler in sorted(set(builtins.MODULES["handler"]) - {"api"}):
+        target = "/127.0.0.1:1" if handler in FORWARD else ""
+        auth = "chacha20-ietf-poly1305:pw@" if handler in ("ss", "ssu") else ""
+        svc = build_service(from_args([f"{handler}://{auth}127.0.0.1:0{target}"], [])["services"][0],
+                            "services[0]", r, structlog.get_logger())
+        assert isinstance(svc.handler, I.Handler), handler
+        assert isinstance(svc.listener, I.Listener), handler
+    for connector in sorted(builtins.MODULES["connector"]):
+        for dialer in sorted(builtins.MODULES["dialer"]):
+            auth = "chacha20-ietf-poly1305:pw@" if connector in ("ss", "ssu") else ""
+            hop = build_hop(from_args([":1"], [f"{connector}+{dialer}://{auth}127.0.0.1:1"])["chains"][0]["hops"][0],
+                            "hops[0]", r)
+            assert isinstance(hop.nodes[0].connector, I.Connector), connector
+            assert isinstance(hop.nodes[0].dialer, I.Dialer), dialer
+
+
+def test_core_interfaces_import_nothing_heavy():
+    import subprocess
+    import sys
+    code = "import sys, gostg.core.interfaces; assert 'gevent' not in sys.modules, sorted(sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
