@@ -466,11 +466,32 @@ def md_owners():
 _OWNERS = None
 
 
+class Declared(dict):
+    """A config object whose reads are checked against its declared keys (under the test
+    suite, see :data:`gostg.config.metadata.STRICT`): the builder cannot read a key the schema
+    does not declare, so the schema stays the one list of what gostg understands."""
+
+    __slots__ = ("_allowed",)
+
+    def _check(self, key):
+        if key not in self._allowed:
+            raise KeyError(f"config key {key!r} is not declared in gostg.config.schema")
+
+    def get(self, key, default=None):
+        self._check(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self._check(key)
+        return super().__getitem__(key)
+
+
 def normalize(o, spec):
     """A copy of mapping ``o`` with each declared key in its canonical spelling (GOST reads keys
     case-insensitively: ``certfile`` is ``certFile``); nested objects too, metadata untouched."""
     if not isinstance(o, dict):
         return o
+    from .metadata import STRICT
     index = {}
     for key in spec.values():
         index.setdefault(key.name.lower(), key)
@@ -487,4 +508,8 @@ def normalize(o, spec):
         if key.name in out and k != key.name:
             continue  # the canonical spelling, when both are given, wins
         out[key.name] = v
+    if STRICT:
+        strict = Declared(out)
+        strict._allowed = frozenset(spec)
+        return strict
     return out

@@ -258,3 +258,10 @@ def test_non_utf8_config_is_a_config_error(tmp_path):
     p.write_bytes(b"services: \xff\xfe\n")
     with pytest.raises(ConfigError, match="not UTF-8"):
         load.load_source(str(p))
+
+
+def test_builder_reads_only_declared_keys_under_the_suite():
+    o = S.normalize({"name": "s", "addr": ":1"}, S.SERVICE)
+    assert o.get("addr") == ":1"
+    with pytest.raises(KeyError, match="not declared"):
+        o.get("adress")
