@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import gevent
 from gevent.pool import Pool
 
+from .._compat import mark_server_stopped
 from .context import Context
 from ..errors import ProtocolError
 from .hooks import run_hooks
@@ -236,7 +237,7 @@ class Service:
         if self.server is not None:
             # marks the server stopped (so a freed pool slot cannot restart accepting) without
             # StreamServer.close(), which would close the socket the successor adopted
-            self.server._stop_event.set()
+            mark_server_stopped(self.server)
             self.server.stop_accepting()
         if not keep_socket:
             self.listener.close()

@@ -92,7 +92,7 @@ def parse_doh_response(buf, eof=False):
     if resp.headers.has_token("Transfer-Encoding", "chunked"):
         body, used = _dechunk(buf, end)
         return resp.status, body, used
-    n = http._content_length(resp.headers)
+    n = http.content_length(resp.headers)
     if n is None:
         if not eof:
             raise NeedData()

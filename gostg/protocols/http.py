@@ -147,8 +147,6 @@ def content_length(headers):
     return int(v)
 
 
-#: the old private spelling (gostg/dns/wire.py still uses it)
-_content_length = content_length
 
 
 def request_body(req):
