@@ -147,8 +147,6 @@ def content_length(headers):
     return int(v)
 
 
-
-
 def request_body(req):
     """A framer for the request body, or None when there is no body."""
     if req.headers.has_token("Transfer-Encoding", "chunked"):
