@@ -149,7 +149,7 @@ class Route:
                 raise
             if isinstance(exc, DialError) and getattr(exc, "node", None) is not None:
                 raise
-            raise DialError(f"{node.name}@{node.addr}: {exc}", node=node) from exc
+            raise DialError(f"{node.name}@{node.addr}: {exc}", node=node, cause=exc) from exc
         for n in nodes:
             n.marker.reset()
         return conn

@@ -138,5 +138,11 @@ class Router:
                     ctx.log.debug("dial failed", dst=address, attempt=attempt, error=str(exc),
                                   elapsed=round(time.monotonic() - t0, 3))
         if isinstance(last, DialError):
+            # whoever raised it deep in a connector or dialer knew its text; the router knows
+            # the target, and the cause is the exception it was raised from
+            if last.target is None:
+                last.target = address
+            if last.cause is None:
+                last.cause = last.__cause__
             raise last
-        raise DialError(f"dial {address}: {last}") from last
+        raise DialError(f"dial {address}: {last}", target=address, cause=last) from last
