@@ -89,3 +89,19 @@ def test_same_verdict_through_check_startup_output_reload_and_api(tmp_path, what
                                          if isinstance(js.get("data"), dict)) or f"services[1]{text}" in json.dumps(
                 js), raw
         assert g.proc.poll() is None, "bad input never kills the process"
+
+
+def test_unknown_keys_survive_output_round_trip(tmp_path):
+    """An unknown key warns but is kept: -O prints it back, so a newer GOST's keys survive."""
+    f = tmp_path / "c.yaml"
+    svc = {"name": "s", "addr": "127.0.0.1:1", "handler": {"type": "http", "metadata": {"futureKey": "x"}},
+           "futureTop": {"a": 1}}
+    f.write_text(yaml.safe_dump({"services": [svc], "futureSection": [1, 2]}))
+    r = run_gostg("-O", "json", "-C", f)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["futureSection"] == [1, 2]
+    assert out["services"][0]["futureTop"] == {"a": 1}
+    assert out["services"][0]["handler"]["metadata"]["futureKey"] == "x"
+    assert "gostg: config warning: futureSection: unknown key" in r.stderr
+    assert "gostg: config warning: services[0].futureTop: unknown key" in r.stderr
