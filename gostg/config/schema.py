@@ -231,6 +231,12 @@ def md(*ks):
     return keys(*ks)
 
 
+def _tune(name, docs, meaning, kind=STR, aliases=()):
+    """A GOST tuning knob gostg does not build: it neither decides who gets in nor where traffic
+    goes, so it is a warning (gostg runs with its own value), like an observational feature."""
+    return unbuilt(name, kind, docs, f"{meaning} (gostg uses its own)", observe=True, aliases=aliases)
+
+
 def _ub(name, docs, meaning, kind=STR, observe=False, aliases=()):
     return unbuilt(name, kind, docs, meaning, observe=observe, aliases=aliases)
 
@@ -258,35 +264,35 @@ MD_SKIPAUTH = md(Key("skipauth", STRLIST))
 MD_HASH = md(Key("hash", choices=("", "host")))
 MD_HTTP_HANDLER = md(
     Key("authBasicRealm", default="gost"), Key("udp", BOOL),
-    _ub("header", "reference/handlers/http/", "response headers on the http handler", MAP),
+    _tune("header", "reference/handlers/http/", "response headers on the http handler", MAP),
     _ub("probeResist", "tutorials/probe-resistance/", "probe resistance on the http handler",
         aliases=("probe_resist",)),
     _ub("knock", "tutorials/probe-resistance/", "probe resistance on the http handler"),
-    _ub("proxyAgent", "reference/handlers/http/", "Proxy-Agent header"),
-    _ub("udpBufferSize", "reference/handlers/http/", "UDP buffer size", INT))
+    _tune("proxyAgent", "reference/handlers/http/", "Proxy-Agent header"),
+    _tune("udpBufferSize", "reference/handlers/http/", "UDP buffer size", INT))
 MD_SOCKS5_HANDLER = md(
     Key("udp", BOOL), Key("bind", BOOL), Key("publicAddr"), Key("compatibilityMode", BOOL),
     Key("bindTimeout", DURATION),
-    _ub("noTLS", "reference/handlers/socks/", "SOCKS5 TLS method negotiation", BOOL, aliases=("notls",)),
-    _ub("udpBufferSize", "reference/handlers/socks/", "UDP buffer size", INT, aliases=("udp.bufferSize",)))
+    Key("noTLS", BOOL, aliases=("notls",), meaning="gostg never offers GOST's SOCKS5 TLS method: always in effect"),
+    _tune("udpBufferSize", "reference/handlers/socks/", "UDP buffer size", INT, aliases=("udp.bufferSize",)))
 MD_HTTP2_HANDLER = md(Key("header", MAP, aliases=("http.header",)), Key("authBasicRealm", default="gost"),
                       Key("probeResist", aliases=("probe_resist",)), Key("knock"))
 MD_RELAY_HANDLER = md(Key("bind", BOOL), Key("udp", BOOL),
-                      _ub("udpBufferSize", "reference/handlers/relay/", "UDP buffer size", INT))
-MD_SS_HANDLER = md(Key("key"), _ub("udpBufferSize", "reference/handlers/ss/", "UDP buffer size", INT))
+                      _tune("udpBufferSize", "reference/handlers/relay/", "UDP buffer size", INT))
+MD_SS_HANDLER = md(Key("key"), _tune("udpBufferSize", "reference/handlers/ss/", "UDP buffer size", INT))
 MD_API_HANDLER = md(Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)))
 MD_FORWARD_HANDLER = md(_ub("sniffing", "tutorials/sniffing/", "traffic sniffing", BOOL))
 
 MD_LISTENER_BASE = md(Key("backlog", INT, default=128),
-                      _ub("mptcp", "reference/listeners/tcp/", "Multipath TCP", BOOL),
+                      _tune("mptcp", "reference/listeners/tcp/", "Multipath TCP", BOOL),
                       _ub("proxyProtocol", "tutorials/proxy-protocol/", "PROXY protocol", INT))
 MD_TLS_LISTENER = md(Key("handshakeTimeout", DURATION))
 MD_WS = md(Key("path", default="/ws", aliases=("ws.path",)), Key("header", MAP, aliases=("ws.header",)),
            Key("handshakeTimeout", DURATION),
-           _ub("readHeaderTimeout", "reference/listeners/ws/", "HTTP read header timeout", DURATION),
-           _ub("readBufferSize", "reference/listeners/ws/", "WebSocket buffer sizes", INT),
-           _ub("writeBufferSize", "reference/listeners/ws/", "WebSocket buffer sizes", INT),
-           _ub("enableCompression", "reference/listeners/ws/", "WebSocket compression", BOOL))
+           _tune("readHeaderTimeout", "reference/listeners/ws/", "HTTP read header timeout", DURATION),
+           _tune("readBufferSize", "reference/listeners/ws/", "WebSocket buffer sizes", INT),
+           _tune("writeBufferSize", "reference/listeners/ws/", "WebSocket buffer sizes", INT),
+           _tune("enableCompression", "reference/listeners/ws/", "WebSocket compression", BOOL))
 MD_MUX = md(
     Key("mux.version", INT, default=1, aliases=("muxVersion",)),
     Key("mux.type", default="smux", aliases=("muxType",)),
@@ -295,7 +301,7 @@ MD_MUX = md(
     Key("mux.keepaliveTimeout", DURATION, default="30s", aliases=("muxKeepAliveTimeout",)),
     Key("mux.maxFrameSize", INT, default=32768, aliases=("muxMaxFrameSize",)),
     Key("mux.maxReceiveBuffer", INT, default=4194304, aliases=("muxMaxReceiveBuffer",)),
-    _ub("mux.maxStreamBuffer", "tutorials/protocols/mux/", "smux v2 stream windows", INT,
+    _tune("mux.maxStreamBuffer", "tutorials/protocols/mux/", "smux v2 stream windows", INT,
         aliases=("muxMaxStreamBuffer",)))
 MD_UDP_LISTENER = md(
     Key("keepalive", BOOL, aliases=("keepAlive",)), Key("ttl", DURATION, default="5s", aliases=("keepalive.ttl",)),
@@ -305,12 +311,12 @@ MD_H2_LISTENER = md(Key("path"), Key("backlog", INT, default=128), Key("handshak
                     Key("header", MAP))
 MD_REMOTE_LISTENER = md(Key("backlog", INT, default=128))
 
-MD_CONNECTOR_BASE = md(_ub("connectTimeout", "reference/connectors/", "connector timeout", DURATION))
-MD_HTTP_CONNECTOR = md(Key("header", MAP), _ub("userAgent", "reference/connectors/http/", "User-Agent", ))
+MD_CONNECTOR_BASE = md(_tune("connectTimeout", "reference/connectors/", "connector timeout", DURATION))
+MD_HTTP_CONNECTOR = md(Key("header", MAP), _tune("userAgent", "reference/connectors/http/", "User-Agent", ))
 MD_HTTP2_CONNECTOR = md(Key("timeout", DURATION), Key("header", MAP))
 MD_SOCKS5_CONNECTOR = md(Key("relay", choices=("", "udp")),
-                         _ub("noTLS", "reference/connectors/socks/", "SOCKS5 TLS method negotiation", BOOL,
-                             aliases=("notls",)))
+                         Key("noTLS", BOOL, aliases=("notls",),
+                             meaning="gostg never asks for GOST's SOCKS5 TLS method: always in effect"))
 MD_RELAY_CONNECTOR = md(Key("nodelay", BOOL, aliases=("noDelay",)))
 MD_SS_CONNECTOR = md(Key("key"), Key("nodelay", BOOL, aliases=("noDelay",)))
 MD_SNI_CONNECTOR = md(Key("host"))
@@ -319,9 +325,9 @@ MD_WS_DIALER = md(Key("path", default="/ws", aliases=("ws.path",)), Key("host", 
                   Key("header", MAP, aliases=("ws.header",)), Key("keepalive", BOOL, aliases=("ws.keepalive",)),
                   Key("ttl", DURATION, default="15s", aliases=("keepalive.interval",)),
                   Key("handshakeTimeout", DURATION),
-                  _ub("readBufferSize", "reference/dialers/ws/", "WebSocket buffer sizes", INT),
-                  _ub("writeBufferSize", "reference/dialers/ws/", "WebSocket buffer sizes", INT),
-                  _ub("enableCompression", "reference/dialers/ws/", "WebSocket compression", BOOL))
+                  _tune("readBufferSize", "reference/dialers/ws/", "WebSocket buffer sizes", INT),
+                  _tune("writeBufferSize", "reference/dialers/ws/", "WebSocket buffer sizes", INT),
+                  _tune("enableCompression", "reference/dialers/ws/", "WebSocket compression", BOOL))
 MD_H2_DIALER = md(Key("host"), Key("path"), Key("header", MAP))
 MD_HTTP2_DIALER = md(Key("header", MAP))
 MD_TLS_DIALER = md(Key("handshakeTimeout", DURATION))
