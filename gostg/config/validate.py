@@ -22,6 +22,13 @@ from .metadata import parse_duration
 
 ERROR, WARNING = "error", "warning"
 
+#: keys whose absence means a default that changes who gets in or where traffic goes: a
+#: misspelling of one of them (while it is not set) is an error, not a warning
+DECISIVE = frozenset({"type", "handler", "listener", "chain", "hops", "nodes", "auth", "auther", "authers",
+                      "admission", "admissions", "bypass", "bypasses", "forwarder", "addr", "whitelist",
+                      "matchers", "auths", "limits", "limiter", "climiter", "rlimiter", "users", "username",
+                      "password"})
+
 
 class Problem:
     """One finding. ``level`` is ``"error"`` (refuse the config) or ``"warning"`` (run, but say so)."""
@@ -131,7 +138,14 @@ class _Walker:
             key = index.get(str(raw_key).lower())
             if key is None:
                 s = suggest(raw_key, spec)
-                self.add(WARNING, kp, f"unknown key{_dym(s)}", s)
+                if s in DECISIVE and not any(str(k).lower() == s.lower() for k in o):
+                    # ``typ: socks5`` would otherwise run the default (an ``auto`` handler, no
+                    # chain, no auth): a misspelt key that decides who gets in or where traffic
+                    # goes fails closed
+                    self.add(ERROR, kp, f"unknown key{_dym(s)}; {s!r} decides who gets in or where traffic "
+                                        f"goes and is not set, so this is refused rather than run with its default", s)
+                else:
+                    self.add(WARNING, kp, f"unknown key{_dym(s)}", s)
                 continue
             if raw_key in skip or key.name in skip:
                 continue

@@ -317,23 +317,23 @@ def test_unexpected_error_one_line_traceback_only_with_debug(tmp_path):
 
 def test_startup_warning_printed_once_and_serves(tmp_path):
     port = free_port()
-    cfg = {"services": [_svc(port, listner={"type": "tcp"})]}
+    cfg = {"services": [_svc(port, metdata={"readTimeout": "5s"})]}
     with Gost("-C", json.dumps(cfg), ports=[port], cwd=tmp_path, env=_clean_env(tmp_path)) as g:
         text = g.log_text()
-    lines = [ln for ln in text.splitlines() if "listner" in ln]
-    assert lines == ["gostg: config warning: services[0].listner: unknown key (did you mean 'listener'?)"], text
+    lines = [ln for ln in text.splitlines() if "metdata" in ln]
+    assert lines == ["gostg: config warning: services[0].metdata: unknown key (did you mean 'metadata'?)"], text
     assert "Traceback" not in text
 
 
 def test_startup_warning_also_in_log_file(tmp_path):
     port = free_port()
     logfile = tmp_path / "gostg.log"
-    cfg = {"log": {"output": str(logfile)}, "services": [_svc(port, listner={"type": "tcp"})]}
+    cfg = {"log": {"output": str(logfile)}, "services": [_svc(port, metdata={"readTimeout": "5s"})]}
     with Gost("-C", json.dumps(cfg), ports=[port], cwd=tmp_path, env=_clean_env(tmp_path)) as g:
         text = g.log_text()
-    assert text.count("gostg: config warning: services[0].listner: unknown key") == 1, text
+    assert text.count("gostg: config warning: services[0].metdata: unknown key") == 1, text
     events = [json.loads(ln) for ln in logfile.read_text().splitlines()]
-    assert [e for e in events if e.get("level") == "warning" and "listner" in e["msg"]], events
+    assert [e for e in events if e.get("level") == "warning" and "metdata" in e["msg"]], events
 
 
 def test_startup_errors_all_listed_nothing_bound(tmp_path):
@@ -349,11 +349,11 @@ def test_startup_errors_all_listed_nothing_bound(tmp_path):
 
 
 def test_output_runs_validate(tmp_path):
-    cfg = {"services": [_svc(1080, listner={"type": "tcp"})]}
+    cfg = {"services": [_svc(1080, metdata={"readTimeout": "5s"})]}
     r = run_gostg("-C", json.dumps(cfg), "-O", "json", cwd=tmp_path, env=_clean_env(tmp_path))
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["services"][0]["listner"] == {"type": "tcp"}   # kept for the round trip
-    assert r.stderr.strip() == "gostg: config warning: services[0].listner: unknown key (did you mean 'listener'?)"
+    assert json.loads(r.stdout)["services"][0]["metdata"] == {"readTimeout": "5s"}   # kept for the round trip
+    assert r.stderr.strip() == "gostg: config warning: services[0].metdata: unknown key (did you mean 'metadata'?)"
     cfg["services"][0]["handler"]["type"] = "sock5"
     r = run_gostg("-C", json.dumps(cfg), "-O", "json", cwd=tmp_path, env=_clean_env(tmp_path))
     assert r.returncode == 1 and r.stdout == ""

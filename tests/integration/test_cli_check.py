@@ -52,23 +52,23 @@ def test_clean_config_ok_and_binds_nothing(tmp_path):
 
 
 def test_every_problem_at_once(tmp_path):
-    cfg = {"services": [_svc("a", "127.0.0.1:1080", listner={"type": "tcp"}),
+    cfg = {"services": [_svc("a", "127.0.0.1:1080", metdata={"readTimeout": "5s"}),
                         _svc("b", "127.0.0.1", "sock5"),
                         {"name": "c", "adr": "127.0.0.1:1082", "handler": {"type": "http"}}]}
     r, problems = _check(tmp_path, "-C", json.dumps(cfg))
     assert r.returncode == 1
     assert r.stdout == ""
-    assert ("warning", "services[0].listner: unknown key (did you mean 'listener'?)") in problems
+    assert ("warning", "services[0].metdata: unknown key (did you mean 'metadata'?)") in problems
     paths = {(lvl, text.split(": ", 1)[0]) for lvl, text in problems}
     assert ("error", "services[1].addr") in paths          # no port
     assert ("error", "services[1].handler.type") in paths  # sock5
     assert ("error", "services[2].addr") in paths          # missing (adr)
-    assert ("warning", "services[2].adr") in paths
+    assert ("error", "services[2].adr") in paths         # misspelt and decisive: fails closed
     assert any("did you mean 'socks5'?" in t for _, t in problems), problems
 
 
 def test_warnings_only_exit_zero(tmp_path):
-    cfg = {"services": [_svc("a", "127.0.0.1:1080", listner={"type": "tcp"}, handler={"type": "socks5",
+    cfg = {"services": [_svc("a", "127.0.0.1:1080", metdata={"readTimeout": "5s"}, handler={"type": "socks5",
                                                                                       "chain": "nope"})]}
     r, problems = _check(tmp_path, "-C", json.dumps(cfg))
     assert r.returncode == 0, r.stderr

@@ -8,7 +8,7 @@ import pytest
 from gostg import builtins
 from gostg.config import schema as S
 from gostg.config.metadata import Metadata
-from gostg.config.validate import ERROR, WARNING, addr_problem, suggest, validate
+from gostg.config.validate import DECISIVE, ERROR, WARNING, addr_problem, suggest, validate
 
 #: a minimal valid object of each top-level list kind
 MINIMAL = {
@@ -55,7 +55,9 @@ def test_typo_in_each_object_warns_with_suggestion(kind, key):
     bad = typo(key)
     o[bad] = "x"
     found = [p for p in validate({kind: [o]}) if p.path == f"{kind}[0].{bad}"]
-    assert found and found[0].level == WARNING, (kind, key, problems({kind: [o]}))
+    # a misspelt key that decides who gets in or where traffic goes, while it is unset, fails closed
+    decisive = found and found[0].suggestion in DECISIVE and found[0].suggestion not in o
+    assert found and found[0].level == (ERROR if decisive else WARNING), (kind, key, problems({kind: [o]}))
     assert found[0].suggestion in S.TOP[kind].item[key].names() or found[0].suggestion == key, found[0]
     assert f"did you mean {found[0].suggestion!r}" in found[0].message
 
@@ -69,11 +71,19 @@ def test_missing_name_is_an_error_with_path(kind):
 
 @pytest.mark.parametrize("cfg, expected", [
     ({"services": [{"name": "s", "adr": "127.0.0.1:1"}]},
-     [(WARNING, "services[0].adr: unknown key (did you mean 'addr'?)"), (ERROR, "services[0].addr: is required")]),
+     [(ERROR, "services[0].adr: unknown key (did you mean 'addr'?); 'addr' decides who gets in or where traffic "
+              "goes and is not set, so this is refused rather than run with its default"),
+      (ERROR, "services[0].addr: is required")]),
     ({"services": [{"name": "s", "addr": "127.0.0.1"}]},
      [(ERROR, "services[0].addr: address '127.0.0.1' has no port (e.g. 127.0.0.1:1080 or :1080)")]),
     ({"services": [{"name": "s", "addr": ":1", "handlr": {"type": "http"}}]},
-     [(WARNING, "services[0].handlr: unknown key (did you mean 'handler'?)")]),
+     [(ERROR, "services[0].handlr: unknown key (did you mean 'handler'?); 'handler' decides who gets in or "
+              "where traffic goes and is not set, so this is refused rather than run with its default")]),
+    ({"services": [{"name": "s", "addr": ":1", "handler": {"typ": "socks5"}}]},
+     [(ERROR, "services[0].handler.typ: unknown key (did you mean 'type'?); 'type' decides who gets in or "
+              "where traffic goes and is not set, so this is refused rather than run with its default")]),
+    ({"services": [{"name": "s", "addr": ":1", "handler": {"type": "http", "chain": "c", "chian": "c"}}]},
+     [(WARNING, "services[0].handler.chian: unknown key (did you mean 'chain'?)")]),
     ({"chains": [{"name": "c", "hops": [{"name": "h", "nodes": [{"name": "n"}]}]}]},
      [(ERROR, "chains[0].hops[0].nodes[0].addr: is required")]),
     ({"hops": [{"name": "h", "selector": {"strategy": "rund"}}]},
@@ -89,7 +99,9 @@ def test_missing_name_is_an_error_with_path(kind):
     ({"services": [{"name": "a", "addr": ":1"}, {"name": "a", "addr": ":2"}]},
      [(ERROR, "services[1].name: duplicate name 'a'")]),
     ({"api": {"adr": ":18080"}},
-     [(WARNING, "api.adr: unknown key (did you mean 'addr'?)"), (ERROR, "api.addr: is required")]),
+     [(ERROR, "api.adr: unknown key (did you mean 'addr'?); 'addr' decides who gets in or where traffic goes "
+              "and is not set, so this is refused rather than run with its default"),
+      (ERROR, "api.addr: is required")]),
     ({"log": {"level": "verbose"}},
      [(ERROR, "log.level: unknown value 'verbose' (one of: trace, debug, info, warn, warning, error, fatal)")]),
     ({"servces": []}, [(WARNING, "servces: unknown key (did you mean 'services'?)")]),
