@@ -32,13 +32,15 @@ class Key:
     ``item`` describe a nested mapping or the items of a list; ``docs`` is GOST's page."""
 
     __slots__ = ("name", "kind", "default", "aliases", "status", "docs", "required", "fields", "item",
-                 "choices", "meaning")
+                 "choices", "meaning", "unbuilt_choices")
 
     def __init__(self, name, kind=STR, default=None, aliases=(), status=BUILT, docs="", required=False,
-                 fields=None, item=None, choices=None, meaning=""):
+                 fields=None, item=None, choices=None, meaning="", unbuilt_choices=()):
         self.name, self.kind, self.default, self.aliases = name, kind, default, tuple(aliases)
         self.status, self.docs, self.required = status, docs, required
         self.fields, self.item, self.choices, self.meaning = fields, item, choices, meaning
+        #: values GOST accepts that gostg does not build (an error naming ``docs``, not "unknown")
+        self.unbuilt_choices = tuple(unbuilt_choices)
 
     def names(self):
         return (self.name,) + self.aliases
@@ -60,8 +62,11 @@ AUTH = keys(Key("username"), Key("password"), Key("file", meaning="first 'user p
 TLS_OPTIONS = keys(Key("minVersion"), Key("maxVersion"), Key("cipherSuites", STRLIST))
 TLS = keys(Key("certFile"), Key("keyFile"), Key("caFile"), Key("secure", BOOL), Key("serverName"),
            unbuilt("options", MAP, "tutorials/tls/", "TLS versions and cipher suites", fields=TLS_OPTIONS),
+           unbuilt("rejectUnknownSNI", BOOL, "tutorials/tls/", "rejecting TLS handshakes with an unknown SNI"),
+           unbuilt("serverNames", STRLIST, "tutorials/tls/", "the allowed-SNI list of rejectUnknownSNI"),
            Key("validity", DURATION), Key("commonName"), Key("organization"))
-SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand", "random", "fifo", "ha", "hash")),
+SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand", "random", "fifo", "ha", "hash"),
+                    docs="concepts/selector/", unbuilt_choices=("parallel", "lowestlatency")),
                 Key("maxFails", INT, default=1), Key("failTimeout", DURATION, default="10s"))
 FILE_LOADER = keys(Key("path", required=True))
 REDIS_LOADER = keys(Key("addr"), Key("db", INT), Key("password"), Key("key"), Key("type"))
@@ -118,9 +123,11 @@ FORWARD_NODE = keys(
     unbuilt("http", MAP, "concepts/forwarder/", "HTTP rewriting on forwarder nodes", fields=HTTP_NODE),
     unbuilt("tls", MAP, "concepts/forwarder/", "TLS to forwarder nodes", fields=TLS_NODE),
     unbuilt("auth", MAP, "concepts/forwarder/", "forwarder node auth", fields=AUTH),
+    unbuilt("filter", MAP, "concepts/forwarder/", "forwarder node filters (host, protocol, path)"),
     Key("metadata", MAP, meaning="metadata:node"))
 FORWARDER = keys(Key("name"), Key("selector", MAP, fields=SELECTOR),
-                 Key("nodes", LIST, item=FORWARD_NODE))
+                 Key("nodes", LIST, item=FORWARD_NODE),
+                 unbuilt("hop", STR, "concepts/forwarder/", "a forwarder that references a hop"))
 RECORDER_OBJECT = keys(Key("name"), Key("record"), Key("metadata", MAP))
 CONNECTOR = keys(Key("type", default="http"), Key("auth", MAP, fields=AUTH), Key("tls", MAP, fields=TLS),
                  Key("metadata", MAP, meaning="metadata:connector"))
@@ -141,6 +148,7 @@ SERVICE = named(
     unbuilt("loggers", STRLIST, "tutorials/log/", "per-service loggers", observe=True),
     unbuilt("observer", STR, "concepts/observer/", "observer", observe=True),
     unbuilt("recorders", LIST, "concepts/recorder/", "recorders", observe=True, item=RECORDER_OBJECT),
+    unbuilt("rewriter", STR, "concepts/rewriter/", "HTTP body rewriters"),
     Key("handler", MAP, fields=HANDLER), Key("listener", MAP, fields=LISTENER),
     Key("forwarder", MAP, fields=FORWARDER), Key("metadata", MAP, meaning="metadata:service"),
     Key("status", ANY, status=IGNORED, meaning="read-only status written by the Web API"))
@@ -159,6 +167,9 @@ NODE = named(
     unbuilt("tls", MAP, "concepts/chain/", "TLS settings on chain nodes", fields=TLS_NODE),
     unbuilt("auth", MAP, "concepts/chain/", "node-level auth", fields=AUTH),
     unbuilt("matcher", MAP, "concepts/chain/", "node matchers"),
+    unbuilt("filter", MAP, "concepts/chain/", "node filters (host, protocol, path)"),
+    unbuilt("probe", MAP, "tutorials/probe/", "active node health probes (gostg marks a node down only when real "
+                                             "connections to it fail)", observe=True),
     Key("metadata", MAP, meaning="metadata:node"))
 # ``name`` is optional on a node: its address names it
 NODE["name"] = Key("name")
@@ -179,7 +190,9 @@ HOP = named(
 # a hop inside a chain may be a bare reference: its name alone
 CHAIN_HOP = dict(HOP)
 
-CHAIN = named(Key("hops", LIST, item=CHAIN_HOP), Key("metadata", MAP, meaning="metadata:chain"))
+CHAIN = named(Key("hops", LIST, item=CHAIN_HOP), Key("metadata", MAP, meaning="metadata:chain"),
+              unbuilt("selector", MAP, "reference/configuration/file/",
+                      "a chain-level selector (gostg uses each hop's own)", fields=SELECTOR))
 AUTHER = named(Key("auths", LIST, item=AUTH), *loaders("concepts/auth/"))
 ADMISSION = named(Key("reverse", BOOL), Key("whitelist", BOOL), Key("matchers", STRLIST),
                   *loaders("concepts/admission/"))
@@ -195,6 +208,7 @@ ROUTER = named(Key("routes", LIST), *loaders("concepts/router/"))
 SD = named(Key("plugin", MAP, fields=PLUGIN))
 RECORDER = named(Key("file", MAP), Key("tcp", MAP), Key("http", MAP), Key("redis", MAP), Key("plugin", MAP))
 OBSERVER = named(Key("plugin", MAP, fields=PLUGIN))
+REWRITER = named(Key("plugin", MAP, fields=PLUGIN))
 ROTATION = keys(Key("maxSize", INT), Key("maxAge", INT), Key("maxBackups", INT), Key("localTime", BOOL),
                 Key("compress", BOOL))
 LOG = keys(Key("output"), Key("level", choices=("trace", "debug", "info", "warn", "warning", "error", "fatal")),
@@ -218,6 +232,7 @@ TOP = keys(
     Key("limiters", LIST, item=LIMITER), Key("climiters", LIST, item=LIMITER), Key("rlimiters", LIST, item=LIMITER),
     unbuilt("quotas", LIST, "concepts/limiter/", "traffic quotas"),
     unbuilt("observers", LIST, "concepts/observer/", "observers", observe=True, item=OBSERVER),
+    unbuilt("rewriters", LIST, "concepts/rewriter/", "HTTP body rewriters", item=REWRITER),
     unbuilt("loggers", LIST, "tutorials/log/", "named loggers", observe=True, item=LOGGER),
     Key("tls", MAP, fields=TLS), Key("log", MAP, fields=LOG),
     unbuilt("profiling", MAP, "reference/configuration/file/", "profiling", observe=True, fields=PROFILING),
@@ -251,7 +266,25 @@ MD_SERVICE = md(
     _ub("observer.period", "concepts/observer/", "observer", DURATION, observe=True),
     _ub("observer.resetTraffic", "concepts/observer/", "observer", BOOL, observe=True),
     _ub("enableStats", "concepts/observer/", "per-service statistics for observers", BOOL, observe=True),
-    _ub("logger.level", "tutorials/log/", "per-service log level", observe=True))
+    _ub("logger.level", "tutorials/log/", "per-service log level", observe=True),
+    _ub("quotas", "concepts/limiter/", "traffic quotas"),
+    _ub("labels", "concepts/service/", "service labels for recorders and logs", MAP, observe=True),
+    _tune("limiter.refreshInterval", "concepts/limiter/", "limiter plugin sync interval", DURATION),
+    _tune("limiter.scope", "concepts/limiter/", "limiter plugin scope"),
+    # what the command line (-L) turns into objects of their own; GOST leaves a copy of the query
+    # key in the service and listener metadata, where it has no further effect
+    Key("admission", status=IGNORED, meaning="cmdline:admission"),
+    Key("bypass", status=IGNORED, meaning="cmdline:bypass"),
+    Key("resolver", status=IGNORED, meaning="cmdline:resolver"),
+    Key("prefer", status=IGNORED, meaning="cmdline:resolver"),
+    Key("hosts", status=IGNORED, meaning="cmdline:hosts"),
+    Key("limiter.in", status=IGNORED, meaning="cmdline:limiter"),
+    Key("limiter.out", status=IGNORED, meaning="cmdline:limiter"),
+    Key("limiter.conn.in", status=IGNORED, meaning="cmdline:limiter"),
+    Key("limiter.conn.out", status=IGNORED, meaning="cmdline:limiter"),
+    Key("climiter", status=IGNORED, meaning="cmdline:climiter"),
+    Key("rlimiter", status=IGNORED, meaning="cmdline:rlimiter"),
+    Key("retries", status=IGNORED, meaning="cmdline:retries"))
 MD_HANDLER_BASE = md(
     Key("readTimeout", DURATION, default="15s"),
     _ub("sniffing", "tutorials/sniffing/", "traffic sniffing", BOOL),
@@ -259,6 +292,9 @@ MD_HANDLER_BASE = md(
     _ub("sniffing.websocket", "tutorials/sniffing/", "traffic sniffing", BOOL),
     _ub("mitm.certFile", "tutorials/sniffing/", "TLS interception"),
     _ub("mitm.keyFile", "tutorials/sniffing/", "TLS interception"),
+    _ub("mitm.alpn", "tutorials/sniffing/", "TLS interception"),
+    _ub("mitm.bypass", "tutorials/sniffing/", "TLS interception"),
+    _ub("sniffing.websocket.sampleRate", "tutorials/sniffing/", "WebSocket frame recording", FLOAT, observe=True),
     _ub("observePeriod", "concepts/observer/", "observer", DURATION, observe=True))
 MD_SKIPAUTH = md(Key("skipauth", STRLIST))
 MD_HASH = md(Key("hash", choices=("", "host")))
@@ -274,7 +310,9 @@ MD_SOCKS5_HANDLER = md(
     Key("udp", BOOL), Key("bind", BOOL), Key("publicAddr"), Key("compatibilityMode", BOOL),
     Key("bindTimeout", DURATION),
     Key("noTLS", BOOL, aliases=("notls",), meaning="gostg never offers GOST's SOCKS5 TLS method: always in effect"),
-    _tune("udpBufferSize", "reference/handlers/socks/", "UDP buffer size", INT, aliases=("udp.bufferSize",)))
+    _tune("udpBufferSize", "reference/handlers/socks5/", "UDP buffer size", INT, aliases=("udp.bufferSize",)),
+    _ub("tor", "tutorials/protocols/socks/", "Tor's SOCKS5 RESOLVE/RESOLVE_PTR commands", BOOL,
+        aliases=("enableTor", "socks5.tor")))
 MD_HTTP2_HANDLER = md(Key("header", MAP, aliases=("http.header",)), Key("authBasicRealm", default="gost"),
                       Key("probeResist", aliases=("probe_resist",)), Key("knock"))
 MD_RELAY_HANDLER = md(Key("bind", BOOL), Key("udp", BOOL),
@@ -287,6 +325,9 @@ MD_LISTENER_BASE = md(Key("backlog", INT, default=128),
                       _tune("mptcp", "reference/listeners/tcp/", "Multipath TCP", BOOL),
                       _ub("proxyProtocol", "tutorials/proxy-protocol/", "PROXY protocol", INT))
 MD_TLS_LISTENER = md(Key("handshakeTimeout", DURATION))
+#: GOST's TLS-based listeners take these from the command line into their TLS config
+MD_SNI_FILTER = md(_ub("rejectUnknownSNI", "tutorials/tls/", "rejecting TLS handshakes with an unknown SNI", BOOL),
+                   _ub("serverNames", "tutorials/tls/", "the allowed-SNI list of rejectUnknownSNI", STRLIST))
 MD_WS = md(Key("path", default="/ws", aliases=("ws.path",)), Key("header", MAP, aliases=("ws.header",)),
            Key("handshakeTimeout", DURATION),
            _tune("readHeaderTimeout", "reference/listeners/ws/", "HTTP read header timeout", DURATION),
@@ -301,7 +342,7 @@ MD_MUX = md(
     Key("mux.keepaliveTimeout", DURATION, default="30s", aliases=("muxKeepAliveTimeout",)),
     Key("mux.maxFrameSize", INT, default=32768, aliases=("muxMaxFrameSize",)),
     Key("mux.maxReceiveBuffer", INT, default=4194304, aliases=("muxMaxReceiveBuffer",)),
-    _tune("mux.maxStreamBuffer", "tutorials/protocols/mux/", "smux v2 stream windows", INT,
+    _tune("mux.maxStreamBuffer", "tutorials/protocols/tls/", "smux v2 stream windows", INT,
         aliases=("muxMaxStreamBuffer",)))
 MD_UDP_LISTENER = md(
     Key("keepalive", BOOL, aliases=("keepAlive",)), Key("ttl", DURATION, default="5s", aliases=("keepalive.ttl",)),
@@ -311,12 +352,14 @@ MD_H2_LISTENER = md(Key("path"), Key("backlog", INT, default=128), Key("handshak
                     Key("header", MAP))
 MD_REMOTE_LISTENER = md(Key("backlog", INT, default=128))
 
-MD_CONNECTOR_BASE = md(_tune("connectTimeout", "reference/connectors/", "connector timeout", DURATION))
+MD_CONNECTOR_BASE = md(_tune("connectTimeout", "reference/connectors/masque/", "connector timeout", DURATION))
 MD_HTTP_CONNECTOR = md(Key("header", MAP), _tune("userAgent", "reference/connectors/http/", "User-Agent", ))
 MD_HTTP2_CONNECTOR = md(Key("timeout", DURATION), Key("header", MAP))
 MD_SOCKS5_CONNECTOR = md(Key("relay", choices=("", "udp")),
                          Key("noTLS", BOOL, aliases=("notls",),
-                             meaning="gostg never asks for GOST's SOCKS5 TLS method: always in effect"))
+                             meaning="gostg never asks for GOST's SOCKS5 TLS method: always in effect"),
+                         _tune("udpBufferSize", "reference/connectors/socks5/", "UDP buffer size", INT,
+                               aliases=("udp.bufferSize",)))
 MD_RELAY_CONNECTOR = md(Key("nodelay", BOOL, aliases=("noDelay",)))
 MD_SS_CONNECTOR = md(Key("key"), Key("nodelay", BOOL, aliases=("noDelay",)))
 MD_SNI_CONNECTOR = md(Key("host"))
@@ -334,7 +377,19 @@ MD_TLS_DIALER = md(Key("handshakeTimeout", DURATION))
 
 MD_NODE = md(Key("backup", BOOL), Key("weight", INT, default=1),
              Key("maxFails", INT, aliases=("max_fails",)), Key("failTimeout", DURATION, aliases=("fail_timeout",)))
-MD_HOP = md(Key("hash", choices=("", "host")))
+MD_HOP = md(
+    Key("hash", choices=("", "host")),
+    # -F moves these to the hop (GOST's cmd.go); netns also reaches the node, connector and dialer
+    _ub("interface", "tutorials/multi-homed/", "binding to a network interface"),
+    _ub("so_mark", "tutorials/multi-homed/", "SO_MARK on outgoing sockets", INT),
+    _ub("netns", "tutorials/netns/", "network namespaces"),
+    _ub("proxyProtocol", "tutorials/proxy-protocol/", "sending the PROXY protocol header to the node", INT),
+    # what the command line (-F) reads into the node's TLS and auth; GOST's query keys stay in
+    # the hop metadata too, where they have no further effect
+    *[Key(n, status=IGNORED, meaning="cmdline:tls") for n in (
+        "secure", "serverName", "certFile", "keyFile", "caFile", "cert", "key", "ca", "tls.secure",
+        "tls.serverName", "tls.certFile", "tls.keyFile", "tls.caFile")],
+    Key("auth", status=IGNORED, meaning="cmdline:auth"))
 MD_CHAIN = md()
 
 #: (kind, type) → metadata groups. A type not listed has only its kind's base group. The mux keys
@@ -351,11 +406,11 @@ COMPONENT_MD = {
     ("handler", "sni"): (MD_HANDLER_BASE, MD_HASH),
     ("handler", "api"): (MD_HANDLER_BASE, MD_API_HANDLER),
     ("listener", "tcp"): (MD_LISTENER_BASE,),
-    ("listener", "tls"): (MD_LISTENER_BASE, MD_TLS_LISTENER),
-    ("listener", "ws"): (MD_LISTENER_BASE, MD_WS),
-    ("listener", "mux"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_MUX, MD_WS),
-    ("listener", "http2"): (MD_LISTENER_BASE, MD_TLS_LISTENER),
-    ("listener", "h2"): (MD_LISTENER_BASE, MD_H2_LISTENER),
+    ("listener", "tls"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),
+    ("listener", "ws"): (MD_LISTENER_BASE, MD_WS, MD_SNI_FILTER),
+    ("listener", "mux"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_MUX, MD_WS, MD_SNI_FILTER),
+    ("listener", "http2"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),
+    ("listener", "h2"): (MD_LISTENER_BASE, MD_H2_LISTENER, MD_SNI_FILTER),
     ("listener", "udp"): (MD_UDP_LISTENER,),
     ("listener", "remote"): (MD_REMOTE_LISTENER, MD_MUX, MD_UDP_LISTENER),
     ("connector", "base"): (MD_CONNECTOR_BASE,),
@@ -416,8 +471,10 @@ TYPE_DOCS = {"kcp": "tutorials/protocols/kcp/", "quic": "tutorials/protocols/qui
              "mtcp": "tutorials/protocols/mtcp/", "metrics": "tutorials/metrics/",
              "tunnel": "tutorials/reverse-proxy-tunnel/", "http3": "tutorials/protocols/http3/",
              "h3": "tutorials/protocols/http3/", "dtls": "tutorials/protocols/dtls/",
-             "icmp": "tutorials/protocols/icmp/", "ohttp": "tutorials/protocols/ohttp/",
-             "otls": "tutorials/protocols/otls/"}
+             "icmp": "tutorials/icmp/", "icmp6": "tutorials/icmp/", "wt": "tutorials/protocols/http3/",
+             "ohttps": "reference/dialers/ohttp/", "direct": "concepts/chain/", "virtual": "concepts/chain/",
+             "router": "tutorials/routing-tunnel/", "serial": "tutorials/serial/", "unix": "tutorials/unix/",
+             "file": "tutorials/file/", "tungo": "tutorials/tungo/", "stdio": "reference/configuration/cmd/"}
 
 
 def type_docs(kind, name):
@@ -470,6 +527,27 @@ def md_owners():
 
 
 _OWNERS = None
+
+
+def md_declared():
+    """→ {lowercased metadata key: sorted ["handler socks5", …]} of every component that declares
+    it, built or not (to say where GOST reads a key that is misplaced)."""
+    global _DECLARED
+    if _DECLARED is None:
+        out = {}
+        for (kind, fam), groups in COMPONENT_MD.items():
+            label = f"{kind} {fam}".strip() if fam != "base" else f"{kind}s"
+            for g in groups:
+                for k in g.values():
+                    if k.status == IGNORED:
+                        continue
+                    for n in k.names():
+                        out.setdefault(n.lower(), set()).add(label)
+        _DECLARED = {k: sorted(v) for k, v in out.items()}
+    return _DECLARED
+
+
+_DECLARED = None
 
 
 class Declared(dict):

@@ -98,6 +98,10 @@ class _Walker:
         if k == S.STR:
             if isinstance(v, (dict, list)):
                 return self.add(ERROR, path, f"must be a string, not {_tname(v)}")
+            if str(v).lower() in {c.lower() for c in key.unbuilt_choices}:
+                return self.add(ERROR, path, f"{key.name} {v!r} is not built by gostg yet, and running without it "
+                                             f"would change who gets in or where traffic goes (GOST docs: "
+                                             f"{S.docs_url(key.docs)}; built: {', '.join(c for c in key.choices if c)})")
             if key.choices is not None and str(v).lower() not in {c.lower() for c in key.choices}:
                 shown = ", ".join(c for c in key.choices if c)
                 return self.add(ERROR, path, f"unknown value {v!r}{_dym(suggest(v, key.choices))} (one of: {shown})",
@@ -173,8 +177,10 @@ class _Walker:
                 if v is None or v == "":
                     self.add(ERROR, _join(path, key.name), "is required")
 
-    def metadata(self, parts, specs, names):
-        """``parts``: [(metadata dict or None, path)] sharing one union ``specs`` of metadata keys."""
+    def metadata(self, parts, specs, names, produced=frozenset()):
+        """``parts``: [(metadata dict or None, path)] sharing one union ``specs`` of metadata keys.
+        ``produced``: the (lowercased) fields the owning objects have set, for the query keys the
+        command line turns into fields (``meaning="cmdline:<field>"``)."""
         union = {}
         for spec in specs:
             for lname, key in spec.items():
@@ -183,6 +189,7 @@ class _Walker:
                     union[lname] = key
         seen = set()
         owners = S.md_owners()
+        declared = S.md_declared()
         for md, path in parts:
             if md is None:
                 continue
@@ -200,12 +207,20 @@ class _Walker:
                 if key is None:
                     if lk in owners:
                         self.add(WARNING, kp, f"metadata key not used here (it is read by: {', '.join(owners[lk])})")
+                    elif lk in declared:
+                        self.add(WARNING, kp, f"metadata key not used here (GOST reads it on: {', '.join(declared[lk])}"
+                                              f"; gostg does not build it there)")
                     else:
                         s = suggest(raw_key, names)
                         self.add(WARNING, kp, f"unknown metadata key{_dym(s)}", s)
                 elif key.status in (S.UNBUILT_ERROR, S.UNBUILT_WARN):
                     if v not in (None, "", [], {}, False, 0, "false", "0"):
                         self.unbuilt(key, kp)
+                elif key.status == S.IGNORED:
+                    field = key.meaning[len("cmdline:"):] if key.meaning.startswith("cmdline:") else ""
+                    if field and field.lower() not in produced and v not in (None, "", [], {}):
+                        self.add(WARNING, kp, f"has no effect in metadata: the command line turns this query key "
+                                              f"into {field!r}; in a config file set {field!r} itself")
                 else:
                     self.value(key, v, kp)
 
@@ -239,8 +254,9 @@ class _Walker:
         if not ht or not lt:
             # an unknown type already failed: do not pile unknown-key warnings on top
             return
+        produced = {str(k).lower() for k in o} | {str(k).lower() for k in h}
         self.metadata([(o.get("metadata"), f"{path}.metadata"), (h.get("metadata"), f"{path}.handler.metadata"),
-                       (lst.get("metadata"), f"{path}.listener.metadata")], specs, S.all_md_names())
+                       (lst.get("metadata"), f"{path}.listener.metadata")], specs, S.all_md_names(), produced)
         fw = o.get("forwarder")
         if isinstance(fw, dict) and isinstance(fw.get("nodes"), list):
             for i, n in enumerate(fw["nodes"]):
@@ -254,17 +270,21 @@ class _Walker:
         if not isinstance(h, dict):
             return
         parts, specs = [(h.get("metadata"), f"{path}.metadata")], [S.component_md("hop", "")]
+        produced = set()
         for i, n in enumerate(h.get("nodes") if isinstance(h.get("nodes"), list) else []):
             types = self.node(n, f"{path}.nodes[{i}]")
             if types is None:
                 return
+            for part in ("connector", "dialer"):
+                if isinstance(n.get(part), dict):
+                    produced |= {str(k).lower() for k in n[part]}
             np = f"{path}.nodes[{i}]"
             parts += [(n.get("metadata"), f"{np}.metadata"), (n["connector"].get("metadata") if isinstance(
                 n.get("connector"), dict) else None, f"{np}.connector.metadata"), (n["dialer"].get("metadata") if
                 isinstance(n.get("dialer"), dict) else None, f"{np}.dialer.metadata")]
             specs += [S.component_md("node", ""), S.component_md("connector", types[0]),
                       S.component_md("dialer", types[1])]
-        self.metadata(parts, specs, S.all_md_names())
+        self.metadata(parts, specs, S.all_md_names(), produced)
 
     def node(self, n, path):
         """Types and address of a node; → (connector type, dialer type) or None."""
