@@ -71,13 +71,14 @@ class URL:
             if p != "auto" and p not in known1 and p not in known2:
                 s = suggest(p, known1 | known2)
                 raise ConfigError(self.arg, f"unknown scheme {p!r}{_dym(s)} (a {first}, a {second}, "
-                                            f"or {first}+{second})", s)
+                                            f"or {first}+{second}; known: {', '.join(sorted(known1 | known2))})", s)
             return p, p
         for p, kind, known in ((parts[0], first, known1), (parts[1], second, known2)):
             if p not in known:
                 s = suggest(p, known)
                 what = "transport" if kind in ("listener", "dialer") else kind
-                raise ConfigError(self.arg, f"unknown {what} {p!r} in scheme {self.scheme!r}{_dym(s)}", s)
+                raise ConfigError(self.arg, f"unknown {what} {p!r} in scheme {self.scheme!r}{_dym(s)} "
+                                            f"(known: {', '.join(sorted(known))})", s)
         return parts[0], parts[1]
 
 
