@@ -176,13 +176,26 @@ def build_config(args, stdin=None):
         cfg["api"] = parse_api(api)
     metrics = args["--metrics"] or os.environ.get("GOST_METRICS")
     if metrics:
-        cfg.setdefault("metrics", {"addr": metrics})
+        cfg.setdefault("metrics", parse_metrics(metrics))
     level = "trace" if args["--DD"] else "debug" if args["-D"] else os.environ.get("GOST_LOGGER_LEVEL")
     if level:
         cfg["log"] = {**(cfg.get("log") or {}), "level": level}
     if args["-R"]:
         parse_duration(args["-R"], "-R")  # a bad period is a config error before anything binds
     return cfg
+
+
+def parse_metrics(raw):
+    """``[user:pass@][host]:port[?path=/metrics]`` → GOST's ``metrics`` object."""
+    from .config import cmdline
+
+    url = cmdline.URL(raw if "://" in raw else "metrics://" + raw, "-metrics")
+    out = {"addr": url.host}
+    if url.query.get("path"):
+        out["path"] = url.query["path"]
+    if url.user is not None:
+        out["auth"] = {"username": url.user, "password": url.password or ""}
+    return out
 
 
 def parse_api(raw):

@@ -24,7 +24,8 @@ ERROR, WARNING = "error", "warning"
 
 #: keys whose absence means a default that changes who gets in or where traffic goes: a
 #: misspelling of one of them (while it is not set) is an error, not a warning
-DECISIVE = frozenset({"type", "handler", "listener", "chain", "hops", "nodes", "auth", "auther", "authers",
+DECISIVE = frozenset({"type", "handler", "listener", "connector", "dialer", "tls", "resolver", "hosts",
+                      "chain", "hops", "nodes", "auth", "auther", "authers",
                       "admission", "admissions", "bypass", "bypasses", "forwarder", "addr", "whitelist",
                       "matchers", "auths", "limits", "limiter", "climiter", "rlimiter", "users", "username",
                       "password"})

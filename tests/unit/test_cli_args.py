@@ -49,3 +49,12 @@ def test_parse_matches_the_usage_text():
     args = parse(["-L", "socks5://:1080", "-O", "json", "--check", "-D"])
     assert args["-L"] == ["socks5://:1080"] and args["-O"] == "json" and args["--check"] and args["-D"]
     assert args["--api"] is None and not args["-V"]
+
+
+def test_metrics_flag_parsed_like_gost():
+    """``-metrics [user:pass@]addr[?path=]`` (GOST's form) → the metrics object, not an address
+    with the credentials and query still in it."""
+    from gostg.cli import parse_metrics
+    assert parse_metrics("user:pass@:9000?path=/m") == {
+        "addr": ":9000", "path": "/m", "auth": {"username": "user", "password": "pass"}}
+    assert parse_metrics(":9000") == {"addr": ":9000"}

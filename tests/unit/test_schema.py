@@ -277,3 +277,19 @@ def test_builder_reads_only_declared_keys_under_the_suite():
     assert o.get("addr") == ":1"
     with pytest.raises(KeyError, match="not declared"):
         o.get("adress")
+
+
+@pytest.mark.parametrize("part, typo_key, intended", [
+    ("dialer", "typ", "type"), ("connector", "tpye", "type")])
+def test_misspelt_decisive_key_in_a_node_fails_closed(part, typo_key, intended):
+    """``dialer: {typ: tls}`` would otherwise dial plain TCP where TLS was meant."""
+    node = {"name": "n", "addr": "127.0.0.1:1", part: {typo_key: "tls"}}
+    found = [p for p in validate({"hops": [{"name": "h", "nodes": [node]}]})
+             if p.path == f"hops[0].nodes[0].{part}.{typo_key}"]
+    assert found and found[0].level == ERROR and found[0].suggestion == intended
+
+
+def test_misspelt_dialer_fails_closed():
+    node = {"name": "n", "addr": "127.0.0.1:1", "dialr": {"type": "tls"}}
+    found = [p for p in validate({"hops": [{"name": "h", "nodes": [node]}]}) if p.path.endswith("dialr")]
+    assert found and found[0].level == ERROR and found[0].suggestion == "dialer"
