@@ -129,7 +129,7 @@ def _pop(m, *keys):
 
 
 def _selector(m):
-    md = Metadata(m)
+    md = Metadata(m, schema.cli_query_md())
     strategy = md.str("strategy")
     max_fails = md.int("maxFails", "max_fails")
     fail_timeout = md.duration("failTimeout", "fail_timeout")
@@ -179,7 +179,7 @@ def _node(url, m, arg):
     if dialer not in schema.GOST_TYPES["dialer"]:
         dialer = "ssu" == connector and "udp" or "tcp"
     auth = _auth(url, m, arg)
-    md = Metadata(m)
+    md = Metadata(m, schema.cli_query_md())
     tls = {"certFile": md.str("tls.certFile", "certFile", "cert"),
            "keyFile": md.str("tls.keyFile", "keyFile", "key"),
            "caFile": md.str("tls.caFile", "caFile", "ca"),
@@ -281,7 +281,7 @@ def _services(raw, cfg):
             handler = listener if listener in FORWARD_AS_LISTENER else "forward"
     m = dict(url.query)
     auth = _auth(url, m, arg)
-    md = Metadata(m)
+    md = Metadata(m, schema.cli_query_md())
     tls = {"certFile": md.str("tls.certFile", "certFile", "cert"),
            "keyFile": md.str("tls.keyFile", "keyFile", "key"),
            "caFile": md.str("tls.caFile", "caFile", "ca")}
@@ -330,7 +330,7 @@ def _services(raw, cfg):
 def _service_objects(svc, cfg):
     """Query keys that become top-level objects (GOST's second pass over each service)."""
     h = svc["handler"]["metadata"]
-    md = Metadata(h)
+    md = Metadata(h, schema.cli_query_md())
 
     def take(*keys):
         for k in keys:

@@ -15,6 +15,7 @@ Web API give the same verdict for the same config.
 import ipaddress
 
 from .metadata import Metadata
+from .schema import component_md
 from .validate import Problem
 from ..policy.group import NOUNS
 
@@ -88,7 +89,7 @@ def references(cfg):
     for i, s in enumerate(_list(cfg, "services")):
         p = f"services[{i}]"
         h, ln = _d(s, "handler"), _d(s, "listener")
-        if not Metadata(_d(s, "metadata")).bool("ignoreChain"):
+        if not Metadata(_d(s, "metadata"), component_md("service", "")).bool("ignoreChain"):
             yield from _refs_of(h, f"{p}.handler", {"chain": "chains"})
             yield from _chain_group(h, f"{p}.handler")
         yield from _refs_of(h, f"{p}.handler", {**_AUTH, "limiter": "limiters"})

@@ -597,3 +597,27 @@ def normalize(o, spec):
         strict._allowed = frozenset(spec)
         return strict
     return out
+
+
+def cli_query_md():
+    """→ {lowercased name: Key} of every key a ``-L``/``-F`` query may carry: each component's
+    metadata plus the selector keys the command line lifts into objects. The command line reads
+    its query through this, so it too reads only what the schema declares."""
+    global _CLI_MD
+    if _CLI_MD is None:
+        out = {}
+        for groups in COMPONENT_MD.values():
+            for g in groups:
+                for k in g.values():
+                    for n in k.names():
+                        out.setdefault(n.lower(), k)
+        for k in SELECTOR.values():
+            for n in k.names():
+                out.setdefault(n.lower(), k)
+        for alias in ("max_fails", "fail_timeout"):   # GOST's older selector spellings
+            out.setdefault(alias, SELECTOR["maxFails" if alias == "max_fails" else "failTimeout"])
+        _CLI_MD = out
+    return _CLI_MD
+
+
+_CLI_MD = None
