@@ -11,7 +11,8 @@ from ..errors import ConfigError, GostgError
 from ..handlers.base import Options
 from . import schema
 from .metadata import Metadata, parse_duration
-from ..policy.bypass import Admission, AdmissionGroup, Bypass, BypassGroup
+from ..policy.admission import Admission, AdmissionGroup
+from ..policy.bypass import Bypass, BypassGroup
 from ..policy import limiter as _limiter
 from .. import builtins  # noqa: F401  (registers GOST's type names)
 from ..core.registry import connectors, dialers, handlers, listeners

@@ -16,14 +16,11 @@ Rules come from ``matchers`` plus an optional ``file`` re-read every ``reload`` 
 lazily, on use); the matcher is rebuilt only when the file changed. ``redis``, ``http`` and
 ``plugin`` sources are not supported.
 """
-from .admission import Admission, AdmissionGroup
 from .group import LateGroup, lookup
 from .matcher import Matcher
 from .source import LineSource
 
-# Admission lives next door; it is re-exported so one import serves both policies.
-__all__ = ["Admission", "AdmissionGroup", "Bypass", "BypassGroup", "Matcher", "bypass_hit", "group_contains",
-           "norm_network"]
+__all__ = ["Bypass", "BypassGroup", "Matcher", "bypass_hit", "group_contains", "norm_network"]
 
 _NETWORKS = {"tcp4": "tcp", "tcp6": "tcp", "udp4": "udp", "udp6": "udp"}
 
