@@ -293,3 +293,35 @@ def test_misspelt_dialer_fails_closed():
     node = {"name": "n", "addr": "127.0.0.1:1", "dialr": {"type": "tls"}}
     found = [p for p in validate({"hops": [{"name": "h", "nodes": [node]}]}) if p.path.endswith("dialr")]
     assert found and found[0].level == ERROR and found[0].suggestion == "dialer"
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=True),
+                     st.text(max_size=12))
+_keys = st.one_of(st.sampled_from(["services", "chains", "hops", "name", "addr", "handler", "listener", "type",
+                                   "metadata", "nodes", "connector", "dialer", "selector", "strategy", "tls",
+                                   "auth", "api", "log", "forwarder", "bypass", "limits", "matchers", "file",
+                                   "readTimeout", "udp", "mux.version", "plugin", "redis"]), st.text(max_size=8))
+_json = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                        st.dictionaries(_keys, inner, max_size=5)), max_leaves=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(_keys, _json, max_size=6))
+def test_validate_never_crashes_on_any_shape(cfg):
+    """Garbage in a config is a list of problems with paths, never an exception."""
+    for p in validate(cfg):
+        assert p.level in (ERROR, WARNING) and isinstance(p.path, str) and p.message
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_command_line_urls_raise_only_config_errors(service, node):
+    from gostg.config.cmdline import from_args
+    from gostg.errors import ConfigError
+    try:
+        cfg = from_args([service], [node] if node.strip() else [])
+    except ConfigError:
+        return
+    validate(cfg)
