@@ -2,11 +2,12 @@
 ``--check``, reload (``POST /config/reload``) and ``POST /config/services`` gives the same
 warnings and the same errors, because all of them run ``gostg.config.validate``."""
 import json
+import subprocess
 
 import pytest
 import yaml
 
-from .helpers import Gost, free_port, run_gostg
+from .helpers import Gost, free_port, port_closed, run_gostg, wait_port
 from .peers import Api
 
 CASES = [
@@ -30,35 +31,46 @@ def _service(name, port, extra):
     return {"name": name, "addr": f"127.0.0.1:{port}", **extra}
 
 
-def _startup(tmp_path, svc):
-    """-C at startup: errors exit 1 before binding; warnings on stderr once and the service runs."""
+def _startup(tmp_path, svc, level):
+    """-C at startup: an error exits 1 before binding (the port never listens); a warning is
+    printed and the service listens. → (--check output, startup log, -O output, --check rc,
+    -O rc)."""
     f = tmp_path / "c.yaml"
     f.write_text(yaml.safe_dump({"services": [svc]}))
     port = int(svc["addr"].rsplit(":", 1)[1])
     r = run_gostg("--check", "-C", f)
     out = r.stdout + r.stderr
     with Gost("-C", f, ports=()) as g:
-        import time
-        deadline = time.monotonic() + 8
-        while time.monotonic() < deadline and g.proc.poll() is None and "listening" not in g.log_text():
-            time.sleep(0.05)
-        log = g.log_text()
+        if level == "error":
+            try:
+                rc = g.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                rc = None
+            log = g.log_text()
+            assert rc == 1, f"startup with an error: exit status {rc} (want 1):\n{log[-2000:]}"
+            assert port_closed(port) and "listening" not in log, f"an error config listened:\n{log[-2000:]}"
+        else:
+            wait_port(port, proc=g.proc)   # raises if the process exits first
+            log = g.log_text()
+            assert g.proc.poll() is None
     o = run_gostg("-O", "json", "-C", f)
-    return out, log, o.stdout + o.stderr, r.returncode, port
+    return out, log, o.stdout + o.stderr, r.returncode, o.returncode
 
 
 @pytest.mark.parametrize("what, extra, level, text", CASES, ids=[c[0] for c in CASES])
 def test_same_verdict_through_check_startup_output_reload_and_api(tmp_path, what, extra, level, text):
     svc = _service("s", free_port(), extra)
-    check_out, start_log, o_out, rc, _ = _startup(tmp_path, svc)
+    check_out, start_log, o_out, rc, o_rc = _startup(tmp_path, svc, level)
     expected = f"services[0]{text}"
     # --check, startup and -O
     assert expected in check_out, check_out
     assert expected in start_log, start_log
     assert expected in o_out, o_out
-    assert (rc == 1) == (level == "error"), check_out
+    assert rc == (1 if level == "error" else 0), check_out
+    assert o_rc == (1 if level == "error" else 0), f"-O exit status {o_rc}: {o_out}"
     if level == "error":
         assert f"gostg: config error: {expected}" in check_out
+        assert start_log.count(f"gostg: config error: {expected}") == 1, start_log
         assert "Traceback" not in start_log + o_out
     else:
         assert f"gostg: config warning: {expected}" in check_out
@@ -85,9 +97,9 @@ def test_same_verdict_through_check_startup_output_reload_and_api(tmp_path, what
             assert status >= 400 and f"services[1]{text}" in js["msg"], raw
             assert set(api.services()) == {"good"}, "a refused reload changes nothing"
         else:
-            assert status == 200 and any(f"services[1]{text}" in w for w in js["data"]["warnings"]
-                                         if isinstance(js.get("data"), dict)) or f"services[1]{text}" in json.dumps(
-                js), raw
+            assert status == 200, raw
+            assert any(f"services[1]{text}" in w for w in (js.get("data") or {}).get("warnings", [])), raw
+            assert "s" in api.services(), "a warning-only reload did not apply"
         assert g.proc.poll() is None, "bad input never kills the process"
 
 
@@ -105,3 +117,105 @@ def test_unknown_keys_survive_output_round_trip(tmp_path):
     assert out["services"][0]["handler"]["metadata"]["futureKey"] == "x"
     assert "gostg: config warning: futureSection: unknown key" in r.stderr
     assert "gostg: config warning: services[0].futureTop: unknown key" in r.stderr
+
+
+# --- the other top-level kinds through POST and PUT (and -O / --check) -------------------------
+
+NODE = {"name": "n", "addr": "127.0.0.1:1", "connector": {"type": "http"}, "dialer": {"type": "tcp"}}
+DOCS = "GOST docs: https://gost.run/en/concepts/"
+UNBUILT = "is not built by gostg yet, and running without it would change who gets in or where traffic goes"
+
+KIND_CASES = [
+    # (what, kind, a good object, the same object with the problem, level, text after "<kind>[0]")
+    ("chain typo key", "chains", {"name": "c", "hops": [{"name": "h", "nodes": [NODE]}]},
+     {"name": "c", "hops": [{"name": "h", "nodes": [NODE]}], "selectr": {"strategy": "rand"}},
+     "warning", ".selectr: unknown key (did you mean 'selector'?)"),
+    ("hop unknown strategy", "hops", {"name": "hp", "selector": {"strategy": "round"}, "nodes": [NODE]},
+     {"name": "hp", "selector": {"strategy": "rnd"}, "nodes": [NODE]},
+     "error", ".selector.strategy: unknown value 'rnd' (did you mean 'rand'?) (one of: round, rr, rand, random, "
+              "fifo, ha, hash)"),
+    ("auther plugin", "authers", {"name": "au", "auths": [{"username": "u", "password": "p"}]},
+     {"name": "au", "plugin": {"type": "grpc", "addr": "127.0.0.1:8000"}},
+     "error", f".plugin: plugin {UNBUILT} ({DOCS}plugin/)"),
+    ("bypass redis loader", "bypasses", {"name": "bp", "matchers": ["10.0.0.0/8"]},
+     {"name": "bp", "redis": {"addr": "127.0.0.1:6379", "key": "gost:bypasses"}},
+     "error", f".redis: Redis loader {UNBUILT} ({DOCS}bypass/)"),
+]
+
+
+@pytest.fixture
+def api_only():
+    port = free_port()
+    with Gost("-api", f"127.0.0.1:{port}", ports=[port]) as g:
+        g.api = Api(port)
+        yield g
+        assert g.proc.poll() is None, "bad input never kills the process:\n" + g.log_text()[-2000:]
+
+
+@pytest.mark.parametrize("what, kind, good, bad, level, text", KIND_CASES, ids=[c[0] for c in KIND_CASES])
+def test_other_kinds_same_verdict_through_post_put_and_output(tmp_path, api_only, what, kind, good, bad, level, text):
+    expected = f"{kind}[0]{text}"
+    api, name = api_only.api, good["name"]
+
+    # -O and --check on a file with the object
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({"services": [_service("s", free_port(), {"handler": {"type": "http"}})],
+                                 kind: [bad]}))
+    o = run_gostg("-O", "json", "-C", f)
+    c = run_gostg("--check", "-C", f)
+    want_rc = 1 if level == "error" else 0
+    assert o.returncode == want_rc and f"gostg: config {level}: {expected}" in o.stderr, (o.returncode, o.stderr)
+    assert c.returncode == want_rc and f"gostg: config {level}: {expected}" in c.stdout + c.stderr, \
+        (c.returncode, c.stdout + c.stderr)
+
+    # POST
+    status, js, raw = api.request("POST", f"/config/{kind}", bad)
+    if level == "error":
+        assert 400 <= status < 500 and js["msg"] == expected, raw
+        assert not api.config().get(kind), f"a refused POST changed the config: {api.config()}"
+    else:
+        assert status == 200 and js["warnings"] == [expected], raw
+        assert api.ok("GET", f"/config/{kind}/{name}")["data"] == bad, "a warning-only POST did not apply"
+        assert expected in api_only.log_text()
+        api.delete(kind, name)
+
+    # PUT over a good object
+    assert api.post(kind, good) == {"msg": "OK"}
+    status, js, raw = api.request("PUT", f"/config/{kind}/{name}", bad)
+    got = api.ok("GET", f"/config/{kind}/{name}")["data"]
+    if level == "error":
+        assert 400 <= status < 500 and js["msg"] == expected, raw
+        assert got == good, f"a refused PUT changed the object: {got}"
+    else:
+        assert status == 200 and js["warnings"] == [expected], raw
+        assert got == bad, "a warning-only PUT did not apply"
+    api.delete(kind, name)
+
+
+def test_save_keeps_unknown_keys(tmp_path):
+    """``POST /config?format=json&path=…`` writes the running model: keys gostg does not know
+    (from the file, and from a Web API write) are kept, as -O keeps them."""
+    p, api_port = free_port(), free_port()
+    f = tmp_path / "gost.yaml"
+    svc = {"name": "s", "addr": f"127.0.0.1:{p}", "handler": {"type": "http", "metadata": {"futureKey": "x"}},
+           "futureTop": {"a": 1}}
+    f.write_text(yaml.safe_dump({"services": [svc], "futureSection": [1, 2]}))
+    out = tmp_path / "saved.json"
+    with Gost("-C", f, "-api", f"127.0.0.1:{api_port}", ports=[p, api_port]) as g:
+        api = Api(api_port)
+        chain = {"name": "c", "hops": [{"name": "h", "nodes": [NODE]}], "futureChainKey": True}
+        (w,) = api.post("chains", chain)["warnings"]
+        assert w.startswith("chains[0].futureChainKey: unknown key"), w
+        status, js, raw = api.request("POST", f"/config?format=json&path={out}")
+        assert status == 200, raw
+    saved = json.loads(out.read_text())
+    assert saved.get("futureSection") == [1, 2], saved
+    (s,) = [x for x in saved["services"] if x["name"] == "s"]
+    assert s["futureTop"] == {"a": 1}, s
+    assert s["handler"]["metadata"]["futureKey"] == "x", s
+    (c,) = saved["chains"]
+    assert c["futureChainKey"] is True, c
+    # the saved file is a config gostg takes back, with the same warnings
+    r = run_gostg("--check", "-C", out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "services[0].futureTop: unknown key" in r.stdout + r.stderr
