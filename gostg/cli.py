@@ -368,11 +368,18 @@ def _serve(cfg, args, warnings=()):
     gevent.signal_handler(signal.SIGTERM, stop, "SIGTERM")
     gevent.signal_handler(signal.SIGINT, stop, "SIGINT")
 
-    def reload():
+    last_failure = [None]
+
+    def reload(source="SIGHUP"):
         try:
             g.reload()
         except (ChangeError, ConfigError) as exc:
-            g.log.error(f"SIGHUP: reload failed, running config kept: {exc}")
+            # a periodic reload of a broken file says so once, not every period
+            if source == "SIGHUP" or str(exc) != last_failure[0]:
+                g.log.error(f"{source}: reload failed, running config kept: {exc}")
+            last_failure[0] = str(exc)
+        else:
+            last_failure[0] = None
 
     gevent.signal_handler(signal.SIGHUP, reload)
     g.start()
@@ -381,7 +388,7 @@ def _serve(cfg, args, warnings=()):
         def every():
             while True:
                 gevent.sleep(period)
-                reload()
+                reload("-R")
         gevent.spawn(every)
     if not g.services:
         g.log.warning("no services configured")

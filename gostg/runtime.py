@@ -19,6 +19,7 @@ from .config.build import bind_service, build_object, build_service
 from .config.refs import config_warnings, dangling_refs, dangling_to, open_proxies
 from .config.validate import ERROR, Problem, validate
 from .errors import ChangeError, ConfigError
+from .policy.group import NOUNS
 from .observe.log import make_logger
 from .core.registry import Registries
 
@@ -311,7 +312,7 @@ class Gost:
             except ConfigError as exc:
                 raise ChangeError(ChangeError.INVALID, str(exc)) from exc
         self.config = self._with(kind, items)
-        self.log.info(f"{kind[:-1] if kind != 'hosts' else kind} {name} {'created' if idx is None else 'updated'}",
+        self.log.info(f"{NOUNS.get(kind, kind)} {name} {'created' if idx is None else 'updated'}",
                       kind="api")
         # GOST's forward references: accepted, but said (in the log and the API answer)
         return self.warn(schema_warnings + dangling_refs(self.config, path)

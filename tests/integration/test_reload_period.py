@@ -81,6 +81,10 @@ def test_periodic_reload_adds_refuses_and_warns_once(tmp_path, origin):
         assert served(via_socks5(p2, origin.url + "/still-two"), "/still-two"), "a refused reload changed service 2"
         assert g.proc.poll() is None
         assert "Traceback" not in g.log_text()
+        time.sleep(3 * PERIOD + 0.5)   # the same broken file for three more periods: said once
+        log = g.log_text()
+        assert log.count("reload failed") == 1, f"reload failure logged {log.count('reload failed')} times"
+        assert '"msg": "-R: reload failed' in log, "the failure names -R, not SIGHUP"
 
         # 3. a warning-only change (a typo'd, non-decisive key) applies and warns once
         warned = {**second, "metdata": {"x": 1}}
