@@ -86,8 +86,10 @@ def test_open_proxy_warning(tmp_path):
 def test_command_line_urls(tmp_path):
     r, problems = _check(tmp_path, "-L", "socks5://127.0.0.1:1080", "-F", "sock5://127.0.0.1:1")
     assert r.returncode == 1
-    assert problems == [("error", "-F sock5://127.0.0.1:1: unknown scheme 'sock5' (did you mean 'socks5'?) "
-                                  "(a connector, a dialer, or connector+dialer)")], problems
+    assert len(problems) == 1 and problems[0][0] == "error", problems
+    assert problems[0][1].startswith("-F sock5://127.0.0.1:1: unknown scheme 'sock5' (did you mean 'socks5'?) "
+                                     "(a connector, a dialer, or connector+dialer; known: "), problems
+    assert ", socks5, " in problems[0][1] and ", tls, " in problems[0][1], problems
 
 
 def test_file_and_urls_together(tmp_path):
