@@ -509,45 +509,36 @@ def all_md_names():
     return out
 
 
-def md_owners():
-    """→ {lowercased metadata key: sorted ["handler socks5", "dialer ws", …]} of who reads it."""
-    global _OWNERS
-    if _OWNERS is None:
-        out = {}
-        for (kind, fam), groups in COMPONENT_MD.items():
-            label = f"{kind} {fam}".strip() if fam != "base" else f"{kind}s"
-            for g in groups:
-                for k in g.values():
-                    if k.status != BUILT:
-                        continue
+def _md_index(keep):
+    """{lowercased metadata key: sorted ["handler socks5", "dialer ws", …]} over the keys ``keep``
+    accepts, each labelled with the components that declare it."""
+    out = {}
+    for (kind, fam), groups in COMPONENT_MD.items():
+        label = f"{kind} {fam}".strip() if fam != "base" else f"{kind}s"
+        for g in groups:
+            for k in g.values():
+                if keep(k):
                     for n in k.names():
                         out.setdefault(n.lower(), set()).add(label)
-        _OWNERS = {k: sorted(v) for k, v in out.items()}
-    return _OWNERS
+    return {k: sorted(v) for k, v in out.items()}
 
 
-_OWNERS = None
+_INDEXES = {}
+
+
+def md_owners():
+    """→ {lowercased metadata key: [who reads it]}: the components that build the key."""
+    if "owners" not in _INDEXES:
+        _INDEXES["owners"] = _md_index(lambda k: k.status == BUILT)
+    return _INDEXES["owners"]
 
 
 def md_declared():
-    """→ {lowercased metadata key: sorted ["handler socks5", …]} of every component that declares
-    it, built or not (to say where GOST reads a key that is misplaced)."""
-    global _DECLARED
-    if _DECLARED is None:
-        out = {}
-        for (kind, fam), groups in COMPONENT_MD.items():
-            label = f"{kind} {fam}".strip() if fam != "base" else f"{kind}s"
-            for g in groups:
-                for k in g.values():
-                    if k.status == IGNORED:
-                        continue
-                    for n in k.names():
-                        out.setdefault(n.lower(), set()).add(label)
-        _DECLARED = {k: sorted(v) for k, v in out.items()}
-    return _DECLARED
-
-
-_DECLARED = None
+    """→ {lowercased metadata key: [components]} of every component that declares it, built or
+    not (to say where GOST reads a key that is misplaced)."""
+    if "declared" not in _INDEXES:
+        _INDEXES["declared"] = _md_index(lambda k: k.status != IGNORED)
+    return _INDEXES["declared"]
 
 
 class Declared(dict):

@@ -515,3 +515,26 @@ class FirstBytes:
     def close(self):
         self.sock.close()
 
+
+
+def via_http(port, url, user=None):
+    """curl ``url`` through the HTTP proxy on ``port`` → (rc, status, body)."""
+    cred = f"{user}@" if user else ""
+    return curl_code("-x", f"http://{cred}127.0.0.1:{port}", url, timeout=8)
+
+
+def via_socks5(port, url, user=None):
+    """curl ``url`` through the SOCKS5 proxy on ``port`` (names resolved by the proxy)."""
+    cred = f"{user}@" if user else ""
+    return curl_code("-x", f"socks5h://{cred}127.0.0.1:{port}", url, timeout=8)
+
+
+def served(result, path):
+    """Did curl get the Origin's answer for ``path``?"""
+    rc, status, body = result
+    return rc == 0 and status == 200 and body.startswith(f"hello from origin {path} ".encode())
+
+
+def refused_lines(g, what, count=1):
+    """The connection-time error lines naming a missing object (fail closed)."""
+    return wait_log(g, r'"msg": "' + re.escape(what) + r' not found: connection refused"', count=count)

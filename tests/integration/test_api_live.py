@@ -17,7 +17,7 @@ import socks
 import yaml
 
 from .helpers import Echo, Gost, Origin, free_port, port_closed, run_gostg
-from .peers import Api, DNSServer, curl_code, relay_lines, wait_log
+from .peers import Api, DNSServer, curl_code, relay_lines, via_http, via_socks5, wait_log
 
 
 # --- API client and shared bits ---------------------------------------------------------------
@@ -47,14 +47,6 @@ def svc(name, port, handler="http", **extra):
     return o
 
 
-def via_http(port, url, user=None):
-    cred = f"{user}@" if user else ""
-    return curl_code("-x", f"http://{cred}127.0.0.1:{port}", url, timeout=8)
-
-
-def via_socks5(port, url, user=None):
-    cred = f"{user}@" if user else ""
-    return curl_code("-x", f"socks5h://{cred}127.0.0.1:{port}", url, timeout=8)
 
 
 def served(result, origin, path):

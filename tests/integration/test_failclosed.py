@@ -14,23 +14,12 @@ import pytest
 import yaml
 
 from .helpers import Gost, Origin, free_port
-from .peers import Api, curl_code, relay_lines, wait_log
+from .peers import Api, refused_lines, relay_lines, served, via_http, via_socks5, wait_log
 
 REFUSED = "connections will be refused until it is created"
 
 
-def via_http(port, url, user=None):
-    cred = f"{user}@" if user else ""
-    return curl_code("-x", f"http://{cred}127.0.0.1:{port}", url, timeout=8)
 
-
-def via_socks5(port, url):
-    return curl_code("-x", f"socks5h://127.0.0.1:{port}", url, timeout=8)
-
-
-def served(result, path):
-    rc, status, body = result
-    return rc == 0 and status == 200 and body.startswith(f"hello from origin {path} ".encode())
 
 
 def node(port, name="n"):
@@ -78,10 +67,6 @@ def gw(tmp_path_factory):
         assert g.proc.poll() is None, "gostg died:\n" + g.log_text()[-3000:]
 
 
-def refused_line(g, what, count=1):
-    """The connection-time error line naming the missing object (with its service)."""
-    return wait_log(g, r'"msg": "' + re.escape(what) + r' not found: connection refused"', count=count)
-
 
 def test_startup_warns_once_per_dangling_reference(gw):
     want = {
@@ -107,7 +92,7 @@ def test_missing_chain_refuses_never_direct_then_api_chain_makes_traffic_flow(gw
     rc, status, _ = via_socks5(socks, origin.url + "/no-chain")
     assert rc != 0 and status == 0, f"SOCKS5 through a missing chain: rc {rc}, status {status}"
     assert origin.connections == before, "a connection went direct"
-    assert len(refused_line(gw, "chain 'later'", count=2)) >= 2
+    assert len(refused_lines(gw, "chain 'later'", count=2)) >= 2
     assert '"service": "chain-svc"' in gw.log_text() and '"client": "127.0.0.1"' in gw.log_text()
 
     n = relay_lines(upstream, dst)
@@ -134,7 +119,7 @@ def test_missing_hop_does_not_shorten_the_chain(gw, origin, upstream):
     before = origin.connections
     rc, status, _ = via_http(port, origin.url + "/no-hop")
     assert status == 503 and origin.connections == before
-    assert refused_line(gw, "hop 'hop-later'")
+    assert refused_lines(gw, "hop 'hop-later'")
     gw.api.post("hops", {"name": "hop-later", "nodes": [node(upstream.port)]})
     try:
         assert served(via_http(port, origin.url + "/hop"), "/hop")
@@ -150,7 +135,7 @@ def test_missing_auther_refuses_every_client(gw, origin):
     assert status == 407, f"missing auther: {status}"
     rc, status, _ = via_http(port, origin.url + "/a")
     assert status == 407, f"missing auther, no credentials: {status}"
-    assert refused_line(gw, "auther 'au'")
+    assert refused_lines(gw, "auther 'au'")
     gw.api.post("authers", {"name": "au", "auths": [{"username": "user", "password": "pass"}]})
     assert served(via_http(port, origin.url + "/auth-ok", user="user:pass"), "/auth-ok")
     assert via_http(port, origin.url + "/a", user="user:bad")[1] == 407
@@ -163,7 +148,7 @@ def test_missing_bypass_refuses_the_dial(gw, origin):
     before = origin.connections
     rc, status, _ = via_http(port, origin.url + "/b")
     assert status == 503 and origin.connections == before, f"missing bypass: {status}"
-    assert refused_line(gw, "bypass 'bp'")
+    assert refused_lines(gw, "bypass 'bp'")
     gw.api.post("bypasses", {"name": "bp", "matchers": ["10.0.0.0/8"]})
     assert served(via_http(port, origin.url + "/bypass-ok"), "/bypass-ok")
     gw.api.delete("bypasses", "bp")
@@ -175,7 +160,7 @@ def test_missing_admission_closes_at_accept(gw, origin):
     before = origin.connections
     rc, status, _ = via_http(port, origin.url + "/c")
     assert rc != 0 and status == 0 and origin.connections == before, f"missing admission: rc {rc}, {status}"
-    assert refused_line(gw, "admission 'ad'")
+    assert refused_lines(gw, "admission 'ad'")
     gw.api.post("admissions", {"name": "ad", "matchers": ["127.0.0.1"], "whitelist": True})
     assert served(via_http(port, origin.url + "/admitted"), "/admitted")
     gw.api.delete("admissions", "ad")
@@ -187,7 +172,7 @@ def test_missing_climiter_refuses(gw, origin):
     port = gw.ports["climit-svc"]
     rc, status, _ = via_http(port, origin.url + "/d")
     assert rc != 0 and status == 0, f"missing climiter: rc {rc}, {status}"
-    assert refused_line(gw, "climiter 'cl'")
+    assert refused_lines(gw, "climiter 'cl'")
     gw.api.post("climiters", {"name": "cl", "limits": ["$ 100"]})
     assert served(via_http(port, origin.url + "/limited"), "/limited")
     gw.api.delete("climiters", "cl")
@@ -269,4 +254,4 @@ def test_web_api_with_a_missing_auther_refuses_requests(tmp_path):
                "created)" in g.log_text()
         status, js, _ = Api(p).request("GET", "/config")
         assert status == 401, js
-        assert refused_line(g, "auther 'api-users'")
+        assert refused_lines(g, "auther 'api-users'")

@@ -7,13 +7,12 @@ origin sees no request at all (never unlimited, never the system resolver); the 
 missing object; creating the object through the Web API (GOST's shapes) makes the next
 connection flow — for hosts and resolver by a name only that object can map (a hosts mapping,
 a tiny DNS server on 127.0.0.1)."""
-import re
 
 import pytest
 import yaml
 
 from .helpers import Gost, Origin, free_port
-from .peers import Api, DNSServer, curl_code, wait_log
+from .peers import Api, DNSServer, refused_lines, served, via_http
 
 REFUSED = "connections will be refused until it is created"
 
@@ -25,13 +24,6 @@ SERVICES = [  # (service name, service keys naming a missing object, path, objec
 ]
 
 
-def via_http(port, url):
-    return curl_code("-x", f"http://127.0.0.1:{port}", url, timeout=8)
-
-
-def served(result, path):
-    rc, status, body = result
-    return rc == 0 and status == 200 and body.startswith(f"hello from origin {path} ".encode())
 
 
 class CountingOrigin(Origin):
@@ -76,9 +68,6 @@ def gw(tmp_path_factory):
         yield g
         assert g.proc.poll() is None, "gostg died:\n" + g.log_text()[-3000:]
 
-
-def refused_lines(g, what, count=1):
-    return wait_log(g, r'"msg": "' + re.escape(what) + r' not found: connection refused"', count=count)
 
 
 def assert_refused(g, origin, port, url, what, accept_time):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from .helpers import Gost, Origin, free_port, port_closed
-from .peers import curl_code, wait_log
+from .peers import served, via_http, via_socks5, wait_log
 
 PERIOD = 1.0
 
@@ -37,17 +37,7 @@ def wait_listening(port, timeout=10.0):
     return False
 
 
-def via_http(port, url):
-    return curl_code("-x", f"http://127.0.0.1:{port}", url, timeout=8)
 
-
-def via_socks5(port, url):
-    return curl_code("-x", f"socks5h://127.0.0.1:{port}", url, timeout=8)
-
-
-def served(result, path):
-    rc, status, body = result
-    return rc == 0 and status == 200 and body.startswith(f"hello from origin {path} ".encode())
 
 
 @pytest.fixture(scope="module")
