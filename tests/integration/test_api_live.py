@@ -17,7 +17,7 @@ import socks
 import yaml
 
 from .helpers import Echo, Gost, Origin, free_port, port_closed, run_gostg
-from .peers import Api, DNSServer, curl_code, relay_lines, via_http, via_socks5, wait_log
+from .peers import Api, DNSServer, relay_lines, via_http, via_socks5, wait_log
 
 
 # --- API client and shared bits ---------------------------------------------------------------
