@@ -185,31 +185,36 @@ def build_config(args, stdin=None):
     return cfg
 
 
-def parse_metrics(raw):
-    """``[user:pass@][host]:port[?path=/metrics]`` → GOST's ``metrics`` object."""
+def _endpoint(raw, scheme, flag):
+    """``[user:pass@][host]:port[?k=v…]`` (GOST's -api/-metrics) → (addr, auth or None, query)."""
     from .config import cmdline
 
-    url = cmdline.URL(raw if "://" in raw else "metrics://" + raw, "-metrics")
-    out = {"addr": url.host}
-    if url.query.get("path"):
-        out["path"] = url.query["path"]
-    if url.user is not None:
-        out["auth"] = {"username": url.user, "password": url.password or ""}
+    url = cmdline.URL(raw if "://" in raw else f"{scheme}://{raw}", flag)
+    auth = {"username": url.user, "password": url.password or ""} if url.user is not None else None
+    return url.host, auth, url.query
+
+
+def parse_metrics(raw):
+    """``[user:pass@][host]:port[?path=/metrics]`` → GOST's ``metrics`` object."""
+    addr, auth, query = _endpoint(raw, "metrics", "-metrics")
+    out = {"addr": addr}
+    if query.get("path"):
+        out["path"] = query["path"]
+    if auth:
+        out["auth"] = auth
     return out
 
 
 def parse_api(raw):
     """``[user:pass@][host]:port[?pathPrefix=/api&accesslog=true]`` → GOST's ``api`` object."""
-    from .config import cmdline
-
-    url = cmdline.URL(raw if "://" in raw else "api://" + raw, "-api")
-    api = {"addr": url.host}
-    if url.query.get("pathPrefix"):
-        api["pathPrefix"] = url.query["pathPrefix"]
-    if url.query.get("accesslog", url.query.get("accessLog", "")).lower() in ("true", "1", "yes"):
+    addr, auth, query = _endpoint(raw, "api", "-api")
+    api = {"addr": addr}
+    if query.get("pathPrefix"):
+        api["pathPrefix"] = query["pathPrefix"]
+    if query.get("accesslog", query.get("accessLog", "")).lower() in ("true", "1", "yes"):
         api["accesslog"] = True
-    if url.user is not None:
-        api["auth"] = {"username": url.user, "password": url.password or ""}
+    if auth:
+        api["auth"] = auth
     return api
 
 
@@ -265,25 +270,18 @@ def _split(text):
 def dry_build(cfg):
     """Build every object and service of ``cfg`` as startup would, binding nothing → the
     problems the builders find that the schema does not (a missing certificate file …)."""
-    from .config.build import build_service
     from .config.validate import Problem
     from .errors import ConfigError, GostgError
     from .runtime import Gost
 
     found = []
     log = _Collector()
-    path = ""
     try:
-        g = Gost(cfg, logger=log)
-        # runtime's own build steps, minus the bind (Gost.build binds every service)
-        g._install_objects(g._build_objects(g.config))
-        for i, o in enumerate(g.config.get("services") or []):
-            path = f"services[{i}]"
-            build_service(o, path, g.registries, log)
+        Gost(cfg, logger=log).build_unbound()
     except ConfigError as exc:
         found.append(Problem("error", exc.path, exc.msg, exc.suggestion))
     except (GostgError, TypeError, ValueError, AttributeError, KeyError, OSError) as exc:
-        found.append(Problem("error", path, f"invalid config: {exc}"))
+        found.append(Problem("error", "services", f"invalid config: {exc}"))
     for level, text in log.lines:
         if level == "warning" and text.startswith("config: "):
             text = text[len("config: "):]
@@ -291,17 +289,17 @@ def dry_build(cfg):
     return found
 
 
-def problems(cfg):
+def problems(cfg, build=False):
+    """Every problem of ``cfg``, each once: the schema's, then (when it found no error) what
+    only building finds (``build``: ``--check``), then dangling references and open proxies."""
+    from .config.refs import config_warnings
     from .config.validate import validate
 
-    return list(validate(cfg))
-
-
-def _startup_warnings(cfg):
-    """What startup logs beyond the schema (dangling references, open proxies)."""
-    from .config.refs import config_warnings
-
-    return config_warnings(cfg)
+    found = validate(cfg)
+    for more in ((dry_build, config_warnings) if build else (config_warnings,)):
+        if not any(p.level == "error" for p in found):
+            _add(found, more(cfg))
+    return found
 
 
 def _add(found, more):
@@ -314,11 +312,7 @@ def _add(found, more):
 
 def check(cfg):
     """``--check``: every problem, errors and warnings, each once → exit status."""
-    found = problems(cfg)
-    if not any(p.level == "error" for p in found):
-        _add(found, dry_build(cfg))
-    if not any(p.level == "error" for p in found):
-        _add(found, _startup_warnings(cfg))
+    found = problems(cfg, build=True)
     if not runnable(cfg) and not any(p.level == "error" for p in found):
         from .config.validate import Problem
         found.append(Problem("error", "services", "nothing to run: no services, api or metrics"))
@@ -407,8 +401,6 @@ def run_group(args):
     if args["--check"]:
         return check(cfg)
     found = problems(cfg)
-    if not any(p.level == "error" for p in found):
-        _add(found, _startup_warnings(cfg))
     if report(found):
         return 1
     if args["-O"]:

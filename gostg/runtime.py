@@ -126,10 +126,7 @@ class Gost:
         for p in problems:
             if p.level == ERROR:
                 raise p.as_error()
-        self._install_objects(self._build_objects(self.config))
-        built = {}
-        for i, o in enumerate(self.config.get("services") or []):
-            built[o["name"]] = (build_service(o, f"services[{i}]", self.registries, self.log), f"services[{i}]")
+        built = self._build_all()
         bound = []
         try:
             for s, path in built.values():
@@ -148,6 +145,20 @@ class Gost:
         api = self.config.get("api")
         if api and api.get("addr"):
             self.internal["api"] = self._build_api(api)
+        return self
+
+    def _build_all(self):
+        """Install every named object and build every service, bound to nothing → {name:
+        (service, path)}."""
+        self._install_objects(self._build_objects(self.config))
+        return {o["name"]: (build_service(o, f"services[{i}]", self.registries, self.log), f"services[{i}]")
+                for i, o in enumerate(self.config.get("services") or [])}
+
+    def build_unbound(self):
+        """What :meth:`build` builds, with no port bound, no hook run and nothing started
+        (``--check``: finds what only building finds, such as a certificate file that is not
+        there). Raises ConfigError as build() does."""
+        self._build_all()
         return self
 
     def _build_api(self, api):
@@ -247,8 +258,7 @@ class Gost:
         """Build, check and bind a service (adopting ``old``'s socket on the same address).
         References to objects that do not exist are accepted, as GOST does (forward
         references); they are warned about and refuse connections until the object exists."""
-        try:
-            model.check({"services": [o]})
+        try:   # shapes: validate() ran on this object (API) or the whole config (reload) first
             if check_refs:
                 self._check_refs(o, path)
             s = build_service(o, path, self.registries, self.log)
@@ -301,7 +311,6 @@ class Gost:
             self._swap_service(name, new, self.services.get(name))
         elif kind in OBJECT_KINDS:
             try:
-                model.check({kind: [obj]})
                 built = build_object(kind, obj, path, self.registries)
             except ConfigError as exc:
                 raise ChangeError(ChangeError.FAILED, str(exc)) from exc

@@ -311,10 +311,8 @@ def _auther(part, path, registries, md=None):
         auth = _auth(part, path)
         if auth is not None and auth[0]:
             auther = Auther("", {auth[0]: auth[1]})
-    try:
-        skip = md.list("skipauth") if md is not None and auther is not None else []
-    except KeyError:   # a handler type whose schema has no skipauth (api, forward …) has none
-        skip = []
+    # only handler types whose schema has skipauth (not api, forward …) read it
+    skip = md.list("skipauth") if md is not None and auther is not None and md.declares("skipauth") else []
     if auther is not None and skip:
         auther = SkipAuth(auther, skip)
     return auther

@@ -67,6 +67,10 @@ class Metadata:
     def __contains__(self, key):
         return key.lower() in self._m
 
+    def declares(self, key):
+        """May this component read ``key``? (Always, without a spec.)"""
+        return self._spec is None or key.lower() in self._spec
+
     def raw(self, *keys):
         if self._spec is not None and STRICT:
             for k in keys:

@@ -14,8 +14,8 @@ Web API give the same verdict for the same config.
 """
 import ipaddress
 
+from . import schema as S
 from .metadata import Metadata
-from .schema import component_md
 from .validate import Problem
 from ..policy.group import NOUNS
 
@@ -44,81 +44,57 @@ def _d(o, key):
     return v if isinstance(v, dict) else {}
 
 
-#: reference keys whose value is a list of names (the others name one object)
-LIST_KEYS = frozenset({"authers", "admissions", "bypasses"})
+def _hop_reference(h):
+    """The hop name a chain's hop entry refers to, or None when the entry defines a hop (a hop
+    with neither nodes nor a plugin is a reference to ``hops[]`` by name, as GOST reads it)."""
+    if isinstance(h, str):
+        return h or None
+    if isinstance(h, dict) and not (h.get("nodes") or h.get("plugin")):
+        name = h.get("name")
+        return name if isinstance(name, str) and name else None
+    return None
 
 
-def _refs_of(o, path, keys):
-    """(path, kind, name) for each ``key`` of ``o`` in ``keys`` ({key: kind}); list-valued
-    keys (``bypasses``) give ``path.key[i]``."""
-    for key, kind in keys.items():
-        v = o.get(key) if isinstance(o, dict) else None
-        if key not in LIST_KEYS:
-            if isinstance(v, str) and v:
-                yield f"{path}.{key}", kind, v
-        elif isinstance(v, list):
-            for i, n in enumerate(v):
+def _walk(o, spec, path, ignore_chain=False):
+    """(path, kind, name) for every key the schema marks as a reference (``meaning="ref:…"``):
+    the references of an object's parts first (a service's handler and listener), then its
+    own, each in config order. Keys gostg does not build are skipped: they are errors of their
+    own. ``ignore_chain``: a service's ``ignoreChain`` metadata drops its handler chain."""
+    if not isinstance(o, dict):
+        return
+    index = {n.lower(): k for k in spec.values() for n in k.names()}
+    if spec is S.SERVICE:
+        ignore_chain = Metadata(_d(o, "metadata"), S.component_md("service", "")).bool("ignoreChain")
+    keys = [(raw, v, index.get(str(raw).lower())) for raw, v in o.items()]
+    keys = [(f"{path}.{raw}" if path else str(raw), v, k) for raw, v, k in keys if k is not None and k.status == S.BUILT]
+    for kp, v, key in keys:   # the parts
+        if key.fields is not None and isinstance(v, dict):
+            yield from _walk(v, key.fields, kp, ignore_chain)
+        elif key.item is not None and isinstance(v, list):
+            for i, x in enumerate(v):
+                hop = _hop_reference(x) if key.item is S.CHAIN_HOP else None
+                if hop is not None:
+                    yield f"{kp}[{i}]", "hops", hop
+                else:
+                    yield from _walk(x, key.item, f"{kp}[{i}]")
+    for kp, v, key in keys:   # its own references
+        if not key.meaning.startswith("ref:"):
+            continue
+        kind = key.meaning[4:]
+        if ignore_chain and kind == "chains" and spec is S.HANDLER:
+            continue
+        if key.kind == S.STRLIST:
+            for i, n in enumerate(v if isinstance(v, list) else []):
                 if isinstance(n, str) and n:
-                    yield f"{path}.{key}[{i}]", kind, n
-
-
-_POLICY = {"bypass": "bypasses", "bypasses": "bypasses", "resolver": "resolvers", "hosts": "hosts"}
-_SERVICE = {"admission": "admissions", "admissions": "admissions", "bypass": "bypasses",
-            "bypasses": "bypasses", "resolver": "resolvers", "hosts": "hosts", "limiter": "limiters",
-            "climiter": "climiters", "rlimiter": "rlimiters"}
-_AUTH = {"auther": "authers", "authers": "authers"}
-
-
-def _hop_refs(h, path):
-    yield from _refs_of(h, path, _POLICY)
-    nodes = h.get("nodes") if isinstance(h, dict) else None
-    for k, n in enumerate(nodes if isinstance(nodes, list) else []):
-        yield from _refs_of(n, f"{path}.nodes[{k}]", _POLICY)
-
-
-def _chain_group(part, path):
-    g = _d(part, "chainGroup")
-    chains = g.get("chains")
-    for j, n in enumerate(chains if isinstance(chains, list) else []):
-        if isinstance(n, str) and n:
-            yield f"{path}.chainGroup.chains[{j}]", "chains", n
+                    yield f"{kp}[{i}]", kind, n
+        elif isinstance(v, str) and v:
+            yield kp, kind, v
 
 
 def references(cfg):
-    """Every named reference of the model: (path, kind, name), in config order."""
-    for i, s in enumerate(_list(cfg, "services")):
-        p = f"services[{i}]"
-        h, ln = _d(s, "handler"), _d(s, "listener")
-        if not Metadata(_d(s, "metadata"), component_md("service", "")).bool("ignoreChain"):
-            yield from _refs_of(h, f"{p}.handler", {"chain": "chains"})
-            yield from _chain_group(h, f"{p}.handler")
-        yield from _refs_of(h, f"{p}.handler", {**_AUTH, "limiter": "limiters"})
-        yield from _refs_of(ln, f"{p}.listener", {"chain": "chains", **_AUTH})
-        yield from _chain_group(ln, f"{p}.listener")
-        yield from _refs_of(s, p, _SERVICE)
-        fw = _d(s, "forwarder")
-        nodes = fw.get("nodes")
-        for k, n in enumerate(nodes if isinstance(nodes, list) else []):
-            yield from _refs_of(n, f"{p}.forwarder.nodes[{k}]", {"bypass": "bypasses", "bypasses": "bypasses"})
-    for i, c in enumerate(_list(cfg, "chains")):
-        hops = c.get("hops")
-        for j, h in enumerate(hops if isinstance(hops, list) else []):
-            hp = f"chains[{i}].hops[{j}]"
-            if isinstance(h, str):
-                if h:
-                    yield hp, "hops", h
-            elif isinstance(h, dict):
-                if h.get("nodes") or h.get("plugin"):
-                    yield from _hop_refs(h, hp)
-                elif isinstance(h.get("name"), str) and h["name"]:
-                    yield hp, "hops", h["name"]   # a hop by name: a reference to hops[]
-    for i, h in enumerate(_list(cfg, "hops")):
-        yield from _hop_refs(h, f"hops[{i}]")
-    for i, r in enumerate(_list(cfg, "resolvers")):
-        ns = r.get("nameservers")
-        for j, n in enumerate(ns if isinstance(ns, list) else []):
-            yield from _refs_of(n, f"resolvers[{i}].nameservers[{j}]", {"chain": "chains"})
-    yield from _refs_of(_d(cfg, "api"), "api", _AUTH)
+    """Every named reference of the model: (path, kind, name), in config order. Which keys are
+    references is the schema's to say (``meaning="ref:<kind>"``)."""
+    yield from _walk(cfg, S.TOP, "")
 
 
 def _list(cfg, kind):
@@ -233,7 +209,7 @@ def config_warnings(cfg):
     return dangling_refs(cfg) + open_proxies(cfg)
 
 
-#: validate() calls this name
+#: a short name for dangling_refs
 dangling = dangling_refs
 
 __all__ = ["beyond_loopback", "config_warnings", "dangling", "dangling_refs", "dangling_to", "dangling_tuples",

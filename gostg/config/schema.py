@@ -92,7 +92,7 @@ def named(*ks):
     return keys(Key("name", required=True), *ks)
 
 
-NAMESERVER = keys(Key("addr"), Key("chain"), Key("prefer", choices=("", "ipv4", "ipv6")), Key("clientIP"),
+NAMESERVER = keys(Key("addr"), Key("chain", meaning="ref:chains"), Key("prefer", choices=("", "ipv4", "ipv6")), Key("clientIP"),
                   Key("hostname"), Key("ttl", DURATION), Key("timeout", DURATION), Key("async", BOOL),
                   Key("only", choices=("", "ipv4", "ipv6")))
 HOST_MAPPING = keys(Key("ip", required=True), Key("hostname", required=True), Key("aliases", STRLIST))

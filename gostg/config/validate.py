@@ -132,7 +132,7 @@ class _Walker:
                 return self.add(ERROR, path, f"must be a list, not {_tname(v)}")
         return True
 
-    def obj(self, o, spec, path, skip=()):
+    def obj(self, o, spec, path):
         """Walk a mapping against ``spec``: unknown keys, unbuilt features, shapes, required keys."""
         if not isinstance(o, dict):
             self.add(ERROR, path, f"must be a mapping, not {_tname(o)}")
@@ -152,8 +152,6 @@ class _Walker:
                 else:
                     self.add(WARNING, kp, f"unknown key{_dym(s)}", s)
                 continue
-            if raw_key in skip or key.name in skip:
-                continue
             if key.status in (S.UNBUILT_ERROR, S.UNBUILT_WARN):
                 if v not in (None, "", [], {}, False, 0):
                     self.unbuilt(key, kp)
@@ -169,14 +167,9 @@ class _Walker:
                     if isinstance(item, str) and key.item is S.CHAIN_HOP:
                         continue  # a chain's hop given by name: a reference to hops[]
                     self.obj(item, key.item, f"{kp}[{i}]")
-        present = {str(k).lower() for k in o}
         for key in spec.values():
-            if key.required and key.name not in skip and not (present & {n.lower() for n in key.names()}):
+            if key.required and _get(o, key) in (None, ""):
                 self.add(ERROR, _join(path, key.name), "is required")
-            elif key.required and key.name not in skip:
-                v = _get(o, key)
-                if v is None or v == "":
-                    self.add(ERROR, _join(path, key.name), "is required")
 
     def metadata(self, parts, specs, names, produced=frozenset()):
         """``parts``: [(metadata dict or None, path)] sharing one union ``specs`` of metadata keys.
@@ -377,7 +370,10 @@ def validate(cfg):
             if not isinstance(o, dict):
                 continue
             name = o.get("name")
-            if isinstance(name, str) and name:
+            if name is not None and not isinstance(name, (str, dict, list)):   # shapes: the walk said so
+                # a name is a key of the model (and of the Web API's paths): a string, as GOST's
+                w.add(ERROR, f"{path}.name", f"must be a string, not {_tname(name)}")
+            elif name:
                 if name in seen:
                     w.add(ERROR, f"{path}.name", f"duplicate name {name!r}")
                 seen.add(name)

@@ -41,7 +41,6 @@ connectors = TypeRegistry("connector")
 dialers = TypeRegistry("dialer")
 
 
-
 def by_kind(kind):
     return {"listener": listeners, "handler": handlers, "connector": connectors, "dialer": dialers}[kind]
 

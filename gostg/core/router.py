@@ -80,19 +80,12 @@ class Router:
             lookup(self.registries, "hosts", self.hosts)
         if self.resolver:
             lookup(self.registries, "resolvers", self.resolver)
-        check = getattr(self.bypass, "check", None)
-        if check is not None:
-            check()
-        elif isinstance(self.bypass, str):
-            lookup(self.registries, "bypasses", self.bypass)
+        bypass_hit(self.bypass, self.registries, "tcp", "")   # no address: only resolves the names
         if self.chain:
             self._chain()
 
     def _chain(self):
-        chain = self.chain
-        if isinstance(chain, str):
-            return lookup(self.registries, "chains", chain)
-        return chain.pick() if hasattr(chain, "pick") else chain
+        return lookup(self.registries, "chains", self.chain)
 
     def bypassed(self, address, network="tcp"):
         """Does the service's bypass (group) refuse ``address`` for ``network``? A bypass

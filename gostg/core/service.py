@@ -3,8 +3,9 @@
 Lifecycle (GOST order): build (listener bound) → preUp → start: serve + postUp, state ready →
 … → stop: preDown → close listener, drain, kill stragglers, close handler → postDown.
 
-Fail closed: an admission or limiter name that does not resolve closes the connection at
-accept, with one error line naming it (never "admit everyone" or "unlimited").
+Fail closed: an admission or limiter name that does not resolve closes the connection (at
+accept, or before the handler starts), with one error line naming it (never "admit everyone" or
+"unlimited").
 """
 import time
 from contextlib import contextmanager
@@ -107,7 +108,6 @@ class Service:
                 self.log.debug("admission: denied", remote=src)
                 sock.close()
                 return
-            self._check_limiters()
             lease = self._conn_lease(address, src)
         except MissingReference as exc:
             self.stats.total_errs += 1
@@ -134,13 +134,6 @@ class Service:
             sock.close()
             ctx.log.debug(f"{src} >< {ctx.local}")
 
-    def _check_limiters(self):
-        """MissingReference for a limiter name that does not resolve (checked at accept, so a
-        traffic or rate limit that is gone refuses before the handler starts)."""
-        for kind, name in (("limiters", self.limiter), ("rlimiters", self.rlimiter)):
-            if name:
-                lookup(self.registries, kind, name)
-
     def _conn_lease(self, address, src):
         """The connection limiter's slot for this peer: a Lease, or None when a limit is full
         (GOST closes such a connection at accept)."""
@@ -162,9 +155,11 @@ class Service:
                     self.stats.total_errs += 1
                     ctx.log.warning("request rate limit reached: connection closed", rlimiter=self.rlimiter)
                     return
-            if self.limiter and not getattr(conn, "is_packet", False):
-                conn = lookup(self.registries, "limiters", self.limiter).wrap(conn, ctx.client_ip)
-        except MissingReference as exc:   # a mux stream, or the object went since accept
+            if self.limiter:
+                lim = lookup(self.registries, "limiters", self.limiter)   # missing: refused, UDP too
+                if not getattr(conn, "is_packet", False):
+                    conn = lim.wrap(conn, ctx.client_ip)
+        except MissingReference as exc:
             self.stats.total_errs += 1
             refused(ctx.log, exc, service=self.name, client=ctx.client_ip)
             return
