@@ -11,6 +11,7 @@ Rules for changes (better than GOST, which closes the old service before buildin
 """
 import copy
 import os
+import time
 
 from gevent.lock import RLock
 
@@ -181,9 +182,18 @@ class Gost:
         self.started = True
         return self
 
+    #: seconds a stop gives the open connections of all services together before ending them
+    stop_timeout = 3.0
+
     def stop(self, timeout=None):
-        for s in list(self.services.values()) + list(self.internal.values()):
-            s.stop(timeout)
+        """Every service stops accepting at once (each preDown → close → postDown, in order, as
+        GOST), then one shared grace period of ``timeout`` seconds (default ``stop_timeout``)
+        for all open connections, then the rest are ended: a stop takes about ``timeout``
+        however many services there are."""
+        deadline = time.monotonic() + (self.stop_timeout if timeout is None else timeout)
+        closed = [s for s in list(self.services.values()) + list(self.internal.values()) if s.close()]
+        for s in closed:
+            s.drain(deadline)
         self.started = False
 
     def service(self, name):
