@@ -59,7 +59,7 @@ class Node:
 
 def resolve_node_addr(node, registries):
     """A node's address through its (or its hop's) hosts and resolver, as GOST does."""
-    if registries is None or not (node.hosts or node.resolver):
+    if registries is None or not (node.hosts or node.resolver) or not node.addr:   # a direct node has none
         return node.addr
     host, port = split_host_port(node.addr)
     if node.hosts:

@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from .helpers import Gost, free_port, run_gostg
+from .helpers import Echo, Gost, free_port, run_gostg
 from .peers import FastOrigin, Microsocks, curl_code, wait_log
 
 
@@ -322,6 +322,30 @@ def test_parallel_picks_the_node_that_handshakes_first(tmp_path, origin):
     finally:
         for x in (slow, fast, st):
             x.close()
+
+
+def test_parallel_forwarder_dials_every_target_at_once():
+    """A port forwarder with ``strategy=parallel`` (selector.md's forwarder, raced): a stalled
+    and a dead target never delay the connection the live one takes."""
+    pf, st, dead = free_port(), Stalled(), closed_port()
+    try:
+        with Echo(tag=b"live:") as echo, Gost(
+                "-L", f"tcp://127.0.0.1:{pf}/127.0.0.1:{st.port},127.0.0.1:{dead},127.0.0.1:{echo.port}"
+                      "?strategy=parallel", ports=[pf]):
+            t0 = time.monotonic()
+            for i in range(3):
+                with socket.create_connection(("127.0.0.1", pf), timeout=5) as c:
+                    c.sendall(b"ping%d" % i)
+                    got = b""
+                    while len(got) < 10:
+                        data = c.recv(64)
+                        if not data:
+                            break
+                        got += data
+                    assert got == b"live:ping%d" % i
+            assert time.monotonic() - t0 < 5
+    finally:
+        st.close()
 
 
 # --- concepts/chain.md: Virtual Node ------------------------------------------------------------
