@@ -13,6 +13,7 @@ import time
 import pytest
 import yaml
 
+from ..loopback import Stalled, closed_port, pipe
 from .helpers import Echo, Gost, free_port, run_gostg
 from .peers import FastOrigin, Microsocks, curl_code, wait_log
 
@@ -59,8 +60,8 @@ class DelayRelay:
         except OSError:
             return c.close()
         self.conns.append(up)
-        threading.Thread(target=_pipe, args=(up, c), daemon=True).start()
-        _pipe(c, up)
+        threading.Thread(target=pipe, args=(up, c), daemon=True).start()
+        pipe(c, up)
 
     def close(self):
         self.stopped.set()
@@ -71,42 +72,6 @@ class DelayRelay:
             except OSError:
                 pass
             c.close()
-
-
-def _pipe(a, b):
-    try:
-        while True:
-            data = a.recv(65536)
-            if not data:
-                break
-            b.sendall(data)
-        b.shutdown(socket.SHUT_WR)
-    except OSError:
-        pass
-
-
-class Stalled:
-    """A listener that never accepts, its one-slot accept queue full: connects to it hang."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(0)
-        self.port = self.sock.getsockname()[1]
-        self.fillers = []
-        for _ in range(2):
-            f = socket.socket()
-            f.setblocking(False)
-            f.connect_ex(("127.0.0.1", self.port))
-            self.fillers.append(f)
-
-    def close(self):
-        for s in self.fillers + [self.sock]:
-            s.close()
-
-
-def closed_port():
-    return free_port()   # bound and released: nothing listens there
 
 
 def gost_yaml(tmp_path, cfg, ports, name="gost.yaml"):

@@ -1,7 +1,6 @@
 """Selector strategies lowestlatency and parallel, maxLatency, node probes and the direct
 connector, over real loopback servers: latency is a server that answers late, a dead node a
 closed port, a stalled one a listener whose accept queue is full (its SYNs go unanswered)."""
-import socket as stdsocket
 import time
 
 import gevent
@@ -15,6 +14,8 @@ from gostg.core.race import Race
 from gostg.core.registry import Registries
 from gostg.core.selector import Selector
 from gostg.errors import ConfigError, DialError
+
+from ..loopback import Stalled, closed_port, pipe, read_head
 
 
 class Proxy:
@@ -33,12 +34,9 @@ class Proxy:
     def _handle(self, sock, _):
         self.open += 1
         try:
-            head = b""
-            while b"\r\n\r\n" not in head:
-                data = sock.recv(4096)
-                if not data:
-                    return
-                head += data
+            head = read_head(sock)
+            if head is None:
+                return
             target = head.split(b" ")[1].decode()
             self.connects.append(target)
             gevent.sleep(self.delay)   # the latency this server stands for
@@ -49,8 +47,8 @@ class Proxy:
                 sock.sendall(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")
                 return
             sock.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            g = gevent.spawn(_pipe, up, sock)
-            _pipe(sock, up)
+            g = gevent.spawn(pipe, up, sock)
+            pipe(sock, up)
             g.join(timeout=5)
             up.close()
         finally:
@@ -58,18 +56,6 @@ class Proxy:
 
     def stop(self):
         self.server.stop(timeout=1)
-
-
-def _pipe(a, b):
-    try:
-        while True:
-            data = a.recv(65536)
-            if not data:
-                break
-            b.sendall(data)
-        b.shutdown(stdsocket.SHUT_WR)
-    except OSError:
-        pass
 
 
 class Origin:
@@ -81,45 +67,14 @@ class Origin:
         self.addr = f"127.0.0.1:{self.server.server_port}"
 
     def _handle(self, sock, _):
-        head = b""
-        while b"\r\n\r\n" not in head:
-            data = sock.recv(4096)
-            if not data:
-                return
-            head += data
+        head = read_head(sock)
+        if head is None:
+            return
         status = head.split(b" ")[1].strip(b"/") or b"200"
         sock.sendall(b"HTTP/1.1 " + status + b" X\r\nContent-Length: 0\r\n\r\n")
 
     def stop(self):
         self.server.stop(timeout=1)
-
-
-def closed_port():
-    s = stdsocket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class Stalled:
-    """A listener that never accepts, its one-slot accept queue filled: a connect to it hangs."""
-
-    def __init__(self):
-        self.sock = stdsocket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(0)
-        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
-        self.fillers = []
-        for _ in range(2):
-            f = stdsocket.socket()
-            f.setblocking(False)
-            f.connect_ex(self.sock.getsockname())
-            self.fillers.append(f)
-
-    def close(self):
-        for s in self.fillers + [self.sock]:
-            s.close()
 
 
 def node(name, addr, probe=None, **extra):
@@ -142,6 +97,15 @@ def chain_dial(h, reg, target, timeout=5.0):
     chain = build_object("chains", {"name": "c", "hops": ["h"]}, "chains[0]", reg)
     with gevent.Timeout(timeout):
         return chain.route("tcp", target).dial("tcp", target, None, timeout)
+
+
+def ask(conn, status):
+    """``GET /<status>`` on ``conn`` (a route to the origin) → the answer's first bytes."""
+    try:
+        conn.sendall(b"GET /%d HTTP/1.1\r\nHost: o\r\n\r\n" % status)
+        return conn.recv(100)
+    finally:
+        conn.close()
 
 
 def probe_all(h, reg):
@@ -214,12 +178,7 @@ def test_parallel_keeps_the_first_node_to_connect(origin):
         h, reg = hop([node("stalled", stalled.addr), node("dead", dead), node("live", live.addr)], "parallel")
         assert isinstance(h.select(), Race)
         t0 = time.monotonic()
-        conn = chain_dial(h, reg, origin.addr)
-        try:
-            conn.sendall(b"GET /204 HTTP/1.1\r\nHost: o\r\n\r\n")
-            assert conn.recv(100).startswith(b"HTTP/1.1 204")
-        finally:
-            conn.close()
+        assert ask(chain_dial(h, reg, origin.addr), 204).startswith(b"HTTP/1.1 204")
         assert time.monotonic() - t0 < 2
         assert live.connects == [origin.addr]
         stalled_node, dead_node, live_node = h.nodes
@@ -279,12 +238,7 @@ def test_parallel_with_a_direct_node_and_a_backup(origin):
 
 def test_direct_node_connects_from_here_and_reject_refuses(origin):
     h, reg = hop([{"name": "v", "connector": {"type": "virtual"}, "dialer": {"type": "virtual"}}], "round")
-    conn = chain_dial(h, reg, origin.addr)
-    try:
-        conn.sendall(b"GET /200 HTTP/1.1\r\nHost: o\r\n\r\n")
-        assert conn.recv(100).startswith(b"HTTP/1.1 200")
-    finally:
-        conn.close()
+    assert ask(chain_dial(h, reg, origin.addr), 200).startswith(b"HTTP/1.1 200")
     h, reg = hop([{"name": "r", "connector": {"type": "direct", "metadata": {"action": "reject"}},
                    "dialer": {"type": "direct"}}], "round")
     with pytest.raises(DialError, match="rejected"):
