@@ -20,7 +20,7 @@ import time
 import gevent
 from gevent import subprocess
 
-from ..errors import ConfigError, DialError, GostgError, ProtocolError
+from ..errors import ConfigError, DialError, GostgError
 from ..protocols.http import parse_response_head
 from ..transport.buffered import Stream
 from .chain import Route
@@ -106,7 +106,7 @@ class Prober:
             if exc.node is None:      # the probe's own timeout; the route marks its failures
                 node.marker.mark()
             error = exc
-        except (ProbeFailed, ProtocolError, OSError, EOFError) as exc:
+        except Exception as exc:   # a wrong answer, a reset, anything: down, and the loop goes on
             node.marker.mark()
             error = exc
         if error is None:

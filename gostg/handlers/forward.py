@@ -21,7 +21,11 @@ class ForwardHandler(Handler):
         tried = set()
         last = None
         for _ in range(len(hop.nodes)):
-            node = hop.select(ctx, "")
+            try:
+                node = hop.select(ctx, "")
+            except DialError as exc:   # the selector's maxLatency left no target
+                last = exc
+                break
             if isinstance(node, Race):   # selector parallel: the untried targets, at once
                 node = Race([n for n in node.nodes if n.name not in tried]) if any(
                     n.name not in tried for n in node.nodes) else None

@@ -190,6 +190,21 @@ def test_parallel_keeps_the_first_node_to_connect(origin):
         stalled.close()
 
 
+def test_parallel_and_lowestlatency_keep_node_bypass(origin):
+    """A node whose bypass matches the target is out of the race and of the latency pick."""
+    for strategy in ("parallel", "lowestlatency"):
+        h, reg = hop([node("a", "127.0.0.1:1", bypass="far"), node("b", "127.0.0.1:2"),
+                      node("c", "127.0.0.1:3")], strategy)
+        reg.bypasses.set("far", build_object("bypasses", {"name": "far", "matchers": ["far.test"]},
+                                             "bypasses[0]", reg))
+        h.nodes[0].latency, h.nodes[1].latency, h.nodes[2].latency = 0.001, 0.5, 0.2
+        picked = h.select(target="far.test:80")
+        names = {n.name for n in picked.nodes} if isinstance(picked, Race) else {picked.name}
+        assert names == ({"b", "c"} if strategy == "parallel" else {"c"})
+        near = h.select(target="near.test:80")
+        assert near.name == "a" if strategy == "lowestlatency" else len(near.nodes) == 3
+
+
 def test_parallel_loser_that_connects_late_is_closed(origin):
     fast, slow = Proxy(), Proxy()
     try:
