@@ -127,7 +127,7 @@ def build_node(o, path, registries):
     except ConfigError as exc:
         raise ConfigError(f"{dpath}.{exc.path}", exc.msg) from None
     dialer.node_addr = addr
-    node = Node(o["name"] if o.get("name") else addr, addr, connector, dialer,
+    node = Node(o["name"] if o.get("name") else (addr or _str(c, "type", cpath)), addr, connector, dialer,
                 Metadata(_map(o, "metadata", path), schema.component_md("node", "")),
                 bypass=_bypass_group(o, path, registries),
                 hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
