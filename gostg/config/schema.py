@@ -182,7 +182,7 @@ NODE = named(
     unbuilt("auth", MAP, "concepts/chain/", "node-level auth", fields=AUTH),
     unbuilt("matcher", MAP, "concepts/chain/", "node matchers"),
     unbuilt("filter", MAP, "concepts/chain/", "node filters (host, protocol, path)"),
-    Key("probe", MAP, fields=PROBE, docs="tutorials/probe/"),
+    Key("probe", MAP, fields=PROBE, docs="tutorials/probe/", meaning="health and latency checks of the node"),
     Key("metadata", MAP, meaning="metadata:node"))
 # ``name`` is optional on a node: its address names it
 NODE["name"] = Key("name")
