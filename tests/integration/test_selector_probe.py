@@ -15,7 +15,7 @@ import yaml
 
 from ..loopback import Stalled, closed_port, pipe
 from .helpers import Echo, Gost, free_port, run_gostg
-from .peers import FastOrigin, Microsocks, curl_code, wait_log
+from .peers import Api, FastOrigin, Microsocks, curl_code, wait_log
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +225,36 @@ def test_service_stop_stops_a_hanging_probe_promptly(tmp_path, origin):
         assert "Traceback" not in g.log_text()
     finally:
         st.close()
+
+
+def test_probes_follow_web_api_changes():
+    """A chain POSTed through the Web API starts its nodes' probes, a PUT replaces them, a
+    DELETE stops them (the node server sees no more probe connections)."""
+    api_port = free_port()
+
+    def chain(name):
+        return {"name": "c", "hops": [{"name": "h", "nodes": [node(name, f"127.0.0.1:{srv.port}", probe={
+            "addr": "127.0.0.1:9", "interval": "100ms", "timeout": "1s"})]}]}
+
+    def probed(n, limit=5.0):
+        deadline = time.monotonic() + limit
+        while srv.count < n and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return srv.count >= n
+
+    # the node is an echo server: it takes each probe's connection and answers nonsense
+    with Echo() as srv, Gost("-api", f"127.0.0.1:{api_port}", ports=[api_port]) as g:
+        api = Api(api_port)
+        api.post("chains", chain("n1"))
+        assert wait_log(g, r'"msg": "node n1 down: ')
+        assert probed(3)
+        api.put("chains", "c", chain("n2"))
+        assert wait_log(g, r'"msg": "node n2 down: ')
+        assert probed(srv.count + 2)
+        api.delete("chains", "c")
+        seen = srv.count
+        time.sleep(1.0)   # ten probe intervals: an observation window, not a wait for an event
+        assert srv.count <= seen + 1      # at most the one in flight when it was deleted
 
 
 def test_probe_without_addr_is_refused(tmp_path):
