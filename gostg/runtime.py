@@ -191,7 +191,7 @@ class Gost:
             self.probes.sync()
 
     #: seconds a stop gives the open connections of all services together before ending them
-    stop_timeout = 3.0
+    stop_timeout = 2.0
 
     def stop(self, timeout=None):
         """Every service stops accepting at once (each preDown → close → postDown, in order, as
