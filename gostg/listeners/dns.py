@@ -38,12 +38,15 @@ class QueryServer(DatagramServer):
         self.bufsize = bufsize
 
     def do_read(self):
+        # runs in the loop's callback: the raw (non-blocking) socket, as gevent's own do_read
         try:
-            data, addr = self.socket.recvfrom(self.bufsize)
+            data, addr = self._socket.recvfrom(self.bufsize)
+        except BlockingIOError:
+            return None
         except OSError:
-            if self.socket.fileno() < 0:
+            if self._socket.fileno() < 0:
                 raise
-            return None   # nothing to read, or an ICMP error: the socket stays usable
+            return None   # an ICMP error surfaced here: the socket stays usable
         host = addr[0][7:] if addr[0].startswith("::ffff:") else addr[0]
         return DatagramQuery(self.socket, data, addr), (host, addr[1])
 
