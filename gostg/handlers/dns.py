@@ -200,14 +200,19 @@ class DNSHandler(Handler):
 
     @staticmethod
     def _cached(hit, q):
-        """The stored reply with the query's id and question, its answer TTLs counting down
-        (at least 1, as GOST)."""
+        """A reply to ``q`` from the stored one (never changed itself): its flags, rcode and
+        records, the answer TTLs counting down (at least 1, as GOST)."""
         stored, left = hit
-        r = dns.message.from_wire(stored)
-        r.id = q.id
-        r.question = q.question
-        for rrset in r.answer:
-            rrset.ttl = max(1, int(left))
+        r = dns.message.make_response(q)
+        r.flags = stored.flags
+        r.set_rcode(stored.rcode())
+        ttl = max(1, int(left))
+        for rrset in stored.answer:
+            rs = rrset.copy()
+            rs.ttl = ttl
+            r.answer.append(rs)
+        r.authority = list(stored.authority)
+        r.additional = list(stored.additional)
         return r
 
     def _ask(self, q, name, key, ctx, log):
@@ -231,7 +236,7 @@ class DNSHandler(Handler):
         log.debug(f"dns: answer from {ns.addr}", rcode=dns.rcode.to_text(r.rcode()),
                   duration=round(time.monotonic() - t0, 6))
         if key is not None and wire.cacheable(r):
-            self.cache.store(key, r.to_wire(), wire.message_ttl(r), self.ttl)
+            self.cache.store(key, r, wire.message_ttl(r), self.ttl)
         return r
 
     def _exchange(self, q, name, key, log, ctx):
