@@ -292,3 +292,27 @@ def test_upstreams_through_socks5_and_relay_chains():
             assert wait_log(srv, rf'"msg": "[^"]* <-> {target}"')                  # the tcp upstream
             assert wait_log(srv, r'"network": "udp"')                             # the udp upstream
             assert wait_log(rsrv, rf'"msg": "[^"]* <-> {target}"')
+
+
+REFERENCE_YAML = """
+services:
+- name: service-0
+  addr: "127.0.0.1:{port}"
+  handler:
+    type: dns
+    dns:
+    - 127.0.0.1:{up}
+    - tcp://127.0.0.1:{up}
+  listener:
+    type: dns
+    metadata:
+      mode: udp
+"""
+
+
+def test_handler_reference_yaml(tmp_path):
+    """reference/handlers/dns.md's YAML: its upstreams under ``handler.dns``."""
+    with Dnsmasq(["/example.test/10.1.2.3"]) as d:
+        p = free_udp_port()
+        with yaml_gost(tmp_path, REFERENCE_YAML.format(port=p, up=d.port)):
+            assert ips(dig(p, "example.test")) == ["10.1.2.3"]

@@ -242,3 +242,16 @@ def test_doh_conn_garbage_never_crashes(data):
                 break
     finally:
         a.close(), b.close()
+
+
+# --- handler.dns (where GOST's reference page puts the upstreams) -----------------------------------
+
+def test_handler_dns_key_becomes_metadata_dns_of_a_dns_handler_only():
+    from gostg.config.build import _handler_md
+    from gostg.errors import ConfigError
+    assert _handler_md({"type": "dns", "dns": ["8.8.8.8", "tls://1.1.1.1:853"]}, "h") == {
+        "dns": ["8.8.8.8", "tls://1.1.1.1:853"]}
+    with pytest.raises(ConfigError, match="only the dns handler"):
+        _handler_md({"type": "socks5", "dns": ["8.8.8.8"]}, "services[0].handler")
+    with pytest.raises(ConfigError, match="not both"):
+        _handler_md({"type": "dns", "dns": ["8.8.8.8"], "metadata": {"DNS": "1.1.1.1"}}, "h")

@@ -119,6 +119,43 @@ def test_cli_examples(services, nodes, expected):
 
 #: (YAML from the docs, expected)
 YAML = [
+    # reference/handlers/dns.md (upstreams under handler.dns, as that page has them)
+    ("""
+services:
+- name: service-0
+  addr: ":10053"
+  handler:
+    type: dns
+    dns:
+    - 8.8.8.8
+    - tls://1.1.1.1:853
+  listener:
+    type: dns
+    metadata:
+      mode: udp
+""", []),
+    # tutorials/dns.md
+    ("""
+services:
+- name: service-0
+  addr: :10053
+  handler:
+    type: dns
+    metadata:
+      ttl: 60s
+      async: true
+      clientIP: 1.2.3.4
+  listener:
+    type: dns
+    metadata:
+      mode: udp
+  forwarder:
+    nodes:
+    - name: target-0
+      addr: 1.1.1.1
+    - name: target-1
+      addr: tls://1.1.1.1:853
+""", []),
     # concepts/service.md, tutorials/protocols/socks.md
     ("""
 services:
