@@ -133,17 +133,21 @@ class Nameserver:
         try:
             s.connect((self.host, self.port))   # connected: the kernel drops other senders
             s.send(data)
-            for _ in range(64):                 # stray datagrams are skipped, a bounded number
-                reply = s.recv(65535)
-                try:
-                    r = wire.parse_message(reply)
-                except ProtocolError:
-                    continue
-                if r.id == qid:
-                    return r
-            raise ProtocolError(f"nameserver {self.addr}: no matching reply")
+            return self._matching_reply(lambda: s.recv(65535), qid)
         finally:
             s.close()
+
+    def _matching_reply(self, recv, qid):
+        """The first datagram from ``recv()`` that is a reply to ``qid``; stray ones are
+        skipped, a bounded number."""
+        for _ in range(64):
+            try:
+                r = wire.parse_message(recv())
+            except ProtocolError:
+                continue
+            if r.id == qid:
+                return r
+        raise ProtocolError(f"nameserver {self.addr}: no matching reply")
 
     def _udp_routed(self, data, qid, ctx):
         """UDP through the router: its chain's packet conn (or a direct one, names mapped by
@@ -152,15 +156,7 @@ class Nameserver:
         pc = self.router.dial("udp", target, ctx)
         try:
             pc.write_to(data, target)
-            for _ in range(64):                 # stray datagrams are skipped, a bounded number
-                reply, _ = pc.read_from()
-                try:
-                    r = wire.parse_message(reply)
-                except ProtocolError:
-                    continue
-                if r.id == qid:
-                    return r
-            raise ProtocolError(f"nameserver {self.addr}: no matching reply")
+            return self._matching_reply(lambda: pc.read_from()[0], qid)
         finally:
             pc.close()
 

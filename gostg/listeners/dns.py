@@ -13,15 +13,15 @@ The listener only frames messages (gostg.transport.dnsmsg); the ``dns`` handler 
 from gevent.server import DatagramServer
 
 from ..errors import ConfigError
-from ..protocols.addr import split_host_port
 from ..core.registry import listeners
-from ..relay.udp import MAX_DATAGRAM, bind_udp
+from ..relay.udp import MAX_DATAGRAM
 from ..transport.dnsmsg import DatagramQuery, DoHConn, DoHSession, StreamMessages
 from ..transport.mux.h2 import H2Session
 from .base import Listener
 from .http2 import HTTP2Listener
 from .tcp import TCPListener
 from .tls import TLSListener
+from .udp import bind_listen_udp
 
 MODES = {"udp": None, "tcp": TCPListener, "tls": TLSListener, "https": HTTP2Listener}
 #: a DNS message over UDP is at least this large a datagram to accept (RFC 1035 2.3.4)
@@ -68,11 +68,7 @@ class DNSListener(Listener):
         if self.inner is not None:
             self.socket = self.inner.bind()
             return self.socket
-        host, port = split_host_port(self.addr or ":0", 0)
-        try:
-            self.socket = bind_udp(host, port)
-        except OSError as exc:
-            raise ConfigError("", f"cannot listen on udp {self.addr}: {exc.strerror or exc}") from None
+        self.socket = bind_listen_udp(self.addr)
         return self.socket
 
     def adopt(self, sock):
