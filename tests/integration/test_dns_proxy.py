@@ -316,3 +316,24 @@ def test_handler_reference_yaml(tmp_path):
         p = free_udp_port()
         with yaml_gost(tmp_path, REFERENCE_YAML.format(port=p, up=d.port)):
             assert ips(dig(p, "example.test")) == ["10.1.2.3"]
+
+
+MISSING_YAML = """
+services:
+- name: service-0
+  addr: 127.0.0.1:{port}
+  {ref}
+  handler: {{type: dns, metadata: {{dns: "127.0.0.1:{up}"}}}}
+  listener: {{type: dns}}
+"""
+
+
+def test_missing_hosts_or_bypass_refuses(tmp_path):
+    """Fail closed: a service whose hosts or bypass does not exist answers REFUSED, with one
+    error line; it never answers as if there were no filter."""
+    with Dnsmasq(["/example.test/10.1.2.3"]) as d:
+        for ref in ("hosts: nohosts", "bypass: nobypass"):
+            p = free_udp_port()
+            with yaml_gost(tmp_path, MISSING_YAML.format(port=p, up=d.port, ref=ref)) as g:
+                assert dig(p, "example.test") == ("REFUSED", [])
+                assert wait_log(g, r"not found: connection refused")
