@@ -76,6 +76,12 @@ def test_docs_command_lines_udp_tcp_dot_doh():
             rc = curl("-k", "--http1.1", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: text/plain",
                       "--data", "x", f"https://127.0.0.1:{pdoh}/dns-query")
             assert rc.stdout == b"415"
+            rc = curl("-k", "--http2", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Content-Type: text/plain",
+                      "--data", "x", f"https://127.0.0.1:{pdoh}/dns-query")
+            assert rc.stdout == b"415"                                                  # the same over HTTP/2
+            rc = curl("-k", "-o", "/dev/null", "-w", "%{http_code}", f"https://127.0.0.1:{pdoh}/dns-query?dns=!!")
+            assert rc.stdout == b"400"
+            assert ips(dig(pdoh, "example.test", "A", "+https")) == ["10.1.2.3"]          # still serving
             assert "Traceback" not in g.log_text()
 
 
@@ -337,3 +343,17 @@ def test_missing_hosts_or_bypass_refuses(tmp_path):
             with yaml_gost(tmp_path, MISSING_YAML.format(port=p, up=d.port, ref=ref)) as g:
                 assert dig(p, "example.test") == ("REFUSED", [])
                 assert wait_log(g, r"not found: connection refused")
+
+
+def test_upstream_by_name_through_the_services_hosts_and_resolver():
+    """As GOST's exchanger dials through the service's router: an upstream given by name is
+    found through the service's hosts, or its resolver."""
+    with Dnsmasq(["/example.test/10.1.2.3", "/upstream.test/127.0.0.1"]) as d:
+        ph, pr, pt = free_udp_port(), free_udp_port(), free_udp_port()
+        with Gost("-L", f"dns://127.0.0.1:{ph}?dns=udp://upstream.test:{d.port}&hosts=upstream.test:127.0.0.1",
+                  "-L", f"dns://127.0.0.1:{pr}?dns=udp://upstream.test:{d.port}&resolver=udp://127.0.0.1:{d.port}",
+                  "-L", f"dns://127.0.0.1:{pt}?dns=tcp://upstream.test:{d.port}&resolver=udp://127.0.0.1:{d.port}") as g:
+            listening(g, 3)
+            assert ips(dig(ph, "example.test")) == ["10.1.2.3"]
+            assert ips(dig(pr, "example.test")) == ["10.1.2.3"]
+            assert ips(dig(pt, "example.test")) == ["10.1.2.3"]
