@@ -282,8 +282,7 @@ def test_garbage_truncated_frames_and_dead_upstream():
 def test_upstreams_through_socks5_and_relay_chains():
     with Dnsmasq(["/example.test/10.1.2.3"]) as d:
         s5, rl = free_port(), free_port()
-        with Gost("-L", f"socks5://127.0.0.1:{s5}?udp=true", ports=[s5]) as srv, \
-                Gost("-L", f"relay://127.0.0.1:{rl}", ports=[rl]) as rsrv:
+        with Gost("-L", f"socks5://127.0.0.1:{s5}?udp=true", "-L", f"relay://127.0.0.1:{rl}", ports=[s5, rl]) as srv:
             pt, pu, pr = free_udp_port(), free_udp_port(), free_udp_port()
             with Gost("-L", f"dns://127.0.0.1:{pt}?dns=tcp://127.0.0.1:{d.port}",
                       "-L", f"dns://127.0.0.1:{pu}?dns=udp://127.0.0.1:{d.port}",
@@ -295,9 +294,9 @@ def test_upstreams_through_socks5_and_relay_chains():
                 assert ips(dig(pu, "example.test")) == ["10.1.2.3"]
                 assert ips(dig(pr, "example.test")) == ["10.1.2.3"]
             target = re.escape(f"127.0.0.1:{d.port}")
-            assert wait_log(srv, rf'"msg": "[^"]* <-> {target}"')                  # the tcp upstream
-            assert wait_log(srv, r'"network": "udp"')                             # the udp upstream
-            assert wait_log(rsrv, rf'"msg": "[^"]* <-> {target}"')
+            for svc in ("service-0", "service-1"):                               # socks5 (tcp upstream), relay
+                assert wait_log(srv, rf'"service": "{svc}".*"msg": "[^"]* <-> {target}"')
+            assert wait_log(srv, r'"service": "service-0".*"network": "udp"')   # socks5 UDP (udp upstream)
 
 
 REFERENCE_YAML = """
@@ -327,8 +326,13 @@ def test_handler_reference_yaml(tmp_path):
 MISSING_YAML = """
 services:
 - name: service-0
-  addr: 127.0.0.1:{port}
-  {ref}
+  addr: 127.0.0.1:{p0}
+  hosts: nohosts
+  handler: {{type: dns, metadata: {{dns: "127.0.0.1:{up}"}}}}
+  listener: {{type: dns}}
+- name: service-1
+  addr: 127.0.0.1:{p1}
+  bypass: nobypass
   handler: {{type: dns, metadata: {{dns: "127.0.0.1:{up}"}}}}
   listener: {{type: dns}}
 """
@@ -338,11 +342,12 @@ def test_missing_hosts_or_bypass_refuses(tmp_path):
     """Fail closed: a service whose hosts or bypass does not exist answers REFUSED, with one
     error line; it never answers as if there were no filter."""
     with Dnsmasq(["/example.test/10.1.2.3"]) as d:
-        for ref in ("hosts: nohosts", "bypass: nobypass"):
-            p = free_udp_port()
-            with yaml_gost(tmp_path, MISSING_YAML.format(port=p, up=d.port, ref=ref)) as g:
-                assert dig(p, "example.test") == ("REFUSED", [])
-                assert wait_log(g, r"not found: connection refused")
+        p0, p1 = free_udp_port(), free_udp_port()
+        with yaml_gost(tmp_path, MISSING_YAML.format(p0=p0, p1=p1, up=d.port), n=2) as g:
+            assert dig(p0, "example.test") == ("REFUSED", [])
+            assert dig(p1, "example.test") == ("REFUSED", [])
+            assert wait_log(g, r"hosts 'nohosts' not found: connection refused")
+            assert wait_log(g, r"bypass 'nobypass' not found: connection refused")
 
 
 def test_upstream_by_name_through_the_services_hosts_and_resolver():
