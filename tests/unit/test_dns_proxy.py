@@ -250,3 +250,13 @@ def test_handler_dns_key_becomes_metadata_dns_of_a_dns_handler_only():
         _handler_md({"type": "socks5", "dns": ["8.8.8.8"]}, "services[0].handler")
     with pytest.raises(ConfigError, match="not both"):
         _handler_md({"type": "dns", "dns": ["8.8.8.8"], "metadata": {"DNS": "1.1.1.1"}}, "h")
+
+
+def test_open_dns_resolver_is_warned():
+    from gostg.config.cmdline import from_args
+    from gostg.config.refs import open_proxies
+    (p,) = open_proxies(from_args(["dns://:10053/1.1.1.1"], []))
+    assert p.level == "warning" and p.path == "services[0]"
+    assert p.message.startswith("open proxy (DNS) on :10053:") and "amplify" in p.message
+    assert open_proxies(from_args(["dns://127.0.0.1:10053/1.1.1.1"], [])) == []
+    assert open_proxies(from_args(["dns://:10053/1.1.1.1?admission=127.0.0.1"], [])) == []
