@@ -417,3 +417,24 @@ def test_pipelined_tcp_queries_many_clients_and_no_fd_leak():
                 udp_ask(pu, b"\xff" * 20, timeout=0.05)
             assert fd_settle(g.proc.pid, base) <= base
             assert "Traceback" not in g.log_text()
+
+
+def test_live_hosts_and_bypass_through_the_web_api(tmp_path):
+    """The service's hosts and bypass are looked up per query: a PUT through the Web API
+    applies to the next query, a DELETE makes the service refuse (fail closed)."""
+    from .peers import Api
+    with Dnsmasq(["/example.test/10.1.2.3", "/example.org/10.4.5.6"]) as d:
+        p, api = free_udp_port(), free_port()
+        with Gost("-api", f"127.0.0.1:{api}", "-L",
+                  f"dns://127.0.0.1:{p}/127.0.0.1:{d.port}?hosts=example.test:127.0.0.5&bypass=nothing.test",
+                  ports=[api]) as g:
+            listening(g, 1)
+            a = Api(api)
+            assert ips(dig(p, "example.test")) == ["127.0.0.5"]
+            a.put("hosts", "hosts-0", {"name": "hosts-0", "mappings": [{"ip": "127.0.0.6", "hostname": "example.test"}]})
+            assert ips(dig(p, "example.test")) == ["127.0.0.6"]
+            assert ips(dig(p, "example.org")) == ["10.4.5.6"]
+            a.put("bypasses", "bypass-0", {"name": "bypass-0", "matchers": ["example.org"]})
+            assert dig(p, "example.org") == ("NOERROR", [])
+            a.delete("bypasses", "bypass-0")
+            assert dig(p, "example.org") == ("REFUSED", [])
