@@ -108,24 +108,28 @@ class Nameserver:
 
     def exchange(self, q, ctx=None):
         """Send the query message ``q`` as it is; → the reply, as :meth:`query`."""
+        return self.exchange_wire(q, ctx)[0]
+
+    def exchange_wire(self, q, ctx=None):
+        """:meth:`exchange`, → ``(reply, reply_bytes)``: a proxy passes the bytes on."""
         data = q.to_wire()
         with gevent.Timeout(self.timeout, DialError(f"nameserver {self.addr}: no answer within {self.timeout:g}s")):
             try:
                 if self.proto == "udp" and self.router is not None and (self.router.chain or not is_ip(self.host)):
-                    r = self._udp_routed(data, q.id, ctx)
+                    r, raw = self._udp_routed(data, q.id, ctx)
                 elif self.proto == "udp" and not self.chain:
-                    r = self._udp(data, q.id)
+                    r, raw = self._udp(data, q.id)
                 elif self.proto == "https":
-                    r = self._https(data, ctx)
+                    r, raw = self._https(data, ctx)
                 else:
-                    r = self._stream(data, self.proto == "tls", ctx)
+                    r, raw = self._stream(data, self.proto == "tls", ctx)
                 if self.proto == "udp" and r.flags & dns.flags.TC:   # truncated: ask again over TCP (RFC 7766)
-                    r = self._stream(data, False, ctx)
+                    r, raw = self._stream(data, False, ctx)
             except OSError as exc:
                 raise DialError(f"nameserver {self.addr}: {exc}") from exc
         if r.id != q.id:
             raise ProtocolError(f"nameserver {self.addr}: reply id {r.id} does not match query id {q.id}")
-        return r
+        return r, raw
 
     def _udp(self, data, qid):
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -138,15 +142,16 @@ class Nameserver:
             s.close()
 
     def _matching_reply(self, recv, qid):
-        """The first datagram from ``recv()`` that is a reply to ``qid``; stray ones are
-        skipped, a bounded number."""
+        """``(reply, bytes)`` of the first datagram from ``recv()`` that is a reply to
+        ``qid``; stray ones are skipped, a bounded number."""
         for _ in range(64):
+            raw = recv()
             try:
-                r = wire.parse_message(recv())
+                r = wire.parse_message(raw)
             except ProtocolError:
                 continue
             if r.id == qid:
-                return r
+                return r, raw
         raise ProtocolError(f"nameserver {self.addr}: no matching reply")
 
     def _udp_routed(self, data, qid, ctx):
@@ -190,7 +195,7 @@ class Nameserver:
             while True:
                 try:
                     msg, _ = wire.parse_tcp_frame(buf)
-                    return wire.parse_message(msg)
+                    return wire.parse_message(msg), msg
                 except NeedData:
                     pass
                 chunk = conn.recv(65535)
@@ -224,7 +229,7 @@ class Nameserver:
                     eof = True
             if status != 200:
                 raise DialError(f"nameserver {self.addr}: HTTP status {status}")
-            return wire.parse_message(body)
+            return wire.parse_message(body), body
         finally:
             try:
                 conn.close()

@@ -162,6 +162,12 @@ def reply_wire(msg, max_size=65535):
     return msg.to_wire(max_size=max_size, prefer_truncation=True)
 
 
+def with_id(data, qid):
+    """Message bytes with their ID (the header's first field, RFC 1035 4.1.1) set to ``qid``:
+    an upstream's reply passed on to the client whose query it answers."""
+    return qid.to_bytes(2, "big") + bytes(data[2:])
+
+
 def is_query(msg):
     """A message to answer: not itself a response (two servers must not answer each other)."""
     return not msg.flags & dns.flags.QR

@@ -16,8 +16,9 @@ Where gostg differs, and why:
   path; GOST logs it and silently uses the rest, or the system's resolver.
 - An upstream that fails gives the client SERVFAIL at once, and its node is marked failed for
   the selector; GOST sends nothing, so the client waits for its own timeout.
-- A query is sent upstream with a fresh random id (the client's is put back on the reply),
-  and a UDP reply larger than the client's EDNS size is truncated with TC set.
+- A query is sent upstream with a fresh random id (the client's is put back on the reply,
+  which otherwise goes on as the upstream sent it), and a UDP reply larger than the client's
+  EDNS size is truncated with TC set.
 - Garbage, responses (QR set) and queries larger than ``bufferSize`` get no answer, with a
   log line; a message without a question gets FORMERR.
 """
@@ -149,7 +150,9 @@ class DNSHandler(Handler):
         limit = conn.max_size or max(512, q.payload if q.edns >= 0 else 512)
         if not q.question:
             return wire.reply_wire(self._response(q, dns.rcode.FORMERR), limit)
-        r = self._resolve(q, ctx)
+        r, raw = self._resolve(q, ctx)
+        if raw is not None and len(raw) <= limit:
+            return wire.with_id(raw, q.id)   # the upstream's reply as it came: no re-rendering
         return wire.reply_wire(r, limit)
 
     @staticmethod
@@ -169,13 +172,13 @@ class DNSHandler(Handler):
         try:
             if qclass == IN and bypass_hit(self.router.bypass, self.router.registries, "udp", name):
                 log.debug("dns: bypass: empty answer")
-                return self._response(q)
+                return self._response(q), None
             r = self._from_hosts(q, name, qtype, qclass, log)
             if r is not None:
-                return r
+                return r, None
         except MissingReference as exc:
             refused(log, exc, service=ctx.service, client=ctx.client_ip)
-            return self._response(q, dns.rcode.REFUSED)
+            return self._response(q, dns.rcode.REFUSED), None
         key = (name, qclass, qtype) if len(q.question) == 1 and self.ttl >= 0 else None
         if key is not None:
             hit = self.cache.load(key)
@@ -183,7 +186,7 @@ class DNSHandler(Handler):
                 if hit[1] <= 0:
                     self._refresh(q, name, key, log)
                 log.debug("dns: cached answer", ttl=max(1, int(hit[1])))
-                return self._cached(hit, q)
+                return self._cached(hit, q), None
         return self._exchange(q, name, key, log, ctx)
 
     def _from_hosts(self, q, name, qtype, qclass, log):
@@ -216,8 +219,8 @@ class DNSHandler(Handler):
         return r
 
     def _ask(self, q, name, key, ctx, log):
-        """Ask the upstream picked for ``name``; → the reply (cached when it may be), or
-        raises DialError/ProtocolError/MissingReference."""
+        """Ask the upstream picked for ``name``; → ``(reply, reply_bytes)`` (cached when it
+        may be), or raises DialError/ProtocolError/MissingReference."""
         node = self.hop.select(ctx, name, "udp")
         if node is None:
             raise DialError(f"no upstream for {name}: every upstream's bypass leaves it out")
@@ -225,7 +228,7 @@ class DNSHandler(Handler):
         qid, q.id = q.id, random.randrange(65536)
         t0 = time.monotonic()
         try:
-            r = ns.exchange(q, ctx)
+            r, raw = ns.exchange_wire(q, ctx)
         except (DialError, ProtocolError, OSError):
             node.marker.mark()
             raise
@@ -237,17 +240,17 @@ class DNSHandler(Handler):
                   duration=round(time.monotonic() - t0, 6))
         if key is not None and wire.cacheable(r):
             self.cache.store(key, r, wire.message_ttl(r), self.ttl)
-        return r
+        return r, raw
 
     def _exchange(self, q, name, key, log, ctx):
         try:
             return self._ask(q, name, key, ctx, log)
         except MissingReference as exc:
             refused(log, exc, service=ctx.service, client=ctx.client_ip)
-            return self._response(q, dns.rcode.REFUSED)
+            return self._response(q, dns.rcode.REFUSED), None
         except (DialError, ProtocolError, OSError) as exc:
             log.error(f"dns: upstream failed: {exc}")
-            return self._response(q, dns.rcode.SERVFAIL)
+            return self._response(q, dns.rcode.SERVFAIL), None
 
     def _refresh(self, q, name, key, log):
         """``async``: one background query per name at a time, at most MAX_REFRESHES."""

@@ -8,6 +8,7 @@ import subprocess
 import time
 
 import dns.edns
+import dns.flags
 import dns.message
 import dns.rrset
 
@@ -438,3 +439,29 @@ def test_live_hosts_and_bypass_through_the_web_api(tmp_path):
             assert dig(p, "example.org") == ("NOERROR", [])
             a.delete("bypasses", "bypass-0")
             assert dig(p, "example.org") == ("REFUSED", [])
+
+
+class BigDNS(UDPServer):
+    """Answers every query with 100 A records, never truncating (well over 512 bytes)."""
+
+    def answer(self, data, peer):
+        q = dns.message.from_wire(data)
+        r = dns.message.make_response(q)
+        r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A",
+                                            *[f"10.0.{i // 250}.{i % 250 + 1}" for i in range(100)]))
+        return r.to_wire()
+
+
+def test_udp_reply_larger_than_the_client_takes_is_truncated():
+    with BigDNS() as up:
+        p = free_udp_port()
+        with Gost("-L", f"dns://127.0.0.1:{p}/127.0.0.1:{up.port}") as g:
+            listening(g, 1)
+            q = dns.message.make_query("big.test", "A")              # no EDNS: 512 bytes at most
+            raw = udp_ask(p, q.to_wire(), timeout=6)
+            assert raw is not None and len(raw) <= 512
+            r = dns.message.from_wire(raw)
+            assert r.flags & dns.flags.TC and r.id == q.id
+            q = dns.message.make_query("big.test", "A", use_edns=0, payload=4096)
+            r = dns.message.from_wire(udp_ask(p, q.to_wire(), timeout=6))
+            assert not r.flags & dns.flags.TC and len(r.answer[0]) == 100

@@ -260,3 +260,11 @@ def test_open_dns_resolver_is_warned():
     assert p.message.startswith("open proxy (DNS) on :10053:") and "amplify" in p.message
     assert open_proxies(from_args(["dns://127.0.0.1:10053/1.1.1.1"], [])) == []
     assert open_proxies(from_args(["dns://:10053/1.1.1.1?admission=127.0.0.1"], [])) == []
+
+
+def test_with_id_changes_only_the_id():
+    q = query()
+    r = response(q, n=3)
+    out = wire.with_id(r.to_wire(), 0xBEEF)
+    r2 = dns.message.from_wire(out)
+    assert r2.id == 0xBEEF and r2.answer == r.answer and r2.question == r.question
