@@ -74,6 +74,35 @@ def system_nameservers(path=RESOLV_CONF):
     return out
 
 
+class CachedReply:
+    """A cached upstream reply (never changed itself) and its latest rendering: queries in
+    the same second, for the same name spelling, EDNS and size, reuse those bytes (but the
+    id), so a busy name costs one rendering per second, not one per query."""
+
+    __slots__ = ("msg", "memo", "wire")
+
+    def __init__(self, msg):
+        self.msg, self.memo, self.wire = msg, None, b""
+
+    def render(self, q, ttl, limit):
+        """Reply bytes for ``q``: the stored flags, rcode and records, answer TTLs ``ttl``
+        (counting down, at least 1, as GOST)."""
+        memo = (ttl, q.question[0].name.to_text(), q.edns, limit)
+        if memo != self.memo:
+            stored = self.msg
+            r = dns.message.make_response(q)
+            r.flags = stored.flags
+            r.set_rcode(stored.rcode())
+            for rrset in stored.answer:
+                rs = rrset.copy()
+                rs.ttl = ttl
+                r.answer.append(rs)
+            r.authority = list(stored.authority)
+            r.additional = list(stored.additional)
+            self.memo, self.wire = memo, wire.reply_wire(r, limit)
+        return self.wire
+
+
 @handlers.register("dns")
 class DNSHandler(Handler):
     #: background refreshes (``async``) running at once; more are skipped, not queued
@@ -150,9 +179,9 @@ class DNSHandler(Handler):
         limit = conn.max_size or max(512, q.payload if q.edns >= 0 else 512)
         if not q.question:
             return wire.reply_wire(self._response(q, dns.rcode.FORMERR), limit)
-        r, raw = self._resolve(q, ctx)
+        r, raw = self._resolve(q, ctx, limit)
         if raw is not None and len(raw) <= limit:
-            return wire.with_id(raw, q.id)   # the upstream's reply as it came: no re-rendering
+            return wire.with_id(raw, q.id)   # bytes made for an earlier query: no re-rendering
         return wire.reply_wire(r, limit)
 
     @staticmethod
@@ -161,7 +190,9 @@ class DNSHandler(Handler):
         r.set_rcode(rcode)
         return r
 
-    def _resolve(self, q, ctx):
+    def _resolve(self, q, ctx, limit):
+        """→ ``(reply, None)``, or ``(reply or None, bytes)`` when bytes made already (the
+        upstream's own, or a cache entry's rendering) answer it but for the id."""
         question = q.question[0]
         name = question.name.to_text(omit_final_dot=True).lower()
         qtype, qclass = question.rdtype, question.rdclass
@@ -186,7 +217,7 @@ class DNSHandler(Handler):
                 if hit[1] <= 0:
                     self._refresh(q, name, key, log)
                 log.debug("dns: cached answer", ttl=max(1, int(hit[1])))
-                return self._cached(hit, q), None
+                return None, hit[0].render(q, max(1, int(hit[1])), limit)
         return self._exchange(q, name, key, log, ctx)
 
     def _from_hosts(self, q, name, qtype, qclass, log):
@@ -201,22 +232,6 @@ class DNSHandler(Handler):
         r.answer.append(dns.rrset.from_text_list(q.question[0].name, HOSTS_TTL, IN, qtype, ips))
         return r
 
-    @staticmethod
-    def _cached(hit, q):
-        """A reply to ``q`` from the stored one (never changed itself): its flags, rcode and
-        records, the answer TTLs counting down (at least 1, as GOST)."""
-        stored, left = hit
-        r = dns.message.make_response(q)
-        r.flags = stored.flags
-        r.set_rcode(stored.rcode())
-        ttl = max(1, int(left))
-        for rrset in stored.answer:
-            rs = rrset.copy()
-            rs.ttl = ttl
-            r.answer.append(rs)
-        r.authority = list(stored.authority)
-        r.additional = list(stored.additional)
-        return r
 
     def _ask(self, q, name, key, ctx, log):
         """Ask the upstream picked for ``name``; → ``(reply, reply_bytes)`` (cached when it
@@ -239,7 +254,7 @@ class DNSHandler(Handler):
         log.debug(f"dns: answer from {ns.addr}", rcode=dns.rcode.to_text(r.rcode()),
                   duration=round(time.monotonic() - t0, 6))
         if key is not None and wire.cacheable(r):
-            self.cache.store(key, r, wire.message_ttl(r), self.ttl)
+            self.cache.store(key, CachedReply(r), wire.message_ttl(r), self.ttl)
         return r, raw
 
     def _exchange(self, q, name, key, log, ctx):

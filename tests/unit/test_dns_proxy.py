@@ -268,3 +268,17 @@ def test_with_id_changes_only_the_id():
     out = wire.with_id(r.to_wire(), 0xBEEF)
     r2 = dns.message.from_wire(out)
     assert r2.id == 0xBEEF and r2.answer == r.answer and r2.question == r.question
+
+
+def test_cached_reply_renders_once_per_second_and_spelling():
+    from gostg.handlers.dns import CachedReply
+    q = query()
+    c = CachedReply(response(q, ttl=300))
+    a = c.render(q, 42, 512)
+    assert c.render(query(), 42, 512) is a                    # another query, same second: same bytes
+    r = dns.message.from_wire(a)
+    assert r.answer[0].ttl == 42 and r.rcode() == dns.rcode.NOERROR
+    assert dns.message.from_wire(c.render(q, 41, 512)).answer[0].ttl == 41
+    mixed = query("Example.TEST")
+    assert dns.message.from_wire(c.render(mixed, 41, 512)).question[0].name.to_text() == "Example.TEST."
+    assert c.msg.answer[0].ttl == 300                          # the stored reply is never changed
