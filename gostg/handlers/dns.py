@@ -26,9 +26,7 @@ import ipaddress
 import random
 import time
 
-import dns.flags
 import dns.message
-import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -79,10 +77,10 @@ class CachedReply:
     the same second, for the same name spelling, EDNS and size, reuse those bytes (but the
     id), so a busy name costs one rendering per second, not one per query."""
 
-    __slots__ = ("msg", "memo", "wire")
+    __slots__ = ("msg", "memo", "rendered")
 
     def __init__(self, msg):
-        self.msg, self.memo, self.wire = msg, None, b""
+        self.msg, self.memo, self.rendered = msg, None, b""
 
     def render(self, q, ttl, limit):
         """Reply bytes for ``q``: the stored flags, rcode and records, answer TTLs ``ttl``
@@ -99,8 +97,8 @@ class CachedReply:
                 r.answer.append(rs)
             r.authority = list(stored.authority)
             r.additional = list(stored.additional)
-            self.memo, self.wire = memo, wire.reply_wire(r, limit)
-        return self.wire
+            self.memo, self.rendered = memo, wire.reply_wire(r, limit)
+        return self.rendered
 
 
 @handlers.register("dns")
