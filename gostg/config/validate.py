@@ -348,7 +348,7 @@ def addr_problem(addr):
         return f"address {addr!r} has no port (e.g. {a or '127.0.0.1'}:1080 or :1080)"
     lo, _, hi = port.partition("-")
     for p in (lo, hi) if hi else (lo,):
-        if not p.isdigit() or not 0 <= int(p) <= 65535:
+        if not (p.isascii() and p.isdigit()) or not 0 <= int(p) <= 65535:
             return f"bad port {port!r} in address {addr!r}"
     return None
 

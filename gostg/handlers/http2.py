@@ -157,7 +157,7 @@ class HTTP2Handler(Handler):
         hostname = host.rsplit(":", 1)[0].strip("[]").lower()
         if self.probe is not None and hostname not in self.knock:
             kind, value = self.probe
-            if kind == "code" and value.isdigit():
+            if kind == "code" and value.isascii() and value.isdigit():
                 st.respond(int(value), end_stream=True)
                 return
             if kind == "file":
