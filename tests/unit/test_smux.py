@@ -6,7 +6,9 @@ from gevent import socket
 from hypothesis import given, settings, strategies as st
 
 from gostg.errors import NeedData, ProtocolError
-from gostg.transport.mux.smux import MuxConfig, Session
+from gostg.transport.mux.config import MuxConfig
+from gostg.transport.mux.session import READ_SIZE
+from gostg.transport.mux.smux import Session
 from gostg.protocols import smux
 
 PROPS = settings(max_examples=200, deadline=None)
@@ -38,8 +40,8 @@ def test_parse_from_offset_in_a_stream_of_frames():
 
 
 def test_bad_version_and_commands_are_protocol_errors():
-    for wire in ("0200000003000000", "0004000003000000", "0104000003000000", "0105000000000000",
-                 "01ff000000000000", "ff02000000000000"):
+    for wire in ("0200000003000000", "0004000003000000", "0104080003000000", "0105000000000000",
+                 "01ff000000000000", "ff02000000000000", "0100010003000000", "0103020000000000"):
         with pytest.raises(ProtocolError):
             smux.parse_frame(bytes.fromhex(wire))
 
@@ -163,7 +165,7 @@ def test_backpressure_stops_reading_until_a_stream_is_read():
     sender = gevent.spawn(s.sendall, b"z" * 4000000)
     gevent.sleep(0.2)
     assert not sender.ready(), "the writer must be held back while nobody reads"
-    assert server.buffered <= 4096 + 65536
+    assert server.buffered <= 4096 + READ_SIZE     # at most one read beyond the budget
     got = 0
     with gevent.Timeout(5):
         while got < 4000000:
@@ -197,7 +199,6 @@ def test_keepalive_timeout_closes_a_silent_session():
 def test_mux_config_reads_gost3_keys_and_the_old_spellings():
     from gostg.errors import ConfigError
     from gostg.config.metadata import Metadata
-    from gostg.transport.mux.smux import MuxConfig
     c = MuxConfig.from_md(Metadata({"mux.keepaliveInterval": "3s", "mux.keepaliveTimeout": "9s",
                                     "mux.maxFrameSize": 1000, "mux.maxReceiveBuffer": 65536, "mux.version": 1}))
     assert (c.keepalive_interval, c.keepalive_timeout, c.frame_size, c.max_receive) == (3.0, 9.0, 1000, 65536)
@@ -206,7 +207,16 @@ def test_mux_config_reads_gost3_keys_and_the_old_spellings():
     assert MuxConfig.from_md(Metadata({"mux.keepaliveDisabled": True})).keepalive_interval == 0.0
     d = MuxConfig.from_md(Metadata({}))
     assert (d.keepalive_interval, d.keepalive_timeout, d.max_receive) == (10.0, 30.0, 4 * 1024 * 1024)
-    with pytest.raises(ConfigError, match="mux.version: smux version 2 is not supported"):
-        MuxConfig.from_md(Metadata({"mux.version": 2}))
-    with pytest.raises(ConfigError, match="mux type 'yamux'"):
-        MuxConfig.from_md(Metadata({"mux.type": "yamux"}))
+    assert (d.type, d.version, d.max_stream_buffer) == ("smux", 1, 65536)
+    assert MuxConfig.from_md(Metadata({}), version=2).version == 2        # mtcp's default
+    assert MuxConfig.from_md(Metadata({"mux.version": 1}), version=2).version == 1
+    y = MuxConfig.from_md(Metadata({"mux.type": "yamux", "mux.maxStreamWindow": 1 << 20}))
+    assert (y.type, y.keepalive_interval, y.max_stream_window) == ("yamux", 30.0, 1 << 20)
+    with pytest.raises(ConfigError, match="mux.version: smux version 3 is not supported"):
+        MuxConfig.from_md(Metadata({"mux.version": 3}))
+    with pytest.raises(ConfigError, match="mux type 'quic'"):
+        MuxConfig.from_md(Metadata({"mux.type": "quic"}))
+    with pytest.raises(ConfigError, match="keepalive timeout"):
+        MuxConfig.from_md(Metadata({"mux.keepaliveInterval": "20s", "mux.keepaliveTimeout": "5s"}))
+    with pytest.raises(ConfigError, match="stream buffer"):
+        MuxConfig.from_md(Metadata({"mux.maxStreamBuffer": 1 << 20, "mux.maxReceiveBuffer": 65536}))
