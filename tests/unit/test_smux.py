@@ -220,3 +220,104 @@ def test_mux_config_reads_gost3_keys_and_the_old_spellings():
         MuxConfig.from_md(Metadata({"mux.keepaliveInterval": "20s", "mux.keepaliveTimeout": "5s"}))
     with pytest.raises(ConfigError, match="stream buffer"):
         MuxConfig.from_md(Metadata({"mux.maxStreamBuffer": 1 << 20, "mux.maxReceiveBuffer": 65536}))
+
+
+# --- version 2: window updates ------------------------------------------------------------
+
+V2_VECTORS = [
+    # VER=2 CMD=UPD LEN=8 SID=3 | CONSUMED=65536 WINDOW=65536 (little endian)
+    (3, 65536, 65536, "0204080003000000" "00000100" "00000100"),
+    (0xFFFFFFFF, 0xFFFFFFFF, 262144, "02040800ffffffff" "ffffffff" "00000400"),
+]
+
+
+@pytest.mark.parametrize("sid,consumed,window,hexed", V2_VECTORS)
+def test_v2_window_update_vectors(sid, consumed, window, hexed):
+    wire = bytes.fromhex(hexed)
+    assert smux.encode_upd(sid, consumed, window) == wire
+    cmd, got_sid, payload, pos = smux.parse_frame(wire, 0, version=2)
+    assert (cmd, got_sid, smux.parse_upd(payload), pos) == (smux.UPD, sid, (consumed, window), 16)
+    with pytest.raises(ProtocolError):          # no UPD in a version 1 session
+        smux.parse_frame(wire.replace(b"\x02", b"\x01", 1), 0, version=1)
+    with pytest.raises(ProtocolError):          # and no version 2 frame in one either
+        smux.parse_frame(wire, 0, version=1)
+
+
+def test_v2_upd_of_the_wrong_size_is_a_protocol_error():
+    with pytest.raises(ProtocolError, match="UPD of 4 bytes"):
+        smux.parse_frame(bytes.fromhex("020404000300000000000000"), 0, version=2)
+
+
+@PROPS
+@given(st.binary(max_size=200))
+def test_v2_garbage_raises_only_needdata_or_protocolerror(buf):
+    pos = 0
+    try:
+        while True:
+            _, _, _, pos = smux.parse_frame(buf, pos, 2)
+    except (NeedData, ProtocolError):
+        pass
+
+
+def _v2_pair(**cfg):
+    return _pair(version=2, **cfg)
+
+
+def test_v2_slow_reader_holds_back_only_its_own_writer():
+    """A stream nobody reads stops its writer at the window; the session (4 MiB budget) and
+    another stream go on; reading the slow one lets its writer finish."""
+    client, server = _v2_pair(max_stream_buffer=65536)
+    accepted = []
+    g = gevent.spawn(lambda: [accepted.append(x) for x in server.accept()])
+    slow, fast = client.open(), client.open()
+    writer = gevent.spawn(slow.sendall, b"s" * 2000000)
+    with gevent.Timeout(5):
+        while len(accepted) < 2:
+            gevent.sleep(0.01)
+    gevent.sleep(0.2)
+    assert not writer.ready(), "the writer must wait for the window"
+    # nothing read yet: the peer's first guess of our window (262144) is all that arrives
+    assert len(accepted[0].buf) == smux.INITIAL_PEER_WINDOW
+    gevent.spawn(fast.sendall, b"f" * 300000)
+    got = 0
+    with gevent.Timeout(5):
+        while got < 300000:
+            got += len(accepted[1].recv(65536))
+    got = 0
+    with gevent.Timeout(10):
+        while got < 2000000:
+            got += len(accepted[0].recv(65536))
+            # once read, our UPD says 64 KiB: the stream never holds more than that again
+            assert len(accepted[0].buf) <= smux.INITIAL_PEER_WINDOW
+    writer.join(timeout=5)
+    assert writer.successful()
+    client.close()
+    g.join(timeout=5)
+
+
+def test_v2_peer_that_ignores_the_window_ends_the_session():
+    a, b = socket.socketpair()
+    server = Session(b, client=False, config=MuxConfig(version=2, keepalive_interval=0))
+    a.sendall(smux.encode_frame(smux.SYN, 3, version=2))
+    chunk = smux.encode_frame(smux.PSH, 3, b"x" * 60000, version=2)
+
+    def flood():
+        try:
+            for _ in range(10):          # 600000 bytes, never reading an UPD
+                a.sendall(chunk)
+        except OSError:
+            pass
+    gevent.spawn(flood)
+    with pytest.raises(ProtocolError, match="overran its window"):
+        list(server.accept())
+    assert server.closed
+    a.close()
+
+
+def test_v1_and_v2_peers_do_not_mix():
+    a, b = socket.socketpair()
+    server = Session(b, client=False, config=MuxConfig(version=2, keepalive_interval=0))
+    a.sendall(smux.encode_frame(smux.SYN, 3, version=1))
+    with pytest.raises(ProtocolError, match="version 1, expected 2"):
+        list(server.accept())
+    a.close()
