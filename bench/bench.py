@@ -569,10 +569,14 @@ def measure_rss(proxy, echo_port, ntunnels, warmup=50):
 
 # --------------------------------------------------------------------------- transport chain
 
-#: chain-hop transports for --tests transport: (label, scheme of the hop -F / back -L)
+#: chain-hop transports for --tests transport: (label, scheme of the hop -F / back -L, with
+#: an optional ?query that both ends get)
 TRANSPORTS = [("tcp", "socks5"), ("tls", "socks5+tls"), ("ws", "socks5+ws"), ("wss", "socks5+wss"),
               ("relay", "relay"), ("relay+tls", "relay+tls"),
-              ("mtls", "socks5+mtls"), ("mws", "socks5+mws"), ("mwss", "socks5+mwss"),
+              ("mtcp", "socks5+mtcp"), ("mtcp-v1", "socks5+mtcp?mux.version=1"),
+              ("mtcp-yamux", "socks5+mtcp?mux.type=yamux"),
+              ("mtls", "socks5+mtls"), ("mtls-v2", "socks5+mtls?mux.version=2"),
+              ("mtls-yamux", "socks5+mtls?mux.type=yamux"), ("mws", "socks5+mws"), ("mwss", "socks5+mwss"),
               ("http2", "http2"), ("h2", "socks5+h2"), ("h2c", "socks5+h2c")]
 
 
@@ -581,12 +585,14 @@ def transport_chain(label, scheme, home):
     level = json.dumps({"log": {"level": "error"}})
     gostg = os.path.join(ROOT, "bin", "gostg")
     tag = label.replace("+", "-")
+    scheme, _, query = scheme.partition("?")
+    query = f"?{query}" if query else ""
     back = Proxy(f"transport-{tag}-back", "gostg",
-                 lambda p: [PY, gostg, "-L", f"{scheme}://{HOST}:{p.socks_port}", "-C", level],
+                 lambda p: [PY, gostg, "-L", f"{scheme}://{HOST}:{p.socks_port}{query}", "-C", level],
                  has_http=False, env={"HOME": home})
     front = Proxy(f"transport-{tag}-front", "gostg",
                   lambda p: [PY, gostg, "-L", f"socks5://{HOST}:{p.socks_port}",
-                             "-F", f"{scheme}://{HOST}:{back.socks_port}", "-C", level],
+                             "-F", f"{scheme}://{HOST}:{back.socks_port}{query}", "-C", level],
                   has_http=False, env={"HOME": home})
     return front, back
 

@@ -218,6 +218,10 @@ def test_mux_config_reads_gost3_keys_and_the_old_spellings():
         MuxConfig.from_md(Metadata({"mux.type": "quic"}))
     with pytest.raises(ConfigError, match="keepalive timeout"):
         MuxConfig.from_md(Metadata({"mux.keepaliveInterval": "20s", "mux.keepaliveTimeout": "5s"}))
+    with pytest.raises(ConfigError, match="frame size"):
+        MuxConfig.from_md(Metadata({"mux.maxFrameSize": 70000}))
+    with pytest.raises(ConfigError, match="at least 262144"):
+        MuxConfig.from_md(Metadata({"mux.type": "yamux", "mux.maxStreamWindow": 65536}))
     with pytest.raises(ConfigError, match="stream buffer"):
         MuxConfig.from_md(Metadata({"mux.maxStreamBuffer": 1 << 20, "mux.maxReceiveBuffer": 65536}))
 

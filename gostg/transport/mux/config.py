@@ -6,10 +6,10 @@ Rules:
    (mtls, mws, mwss, BIND sessions) or 2 (mtcp's default); smux's keepalive 10s/30s, frame
    32768, receive buffer 4 MiB, stream buffer 65536; yamux's keepalive 30s and stream window
    256 KiB (``mux.maxStreamWindow``). The older ``mux*`` spellings are read too.
-2. What smux itself would refuse when a session starts (version not 1 or 2, a keepalive
-   timeout shorter than its interval, a frame over 65535 bytes, a stream buffer larger than
-   the receive buffer) is a ConfigError when the component is built, not an error on every
-   connection as in GOST.
+2. What smux or yamux itself would refuse when a session starts (version not 1 or 2, a
+   keepalive timeout shorter than its interval, a frame over 65535 bytes, a stream buffer
+   larger than the receive buffer, a yamux window under 256 KiB) is a ConfigError when the
+   component is built, not an error on every connection as in GOST.
 """
 from ...errors import ConfigError
 from ...protocols import smux, yamux
@@ -28,10 +28,10 @@ class MuxConfig:
                  keepalive_timeout=30.0):
         self.type = type
         self.version = version
-        self.frame_size = max(1, min(frame_size, smux.MAX_PAYLOAD))
+        self.frame_size = frame_size
         self.max_receive = max_receive
         self.max_stream_buffer = max_stream_buffer
-        self.max_stream_window = max(yamux.INITIAL_WINDOW, max_stream_window)
+        self.max_stream_window = max_stream_window
         if keepalive_interval is None:
             keepalive_interval = 30.0 if type == "yamux" else 10.0
         self.keepalive_interval = keepalive_interval
@@ -64,9 +64,14 @@ class MuxConfig:
         return c
 
     def check(self):
-        """Rule 2 (smux's VerifyConfig; yamux reads none of these)."""
-        if self.type != "smux":
+        """Rule 2 (smux's and yamux's VerifyConfig)."""
+        if self.type == "yamux":
+            if self.max_stream_window < yamux.INITIAL_WINDOW:
+                raise ConfigError("metadata.mux.maxStreamWindow", f"the yamux stream window must be at least "
+                                                                  f"{yamux.INITIAL_WINDOW} bytes")
             return
+        if not 0 < self.frame_size <= smux.MAX_PAYLOAD:
+            raise ConfigError("metadata.mux.maxFrameSize", f"the smux frame size must be 1 … {smux.MAX_PAYLOAD}")
         if self.keepalive_interval > 0 and self.keepalive_timeout < self.keepalive_interval:
             raise ConfigError("metadata.mux.keepaliveTimeout", "the keepalive timeout must not be shorter "
                                                                "than the keepalive interval")

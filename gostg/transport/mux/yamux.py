@@ -69,7 +69,7 @@ class Session(FramedSession):
             from .config import MuxConfig
             config = MuxConfig(type="yamux")
         self.config = config
-        self.max_window = max(yamux.INITIAL_WINDOW, config.max_stream_window)
+        self.max_window = config.max_stream_window
         self.next_sid = 1 if client else 2
         self._pings = itertools.count(1)
         self._ping_id = 0
