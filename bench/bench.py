@@ -575,6 +575,7 @@ TRANSPORTS = [("tcp", "socks5"), ("tls", "socks5+tls"), ("ws", "socks5+ws"), ("w
               ("relay", "relay"), ("relay+tls", "relay+tls"),
               ("mtcp", "socks5+mtcp"), ("mtcp-v1", "socks5+mtcp?mux.version=1"),
               ("mtcp-yamux", "socks5+mtcp?mux.type=yamux"),
+              ("mtcp-1mib", "socks5+mtcp?mux.maxStreamBuffer=1048576"),
               ("mtls", "socks5+mtls"), ("mtls-v2", "socks5+mtls?mux.version=2"),
               ("mtls-yamux", "socks5+mtls?mux.type=yamux"), ("mws", "socks5+mws"), ("mwss", "socks5+mwss"),
               ("http2", "http2"), ("h2", "socks5+h2"), ("h2c", "socks5+h2c")]

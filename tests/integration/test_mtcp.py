@@ -18,8 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .helpers import Echo, Gost, free_port
-from .peers import FastOrigin, PeerProcess, body_of, connect_tunnel, curl, curl_code, via_socks5, wait_log
+from .helpers import Gost, free_port
+from .peers import PeerProcess, ServerThread, body_of, connect_tunnel, curl, curl_code, via_socks5, wait_log
+from .test_mux import echo, origin  # noqa: F401  (module fixtures: the FastOrigin and the Echo)
 
 QUIET = ("-C", '{"log":{"level":"warn"}}')
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -31,18 +32,6 @@ go_peer = pytest.mark.skipif(
     not shutil.which("go") or not os.path.isdir(os.path.join(GOPATH, "src/github.com/xtaci/smux")),
     reason="golang-go + golang-github-xtaci-smux-dev + golang-github-hashicorp-yamux-dev not installed "
            "(scripts/install TEST_PACKAGES)")
-
-
-@pytest.fixture(scope="module")
-def origin():
-    with FastOrigin() as o:
-        yield o
-
-
-@pytest.fixture(scope="module")
-def echo():
-    with Echo() as e:
-        yield e
 
 
 @pytest.fixture(scope="module")
@@ -202,26 +191,29 @@ def rss_kib(pid):
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-class Source:
+class Source(ServerThread):
     """A loopback server that sends ``n`` bytes (a repeated random MiB) to each client."""
 
     def __init__(self, n):
         self.n = n
         self.block = os.urandom(1 << 20)
         self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.sock.settimeout(0.2)
+        self._init_thread()
 
     def _serve(self):
-        while True:
+        while not self._stop.is_set():
             try:
                 c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
             threading.Thread(target=self._send, args=(c,), daemon=True).start()
 
     def _send(self, c):
         with c:
+            c.settimeout(60)
             try:
                 for _ in range(self.n >> 20):
                     c.sendall(self.block)
@@ -234,9 +226,6 @@ class Source:
             h.update(self.block)
         return h.digest()
 
-    def close(self):
-        self.sock.close()
-
 
 @pytest.mark.parametrize("query", ["", "?mux.type=yamux"])
 def test_a_tunnel_nobody_reads_stalls_neither_the_session_nor_memory(query, origin, tmp_path):
@@ -244,8 +233,7 @@ def test_a_tunnel_nobody_reads_stalls_neither_the_session_nor_memory(query, orig
     back (neither gostg buffers it), and another tunnel on the same session moves 8 MiB
     meanwhile; then the stalled one is read to the end, byte-exact."""
     s, k = free_port(), free_port()
-    src = Source(64 << 20)
-    with Gost("-L", f"socks5+mtcp://127.0.0.1:{s}{query}", *QUIET, ports=[s], cwd=tmp_path) as server, \
+    with Source(64 << 20) as src, Gost("-L", f"socks5+mtcp://127.0.0.1:{s}{query}", *QUIET, ports=[s], cwd=tmp_path) as server, \
             Gost("-L", f"socks5://127.0.0.1:{k}", "-F", f"socks5+mtcp://127.0.0.1:{s}{query}", *QUIET, ports=[k],
                  cwd=tmp_path) as client:
         exact(k, origin, 1 << 20)                         # the session exists; warm
@@ -269,7 +257,6 @@ def test_a_tunnel_nobody_reads_stalls_neither_the_session_nor_memory(query, orig
             got += len(d)
         stalled.close()
         assert h.digest() == src.digest()
-    src.close()
 
 
 def test_session_remade_after_the_server_dies(origin, tmp_path):

@@ -11,6 +11,8 @@ from gostg.transport.mux.session import READ_SIZE
 from gostg.transport.mux.smux import Session
 from gostg.protocols import smux
 
+from .mux_checks import slow_reader_holds_back_only_its_writer
+
 PROPS = settings(max_examples=200, deadline=None)
 
 # header bytes as smux v1 writes them: VER CMD LEN(le16) SID(le32)
@@ -263,40 +265,11 @@ def test_v2_garbage_raises_only_needdata_or_protocolerror(buf):
         pass
 
 
-def _v2_pair(**cfg):
-    return _pair(version=2, **cfg)
-
-
 def test_v2_slow_reader_holds_back_only_its_own_writer():
-    """A stream nobody reads stops its writer at the window; the session (4 MiB budget) and
-    another stream go on; reading the slow one lets its writer finish."""
-    client, server = _v2_pair(max_stream_buffer=65536)
-    accepted = []
-    g = gevent.spawn(lambda: [accepted.append(x) for x in server.accept()])
-    slow, fast = client.open(), client.open()
-    writer = gevent.spawn(slow.sendall, b"s" * 2000000)
-    with gevent.Timeout(5):
-        while len(accepted) < 2:
-            gevent.sleep(0.01)
-    gevent.sleep(0.2)
-    assert not writer.ready(), "the writer must wait for the window"
-    # nothing read yet: the peer's first guess of our window (262144) is all that arrives
-    assert len(accepted[0].buf) == smux.INITIAL_PEER_WINDOW
-    gevent.spawn(fast.sendall, b"f" * 300000)
-    got = 0
-    with gevent.Timeout(5):
-        while got < 300000:
-            got += len(accepted[1].recv(65536))
-    got = 0
-    with gevent.Timeout(10):
-        while got < 2000000:
-            got += len(accepted[0].recv(65536))
-            # once read, our UPD says 64 KiB: the stream never holds more than that again
-            assert len(accepted[0].buf) <= smux.INITIAL_PEER_WINDOW
-    writer.join(timeout=5)
-    assert writer.successful()
-    client.close()
-    g.join(timeout=5)
+    """Nothing read yet: the peer's first guess of our window (262144) is all that arrives;
+    once read, our UPD says 64 KiB, so the stream never holds more than the first guess."""
+    client, server = _pair(version=2, max_stream_buffer=65536)
+    slow_reader_holds_back_only_its_writer(client, server, smux.INITIAL_PEER_WINDOW)
 
 
 def test_v2_peer_that_ignores_the_window_ends_the_session():
