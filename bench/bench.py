@@ -611,8 +611,9 @@ def run_transport(args, sink_port, started):
             started.append(p)
             p.start()
         chains.append((label, scheme, front, back))
-        print(f"transport {label:9s} front pid={front.pid} :{front.socks_port} -F {scheme}://{HOST}:"
-              f"{back.socks_port}  back pid={back.pid}", flush=True)
+        hop, _, query = scheme.partition("?")
+        print(f"transport {label:9s} front pid={front.pid} :{front.socks_port} -F {hop}://{HOST}:"
+              f"{back.socks_port}{'?' if query else ''}{query}  back pid={back.pid}", flush=True)
     sizes = {label: (args.transport_ws_size if "ws" in label else args.size) for label, *_ in chains}
     failed = {}  # label → first error; a failing hop is reported as such, the other rows still run
     for label, scheme, front, back in chains:  # unmeasured warm-up: handshakes, first-use allocations
