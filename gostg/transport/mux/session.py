@@ -165,21 +165,32 @@ class MuxSession:
         if self.closed:
             return
         self._ctrl.append(frame)
+        self._kick()
+
+    def _kick(self):
+        """Wake the flusher (started on first use): it sends what ``_take_ctrl`` gives."""
         self._ctrl_ready.set()
-        if self._flusher is None:
+        if self._flusher is None and not self.closed:
             self._flusher = gevent.spawn(self._flush_loop)
             self._helpers.append(self._flusher)
+
+    def _take_ctrl(self):
+        """The bytes the flusher sends now; called under ``wlock`` (HTTP/2 takes h2's)."""
+        data = b"".join(self._ctrl)
+        self._ctrl.clear()
+        return data
 
     def _flush_loop(self):
         while not self.closed:
             self._ctrl_ready.wait()
             self._ctrl_ready.clear()
-            if self.closed or not self._ctrl:
-                continue
-            data = b"".join(self._ctrl)
-            self._ctrl.clear()
+            if self.closed:
+                return
             try:
-                self._write(data)
+                with self.wlock:
+                    data = self._take_ctrl()
+                    if data:
+                        self._send(data)
             except OSError:
                 return
 
