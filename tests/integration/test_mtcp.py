@@ -93,8 +93,8 @@ def test_docs_cli_mtcp_auto_handler_socks5_and_http_clients(origin, echo, tmp_pa
         assert (rc, status) == (0, 200) and b"/via-http" in body
         rc, status, body = via_socks5(k, origin.url + "/via-socks5")
         assert (rc, status) == (0, 200) and b"/via-socks5" in body
-        exact(k, origin)
-        echo_roundtrips(h, echo.port, n=60)
+        exact(k, origin, 4 << 20)
+        echo_roundtrips(h, echo.port, n=40)
         log = server.log_text()
         # the readiness probe, then one session per client
         assert wait_log(server, '"msg": "mux: session started"', count=3)
@@ -144,7 +144,7 @@ def test_docs_port_forwarding_with_the_reference_client(muxpeer, origin, tmp_pat
               ports=[s, http], cwd=tmp_path), \
             PeerProcess([muxpeer, "-mode", "client", "-listen", f"127.0.0.1:{front}",
                          "-connect", f"127.0.0.1:{s}", "-type", "smux", "-version", "2"], port=front):
-        exact(front, origin, scheme="http")
+        exact(front, origin, 4 << 20, scheme="http")
         with ThreadPoolExecutor(20) as ex:
             codes = list(ex.map(lambda i: curl_code("-x", f"http://127.0.0.1:{front}", f"{origin.url}/f{i}",
                                                     timeout=20)[:2], range(20)))
@@ -156,7 +156,7 @@ def test_docs_port_forwarding_with_the_reference_client(muxpeer, origin, tmp_pat
 @go_peer
 @pytest.mark.parametrize("kind", ["smux1", "smux2", "yamux"])
 def test_interop_gostg_dials_the_reference_server(kind, muxpeer, echo, tmp_path):
-    """gostg's mtcp dialer → Go mux server (smux v1/v2, yamux) → echo: 20 MiB each way on
+    """gostg's mtcp dialer → Go mux server (smux v1/v2, yamux) → echo: 8 MiB each way on
     one stream, then 50 streams at once."""
     flags, query = mux_args(kind)
     g, a = free_port(), free_port()
@@ -164,7 +164,7 @@ def test_interop_gostg_dials_the_reference_server(kind, muxpeer, echo, tmp_path)
                       f"127.0.0.1:{echo.port}", *flags], port=g), \
             Gost("-L", f"tcp://127.0.0.1:{a}/127.0.0.1:{echo.port}", "-F", f"forward+mtcp://127.0.0.1:{g}?{query}",
                  *QUIET, ports=[a], cwd=tmp_path) as client:
-        echo_roundtrips(a, n=1, size=20 << 20)
+        echo_roundtrips(a, n=1, size=8 << 20)
         echo_roundtrips(a, n=50)
         assert "error" not in client.log_text()
 
@@ -179,7 +179,7 @@ def test_interop_reference_client_dials_gostg(kind, muxpeer, echo, tmp_path):
               cwd=tmp_path) as server, \
             PeerProcess([muxpeer, "-mode", "client", "-listen", f"127.0.0.1:{a}", "-connect", f"127.0.0.1:{s}",
                          *flags], port=a):
-        echo_roundtrips(a, n=1, size=20 << 20)
+        echo_roundtrips(a, n=1, size=8 << 20)
         echo_roundtrips(a, n=50)
         assert "error" not in server.log_text()
 
@@ -233,7 +233,8 @@ def test_a_tunnel_nobody_reads_stalls_neither_the_session_nor_memory(query, orig
     back (neither gostg buffers it), and another tunnel on the same session moves 8 MiB
     meanwhile; then the stalled one is read to the end, byte-exact."""
     s, k = free_port(), free_port()
-    with Source(64 << 20) as src, Gost("-L", f"socks5+mtcp://127.0.0.1:{s}{query}", *QUIET, ports=[s], cwd=tmp_path) as server, \
+    with Source(64 << 20) as src, \
+            Gost("-L", f"socks5+mtcp://127.0.0.1:{s}{query}", *QUIET, ports=[s], cwd=tmp_path) as server, \
             Gost("-L", f"socks5://127.0.0.1:{k}", "-F", f"socks5+mtcp://127.0.0.1:{s}{query}", *QUIET, ports=[k],
                  cwd=tmp_path) as client:
         exact(k, origin, 1 << 20)                         # the session exists; warm

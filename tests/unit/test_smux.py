@@ -214,6 +214,10 @@ def test_mux_config_reads_gost3_keys_and_the_old_spellings():
     assert MuxConfig.from_md(Metadata({"mux.version": 1}), version=2).version == 1
     y = MuxConfig.from_md(Metadata({"mux.type": "yamux", "mux.maxStreamWindow": 1 << 20}))
     assert (y.type, y.keepalive_interval, y.max_stream_window) == ("yamux", 30.0, 1 << 20)
+    # the spellings of GOST's reference pages (muxType, muxMaxStreamWindow, muxMaxStreamBuffer)
+    y = MuxConfig.from_md(Metadata({"muxType": "YAMUX", "muxMaxStreamWindow": 1 << 19}))
+    assert (y.type, y.max_stream_window) == ("yamux", 1 << 19)
+    assert MuxConfig.from_md(Metadata({"muxMaxStreamBuffer": 1 << 17})).max_stream_buffer == 1 << 17
     with pytest.raises(ConfigError, match="mux.version: smux version 3 is not supported"):
         MuxConfig.from_md(Metadata({"mux.version": 3}))
     with pytest.raises(ConfigError, match="mux type 'quic'"):
