@@ -1,6 +1,7 @@
 """Checks every flow-controlled mux session must pass (smux v2 in test_smux, yamux in
 test_yamux), run over a client and a server session on a socketpair."""
 import gevent
+import pytest
 
 
 def read_exactly(stream, n, timeout, cap=None):
@@ -35,3 +36,41 @@ def slow_reader_holds_back_only_its_writer(client, server, first_window, size=20
     assert writer.successful()
     client.close()
     g.join(timeout=5)
+
+
+def every_prefix_needs_data(parse, wire):
+    """A codec fed any proper prefix of a frame asks for more bytes."""
+    from gostg.errors import NeedData
+    for i in range(len(wire)):
+        with pytest.raises(NeedData):
+            parse(wire[:i])
+
+
+def parse_garbage(parse, buf, *args):
+    """Frames of ``buf`` until the codec stops: only NeedData or ProtocolError may stop it."""
+    from gostg.errors import NeedData, ProtocolError
+    pos = 0
+    try:
+        while True:
+            pos = parse(buf, pos, *args)[-1]
+    except (NeedData, ProtocolError):
+        pass
+
+
+def flood_ends_the_session(session, peer, opening, frame, count, match):
+    """``peer`` (the raw other end) opens a stream with ``opening``, then sends ``frame``
+    ``count`` times without reading a window update: the session ends with a ProtocolError."""
+    from gostg.errors import ProtocolError
+    peer.sendall(opening)
+
+    def flood():
+        try:
+            for _ in range(count):
+                peer.sendall(frame)
+        except OSError:
+            pass
+    gevent.spawn(flood)
+    with pytest.raises(ProtocolError, match=match):
+        list(session.accept())
+    assert session.closed
+    peer.close()

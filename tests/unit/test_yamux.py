@@ -6,12 +6,13 @@ import pytest
 from gevent import socket
 from hypothesis import given, settings, strategies as st
 
-from gostg.errors import NeedData, ProtocolError
+from gostg.errors import ProtocolError
 from gostg.protocols import yamux
 from gostg.transport.mux.config import MuxConfig
 from gostg.transport.mux.yamux import Session
 
-from .mux_checks import slow_reader_holds_back_only_its_writer
+from .mux_checks import (every_prefix_needs_data, flood_ends_the_session, parse_garbage,
+                         slow_reader_holds_back_only_its_writer)
 
 PROPS = settings(max_examples=200, deadline=None)
 
@@ -53,20 +54,13 @@ def test_roundtrip_and_every_prefix_needs_data(ftype, flags, sid, value, data):
     value = len(data) if ftype == yamux.DATA else value
     wire = yamux.encode_frame(ftype, flags, sid, value, data)
     assert yamux.parse_frame(wire + b"trailing") == (ftype, flags, sid, value, data, len(wire))
-    for i in range(len(wire)):
-        with pytest.raises(NeedData):
-            yamux.parse_frame(wire[:i])
+    every_prefix_needs_data(yamux.parse_frame, wire)
 
 
 @PROPS
 @given(st.binary(max_size=200))
 def test_garbage_raises_only_needdata_or_protocolerror(buf):
-    pos = 0
-    try:
-        while True:
-            pos = yamux.parse_frame(buf, pos, yamux.INITIAL_WINDOW)[-1]
-    except (NeedData, ProtocolError):
-        pass
+    parse_garbage(yamux.parse_frame, buf, yamux.INITIAL_WINDOW)
 
 
 # --- sessions over a socketpair ------------------------------------------------------------
@@ -194,19 +188,9 @@ def test_a_larger_window_is_announced_with_syn_and_ack():
 def test_data_beyond_the_window_ends_the_session():
     a, b = socket.socketpair()
     server = Session(b, client=False, config=MuxConfig(type="yamux", keepalive_interval=0))
-    a.sendall(yamux.encode_frame(yamux.WINDOW_UPDATE, yamux.SYN, 1))
-
-    def flood():
-        try:
-            for _ in range(6):       # 6 × 60000 bytes > 256 KiB, never reading a window update
-                a.sendall(yamux.encode_frame(yamux.DATA, 0, 1, data=b"x" * 60000))
-        except OSError:
-            pass
-    gevent.spawn(flood)
-    with pytest.raises(ProtocolError, match="beyond its window"):
-        list(server.accept())
-    assert server.closed
-    a.close()
+    # 6 × 60000 bytes > 256 KiB, never reading a window update
+    flood_ends_the_session(server, a, yamux.encode_frame(yamux.WINDOW_UPDATE, yamux.SYN, 1),
+                           yamux.encode_frame(yamux.DATA, 0, 1, data=b"x" * 60000), 6, "beyond its window")
 
 
 def test_pings_are_answered_and_an_unanswered_ping_closes_the_session():
