@@ -74,3 +74,16 @@ def flood_ends_the_session(session, peer, opening, frame, count, match):
         list(session.accept())
     assert session.closed
     peer.close()
+
+
+def echo_server(server):
+    """A greenlet accepting ``server``'s streams and echoing each until its EOF."""
+    def serve(stream):
+        while True:
+            data = stream.recv(65536)
+            if not data:
+                break
+            stream.sendall(data)
+        stream.close()
+
+    return gevent.spawn(lambda: [gevent.spawn(serve, s) for s in server.accept()])

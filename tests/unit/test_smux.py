@@ -11,7 +11,7 @@ from gostg.transport.mux.session import READ_SIZE
 from gostg.transport.mux.smux import Session
 from gostg.protocols import smux
 
-from .mux_checks import (every_prefix_needs_data, flood_ends_the_session, parse_garbage,
+from .mux_checks import (echo_server, every_prefix_needs_data, flood_ends_the_session, parse_garbage,
                          slow_reader_holds_back_only_its_writer)
 
 PROPS = settings(max_examples=200, deadline=None)
@@ -80,24 +80,9 @@ def _pair(**cfg):
     return client, server
 
 
-def _echo_server(server):
-    def serve(stream):
-        while True:
-            data = stream.recv(65536)
-            if not data:
-                break
-            stream.sendall(data)
-        stream.close()
-
-    def run():
-        for stream in server.accept():
-            gevent.spawn(serve, stream)
-    return gevent.spawn(run)
-
-
 def test_streams_echo_concurrently_and_close_cleans_up():
     client, server = _pair(frame_size=1000)
-    g = _echo_server(server)
+    g = echo_server(server)
     payload = bytes(range(256)) * 40
 
     def one(i):

@@ -11,7 +11,7 @@ from gostg.protocols import yamux
 from gostg.transport.mux.config import MuxConfig
 from gostg.transport.mux.yamux import Session
 
-from .mux_checks import (every_prefix_needs_data, flood_ends_the_session, parse_garbage,
+from .mux_checks import (echo_server, every_prefix_needs_data, flood_ends_the_session, parse_garbage,
                          slow_reader_holds_back_only_its_writer)
 
 PROPS = settings(max_examples=200, deadline=None)
@@ -84,16 +84,7 @@ def _wait(cond, timeout=5):
 
 def test_streams_echo_concurrently_and_close_cleans_up():
     client, server = _pair()
-
-    def serve(stream):
-        while True:
-            data = stream.recv(65536)
-            if not data:
-                break
-            stream.sendall(data)
-        stream.close()
-
-    g = gevent.spawn(lambda: [gevent.spawn(serve, s) for s in server.accept()])
+    g = echo_server(server)
     payload = bytes(range(256)) * 2000     # 512000 bytes: beyond one window each way
 
     def one(i):
