@@ -137,13 +137,16 @@ def test_docs_yaml_every_mux_key_and_relay_over_mtcp(origin, tmp_path):
 @go_peer
 def test_docs_port_forwarding_with_the_reference_client(muxpeer, origin, tmp_path):
     """``gost -L mtcp://:8443/:8080 -L http://:8080``: the mtcp service forwards each stream to
-    the HTTP proxy; the client is xtaci/smux v2 (GOST's mtcp default) opening one stream per
-    connection of curl."""
-    s, http, front = free_port(), free_port(), free_port()
+    the HTTP proxy; the clients are gostg (``-F forward+mtcp://``) and xtaci/smux v2 (GOST's
+    mtcp default) opening one stream per connection of curl."""
+    s, http, front, gfront = free_port(), free_port(), free_port(), free_port()
     with Gost("-L", f"mtcp://127.0.0.1:{s}/127.0.0.1:{http}", "-L", f"http://127.0.0.1:{http}", *QUIET,
               ports=[s, http], cwd=tmp_path), \
             PeerProcess([muxpeer, "-mode", "client", "-listen", f"127.0.0.1:{front}",
-                         "-connect", f"127.0.0.1:{s}", "-type", "smux", "-version", "2"], port=front):
+                         "-connect", f"127.0.0.1:{s}", "-type", "smux", "-version", "2"], port=front), \
+            Gost("-L", f"tcp://127.0.0.1:{gfront}/127.0.0.1:{http}", "-F", f"forward+mtcp://127.0.0.1:{s}", *QUIET,
+                 ports=[gfront], cwd=tmp_path):
+        exact(gfront, origin, 1 << 20, scheme="http")      # gostg's own client: a raw stream
         exact(front, origin, 4 << 20, scheme="http")
         with ThreadPoolExecutor(20) as ex:
             codes = list(ex.map(lambda i: curl_code("-x", f"http://127.0.0.1:{front}", f"{origin.url}/f{i}",
