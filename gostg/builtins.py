@@ -10,8 +10,8 @@ from .core import registry
 MODULES = {
     "listener": {
         "tcp": "tcp", "udp": "udp", "tls": "tls", "ws": "ws", "wss": "ws",
-        "mtls": "mux", "mws": "mux", "mwss": "mux", "http2": "http2", "h2": "h2", "h2c": "h2",
-        "rtcp": "remote", "rudp": "remote", "dns": "dns",
+        "mtcp": "mux", "mtls": "mux", "mws": "mux", "mwss": "mux", "http2": "http2", "h2": "h2",
+        "h2c": "h2", "rtcp": "remote", "rudp": "remote", "dns": "dns",
     },
     "handler": {
         "auto": "auto", "http": "http", "http2": "http2", "socks5": "socks5", "socks": "socks5",
@@ -25,8 +25,9 @@ MODULES = {
         "ssu": "ssu", "sni": "sni", "direct": "direct", "virtual": "direct",
     },
     "dialer": {
-        "tcp": "tcp", "udp": "udp", "tls": "tls", "ws": "ws", "wss": "ws", "mtls": "mux", "mws": "mux",
-        "mwss": "mux", "http2": "http2", "h2": "h2", "h2c": "h2", "direct": "direct", "virtual": "direct",
+        "tcp": "tcp", "udp": "udp", "tls": "tls", "ws": "ws", "wss": "ws", "mtcp": "mux", "mtls": "mux",
+        "mws": "mux", "mwss": "mux", "http2": "http2", "h2": "h2", "h2c": "h2", "direct": "direct",
+        "virtual": "direct",
     },
 }
 

@@ -360,16 +360,25 @@ MD_WS = md(Key("path", default="/ws", aliases=("ws.path",)), Key("header", MAP, 
            _tune("readBufferSize", "reference/listeners/ws/", "WebSocket buffer sizes", INT),
            _tune("writeBufferSize", "reference/listeners/ws/", "WebSocket buffer sizes", INT),
            _tune("enableCompression", "reference/listeners/ws/", "WebSocket compression", BOOL))
-MD_MUX = md(
-    Key("mux.version", INT, default=1, aliases=("muxVersion",)),
-    Key("mux.type", default="smux", aliases=("muxType",)),
-    Key("mux.keepaliveDisabled", BOOL, aliases=("muxKeepAliveDisabled",)),
-    Key("mux.keepaliveInterval", DURATION, default="10s", aliases=("muxKeepAliveInterval",)),
-    Key("mux.keepaliveTimeout", DURATION, default="30s", aliases=("muxKeepAliveTimeout",)),
-    Key("mux.maxFrameSize", INT, default=32768, aliases=("muxMaxFrameSize",)),
-    Key("mux.maxReceiveBuffer", INT, default=4194304, aliases=("muxMaxReceiveBuffer",)),
-    _tune("mux.maxStreamBuffer", "tutorials/protocols/tls/", "smux v2 stream windows", INT,
-        aliases=("muxMaxStreamBuffer",)))
+def _mux_md(version):
+    """GOST's ``mux.*`` keys (x/internal/util/mux); ``version`` is the transport's default
+    smux version (mtcp: 2, the others: 1)."""
+    return md(
+        Key("mux.type", default="smux", aliases=("muxType",), choices=("smux", "yamux")),
+        Key("mux.version", INT, default=version, aliases=("muxVersion",), meaning="smux protocol version: 1 or 2"),
+        Key("mux.keepaliveDisabled", BOOL, aliases=("muxKeepAliveDisabled",)),
+        Key("mux.keepaliveInterval", DURATION, aliases=("muxKeepAliveInterval",), meaning="10s (smux), 30s (yamux)"),
+        Key("mux.keepaliveTimeout", DURATION, default="30s", aliases=("muxKeepAliveTimeout",), meaning="smux only"),
+        Key("mux.maxFrameSize", INT, default=32768, aliases=("muxMaxFrameSize",), meaning="smux only"),
+        Key("mux.maxReceiveBuffer", INT, default=4194304, aliases=("muxMaxReceiveBuffer",), meaning="smux only"),
+        Key("mux.maxStreamBuffer", INT, default=65536, aliases=("muxMaxStreamBuffer",),
+            meaning="smux version 2 per-stream window"),
+        Key("mux.maxStreamWindow", INT, default=262144, aliases=("muxMaxStreamWindow",),
+            meaning="yamux per-stream window (at least 262144)"))
+
+
+MD_MUX = _mux_md(1)
+MD_MUX_V2 = _mux_md(2)
 MD_UDP_LISTENER = md(
     Key("keepalive", BOOL, aliases=("keepAlive",)), Key("ttl", DURATION, default="5s", aliases=("keepalive.ttl",)),
     Key("readBufferSize", INT, default=65535, aliases=("udp.bufferSize",)),
@@ -426,7 +435,7 @@ MD_HOP = md(
 MD_CHAIN = md()
 
 #: (kind, type) → metadata groups. A type not listed has only its kind's base group. The mux keys
-#: are on socks5/relay handlers and connectors too: BIND/MBIND sessions are smux sessions.
+#: are on socks5/relay handlers and connectors too: BIND/MBIND sessions are mux sessions.
 COMPONENT_MD = {
     ("handler", "auto"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER, MD_SOCKS5_HANDLER, MD_MUX),
     ("handler", "http"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER),
@@ -443,6 +452,7 @@ COMPONENT_MD = {
     ("listener", "tls"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),
     ("listener", "ws"): (MD_LISTENER_BASE, MD_WS, MD_SNI_FILTER),
     ("listener", "mux"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_MUX, MD_WS, MD_SNI_FILTER),
+    ("listener", "mtcp"): (MD_LISTENER_BASE, MD_MUX_V2),
     ("listener", "http2"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),
     ("listener", "h2"): (MD_LISTENER_BASE, MD_H2_LISTENER, MD_SNI_FILTER),
     ("listener", "udp"): (MD_UDP_LISTENER,),
@@ -461,6 +471,7 @@ COMPONENT_MD = {
     ("dialer", "tls"): (MD_TLS_DIALER,),
     ("dialer", "ws"): (MD_WS_DIALER,),
     ("dialer", "mux"): (MD_TLS_DIALER, MD_MUX, MD_WS_DIALER),
+    ("dialer", "mtcp"): (MD_TLS_DIALER, MD_MUX_V2),
     ("dialer", "h2"): (MD_H2_DIALER, MD_MUX),
     ("dialer", "http2"): (MD_HTTP2_DIALER, MD_TLS_DIALER),
     ("dialer", "udp"): (),
