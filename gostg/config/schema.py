@@ -371,8 +371,8 @@ def _mux_md(version):
         Key("mux.keepaliveTimeout", DURATION, default="30s", aliases=("muxKeepAliveTimeout",), meaning="smux only"),
         Key("mux.maxFrameSize", INT, default=32768, aliases=("muxMaxFrameSize",), meaning="smux only"),
         Key("mux.maxReceiveBuffer", INT, default=4194304, aliases=("muxMaxReceiveBuffer",), meaning="smux only"),
-        Key("mux.maxStreamBuffer", INT, default=65536, aliases=("muxMaxStreamBuffer",),
-            meaning="smux version 2 per-stream window"),
+        Key("mux.maxStreamBuffer", INT, default=1048576, aliases=("muxMaxStreamBuffer",),
+            meaning="smux version 2 per-stream window (GOST: 65536; gostg's default runs v2 at v1's speed)"),
         Key("mux.maxStreamWindow", INT, default=262144, aliases=("muxMaxStreamWindow",),
             meaning="yamux per-stream window (at least 262144)"))
 

@@ -183,12 +183,13 @@ def test_mux_config_reads_gost3_keys_and_the_old_spellings():
     c = MuxConfig.from_md(Metadata({"mux.keepaliveInterval": "3s", "mux.keepaliveTimeout": "9s",
                                     "mux.maxFrameSize": 1000, "mux.maxReceiveBuffer": 65536, "mux.version": 1}))
     assert (c.keepalive_interval, c.keepalive_timeout, c.frame_size, c.max_receive) == (3.0, 9.0, 1000, 65536)
+    assert c.max_stream_buffer == 65536      # the default window is capped by a smaller receive buffer
     c = MuxConfig.from_md(Metadata({"muxKeepAliveInterval": "4s", "muxMaxFrameSize": 2000}))
     assert (c.keepalive_interval, c.frame_size) == (4.0, 2000)
     assert MuxConfig.from_md(Metadata({"mux.keepaliveDisabled": True})).keepalive_interval == 0.0
     d = MuxConfig.from_md(Metadata({}))
     assert (d.keepalive_interval, d.keepalive_timeout, d.max_receive) == (10.0, 30.0, 4 * 1024 * 1024)
-    assert (d.type, d.version, d.max_stream_buffer) == ("smux", 1, 65536)
+    assert (d.type, d.version, d.max_stream_buffer) == ("smux", 1, 1 << 20)   # GOST: 65536 (see config.py)
     assert MuxConfig.from_md(Metadata({}), version=2).version == 2        # mtcp's default
     assert MuxConfig.from_md(Metadata({"mux.version": 1}), version=2).version == 1
     y = MuxConfig.from_md(Metadata({"mux.type": "yamux", "mux.maxStreamWindow": 1 << 20}))
@@ -253,9 +254,9 @@ def test_v2_slow_reader_holds_back_only_its_own_writer():
 def test_v2_peer_that_ignores_the_window_ends_the_session():
     a, b = socket.socketpair()
     server = Session(b, client=False, config=MuxConfig(version=2, keepalive_interval=0))
-    # 600000 bytes, never reading an UPD
+    # 1.2 MB (the window it was granted is 1 MiB), never reading an UPD
     flood_ends_the_session(server, a, smux.encode_frame(smux.SYN, 3, version=2),
-                           smux.encode_frame(smux.PSH, 3, b"x" * 60000, version=2), 10, "overran its window")
+                           smux.encode_frame(smux.PSH, 3, b"x" * 60000, version=2), 20, "overran its window")
 
 
 def test_v1_and_v2_peers_do_not_mix():

@@ -4,8 +4,11 @@ version 1 or 2, or yamux, over any conn.
 Rules:
 1. Keys and defaults as GOST 3.3: ``mux.type`` smux (default) or yamux; ``mux.version`` 1
    (mtls, mws, mwss, BIND sessions) or 2 (mtcp's default); smux's keepalive 10s/30s, frame
-   32768, receive buffer 4 MiB, stream buffer 65536; yamux's keepalive 30s and stream window
-   256 KiB (``mux.maxStreamWindow``). The older ``mux*`` spellings are read too.
+   32768, receive buffer 4 MiB; yamux's keepalive 30s and stream window 256 KiB
+   (``mux.maxStreamWindow``). The older ``mux*`` spellings are read too. One difference: the
+   smux v2 stream buffer (the window this side grants per stream) defaults to 1 MiB, not
+   GOST's 64 KiB: with 64 KiB every window is a round trip and v2 runs at half v1's speed.
+   Each receiver announces its own window, so a GOST peer keeps its 64 KiB and interoperates.
 2. What smux or yamux itself would refuse when a session starts (version not 1 or 2, a
    keepalive timeout shorter than its interval, a frame over 65535 bytes, a stream buffer
    larger than the receive buffer, a yamux window under 256 KiB) is a ConfigError when the
@@ -15,6 +18,8 @@ from ...errors import ConfigError
 from ...protocols import smux, yamux
 
 TYPES = ("smux", "yamux")
+#: smux v2 per-stream window this side grants (rule 1); bounded by mux.maxReceiveBuffer
+STREAM_BUFFER = 1024 * 1024
 
 
 class MuxConfig:
@@ -24,7 +29,7 @@ class MuxConfig:
                  "keepalive_interval", "keepalive_timeout")
 
     def __init__(self, type="smux", version=1, frame_size=smux.DEFAULT_FRAME_SIZE, max_receive=4 * 1024 * 1024,
-                 max_stream_buffer=65536, max_stream_window=yamux.INITIAL_WINDOW, keepalive_interval=None,
+                 max_stream_buffer=STREAM_BUFFER, max_stream_window=yamux.INITIAL_WINDOW, keepalive_interval=None,
                  keepalive_timeout=30.0):
         self.type = type
         self.version = version
@@ -50,11 +55,13 @@ class MuxConfig:
         d = cls(type=kind)
         interval = 0.0 if md.bool("mux.keepaliveDisabled", "muxKeepAliveDisabled") else (
             md.duration("mux.keepaliveInterval", "muxKeepAliveInterval", default=0) or d.keepalive_interval)
+        max_receive = md.int("mux.maxReceiveBuffer", "muxMaxReceiveBuffer", default=0) or d.max_receive
         c = cls(type=kind, version=version,
                 frame_size=md.int("mux.maxFrameSize", "muxMaxFrameSize", default=0) or d.frame_size,
-                max_receive=md.int("mux.maxReceiveBuffer", "muxMaxReceiveBuffer", default=0) or d.max_receive,
+                max_receive=max_receive,
+                # the default window never exceeds a smaller receive buffer set by the user
                 max_stream_buffer=md.int("mux.maxStreamBuffer", "muxMaxStreamBuffer", default=0)
-                or d.max_stream_buffer,
+                or min(d.max_stream_buffer, max_receive),
                 max_stream_window=md.int("mux.maxStreamWindow", "muxMaxStreamWindow", default=0)
                 or d.max_stream_window,
                 keepalive_interval=interval,
