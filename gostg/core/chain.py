@@ -21,11 +21,12 @@ from ..policy.bypass import bypass_hit
 from ..policy.group import MissingReference, lookup
 from ..protocols.addr import join_host_port, split_host_port
 from .selector import Marker, Selector
+from ..transport.proxyproto import send_header, version_of
 
 
 class Node:
     __slots__ = ("name", "addr", "connector", "dialer", "marker", "backup", "weight",
-                 "max_fails", "fail_timeout", "bypass", "hosts", "resolver")
+                 "max_fails", "fail_timeout", "bypass", "hosts", "resolver", "proxy_protocol")
 
     def __init__(self, name, addr, connector, dialer, md=None, bypass=None, hosts=None, resolver=None):
         self.name = name
@@ -43,6 +44,8 @@ class Node:
         self.max_fails = md.int("maxFails", "max_fails") if md.raw("maxFails", "max_fails") is not None else None
         self.fail_timeout = (md.duration("failTimeout", "fail_timeout")
                              if md.raw("failTimeout", "fail_timeout") is not None else None)
+        #: PROXY header version sent on dialling this node (None: the hop's; 0: none)
+        self.proxy_protocol = version_of(md) if md.raw("proxyProtocol") is not None else None
 
     def __repr__(self):
         return f"{self.name}@{self.addr}"
@@ -63,12 +66,15 @@ def resolve_node_addr(node, registries):
 
 
 class Hop:
-    def __init__(self, name, nodes, selector=None, bypass=None, registries=None, hosts=None, resolver=None):
+    def __init__(self, name, nodes, selector=None, bypass=None, registries=None, hosts=None, resolver=None,
+                 proxy_protocol=None):
         self.name = name
         self.nodes = nodes
         for n in nodes:
             n.hosts = n.hosts or hosts
             n.resolver = n.resolver or resolver
+            if n.proxy_protocol is None:
+                n.proxy_protocol = proxy_protocol
         self.selector = selector or Selector()
         self.bypass = bypass          # BypassGroup of late-bound names (or a name), or None
         self.registries = registries
@@ -122,6 +128,9 @@ class Route:
                     timeout)
             else:
                 conn = node.dialer.dial(resolve_node_addr(node, self.registries), timeout)
+                if node.proxy_protocol and ctx is not None and not node.dialer.multiplex:
+                    # GOST's dialers send it on the socket they open: hop 0's, before any TLS
+                    send_header(conn, node.proxy_protocol, ctx)
             conn = node.dialer.handshake(conn)
             conn = node.connector.handshake(conn)
             for nxt in nodes[m + 1:]:

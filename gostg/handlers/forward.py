@@ -1,5 +1,6 @@
 from ..errors import DialError
 from ..core.registry import handlers
+from ..transport.proxyproto import send_header, version_of
 from .base import Handler
 
 
@@ -10,7 +11,13 @@ class ForwardHandler(Handler):
     Unlike GOST, which drops the connection when the chosen target fails, the next target is
     tried for the same connection (each target once), so failover loses no client.
     A udp listener's session is forwarded datagram by datagram over a packet conn.
+    ``proxyProtocol`` (handler metadata, or a target's own) sends a PROXY header naming the
+    client ahead of a TCP stream (GOST: no UDP).
     """
+
+    def __init__(self, md, options):
+        super().__init__(md, options)
+        self.proxy_protocol = version_of(md)
 
     def handle(self, conn, ctx):
         hop = self.options.forwarder
@@ -36,6 +43,16 @@ class ForwardHandler(Handler):
                 last = exc
                 ctx.log.warning(f"forward: target {node.name}@{node.addr} failed: {exc}", dst=node.addr)
                 continue
+            version = node.proxy_protocol if node.proxy_protocol is not None else self.proxy_protocol
+            if version and network == "tcp":
+                try:
+                    send_header(upstream, version, ctx, conn)
+                except OSError as exc:
+                    upstream.close()
+                    node.marker.mark()
+                    last = exc
+                    ctx.log.warning(f"forward: target {node.name}@{node.addr}: PROXY header: {exc}", dst=node.addr)
+                    continue
             node.marker.reset()
             if network == "udp":
                 return self.relay_udp(conn, upstream, ctx, node.addr, target=node.addr)
