@@ -14,12 +14,14 @@ Rules (spec §1.4):
    never shortens the route, which would reach the target from an earlier hop, or directly.
 """
 import gevent
+from gevent import socket
 
 from ..errors import DialError, ProtocolError
 from ..config.metadata import Metadata
 from ..policy.bypass import bypass_hit
 from ..policy.group import MissingReference, lookup
 from ..protocols.addr import join_host_port, split_host_port
+from .router import dial_tcp
 from .selector import Marker, Selector
 from ..transport.proxyproto import send_header, version_of
 
@@ -111,6 +113,22 @@ class Route:
             return bind(conn, network, address, ctx)
         return self._through(last, ctx, timeout)
 
+    def _dial_first(self, node, ctx, timeout):
+        """Hop 0's socket; with ``proxyProtocol`` a PROXY header naming the client goes first on
+        it, before any TLS (GOST's dialers). A multiplexing dialer's session carries the header
+        of the client that made the session (GOST's mtls/mws/h2 dialers do the same)."""
+        addr = resolve_node_addr(node, self.registries)
+        if not node.proxy_protocol or ctx is None:
+            return node.dialer.dial(addr, timeout)
+
+        def with_header(conn):
+            if getattr(conn, "type", None) == socket.SOCK_STREAM:   # GOST: no UDP
+                send_header(conn, node.proxy_protocol, ctx)
+            return conn
+        if node.dialer.multiplex:
+            return node.dialer.dial_through(lambda: with_header(dial_tcp(addr, timeout)), timeout)
+        return with_header(node.dialer.dial(addr, timeout))
+
     def _through(self, final, ctx, timeout):
         """Reach the last node hop by hop (rules 2, 2a, 3), then ``final(last_node, conn)``."""
         nodes = self.nodes
@@ -127,10 +145,7 @@ class Route:
                     lambda: head._through(lambda n, c: n.connector.connect(c, "tcp", addr, ctx), ctx, timeout),
                     timeout)
             else:
-                conn = node.dialer.dial(resolve_node_addr(node, self.registries), timeout)
-                if node.proxy_protocol and ctx is not None and not node.dialer.multiplex:
-                    # GOST's dialers send it on the socket they open: hop 0's, before any TLS
-                    send_header(conn, node.proxy_protocol, ctx)
+                conn = self._dial_first(node, ctx, timeout)
             conn = node.dialer.handshake(conn)
             conn = node.connector.handshake(conn)
             for nxt in nodes[m + 1:]:

@@ -7,7 +7,6 @@ Distinct clients are distinct loopback source addresses (curl ``--interface``, s
 127.0.0.x): behind haproxy every connection reaches gostg from 127.0.0.1, so only the header
 can tell them apart."""
 import json
-import os
 import re
 import shutil
 import socket
@@ -223,10 +222,9 @@ services:
 
 
 @need_haproxy
-def test_sending_header_forward_handler_and_node(tmp_path):
-    """``gost -L tcp://:8080/:8000?handler.proxyProtocol=1`` with haproxy's ``accept-proxy`` on
-    :8000 answering the client address it read; ``gost -L :8080 -F http://:8000?proxyProtocol=1``
-    with a gostg reading the header on :8000."""
+def test_sending_header_forward_handler(tmp_path):
+    """``gost -L tcp://:8080/:8000?handler.proxyProtocol=1`` (v1 and v2) with haproxy's
+    ``accept-proxy`` on :8000 answering the client address it read from the header."""
     h1, h2, a1, a2 = free_port(), free_port(), free_port(), free_port()
     sections = "".join(f"frontend acc{p}\n  mode http\n  bind 127.0.0.1:{p} accept-proxy\n"
                        f"  http-request return status 200 content-type text/plain lf-string \"src=%[src]\"\n"
@@ -237,10 +235,28 @@ def test_sending_header_forward_handler_and_node(tmp_path):
         for port in (a1, a2):
             rc, status, body = curl_code("--interface", "127.0.0.3", f"http://127.0.0.1:{port}/")
             assert (rc, status, body) == (0, 200, b"src=127.0.0.3")
-    p8000, p8080 = free_port(), free_port()
-    with Origin() as origin, Gost("-L", f"http://127.0.0.1:{p8000}?proxyProtocol=1", ports=[p8000]) as server, \
-            Gost("-L", f"http://127.0.0.1:{p8080}", "-F", f"http://127.0.0.1:{p8000}?proxyProtocol=2",
-                 ports=[p8080]):
-        rc, status, body = curl_code("--interface", "127.0.0.3", "-x", f"http://127.0.0.1:{p8080}", f"{origin.url}/n")
-        assert (rc, status) == (0, 200) and body.startswith(b"hello from origin /n")
-        assert wait_log(server, r'"client": "127\.0\.0\.3:\d+".*<-> 127\.0\.0\.1:' + str(origin.port))
+
+
+def test_sending_header_from_chain_nodes_through_transports(tmp_path):
+    """``gost -L :8080 -F http://:8000?proxyProtocol=1`` and the same over tls, mtls (one
+    session) and ws nodes: the header goes first on the node's socket, before TLS or the
+    WebSocket upgrade, and the gostg reading it sees the client curl connected from."""
+    kinds = ("tcp", "tls", "mtls", "ws")
+    server = {k: free_port() for k in kinds}
+    front = {k: free_port() for k in kinds}
+    cfg = tmp_path / "client.yaml"
+    cfg.write_text("services:\n" + "".join(
+        f"- name: via-{k}\n  addr: 127.0.0.1:{front[k]}\n  handler: {{type: http, chain: c-{k}}}\n"
+        f"  listener: {{type: tcp}}\n" for k in kinds) + "chains:\n" + "".join(
+        f"- name: c-{k}\n  hops:\n  - name: h-{k}\n    metadata: {{proxyProtocol: {1 + i % 2}}}\n"
+        f"    nodes: [{{name: n-{k}, addr: '127.0.0.1:{server[k]}', connector: {{type: http}}, "
+        f"dialer: {{type: {k}}}}}]\n" for i, k in enumerate(kinds)))
+    listen = [a for k in kinds for a in ("-L", f"http+{k}://127.0.0.1:{server[k]}?proxyProtocol=1")]
+    with Origin() as origin, Gost(*listen, ports=list(server.values())) as srv, \
+            Gost("-C", cfg, ports=list(front.values())):
+        for i, k in enumerate(kinds):
+            rc, status, body = curl_code("--interface", "127.0.0.3", "-x", f"http://127.0.0.1:{front[k]}",
+                                         f"{origin.url}/{k}")
+            assert (rc, status) == (0, 200) and body.startswith(f"hello from origin /{k} ".encode()), k
+            assert wait_log(srv, rf'"service": "service-{i}", "listener": "{k}".*"client": "127\.0\.0\.3:\d+"'
+                                 rf'.*"msg": "127\.0\.0\.3:\d+ <-> 127\.0\.0\.1:{origin.port}"'), k

@@ -1,6 +1,7 @@
 """PROXY protocol v1/v2 codec: the spec's examples, TLVs, LOCAL/UNSPEC/UNIX, garbage, prefixes,
 and round trips."""
 import ipaddress
+import select
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -157,3 +158,68 @@ def test_garbage_never_crashes(data):
         except (NeedData, ProtocolError):
             continue
         assert 0 <= used <= len(buf) and (hdr is None) == (used == 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Receiver: reading the header off a socket (gevent socketpair; no network)
+
+def _pair():
+    from gevent import socket
+    return socket.socketpair()
+
+
+def test_receiver_takes_exactly_the_header_off_the_wire():
+    from gostg.transport.proxyproto import Receiver
+    a, b = _pair()
+    with a, b:
+        b.sendall(V2_TCP4 + b"\x16\x03\x01hello")
+        conn, hdr = Receiver().accept(a, "127.0.0.1")
+        assert conn is a and hdr.src == ("192.168.0.1", 56324)
+        assert a.recv(100) == b"\x16\x03\x01hello"   # the kernel socket, ready for TLS
+
+
+def test_receiver_without_header_leaves_the_bytes():
+    from gostg.transport.proxyproto import Receiver
+    a, b = _pair()
+    with a, b:
+        b.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        conn, hdr = Receiver().accept(a, "127.0.0.1")
+        assert (conn, hdr) == (a, None) and a.recv(100) == b"GET / HTTP/1.1\r\n\r\n"
+
+
+def test_receiver_pushes_back_a_dribbled_signature_prefix():
+    import gevent
+    from gostg.transport.buffered import BufferedConn
+    from gostg.transport.proxyproto import Receiver
+    a, b = _pair()
+    with a, b:
+        b.sendall(b"PRO")
+        g = gevent.spawn(Receiver().accept, a, "127.0.0.1")
+        for _ in range(200):   # until the reader took the three bytes off the wire (bounded)
+            gevent.sleep(0.005)
+            if not select.select([a.fileno()], [], [], 0)[0]:
+                break
+        b.sendall(b"PFIND / HTTP/1.1\r\n\r\n")
+        conn, hdr = g.get(timeout=5)
+        assert hdr is None and isinstance(conn, BufferedConn)
+        assert conn.recv(100) == b"PRO" and conn.recv(100) == b"PFIND / HTTP/1.1\r\n\r\n"
+
+
+def test_receiver_timeouts_and_trust():
+    from gostg.transport.proxyproto import Receiver
+    a, b = _pair()
+    with a, b:   # silent: no header (a server-speaks-first protocol)
+        assert Receiver(timeout=0.05).accept(a, "127.0.0.1") == (a, None)
+    a, b = _pair()
+    with a, b:   # started, then stalled: refused
+        b.sendall(b"PROXY TCP4 ")
+        with pytest.raises(ProtocolError, match="incomplete"):
+            Receiver(timeout=0.05).accept(a, "127.0.0.1")
+    a, b = _pair()
+    with a, b:
+        b.sendall(V1_TCP4)
+        with pytest.raises(ProtocolError, match="untrusted peer 10.0.0.1"):
+            Receiver(["127.0.0.0/8"]).accept(a, "10.0.0.1")
+    r = Receiver(["127.0.0.1", "10.0.0.0/8"])
+    assert r.trusts("::ffff:10.1.2.3") and r.trusts("127.0.0.1") and not r.trusts("127.0.0.2")
+    assert not r.trusts("not-an-ip") and Receiver().trusts("anything")
