@@ -6,7 +6,6 @@ header (forward handler, chain node) to haproxy's ``accept-proxy`` and to gostg 
 Distinct clients are distinct loopback source addresses (curl ``--interface``, sockets bound to
 127.0.0.x): behind haproxy every connection reaches gostg from 127.0.0.1, so only the header
 can tell them apart."""
-import json
 import re
 import shutil
 import socket
@@ -16,7 +15,7 @@ import time
 import pytest
 
 from .helpers import Echo, Gost, Origin, free_port, wait_port
-from .peers import PeerProcess, curl_code, fd_baseline, fd_settle, wait_log
+from .peers import PeerProcess, curl_code, fd_baseline, fd_settle, log_records, wait_log
 
 HAPROXY = shutil.which("haproxy")
 need_haproxy = pytest.mark.skipif(HAPROXY is None, reason="haproxy is not installed (apt install haproxy)")
@@ -34,19 +33,6 @@ class HAProxy(PeerProcess):
                        "defaults\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n"
                        + sections)
         super().__init__([HAPROXY, "-f", cfg, "-db"], port=port, stderr=subprocess.PIPE)
-
-
-def _lines(g, **fields):
-    """Log records of ``g`` whose fields start with the given values."""
-    out = []
-    for line in g.log_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if all(str(rec.get(k, "")).startswith(v) for k, v in fields.items()):
-            out.append(rec)
-    return out
 
 
 def _via(front, url, source, *extra):
@@ -67,11 +53,11 @@ def test_docs_example_curl_haproxy_protocol():
                                   f"http://127.0.0.1:{p8000}/pp")
         assert (rc, status) == (0, 200)
         wait_log(g, r'"client": "127\.0\.0\.3:\d+"')
-        svc1 = _lines(g, service="service-1", msg="127.0.0.3:")
+        svc1 = log_records(g, service="service-1", msg="127.0.0.3:")
         assert svc1, g.log_text()
         # GOST's fields: client = the header's address, remote = the socket's peer (service-0)
         assert all(r["client"].startswith("127.0.0.3:") and r["remote"].startswith("127.0.0.1:") for r in svc1)
-        plain = _lines(g, service="service-1", client="127.0.0.1:")
+        plain = log_records(g, service="service-1", client="127.0.0.1:")
         assert plain and all(r["client"] == r["remote"] for r in plain)
 
 
@@ -130,10 +116,10 @@ climiters:
             assert (rc, status) == (0, 200) and body.startswith(f"hello from origin /v{front}".encode())
             rc, status, _ = _via(front, f"{origin.url}/denied", "127.0.0.4")
             assert status != 200   # admission decided on 127.0.0.4 from the header
-        served = _lines(g, msg="127.0.0.2:")
+        served = log_records(g, msg="127.0.0.2:")
         assert served and all(r["client"].startswith("127.0.0.2:") and r["remote"].startswith("127.0.0.1:")
                               for r in served)
-        assert not _lines(g, client="127.0.0.4"), "a denied client reached the handler"
+        assert not log_records(g, client="127.0.0.4"), "a denied client reached the handler"
         # the connection limit counts per client IP from the header, not per haproxy
         held = _tunnel(f2, "127.0.0.2", echo.port)
         assert held is not None
@@ -184,8 +170,8 @@ services:
 - name: trusting
   addr: 127.0.0.1:{tp}
   handler: {{type: http}}
-  listener: {{type: tcp}}
-  metadata: {{proxyProtocol: 1, proxyProtocol.trusted: [127.0.0.9/32]}}
+  listener: {{type: tcp, metadata: {{proxyProtocol: 1}}}}   # where the docs page puts it
+  metadata: {{proxyProtocol.trusted: [127.0.0.9/32]}}
 """)
         with Gost("-C", cfg, ports=[gp, fp, tp]) as g:
             base = fd_baseline(g.proc.pid)
