@@ -10,7 +10,7 @@ from gostg.errors import NeedData, ProtocolError
 from gostg.protocols import proxyproto as pp
 
 H = bytes.fromhex
-PROPS = settings(max_examples=300, deadline=None)
+PROPS = settings(max_examples=150, deadline=None)
 SIG = pp.V2_SIG
 
 # proxy-protocol.txt §2.1: the v1 example, and the same connection in v2 (INET, STREAM)
