@@ -151,7 +151,11 @@ class HTTPHandler(Handler):
             except OSError as exc:
                 ctx.log.error(f"probe resistance: host {self.probe.value}: {exc}")
             else:
-                upstream.sendall(_origin_form(req))
+                try:
+                    upstream.sendall(_origin_form(req))
+                except OSError:
+                    upstream.close()
+                    raise
                 return self.relay(s.conn_with_rest(), upstream, ctx, self.probe.value)
             d = None
         else:

@@ -139,5 +139,7 @@ class ProbeResist:
         return Decoy(resp.status, [("Content-Type", ctype)] if ctype else [], bytes(sink.data))
 
     def dial_host(self):
-        """The ``host`` decoy's connection (rule 3), straight from this host."""
-        return dial_tcp(self.value, self.dial_timeout)
+        """The ``host`` decoy's connection (rule 3), straight from this host, within
+        ``dial_timeout`` (dial_tcp leaves bounding an IP literal's connect to its caller)."""
+        with gevent.Timeout(self.dial_timeout, TimeoutError(f"connect timeout after {self.dial_timeout:g}s")):
+            return dial_tcp(self.value, self.dial_timeout)
