@@ -398,6 +398,14 @@ def build_service(o, path, registries, log):
     svc.proxy_protocol = _proxy_receiver(md, listener, path, log, o["name"])
     # late-bound by name, as bypass: a replaced limiter applies from the next connection
     svc.limiter, svc.climiter, svc.rlimiter = (_str(o, k, path) or None for k in ("limiter", "climiter", "rlimiter"))
+    if svc.proxy_protocol is not None and not svc.proxy_protocol.trusted:
+        decides = [k for k in ("admission", "admissions", "climiter", "rlimiter", "limiter") if o.get(k)]
+        if hmd.declares("skipauth") and hmd.list("skipauth"):
+            decides.append("skipauth")
+        if decides:
+            # GOST believes any peer's header: a client reaching the port directly can claim any address
+            log.warning(f"{path}: proxyProtocol without proxyProtocol.trusted: any peer may claim any client "
+                        f"address, and {', '.join(decides)} decide(s) by it", service=o["name"])
     svc.cfg_addr = listener.addr
     return svc
 

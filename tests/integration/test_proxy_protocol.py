@@ -111,6 +111,8 @@ climiters:
                 f"backend g2\n  mode tcp\n  server gostg 127.0.0.1:{gp} send-proxy-v2\n")
     with Origin() as origin, Echo() as echo, Gost("-C", cfg, ports=[gp]) as g, HAProxy(tmp_path, sections, f1):
         wait_port(f2)
+        # GOST believes any header: with admission and limits deciding by it, gostg says so
+        assert wait_log(g, r"proxyProtocol without proxyProtocol\.trusted: .*admission, climiter")
         for front in (f1, f2):   # send-proxy, then send-proxy-v2
             rc, status, body = _via(front, f"{origin.url}/v{front}", "127.0.0.2")
             assert (rc, status) == (0, 200) and body.startswith(f"hello from origin /v{front}".encode())
