@@ -5,6 +5,7 @@ config (or one replacement object) and only then swap it in.
 """
 from ..policy.auth import Auther, AutherGroup, SkipAuth, first_credentials
 from ..core.chain import Chain, Hop, Node
+from ..core.probe import ProbeConfig
 from ..dns.hosts import Hosts, mapping_lines
 from ..dns.resolver import Nameserver, Resolver
 from ..errors import ConfigError, GostgError
@@ -93,7 +94,8 @@ def build_selector(o, path, md=None):
     except (TypeError, ValueError):
         raise ConfigError(f"{path}.selector.maxFails", "must be an integer") from None
     fail_timeout = parse_duration(sel.get("failTimeout"), f"{path}.selector.failTimeout") or Selector.DEFAULT_FAIL_TIMEOUT
-    return Selector(strategy, max_fails, fail_timeout, hash_host=bool(md and md.str("hash") == "host"))
+    return Selector(strategy, max_fails, fail_timeout, hash_host=bool(md and md.str("hash") == "host"),
+                    max_latency=parse_duration(sel.get("maxLatency"), f"{path}.selector.maxLatency"))
 
 
 def _spec(kind, o, default):
@@ -114,7 +116,7 @@ def build_node(o, path, registries):
     c, d = _map(o, "connector", path), _map(o, "dialer", path)
     ccls = _type(connectors, c, cpath, "http")
     dcls = _type(dialers, d, dpath, "tcp")
-    if not addr:
+    if not addr and not getattr(ccls, "direct", False):   # a direct node needs no server
         raise ConfigError(f"{path}.addr", "is required")
     try:
         connector = ccls(Metadata(_map(c, "metadata", cpath), _spec("connector", c, "http")), _auth(c, cpath))
@@ -127,12 +129,15 @@ def build_node(o, path, registries):
         raise ConfigError(f"{dpath}.{exc.path}", exc.msg) from None
     dialer.node_addr = addr
     try:
-        return Node(o["name"] if o.get("name") else addr, addr, connector, dialer,
+        node = Node(o["name"] if o.get("name") else (addr or _str(c, "type", cpath)), addr, connector, dialer,
                     Metadata(_map(o, "metadata", path), schema.component_md("node", "")),
                     bypass=_bypass_group(o, path, registries),
                     hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
     except ConfigError as exc:
         raise ConfigError(f"{path}.{exc.path}", exc.msg) from None
+    if o.get("probe"):
+        node.probe = ProbeConfig.parse(_map(o, "probe", path), f"{path}.probe", parse_duration)
+    return node
 
 
 def build_hop(o, path, registries):
