@@ -14,7 +14,7 @@ def _headers(*args):
 def test_probe_resist_modes_and_knock(tmp_path):
     page = tmp_path / "decoy.html"
     page.write_bytes(b"<html>nothing to see</html>\n")
-    a, b, c, d, e = (free_port() for _ in range(5))
+    a, b, c, d, e, f = (free_port() for _ in range(6))
     with Origin() as origin, Gost(
             # the docs' command line, on loopback ports
             "-L", f"http://gost:gost@127.0.0.1:{a}?probeResist=code:400&knock=www.example.com",
@@ -23,7 +23,9 @@ def test_probe_resist_modes_and_knock(tmp_path):
             "-L", f"http://gost:gost@127.0.0.1:{d}?probeResist=file:{page}",
             # the docs' https line: a TLS port that looks like a web server to a prober
             "-L", f"https://gost:gost@127.0.0.1:{e}?probeResist=host:127.0.0.1:{origin.port}",
-            ports=[a, b, c, d, e]):
+            # the auto handler (a bare -L) answers HTTP clients with the same decoy
+            "-L", f"gost:gost@127.0.0.1:{f}?probeResist=code:404",
+            ports=[a, b, c, d, e, f]):
         target = f"{origin.url}/secret"
         # code: no auth, wrong auth, and a scanner talking to the port as a web server
         for args in (("-x", f"http://127.0.0.1:{a}", target), ("-x", f"http://x:y@127.0.0.1:{a}", target),
@@ -53,6 +55,8 @@ def test_probe_resist_modes_and_knock(tmp_path):
         assert (status, body) == (200, page.read_bytes())
         rc, status, body = curl_code("-k", f"https://127.0.0.1:{e}/tls")
         assert (status, body) == (200, f"hello from origin /tls host=127.0.0.1:{e}\n".encode())
+        rc, status, body = curl_code("-x", f"http://127.0.0.1:{f}", target)
+        assert (status, body) == (404, b"")
         # CONNECT without credentials meets the decoy too
         p = curl("-p", "-w", "%{http_connect}", "-x", f"http://127.0.0.1:{a}", f"http://127.0.0.1:{origin.port}/")
         assert p.stdout.endswith(b"400")
