@@ -19,6 +19,7 @@ from ..errors import ProtocolError
 from .hooks import run_hooks
 from ..policy.group import MissingReference, lookup, refused
 from ..policy.limiter import Lease
+from ..protocols.addr import join_host_port
 from ..transport.proxyproto import client_of
 
 _NO_LEASE = Lease(None, ())
@@ -106,10 +107,12 @@ class Service:
 
     def _handle(self, sock, address):
         peer = src = _addr(address)
+        hdr = None
         if self.proxy_protocol is not None:
-            sock, src = self._proxy_header(sock, address[0] if isinstance(address, tuple) else peer, peer)
+            sock, hdr = self._proxy_header(sock, address[0] if isinstance(address, tuple) else peer, peer)
             if sock is None:
                 return
+            src = client_of(hdr, peer)
         try:
             if self.admission is not None and not self.admission.admit(src):
                 self.log.debug("admission: denied", remote=peer, client=src)
@@ -126,6 +129,8 @@ class Service:
             return
         self.stats.total_conns += 1
         ctx = Context(self.name, src, self.addr, self.log, self.stats, peer=peer)
+        if hdr is not None and hdr.dst is not None:
+            ctx.proxied_dst = join_host_port(*hdr.dst)
         conn = None
         try:
             with self._errors(ctx):
@@ -142,7 +147,7 @@ class Service:
             ctx.log.debug(f"{src} >< {ctx.local}")
 
     def _proxy_header(self, sock, peer_ip, peer):
-        """→ ``(conn, client "ip:port")`` after the PROXY header (if any), or ``(None, None)``
+        """→ ``(conn, Header or None)`` after the PROXY header (if any), or ``(None, None)``
         when the header is refused: logged, counted, the socket closed."""
         try:
             conn, hdr = self.proxy_protocol.accept(sock, peer_ip)
@@ -154,7 +159,7 @@ class Service:
             return None, None
         if hdr is not None:
             self.log.debug(f"proxy protocol: v{hdr.version} header", remote=peer, client=client_of(hdr, peer))
-        return conn, client_of(hdr, peer)
+        return conn, hdr
 
     def _conn_lease(self, src):
         """The connection limiter's slot for this client: a Lease, or None when a limit is full
@@ -219,6 +224,7 @@ class Service:
         for stream in session.accept():
             self.stats.total_conns += 1
             sctx = Context(self.name, ctx.src, self.addr, self.log, self.stats, peer=ctx.peer)
+            sctx.proxied_dst = ctx.proxied_dst
             self.pool.spawn(self._handle_stream, stream, sctx)
 
     def _handle_stream(self, stream, ctx):

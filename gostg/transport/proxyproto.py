@@ -118,12 +118,12 @@ def _ip_port(addr):
 
 
 def send_header(conn, version, ctx, client_conn=None):
-    """Write a v1/v2 header as the first bytes on ``conn``: the client is ``ctx.src``, the
-    address it reached the local end of ``client_conn`` (GOST's conn.LocalAddr()), else the
-    service's address."""
-    dst = ctx.local
+    """Write a v1/v2 header as the first bytes on ``conn``: the client is ``ctx.src``; the
+    address it reached is what a received header said (GOST's DstAddr), else the local end of
+    ``client_conn`` (GOST's conn.LocalAddr()), else the service's address."""
+    dst = ctx.proxied_dst or ctx.local
     try:
-        if client_conn is not None and getattr(client_conn, "type", None) == socket.SOCK_STREAM:
+        if not ctx.proxied_dst and client_conn is not None and getattr(client_conn, "type", None) == socket.SOCK_STREAM:
             dst = join_host_port(*client_conn.getsockname()[:2])
     except OSError:
         pass

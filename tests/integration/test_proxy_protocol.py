@@ -195,7 +195,8 @@ services:
             assert _closed(s) and time.monotonic() - t0 < 6
             for what in ("port out of range", "no CRLF within 107 bytes", "unsupported version 3",
                          "peer closed mid-header", "incomplete after 1s"):
-                assert wait_log(g, r'"remote": "127\.0\.0\.1:\d+".*"msg": "proxy protocol: [^"]*' + re.escape(what)), what
+                pattern = r'"remote": "127\.0\.0\.1:\d+".*"msg": "proxy protocol: [^"]*' + re.escape(what)
+                assert wait_log(g, pattern), what
             # a silent peer of a server-speaks-first service gets the greeting after 1 s
             s = socket.create_connection(("127.0.0.1", fp), timeout=8)
             assert s.recv(100) == b"server speaks first\n"
@@ -213,16 +214,25 @@ services:
 def test_sending_header_forward_handler(tmp_path):
     """``gost -L tcp://:8080/:8000?handler.proxyProtocol=1`` (v1 and v2) with haproxy's
     ``accept-proxy`` on :8000 answering the client address it read from the header."""
-    h1, h2, a1, a2 = free_port(), free_port(), free_port(), free_port()
+    h1, h2, a1, a2, a3, f3 = (free_port() for _ in range(6))
     sections = "".join(f"frontend acc{p}\n  mode http\n  bind 127.0.0.1:{p} accept-proxy\n"
-                       f"  http-request return status 200 content-type text/plain lf-string \"src=%[src]\"\n"
-                       for p in (h1, h2))
+                       f"  http-request return status 200 content-type text/plain lf-string \"src=%[src] "
+                       f"dst=%[dst]:%[dst_port]\"\n" for p in (h1, h2))
+    # a3 reads a header (from haproxy's front f3) and sends one on: the client and the address
+    # it reached (f3) travel through gostg, as in GOST
+    sections += (f"frontend f3\n  mode tcp\n  bind 127.0.0.1:{f3}\n  default_backend a3\n"
+                 f"backend a3\n  mode tcp\n  server gostg 127.0.0.1:{a3} send-proxy-v2\n")
     with HAProxy(tmp_path, sections, h1), \
             Gost("-L", f"tcp://127.0.0.1:{a1}/127.0.0.1:{h1}?handler.proxyProtocol=1",
-                 "-L", f"tcp://127.0.0.1:{a2}/127.0.0.1:{h2}?handler.proxyProtocol=2", ports=[a1, a2]):
+                 "-L", f"tcp://127.0.0.1:{a2}/127.0.0.1:{h2}?handler.proxyProtocol=2",
+                 "-L", f"tcp://127.0.0.1:{a3}/127.0.0.1:{h1}?proxyProtocol=1&handler.proxyProtocol=1",
+                 ports=[a1, a2, a3]):
         for port in (a1, a2):
             rc, status, body = curl_code("--interface", "127.0.0.3", f"http://127.0.0.1:{port}/")
-            assert (rc, status, body) == (0, 200, b"src=127.0.0.3")
+            assert (rc, status, body) == (0, 200, f"src=127.0.0.3 dst=127.0.0.1:{port}".encode())
+        wait_port(f3)
+        rc, status, body = curl_code("--interface", "127.0.0.4", f"http://127.0.0.1:{f3}/")
+        assert (rc, status, body) == (0, 200, f"src=127.0.0.4 dst=127.0.0.1:{f3}".encode())
 
 
 def test_sending_header_from_chain_nodes_through_transports(tmp_path):
