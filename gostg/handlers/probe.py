@@ -75,7 +75,7 @@ class ProbeResist:
         if not sep or not value or kind not in KINDS:
             raise ConfigError("metadata.probeResist",
                               f"want type:value with type one of {', '.join(KINDS)}, not {raw!r}")
-        if kind == "code" and not (value.isdigit() and 100 <= int(value) <= 999):
+        if kind == "code" and not (value.isascii() and value.isdigit() and 100 <= int(value) <= 999):
             raise ConfigError("metadata.probeResist", f"code:{value} is not an HTTP status code")
         if kind == "host":
             try:

@@ -22,7 +22,7 @@ def test_unset_means_none():
     assert pr("") is None
 
 
-@pytest.mark.parametrize("value", ["code", "code:", "cod:404", "code:abc", "code:42", "host:example.com",
+@pytest.mark.parametrize("value", ["code", "code:", "cod:404", "code:abc", "code:42", "code:4²4", "host:example.com",
                                    "host:example.com:http", "gopher:x"])
 def test_malformed_is_a_config_error(value):
     with pytest.raises(ConfigError) as e:
