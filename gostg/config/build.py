@@ -356,6 +356,19 @@ def _proxy_receiver(md, listener, path, log, name):
         raise ConfigError(f"{path}.metadata.proxyProtocol.trusted", str(exc)) from None
 
 
+def _handler_md(h, hpath):
+    """The handler's metadata; ``handler.dns`` (where GOST's dns reference page puts the
+    upstreams) becomes ``metadata.dns`` of a dns handler, and is an error on any other."""
+    m = _map(h, "metadata", hpath)
+    if h.get("dns") is None:
+        return m
+    if _str(h, "type", hpath) != "dns":
+        raise ConfigError(f"{hpath}.dns", "only the dns handler has upstreams")
+    if any(str(k).lower() == "dns" for k in m):
+        raise ConfigError(f"{hpath}.dns", "set either handler.dns or handler.metadata.dns, not both")
+    return {**m, "dns": _strlist(h, "dns", hpath)}
+
+
 def build_service(o, path, registries, log):
     """→ a Service, not yet bound (see ``bind_service``) nor serving."""
     o = schema.normalize(o, schema.SERVICE)
@@ -364,7 +377,7 @@ def build_service(o, path, registries, log):
     hcls = _type(handlers, h, hpath, "auto")
     lcls = _type(listeners, lst, lpath, "tcp")
     md = Metadata(_map(o, "metadata", path), schema.component_md("service", ""))
-    hmd = Metadata(_map(h, "metadata", hpath), _spec("handler", h, "auto"))
+    hmd = Metadata(_handler_md(h, hpath), _spec("handler", h, "auto"))
     for k in ("preUp", "postUp", "preDown", "postDown"):
         v = md.raw(k)
         if v is not None and not isinstance(v, (list, str)):
@@ -384,7 +397,8 @@ def build_service(o, path, registries, log):
     try:
         handler = hcls(hmd, options)
     except ConfigError as exc:
-        raise ConfigError(f"{hpath}.{exc.path}", exc.msg) from None
+        # the dns handler checks its forwarder's nodes: a path of the service, not the handler
+        raise ConfigError(f"{path if exc.path.startswith('forwarder.') else hpath}.{exc.path}", exc.msg) from None
     admission = AdmissionGroup.of([_str(o, "admission", path)] + _strlist(o, "admissions", path), registries)
     try:
         listener = lcls(_str(o, "addr", path), Metadata(_map(lst, "metadata", lpath), _spec("listener", lst, "tcp")),

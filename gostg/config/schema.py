@@ -117,6 +117,9 @@ HANDLER = keys(
     unbuilt("chainGroup", MAP, "concepts/chain/", "chain groups", fields=CHAIN_GROUP),
     Key("auther", meaning="ref:authers"), Key("authers", STRLIST, meaning="ref:authers"),
     Key("auth", MAP, fields=AUTH), Key("tls", MAP, fields=TLS),
+    Key("dns", STRLIST, docs="reference/handlers/dns/",
+        meaning="the dns handler's upstreams, where GOST's reference page puts them (GOST itself reads only "
+                "metadata.dns and ignores this); gostg reads it as metadata.dns"),
     unbuilt("limiter", STR, "concepts/limiter/", "handler-level traffic limiter"),
     unbuilt("observer", STR, "concepts/observer/", "observer", observe=True),
     Key("metadata", MAP, meaning="metadata:handler"))
@@ -338,6 +341,16 @@ MD_RELAY_HANDLER = md(Key("bind", BOOL), Key("udp", BOOL),
                       _tune("udpBufferSize", "reference/handlers/relay/", "UDP buffer size", INT))
 MD_SS_HANDLER = md(Key("key"), _tune("udpBufferSize", "reference/handlers/ss/", "UDP buffer size", INT))
 MD_API_HANDLER = md(Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)))
+MD_DNS_HANDLER = md(
+    Key("readTimeout", DURATION, default="15s"),
+    Key("dns", STRLIST, default="udp://127.0.0.1:53", docs="reference/handlers/dns/",
+        meaning="upstream nameservers [udp|tcp|tls|https://]host[:port][/path]; without them: the forwarder's "
+                "nodes, else /etc/resolv.conf, else udp://127.0.0.1:53"),
+    Key("ttl", DURATION, meaning="cache time: > 0 overrides record TTLs, 0 keeps them, < 0 turns the cache off"),
+    Key("timeout", DURATION, default="5s", meaning="one upstream exchange, connect included"),
+    Key("clientIP", meaning="EDNS Client Subnet address sent upstream"),
+    Key("bufferSize", INT, default=4096, meaning="largest query accepted"),
+    Key("async", BOOL, meaning="serve an expired cache entry and refresh it in the background"))
 MD_FORWARD_HANDLER = md(_ub("sniffing", "tutorials/sniffing/", "traffic sniffing", BOOL),
                         Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
                             meaning="1 or 2: send a PROXY protocol header to the target (TCP)"))
@@ -373,6 +386,12 @@ MD_UDP_LISTENER = md(
     Key("readQueueSize", INT, default=128, aliases=("recvQueueSize",)), Key("backlog", INT, default=128))
 MD_H2_LISTENER = md(Key("path"), Key("backlog", INT, default=128), Key("handshakeTimeout", DURATION),
                     Key("header", MAP))
+MD_DNS_LISTENER = md(
+    Key("mode", default="udp", choices=("udp", "tcp", "tls", "https"), docs="reference/listeners/dns/"),
+    Key("backlog", INT, default=128),
+    Key("readBufferSize", INT, default=65535, meaning="largest UDP query read (GOST: 512)"),
+    Key("readTimeout", DURATION, default="2s"), Key("writeTimeout", DURATION, default="2s"),
+    _tune("mptcp", "reference/listeners/tcp/", "Multipath TCP", BOOL))
 MD_REMOTE_LISTENER = md(Key("backlog", INT, default=128))
 
 MD_CONNECTOR_BASE = md(_tune("connectTimeout", "reference/connectors/masque/", "connector timeout", DURATION))
@@ -432,6 +451,7 @@ COMPONENT_MD = {
     ("handler", "ss"): (MD_HANDLER_BASE, MD_HASH, MD_SS_HANDLER),
     ("handler", "sni"): (MD_HANDLER_BASE, MD_HASH),
     ("handler", "api"): (MD_HANDLER_BASE, MD_API_HANDLER),
+    ("handler", "dns"): (MD_DNS_HANDLER,),
     ("listener", "tcp"): (MD_LISTENER_BASE,),
     ("listener", "tls"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),
     ("listener", "ws"): (MD_LISTENER_BASE, MD_WS, MD_SNI_FILTER),
@@ -439,6 +459,7 @@ COMPONENT_MD = {
     ("listener", "http2"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),
     ("listener", "h2"): (MD_LISTENER_BASE, MD_H2_LISTENER, MD_SNI_FILTER),
     ("listener", "udp"): (MD_UDP_LISTENER,),
+    ("listener", "dns"): (MD_DNS_LISTENER, MD_TLS_LISTENER, MD_SNI_FILTER),
     ("listener", "remote"): (MD_REMOTE_LISTENER, MD_MUX, MD_UDP_LISTENER),
     ("connector", "base"): (MD_CONNECTOR_BASE,),
     ("connector", "http"): (MD_CONNECTOR_BASE, MD_HTTP_CONNECTOR),

@@ -87,7 +87,15 @@ CLI = [
     (['relay+grpc://user:pass@:8443'], [], [('error', 'services[0].listener.type')]),
     (['http+pht://:8443'], [], [('error', 'services[0].listener.type')]),
     (['sshd://user:pass@:2222'], [], [('error', 'services[0].handler.type'), ('error', 'services[0].listener.type')]),
-    (['dns://:10053?dns=1.1.1.1:53'], [], [('error', 'services[0].handler.type'), ('error', 'services[0].listener.type')]),
+    (['dns://:10053?dns=1.1.1.1:53'], [], []),
+    (['dns://:10053?mode=udp'], [], []),
+    (['dns://:10053/1.1.1.1,tls://1.1.1.1:853?mode=udp'], [], []),
+    (['dns://:10053/1.1.1.1?hosts=example.org:127.0.0.1,example.org:::1,example.com:2001:db8::1'], [], []),
+    (['dns://:10053/1.1.1.1?bypass=example.com'], [], []),
+    (['dns://:10053/1.1.1.1?ttl=60s'], [], []),
+    (['dns://:10053/1.1.1.1?async=true'], [], []),
+    (['dns://:10053/1.1.1.1?clientIP=1.2.3.4'], [], []),
+    (['dns://:10053/1.1.1.1?mode=quic'], [], [('error', 'services[0].metadata.mode')]),
     (['tun://:8421?net=192.168.123.1/24'], [], [('error', 'services[0].handler.type'), ('error', 'services[0].listener.type')]),
     (['file://:8080?dir=/home'], [], [('error', 'services[0].handler.type')]),
     (['http+dtls://:8443'], [], [('error', 'services[0].listener.type')]),
@@ -114,6 +122,43 @@ def test_cli_examples(services, nodes, expected):
 
 #: (YAML from the docs, expected)
 YAML = [
+    # reference/handlers/dns.md (upstreams under handler.dns, as that page has them)
+    ("""
+services:
+- name: service-0
+  addr: ":10053"
+  handler:
+    type: dns
+    dns:
+    - 8.8.8.8
+    - tls://1.1.1.1:853
+  listener:
+    type: dns
+    metadata:
+      mode: udp
+""", []),
+    # tutorials/dns.md
+    ("""
+services:
+- name: service-0
+  addr: :10053
+  handler:
+    type: dns
+    metadata:
+      ttl: 60s
+      async: true
+      clientIP: 1.2.3.4
+  listener:
+    type: dns
+    metadata:
+      mode: udp
+  forwarder:
+    nodes:
+    - name: target-0
+      addr: 1.1.1.1
+    - name: target-1
+      addr: tls://1.1.1.1:853
+""", []),
     # concepts/service.md, tutorials/protocols/socks.md
     ("""
 services:
