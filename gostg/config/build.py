@@ -20,6 +20,7 @@ from ..core.registry import connectors, dialers, handlers, listeners
 from ..core.router import Router
 from ..core.selector import STRATEGIES, Selector
 from ..core.service import Service
+from ..transport.proxyproto import Receiver, version_of
 
 
 def _map(o, key, path):
@@ -127,10 +128,13 @@ def build_node(o, path, registries):
     except ConfigError as exc:
         raise ConfigError(f"{dpath}.{exc.path}", exc.msg) from None
     dialer.node_addr = addr
-    node = Node(o["name"] if o.get("name") else (addr or _str(c, "type", cpath)), addr, connector, dialer,
-                Metadata(_map(o, "metadata", path), schema.component_md("node", "")),
-                bypass=_bypass_group(o, path, registries),
-                hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
+    try:
+        node = Node(o["name"] if o.get("name") else (addr or _str(c, "type", cpath)), addr, connector, dialer,
+                    Metadata(_map(o, "metadata", path), schema.component_md("node", "")),
+                    bypass=_bypass_group(o, path, registries),
+                    hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}.{exc.path}", exc.msg) from None
     if o.get("probe"):
         node.probe = ProbeConfig.parse(_map(o, "probe", path), f"{path}.probe", parse_duration)
     return node
@@ -142,7 +146,8 @@ def build_hop(o, path, registries):
     hop_md = Metadata(_map(o, "metadata", path), schema.component_md("hop", ""))
     return Hop(name, built, build_selector(o, path, hop_md),
                bypass=_bypass_group(o, path, registries), registries=registries,
-               hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
+               hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None,
+               proxy_protocol=_pp_version(hop_md, path))
 
 
 def build_chain(o, path, registries):
@@ -168,9 +173,12 @@ def build_forwarder(o, path, registries):
         addr = _str(n, "addr", np)
         if not addr:
             raise ConfigError(f"{np}.addr", "is required")
-        built.append(Node(_str(n, "name", np) or f"target-{len(built)}", addr, None, None,
-                          Metadata(_map(n, "metadata", np), schema.component_md("node", "")),
-                          bypass=_bypass_group(n, np, registries)))
+        try:
+            built.append(Node(_str(n, "name", np) or f"target-{len(built)}", addr, None, None,
+                              Metadata(_map(n, "metadata", np), schema.component_md("node", "")),
+                              bypass=_bypass_group(n, np, registries)))
+        except ConfigError as exc:
+            raise ConfigError(f"{np}.{exc.path}", exc.msg) from None
     return Hop("", built, build_selector(o, path), registries=registries)
 
 
@@ -323,6 +331,31 @@ def _auther(part, path, registries, md=None):
     return auther
 
 
+def _pp_version(md, path):
+    try:
+        return version_of(md)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}.{exc.path}", exc.msg) from None
+
+
+def _proxy_receiver(md, listener, path, log, name):
+    """The service's PROXY header reader: ``proxyProtocol`` on the service (GOST) or on the
+    listener (where GOST's docs put it)."""
+    on = _pp_version(md, path)
+    if listener.md.declares("proxyProtocol"):
+        on = on or _pp_version(listener.md, f"{path}.listener")
+    if not on:
+        return None
+    if not listener.stream:
+        log.warning(f"{path}: proxyProtocol is not read by listener type {listener.type_name} "
+                    "(GOST reads it on TCP-based listeners only)", service=name)
+        return None
+    try:
+        return Receiver(md.list("proxyProtocol.trusted"), md.duration("proxyProtocol.timeout"))
+    except ValueError as exc:
+        raise ConfigError(f"{path}.metadata.proxyProtocol.trusted", str(exc)) from None
+
+
 def _handler_md(h, hpath):
     """The handler's metadata; ``handler.dns`` (where GOST's dns reference page puts the
     upstreams) becomes ``metadata.dns`` of a dns handler, and is an error on any other."""
@@ -381,8 +414,17 @@ def build_service(o, path, registries, log):
     # log and status show the type as configured ("udp", not the shared forward class's name)
     handler.type_name, listener.type_name = _str(h, "type", hpath) or "auto", _str(lst, "type", lpath) or "tcp"
     svc = Service(o["name"], listener, handler, log, md, admission=admission, registries=registries)
+    svc.proxy_protocol = _proxy_receiver(md, listener, path, log, o["name"])
     # late-bound by name, as bypass: a replaced limiter applies from the next connection
     svc.limiter, svc.climiter, svc.rlimiter = (_str(o, k, path) or None for k in ("limiter", "climiter", "rlimiter"))
+    if svc.proxy_protocol is not None and not svc.proxy_protocol.trusted:
+        decides = [k for k in ("admission", "admissions", "climiter", "rlimiter", "limiter") if o.get(k)]
+        if hmd.declares("skipauth") and hmd.list("skipauth"):
+            decides.append("skipauth")
+        if decides:
+            # GOST believes any peer's header: a client reaching the port directly can claim any address
+            log.warning(f"{path}: proxyProtocol without proxyProtocol.trusted: any peer may claim any client "
+                        f"address, and {', '.join(decides)} decide(s) by it", service=o["name"])
     svc.cfg_addr = listener.addr
     return svc
 

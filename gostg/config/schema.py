@@ -278,7 +278,12 @@ MD_SERVICE = md(
     _ub("interface", "tutorials/multi-homed/", "binding to a network interface"),
     _ub("so_mark", "tutorials/multi-homed/", "SO_MARK on outgoing sockets", INT),
     _ub("netns", "tutorials/netns/", "network namespaces"), _ub("netns.out", "tutorials/netns/", "network namespaces"),
-    _ub("proxyProtocol", "tutorials/proxy-protocol/", "PROXY protocol", INT),
+    Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
+        meaning="1 or 2: read a PROXY protocol header (either version) from each client"),
+    Key("proxyProtocol.trusted", STRLIST, docs="tutorials/proxy-protocol/",
+        meaning="gostg: the only peers (IPs/CIDRs) whose PROXY header is believed"),
+    Key("proxyProtocol.timeout", DURATION, default="10s", docs="tutorials/proxy-protocol/",
+        meaning="gostg: how long a peer may take to send its PROXY header"),
     _ub("observer.period", "concepts/observer/", "observer", DURATION, observe=True),
     _ub("observer.resetTraffic", "concepts/observer/", "observer", BOOL, observe=True),
     _ub("enableStats", "concepts/observer/", "per-service statistics for observers", BOOL, observe=True),
@@ -317,9 +322,10 @@ MD_HASH = md(Key("hash", choices=("", "host")))
 MD_HTTP_HANDLER = md(
     Key("authBasicRealm", default="gost"), Key("udp", BOOL),
     _tune("header", "reference/handlers/http/", "response headers on the http handler", MAP),
-    _ub("probeResist", "tutorials/probe-resistance/", "probe resistance on the http handler",
-        aliases=("probe_resist",)),
-    _ub("knock", "tutorials/probe-resistance/", "probe resistance on the http handler"),
+    Key("probeResist", aliases=("probe_resist",), docs="tutorials/probe-resistance/",
+        meaning="what a client failing auth sees: code:N, web:URL, host:HOST:PORT or file:PATH"),
+    Key("knock", docs="tutorials/probe-resistance/",
+        meaning="hosts (comma-separated) that still get the 407 when probeResist is on"),
     _tune("proxyAgent", "reference/handlers/http/", "Proxy-Agent header"),
     _tune("udpBufferSize", "reference/handlers/http/", "UDP buffer size", INT))
 MD_SOCKS5_HANDLER = md(
@@ -330,7 +336,7 @@ MD_SOCKS5_HANDLER = md(
     _ub("tor", "tutorials/protocols/socks/", "Tor's SOCKS5 RESOLVE/RESOLVE_PTR commands", BOOL,
         aliases=("enableTor", "socks5.tor")))
 MD_HTTP2_HANDLER = md(Key("header", MAP, aliases=("http.header",)), Key("authBasicRealm", default="gost"),
-                      Key("probeResist", aliases=("probe_resist",)), Key("knock"))
+                      MD_HTTP_HANDLER["probeResist"], MD_HTTP_HANDLER["knock"])
 MD_RELAY_HANDLER = md(Key("bind", BOOL), Key("udp", BOOL),
                       _tune("udpBufferSize", "reference/handlers/relay/", "UDP buffer size", INT))
 MD_SS_HANDLER = md(Key("key"), _tune("udpBufferSize", "reference/handlers/ss/", "UDP buffer size", INT))
@@ -345,11 +351,15 @@ MD_DNS_HANDLER = md(
     Key("clientIP", meaning="EDNS Client Subnet address sent upstream"),
     Key("bufferSize", INT, default=4096, meaning="largest query accepted"),
     Key("async", BOOL, meaning="serve an expired cache entry and refresh it in the background"))
-MD_FORWARD_HANDLER = md(_ub("sniffing", "tutorials/sniffing/", "traffic sniffing", BOOL))
+MD_FORWARD_HANDLER = md(_ub("sniffing", "tutorials/sniffing/", "traffic sniffing", BOOL),
+                        Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
+                            meaning="1 or 2: send a PROXY protocol header to the target (TCP)"))
 
 MD_LISTENER_BASE = md(Key("backlog", INT, default=128),
                       _tune("mptcp", "reference/listeners/tcp/", "Multipath TCP", BOOL),
-                      _ub("proxyProtocol", "tutorials/proxy-protocol/", "PROXY protocol", INT))
+                      # GOST's docs put it here (GOST itself reads it from the service)
+                      Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
+                          meaning="as the service's proxyProtocol"))
 MD_TLS_LISTENER = md(Key("handshakeTimeout", DURATION))
 #: GOST's TLS-based listeners take these from the command line into their TLS config
 MD_SNI_FILTER = md(_ub("rejectUnknownSNI", "tutorials/tls/", "rejecting TLS handshakes with an unknown SNI", BOOL),
@@ -418,6 +428,8 @@ MD_HTTP2_DIALER = md(Key("header", MAP))
 MD_TLS_DIALER = md(Key("handshakeTimeout", DURATION))
 
 MD_NODE = md(Key("backup", BOOL), Key("weight", INT, default=1),
+             Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
+                 meaning="1 or 2: send a PROXY protocol header to the node (default: its hop's)"),
              Key("maxFails", INT, aliases=("max_fails",)), Key("failTimeout", DURATION, aliases=("fail_timeout",)))
 MD_HOP = md(
     Key("hash", choices=("", "host")),
@@ -425,7 +437,8 @@ MD_HOP = md(
     _ub("interface", "tutorials/multi-homed/", "binding to a network interface"),
     _ub("so_mark", "tutorials/multi-homed/", "SO_MARK on outgoing sockets", INT),
     _ub("netns", "tutorials/netns/", "network namespaces"),
-    _ub("proxyProtocol", "tutorials/proxy-protocol/", "sending the PROXY protocol header to the node", INT),
+    Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
+        meaning="1 or 2: send a PROXY protocol header to the hop's nodes"),
     # what the command line (-F) reads into the node's TLS and auth; GOST's query keys stay in
     # the hop metadata too, where they have no further effect
     *[Key(n, status=IGNORED, meaning="cmdline:tls") for n in (

@@ -1,6 +1,7 @@
 from ..errors import DialError
 from ..core.race import Race, first
 from ..core.registry import handlers
+from ..transport.proxyproto import send_header, version_of
 from .base import Handler
 
 
@@ -11,7 +12,13 @@ class ForwardHandler(Handler):
     Unlike GOST, which drops the connection when the chosen target fails, the next target is
     tried for the same connection (each target once), so failover loses no client.
     A udp listener's session is forwarded datagram by datagram over a packet conn.
+    ``proxyProtocol`` (handler metadata, or a target's own) sends a PROXY header naming the
+    client ahead of a TCP stream (GOST: no UDP).
     """
+
+    def __init__(self, md, options):
+        super().__init__(md, options)
+        self.proxy_protocol = version_of(md)
 
     def handle(self, conn, ctx):
         hop = self.options.forwarder
@@ -44,6 +51,16 @@ class ForwardHandler(Handler):
                 ctx.log.warning(f"forward: target {node.name}@{node.addr} failed: {exc}", dst=node.addr)
                 continue
             ctx.target = node.addr
+            version = node.proxy_protocol if node.proxy_protocol is not None else self.proxy_protocol
+            if version and network == "tcp":
+                try:
+                    send_header(upstream, version, ctx, conn)
+                except OSError as exc:
+                    upstream.close()
+                    node.marker.mark()
+                    last = exc
+                    ctx.log.warning(f"forward: target {node.name}@{node.addr}: PROXY header: {exc}", dst=node.addr)
+                    continue
             if network == "udp":
                 return self.relay_udp(conn, upstream, ctx, node.addr, target=node.addr)
             return self.relay(conn, upstream, ctx, node.addr)

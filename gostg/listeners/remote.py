@@ -120,6 +120,8 @@ class _Remote:
     """Mixin: local listening without a chain, a RemoteServer with one."""
 
     network = "tcp"
+    #: GOST reads no PROXY header on remote (rtcp/rudp) listeners
+    stream = False
 
     def bind(self):
         if not self.chain:

@@ -73,8 +73,10 @@ CLI = [
     (['udp://:1053/:53'], ['socks5://:1080?relay=udp&udpBufferSize=4096'], [('warning', 'chains[0].hops[0].metadata.udpBufferSize')]),
     ([':8080'], [':8000?interface=192.168.0.1'], [('error', 'chains[0].hops[0].metadata.interface')]),
     ([':8080?interface=eth0'], [], [('error', 'services[0].metadata.interface')]),
-    ([':8080'], ['http://:8000?proxyProtocol=1'], [('error', 'chains[0].hops[0].metadata.proxyProtocol')]),
-    (['tcp://:8080/:8000?handler.proxyProtocol=1'], [], [('error', 'services[0].handler.metadata.proxyProtocol')]),
+    ([':8080'], ['http://:8000?proxyProtocol=1'], []),
+    (['tcp://:8080/:8000?handler.proxyProtocol=1'], [], []),
+    (['rtcp://:8080/:8000?handler.proxyProtocol=1'], [], []),
+    (['tcp://:8000/:8080', 'tcp://:8080/example.com:80?proxyProtocol=1'], [], []),
     (['tcp://10.0.0.1:8000/10.0.1.1:8000?netns=ns1&netns.out=/run/netns/ns2'], [], [('error', 'services[0].metadata.netns'), ('error', 'services[0].metadata.netns.out')]),
     (['tcp://10.0.0.1:8000/:8000?netns=ns1'], ['http://10.0.1.1:8080?netns=ns2'], [('error', 'chains[0].hops[0].metadata.netns'), ('error', 'services[0].metadata.netns')]),
     (['red://:12345?sniffing=true&tproxy=true'], ['http://192.168.1.1:8080?so_mark=100'], [('error', 'chains[0].hops[0].metadata.so_mark'), ('error', 'services[0].handler.type'), ('error', 'services[0].listener.type')]),
@@ -106,9 +108,10 @@ CLI = [
     (['tcp://:8000/srv-2.local'], ['tunnel://:8443?tunnel.id=ac74d9dd-3125-442a-a7c1-f9e49e05faca'], [('error', 'chains[0].hops[0].nodes[0].connector.type')]),
     ([':8080'], ['direct://:0?interface=eth0'], [('error', 'chains[0].hops[0].metadata.interface')]),
     ([':8080'], ['masque+h3-masque://:8443'], [('error', 'chains[0].hops[0].nodes[0].connector.type'), ('error', 'chains[0].hops[0].nodes[0].dialer.type')]),
-    (["http://gost:gost@:8080?probeResist=code:403"], [], [("error", "services[0].metadata.probeResist")]),
-    (["http://gost:gost@:8080?probeResist=code:400&knock=www.example.com"], [],
-     [("error", "services[0].metadata.knock"), ("error", "services[0].metadata.probeResist")]),
+    (["http://gost:gost@:8080?probeResist=code:403"], [], []),
+    (["http://gost:gost@:8080?probeResist=code:400&knock=www.example.com"], [], []),
+    (["http://gost:gost@:8080?probeResist=web:example.com/page.html"], [], []),
+    (["https://gost:gost@:443?probeResist=host:www.example.com:8080"], [], []),
     (["http2://gost:gost@:443?probeResist=file:/send/to/client/file.txt"], [], []),
     ([":8080?proxyProtocol="], [], []),
 ]
@@ -359,6 +362,47 @@ ingresses:
 - name: ingress-0
   rules: [{hostname: example.com, endpoint: 4d21094e-b74c-4916-86c1-d9fa36ea677b}]
 """, [("error", "ingresses")]),
+    # tutorials/proxy-protocol.md: receiving (listener metadata, as the page writes it), sending
+    # from a port-forwarding handler and from a chain hop
+    ("""
+services:
+- name: service-0
+  addr: :8080
+  handler: {type: http}
+  listener: {type: tcp, metadata: {proxyProtocol: 1}}
+""", []),
+    ("""
+services:
+- name: service-0
+  addr: :8080
+  handler: {type: tcp, metadata: {proxyProtocol: 1}}
+  listener: {type: tcp}
+  forwarder: {nodes: [{name: target-0, addr: ":8000"}]}
+""", []),
+    ("""
+services:
+- name: service-0
+  addr: :8080
+  handler: {type: auto, chain: chain-0}
+  listener: {type: tcp}
+chains:
+- name: chain-0
+  hops:
+  - name: hop-0
+    nodes: [{name: node-0, addr: ":8000", connector: {type: http}, dialer: {type: tcp}}]
+    metadata: {proxyProtocol: 1}
+""", []),
+    # tutorials/probe-resistance.md
+    ("""
+services:
+- name: service-0
+  addr: :8080
+  handler:
+    type: http
+    auth: {username: gost, password: gost}
+    metadata: {knock: www.example.com, probeResist: "code:404"}
+  listener: {type: tcp}
+""", []),
 ]
 
 
