@@ -89,6 +89,8 @@ class Listener:
     chain = None
     registries = None
     log = None
+    #: the network namespace the listening socket is created in (GOST's service ``netns``)
+    netns = ""
 
     def __init__(self, addr, md, tls=None, auth=None):
         self.addr = addr
