@@ -26,6 +26,8 @@ def dial_tcp(addr, timeout, sockopts=None):
     whole dial (Router.dial's deadline), so no per-socket timeout is set here.
     ``sockopts`` (interface, so_mark, netns: :mod:`.sockopts`) is None on the common path."""
     host, port = split_host_port(addr)
+    if not host:   # ":8000": Go dials the local system
+        host = "127.0.0.1"
     if sockopts is not None:
         s = sockopts.connect(host, port)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -107,9 +107,10 @@ class Gost:
             pass
 
 
-def run_gostg(*args, timeout=20, stdin=None, env=None, cwd=None):
-    """Run bin/gostg to completion (for -V, -O, config errors) → CompletedProcess (text)."""
-    return subprocess.run([sys.executable, GOSTG, *[str(a) for a in args]], capture_output=True, text=True,
+def run_gostg(*args, timeout=20, stdin=None, env=None, cwd=None, prefix=()):
+    """Run bin/gostg to completion (for -V, -O, config errors) → CompletedProcess (text).
+    ``prefix`` runs it under another command (``ip netns exec NAME``, ``setpriv …``)."""
+    return subprocess.run([*prefix, sys.executable, GOSTG, *[str(a) for a in args]], capture_output=True, text=True,
                           timeout=timeout, input=stdin, env=dict(os.environ, **(env or {})), cwd=cwd)
 
 

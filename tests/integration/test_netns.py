@@ -1,0 +1,299 @@
+"""GOST's tutorials/multi-homed.md and tutorials/netns.md, in network namespaces the test makes.
+
+Topology (every name gets a random tag; all deleted at teardown, so nothing touches the host's
+own network): ``H`` plays the docs' default namespace (gostg runs there, ``ip netns exec``),
+``ns1`` and ``ns2`` are the docs' namespaces, wired as the docs wire them:
+
+    ns1 veth1 10.0.0.1  ── veth0 10.0.0.11             H
+    ns2 veth3 10.0.1.1  ── veth2 10.0.1.11, 10.0.1.12  H   (second address: multi-homed)
+    ns2 veth5 10.0.2.1  ── veth4 10.0.2.11             H   (second link: multi-homed)
+
+A "who" origin answers every GET with the source address it saw, so what gostg chose is what
+curl prints. rp_filter is off in the namespaces: the multi-homed answers come back on another
+link than the one the kernel's main table would pick.
+"""
+import os
+import secrets
+import shutil
+import socket
+import socketserver
+import subprocess
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+
+import pytest
+
+from gostg.core import netns
+
+from .helpers import Gost, run_gostg
+from .peers import wait_log
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("curl") is None,
+                                reason="network namespaces need root, iproute2 and curl")
+
+DEADLINE = 15.0
+
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=15)
+
+
+def in_ns(ns, *argv, timeout=20):
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, timeout=timeout)
+
+
+class Net:
+    def __init__(self):
+        tag = secrets.token_hex(3)
+        self.h, self.ns1, self.ns2 = (f"gostg-t-{tag}-{x}" for x in ("h", "1", "2"))
+        self.all = (self.h, self.ns1, self.ns2)
+
+    def up(self):
+        for n in self.all:
+            ip("netns", "add", n)
+            in_ns(n, "sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0")
+            ip("-n", n, "link", "set", "lo", "up")
+        for here, there, peer, addrs, peer_addr in (
+                ("veth0", "veth1", self.ns1, ["10.0.0.11/24"], "10.0.0.1/24"),
+                ("veth2", "veth3", self.ns2, ["10.0.1.11/24", "10.0.1.12/24"], "10.0.1.1/24"),
+                ("veth4", "veth5", self.ns2, ["10.0.2.11/24"], "10.0.2.1/24")):
+            ip("-n", self.h, "link", "add", here, "type", "veth", "peer", "name", there, "netns", peer)
+            for a in addrs:
+                ip("-n", self.h, "addr", "add", a, "dev", here)
+            ip("-n", self.h, "link", "set", here, "up")
+            ip("-n", peer, "addr", "add", peer_addr, "dev", there)
+            ip("-n", peer, "link", "set", there, "up")
+
+    def down(self):
+        for n in self.all:
+            subprocess.run(["ip", "netns", "del", n], capture_output=True, timeout=15)
+
+    def gost(self, *args, ns=None):
+        return Gost(*args, prefix=("ip", "netns", "exec", ns or self.h))
+
+    def curl(self, ns, url, *args):
+        """→ (exit code, body) of curl run inside ``ns``."""
+        r = in_ns(ns, "curl", "-s", "--max-time", "10", *args, url)
+        return r.returncode, r.stdout
+
+
+@pytest.fixture(scope="module")
+def net():
+    n = Net()
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
+
+
+class _Who(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = self.client_address[0].encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class Who:
+    """The "who" origin, listening on ``host:port`` inside namespace ``ns``: its socket is
+    made there (gostg's own netns.inside), the thread serving it runs here."""
+
+    def __init__(self, ns, host, port):
+        with netns.inside(ns):
+            self.srv = _Server((host, port), _Who, bind_and_activate=False)
+        self.srv.server_bind()
+        self.srv.server_activate()
+
+    def __enter__(self):
+        threading.Thread(target=self.srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+def wait_in(ns, host, port, g):
+    """Until ``host:port`` accepts inside ``ns`` (or gostg exits: its log is the failure)."""
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        assert g.proc.poll() is None, g.log_text()[-2000:]
+        with netns.inside(ns):
+            s = socket.socket()
+        try:
+            s.settimeout(0.5)
+            s.connect((host, port))
+            return
+        except OSError:
+            time.sleep(0.05)
+        finally:
+            s.close()
+    raise TimeoutError(f"{host}:{port} in {ns} not listening:\n{g.log_text()[-2000:]}")
+
+
+# --- tutorials/multi-homed.md ---------------------------------------------------------------
+
+def test_multi_homed_interface_on_service(net):
+    """``gost -L :8080?interface=eth0`` (a name), the IP form, the IP list and strict mode."""
+    url = "http://10.0.1.1:8000/"
+    with Who(net.ns2, "10.0.1.1", 8000):
+        for query, seen in (("", "10.0.1.11"), ("?interface=veth4", "10.0.2.11"),
+                            ("?interface=10.0.1.12", "10.0.1.12"),
+                            ("?interface=10.9.9.9,fd00::1,10.0.1.12", "10.0.1.12")):
+            with net.gost("-L", ":8080" + query) as g:
+                wait_in(net.h, "127.0.0.1", 8080, g)
+                assert net.curl(net.h, url, "-x", "http://127.0.0.1:8080") == (0, seen), (query, g.log_text()[-1500:])
+        # strict: the first entry fails and the list stops there; nothing leaves from the default
+        with net.gost("-L", ":8080?interface=10.9.9.9!,10.0.1.12") as g:
+            wait_in(net.h, "127.0.0.1", 8080, g)
+            code, body = net.curl(net.h, url, "-x", "http://127.0.0.1:8080", "-o", "/dev/null", "-w", "%{http_code}")
+            assert body != "200"
+            assert wait_log(g, r"interface 10\.9\.9\.9: Cannot assign requested address"), g.log_text()[-1500:]
+
+
+def test_multi_homed_forwarding_chain_cli(net):
+    """``gost -L :8080 -F :8000?interface=192.168.0.1``: the hop's interface; the node (a gostg
+    http proxy in ns2) logs the source address it saw."""
+    with Who(net.ns2, "127.0.0.1", 9000), net.gost("-L", "http://10.0.1.1:8000", ns=net.ns2) as proxy:
+        wait_in(net.ns2, "10.0.1.1", 8000, proxy)
+        with net.gost("-L", ":8080", "-F", "http://10.0.1.1:8000?interface=10.0.1.12") as g:
+            wait_in(net.h, "127.0.0.1", 8080, g)
+            assert net.curl(net.h, "http://127.0.0.1:9000/", "-x", "http://127.0.0.1:8080") == (0, "127.0.0.1")
+        assert wait_log(proxy, r'"remote": "10\.0\.1\.12:'), proxy.log_text()[-1500:]
+
+
+def test_multi_homed_forwarding_chain_yaml(net, tmp_path):
+    """The docs' YAML: hop-level ``interface`` and a node-level one; the node's wins, and a
+    node without one takes its hop's."""
+    cfg = tmp_path / "gost.yaml"
+    cfg.write_text(f"""
+services:
+- name: service-0
+  addr: ":8080"
+  handler: {{type: auto, chain: chain-0}}
+  listener: {{type: tcp}}
+- name: service-1
+  addr: ":8081"
+  handler: {{type: auto, chain: chain-1}}
+  listener: {{type: tcp}}
+chains:
+- name: chain-0
+  hops:
+  - name: hop-0
+    interface: 10.0.1.12
+    nodes:
+    - name: node-0
+      addr: 10.0.1.1:8000
+      interface: veth4
+      connector: {{type: http}}
+      dialer: {{type: tcp}}
+- name: chain-1
+  hops:
+  - name: hop-1
+    interface: 10.0.1.12
+    nodes:
+    - name: node-1
+      addr: 10.0.1.1:8000
+      connector: {{type: http}}
+      dialer: {{type: tcp}}
+""")
+    with Who(net.ns2, "127.0.0.1", 9000), net.gost("-L", "http://10.0.1.1:8000", ns=net.ns2) as proxy:
+        wait_in(net.ns2, "10.0.1.1", 8000, proxy)
+        with net.gost("-C", cfg) as g:
+            wait_in(net.h, "127.0.0.1", 8081, g)
+            for port in (8080, 8081):
+                assert net.curl(net.h, "http://127.0.0.1:9000/", "-x", f"http://127.0.0.1:{port}")[0] == 0
+        assert wait_log(proxy, r'"remote": "10\.0\.2\.11:'), proxy.log_text()[-1500:]   # node-0: veth4
+        assert wait_log(proxy, r'"remote": "10\.0\.1\.12:'), proxy.log_text()[-1500:]   # node-1: hop's
+
+
+def test_so_mark_routes_by_fwmark(net):
+    """``so_mark`` (service and -F hop): an ``ip rule fwmark`` sends marked sockets out of
+    veth4, so the origin sees veth4's address; unmarked traffic keeps the main table."""
+    ip("-n", net.h, "rule", "add", "fwmark", "100", "table", "100")
+    ip("-n", net.h, "route", "add", "10.0.1.0/24", "dev", "veth4", "table", "100")
+    try:
+        with Who(net.ns2, "10.0.1.1", 8000):
+            for query, seen in (("", "10.0.1.11"), ("?so_mark=100", "10.0.2.11")):
+                with net.gost("-L", ":8080" + query) as g:
+                    wait_in(net.h, "127.0.0.1", 8080, g)
+                    assert net.curl(net.h, "http://10.0.1.1:8000/", "-x", "http://127.0.0.1:8080") == (0, seen), \
+                        g.log_text()[-1500:]
+            with net.gost("-L", "http://10.0.1.1:8001", ns=net.ns2) as proxy, \
+                    net.gost("-L", ":8080", "-F", "http://10.0.1.1:8001?so_mark=100") as g:
+                wait_in(net.ns2, "10.0.1.1", 8001, proxy)
+                wait_in(net.h, "127.0.0.1", 8080, g)
+                assert net.curl(net.h, "http://10.0.1.1:8000/", "-x", "http://127.0.0.1:8080") == (0, "10.0.1.1")
+                assert wait_log(proxy, r'"remote": "10\.0\.2\.11:'), proxy.log_text()[-1500:]
+    finally:
+        ip("-n", net.h, "rule", "del", "fwmark", "100", "table", "100")
+
+
+# --- tutorials/netns.md ---------------------------------------------------------------------
+
+def test_netns_listen(net):
+    """``gost -L tcp://10.0.0.1:8000/:8000?netns=ns1``: port 8000 of ns1 reaches port 8000 of
+    the default namespace; the listening socket is in ns1 (``ss`` there shows it)."""
+    with Who(net.h, "0.0.0.0", 8000), net.gost("-L", f"tcp://10.0.0.1:8000/:8000?netns={net.ns1}") as g:
+        wait_in(net.ns1, "10.0.0.1", 8000, g)
+        assert net.curl(net.ns1, "http://10.0.0.1:8000/") == (0, "127.0.0.1"), g.log_text()[-1500:]
+        assert "10.0.0.1:8000" in in_ns(net.ns1, "ss", "-ltn").stdout
+
+
+def test_netns_out(net):
+    """``netns=ns1&netns.out=/run/netns/ns2``: ns1's port 8000 mapped to 10.0.1.1:8000 dialed
+    from inside ns2 (the origin sees ns2's own address, not H's 10.0.1.11)."""
+    with Who(net.ns2, "10.0.1.1", 8000), \
+            net.gost("-L", f"tcp://10.0.0.1:8000/10.0.1.1:8000?netns={net.ns1}&netns.out=/run/netns/{net.ns2}") as g:
+        wait_in(net.ns1, "10.0.0.1", 8000, g)
+        assert net.curl(net.ns1, "http://10.0.0.1:8000/") == (0, "10.0.1.1")
+
+
+def test_netns_chain(net):
+    """``gost -L tcp://10.0.0.1:8000/10.0.1.11:8000?netns=ns1 -F http://10.0.1.1:8080?netns=ns2``
+    with the proxy in ns2: the hop's socket is made in ns2 (the proxy sees a client of its own
+    namespace), and the origin in the default namespace is reached through it."""
+    with Who(net.h, "10.0.1.11", 8000), net.gost("-L", "http://10.0.1.1:8080", ns=net.ns2) as proxy, \
+            net.gost("-L", f"tcp://10.0.0.1:8000/10.0.1.11:8000?netns={net.ns1}",
+                     "-F", f"http://10.0.1.1:8080?netns={net.ns2}") as g:
+        wait_in(net.ns2, "10.0.1.1", 8080, proxy)
+        wait_in(net.ns1, "10.0.0.1", 8000, g)
+        assert net.curl(net.ns1, "http://10.0.0.1:8000/") == (0, "10.0.1.1")
+        assert wait_log(proxy, r'"remote": "10\.0\.1\.1:'), proxy.log_text()[-1500:]
+
+
+# --- fail closed ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, text", [
+    (["-L", "tcp://:8000/10.0.1.1:8000?netns=gostg-t-none"],
+     "services[0].metadata.netns: network namespace 'gostg-t-none' not found"),
+    (["-L", "tcp://:8000/10.0.1.1:8000?netns.out=gostg-t-none"],
+     "services[0].metadata.netns.out: network namespace 'gostg-t-none' not found"),
+    (["-L", "http://:8080?interface=veth9"], "services[0].metadata.interface: interface 'veth9': no such network"),
+    (["-L", ":8080", "-F", "http://10.0.1.1:8000?interface=10.9.9.9"],
+     "chains[0].hops[0].nodes[0].metadata.interface: interface '10.9.9.9': not an address of this host"),
+])
+def test_bad_settings_stop_startup(net, args, text):
+    r = run_gostg(*args, prefix=("ip", "netns", "exec", net.h))
+    assert r.returncode == 1 and text in r.stderr, r.stderr[-1500:]
+
+
+def test_so_mark_without_capability_stops_startup(net):
+    """No CAP_NET_ADMIN / CAP_NET_RAW: SO_MARK is refused, and gostg says so instead of sending
+    unmarked (GOST only logs a warning per connection)."""
+    drop = "-net_admin,-net_raw"
+    r = run_gostg("-L", "http://127.0.0.1:0?so_mark=100", prefix=("setpriv", f"--inh-caps={drop}",
+                                                                   f"--bounding-set={drop}"))
+    assert r.returncode == 1, r.stderr[-1500:]
+    assert "services[0].metadata.so_mark: so_mark 100: Operation not permitted (needs root" in r.stderr
