@@ -388,7 +388,7 @@ def build_service(o, path, registries, log):
     if o.get("forwarder") is not None:
         forwarder = build_forwarder(_map(o, "forwarder", path), f"{path}.forwarder", registries)
     options = Options(router, _auther(h, hpath, registries, hmd), forwarder, o["name"], registries,
-                      auth=_auth(h, hpath))
+                      auth=_auth(h, hpath), netns=listen_ns)
     try:
         handler = hcls(hmd, options)
     except ConfigError as exc:

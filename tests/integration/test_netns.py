@@ -23,6 +23,7 @@ import time
 from http.server import BaseHTTPRequestHandler
 
 import pytest
+import socks
 
 from gostg.core import netns
 
@@ -271,6 +272,40 @@ def test_netns_chain(net):
         wait_in(net.ns1, "10.0.0.1", 8000, g)
         assert net.curl(net.ns1, "http://10.0.0.1:8000/") == (0, "10.0.1.1")
         assert wait_log(proxy, r'"remote": "10\.0\.1\.1:'), proxy.log_text()[-1500:]
+
+
+def test_netns_socks5_udp_relay_socket_in_listening_namespace(net):
+    """``socks5://10.0.0.1:1080?udp=true&netns=ns1``: the UDP relay socket a client in ns1 is
+    told to use is made in ns1 too (GOST's handler netns); PySocks associates from ns1."""
+    with netns.inside(net.h):
+        echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("10.0.1.11", 7000))
+    echo.settimeout(DEADLINE)
+
+    def serve():
+        try:
+            data, peer = echo.recvfrom(2048)
+            echo.sendto(b"E:" + data, peer)
+        except OSError:
+            pass
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with net.gost("-L", f"socks5://10.0.0.1:1080?udp=true&netns={net.ns1}") as g:
+            wait_in(net.ns1, "10.0.0.1", 1080, g)
+            # the test thread, not a greenlet: it may stay in ns1 across blocking calls
+            with netns.inside(net.ns1):
+                s = socks.socksocket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.set_proxy(socks.SOCKS5, "10.0.0.1", 1080)
+                s.settimeout(5)
+                try:
+                    s.sendto(b"hi", ("10.0.1.11", 7000))
+                    assert s.recvfrom(2048) == (b"E:hi", ("10.0.1.11", 7000)), g.log_text()[-1500:]
+                finally:
+                    s.close()
+    finally:
+        echo.close()
+        t.join(timeout=5)
 
 
 # --- fail closed ------------------------------------------------------------------------------
