@@ -27,11 +27,9 @@ import socks
 
 from gostg.core import netns
 
-from .helpers import Gost, run_gostg
-from .peers import wait_log
+from .helpers import Gost, free_port, run_gostg
+from .peers import curl, wait_log
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("curl") is None,
-                                reason="network namespaces need root, iproute2 and curl")
 
 DEADLINE = 15.0
 
@@ -81,6 +79,8 @@ class Net:
 
 @pytest.fixture(scope="module")
 def net():
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.skip("network namespaces need root and iproute2")
     n = Net()
     try:
         n.up()
@@ -145,78 +145,67 @@ def wait_in(ns, host, port, g):
 
 # --- tutorials/multi-homed.md ---------------------------------------------------------------
 
+def test_interface_source_address_on_loopback():
+    """No namespace needed: 127.0.0.0/8 is ours, so ``interface=127.0.0.2`` is a second source
+    address; the origin (and curl) see it."""
+    port, op = free_port(), free_port()
+    with Who("", "127.0.0.1", op), Gost("-L", f"http://127.0.0.1:{port}?interface=127.0.0.2", ports=[port]):
+        assert curl("-x", f"http://127.0.0.1:{port}", f"http://127.0.0.1:{op}/").stdout == b"127.0.0.2"
+
+
 def test_multi_homed_interface_on_service(net):
-    """``gost -L :8080?interface=eth0`` (a name), the IP form, the IP list and strict mode."""
-    url = "http://10.0.1.1:8000/"
-    with Who(net.ns2, "10.0.1.1", 8000):
-        for query, seen in (("", "10.0.1.11"), ("?interface=veth4", "10.0.2.11"),
-                            ("?interface=10.0.1.12", "10.0.1.12"),
-                            ("?interface=10.9.9.9,fd00::1,10.0.1.12", "10.0.1.12")):
-            with net.gost("-L", ":8080" + query) as g:
-                wait_in(net.h, "127.0.0.1", 8080, g)
-                assert net.curl(net.h, url, "-x", "http://127.0.0.1:8080") == (0, seen), (query, g.log_text()[-1500:])
-        # strict: the first entry fails and the list stops there; nothing leaves from the default
-        with net.gost("-L", ":8080?interface=10.9.9.9!,10.0.1.12") as g:
-            wait_in(net.h, "127.0.0.1", 8080, g)
-            code, body = net.curl(net.h, url, "-x", "http://127.0.0.1:8080", "-o", "/dev/null", "-w", "%{http_code}")
-            assert body != "200"
-            assert wait_log(g, r"interface 10\.9\.9\.9: Cannot assign requested address"), g.log_text()[-1500:]
+    """``gost -L :8080?interface=eth0`` (a name), the IP form, the IP list and strict mode: one
+    gostg, one service each (ports 8080…)."""
+    cases = [("", "10.0.1.11"), ("?interface=veth4", "10.0.2.11"), ("?interface=10.0.1.12", "10.0.1.12"),
+             ("?interface=10.9.9.9,fd00::1,10.0.1.12", "10.0.1.12"),
+             ("?interface=10.9.9.9!,10.0.1.12", None)]   # strict: the list stops at the first entry
+    args = [a for i, (query, _) in enumerate(cases) for a in ("-L", f":{8080 + i}{query}")]
+    with Who(net.ns2, "10.0.1.1", 8000), net.gost(*args) as g:
+        wait_in(net.h, "127.0.0.1", 8080 + len(cases) - 1, g)
+        for i, (query, seen) in enumerate(cases):
+            code, body = net.curl(net.h, "http://10.0.1.1:8000/", "-x", f"http://127.0.0.1:{8080 + i}")
+            if seen is None:   # nothing leaves from another address: the client gets an error
+                assert body != "10.0.1.12" and "10.0.1" not in body, body
+            else:
+                assert (code, body) == (0, seen), (query, g.log_text()[-1500:])
+        assert wait_log(g, r"interface 10\.9\.9\.9: Cannot assign requested address"), g.log_text()[-1500:]
 
 
-def test_multi_homed_forwarding_chain_cli(net):
-    """``gost -L :8080 -F :8000?interface=192.168.0.1``: the hop's interface; the node (a gostg
-    http proxy in ns2) logs the source address it saw."""
-    with Who(net.ns2, "127.0.0.1", 9000), net.gost("-L", "http://10.0.1.1:8000", ns=net.ns2) as proxy:
-        wait_in(net.ns2, "10.0.1.1", 8000, proxy)
-        with net.gost("-L", ":8080", "-F", "http://10.0.1.1:8000?interface=10.0.1.12") as g:
-            wait_in(net.h, "127.0.0.1", 8080, g)
-            assert net.curl(net.h, "http://127.0.0.1:9000/", "-x", "http://127.0.0.1:8080") == (0, "127.0.0.1")
-        assert wait_log(proxy, r'"remote": "10\.0\.1\.12:'), proxy.log_text()[-1500:]
-
-
-def test_multi_homed_forwarding_chain_yaml(net, tmp_path):
-    """The docs' YAML: hop-level ``interface`` and a node-level one; the node's wins, and a
-    node without one takes its hop's."""
+def test_multi_homed_forwarding_chain(net, tmp_path):
+    """The docs' chain forms. CLI ``gost -L :8080 -F :8000?interface=192.168.0.1``: the hop's
+    interface. YAML: hop-level ``interface`` and a node-level one; the node's wins, a node
+    without one takes its hop's. The node is a gostg http proxy in ns2, whose log shows the
+    source address it saw."""
     cfg = tmp_path / "gost.yaml"
-    cfg.write_text(f"""
+    cfg.write_text("""
 services:
-- name: service-0
-  addr: ":8080"
-  handler: {{type: auto, chain: chain-0}}
-  listener: {{type: tcp}}
-- name: service-1
-  addr: ":8081"
-  handler: {{type: auto, chain: chain-1}}
-  listener: {{type: tcp}}
+- {name: service-0, addr: ":8081", handler: {type: auto, chain: chain-0}, listener: {type: tcp}}
+- {name: service-1, addr: ":8082", handler: {type: auto, chain: chain-1}, listener: {type: tcp}}
 chains:
 - name: chain-0
   hops:
   - name: hop-0
     interface: 10.0.1.12
     nodes:
-    - name: node-0
-      addr: 10.0.1.1:8000
-      interface: veth4
-      connector: {{type: http}}
-      dialer: {{type: tcp}}
+    - {name: node-0, addr: "10.0.1.1:8000", interface: veth4, connector: {type: http}, dialer: {type: tcp}}
 - name: chain-1
   hops:
   - name: hop-1
     interface: 10.0.1.12
     nodes:
-    - name: node-1
-      addr: 10.0.1.1:8000
-      connector: {{type: http}}
-      dialer: {{type: tcp}}
+    - {name: node-1, addr: "10.0.1.1:8000", connector: {type: http}, dialer: {type: tcp}}
 """)
-    with Who(net.ns2, "127.0.0.1", 9000), net.gost("-L", "http://10.0.1.1:8000", ns=net.ns2) as proxy:
+    with Who(net.ns2, "127.0.0.1", 9000), net.gost("-L", "http://10.0.1.1:8000", ns=net.ns2) as proxy, \
+            net.gost("-L", ":8080", "-F", "http://10.0.1.1:8000?interface=10.0.2.11") as cli, \
+            net.gost("-C", cfg) as yml:
         wait_in(net.ns2, "10.0.1.1", 8000, proxy)
-        with net.gost("-C", cfg) as g:
-            wait_in(net.h, "127.0.0.1", 8081, g)
-            for port in (8080, 8081):
-                assert net.curl(net.h, "http://127.0.0.1:9000/", "-x", f"http://127.0.0.1:{port}")[0] == 0
-        assert wait_log(proxy, r'"remote": "10\.0\.2\.11:'), proxy.log_text()[-1500:]   # node-0: veth4
-        assert wait_log(proxy, r'"remote": "10\.0\.1\.12:'), proxy.log_text()[-1500:]   # node-1: hop's
+        wait_in(net.h, "127.0.0.1", 8080, cli)
+        wait_in(net.h, "127.0.0.1", 8082, yml)
+        for port, seen in ((8080, "10.0.2.11"), (8081, "10.0.2.11"), (8082, "10.0.1.12")):
+            assert net.curl(net.h, "http://127.0.0.1:9000/", "-x", f"http://127.0.0.1:{port}") == (0, "127.0.0.1")
+            # the proxy's log line for this connection names the source address gostg chose
+            assert wait_log(proxy, r'"remote": "' + seen.replace(".", r"\.") + ':', count=1), proxy.log_text()[-1500:]
+        assert len(wait_log(proxy, r'"remote": "10\.0\.2\.11:\d+", "local"[^}]*"msg": "[^"]*<->', count=2)) == 2
 
 
 def test_so_mark_routes_by_fwmark(net):
@@ -225,18 +214,17 @@ def test_so_mark_routes_by_fwmark(net):
     ip("-n", net.h, "rule", "add", "fwmark", "100", "table", "100")
     ip("-n", net.h, "route", "add", "10.0.1.0/24", "dev", "veth4", "table", "100")
     try:
-        with Who(net.ns2, "10.0.1.1", 8000):
-            for query, seen in (("", "10.0.1.11"), ("?so_mark=100", "10.0.2.11")):
-                with net.gost("-L", ":8080" + query) as g:
-                    wait_in(net.h, "127.0.0.1", 8080, g)
-                    assert net.curl(net.h, "http://10.0.1.1:8000/", "-x", "http://127.0.0.1:8080") == (0, seen), \
-                        g.log_text()[-1500:]
-            with net.gost("-L", "http://10.0.1.1:8001", ns=net.ns2) as proxy, \
-                    net.gost("-L", ":8080", "-F", "http://10.0.1.1:8001?so_mark=100") as g:
-                wait_in(net.ns2, "10.0.1.1", 8001, proxy)
-                wait_in(net.h, "127.0.0.1", 8080, g)
-                assert net.curl(net.h, "http://10.0.1.1:8000/", "-x", "http://127.0.0.1:8080") == (0, "10.0.1.1")
-                assert wait_log(proxy, r'"remote": "10\.0\.2\.11:'), proxy.log_text()[-1500:]
+        with Who(net.ns2, "10.0.1.1", 8000), net.gost("-L", ":8080", "-L", ":8081?so_mark=100") as g, \
+                net.gost("-L", "http://10.0.1.1:8001", ns=net.ns2) as proxy, \
+                net.gost("-L", ":8082", "-F", "http://10.0.1.1:8001?so_mark=100") as chained:
+            wait_in(net.h, "127.0.0.1", 8081, g)
+            for port, seen in ((8080, "10.0.1.11"), (8081, "10.0.2.11")):
+                assert net.curl(net.h, "http://10.0.1.1:8000/", "-x", f"http://127.0.0.1:{port}") == (0, seen), \
+                    g.log_text()[-1500:]
+            wait_in(net.ns2, "10.0.1.1", 8001, proxy)
+            wait_in(net.h, "127.0.0.1", 8082, chained)
+            assert net.curl(net.h, "http://10.0.1.1:8000/", "-x", "http://127.0.0.1:8082") == (0, "10.0.1.1")
+            assert wait_log(proxy, r'"remote": "10\.0\.2\.11:'), proxy.log_text()[-1500:]
     finally:
         ip("-n", net.h, "rule", "del", "fwmark", "100", "table", "100")
 
