@@ -9,12 +9,13 @@
   (loopback, link-local, multicast): such a target is never reached through a device;
 - with a trailing ``!`` (strict): when it fails, the later entries are not tried.
 
-Fail closed, where GOST only logs a warning and dials anyway: SO_MARK refused (no
-CAP_NET_ADMIN nor CAP_NET_RAW), an unknown device, an address that is not ours, an unknown namespace fail the
-dial; nothing ever leaves from the default address instead.
+Fail closed, where GOST logs a warning and sends anyway: a refused SO_MARK or
+SO_BINDTODEVICE (no CAP_NET_ADMIN / CAP_NET_RAW), an unknown device, an address that is not
+ours, a namespace that cannot be entered fail the dial; nothing leaves from another address.
 
-Only dials that carry a :class:`SockOpts` come here: the common path (none set) stays
-``router.dial_tcp``'s plain socket.
+A target given as a name is resolved in the home namespace (gevent's resolver threads stay
+there); GOST resolves it inside the ``netns``. Only dials that carry a :class:`SockOpts` come
+here: the common path (none set) stays ``router.dial_tcp``'s plain socket.
 """
 import errno
 import ipaddress
@@ -100,6 +101,24 @@ class SockOpts:
                 raise OSError(exc.errno, f"so_mark {self.mark}: {exc.strerror}{hint}") from None
         return s
 
+    def _first(self, candidates, kind, none_fits):
+        """The first socket that works of ``(entry, family, dst_ip, finish)`` candidates: made,
+        marked, tied to the entry, then ``finish(sock)``; a strict entry's failure ends it."""
+        last = None
+        for entry, fam, dst, finish in candidates:
+            s = self.new_socket(fam, kind)
+            try:
+                if entry is not None:
+                    entry.apply(s, dst)
+                finish(s)
+                return s
+            except OSError as exc:
+                s.close()
+                last = exc
+                if entry is not None and entry.strict:
+                    raise
+        raise last if last is not None else OSError(errno.EAFNOSUPPORT, none_fits)
+
     def connect(self, host, port, kind=socket.SOCK_STREAM):
         """→ a socket connected to ``host:port`` from the first interface entry that works.
         Names are resolved here (in the home namespace: gevent's resolver threads stay there)."""
@@ -108,47 +127,20 @@ class SockOpts:
             targets = [(fam, (host, port))]
         else:
             targets = [(i[0], i[4]) for i in socket.getaddrinfo(host, port, 0, kind)]
-        last = None
-        for entry in self.entries or (None,):
-            for fam, sa in targets:
-                if entry is not None and not entry.fits(fam):
-                    continue
-                s = self.new_socket(fam, kind)
-                try:
-                    if entry is not None:
-                        entry.apply(s, sa[0])
-                    s.connect(sa)
-                    return s
-                except OSError as exc:
-                    s.close()
-                    last = exc
-                    if entry is not None and entry.strict:
-                        raise
-        if last is None:
-            raise OSError(errno.EAFNOSUPPORT, f"interface {self.interface}: no entry of the address family of {host}")
-        raise last
+        return self._first(((e, fam, sa[0], lambda s, sa=sa: s.connect(sa))
+                            for e in self.entries or (None,) for fam, sa in targets if e is None or e.fits(fam)),
+                           kind, f"interface {self.interface}: no entry of the address family of {host}")
 
     def packet_socket(self):
         """An unconnected UDP socket (a direct UDP association) from the first entry that
-        binds; dual-stack unless the entry is an IPv4 address."""
-        last = None
-        for entry in self.entries or (None,):
-            fam = entry.family if entry is not None and entry.family else socket.AF_INET6
-            s = self.new_socket(fam, socket.SOCK_DGRAM)
-            try:
-                if fam == socket.AF_INET6:
-                    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-                if entry is not None:
-                    entry.apply(s, None)
-                if entry is None or entry.family is None:
-                    s.bind(("::", 0))
-                return s
-            except OSError as exc:
-                s.close()
-                last = exc
-                if entry is not None and entry.strict:
-                    raise
-        raise last
+        binds; dual-stack unless the entry is an IP address."""
+        def dual_stack(s):
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind(("::", 0))
+
+        return self._first(((e, e.family if e is not None and e.family else socket.AF_INET6, None,
+                             dual_stack if e is None or e.family is None else lambda s: None)
+                            for e in self.entries or (None,)), socket.SOCK_DGRAM, "no usable interface")
 
     # --- start-up check -------------------------------------------------------------------
     def problems(self):

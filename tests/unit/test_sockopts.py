@@ -134,3 +134,20 @@ def test_service_settings_reach_its_router():
     with pytest.raises(ConfigError, match=r"services\[0\]\.metadata\.netns\.out: network namespace"):
         build_service({"name": "s", "addr": "127.0.0.1:0", "metadata": {"netns.out": "gostg-t-none"},
                        "handler": {"type": "http"}}, "services[0]", None, log)
+
+
+def test_packet_socket_source():
+    """A direct UDP association: an IP entry binds it; a name leaves it dual-stack on the device."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5)
+    try:
+        for so, src in ((SockOpts.of("192.0.2.1,127.0.0.2"), "127.0.0.2"), (SockOpts.of("lo"), "127.0.0.1")):
+            s = so.packet_socket()
+            try:
+                s.sendto(b"x", ("127.0.0.1" if s.family == socket.AF_INET else "::ffff:127.0.0.1", rx.getsockname()[1]))
+                assert rx.recvfrom(16)[1][0] == src
+            finally:
+                s.close()
+    finally:
+        rx.close()
