@@ -296,6 +296,25 @@ def test_netns_socks5_udp_relay_socket_in_listening_namespace(net):
         t.join(timeout=5)
 
 
+def test_inside_keeps_other_greenlets_in_the_home_namespace(net):
+    """netns.inside rule 3: even a greenlet switch inside the window (which rule 1 forbids)
+    cannot run another greenlet in the target namespace, and ours resumes inside it."""
+    import gevent
+
+    def here():
+        return os.stat("/proc/thread-self/ns/net").st_ino
+
+    home, target = here(), os.stat(netns.path_of(net.ns1)).st_ino
+    seen = []
+    g = gevent.spawn(lambda: seen.append(here()))
+    with netns.inside(net.ns1):
+        assert here() == target
+        gevent.sleep(0)
+        assert here() == target
+    g.join(timeout=5)
+    assert seen == [home] and here() == home
+
+
 # --- fail closed ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, text", [
