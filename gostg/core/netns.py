@@ -52,8 +52,10 @@ def path_of(name):
 
 
 def _open(name):
+    # O_NONBLOCK: a FIFO or device named by mistake (the value may come from the Web API)
+    # must not block the one thread every greenlet runs on; setns then says EINVAL
     try:
-        return os.open(path_of(name), os.O_RDONLY | os.O_CLOEXEC)
+        return os.open(path_of(name), os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except FileNotFoundError:
         raise OSError(errno.ENOENT, f"network namespace {name!r} not found ({path_of(name)} does not exist)") from None
     except OSError as exc:

@@ -151,3 +151,13 @@ def test_packet_socket_source():
                 s.close()
     finally:
         rx.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="entering a namespace needs root")
+def test_netns_that_is_not_one(tmp_path):
+    """A FIFO or plain file named as a namespace: a clear error, never a blocked process."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for p in (str(fifo), "/etc/hostname"):
+        with pytest.raises(OSError, match="not a network namespace"):
+            netns.check(p)
