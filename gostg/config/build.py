@@ -127,7 +127,10 @@ def _egress(o, md, path, netns_key="netns", netns_field=False, inherit=("", 0, "
 def _sockopts(values, path, netns_key, log=None, **fields):
     """SockOpts (or None) checked now: an unknown namespace, a refused SO_MARK or an interface
     list none of whose entries exists is an error at ``path.metadata.<key>``."""
-    so = SockOpts.of(*values)
+    try:
+        so = SockOpts.of(*values)
+    except ValueError as exc:   # a NUL in an address
+        raise ConfigError(f"{path}.metadata.interface", f"bad interface {values[0]!r}: {exc}") from None
     if so is None:
         return None
     errors, warnings = so.problems()

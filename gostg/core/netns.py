@@ -60,6 +60,8 @@ def _open(name):
         raise OSError(errno.ENOENT, f"network namespace {name!r} not found ({path_of(name)} does not exist)") from None
     except OSError as exc:
         raise OSError(exc.errno, f"network namespace {name!r}: {exc.strerror}") from None
+    except ValueError:   # a NUL in it
+        raise OSError(errno.EINVAL, f"network namespace {name!r}: not a name or path") from None
 
 
 def _home_fd():

@@ -167,10 +167,11 @@ class SockOpts:
                         probe.bind((entry.value, 0))
                     finally:
                         probe.close()
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 what = "no such network interface" if entry.family is None else "not an address of this host"
                 where = f" in network namespace {self.netns!r}" if self.netns else ""
-                bad.append(("interface", f"interface {entry.value!r}: {what}{where} ({exc.strerror or exc})"))
+                bad.append(("interface", f"interface {entry.value!r}: {what}{where} "
+                                         f"({getattr(exc, 'strerror', None) or exc})"))
         if bad and len(bad) == len(self.entries):
             return bad, []
         return [], bad

@@ -161,3 +161,14 @@ def test_netns_that_is_not_one(tmp_path):
     for p in (str(fifo), "/etc/hostname"):
         with pytest.raises(OSError, match="not a network namespace"):
             netns.check(p)
+
+
+def test_garbage_values_are_config_errors():
+    """API input may be anything: a NUL in a value is a clear error, not an exception."""
+    log = __import__("structlog").get_logger()
+    for md, key in (({"interface": "eth\x000"}, "interface"), ({"netns.out": "n\x00s"}, "netns.out"),
+                    ({"netns": "n\x00s"}, "netns")):   # a bad so_mark is a validate() error
+        with pytest.raises(ConfigError) as e:
+            build_service({"name": "s", "addr": "127.0.0.1:0", "metadata": md, "handler": {"type": "http"}},
+                          "services[0]", None, log)
+        assert e.value.path == f"services[0].metadata.{key}", (md, e.value)
