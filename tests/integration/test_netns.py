@@ -320,13 +320,11 @@ def test_inside_keeps_other_greenlets_in_the_home_namespace(net):
 @pytest.mark.parametrize("args, text", [
     (["-L", "tcp://:8000/10.0.1.1:8000?netns=gostg-t-none"],
      "services[0].metadata.netns: network namespace 'gostg-t-none' not found"),
-    (["-L", "tcp://:8000/10.0.1.1:8000?netns.out=gostg-t-none"],
-     "services[0].metadata.netns.out: network namespace 'gostg-t-none' not found"),
-    (["-L", "http://:8080?interface=veth9"], "services[0].metadata.interface: interface 'veth9': no such network"),
     (["-L", ":8080", "-F", "http://10.0.1.1:8000?interface=10.9.9.9"],
      "chains[0].hops[0].nodes[0].metadata.interface: interface '10.9.9.9': not an address of this host"),
 ])
 def test_bad_settings_stop_startup(net, args, text):
+    """(netns.out and a service's interface: the same checks, in tests/unit/test_sockopts.py)"""
     r = run_gostg(*args, prefix=("ip", "netns", "exec", net.h))
     assert r.returncode == 1 and text in r.stderr, r.stderr[-1500:]
 
