@@ -5,6 +5,7 @@ config (or one replacement object) and only then swap it in.
 """
 from ..policy.auth import Auther, AutherGroup, SkipAuth, first_credentials
 from ..core.chain import Chain, Hop, Node
+from ..core.probe import ProbeConfig
 from ..dns.hosts import Hosts, mapping_lines
 from ..dns.resolver import Nameserver, Resolver
 from ..errors import ConfigError, GostgError
@@ -94,7 +95,8 @@ def build_selector(o, path, md=None):
     except (TypeError, ValueError):
         raise ConfigError(f"{path}.selector.maxFails", "must be an integer") from None
     fail_timeout = parse_duration(sel.get("failTimeout"), f"{path}.selector.failTimeout") or Selector.DEFAULT_FAIL_TIMEOUT
-    return Selector(strategy, max_fails, fail_timeout, hash_host=bool(md and md.str("hash") == "host"))
+    return Selector(strategy, max_fails, fail_timeout, hash_host=bool(md and md.str("hash") == "host"),
+                    max_latency=parse_duration(sel.get("maxLatency"), f"{path}.selector.maxLatency"))
 
 
 def _spec(kind, o, default):
@@ -148,7 +150,7 @@ def build_node(o, path, registries, inherit=("", 0, "")):
     c, d = _map(o, "connector", path), _map(o, "dialer", path)
     ccls = _type(connectors, c, cpath, "http")
     dcls = _type(dialers, d, dpath, "tcp")
-    if not addr:
+    if not addr and not getattr(ccls, "direct", False):   # a direct node needs no server
         raise ConfigError(f"{path}.addr", "is required")
     try:
         connector = ccls(Metadata(_map(c, "metadata", cpath), _spec("connector", c, "http")), _auth(c, cpath))
@@ -165,10 +167,13 @@ def build_node(o, path, registries, inherit=("", 0, "")):
                                 getattr(registries, "log", None), node=addr)
     if dialer.sockopts is not None and not dcls.applies_sockopts:
         raise ConfigError(f"{dpath}.type", f"dialer type {_str(d, 'type', dpath)!r} cannot apply interface, "
-                                           "so_mark or netns yet (tcp, tls, ws, mux, http2, h2 and udp can)")
-    return Node(o["name"] if o.get("name") else addr, addr, connector, dialer, md,
+                                           "so_mark or netns yet (tcp, tls, ws, mux, http2, h2, udp and direct can)")
+    node = Node(o["name"] if o.get("name") else (addr or _str(c, "type", cpath)), addr, connector, dialer, md,
                 bypass=_bypass_group(o, path, registries),
                 hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
+    if o.get("probe"):
+        node.probe = ProbeConfig.parse(_map(o, "probe", path), f"{path}.probe", parse_duration)
+    return node
 
 
 def build_hop(o, path, registries):
@@ -359,6 +364,19 @@ def _auther(part, path, registries, md=None):
     return auther
 
 
+def _handler_md(h, hpath):
+    """The handler's metadata; ``handler.dns`` (where GOST's dns reference page puts the
+    upstreams) becomes ``metadata.dns`` of a dns handler, and is an error on any other."""
+    m = _map(h, "metadata", hpath)
+    if h.get("dns") is None:
+        return m
+    if _str(h, "type", hpath) != "dns":
+        raise ConfigError(f"{hpath}.dns", "only the dns handler has upstreams")
+    if any(str(k).lower() == "dns" for k in m):
+        raise ConfigError(f"{hpath}.dns", "set either handler.dns or handler.metadata.dns, not both")
+    return {**m, "dns": _strlist(h, "dns", hpath)}
+
+
 def build_service(o, path, registries, log):
     """→ a Service, not yet bound (see ``bind_service``) nor serving."""
     o = schema.normalize(o, schema.SERVICE)
@@ -367,7 +385,7 @@ def build_service(o, path, registries, log):
     hcls = _type(handlers, h, hpath, "auto")
     lcls = _type(listeners, lst, lpath, "tcp")
     md = Metadata(_map(o, "metadata", path), schema.component_md("service", ""))
-    hmd = Metadata(_map(h, "metadata", hpath), _spec("handler", h, "auto"))
+    hmd = Metadata(_handler_md(h, hpath), _spec("handler", h, "auto"))
     for k in ("preUp", "postUp", "preDown", "postDown"):
         v = md.raw(k)
         if v is not None and not isinstance(v, (list, str)):
@@ -395,7 +413,8 @@ def build_service(o, path, registries, log):
     try:
         handler = hcls(hmd, options)
     except ConfigError as exc:
-        raise ConfigError(f"{hpath}.{exc.path}", exc.msg) from None
+        # the dns handler checks its forwarder's nodes: a path of the service, not the handler
+        raise ConfigError(f"{path if exc.path.startswith('forwarder.') else hpath}.{exc.path}", exc.msg) from None
     admission = AdmissionGroup.of([_str(o, "admission", path)] + _strlist(o, "admissions", path), registries)
     try:
         listener = lcls(_str(o, "addr", path), Metadata(_map(lst, "metadata", lpath), _spec("listener", lst, "tcp")),

@@ -65,9 +65,12 @@ TLS = keys(Key("certFile"), Key("keyFile"), Key("caFile"), Key("secure", BOOL), 
            unbuilt("rejectUnknownSNI", BOOL, "tutorials/tls/", "rejecting TLS handshakes with an unknown SNI"),
            unbuilt("serverNames", STRLIST, "tutorials/tls/", "the allowed-SNI list of rejectUnknownSNI"),
            Key("validity", DURATION), Key("commonName"), Key("organization"))
-SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand", "random", "fifo", "ha", "hash"),
-                    docs="concepts/selector/", unbuilt_choices=("parallel", "lowestlatency")),
-                Key("maxFails", INT, default=1), Key("failTimeout", DURATION, default="10s"))
+SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand", "random", "fifo", "ha", "hash",
+                                                           "parallel", "lowestlatency", "lowest", "ll"),
+                    docs="concepts/selector/"),
+                Key("maxFails", INT, default=1), Key("failTimeout", DURATION, default="10s"),
+                Key("maxLatency", DURATION, docs="tutorials/probe/",
+                    meaning="nodes whose last probe failed or took longer are not selected"))
 FILE_LOADER = keys(Key("path", required=True))
 REDIS_LOADER = keys(Key("addr"), Key("db", INT), Key("password"), Key("key"), Key("type"))
 HTTP_LOADER = keys(Key("url"), Key("timeout", DURATION))
@@ -100,11 +103,23 @@ CHAIN_GROUP = keys(Key("chains", STRLIST), Key("selector", MAP, fields=SELECTOR)
 HTTP_NODE = keys(Key("host"), Key("header", MAP))
 TLS_NODE = keys(Key("serverName"), Key("secure", BOOL), Key("options", MAP, fields=TLS_OPTIONS))
 
+PROBE = keys(
+    Key("type", default="tcp", choices=("tcp", "http", "cmd"), docs="tutorials/probe/"),
+    Key("addr", meaning="reached through the node (tcp, http probes)"),
+    Key("interval", DURATION, default="30s"), Key("timeout", DURATION, default="10s"),
+    Key("httpPath", default="/"), Key("httpHost"), Key("httpHeaders", MAP), Key("expectedStatus", INT, default=200),
+    Key("command", meaning="sh -c command on this host (cmd probes)"))
+#: connector types whose node has no server, so no ``addr`` (GOST's virtual node)
+ADDRLESS_CONNECTORS = ("direct", "virtual")
+
 HANDLER = keys(
     Key("type", default="auto"), Key("retries", INT), Key("chain", meaning="ref:chains"),
     unbuilt("chainGroup", MAP, "concepts/chain/", "chain groups", fields=CHAIN_GROUP),
     Key("auther", meaning="ref:authers"), Key("authers", STRLIST, meaning="ref:authers"),
     Key("auth", MAP, fields=AUTH), Key("tls", MAP, fields=TLS),
+    Key("dns", STRLIST, docs="reference/handlers/dns/",
+        meaning="the dns handler's upstreams, where GOST's reference page puts them (GOST itself reads only "
+                "metadata.dns and ignores this); gostg reads it as metadata.dns"),
     unbuilt("limiter", STR, "concepts/limiter/", "handler-level traffic limiter"),
     unbuilt("observer", STR, "concepts/observer/", "observer", observe=True),
     Key("metadata", MAP, meaning="metadata:handler"))
@@ -124,6 +139,8 @@ FORWARD_NODE = keys(
     unbuilt("tls", MAP, "concepts/forwarder/", "TLS to forwarder nodes", fields=TLS_NODE),
     unbuilt("auth", MAP, "concepts/forwarder/", "forwarder node auth", fields=AUTH),
     unbuilt("filter", MAP, "concepts/forwarder/", "forwarder node filters (host, protocol, path)"),
+    unbuilt("probe", MAP, "tutorials/probe/", "probes of forwarder targets (a failed connection marks one)",
+            fields=PROBE),
     Key("metadata", MAP, meaning="metadata:node"))
 FORWARDER = keys(Key("name"), Key("selector", MAP, fields=SELECTOR),
                  Key("nodes", LIST, item=FORWARD_NODE),
@@ -156,7 +173,7 @@ SERVICE = named(
     Key("status", ANY, status=IGNORED, meaning="read-only status written by the Web API"))
 
 NODE = named(
-    Key("addr", required=True), Key("network"),
+    Key("addr", meaning="required, except for a direct/virtual node"), Key("network"),
     Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
     Key("resolver", meaning="ref:resolvers"), Key("hosts", meaning="ref:hosts"),
     unbuilt("host", STR, "concepts/chain/", "node host matching"),
@@ -174,8 +191,7 @@ NODE = named(
     unbuilt("auth", MAP, "concepts/chain/", "node-level auth", fields=AUTH),
     unbuilt("matcher", MAP, "concepts/chain/", "node matchers"),
     unbuilt("filter", MAP, "concepts/chain/", "node filters (host, protocol, path)"),
-    unbuilt("probe", MAP, "tutorials/probe/", "active node health probes (gostg marks a node down only when real "
-                                             "connections to it fail)", observe=True),
+    Key("probe", MAP, fields=PROBE, docs="tutorials/probe/", meaning="health and latency checks of the node"),
     Key("metadata", MAP, meaning="metadata:node"))
 # ``name`` is optional on a node: its address names it
 NODE["name"] = Key("name")
@@ -337,6 +353,16 @@ MD_RELAY_HANDLER = md(Key("bind", BOOL), Key("udp", BOOL),
                       _tune("udpBufferSize", "reference/handlers/relay/", "UDP buffer size", INT))
 MD_SS_HANDLER = md(Key("key"), _tune("udpBufferSize", "reference/handlers/ss/", "UDP buffer size", INT))
 MD_API_HANDLER = md(Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)))
+MD_DNS_HANDLER = md(
+    Key("readTimeout", DURATION, default="15s"),
+    Key("dns", STRLIST, default="udp://127.0.0.1:53", docs="reference/handlers/dns/",
+        meaning="upstream nameservers [udp|tcp|tls|https://]host[:port][/path]; without them: the forwarder's "
+                "nodes, else /etc/resolv.conf, else udp://127.0.0.1:53"),
+    Key("ttl", DURATION, meaning="cache time: > 0 overrides record TTLs, 0 keeps them, < 0 turns the cache off"),
+    Key("timeout", DURATION, default="5s", meaning="one upstream exchange, connect included"),
+    Key("clientIP", meaning="EDNS Client Subnet address sent upstream"),
+    Key("bufferSize", INT, default=4096, meaning="largest query accepted"),
+    Key("async", BOOL, meaning="serve an expired cache entry and refresh it in the background"))
 MD_FORWARD_HANDLER = md(_ub("sniffing", "tutorials/sniffing/", "traffic sniffing", BOOL))
 
 MD_LISTENER_BASE = md(Key("backlog", INT, default=128),
@@ -368,6 +394,12 @@ MD_UDP_LISTENER = md(
     Key("readQueueSize", INT, default=128, aliases=("recvQueueSize",)), Key("backlog", INT, default=128))
 MD_H2_LISTENER = md(Key("path"), Key("backlog", INT, default=128), Key("handshakeTimeout", DURATION),
                     Key("header", MAP))
+MD_DNS_LISTENER = md(
+    Key("mode", default="udp", choices=("udp", "tcp", "tls", "https"), docs="reference/listeners/dns/"),
+    Key("backlog", INT, default=128),
+    Key("readBufferSize", INT, default=65535, meaning="largest UDP query read (GOST: 512)"),
+    Key("readTimeout", DURATION, default="2s"), Key("writeTimeout", DURATION, default="2s"),
+    _tune("mptcp", "reference/listeners/tcp/", "Multipath TCP", BOOL))
 MD_REMOTE_LISTENER = md(Key("backlog", INT, default=128))
 
 MD_CONNECTOR_BASE = md(_tune("connectTimeout", "reference/connectors/masque/", "connector timeout", DURATION))
@@ -381,6 +413,7 @@ MD_SOCKS5_CONNECTOR = md(Key("relay", choices=("", "udp")),
 MD_RELAY_CONNECTOR = md(Key("nodelay", BOOL, aliases=("noDelay",)))
 MD_SS_CONNECTOR = md(Key("key"), Key("nodelay", BOOL, aliases=("noDelay",)))
 MD_SNI_CONNECTOR = md(Key("host"))
+MD_DIRECT_CONNECTOR = md(Key("action", choices=("", "reject"), meaning="reject: refuse every connection"))
 
 MD_WS_DIALER = md(Key("path", default="/ws", aliases=("ws.path",)), Key("host", aliases=("ws.host",)),
                   Key("header", MAP, aliases=("ws.header",)), Key("keepalive", BOOL, aliases=("ws.keepalive",)),
@@ -422,6 +455,7 @@ COMPONENT_MD = {
     ("handler", "ss"): (MD_HANDLER_BASE, MD_HASH, MD_SS_HANDLER),
     ("handler", "sni"): (MD_HANDLER_BASE, MD_HASH),
     ("handler", "api"): (MD_HANDLER_BASE, MD_API_HANDLER),
+    ("handler", "dns"): (MD_DNS_HANDLER,),
     ("listener", "tcp"): (MD_LISTENER_BASE,),
     ("listener", "tls"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),
     ("listener", "ws"): (MD_LISTENER_BASE, MD_WS, MD_SNI_FILTER),
@@ -429,6 +463,7 @@ COMPONENT_MD = {
     ("listener", "http2"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),
     ("listener", "h2"): (MD_LISTENER_BASE, MD_H2_LISTENER, MD_SNI_FILTER),
     ("listener", "udp"): (MD_UDP_LISTENER,),
+    ("listener", "dns"): (MD_DNS_LISTENER, MD_TLS_LISTENER, MD_SNI_FILTER),
     ("listener", "remote"): (MD_REMOTE_LISTENER, MD_MUX, MD_UDP_LISTENER),
     ("connector", "base"): (MD_CONNECTOR_BASE,),
     ("connector", "http"): (MD_CONNECTOR_BASE, MD_HTTP_CONNECTOR),
@@ -437,6 +472,8 @@ COMPONENT_MD = {
     ("connector", "relay"): (MD_CONNECTOR_BASE, MD_RELAY_CONNECTOR, MD_MUX),
     ("connector", "ss"): (MD_CONNECTOR_BASE, MD_SS_CONNECTOR),
     ("connector", "sni"): (MD_CONNECTOR_BASE, MD_SNI_CONNECTOR),
+    ("connector", "direct"): (MD_DIRECT_CONNECTOR,),
+    ("dialer", "direct"): (),
     ("dialer", "tcp"): (),
     ("dialer", "tls"): (MD_TLS_DIALER,),
     ("dialer", "ws"): (MD_WS_DIALER,),
@@ -457,8 +494,8 @@ FAMILY = {
     "listener": {"wss": "ws", "mtls": "mux", "mws": "mux", "mwss": "mux", "h2c": "h2", "rtcp": "remote",
                  "rudp": "remote"},
     "connector": {"socks": "socks5", "socks4a": "base", "forward": "base", "tcp": "base", "socks4": "base",
-                  "ssu": "ss"},
-    "dialer": {"wss": "ws", "mtls": "mux", "mws": "mux", "mwss": "mux", "h2c": "h2"},
+                  "ssu": "ss", "virtual": "direct"},
+    "dialer": {"wss": "ws", "mtls": "mux", "mws": "mux", "mwss": "mux", "h2c": "h2", "virtual": "direct"},
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -285,6 +285,8 @@ class _Walker:
         if not isinstance(n, dict):
             return None
         (_, ct), (_, dt) = self.parts(n, path, ("connector", "http"), ("dialer", "tcp"))
+        if ct not in S.ADDRLESS_CONNECTORS and _get(n, S.NODE["addr"]) in (None, ""):
+            self.add(ERROR, f"{path}.addr", "is required")
         return (ct, dt) if ct and dt else None
 
     def parts(self, o, path, *kinds):
@@ -373,7 +375,7 @@ def validate(cfg):
             if name is not None and not isinstance(name, (str, dict, list)):   # shapes: the walk said so
                 # a name is a key of the model (and of the Web API's paths): a string, as GOST's
                 w.add(ERROR, f"{path}.name", f"must be a string, not {_tname(name)}")
-            elif name:
+            elif isinstance(name, str) and name:
                 if name in seen:
                     w.add(ERROR, f"{path}.name", f"duplicate name {name!r}")
                 seen.add(name)

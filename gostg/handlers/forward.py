@@ -1,4 +1,5 @@
 from ..errors import DialError
+from ..core.race import Race, first
 from ..core.registry import handlers
 from .base import Handler
 
@@ -20,24 +21,44 @@ class ForwardHandler(Handler):
         tried = set()
         last = None
         for _ in range(len(hop.nodes)):
-            node = hop.select(ctx, "")
+            try:
+                node = hop.select(ctx, "")
+            except DialError as exc:   # the selector's maxLatency left no target
+                last = exc
+                break
+            if isinstance(node, Race):   # selector parallel: the untried targets, at once
+                node = Race([n for n in node.nodes if n.name not in tried]) if any(
+                    n.name not in tried for n in node.nodes) else None
             if node is None or node.name in tried:
                 # the selector keeps offering a node already tried: pick an untried one
                 node = next((n for n in hop.nodes if n.name not in tried), None)
                 if node is None:
                     break
-            tried.add(node.name)
+            tried.update(n.name for n in getattr(node, "nodes", [node]))
             ctx.target = node.addr
             network = "udp" if getattr(conn, "is_packet", False) else "tcp"
             try:
-                upstream = self.router.dial(network, node.addr, ctx)
+                node, upstream = self._dial(node, network, ctx)
             except DialError as exc:
-                node.marker.mark()
                 last = exc
                 ctx.log.warning(f"forward: target {node.name}@{node.addr} failed: {exc}", dst=node.addr)
                 continue
-            node.marker.reset()
+            ctx.target = node.addr
             if network == "udp":
                 return self.relay_udp(conn, upstream, ctx, node.addr, target=node.addr)
             return self.relay(conn, upstream, ctx, node.addr)
         ctx.log.error(f"forward: no target reachable: {last}", dst=ctx.target)
+
+    def _dial(self, node, network, ctx):
+        """→ (target node, upstream conn); a failed target is marked, a reached one reset. A
+        :class:`Race` dials each of its targets at once and keeps the first to connect."""
+        if isinstance(node, Race):
+            return first([lambda n=n: self._dial(n, network, ctx) for n in node.nodes],
+                         lambda won: won[1].close(), node=node)[1]
+        try:
+            upstream = self.router.dial(network, node.addr, ctx)
+        except DialError:
+            node.marker.mark()
+            raise
+        node.marker.reset()
+        return node, upstream

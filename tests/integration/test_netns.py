@@ -208,6 +208,27 @@ chains:
         assert len(wait_log(proxy, r'"remote": "10\.0\.2\.11:\d+", "local"[^}]*"msg": "[^"]*<->', count=2)) == 2
 
 
+def test_multi_homed_direct_connection_mode(net, tmp_path):
+    """The docs' "Direct Connection Mode": virtual nodes, one per interface, balance the
+    service's direct connections over both links (round robin: each one once)."""
+    cfg = tmp_path / "gost.yaml"
+    cfg.write_text("""
+services:
+- {name: service-0, addr: ":8080", handler: {type: auto, chain: chain-0}, listener: {type: tcp}}
+chains:
+- name: chain-0
+  hops:
+  - name: hop-0
+    nodes:
+    - {name: node-0, addr: ":0", interface: veth2, connector: {type: virtual}, dialer: {type: virtual}}
+    - {name: node-1, addr: ":0", interface: veth4, connector: {type: virtual}, dialer: {type: virtual}}
+""")
+    with Who(net.ns2, "10.0.1.1", 8000), net.gost("-C", cfg) as g:
+        wait_in(net.h, "127.0.0.1", 8080, g)
+        seen = {net.curl(net.h, "http://10.0.1.1:8000/", "-x", "http://127.0.0.1:8080")[1] for _ in range(2)}
+        assert seen == {"10.0.1.11", "10.0.2.11"}, g.log_text()[-1500:]
+
+
 def test_so_mark_routes_by_fwmark(net):
     """``so_mark`` (service and -F hop): an ``ip rule fwmark`` sends marked sockets out of
     veth4, so the origin sees veth4's address; unmarked traffic keeps the main table."""
