@@ -18,6 +18,8 @@ from ..policy import limiter as _limiter
 from .. import builtins  # noqa: F401  (registers GOST's type names)
 from ..core.registry import connectors, dialers, handlers, listeners
 from ..core.router import Router
+from ..core import netns
+from ..core.sockopts import SockOpts
 from ..core.selector import STRATEGIES, Selector
 from ..core.service import Service
 from ..transport.proxyproto import Receiver, version_of
@@ -110,7 +112,40 @@ def _type(reg, o, path, default):
     return cls
 
 
-def build_node(o, path, registries):
+def _egress(o, md, path, netns_key="netns", netns_field=False, inherit=("", 0, "")):
+    """→ (interface, so_mark, netns) of a service, hop or node: the metadata key when present,
+    else GOST's deprecated ``interface`` / ``sockopts.mark`` / ``netns`` field, else
+    ``inherit`` (a node takes its hop's). A service's outgoing namespace is ``netns.out``."""
+    mark = _map(o, "sockopts", path).get("mark")
+    try:
+        mark = int(mark or 0)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}.sockopts.mark", "must be an integer") from None
+    field_ns = _str(o, "netns", path) if netns_field else ""
+    return (md.str("interface") if md.raw("interface") is not None else _str(o, "interface", path) or inherit[0],
+            md.int("so_mark") if md.raw("so_mark") is not None else mark or inherit[1],
+            md.str(netns_key) if md.raw(netns_key) is not None else field_ns or inherit[2])
+
+
+def _sockopts(values, path, netns_key, log=None, **fields):
+    """SockOpts (or None) checked now: an unknown namespace, a refused SO_MARK or an interface
+    list none of whose entries exists is an error at ``path.metadata.<key>``."""
+    try:
+        so = SockOpts.of(*values)
+    except ValueError as exc:   # a NUL in an address
+        raise ConfigError(f"{path}.metadata.interface", f"bad interface {values[0]!r}: {exc}") from None
+    if so is None:
+        return None
+    errors, warnings = so.problems()
+    for key, text in errors:
+        raise ConfigError(f"{path}.metadata.{netns_key if key == 'netns' else key}", text)
+    for _, text in warnings:
+        if log is not None:
+            log.warning(f"{path}: {text}", **fields)
+    return so
+
+
+def build_node(o, path, registries, inherit=("", 0, "")):
     addr = _str(o, "addr", path)
     cpath, dpath = f"{path}.connector", f"{path}.dialer"
     c, d = _map(o, "connector", path), _map(o, "dialer", path)
@@ -128,9 +163,14 @@ def build_node(o, path, registries):
     except ConfigError as exc:
         raise ConfigError(f"{dpath}.{exc.path}", exc.msg) from None
     dialer.node_addr = addr
+    md = Metadata(_map(o, "metadata", path), schema.component_md("node", ""))
+    dialer.sockopts = _sockopts(_egress(o, md, path, netns_field=True, inherit=inherit), path, "netns",
+                                getattr(registries, "log", None), node=addr)
+    if dialer.sockopts is not None and not dcls.applies_sockopts:
+        raise ConfigError(f"{dpath}.type", f"dialer type {_str(d, 'type', dpath)!r} cannot apply interface, "
+                                           "so_mark or netns yet (tcp, tls, ws, mux, http2, h2, udp and direct can)")
     try:
-        node = Node(o["name"] if o.get("name") else (addr or _str(c, "type", cpath)), addr, connector, dialer,
-                    Metadata(_map(o, "metadata", path), schema.component_md("node", "")),
+        node = Node(o["name"] if o.get("name") else (addr or _str(c, "type", cpath)), addr, connector, dialer, md,
                     bypass=_bypass_group(o, path, registries),
                     hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
     except ConfigError as exc:
@@ -142,8 +182,9 @@ def build_node(o, path, registries):
 
 def build_hop(o, path, registries):
     name = _str(o, "name", path)
-    built = [build_node(n, np, registries) for n, np in _maps(o, "nodes", path)]
     hop_md = Metadata(_map(o, "metadata", path), schema.component_md("hop", ""))
+    inherit = _egress(o, hop_md, path)
+    built = [build_node(n, np, registries, inherit) for n, np in _maps(o, "nodes", path)]
     return Hop(name, built, build_selector(o, path, hop_md),
                bypass=_bypass_group(o, path, registries), registries=registries,
                hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None,
@@ -386,14 +427,22 @@ def build_service(o, path, registries, log):
     if not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"{hpath}.retries", "must be a non-negative integer")
     chain = None if md.bool("ignoreChain") else (_str(h, "chain", hpath) or None)
+    sockopts = _sockopts(_egress(o, md, path, "netns.out"), path, "netns.out", log, service=o["name"])
+    listen_ns = md.str("netns")
+    if listen_ns:
+        try:
+            netns.check(listen_ns)
+        except OSError as exc:
+            raise ConfigError(f"{path}.metadata.netns", exc.strerror or str(exc)) from None
     router = Router(registries, chain=chain, resolver=_str(o, "resolver", path) or None,
                     hosts=_str(o, "hosts", path) or None, bypass=_bypass_group(o, path, registries),
-                    retries=retries, dial_timeout=md.duration("dialTimeout", default=Router.DEFAULT_DIAL_TIMEOUT))
+                    retries=retries, dial_timeout=md.duration("dialTimeout", default=Router.DEFAULT_DIAL_TIMEOUT),
+                    sockopts=sockopts)
     forwarder = None
     if o.get("forwarder") is not None:
         forwarder = build_forwarder(_map(o, "forwarder", path), f"{path}.forwarder", registries)
     options = Options(router, _auther(h, hpath, registries, hmd), forwarder, o["name"], registries,
-                      auth=_auth(h, hpath))
+                      auth=_auth(h, hpath), netns=listen_ns)
     try:
         handler = hcls(hmd, options)
     except ConfigError as exc:
@@ -407,6 +456,7 @@ def build_service(o, path, registries, log):
     except ConfigError as exc:
         raise ConfigError(f"{lpath}.{exc.path}", exc.msg) from None
     listener.chain, listener.registries = _str(lst, "chain", lpath) or None, registries
+    listener.netns = listen_ns
     if any(lst.get(k) for k in ("auth", "auther", "authers")):
         # GOST reads listener auth only in its ssh listeners; saying so beats a silent no-op
         log.warning(f"{lpath}: listener auth is not used by listener type "
@@ -432,7 +482,8 @@ def build_service(o, path, registries, log):
 def bind_service(service, path):
     """Bind the service's listener; a port in use is a config error at ``path.addr``."""
     try:
-        service.listener.bind()
+        with netns.inside(service.listener.netns):   # the listening socket is made there
+            service.listener.bind()
     except ConfigError as exc:
         raise ConfigError(f"{path}.addr", exc.msg) from None
     except (GostgError, OSError, TypeError, ValueError, OverflowError) as exc:

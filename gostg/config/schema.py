@@ -153,8 +153,10 @@ DIALER = keys(Key("type", default="tcp"), Key("auth", MAP, fields=AUTH), Key("tl
 
 SERVICE = named(
     Key("addr", required=True, meaning="listen address"),
-    unbuilt("interface", STR, "tutorials/multi-homed/", "binding to a network interface"),
-    unbuilt("sockopts", MAP, "tutorials/multi-homed/", "socket options (SO_MARK)", fields=SOCKOPTS),
+    Key("interface", docs="tutorials/multi-homed/", meaning="outgoing interface or source address (GOST: deprecated "
+                                                            "for metadata.interface)"),
+    Key("sockopts", MAP, docs="tutorials/multi-homed/", fields=SOCKOPTS,
+        meaning="socket options: mark (SO_MARK; GOST: deprecated for metadata.so_mark)"),
     Key("admission", meaning="ref:admissions"), Key("admissions", STRLIST, meaning="ref:admissions"),
     Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
     Key("resolver", meaning="ref:resolvers"), Key("hosts", meaning="ref:hosts"),
@@ -177,8 +179,12 @@ NODE = named(
     unbuilt("host", STR, "concepts/chain/", "node host matching"),
     unbuilt("protocol", STR, "concepts/chain/", "node protocol matching"),
     unbuilt("path", STR, "concepts/chain/", "node path matching"),
-    unbuilt("interface", STR, "tutorials/multi-homed/", "binding to a network interface"),
-    unbuilt("sockopts", MAP, "tutorials/multi-homed/", "socket options (SO_MARK)", fields=SOCKOPTS),
+    Key("netns", docs="tutorials/netns/", meaning="network namespace of the node's dialer (GOST: deprecated for "
+                                                  "metadata.netns)"),
+    Key("interface", docs="tutorials/multi-homed/", meaning="outgoing interface or source address (GOST: deprecated "
+                                                            "for metadata.interface)"),
+    Key("sockopts", MAP, docs="tutorials/multi-homed/", fields=SOCKOPTS,
+        meaning="socket options: mark (SO_MARK; GOST: deprecated for metadata.so_mark)"),
     Key("connector", MAP, fields=CONNECTOR), Key("dialer", MAP, fields=DIALER),
     unbuilt("http", MAP, "concepts/chain/", "HTTP settings on chain nodes", fields=HTTP_NODE),
     unbuilt("tls", MAP, "concepts/chain/", "TLS settings on chain nodes", fields=TLS_NODE),
@@ -191,8 +197,10 @@ NODE = named(
 NODE["name"] = Key("name")
 
 HOP = named(
-    unbuilt("interface", STR, "tutorials/multi-homed/", "binding to a network interface"),
-    unbuilt("sockopts", MAP, "tutorials/multi-homed/", "socket options (SO_MARK)", fields=SOCKOPTS),
+    Key("interface", docs="tutorials/multi-homed/", meaning="outgoing interface or source address (GOST: deprecated "
+                                                            "for metadata.interface)"),
+    Key("sockopts", MAP, docs="tutorials/multi-homed/", fields=SOCKOPTS,
+        meaning="socket options: mark (SO_MARK; GOST: deprecated for metadata.so_mark)"),
     Key("selector", MAP, fields=SELECTOR),
     Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
     Key("resolver", meaning="ref:resolvers"), Key("hosts", meaning="ref:hosts"),
@@ -272,12 +280,22 @@ def _ub(name, docs, meaning, kind=STR, observe=False, aliases=()):
     return unbuilt(name, kind, docs, meaning, observe=observe, aliases=aliases)
 
 
+#: where outgoing sockets leave from (gostg.core.sockopts): a service's direct dials, a hop's or
+#: node's dialer; a node's own value wins over its hop's
+MD_EGRESS = md(
+    Key("interface", docs="tutorials/multi-homed/",
+        meaning="outgoing interface name or source IP; a comma list is tried in order, '!' marks an entry strict"),
+    Key("so_mark", INT, docs="tutorials/multi-homed/", meaning="SO_MARK on outgoing sockets (needs CAP_NET_ADMIN or CAP_NET_RAW)"))
+NODE_NETNS = Key("netns", docs="tutorials/netns/", meaning="network namespace the node's outgoing sockets are created in")
+
+
 MD_SERVICE = md(
     Key("preUp", STRLIST), Key("postUp", STRLIST), Key("preDown", STRLIST), Key("postDown", STRLIST),
     Key("ignoreChain", BOOL), Key("dialTimeout", DURATION, default="10s"),
-    _ub("interface", "tutorials/multi-homed/", "binding to a network interface"),
-    _ub("so_mark", "tutorials/multi-homed/", "SO_MARK on outgoing sockets", INT),
-    _ub("netns", "tutorials/netns/", "network namespaces"), _ub("netns.out", "tutorials/netns/", "network namespaces"),
+    *MD_EGRESS.values(),
+    Key("netns", docs="tutorials/netns/", meaning="network namespace the listener (and a SOCKS5 UDP relay or BIND "
+                                                  "socket) is created in"),
+    Key("netns.out", docs="tutorials/netns/", meaning="network namespace of the handler's direct dials"),
     Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
         meaning="1 or 2: read a PROXY protocol header (either version) from each client"),
     Key("proxyProtocol.trusted", STRLIST, docs="tutorials/proxy-protocol/",
@@ -427,16 +445,15 @@ MD_H2_DIALER = md(Key("host"), Key("path"), Key("header", MAP))
 MD_HTTP2_DIALER = md(Key("header", MAP))
 MD_TLS_DIALER = md(Key("handshakeTimeout", DURATION))
 
-MD_NODE = md(Key("backup", BOOL), Key("weight", INT, default=1),
+MD_NODE = md(*MD_EGRESS.values(), NODE_NETNS,
+             Key("backup", BOOL), Key("weight", INT, default=1),
              Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
                  meaning="1 or 2: send a PROXY protocol header to the node (default: its hop's)"),
              Key("maxFails", INT, aliases=("max_fails",)), Key("failTimeout", DURATION, aliases=("fail_timeout",)))
 MD_HOP = md(
     Key("hash", choices=("", "host")),
     # -F moves these to the hop (GOST's cmd.go); netns also reaches the node, connector and dialer
-    _ub("interface", "tutorials/multi-homed/", "binding to a network interface"),
-    _ub("so_mark", "tutorials/multi-homed/", "SO_MARK on outgoing sockets", INT),
-    _ub("netns", "tutorials/netns/", "network namespaces"),
+    *MD_EGRESS.values(), NODE_NETNS,
     Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
         meaning="1 or 2: send a PROXY protocol header to the hop's nodes"),
     # what the command line (-F) reads into the node's TLS and auth; GOST's query keys stay in
