@@ -461,26 +461,17 @@ def _ports_of(addr):
 def cli_config(argv):
     """gostg's own reading of a rewritten argv (every ``--`` group merged) → the config model,
     or None when it does not read."""
+    from gostg.cli import _scan
     from gostg.config.cmdline import from_args
-    from gostg.cli import UsageError, _scan
+    from gostg.process import split_groups
     merged = {}
-    groups, cur = [], []
-    for tok in argv:
-        if tok == "--":
-            groups.append(cur)
-            cur = []
-        else:
-            cur.append(tok)
-    groups.append(cur)
-    for g in groups:
-        try:
-            opts, errors = _scan(g)
-            if errors:
-                return None
-            cfg = from_args(opts["-L"], opts["-F"])
-        except (UsageError, ValueError, KeyError, TypeError, AttributeError, IndexError):
+    for g in split_groups(argv):
+        opts, errors = _scan(g)
+        if errors:
             return None
-        except Exception:   # a bad URL is gostg's ConfigError: the run will report it
+        try:
+            cfg = from_args(opts["-L"], opts["-F"])
+        except Exception:   # a URL gostg does not read (ConfigError …): the run will report it
             return None
         merged.setdefault("services", []).extend(cfg.get("services") or [])
         for top in ("--api", "--metrics"):
