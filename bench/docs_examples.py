@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -33,6 +34,8 @@ import gost_docs as gd  # noqa: E402
 
 CLASSES = ("starts", "warns", "refused", "crash", "skipped")
 POLL = 0.05
+#: set by SIGINT/SIGTERM: the running examples are stopped (by process group), no more start
+STOP = threading.Event()
 
 
 @dataclasses.dataclass
@@ -207,9 +210,9 @@ def launch(ex, opts, d):
             size, now = os.path.getsize(logpath), time.monotonic()
             if not ex.oneshot and (size != seen[0] or now - seen[1] > 1.0):
                 seen = (size, now)
-                if ex.expect <= listening() and (ex.expect or size):
+                if ex.expect <= listening() and (ex.expect or _started(logpath)):
                     break
-            if now > deadline:
+            if now > deadline or STOP.is_set():
                 timed_out = True
                 break
             time.sleep(POLL)
@@ -218,6 +221,13 @@ def launch(ex, opts, d):
         stop(p)
     with open(logpath, errors="replace") as f:
         return rc, timed_out, missing, f.read()
+
+
+def _started(logpath):
+    """With no port of its own to watch (an rtcp service binds on its node), the example is up
+    once gostg logs as a running service (a JSON line), not when it prints config errors."""
+    with open(logpath, errors="replace") as f:
+        return any(line.startswith("{") for line in f)
 
 
 def _json_lines(text):
@@ -243,6 +253,8 @@ def classify(rc, timed_out, missing, text, timeout, oneshot=False):
     warnings += ["gostg: config warning: " + r["msg"][len("config: "):] for r in records
                  if r.get("level") == "warning" and str(r.get("msg", "")).startswith("config")]
     errors = [ln for ln in lines if ln.startswith("gostg:") and "warning" not in ln.split(":", 2)[1]]
+    if errors and any(": config error:" in e for e in errors):
+        rc = 1 if rc is None else rc      # stopped while it was printing its errors, about to exit
     if oneshot and rc == 0:
         return ("warns", warnings[0], []) if warnings else ("starts", "", [])
     if rc is not None:
@@ -303,12 +315,15 @@ def run_all(by_page, opts):
                 todo[page].append(e)
     done = {}
     with concurrent.futures.ThreadPoolExecutor(opts.jobs) as pool:
-        futs = {pool.submit(lambda exs: [run_example(e, opts) for e in exs], exs): p for p, exs in todo.items()}
+        futs = {pool.submit(lambda exs: [run_example(e, opts) for e in exs if not STOP.is_set()], exs): p
+                for p, exs in todo.items()}
         for n, fut in enumerate(concurrent.futures.as_completed(futs), 1):
             done.update((r["id"], r) for r in fut.result())
             if opts.progress:
                 print(f"  [{n}/{len(futs)}] {futs[fut]}", file=sys.stderr, flush=True)
     results = []
+    if STOP.is_set():
+        return results
     for exs in by_page.values():
         for e in exs:
             rep = done[first[fingerprint(e, opts.work)]]
@@ -410,7 +425,8 @@ def git_rev():
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--docs", required=True, help="a go-gost/docs checkout (its en/docs/ is read)")
+    ap.add_argument("--docs", help="a go-gost/docs checkout (its en/docs/ is read)")
+    ap.add_argument("--from-json", metavar="FILE", help="report on a previous run's --json output, run nothing")
     ap.add_argument("--only", nargs="+", metavar="PAGE", help="pages under en/docs/: tutorials/dns.md, tutorials/protocols …")
     ap.add_argument("--feature", nargs="+", metavar="NAME", choices=sorted(gd.FEATURES),
                     help="only the examples of these issue-12 features (" + ", ".join(gd.FEATURES) + ")")
@@ -424,7 +440,12 @@ def main(argv=None):
     ap.add_argument("--list", action="store_true", help="print the examples as rewritten, run nothing")
     ap.add_argument("--keep-logs", action="store_true", help="keep the temp dir and logs (path in the JSON)")
     opts = ap.parse_args(argv)
+    if not (opts.docs or opts.from_json):
+        ap.error("--docs (or --from-json) is required")
     t0 = time.monotonic()
+    if opts.from_json:
+        with open(opts.from_json) as f:
+            return report(json.load(f), opts, 0.0)
     opts.work = tempfile.mkdtemp(prefix="gostg-docs-")
     try:
         by_page = collect(opts.docs, opts.only, opts.work, make_certs(os.path.join(opts.work, "certs")))
@@ -437,11 +458,20 @@ def main(argv=None):
                     print(e.id, e.kind, sorted(e.expect), e.skip or "", e.features,
                           e.argv if e.kind == "cli" else json.dumps(e.cfg))
             return 0
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: STOP.set())
         results = run_all(by_page, opts)
+        if STOP.is_set():
+            print("docs_examples: interrupted", file=sys.stderr)
+            return 130
     finally:
         if not opts.keep_logs:
             shutil.rmtree(opts.work, ignore_errors=True)
-    print(summary(results, time.monotonic() - t0))
+    return report(results, opts, time.monotonic() - t0)
+
+
+def report(results, opts, elapsed):
+    print(summary(results, elapsed))
     os.makedirs(os.path.dirname(os.path.abspath(opts.md)), exist_ok=True)
     with open(opts.md, "w") as f:
         f.write(markdown(results, git_rev()))

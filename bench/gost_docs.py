@@ -525,10 +525,15 @@ def reason_key(line):
     """A log line → the reason it stands for, with indexes, ports and temp paths blanked and
     the object path cut to its last part, so the same cause groups across examples."""
     s = re.sub(r"^gostg: (config )?(error|warning): ", "", line.strip())
-    s = re.sub(r"\s*\((GOST docs|built):.*$", "", s)
+    s = re.sub(r"\s*\((GOST docs|built|gostg uses|gostg marks)[^)]*\)", "", s)
+    s = re.sub(r" is not built by gostg yet, and running without it would change who gets in or where traffic goes",
+               " not built", s)
+    s = re.sub(r" is not built by gostg yet: not active", " not built (not active)", s)
+    s = re.sub(r" is not built by gostg yet", " not built", s).partition("; ")[0]
     path, sep, msg = s.partition(": ")
-    if sep and " " not in path and ("." in path or "[" in path):
-        s = path.rsplit(".", 1)[-1] + ": " + msg
+    if sep and " " not in path and ("." in path or "[" in path or path in top_keys()):
+        last = path.rsplit(".", 1)[-1]
+        s = msg if last == "type" and re.match(r"\w+ type '", msg) else f"{last}: {msg}"
     s = re.sub(r"\[\d+\]", "[]", s)
     s = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:P", s)
     s = re.sub(r"(/tmp|/var/tmp)/\S+", "TMP", s)

@@ -196,7 +196,14 @@ def test_reason_key_groups_the_same_cause():
                       "gostg yet (GOST docs: https://gost.run/x; built: tcp)")
     b = gd.reason_key("gostg: config error: services[3].listener.type: listener type 'kcp' is not built by "
                       "gostg yet (GOST docs: https://gost.run/x; built: tcp)")
-    assert a == b == "type: listener type 'kcp' is not built by gostg yet"
+    assert a == b == "listener type 'kcp' not built"
+    assert gd.reason_key("gostg: config error: services[0].metadata.sniffing: traffic sniffing is not built by gostg "
+                         "yet, and running without it would change who gets in or where traffic goes (GOST docs: "
+                         "https://x)") == "sniffing: traffic sniffing not built"
+    assert gd.reason_key("gostg: config warning: metrics: Prometheus metrics is not built by gostg yet: not active "
+                         "(GOST docs: https://x)") == "metrics: Prometheus metrics not built (not active)"
+    assert gd.reason_key("services[0].metadata.udpBufferSize: UDP buffer size (gostg uses its own) is not built by "
+                         "gostg yet: not active") == "udpBufferSize: UDP buffer size not built (not active)"
     assert gd.reason_key("bind 127.0.0.1:41234 failed") == "bind 127.0.0.1:P failed"
 
 
@@ -221,6 +228,9 @@ LOG_OK = '{"level": "info", "msg": "listening on 127.0.0.1:40000"}\n'
      ("refused", "gostg: config error: services[0].listener.type: listener type 'kcp' is not built")),
     ((None, True, {40001}, LOG_OK + '{"level": "error", "msg": "listen 127.0.0.1:40001: in use"}\n'),
      ("refused", "not listening on 1 of its ports within 8s: listen 127.0.0.1:40001: in use")),
+    ((None, False, set(), "gostg: config error: chains[0].hops[0].nodes[0].connector.type: connector type "
+                          "'tunnel' is not built\n"),   # seen before it exited
+     ("refused", "gostg: config error: chains[0].hops[0].nodes[0].connector.type: connector type 'tunnel' is not built")),
     ((1, False, set(), 'Traceback (most recent call last):\n  File "x", line 1\nKeyError: \'addr\'\n'),
      ("crash", "KeyError: 'addr'")),
 ])
