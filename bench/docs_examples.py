@@ -410,7 +410,8 @@ def markdown(results, rev):
     for page, rs in sorted(by.items(), key=lambda kv: (gd.tier(kv[0]), kv[0])):
         c = counts(rs)
         why = "; ".join(f"{n}× {_cell(w)}" for w, n in reasons(rs, n=2))
-        out.append(f"| {gd.tier(page)} | {page} | {len(rs)} | " + " | ".join(str(c[k]) for k in CLASSES) + f" | {why} |")
+        cells = " | ".join(str(c[k]) for k in CLASSES)
+        out.append(f"| {gd.tier(page)} | {page} | {len(rs)} | {cells} | {why} |")
     out += ["", "## Reasons, all pages", "", "| class | examples | reason |", "|---|---:|---|"]
     for cls in ("crash", "refused", "warns", "skipped"):
         for why, n in reasons(results, (cls,)):
@@ -430,12 +431,15 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--docs", help="a go-gost/docs checkout (its en/docs/ is read)")
     ap.add_argument("--from-json", metavar="FILE", help="report on a previous run's --json output, run nothing")
-    ap.add_argument("--only", nargs="+", metavar="PAGE", help="pages under en/docs/: tutorials/dns.md, tutorials/protocols …")
+    ap.add_argument("--only", nargs="+", metavar="PAGE",
+                    help="pages under en/docs/: tutorials/dns.md, tutorials/protocols …")
     ap.add_argument("--feature", nargs="+", metavar="NAME", choices=sorted(gd.FEATURES),
                     help="only the examples of these issue-12 features (" + ", ".join(gd.FEATURES) + ")")
     ap.add_argument("--json", metavar="FILE", help="write every result as JSON")
-    ap.add_argument("--md", default=os.path.join(HERE, "out", "docs_examples.md"), help="markdown table (default %(default)s)")
-    ap.add_argument("--timeout", type=float, default=15.0, help="seconds an example gets to listen (default %(default)s)")
+    ap.add_argument("--md", default=os.path.join(HERE, "out", "docs_examples.md"),
+                    help="markdown table (default %(default)s)")
+    ap.add_argument("--timeout", type=float, default=15.0,
+                    help="seconds an example gets to listen (default %(default)s)")
     ap.add_argument("--jobs", type=int, default=3, help="pages run at once (default %(default)s)")
     ap.add_argument("--gostg", default=os.path.join(ROOT, "bin", "gostg"))
     ap.add_argument("--python", default=sys.executable, help="the interpreter gostg runs on")

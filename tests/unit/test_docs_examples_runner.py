@@ -146,7 +146,8 @@ def test_rewrite_config(ports, files):
         {"name": "s1", "addr": "0.0.0.0:8420", "handler": {"type": "relay"}, "listener": {"type": "tcp"}}],
         "chains": [{"name": "c", "hops": [{"name": "h", "nodes": [
             {"name": "n", "addr": "gost.run:8420", "probe": {"addr": "8.8.8.8:53"}}]}]}],
-        "resolvers": [{"name": "r", "nameservers": [{"addr": "udp://8.8.8.8:53"}, {"addr": "https://1.0.0.1/dns-query"}]}],
+        "resolvers": [{"name": "r", "nameservers": [{"addr": "udp://8.8.8.8:53"},
+                                                    {"addr": "https://1.0.0.1/dns-query"}]}],
         "bypasses": [{"name": "b", "file": {"path": "/path/to/bypass.txt"}}],
         "log": {"output": "/var/log/gost.log"}, "api": {"addr": ":18080"}}
     out = gd.rewrite_config(cfg, ports, files, set())
@@ -230,7 +231,8 @@ LOG_OK = '{"level": "info", "msg": "listening on 127.0.0.1:40000"}\n'
      ("refused", "not listening on 1 of its ports within 8s: listen 127.0.0.1:40001: in use")),
     ((None, False, set(), "gostg: config error: chains[0].hops[0].nodes[0].connector.type: connector type "
                           "'tunnel' is not built\n"),   # seen before it exited
-     ("refused", "gostg: config error: chains[0].hops[0].nodes[0].connector.type: connector type 'tunnel' is not built")),
+     ("refused", "gostg: config error: chains[0].hops[0].nodes[0].connector.type: connector type 'tunnel' "
+                 "is not built")),
     ((1, False, set(), 'Traceback (most recent call last):\n  File "x", line 1\nKeyError: \'addr\'\n'),
      ("crash", "KeyError: 'addr'")),
 ])
