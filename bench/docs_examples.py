@@ -28,9 +28,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path[:0] = [HERE, ROOT]
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)    # this checkout's gostg
 
-import gost_docs as gd  # noqa: E402
+if __package__:                 # imported as bench.docs_examples (the tests)
+    from . import gost_docs as gd
+else:                           # run as a script: bench/ is sys.path[0]
+    import gost_docs as gd  # noqa: E402
 
 CLASSES = ("starts", "warns", "refused", "crash", "skipped")
 POLL = 0.05
