@@ -112,7 +112,8 @@ def _build(rid, kind, data, note, ports, files):
         ex.features = gd.features(" ".join(data))
         ex.argv = gd.rewrite_argv(data, ports, files, notes)
         ex.skip = _cli_skip(data)
-        cfg = None if ex.skip else gd.cli_config(ex.argv)
+        cfgs = None if ex.skip else gd.cli_configs(ex.argv)
+        cfg = gd.merged(cfgs) if cfgs else None
         if cfg is None:
             types = {t for a in data for t in a.partition("://")[0].lstrip("-L=").split("+") if "://" in a}
             cfg = {"services": [{"handler": {"type": t}} for t in types]}
@@ -282,8 +283,8 @@ def run_example(ex, opts):
            "argv": ex.argv, "expect": sorted(ex.expect), "notes": []}
     if ex.skip:
         return dict(res, cls="skipped", reason=ex.skip)
-    checked = ex.cfg if ex.kind != "cli" else gd.cli_config(ex.argv) if opts.fast else None
-    ps = gd.problems(checked) if checked else []
+    checked = [ex.cfg] if ex.kind != "cli" else (gd.cli_configs(ex.argv) or []) if opts.fast else []
+    ps = [p for c in checked for p in gd.problems(c)]
     errs = sorted((str(p) for p in ps if p.level == "error"), key=lambda e: "not built" not in e)
     if ex.kind == "fragment":
         warns = [str(p) for p in ps if p.level == "warning"]

@@ -458,26 +458,35 @@ def _ports_of(addr):
     return set(range(int(a), int(b or a) + 1))
 
 
-def cli_config(argv):
-    """gostg's own reading of a rewritten argv (every ``--`` group merged) → the config model,
-    or None when it does not read."""
-    from gostg.cli import _scan
+def cli_configs(argv):
+    """gostg's own reading of a rewritten argv → one config model per ``--`` group (each runs
+    as its own process), or None when it does not read (the run will report why)."""
+    from gostg.cli import _scan, parse_api, parse_metrics
     from gostg.config.cmdline import from_args
     from gostg.process import split_groups
-    merged = {}
+    out = []
     for g in split_groups(argv):
         opts, errors = _scan(g)
         if errors:
             return None
         try:
             cfg = from_args(opts["-L"], opts["-F"])
-        except Exception:   # a URL gostg does not read (ConfigError …): the run will report it
+            if opts.get("--api"):
+                cfg["api"] = parse_api(opts["--api"])
+            if opts.get("--metrics"):
+                cfg["metrics"] = parse_metrics(opts["--metrics"])
+        except Exception:   # a URL gostg does not read (ConfigError …)
             return None
-        merged.setdefault("services", []).extend(cfg.get("services") or [])
-        for top in ("--api", "--metrics"):
-            if opts.get(top):
-                merged[top[2:]] = {"addr": str(opts[top]).rpartition("@")[2].partition("?")[0]}
-    return merged
+        out.append(cfg)
+    return out
+
+
+def merged(cfgs):
+    """The groups' configs as one, for what they listen on."""
+    out = {"services": [s for c in cfgs for s in c.get("services") or []]}
+    for c in cfgs:
+        out.update({k: c[k] for k in ("api", "metrics") if c.get(k)})
+    return out
 
 
 # -- labels -------------------------------------------------------------------------------------

@@ -174,9 +174,11 @@ def test_expectations_leave_out_remote_binds_and_skip_devices():
         {"addr": "127.0.0.1:7000-7002", "handler": {"type": "tcp"}}]}) == ({7000, 7001, 7002}, "")
     assert gd.expectations({"services": [{"addr": ":8421", "handler": {"type": "tun"}}]}) == (
         set(), "tun: creates a TUN device")
-    cfg = gd.cli_config(["-L", "rtcp://127.0.0.1:2222/127.0.0.1:22", "-F", "socks5://127.0.0.1:1080", "--",
-                         "-L", "http://127.0.0.1:8080", "-api", "127.0.0.1:9"])
-    assert gd.expectations(cfg) == ({8080, 9}, "")
+    cfgs = gd.cli_configs(["-L", "rtcp://127.0.0.1:2222/127.0.0.1:22", "-F", "socks5://127.0.0.1:1080", "--",
+                           "-L", "http://127.0.0.1:8080", "-api", "127.0.0.1:9"])
+    assert [len(c["services"]) for c in cfgs] == [1, 1] and cfgs[1]["api"] == {"addr": "127.0.0.1:9"}
+    assert gd.expectations(gd.merged(cfgs)) == ({8080, 9}, "")
+    assert gd.cli_configs(["-L", ":1", "stray"]) is None
 
 
 def test_features_and_tiers():
