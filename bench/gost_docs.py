@@ -250,7 +250,7 @@ class Url:
         return out + (f"?{self.query}" if self.query else "")
 
 
-def _loop(host, port):
+def _loop(port):
     return f"{LOOPBACK}:{port}"
 
 
@@ -262,10 +262,10 @@ def _remote_addr(addr, ports):
         u = Url.parse(addr)
         if u.scheme in UNIX_TYPES:
             return addr
-        u.hosts = [_loop(h, ports.remote(*split_hostport(h))) for h in u.hosts]
+        u.hosts = [_loop(ports.remote(*split_hostport(h))) for h in u.hosts]
         return str(u)
     host, port = split_hostport(addr)
-    return _loop(host, ports.remote(host, port))
+    return _loop(ports.remote(host, port))
 
 
 class Files:
@@ -314,7 +314,7 @@ def _query(query, ports, files, notes):
             v = files.cert(kl)
         elif kl == "interface" and v:
             v = _interface(v)
-        elif kl == "probeResist".lower() and v.startswith("file:"):
+        elif kl == "proberesist" and v.startswith("file:"):
             v = "file:" + files.file(v[5:])
         elif kl == "dir" and v:
             v = files.dir(v)
@@ -330,11 +330,11 @@ def rewrite_url(raw, ports, files, listen, notes):
     if types & UNIX_TYPES:
         return raw
     if listen:
-        u.hosts = [_loop(h, ports.listen(split_hostport(h)[1])) for h in u.hosts]
+        u.hosts = [_loop(ports.listen(split_hostport(h)[1])) for h in u.hosts]
         if u.path.strip("/"):
             u.path = "/" + ",".join(_remote_addr(t, ports) for t in u.path[1:].split(","))
     else:
-        u.hosts = [_loop(h, ports.remote(*split_hostport(h))) for h in u.hosts]
+        u.hosts = [_loop(ports.remote(*split_hostport(h))) for h in u.hosts]
     u.query = _query(u.query, ports, files, notes)
     return str(u)
 
@@ -362,7 +362,7 @@ def rewrite_argv(argv, ports, files, notes):
         if name in ("api", "metrics"):
             auth, _, hp = val.rpartition("@")
             hp, q, query = hp.partition("?")
-            val = (auth + "@" if auth else "") + _loop(None, ports.listen(split_hostport(hp)[1])) + q + query
+            val = (auth + "@" if auth else "") + _loop(ports.listen(split_hostport(hp)[1])) + q + query
         else:
             val = rewrite_url(val, ports, files, _LISTEN_FLAGS[name], notes)
         out += [f"{flag}={val}"] if eq else [flag, val]
@@ -370,8 +370,7 @@ def rewrite_argv(argv, ports, files, notes):
 
 
 def _listen_addr(addr, ports):
-    host, port = split_hostport(str(addr))
-    return _loop(host, ports.listen(port))
+    return _loop(ports.listen(split_hostport(str(addr))[1]))
 
 
 def rewrite_config(cfg, ports, files, notes):
@@ -404,7 +403,7 @@ def rewrite_config(cfg, ports, files, notes):
                 o[k] = files.file(v)
             elif kl == "dir" and isinstance(v, str) and v:
                 o[k] = files.dir(v)
-            elif kl == "probeResist".lower() and isinstance(v, str) and v.startswith("file:"):
+            elif kl == "proberesist" and isinstance(v, str) and v.startswith("file:"):
                 o[k] = "file:" + files.file(v[5:])
             else:
                 o[k] = walk(v, kl)
