@@ -97,8 +97,21 @@ NAMESERVER = keys(Key("addr"), Key("chain", meaning="ref:chains"), Key("prefer",
                   Key("only", choices=("", "ipv4", "ipv6")))
 HOST_MAPPING = keys(Key("ip", required=True), Key("hostname", required=True), Key("aliases", STRLIST))
 CHAIN_GROUP = keys(Key("chains", STRLIST), Key("selector", MAP, fields=SELECTOR))
-HTTP_NODE = keys(Key("host"), Key("header", MAP))
-TLS_NODE = keys(Key("serverName"), Key("secure", BOOL), Key("options", MAP, fields=TLS_OPTIONS))
+HTTP_NODE = keys(Key("host"), Key("header", MAP), Key("requestHeader", MAP), Key("auth", MAP, fields=AUTH),
+                 *[unbuilt(k, kind, "concepts/forwarder/", meaning) for k, kind, meaning in (
+                     ("responseHeader", MAP, "response header rewriting on forwarder nodes"),
+                     ("rewrite", LIST, "URL rewriting on forwarder nodes"),
+                     ("rewriteURL", LIST, "URL rewriting on forwarder nodes"),
+                     ("rewriteBody", LIST, "body rewriting on forwarder nodes"),
+                     ("rewriteResponseBody", LIST, "body rewriting on forwarder nodes"),
+                     ("rewriteRequestBody", LIST, "body rewriting on forwarder nodes"),
+                     ("failCodes", STR, "marking a node failed by HTTP status"))])
+TLS_NODE = keys(Key("serverName"), Key("secure", BOOL),
+                unbuilt("options", MAP, "concepts/forwarder/", "TLS versions and ALPN to forwarder nodes",
+                        fields=TLS_OPTIONS))
+NODE_FILTER = keys(Key("host"), Key("protocol"), Key("path"))
+NODE_MATCHER = keys(Key("rule"), Key("priority", INT),
+                    unbuilt("bodySize", INT, "tutorials/reverse-proxy/", "request body matching"))
 
 HANDLER = keys(
     Key("type", default="auto"), Key("retries", INT), Key("chain", meaning="ref:chains"),
@@ -114,16 +127,15 @@ LISTENER = keys(
     Key("auther", meaning="ref:authers"), Key("authers", STRLIST, meaning="ref:authers"),
     Key("auth", MAP, fields=AUTH), Key("tls", MAP, fields=TLS), Key("metadata", MAP, meaning="metadata:listener"))
 FORWARD_NODE = keys(
-    Key("name"), Key("addr", required=True), Key("network"),
+    # no addr: the sniffed host, or (unsniffed) what the chain's last node chooses
+    Key("name"), Key("addr"), Key("network"),
     Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
-    unbuilt("host", STR, "concepts/forwarder/", "forwarder node host matching"),
-    unbuilt("protocol", STR, "concepts/forwarder/", "forwarder node protocol matching"),
-    unbuilt("path", STR, "concepts/forwarder/", "forwarder node path matching"),
-    unbuilt("matcher", MAP, "concepts/forwarder/", "forwarder node matchers"),
-    unbuilt("http", MAP, "concepts/forwarder/", "HTTP rewriting on forwarder nodes", fields=HTTP_NODE),
-    unbuilt("tls", MAP, "concepts/forwarder/", "TLS to forwarder nodes", fields=TLS_NODE),
-    unbuilt("auth", MAP, "concepts/forwarder/", "forwarder node auth", fields=AUTH),
-    unbuilt("filter", MAP, "concepts/forwarder/", "forwarder node filters (host, protocol, path)"),
+    Key("host", meaning="deprecated: filter.host"), Key("protocol", meaning="deprecated: filter.protocol"),
+    Key("path", meaning="deprecated: filter.path"),
+    Key("matcher", MAP, fields=NODE_MATCHER), Key("filter", MAP, fields=NODE_FILTER),
+    Key("http", MAP, fields=HTTP_NODE), Key("tls", MAP, fields=TLS_NODE),
+    Key("auth", MAP, fields=AUTH, meaning="deprecated: http.auth"),
+    unbuilt("probe", MAP, "tutorials/probe/", "active node health probes", observe=True),
     Key("metadata", MAP, meaning="metadata:node"))
 FORWARDER = keys(Key("name"), Key("selector", MAP, fields=SELECTOR),
                  Key("nodes", LIST, item=FORWARD_NODE),
@@ -319,7 +331,7 @@ MD_RELAY_HANDLER = md(Key("bind", BOOL), Key("udp", BOOL),
                       _tune("udpBufferSize", "reference/handlers/relay/", "UDP buffer size", INT))
 MD_SS_HANDLER = md(Key("key"), _tune("udpBufferSize", "reference/handlers/ss/", "UDP buffer size", INT))
 MD_API_HANDLER = md(Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)))
-MD_FORWARD_HANDLER = md(_ub("sniffing", "tutorials/sniffing/", "traffic sniffing", BOOL))
+MD_FORWARD_HANDLER = md(Key("sniffing", BOOL), Key("sniffing.timeout", DURATION))
 
 MD_LISTENER_BASE = md(Key("backlog", INT, default=128),
                       _tune("mptcp", "reference/listeners/tcp/", "Multipath TCP", BOOL),
@@ -401,7 +413,7 @@ COMPONENT_MD = {
     ("handler", "socks5"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_SOCKS5_HANDLER, MD_MUX),
     ("handler", "socks4"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH),
     ("handler", "relay"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_RELAY_HANDLER, MD_MUX),
-    ("handler", "forward"): (MD_HANDLER_BASE, MD_HASH, MD_FORWARD_HANDLER),
+    ("handler", "forward"): (MD_FORWARD_HANDLER, MD_HANDLER_BASE, MD_HASH),
     ("handler", "ss"): (MD_HANDLER_BASE, MD_HASH, MD_SS_HANDLER),
     ("handler", "sni"): (MD_HANDLER_BASE, MD_HASH),
     ("handler", "api"): (MD_HANDLER_BASE, MD_API_HANDLER),

@@ -1,43 +1,149 @@
-from ..errors import DialError
+"""Port forwarding (GOST ``x/handler/forward/local`` and ``remote``): tcp, udp, rtcp, rudp.
+
+Rules:
+1. The target is a forwarder node. With ``sniffing=true`` (TCP) the client's first message is
+   peeked (:mod:`gostg.handlers.sniffing`): its TLS SNI or HTTP Host/path choose among nodes
+   with ``filter``/``matcher`` (:mod:`gostg.core.nodematch`), the service bypass is applied to
+   that host (refused: closed with a log line), and a node without ``addr`` goes to the
+   sniffed host (port 443 for TLS, 80 for HTTP). Sniffed HTTP is served request by request
+   (:mod:`gostg.handlers.revproxy`), so each request of a kept-alive connection is routed
+   and rewritten (node ``http``) on its own.
+2. No forwarder at all (``-L tcp://:2222 -F relay://server:8420``): server-side forwarding.
+   Every connection goes through the chain to the empty address ":0" and the last node's
+   server picks the target (a relay or forward+tls server with its own forwarder). Without a
+   chain nothing could pick it: the connection is refused with a log line (fail closed).
+3. Unlike GOST, which drops the connection when the chosen target fails, the next candidate is
+   tried for the same connection (each once), so failover loses no client.
+4. A udp listener's session is forwarded datagram by datagram over a packet conn.
+"""
+from ..errors import BypassError, DialError
+from ..policy.group import MissingReference, lookup, refused
+from ..policy.rules import Request
+from ..protocols import sniff as sp
 from ..core.registry import handlers
+from ..core.router import MissingTarget
+from . import revproxy, sniffing
+from .sniffing import sniffed_target
 from .base import Handler
+from .http import _is_self
+from .nodetls import wrap_node_tls
 
-
+#: the address a forwarder without a target dials: the chain's last node chooses (GOST: ":0")
+CHAIN_CHOOSES = ":0"
 @handlers.register("tcp", "udp", "forward", "rtcp", "rudp")
 class ForwardHandler(Handler):
-    """Port forwarding to the forwarder's targets.
 
-    Unlike GOST, which drops the connection when the chosen target fails, the next target is
-    tried for the same connection (each target once), so failover loses no client.
-    A udp listener's session is forwarded datagram by datagram over a packet conn.
-    """
+    def __init__(self, md, options):
+        super().__init__(md, options)
+        self.sniffing = md.bool("sniffing")
+        self.sniffing_timeout = md.duration("sniffing.timeout") or self.read_timeout
 
     def handle(self, conn, ctx):
+        network = "udp" if getattr(conn, "is_packet", False) else "tcp"
+        found = sp.UNKNOWN
+        if self.sniffing and network == "tcp":
+            conn, found = sniffing.peek(conn, ctx, self.sniffing_timeout)
+            if found.proto == sp.PROTO_HTTP:
+                return revproxy.serve(self, conn, ctx)
+            if found.host:
+                ctx.log = ctx.log.bind(host=found.host, proto=found.proto)
+                target = sniffed_target(found)
+                if target and self.router.bypassed(target):
+                    ctx.log.info(f"bypass: {target}: closed", dst=target)
+                    return
+        opened = self.open(ctx, network, found)
+        if opened is None:
+            return
+        node, addr, upstream = opened
+        shown = "(chosen by the chain's last node)" if addr == CHAIN_CHOOSES else addr
+        if network == "udp":
+            return self.relay_udp(conn, upstream, ctx, shown, target=addr)
+        return self.relay(conn, upstream, ctx, shown)
+
+    def request(self, found, ctx, network="tcp"):
+        """What the node matchers see: the sniffed request, the client, the network."""
+        reg = self.options.registries
+
+        def live(kind, name):
+            try:
+                return lookup(reg, kind, name)
+            except MissingReference:
+                return None
+        return Request(found.host, found.proto, found.method, found.path, found.query, found.headers,
+                       client_ip=ctx.client_ip, network=network, lookup=live)
+
+    def open(self, ctx, network, found, check=None):
+        """Choose a node (rules 1–3), dial it (TLS to it when the node says so). → ``(node,
+        addr, upstream)``, or None once the reason is logged. ``check(node)`` may veto a node
+        before it is dialled (False: give up, the caller has answered the client)."""
         hop = self.options.forwarder
         if hop is None or not hop.nodes:
-            ctx.log.error("forward: no target configured")
-            return
+            return self._unrouted(ctx, network, found)
+        req = self.request(found, ctx, network)
         tried = set()
         last = None
         for _ in range(len(hop.nodes)):
-            node = hop.select(ctx, "")
-            if node is None or node.name in tried:
-                # the selector keeps offering a node already tried: pick an untried one
-                node = next((n for n in hop.nodes if n.name not in tried), None)
-                if node is None:
-                    break
+            node = hop.select(ctx, "", network, req, skip=tried)
+            if node is None:
+                break
             tried.add(node.name)
-            ctx.target = node.addr
-            network = "udp" if getattr(conn, "is_packet", False) else "tcp"
+            if check is not None and not check(node):
+                return None
+            addr = node.addr or sniffed_target(found) or CHAIN_CHOOSES
             try:
-                upstream = self.router.dial(network, node.addr, ctx)
+                upstream = self._dial(network, addr, ctx)
+                if node.tls is not None and network == "tcp":
+                    upstream = self._tls(upstream, node, addr)
             except DialError as exc:
+                if isinstance(exc, (MissingReference, MissingTarget, BypassError)):
+                    self._refused(exc, ctx, addr)
+                    return None
                 node.marker.mark()
                 last = exc
-                ctx.log.warning(f"forward: target {node.name}@{node.addr} failed: {exc}", dst=node.addr)
+                ctx.log.warning(f"forward: target {node.name}@{addr} failed: {exc}", dst=addr, node=node.name)
                 continue
             node.marker.reset()
-            if network == "udp":
-                return self.relay_udp(conn, upstream, ctx, node.addr, target=node.addr)
-            return self.relay(conn, upstream, ctx, node.addr)
-        ctx.log.error(f"forward: no target reachable: {last}", dst=ctx.target)
+            return node, addr, upstream
+        if not tried:
+            what = f"{found.proto} host {found.host}" if found.host else (found.proto or "the connection")
+            ctx.log.error(f"forward: no node matches {what}: closed", dst=found.host)
+        else:
+            ctx.log.error(f"forward: no target reachable: {last}", dst=ctx.target)
+        return None
+
+    def _tls(self, upstream, node, addr):
+        try:
+            return wrap_node_tls(upstream, node.tls, addr, self.read_timeout)
+        except OSError as exc:
+            upstream.close()
+            raise DialError(f"TLS to {addr}: {exc}") from exc
+
+    def _unrouted(self, ctx, network, found):
+        """Rule 2, and a sniffed host with no forwarder (GOST dials the host itself)."""
+        target = sniffed_target(found)
+        if not target and not self.router.chain:
+            ctx.log.error("forward: no target configured and no chain whose last node could choose one: "
+                          "closed (give -L a target, or -F a chain)")
+            return None
+        if target and _is_self(target, ctx.local):
+            ctx.log.warning(f"forward: sniffed host {target} is this service: closed (loop)", dst=target)
+            return None
+        addr = target or CHAIN_CHOOSES
+        try:
+            return None, addr, self._dial(network, addr, ctx)
+        except DialError as exc:
+            self._refused(exc, ctx, addr)
+            return None
+
+    def _dial(self, network, addr, ctx):
+        ctx.target = addr
+        return self.router.dial(network, addr, ctx)
+
+    @staticmethod
+    def _refused(exc, ctx, addr):
+        if isinstance(exc, BypassError):
+            ctx.log.info(f"bypass: {addr}: closed", dst=addr)
+        elif isinstance(exc, MissingReference):
+            refused(ctx.log, exc, service=ctx.service, client=ctx.client_ip, dst=addr)
+        else:
+            ctx.log.error(f"forward: {exc}", dst=addr)
