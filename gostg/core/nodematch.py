@@ -7,7 +7,9 @@ Rules:
 2. Otherwise a node with a ``filter`` is a candidate when every part that is set matches:
    ``host`` (wildcards ``*.x.com``/``.x.com`` cover x.com and its subdomains; an unsniffed
    connection has no host, so such a node is never chosen for it), ``protocol`` (``http``,
-   ``tls``, ``ssh`` as sniffed) and ``path`` (a prefix of the HTTP path). Priority 0.
+   ``tls``, ``ssh`` as sniffed) and ``path`` (a prefix of the HTTP path). Priority 1, so a
+   matching filter node wins over the fallbacks (GOST gives it 0 and round-robins between
+   them, against its docs).
 3. A node with neither is a candidate for everything: the fallback.
 4. Among candidates (failed nodes left out unless all failed), one with a priority above all
    others wins outright unless it is a backup; otherwise each priority tier, highest first,
@@ -33,7 +35,10 @@ class NodeMatch:
         if rule:
             return cls(parse(rule), priority=priority or len(rule))
         if host or protocol or path:
-            return cls(host=host, protocol=protocol, path=path, priority=priority)
+            # GOST ranks a filter node 0, like a node without one, and then round-robins a
+            # request between the node whose filter it matched and the fallbacks; 1 lets the
+            # match win, which is what the docs describe
+            return cls(host=host, protocol=protocol, path=path, priority=priority or 1)
         return None
 
     def matches(self, req):

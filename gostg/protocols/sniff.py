@@ -53,9 +53,10 @@ def _is_prefix(buf, word):
 def _tls(buf):
     try:
         hello, _ = tls_hello.parse_client_hello(buf)
+        name = hello.server_name     # decoded lazily: a bad SNI extension raises here
     except ProtocolError:
         return UNKNOWN
-    return Sniffed(PROTO_TLS, hello.server_name or "")
+    return Sniffed(PROTO_TLS, name or "")
 
 
 def _http(buf):
