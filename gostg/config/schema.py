@@ -301,7 +301,7 @@ MD_HANDLER_BASE = md(
     Key("readTimeout", DURATION, default="15s"),
     _ub("sniffing", "tutorials/sniffing/", "traffic sniffing", BOOL),
     _ub("sniffing.timeout", "tutorials/sniffing/", "traffic sniffing", DURATION),
-    _ub("sniffing.websocket", "tutorials/sniffing/", "traffic sniffing", BOOL),
+    _ub("sniffing.websocket", "tutorials/sniffing/", "WebSocket frame recording", BOOL, observe=True),
     _ub("mitm.certFile", "tutorials/sniffing/", "TLS interception"),
     _ub("mitm.keyFile", "tutorials/sniffing/", "TLS interception"),
     _ub("mitm.alpn", "tutorials/sniffing/", "TLS interception"),
@@ -331,7 +331,8 @@ MD_RELAY_HANDLER = md(Key("bind", BOOL), Key("udp", BOOL),
                       _tune("udpBufferSize", "reference/handlers/relay/", "UDP buffer size", INT))
 MD_SS_HANDLER = md(Key("key"), _tune("udpBufferSize", "reference/handlers/ss/", "UDP buffer size", INT))
 MD_API_HANDLER = md(Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)))
-MD_FORWARD_HANDLER = md(Key("sniffing", BOOL), Key("sniffing.timeout", DURATION))
+#: the handlers that sniff (first in their groups, so they win over MD_HANDLER_BASE's "not built")
+MD_SNIFFING = md(Key("sniffing", BOOL), Key("sniffing.timeout", DURATION))
 
 MD_LISTENER_BASE = md(Key("backlog", INT, default=128),
                       _tune("mptcp", "reference/listeners/tcp/", "Multipath TCP", BOOL),
@@ -407,13 +408,13 @@ MD_CHAIN = md()
 #: (kind, type) → metadata groups. A type not listed has only its kind's base group. The mux keys
 #: are on socks5/relay handlers and connectors too: BIND/MBIND sessions are smux sessions.
 COMPONENT_MD = {
-    ("handler", "auto"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER, MD_SOCKS5_HANDLER, MD_MUX),
-    ("handler", "http"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER),
+    ("handler", "auto"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER, MD_SOCKS5_HANDLER, MD_MUX),
+    ("handler", "http"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER),
     ("handler", "http2"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP2_HANDLER),
-    ("handler", "socks5"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_SOCKS5_HANDLER, MD_MUX),
-    ("handler", "socks4"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH),
-    ("handler", "relay"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_RELAY_HANDLER, MD_MUX),
-    ("handler", "forward"): (MD_FORWARD_HANDLER, MD_HANDLER_BASE, MD_HASH),
+    ("handler", "socks5"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_SOCKS5_HANDLER, MD_MUX),
+    ("handler", "socks4"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH),
+    ("handler", "relay"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_RELAY_HANDLER, MD_MUX),
+    ("handler", "forward"): (MD_SNIFFING, MD_HANDLER_BASE, MD_HASH),
     ("handler", "ss"): (MD_HANDLER_BASE, MD_HASH, MD_SS_HANDLER),
     ("handler", "sni"): (MD_HANDLER_BASE, MD_HASH),
     ("handler", "api"): (MD_HANDLER_BASE, MD_API_HANDLER),

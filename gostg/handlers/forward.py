@@ -33,11 +33,6 @@ CHAIN_CHOOSES = ":0"
 @handlers.register("tcp", "udp", "forward", "rtcp", "rudp")
 class ForwardHandler(Handler):
 
-    def __init__(self, md, options):
-        super().__init__(md, options)
-        self.sniffing = md.bool("sniffing")
-        self.sniffing_timeout = md.duration("sniffing.timeout") or self.read_timeout
-
     def handle(self, conn, ctx):
         network = "udp" if getattr(conn, "is_packet", False) else "tcp"
         found = sp.UNKNOWN

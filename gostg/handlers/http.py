@@ -184,7 +184,7 @@ class HTTPHandler(Handler):
         if upstream is None:
             return
         conn.sendall(f"HTTP/1.1 200 Connection established\r\nProxy-Agent: {PROXY_AGENT}\r\n\r\n".encode())
-        self.relay(s.conn_with_rest(), upstream, ctx, target)
+        self.tunnel(s.conn_with_rest(), upstream, ctx, target)
 
     def _udp(self, conn, s, ctx):
         """GOST's UDP over HTTP: ``X-Gost-Protocol: udp`` turns the connection into a UDP-TUN

@@ -38,7 +38,8 @@ def peek(conn, ctx, timeout):
                 break
             data = conn.recv(16384)
             if not data:
-                found, why = sp.UNKNOWN, "client closed before a whole first message"
+                # a close before any byte has nothing to say; one mid-message is worth a line
+                found, why = sp.UNKNOWN, "client closed before a whole first message" if buf else ""
                 break
             buf += data
     except gevent.Timeout as exc:
@@ -47,7 +48,7 @@ def peek(conn, ctx, timeout):
         found, why = sp.UNKNOWN, f"no whole first message within {timeout:g}s"
     finally:
         timer.close()
-    if why and buf:
+    if why:
         ctx.log.info(f"sniffing: {why}; forwarding unsniffed", read=len(buf))
     elif found.proto:
         ctx.log.debug(f"sniffing: {found.proto} host {found.host or '-'}", host=found.host, proto=found.proto)
