@@ -311,3 +311,58 @@ def test_slow_garbage_and_truncated_sniffing_clients(origins):
         assert wait_log(g, "client closed before a whole first message")
         assert get("x.test", p)[1]["tag"] == "a"                 # still serving
         assert fd_settle(g.proc.pid, base) <= base
+
+
+def test_docs_remote_port_forwarding(origins):
+    """The page's rtcp YAML: the services listen on the relay server (``bind=true``, reached
+    over wss as in the docs) and sniff what arrives; srv-2.local matches no host: fallback."""
+    a, b, c = origins
+    rp, hp = free_port(), free_port()
+    yaml = f"""
+services:
+- name: http
+  addr: 127.0.0.1:{hp}
+  handler:
+    type: rtcp
+    metadata:
+      sniffing: true
+  listener:
+    type: rtcp
+    chain: chain-0
+  forwarder:
+    nodes:
+    - name: local-0
+      addr: 127.0.0.1:{a.port}
+      matcher:
+        rule: Host(`srv-0.local`)
+    - name: local-1
+      addr: 127.0.0.1:{b.port}
+      filter:
+        host: srv-1.local
+    - name: fallback
+      addr: 127.0.0.1:{c.port}
+chains:
+- name: chain-0
+  hops:
+  - name: hop-0
+    nodes:
+    - name: node-0
+      addr: 127.0.0.1:{rp}
+      connector:
+        type: relay
+      dialer:
+        type: wss
+"""
+    with Gost("-L", f"relay+wss://127.0.0.1:{rp}?bind=true", ports=[rp]), \
+            Gost("-C", "-", stdin=yaml) as g:
+        deadline = time.monotonic() + 10
+        while True:     # the remote port opens once the BIND is through
+            try:
+                socket.create_connection(("127.0.0.1", hp), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, g.log_text()[-2000:]
+                time.sleep(0.1)
+        assert get("srv-0.local", hp)[1]["tag"] == "a"
+        assert get("srv-1.local", hp)[1]["tag"] == "b"
+        assert get("srv-2.local", hp)[1]["tag"] == "c"
