@@ -3,10 +3,10 @@ sent to that node: ``host`` replaces the Host header, ``header``/``requestHeader
 headers (an empty value removes one), ``auth`` asks the client for HTTP Basic credentials
 (401 otherwise) before anything reaches the node.
 """
-import base64
 import hmac
 
 from ..errors import ConfigError
+from ..protocols.http import basic_credentials
 
 
 class NodeHTTP:
@@ -21,13 +21,10 @@ class NodeHTTP:
         """Do the request's ``Authorization: Basic`` credentials match the node's ``auth``?"""
         if self.auth is None:
             return True
-        scheme, _, token = (headers.get("Authorization") or "").partition(" ")
-        if scheme.lower() != "basic":
+        creds = basic_credentials(headers.get("Authorization"))
+        if creds is None:
             return False
-        try:
-            user, _, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
-        except (ValueError, UnicodeError):
-            return False
+        user, password = creds
         # constant-time on both parts: a node's credentials are a secret
         return (hmac.compare_digest(user.encode(), self.auth[0].encode())
                 & hmac.compare_digest(password.encode(), self.auth[1].encode()))

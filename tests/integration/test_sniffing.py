@@ -86,7 +86,7 @@ def test_bypass_judges_the_sniffed_tls_server_name(tls_origin, scheme):
         rc, status, _ = curl_code("-k", "-x", f"{proxy}://127.0.0.1:{p}",
                                   "--resolve", f"secret.test:{tls_origin.port}:127.0.0.1", url)
         assert status == 0 and rc != 0
-        assert wait_log(g, rf"bypass: sniffed tls host secret\.test:443")
+        assert wait_log(g, r"bypass: sniffed tls host secret\.test:443")
         rc, status, body = curl_code("-k", "-x", f"{proxy}://127.0.0.1:{p}",
                                      "--resolve", f"open.test:{tls_origin.port}:127.0.0.1",
                                      f"https://open.test:{tls_origin.port}/")
