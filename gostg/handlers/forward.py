@@ -10,8 +10,9 @@ Rules:
    and rewritten (node ``http``) on its own.
 2. No forwarder at all (``-L tcp://:2222 -F relay://server:8420``): server-side forwarding.
    Every connection goes through the chain to the empty address ":0" and the last node's
-   server picks the target (a relay or forward+tls server with its own forwarder). Without a
-   chain nothing could pick it: the connection is refused with a log line (fail closed).
+   server picks the target (a relay or forward+tls server with its own forwarder); a sniffed
+   host is asked for instead of ":0". Without a chain the connection is refused with a log
+   line (fail closed), sniffed host or not.
 3. Unlike GOST, which drops the connection when the chosen target fails, the next candidate is
    tried for the same connection (each once), so failover loses no client.
 4. A udp listener's session is forwarded datagram by datagram over a packet conn.
@@ -114,11 +115,12 @@ class ForwardHandler(Handler):
             raise DialError(f"TLS to {addr}: {exc}") from exc
 
     def _unrouted(self, ctx, network, found):
-        """Rule 2, and a sniffed host with no forwarder (GOST dials the host itself)."""
+        """Rule 2. With a sniffed host the chain takes the client there (GOST would also dial
+        the host directly without a chain: an open proxy nobody configured; refused here)."""
         target = sniffed_target(found)
-        if not target and not self.router.chain:
+        if not self.router.chain:
             ctx.log.error("forward: no target configured and no chain whose last node could choose one: "
-                          "closed (give -L a target, or -F a chain)")
+                          "closed (give -L a target, or -F a chain)", dst=target or None)
             return None
         if target and _is_self(target, ctx.local):
             ctx.log.warning(f"forward: sniffed host {target} is this service: closed (loop)", dst=target)

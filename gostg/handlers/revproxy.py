@@ -8,10 +8,12 @@ Rules:
 2. The node's ``http`` settings apply: ``auth`` (401 with ``WWW-Authenticate: Basic`` and the
    connection ends), then ``host`` and ``header`` rewrites.
 3. The upstream connection (and its node) is kept while the next request names the same
-   Host, as GOST does; a kept-alive upstream that closed while idle gets one fresh try for a request that is safe
-   to repeat. The loop ends when either side asks to close, after ``IDLE`` seconds without a
-   next request, or on a 101 upgrade (then bytes are relayed as they are).
-4. A head that does not parse (garbage after the first request) answers 400 and ends.
+   Host, as GOST does; a kept-alive upstream that closed while idle gets one fresh try for a
+   request that is safe to repeat. The loop ends when either side asks to close, after
+   ``IDLE`` seconds without a next request, or on a 101 upgrade (then bytes are relayed).
+4. A request without a usable Host goes to the nodes without a host filter; with no
+   forwarder at all there is nothing to route it by: 400. A head that does not parse
+   (garbage after the first request) answers 400 and ends.
 """
 import time
 
@@ -95,10 +97,13 @@ class _Session:
             found = sp.of_request(req)
             target = sniffed_target(found)
             ctx.log = ctx.log.bind(host=found.host)
-            if not target:
-                ctx.log.warning("http: request without a usable Host: 400")
+            hop = self.h.options.forwarder
+            if not target and (hop is None or not hop.nodes):
+                # nothing to route by: only a forwarder's nodes could take it (GOST sends a
+                # Host-less request to the nodes without a host filter)
+                ctx.log.warning("http: request without a usable Host and no forwarder: 400")
                 return _reply(self.conn, 400)
-            if self.h.router.bypassed(target):
+            if target and self.h.router.bypassed(target):
                 ctx.log.info(f"bypass: {target}: 403", dst=target)
                 return _reply(self.conn, 403)
             if self.key != target:    # as GOST: one upstream per Host, re-chosen when it changes

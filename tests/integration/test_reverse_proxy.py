@@ -366,3 +366,33 @@ chains:
         assert get("srv-0.local", hp)[1]["tag"] == "a"
         assert get("srv-1.local", hp)[1]["tag"] == "b"
         assert get("srv-2.local", hp)[1]["tag"] == "c"
+
+
+def test_request_without_host_goes_to_the_fallback(origins):
+    """An HTTP/1.0 request without Host matches no host rule: the node without one takes it
+    (GOST does the same); without any forwarder node it would be a 400."""
+    a, _, c = origins
+    p = free_port()
+    nodes = f"""
+    - name: by-host
+      addr: 127.0.0.1:{a.port}
+      matcher: {{rule: "Host(`x.test`)"}}
+    - name: fallback
+      addr: 127.0.0.1:{c.port}
+"""
+    with Gost("-C", "-", stdin=sniffing_service(p, nodes), ports=[p]):
+        with socket.create_connection(("127.0.0.1", p), timeout=10) as s:
+            s.sendall(b"GET /nohost HTTP/1.0\r\n\r\n")
+            data, eof = recv_all(s, time.monotonic() + 10)
+        assert eof and b'"tag": "c"' in data and b'"path": "/nohost"' in data
+    q = free_port()
+    with Gost("-L", f"tcp://127.0.0.1:{q}?sniffing=true", ports=[q]) as g:
+        with socket.create_connection(("127.0.0.1", q), timeout=10) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            data, eof = recv_all(s, time.monotonic() + 10)
+        assert data.startswith(b"HTTP/1.1 400")
+        assert wait_log(g, "request without a usable Host and no forwarder")
+        # a Host does not make it an open proxy: no forwarder and no chain is still a refusal
+        rc, status, _ = curl_code("--resolve", f"anywhere.test:{q}:127.0.0.1", f"http://anywhere.test:{q}/")
+        assert status == 503
+        assert wait_log(g, r'"dst": "anywhere\.test:\d+".*no target configured and no chain')
