@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from .helpers import Gost, HTTPServerThread, free_port
+from .helpers import Echo, Gost, HTTPServerThread, free_port
 from .helpers import _ThreadingHTTP
 from .peers import curl_code, fd_baseline, fd_settle, recv_all, wait_log
 from .test_sni import TLSOrigin
@@ -396,3 +396,29 @@ def test_request_without_host_goes_to_the_fallback(origins):
         rc, status, _ = curl_code("--resolve", f"anywhere.test:{q}:127.0.0.1", f"http://anywhere.test:{q}/")
         assert status == 503
         assert wait_log(g, r'"dst": "anywhere\.test:\d+".*no target configured and no chain')
+
+
+def test_docs_protocol_filtering_http_tls_ssh_on_one_port(origins, tls_origins):
+    """The page's "Protocol Filtering" YAML: one port, HTTP to one node, TLS to another, SSH
+    (an echo stands in for sshd: it returns the client's banner) to a third."""
+    a, _, _ = origins
+    ta, _ = tls_origins
+    p = free_port()
+    with Echo() as ssh:
+        nodes = f"""
+    - name: http-server
+      addr: 127.0.0.1:{a.port}
+      filter: {{host: example.com, protocol: http}}
+    - name: https-server
+      addr: 127.0.0.1:{ta.port}
+      filter: {{host: example.com, protocol: tls}}
+    - name: ssh-server
+      addr: 127.0.0.1:{ssh.port}
+      filter: {{protocol: ssh}}
+"""
+        with Gost("-C", "-", stdin=sniffing_service(p, nodes), ports=[p]):
+            assert get("example.com", p)[1]["tag"] == "a"
+            assert get("example.com", p, scheme="https") == (200, b"tls origin sni=example.com\n")
+            with socket.create_connection(("127.0.0.1", p), timeout=10) as s:
+                s.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+                assert s.recv(64) == b"SSH-2.0-OpenSSH_9.6\r\n"
