@@ -99,6 +99,9 @@ def _tokens(rule):
 # ---------------------------------------------------------------------------------------------
 # the tree: ("and"|"or", left, right) or ("leaf", not, name, args, fn)
 
+_WANT = {"name": "a matcher such as Host(`example.com`)", "str": "a `quoted` argument"}
+
+
 class _Parser:
     def __init__(self, toks):
         self.toks, self.i = toks, 0
@@ -109,9 +112,9 @@ class _Parser:
     def take(self, kind=None, value=None):
         t = self.peek()
         if t[0] is None or (kind and t[0] != kind) or (value and t[1] != value):
-            want = value or kind or "more"
-            got = "end of rule" if t[0] is None else repr(t[1])
-            raise ValueError(f"expected {want!r}, got {got}")
+            want = repr(value) if value else _WANT.get(kind, "more")
+            got = "the end of the rule" if t[0] is None else repr(t[1])
+            raise ValueError(f"expected {want}, got {got}")
         self.i += 1
         return t
 
