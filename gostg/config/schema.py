@@ -415,6 +415,8 @@ COMPONENT_MD = {
     ("handler", "socks4"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH),
     ("handler", "relay"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_RELAY_HANDLER, MD_MUX),
     ("handler", "forward"): (MD_SNIFFING, MD_HANDLER_BASE, MD_HASH),
+    # GOST sniffs QUIC on udp forwarders; gostg does not, so there sniffing stays "not built"
+    ("handler", "udp"): (MD_HANDLER_BASE, MD_HASH),
     ("handler", "ss"): (MD_HANDLER_BASE, MD_HASH, MD_SS_HANDLER),
     ("handler", "sni"): (MD_HANDLER_BASE, MD_HASH),
     ("handler", "api"): (MD_HANDLER_BASE, MD_API_HANDLER),
@@ -448,8 +450,8 @@ COMPONENT_MD = {
 
 #: type name → metadata family (types that share one implementation share its keys)
 FAMILY = {
-    "handler": {"socks": "socks5", "socks4a": "socks4", "tcp": "forward", "udp": "forward", "rtcp": "forward",
-                "rudp": "forward", "ssu": "ss"},
+    "handler": {"socks": "socks5", "socks4a": "socks4", "tcp": "forward", "rtcp": "forward",
+                "rudp": "udp", "ssu": "ss"},
     "listener": {"wss": "ws", "mtls": "mux", "mws": "mux", "mwss": "mux", "h2c": "h2", "rtcp": "remote",
                  "rudp": "remote"},
     "connector": {"socks": "socks5", "socks4a": "base", "forward": "base", "tcp": "base", "socks4": "base",
