@@ -22,11 +22,11 @@ MODULES = {
     "connector": {
         "http": "http", "http2": "http2", "socks5": "socks5", "socks": "socks5", "socks4": "socks4",
         "socks4a": "socks4", "relay": "relay", "forward": "forward", "tcp": "forward", "ss": "ss",
-        "ssu": "ssu", "sni": "sni",
+        "ssu": "ssu", "sni": "sni", "direct": "direct", "virtual": "direct",
     },
     "dialer": {
         "tcp": "tcp", "udp": "udp", "tls": "tls", "ws": "ws", "wss": "ws", "mtls": "mux", "mws": "mux",
-        "mwss": "mux", "http2": "http2", "h2": "h2", "h2c": "h2",
+        "mwss": "mux", "http2": "http2", "h2": "h2", "h2c": "h2", "direct": "direct", "virtual": "direct",
     },
 }
 

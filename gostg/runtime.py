@@ -11,6 +11,7 @@ Rules for changes (better than GOST, which closes the old service before buildin
 """
 import copy
 import os
+import time
 
 from gevent.lock import RLock
 
@@ -21,6 +22,7 @@ from .config.validate import ERROR, Problem, validate
 from .errors import ChangeError, ConfigError
 from .policy.group import NOUNS
 from .observe.log import make_logger
+from .core.probe import Probes
 from .core.registry import Registries
 
 #: build order: what a later kind may refer to is built first
@@ -87,6 +89,7 @@ class Gost:
         self.registries = Registries()
         self.registries.runtime = self
         self.registries.log = self.log
+        self.probes = Probes(self.registries, self.log)
         self.services = {}
         self.internal = {}     # services not in the model: the global Web API
         self.started = False
@@ -179,11 +182,27 @@ class Gost:
         for s in list(self.services.values()) + list(self.internal.values()):
             s.start()
         self.started = True
+        self.probes.sync()
         return self
 
+    def _probes_changed(self):
+        """Chains or hops changed: start the new nodes' probes, stop the gone ones'."""
+        if self.started:
+            self.probes.sync()
+
+    #: seconds a stop gives the open connections of all services together before ending them
+    stop_timeout = 2.0
+
     def stop(self, timeout=None):
-        for s in list(self.services.values()) + list(self.internal.values()):
-            s.stop(timeout)
+        """Every service stops accepting at once (each preDown → close → postDown, in order, as
+        GOST), then one shared grace period of ``timeout`` seconds (default ``stop_timeout``)
+        for all open connections, then the rest are ended: a stop takes about ``timeout``
+        however many services there are."""
+        deadline = time.monotonic() + (self.stop_timeout if timeout is None else timeout)
+        self.probes.stop()
+        closed = [s for s in list(self.services.values()) + list(self.internal.values()) if s.close()]
+        for s in closed:
+            s.drain(deadline)
         self.started = False
 
     def service(self, name):
@@ -315,6 +334,7 @@ class Gost:
             except ConfigError as exc:
                 raise ChangeError(ChangeError.FAILED, str(exc)) from exc
             getattr(self.registries, kind).set(name, built)
+            self._probes_changed()
         else:
             try:
                 model.check({kind: [obj]})
@@ -353,6 +373,7 @@ class Gost:
                     s.drain_later()     # open connections get the drain period, not the API call
             elif kind in OBJECT_KINDS:
                 getattr(self.registries, kind).delete(name)
+                self._probes_changed()
             self.config = self._with(kind, [o for o in items if o.get("name") != name])
             self.log.info(f"{kind} {name} deleted", kind="api")
             # what now names the deleted object refuses its connections: say so
@@ -402,6 +423,7 @@ class Gost:
                 s.drain_later()
             for n, s in built.items():
                 self._swap_service(n, s, self.services.get(n))
+            self._probes_changed()
             same = cfg == self.config
             self.config = cfg
             (self.log.info if changed or removed else self.log.debug)(

@@ -8,6 +8,7 @@ from ..core.chain import Chain, Hop, Node
 from ..core.nodematch import NodeMatch
 from ..handlers.nodetls import NodeTLS
 from ..handlers.nodehttp import build_node_http
+from ..core.probe import ProbeConfig
 from ..dns.hosts import Hosts, mapping_lines
 from ..dns.resolver import Nameserver, Resolver
 from ..errors import ConfigError, GostgError
@@ -95,7 +96,8 @@ def build_selector(o, path, md=None):
     except (TypeError, ValueError):
         raise ConfigError(f"{path}.selector.maxFails", "must be an integer") from None
     fail_timeout = parse_duration(sel.get("failTimeout"), f"{path}.selector.failTimeout") or Selector.DEFAULT_FAIL_TIMEOUT
-    return Selector(strategy, max_fails, fail_timeout, hash_host=bool(md and md.str("hash") == "host"))
+    return Selector(strategy, max_fails, fail_timeout, hash_host=bool(md and md.str("hash") == "host"),
+                    max_latency=parse_duration(sel.get("maxLatency"), f"{path}.selector.maxLatency"))
 
 
 def _spec(kind, o, default):
@@ -116,7 +118,7 @@ def build_node(o, path, registries):
     c, d = _map(o, "connector", path), _map(o, "dialer", path)
     ccls = _type(connectors, c, cpath, "http")
     dcls = _type(dialers, d, dpath, "tcp")
-    if not addr:
+    if not addr and not getattr(ccls, "direct", False):   # a direct node needs no server
         raise ConfigError(f"{path}.addr", "is required")
     try:
         connector = ccls(Metadata(_map(c, "metadata", cpath), _spec("connector", c, "http")), _auth(c, cpath))
@@ -128,10 +130,13 @@ def build_node(o, path, registries):
     except ConfigError as exc:
         raise ConfigError(f"{dpath}.{exc.path}", exc.msg) from None
     dialer.node_addr = addr
-    return Node(o["name"] if o.get("name") else addr, addr, connector, dialer,
+    node = Node(o["name"] if o.get("name") else (addr or _str(c, "type", cpath)), addr, connector, dialer,
                 Metadata(_map(o, "metadata", path), schema.component_md("node", "")),
                 bypass=_bypass_group(o, path, registries),
                 hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
+    if o.get("probe"):
+        node.probe = ProbeConfig.parse(_map(o, "probe", path), f"{path}.probe", parse_duration)
+    return node
 
 
 def build_hop(o, path, registries):

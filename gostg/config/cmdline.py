@@ -133,12 +133,17 @@ def _selector(m):
     strategy = md.str("strategy")
     max_fails = md.int("maxFails", "max_fails")
     fail_timeout = md.duration("failTimeout", "fail_timeout")
-    if not strategy and max_fails <= 0 and fail_timeout <= 0:
+    # maxLatency: GOST's command line leaves it in the metadata, where nothing reads it
+    max_latency = md.duration("maxLatency")
+    if not strategy and max_fails <= 0 and fail_timeout <= 0 and max_latency <= 0:
         return None
-    for k in ("strategy", "maxFails", "max_fails", "failTimeout", "fail_timeout"):
+    for k in ("strategy", "maxFails", "max_fails", "failTimeout", "fail_timeout", "maxLatency"):
         m.pop(k, None)
-    return {"strategy": strategy or "round", "maxFails": max_fails if max_fails > 0 else 1,
-            "failTimeout": format_duration(fail_timeout if fail_timeout > 0 else 30)}
+    sel = {"strategy": strategy or "round", "maxFails": max_fails if max_fails > 0 else 1,
+           "failTimeout": format_duration(fail_timeout if fail_timeout > 0 else 30)}
+    if max_latency > 0:
+        sel["maxLatency"] = format_duration(max_latency)
+    return sel
 
 
 def _list_object(cfg, kind, prefix, value, name_key="matchers"):

@@ -65,9 +65,12 @@ TLS = keys(Key("certFile"), Key("keyFile"), Key("caFile"), Key("secure", BOOL), 
            unbuilt("rejectUnknownSNI", BOOL, "tutorials/tls/", "rejecting TLS handshakes with an unknown SNI"),
            unbuilt("serverNames", STRLIST, "tutorials/tls/", "the allowed-SNI list of rejectUnknownSNI"),
            Key("validity", DURATION), Key("commonName"), Key("organization"))
-SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand", "random", "fifo", "ha", "hash"),
-                    docs="concepts/selector/", unbuilt_choices=("parallel", "lowestlatency")),
-                Key("maxFails", INT, default=1), Key("failTimeout", DURATION, default="10s"))
+SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand", "random", "fifo", "ha", "hash",
+                                                           "parallel", "lowestlatency", "lowest", "ll"),
+                    docs="concepts/selector/"),
+                Key("maxFails", INT, default=1), Key("failTimeout", DURATION, default="10s"),
+                Key("maxLatency", DURATION, docs="tutorials/probe/",
+                    meaning="nodes whose last probe failed or took longer are not selected"))
 FILE_LOADER = keys(Key("path", required=True))
 REDIS_LOADER = keys(Key("addr"), Key("db", INT), Key("password"), Key("key"), Key("type"))
 HTTP_LOADER = keys(Key("url"), Key("timeout", DURATION))
@@ -113,6 +116,15 @@ NODE_FILTER = keys(Key("host"), Key("protocol"), Key("path"))
 NODE_MATCHER = keys(Key("rule"), Key("priority", INT),
                     unbuilt("bodySize", INT, "tutorials/reverse-proxy/", "request body matching"))
 
+PROBE = keys(
+    Key("type", default="tcp", choices=("tcp", "http", "cmd"), docs="tutorials/probe/"),
+    Key("addr", meaning="reached through the node (tcp, http probes)"),
+    Key("interval", DURATION, default="30s"), Key("timeout", DURATION, default="10s"),
+    Key("httpPath", default="/"), Key("httpHost"), Key("httpHeaders", MAP), Key("expectedStatus", INT, default=200),
+    Key("command", meaning="sh -c command on this host (cmd probes)"))
+#: connector types whose node has no server, so no ``addr`` (GOST's virtual node)
+ADDRLESS_CONNECTORS = ("direct", "virtual")
+
 HANDLER = keys(
     Key("type", default="auto"), Key("retries", INT), Key("chain", meaning="ref:chains"),
     unbuilt("chainGroup", MAP, "concepts/chain/", "chain groups", fields=CHAIN_GROUP),
@@ -135,7 +147,8 @@ FORWARD_NODE = keys(
     Key("matcher", MAP, fields=NODE_MATCHER), Key("filter", MAP, fields=NODE_FILTER),
     Key("http", MAP, fields=HTTP_NODE), Key("tls", MAP, fields=TLS_NODE),
     Key("auth", MAP, fields=AUTH, meaning="deprecated: http.auth"),
-    unbuilt("probe", MAP, "tutorials/probe/", "active node health probes", observe=True),
+    unbuilt("probe", MAP, "tutorials/probe/", "probes of forwarder targets (a failed connection marks one)",
+            fields=PROBE),
     Key("metadata", MAP, meaning="metadata:node"))
 FORWARDER = keys(Key("name"), Key("selector", MAP, fields=SELECTOR),
                  Key("nodes", LIST, item=FORWARD_NODE),
@@ -166,7 +179,7 @@ SERVICE = named(
     Key("status", ANY, status=IGNORED, meaning="read-only status written by the Web API"))
 
 NODE = named(
-    Key("addr", required=True), Key("network"),
+    Key("addr", meaning="required, except for a direct/virtual node"), Key("network"),
     Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
     Key("resolver", meaning="ref:resolvers"), Key("hosts", meaning="ref:hosts"),
     unbuilt("host", STR, "concepts/chain/", "node host matching"),
@@ -180,8 +193,7 @@ NODE = named(
     unbuilt("auth", MAP, "concepts/chain/", "node-level auth", fields=AUTH),
     unbuilt("matcher", MAP, "concepts/chain/", "node matchers"),
     unbuilt("filter", MAP, "concepts/chain/", "node filters (host, protocol, path)"),
-    unbuilt("probe", MAP, "tutorials/probe/", "active node health probes (gostg marks a node down only when real "
-                                             "connections to it fail)", observe=True),
+    Key("probe", MAP, fields=PROBE, docs="tutorials/probe/", meaning="health and latency checks of the node"),
     Key("metadata", MAP, meaning="metadata:node"))
 # ``name`` is optional on a node: its address names it
 NODE["name"] = Key("name")
@@ -376,6 +388,7 @@ MD_SOCKS5_CONNECTOR = md(Key("relay", choices=("", "udp")),
 MD_RELAY_CONNECTOR = md(Key("nodelay", BOOL, aliases=("noDelay",)))
 MD_SS_CONNECTOR = md(Key("key"), Key("nodelay", BOOL, aliases=("noDelay",)))
 MD_SNI_CONNECTOR = md(Key("host"))
+MD_DIRECT_CONNECTOR = md(Key("action", choices=("", "reject"), meaning="reject: refuse every connection"))
 
 MD_WS_DIALER = md(Key("path", default="/ws", aliases=("ws.path",)), Key("host", aliases=("ws.host",)),
                   Key("header", MAP, aliases=("ws.header",)), Key("keepalive", BOOL, aliases=("ws.keepalive",)),
@@ -435,6 +448,8 @@ COMPONENT_MD = {
     ("connector", "relay"): (MD_CONNECTOR_BASE, MD_RELAY_CONNECTOR, MD_MUX),
     ("connector", "ss"): (MD_CONNECTOR_BASE, MD_SS_CONNECTOR),
     ("connector", "sni"): (MD_CONNECTOR_BASE, MD_SNI_CONNECTOR),
+    ("connector", "direct"): (MD_DIRECT_CONNECTOR,),
+    ("dialer", "direct"): (),
     ("dialer", "tcp"): (),
     ("dialer", "tls"): (MD_TLS_DIALER,),
     ("dialer", "ws"): (MD_WS_DIALER,),
@@ -455,8 +470,8 @@ FAMILY = {
     "listener": {"wss": "ws", "mtls": "mux", "mws": "mux", "mwss": "mux", "h2c": "h2", "rtcp": "remote",
                  "rudp": "remote"},
     "connector": {"socks": "socks5", "socks4a": "base", "forward": "base", "tcp": "base", "socks4": "base",
-                  "ssu": "ss"},
-    "dialer": {"wss": "ws", "mtls": "mux", "mws": "mux", "mwss": "mux", "h2c": "h2"},
+                  "ssu": "ss", "virtual": "direct"},
+    "dialer": {"wss": "ws", "mtls": "mux", "mws": "mux", "mwss": "mux", "h2c": "h2", "virtual": "direct"},
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -285,6 +285,8 @@ class _Walker:
         if not isinstance(n, dict):
             return None
         (_, ct), (_, dt) = self.parts(n, path, ("connector", "http"), ("dialer", "tcp"))
+        if ct not in S.ADDRLESS_CONNECTORS and _get(n, S.NODE["addr"]) in (None, ""):
+            self.add(ERROR, f"{path}.addr", "is required")
         return (ct, dt) if ct and dt else None
 
     def parts(self, o, path, *kinds):

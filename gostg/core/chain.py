@@ -8,6 +8,11 @@ Rules (spec §1.4):
    connector connects to the target.
 2a. A multiplexing node after hop 0 (mtls, mws, mwss, http2 …) restarts the route: its dialer
    keeps one session, made through the hops before it, shared by every route through it.
+2b. A parallel hop (selector ``parallel``) restarts the route too: each of its nodes is reached
+   on a route of its own (the hops before it, then that node) at once; the first there wins.
+2c. A ``direct``/``virtual`` node connects from where the route is: at hop 0 from this host, so
+   after hop 0 it adds nothing and is left out (GOST would ask the previous node to connect to
+   the direct node's address, which it does not have).
 3. Any failure marks the node it happened at; success resets every node of the route.
 4. Fail closed: a hop, bypass, hosts or resolver name that does not resolve raises
    MissingReference (the dial fails, no node is marked); a missing hop, or one with no nodes,
@@ -21,12 +26,14 @@ from ..policy.bypass import bypass_hit
 from ..policy.group import MissingReference, lookup
 from ..protocols.addr import join_host_port, split_host_port
 from .nodematch import pick
+from .race import Race, first
 from .selector import Marker, Selector
 
 
 class Node:
     __slots__ = ("name", "addr", "connector", "dialer", "marker", "backup", "weight",
-                 "max_fails", "fail_timeout", "bypass", "hosts", "resolver", "match", "http", "tls")
+                 "max_fails", "fail_timeout", "bypass", "hosts", "resolver", "latency", "probe",
+                 "match", "http", "tls")
 
     def __init__(self, name, addr, connector, dialer, md=None, bypass=None, hosts=None, resolver=None,
                  match=None, http=None, tls=None):
@@ -38,6 +45,9 @@ class Node:
         self.connector = connector
         self.dialer = dialer
         self.marker = Marker()
+        #: seconds of the last probe (gostg.core.probe): None never probed, inf it failed
+        self.latency = None
+        self.probe = None             # its ProbeConfig, or None
         self.bypass = bypass
         self.hosts = hosts            # names; the hop's when the node has none
         self.resolver = resolver
@@ -55,7 +65,7 @@ class Node:
 
 def resolve_node_addr(node, registries):
     """A node's address through its (or its hop's) hosts and resolver, as GOST does."""
-    if registries is None or not (node.hosts or node.resolver):
+    if registries is None or not (node.hosts or node.resolver) or not node.addr:   # a direct node has none
         return node.addr
     host, port = split_host_port(node.addr)
     if node.hosts:
@@ -100,7 +110,8 @@ class Route:
     __slots__ = ("nodes", "registries")
 
     def __init__(self, nodes, registries=None):
-        self.nodes = nodes
+        # rule 2c
+        self.nodes = [n for i, n in enumerate(nodes) if not i or not getattr(n.connector, "direct", False)]
         self.registries = registries
 
     def __str__(self):
@@ -120,53 +131,71 @@ class Route:
         return self._through(last, ctx, timeout)
 
     def _through(self, final, ctx, timeout):
-        """Reach the last node hop by hop (rules 2, 2a, 3), then ``final(last_node, conn)``."""
+        """Reach the last node hop by hop (rules 2, 2a, 2b, 3), then ``final(last_node, conn)``."""
         nodes = self.nodes
         # rule 2a: the route restarts at the last multiplexing node, whose dialer keeps one
-        # session made through the hops before it (GOST's chain.Route does the same)
+        # session made through the hops before it (GOST's chain.Route does the same);
+        # rule 2b: or at the last parallel hop, each of whose nodes is reached on its own route
         m = max((i for i, n in enumerate(nodes) if i and getattr(n.dialer, "multiplex", False)), default=0)
-        node = nodes[m]
+        r = max((i for i, n in enumerate(nodes) if isinstance(n, Race)), default=-1)
+        start = max(m, r)
+        node = nodes[start]
         conn = None
         try:
-            if m:
-                head = Route(nodes[:m], self.registries)
-                addr = resolve_node_addr(node, self.registries)
-                conn = node.dialer.dial_through(
-                    lambda: head._through(lambda n, c: n.connector.connect(c, "tcp", addr, ctx), ctx, timeout),
-                    timeout)
+            if start == r:
+                node, conn = self._race(node, ctx, timeout)
             else:
-                conn = node.dialer.dial(resolve_node_addr(node, self.registries), timeout)
-            conn = node.dialer.handshake(conn)
-            conn = node.connector.handshake(conn)
-            for nxt in nodes[m + 1:]:
+                if start:
+                    head = Route(nodes[:start], self.registries)
+                    addr = resolve_node_addr(node, self.registries)
+                    conn = node.dialer.dial_through(
+                        lambda: head._through(lambda n, c: n.connector.connect(c, "tcp", addr, ctx), ctx, timeout),
+                        timeout)
+                else:
+                    conn = node.dialer.dial(resolve_node_addr(node, self.registries), timeout)
+                conn = node.dialer.handshake(conn)
+                conn = node.connector.handshake(conn)
+            for nxt in nodes[start + 1:]:
                 conn = node.connector.connect(conn, "tcp", resolve_node_addr(nxt, self.registries), ctx)
                 node = nxt
                 conn = node.dialer.handshake(conn)
                 conn = node.connector.handshake(conn)
             conn = final(node, conn)
         except MissingReference:   # our config, not the node's fault: nothing to mark
-            if conn is not None:
-                try:
-                    conn.close()
-                except OSError:
-                    pass
+            _close(conn)
             raise
         except (OSError, DialError, ProtocolError, EOFError, gevent.Timeout) as exc:
-            if getattr(exc, "node", None) is None:   # an inner route already marked its node
-                node.marker.mark()
-            if conn is not None:
-                try:
-                    conn.close()
-                except OSError:
-                    pass
+            if getattr(exc, "node", None) is None and getattr(exc, "marks", True):
+                node.marker.mark()   # (an inner route already marked its node)
+            _close(conn)
             if isinstance(exc, gevent.Timeout):
                 raise
             if isinstance(exc, DialError) and getattr(exc, "node", None) is not None:
                 raise
             raise DialError(f"{node.name}@{node.addr}: {exc}", node=node, cause=exc) from exc
+        except BaseException:   # killed (a lost race, service stop): close what is open
+            _close(conn)
+            raise
         for n in nodes:
             n.marker.reset()
         return conn
+
+    def _race(self, race, ctx, timeout):
+        """→ (winner, conn): each node of ``race`` reached on its own route (the hops before the
+        race, then that node), at once; the first to get there wins (gostg.core.race)."""
+        head = self.nodes[:self.nodes.index(race)]
+
+        def attempt(node):   # → (the route's last node, which 2c may have left out, conn)
+            return lambda: Route(head + [node], self.registries)._through(lambda n, c: (n, c), ctx, timeout)
+        return first([attempt(n) for n in race.nodes], lambda won: _close(won[1]), node=race)[1]
+
+
+def _close(conn):
+    if conn is not None:
+        try:
+            conn.close()
+        except OSError:
+            pass
 
 
 class Chain:

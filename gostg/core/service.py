@@ -1,7 +1,7 @@
 """A Service: listener + handler, its connections, lifecycle hooks and status.
 
 Lifecycle (GOST order): build (listener bound) → preUp → start: serve + postUp, state ready →
-… → stop: preDown → close listener, drain, kill stragglers, close handler → postDown.
+… → stop: preDown → close listener and handler → postDown (GOST's order) → drain, kill stragglers.
 
 Fail closed: an admission or limiter name that does not resolve closes the connection (at
 accept, or before the handler starts), with one error line naming it (never "admit everyone" or
@@ -209,18 +209,36 @@ class Service:
             ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} >< {ctx.local}")
 
     def stop(self, timeout=None):
+        """Stop this one service: :meth:`close` it, then give its open connections ``timeout``
+        seconds (default ``drain_timeout``) and end the rest."""
+        if self.close():
+            self.drain(time.monotonic() + (self.drain_timeout if timeout is None else timeout))
+
+    def close(self):
+        """GOST's ``Service.Close``: preDown → stop accepting, close the listener and handler →
+        postDown. Open connections stay (GOST leaves them to the process exit); :meth:`drain`
+        ends them. → False when the service was closed already."""
         if self.state == "closed":
-            return
+            return False
         run_hooks("preDown", self._hooks["preDown"], self.log)
-        if self.server is not None:
-            self.server.stop(timeout=self.drain_timeout if timeout is None else timeout)
-        else:
+        server = self.server
+        if server is None:
             self.listener.close()
+        elif hasattr(server, "close"):
+            server.close()
+        else:                          # a remote (rtcp/rudp) server has no socket of its own
+            server.stop_accepting()
         self.handler.close()
         self.state = "closed"
         self._event("service closed")
         self.log.info("service closed")
         run_hooks("postDown", self._hooks["postDown"], self.log)
+        return True
+
+    def drain(self, deadline):
+        """Wait for open connections until ``deadline`` (time.monotonic()), then kill the rest."""
+        self.pool.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.pool.kill(block=True, timeout=1)
 
     def retire(self, keep_socket=False, reason="replaced"):
         """Step down for a replacement: stop accepting, run preDown/postDown, and leave the

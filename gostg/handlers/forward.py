@@ -21,6 +21,7 @@ from ..errors import BypassError, DialError
 from ..policy.group import MissingReference, lookup, refused
 from ..policy.rules import Request
 from ..protocols import sniff as sp
+from ..core.race import Race, first
 from ..core.registry import handlers
 from ..core.router import MissingTarget
 from . import revproxy, sniffing
@@ -79,26 +80,27 @@ class ForwardHandler(Handler):
         tried = set()
         last = None
         for _ in range(len(hop.nodes)):
-            node = hop.select(ctx, "", network, req, skip=tried)
+            try:
+                node = hop.select(ctx, "", network, req, skip=tried)
+            except DialError as exc:   # the selector's maxLatency left no target
+                last = exc
+                break
             if node is None:
                 break
-            tried.add(node.name)
-            if check is not None and not check(node):
+            members = getattr(node, "nodes", [node])   # a Race (selector parallel): all at once
+            tried.update(n.name for n in members)
+            if check is not None and not all(check(n) for n in members):
                 return None
-            addr = node.addr or sniffed_target(found) or CHAIN_CHOOSES
             try:
-                upstream = self._dial(network, addr, ctx)
-                if node.tls is not None and network == "tcp":
-                    upstream = self._tls(upstream, node, addr)
+                node, addr, upstream = self._connect(node, network, ctx, found)
             except DialError as exc:
                 if isinstance(exc, (MissingReference, MissingTarget, BypassError)):
-                    self._refused(exc, ctx, addr)
+                    self._refused(exc, ctx, ctx.target)
                     return None
-                node.marker.mark()
                 last = exc
-                ctx.log.warning(f"forward: target {node.name}@{addr} failed: {exc}", dst=addr, node=node.name)
+                ctx.log.warning(f"forward: target {node.name}@{ctx.target} failed: {exc}", dst=ctx.target,
+                                node=node.name)
                 continue
-            node.marker.reset()
             return node, addr, upstream
         if not tried:
             what = f"{found.proto} host {found.host}" if found.host else (found.proto or "the connection")
@@ -106,6 +108,25 @@ class ForwardHandler(Handler):
         else:
             ctx.log.error(f"forward: no target reachable: {last}", dst=ctx.target)
         return None
+
+    def _connect(self, node, network, ctx, found):
+        """→ ``(node, addr, upstream)``; a failed target is marked, a reached one reset. A
+        :class:`Race` dials each of its targets at once and keeps the first to connect. A
+        node without ``addr`` goes to the sniffed host (or, unsniffed, to the chain's choice)."""
+        if isinstance(node, Race):
+            return first([lambda n=n: self._connect(n, network, ctx, found) for n in node.nodes],
+                         lambda won: won[2].close(), node=node)[1]
+        addr = node.addr or sniffed_target(found) or CHAIN_CHOOSES
+        try:
+            upstream = self._dial(network, addr, ctx)
+            if node.tls is not None and network == "tcp":
+                upstream = self._tls(upstream, node, addr)
+        except DialError as exc:
+            if not isinstance(exc, (MissingReference, MissingTarget, BypassError)):
+                node.marker.mark()
+            raise
+        node.marker.reset()
+        return node, addr, upstream
 
     def _tls(self, upstream, node, addr):
         try:

@@ -133,7 +133,7 @@ KIND_CASES = [
     ("hop unknown strategy", "hops", {"name": "hp", "selector": {"strategy": "round"}, "nodes": [NODE]},
      {"name": "hp", "selector": {"strategy": "rnd"}, "nodes": [NODE]},
      "error", ".selector.strategy: unknown value 'rnd' (did you mean 'rand'?) (one of: round, rr, rand, random, "
-              "fifo, ha, hash)"),
+              "fifo, ha, hash, parallel, lowestlatency, lowest, ll)"),
     ("auther plugin", "authers", {"name": "au", "auths": [{"username": "u", "password": "p"}]},
      {"name": "au", "plugin": {"type": "grpc", "addr": "127.0.0.1:8000"}},
      "error", f".plugin: plugin {UNBUILT} ({DOCS}plugin/)"),

@@ -175,6 +175,16 @@ def test_forward_selector_keys():
     assert fw["selector"]["maxFails"] == 2 and parse_duration(fw["selector"]["failTimeout"]) == 5
 
 
+def test_max_latency_goes_to_the_selector():
+    """GOST's command line leaves maxLatency in the metadata, where nothing reads it."""
+    s = svc("tcp://:1/a:1,b:2?strategy=lowestlatency&maxLatency=250ms")
+    assert s["forwarder"]["selector"]["strategy"] == "lowestlatency"
+    assert parse_duration(s["forwarder"]["selector"]["maxLatency"]) == 0.25
+    assert "maxLatency" not in s.get("metadata", {})
+    hop = from_args([":1"], ["http://a:1,b:2?maxLatency=1s"])["chains"][0]["hops"][0]
+    assert parse_duration(hop["selector"]["maxLatency"]) == 1 and hop["selector"]["strategy"] == "round"
+
+
 def test_forward_without_selector_keys_has_no_selector():
     assert "selector" not in svc("tcp://:1/a:1,b:2")["forwarder"]
 

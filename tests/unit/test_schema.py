@@ -88,7 +88,7 @@ def test_missing_name_is_an_error_with_path(kind):
      [(ERROR, "chains[0].hops[0].nodes[0].addr: is required")]),
     ({"hops": [{"name": "h", "selector": {"strategy": "rund"}}]},
      [(ERROR, "hops[0].selector.strategy: unknown value 'rund' (did you mean 'round'?) "
-              "(one of: round, rr, rand, random, fifo, ha, hash)")]),
+              "(one of: round, rr, rand, random, fifo, ha, hash, parallel, lowestlatency, lowest, ll)")]),
     ({"services": [{"name": "s", "addr": ":1", "metadata": {"readTimeout": "abc"}}]},
      [(ERROR, "services[0].metadata.readTimeout: bad duration 'abc' (e.g. 10s, 1m30s, 500ms)")]),
     ({"services": [{"name": "s", "addr": ":1", "handler": {"type": "socks5", "metadata": {"udp": "maybe"}}}]},

@@ -1,0 +1,32 @@
+"""The ``direct`` (alias ``virtual``) dialer: GOST's virtual node opens nothing itself; its
+connector (gostg.connectors.direct) connects straight to the target."""
+from ..core.registry import dialers
+from .base import Dialer
+
+
+class NoConn:
+    """The placeholder conn of a direct node: nothing to read, write or close."""
+
+    def recv(self, n):
+        return b""
+
+    def recv_into(self, buf, nbytes=0):
+        return 0
+
+    def sendall(self, data):
+        raise BrokenPipeError("a direct node's placeholder conn carries no data")
+
+    def shutdown(self, how):
+        pass
+
+    def close(self):
+        pass
+
+    def getpeername(self):
+        return ("", 0)
+
+
+@dialers.register("direct", "virtual")
+class DirectDialer(Dialer):
+    def dial(self, addr, timeout):
+        return NoConn()
