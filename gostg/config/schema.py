@@ -100,11 +100,11 @@ NAMESERVER = keys(Key("addr"), Key("chain", meaning="ref:chains"), Key("prefer",
                   Key("only", choices=("", "ipv4", "ipv6")))
 HOST_MAPPING = keys(Key("ip", required=True), Key("hostname", required=True), Key("aliases", STRLIST))
 CHAIN_GROUP = keys(Key("chains", STRLIST), Key("selector", MAP, fields=SELECTOR))
+URL_REWRITE = keys(Key("match", required=True), Key("replacement"))
 HTTP_NODE = keys(Key("host"), Key("header", MAP), Key("requestHeader", MAP), Key("auth", MAP, fields=AUTH),
+                 Key("responseHeader", MAP), Key("rewriteURL", LIST, item=URL_REWRITE),
+                 Key("rewrite", LIST, item=URL_REWRITE, meaning="deprecated: rewriteURL"),
                  *[unbuilt(k, kind, "concepts/forwarder/", meaning) for k, kind, meaning in (
-                     ("responseHeader", MAP, "response header rewriting on forwarder nodes"),
-                     ("rewrite", LIST, "URL rewriting on forwarder nodes"),
-                     ("rewriteURL", LIST, "URL rewriting on forwarder nodes"),
                      ("rewriteBody", LIST, "body rewriting on forwarder nodes"),
                      ("rewriteResponseBody", LIST, "body rewriting on forwarder nodes"),
                      ("rewriteRequestBody", LIST, "body rewriting on forwarder nodes"),

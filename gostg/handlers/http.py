@@ -96,8 +96,9 @@ def send_body(src, dst, framer):
     return sent
 
 
-def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay):
-    """Send one request, relay its response. → whether the connection may carry another."""
+def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay, response_header=None):
+    """Send one request, relay its response (with ``response_header`` set on it). → whether
+    the connection may carry another."""
     client_keep = http.keep_alive(req.version, req.headers)
     for h in _HOP_HEADERS:
         req.headers.remove(h)
@@ -119,6 +120,8 @@ def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay
             resp.version = "HTTP/1.0"
         if not client_keep:
             resp.headers.set("Connection", "close")
+        for k, v in (response_header or {}).items():
+            resp.headers.set(k, v)
         head = resp.encode()
         conn.sendall(head)
         tally[0] += len(head)

@@ -5,8 +5,9 @@ Rules:
 1. Each request head is read whole; its Host (port 80 unless given) is checked against the
    service bypass (403, and the connection ends) and, with its path, query and headers, chooses
    a forwarder node (none matches: 503). A node without ``addr`` goes to the Host itself.
-2. The node's ``http`` settings apply: ``auth`` (401 with ``WWW-Authenticate: Basic`` and the
-   connection ends), then ``host`` and ``header`` rewrites.
+2. The node's ``http`` settings apply (:mod:`gostg.handlers.nodehttp`): ``auth`` (401 with
+   ``WWW-Authenticate: Basic`` and the connection ends), then the Host, header and URL
+   rewrites, and ``responseHeader`` on the way back.
 3. The upstream connection (and its node) is kept while the next request names the same
    Host, as GOST does; a kept-alive upstream that closed while idle gets one fresh try for a
    request that is safe to repeat. The loop ends when either side asks to close, after
@@ -114,12 +115,14 @@ class _Session:
                     return
             elif self.node is not None and not self._node_ok(req, self.node):
                 return
-            if self.node is not None and self.node.http is not None:
-                self.node.http.rewrite(req.headers)
             path = _origin_form(req.target)
+            nh = self.node.http if self.node is not None else None
+            if nh is not None:
+                nh.rewrite(req.headers)
+                path = nh.rewrite_target(path)
             try:
                 keep = round_trip(self.conn, s, req, path, self.upstream, self.up, ctx, self.tally,
-                                  self.h.read_timeout, self.h.relay)
+                                  self.h.read_timeout, self.h.relay, nh.response_header if nh else None)
             except EOFError:
                 if not fresh and req.method in _IDEMPOTENT and http.request_body(req) is None:
                     self.close_upstream()

@@ -422,3 +422,39 @@ def test_docs_protocol_filtering_http_tls_ssh_on_one_port(origins, tls_origins):
             with socket.create_connection(("127.0.0.1", p), timeout=10) as s:
                 s.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
                 assert s.recv(64) == b"SSH-2.0-OpenSSH_9.6\r\n"
+
+
+def test_docs_http_request_settings(origins):
+    """The page's "HTTP Request Settings": requestHeader (numbers too), responseHeader and
+    rewriteURL with the docs' two rules (Go's ``$1``)."""
+    a, _, _ = origins
+    p = free_port()
+    nodes = f"""
+    - name: example-com
+      addr: 127.0.0.1:{a.port}
+      matcher:
+        rule: Host(`example.com`)
+      http:
+        requestHeader:
+          User-Agent: gost/3.0.0
+          foo: bar
+          bar: 123
+        responseHeader:
+          foo: bar
+          bar: 123
+        rewriteURL:
+        - match: /api/login
+          replacement: /user/login
+        - match: /api/(.*)
+          replacement: /$1
+"""
+    with Gost("-C", "-", stdin=sniffing_service(p, nodes), ports=[p]):
+        for path, want in (("/api/login", "/user/login"), ("/api/logout?x=1", "/logout?x=1"),
+                           ("/static/a", "/static/a")):
+            rc, status, out = curl_code("-i", "--resolve", f"example.com:{p}:127.0.0.1",
+                                        f"http://example.com:{p}{path}")
+            head, _, body = out.partition(b"\r\n\r\n")
+            js = json.loads(body)
+            assert (status, js["path"]) == (200, want)
+            assert js["headers"]["user-agent"] == "gost/3.0.0" and js["headers"]["bar"] == "123"
+            assert b"\r\nfoo: bar" in head.lower() and b"\r\nbar: 123" in head.lower()

@@ -172,3 +172,20 @@ def test_token_soup_only_raises_value_error(toks):
         rules.parse(" ".join(toks)).match(Request(host="a", path="/"))
     except ValueError:
         pass
+
+
+def test_go_replacement_templates():
+    """rewriteURL replacements are Go templates: $1, ${1}, $name, ${name}, $$; unknown
+    names (and Go's greedy ``$1x``) expand to nothing."""
+    import re
+
+    from gostg.handlers.nodehttp import build_node_http, go_expand
+    m = re.search(r"(?P<n>a)(b)", "ab")
+    assert go_expand("$2-${n}-$$-$1x-$9-${1}", m) == "b-a-$---a"
+    n = build_node_http({"rewriteURL": [{"match": "/api/login", "replacement": "/user/login"},
+                                        {"match": "/api/(.*)", "replacement": "/$1"}]}, "x")
+    assert n.rewrite_target("/api/login") == "/user/login"
+    assert n.rewrite_target("/api/logout?a=1") == "/logout?a=1"
+    assert n.rewrite_target("/other") == "/other"
+    q = build_node_http({"rewrite": [{"match": "^/old", "replacement": "/new?v=2"}]}, "x")
+    assert q.rewrite_target("/old?v=1") == "/new?v=2"        # a '?' in the result is the new query
