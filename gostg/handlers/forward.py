@@ -32,6 +32,8 @@ from .nodetls import wrap_node_tls
 
 #: the address a forwarder without a target dials: the chain's last node chooses (GOST: ":0")
 CHAIN_CHOOSES = ":0"
+
+
 @handlers.register("tcp", "udp", "forward", "rtcp", "rudp")
 class ForwardHandler(Handler):
 
