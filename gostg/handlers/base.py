@@ -96,20 +96,18 @@ class Handler:
 
     def tunnel(self, conn, upstream, ctx, target):
         """``relay`` for a CONNECT-style tunnel; with ``sniffing`` the client's first message
-        is peeked first: its TLS SNI or HTTP Host is logged and judged by the service bypass
-        (refused: an HTTP client gets 403, any other is closed; a log line either way)."""
+        is peeked first: a TLS SNI is logged and judged by the service bypass (refused: closed,
+        with a log line); HTTP is served request by request, each Host judged (403)."""
         if self.sniffing:
             conn, found = sniffing.peek(conn, ctx, self.sniffing_timeout)
+            if found.proto == "http":   # each request judged on its own (revproxy rule 5)
+                from . import revproxy  # here: revproxy builds on the http handler, which needs this module
+                return revproxy.serve(self, conn, ctx, upstream=upstream)   # it closes upstream
             host = sniffing.sniffed_target(found)
             if host:
                 ctx.log = ctx.log.bind(host=found.host, proto=found.proto)
                 if self.router.bypassed(host):
                     ctx.log.info(f"bypass: sniffed {found.proto} host {host}: closed", dst=host)
-                    if found.proto == "http":
-                        try:
-                            conn.sendall(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                        except OSError:
-                            pass
                     upstream.close()
                     return
         self.relay(conn, upstream, ctx, target)

@@ -15,6 +15,9 @@ Rules:
 4. A request without a usable Host goes to the nodes without a host filter; with no
    forwarder at all there is nothing to route it by: 400. A head that does not parse
    (garbage after the first request) answers 400 and ends.
+5. Inside a proxy tunnel (http CONNECT, socks, relay with ``sniffing``) the upstream is the
+   one the client asked for: every request goes there, and every request's Host is judged
+   by the bypass (a kept-alive tunnel cannot slip a refused Host in after an allowed one).
 """
 import time
 
@@ -28,6 +31,7 @@ from .sniffing import sniffed_target
 
 #: seconds an idle kept-alive client connection waits for its next request
 IDLE = 60.0
+_FIXED = object()     # the key of a tunnel's upstream: never "another Host"
 _IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 502: "Bad Gateway",
             503: "Service Unavailable"}
@@ -52,11 +56,15 @@ def _origin_form(target):
 class _Session:
     """One client connection's state: the upstream kept alive between requests."""
 
-    def __init__(self, handler, conn, ctx):
+    def __init__(self, handler, conn, ctx, upstream=None):
         self.h, self.conn, self.ctx = handler, conn, ctx
         self.s = Stream(conn)
         self.upstream = self.up = self.key = self.node = None
         self.tally = [0]
+        #: a proxy tunnel's one upstream (rule 5): every request goes there, judged on its own
+        self.fixed = upstream is not None
+        if self.fixed:
+            self.upstream, self.up, self.key = upstream, Stream(upstream), _FIXED
 
     def close_upstream(self):
         if self.upstream is not None:
@@ -97,9 +105,9 @@ class _Session:
         while req is not None:
             found = sp.of_request(req)
             target = sniffed_target(found)
-            ctx.log = ctx.log.bind(host=found.host)
+            ctx.log = ctx.log.bind(host=found.host, proto=found.proto)
             hop = self.h.options.forwarder
-            if not target and (hop is None or not hop.nodes):
+            if not target and not self.fixed and (hop is None or not hop.nodes):
                 # nothing to route by: only a forwarder's nodes could take it (GOST sends a
                 # Host-less request to the nodes without a host filter)
                 ctx.log.warning("http: request without a usable Host and no forwarder: 400")
@@ -107,7 +115,7 @@ class _Session:
             if target and self.h.router.bypassed(target):
                 ctx.log.info(f"bypass: {target}: 403", dst=target)
                 return _reply(self.conn, 403)
-            if self.key != target:    # as GOST: one upstream per Host, re-chosen when it changes
+            if self.key != target and not self.fixed:   # as GOST: one upstream per Host
                 self.close_upstream()
             fresh = self.key is None
             if fresh:
@@ -124,7 +132,7 @@ class _Session:
                 keep = round_trip(self.conn, s, req, path, self.upstream, self.up, ctx, self.tally,
                                   self.h.read_timeout, self.h.relay, nh.response_header if nh else None)
             except EOFError:
-                if not fresh and req.method in _IDEMPOTENT and http.request_body(req) is None:
+                if not fresh and not self.fixed and req.method in _IDEMPOTENT and http.request_body(req) is None:
                     self.close_upstream()
                     continue          # one fresh try: the kept upstream closed while idle
                 ctx.log.error("upstream closed without a response", dst=ctx.target)
@@ -146,9 +154,12 @@ class _Session:
         return None
 
 
-def serve(handler, conn, ctx):
-    """Serve a sniffed HTTP connection for ForwardHandler ``handler`` (rules 1–4)."""
-    sess = _Session(handler, conn, ctx)
+def serve(handler, conn, ctx, upstream=None):
+    """Serve a sniffed HTTP connection for ForwardHandler ``handler`` (rules 1–4), or, with
+    ``upstream``, a proxy tunnel's HTTP for any handler (rule 5)."""
+    sess = _Session(handler, conn, ctx, upstream)
+    if upstream is not None:
+        ctx.log.info(f"{ctx.src} <-> {ctx.target}", dst=ctx.target)
     t0 = time.monotonic()
     try:
         sess.serve()

@@ -69,7 +69,7 @@ def test_bypass_judges_the_sniffed_http_host(origin):
         rc, status, _ = curl_code("-p", "-x", f"127.0.0.1:{p}", "-H", "Host: www.blocked.test",
                                   f"http://127.0.0.1:{origin.port}/")
         assert status == 403 and origin.hits == 0
-        assert wait_log(g, r"bypass: sniffed http host www\.blocked\.test:80")
+        assert wait_log(g, r"bypass: www\.blocked\.test:80: 403")
         rc, status, _ = curl_code("-p", "-x", f"127.0.0.1:{p}", f"http://127.0.0.1:{origin.port}/")
         assert status == 200 and origin.hits == 1
 
@@ -102,7 +102,7 @@ def test_relay_server_sniffs_what_it_relays(origin):
         rc, status, _ = curl_code("-p", "-x", f"127.0.0.1:{hp}", "-H", "Host: bad.test",
                                   f"http://127.0.0.1:{origin.port}/")
         assert status == 403 and origin.hits == 0
-        assert wait_log(srv, r"bypass: sniffed http host bad\.test:80")
+        assert wait_log(srv, r"bypass: bad\.test:80: 403")
         rc, status, _ = curl_code("-x", f"127.0.0.1:{hp}", f"http://127.0.0.1:{origin.port}/ok")
         assert status == 200
 
@@ -124,3 +124,24 @@ def test_server_first_protocol_falls_back_after_the_timeout():
             s.sendall(b"ping")
             assert s.recv(64) == b"ping"
         assert wait_log(g, "sniffing: no whole first message within 1s")
+
+
+def test_each_request_of_a_kept_alive_tunnel_is_judged(origin):
+    """An allowed Host first, then a refused one on the same CONNECT tunnel: the second gets
+    403 and never reaches the origin (GOST's sniffer judges every request too)."""
+    p = free_port()
+    with Gost("-L", f"http://127.0.0.1:{p}?sniffing=true&bypass=blocked.test", ports=[p]) as g:
+        with socket.create_connection(("127.0.0.1", p), timeout=10) as s:
+            s.sendall(f"CONNECT 127.0.0.1:{origin.port} HTTP/1.1\r\nHost: 127.0.0.1:{origin.port}\r\n\r\n".encode())
+            assert s.recv(4096).startswith(b"HTTP/1.1 200")
+            s.sendall(b"GET /one HTTP/1.1\r\nHost: fine.test\r\n\r\n")
+            first = b""
+            while b'"path": "/one"' not in first:
+                d = s.recv(65536)
+                assert d, first
+                first += d
+            s.sendall(b"GET /two HTTP/1.1\r\nHost: blocked.test\r\n\r\n")
+            second = s.recv(65536)
+            assert second.startswith(b"HTTP/1.1 403")
+        assert origin.hits == 1
+        assert wait_log(g, r"bypass: blocked\.test:80: 403")
