@@ -569,10 +569,15 @@ def measure_rss(proxy, echo_port, ntunnels, warmup=50):
 
 # --------------------------------------------------------------------------- transport chain
 
-#: chain-hop transports for --tests transport: (label, scheme of the hop -F / back -L)
+#: chain-hop transports for --tests transport: (label, scheme of the hop -F / back -L, with
+#: an optional ?query that both ends get)
 TRANSPORTS = [("tcp", "socks5"), ("tls", "socks5+tls"), ("ws", "socks5+ws"), ("wss", "socks5+wss"),
               ("relay", "relay"), ("relay+tls", "relay+tls"),
-              ("mtls", "socks5+mtls"), ("mws", "socks5+mws"), ("mwss", "socks5+mwss"),
+              ("mtcp", "socks5+mtcp"), ("mtcp-v1", "socks5+mtcp?mux.version=1"),
+              ("mtcp-yamux", "socks5+mtcp?mux.type=yamux"),
+              ("mtcp-1mib", "socks5+mtcp?mux.maxStreamBuffer=1048576"),
+              ("mtls", "socks5+mtls"), ("mtls-v2", "socks5+mtls?mux.version=2"),
+              ("mtls-yamux", "socks5+mtls?mux.type=yamux"), ("mws", "socks5+mws"), ("mwss", "socks5+mwss"),
               ("http2", "http2"), ("h2", "socks5+h2"), ("h2c", "socks5+h2c")]
 
 
@@ -581,12 +586,14 @@ def transport_chain(label, scheme, home):
     level = json.dumps({"log": {"level": "error"}})
     gostg = os.path.join(ROOT, "bin", "gostg")
     tag = label.replace("+", "-")
+    scheme, _, query = scheme.partition("?")
+    query = f"?{query}" if query else ""
     back = Proxy(f"transport-{tag}-back", "gostg",
-                 lambda p: [PY, gostg, "-L", f"{scheme}://{HOST}:{p.socks_port}", "-C", level],
+                 lambda p: [PY, gostg, "-L", f"{scheme}://{HOST}:{p.socks_port}{query}", "-C", level],
                  has_http=False, env={"HOME": home})
     front = Proxy(f"transport-{tag}-front", "gostg",
                   lambda p: [PY, gostg, "-L", f"socks5://{HOST}:{p.socks_port}",
-                             "-F", f"{scheme}://{HOST}:{back.socks_port}", "-C", level],
+                             "-F", f"{scheme}://{HOST}:{back.socks_port}{query}", "-C", level],
                   has_http=False, env={"HOME": home})
     return front, back
 
@@ -604,8 +611,9 @@ def run_transport(args, sink_port, started):
             started.append(p)
             p.start()
         chains.append((label, scheme, front, back))
-        print(f"transport {label:9s} front pid={front.pid} :{front.socks_port} -F {scheme}://{HOST}:"
-              f"{back.socks_port}  back pid={back.pid}", flush=True)
+        hop, _, query = scheme.partition("?")
+        print(f"transport {label:9s} front pid={front.pid} :{front.socks_port} -F {hop}://{HOST}:"
+              f"{back.socks_port}{'?' if query else ''}{query}  back pid={back.pid}", flush=True)
     sizes = {label: (args.transport_ws_size if "ws" in label else args.size) for label, *_ in chains}
     failed = {}  # label → first error; a failing hop is reported as such, the other rows still run
     for label, scheme, front, back in chains:  # unmeasured warm-up: handshakes, first-use allocations

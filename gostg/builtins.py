@@ -10,14 +10,14 @@ from .core import registry
 MODULES = {
     "listener": {
         "tcp": "tcp", "udp": "udp", "tls": "tls", "ws": "ws", "wss": "ws",
-        "mtls": "mux", "mws": "mux", "mwss": "mux", "http2": "http2", "h2": "h2", "h2c": "h2",
-        "rtcp": "remote", "rudp": "remote",
+        "mtcp": "mux", "mtls": "mux", "mws": "mux", "mwss": "mux", "http2": "http2", "h2": "h2",
+        "h2c": "h2", "rtcp": "remote", "rudp": "remote", "dns": "dns",
     },
     "handler": {
         "auto": "auto", "http": "http", "http2": "http2", "socks5": "socks5", "socks": "socks5",
         "socks4": "socks4", "socks4a": "socks4", "relay": "relay", "tcp": "forward", "udp": "forward",
         "forward": "forward", "rtcp": "forward", "rudp": "forward", "ss": "ss", "ssu": "ssu",
-        "sni": "sni", "api": "api",
+        "sni": "sni", "api": "api", "dns": "dns",
     },
     "connector": {
         "http": "http", "http2": "http2", "socks5": "socks5", "socks": "socks5", "socks4": "socks4",
@@ -25,8 +25,9 @@ MODULES = {
         "ssu": "ssu", "sni": "sni", "direct": "direct", "virtual": "direct",
     },
     "dialer": {
-        "tcp": "tcp", "udp": "udp", "tls": "tls", "ws": "ws", "wss": "ws", "mtls": "mux", "mws": "mux",
-        "mwss": "mux", "http2": "http2", "h2": "h2", "h2c": "h2", "direct": "direct", "virtual": "direct",
+        "tcp": "tcp", "udp": "udp", "tls": "tls", "ws": "ws", "wss": "ws", "mtcp": "mux", "mtls": "mux",
+        "mws": "mux", "mwss": "mux", "http2": "http2", "h2": "h2", "h2c": "h2", "direct": "direct",
+        "virtual": "direct",
     },
 }
 

@@ -282,7 +282,7 @@ class Gost:
                 self._check_refs(o, path)
             s = build_service(o, path, self.registries, self.log)
             if old is not None and old.listener.socket is not None and o.get("addr") == old.cfg_addr \
-                    and type(old.listener) is type(s.listener):
+                    and type(old.listener) is type(s.listener) and old.listener.netns == s.listener.netns:
                 s.listener.adopt(old.listener.socket)
             else:
                 bind_service(s, path)

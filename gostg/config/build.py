@@ -21,8 +21,11 @@ from ..policy import limiter as _limiter
 from .. import builtins  # noqa: F401  (registers GOST's type names)
 from ..core.registry import connectors, dialers, handlers, listeners
 from ..core.router import Router
+from ..core import netns
+from ..core.sockopts import SockOpts
 from ..core.selector import STRATEGIES, Selector
 from ..core.service import Service
+from ..transport.proxyproto import Receiver, version_of
 
 
 def _map(o, key, path):
@@ -112,7 +115,40 @@ def _type(reg, o, path, default):
     return cls
 
 
-def build_node(o, path, registries):
+def _egress(o, md, path, netns_key="netns", netns_field=False, inherit=("", 0, "")):
+    """→ (interface, so_mark, netns) of a service, hop or node: the metadata key when present,
+    else GOST's deprecated ``interface`` / ``sockopts.mark`` / ``netns`` field, else
+    ``inherit`` (a node takes its hop's). A service's outgoing namespace is ``netns.out``."""
+    mark = _map(o, "sockopts", path).get("mark")
+    try:
+        mark = int(mark or 0)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{path}.sockopts.mark", "must be an integer") from None
+    field_ns = _str(o, "netns", path) if netns_field else ""
+    return (md.str("interface") if md.raw("interface") is not None else _str(o, "interface", path) or inherit[0],
+            md.int("so_mark") if md.raw("so_mark") is not None else mark or inherit[1],
+            md.str(netns_key) if md.raw(netns_key) is not None else field_ns or inherit[2])
+
+
+def _sockopts(values, path, netns_key, log=None, **fields):
+    """SockOpts (or None) checked now: an unknown namespace, a refused SO_MARK or an interface
+    list none of whose entries exists is an error at ``path.metadata.<key>``."""
+    try:
+        so = SockOpts.of(*values)
+    except ValueError as exc:   # a NUL in an address
+        raise ConfigError(f"{path}.metadata.interface", f"bad interface {values[0]!r}: {exc}") from None
+    if so is None:
+        return None
+    errors, warnings = so.problems()
+    for key, text in errors:
+        raise ConfigError(f"{path}.metadata.{netns_key if key == 'netns' else key}", text)
+    for _, text in warnings:
+        if log is not None:
+            log.warning(f"{path}: {text}", **fields)
+    return so
+
+
+def build_node(o, path, registries, inherit=("", 0, "")):
     addr = _str(o, "addr", path)
     cpath, dpath = f"{path}.connector", f"{path}.dialer"
     c, d = _map(o, "connector", path), _map(o, "dialer", path)
@@ -130,10 +166,18 @@ def build_node(o, path, registries):
     except ConfigError as exc:
         raise ConfigError(f"{dpath}.{exc.path}", exc.msg) from None
     dialer.node_addr = addr
-    node = Node(o["name"] if o.get("name") else (addr or _str(c, "type", cpath)), addr, connector, dialer,
-                Metadata(_map(o, "metadata", path), schema.component_md("node", "")),
-                bypass=_bypass_group(o, path, registries),
-                hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
+    md = Metadata(_map(o, "metadata", path), schema.component_md("node", ""))
+    dialer.sockopts = _sockopts(_egress(o, md, path, netns_field=True, inherit=inherit), path, "netns",
+                                getattr(registries, "log", None), node=addr)
+    if dialer.sockopts is not None and not dcls.applies_sockopts:
+        raise ConfigError(f"{dpath}.type", f"dialer type {_str(d, 'type', dpath)!r} cannot apply interface, "
+                                           "so_mark or netns yet (tcp, tls, ws, mux, http2, h2, udp and direct can)")
+    try:
+        node = Node(o["name"] if o.get("name") else (addr or _str(c, "type", cpath)), addr, connector, dialer, md,
+                    bypass=_bypass_group(o, path, registries),
+                    hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}.{exc.path}", exc.msg) from None
     if o.get("probe"):
         node.probe = ProbeConfig.parse(_map(o, "probe", path), f"{path}.probe", parse_duration)
     return node
@@ -141,11 +185,13 @@ def build_node(o, path, registries):
 
 def build_hop(o, path, registries):
     name = _str(o, "name", path)
-    built = [build_node(n, np, registries) for n, np in _maps(o, "nodes", path)]
     hop_md = Metadata(_map(o, "metadata", path), schema.component_md("hop", ""))
+    inherit = _egress(o, hop_md, path)
+    built = [build_node(n, np, registries, inherit) for n, np in _maps(o, "nodes", path)]
     return Hop(name, built, build_selector(o, path, hop_md),
                bypass=_bypass_group(o, path, registries), registries=registries,
-               hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None)
+               hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None,
+               proxy_protocol=_pp_version(hop_md, path))
 
 
 def build_chain(o, path, registries):
@@ -186,11 +232,14 @@ def build_forwarder(o, path, registries):
     built = []
     for n, np in _maps(o, "nodes", path):
         tls = _map(n, "tls", np)
-        built.append(Node(_str(n, "name", np) or f"target-{len(built)}", _str(n, "addr", np), None, None,
-                          Metadata(_map(n, "metadata", np), schema.component_md("node", "")),
-                          bypass=_bypass_group(n, np, registries), match=_node_match(n, np),
-                          http=build_node_http(_map(n, "http", np), f"{np}.http", _map(n, "auth", np)),
-                          tls=NodeTLS(tls) if n.get("tls") is not None else None))
+        try:
+            built.append(Node(_str(n, "name", np) or f"target-{len(built)}", _str(n, "addr", np), None, None,
+                              Metadata(_map(n, "metadata", np), schema.component_md("node", "")),
+                              bypass=_bypass_group(n, np, registries), match=_node_match(n, np),
+                              http=build_node_http(_map(n, "http", np), f"{np}.http", _map(n, "auth", np)),
+                              tls=NodeTLS(tls) if n.get("tls") is not None else None))
+        except ConfigError as exc:
+            raise ConfigError(f"{np}.{exc.path}", exc.msg) from None
     return Hop("", built, build_selector(o, path), registries=registries)
 
 
@@ -343,6 +392,44 @@ def _auther(part, path, registries, md=None):
     return auther
 
 
+def _pp_version(md, path):
+    try:
+        return version_of(md)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}.{exc.path}", exc.msg) from None
+
+
+def _proxy_receiver(md, listener, path, log, name):
+    """The service's PROXY header reader: ``proxyProtocol`` on the service (GOST) or on the
+    listener (where GOST's docs put it)."""
+    on = _pp_version(md, path)
+    if listener.md.declares("proxyProtocol"):
+        on = on or _pp_version(listener.md, f"{path}.listener")
+    if not on:
+        return None
+    if not listener.stream:
+        log.warning(f"{path}: proxyProtocol is not read by listener type {listener.type_name} "
+                    "(GOST reads it on TCP-based listeners only)", service=name)
+        return None
+    try:
+        return Receiver(md.list("proxyProtocol.trusted"), md.duration("proxyProtocol.timeout"))
+    except ValueError as exc:
+        raise ConfigError(f"{path}.metadata.proxyProtocol.trusted", str(exc)) from None
+
+
+def _handler_md(h, hpath):
+    """The handler's metadata; ``handler.dns`` (where GOST's dns reference page puts the
+    upstreams) becomes ``metadata.dns`` of a dns handler, and is an error on any other."""
+    m = _map(h, "metadata", hpath)
+    if h.get("dns") is None:
+        return m
+    if _str(h, "type", hpath) != "dns":
+        raise ConfigError(f"{hpath}.dns", "only the dns handler has upstreams")
+    if any(str(k).lower() == "dns" for k in m):
+        raise ConfigError(f"{hpath}.dns", "set either handler.dns or handler.metadata.dns, not both")
+    return {**m, "dns": _strlist(h, "dns", hpath)}
+
+
 def build_service(o, path, registries, log):
     """→ a Service, not yet bound (see ``bind_service``) nor serving."""
     o = schema.normalize(o, schema.SERVICE)
@@ -351,7 +438,7 @@ def build_service(o, path, registries, log):
     hcls = _type(handlers, h, hpath, "auto")
     lcls = _type(listeners, lst, lpath, "tcp")
     md = Metadata(_map(o, "metadata", path), schema.component_md("service", ""))
-    hmd = Metadata(_map(h, "metadata", hpath), _spec("handler", h, "auto"))
+    hmd = Metadata(_handler_md(h, hpath), _spec("handler", h, "auto"))
     for k in ("preUp", "postUp", "preDown", "postDown"):
         v = md.raw(k)
         if v is not None and not isinstance(v, (list, str)):
@@ -360,18 +447,27 @@ def build_service(o, path, registries, log):
     if not isinstance(retries, int) or retries < 0:
         raise ConfigError(f"{hpath}.retries", "must be a non-negative integer")
     chain = None if md.bool("ignoreChain") else (_str(h, "chain", hpath) or None)
+    sockopts = _sockopts(_egress(o, md, path, "netns.out"), path, "netns.out", log, service=o["name"])
+    listen_ns = md.str("netns")
+    if listen_ns:
+        try:
+            netns.check(listen_ns)
+        except OSError as exc:
+            raise ConfigError(f"{path}.metadata.netns", exc.strerror or str(exc)) from None
     router = Router(registries, chain=chain, resolver=_str(o, "resolver", path) or None,
                     hosts=_str(o, "hosts", path) or None, bypass=_bypass_group(o, path, registries),
-                    retries=retries, dial_timeout=md.duration("dialTimeout", default=Router.DEFAULT_DIAL_TIMEOUT))
+                    retries=retries, dial_timeout=md.duration("dialTimeout", default=Router.DEFAULT_DIAL_TIMEOUT),
+                    sockopts=sockopts)
     forwarder = None
     if o.get("forwarder") is not None:
         forwarder = build_forwarder(_map(o, "forwarder", path), f"{path}.forwarder", registries)
     options = Options(router, _auther(h, hpath, registries, hmd), forwarder, o["name"], registries,
-                      auth=_auth(h, hpath))
+                      auth=_auth(h, hpath), netns=listen_ns)
     try:
         handler = hcls(hmd, options)
     except ConfigError as exc:
-        raise ConfigError(f"{hpath}.{exc.path}", exc.msg) from None
+        # the dns handler checks its forwarder's nodes: a path of the service, not the handler
+        raise ConfigError(f"{path if exc.path.startswith('forwarder.') else hpath}.{exc.path}", exc.msg) from None
     admission = AdmissionGroup.of([_str(o, "admission", path)] + _strlist(o, "admissions", path), registries)
     try:
         listener = lcls(_str(o, "addr", path), Metadata(_map(lst, "metadata", lpath), _spec("listener", lst, "tcp")),
@@ -380,6 +476,7 @@ def build_service(o, path, registries, log):
     except ConfigError as exc:
         raise ConfigError(f"{lpath}.{exc.path}", exc.msg) from None
     listener.chain, listener.registries = _str(lst, "chain", lpath) or None, registries
+    listener.netns = listen_ns
     if any(lst.get(k) for k in ("auth", "auther", "authers")):
         # GOST reads listener auth only in its ssh listeners; saying so beats a silent no-op
         log.warning(f"{lpath}: listener auth is not used by listener type "
@@ -392,8 +489,17 @@ def build_service(o, path, registries, log):
     # log and status show the type as configured ("udp", not the shared forward class's name)
     handler.type_name, listener.type_name = _str(h, "type", hpath) or "auto", _str(lst, "type", lpath) or "tcp"
     svc = Service(o["name"], listener, handler, log, md, admission=admission, registries=registries)
+    svc.proxy_protocol = _proxy_receiver(md, listener, path, log, o["name"])
     # late-bound by name, as bypass: a replaced limiter applies from the next connection
     svc.limiter, svc.climiter, svc.rlimiter = (_str(o, k, path) or None for k in ("limiter", "climiter", "rlimiter"))
+    if svc.proxy_protocol is not None and not svc.proxy_protocol.trusted:
+        decides = [k for k in ("admission", "admissions", "climiter", "rlimiter", "limiter") if o.get(k)]
+        if hmd.declares("skipauth") and hmd.list("skipauth"):
+            decides.append("skipauth")
+        if decides:
+            # GOST believes any peer's header: a client reaching the port directly can claim any address
+            log.warning(f"{path}: proxyProtocol without proxyProtocol.trusted: any peer may claim any client "
+                        f"address, and {', '.join(decides)} decide(s) by it", service=o["name"])
     svc.cfg_addr = listener.addr
     return svc
 
@@ -401,7 +507,8 @@ def build_service(o, path, registries, log):
 def bind_service(service, path):
     """Bind the service's listener; a port in use is a config error at ``path.addr``."""
     try:
-        service.listener.bind()
+        with netns.inside(service.listener.netns):   # the listening socket is made there
+            service.listener.bind()
     except ConfigError as exc:
         raise ConfigError(f"{path}.addr", exc.msg) from None
     except (GostgError, OSError, TypeError, ValueError, OverflowError) as exc:

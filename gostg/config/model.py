@@ -19,10 +19,10 @@ ORDER = {
                 "observer", "metadata"],
     "listener": ["type", "chain", "chainGroup", "auth", "auther", "authers", "tls", "metadata"],
     "chain": ["name", "hops", "metadata"],
-    "hop": ["name", "selector", "bypass", "bypasses", "resolver", "hosts", "nodes", "reload", "file",
-            "redis", "http", "plugin", "metadata"],
+    "hop": ["name", "interface", "sockopts", "selector", "bypass", "bypasses", "resolver", "hosts", "nodes",
+            "reload", "file", "redis", "http", "plugin", "metadata"],
     "node": ["name", "addr", "network", "bypass", "bypasses", "resolver", "hosts", "connector", "dialer",
-             "matcher", "http", "tls", "probe", "metadata"],
+             "interface", "netns", "sockopts", "matcher", "http", "tls", "probe", "metadata"],
     "selector": ["strategy", "maxFails", "failTimeout"],
 }
 

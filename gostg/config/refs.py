@@ -172,7 +172,8 @@ def open_proxies(cfg):
     listening beyond loopback, a handler that takes its target from the client, no handler
     auth/auther/authers, no admission, no client certificate (listener ``tls.caFile``). Port
     forwarders with a fixed target, remote (rtcp/rudp) listeners and ss/ssu (keyed) are not
-    proxies for anyone. An ``api`` handler, or the ``api`` section, without auth is warned too.
+    proxies for anyone. An ``api`` handler, or the ``api`` section, without auth is warned too,
+    and so is a ``dns`` handler without an admission (an open resolver).
 
     Listener ``auth`` does not count: no gostg listener type reads it (build warns so)."""
     out = []
@@ -190,6 +191,11 @@ def open_proxies(cfg):
         if htype == "api":
             out.append(Problem("warning", f"services[{i}]", f"open Web API on {addr}: anyone who can reach "
                                f"it can change the config (service {name!r}; set auth or an auther)"))
+            continue
+        if htype == "dns":
+            out.append(Problem("warning", f"services[{i}]", f"open proxy (DNS) on {addr}: anyone who can reach "
+                               f"it can resolve names through it, and use it to amplify attacks (service "
+                               f"{name!r}; set an admission, or listen on 127.0.0.1)"))
             continue
         fw = _d(s, "forwarder")
         if htype not in PROXY_HANDLERS or (htype in FORWARDABLE and fw.get("nodes")):

@@ -130,6 +130,9 @@ HANDLER = keys(
     unbuilt("chainGroup", MAP, "concepts/chain/", "chain groups", fields=CHAIN_GROUP),
     Key("auther", meaning="ref:authers"), Key("authers", STRLIST, meaning="ref:authers"),
     Key("auth", MAP, fields=AUTH), Key("tls", MAP, fields=TLS),
+    Key("dns", STRLIST, docs="reference/handlers/dns/",
+        meaning="the dns handler's upstreams, where GOST's reference page puts them (GOST itself reads only "
+                "metadata.dns and ignores this); gostg reads it as metadata.dns"),
     unbuilt("limiter", STR, "concepts/limiter/", "handler-level traffic limiter"),
     unbuilt("observer", STR, "concepts/observer/", "observer", observe=True),
     Key("metadata", MAP, meaning="metadata:handler"))
@@ -161,8 +164,10 @@ DIALER = keys(Key("type", default="tcp"), Key("auth", MAP, fields=AUTH), Key("tl
 
 SERVICE = named(
     Key("addr", required=True, meaning="listen address"),
-    unbuilt("interface", STR, "tutorials/multi-homed/", "binding to a network interface"),
-    unbuilt("sockopts", MAP, "tutorials/multi-homed/", "socket options (SO_MARK)", fields=SOCKOPTS),
+    Key("interface", docs="tutorials/multi-homed/", meaning="outgoing interface or source address (GOST: deprecated "
+                                                            "for metadata.interface)"),
+    Key("sockopts", MAP, docs="tutorials/multi-homed/", fields=SOCKOPTS,
+        meaning="socket options: mark (SO_MARK; GOST: deprecated for metadata.so_mark)"),
     Key("admission", meaning="ref:admissions"), Key("admissions", STRLIST, meaning="ref:admissions"),
     Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
     Key("resolver", meaning="ref:resolvers"), Key("hosts", meaning="ref:hosts"),
@@ -185,8 +190,12 @@ NODE = named(
     unbuilt("host", STR, "concepts/chain/", "node host matching"),
     unbuilt("protocol", STR, "concepts/chain/", "node protocol matching"),
     unbuilt("path", STR, "concepts/chain/", "node path matching"),
-    unbuilt("interface", STR, "tutorials/multi-homed/", "binding to a network interface"),
-    unbuilt("sockopts", MAP, "tutorials/multi-homed/", "socket options (SO_MARK)", fields=SOCKOPTS),
+    Key("netns", docs="tutorials/netns/", meaning="network namespace of the node's dialer (GOST: deprecated for "
+                                                  "metadata.netns)"),
+    Key("interface", docs="tutorials/multi-homed/", meaning="outgoing interface or source address (GOST: deprecated "
+                                                            "for metadata.interface)"),
+    Key("sockopts", MAP, docs="tutorials/multi-homed/", fields=SOCKOPTS,
+        meaning="socket options: mark (SO_MARK; GOST: deprecated for metadata.so_mark)"),
     Key("connector", MAP, fields=CONNECTOR), Key("dialer", MAP, fields=DIALER),
     unbuilt("http", MAP, "concepts/chain/", "HTTP settings on chain nodes", fields=HTTP_NODE),
     unbuilt("tls", MAP, "concepts/chain/", "TLS settings on chain nodes", fields=TLS_NODE),
@@ -199,8 +208,10 @@ NODE = named(
 NODE["name"] = Key("name")
 
 HOP = named(
-    unbuilt("interface", STR, "tutorials/multi-homed/", "binding to a network interface"),
-    unbuilt("sockopts", MAP, "tutorials/multi-homed/", "socket options (SO_MARK)", fields=SOCKOPTS),
+    Key("interface", docs="tutorials/multi-homed/", meaning="outgoing interface or source address (GOST: deprecated "
+                                                            "for metadata.interface)"),
+    Key("sockopts", MAP, docs="tutorials/multi-homed/", fields=SOCKOPTS,
+        meaning="socket options: mark (SO_MARK; GOST: deprecated for metadata.so_mark)"),
     Key("selector", MAP, fields=SELECTOR),
     Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
     Key("resolver", meaning="ref:resolvers"), Key("hosts", meaning="ref:hosts"),
@@ -280,13 +291,28 @@ def _ub(name, docs, meaning, kind=STR, observe=False, aliases=()):
     return unbuilt(name, kind, docs, meaning, observe=observe, aliases=aliases)
 
 
+#: where outgoing sockets leave from (gostg.core.sockopts): a service's direct dials, a hop's or
+#: node's dialer; a node's own value wins over its hop's
+MD_EGRESS = md(
+    Key("interface", docs="tutorials/multi-homed/",
+        meaning="outgoing interface name or source IP; a comma list is tried in order, '!' marks an entry strict"),
+    Key("so_mark", INT, docs="tutorials/multi-homed/", meaning="SO_MARK on outgoing sockets (needs CAP_NET_ADMIN or CAP_NET_RAW)"))
+NODE_NETNS = Key("netns", docs="tutorials/netns/", meaning="network namespace the node's outgoing sockets are created in")
+
+
 MD_SERVICE = md(
     Key("preUp", STRLIST), Key("postUp", STRLIST), Key("preDown", STRLIST), Key("postDown", STRLIST),
     Key("ignoreChain", BOOL), Key("dialTimeout", DURATION, default="10s"),
-    _ub("interface", "tutorials/multi-homed/", "binding to a network interface"),
-    _ub("so_mark", "tutorials/multi-homed/", "SO_MARK on outgoing sockets", INT),
-    _ub("netns", "tutorials/netns/", "network namespaces"), _ub("netns.out", "tutorials/netns/", "network namespaces"),
-    _ub("proxyProtocol", "tutorials/proxy-protocol/", "PROXY protocol", INT),
+    *MD_EGRESS.values(),
+    Key("netns", docs="tutorials/netns/", meaning="network namespace the listener (and a SOCKS5 UDP relay or BIND "
+                                                  "socket) is created in"),
+    Key("netns.out", docs="tutorials/netns/", meaning="network namespace of the handler's direct dials"),
+    Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
+        meaning="1 or 2: read a PROXY protocol header (either version) from each client"),
+    Key("proxyProtocol.trusted", STRLIST, docs="tutorials/proxy-protocol/",
+        meaning="gostg: the only peers (IPs/CIDRs) whose PROXY header is believed"),
+    Key("proxyProtocol.timeout", DURATION, default="10s", docs="tutorials/proxy-protocol/",
+        meaning="gostg: how long a peer may take to send its PROXY header"),
     _ub("observer.period", "concepts/observer/", "observer", DURATION, observe=True),
     _ub("observer.resetTraffic", "concepts/observer/", "observer", BOOL, observe=True),
     _ub("enableStats", "concepts/observer/", "per-service statistics for observers", BOOL, observe=True),
@@ -325,9 +351,10 @@ MD_HASH = md(Key("hash", choices=("", "host")))
 MD_HTTP_HANDLER = md(
     Key("authBasicRealm", default="gost"), Key("udp", BOOL),
     _tune("header", "reference/handlers/http/", "response headers on the http handler", MAP),
-    _ub("probeResist", "tutorials/probe-resistance/", "probe resistance on the http handler",
-        aliases=("probe_resist",)),
-    _ub("knock", "tutorials/probe-resistance/", "probe resistance on the http handler"),
+    Key("probeResist", aliases=("probe_resist",), docs="tutorials/probe-resistance/",
+        meaning="what a client failing auth sees: code:N, web:URL, host:HOST:PORT or file:PATH"),
+    Key("knock", docs="tutorials/probe-resistance/",
+        meaning="hosts (comma-separated) that still get the 407 when probeResist is on"),
     _tune("proxyAgent", "reference/handlers/http/", "Proxy-Agent header"),
     _tune("udpBufferSize", "reference/handlers/http/", "UDP buffer size", INT))
 MD_SOCKS5_HANDLER = md(
@@ -338,17 +365,31 @@ MD_SOCKS5_HANDLER = md(
     _ub("tor", "tutorials/protocols/socks/", "Tor's SOCKS5 RESOLVE/RESOLVE_PTR commands", BOOL,
         aliases=("enableTor", "socks5.tor")))
 MD_HTTP2_HANDLER = md(Key("header", MAP, aliases=("http.header",)), Key("authBasicRealm", default="gost"),
-                      Key("probeResist", aliases=("probe_resist",)), Key("knock"))
+                      MD_HTTP_HANDLER["probeResist"], MD_HTTP_HANDLER["knock"])
 MD_RELAY_HANDLER = md(Key("bind", BOOL), Key("udp", BOOL),
                       _tune("udpBufferSize", "reference/handlers/relay/", "UDP buffer size", INT))
 MD_SS_HANDLER = md(Key("key"), _tune("udpBufferSize", "reference/handlers/ss/", "UDP buffer size", INT))
 MD_API_HANDLER = md(Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)))
 #: the handlers that sniff (first in their groups, so they win over MD_HANDLER_BASE's "not built")
 MD_SNIFFING = md(Key("sniffing", BOOL), Key("sniffing.timeout", DURATION))
+MD_DNS_HANDLER = md(
+    Key("readTimeout", DURATION, default="15s"),
+    Key("dns", STRLIST, default="udp://127.0.0.1:53", docs="reference/handlers/dns/",
+        meaning="upstream nameservers [udp|tcp|tls|https://]host[:port][/path]; without them: the forwarder's "
+                "nodes, else /etc/resolv.conf, else udp://127.0.0.1:53"),
+    Key("ttl", DURATION, meaning="cache time: > 0 overrides record TTLs, 0 keeps them, < 0 turns the cache off"),
+    Key("timeout", DURATION, default="5s", meaning="one upstream exchange, connect included"),
+    Key("clientIP", meaning="EDNS Client Subnet address sent upstream"),
+    Key("bufferSize", INT, default=4096, meaning="largest query accepted"),
+    Key("async", BOOL, meaning="serve an expired cache entry and refresh it in the background"))
+MD_FORWARD_HANDLER = md(Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
+                            meaning="1 or 2: send a PROXY protocol header to the target (TCP)"))
 
 MD_LISTENER_BASE = md(Key("backlog", INT, default=128),
                       _tune("mptcp", "reference/listeners/tcp/", "Multipath TCP", BOOL),
-                      _ub("proxyProtocol", "tutorials/proxy-protocol/", "PROXY protocol", INT))
+                      # GOST's docs put it here (GOST itself reads it from the service)
+                      Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
+                          meaning="as the service's proxyProtocol"))
 MD_TLS_LISTENER = md(Key("handshakeTimeout", DURATION))
 #: GOST's TLS-based listeners take these from the command line into their TLS config
 MD_SNI_FILTER = md(_ub("rejectUnknownSNI", "tutorials/tls/", "rejecting TLS handshakes with an unknown SNI", BOOL),
@@ -359,22 +400,37 @@ MD_WS = md(Key("path", default="/ws", aliases=("ws.path",)), Key("header", MAP, 
            _tune("readBufferSize", "reference/listeners/ws/", "WebSocket buffer sizes", INT),
            _tune("writeBufferSize", "reference/listeners/ws/", "WebSocket buffer sizes", INT),
            _tune("enableCompression", "reference/listeners/ws/", "WebSocket compression", BOOL))
-MD_MUX = md(
-    Key("mux.version", INT, default=1, aliases=("muxVersion",)),
-    Key("mux.type", default="smux", aliases=("muxType",)),
-    Key("mux.keepaliveDisabled", BOOL, aliases=("muxKeepAliveDisabled",)),
-    Key("mux.keepaliveInterval", DURATION, default="10s", aliases=("muxKeepAliveInterval",)),
-    Key("mux.keepaliveTimeout", DURATION, default="30s", aliases=("muxKeepAliveTimeout",)),
-    Key("mux.maxFrameSize", INT, default=32768, aliases=("muxMaxFrameSize",)),
-    Key("mux.maxReceiveBuffer", INT, default=4194304, aliases=("muxMaxReceiveBuffer",)),
-    _tune("mux.maxStreamBuffer", "tutorials/protocols/tls/", "smux v2 stream windows", INT,
-        aliases=("muxMaxStreamBuffer",)))
+def _mux_md(version):
+    """GOST's ``mux.*`` keys (x/internal/util/mux); ``version`` is the transport's default
+    smux version (mtcp: 2, the others: 1)."""
+    return md(
+        Key("mux.type", default="smux", aliases=("muxType",), choices=("smux", "yamux")),
+        Key("mux.version", INT, default=version, aliases=("muxVersion",), meaning="smux protocol version: 1 or 2"),
+        Key("mux.keepaliveDisabled", BOOL, aliases=("muxKeepAliveDisabled",)),
+        Key("mux.keepaliveInterval", DURATION, aliases=("muxKeepAliveInterval",), meaning="10s (smux), 30s (yamux)"),
+        Key("mux.keepaliveTimeout", DURATION, default="30s", aliases=("muxKeepAliveTimeout",), meaning="smux only"),
+        Key("mux.maxFrameSize", INT, default=32768, aliases=("muxMaxFrameSize",), meaning="smux only"),
+        Key("mux.maxReceiveBuffer", INT, default=4194304, aliases=("muxMaxReceiveBuffer",), meaning="smux only"),
+        Key("mux.maxStreamBuffer", INT, default=1048576, aliases=("muxMaxStreamBuffer",),
+            meaning="smux version 2 per-stream window (GOST: 65536; gostg's default runs v2 at v1's speed)"),
+        Key("mux.maxStreamWindow", INT, default=262144, aliases=("muxMaxStreamWindow",),
+            meaning="yamux per-stream window (at least 262144)"))
+
+
+MD_MUX = _mux_md(1)
+MD_MUX_V2 = _mux_md(2)
 MD_UDP_LISTENER = md(
     Key("keepalive", BOOL, aliases=("keepAlive",)), Key("ttl", DURATION, default="5s", aliases=("keepalive.ttl",)),
     Key("readBufferSize", INT, default=65535, aliases=("udp.bufferSize",)),
     Key("readQueueSize", INT, default=128, aliases=("recvQueueSize",)), Key("backlog", INT, default=128))
 MD_H2_LISTENER = md(Key("path"), Key("backlog", INT, default=128), Key("handshakeTimeout", DURATION),
                     Key("header", MAP))
+MD_DNS_LISTENER = md(
+    Key("mode", default="udp", choices=("udp", "tcp", "tls", "https"), docs="reference/listeners/dns/"),
+    Key("backlog", INT, default=128),
+    Key("readBufferSize", INT, default=65535, meaning="largest UDP query read (GOST: 512)"),
+    Key("readTimeout", DURATION, default="2s"), Key("writeTimeout", DURATION, default="2s"),
+    _tune("mptcp", "reference/listeners/tcp/", "Multipath TCP", BOOL))
 MD_REMOTE_LISTENER = md(Key("backlog", INT, default=128))
 
 MD_CONNECTOR_BASE = md(_tune("connectTimeout", "reference/connectors/masque/", "connector timeout", DURATION))
@@ -401,15 +457,17 @@ MD_H2_DIALER = md(Key("host"), Key("path"), Key("header", MAP))
 MD_HTTP2_DIALER = md(Key("header", MAP))
 MD_TLS_DIALER = md(Key("handshakeTimeout", DURATION))
 
-MD_NODE = md(Key("backup", BOOL), Key("weight", INT, default=1),
+MD_NODE = md(*MD_EGRESS.values(), NODE_NETNS,
+             Key("backup", BOOL), Key("weight", INT, default=1),
+             Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
+                 meaning="1 or 2: send a PROXY protocol header to the node (default: its hop's)"),
              Key("maxFails", INT, aliases=("max_fails",)), Key("failTimeout", DURATION, aliases=("fail_timeout",)))
 MD_HOP = md(
     Key("hash", choices=("", "host")),
     # -F moves these to the hop (GOST's cmd.go); netns also reaches the node, connector and dialer
-    _ub("interface", "tutorials/multi-homed/", "binding to a network interface"),
-    _ub("so_mark", "tutorials/multi-homed/", "SO_MARK on outgoing sockets", INT),
-    _ub("netns", "tutorials/netns/", "network namespaces"),
-    _ub("proxyProtocol", "tutorials/proxy-protocol/", "sending the PROXY protocol header to the node", INT),
+    *MD_EGRESS.values(), NODE_NETNS,
+    Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
+        meaning="1 or 2: send a PROXY protocol header to the hop's nodes"),
     # what the command line (-F) reads into the node's TLS and auth; GOST's query keys stay in
     # the hop metadata too, where they have no further effect
     *[Key(n, status=IGNORED, meaning="cmdline:tls") for n in (
@@ -419,7 +477,7 @@ MD_HOP = md(
 MD_CHAIN = md()
 
 #: (kind, type) → metadata groups. A type not listed has only its kind's base group. The mux keys
-#: are on socks5/relay handlers and connectors too: BIND/MBIND sessions are smux sessions.
+#: are on socks5/relay handlers and connectors too: BIND/MBIND sessions are mux sessions.
 COMPONENT_MD = {
     ("handler", "auto"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER, MD_SOCKS5_HANDLER, MD_MUX),
     ("handler", "http"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER),
@@ -427,19 +485,22 @@ COMPONENT_MD = {
     ("handler", "socks5"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_SOCKS5_HANDLER, MD_MUX),
     ("handler", "socks4"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH),
     ("handler", "relay"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_RELAY_HANDLER, MD_MUX),
-    ("handler", "forward"): (MD_SNIFFING, MD_HANDLER_BASE, MD_HASH),
+    ("handler", "forward"): (MD_SNIFFING, MD_HANDLER_BASE, MD_HASH, MD_FORWARD_HANDLER),
     # GOST sniffs QUIC on udp forwarders; gostg does not, so there sniffing stays "not built"
-    ("handler", "udp"): (MD_HANDLER_BASE, MD_HASH),
+    ("handler", "udp"): (MD_HANDLER_BASE, MD_HASH, MD_FORWARD_HANDLER),
     ("handler", "ss"): (MD_HANDLER_BASE, MD_HASH, MD_SS_HANDLER),
     ("handler", "sni"): (MD_HANDLER_BASE, MD_HASH),
     ("handler", "api"): (MD_HANDLER_BASE, MD_API_HANDLER),
+    ("handler", "dns"): (MD_DNS_HANDLER,),
     ("listener", "tcp"): (MD_LISTENER_BASE,),
     ("listener", "tls"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),
     ("listener", "ws"): (MD_LISTENER_BASE, MD_WS, MD_SNI_FILTER),
     ("listener", "mux"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_MUX, MD_WS, MD_SNI_FILTER),
+    ("listener", "mtcp"): (MD_LISTENER_BASE, MD_MUX_V2),
     ("listener", "http2"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),
     ("listener", "h2"): (MD_LISTENER_BASE, MD_H2_LISTENER, MD_SNI_FILTER),
     ("listener", "udp"): (MD_UDP_LISTENER,),
+    ("listener", "dns"): (MD_DNS_LISTENER, MD_TLS_LISTENER, MD_SNI_FILTER),
     ("listener", "remote"): (MD_REMOTE_LISTENER, MD_MUX, MD_UDP_LISTENER),
     ("connector", "base"): (MD_CONNECTOR_BASE,),
     ("connector", "http"): (MD_CONNECTOR_BASE, MD_HTTP_CONNECTOR),
@@ -454,6 +515,7 @@ COMPONENT_MD = {
     ("dialer", "tls"): (MD_TLS_DIALER,),
     ("dialer", "ws"): (MD_WS_DIALER,),
     ("dialer", "mux"): (MD_TLS_DIALER, MD_MUX, MD_WS_DIALER),
+    ("dialer", "mtcp"): (MD_TLS_DIALER, MD_MUX_V2),
     ("dialer", "h2"): (MD_H2_DIALER, MD_MUX),
     ("dialer", "http2"): (MD_HTTP2_DIALER, MD_TLS_DIALER),
     ("dialer", "udp"): (),

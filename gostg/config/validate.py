@@ -348,7 +348,7 @@ def addr_problem(addr):
         return f"address {addr!r} has no port (e.g. {a or '127.0.0.1'}:1080 or :1080)"
     lo, _, hi = port.partition("-")
     for p in (lo, hi) if hi else (lo,):
-        if not p.isdigit() or not 0 <= int(p) <= 65535:
+        if not (p.isascii() and p.isdigit()) or not 0 <= int(p) <= 65535:
             return f"bad port {port!r} in address {addr!r}"
     return None
 
@@ -375,7 +375,7 @@ def validate(cfg):
             if name is not None and not isinstance(name, (str, dict, list)):   # shapes: the walk said so
                 # a name is a key of the model (and of the Web API's paths): a string, as GOST's
                 w.add(ERROR, f"{path}.name", f"must be a string, not {_tname(name)}")
-            elif name:
+            elif isinstance(name, str) and name:
                 if name in seen:
                     w.add(ERROR, f"{path}.name", f"duplicate name {name!r}")
                 seen.add(name)

@@ -1,17 +1,18 @@
 """What a connector's ``bind`` returns: the far end now listens for us (remote forwarding).
 
-- :class:`BoundStreams`: an smux session in which the far end opens one stream per peer it
+- :class:`BoundStreams`: a mux session (smux or yamux) in which the far end opens one stream per peer it
   accepted; each stream starts with a preamble naming the peer (``peer_of(stream_reader)``).
 - :class:`BoundPackets`: a packet conn whose datagrams carry the far peers' addresses.
 """
 from ..transport.buffered import Stream
-from ..transport.mux.smux import MuxConfig, Session
+from ..transport.mux.config import MuxConfig
 
 
 class BoundStreams:
     def __init__(self, conn, addr, peer_of, md=None):
         self.addr = addr
-        self.session = Session(conn, client=False, config=MuxConfig.from_md(md) if md is not None else None)
+        config = MuxConfig.from_md(md) if md is not None else MuxConfig()
+        self.session = config.session(conn, client=False)
         self.peer_of = peer_of
 
     def accept(self):

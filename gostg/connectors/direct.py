@@ -35,6 +35,8 @@ class DirectConnector(Connector):
     def connect(self, conn, network, address, ctx=None):
         if self.reject:
             raise Rejected(f"connection to {address or 'any address'} rejected (connector action: reject)")
+        # the node's interface / so_mark / netns (multi-homed.md "Direct Connection Mode")
+        so = getattr(conn, "sockopts", None)
         if network.startswith("udp"):
-            return UDPSocket()
-        return dial_tcp(address, None)
+            return UDPSocket(so.packet_socket() if so is not None else None)
+        return dial_tcp(address, None, so)

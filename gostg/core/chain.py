@@ -19,6 +19,7 @@ Rules (spec §1.4):
    never shortens the route, which would reach the target from an earlier hop, or directly.
 """
 import gevent
+from gevent import socket
 
 from ..errors import DialError, ProtocolError
 from ..config.metadata import Metadata
@@ -27,13 +28,15 @@ from ..policy.group import MissingReference, lookup
 from ..protocols.addr import join_host_port, split_host_port
 from .nodematch import pick
 from .race import Race, first
+from .router import dial_tcp
 from .selector import Marker, Selector
+from ..transport.proxyproto import send_header, version_of
 
 
 class Node:
     __slots__ = ("name", "addr", "connector", "dialer", "marker", "backup", "weight",
                  "max_fails", "fail_timeout", "bypass", "hosts", "resolver", "latency", "probe",
-                 "match", "http", "tls")
+                 "proxy_protocol", "match", "http", "tls")
 
     def __init__(self, name, addr, connector, dialer, md=None, bypass=None, hosts=None, resolver=None,
                  match=None, http=None, tls=None):
@@ -58,6 +61,8 @@ class Node:
         self.max_fails = md.int("maxFails", "max_fails") if md.raw("maxFails", "max_fails") is not None else None
         self.fail_timeout = (md.duration("failTimeout", "fail_timeout")
                              if md.raw("failTimeout", "fail_timeout") is not None else None)
+        #: PROXY header version sent on dialling this node (None: the hop's; 0: none)
+        self.proxy_protocol = version_of(md) if md.raw("proxyProtocol") is not None else None
 
     def __repr__(self):
         return f"{self.name}@{self.addr}"
@@ -78,12 +83,15 @@ def resolve_node_addr(node, registries):
 
 
 class Hop:
-    def __init__(self, name, nodes, selector=None, bypass=None, registries=None, hosts=None, resolver=None):
+    def __init__(self, name, nodes, selector=None, bypass=None, registries=None, hosts=None, resolver=None,
+                 proxy_protocol=None):
         self.name = name
         self.nodes = nodes
         for n in nodes:
             n.hosts = n.hosts or hosts
             n.resolver = n.resolver or resolver
+            if n.proxy_protocol is None:
+                n.proxy_protocol = proxy_protocol
         self.selector = selector or Selector()
         self.bypass = bypass          # BypassGroup of late-bound names (or a name), or None
         self.registries = registries
@@ -130,6 +138,22 @@ class Route:
             return bind(conn, network, address, ctx)
         return self._through(last, ctx, timeout)
 
+    def _dial_first(self, node, ctx, timeout):
+        """Hop 0's socket; with ``proxyProtocol`` a PROXY header naming the client goes first on
+        it, before any TLS (GOST's dialers). A multiplexing dialer's session carries the header
+        of the client that made the session (GOST's mtls/mws/h2 dialers do the same)."""
+        addr = resolve_node_addr(node, self.registries)
+        if not node.proxy_protocol or ctx is None:
+            return node.dialer.dial(addr, timeout)
+
+        def with_header(conn):
+            if getattr(conn, "type", None) == socket.SOCK_STREAM:   # GOST: no UDP
+                send_header(conn, node.proxy_protocol, ctx)
+            return conn
+        if node.dialer.multiplex:
+            return node.dialer.dial_through(lambda: with_header(dial_tcp(addr, timeout)), timeout)
+        return with_header(node.dialer.dial(addr, timeout))
+
     def _through(self, final, ctx, timeout):
         """Reach the last node hop by hop (rules 2, 2a, 2b, 3), then ``final(last_node, conn)``."""
         nodes = self.nodes
@@ -152,7 +176,7 @@ class Route:
                         lambda: head._through(lambda n, c: n.connector.connect(c, "tcp", addr, ctx), ctx, timeout),
                         timeout)
                 else:
-                    conn = node.dialer.dial(resolve_node_addr(node, self.registries), timeout)
+                    conn = self._dial_first(node, ctx, timeout)
                 conn = node.dialer.handshake(conn)
                 conn = node.connector.handshake(conn)
             for nxt in nodes[start + 1:]:

@@ -12,17 +12,20 @@ def new_sid():
 
 
 class Context:
-    __slots__ = ("sid", "service", "src", "local", "target", "log", "client_id", "stats")
+    __slots__ = ("sid", "service", "src", "peer", "local", "target", "log", "client_id", "stats", "proxied_dst")
 
-    def __init__(self, service, src, local, log, stats=None):
+    def __init__(self, service, src, local, log, stats=None, peer=None):
         self.sid = new_sid()
         self.service = service
-        self.src = src          # client address "ip:port"
+        self.src = src          # client address "ip:port" (a PROXY header's, when one came)
+        self.peer = peer or src  # the socket's peer: differs from src behind a PROXY sender
         self.local = local      # local address the client reached
+        self.proxied_dst = None  # the address a PROXY header says the client reached
         self.target = ""        # where the handler is taking the client
         self.client_id = ""     # set by auth; feeds the hash selector
         self.stats = stats
-        self.log = log.bind(sid=self.sid, remote=src, local=local)
+        # GOST's fields: remote is the socket's peer, client the (PROXY header's) client
+        self.log = log.bind(sid=self.sid, remote=self.peer, local=local, client=src)
 
     @property
     def client_ip(self):

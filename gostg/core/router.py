@@ -20,11 +20,18 @@ from ..protocols.addr import ip_family, join_host_port, split_host_port
 from ..relay.udp import UDPSocket
 
 
-def dial_tcp(addr, timeout):
+def dial_tcp(addr, timeout, sockopts=None):
     """Open a TCP connection with Nagle off (GOST's Go sockets have TCP_NODELAY).
     IP literals skip getaddrinfo, which gevent runs on a thread pool. The caller bounds the
-    whole dial (Router.dial's deadline), so no per-socket timeout is set here."""
+    whole dial (Router.dial's deadline), so no per-socket timeout is set here.
+    ``sockopts`` (interface, so_mark, netns: :mod:`.sockopts`) is None on the common path."""
     host, port = split_host_port(addr)
+    if not host:   # ":8000": Go dials the local system
+        host = "127.0.0.1"
+    if sockopts is not None:
+        s = sockopts.connect(host, port)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
     family = ip_family(host)
     if family is None:
         s = socket.create_connection((host, port), timeout=timeout)
@@ -49,7 +56,7 @@ class Router:
     DEFAULT_DIAL_TIMEOUT = 15.0
 
     def __init__(self, registries, chain=None, resolver=None, hosts=None, bypass=None,
-                 retries=0, dial_timeout=DEFAULT_DIAL_TIMEOUT, log=None):
+                 retries=0, dial_timeout=DEFAULT_DIAL_TIMEOUT, log=None, sockopts=None):
         self.registries = registries
         self.chain = chain            # names: looked up at each dial (late binding)
         self.resolver = resolver
@@ -58,6 +65,9 @@ class Router:
         self.retries = max(0, retries)
         self.dial_timeout = dial_timeout or self.DEFAULT_DIAL_TIMEOUT
         self.log = log
+        #: interface / so_mark / netns.out of the service: its direct dials only (as GOST;
+        #: through a chain, hop 0's node settings apply)
+        self.sockopts = sockopts
 
     def _map(self, host):
         if self.hosts:
@@ -127,8 +137,9 @@ class Router:
                         if ctx is not None:
                             ctx.log.debug(f"route(retry={attempt}) {target}", dst=address)
                         if network == "udp":
-                            return UDPSocket(resolve=self._map_name)
-                        return dial_tcp(target, self.dial_timeout)
+                            sock = self.sockopts.packet_socket() if self.sockopts is not None else None
+                            return UDPSocket(sock, resolve=self._map_name)
+                        return dial_tcp(target, self.dial_timeout, self.sockopts)
                     if ctx is not None:
                         ctx.log.debug(f"route(retry={attempt}) {route} > {target}", dst=address)
                     return route.dial(network, target, ctx, self.dial_timeout)

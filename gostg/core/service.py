@@ -19,6 +19,8 @@ from ..errors import ProtocolError
 from .hooks import run_hooks
 from ..policy.group import MissingReference, lookup, refused
 from ..policy.limiter import Lease
+from ..protocols.addr import join_host_port
+from ..transport.proxyproto import client_of
 
 _NO_LEASE = Lease(None, ())
 
@@ -45,6 +47,8 @@ class Service:
     #: names of this service's traffic, connection and request-rate limiters, looked up per
     #: connection (late binding: a replaced limiter applies from the next connection)
     limiter = climiter = rlimiter = None
+    #: a transport.proxyproto.Receiver when the service reads PROXY headers (``proxyProtocol``)
+    proxy_protocol = None
 
     def __init__(self, name, listener, handler, log, md, admission=None, registries=None):
         self.name = name
@@ -102,13 +106,19 @@ class Service:
         self.log.info(where)
 
     def _handle(self, sock, address):
-        src = _addr(address)
+        peer = src = _addr(address)
+        hdr = None
+        if self.proxy_protocol is not None:
+            sock, hdr = self._proxy_header(sock, address[0] if isinstance(address, tuple) else peer, peer)
+            if sock is None:
+                return
+            src = client_of(hdr, peer)
         try:
             if self.admission is not None and not self.admission.admit(src):
-                self.log.debug("admission: denied", remote=src)
+                self.log.debug("admission: denied", remote=peer, client=src)
                 sock.close()
                 return
-            lease = self._conn_lease(address, src)
+            lease = self._conn_lease(src)
         except MissingReference as exc:
             self.stats.total_errs += 1
             refused(self.log, exc, client=src)
@@ -118,7 +128,9 @@ class Service:
             sock.close()
             return
         self.stats.total_conns += 1
-        ctx = Context(self.name, src, self.addr, self.log, self.stats)
+        ctx = Context(self.name, src, self.addr, self.log, self.stats, peer=peer)
+        if hdr is not None and hdr.dst is not None:
+            ctx.proxied_dst = join_host_port(*hdr.dst)
         conn = None
         try:
             with self._errors(ctx):
@@ -134,15 +146,30 @@ class Service:
             sock.close()
             ctx.log.debug(f"{src} >< {ctx.local}")
 
-    def _conn_lease(self, address, src):
-        """The connection limiter's slot for this peer: a Lease, or None when a limit is full
+    def _proxy_header(self, sock, peer_ip, peer):
+        """→ ``(conn, Header or None)`` after the PROXY header (if any), or ``(None, None)``
+        when the header is refused: logged, counted, the socket closed."""
+        try:
+            conn, hdr = self.proxy_protocol.accept(sock, peer_ip)
+        except (ProtocolError, EOFError, OSError) as exc:
+            if not isinstance(exc, EOFError):
+                self.stats.total_errs += 1
+                self.log.warning(f"proxy protocol: {exc}", remote=peer)
+            sock.close()
+            return None, None
+        if hdr is not None:
+            self.log.debug(f"proxy protocol: v{hdr.version} header", remote=peer, client=client_of(hdr, peer))
+        return conn, hdr
+
+    def _conn_lease(self, src):
+        """The connection limiter's slot for this client: a Lease, or None when a limit is full
         (GOST closes such a connection at accept)."""
         if not self.climiter:
             return _NO_LEASE
         lim = lookup(self.registries, "climiters", self.climiter)
-        lease = lim.acquire(address[0] if isinstance(address, tuple) else src.rsplit(":", 1)[0])
+        lease = lim.acquire(src.rsplit(":", 1)[0].strip("[]"))
         if lease is None:
-            self.log.warning("connection limit reached: connection closed", remote=src, climiter=self.climiter)
+            self.log.warning("connection limit reached: connection closed", client=src, climiter=self.climiter)
         return lease
 
     def _serve(self, conn, ctx):
@@ -196,7 +223,8 @@ class Service:
         ctx.log.debug("mux: session started")
         for stream in session.accept():
             self.stats.total_conns += 1
-            sctx = Context(self.name, ctx.src, self.addr, self.log, self.stats)
+            sctx = Context(self.name, ctx.src, self.addr, self.log, self.stats, peer=ctx.peer)
+            sctx.proxied_dst = ctx.proxied_dst
             self.pool.spawn(self._handle_stream, stream, sctx)
 
     def _handle_stream(self, stream, ctx):

@@ -5,7 +5,11 @@ from .base import Dialer
 
 
 class NoConn:
-    """The placeholder conn of a direct node: nothing to read, write or close."""
+    """The placeholder conn of a direct node: nothing to read, write or close. It carries the
+    node's ``sockopts`` (interface, so_mark, netns) to the connector, which opens the socket."""
+
+    def __init__(self, sockopts=None):
+        self.sockopts = sockopts
 
     def recv(self, n):
         return b""
@@ -28,5 +32,7 @@ class NoConn:
 
 @dialers.register("direct", "virtual")
 class DirectDialer(Dialer):
+    applies_sockopts = True   # through NoConn, by the direct connector
+
     def dial(self, addr, timeout):
-        return NoConn()
+        return NoConn(self.sockopts)

@@ -19,6 +19,7 @@ from .base import Dialer
 
 class SessionDialer(Dialer):
     multiplex = True
+    applies_sockopts = True
 
     def __init__(self, md, auth=None, tls=None):
         super().__init__(md, auth, tls)
@@ -33,7 +34,7 @@ class SessionDialer(Dialer):
         return session
 
     def dial(self, addr, timeout):
-        return self.dial_through(lambda: dial_tcp(addr, timeout), timeout)
+        return self.dial_through(lambda: dial_tcp(addr, timeout, self.sockopts), timeout)
 
     def dial_through(self, reach, timeout):
         """The live session, or a new one over ``reach()`` (rules 1, 2)."""

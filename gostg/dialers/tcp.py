@@ -5,5 +5,7 @@ from .base import Dialer
 
 @dialers.register("tcp")
 class TCPDialer(Dialer):
+    applies_sockopts = True
+
     def dial(self, addr, timeout):
-        return dial_tcp(addr, timeout)
+        return dial_tcp(addr, timeout, self.sockopts)

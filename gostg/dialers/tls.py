@@ -12,13 +12,15 @@ from .base import Dialer
 class TLSDialer(Dialer):
     """TCP + TLS; as a later hop only the handshake runs, over the previous hop's stream."""
 
+    applies_sockopts = True
+
     def __init__(self, md, auth=None, tls=None):
         super().__init__(md, auth, tls)
         self.context = client_context(tls)
         self.server_name = (tls or {}).get("serverName") or None
 
     def dial(self, addr, timeout):
-        return dial_tcp(addr, timeout)
+        return dial_tcp(addr, timeout, self.sockopts)
 
     def handshake(self, conn):
         try:

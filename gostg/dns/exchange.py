@@ -6,8 +6,11 @@ TLS certificates are not verified; ``hostname`` is the TLS server name (SNI) and
 
 All I/O is on gevent sockets: a lookup never blocks the hub, whether or not the host app
 monkey-patched. One ``timeout`` (default 5 s) bounds the whole exchange, connect included.
-With ``chain`` the query goes through that chain (late-bound by name, as a service's
-chain). Our chains carry streams only, so a ``udp`` nameserver with a chain is asked over TCP.
+With ``chain`` (a resolver's nameserver) the query goes through that chain (late-bound by
+name, as a service's chain) and a ``udp`` nameserver is then asked over TCP. With ``router``
+(the ``dns`` handler's upstreams, as GOST's exchanger) every dial goes through that router:
+its chain, hosts and resolver; ``udp`` stays UDP, so the chain must carry UDP (socks5 with
+``udp``, relay) as in GOST.
 """
 import ipaddress
 import random
@@ -60,7 +63,7 @@ class Nameserver:
     DEFAULT_TIMEOUT = 5.0
 
     def __init__(self, addr, prefer="ipv4", timeout=0.0, ttl=0.0, only="", chain="",
-                 hostname="", client_ip="", async_=False, registries=None):
+                 hostname="", client_ip="", async_=False, registries=None, router=None):
         self.addr = addr
         self.proto, self.host, self.port, self.path = parse_addr(addr)
         only = {"ip4": "ipv4", "ip6": "ipv6"}.get(only, only)
@@ -81,6 +84,7 @@ class Nameserver:
                 raise ConfigError("", f"clientIP {client_ip!r} is not an IP address") from None
         self.client_ip = client_ip or ""
         self.registries = registries
+        self.router = router
         self._tls = None
 
     def __repr__(self):
@@ -100,23 +104,32 @@ class Nameserver:
     def query(self, name, rdtype):
         """→ the reply (dns.message.Message); DialError when the server cannot be reached or
         does not answer in time, ProtocolError when its reply is garbage."""
-        q = self.make_query(name, rdtype)
+        return self.exchange(self.make_query(name, rdtype))
+
+    def exchange(self, q, ctx=None):
+        """Send the query message ``q`` as it is; → the reply, as :meth:`query`."""
+        return self.exchange_wire(q, ctx)[0]
+
+    def exchange_wire(self, q, ctx=None):
+        """:meth:`exchange`, → ``(reply, reply_bytes)``: a proxy passes the bytes on."""
         data = q.to_wire()
         with gevent.Timeout(self.timeout, DialError(f"nameserver {self.addr}: no answer within {self.timeout:g}s")):
             try:
-                if self.proto == "udp" and not self.chain:
-                    r = self._udp(data, q.id)
-                    if r.flags & dns.flags.TC:   # truncated: ask again over TCP (RFC 7766)
-                        r = self._stream(data, tls=False)
+                if self.proto == "udp" and self.router is not None and (self.router.chain or not is_ip(self.host)):
+                    r, raw = self._udp_routed(data, q.id, ctx)
+                elif self.proto == "udp" and not self.chain:
+                    r, raw = self._udp(data, q.id)
                 elif self.proto == "https":
-                    r = self._https(data)
+                    r, raw = self._https(data, ctx)
                 else:
-                    r = self._stream(data, tls=self.proto == "tls")
+                    r, raw = self._stream(data, self.proto == "tls", ctx)
+                if self.proto == "udp" and r.flags & dns.flags.TC:   # truncated: ask again over TCP (RFC 7766)
+                    r, raw = self._stream(data, False, ctx)
             except OSError as exc:
                 raise DialError(f"nameserver {self.addr}: {exc}") from exc
         if r.id != q.id:
             raise ProtocolError(f"nameserver {self.addr}: reply id {r.id} does not match query id {q.id}")
-        return r
+        return r, raw
 
     def _udp(self, data, qid):
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
@@ -124,21 +137,39 @@ class Nameserver:
         try:
             s.connect((self.host, self.port))   # connected: the kernel drops other senders
             s.send(data)
-            for _ in range(64):                 # stray datagrams are skipped, a bounded number
-                reply = s.recv(65535)
-                try:
-                    r = wire.parse_message(reply)
-                except ProtocolError:
-                    continue
-                if r.id == qid:
-                    return r
-            raise ProtocolError(f"nameserver {self.addr}: no matching reply")
+            return self._matching_reply(lambda: s.recv(65535), qid)
         finally:
             s.close()
 
-    def _open(self):
-        """A stream to the server: through the chain when one is set, else direct."""
+    def _matching_reply(self, recv, qid):
+        """``(reply, bytes)`` of the first datagram from ``recv()`` that is a reply to
+        ``qid``; stray ones are skipped, a bounded number."""
+        for _ in range(64):
+            raw = recv()
+            try:
+                r = wire.parse_message(raw)
+            except ProtocolError:
+                continue
+            if r.id == qid:
+                return r, raw
+        raise ProtocolError(f"nameserver {self.addr}: no matching reply")
+
+    def _udp_routed(self, data, qid, ctx):
+        """UDP through the router: its chain's packet conn (or a direct one, names mapped by
+        its hosts and resolver)."""
         target = join_host_port(self.host, self.port)
+        pc = self.router.dial("udp", target, ctx)
+        try:
+            pc.write_to(data, target)
+            return self._matching_reply(lambda: pc.read_from()[0], qid)
+        finally:
+            pc.close()
+
+    def _open(self, ctx=None):
+        """A stream to the server: through the router or chain when one is set, else direct."""
+        target = join_host_port(self.host, self.port)
+        if self.router is not None:
+            return self.router.dial("tcp", target, ctx)
         if self.chain:
             from ..core.router import Router   # late: the router module imports nothing of ours
             if self.registries is None:
@@ -154,8 +185,8 @@ class Nameserver:
             return self._tls.wrap_socket(conn, server_hostname=sni)
         return TLSConn(conn, self._tls, sni).handshake()
 
-    def _stream(self, data, tls):
-        conn = self._open()
+    def _stream(self, data, tls, ctx=None):
+        conn = self._open(ctx)
         try:
             if tls:
                 conn = self._wrap_tls(conn)
@@ -164,7 +195,7 @@ class Nameserver:
             while True:
                 try:
                     msg, _ = wire.parse_tcp_frame(buf)
-                    return wire.parse_message(msg)
+                    return wire.parse_message(msg), msg
                 except NeedData:
                     pass
                 chunk = conn.recv(65535)
@@ -174,8 +205,8 @@ class Nameserver:
         finally:
             conn.close()
 
-    def _https(self, data):
-        conn = self._open()
+    def _https(self, data, ctx=None):
+        conn = self._open(ctx)
         try:
             conn = self._wrap_tls(conn)
             host = self.hostname or join_host_port(self.host, self.port)
@@ -198,7 +229,7 @@ class Nameserver:
                     eof = True
             if status != 200:
                 raise DialError(f"nameserver {self.addr}: HTTP status {status}")
-            return wire.parse_message(body)
+            return wire.parse_message(body), body
         finally:
             try:
                 conn.close()

@@ -11,10 +11,13 @@ from . import sniffing
 class Options:
     """What a handler gets from its service: everything it may consult but not own."""
 
-    __slots__ = ("router", "auther", "forwarder", "service", "registries", "auth")
+    __slots__ = ("router", "auther", "forwarder", "service", "registries", "auth", "netns")
 
-    def __init__(self, router, auther=None, forwarder=None, service="", registries=None, auth=None):
+    def __init__(self, router, auther=None, forwarder=None, service="", registries=None, auth=None, netns=""):
         self.router = router
+        #: the service's listening namespace: the sockets a client is told to reach (SOCKS5 UDP
+        #: relay, BIND listeners) are made there too, as GOST does
+        self.netns = netns
         #: the handler's own ``auth`` as (username, password): ss reads its cipher and password here
         self.auth = auth
         self.auther = auther

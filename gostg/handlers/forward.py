@@ -16,6 +16,8 @@ Rules:
 3. Unlike GOST, which drops the connection when the chosen target fails, the next candidate is
    tried for the same connection (each once), so failover loses no client.
 4. A udp listener's session is forwarded datagram by datagram over a packet conn.
+5. ``proxyProtocol`` (handler metadata, or a target's own) sends a PROXY header naming the
+   client ahead of a TCP stream (GOST: no UDP), before any TLS to the node.
 """
 from ..errors import BypassError, DialError
 from ..policy.group import MissingReference, lookup, refused
@@ -26,6 +28,7 @@ from ..core.registry import handlers
 from ..core.router import MissingTarget
 from . import revproxy, sniffing
 from .sniffing import sniffed_target
+from ..transport.proxyproto import send_header, version_of
 from .base import Handler
 from .http import _is_self
 from .nodetls import wrap_node_tls
@@ -36,6 +39,10 @@ CHAIN_CHOOSES = ":0"
 
 @handlers.register("tcp", "udp", "forward", "rtcp", "rudp")
 class ForwardHandler(Handler):
+
+    def __init__(self, md, options):
+        super().__init__(md, options)
+        self.proxy_protocol = version_of(md)
 
     def handle(self, conn, ctx):
         network = "udp" if getattr(conn, "is_packet", False) else "tcp"
@@ -50,7 +57,7 @@ class ForwardHandler(Handler):
                 if target and self.router.bypassed(target):
                     ctx.log.info(f"bypass: {target}: closed", dst=target)
                     return
-        opened = self.open(ctx, network, found)
+        opened = self.open(ctx, network, found, client=conn)
         if opened is None:
             return
         node, addr, upstream = opened
@@ -71,13 +78,14 @@ class ForwardHandler(Handler):
         return Request(found.host, found.proto, found.method, found.path, found.query, found.headers,
                        client_ip=ctx.client_ip, network=network, lookup=live)
 
-    def open(self, ctx, network, found, check=None):
-        """Choose a node (rules 1–3), dial it (TLS to it when the node says so). → ``(node,
-        addr, upstream)``, or None once the reason is logged. ``check(node)`` may veto a node
-        before it is dialled (False: give up, the caller has answered the client)."""
+    def open(self, ctx, network, found, check=None, client=None):
+        """Choose a node (rules 1–3), dial it (a PROXY header, then TLS to it, when the node
+        says so). → ``(node, addr, upstream)``, or None once the reason is logged.
+        ``check(node)`` may veto a node before it is dialled (False: give up, the caller has
+        answered the client); ``client`` is the client's conn (for the PROXY header)."""
         hop = self.options.forwarder
         if hop is None or not hop.nodes:
-            return self._unrouted(ctx, network, found)
+            return self._unrouted(ctx, network, found, client)
         req = self.request(found, ctx, network)
         tried = set()
         last = None
@@ -94,7 +102,7 @@ class ForwardHandler(Handler):
             if check is not None and not all(check(n) for n in members):
                 return None
             try:
-                node, addr, upstream = self._connect(node, network, ctx, found)
+                node, addr, upstream = self._connect(node, network, ctx, found, client)
             except DialError as exc:
                 if isinstance(exc, (MissingReference, MissingTarget, BypassError)):
                     self._refused(exc, ctx, ctx.target)
@@ -111,16 +119,17 @@ class ForwardHandler(Handler):
             ctx.log.error(f"forward: no target reachable: {last}", dst=ctx.target)
         return None
 
-    def _connect(self, node, network, ctx, found):
+    def _connect(self, node, network, ctx, found, client=None):
         """→ ``(node, addr, upstream)``; a failed target is marked, a reached one reset. A
         :class:`Race` dials each of its targets at once and keeps the first to connect. A
         node without ``addr`` goes to the sniffed host (or, unsniffed, to the chain's choice)."""
         if isinstance(node, Race):
-            return first([lambda n=n: self._connect(n, network, ctx, found) for n in node.nodes],
+            return first([lambda n=n: self._connect(n, network, ctx, found, client) for n in node.nodes],
                          lambda won: won[2].close(), node=node)[1]
         addr = node.addr or sniffed_target(found) or CHAIN_CHOOSES
         try:
             upstream = self._dial(network, addr, ctx)
+            self._proxy_header(upstream, node.proxy_protocol, network, ctx, client, addr)
             if node.tls is not None and network == "tcp":
                 upstream = self._tls(upstream, node, addr)
         except DialError as exc:
@@ -130,6 +139,18 @@ class ForwardHandler(Handler):
         node.marker.reset()
         return node, addr, upstream
 
+    def _proxy_header(self, upstream, version, network, ctx, client, addr):
+        """``proxyProtocol`` (the target's own, else the handler's): a PROXY header naming the
+        client goes first on a TCP upstream (GOST: none on UDP)."""
+        version = version if version is not None else self.proxy_protocol
+        if not version or network != "tcp":
+            return
+        try:
+            send_header(upstream, version, ctx, client)
+        except OSError as exc:
+            upstream.close()
+            raise DialError(f"PROXY header to {addr}: {exc}") from exc
+
     def _tls(self, upstream, node, addr):
         try:
             return wrap_node_tls(upstream, node.tls, addr, self.read_timeout)
@@ -137,7 +158,7 @@ class ForwardHandler(Handler):
             upstream.close()
             raise DialError(f"TLS to {addr}: {exc}") from exc
 
-    def _unrouted(self, ctx, network, found):
+    def _unrouted(self, ctx, network, found, client=None):
         """Rule 2. With a sniffed host the chain takes the client there (GOST would also dial
         the host directly without a chain: an open proxy nobody configured; refused here)."""
         target = sniffed_target(found)
@@ -150,7 +171,9 @@ class ForwardHandler(Handler):
             return None
         addr = target or CHAIN_CHOOSES
         try:
-            return None, addr, self._dial(network, addr, ctx)
+            upstream = self._dial(network, addr, ctx)
+            self._proxy_header(upstream, None, network, ctx, client, addr)
+            return None, addr, upstream
         except DialError as exc:
             self._refused(exc, ctx, addr)
             return None

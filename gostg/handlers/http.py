@@ -8,9 +8,12 @@ Rules:
    request goes to the same host:port. The loop ends when either side asks to close, or the
    response runs until EOF.
 4. Errors answer as GOST: 403 bypass, 407 auth, 400 garbage, 503 upstream failure.
+5. A client that fails auth sees what ``probeResist`` says instead of 407, unless it asks for a
+   ``knock`` host (probe.py).
 """
 import base64
 import time
+from http.client import responses
 from urllib.parse import urlsplit
 
 import gevent
@@ -22,6 +25,8 @@ from ..protocols import http
 from ..protocols.addr import join_host_port, split_host_port
 from ..core.registry import handlers
 from .base import Handler
+from .body import send_body
+from .probe import ProbeResist
 
 PROXY_AGENT = "gost/3.0"
 _IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
@@ -80,20 +85,25 @@ def _is_self(target, local):
     return tp == lp and (th == lh or th.lower() in _LOCAL_NAMES)
 
 
-def send_body(src, dst, framer):
-    """Pass a body from Stream ``src`` to ``dst`` until ``framer`` says it ended. → bytes sent"""
-    sent = 0
-    while not framer.done:
-        if not src.buf and not src.fill():
-            if isinstance(framer, http.UntilClose):
-                break
-            raise ProtocolError("peer closed in the middle of a body")
-        n = framer.feed(src.buf)
-        if n:
-            dst.sendall(bytes(src.buf[:n]))
-            del src.buf[:n]
-            sent += n
-    return sent
+def _url_host(req):
+    """The host a request names in its URL: CONNECT's authority, an absolute-form URL's host,
+    "" for origin-form (GOST's req.URL.Hostname(), what ``knock`` is matched against)."""
+    if req.method == "CONNECT":
+        return req.target
+    if req.target.startswith("/"):
+        return ""
+    return urlsplit(req.target).netloc.rpartition("@")[2]
+
+
+def _origin_form(req):
+    """The request as an origin server receives it (the ``host`` decoy's upstream)."""
+    path = req.target
+    if req.method != "CONNECT" and not path.startswith("/"):
+        u = urlsplit(path)
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+    for h in ("Proxy-Authorization", "Proxy-Connection"):
+        req.headers.remove(h)
+    return http.Request(req.method, path, req.version, req.headers).encode()
 
 
 def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay, response_header=None):
@@ -148,6 +158,10 @@ class HTTPHandler(Handler):
     #: seconds an idle keep-alive client connection is kept open between requests
     idle_timeout = 60.0
 
+    def __init__(self, md, options):
+        super().__init__(md, options)
+        self.probe = ProbeResist.from_md(md)
+
     def handle(self, conn, ctx, stream=None):
         s = stream or Stream(conn)
         try:
@@ -156,7 +170,7 @@ class HTTPHandler(Handler):
         except ProtocolError as exc:
             _reply(conn, exc.reply or 400, "Bad Request")
             raise
-        if not self._auth(conn, req, ctx):
+        if not self._auth(conn, s, req, ctx):
             return
         if (req.headers.get("X-Gost-Protocol") or "").lower() == "udp":
             return self._udp(conn, s, ctx)
@@ -164,13 +178,41 @@ class HTTPHandler(Handler):
             return self._connect(conn, s, req, ctx)
         return self._proxy(conn, s, req, ctx)
 
-    def _auth(self, conn, req, ctx):
-        """Checks Proxy-Authorization; answers 407 when it fails."""
+    def _auth(self, conn, s, req, ctx):
+        """Checks Proxy-Authorization; answers 407 (or the probe-resistance decoy) when it fails."""
         if self.authenticate(ctx, *_credentials(req)):
             return True
+        if self.probe is not None and self.probe.applies(_url_host(req)):
+            self._decoy(conn, s, req, ctx)
+            return False
         _reply(conn, 407, "Proxy Authentication Required",
                [("Proxy-Authenticate", f'Basic realm="{self.md.str("authBasicRealm", default="gost")}"')])
         return False
+
+    def _decoy(self, conn, s, req, ctx):
+        """What a web server would answer, without a word that gives the proxy away."""
+        ctx.log.debug(f"probe resistance: {self.probe.kind}:{self.probe.value}")
+        if self.probe.kind == "host":
+            try:
+                upstream = self.probe.dial_host()
+            except OSError as exc:
+                ctx.log.error(f"probe resistance: host {self.probe.value}: {exc}")
+            else:
+                try:
+                    upstream.sendall(_origin_form(req))
+                except OSError:
+                    upstream.close()
+                    raise
+                return self.relay(s.conn_with_rest(), upstream, ctx, self.probe.value)
+            d = None
+        else:
+            d = self.probe.decoy(ctx.log)
+        status, headers, body = (d.status, d.headers, d.body) if d is not None else (503, [], b"")
+        headers = http.Headers([*headers, ("Content-Length", str(len(body))), ("Connection", "close")])
+        try:
+            conn.sendall(http.Response("HTTP/1.1", status, responses.get(status, ""), headers).encode() + body)
+        except OSError:
+            pass
 
     def _dial(self, conn, target, ctx):
         return self.dial(target, ctx, lambda why: _reply(conn, 403, "Forbidden") if why == "bypass"
@@ -259,7 +301,7 @@ class HTTPHandler(Handler):
                 req = s.read(http.parse_request_head)
             except EOFError:
                 return None
-            return req if self._auth(conn, req, ctx) else None
+            return req if self._auth(conn, s, req, ctx) else None
         return None
 
     def _round_trip(self, conn, s, req, path, upstream, up, ctx, tally):

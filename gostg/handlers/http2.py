@@ -5,8 +5,8 @@ Rules:
 1. The target is ``:authority`` (or GOST 2.x's encoded ``Gost-Target``/``X-Gost-Target``), port
    443 for ``https`` and 80 otherwise when it has none.
 2. Every request is authenticated (``Proxy-Authorization: Basic``): failure answers 407 with
-   ``Proxy-Authenticate``, or what ``probeResist`` says (``code:NNN``, ``file:PATH``) unless
-   the host is one of ``knock``.
+   ``Proxy-Authenticate``, or what ``probeResist`` says (probe.py: code, file, web, host)
+   unless the host is one of ``knock``.
 3. CONNECT → dial → ``200`` → relay the stream's DATA both ways.
 4. Other methods are sent upstream as one HTTP/1.1 request (origin-form, ``Connection: close``;
    a body of unknown length goes chunked) and the response comes back on the stream, its
@@ -29,7 +29,8 @@ from ..protocols import http
 from ..protocols.addr import join_host_port, split_host_port
 from ..core.registry import handlers
 from .base import Handler
-from .http import HTTPHandler, send_body
+from .body import dechunk, send_body
+from .http import HTTPHandler
 
 # headers that belong to one HTTP/1 connection or to the proxy, never forwarded (RFC 9113 §8.2.2)
 _HOP = frozenset(("connection", "keep-alive", "proxy-connection", "proxy-authorization", "te",
@@ -63,25 +64,6 @@ def _credentials(value):
     return user, password
 
 
-def _dechunk(src, framer, dst):
-    """Copy a chunked body's payload from Stream ``src`` to ``dst``; ``framer`` (a
-    ChunkedFramer) parses the framing, fed one line or one data run at a time."""
-    sent = 0
-    buf = src.buf
-    while not framer.done:
-        if not buf and not src.fill():
-            raise ProtocolError("upstream closed in the middle of a chunked body")
-        if framer.state == "data" and framer.left > 0:
-            n = framer.feed(buf[:framer.left])
-            dst.sendall(bytes(buf[:n]))
-            sent += n
-        else:
-            j = buf.find(b"\n")
-            n = framer.feed(buf if j < 0 else buf[:j + 1])
-        del buf[:n]
-    return sent
-
-
 def _send_request_body(st, upstream, chunked):
     buf = bytearray(65536)
     mv = memoryview(buf)
@@ -107,10 +89,8 @@ class HTTP2Handler(Handler):
         h = md.raw("http.header", "header")
         self.header = [(str(k).lower(), str(v)) for k, v in h.items()] if isinstance(h, dict) else []
         self.realm = md.str("authBasicRealm") or "gost"
-        kind, _, value = md.str("probeResist", "probe_resist").partition(":")
-        self.probe = (kind, value) if value else None
-        self.knock = [k.strip().lower() for k in md.str("knock").split(",") if k.strip()]
         self.http1 = HTTPHandler(md, options)
+        self.probe = self.http1.probe
 
     def handle(self, conn, ctx):
         if not isinstance(conn, H2Stream):
@@ -126,7 +106,7 @@ class HTTP2Handler(Handler):
             return
         ctx.target = host
         if not self.authenticate(ctx, *_credentials(st.header("proxy-authorization"))):
-            self._refuse_auth(st, host)
+            self._refuse_auth(st, host, ctx)
             return
         upstream = self.dial(host, ctx, lambda why: st.respond(403 if why == "bypass" else 503, end_stream=True))
         if upstream is None:
@@ -152,26 +132,23 @@ class HTTP2Handler(Handler):
             return None
         return join_host_port(host, port)
 
-    def _refuse_auth(self, st, host):
-        """GOST's answer to failed auth: 407, unless probe resistance hides the proxy."""
-        hostname = host.rsplit(":", 1)[0].strip("[]").lower()
-        if self.probe is not None and hostname not in self.knock:
-            kind, value = self.probe
-            if kind == "code" and value.isdigit():
-                st.respond(int(value), end_stream=True)
-                return
-            if kind == "file":
+    def _refuse_auth(self, st, host, ctx):
+        """GOST's answer to failed auth: 407, unless probe resistance hides the proxy (probe.py)."""
+        if self.probe is not None and self.probe.applies(host):
+            if self.probe.kind == "host":
                 try:
-                    with open(value, "rb") as f:
-                        body = f.read()
-                except OSError:
-                    body = None
-                if body is not None:
-                    st.respond(200, [("content-type", "text/html"), ("content-length", str(len(body)))])
-                    st.sendall(body)
-                    st.shutdown(socket.SHUT_WR)
+                    upstream = self.probe.dial_host()
+                except OSError as exc:
+                    ctx.log.error(f"probe resistance: host {self.probe.value}: {exc}")
+                    st.respond(503, end_stream=True)
                     return
-            st.respond(503, end_stream=True)
+                return self._forward(st, upstream, ctx, self.probe.value)
+            d = self.probe.decoy(ctx.log)
+            headers = [(k.lower(), v) for k, v in d.headers] + [("content-length", str(len(d.body)))]
+            st.respond(d.status, headers, end_stream=not d.body)
+            if d.body:
+                st.sendall(d.body)
+                st.shutdown(socket.SHUT_WR)
             return
         st.respond(407, [("proxy-authenticate", f'Basic realm="{self.realm}"')], end_stream=True)
 
@@ -214,7 +191,7 @@ class HTTP2Handler(Handler):
             responded = True
             if framer is not None:
                 if isinstance(framer, http.ChunkedFramer):
-                    out = _dechunk(up, framer, st)
+                    out = dechunk(up, framer, st)
                 else:
                     out = send_body(up, st, framer)
                 st.shutdown(socket.SHUT_WR)

@@ -2,6 +2,7 @@
 address and carries each peer over an smux stream opened by us, starting with a response
 whose Addr feature names the peer; UDP (BIND|FUDP, also GOST's UDP association) binds a UDP
 socket and carries datagrams as UDP-TUN frames over the control stream."""
+from ..core import netns
 from ..relay import bind, udp
 from ..protocols import relay as rp
 from ..protocols.addr import join_host_port, split_host_port
@@ -21,8 +22,9 @@ def serve(h, conn, s, ctx, network, addr):
     if network == "udp":
         host, port = split_host_port(address, 0)
         try:
-            pc = udp.UDPSocket(udp.bind_udp("" if host in ("0.0.0.0", "::") else host, port),
-                               resolve=h.router._map_name)
+            with netns.inside(h.options.netns):
+                sock = udp.bind_udp("" if host in ("0.0.0.0", "::") else host, port)
+            pc = udp.UDPSocket(sock, resolve=h.router._map_name)
         except OSError as exc:
             ctx.log.error(f"relay: udp bind on {address}: {exc}")
             return h._reply(conn, rp.STATUS_SERVICE_UNAVAILABLE)
@@ -30,7 +32,8 @@ def serve(h, conn, s, ctx, network, addr):
         ctx.log.info(f"bind on {pc.local_addr}/udp OK")
         return h.relay_udp(udp.TunConn(conn, stream=s), pc, ctx, pc.local_addr)
     try:
-        lsock = bind.listen(address)
+        with netns.inside(h.options.netns):
+            lsock = bind.listen(address)
     except OSError as exc:
         ctx.log.error(f"relay: bind on {address}: {exc}")
         return h._reply(conn, rp.STATUS_SERVICE_UNAVAILABLE)

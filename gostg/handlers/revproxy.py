@@ -88,7 +88,7 @@ class _Session:
                 return True
             vetoed.append(node)
             return False
-        opened = self.h.open(self.ctx, "tcp", found, check=check)
+        opened = self.h.open(self.ctx, "tcp", found, check=check, client=self.conn)
         if opened is None:
             if not vetoed:
                 _reply(self.conn, 503)

@@ -6,6 +6,7 @@ smux session in which each accepted peer arrives as a stream opened by us, start
 SOCKS5 reply naming the peer (GOST's ``compatibilityMode`` leaves that reply out)."""
 import gevent
 
+from ..core import netns
 from ..relay import bind
 from ..protocols import socks5
 from ..protocols.addr import join_host_port, split_host_port
@@ -18,7 +19,8 @@ def serve(h, cmd, conn, s, ctx, host, port):
     if not h.enable_bind:
         return _refuse(conn, ctx, "BIND")
     try:
-        lsock = bind.listen(address)
+        with netns.inside(h.options.netns):
+            lsock = bind.listen(address)
     except OSError as exc:
         ctx.log.error(f"socks5: bind on {address}: {exc}")
         conn.sendall(socks5.encode_reply(socks5.GENERAL_FAILURE))

@@ -9,6 +9,7 @@ bind.go, mbind.go), kept apart from the CONNECT path they share the handshake wi
 """
 import gevent
 
+from ..core import netns
 from ..relay import udp
 from ..errors import DialError
 from ..protocols import socks5
@@ -52,7 +53,8 @@ def associate(h, conn, s, ctx):
     if ip.startswith("::ffff:"):
         ip = ip[7:]
     try:
-        sock = udp.bind_udp(ip, 0)
+        with netns.inside(h.options.netns):
+            sock = udp.bind_udp(ip, 0)
     except OSError as exc:
         ctx.log.error(f"socks5: udp: cannot bind on {ip}: {exc}")
         conn.sendall(socks5.encode_reply(socks5.GENERAL_FAILURE))
@@ -92,8 +94,9 @@ def udp_tun(h, conn, s, ctx, host, port):
         if not h.enable_bind:
             return _refuse(conn, ctx, "BIND")
         try:
-            upstream = udp.UDPSocket(udp.bind_udp(host if host not in ("", "0.0.0.0", "::") else "", port),
-                                     resolve=h.router._map_name)
+            with netns.inside(h.options.netns):
+                sock = udp.bind_udp(host if host not in ("", "0.0.0.0", "::") else "", port)
+            upstream = udp.UDPSocket(sock, resolve=h.router._map_name)
         except OSError as exc:
             ctx.log.error(f"socks5: udp bind on {join_host_port(host, port)}: {exc}")
             conn.sendall(socks5.encode_reply(socks5.GENERAL_FAILURE))

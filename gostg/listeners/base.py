@@ -89,6 +89,11 @@ class Listener:
     chain = None
     registries = None
     log = None
+    #: accepted sockets come straight from the kernel (TCP family), so a PROXY protocol header
+    #: may precede whatever the listener speaks (``proxyProtocol``)
+    stream = False
+    #: the network namespace the listening socket is created in (GOST's service ``netns``)
+    netns = ""
 
     def __init__(self, addr, md, tls=None, auth=None):
         self.addr = addr

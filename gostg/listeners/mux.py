@@ -1,24 +1,34 @@
-"""Multiplexing listeners: ``mtls`` (TLS + smux), ``mws`` (WebSocket + smux), ``mwss``
-(TLS + WebSocket + smux), as GOST's.
+"""Multiplexing listeners, as GOST's: ``mtcp`` (TCP + mux), ``mtls`` (TLS + mux), ``mws``
+(WebSocket + mux), ``mwss`` (TLS + WebSocket + mux); the mux is smux version 1 or 2, or
+yamux (``mux.type``, ``mux.version``: see transport/mux/config.py).
 
 ``wrap`` runs the transport handshake (TLS, WebSocket upgrade) as the plain listener does and
-returns a ``mux.Session``; the Service sees its ``multiplex`` flag, reads the session in the
+returns a mux session; the Service sees its ``multiplex`` flag, reads the session in the
 connection's greenlet and hands every stream the peer opens to the handler as a connection
-of its own. GOST metadata: the transport's, plus ``muxMaxFrameSize``, ``muxMaxReceiveBuffer``,
-``muxKeepAliveDisabled``, ``muxKeepAliveInterval``, ``muxKeepAliveTimeout``."""
-from ..transport.mux.smux import MuxConfig, Session
+of its own (admission, limits and bypass apply per connection and per stream as on ``tcp``).
+GOST metadata: the transport's, plus the ``mux.*`` keys."""
+from ..transport.mux.config import MuxConfig
 from ..core.registry import listeners
+from .tcp import TCPListener
 from .tls import TLSListener
 from .ws import WSListener, WSSListener
 
 
 class _MuxMixin:
+    #: the smux version when ``mux.version`` is not set (GOST: 1, but 2 on mtcp)
+    mux_version = 1
+
     def __init__(self, addr, md, tls=None, auth=None):
-        super().__init__(addr, md, tls, auth)  # the transport below (TLS, ws, wss)
-        self.mux_config = MuxConfig.from_md(md)
+        super().__init__(addr, md, tls, auth)  # the transport below (TCP, TLS, ws, wss)
+        self.mux_config = MuxConfig.from_md(md, self.mux_version)
 
     def wrap(self, sock):
-        return Session(super().wrap(sock), client=False, config=self.mux_config)
+        return self.mux_config.session(super().wrap(sock), client=False)
+
+
+@listeners.register("mtcp")
+class MTCPListener(_MuxMixin, TCPListener):
+    mux_version = 2
 
 
 @listeners.register("mtls")

@@ -122,6 +122,8 @@ class _Remote:
     network = "tcp"
     #: listener.chain means something here (build warns where it does not)
     uses_chain = True
+    #: GOST reads no PROXY header on remote (rtcp/rudp) listeners
+    stream = False
 
     def bind(self):
         if not self.chain:

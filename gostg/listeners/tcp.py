@@ -33,6 +33,7 @@ def bind_tcp(addr, backlog):
 class TCPListener(Listener):
     #: accept backlog; the kernel caps it at net.core.somaxconn
     backlog = 1024
+    stream = True
 
     def bind(self):
         self.socket = bind_tcp(self.addr, self.md.int("backlog", default=self.backlog))

@@ -2,6 +2,7 @@ import gevent
 
 from ..errors import ProtocolError
 from ..core.registry import listeners
+from ..transport.buffered import BufferedConn
 from ..transport.tlsconf import server_context
 from .tcp import TCPListener
 
@@ -20,6 +21,11 @@ class TLSListener(TCPListener):
         self.handshake_timeout = md.duration("handshakeTimeout", default=self.handshake_timeout)
 
     def wrap(self, sock):
+        if isinstance(sock, BufferedConn):
+            # bytes pushed back after looking for a PROXY header: they began "PROXY" or "\r\n",
+            # which no TLS ClientHello does
+            sock.close()
+            raise ProtocolError("TLS handshake: the client spoke plain text")
         sock = super().wrap(sock)
         conn = self.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
         try:

@@ -262,6 +262,15 @@ class PacketServer(BaseServer):
         self.demux.close_sessions()
 
 
+def bind_listen_udp(addr):
+    """A listener's UDP socket on ``[host]:port``; a failure is a ConfigError."""
+    host, port = split_host_port(addr or ":0", 0)
+    try:
+        return bind_udp(host, port)
+    except OSError as exc:
+        raise ConfigError("", f"cannot listen on udp {addr}: {exc.strerror or exc}") from None
+
+
 class UDPOptions:
     """GOST's udp listener metadata (shared by udp and rudp)."""
 
@@ -284,11 +293,7 @@ class UDPListener(Listener):
         self.read_queue_size, self.backlog = o.read_queue_size, o.backlog
 
     def bind(self):
-        host, port = split_host_port(self.addr or ":0", 0)
-        try:
-            self.socket = bind_udp(host, port)
-        except OSError as exc:
-            raise ConfigError("", f"cannot listen on udp {self.addr}: {exc.strerror or exc}") from None
+        self.socket = bind_listen_udp(self.addr)
         return self.socket
 
     def server(self, handle, pool):

@@ -79,7 +79,7 @@ def parse_ip(s):
             return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, s), "big")
         except (OSError, ValueError):
             return None
-    if not s[-1:].isdigit():
+    if not (s[-1:].isascii() and s[-1:].isdigit()):
         return None
     try:
         return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, s), "big")
@@ -106,7 +106,7 @@ def _canon(fam, n):
 def parse_cidr(s):
     """``'10.0.0.0/8'`` → (family, first, last) (host bits ignored, like Go), else None."""
     ip, sep, bits = s.partition("/")
-    if not sep or not bits.isdigit():
+    if not sep or not (bits.isascii() and bits.isdigit()):
         return None
     a = parse_ip(ip) if not ip.startswith("[") else None
     if a is None:
@@ -386,5 +386,5 @@ class Matcher:
         if hp is None or not hp[0]:
             return self.match(address, 0)
         host, sp = hp
-        port = int(sp) if sp.isdigit() and len(sp) <= 5 else 0
+        port = int(sp) if sp.isascii() and sp.isdigit() and len(sp) <= 5 else 0
         return self.match(host, port)

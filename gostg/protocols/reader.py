@@ -42,6 +42,12 @@ class Reader:
         self.pos += 2
         return v
 
+    def u32(self):
+        self._need(4)
+        (v,) = struct.unpack_from("!I", self.buf, self.pos)
+        self.pos += 4
+        return v
+
     def u32le(self):
         self._need(4)
         (v,) = struct.unpack_from("<I", self.buf, self.pos)

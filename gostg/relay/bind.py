@@ -1,7 +1,8 @@
 """The serving side of remote port forwarding (SOCKS5 BIND/MBIND, relay BIND).
 
 The client asked us to listen; we answer with the bound address and then:
-- mux (MBIND, relay TCP BIND): the control connection becomes an smux session in which WE
+- mux (MBIND, relay TCP BIND): the control connection becomes a mux session (smux, or yamux
+  by ``mux.type``) in which WE
   open one stream per accepted peer, starting with a preamble naming the peer (a SOCKS5
   reply or a relay response with an Addr feature), then relay peer ↔ stream;
 - plain SOCKS5 BIND: accept ONE peer, send the second reply, relay it over the control conn.
@@ -13,7 +14,7 @@ from gevent.pool import Pool
 
 from . import tcp as relay
 from ..listeners.tcp import bind_tcp
-from ..transport.mux.smux import MuxConfig, Session
+from ..transport.mux.config import MuxConfig
 from ..protocols.addr import join_host_port, split_host_port
 
 #: peers served at once over one bind session
@@ -36,10 +37,10 @@ def addr_of(sockaddr):
 
 
 def serve_mux(conn, lsock, ctx, preamble, md=None):
-    """Accept peers on ``lsock`` and carry each over a new stream of an smux session on
+    """Accept peers on ``lsock`` and carry each over a new stream of a mux session on
     ``conn``; ``preamble(peer_addr) → bytes`` is written first on each stream."""
-    session = Session(conn, client=True, config=MuxConfig.from_md(md) if md is not None else None,
-                      log=ctx.log).start()
+    config = MuxConfig.from_md(md) if md is not None else MuxConfig()
+    session = config.session(conn, client=True, log=ctx.log).start()
     peers = Pool(MAX_PEERS)
 
     def one(peer, addr):

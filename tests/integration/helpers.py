@@ -46,9 +46,11 @@ def port_closed(port, host="127.0.0.1"):
 
 class Gost:
     """``bin/gostg *args`` as a subprocess. Log goes to a temp file (``.log_text()``).
-    Use as a context manager; ``ports`` are waited for on start."""
+    Use as a context manager; ``ports`` are waited for on start. ``prefix`` runs it under
+    another command (``ip netns exec NAME``)."""
 
-    def __init__(self, *args, ports=(), env=None, stdin=None, cwd=None):
+    def __init__(self, *args, ports=(), env=None, stdin=None, cwd=None, prefix=()):
+        self.prefix = [str(a) for a in prefix]
         self.args = [str(a) for a in args]
         self.ports = ports
         self.env = dict(os.environ, **(env or {}))
@@ -58,7 +60,7 @@ class Gost:
         self.logf = tempfile.NamedTemporaryFile(prefix="gostg-", suffix=".log", delete=False)
 
     def start(self):
-        self.proc = subprocess.Popen([sys.executable, GOSTG, *self.args], stdout=self.logf, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen([*self.prefix, sys.executable, GOSTG, *self.args], stdout=self.logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.PIPE if self.stdin is not None else subprocess.DEVNULL,
                                      env=self.env, cwd=self.cwd)
         if self.stdin is not None:
@@ -105,9 +107,10 @@ class Gost:
             pass
 
 
-def run_gostg(*args, timeout=20, stdin=None, env=None, cwd=None):
-    """Run bin/gostg to completion (for -V, -O, config errors) → CompletedProcess (text)."""
-    return subprocess.run([sys.executable, GOSTG, *[str(a) for a in args]], capture_output=True, text=True,
+def run_gostg(*args, timeout=20, stdin=None, env=None, cwd=None, prefix=()):
+    """Run bin/gostg to completion (for -V, -O, config errors) → CompletedProcess (text).
+    ``prefix`` runs it under another command (``ip netns exec NAME``, ``setpriv …``)."""
+    return subprocess.run([*prefix, sys.executable, GOSTG, *[str(a) for a in args]], capture_output=True, text=True,
                           timeout=timeout, input=stdin, env=dict(os.environ, **(env or {})), cwd=cwd)
 
 

@@ -325,6 +325,19 @@ def wait_log(gost, pattern, count=1, timeout=5.0):
         time.sleep(0.05)
 
 
+def log_records(gost, **fields):
+    """``gost``'s JSON log records whose fields start with the given values."""
+    out = []
+    for line in gost.log_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and all(str(rec.get(k, "")).startswith(v) for k, v in fields.items()):
+            out.append(rec)
+    return out
+
+
 def relay_lines(gost, dst):
     """Number of ``<->`` (relaying) log lines of ``gost`` whose dst is ``dst``."""
     return len(re.findall(r'"msg": "[^"]* <-> ' + re.escape(dst) + '"', gost.log_text()))

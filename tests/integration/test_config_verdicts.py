@@ -20,8 +20,8 @@ CASES = [
      "warning", ".observer: observer is not built by gostg yet: not active"),
     ("unknown handler", {"handler": {"type": "sock5"}},
      "error", ".handler.type: unknown handler 'sock5' (did you mean 'socks5'?)"),
-    ("routing feature", {"handler": {"type": "http"}, "interface": "eth0"},
-     "error", ".interface: binding to a network interface is not built by gostg yet"),
+    ("routing feature", {"handler": {"type": "http"}, "rewriter": "rw0"},
+     "error", ".rewriter: HTTP body rewriters is not built by gostg yet"),
     ("bad duration", {"handler": {"type": "http", "metadata": {"readTimeout": "soon"}}},
      "error", ".handler.metadata.readTimeout: bad duration 'soon'"),
 ]

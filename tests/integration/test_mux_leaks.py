@@ -1,6 +1,7 @@
-"""Multiplexed sessions (mtls, mws) never leak: after hundreds of tunnels over one session both
-gostg processes come back to their file descriptor count, and a client whose server dies and
-comes back (four times) holds no more descriptors than before: dead sessions are dropped."""
+"""Multiplexed sessions (mtls, mws; mtcp with smux v2 and with yamux) never leak: after
+hundreds of tunnels over one session both gostg processes come back to their file descriptor
+count, and a client whose server dies and comes back (four times) holds no more descriptors
+than before: dead sessions are dropped."""
 import os
 import signal
 import time
@@ -26,13 +27,13 @@ def _tunnel_when_ready(front, echo, attempts=100):
     raise AssertionError(f"no tunnel after the server restarted: {last!r}")
 
 
-@pytest.mark.parametrize("transport", ["mtls", "mws"])
-def test_mux_tunnels_and_server_restarts_leave_no_fds(transport, tmp_path):
+@pytest.mark.parametrize("transport,query", [("mtls", ""), ("mws", ""), ("mtcp", ""), ("mtcp", "?mux.type=yamux")])
+def test_mux_tunnels_and_server_restarts_leave_no_fds(transport, query, tmp_path):
     s, front = free_port(), free_port()
     env = {"HOME": str(tmp_path)}
-    server_args = ("-L", f"socks5+{transport}://127.0.0.1:{s}", *QUIET)
+    server_args = ("-L", f"socks5+{transport}://127.0.0.1:{s}{query}", *QUIET)
     with Echo() as echo, \
-            Gost("-L", f"socks5://127.0.0.1:{front}", "-F", f"socks5+{transport}://127.0.0.1:{s}", *QUIET,
+            Gost("-L", f"socks5://127.0.0.1:{front}", "-F", f"socks5+{transport}://127.0.0.1:{s}{query}", *QUIET,
                  ports=[front], env=env, cwd=tmp_path) as client:
         with Gost(*server_args, ports=[s], env=env, cwd=tmp_path) as server:
             for _ in range(5):   # warm up: the session and what stays for the process lifetime

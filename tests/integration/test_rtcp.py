@@ -63,15 +63,19 @@ def echo_through(port, payload, timeout=5.0):
         return got
 
 
-@pytest.fixture(scope="module", params=["socks5", "relay"])
+@pytest.fixture(scope="module", params=[("socks5", ""), ("relay", ""), ("socks5", "&mux.type=yamux"),
+                                        ("relay", "&mux.version=2")],
+                ids=["socks5", "relay", "socks5-yamux", "relay-smux2"])
 def remote(request):
-    """A ``scheme`` server with bind=true, an rtcp client and an rudp client bound through it."""
-    scheme = request.param
+    """A ``scheme`` server with bind=true, an rtcp client and an rudp client bound through it
+    (the TCP BIND session is smux v1 as GOST's default, or yamux / smux v2 on both ends)."""
+    scheme, mux = request.param
     sp, rp, up = free_port(), free_port(), free_udp_port()
+    node = f"{scheme}://127.0.0.1:{sp}" + (f"?{mux[1:]}" if mux else "")
     with Echo() as echo, UDPEcho(b"U:") as uecho, \
-            Gost("-L", f"{scheme}://127.0.0.1:{sp}?bind=true", ports=[sp]) as srv, \
-            Gost("-L", f"rtcp://127.0.0.1:{rp}/127.0.0.1:{echo.port}", "-F", f"{scheme}://127.0.0.1:{sp}") as tcp_cli, \
-            Gost("-L", f"rudp://127.0.0.1:{up}/127.0.0.1:{uecho.port}", "-F", f"{scheme}://127.0.0.1:{sp}") as udp_cli:
+            Gost("-L", f"{scheme}://127.0.0.1:{sp}?bind=true{mux}", ports=[sp]) as srv, \
+            Gost("-L", f"rtcp://127.0.0.1:{rp}/127.0.0.1:{echo.port}", "-F", node) as tcp_cli, \
+            Gost("-L", f"rudp://127.0.0.1:{up}/127.0.0.1:{uecho.port}", "-F", node) as udp_cli:
         assert wait_log(tcp_cli, BIND_OK, timeout=10), tcp_cli.log_text()[-2000:]
         assert wait_log(udp_cli, BIND_OK, timeout=10), udp_cli.log_text()[-2000:]
         wait_port(rp)    # opened by the server, on the client's behalf

@@ -118,11 +118,11 @@ class Dnsmasq(PeerProcess):
 
     name = "dnsmasq"
 
-    def __init__(self, records=("/example.test/10.9.8.7",)):
+    def __init__(self, records=("/example.test/10.9.8.7",), extra=()):
         port = free_udp_tcp_port()   # dnsmasq listens on both
         super().__init__([DNSMASQ, "--no-daemon", "--conf-file=/dev/null", "--pid-file", "--no-resolv", "--no-hosts",
                           f"--port={port}", "--listen-address=127.0.0.1", "--bind-interfaces", "--cache-size=0",
-                          *[f"--address={r}" for r in records]], port=port, stderr=subprocess.PIPE)
+                          *[f"--address={r}" for r in records], *extra], port=port, stderr=subprocess.PIPE)
 
     def ready(self):
         try:

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from gostg.transport.buffered import Stream
 from gostg.errors import ProtocolError
 from gostg.transport.mux.h2 import H2Session
-from gostg.handlers.http2 import _dechunk, decode_server_name
+from gostg.handlers.body import dechunk as _dechunk
+from gostg.handlers.http2 import decode_server_name
 from gostg.protocols.http import ChunkedFramer
 
 CONNECT = [(":method", "CONNECT"), (":authority", "example.com:443")]

@@ -6,8 +6,13 @@ from gevent import socket
 from hypothesis import given, settings, strategies as st
 
 from gostg.errors import NeedData, ProtocolError
-from gostg.transport.mux.smux import MuxConfig, Session
+from gostg.transport.mux.config import MuxConfig
+from gostg.transport.mux.session import READ_SIZE
+from gostg.transport.mux.smux import Session
 from gostg.protocols import smux
+
+from .mux_checks import (echo_server, every_prefix_needs_data, flood_ends_the_session, parse_garbage,
+                         slow_reader_holds_back_only_its_writer)
 
 PROPS = settings(max_examples=200, deadline=None)
 
@@ -38,8 +43,8 @@ def test_parse_from_offset_in_a_stream_of_frames():
 
 
 def test_bad_version_and_commands_are_protocol_errors():
-    for wire in ("0200000003000000", "0004000003000000", "0104000003000000", "0105000000000000",
-                 "01ff000000000000", "ff02000000000000"):
+    for wire in ("0200000003000000", "0004000003000000", "0104080003000000", "0105000000000000",
+                 "01ff000000000000", "ff02000000000000", "0100010003000000", "0103020000000000"):
         with pytest.raises(ProtocolError):
             smux.parse_frame(bytes.fromhex(wire))
 
@@ -56,20 +61,13 @@ def test_roundtrip_and_every_prefix_needs_data(cmd, sid, data):
     data = data if cmd == smux.PSH else b""
     wire = smux.encode_frame(cmd, sid, data)
     assert smux.parse_frame(wire + b"trailing") == (cmd, sid, data, len(wire))
-    for i in range(len(wire)):
-        with pytest.raises(NeedData):
-            smux.parse_frame(wire[:i])
+    every_prefix_needs_data(smux.parse_frame, wire)
 
 
 @PROPS
 @given(st.binary(max_size=200))
 def test_garbage_raises_only_needdata_or_protocolerror(buf):
-    pos = 0
-    try:
-        while True:
-            _, _, _, pos = smux.parse_frame(buf, pos)
-    except (NeedData, ProtocolError):
-        pass
+    parse_garbage(smux.parse_frame, buf)
 
 
 # --- sessions over a socketpair ------------------------------------------------------------
@@ -82,24 +80,9 @@ def _pair(**cfg):
     return client, server
 
 
-def _echo_server(server):
-    def serve(stream):
-        while True:
-            data = stream.recv(65536)
-            if not data:
-                break
-            stream.sendall(data)
-        stream.close()
-
-    def run():
-        for stream in server.accept():
-            gevent.spawn(serve, stream)
-    return gevent.spawn(run)
-
-
 def test_streams_echo_concurrently_and_close_cleans_up():
     client, server = _pair(frame_size=1000)
-    g = _echo_server(server)
+    g = echo_server(server)
     payload = bytes(range(256)) * 40
 
     def one(i):
@@ -163,7 +146,7 @@ def test_backpressure_stops_reading_until_a_stream_is_read():
     sender = gevent.spawn(s.sendall, b"z" * 4000000)
     gevent.sleep(0.2)
     assert not sender.ready(), "the writer must be held back while nobody reads"
-    assert server.buffered <= 4096 + 65536
+    assert server.buffered <= 4096 + READ_SIZE     # at most one read beyond the budget
     got = 0
     with gevent.Timeout(5):
         while got < 4000000:
@@ -197,16 +180,89 @@ def test_keepalive_timeout_closes_a_silent_session():
 def test_mux_config_reads_gost3_keys_and_the_old_spellings():
     from gostg.errors import ConfigError
     from gostg.config.metadata import Metadata
-    from gostg.transport.mux.smux import MuxConfig
     c = MuxConfig.from_md(Metadata({"mux.keepaliveInterval": "3s", "mux.keepaliveTimeout": "9s",
                                     "mux.maxFrameSize": 1000, "mux.maxReceiveBuffer": 65536, "mux.version": 1}))
     assert (c.keepalive_interval, c.keepalive_timeout, c.frame_size, c.max_receive) == (3.0, 9.0, 1000, 65536)
+    assert c.max_stream_buffer == 65536      # the default window is capped by a smaller receive buffer
     c = MuxConfig.from_md(Metadata({"muxKeepAliveInterval": "4s", "muxMaxFrameSize": 2000}))
     assert (c.keepalive_interval, c.frame_size) == (4.0, 2000)
     assert MuxConfig.from_md(Metadata({"mux.keepaliveDisabled": True})).keepalive_interval == 0.0
     d = MuxConfig.from_md(Metadata({}))
     assert (d.keepalive_interval, d.keepalive_timeout, d.max_receive) == (10.0, 30.0, 4 * 1024 * 1024)
-    with pytest.raises(ConfigError, match="mux.version: smux version 2 is not supported"):
-        MuxConfig.from_md(Metadata({"mux.version": 2}))
-    with pytest.raises(ConfigError, match="mux type 'yamux'"):
-        MuxConfig.from_md(Metadata({"mux.type": "yamux"}))
+    assert (d.type, d.version, d.max_stream_buffer) == ("smux", 1, 1 << 20)   # GOST: 65536 (see config.py)
+    assert MuxConfig.from_md(Metadata({}), version=2).version == 2        # mtcp's default
+    assert MuxConfig.from_md(Metadata({"mux.version": 1}), version=2).version == 1
+    y = MuxConfig.from_md(Metadata({"mux.type": "yamux", "mux.maxStreamWindow": 1 << 20}))
+    assert (y.type, y.keepalive_interval, y.max_stream_window) == ("yamux", 30.0, 1 << 20)
+    # the spellings of GOST's reference pages (muxType, muxMaxStreamWindow, muxMaxStreamBuffer)
+    y = MuxConfig.from_md(Metadata({"muxType": "YAMUX", "muxMaxStreamWindow": 1 << 19}))
+    assert (y.type, y.max_stream_window) == ("yamux", 1 << 19)
+    assert MuxConfig.from_md(Metadata({"muxMaxStreamBuffer": 1 << 17})).max_stream_buffer == 1 << 17
+    with pytest.raises(ConfigError, match="mux.version: smux version 3 is not supported"):
+        MuxConfig.from_md(Metadata({"mux.version": 3}))
+    with pytest.raises(ConfigError, match="mux type 'quic'"):
+        MuxConfig.from_md(Metadata({"mux.type": "quic"}))
+    with pytest.raises(ConfigError, match="keepalive timeout"):
+        MuxConfig.from_md(Metadata({"mux.keepaliveInterval": "20s", "mux.keepaliveTimeout": "5s"}))
+    with pytest.raises(ConfigError, match="frame size"):
+        MuxConfig.from_md(Metadata({"mux.maxFrameSize": 70000}))
+    with pytest.raises(ConfigError, match="at least 262144"):
+        MuxConfig.from_md(Metadata({"mux.type": "yamux", "mux.maxStreamWindow": 65536}))
+    with pytest.raises(ConfigError, match="stream buffer"):
+        MuxConfig.from_md(Metadata({"mux.maxStreamBuffer": 1 << 20, "mux.maxReceiveBuffer": 65536}))
+
+
+# --- version 2: window updates ------------------------------------------------------------
+
+V2_VECTORS = [
+    # VER=2 CMD=UPD LEN=8 SID=3 | CONSUMED=65536 WINDOW=65536 (little endian)
+    (3, 65536, 65536, "0204080003000000" "00000100" "00000100"),
+    (0xFFFFFFFF, 0xFFFFFFFF, 262144, "02040800ffffffff" "ffffffff" "00000400"),
+]
+
+
+@pytest.mark.parametrize("sid,consumed,window,hexed", V2_VECTORS)
+def test_v2_window_update_vectors(sid, consumed, window, hexed):
+    wire = bytes.fromhex(hexed)
+    assert smux.encode_upd(sid, consumed, window) == wire
+    cmd, got_sid, payload, pos = smux.parse_frame(wire, 0, version=2)
+    assert (cmd, got_sid, smux.parse_upd(payload), pos) == (smux.UPD, sid, (consumed, window), 16)
+    with pytest.raises(ProtocolError):          # no UPD in a version 1 session
+        smux.parse_frame(wire.replace(b"\x02", b"\x01", 1), 0, version=1)
+    with pytest.raises(ProtocolError):          # and no version 2 frame in one either
+        smux.parse_frame(wire, 0, version=1)
+
+
+def test_v2_upd_of_the_wrong_size_is_a_protocol_error():
+    with pytest.raises(ProtocolError, match="UPD of 4 bytes"):
+        smux.parse_frame(bytes.fromhex("020404000300000000000000"), 0, version=2)
+
+
+@PROPS
+@given(st.binary(max_size=200))
+def test_v2_garbage_raises_only_needdata_or_protocolerror(buf):
+    parse_garbage(smux.parse_frame, buf, 2)
+
+
+def test_v2_slow_reader_holds_back_only_its_own_writer():
+    """Nothing read yet: the peer's first guess of our window (262144) is all that arrives;
+    once read, our UPD says 64 KiB, so the stream never holds more than the first guess."""
+    client, server = _pair(version=2, max_stream_buffer=65536)
+    slow_reader_holds_back_only_its_writer(client, server, smux.INITIAL_PEER_WINDOW)
+
+
+def test_v2_peer_that_ignores_the_window_ends_the_session():
+    a, b = socket.socketpair()
+    server = Session(b, client=False, config=MuxConfig(version=2, keepalive_interval=0))
+    # 1.2 MB (the window it was granted is 1 MiB), never reading an UPD
+    flood_ends_the_session(server, a, smux.encode_frame(smux.SYN, 3, version=2),
+                           smux.encode_frame(smux.PSH, 3, b"x" * 60000, version=2), 20, "overran its window")
+
+
+def test_v1_and_v2_peers_do_not_mix():
+    a, b = socket.socketpair()
+    server = Session(b, client=False, config=MuxConfig(version=2, keepalive_interval=0))
+    a.sendall(smux.encode_frame(smux.SYN, 3, version=1))
+    with pytest.raises(ProtocolError, match="version 1, expected 2"):
+        list(server.accept())
+    a.close()

@@ -217,7 +217,6 @@ class H2Session(MuxSession):
         #: the session exists for one stream of a chain (a later hop): not shared
         self.private = False
         self.slot = Event()       # a stream ended: a client waiting for MAX_CONCURRENT_STREAMS
-        self._kicked = Event()
         cfg = h2.config.H2Configuration(client_side=client, header_encoding="utf-8")
         self.h2 = h2.connection.H2Connection(cfg)
         S = h2.settings.SettingCodes
@@ -228,7 +227,6 @@ class H2Session(MuxSession):
         self.h2.max_inbound_frame_size = MAX_FRAME
         self.h2.initiate_connection()
         self.h2.increment_flow_control_window(CONN_WINDOW - self.h2.inbound_flow_control_window)
-        self._spawn_helper(self._flush_loop)
         self._kick()
 
     # --- writing ----------------------------------------------------------------------------
@@ -240,20 +238,9 @@ class H2Session(MuxSession):
                 return
             self._send(data)
 
-    def _kick(self):
-        self._kicked.set()
-
-    def _flush_loop(self):
-        while not self.closed:
-            self._kicked.wait()
-            self._kicked.clear()
-            if self.closed:
-                return
-            with self.wlock:
-                try:
-                    self._drain()
-                except OSError:
-                    return
+    def _take_ctrl(self):
+        """What the session's flusher sends (rule 3): all h2 has queued."""
+        return self.h2.data_to_send()
 
     def open(self, headers, end_stream=False):
         """Client side: a new stream whose request is ``headers``."""
@@ -370,7 +357,6 @@ class H2Session(MuxSession):
     # --- teardown ---------------------------------------------------------------------------
     def _wake(self):
         self.slot.set()
-        self._kicked.set()
 
 
 class SessionRef:
