@@ -2,20 +2,14 @@
 gostg must give under ``--check``: fine when gostg builds the feature, an error naming the path
 when it does not and the feature decides who gets in or where traffic goes, a warning when it
 only observes or tunes. In-process: -L/-F through :func:`from_args`, then :func:`validate` and
-the startup warnings (open-proxy warnings left out: most examples listen on every interface)."""
+the startup warnings (open-proxy warnings left out: most examples listen on every interface).
+bench/docs_examples.py runs every example of the docs; this table pins the verdicts by hand."""
 import pytest
 import yaml
 
+from bench.gost_docs import verdict
 from gostg.config.cmdline import from_args
-from gostg.config.refs import config_warnings
 from gostg.config.validate import validate
-
-
-def verdict(cfg):
-    ps = validate(cfg)
-    if not any(p.level == "error" for p in ps):
-        ps += config_warnings(cfg)
-    return sorted({(p.level, p.path) for p in ps if "open proxy" not in p.message and "open Web API" not in p.message})
 
 
 #: (-L list, -F list, expected sorted [(level, path)])
