@@ -7,7 +7,6 @@
   references: accepted, and they refuse connections until created) or opens a proxy to anyone.
 - CORS: every origin; GET/POST/PUT/DELETE/OPTIONS; any header.
 """
-import base64
 import json
 import os
 import time
@@ -16,6 +15,7 @@ from urllib.parse import parse_qs
 import yaml
 
 from ..errors import ChangeError
+from ..protocols.http import basic_credentials
 from ..policy.group import MissingReference, refused
 
 SWAGGER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "swagger.yaml")
@@ -131,15 +131,11 @@ class Api:
         except MissingReference as exc:   # fail closed: the API's auther is gone
             refused(self.log, exc, kind="api", client=environ.get("REMOTE_ADDR"))
             return False
-        scheme, _, token = environ.get("HTTP_AUTHORIZATION", "").partition(" ")
-        if scheme.lower() != "basic":
+        creds = basic_credentials(environ.get("HTTP_AUTHORIZATION"))
+        if creds is None:
             return False
         try:
-            user, _, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
-        except (ValueError, UnicodeError):
-            return False
-        try:
-            return self.auther.authenticate(user, password) is not None
+            return self.auther.authenticate(*creds) is not None
         except MissingReference as exc:   # fail closed: the API's auther is gone
             refused(self.log, exc, kind="api", client=environ.get("REMOTE_ADDR"))
             return False

@@ -5,6 +5,9 @@ config (or one replacement object) and only then swap it in.
 """
 from ..policy.auth import Auther, AutherGroup, SkipAuth, first_credentials
 from ..core.chain import Chain, Hop, Node
+from ..core.nodematch import NodeMatch
+from ..handlers.nodetls import NodeTLS
+from ..handlers.nodehttp import build_node_http
 from ..core.probe import ProbeConfig
 from ..dns.hosts import Hosts, mapping_lines
 from ..dns.resolver import Nameserver, Resolver
@@ -208,16 +211,33 @@ def build_chain(o, path, registries):
     return Chain(o["name"], out, registries)
 
 
+def _node_match(n, path):
+    """``matcher`` (rule, priority) over ``filter`` (host, protocol, path) over GOST's older
+    node-level ``host``/``protocol``/``path`` → NodeMatch or None. A bad rule is an error."""
+    m, f = _map(n, "matcher", path), _map(n, "filter", path)
+    prio = m.get("priority") or 0
+    if not isinstance(prio, int) or isinstance(prio, bool):
+        raise ConfigError(f"{path}.matcher.priority", "must be an integer")
+    src = f or n
+    try:
+        return NodeMatch.build(_str(m, "rule", f"{path}.matcher"), prio,
+                               *(_str(src, k, path) for k in ("host", "protocol", "path")))
+    except ValueError as exc:
+        raise ConfigError(f"{path}.matcher.rule", str(exc)) from None
+
+
 def build_forwarder(o, path, registries):
+    """A forwarder's nodes; a node without ``addr`` goes to the sniffed host (or, unsniffed,
+    to whatever the chain's last node chooses)."""
     built = []
     for n, np in _maps(o, "nodes", path):
-        addr = _str(n, "addr", np)
-        if not addr:
-            raise ConfigError(f"{np}.addr", "is required")
+        tls = _map(n, "tls", np)
         try:
-            built.append(Node(_str(n, "name", np) or f"target-{len(built)}", addr, None, None,
+            built.append(Node(_str(n, "name", np) or f"target-{len(built)}", _str(n, "addr", np), None, None,
                               Metadata(_map(n, "metadata", np), schema.component_md("node", "")),
-                              bypass=_bypass_group(n, np, registries)))
+                              bypass=_bypass_group(n, np, registries), match=_node_match(n, np),
+                              http=build_node_http(_map(n, "http", np), f"{np}.http", _map(n, "auth", np)),
+                              tls=NodeTLS(tls) if n.get("tls") is not None else None))
         except ConfigError as exc:
             raise ConfigError(f"{np}.{exc.path}", exc.msg) from None
     return Hop("", built, build_selector(o, path), registries=registries)
@@ -461,6 +481,11 @@ def build_service(o, path, registries, log):
         # GOST reads listener auth only in its ssh listeners; saying so beats a silent no-op
         log.warning(f"{lpath}: listener auth is not used by listener type "
                     f"{_str(lst, 'type', lpath) or 'tcp'}; set auth on the handler", service=o["name"])
+    if lst.get("chain") and not getattr(listener, "uses_chain", False) and not h.get("chain"):
+        # GOST's docs show server-side forwarding with the chain here, where only rtcp/rudp
+        # listeners read it; say so rather than let the handler refuse without a hint
+        log.warning(f"{lpath}.chain: listener type {_str(lst, 'type', lpath) or 'tcp'} does not use a chain; "
+                    f"set handler.chain to forward through it", service=o["name"])
     # log and status show the type as configured ("udp", not the shared forward class's name)
     handler.type_name, listener.type_name = _str(h, "type", hpath) or "auto", _str(lst, "type", lpath) or "tcp"
     svc = Service(o["name"], listener, handler, log, md, admission=admission, registries=registries)

@@ -100,8 +100,21 @@ NAMESERVER = keys(Key("addr"), Key("chain", meaning="ref:chains"), Key("prefer",
                   Key("only", choices=("", "ipv4", "ipv6")))
 HOST_MAPPING = keys(Key("ip", required=True), Key("hostname", required=True), Key("aliases", STRLIST))
 CHAIN_GROUP = keys(Key("chains", STRLIST), Key("selector", MAP, fields=SELECTOR))
-HTTP_NODE = keys(Key("host"), Key("header", MAP))
-TLS_NODE = keys(Key("serverName"), Key("secure", BOOL), Key("options", MAP, fields=TLS_OPTIONS))
+URL_REWRITE = keys(Key("match", required=True), Key("replacement"))
+HTTP_NODE = keys(Key("host"), Key("header", MAP), Key("requestHeader", MAP), Key("auth", MAP, fields=AUTH),
+                 Key("responseHeader", MAP), Key("rewriteURL", LIST, item=URL_REWRITE),
+                 Key("rewrite", LIST, item=URL_REWRITE, meaning="deprecated: rewriteURL"),
+                 *[unbuilt(k, kind, "concepts/forwarder/", meaning) for k, kind, meaning in (
+                     ("rewriteBody", LIST, "body rewriting on forwarder nodes"),
+                     ("rewriteResponseBody", LIST, "body rewriting on forwarder nodes"),
+                     ("rewriteRequestBody", LIST, "body rewriting on forwarder nodes"),
+                     ("failCodes", STR, "marking a node failed by HTTP status"))])
+TLS_NODE = keys(Key("serverName"), Key("secure", BOOL),
+                unbuilt("options", MAP, "concepts/forwarder/", "TLS versions and ALPN to forwarder nodes",
+                        fields=TLS_OPTIONS))
+NODE_FILTER = keys(Key("host"), Key("protocol"), Key("path"))
+NODE_MATCHER = keys(Key("rule"), Key("priority", INT),
+                    unbuilt("bodySize", INT, "tutorials/reverse-proxy/", "request body matching"))
 
 PROBE = keys(
     Key("type", default="tcp", choices=("tcp", "http", "cmd"), docs="tutorials/probe/"),
@@ -129,16 +142,14 @@ LISTENER = keys(
     Key("auther", meaning="ref:authers"), Key("authers", STRLIST, meaning="ref:authers"),
     Key("auth", MAP, fields=AUTH), Key("tls", MAP, fields=TLS), Key("metadata", MAP, meaning="metadata:listener"))
 FORWARD_NODE = keys(
-    Key("name"), Key("addr", required=True), Key("network"),
+    # no addr: the sniffed host, or (unsniffed) what the chain's last node chooses
+    Key("name"), Key("addr"), Key("network"),
     Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
-    unbuilt("host", STR, "concepts/forwarder/", "forwarder node host matching"),
-    unbuilt("protocol", STR, "concepts/forwarder/", "forwarder node protocol matching"),
-    unbuilt("path", STR, "concepts/forwarder/", "forwarder node path matching"),
-    unbuilt("matcher", MAP, "concepts/forwarder/", "forwarder node matchers"),
-    unbuilt("http", MAP, "concepts/forwarder/", "HTTP rewriting on forwarder nodes", fields=HTTP_NODE),
-    unbuilt("tls", MAP, "concepts/forwarder/", "TLS to forwarder nodes", fields=TLS_NODE),
-    unbuilt("auth", MAP, "concepts/forwarder/", "forwarder node auth", fields=AUTH),
-    unbuilt("filter", MAP, "concepts/forwarder/", "forwarder node filters (host, protocol, path)"),
+    Key("host", meaning="deprecated: filter.host"), Key("protocol", meaning="deprecated: filter.protocol"),
+    Key("path", meaning="deprecated: filter.path"),
+    Key("matcher", MAP, fields=NODE_MATCHER), Key("filter", MAP, fields=NODE_FILTER),
+    Key("http", MAP, fields=HTTP_NODE), Key("tls", MAP, fields=TLS_NODE),
+    Key("auth", MAP, fields=AUTH, meaning="deprecated: http.auth"),
     unbuilt("probe", MAP, "tutorials/probe/", "probes of forwarder targets (a failed connection marks one)",
             fields=PROBE),
     Key("metadata", MAP, meaning="metadata:node"))
@@ -328,7 +339,7 @@ MD_HANDLER_BASE = md(
     Key("readTimeout", DURATION, default="15s"),
     _ub("sniffing", "tutorials/sniffing/", "traffic sniffing", BOOL),
     _ub("sniffing.timeout", "tutorials/sniffing/", "traffic sniffing", DURATION),
-    _ub("sniffing.websocket", "tutorials/sniffing/", "traffic sniffing", BOOL),
+    _ub("sniffing.websocket", "tutorials/sniffing/", "WebSocket frame recording", BOOL, observe=True),
     _ub("mitm.certFile", "tutorials/sniffing/", "TLS interception"),
     _ub("mitm.keyFile", "tutorials/sniffing/", "TLS interception"),
     _ub("mitm.alpn", "tutorials/sniffing/", "TLS interception"),
@@ -359,6 +370,8 @@ MD_RELAY_HANDLER = md(Key("bind", BOOL), Key("udp", BOOL),
                       _tune("udpBufferSize", "reference/handlers/relay/", "UDP buffer size", INT))
 MD_SS_HANDLER = md(Key("key"), _tune("udpBufferSize", "reference/handlers/ss/", "UDP buffer size", INT))
 MD_API_HANDLER = md(Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)))
+#: the handlers that sniff (first in their groups, so they win over MD_HANDLER_BASE's "not built")
+MD_SNIFFING = md(Key("sniffing", BOOL), Key("sniffing.timeout", DURATION))
 MD_DNS_HANDLER = md(
     Key("readTimeout", DURATION, default="15s"),
     Key("dns", STRLIST, default="udp://127.0.0.1:53", docs="reference/handlers/dns/",
@@ -369,8 +382,7 @@ MD_DNS_HANDLER = md(
     Key("clientIP", meaning="EDNS Client Subnet address sent upstream"),
     Key("bufferSize", INT, default=4096, meaning="largest query accepted"),
     Key("async", BOOL, meaning="serve an expired cache entry and refresh it in the background"))
-MD_FORWARD_HANDLER = md(_ub("sniffing", "tutorials/sniffing/", "traffic sniffing", BOOL),
-                        Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
+MD_FORWARD_HANDLER = md(Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
                             meaning="1 or 2: send a PROXY protocol header to the target (TCP)"))
 
 MD_LISTENER_BASE = md(Key("backlog", INT, default=128),
@@ -467,13 +479,15 @@ MD_CHAIN = md()
 #: (kind, type) → metadata groups. A type not listed has only its kind's base group. The mux keys
 #: are on socks5/relay handlers and connectors too: BIND/MBIND sessions are mux sessions.
 COMPONENT_MD = {
-    ("handler", "auto"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER, MD_SOCKS5_HANDLER, MD_MUX),
-    ("handler", "http"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER),
+    ("handler", "auto"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER, MD_SOCKS5_HANDLER, MD_MUX),
+    ("handler", "http"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP_HANDLER),
     ("handler", "http2"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_HTTP2_HANDLER),
-    ("handler", "socks5"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_SOCKS5_HANDLER, MD_MUX),
-    ("handler", "socks4"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH),
-    ("handler", "relay"): (MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_RELAY_HANDLER, MD_MUX),
-    ("handler", "forward"): (MD_HANDLER_BASE, MD_HASH, MD_FORWARD_HANDLER),
+    ("handler", "socks5"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_SOCKS5_HANDLER, MD_MUX),
+    ("handler", "socks4"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH),
+    ("handler", "relay"): (MD_SNIFFING, MD_HANDLER_BASE, MD_SKIPAUTH, MD_HASH, MD_RELAY_HANDLER, MD_MUX),
+    ("handler", "forward"): (MD_SNIFFING, MD_HANDLER_BASE, MD_HASH, MD_FORWARD_HANDLER),
+    # GOST sniffs QUIC on udp forwarders; gostg does not, so there sniffing stays "not built"
+    ("handler", "udp"): (MD_HANDLER_BASE, MD_HASH, MD_FORWARD_HANDLER),
     ("handler", "ss"): (MD_HANDLER_BASE, MD_HASH, MD_SS_HANDLER),
     ("handler", "sni"): (MD_HANDLER_BASE, MD_HASH),
     ("handler", "api"): (MD_HANDLER_BASE, MD_API_HANDLER),
@@ -513,8 +527,8 @@ COMPONENT_MD = {
 
 #: type name → metadata family (types that share one implementation share its keys)
 FAMILY = {
-    "handler": {"socks": "socks5", "socks4a": "socks4", "tcp": "forward", "udp": "forward", "rtcp": "forward",
-                "rudp": "forward", "ssu": "ss"},
+    "handler": {"socks": "socks5", "socks4a": "socks4", "tcp": "forward", "rtcp": "forward",
+                "rudp": "udp", "ssu": "ss"},
     "listener": {"wss": "ws", "mtls": "mux", "mws": "mux", "mwss": "mux", "h2c": "h2", "rtcp": "remote",
                  "rudp": "remote"},
     "connector": {"socks": "socks5", "socks4a": "base", "forward": "base", "tcp": "base", "socks4": "base",

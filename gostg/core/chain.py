@@ -26,6 +26,7 @@ from ..config.metadata import Metadata
 from ..policy.bypass import bypass_hit
 from ..policy.group import MissingReference, lookup
 from ..protocols.addr import join_host_port, split_host_port
+from .nodematch import pick
 from .race import Race, first
 from .router import dial_tcp
 from .selector import Marker, Selector
@@ -35,10 +36,14 @@ from ..transport.proxyproto import send_header, version_of
 class Node:
     __slots__ = ("name", "addr", "connector", "dialer", "marker", "backup", "weight",
                  "max_fails", "fail_timeout", "bypass", "hosts", "resolver", "latency", "probe",
-                 "proxy_protocol")
+                 "proxy_protocol", "match", "http", "tls")
 
-    def __init__(self, name, addr, connector, dialer, md=None, bypass=None, hosts=None, resolver=None):
+    def __init__(self, name, addr, connector, dialer, md=None, bypass=None, hosts=None, resolver=None,
+                 match=None, http=None, tls=None):
         self.name = name
+        self.match = match            # NodeMatch (forwarder nodes: filter/matcher) or None
+        self.http = http              # forwarder node HTTP rewrite settings or None
+        self.tls = tls                # forwarder node TLS origination settings or None
         self.addr = addr
         self.connector = connector
         self.dialer = dialer
@@ -91,13 +96,22 @@ class Hop:
         self.bypass = bypass          # BypassGroup of late-bound names (or a name), or None
         self.registries = registries
 
-    def select(self, ctx=None, target="", network="tcp"):
+    def select(self, ctx=None, target="", network="tcp", req=None, skip=()):
         """A node for ``target``, or None: the hop's bypass cuts the chain before it, a node's
-        own bypass leaves that node out."""
+        own bypass leaves that node out. With node filters or matchers (a forwarder), ``req``
+        (a sniffed :class:`gostg.policy.rules.Request`) chooses among the nodes. Nodes named in
+        ``skip`` (already tried for this connection) are left out."""
         if bypass_hit(self.bypass, self.registries, network, target):
             return None
-        nodes = [n for n in self.nodes if not bypass_hit(n.bypass, self.registries, network, target)]
+        nodes = [n for n in self.nodes
+                 if n.name not in skip and not bypass_hit(n.bypass, self.registries, network, target)]
+        if self.matching:
+            return pick(self.selector, nodes, ctx, target, req)
         return self.selector.select(nodes, ctx, target)
+
+    @property
+    def matching(self):
+        return any(n.match is not None for n in self.nodes)
 
 
 class Route:

@@ -47,6 +47,10 @@ def dial_tcp(addr, timeout, sockopts=None):
     return s
 
 
+class MissingTarget(DialError):
+    """A dial without a target host reached no chain node to choose one (fail closed)."""
+
+
 class Router:
     #: GOST's default per-attempt dial timeout
     DEFAULT_DIAL_TIMEOUT = 15.0
@@ -125,6 +129,11 @@ class Router:
                     chain = self._chain() if self.chain else None
                     route = chain.route(network, target, ctx) if chain is not None else None
                     if route is None or not route.nodes:
+                        if address and not host:
+                            # ":0" is a forwarder without a target of its own: only the last
+                            # node of a chain can choose it; never dial this host's port 0
+                            raise MissingTarget(f"dial {address}: no target (only a chain's last node "
+                                                f"can choose it, and no chain node was selected)")
                         if ctx is not None:
                             ctx.log.debug(f"route(retry={attempt}) {target}", dst=address)
                         if network == "udp":
@@ -134,7 +143,7 @@ class Router:
                     if ctx is not None:
                         ctx.log.debug(f"route(retry={attempt}) {route} > {target}", dst=address)
                     return route.dial(network, target, ctx, self.dial_timeout)
-            except MissingReference:
+            except (MissingReference, MissingTarget):
                 raise
             except (OSError, DialError) as exc:
                 last = exc

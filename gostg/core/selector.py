@@ -99,13 +99,16 @@ class Selector:
         self.max_latency = max_latency   # seconds; 0: no latency filter
         self.counter = 0
 
+    def failed(self, n):
+        """Is node ``n`` marked failed (its own maxFails/failTimeout, else the selector's)?"""
+        return n.marker.failed(n.max_fails if n.max_fails is not None else self.max_fails,
+                               n.fail_timeout if n.fail_timeout is not None else self.fail_timeout)
+
     def select(self, nodes, ctx=None, target=""):
         if not nodes:
             return None
         if len(nodes) > 1:
-            alive = [n for n in nodes if not n.marker.failed(
-                n.max_fails if n.max_fails is not None else self.max_fails,
-                n.fail_timeout if n.fail_timeout is not None else self.fail_timeout)]
+            alive = [n for n in nodes if not self.failed(n)]
             nodes = alive or nodes
             primaries = [n for n in nodes if not n.backup]
             nodes = primaries or nodes

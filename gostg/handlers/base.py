@@ -5,6 +5,7 @@ import gevent
 from ..relay import tcp as relay, udp, udpfast
 from ..errors import BypassError, DialError
 from ..policy.group import MissingReference, refused
+from . import sniffing
 
 
 class Options:
@@ -34,6 +35,9 @@ class Handler:
         self.options = options
         self.router = options.router
         self.read_timeout = md.duration("readTimeout", default=self.read_timeout)
+        # GOST's sniffing=true: types whose schema builds it peek at what they tunnel
+        self.sniffing = md.declares("sniffing") and md.bool("sniffing")
+        self.sniffing_timeout = (md.duration("sniffing.timeout") if self.sniffing else 0) or self.read_timeout
 
     def handshake_deadline(self):
         return gevent.Timeout(self.read_timeout or None)
@@ -92,6 +96,24 @@ class Handler:
         ctx.stats_bytes(inp, out)
         ctx.log.info(f"{ctx.src} >-< {dst}", dst=dst, network="udp",
                      duration=round(time.monotonic() - t0, 6), inputBytes=inp, outputBytes=out)
+
+    def tunnel(self, conn, upstream, ctx, target):
+        """``relay`` for a CONNECT-style tunnel; with ``sniffing`` the client's first message
+        is peeked first: a TLS SNI is logged and judged by the service bypass (refused: closed,
+        with a log line); HTTP is served request by request, each Host judged (403)."""
+        if self.sniffing:
+            conn, found = sniffing.peek(conn, ctx, self.sniffing_timeout)
+            if found.proto == "http":   # each request judged on its own (revproxy rule 5)
+                from . import revproxy  # here: revproxy builds on the http handler, which needs this module
+                return revproxy.serve(self, conn, ctx, upstream=upstream)   # it closes upstream
+            host = sniffing.sniffed_target(found)
+            if host:
+                ctx.log = ctx.log.bind(host=found.host, proto=found.proto)
+                if self.router.bypassed(host):
+                    ctx.log.info(f"bypass: sniffed {found.proto} host {host}: closed", dst=host)
+                    upstream.close()
+                    return
+        self.relay(conn, upstream, ctx, target)
 
     @staticmethod
     def relay(conn, upstream, ctx, target):

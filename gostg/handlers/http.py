@@ -106,6 +106,53 @@ def _origin_form(req):
     return http.Request(req.method, path, req.version, req.headers).encode()
 
 
+def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay, response_header=None):
+    """Send one request, relay its response (with ``response_header`` set on it). → whether
+    the connection may carry another."""
+    client_keep = http.keep_alive(req.version, req.headers)
+    for h in _HOP_HEADERS:
+        req.headers.remove(h)
+    if req.version == "HTTP/1.0" and not client_keep:
+        req.headers.set("Connection", "close")
+    out = http.Request(req.method, path, req.version, req.headers)
+    upstream.sendall(out.encode())
+    body = http.request_body(req)
+    sender = gevent.spawn(send_body, s, upstream, body) if body else None
+    try:
+        while True:
+            resp = up.read(http.parse_response_head)
+            if resp.status == 101 or not (100 <= resp.status < 200):
+                break
+            head = resp.encode()  # 100 Continue and friends
+            conn.sendall(head)
+            tally[0] += len(head)
+        if req.version == "HTTP/1.0":
+            resp.version = "HTTP/1.0"
+        if not client_keep:
+            resp.headers.set("Connection", "close")
+        for k, v in (response_header or {}).items():
+            resp.headers.set(k, v)
+        head = resp.encode()
+        conn.sendall(head)
+        tally[0] += len(head)
+        if resp.status == 101:
+            if sender is not None:
+                sender.kill()
+            relay(s.conn_with_rest(), up.conn_with_rest(), ctx, ctx.target)
+            return False
+        framer = http.response_body(resp, req.method)
+        if framer is not None:
+            tally[0] += send_body(up, conn, framer)
+        if sender is not None:
+            sender.get(timeout=read_timeout)
+    finally:
+        if sender is not None:
+            sender.kill()
+    if framer is not None and isinstance(framer, http.UntilClose):
+        return False
+    return client_keep and http.keep_alive(resp.version, resp.headers)
+
+
 @handlers.register("http")
 class HTTPHandler(Handler):
     #: seconds an idle keep-alive client connection is kept open between requests
@@ -182,7 +229,7 @@ class HTTPHandler(Handler):
         if upstream is None:
             return
         conn.sendall(f"HTTP/1.1 200 Connection established\r\nProxy-Agent: {PROXY_AGENT}\r\n\r\n".encode())
-        self.relay(s.conn_with_rest(), upstream, ctx, target)
+        self.tunnel(s.conn_with_rest(), upstream, ctx, target)
 
     def _udp(self, conn, s, ctx):
         """GOST's UDP over HTTP: ``X-Gost-Protocol: udp`` turns the connection into a UDP-TUN
@@ -258,44 +305,4 @@ class HTTPHandler(Handler):
         return None
 
     def _round_trip(self, conn, s, req, path, upstream, up, ctx, tally):
-        """Send one request, relay its response. → whether the connection may carry another."""
-        client_keep = http.keep_alive(req.version, req.headers)
-        for h in _HOP_HEADERS:
-            req.headers.remove(h)
-        if req.version == "HTTP/1.0" and not client_keep:
-            req.headers.set("Connection", "close")
-        out = http.Request(req.method, path, req.version, req.headers)
-        upstream.sendall(out.encode())
-        body = http.request_body(req)
-        sender = gevent.spawn(send_body, s, upstream, body) if body else None
-        try:
-            while True:
-                resp = up.read(http.parse_response_head)
-                if resp.status == 101 or not (100 <= resp.status < 200):
-                    break
-                head = resp.encode()  # 100 Continue and friends
-                conn.sendall(head)
-                tally[0] += len(head)
-            if req.version == "HTTP/1.0":
-                resp.version = "HTTP/1.0"
-            if not client_keep:
-                resp.headers.set("Connection", "close")
-            head = resp.encode()
-            conn.sendall(head)
-            tally[0] += len(head)
-            if resp.status == 101:
-                if sender is not None:
-                    sender.kill()
-                self.relay(s.conn_with_rest(), up.conn_with_rest(), ctx, ctx.target)
-                return False
-            framer = http.response_body(resp, req.method)
-            if framer is not None:
-                tally[0] += send_body(up, conn, framer)
-            if sender is not None:
-                sender.get(timeout=self.read_timeout)
-        finally:
-            if sender is not None:
-                sender.kill()
-        if framer is not None and isinstance(framer, http.UntilClose):
-            return False
-        return client_keep and http.keep_alive(resp.version, resp.headers)
+        return round_trip(conn, s, req, path, upstream, up, ctx, tally, self.read_timeout, self.relay)

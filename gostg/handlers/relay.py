@@ -99,4 +99,4 @@ class RelayHandler(Handler):
             raise
         if network == "udp":   # datagrams as LEN(2) + payload frames, all to the one target
             return self.relay_udp(udp.LengthConn(conn, target, stream=s), upstream, ctx, target, target=target)
-        self.relay(s.conn_with_rest(), upstream, ctx, target)
+        self.tunnel(s.conn_with_rest(), upstream, ctx, target)

@@ -26,4 +26,4 @@ class SOCKS4Handler(Handler):
         if upstream is None:
             return
         conn.sendall(socks4.encode_reply(socks4.GRANTED))
-        self.relay(s.conn_with_rest(), upstream, ctx, target)
+        self.tunnel(s.conn_with_rest(), upstream, ctx, target)

@@ -62,4 +62,4 @@ class SOCKS5Handler(Handler):
         except OSError:
             upstream.close()
             raise
-        self.relay(s.conn_with_rest(), upstream, ctx, target)
+        self.tunnel(s.conn_with_rest(), upstream, ctx, target)

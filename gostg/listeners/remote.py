@@ -120,6 +120,8 @@ class _Remote:
     """Mixin: local listening without a chain, a RemoteServer with one."""
 
     network = "tcp"
+    #: listener.chain means something here (build warns where it does not)
+    uses_chain = True
     #: GOST reads no PROXY header on remote (rtcp/rudp) listeners
     stream = False
 

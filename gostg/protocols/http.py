@@ -7,6 +7,7 @@ Rules:
    response without either runs until the connection closes.
 3. The proxy passes bodies through unchanged; ``ChunkedFramer`` only finds where they end.
 """
+import base64
 import re
 
 from ..errors import NeedData, ProtocolError
@@ -256,3 +257,16 @@ class ChunkedFramer:
         elif self.state == "trailer":
             if not line:
                 self.done = True
+
+
+def basic_credentials(value):
+    """An ``Authorization: Basic …`` value → ``(user, password)``, or None when it is not
+    Basic or does not decode (strict base64, UTF-8)."""
+    scheme, _, token = (value or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user, _, password = base64.b64decode(token.strip(), validate=True).decode("utf-8").partition(":")
+    except (ValueError, UnicodeError):
+        return None
+    return user, password

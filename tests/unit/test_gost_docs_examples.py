@@ -74,7 +74,7 @@ CLI = [
     (['tcp://10.0.0.1:8000/10.0.1.1:8000?netns=ns1&netns.out=/run/netns/ns2'], [], []),
     (['tcp://10.0.0.1:8000/:8000?netns=ns1'], ['http://10.0.1.1:8080?netns=ns2'], []),
     (['red://:12345?sniffing=true&tproxy=true'], ['http://192.168.1.1:8080?so_mark=100'], [('error', 'services[0].handler.type'), ('error', 'services[0].listener.type')]),
-    (['tcp://:8000?sniffing=true'], ['http://192.168.1.1:8080'], [('error', 'services[0].metadata.sniffing')]),
+    (['tcp://:8000?sniffing=true'], ['http://192.168.1.1:8080'], []),
     (['http://:8080', 'socks5://:1080?foo=bar&bar=baz'], [], [('warning', 'services[1].metadata.bar'), ('warning', 'services[1].metadata.foo')]),
     (['http+kcp://:8443'], [], [('error', 'services[0].listener.type')]),
     (['http+quic://:8443'], [], [('error', 'services[0].listener.type')]),
@@ -296,7 +296,7 @@ services:
   forwarder:
     nodes:
     - {name: example-com, addr: example.com:80, filter: {host: example.com}}
-""", [("error", "services[0].forwarder.nodes[0].filter"), ("error", "services[0].handler.metadata.sniffing")]),
+""", []),
     # concepts/rewriter.md
     ("""
 services:
@@ -348,8 +348,7 @@ services:
     metadata: {sniffing: true, mitm.certFile: ca.crt, mitm.keyFile: ca.key, mitm.alpn: h2, mitm.bypass: bypass-0}
   listener: {type: tcp}
 """, [("error", "services[0].handler.metadata.mitm.alpn"), ("error", "services[0].handler.metadata.mitm.bypass"),
-      ("error", "services[0].handler.metadata.mitm.certFile"), ("error", "services[0].handler.metadata.mitm.keyFile"),
-      ("error", "services[0].handler.metadata.sniffing")]),
+      ("error", "services[0].handler.metadata.mitm.certFile"), ("error", "services[0].handler.metadata.mitm.keyFile")]),
     # concepts/ingress.md, concepts/sd.md
     ("""
 ingresses:

@@ -193,8 +193,15 @@ def test_rule_routing_and_auth_features_error_observational_warn():
         for loader in ("plugin", "redis", "http"):
             assert S.TOP[kind].item[loader].status == S.UNBUILT_ERROR, (kind, loader)
     assert S.SERVICE["rewriter"].status == S.UNBUILT_ERROR
+    # sniffing is built where a handler peeks (forward, http, socks, relay, auto), not elsewhere
     assert S.MD_HANDLER_BASE["sniffing"].status == S.UNBUILT_ERROR
-    assert S.FORWARD_NODE["matcher"].status == S.UNBUILT_ERROR
+    assert S.component_md("handler", "http2")["sniffing"].status == S.UNBUILT_ERROR
+    for t in ("tcp", "http", "socks5", "socks4", "relay", "auto"):
+        assert S.component_md("handler", t)["sniffing"].status == S.BUILT, t
+    assert S.component_md("handler", "tcp")["mitm.certfile"].status == S.UNBUILT_ERROR
+    # forwarder nodes match and rewrite; chain nodes do not yet
+    assert S.FORWARD_NODE["matcher"].status == S.BUILT
+    assert S.NODE["matcher"].status == S.UNBUILT_ERROR
 
 
 @pytest.mark.parametrize("kind", ["handler", "listener", "connector", "dialer"])
