@@ -129,9 +129,10 @@ class Router:
                     chain = self._chain() if self.chain else None
                     route = chain.route(network, target, ctx) if chain is not None else None
                     if route is None or not route.nodes:
-                        if address and not host:
+                        if address and not host and not port:
                             # ":0" is a forwarder without a target of its own: only the last
                             # node of a chain can choose it; never dial this host's port 0
+                            # (":8000" is this host's port 8000, as Go dials it)
                             raise MissingTarget(f"dial {address}: no target (only a chain's last node "
                                                 f"can choose it, and no chain node was selected)")
                         if ctx is not None:

@@ -254,6 +254,29 @@ class ServerThread:
         self.sock.close()
 
 
+class TCPServerThread(ServerThread):
+    """A TCP server on 127.0.0.1 that hands each accepted connection to ``handle_conn(conn)``
+    in a thread of its own. Subclasses set their state, then call ``super().__init__()``."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self._init_thread()
+
+    def handle_conn(self, conn):
+        raise NotImplementedError
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self.handle_conn, args=(c,), daemon=True).start()
+
+
 class UDPServer(ServerThread):
     """Datagrams on 127.0.0.1:port, each answered with ``answer(data, peer)`` (None: no answer)."""
 

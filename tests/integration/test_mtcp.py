@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from .helpers import Gost, free_port
-from .peers import PeerProcess, ServerThread, body_of, connect_tunnel, curl, curl_code, via_socks5, wait_log
+from .peers import PeerProcess, TCPServerThread, body_of, connect_tunnel, curl, curl_code, via_socks5, wait_log
 from .test_mux import echo, origin  # noqa: F401  (module fixtures: the FastOrigin and the Echo)
 
 QUIET = ("-C", '{"log":{"level":"warn"}}')
@@ -194,27 +194,15 @@ def rss_kib(pid):
         return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
 
 
-class Source(ServerThread):
+class Source(TCPServerThread):
     """A loopback server that sends ``n`` bytes (a repeated random MiB) to each client."""
 
     def __init__(self, n):
         self.n = n
         self.block = os.urandom(1 << 20)
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self._init_thread()
+        super().__init__()
 
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._send, args=(c,), daemon=True).start()
-
-    def _send(self, c):
+    def handle_conn(self, c):
         with c:
             c.settimeout(60)
             try:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from .helpers import Gost, HTTPServerThread, Origin, free_port
-from .peers import Api, ServerThread, curl_code, recv_exact
+from .peers import Api, TCPServerThread, curl_code, recv_exact
 from .udppeers import Dnsmasq, needs_dnsmasq
 
 pytestmark = pytest.mark.timeout(60)
@@ -23,7 +23,7 @@ LOCAL = ("/example.test/127.0.0.1",)
 
 # --- peers ----------------------------------------------------------------------------------
 
-class TLSDNS(ServerThread):
+class TLSDNS(TCPServerThread):
     """A DNS-over-TLS or DNS-over-HTTPS server on 127.0.0.1 (threads, Python ssl, dnspython)
     answering A for ``records``; ``.queries`` lists what it was asked, ``.sni`` the server
     names the clients sent, ``.hosts`` the DoH Host headers."""
@@ -37,11 +37,7 @@ class TLSDNS(ServerThread):
         self.ctx.sni_callback = lambda sock, name, ctx: self.sni.append(name)
         self.records, self.mode = records, mode
         self.queries, self.sni, self.hosts = [], [], []
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self._init_thread()
+        super().__init__()
 
     def _answer(self, data):
         import dns.message
@@ -59,7 +55,7 @@ class TLSDNS(ServerThread):
                 r.answer.append(dns.rrset.from_text(question.name, 60, "IN", "A", ip))
         return r.to_wire()
 
-    def _one(self, raw):
+    def handle_conn(self, raw):
         raw.settimeout(5)
         try:
             with self.ctx.wrap_socket(raw, server_side=True) as c:
@@ -82,16 +78,6 @@ class TLSDNS(ServerThread):
                           b"Connection: close\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (b"200 OK" if ok else b"400 Bad", len(out), out))
         except (OSError, EOFError, ValueError):
             pass
-
-    def _serve(self):
-        while not self._stop.is_set():
-            try:
-                raw, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._one, args=(raw,), daemon=True).start()
 
 
 class WhoAmI(HTTPServerThread):
