@@ -110,7 +110,8 @@ def test_many_streams_and_closing_the_session_ends_them_all(pair):
         client.open(CONNECT)
 
 
-@pytest.mark.parametrize("junk", [b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x02\x00", os.urandom(64)])
+@pytest.mark.parametrize("junk", [b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x02\x00", os.urandom(64)],
+                         ids=["http-request", "tls-record", "random"])
 def test_garbage_is_a_protocol_error(junk):
     a, b = socket.socketpair()
     server = H2Session(a, client=False)
