@@ -106,13 +106,9 @@ class Handler:
             if found.proto == "http":   # each request judged on its own (revproxy rule 5)
                 from . import revproxy  # here: revproxy builds on the http handler, which needs this module
                 return revproxy.serve(self, conn, ctx, upstream=upstream)   # it closes upstream
-            host = sniffing.sniffed_target(found)
-            if host:
-                ctx.log = ctx.log.bind(host=found.host, proto=found.proto)
-                if self.router.bypassed(host):
-                    ctx.log.info(f"bypass: sniffed {found.proto} host {host}: closed", dst=host)
-                    upstream.close()
-                    return
+            if sniffing.bypassed(self.router, found, ctx):
+                upstream.close()
+                return
         self.relay(conn, upstream, ctx, target)
 
     @staticmethod

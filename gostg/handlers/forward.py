@@ -51,12 +51,8 @@ class ForwardHandler(Handler):
             conn, found = sniffing.peek(conn, ctx, self.sniffing_timeout)
             if found.proto == sp.PROTO_HTTP:
                 return revproxy.serve(self, conn, ctx)
-            if found.host:
-                ctx.log = ctx.log.bind(host=found.host, proto=found.proto)
-                target = sniffed_target(found)
-                if target and self.router.bypassed(target):
-                    ctx.log.info(f"bypass: {target}: closed", dst=target)
-                    return
+            if sniffing.bypassed(self.router, found, ctx):
+                return
         opened = self.open(ctx, network, found, client=conn)
         if opened is None:
             return

@@ -65,3 +65,16 @@ def sniffed_target(found):
     except ProtocolError:   # a Host header that is no address: nothing to route by
         return ""
     return join_host_port(host, port) if host else ""
+
+
+def bypassed(router, found, ctx):
+    """Bind the sniffed host to ``ctx.log`` and judge it by the service bypass: → True (and a
+    log line) when the bypass refuses it; the caller closes the connection."""
+    if not found.host:
+        return False
+    ctx.log = ctx.log.bind(host=found.host, proto=found.proto)
+    target = sniffed_target(found)
+    if target and router.bypassed(target):
+        ctx.log.info(f"bypass: sniffed {found.proto} host {target}: closed", dst=target)
+        return True
+    return False

@@ -11,6 +11,7 @@ import os
 import random
 import re
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -411,6 +412,30 @@ def socks5_greet(port, timeout=10):
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.sendall(b"\x05\x01\x00")
     assert recv_exact(s, 2) == b"\x05\x00"
+    return s
+
+
+def socks5_open(port, dst_port):
+    """A SOCKS5 CONNECT tunnel through 127.0.0.1:port to 127.0.0.1:dst_port."""
+    s = socks5_greet(port)
+    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", dst_port))
+    rep = recv_exact(s, 10)
+    assert rep[:2] == b"\x05\x00", rep
+    return s
+
+
+def http_connect_open(port, dst_port):
+    """An HTTP CONNECT tunnel through 127.0.0.1:port to 127.0.0.1:dst_port."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(f"CONNECT 127.0.0.1:{dst_port} HTTP/1.1\r\nHost: 127.0.0.1:{dst_port}\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        d = s.recv(1024)
+        if not d:
+            raise EOFError("closed during CONNECT")
+        head += d
+        assert len(head) < 8192
+    assert head.startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.0 200"), head
     return s
 
 

@@ -10,31 +10,9 @@ import time
 import pytest
 
 from .helpers import Echo, Gost, free_port
-from .peers import fd_baseline, fd_count, fd_settle, recv_exact, socks5_greet
+from .peers import fd_baseline, fd_count, fd_settle, http_connect_open, recv_exact, socks5_open
 
 SLACK = 2
-
-
-def socks5_open(port, dst_port):
-    s = socks5_greet(port)
-    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", dst_port))
-    rep = recv_exact(s, 10)
-    assert rep[:2] == b"\x05\x00", rep
-    return s
-
-
-def http_connect_open(port, dst_port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(f"CONNECT 127.0.0.1:{dst_port} HTTP/1.1\r\nHost: 127.0.0.1:{dst_port}\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        d = s.recv(1024)
-        if not d:
-            raise EOFError("closed during CONNECT")
-        head += d
-        assert len(head) < 8192
-    assert head.startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.0 200"), head
-    return s
 
 
 def one_tunnel(opener, port, dst_port, payload):

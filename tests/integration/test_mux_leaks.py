@@ -9,8 +9,8 @@ import time
 import pytest
 
 from .helpers import Echo, Gost, free_port
-from .peers import fd_baseline, fd_settle
-from .test_leaks import SLACK, one_tunnel, run_batches, socks5_open
+from .peers import fd_baseline, fd_settle, socks5_open
+from .test_leaks import SLACK, one_tunnel, run_batches
 
 QUIET = ("-C", '{"log":{"level":"error"}}')
 

@@ -287,7 +287,7 @@ bypasses:
         rc, status, _ = curl_code("-k", "--resolve", f"www.blocked.test:{p}:127.0.0.1",
                                   f"https://www.blocked.test:{p}/")
         assert status == 0 and rc != 0
-        assert len(wait_log(g, r"bypass: www\.blocked\.test:\d+", count=2)) == 2
+        assert len(wait_log(g, r"bypass: (?:sniffed \w+ host )?www\.blocked\.test:\d+", count=2)) == 2
         assert a.hits == 1
 
 

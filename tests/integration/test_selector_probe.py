@@ -15,7 +15,7 @@ import yaml
 
 from ..loopback import Stalled, closed_port, pipe
 from .helpers import Echo, Gost, free_port, run_gostg
-from .peers import Api, FastOrigin, Microsocks, curl_code, wait_log
+from .peers import Api, FastOrigin, Microsocks, TCPServerThread, curl_code, wait_log
 
 
 @pytest.fixture(scope="module")
@@ -24,36 +24,21 @@ def origin():
         yield o
 
 
-class DelayRelay:
+class DelayRelay(TCPServerThread):
     """A TCP relay on 127.0.0.1 to ``upstream`` that holds each new connection ``delay``
     seconds before it connects on (a node alive but slow to answer); ``close()`` takes the
-    node away (its port then refuses)."""
+    node away (its port then refuses). Serving from construction on."""
 
     def __init__(self, upstream, delay=0.0):
         self.upstream, self.delay = upstream, delay
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopped = threading.Event()
         self.conns = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
+        self.thread.start()
 
-    def _accept(self):
-        while not self.stopped.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
+    def handle_conn(self, c):
+        self.conns.append(c)
         c.settimeout(None)
-        if self.stopped.wait(self.delay):   # the latency this node stands for
+        if self._stop.wait(self.delay):   # the latency this node stands for
             return c.close()
         try:
             up = socket.create_connection(("127.0.0.1", self.upstream), timeout=5)
@@ -64,7 +49,7 @@ class DelayRelay:
         pipe(c, up)
 
     def close(self):
-        self.stopped.set()
+        self._stop.set()
         self.sock.close()
         for c in self.conns:
             try:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from .helpers import Echo, Gost, free_port, port_closed
-from .peers import recv_exact, socks5_greet
+from .peers import http_connect_open, recv_exact, socks5_greet, socks5_open
 from .test_hooks import append_cmd, read_lines
 
 SERVICES = ("socks5", "http", "relay", "ss")
@@ -30,24 +30,11 @@ def _config(tmp_path, ports, out):
     return f
 
 
-def _idle_socks5_tunnel(port, echo_port):
-    s = socks5_greet(port)
-    s.sendall(b"\x05\x01\x00\x01\x7f\x00\x00\x01" + echo_port.to_bytes(2, "big"))
-    assert recv_exact(s, 10)[:2] == b"\x05\x00"
+def _idle_tunnel(opener, port, echo_port):
+    """A tunnel to the echo server, used once, then left idle."""
+    s = opener(port, echo_port)
     s.sendall(b"ping")
     assert recv_exact(s, 4) == b"ping"
-    return s
-
-
-def _idle_http_tunnel(port, echo_port):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(f"CONNECT 127.0.0.1:{echo_port} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        d = s.recv(4096)
-        assert d, "proxy closed before answering CONNECT"
-        head += d
-    assert b" 200 " in head.split(b"\r\n")[0] + b" ", head
     return s
 
 
@@ -81,8 +68,8 @@ def test_stop_is_prompt_with_many_services_and_open_connections(tmp_path, sig):
     out = tmp_path / "hooks.txt"
     cfg = _config(tmp_path, ports, out)
     with Echo() as echo, Gost("-C", cfg, ports=ports) as g:
-        held = [_idle_socks5_tunnel(ports[0], echo.port) for _ in range(5)]
-        held += [_idle_http_tunnel(ports[1], echo.port) for _ in range(5)]
+        held = [_idle_tunnel(socks5_open, ports[0], echo.port) for _ in range(5)]
+        held += [_idle_tunnel(http_connect_open, ports[1], echo.port) for _ in range(5)]
         held += _half_handshakes(ports)
         t0 = time.monotonic()
         g.signal(sig)
