@@ -12,6 +12,7 @@ Rules:
    ``knock`` host (probe.py).
 """
 import base64
+import re
 import time
 from http.client import responses
 from urllib.parse import urlsplit
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 import gevent
 
 from ..relay import udp
-from ..transport.buffered import Stream
+from ..transport.buffered import Stream, send_all
 from ..errors import DialError, ProtocolError
 from ..protocols import http
 from ..protocols.addr import join_host_port, split_host_port
@@ -30,7 +31,7 @@ from .probe import ProbeResist
 
 PROXY_AGENT = "gost/3.0"
 _IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"))
-_HOP_HEADERS = ("Proxy-Authorization", "Proxy-Connection", "Gost-Target", "X-Gost-Target")
+_HOP_HEADERS = frozenset(("proxy-authorization", "proxy-connection", "gost-target", "x-gost-target"))
 
 
 def _reply(conn, status, reason, extra=()):
@@ -57,19 +58,55 @@ def _credentials(req):
 
 def _target(req):
     """→ ``(host:port, origin-form path)`` of a non-CONNECT request."""
-    if req.target.startswith("/"):
+    t = req.target
+    if t.startswith("/"):
         host = req.headers.get("Host")
         if not host:
             raise ProtocolError("origin-form request without Host", reply=400)
-        return join_host_port(*split_host_port(host, 80)), req.target
-    u = urlsplit(req.target)
+        return join_host_port(*split_host_port(host, 80)), t
+    if t.startswith("http://"):
+        # the common absolute form, cut by hand (urlsplit costs more than the rest of the
+        # request line): what urlsplit would say, as long as nothing it strips or rejects is there
+        rest = t[7:]
+        i = rest.find("/")
+        if i >= 0 and not _URL_ODD.search(rest) and not rest.endswith("?"):
+            hostport = _authority(rest[:i])
+            if hostport is not None:
+                return hostport, rest[i:]
+    u = urlsplit(t)
     if u.scheme.lower() != "http" or not u.hostname:
-        raise ProtocolError(f"unsupported request target {req.target[:60]!r}", reply=400)
+        raise ProtocolError(f"unsupported request target {t[:60]!r}", reply=400)
     port = u.port or 80
     path = u.path or "/"
     if u.query:
         path += "?" + u.query
     return join_host_port(u.hostname, port), path
+
+
+# what makes the hand cut above differ from urlsplit: a fragment, characters urlsplit strips
+# or checks (whitespace, control, non-ASCII), a query or userinfo/IPv6 before the first "/",
+# an empty query (urlsplit drops its "?")
+_URL_ODD = re.compile(r"[#\x00-\x20\x7f-\U0010ffff]")
+_AUTHORITY_OK = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+_authorities = {}
+
+
+def _authority(netloc):
+    """``host[:port]`` of an absolute URL → ``host:port`` (lower-cased, port 80 by default), or
+    None when it is not a plain name or IPv4 with an optional port. Memoised: a crawler's
+    requests name few hosts."""
+    hp = _authorities.get(netloc)
+    if hp is None:
+        if not _AUTHORITY_OK.fullmatch(netloc):
+            return None
+        host, _, port = netloc.partition(":")
+        port = int(port or 0) or 80   # urlsplit's port 0 is "no port" too
+        if not host or port > 65535:
+            return None
+        if len(_authorities) >= 1024:
+            _authorities.clear()
+        hp = _authorities[netloc] = join_host_port(host.lower(), port)
+    return hp
 
 
 _LOCAL_NAMES = frozenset(("localhost", "127.0.0.1", "::1", "0.0.0.0", "::"))
@@ -110,12 +147,10 @@ def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay
     """Send one request, relay its response (with ``response_header`` set on it). → whether
     the connection may carry another."""
     client_keep = http.keep_alive(req.version, req.headers)
-    for h in _HOP_HEADERS:
-        req.headers.remove(h)
+    req.headers.remove_all(_HOP_HEADERS)
     if req.version == "HTTP/1.0" and not client_keep:
         req.headers.set("Connection", "close")
-    out = http.Request(req.method, path, req.version, req.headers)
-    upstream.sendall(out.encode())
+    send_all(upstream, http.Request(req.method, path, req.version, req.headers).encode())
     body = http.request_body(req)
     sender = gevent.spawn(send_body, s, upstream, body) if body else None
     try:
@@ -133,15 +168,23 @@ def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay
         for k, v in (response_header or {}).items():
             resp.headers.set(k, v)
         head = resp.encode()
-        conn.sendall(head)
-        tally[0] += len(head)
         if resp.status == 101:
+            conn.sendall(head)
+            tally[0] += len(head)
             if sender is not None:
                 sender.kill()
             relay(s.conn_with_rest(), up.conn_with_rest(), ctx, ctx.target)
             return False
         framer = http.response_body(resp, req.method)
-        if framer is not None:
+        if framer is not None and up.buf:
+            # the head and the body bytes already read go out in one write (one segment for
+            # a small response)
+            n = framer.feed(up.buf)
+            head += up.buf[:n]
+            del up.buf[:n]
+        send_all(conn, head)
+        tally[0] += len(head)
+        if framer is not None and not framer.done:
             tally[0] += send_body(up, conn, framer)
         if sender is not None:
             sender.get(timeout=read_timeout)
@@ -180,7 +223,7 @@ class HTTPHandler(Handler):
 
     def _auth(self, conn, s, req, ctx):
         """Checks Proxy-Authorization; answers 407 (or the probe-resistance decoy) when it fails."""
-        if self.authenticate(ctx, *_credentials(req)):
+        if self.options.auther is None or self.authenticate(ctx, *_credentials(req)):
             return True
         if self.probe is not None and self.probe.applies(_url_host(req)):
             self._decoy(conn, s, req, ctx)
@@ -247,9 +290,10 @@ class HTTPHandler(Handler):
 
     def _proxy(self, conn, s, req, ctx):
         upstream = up = None
-        up_target = None
+        up_target = checked = None
         t0 = time.monotonic()
         tally = [0]  # bytes sent to the client
+        idle = gevent.Timeout(self.idle_timeout)   # one timer, restarted for each request
         try:
             while True:
                 try:
@@ -258,10 +302,12 @@ class HTTPHandler(Handler):
                     _reply(conn, 400, "Bad Request")
                     raise
                 ctx.target = target
-                if _is_self(target, ctx.local):
-                    _reply(conn, 508, "Loop Detected")
-                    ctx.log.warning("request addressed to the proxy itself", dst=target)
-                    return
+                if target != checked:
+                    if _is_self(target, ctx.local):
+                        _reply(conn, 508, "Loop Detected")
+                        ctx.log.warning("request addressed to the proxy itself", dst=target)
+                        return
+                    checked = target
                 reused = upstream is not None and target == up_target
                 for attempt in range(2):
                     if not reused:
@@ -284,25 +330,31 @@ class HTTPHandler(Handler):
                         _reply(conn, 502, "Bad Gateway")
                         ctx.log.error("upstream closed without a response", dst=target)
                         return
-                req = self._next_request(conn, s, ctx) if keep else None
+                req = self._next_request(conn, s, ctx, idle) if keep else None
                 if req is None:
                     return
         finally:
+            idle.close()
             if upstream is not None:
                 upstream.close()
             ctx.stats_bytes(s.received, tally[0])
             ctx.log.info(f"{ctx.src} >-< {ctx.target}", dst=ctx.target, duration=round(time.monotonic() - t0, 6),
                          inputBytes=s.received, outputBytes=tally[0])
 
-    def _next_request(self, conn, s, ctx):
-        """The next request on a kept-alive connection; None on EOF, idle timeout or failed auth."""
-        with gevent.Timeout(self.idle_timeout, False):
-            try:
-                req = s.read(http.parse_request_head)
-            except EOFError:
-                return None
+    def _next_request(self, conn, s, ctx, idle):
+        """The next request on a kept-alive connection; None on EOF, ``idle`` timeout or failed auth."""
+        idle.start()
+        try:
+            req = s.read(http.parse_request_head)
             return req if self._auth(conn, s, req, ctx) else None
-        return None
+        except EOFError:
+            return None
+        except gevent.Timeout as t:
+            if t is not idle:
+                raise
+            return None
+        finally:
+            idle.cancel()
 
     def _round_trip(self, conn, s, req, path, upstream, up, ctx, tally):
         return round_trip(conn, s, req, path, upstream, up, ctx, tally, self.read_timeout, self.relay)

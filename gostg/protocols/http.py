@@ -40,6 +40,10 @@ class Headers:
         n = name.lower()
         self.items = [(k, v) for k, v in self.items if k.lower() != n]
 
+    def remove_all(self, lowered):
+        """Drops every header whose lower-cased name is in ``lowered`` (a set), in one pass."""
+        self.items = [kv for kv in self.items if kv[0].lower() not in lowered]
+
     def set(self, name, value):
         self.remove(name)
         self.items.append((name, value))
@@ -48,8 +52,11 @@ class Headers:
         token = token.lower()
         return any(token == t.strip().lower() for v in self.get_all(name) for t in v.split(","))
 
+    def text(self):
+        return "".join([f"{k}: {v}\r\n" for k, v in self.items])
+
     def encode(self):
-        return b"".join(f"{k}: {v}\r\n".encode("latin-1") for k, v in self.items)
+        return self.text().encode("latin-1")
 
 
 class Request:
@@ -59,7 +66,7 @@ class Request:
         self.method, self.target, self.version, self.headers = method, target, version, headers
 
     def encode(self):
-        return f"{self.method} {self.target} {self.version}\r\n".encode("latin-1") + self.headers.encode() + b"\r\n"
+        return f"{self.method} {self.target} {self.version}\r\n{self.headers.text()}\r\n".encode("latin-1")
 
 
 class Response:
@@ -69,22 +76,31 @@ class Response:
         self.version, self.status, self.reason, self.headers = version, status, reason, headers
 
     def encode(self):
-        return f"{self.version} {self.status} {self.reason}\r\n".encode("latin-1") + self.headers.encode() + b"\r\n"
+        return f"{self.version} {self.status} {self.reason}\r\n{self.headers.text()}\r\n".encode("latin-1")
 
 
 def _head_end(buf):
     """Index just past the blank line ending the head, or raise NeedData/ProtocolError."""
-    i = buf.find(b"\r\n\r\n")
-    j = buf.find(b"\n\n")
-    ends = [x + 4 for x in (i,) if x >= 0] + [x + 2 for x in (j,) if x >= 0]
-    if not ends:
+    i = buf.find(b"\r\n\r\n", 0, MAX_HEAD + 4)
+    # a bare-LF blank line may end the head earlier (only a CRLF head skips the second search)
+    j = buf.find(b"\n\n", 0, MAX_HEAD + 2 if i < 0 else i + 2)
+    if j >= 0:
+        end = j + 2
+    elif i >= 0:
+        end = i + 4
+    else:
         if len(buf) > MAX_HEAD:
             raise ProtocolError("HTTP head too large", reply=431)
         raise NeedData()
-    end = min(ends)
     if end > MAX_HEAD:
         raise ProtocolError("HTTP head too large", reply=431)
     return end
+
+
+# HTTP whitespace a header value is trimmed of (bytes.strip()'s set: str.strip() would also
+# take latin-1's NBSP and NEL)
+_WS = " \t\r\n\x0b\x0c"
+_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _parse_headers(lines):
@@ -92,45 +108,50 @@ def _parse_headers(lines):
     for line in lines:
         if not line:
             continue
-        if line[:1] in (b" ", b"\t"):
+        if line[0] in " \t":
             if not items:
                 raise ProtocolError("header continuation without a header")
             k, v = items[-1]
-            items[-1] = (k, v + " " + line.strip().decode("latin-1"))
+            items[-1] = (k, v + " " + line.strip(_WS))
             continue
-        name, sep, value = line.partition(b":")
-        if not sep or not name or any(c not in _TOKEN for c in name):
-            raise ProtocolError(f"bad header line {line[:40]!r}")
-        items.append((name.decode("latin-1"), value.strip().decode("latin-1")))
+        name, sep, value = line.partition(":")
+        if not sep or not _TOKEN_RE.fullmatch(name):
+            raise ProtocolError(f"bad header line {line[:40].encode('latin-1')!r}")
+        items.append((name, value.strip(_WS)))
     return Headers(items)
 
 
 def _lines(buf, end):
-    return bytes(buf[:end]).replace(b"\r\n", b"\n").split(b"\n")
+    """The head's lines as str: latin-1 maps each byte to one code point, so this is lossless."""
+    text = buf[:end].decode("latin-1")
+    if text.count("\n") != text.count("\r\n"):  # a bare LF somewhere: split on either
+        return text.replace("\r\n", "\n").split("\n")
+    return text.split("\r\n")
 
 
 def parse_request_head(buf):
     """→ ``(Request, used)``; the request line must be ``METHOD SP target SP HTTP/x.y``."""
     end = _head_end(buf)
     lines = _lines(buf, end)
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or not parts[0] or any(c not in _TOKEN for c in parts[0]) or not parts[1]:
-        raise ProtocolError(f"bad request line {lines[0][:60]!r}")
-    version = parts[2].decode("latin-1")
-    if version not in ("HTTP/1.0", "HTTP/1.1"):
+    parts = lines[0].split(" ")
+    if len(parts) != 3 or not _TOKEN_RE.fullmatch(parts[0]) or not parts[1]:
+        raise ProtocolError(f"bad request line {lines[0][:60].encode('latin-1')!r}")
+    version = parts[2]
+    if version != "HTTP/1.1" and version != "HTTP/1.0":
         raise ProtocolError(f"unsupported HTTP version {version[:20]!r}", reply=505)
-    return Request(parts[0].decode("latin-1"), parts[1].decode("latin-1"), version, _parse_headers(lines[1:])), end
+    return Request(parts[0], parts[1], version, _parse_headers(lines[1:])), end
 
 
 def parse_response_head(buf):
     """→ ``(Response, used)``."""
     end = _head_end(buf)
     lines = _lines(buf, end)
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
-        raise ProtocolError(f"bad status line {lines[0][:60]!r}")
-    reason = parts[2].decode("latin-1") if len(parts) == 3 else ""
-    return Response(parts[0].decode("latin-1"), int(parts[1]), reason, _parse_headers(lines[1:])), end
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit() \
+            or not parts[1].isascii():
+        raise ProtocolError(f"bad status line {lines[0][:60].encode('latin-1')!r}")
+    reason = parts[2] if len(parts) == 3 else ""
+    return Response(parts[0], int(parts[1]), reason, _parse_headers(lines[1:])), end
 
 
 def content_length(headers):

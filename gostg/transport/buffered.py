@@ -1,4 +1,6 @@
 """Conn helpers: a socket with bytes pushed back, and a message reader over any conn."""
+from gevent.socket import socket as _GeventSocket
+
 from ..errors import NeedData, ProtocolError
 
 
@@ -121,3 +123,15 @@ class Stream:
         """The conn, with any bytes read past the last message pushed back."""
         rest = self.take()
         return BufferedConn(self.conn, rest) if rest else self.conn
+
+
+def send_all(conn, data):
+    """``conn.sendall(data)`` for a message that usually fits the socket buffer: on a plain
+    gevent socket one ``send`` goes first (gevent's sendall asks SO_SNDBUF and the clock on
+    every call before it writes); what the kernel does not take goes through sendall."""
+    if type(conn) is _GeventSocket:
+        n = conn.send(data)
+        if n == len(data):
+            return
+        data = memoryview(data)[n:]
+    conn.sendall(data)
