@@ -155,7 +155,7 @@ def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay
     sender = gevent.spawn(send_body, s, upstream, body) if body else None
     try:
         while True:
-            resp = up.read(http.parse_response_head)
+            resp = up.read(http.parse_response_head, quiet=True)
             if resp.status == 101 or not (100 <= resp.status < 200):
                 break
             head = resp.encode()  # 100 Continue and friends
@@ -345,7 +345,7 @@ class HTTPHandler(Handler):
         """The next request on a kept-alive connection; None on EOF, ``idle`` timeout or failed auth."""
         idle.start()
         try:
-            req = s.read(http.parse_request_head)
+            req = s.read(http.parse_request_head, quiet=True)
             return req if self._auth(conn, s, req, ctx) else None
         except EOFError:
             return None
