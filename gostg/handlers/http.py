@@ -146,12 +146,11 @@ def _origin_form(req):
 def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay, response_header=None):
     """Send one request, relay its response (with ``response_header`` set on it). → whether
     the connection may carry another."""
-    client_keep = http.keep_alive(req.version, req.headers)
+    client_keep, body = http.request_framing(req)
     req.headers.remove_all(_HOP_HEADERS)
     if req.version == "HTTP/1.0" and not client_keep:
         req.headers.set("Connection", "close")
     send_all(upstream, http.Request(req.method, path, req.version, req.headers).encode())
-    body = http.request_body(req)
     sender = gevent.spawn(send_body, s, upstream, body) if body else None
     try:
         while True:
@@ -175,7 +174,8 @@ def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay
                 sender.kill()
             relay(s.conn_with_rest(), up.conn_with_rest(), ctx, ctx.target)
             return False
-        framer = http.response_body(resp, req.method)
+        # judged on the head the client gets (its version and Connection as edited above)
+        keep, framer = http.response_framing(resp, req.method)
         if framer is not None and up.buf:
             # the head and the body bytes already read go out in one write (one segment for
             # a small response)
@@ -193,7 +193,7 @@ def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay
             sender.kill()
     if framer is not None and isinstance(framer, http.UntilClose):
         return False
-    return client_keep and http.keep_alive(resp.version, resp.headers)
+    return client_keep and keep
 
 
 @handlers.register("http")

@@ -129,9 +129,30 @@ def _lines(buf, end):
     return text.split("\r\n")
 
 
+# A head in its everyday shape: CRLF lines, no folded or odd (VT, FF, lone CR) header lines.
+# It parses with two regex calls; any other head goes the line-by-line way below, and both
+# ways give the same result (tests/unit/test_http_parse.py checks it).
+_T = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_LINES = rf"((?:{_T}:[^\r\n\x0b\x0c]*\r\n)*)\r\n"
+_CLEAN_REQUEST = re.compile(rf"({_T}) ([^ \r\n]+) (HTTP/1\.[01])\r\n{_LINES}")
+_CLEAN_RESPONSE = re.compile(rf"(HTTP/1\.[^ \r\n]*) ([0-9]{{3}})(?: ([^\r\n]*))?\r\n{_LINES}")
+_HEADER = re.compile(rf"({_T}):[ \t]*([^\r\n]*)\r\n")
+
+
+def _clean_headers(lines):
+    items = _HEADER.findall(lines)
+    if " \r" in lines or "\t\r" in lines:   # rare: a value with trailing blanks
+        items = [(k, v.rstrip(" \t")) for k, v in items]
+    return Headers(items)
+
+
 def parse_request_head(buf):
     """→ ``(Request, used)``; the request line must be ``METHOD SP target SP HTTP/x.y``."""
     end = _head_end(buf)
+    m = _CLEAN_REQUEST.match(buf[:end].decode("latin-1"))
+    if m is not None and m.end() == end:
+        method, target, version, lines = m.groups()
+        return Request(method, target, version, _clean_headers(lines)), end
     lines = _lines(buf, end)
     parts = lines[0].split(" ")
     if len(parts) != 3 or not _TOKEN_RE.fullmatch(parts[0]) or not parts[1]:
@@ -145,6 +166,10 @@ def parse_request_head(buf):
 def parse_response_head(buf):
     """→ ``(Response, used)``."""
     end = _head_end(buf)
+    m = _CLEAN_RESPONSE.match(buf[:end].decode("latin-1"))
+    if m is not None and m.end() == end:
+        version, status, reason, lines = m.groups()
+        return Response(version, int(status), reason or "", _clean_headers(lines)), end
     lines = _lines(buf, end)
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit() \
@@ -154,10 +179,26 @@ def parse_response_head(buf):
     return Response(parts[0], int(parts[1]), reason, _parse_headers(lines[1:])), end
 
 
-def content_length(headers):
-    """The one Content-Length of ``headers`` (a list of equal values counts as one), or None;
-    conflicting or malformed values are a ProtocolError (RFC 9112 §6.3 rule 5)."""
-    values = headers.get_all("Content-Length")
+_FRAMING = {"connection": 0, "transfer-encoding": 1, "content-length": 2}
+
+
+def framing_headers(headers):
+    """One pass over ``headers`` → ``(Connection values, Transfer-Encoding values,
+    Content-Length values)``: all that keep-alive and body framing depend on."""
+    found = ([], [], [])
+    get = _FRAMING.get
+    for k, v in headers.items:
+        i = get(k.lower())
+        if i is not None:
+            found[i].append(v)
+    return found
+
+
+def _tokens(values):
+    return {t.strip().lower() for v in values for t in v.split(",")}
+
+
+def _content_length(values):
     if not values:
         return None
     vals = {v.strip() for val in values for v in val.split(",")}
@@ -169,33 +210,58 @@ def content_length(headers):
     return int(v)
 
 
-def request_body(req):
-    """A framer for the request body, or None when there is no body."""
-    if req.headers.has_token("Transfer-Encoding", "chunked"):
-        return ChunkedFramer()
-    n = content_length(req.headers)
-    return LengthFramer(n) if n else None
+def content_length(headers):
+    """The one Content-Length of ``headers`` (a list of equal values counts as one), or None;
+    conflicting or malformed values are a ProtocolError (RFC 9112 §6.3 rule 5)."""
+    return _content_length(headers.get_all("Content-Length"))
 
 
-def response_body(resp, method):
-    """A framer for the response body; None = no body; ``UntilClose`` = read to EOF."""
-    if method == "HEAD" or 100 <= resp.status < 200 or resp.status in (204, 304):
-        return None
-    if resp.headers.has_token("Transfer-Encoding", "chunked"):
-        return ChunkedFramer()
-    n = content_length(resp.headers)
-    if n is None:
-        return UntilClose()
-    return LengthFramer(n) if n else None
+def _keep_alive(version, connection):
+    if not connection:
+        return version != "HTTP/1.0"
+    tokens = _tokens(connection)
+    if "close" in tokens:
+        return False
+    return version != "HTTP/1.0" or "keep-alive" in tokens
 
 
 def keep_alive(version, headers):
     """Whether the sender of these headers expects the connection to stay open."""
-    if headers.has_token("Connection", "close"):
-        return False
-    if version == "HTTP/1.0":
-        return headers.has_token("Connection", "keep-alive")
-    return True
+    return _keep_alive(version, headers.get_all("Connection"))
+
+
+def request_framing(req):
+    """→ ``(keep_alive, body framer or None)`` of a request, from one pass over its headers."""
+    connection, te, cl = framing_headers(req.headers)
+    if te and "chunked" in _tokens(te):
+        return _keep_alive(req.version, connection), ChunkedFramer()
+    n = _content_length(cl)
+    return _keep_alive(req.version, connection), (LengthFramer(n) if n else None)
+
+
+def request_body(req):
+    """A framer for the request body, or None when there is no body."""
+    return request_framing(req)[1]
+
+
+def response_framing(resp, method):
+    """→ ``(keep_alive, body framer)`` of a response; framer None = no body, ``UntilClose`` =
+    read to EOF."""
+    connection, te, cl = framing_headers(resp.headers)
+    keep = _keep_alive(resp.version, connection)
+    if method == "HEAD" or 100 <= resp.status < 200 or resp.status in (204, 304):
+        return keep, None
+    if te and "chunked" in _tokens(te):
+        return keep, ChunkedFramer()
+    n = _content_length(cl)
+    if n is None:
+        return keep, UntilClose()
+    return keep, (LengthFramer(n) if n else None)
+
+
+def response_body(resp, method):
+    """A framer for the response body; None = no body; ``UntilClose`` = read to EOF."""
+    return response_framing(resp, method)[1]
 
 
 class LengthFramer:
