@@ -18,42 +18,67 @@ _TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGH
 
 
 class Headers:
-    """Ordered, case-insensitive header list that keeps the peer's spelling."""
+    """Ordered, case-insensitive header list that keeps the peer's spelling.
 
-    __slots__ = ("items",)
+    Parsed from a head in canonical shape (see ``_CANONICAL``) it keeps that text and builds
+    the list only when asked: a head forwarded unchanged is never split into pairs and is
+    re-encoded byte for byte."""
 
-    def __init__(self, items=None):
-        self.items = list(items or [])
+    __slots__ = ("_items", "_raw")
+
+    def __init__(self, items=None, raw=None):
+        self._items = list(items or []) if raw is None else None
+        self._raw = raw   # the "Name: value\r\n" lines, while the headers are unchanged
+
+    def _list(self):
+        if self._items is None:
+            self._items = _HEADER.findall(self._raw)
+        return self._items
+
+    @property
+    def items(self):
+        items = self._list()
+        self._raw = None   # the caller may change the list: the text no longer speaks for it
+        return items
+
+    @items.setter
+    def items(self, items):
+        self._items, self._raw = items, None
 
     def get(self, name, default=None):
         n = name.lower()
-        for k, v in self.items:
+        for k, v in self._list():
             if k.lower() == n:
                 return v
         return default
 
     def get_all(self, name):
         n = name.lower()
-        return [v for k, v in self.items if k.lower() == n]
+        return [v for k, v in self._list() if k.lower() == n]
 
     def remove(self, name):
         n = name.lower()
-        self.items = [(k, v) for k, v in self.items if k.lower() != n]
+        self.items = [(k, v) for k, v in self._list() if k.lower() != n]
 
     def remove_all(self, lowered):
         """Drops every header whose lower-cased name is in ``lowered`` (a set), in one pass."""
-        self.items = [kv for kv in self.items if kv[0].lower() not in lowered]
+        items = self._list()
+        kept = [kv for kv in items if kv[0].lower() not in lowered]
+        if len(kept) != len(items):
+            self.items = kept
 
     def set(self, name, value):
         self.remove(name)
-        self.items.append((name, value))
+        self._items.append((name, value))
 
     def has_token(self, name, token):
         token = token.lower()
         return any(token == t.strip().lower() for v in self.get_all(name) for t in v.split(","))
 
     def text(self):
-        return "".join([f"{k}: {v}\r\n" for k, v in self.items])
+        if self._raw is not None:
+            return self._raw
+        return "".join([f"{k}: {v}\r\n" for k, v in self._items])
 
     def encode(self):
         return self.text().encode("latin-1")
@@ -129,30 +154,27 @@ def _lines(buf, end):
     return text.split("\r\n")
 
 
-# A head in its everyday shape: CRLF lines, no folded or odd (VT, FF, lone CR) header lines.
-# It parses with two regex calls; any other head goes the line-by-line way below, and both
-# ways give the same result (tests/unit/test_http_parse.py checks it).
+# A head in canonical shape: CRLF lines "Name: value" (one space after the colon, no blanks
+# around the value, no VT, FF or lone CR; folded lines are not canonical) is exactly what
+# encode() would write back. It parses with one regex call and keeps its header text; any
+# other head goes the line-by-line way below to the same result (tests/unit/test_http_parse.py).
 _T = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-_LINES = rf"((?:{_T}:[^\r\n\x0b\x0c]*\r\n)*)\r\n"
-_CLEAN_REQUEST = re.compile(rf"({_T}) ([^ \r\n]+) (HTTP/1\.[01])\r\n{_LINES}")
-_CLEAN_RESPONSE = re.compile(rf"(HTTP/1\.[^ \r\n]*) ([0-9]{{3}})(?: ([^\r\n]*))?\r\n{_LINES}")
-_HEADER = re.compile(rf"({_T}):[ \t]*([^\r\n]*)\r\n")
-
-
-def _clean_headers(lines):
-    items = _HEADER.findall(lines)
-    if " \r" in lines or "\t\r" in lines:   # rare: a value with trailing blanks
-        items = [(k, v.rstrip(" \t")) for k, v in items]
-    return Headers(items)
+_V = r"[^ \t\r\n\x0b\x0c]"
+_CANONICAL = rf"((?:{_T}: (?:{_V}(?:[^\r\n\x0b\x0c]*{_V})?)?\r\n)*)\r\n"
+_CANONICAL_REQUEST = re.compile(rf"({_T}) ([^ \r\n]+) (HTTP/1\.[01])\r\n{_CANONICAL}")
+_CANONICAL_RESPONSE = re.compile(rf"(HTTP/1\.[^ \r\n]*) ([0-9]{{3}}) ([^\r\n]*)\r\n{_CANONICAL}")
+_HEADER = re.compile(rf"({_T}): ([^\r\n]*)\r\n")
+_FRAMING_LINE = re.compile(r"^(connection|transfer-encoding|content-length): ([^\r\n]*)\r\n",
+                           re.IGNORECASE | re.MULTILINE | re.ASCII)
 
 
 def parse_request_head(buf):
     """→ ``(Request, used)``; the request line must be ``METHOD SP target SP HTTP/x.y``."""
     end = _head_end(buf)
-    m = _CLEAN_REQUEST.match(buf[:end].decode("latin-1"))
+    m = _CANONICAL_REQUEST.match(buf[:end].decode("latin-1"))
     if m is not None and m.end() == end:
         method, target, version, lines = m.groups()
-        return Request(method, target, version, _clean_headers(lines)), end
+        return Request(method, target, version, Headers(raw=lines)), end
     lines = _lines(buf, end)
     parts = lines[0].split(" ")
     if len(parts) != 3 or not _TOKEN_RE.fullmatch(parts[0]) or not parts[1]:
@@ -166,10 +188,10 @@ def parse_request_head(buf):
 def parse_response_head(buf):
     """→ ``(Response, used)``."""
     end = _head_end(buf)
-    m = _CLEAN_RESPONSE.match(buf[:end].decode("latin-1"))
+    m = _CANONICAL_RESPONSE.match(buf[:end].decode("latin-1"))
     if m is not None and m.end() == end:
         version, status, reason, lines = m.groups()
-        return Response(version, int(status), reason or "", _clean_headers(lines)), end
+        return Response(version, int(status), reason, Headers(raw=lines)), end
     lines = _lines(buf, end)
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit() \
@@ -186,8 +208,12 @@ def framing_headers(headers):
     """One pass over ``headers`` → ``(Connection values, Transfer-Encoding values,
     Content-Length values)``: all that keep-alive and body framing depend on."""
     found = ([], [], [])
+    if headers._raw is not None:   # canonical text: only the lines that matter are looked at
+        for k, v in _FRAMING_LINE.findall(headers._raw):
+            found[_FRAMING[k.lower()]].append(v)
+        return found
     get = _FRAMING.get
-    for k, v in headers.items:
+    for k, v in headers._list():
         i = get(k.lower())
         if i is not None:
             found[i].append(v)
