@@ -73,6 +73,10 @@ def _target(req):
             hostport = _authority(rest[:i])
             if hostport is not None:
                 return hostport, rest[i:]
+    return _target_by_urlsplit(t)
+
+
+def _target_by_urlsplit(t):
     u = urlsplit(t)
     if u.scheme.lower() != "http" or not u.hostname:
         raise ProtocolError(f"unsupported request target {t[:60]!r}", reply=400)

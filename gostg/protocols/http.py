@@ -146,9 +146,8 @@ def _parse_headers(lines):
     return Headers(items)
 
 
-def _lines(buf, end):
-    """The head's lines as str: latin-1 maps each byte to one code point, so this is lossless."""
-    text = buf[:end].decode("latin-1")
+def _lines(text):
+    """The head's lines (CRLF, or a bare LF anywhere: either ends a line)."""
     if text.count("\n") != text.count("\r\n"):  # a bare LF somewhere: split on either
         return text.replace("\r\n", "\n").split("\n")
     return text.split("\r\n")
@@ -171,34 +170,42 @@ _FRAMING_LINE = re.compile(r"^(connection|transfer-encoding|content-length): ([^
 def parse_request_head(buf):
     """→ ``(Request, used)``; the request line must be ``METHOD SP target SP HTTP/x.y``."""
     end = _head_end(buf)
-    m = _CANONICAL_REQUEST.match(buf[:end].decode("latin-1"))
+    text = buf[:end].decode("latin-1")   # latin-1: one code point per byte, lossless
+    m = _CANONICAL_REQUEST.match(text)
     if m is not None and m.end() == end:
         method, target, version, lines = m.groups()
         return Request(method, target, version, Headers(raw=lines)), end
-    lines = _lines(buf, end)
+    return _request_from_lines(_lines(text)), end
+
+
+def _request_from_lines(lines):
     parts = lines[0].split(" ")
     if len(parts) != 3 or not _TOKEN_RE.fullmatch(parts[0]) or not parts[1]:
         raise ProtocolError(f"bad request line {lines[0][:60].encode('latin-1')!r}")
     version = parts[2]
     if version != "HTTP/1.1" and version != "HTTP/1.0":
         raise ProtocolError(f"unsupported HTTP version {version[:20]!r}", reply=505)
-    return Request(parts[0], parts[1], version, _parse_headers(lines[1:])), end
+    return Request(parts[0], parts[1], version, _parse_headers(lines[1:]))
 
 
 def parse_response_head(buf):
     """→ ``(Response, used)``."""
     end = _head_end(buf)
-    m = _CANONICAL_RESPONSE.match(buf[:end].decode("latin-1"))
+    text = buf[:end].decode("latin-1")
+    m = _CANONICAL_RESPONSE.match(text)
     if m is not None and m.end() == end:
         version, status, reason, lines = m.groups()
         return Response(version, int(status), reason, Headers(raw=lines)), end
-    lines = _lines(buf, end)
+    return _response_from_lines(_lines(text)), end
+
+
+def _response_from_lines(lines):
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit() \
             or not parts[1].isascii():
         raise ProtocolError(f"bad status line {lines[0][:60].encode('latin-1')!r}")
     reason = parts[2] if len(parts) == 3 else ""
-    return Response(parts[0], int(parts[1]), reason, _parse_headers(lines[1:])), end
+    return Response(parts[0], int(parts[1]), reason, _parse_headers(lines[1:]))
 
 
 _FRAMING = {"connection": 0, "transfer-encoding": 1, "content-length": 2}
