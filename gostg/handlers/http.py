@@ -168,8 +168,9 @@ def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay
             resp.version = "HTTP/1.0"
         if not client_keep:
             resp.headers.set("Connection", "close")
-        for k, v in (response_header or {}).items():
-            resp.headers.set(k, v)
+        if response_header:
+            for k, v in response_header.items():
+                resp.headers.set(k, v)
         head = resp.encode()
         if resp.status == 101:
             conn.sendall(head)
@@ -323,7 +324,8 @@ class HTTPHandler(Handler):
                         up, up_target = Stream(upstream), target
                         ctx.log.info(f"{ctx.src} <-> {target}", dst=target)
                     try:
-                        keep = self._round_trip(conn, s, req, path, upstream, up, ctx, tally)
+                        keep = round_trip(conn, s, req, path, upstream, up, ctx, tally, self.read_timeout,
+                                          self.relay)
                         break
                     except EOFError:
                         # A kept-alive upstream may have closed while idle: one fresh try for
@@ -359,6 +361,3 @@ class HTTPHandler(Handler):
             return None
         finally:
             idle.cancel()
-
-    def _round_trip(self, conn, s, req, path, upstream, up, ctx, tally):
-        return round_trip(conn, s, req, path, upstream, up, ctx, tally, self.read_timeout, self.relay)

@@ -167,15 +167,25 @@ _FRAMING_LINE = re.compile(r"^(connection|transfer-encoding|content-length): ([^
                            re.IGNORECASE | re.MULTILINE | re.ASCII)
 
 
+def _canonical(pattern, buf):
+    """The canonical-shape match at the start of a small ``buf`` (its end is where
+    ``_head_end`` would put it: such a head has no bare LF), or None."""
+    if len(buf) <= _SMALL:
+        return pattern.match(buf.decode("latin-1"))   # latin-1: one code point per byte
+    return None
+
+
+_SMALL = 4096
+
+
 def parse_request_head(buf):
     """→ ``(Request, used)``; the request line must be ``METHOD SP target SP HTTP/x.y``."""
-    end = _head_end(buf)
-    text = buf[:end].decode("latin-1")   # latin-1: one code point per byte, lossless
-    m = _CANONICAL_REQUEST.match(text)
-    if m is not None and m.end() == end:
+    m = _canonical(_CANONICAL_REQUEST, buf)
+    if m is not None:
         method, target, version, lines = m.groups()
-        return Request(method, target, version, Headers(raw=lines)), end
-    return _request_from_lines(_lines(text)), end
+        return Request(method, target, version, Headers(raw=lines)), m.end()
+    end = _head_end(buf)
+    return _request_from_lines(_lines(buf[:end].decode("latin-1"))), end
 
 
 def _request_from_lines(lines):
@@ -190,13 +200,12 @@ def _request_from_lines(lines):
 
 def parse_response_head(buf):
     """→ ``(Response, used)``."""
-    end = _head_end(buf)
-    text = buf[:end].decode("latin-1")
-    m = _CANONICAL_RESPONSE.match(text)
-    if m is not None and m.end() == end:
+    m = _canonical(_CANONICAL_RESPONSE, buf)
+    if m is not None:
         version, status, reason, lines = m.groups()
-        return Response(version, int(status), reason, Headers(raw=lines)), end
-    return _response_from_lines(_lines(text)), end
+        return Response(version, int(status), reason, Headers(raw=lines)), m.end()
+    end = _head_end(buf)
+    return _response_from_lines(_lines(buf[:end].decode("latin-1"))), end
 
 
 def _response_from_lines(lines):
