@@ -122,12 +122,14 @@ def to_ms(s):
 
 
 def measure(name, pid, port, lua, args, other):
-    c0 = B.cpu_seconds(pid) if pid else 0.0
+    u0, s0 = B.cpu_split(pid) if pid else (0.0, 0.0)
     res = run_wrk(port, lua, args.duration, args.conns, other)
-    cpu = (B.cpu_seconds(pid) - c0) if pid else float("nan")
-    res["cpu_ms"] = cpu * 1e3 / max(res["requests"], 1)
-    print(f"  {name:14s} {res['rps']:9.0f} req/s  {res['cpu_ms']:.4f} CPU-ms/req  p50 {res['p50']:.2f} ms"
-          f"  p99 {res['p99']:.2f} ms {res['errors']}", flush=True)
+    u1, s1 = B.cpu_split(pid) if pid else (float("nan"), float("nan"))
+    n = max(res["requests"], 1)
+    res["cpu_ms"] = (u1 - u0 + s1 - s0) * 1e3 / n
+    res["user_us"], res["sys_us"] = (u1 - u0) * 1e6 / n, (s1 - s0) * 1e6 / n
+    print(f"  {name:14s} {res['rps']:9.0f} req/s  {res['cpu_ms']:.4f} CPU-ms/req (user {res['user_us']:.1f} + sys"
+          f" {res['sys_us']:.1f} us)  p50 {res['p50']:.2f} ms  p99 {res['p99']:.2f} ms {res['errors']}", flush=True)
     return res
 
 
@@ -139,13 +141,15 @@ def report(results, args):
     ref = med.get("pproxy-uvloop")
     lines = [f"plain HTTP forward, absolute-URI keep-alive GET (64 B body), wrk -t1 -c{args.conns}, "
              f"{args.duration} s × {args.rounds} rounds (median), proxy pinned to one CPU", "",
-             "| proxy | req/s | CPU-ms/req | p50 ms | p99 ms | req/s ÷ pproxy-uvloop | CPU/req ÷ pproxy-uvloop |",
-             "|---|---|---|---|---|---|---|"]
+             "| proxy | req/s | CPU-ms/req | user + sys µs/req | p50 ms | p99 ms | req/s ÷ pproxy-uvloop |"
+             " CPU/req ÷ pproxy-uvloop |",
+             "|---|---|---|---|---|---|---|---|"]
     for name, r in med.items():
         rr = f"{r['rps'] / ref['rps']:.2f}×" if ref else ""
         rc = f"{r['cpu_ms'] / ref['cpu_ms']:.2f}×" if ref and name != "origin" else ""
-        cpu = f"{r['cpu_ms']:.4f}" if name != "origin" else "–"
-        lines.append(f"| {name} | {r['rps']:,.0f} | {cpu} | {r['p50']:.2f} | {r['p99']:.2f} | {rr} | {rc} |")
+        cpu, split = ("–", "–") if name == "origin" else (f"{r['cpu_ms']:.4f}",
+                                                           f"{r['user_us']:.1f} + {r['sys_us']:.1f}")
+        lines.append(f"| {name} | {r['rps']:,.0f} | {cpu} | {split} | {r['p50']:.2f} | {r['p99']:.2f} | {rr} | {rc} |")
     text = "\n".join(lines) + "\n"
     print("\n" + text)
     os.makedirs(B.OUT, exist_ok=True)
