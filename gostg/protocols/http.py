@@ -159,7 +159,8 @@ def _lines(text):
 # other head goes the line-by-line way below to the same result (tests/unit/test_http_parse.py).
 _T = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _V = r"[^ \t\r\n\x0b\x0c]"
-_CANONICAL = rf"((?:{_T}: (?:{_V}(?:[^\r\n\x0b\x0c]*{_V})?)?\r\n)*)\r\n"
+# (possessive "*+": a header line never starts with CRLF, so giving lines back cannot help)
+_CANONICAL = rf"((?:{_T}: (?:{_V}(?:[^\r\n\x0b\x0c]*{_V})?)?\r\n)*+)\r\n"
 _CANONICAL_REQUEST = re.compile(rf"({_T}) ([^ \r\n]+) (HTTP/1\.[01])\r\n{_CANONICAL}")
 _CANONICAL_RESPONSE = re.compile(rf"(HTTP/1\.[^ \r\n]*) ([0-9]{{3}}) ([^\r\n]*)\r\n{_CANONICAL}")
 _HEADER = re.compile(rf"({_T}): ([^\r\n]*)\r\n")
