@@ -14,7 +14,8 @@ from ..errors import NeedData, ProtocolError
 
 MAX_HEAD = 64 * 1024
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_T = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"   # an RFC 9110 token (method, header name)
+_TOKEN_RE = re.compile(_T)
 
 
 class Headers:
@@ -125,7 +126,6 @@ def _head_end(buf):
 # HTTP whitespace a header value is trimmed of (bytes.strip()'s set: str.strip() would also
 # take latin-1's NBSP and NEL)
 _WS = " \t\r\n\x0b\x0c"
-_TOKEN_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def _parse_headers(lines):
@@ -157,7 +157,6 @@ def _lines(text):
 # around the value, no VT, FF or lone CR; folded lines are not canonical) is exactly what
 # encode() would write back. It parses with one regex call and keeps its header text; any
 # other head goes the line-by-line way below to the same result (tests/unit/test_http_parse.py).
-_T = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
 _V = r"[^ \t\r\n\x0b\x0c]"
 # (possessive "*+": a header line never starts with CRLF, so giving lines back cannot help)
 _CANONICAL = rf"((?:{_T}: (?:{_V}(?:[^\r\n\x0b\x0c]*{_V})?)?\r\n)*+)\r\n"
