@@ -94,8 +94,11 @@ class Stream:
         after our response), so with nothing buffered the first recv would only fail with
         EAGAIN: park on the socket's read watcher first (one syscall and one exception less)."""
         if quiet and not self.buf and type(self.conn) is _GeventSocket:
-            # a plain socket only: a TLS or buffered conn may already hold the bytes
-            self.conn._wait(self.conn._read_event)
+            # a plain socket only: a TLS or buffered conn may already hold the bytes; a closed
+            # one has no watcher, and its recv below raises what a read of it always raised
+            ev = self.conn._read_event
+            if ev is not None:
+                self.conn._wait(ev)
         while True:
             if self.buf:
                 try:

@@ -231,3 +231,14 @@ def test_quiet_read_sees_eof():
             g.get(timeout=2)
     finally:
         a.close()
+
+
+def test_quiet_read_of_a_closed_socket_raises_what_a_plain_read_raises():
+    a, b = gsocket.socketpair()
+    b.close()
+    a.close()
+    with pytest.raises(OSError) as plain:
+        Stream(a).read(http.parse_request_head)
+    with pytest.raises(OSError) as quiet:
+        Stream(a).read(http.parse_request_head, quiet=True)
+    assert type(quiet.value) is type(plain.value) and quiet.value.errno == plain.value.errno
