@@ -22,8 +22,9 @@ Options:
 Arguments split by -- run as separate processes, each with its own chain.
 Exit status 1 on any error, printed once on stderr as "gostg: config error: <where>: <what>".
 """
-# Only the standard library at import time: run() (the console script) must patch gevent
-# before the rest of gostg, the libraries it drives and their stdlib imports are loaded.
+# Only the standard library at import time: a group that serves patches gevent (run_group)
+# before the rest of gostg, the libraries it drives and their stdlib imports are loaded; -V,
+# -h, -O, --check and the -- supervisor never load gevent at all.
 import os
 import platform
 import sys
@@ -392,11 +393,20 @@ def _serve(cfg, args, warnings=()):
     return 0
 
 
+def serves(args):
+    """Whether a parsed group runs services (the rest run to completion: no gevent patching)."""
+    return not args["--check"] and not args["-O"]
+
+
 def run_group(args):
     """One argument group, parsed: check, print (-O) or serve → exit status."""
     if args["-O"] is not None and args["-O"] not in OUTPUT_FORMATS:
         say("error", "-O", f"unknown format {args['-O']!r} (use yaml or json)")
         return 1
+    if serves(args):
+        from .patching import patch
+
+        patch()
     cfg = build_config(args)
     if args["--check"]:
         return check(cfg)
@@ -486,9 +496,5 @@ def main(argv=None):
 
 
 def run():
-    """The ``gostg`` console script: patch the standard library for gevent first (as bin/gostg
-    does on its first line), then run the command line and exit with its status."""
-    from gevent import monkey
-
-    monkey.patch_all()
+    """The ``gostg`` console script: run the command line and exit with its status."""
     sys.exit(main())

@@ -10,7 +10,6 @@ from ..handlers.nodetls import NodeTLS
 from ..handlers.nodehttp import build_node_http
 from ..core.probe import ProbeConfig
 from ..dns.hosts import Hosts, mapping_lines
-from ..dns.resolver import Nameserver, Resolver
 from ..errors import ConfigError, GostgError
 from ..handlers.base import Options
 from . import schema
@@ -352,6 +351,9 @@ def _build_hosts(o, path, registries=None):
 
 
 def _build_resolver(o, path, registries=None):
+    # dnspython and the DNS client load only for a config that has resolvers
+    from ..dns.resolver import Nameserver, Resolver
+
     ns = []
     for n, np in _maps(o, "nameservers", path):
         if not _str(n, "addr", np).strip():
