@@ -13,6 +13,11 @@ and looks them up again for each module (a scan of every installed distribution'
 about a dozen times per start). When no distribution but gevent itself declares one, the scan
 is skipped; gevent's own plugin warns only about patching ``signal`` without ``os``, which is
 not done here.
+
+The hub's ``format_context`` (how a failed greenlet's context is printed) defaults to
+``pprint.saferepr``, whose import pulls ``dataclasses`` and ``inspect`` into every start;
+``reprlib.repr`` (loaded already) prints the same for the contexts gostg spawns with, and cuts
+a long one short. ``GEVENT_FORMAT_CONTEXT`` still chooses.
 """
 import os
 import sys
@@ -58,6 +63,10 @@ def patch():
 
     if monkey.is_module_patched("socket"):
         return
+    if "GEVENT_FORMAT_CONTEXT" not in os.environ:
+        import gevent
+
+        gevent.config.format_context = "reprlib.repr"
     if _third_party_plugins():
         monkey.patch_all(**PATCH)
         return
