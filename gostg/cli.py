@@ -35,7 +35,7 @@ FLAGS = {"-L": True, "-F": True, "-C": True, "-O": True, "-R": True, "--api": Tr
          "-D": False, "--DD": False, "-V": False, "-h": False, "--check": False}
 #: flags that add up when repeated; any other repeated flag takes its last value (Go's flag)
 REPEATABLE = ("-L", "-F", "-C")
-#: Go's flag package accepts -flag and --flag alike; docopt wants one spelling
+#: Go's flag package accepts -flag and --flag alike; the usage text has one spelling
 _ALIASES = {"-api": "--api", "-metrics": "--metrics", "-DD": "--DD", "-check": "--check", "--help": "-h",
             "-help": "-h", "--h": "-h", "--D": "-D", "--L": "-L", "--F": "-F", "--C": "-C", "--O": "-O",
             "--V": "-V", "--R": "-R"}
@@ -232,15 +232,15 @@ def runnable(cfg):
 
 
 def dump(cfg, fmt):
-    import json
-
-    import yaml
-
     from .config import model
 
     cfg = model.canonical(cfg)
     if fmt == "json":
+        import json
+
         return json.dumps(cfg, indent=2) + "\n"
+    import yaml
+
     return yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
 
 
