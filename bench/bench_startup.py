@@ -74,6 +74,8 @@ def subjects(tmp, names):
         "gostg --check -L socks5": ("exit", 1, lambda p: gostg() + ["--check", "-L", f"socks5://{HOST}:{p[0]}"]),
         "gostg -O yaml -L socks5": ("exit", 1, lambda p: gostg() + ["-O", "yaml", "-L", f"socks5://{HOST}:{p[0]}"]),
         "gostg-before -L socks5": ("listen", 1, lambda p: gostg(BEFORE_ROOT) + ["-L", f"socks5://{HOST}:{p[0]}"]),
+        **{f"gostg@{label} -L socks5": ("listen", 1, lambda p, root=root: gostg(root) + ["-L", f"socks5://{HOST}:{p[0]}"])
+           for label, root in EXTRA.items()},
         "v2ray socks": ("listen", 1, lambda p: [V2RAY, "-config", v2ray_config(tmp, p[0])]),
         "pproxy-uvloop -l socks5": ("listen", 1, lambda p: [PY, "-c", PPROXY_SHIM, "uvloop", "-l",
                                                             f"socks5://{HOST}:{p[0]}"]),
@@ -132,7 +134,8 @@ def mode_envs(modes, tmp):
     round, as an installed package has (pip compiles on install): what a user's start costs.
     ``env``: the environment as it is; this box sets PYTHONDONTWRITEBYTECODE=1 and its venv's
     site-packages has no .pyc, so gevent, dnspython, yaml … compile from source on every start
-    (gostg itself too, unless a test run's compileall wrote gostg/__pycache__)."""
+    (gostg itself too, unless a test run's compileall wrote gostg/__pycache__: the table says
+    which checkouts have it)."""
     envs = {}
     for m in modes:
         env = dict(os.environ)
@@ -147,11 +150,20 @@ MODE_TITLES = {"cache": "bytecode cached", "env": "this box's env (no .pyc)"}
 REFS = ("v2ray socks", "pproxy-uvloop -l socks5")
 
 
+#: --extra label=path: more checkouts' bin/gostg, each a row of its own
+EXTRA = {}
+
+
 def run(args):
     names = args.subjects
     if os.path.isdir(BEFORE_ROOT) and args.before and "gostg-before -L socks5" not in names:
         names = names + ["gostg-before -L socks5"]
+    for spec in args.extra:
+        label, _, root = spec.partition("=")
+        EXTRA[label] = os.path.abspath(root)
+        names = names + [f"gostg@{label} -L socks5"]
     modes = ["cache", "env"] if args.pyc == "both" else [args.pyc]
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="gostg-startup-") as tmp:
         subs = subjects(tmp, names)
         envs = mode_envs(modes, tmp)
@@ -166,7 +178,9 @@ def run(args):
                     if t is not None:
                         times[m, name].append(t * 1000)
             print(f"round {r + 1}/{args.runs} done", file=sys.stderr)
-    text = table(times, modes, [n for n, *_ in subs], args.runs)
+    roots = {"gostg": ROOT, **({"gostg-before": BEFORE_ROOT} if "gostg-before -L socks5" in names else {}),
+             **{f"gostg@{k}": v for k, v in EXTRA.items()}}
+    text = table(times, modes, [n for n, *_ in subs], args.runs, roots, load0)
     print(text)
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, args.out), "w") as f:
@@ -174,14 +188,20 @@ def run(args):
     print(f"written to {os.path.join(OUT, args.out)}")
 
 
-def table(times, modes, names, runs):
+def _has_pycache(root):
+    return os.path.isdir(os.path.join(root, "gostg", "__pycache__"))
+
+
+def table(times, modes, names, runs, roots, load0):
     med = {k: statistics.median(v) if v else None for k, v in times.items()}
     head = ["what"]
     for m in modes:
         head += [f"{MODE_TITLES[m]}: median ms (min–max)", "× v2ray", "× pproxy"]
     lines = [f"Start-up: exec → port accepting (servers) or exec → exit (the others); median of {runs} "
              f"interleaved rounds. {platform.python_implementation()} {platform.python_version()}, "
-             f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}.", "",
+             f"{os.cpu_count()} CPUs, load average {load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end."
+             + ("" if "env" not in modes else " gostg/__pycache__ (used by the env columns): " + ", ".join(
+                 f"{k} {'yes' if _has_pycache(v) else 'no'}" for k, v in roots.items()) + "."), "",
              "| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for name in names:
         cells = [name]
@@ -208,6 +228,8 @@ def main():
                     help="bytecode: a cache of the run's own (as installed), the environment as it is, or both")
     ap.add_argument("--before", action="store_true",
                     help="add 'gostg-before -L socks5': bin/gostg of $GOSTG_BEFORE (default /tmp/gostg-before)")
+    ap.add_argument("--extra", action="append", default=[], metavar="LABEL=PATH",
+                    help="add 'gostg@LABEL -L socks5': bin/gostg of the checkout at PATH (repeatable)")
     ap.add_argument("--out", default="startup.md", help="file name under bench/out/")
     run(ap.parse_args())
 
