@@ -16,13 +16,15 @@ import pytest
 from .helpers import GOSTG, ROOT, free_port, wait_port
 
 #: what ``-L socks5://127.0.0.1:P`` has no use for: other protocols and transports, the DNS
-#: client (dnspython), YAML, docopt, and what only hooks, probes, netns or threads need
+#: client (dnspython), YAML, docopt, auth, TLS settings, hosts, and what only hooks, probes,
+#: netns or threads need
 NOT_FOR_SOCKS5 = (
     "dns", "yaml", "docopt", "h2", "wsproto", "h11", "cryptography", "importlib.metadata", "pprint", "ctypes", "gevent.subprocess", "gevent.threading", "gevent.threadpool", "gostg.dns.resolver",
     "gostg.dns.exchange", "gostg.dns.wire", "gostg.handlers.http", "gostg.handlers.http2", "gostg.handlers.ss",
     "gostg.handlers.dns", "gostg.listeners.ws", "gostg.listeners.mux", "gostg.listeners.h2", "gostg.listeners.tls",
     "gostg.transport.ws", "gostg.transport.mux", "gostg.transport.ss", "gostg.protocols.shadowsocks",
-    "gostg.protocols.smux", "gostg.protocols.yamux", "gostg.api",
+    "gostg.protocols.smux", "gostg.protocols.yamux", "gostg.api", "gostg.policy.auth", "gostg.handlers.nodetls",
+    "gostg.handlers.nodehttp", "gostg.transport.tlsconf", "gostg.dns.hosts",
 )
 
 
