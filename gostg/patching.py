@@ -3,10 +3,11 @@ embedding app patches for itself, and :class:`gostg.Gost` never patches).
 
 gostg and the libraries it drives block on sockets (and name lookups), TLS, ``select`` /
 ``selectors`` and ``time.sleep`` only: its own children and signals go through gevent's API
-(``gevent.subprocess``, ``gevent.signal_handler``), it starts no thread and takes no lock
-across a switch. So those modules are patched and ``threading``, ``os``, ``subprocess``,
-``signal`` and ``queue`` are not: patching them costs most of ``patch_all()``'s time (and
-``patch_thread`` imports ``concurrent.futures``) for nothing a gostg process uses.
+(``gevent.subprocess``, ``gevent.signal_handler``), it starts no thread of its own (gevent's
+resolver pool uses real threads by design) and takes no lock across a switch. So those
+modules are patched and ``threading``, ``os``, ``subprocess``, ``signal`` and ``queue`` are
+not: patching them is about half of ``patch_all()``'s own work (``patch_thread`` also imports
+``concurrent.futures``) for nothing a gostg process uses.
 
 gevent offers every patch to the plugins that installed distributions declare as entry points,
 and looks them up again for each module (a scan of every installed distribution's metadata,
