@@ -17,8 +17,8 @@ not done here.
 
 The hub's ``format_context`` (how a failed greenlet's context is printed) defaults to
 ``pprint.saferepr``, whose import pulls ``dataclasses`` and ``inspect`` into every start;
-``reprlib.repr`` (loaded already) prints the same for the contexts gostg spawns with, and cuts
-a long one short. ``GEVENT_FORMAT_CONTEXT`` still chooses.
+``repr`` prints the same for the contexts gostg's greenlets have (a greenlet, a server).
+``GEVENT_FORMAT_CONTEXT`` still chooses.
 """
 import os
 import sys
@@ -67,7 +67,7 @@ def patch():
     if "GEVENT_FORMAT_CONTEXT" not in os.environ:
         import gevent
 
-        gevent.config.format_context = "reprlib.repr"
+        gevent.config.format_context = "builtins.repr"
     if _third_party_plugins():
         monkey.patch_all(**PATCH)
         return
