@@ -16,10 +16,10 @@ import pytest
 from .helpers import GOSTG, ROOT, free_port, wait_port
 
 #: what ``-L socks5://127.0.0.1:P`` has no use for: other protocols and transports, the DNS
-#: client (dnspython), YAML, docopt, auth, TLS settings, hosts, and what only hooks, probes,
+#: client (dnspython), YAML, auth, TLS settings, hosts, and what only hooks, probes,
 #: netns or threads need
 NOT_FOR_SOCKS5 = (
-    "dns", "yaml", "docopt", "h2", "wsproto", "h11", "cryptography", "importlib.metadata", "pprint", "ctypes", "gevent.subprocess", "gevent.threading", "gevent.threadpool", "gostg.dns.resolver",
+    "dns", "yaml", "h2", "wsproto", "h11", "cryptography", "importlib.metadata", "pprint", "ctypes", "gevent.subprocess", "gevent.threading", "gevent.threadpool", "gostg.dns.resolver",
     "gostg.dns.exchange", "gostg.dns.wire", "gostg.handlers.http", "gostg.handlers.http2", "gostg.handlers.ss",
     "gostg.handlers.dns", "gostg.listeners.ws", "gostg.listeners.mux", "gostg.listeners.h2", "gostg.listeners.tls",
     "gostg.transport.ws", "gostg.transport.mux", "gostg.transport.ss", "gostg.protocols.shadowsocks",
@@ -93,7 +93,7 @@ def test_print_and_version_load_no_gevent():
     for args in (["-O", "json", "-L", "socks5://127.0.0.1:1080"], ["-V"], ["-h"]):
         rc, out, names = _run(*args)
         assert rc == 0, out
-        assert _loaded(names, ("gevent", "greenlet", "structlog", "yaml", "docopt", "dns")) == [], args
+        assert _loaded(names, ("gevent", "greenlet", "structlog", "yaml", "dns")) == [], args
 
 
 def test_check_patches_nothing():
@@ -101,7 +101,7 @@ def test_check_patches_nothing():
     rc, out, names = _run("--check", "-L", "socks5://127.0.0.1:1080")
     assert rc == 0 and "config OK" in out, out
     assert "gostg.handlers.socks5" in names
-    assert _loaded(names, ("gostg.patching", "yaml", "docopt", "dns")) == []
+    assert _loaded(names, ("gostg.patching", "yaml", "dns")) == []
 
 
 def test_supervisor_loads_no_gevent():

@@ -1,14 +1,7 @@
 """GOST's flag rules as gostg.cli.normalize applies them (pure: no process, no socket)."""
-import os
-import subprocess
-import sys
-
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from gostg.cli import UsageError, _scan, normalize, parse
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def test_go_and_gnu_spellings_are_one():
@@ -65,32 +58,3 @@ def test_metrics_flag_parsed_like_gost():
     assert parse_metrics("user:pass@:9000?path=/m") == {
         "addr": ":9000", "path": "/m", "auth": {"username": "user", "password": "pass"}}
     assert parse_metrics(":9000") == {"addr": ":9000"}
-
-
-# parse() builds the argument dict itself (docopt's parse of the usage text cost every start
-# ~20 ms); docopt stays the oracle: for any argv it accepts, the two dicts are equal.
-_TOKENS = ["-L", "--L", "-F", "-C", "-O", "-R", "-api", "--api", "-metrics", "--metrics", "-D", "-DD", "--DD",
-           "-check", "--check", "-D=false", "-D=1", "--check=f", "-O=json", "-api=:1", "-Lsocks5://:1",
-           "socks5://:1080", "http://u:p@:8080", "yaml", "json", "1s", ":9000", "-", "{}", "a.yaml"]
-
-
-@given(st.lists(st.sampled_from(_TOKENS), max_size=12))
-@settings(max_examples=400, deadline=None)
-def test_parse_equals_docopt_on_the_usage_text(argv):
-    from docopt import docopt
-
-    import gostg.cli as cli
-    try:
-        canonical = normalize(argv)
-    except UsageError:
-        with pytest.raises(UsageError):
-            parse(argv)
-        return
-    assert parse(argv) == docopt(cli.__doc__, argv=canonical, default_help=False)
-
-
-def test_parse_does_not_import_docopt():
-    code = ("import sys; from gostg.cli import parse; parse(['-L', 'socks5://:1', '-O', 'json']); "
-            "print('docopt' in sys.modules)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30, cwd=ROOT)
-    assert r.stdout.strip() == "False", r.stderr
