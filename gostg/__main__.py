@@ -1,9 +1,6 @@
-"""``python -m gostg``: the same as the ``gostg`` command (gevent patched first)."""
+"""``python -m gostg``: the same as the ``gostg`` command (gevent is patched by the command
+line itself, when it serves)."""
 if __name__ == "__main__":
-    from gevent import monkey
-
-    monkey.patch_all()
-
     from gostg.cli import main
 
     raise SystemExit(main())

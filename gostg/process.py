@@ -1,12 +1,10 @@
 """The ``--`` supervisor: each argument group runs as a child gostg (env ``_GOST_ID=i``);
-signals are forwarded; the first child to exit stops the rest and its exit code is ours."""
-import os
-import signal
-import subprocess
-import sys
-import time
+signals are forwarded; the first child to exit stops the rest and its exit code is ours.
 
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+The supervisor itself loads no gevent (each child patches its own standard library) and imports
+``subprocess`` only when it runs: every start-up of the command line passes through here."""
+import os
+import sys
 
 
 def split_groups(argv):
@@ -26,6 +24,10 @@ def _child_cmd(args):
 
 
 def supervise(groups):
+    import signal
+    import subprocess
+    import time
+
     pkg_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     children = []
     for i, args in enumerate(groups):
@@ -41,10 +43,11 @@ def supervise(groups):
                 except OSError:
                     pass
 
-    for s in FORWARDED:
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(s, forward)
-    # Poll rather than os.wait(): under gevent's monkey-patching os.wait() would reap a child
-    # behind the Popen objects' backs and their wait() would never return.
+    # Poll rather than os.wait(): in a gevent-patched process (a host app calling main())
+    # os.wait() would reap a child behind the Popen objects' backs and their wait() would
+    # never return.
     code = None
     try:
         while code is None:

@@ -75,11 +75,15 @@ class Gost:
     >>> g.stop()
     """
 
-    def __init__(self, config=None, logger=None, sources=None, reported=()):
+    def __init__(self, config=None, logger=None, sources=None, reported=(), checked=False):
         self.config = to_config(config)
         #: warnings the caller already showed the user (the command line prints validate()'s
         #: on stderr): build() does not log those again
         self.reported = {str(p) for p in reported}
+        #: the caller found every problem of this config (validate and config_warnings: the
+        #: command line, which refuses errors) and showed the warnings: build() does not
+        #: check it a second time
+        self.checked = checked
         model.check(self.config)
         log_cfg = self.config.get("log") or {}
         self.log = logger or make_logger(log_cfg.get("level", "info"), log_cfg.get("format", "json"),
@@ -125,7 +129,8 @@ class Gost:
     def build(self):
         """Build every object and bind every service; on any error, close what was bound.
         Dangling references and open proxies are logged as warnings (refs.config_warnings)."""
-        problems = validate(self.config)   # an embedding app gets the command line's verdict
+        # an embedding app gets the command line's verdict
+        problems = [] if self.checked else validate(self.config)
         for p in problems:
             if p.level == ERROR:
                 raise p.as_error()
@@ -140,7 +145,8 @@ class Gost:
                 s.listener.close()
             raise
         self.services = {name: s for name, (s, _) in built.items()}
-        self.warn([p for p in problems + config_warnings(self.config) if str(p) not in self.reported])
+        if not self.checked:
+            self.warn([p for p in problems + config_warnings(self.config) if str(p) not in self.reported])
         for s in self.services.values():
             s.pre_up()
         for name, s in self.services.items():

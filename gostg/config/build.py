@@ -2,15 +2,13 @@
 
 Nothing here starts serving: services come back bound but idle, so a caller can build a whole
 config (or one replacement object) and only then swap it in.
+
+What only some configs have (auth, forwarder nodes' TLS and HTTP settings, hosts, resolvers)
+is imported by the builder that needs it: a start pays for what its config uses.
 """
-from ..policy.auth import Auther, AutherGroup, SkipAuth, first_credentials
 from ..core.chain import Chain, Hop, Node
 from ..core.nodematch import NodeMatch
-from ..handlers.nodetls import NodeTLS
-from ..handlers.nodehttp import build_node_http
 from ..core.probe import ProbeConfig
-from ..dns.hosts import Hosts, mapping_lines
-from ..dns.resolver import Nameserver, Resolver
 from ..errors import ConfigError, GostgError
 from ..handlers.base import Options
 from . import schema
@@ -82,6 +80,8 @@ def _auth(o, path):
         return None
     f = _str(a, "file", f"{path}.auth")
     if f:
+        from ..policy.auth import first_credentials
+
         creds = first_credentials(f)
         if creds is not None:
             return creds
@@ -229,6 +229,9 @@ def _node_match(n, path):
 def build_forwarder(o, path, registries):
     """A forwarder's nodes; a node without ``addr`` goes to the sniffed host (or, unsniffed,
     to whatever the chain's last node chooses)."""
+    from ..handlers.nodehttp import build_node_http
+    from ..handlers.nodetls import NodeTLS
+
     built = []
     for n, np in _maps(o, "nodes", path):
         tls = _map(n, "tls", np)
@@ -321,6 +324,8 @@ def _source_log(registries, kind, name):
 
 def build_auther(o, path, registries):
     """Inline ``auths`` (entries without a username are skipped, as GOST) plus ``file``."""
+    from ..policy.auth import Auther
+
     users = {}
     for a, ap in _maps(o, "auths", path):
         user = _str(a, "username", ap)
@@ -334,6 +339,8 @@ def build_auther(o, path, registries):
 
 
 def _build_hosts(o, path, registries=None):
+    from ..dns.hosts import Hosts, mapping_lines
+
     maps = []
     for m, mp in _maps(o, "mappings", path):
         ip, host = _str(m, "ip", mp), _str(m, "hostname", mp)
@@ -352,6 +359,9 @@ def _build_hosts(o, path, registries=None):
 
 
 def _build_resolver(o, path, registries=None):
+    # dnspython and the DNS client load only for a config that has resolvers
+    from ..dns.resolver import Nameserver, Resolver
+
     ns = []
     for n, np in _maps(o, "nameservers", path):
         if not _str(n, "addr", np).strip():
@@ -378,18 +388,15 @@ def _auther(part, path, registries, md=None):
     """``auther``/``authers`` (a group, late-bound) win over a single ``auth``; an ``auth``
     without a username means none (GOST). ``skipauth`` in the handler metadata wraps it."""
     names = ([_str(part, "auther", path)] if part.get("auther") else []) + _strlist(part, "authers", path)
-    auther = None
-    if names:
-        auther = AutherGroup(names, registries)
-    else:
-        auth = _auth(part, path)
-        if auth is not None and auth[0]:
-            auther = Auther("", {auth[0]: auth[1]})
+    auth = None if names else _auth(part, path)
+    if not names and not (auth and auth[0]):
+        return None
+    from ..policy.auth import Auther, AutherGroup, SkipAuth
+
+    auther = AutherGroup(names, registries) if names else Auther("", {auth[0]: auth[1]})
     # only handler types whose schema has skipauth (not api, forward …) read it
-    skip = md.list("skipauth") if md is not None and auther is not None and md.declares("skipauth") else []
-    if auther is not None and skip:
-        auther = SkipAuth(auther, skip)
-    return auther
+    skip = md.list("skipauth") if md is not None and md.declares("skipauth") else []
+    return SkipAuth(auther, skip) if skip else auther
 
 
 def _pp_version(md, path):

@@ -5,8 +5,6 @@ import json
 import os
 import sys
 
-import yaml
-
 from ..errors import ConfigError
 from .model import SINGLETONS
 
@@ -15,14 +13,20 @@ DEFAULT_PATHS = ("gost.yaml", "gost.yml", "gost.json", "/etc/gost/gost.yaml", "/
 
 
 def parse_text(text, fmt, origin):
-    try:
-        data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(origin, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
-        raise ConfigError(origin, f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(origin, f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    else:
+        import yaml   # only a YAML source pays for it (-L/-F and inline JSON do not)
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+            raise ConfigError(origin, f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

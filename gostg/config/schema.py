@@ -593,12 +593,14 @@ def component_md(kind, type_name):
 
 def all_md_names():
     """Every metadata key name any component declares (for did-you-mean over metadata)."""
-    out = set()
-    for groups in COMPONENT_MD.values():
-        for g in groups:
-            for k in g.values():
-                out.update(k.names())
-    return out
+    if "names" not in _INDEXES:
+        out = set()
+        for groups in COMPONENT_MD.values():
+            for g in groups:
+                for k in g.values():
+                    out.update(k.names())
+        _INDEXES["names"] = frozenset(out)
+    return _INDEXES["names"]
 
 
 def _md_index(keep):

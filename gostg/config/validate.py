@@ -182,8 +182,6 @@ class _Walker:
                 if cur is None or (cur.status != S.BUILT and key.status == S.BUILT):
                     union[lname] = key
         seen = set()
-        owners = S.md_owners()
-        declared = S.md_declared()
         for md, path in parts:
             if md is None:
                 continue
@@ -199,6 +197,8 @@ class _Walker:
                 kp = _join(path, raw_key)
                 key = union.get(lk)
                 if key is None:
+                    # the indexes over every component are built on the first key not declared here
+                    owners, declared = S.md_owners(), S.md_declared()
                     if lk in owners:
                         self.add(WARNING, kp, f"metadata key not used here (it is read by: {', '.join(owners[lk])})")
                     elif lk in declared:

@@ -2,11 +2,13 @@
 synchronously, output inherited; a failure is logged and never stops the service."""
 import shlex
 
-from gevent import subprocess
-
 
 def run_hooks(stage, commands, log, timeout=60.0):
-    for cmd in commands or ():
+    if not commands:
+        return
+    from gevent import subprocess   # loaded by the first service that has hooks
+
+    for cmd in commands:
         try:
             argv = shlex.split(cmd)
         except ValueError as exc:

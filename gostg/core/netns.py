@@ -18,7 +18,6 @@ thread (a greenlet that ran while we were inside would open its sockets in the w
 
 Python 3.12 has ``os.setns``; on 3.11 we call libc's setns through ctypes.
 """
-import ctypes
 import errno
 import os
 
@@ -37,6 +36,8 @@ def _setns(fd):
     if setns is not None:
         setns(fd, CLONE_NEWNET)
         return
+    import ctypes   # only here: a config without netns does not load it
+
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)

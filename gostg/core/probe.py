@@ -18,7 +18,6 @@ Rules:
 import time
 
 import gevent
-from gevent import subprocess
 
 from ..errors import ConfigError, DialError, GostgError
 from ..protocols.http import parse_response_head
@@ -138,6 +137,8 @@ class Prober:
             raise ProbeFailed(f"HTTP status {resp.status}, want {cfg.expected_status}")
 
     def _cmd(self):
+        from gevent import subprocess   # only a cmd probe starts children
+
         t0 = time.monotonic()
         proc = subprocess.Popen(["sh", "-c", self.cfg.command], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
