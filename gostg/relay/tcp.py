@@ -19,9 +19,9 @@ import os
 
 import gevent
 from gevent import socket, ssl
-from gevent.hub import Waiter, get_hub
+from gevent.hub import Waiter
 
-from .._compat import has_raw_socket, raw_socket
+from .._compat import has_raw_socket, io_watchers, raw_socket
 from ..transport.buffered import unwrap
 from ..errors import ProtocolError
 
@@ -58,7 +58,7 @@ class _Direction:
 
     def __init__(self, src, dst, rw, ww):
         self.src, self.dst = src, dst      # raw non-blocking stdlib sockets
-        self.rw, self.ww = rw, ww          # fds to watch: src for reading, dst for writing
+        self.rw, self.ww = rw, ww          # io watchers: src's for reading, dst's for writing
         self.buf = None
         self.pending = None
         self.count = 0
@@ -110,38 +110,19 @@ class _Direction:
             self.buf = None
 
 
-class _Watchers:
-    """The four io watchers of a tunnel, created the first time each is needed: a tunnel
-    whose bytes never make a side wait creates none."""
-
-    __slots__ = ("loop", "fds", "w")
-
-    def __init__(self, loop, fa, fb):
-        self.loop = loop
-        self.fds = (fa, fb)
-        self.w = {}
-
-    def get(self, fd, events):
-        w = self.w.get((fd, events))
-        if w is None:
-            w = self.w[(fd, events)] = self.loop.io(fd, events)
-        return w
-
-    def stop(self):
-        for w in self.w.values():
-            w.stop()
-
-    def close(self):
-        for w in self.w.values():
-            w.close()
+def _stop(watchers):
+    for w in watchers:
+        w.stop()
 
 
 def _pipe_sockets(a, b):
     ra, rb = raw_socket(a), raw_socket(b)
-    fa, fb = ra.fileno(), rb.fileno()
-    watchers = _Watchers(get_hub().loop, fa, fb)
-    up = _Direction(ra, rb, fa, fb)      # client → upstream
-    down = _Direction(rb, ra, fb, fa)    # upstream → client
+    # the sockets' own watchers: this greenlet owns both sockets while it relays, and a
+    # tunnel then makes no watchers of its own (gevent closes these with the sockets)
+    (ar, aw), (br, bw) = io_watchers(a), io_watchers(b)
+    watchers = (ar, aw, br, bw)
+    up = _Direction(ra, rb, ar, bw)      # client → upstream
+    down = _Direction(rb, ra, br, aw)    # upstream → client
     idle = None
     try:
         while not (up.done and down.done):
@@ -156,12 +137,11 @@ def _pipe_sockets(a, b):
                 elif need in (_READ, _WRITE):
                     if waiter is None:
                         waiter = Waiter()
-                    w = watchers.get(d.rw, 1) if need == _READ else watchers.get(d.ww, 2)
-                    w.start(waiter.switch, None)
+                    (d.rw if need == _READ else d.ww).start(waiter.switch, None)
             if (up.done or down.done) and idle is None:
                 idle = half_close_idle
             if yielded:
-                watchers.stop()
+                _stop(watchers)
                 gevent.sleep(0)
                 continue
             if waiter is None:
@@ -175,13 +155,13 @@ def _pipe_sockets(a, b):
                         continue
                     break  # idle after half-close
             finally:
-                watchers.stop()
+                _stop(watchers)
     except OSError:
         pass
     finally:
         up.release()
         down.release()
-        watchers.close()
+        _stop(watchers)
     return up.count, down.count
 
 
