@@ -4,7 +4,7 @@ from ..protocols import socks5
 from ..protocols.addr import join_host_port
 from ..core.registry import handlers
 from . import socks5_udp
-from .base import Handler
+from .base import Handler, send_reply
 
 
 @handlers.register("socks5", "socks")
@@ -29,7 +29,7 @@ class SOCKS5Handler(Handler):
                 method = socks5.METHOD_USERPASS  # no auth configured: accept any credentials
             else:
                 method = socks5.METHOD_NO_ACCEPTABLE
-            conn.sendall(socks5.encode_method_reply(method))
+            send_reply(conn, socks5.encode_method_reply(method))
             if method == socks5.METHOD_NO_ACCEPTABLE:
                 ctx.log.warning("socks5: no acceptable auth method", methods=sorted(methods))
                 return
@@ -58,7 +58,7 @@ class SOCKS5Handler(Handler):
         if upstream is None:
             return
         try:
-            conn.sendall(socks5.encode_reply(socks5.SUCCEEDED))
+            send_reply(conn, socks5.encode_reply(socks5.SUCCEEDED))
         except OSError:
             upstream.close()
             raise
