@@ -20,31 +20,10 @@ class SOCKS5Handler(Handler):
     def handle(self, conn, ctx, stream=None):
         s = stream or Stream(conn)
         with self.handshake_deadline():
-            methods = s.read(socks5.parse_greeting)
-            if self.options.auther is not None:
-                method = socks5.METHOD_USERPASS if socks5.METHOD_USERPASS in methods else socks5.METHOD_NO_ACCEPTABLE
-            elif socks5.METHOD_NONE in methods:
-                method = socks5.METHOD_NONE
-            elif socks5.METHOD_USERPASS in methods:
-                method = socks5.METHOD_USERPASS  # no auth configured: accept any credentials
-            else:
-                method = socks5.METHOD_NO_ACCEPTABLE
-            send_reply(conn, socks5.encode_method_reply(method))
-            if method == socks5.METHOD_NO_ACCEPTABLE:
-                ctx.log.warning("socks5: no acceptable auth method", methods=sorted(methods))
-                return
-            if method == socks5.METHOD_USERPASS:
-                user, password, = s.read(socks5.parse_userpass)
-                ok = self.authenticate(ctx, user, password)
-                conn.sendall(socks5.encode_userpass_reply(ok))
-                if not ok:
-                    return
-            try:
-                cmd, host, port = s.read(socks5.parse_request)
-            except ProtocolError as exc:
-                if exc.reply is not None:
-                    conn.sendall(socks5.encode_reply(exc.reply))
-                raise
+            request = self._negotiate(conn, s, ctx)
+        if request is None:
+            return
+        cmd, host, port = request
         target = join_host_port(host, port)
         ctx.target = target
         if cmd in (socks5.CMD_UDP, socks5.CMD_UDP_TUN, socks5.CMD_BIND, socks5.CMD_MBIND):
@@ -63,3 +42,33 @@ class SOCKS5Handler(Handler):
             upstream.close()
             raise
         self.tunnel(s.conn_with_rest(), upstream, ctx, target)
+
+    def _negotiate(self, conn, s, ctx):
+        """Method selection, sub-negotiation, request → ``(cmd, host, port)``, or None when
+        the client was refused. (Its own frame: nothing of the handshake stays alive for as
+        long as the tunnel runs.)"""
+        methods = s.read(socks5.parse_greeting)
+        if self.options.auther is not None:
+            method = socks5.METHOD_USERPASS if socks5.METHOD_USERPASS in methods else socks5.METHOD_NO_ACCEPTABLE
+        elif socks5.METHOD_NONE in methods:
+            method = socks5.METHOD_NONE
+        elif socks5.METHOD_USERPASS in methods:
+            method = socks5.METHOD_USERPASS  # no auth configured: accept any credentials
+        else:
+            method = socks5.METHOD_NO_ACCEPTABLE
+        send_reply(conn, socks5.encode_method_reply(method))
+        if method == socks5.METHOD_NO_ACCEPTABLE:
+            ctx.log.warning("socks5: no acceptable auth method", methods=sorted(methods))
+            return None
+        if method == socks5.METHOD_USERPASS:
+            user, password, = s.read(socks5.parse_userpass)
+            ok = self.authenticate(ctx, user, password)
+            conn.sendall(socks5.encode_userpass_reply(ok))
+            if not ok:
+                return None
+        try:
+            return s.read(socks5.parse_request)
+        except ProtocolError as exc:
+            if exc.reply is not None:
+                conn.sendall(socks5.encode_reply(exc.reply))
+            raise
