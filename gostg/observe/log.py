@@ -181,9 +181,8 @@ class JsonLogger:
             return self
         ctx = self._context
         new = {**ctx, **kw}
-        rebinds = any(k in ctx for k in kw)
-        head = _pairs(new) if rebinds else self._head + _pairs(kw)
-        return type(self)(self._out, new, head, self._plain and not any(k in _RESERVED for k in kw))
+        head = self._head + _pairs(kw) if ctx.keys().isdisjoint(kw) else _pairs(new)
+        return type(self)(self._out, new, head, self._plain and _RESERVED.isdisjoint(kw))
 
     def new(self, **kw):
         return type(self)(self._out, {}, "", True).bind(**kw)
@@ -204,7 +203,8 @@ class JsonLogger:
         return self.min_level
 
     def _emit(self, level, event, kw):
-        if self._plain and type(event) is str and not any(k in _RESERVED or k in self._context for k in kw):
+        if self._plain and type(event) is str and (not kw or _RESERVED.isdisjoint(kw)
+                                                   and self._context.keys().isdisjoint(kw)):
             line = (f'{{{self._head}{_pairs(kw) if kw else ""}"level": "{level}", '
                     f'"time": "{_now()}", "msg": {_enc_str(event)}}}\n')
         else:
