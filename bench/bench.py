@@ -1033,6 +1033,7 @@ def run(args):
         "gostg": lambda: Proxy("gostg", "gostg", gostg_cmd("error")),
         "gostg-info": lambda: Proxy("gostg-info", "gostg", gostg_cmd(None)),
         "gostg-before": lambda: Proxy("gostg-before", "gostg", gostg_cmd("error", BEFORE_ROOT)),
+        "gostg-before-info": lambda: Proxy("gostg-before-info", "gostg", gostg_cmd(None, BEFORE_ROOT)),
         "pproxy-uvloop": lambda: Proxy("pproxy-uvloop", "pproxy",
                                        pproxy_plain_cmd if env["pproxy"]["plain_pproxy_runs"]
                                        else pproxy_cmd("uvloop")),
