@@ -970,6 +970,9 @@ def build_report(env, proxies, res, args):
         r = ratio(res.get(main, {}).get(key), res.get("v2ray", {}).get(key))
         if r is not None:
             check(f"{label} gostg/v2ray", r, target, ok(r))
+        r = res.get(main, {}).get(("paired",) + key + ("v2ray",))
+        if r is not None:
+            check(f"{label} gostg/v2ray, median of per-round ratios", r, target, ok(r))
     r = ratio(v, res.get(pp, {}).get(("rss",)))
     if r is not None:
         check(f"RSS per idle tunnel gostg/{pp}", r, "≤ 1.0×", r <= 1.0)
@@ -1108,6 +1111,15 @@ def run(args):
                 res[p.name][("conn",)] = statistics.median(rates[p.name])
                 res[p.name][("conncpu",)] = statistics.median(cpus[p.name]) if cpus[p.name] else None
                 res[p.name][("connusr",)] = statistics.median(users[p.name]) if users[p.name] else None
+            # the machine's load drifts between rounds (other work on a shared box): the ratio
+            # of two columns taken round by round, then the median, compares like with like
+            for key, per in ((("conn",), rates), (("conncpu",), cpus)):
+                g = per.get("gostg", [])
+                for p in columns:
+                    q = per[p.name]
+                    if p.name != "gostg" and len(q) == len(g) and g:
+                        res["gostg"][("paired",) + key + (p.name,)] = statistics.median(
+                            a / b for a, b in zip(g, q) if b)
 
         def test_tput(state="warm", protos=("socks5", "http")):
             # rounds interleave the proxies, so a slow phase of the machine hits every column alike
