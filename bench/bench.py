@@ -421,6 +421,24 @@ def microsocks_cmd(p):
     return ["/usr/bin/microsocks", "-i", HOST, "-p", str(p.socks_port)]
 
 
+V2RAY = "/usr/bin/v2ray"
+
+
+def v2ray_cmd(p):
+    """v2ray 4.x (``v2ray -config FILE``): a socks and an http inbound, a freedom outbound.
+    Its access log (one line per connection) goes to a file, like gostg-info's info lines;
+    errors at ``warning``, as gostg's default prints its warnings."""
+    cfg = {"log": {"loglevel": "warning", "access": os.path.join(LOG_DIR[0], f"{p.name}-access.log")},
+           "inbounds": [{"listen": HOST, "port": p.socks_port, "protocol": "socks",
+                         "settings": {"auth": "noauth", "udp": False}},
+                        {"listen": HOST, "port": p.http_port, "protocol": "http", "settings": {}}],
+           "outbounds": [{"protocol": "freedom", "settings": {}}]}
+    path = os.path.join(LOG_DIR[0], f"{p.name}.json")
+    with open(path, "w") as f:
+        json.dump(cfg, f)
+    return [V2RAY, "-config", path]
+
+
 def check_pproxy_loop():
     """What happens when pproxy is started the ordinary way, with uvloop installed."""
     info = {}
@@ -946,6 +964,18 @@ def build_report(env, proxies, res, args):
     check(f"SOCKS5 conn/s gostg/{pp}", r, "≥ 1.0×", r is not None and r >= 1.0)
     v = res.get(main, {}).get(("rss",))
     check("gostg RSS per idle tunnel KiB", v, "≤ 16 KiB", v is not None and v <= 16)
+    # issue 13: per-connection cost against v2ray, idle memory against pproxy on uvloop
+    for key, label, target, ok in ((("conn",), "SOCKS5 conn/s", "≥ 0.8×", lambda r: r >= 0.8),
+                                   (("conncpu",), "proxy CPU per connection", "≤ 1.3×", lambda r: r <= 1.3)):
+        r = ratio(res.get(main, {}).get(key), res.get("v2ray", {}).get(key))
+        if r is not None:
+            check(f"{label} gostg/v2ray", r, target, ok(r))
+        r = res.get(main, {}).get(("paired",) + key + ("v2ray",))
+        if r is not None:
+            check(f"{label} gostg/v2ray, median of per-round ratios", r, target, ok(r))
+    r = ratio(v, res.get(pp, {}).get(("rss",)))
+    if r is not None:
+        check(f"RSS per idle tunnel gostg/{pp}", r, "≤ 1.0×", r <= 1.0)
     targets = "| target | value | goal | |\n|---|---:|---|:---:|\n" + "\n".join(tg)
 
     envl = [f"- gostg code measured: sha256(gostg/**/*.py, bin/gostg) = {env['code'][0]}, newest file "
@@ -1006,11 +1036,13 @@ def run(args):
         "gostg": lambda: Proxy("gostg", "gostg", gostg_cmd("error")),
         "gostg-info": lambda: Proxy("gostg-info", "gostg", gostg_cmd(None)),
         "gostg-before": lambda: Proxy("gostg-before", "gostg", gostg_cmd("error", BEFORE_ROOT)),
+        "gostg-before-info": lambda: Proxy("gostg-before-info", "gostg", gostg_cmd(None, BEFORE_ROOT)),
         "pproxy-uvloop": lambda: Proxy("pproxy-uvloop", "pproxy",
                                        pproxy_plain_cmd if env["pproxy"]["plain_pproxy_runs"]
                                        else pproxy_cmd("uvloop")),
         "pproxy-asyncio": lambda: Proxy("pproxy-asyncio", "pproxy", pproxy_cmd("asyncio")),
         "microsocks": lambda: Proxy("microsocks", "microsocks", microsocks_cmd, has_http=False),
+        "v2ray": lambda: Proxy("v2ray", "v2ray", v2ray_cmd),
     }
     proxies = [all_proxies[n]() for n in args.proxies]
     direct = Proxy.__new__(Proxy)
@@ -1079,6 +1111,15 @@ def run(args):
                 res[p.name][("conn",)] = statistics.median(rates[p.name])
                 res[p.name][("conncpu",)] = statistics.median(cpus[p.name]) if cpus[p.name] else None
                 res[p.name][("connusr",)] = statistics.median(users[p.name]) if users[p.name] else None
+            # the machine's load drifts between rounds (other work on a shared box): the ratio
+            # of two columns taken round by round, then the median, compares like with like
+            for key, per in ((("conn",), rates), (("conncpu",), cpus)):
+                g = per.get("gostg", [])
+                for p in columns:
+                    q = per[p.name]
+                    if p.name != "gostg" and len(q) == len(g) and g:
+                        res["gostg"][("paired",) + key + (p.name,)] = statistics.median(
+                            a / b for a, b in zip(g, q) if b)
 
         def test_tput(state="warm", protos=("socks5", "http")):
             # rounds interleave the proxies, so a slow phase of the machine hits every column alike
@@ -1202,7 +1243,7 @@ def main():
     ap.add_argument("--conc", type=int, default=50, help="concurrent clients for conn/s")
     ap.add_argument("--procs", type=int, default=2, help="client driver processes for conn/s")
     ap.add_argument("--tunnels", type=int, default=2000, help="idle tunnels for the RSS test")
-    ap.add_argument("--proxies", default="gostg,gostg-info,pproxy-uvloop,pproxy-asyncio,microsocks",
+    ap.add_argument("--proxies", default="gostg,gostg-info,pproxy-uvloop,pproxy-asyncio,microsocks,v2ray",
                     type=lambda s: [x for x in s.split(",") if x],
                     help="comma list; also gostg-before: bin/gostg of the checkout in $GOSTG_BEFORE "
                          "(default /tmp/gostg-before), same flags and python as gostg")

@@ -11,6 +11,10 @@ gevent     ``gevent.socket.socket._sock``   ``raw_socket``: the libev fast paths
                                             relay/udp.py, listeners/udp.py) call the real
                                             non-blocking stdlib socket from a watcher callback,
                                             without a greenlet switch per read or write.
+gevent     ``gevent.socket.socket           ``io_watchers``: the TCP relay (relay/tcp.py) waits on
+           ._read_event / ._write_event``   the two sockets' own io watchers, idle while its
+                                            greenlet owns them, instead of making (and
+                                            fd-checking) new ones for every tunnel.
 gevent     ``BaseServer._stop_event``       ``mark_server_stopped``: a retired service marks its
                                             server stopped, so a freed pool slot cannot restart
                                             accepting, without ``close()``, which would close
@@ -27,6 +31,10 @@ from operator import attrgetter
 #: gevent's closed-socket stand-in, whose methods raise EBADF). A C-level getter: it runs
 #: once per datagram on the UDP fast path.
 raw_socket = attrgetter("_sock")
+
+#: ``io_watchers(gevent_socket)`` → its ``(read, write)`` libev io watchers (``start(cb, *args)``,
+#: ``stop()``); gevent makes both when it makes the socket and closes them with it.
+io_watchers = attrgetter("_read_event", "_write_event")
 
 
 def has_raw_socket(sock):

@@ -8,10 +8,11 @@ accept, or before the handler starts), with one error line naming it (never "adm
 "unlimited").
 """
 import time
-from contextlib import contextmanager
 
 import gevent
+from gevent import Greenlet
 from gevent.pool import Pool
+from gevent.socket import socket as GeventSocket
 
 from .._compat import mark_server_stopped
 from .context import Context
@@ -23,6 +24,16 @@ from ..protocols.addr import join_host_port
 from ..transport.proxyproto import client_of
 
 _NO_LEASE = Lease(None, ())
+#: what ends a connection and is logged and counted (gevent.Timeout is a BaseException)
+_ENDS = (Exception, gevent.Timeout)
+
+
+class ConnGreenlet(Greenlet):
+    """A connection's greenlet. It records no spawning stack (gevent's debugging aid, on by
+    default: up to 10 frame records per greenlet, ~0.7 KiB an idle tunnel would hold, and CPU
+    at every accept); the process-wide gevent setting stays as the embedding app has it."""
+
+    spawning_stack_limit = 0
 
 
 class Stats:
@@ -63,7 +74,7 @@ class Service:
         self.state = "running"
         self.events = []
         self.create_time = time.time()
-        self.pool = Pool(self.max_conns)
+        self.pool = Pool(self.max_conns, greenlet_class=ConnGreenlet)
         self.server = None
         self._addr = ""
         self.cfg_addr = ""   # the address as configured (a same-address PUT adopts the socket)
@@ -133,13 +144,15 @@ class Service:
             ctx.proxied_dst = join_host_port(*hdr.dst)
         conn = None
         try:
-            with self._errors(ctx):
-                conn = self.listener.wrap(sock)
-                ctx.log.debug(f"{src} <> {ctx.local}")
-                if getattr(conn, "multiplex", False):
-                    self._accept_streams(conn, ctx)
-                else:
-                    self._serve(conn, ctx)
+            conn = self.listener.wrap(sock)
+            ctx.log.debug(f"{src} <> {ctx.local}")
+            # a plain socket is never a session: no __getattr__ miss (an exception) per connection
+            if type(conn) is not GeventSocket and getattr(conn, "multiplex", False):
+                self._accept_streams(conn, ctx)
+            else:
+                self._serve(conn, ctx)
+        except _ENDS as exc:
+            self._failed(ctx, exc)
         finally:
             lease.release()
             (conn or sock).close()
@@ -192,28 +205,24 @@ class Service:
             return
         self.handler.handle(conn, ctx)
 
-    @contextmanager
-    def _errors(self, ctx):
-        """Log and count what ends a connection; nothing a handler raises escapes."""
-        try:
-            yield
-        except ProtocolError as exc:
-            self.stats.total_errs += 1
-            ctx.log.warning(f"protocol error: {exc}", dst=ctx.target or None)
-        except gevent.Timeout:
-            self.stats.total_errs += 1
-            ctx.log.warning("handshake timeout", dst=ctx.target or None)
-        except EOFError:
-            pass
-        except MissingReference as exc:   # a handler's dial or pick ran into a missing object
-            self.stats.total_errs += 1
-            refused(ctx.log, exc, service=self.name, client=ctx.client_ip, dst=ctx.target or None)
-        except OSError as exc:
-            self.stats.total_errs += 1
-            ctx.log.debug(f"connection error: {exc}", dst=ctx.target or None)
-        except Exception as exc:  # a handler bug must not take the service down
-            self.stats.total_errs += 1
-            ctx.log.exception(f"handler failed: {exc!r}", dst=ctx.target or None)
+    def _failed(self, ctx, exc):
+        """Log and count what ended a connection (called from its ``except _ENDS``): nothing
+        a handler raises escapes. A plain ``try`` rather than a context manager: a generator
+        object per connection would stay alive as long as the tunnel."""
+        if isinstance(exc, EOFError):
+            return
+        self.stats.total_errs += 1
+        dst = ctx.target or None
+        if isinstance(exc, ProtocolError):
+            ctx.log.warning(f"protocol error: {exc}", dst=dst)
+        elif isinstance(exc, gevent.Timeout):
+            ctx.log.warning("handshake timeout", dst=dst)
+        elif isinstance(exc, MissingReference):   # a handler's dial or pick ran into a missing object
+            refused(ctx.log, exc, service=self.name, client=ctx.client_ip, dst=dst)
+        elif isinstance(exc, OSError):
+            ctx.log.debug(f"connection error: {exc}", dst=dst)
+        else:  # a handler bug must not take the service down
+            ctx.log.exception(f"handler failed: {exc!r}", dst=dst)
 
     def _accept_streams(self, session, ctx):
         """A multiplexing listener (mtls, mws …) returned a session: its ``accept()`` reads
@@ -229,9 +238,10 @@ class Service:
 
     def _handle_stream(self, stream, ctx):
         try:
-            with self._errors(ctx):
-                ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} <> {ctx.local}")
-                self._serve(stream, ctx)
+            ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} <> {ctx.local}")
+            self._serve(stream, ctx)
+        except _ENDS as exc:
+            self._failed(ctx, exc)
         finally:
             stream.close()
             ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} >< {ctx.local}")

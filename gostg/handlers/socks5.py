@@ -4,7 +4,17 @@ from ..protocols import socks5
 from ..protocols.addr import join_host_port
 from ..core.registry import handlers
 from . import socks5_udp
-from .base import Handler
+from .base import Handler, send_reply
+
+
+def _flush(conn, held):
+    """A held method answer on the way out of an error: the client gets it, then the close,
+    as when it was sent at once."""
+    if held:
+        try:
+            conn.sendall(held)
+        except OSError:
+            pass
 
 
 @handlers.register("socks5", "socks")
@@ -20,46 +30,70 @@ class SOCKS5Handler(Handler):
     def handle(self, conn, ctx, stream=None):
         s = stream or Stream(conn)
         with self.handshake_deadline():
-            methods = s.read(socks5.parse_greeting)
-            if self.options.auther is not None:
-                method = socks5.METHOD_USERPASS if socks5.METHOD_USERPASS in methods else socks5.METHOD_NO_ACCEPTABLE
-            elif socks5.METHOD_NONE in methods:
-                method = socks5.METHOD_NONE
-            elif socks5.METHOD_USERPASS in methods:
-                method = socks5.METHOD_USERPASS  # no auth configured: accept any credentials
-            else:
-                method = socks5.METHOD_NO_ACCEPTABLE
-            conn.sendall(socks5.encode_method_reply(method))
-            if method == socks5.METHOD_NO_ACCEPTABLE:
-                ctx.log.warning("socks5: no acceptable auth method", methods=sorted(methods))
-                return
-            if method == socks5.METHOD_USERPASS:
-                user, password, = s.read(socks5.parse_userpass)
-                ok = self.authenticate(ctx, user, password)
-                conn.sendall(socks5.encode_userpass_reply(ok))
-                if not ok:
-                    return
-            try:
-                cmd, host, port = s.read(socks5.parse_request)
-            except ProtocolError as exc:
-                if exc.reply is not None:
-                    conn.sendall(socks5.encode_reply(exc.reply))
-                raise
+            request, held = self._negotiate(conn, s, ctx)
+        if request is None:
+            return
+        cmd, host, port = request
         target = join_host_port(host, port)
         ctx.target = target
         if cmd in (socks5.CMD_UDP, socks5.CMD_UDP_TUN, socks5.CMD_BIND, socks5.CMD_MBIND):
+            if held:
+                send_reply(conn, held)
             return socks5_udp.serve(self, cmd, conn, s, ctx, host, port)
         if cmd != socks5.CMD_CONNECT:
-            conn.sendall(socks5.encode_reply(socks5.COMMAND_NOT_SUPPORTED))
+            conn.sendall(held + socks5.encode_reply(socks5.COMMAND_NOT_SUPPORTED))
             ctx.log.warning(f"socks5: command {cmd} not supported", dst=target)
             return
-        upstream = self.dial(target, ctx, lambda why: conn.sendall(socks5.encode_reply(
-            socks5.NOT_ALLOWED if why == "bypass" else socks5.HOST_UNREACHABLE)))
+        try:
+            upstream = self.dial(target, ctx, lambda why: conn.sendall(held + socks5.encode_reply(
+                socks5.NOT_ALLOWED if why == "bypass" else socks5.HOST_UNREACHABLE)))
+        except BaseException:
+            _flush(conn, held)
+            raise
         if upstream is None:
             return
         try:
-            conn.sendall(socks5.encode_reply(socks5.SUCCEEDED))
+            send_reply(conn, held + socks5.encode_reply(socks5.SUCCEEDED))
         except OSError:
             upstream.close()
             raise
         self.tunnel(s.conn_with_rest(), upstream, ctx, target)
+
+    def _negotiate(self, conn, s, ctx):
+        """Method selection, sub-negotiation, request → ``((cmd, host, port), held)``, or
+        ``(None, b"")`` when the client was refused. ``held`` is the method answer not sent yet:
+        a client that sent its request right behind its greeting (no auth) is not waiting for
+        it, so it goes out with the next reply, in one segment. (Its own frame: nothing of the
+        handshake stays alive for as long as the tunnel runs.)"""
+        methods = s.read(socks5.parse_greeting)
+        if self.options.auther is not None:
+            method = socks5.METHOD_USERPASS if socks5.METHOD_USERPASS in methods else socks5.METHOD_NO_ACCEPTABLE
+        elif socks5.METHOD_NONE in methods:
+            method = socks5.METHOD_NONE
+        elif socks5.METHOD_USERPASS in methods:
+            method = socks5.METHOD_USERPASS  # no auth configured: accept any credentials
+        else:
+            method = socks5.METHOD_NO_ACCEPTABLE
+        held = socks5.encode_method_reply(method)
+        if method != socks5.METHOD_NONE or not s.buf:
+            send_reply(conn, held)
+            held = b""
+        if method == socks5.METHOD_NO_ACCEPTABLE:
+            ctx.log.warning("socks5: no acceptable auth method", methods=sorted(methods))
+            return None, b""
+        if method == socks5.METHOD_USERPASS:
+            user, password, = s.read(socks5.parse_userpass)
+            ok = self.authenticate(ctx, user, password)
+            conn.sendall(socks5.encode_userpass_reply(ok))
+            if not ok:
+                return None, b""
+        try:
+            return s.read(socks5.parse_request), held
+        except ProtocolError as exc:
+            out = held + (socks5.encode_reply(exc.reply) if exc.reply is not None else b"")
+            if out:
+                conn.sendall(out)
+            raise
+        except BaseException:
+            _flush(conn, held)
+            raise

@@ -1,14 +1,25 @@
-"""structlog setup from GOST's ``log: {level, format, output}``.
+"""Loggers from GOST's ``log: {level, format, output}``: one structlog-style event per line.
+
+The default JSON format is rendered by :class:`JsonLogger`, not by a structlog processor chain:
+at the default level every connection writes two lines, so a line's cost is part of every
+connection's cost. A bound logger keeps its context already rendered as JSON text (encoded once
+per ``bind``, not once per event) and an event renders only its own fields, in one ``write``.
+The line is what structlog's chain (add_log_level, drop None, time, format_exc_info, event →
+msg, JSONRenderer) writes, byte for byte: keys in the same order (context, event fields,
+level, time, msg). An event that rebinds a context key or names a key the chain sets itself
+(level, time, msg, exc_info) takes the generic path, which builds the same dict the chain did.
+The text format (logfmt) stays on structlog, imported only then.
 
 We never call ``structlog.configure``: an embedding app keeps its own structlog setup, and
-gostg gets a private logger wrapped around its own output.
+gostg gets a private logger wrapped around its own output (an app may pass its own structlog
+logger instead; gostg only calls ``bind`` and the level methods on it).
 """
 import logging
 import os
 import sys
 import time
-
-import structlog
+from json import dumps
+from json.encoder import encode_basestring_ascii as _enc_str
 
 from ..errors import ConfigError
 
@@ -17,15 +28,21 @@ LEVELS = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logg
           "panic": logging.CRITICAL}
 
 
-_stamp = [0, ""]
+_stamp = [0, "", ""]
 
 
-def _timestamp(_, __, ev):
+def _now():
+    """Local time with milliseconds and offset, e.g. ``2026-12-06T14:23:04.666+0000``."""
     t = time.time()
     sec = int(t)
     if sec != _stamp[0]:  # strftime once a second, not once a line
-        _stamp[0], _stamp[1] = sec, time.strftime("%Y-%m-%dT%H:%M:%S.{}%z", time.localtime(sec))
-    ev["time"] = _stamp[1].format(f"{int(t % 1 * 1000):03d}")
+        lt = time.localtime(sec)
+        _stamp[:] = sec, time.strftime("%Y-%m-%dT%H:%M:%S.", lt), time.strftime("%z", lt)
+    return f"{_stamp[1]}{int(t % 1 * 1000):03d}{_stamp[2]}"
+
+
+def _timestamp(_, __, ev):
+    ev["time"] = _now()
     return ev
 
 
@@ -62,6 +79,14 @@ class _Safe:
         except (OSError, ValueError):
             pass
 
+    def emit(self, line):
+        """One whole line (newline included) in one write, flushed as PrintLogger did."""
+        try:
+            self.f.write(line)
+            self.f.flush()
+        except (OSError, ValueError):
+            pass
+
 
 def _output(output):
     if output in ("", "stderr", None):
@@ -79,18 +104,161 @@ def _output(output):
 
 
 def make_logger(level="info", fmt="json", output="stderr"):
-    lvl = LEVELS.get(str(level or "info").lower(), logging.INFO)
-    renderer = (structlog.processors.LogfmtRenderer(key_order=["time", "level", "msg"], drop_missing=True)
-                if fmt == "text" else structlog.processors.JSONRenderer())
+    lvl = max(LEVELS.get(str(level or "info").lower(), logging.INFO), logging.DEBUG)
+    out = _Safe(_output(output))
+    if fmt != "text":
+        return _json_class(lvl)(out, {}, "", True)
+    import structlog   # only the text format needs it
+
     return structlog.wrap_logger(
-        structlog.PrintLogger(_Safe(_output(output))),
+        structlog.PrintLogger(out),
         processors=[
             structlog.processors.add_log_level,
             _drop_none,
             _timestamp,
             structlog.processors.format_exc_info,
             structlog.processors.EventRenamer("msg"),
-            renderer,
+            structlog.processors.LogfmtRenderer(key_order=["time", "level", "msg"], drop_missing=True),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(max(lvl, logging.DEBUG)),
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
     )
+
+
+# --- the JSON logger ------------------------------------------------------------------------
+
+#: keys the chain sets on every event itself: an event field of that name takes the generic path
+_RESERVED = frozenset(("level", "time", "msg", "exc_info"))
+
+
+def _fallback(obj):
+    """JSONRenderer's ``default``: ``__structlog__()`` when the object has it, else ``repr``."""
+    try:
+        return obj.__structlog__()
+    except AttributeError:
+        return repr(obj)
+
+
+def _enc(v):
+    t = type(v)
+    if t is str:
+        return _enc_str(v)
+    if t is int:
+        return int.__repr__(v)
+    if t is float and v - v == 0:   # finite: json writes repr; NaN and ±inf go to dumps
+        return float.__repr__(v)
+    return dumps(v, default=_fallback)
+
+
+def _pairs(d):
+    """``"k": v, `` for each field that is not None (the chain drops None)."""
+    return "".join([f"{_enc_str(k)}: {_enc(v)}, " for k, v in d.items() if v is not None])
+
+
+def _interpolate(event, args):
+    """structlog's positional (or one-mapping) ``%`` interpolation of the event."""
+    if not args:
+        return event
+    if len(args) == 1 and isinstance(args[0], dict) and args[0]:
+        return event % args[0]
+    return event % args
+
+
+class JsonLogger:
+    """A structlog-compatible bound logger (``bind``, ``new``, ``unbind``, ``try_unbind``, the
+    level methods) that writes GOST's JSON lines itself. ``_head`` is the context rendered."""
+
+    __slots__ = ("_out", "_context", "_head", "_plain")
+    min_level = logging.DEBUG
+
+    def __init__(self, out, context, head, plain):
+        self._out = out
+        self._context = context
+        self._head = head
+        self._plain = plain   # no context key is one the chain sets itself
+
+    def bind(self, **kw):
+        if not kw:
+            return self
+        ctx = self._context
+        new = {**ctx, **kw}
+        head = self._head + _pairs(kw) if ctx.keys().isdisjoint(kw) else _pairs(new)
+        return type(self)(self._out, new, head, self._plain and _RESERVED.isdisjoint(kw))
+
+    def new(self, **kw):
+        return type(self)(self._out, {}, "", True).bind(**kw)
+
+    def unbind(self, *keys):
+        ctx = dict(self._context)
+        for k in keys:
+            del ctx[k]
+        return self.new(**ctx)
+
+    def try_unbind(self, *keys):
+        return self.new(**{k: v for k, v in self._context.items() if k not in keys})
+
+    def is_enabled_for(self, level):
+        return level >= self.min_level
+
+    def get_effective_level(self):
+        return self.min_level
+
+    def _emit(self, level, event, kw):
+        if self._plain and type(event) is str and (not kw or _RESERVED.isdisjoint(kw)
+                                                   and self._context.keys().isdisjoint(kw)):
+            line = (f'{{{self._head}{_pairs(kw) if kw else ""}"level": "{level}", '
+                    f'"time": "{_now()}", "msg": {_enc_str(event)}}}\n')
+        else:
+            line = self._generic(level, event, kw)
+        self._out.emit(line)
+
+    def _generic(self, level, event, kw):
+        """The processor chain step by step, for the events the fast path does not take."""
+        ev = self._context.copy()
+        ev.update(kw)
+        if event is not None:
+            ev["event"] = event
+        ev["level"] = level
+        ev = {k: v for k, v in ev.items() if v is not None}
+        ev["time"] = _now()
+        if "exc_info" in ev:
+            from structlog.processors import format_exc_info
+            ev = format_exc_info(None, level, ev)
+        ev["msg"] = ev.pop("event")
+        return dumps(ev, default=_fallback) + "\n"
+
+    def log(self, level, event, *args, **kw):
+        if level < self.min_level:
+            return None
+        self._emit(_NAMES[level], _interpolate(event, args), kw)
+
+    def exception(self, event, *args, **kw):
+        kw.setdefault("exc_info", True)
+        return self.error(event, *args, **kw)
+
+
+_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
+          logging.ERROR: "error", logging.CRITICAL: "critical"}
+_classes = {}
+
+
+def _nop(self, event, *args, **kw):
+    return None
+
+
+def _method(name):
+    def meth(self, event, *args, **kw):
+        self._emit(name, _interpolate(event, args) if args else event, kw)
+    meth.__name__ = name
+    return meth
+
+
+def _json_class(min_level):
+    """A JsonLogger subclass whose methods below ``min_level`` do nothing (as structlog's
+    filtering bound logger: a filtered call costs one call and no formatting)."""
+    cls = _classes.get(min_level)
+    if cls is None:
+        meths = {name: (_method(name) if lvl >= min_level else _nop) for lvl, name in _NAMES.items()}
+        meths.update(fatal=meths["critical"], warn=meths["warning"], msg=meths["info"], min_level=min_level,
+                     __slots__=())
+        cls = _classes[min_level] = type(f"JsonLoggerAt{_NAMES.get(min_level, min_level)}", (JsonLogger,), meths)
+    return cls

@@ -159,6 +159,8 @@ def parse_reply(buf):
 
 
 def encode_reply(rep, host="0.0.0.0", port=0):
+    if port == 0 and host == "0.0.0.0":   # GOST's reply to CONNECT: no bound address
+        return bytes((VERSION, rep, 0, ATYP_IPV4, 0, 0, 0, 0, 0, 0))
     return bytes((VERSION, rep, 0)) + encode_addr(host, port)
 
 

@@ -28,6 +28,27 @@ def test_gevent_socket__sock_is_the_stdlib_socket():
         _compat.raw_socket(s).sendto(b"x", ("127.0.0.1", 9))
 
 
+def test_gevent_socket__read_event__write_event_are_its_io_watchers():
+    import gevent
+    a, b = socket.socketpair()
+    try:
+        rw, ww = _compat.io_watchers(a)
+        # libev may add its own flag bits to events: READ is 1, WRITE 2
+        assert (rw.fd, rw.events & 3) == (a.fileno(), 1) and (ww.fd, ww.events & 3) == (a.fileno(), 2), \
+            f"gevent {version('gevent')}: socket._read_event/_write_event changed"
+        fired = []
+        rw.start(fired.append, "read")
+        b.sendall(b"x")
+        with gevent.Timeout(2):
+            while not fired:
+                gevent.sleep(0.01)
+        rw.stop()
+        assert set(fired) == {"read"} and a.recv(1) == b"x"   # the socket still works after our use
+    finally:
+        a.close()
+        b.close()
+
+
 def test_gevent_baseserver__stop_event_controls_started():
     assert "_stop_event" in inspect.getsource(BaseServer.__init__), \
         f"gevent {version('gevent')}: BaseServer._stop_event is gone"
