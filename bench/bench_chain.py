@@ -13,6 +13,8 @@ turn) after ``--warmup`` unmeasured rounds, so load from other processes hits al
 
 Rows (A's -F / v2ray A's outbound):
 - socks5:      gostg ``-F socks5://B``      v2ray socks outbound  → B socks inbound
+- socks5-pipeline: gostg ``-F socks5://B?pipeline=true`` (greeting and request in one
+               write), compared with v2ray's socks5 row
 - http:        gostg ``-F http://B``        v2ray http outbound   → B http inbound
 - relay:       gostg ``-F relay://B``       v2ray vmess outbound  → B vmess inbound (v2ray's
                own hop protocol: no relay in v2ray; both send the request with the payload)
@@ -38,7 +40,9 @@ import bench as B   # the relay bench's helpers: ports, echo server, SOCKS5 clie
 HOST = B.HOST
 V2RAY = shutil.which("v2ray") or "/usr/bin/v2ray"
 MESSAGE = b"0123456789abcdef" * 2
-GOSTG_HOPS = {"socks5": "socks5", "http": "http", "relay": "relay", "socks5+tls": "socks5+tls"}
+#: row → (gostg -F scheme, query on A's -F)
+GOSTG_HOPS = {"socks5": ("socks5", ""), "socks5-pipeline": ("socks5", "?pipeline=true"), "http": ("http", ""),
+              "relay": ("relay", ""), "socks5+tls": ("socks5+tls", "")}
 #: v2ray's hop for each row: (A outbound protocol, B inbound protocol, over TLS)
 V2RAY_HOPS = {"socks5": ("socks", "socks", False), "http": ("http", "http", False),
               "relay": ("vmess", "vmess", False), "socks5+tls": ("socks", "socks", True)}
@@ -70,13 +74,13 @@ def gostg_pair(impl, root, hop, tmp, logs, level):
     """gostg B (-L hop) and A (-L socks5 -F hop); the TLS hop uses the run's certificate."""
     gostg = os.path.join(root, "bin", "gostg")
     pa, pb = B.free_port(), B.free_port()
-    scheme = GOSTG_HOPS[hop]
+    scheme, query = GOSTG_HOPS[hop]
     cert = f"?certFile={tmp}/cert.pem&keyFile={tmp}/key.pem" if "tls" in scheme else ""
     extra = ["-C", json.dumps({"log": {"level": level}})] if level else []
     tag = f"{impl}-{hop}".replace("+", "-")
     env = {"HOME": tmp}
     b = start([B.PY, gostg, "-L", f"{scheme}://{HOST}:{pb}{cert}"] + extra, pb, f"{logs}/{tag}-B.log", env)
-    a = start([B.PY, gostg, "-L", f"socks5://{HOST}:{pa}", "-F", f"{scheme}://{HOST}:{pb}"] + extra,
+    a = start([B.PY, gostg, "-L", f"socks5://{HOST}:{pa}", "-F", f"{scheme}://{HOST}:{pb}{query}"] + extra,
               pa, f"{logs}/{tag}-A.log", env)
     return Pair(impl, hop, [a, b], pa)
 
@@ -146,27 +150,29 @@ def quantiles(xs):
 
 def report(res, pairs, args, env):
     ms = 1e3
-    lines = ["| chain | p50 ms | p90 ms | p99 ms | max ms | errors | p50 / v2ray | p99 / v2ray |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| chain | p50 ms | p90 ms | p99 ms | max ms | CPU µs/conn (A+B) | errors | p50 / v2ray | p99 / v2ray |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in pairs:
         name = p.name if p else "direct (no proxy)"
         r = res[name]
         if not r["t"]:
-            lines.append(f"| {name} | – | – | – | – | {r['err']} | | |")
+            lines.append(f"| {name} | – | – | – | – | – | {r['err']} | | |")
             continue
         q = quantiles(r["t"])
-        peer = res.get(f"v2ray {p.hop}") if p and p.impl != "v2ray" else None
+        peer = res.get(f"v2ray {p.hop.replace('-pipeline', '')}") if p and p.impl != "v2ray" else None
         ratios = ["", ""]
         if peer and peer["t"]:
             pq = quantiles(peer["t"])
             ratios = [f"{q[k] / pq[k]:.2f}×" for k in ("p50", "p99")]
         lines.append(f"| {name} | {q['p50'] * ms:.2f} | {q['p90'] * ms:.2f} | {q['p99'] * ms:.2f} | "
-                     f"{q['max'] * ms:.2f} | {r['err']} | " + " | ".join(ratios) + " |")
+                     f"{q['max'] * ms:.2f} | {r['cpu'] * 1e6 / len(r['t']):.0f} | {r['err']} | " + " | ".join(ratios) + " |")
     notes = [f"- {args.samples} samples per chain after {args.warmup} warm-up rounds, interleaved, "
              f"concurrency 1, {len(MESSAGE)}-byte echo, {args.gap * 1e3:g} ms gap after each close",
              f"- gostg log level: {args.level or 'default (info)'}; v2ray: {env['v2ray']}; "
              f"Python {env['python']}, {os.cpu_count()} CPUs (shared with the client and echo server)",
-             f"- gostg code: sha256 {env['code'][0]}, newest file {env['code'][1]} UTC"]
+             f"- gostg code: sha256 {env['code'][0]}, newest file {env['code'][1]} UTC",
+             "- CPU µs/conn: utime+stime of both chain processes over the measured rounds / samples "
+             "(/proc, 10 ms ticks: read it as a trend); the direct row has no proxy"]
     if args.before:
         notes.append(f"- gostg-before: {B.BEFORE_ROOT}")
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
@@ -200,6 +206,8 @@ def main():
             make_cert(tmp)
         for hop in hops:
             for impl in impls:
+                if impl != "gostg" and hop not in (V2RAY_HOPS if impl == "v2ray" else ()) and GOSTG_HOPS[hop][1]:
+                    continue   # v2ray's row is the plain one; gostg-before may not have the knob
                 if impl == "v2ray":
                     pair = v2ray_pair(hop, tmp, logs)
                 else:
@@ -207,8 +215,10 @@ def main():
                     pair = gostg_pair(impl, root, hop, tmp, logs, args.level)
                 procs += pair.procs
                 pairs.append(pair)
-        res = {p.name if p else "direct (no proxy)": {"t": [], "err": 0} for p in pairs}
+        res = {p.name if p else "direct (no proxy)": {"t": [], "err": 0, "cpu": 0.0} for p in pairs}
         for rnd in range(args.warmup + args.samples):
+            if rnd == args.warmup:
+                cpu0 = {p.name: sum(B.cpu_seconds(x.pid) for x in p.procs) for p in pairs if p}
             for p in pairs:
                 r = res[p.name if p else "direct (no proxy)"]
                 try:
@@ -222,6 +232,8 @@ def main():
                     time.sleep(args.gap)
                 if rnd >= args.warmup:
                     r["t"].append(t)
+        for p in pairs[1:]:
+            res[p.name]["cpu"] = sum(B.cpu_seconds(x.pid) for x in p.procs) - cpu0[p.name]
         text = report(res, pairs, args, env)
         print(text)
         with open(os.path.join(B.OUT, args.out), "w") as f:
