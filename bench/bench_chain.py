@@ -23,6 +23,10 @@ Rows (A's -F / v2ray A's outbound):
 ``gostg-before`` (opt-in, ``--before``): bin/gostg of the checkout in $GOSTG_BEFORE, same rows.
 gostg runs at its default log level (info: GOST's lines per connection, to a file); v2ray
 with its defaults (access log to stdout, to a file). Everything is on 127.0.0.1.
+
+``--dial-cpu`` measures instead the CPU of ``Router.dial`` in one process (gostg's dialling
+code, plus a scripted SOCKS5 hop and a sink in the same process): direct, through a socks5 hop,
+and with ``pipeline=true``; with ``--before`` also $GOSTG_BEFORE's code.
 """
 import argparse
 import json
@@ -40,6 +44,8 @@ import bench as B   # the relay bench's helpers: ports, echo server, SOCKS5 clie
 HOST = B.HOST
 V2RAY = shutil.which("v2ray") or "/usr/bin/v2ray"
 MESSAGE = b"0123456789abcdef" * 2
+#: seconds per socket operation of one sample; a sample that takes longer is an error
+SAMPLE_TIMEOUT = 5.0
 #: row → (gostg -F scheme, query on A's -F)
 GOSTG_HOPS = {"socks5": ("socks5", ""), "socks5-pipeline": ("socks5", "?pipeline=true"), "http": ("http", ""),
               "relay": ("relay", ""), "socks5+tls": ("socks5+tls", "")}
@@ -130,7 +136,7 @@ def make_cert(tmp):
 def sample(pair, echo_port):
     """Seconds from connect to the echo, through ``pair`` (None: straight to the echo server)."""
     t0 = time.perf_counter()
-    s = B.open_tunnel("socks5" if pair else "direct", pair.port if pair else 0, echo_port)
+    s = B.open_tunnel("socks5" if pair else "direct", pair.port if pair else 0, echo_port, timeout=SAMPLE_TIMEOUT)
     try:
         s.sendall(MESSAGE)
         if B.recv_exact(s, len(MESSAGE)) != MESSAGE:
@@ -138,6 +144,78 @@ def sample(pair, echo_port):
         return time.perf_counter() - t0
     finally:
         s.close()
+
+
+DIAL_CPU = r"""
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import gevent
+from gevent.server import StreamServer
+import gostg
+from gostg.core.context import Context
+
+def socks(c, _):   # a SOCKS5 next hop that answers each message (pipelined or not)
+    try:
+        buf = b""
+        while len(buf) < 3:
+            buf += c.recv(64) or b"!!!"
+        c.sendall(b"\x05\x00")
+        while len(buf) < 13:
+            buf += c.recv(64) or b"!" * 13
+        c.sendall(b"\x05\x00\x00\x01\x7f\x00\x00\x01\x00\x01")
+        c.recv(64)
+    except OSError:
+        pass
+    finally:
+        c.close()
+
+hop = StreamServer(("127.0.0.1", 0), socks); hop.start()
+sink = StreamServer(("127.0.0.1", 0), lambda c, _: (c.recv(1), c.close())); sink.start()
+node = {"name": "n", "addr": "127.0.0.1:%d" % hop.server_port, "connector": {"type": "socks5"}}
+if sys.argv[3] == "pipeline":
+    node["connector"]["metadata"] = {"pipeline": True}
+svc = {"addr": "127.0.0.1:0", "handler": {"type": "socks5"}, "listener": {"type": "tcp"}}
+g = gostg.Gost({"services": [dict(svc, name="direct"), dict(svc, name="chain", handler={"type": "socks5", "chain": "c"})],
+                "chains": [{"name": "c", "hops": [{"name": "h", "nodes": [node]}]}], "log": {"level": "error"}})
+g.start()
+service = g.service(sys.argv[2])
+router = service.handler.router
+
+def one():
+    ctx = Context(service.name, "127.0.0.1:1", "127.0.0.1:2", service.log, service.stats)
+    router.dial("tcp", "127.0.0.1:%d" % sink.server_port, ctx).close()
+    gevent.sleep(0)   # let the sink accept (a dial that never waits would starve it)
+
+for _ in range(300):
+    one()
+t0 = time.process_time()
+for _ in range(int(sys.argv[4])):
+    one()
+print((time.process_time() - t0) / int(sys.argv[4]) * 1e6)
+g.stop()
+"""
+
+
+def dial_cpu(args):
+    """CPU µs per Router.dial in one process (next hop and sink in-process too): direct, through
+    a socks5 hop, and with pipeline=true; this checkout and, with --before, $GOSTG_BEFORE."""
+    roots = [("gostg", B.ROOT)] + ([("gostg-before", B.BEFORE_ROOT)] if args.before else [])
+    cases = [("direct", "direct", ""), ("socks5 hop", "chain", ""), ("socks5 hop, pipeline=true", "chain", "pipeline")]
+    res = {}
+    for rnd in range(3):   # interleaved rounds; the median is shown
+        for label, root in roots:
+            for case, svc, mode in cases:
+                if mode and label != "gostg":
+                    continue
+                out = subprocess.run([B.PY, "-c", DIAL_CPU, root, svc, mode, str(args.dials)], capture_output=True,
+                                     text=True, timeout=600, cwd=root)
+                res.setdefault((case, label), []).append(float(out.stdout.split()[-1]))
+    lines = ["| Router.dial | " + " | ".join(lbl for lbl, _ in roots) + " |", "|---|" + "---:|" * len(roots)]
+    for case, _, _ in cases:
+        cells = [f"{statistics.median(res[(case, lbl)]):.0f}" if (case, lbl) in res else "–" for lbl, _ in roots]
+        lines.append(f"| {case}: CPU µs per dial | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + (f"\n\n- {args.dials} dials per run, 3 interleaved runs, median; the "
+                                 "scripted hop and the sink run in the same process and are counted too\n")
 
 
 def quantiles(xs):
@@ -188,7 +266,16 @@ def main():
     ap.add_argument("--before", action="store_true", help="add gostg-before ($GOSTG_BEFORE's bin/gostg)")
     ap.add_argument("--level", default="", help="gostg log level (default: gostg's own, info)")
     ap.add_argument("--out", default="chain.md", help="file name under bench/out/")
+    ap.add_argument("--dial-cpu", action="store_true",
+                    help="instead: CPU per Router.dial in one process (direct, socks5 hop, pipeline)")
+    ap.add_argument("--dials", type=int, default=3000, help="dials per --dial-cpu run")
     args = ap.parse_args()
+    if args.dial_cpu:
+        text = dial_cpu(args)
+        print(text)
+        with open(os.path.join(B.OUT, args.out), "w") as f:
+            f.write(text)
+        return
     hops = [h for h in args.hops.split(",") if h]
     impls = [i for i in args.impls.split(",") if i] + (["gostg-before"] if args.before else [])
     logs = os.path.join(B.OUT, "logs", os.path.splitext(args.out)[0])
