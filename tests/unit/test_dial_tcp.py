@@ -8,14 +8,7 @@ from gevent import socket
 
 from gostg.core import router
 
-
-@pytest.fixture
-def listener():
-    s = stdsocket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(8)
-    yield s
-    s.close()
+from .test_sockopts import listener  # noqa: F401  (the fixture: a loopback listening socket)
 
 
 def test_loopback_dial_completes_without_waiting_in_the_hub(listener, monkeypatch):

@@ -96,47 +96,20 @@ def test_refused_method_fails_closed(answer, md):
 
 
 @pytest.mark.parametrize("md", [PIPELINE, None])
-def test_auth_greeting_waits_for_the_pick(md):
+def test_auth_greeting_waits_for_the_pick_and_the_request_for_the_status_unless_pipelined(md):
     def server(sock, seen):
         seen["greeting"] = _read(sock, 4)
         seen["quiet"] = _quiet(sock)                     # nothing more before the pick
         sock.sendall(b"\x05\x02")
-        seen["auth"] = _read(sock, len(CREDS) + len(REQUEST), wait=0.3)   # before the status is sent
+        seen["early"] = _read(sock, len(CREDS) + len(REQUEST), wait=0.3)   # before the status is sent
         sock.sendall(b"\x01\x00")
-        seen["auth"] += _read(sock, len(CREDS) + len(REQUEST) - len(seen["auth"]))
+        seen["late"] = _read(sock, len(CREDS) + len(REQUEST) - len(seen["early"]))
         sock.sendall(OK_REPLY)
 
     conn, seen = _run(server, md, auth=("user", "pass"))
     assert seen["greeting"] == b"\x05\x02\x00\x02"
     assert seen["quiet"]
-    assert seen["auth"] == CREDS + REQUEST
-    assert not isinstance(conn, Exception)
-
-
-def test_pipeline_request_rides_with_the_credentials():
-    def server(sock, seen):
-        _read(sock, 4)
-        sock.sendall(b"\x05\x02")
-        seen["auth"] = _read(sock, len(CREDS) + len(REQUEST))   # the status not sent yet
-        sock.sendall(b"\x01\x00" + OK_REPLY)
-
-    conn, seen = _run(server, PIPELINE, auth=("user", "pass"))
-    assert seen["auth"] == CREDS + REQUEST
-    assert not isinstance(conn, Exception)
-
-
-def test_default_request_waits_for_the_auth_status():
-    def server(sock, seen):
-        _read(sock, 4)
-        sock.sendall(b"\x05\x02")
-        seen["auth"] = _read(sock, len(CREDS))
-        seen["quiet"] = _quiet(sock)
-        sock.sendall(b"\x01\x00")
-        seen["request"] = _read(sock, len(REQUEST))
-        sock.sendall(OK_REPLY)
-
-    conn, seen = _run(server, auth=("user", "pass"))
-    assert seen == {"auth": CREDS, "quiet": True, "request": REQUEST}
+    assert (seen["early"], seen["late"]) == ((CREDS + REQUEST, b"") if md else (CREDS, REQUEST))
     assert not isinstance(conn, Exception)
 
 
