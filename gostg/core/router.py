@@ -61,7 +61,7 @@ def _connect(s, sa):
         err = raw.connect_ex(sa)
     if err in (0, errno.EISCONN):
         return
-    if err not in (errno.EALREADY, errno.EINPROGRESS):
+    if err not in (errno.EALREADY, errno.EINPROGRESS, errno.EWOULDBLOCK):   # what gevent waits on
         raise OSError(err, os.strerror(err))
     s.connect(sa)
 
