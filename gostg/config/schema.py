@@ -437,6 +437,9 @@ MD_CONNECTOR_BASE = md(_tune("connectTimeout", "reference/connectors/masque/", "
 MD_HTTP_CONNECTOR = md(Key("header", MAP), _tune("userAgent", "reference/connectors/http/", "User-Agent", ))
 MD_HTTP2_CONNECTOR = md(Key("timeout", DURATION), Key("header", MAP))
 MD_SOCKS5_CONNECTOR = md(Key("relay", choices=("", "udp")),
+                         Key("pipeline", BOOL, meaning="gostg: send the request without waiting for the method (and auth) "
+                                     "answer, one round trip less; the server must read them as a stream "
+                                     "(GOST and gostg do; microsocks does not)"),
                          Key("noTLS", BOOL, aliases=("notls",),
                              meaning="gostg never asks for GOST's SOCKS5 TLS method: always in effect"),
                          _tune("udpBufferSize", "reference/connectors/socks5/", "UDP buffer size", INT,

@@ -8,11 +8,14 @@ Fail closed: a chain, hop, bypass, resolver or hosts name that does not resolve 
 with MissingReference (no retries: waiting does not create it); it never means "direct" or
 "no bypass". A chain whose hops all bypass the target is still direct, as in GOST.
 """
+import errno
+import os
 import time
 
 import gevent
 from gevent import socket
 
+from .._compat import raw_socket
 from ..errors import BypassError, DialError
 from ..policy.bypass import bypass_hit
 from ..policy.group import MissingReference, lookup
@@ -39,12 +42,28 @@ def dial_tcp(addr, timeout, sockopts=None):
     else:
         s = socket.socket(family, socket.SOCK_STREAM)
         try:
-            s.connect((host, port))
+            _connect(s, (host, port))
         except BaseException:
             s.close()
             raise
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
+
+
+def _connect(s, sa):
+    """``s.connect(sa)`` without the trip through the hub when the kernel has finished the
+    handshake by the time the non-blocking connect returns (loopback, a host on this machine:
+    the SYN-ACK is processed before the syscall returns): a second ``connect_ex`` says so.
+    Otherwise gevent waits for writability as usual (bounded by the caller's deadline)."""
+    raw = raw_socket(s)
+    err = raw.connect_ex(sa)
+    if err == errno.EINPROGRESS:
+        err = raw.connect_ex(sa)
+    if err in (0, errno.EISCONN):
+        return
+    if err not in (errno.EALREADY, errno.EINPROGRESS, errno.EWOULDBLOCK):   # what gevent waits on
+        raise OSError(err, os.strerror(err))
+    s.connect(sa)
 
 
 class MissingTarget(DialError):

@@ -126,9 +126,9 @@ class Handler:
 
     @staticmethod
     def relay(conn, upstream, ctx, target):
-        ctx.log.info(f"{ctx.src} <-> {target}", dst=target)
         t0 = time.monotonic()
-        inp, out = relay.pipe(conn, upstream)
+        # the "<->" line is written once the relay first waits: bytes already here go on first
+        inp, out = relay.pipe(conn, upstream, lambda: ctx.log.info(f"{ctx.src} <-> {target}", dst=target))
         ctx.stats_bytes(inp, out)
         ctx.log.info(f"{ctx.src} >-< {target}", dst=target, duration=round(time.monotonic() - t0, 6),
                      inputBytes=inp, outputBytes=out)

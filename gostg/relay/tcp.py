@@ -126,7 +126,7 @@ def _stop(watchers):
         w.stop()
 
 
-def _pipe_sockets(a, b):
+def _pipe_sockets(a, b, started):
     ra, rb = raw_socket(a), raw_socket(b)
     # the sockets' own watchers: this greenlet owns both sockets while it relays, and a
     # tunnel then makes no watchers of its own (gevent closes these with the sockets)
@@ -169,6 +169,7 @@ def _pipe_sockets(a, b):
                 continue
             if waiter is None:
                 continue
+            started()   # idle until a watcher fires: a caller's bookkeeping delays no byte now
             try:
                 if idle is None:
                     waiter.get().need = None
@@ -256,9 +257,21 @@ def _plain(c):
     return isinstance(c, socket.socket) and type(c) is socket.socket and has_raw_socket(c)
 
 
-def pipe(client, upstream):
+def pipe(client, upstream, started=None):
     """Relay until both directions end; closes both conns. → ``(input_bytes, output_bytes)``:
-    input = from the client, output = to the client (GOST's inputBytes/outputBytes)."""
+    input = from the client, output = to the client (GOST's inputBytes/outputBytes).
+
+    ``started()`` (the caller's "tunnel open" log line) runs once, before this returns: for
+    two plain sockets the first time the relay has nothing to move, so the bytes that were
+    already waiting (a pipelined request, the first payload of a chain's next hop) go on
+    before it rather than after it; else at the start."""
+    once = [started]
+
+    def start():
+        if once[0] is not None:
+            hook, once[0] = once[0], None
+            hook()
+
     client, cpend = unwrap(client)
     upstream, upend = unwrap(upstream)
     try:
@@ -267,12 +280,14 @@ def pipe(client, upstream):
         if upend:
             client.sendall(upend)
         if _plain(client) and _plain(upstream):
-            inp, out = _pipe_sockets(client, upstream)
+            inp, out = _pipe_sockets(client, upstream, start)
         else:
+            start()
             inp, out = _pipe_generic(client, upstream)
     except OSError:
         inp = out = 0
     finally:
         _close(client)
         _close(upstream)
+        start()
     return inp + len(cpend), out + len(upend)

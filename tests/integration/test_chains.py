@@ -147,6 +147,24 @@ def test_http_connector_with_wrong_auth(origin):
         assert wait_log(server, "authentication failed")
 
 
+@pytest.mark.parametrize("auth", ["", "user:pass@"])
+def test_socks5_pipeline_hop(origin, auth):
+    """?pipeline=true against a gostg server: greeting and request in one write still reach the
+    target, with and without auth; wrong credentials still get 503."""
+    ps, pa, pbad = free_port(), free_port(), free_port()
+    with Gost("-L", f"socks5://{auth}127.0.0.1:{ps}", ports=[ps]), \
+            Gost("-L", f"http://127.0.0.1:{pa}", "-F", f"socks5://{auth}127.0.0.1:{ps}?pipeline=true", ports=[pa]), \
+            Gost("-L", f"http://127.0.0.1:{pbad}", "-F", f"socks5://user:bad@127.0.0.1:{ps}?pipeline=true",
+                 ports=[pbad]):
+        rc, status, body = _get(["-x", f"http://127.0.0.1:{pa}"], f"{origin.url}/pipe")
+        assert (rc, status) == (0, 200) and _ok(origin, body, "/pipe"), body
+        p = curl("-p", "-x", f"http://127.0.0.1:{pa}", f"{origin.url}/pipe-connect")
+        assert p.returncode == 0 and _ok(origin, p.stdout, "/pipe-connect"), p.stderr
+        if auth:
+            rc, status, _ = _get(["-x", f"http://127.0.0.1:{pbad}"], f"{origin.url}/pipe-bad")
+            assert status == 503
+
+
 def test_socks4_connector(origin):
     ps, pa = free_port(), free_port()
     with Gost("-D", "-L", f"socks4://127.0.0.1:{ps}", ports=[ps]) as server, \
