@@ -15,6 +15,10 @@ gevent     ``gevent.socket.socket           ``io_watchers``: the TCP relay (rela
            ._read_event / ._write_event``   the two sockets' own io watchers, idle while its
                                             greenlet owns them, instead of making (and
                                             fd-checking) new ones for every tunnel.
+gevent     ``gevent.socket.socket._wait``   ``wait_readable``: the HTTP forward path
+                                            (transport/buffered.py) parks on the socket's read
+                                            watcher before a recv that could only fail with
+                                            EAGAIN; gevent's own wait, with the socket's timeout.
 gevent     ``BaseServer._stop_event``       ``mark_server_stopped``: a retired service marks its
                                             server stopped, so a freed pool slot cannot restart
                                             accepting, without ``close()``, which would close
@@ -35,6 +39,14 @@ raw_socket = attrgetter("_sock")
 #: ``io_watchers(gevent_socket)`` → its ``(read, write)`` libev io watchers (``start(cb, *args)``,
 #: ``stop()``); gevent makes both when it makes the socket and closes them with it.
 io_watchers = attrgetter("_read_event", "_write_event")
+
+
+def wait_readable(sock):
+    """Wait until the gevent socket ``sock`` is readable (its timeout applies, as to ``recv``);
+    a closed socket returns at once, and its next ``recv`` raises what it always raises."""
+    ev = sock._read_event
+    if ev is not None:
+        sock._wait(ev)
 
 
 def has_raw_socket(sock):

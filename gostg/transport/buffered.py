@@ -1,6 +1,7 @@
 """Conn helpers: a socket with bytes pushed back, and a message reader over any conn."""
 from gevent.socket import socket as _GeventSocket
 
+from .._compat import wait_readable
 from ..errors import NeedData, ProtocolError
 
 
@@ -96,9 +97,7 @@ class Stream:
         if quiet and not self.buf and type(self.conn) is _GeventSocket:
             # a plain socket only: a TLS or buffered conn may already hold the bytes; a closed
             # one has no watcher, and its recv below raises what a read of it always raised
-            ev = self.conn._read_event
-            if ev is not None:
-                self.conn._wait(ev)
+            wait_readable(self.conn)
         while True:
             if self.buf:
                 try:

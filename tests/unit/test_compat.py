@@ -75,3 +75,22 @@ def test_hyperframe__raw_data_repr_is_patched_and_gives_the_same_output():
     for data in (b"", None, b"x", b"0123456789", b"\x00" * 10, b"\xff" * 11, b"ab" * 600000):
         assert _compat._raw_data_repr(data) == original(data)
     assert "<hex:78787878" in repr(hyperframe.frame.DataFrame(1, data=b"x" * 100))
+
+
+def test_gevent_socket__wait_is_a_wait_on_a_watcher_with_the_timeout():
+    import gevent
+    a, b = socket.socketpair()
+    try:
+        a.settimeout(0.05)
+        with pytest.raises(socket.timeout):      # nothing to read: the socket's timeout applies
+            _compat.wait_readable(a)
+        a.settimeout(None)
+        gevent.spawn_later(0.02, b.sendall, b"x")
+        with gevent.Timeout(2):
+            _compat.wait_readable(a)             # returns once the byte is there, without reading it
+        assert a.recv(1) == b"x", f"gevent {version('gevent')}: socket._wait changed"
+        a.close()
+        _compat.wait_readable(a)                 # closed: no watcher, no wait
+    finally:
+        a.close()
+        b.close()
