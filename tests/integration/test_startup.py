@@ -14,6 +14,10 @@ import textwrap
 
 from .helpers import GOSTG, ROOT, free_port, wait_port
 
+#: gostg as a user starts it: without the test run's own gevent switches (CI sets
+#: GEVENT_MONITOR_THREAD_ENABLE, whose monitor thread loads pprint and gevent's plugin metadata)
+ENV = {k: v for k, v in os.environ.items() if not k.startswith("GEVENT_")}
+
 #: what ``-L socks5://127.0.0.1:P`` has no use for: other protocols and transports, the DNS
 #: client (dnspython), YAML, auth, TLS settings, hosts, and what only hooks, probes,
 #: netns or threads need
@@ -39,7 +43,7 @@ def _serve_and_stop(*args, ports):
     """bin/gostg under -v until every port accepts, then SIGTERM → (rc, stderr)."""
     with tempfile.TemporaryFile("w+") as err:   # -v writes more than a pipe holds
         proc = subprocess.Popen([sys.executable, "-v", GOSTG, *args], stdout=subprocess.DEVNULL, stderr=err,
-                                text=True, cwd=ROOT)
+                                text=True, cwd=ROOT, env=ENV)
         try:
             for p in ports:
                 wait_port(p, proc=proc, timeout=20)
@@ -52,7 +56,7 @@ def _serve_and_stop(*args, ports):
 
 def _run(*args):
     r = subprocess.run([sys.executable, "-v", GOSTG, *args], capture_output=True, text=True,
-                       timeout=30, cwd=ROOT)
+                       timeout=30, cwd=ROOT, env=ENV)
     return r.returncode, r.stdout, _imported(r.stderr)
 
 
