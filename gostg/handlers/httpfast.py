@@ -99,7 +99,7 @@ class _Session:
             self.timer = None
 
     def _arm(self, after):
-        if self.timer is not None:
+        if self.timer is not None:   # (from its own callback too: gevent.Timeout does the same)
             self.timer.close()
         self.timer = self.loop.timer(max(after, 0.001))
         self.timer.start(self._on_timer)
@@ -111,6 +111,12 @@ class _Session:
         self.ended = True
         self._stop()
         self.waiter.switch((kind, value))
+
+    def throw(self, exc):
+        """What gevent does to whoever waits on a socket's watcher when another greenlet
+        closes that socket (hub.cancel_wait → ``callback.__self__.throw``): as a greenlet
+        parked in a read of it, the session ends with that error."""
+        self._end("raise", exc)
 
     def _sent_back(self, unsent=b""):
         """The request went (but for ``unsent``); its response is the greenlet path's."""
