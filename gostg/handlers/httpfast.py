@@ -113,7 +113,7 @@ class _Session:
         self.waiter.switch((kind, value))
 
     def throw(self, exc):
-        """What gevent does to whoever waits on a socket's watcher when another greenlet
+        """(``exc``: an exception or its class.) What gevent does to whoever waits on a socket's watcher when another greenlet
         closes that socket (hub.cancel_wait → ``callback.__self__.throw``): as a greenlet
         parked in a read of it, the session ends with that error."""
         self._end("raise", exc)
