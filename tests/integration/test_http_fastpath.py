@@ -4,18 +4,16 @@ framing, pipelining, target switches, peers closing at awkward moments, stats an
 the greenlet path writes them; embedded runs check the debug counters (no watcher restart per
 request), the idle timeout and a service stop with requests in flight (no fd or greenlet left)."""
 import json
-import os
 import socket
-import subprocess
-import sys
 import textwrap
 import threading
 import time
 
 import pytest
 
-from .helpers import ROOT, Gost, free_port
+from .helpers import Gost, free_port
 from .peers import fd_baseline, fd_settle, recv_all
+from .test_embed import run_script
 
 
 def body(path, n):
@@ -318,11 +316,15 @@ def test_client_closing_mid_response_leaks_nothing(proxy):
 # --- embedded runs: the debug counters, the idle timeout, a stop with requests in flight -----
 
 PRELUDE = """\
-from gevent import monkey; monkey.patch_all()
-import gc, json, os, socket, sys, time
+import gc, json, os, time
 import gevent, greenlet
-import gostg
 from gostg.handlers import http as H, httpfast
+
+def serving(port):
+    g = gostg.Gost({"services": [{"name": "h", "addr": "127.0.0.1:%d" % port, "handler": {"type": "http"}}],
+                    "log": {"level": "error"}})
+    g.start()
+    return g
 
 def client(port):
     return socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -349,27 +351,17 @@ def greenlets():
 
 
 def run_embedded(body_text, tmp_path, timeout=60):
-    script = tmp_path / "fast_app.py"
-    script.write_text(PRELUDE + textwrap.dedent(body_text))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
-                       env=env, cwd=str(tmp_path))
+    """test_embed's monkey-patched script with PRELUDE and ``body_text``; → its last line as JSON."""
+    r = run_script(PRELUDE + textwrap.dedent(body_text), tmp_path, timeout=timeout)
     assert r.returncode == 0, r.stdout + r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
-
-
-def _service(port):
-    return f'{{"services": [{{"name": "h", "addr": "127.0.0.1:{port}", "handler": {{"type": "http"}}}}], ' \
-           f'"log": {{"level": "error"}}}}'
 
 
 def test_steady_state_starts_no_watcher_per_request(tmp_path):
     port = free_port()
     with ScriptOrigin() as o:
         out = run_embedded(f"""
-            g = gostg.Gost({_service(port)})
-            g.start()
+            g = serving({port})
             c = client({port})
             for i in range(300):
                 head, rest = get(c, "{o.url}/len/r%d/%d" % (i, i * 37), i * 37)
@@ -388,8 +380,7 @@ def test_idle_timeout_closes_and_a_slow_response_is_not_idle(tmp_path):
     with ScriptOrigin() as o:
         out = run_embedded(f"""
             H.HTTPHandler.idle_timeout = 0.5
-            g = gostg.Gost({_service(port)})
-            g.start()
+            g = serving({port})
             c = client({port})
             res = {{}}
             for i in range(8):                  # activity every 0.2 s keeps it open past 0.5 s
@@ -418,8 +409,7 @@ def test_stop_with_requests_in_flight_leaves_no_fd_or_greenlet(tmp_path):
     with ScriptOrigin() as o:
         out = run_embedded(f"""
             # a first run, for what stays for the process lifetime (hub threads, resolver, imports)
-            g = gostg.Gost({_service(port)})
-            g.start()
+            g = serving({port})
             c = client({port})
             get(c, "{o.url}/len/warm/5", 5)
             get(c, "{o.url}/len/warm2/5", 5)
@@ -427,8 +417,7 @@ def test_stop_with_requests_in_flight_leaves_no_fd_or_greenlet(tmp_path):
             g.stop()
             gevent.sleep(0.2)
             base_fds, base_gl = fds(), greenlets()
-            g = gostg.Gost({_service(port)})
-            g.start()
+            g = serving({port})
             conns = []
             for i in range(20):
                 c = client({port})
@@ -453,8 +442,7 @@ def test_stop_with_requests_in_flight_leaves_no_fd_or_greenlet(tmp_path):
             leaked = {{"fds": fds() - base_fds, "greenlets": greenlets() - base_gl}}
             # the fd numbers come back for new sockets: a watcher left started on one would
             # leave them deaf
-            g = gostg.Gost({_service(port)})
-            g.start()
+            g = serving({port})
             served = 0
             for i in range(40):
                 c = client({port})
