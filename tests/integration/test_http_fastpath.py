@@ -121,6 +121,12 @@ class Client:
     def get(self, url, extra=""):
         self.send(f"GET {url} HTTP/1.1\r\nHost: x\r\nProxy-Connection: keep-alive\r\n{extra}\r\n".encode())
 
+    def small_requests(self, origin, n, tag):
+        """``n`` small requests to ``origin``: after the first, the fast path's."""
+        for i in range(n):
+            self.get(origin.url + f"/len/{tag}{i}/3")
+            assert self.response()[2] == body(f"/len/{tag}{i}/3", 3)
+
     def _fill(self):
         d = self.sock.recv(1 << 20)
         if not d:
@@ -240,9 +246,7 @@ def test_switching_targets_and_back(proxy):
 def test_request_with_body_and_malformed_requests_go_the_greenlet_way(proxy):
     with ScriptOrigin() as o:
         c = Client(proxy.port)
-        for i in range(2):
-            c.get(o.url + f"/len/w{i}/3")
-            c.response()
+        c.small_requests(o, 2, "w")
         c.send(f"POST {o.url}/len/post/0 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello".encode())
         assert c.response()[2] == b"hello"
         c.get(o.url + "/len/after/6")
@@ -257,9 +261,7 @@ def test_request_with_body_and_malformed_requests_go_the_greenlet_way(proxy):
 def test_until_close_response_after_fast_requests(proxy):
     with ScriptOrigin() as o:
         c = Client(proxy.port)
-        for i in range(3):
-            c.get(o.url + f"/len/u{i}/10")
-            c.response()
+        c.small_requests(o, 3, "u")
         c.get(o.url + "/eof/u/50000")
         while b"\r\n\r\n" not in c.buf:
             c._fill()
@@ -298,9 +300,7 @@ def test_client_closing_mid_response_leaks_nothing(proxy):
         start = fd_baseline(pid)
         for i in range(20):
             c = Client(proxy.port)
-            for j in range(3):
-                c.get(o.url + f"/len/k{i}{j}/10")
-                c.response()
+            c.small_requests(o, 3, f"k{i}-")
             c.get(o.url + f"/len/big{i}/20000000")       # far more than the socket buffers
             c._fill()
             c.close()
