@@ -8,13 +8,20 @@ names the library and the name) instead of breaking a relay somewhere at run tim
 library    private name                     used by, and why
 ========== ================================ ====================================================
 gevent     ``gevent.socket.socket._sock``   ``raw_socket``: the libev fast paths (relay/tcp.py,
-                                            relay/udp.py, listeners/udp.py) call the real
+                                            relay/udp.py, listeners/udp.py,
+                                            handlers/httpfast.py) call the real
                                             non-blocking stdlib socket from a watcher callback,
                                             without a greenlet switch per read or write.
 gevent     ``gevent.socket.socket           ``io_watchers``: the TCP relay (relay/tcp.py) waits on
            ._read_event / ._write_event``   the two sockets' own io watchers, idle while its
                                             greenlet owns them, instead of making (and
-                                            fd-checking) new ones for every tunnel.
+                                            fd-checking) new ones for every tunnel; the HTTP
+                                            fast path (handlers/httpfast.py) keeps them
+                                            started across requests.
+gevent     ``Hub.cancel_wait`` calling      httpfast's session is a watcher callback's
+           ``callback.__self__.throw``      ``__self__``: a socket closed under it by another
+                                            greenlet ends it with gevent's read error, as a
+                                            parked greenlet (tests/unit/test_httpfast.py).
 gevent     ``gevent.socket.socket._wait``   ``wait_readable``: the HTTP forward path
                                             (transport/buffered.py) parks on the socket's read
                                             watcher before a recv that could only fail with

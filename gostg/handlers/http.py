@@ -27,6 +27,7 @@ from ..protocols.addr import join_host_port, split_host_port
 from ..core.registry import handlers
 from .base import Handler
 from .body import send_body
+from . import httpfast
 from .probe import ProbeResist
 
 PROXY_AGENT = "gost/3.0"
@@ -147,14 +148,46 @@ def _origin_form(req):
     return http.Request(req.method, path, req.version, req.headers).encode()
 
 
-def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay, response_header=None):
-    """Send one request, relay its response (with ``response_header`` set on it). → whether
-    the connection may carry another."""
-    client_keep, body = http.request_framing(req)
+def upstream_request(req, path, client_keep):
+    """The request as it goes upstream (hop headers dropped, origin-form ``path``)."""
     req.headers.remove_all(_HOP_HEADERS)
     if req.version == "HTTP/1.0" and not client_keep:
         req.headers.set("Connection", "close")
-    send_all(upstream, http.Request(req.method, path, req.version, req.headers).encode())
+    return http.Request(req.method, path, req.version, req.headers).encode()
+
+
+def client_head(resp, req, client_keep, response_header=None):
+    """The response head as the client gets it."""
+    if req.version == "HTTP/1.0":
+        resp.version = "HTTP/1.0"
+    if not client_keep:
+        resp.headers.set("Connection", "close")
+    if response_header:
+        for k, v in response_header.items():
+            resp.headers.set(k, v)
+    return resp.encode()
+
+
+def send_response(conn, up, head, framer, tally):
+    """The response head (with any body bytes it carries), then the rest of the body."""
+    send_all(conn, head)
+    tally[0] += len(head)
+    if framer is not None and not framer.done:
+        tally[0] += send_body(up, conn, framer)
+
+
+def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay, response_header=None,
+               sent=None):
+    """Send one request, relay its response (with ``response_header`` set on it). → whether
+    the connection may carry another. ``sent``: ``(client_keep, unsent bytes)`` of a request
+    the fast path (httpfast.py) already sent but for those bytes."""
+    if sent is None:
+        client_keep, body = http.request_framing(req)
+        send_all(upstream, upstream_request(req, path, client_keep))
+    else:
+        (client_keep, unsent), body = sent, None
+        if unsent:
+            send_all(upstream, unsent)
     sender = gevent.spawn(send_body, s, upstream, body) if body else None
     try:
         while True:
@@ -164,14 +197,7 @@ def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay
             head = resp.encode()  # 100 Continue and friends
             conn.sendall(head)
             tally[0] += len(head)
-        if req.version == "HTTP/1.0":
-            resp.version = "HTTP/1.0"
-        if not client_keep:
-            resp.headers.set("Connection", "close")
-        if response_header:
-            for k, v in response_header.items():
-                resp.headers.set(k, v)
-        head = resp.encode()
+        head = client_head(resp, req, client_keep, response_header)
         if resp.status == 101:
             conn.sendall(head)
             tally[0] += len(head)
@@ -187,10 +213,7 @@ def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay
             n = framer.feed(up.buf)
             head += up.buf[:n]
             del up.buf[:n]
-        send_all(conn, head)
-        tally[0] += len(head)
-        if framer is not None and not framer.done:
-            tally[0] += send_body(up, conn, framer)
+        send_response(conn, up, head, framer, tally)
         if sender is not None:
             sender.get(timeout=read_timeout)
     finally:
@@ -296,23 +319,25 @@ class HTTPHandler(Handler):
     def _proxy(self, conn, s, req, ctx):
         upstream = up = None
         up_target = checked = None
+        sent = None   # what the fast path sent of a request it handed back before its response
         t0 = time.monotonic()
         tally = [0]  # bytes sent to the client
         idle = gevent.Timeout(self.idle_timeout)   # one timer, restarted for each request
         try:
             while True:
-                try:
-                    target, path = _target(req)
-                except ProtocolError:
-                    _reply(conn, 400, "Bad Request")
-                    raise
-                ctx.target = target
-                if target != checked:
-                    if _is_self(target, ctx.local):
-                        _reply(conn, 508, "Loop Detected")
-                        ctx.log.warning("request addressed to the proxy itself", dst=target)
-                        return
-                    checked = target
+                if sent is None:
+                    try:
+                        target, path = _target(req)
+                    except ProtocolError:
+                        _reply(conn, 400, "Bad Request")
+                        raise
+                    ctx.target = target
+                    if target != checked:
+                        if _is_self(target, ctx.local):
+                            _reply(conn, 508, "Loop Detected")
+                            ctx.log.warning("request addressed to the proxy itself", dst=target)
+                            return
+                        checked = target
                 reused = upstream is not None and target == up_target
                 for attempt in range(2):
                     if not reused:
@@ -323,9 +348,10 @@ class HTTPHandler(Handler):
                             return
                         up, up_target = Stream(upstream), target
                         ctx.log.info(f"{ctx.src} <-> {target}", dst=target)
+                        sent = None
                     try:
                         keep = round_trip(conn, s, req, path, upstream, up, ctx, tally, self.read_timeout,
-                                          self.relay)
+                                          self.relay, sent=sent)
                         break
                     except EOFError:
                         # A kept-alive upstream may have closed while idle: one fresh try for
@@ -336,6 +362,17 @@ class HTTPHandler(Handler):
                         _reply(conn, 502, "Bad Gateway")
                         ctx.log.error("upstream closed without a response", dst=target)
                         return
+                sent = None
+                if keep and httpfast.eligible(self, conn, s, upstream, up):
+                    back = httpfast.serve(conn, s, upstream, up, up_target, tally, self.idle_timeout)
+                    if back[0] == httpfast.DONE:
+                        return
+                    if back[0] == httpfast.SENT:
+                        req, path, sent = back[1:]
+                        continue
+                    if back[0] == httpfast.BODY:
+                        framer, keep, unsent = back[1:]
+                        send_response(conn, up, unsent, framer, tally)
                 req = self._next_request(conn, s, ctx, idle) if keep else None
                 if req is None:
                     return

@@ -63,6 +63,9 @@ class Headers:
 
     def remove_all(self, lowered):
         """Drops every header whose lower-cased name is in ``lowered`` (a set), in one pass."""
+        if self._raw is not None and type(lowered) is frozenset \
+                and not _names_line(lowered).search(self._raw):
+            return   # canonical text: unchanged (and unsplit) when none is there
         items = self._list()
         kept = [kv for kv in items if kv[0].lower() not in lowered]
         if len(kept) != len(items):
@@ -83,6 +86,18 @@ class Headers:
 
     def encode(self):
         return self.text().encode("latin-1")
+
+
+_NAMES_LINE = {}
+
+
+def _names_line(lowered):
+    """A regex finding a canonical header line named by one of ``lowered`` (memoised)."""
+    r = _NAMES_LINE.get(lowered)
+    if r is None:
+        r = _NAMES_LINE[lowered] = re.compile(
+            "^(?:%s):" % "|".join(map(re.escape, sorted(lowered))), re.IGNORECASE | re.MULTILINE | re.ASCII)
+    return r
 
 
 class Request:
@@ -163,8 +178,9 @@ _CANONICAL = rf"((?:{_T}: (?:{_V}(?:[^\r\n\x0b\x0c]*{_V})?)?\r\n)*+)\r\n"
 _CANONICAL_REQUEST = re.compile(rf"({_T}) ([^ \r\n]+) (HTTP/1\.[01])\r\n{_CANONICAL}")
 _CANONICAL_RESPONSE = re.compile(rf"(HTTP/1\.[^ \r\n]*) ([0-9]{{3}}) ([^\r\n]*)\r\n{_CANONICAL}")
 _HEADER = re.compile(rf"({_T}): ([^\r\n]*)\r\n")
-_FRAMING_LINE = re.compile(r"^(connection|transfer-encoding|content-length): ([^\r\n]*)\r\n",
-                           re.IGNORECASE | re.MULTILINE | re.ASCII)
+# over "\n" + the lower-cased text (cheaper than a case-blind match: latin-1 lower-cases
+# only letters, and framing reads its tokens lower-cased and its lengths as digits anyway)
+_FRAMING_LINE = re.compile(r"\n(?:(connection)|(transfer-encoding)|(content-length)): ([^\r\n]*)")
 
 
 def _canonical(pattern, buf):
@@ -225,8 +241,8 @@ def framing_headers(headers):
     Content-Length values)``: all that keep-alive and body framing depend on."""
     found = ([], [], [])
     if headers._raw is not None:   # canonical text: only the lines that matter are looked at
-        for k, v in _FRAMING_LINE.findall(headers._raw):
-            found[_FRAMING[k.lower()]].append(v)
+        for conn, te, cl, v in _FRAMING_LINE.findall("\n" + headers._raw.lower()):
+            found[0 if conn else 1 if te else 2].append(v)
         return found
     get = _FRAMING.get
     for k, v in headers._list():
@@ -237,13 +253,18 @@ def framing_headers(headers):
 
 
 def _tokens(values):
+    if len(values) == 1 and "," not in values[0]:   # the usual single token
+        return {values[0].strip().lower()}
     return {t.strip().lower() for v in values for t in v.split(",")}
 
 
 def _content_length(values):
     if not values:
         return None
-    vals = {v.strip() for val in values for v in val.split(",")}
+    if len(values) == 1 and "," not in values[0]:
+        vals = {values[0].strip()}
+    else:
+        vals = {v.strip() for val in values for v in val.split(",")}
     if len(vals) != 1:
         raise ProtocolError("conflicting Content-Length")
     v = vals.pop()

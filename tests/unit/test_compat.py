@@ -94,3 +94,28 @@ def test_gevent_socket__wait_is_a_wait_on_a_watcher_with_the_timeout():
     finally:
         a.close()
         b.close()
+
+
+def test_gevent_hub_cancel_wait_throws_into_the_callbacks_owner():
+    """Closing a socket whose read watcher is started with a bound method calls
+    ``method.__self__.throw(error)`` (httpfast's session relies on it to end like a greenlet)."""
+    import gevent
+
+    class Owner:
+        thrown = None
+
+        def on_read(self):
+            pass
+
+        def throw(self, exc):
+            self.thrown = exc
+
+    a, b = socket.socketpair()
+    owner = Owner()
+    _compat.io_watchers(a)[0].start(owner.on_read)
+    a.close()
+    gevent.sleep(0.01)
+    b.close()
+    # an OSError, its class or an instance (``raise`` takes either)
+    thrown = owner.thrown if isinstance(owner.thrown, type) else type(owner.thrown)
+    assert issubclass(thrown, OSError), f"gevent {version('gevent')}: cancel_wait changed"
