@@ -42,7 +42,11 @@ def yaml_gost(tmp_path, text, n=1):
     cfg = tmp_path / "gost.yaml"
     cfg.write_text(text)
     g = Gost("-C", str(cfg)).start()
-    listening(g, n)
+    try:
+        listening(g, n)
+    except BaseException:
+        g.stop()        # a gostg that never listened is not left running after the failure
+        raise
     return g
 
 
