@@ -26,6 +26,11 @@ gevent     ``gevent.socket.socket._wait``   ``wait_readable``: the HTTP forward 
                                             (transport/buffered.py) parks on the socket's read
                                             watcher before a recv that could only fail with
                                             EAGAIN; gevent's own wait, with the socket's timeout.
+gevent     ``Pool._semaphore``              ``release_pool_slot``: a detached tunnel
+                                            (core/connpool.py) keeps its ended greenlet's pool
+                                            slot and gives it back when it ends; the semaphore
+                                            is what the accept loop's ``full()`` and restart
+                                            watch, and Pool has no public "release a slot".
 gevent     ``BaseServer._stop_event``       ``mark_server_stopped``: a retired service marks its
                                             server stopped, so a freed pool slot cannot restart
                                             accepting, without ``close()``, which would close
@@ -59,6 +64,11 @@ def wait_readable(sock):
 def has_raw_socket(sock):
     """True when ``sock`` carries a stdlib socket ``raw_socket`` can take."""
     return hasattr(sock, "_sock")
+
+
+def release_pool_slot(pool):
+    """Give back a slot of a gevent Pool whose greenlet left without releasing it."""
+    pool._semaphore.release()
 
 
 def mark_server_stopped(server):

@@ -10,11 +10,11 @@ accept, or before the handler starts), with one error line naming it (never "adm
 import time
 
 import gevent
-from gevent import Greenlet
-from gevent.pool import Pool
+from gevent import getcurrent
 from gevent.socket import socket as GeventSocket
 
 from .._compat import mark_server_stopped
+from .connpool import ConnPool
 from .context import Context
 from ..errors import ProtocolError
 from .hooks import run_hooks
@@ -28,19 +28,18 @@ _NO_LEASE = Lease(None, ())
 _ENDS = (Exception, gevent.Timeout)
 
 
-class ConnGreenlet(Greenlet):
-    """A connection's greenlet. It records no spawning stack (gevent's debugging aid, on by
-    default: up to 10 frame records per greenlet, ~0.7 KiB an idle tunnel would hold, and CPU
-    at every accept); the process-wide gevent setting stays as the embedding app has it."""
-
-    spawning_stack_limit = 0
-
-
 class Stats:
     __slots__ = ("total_conns", "total_errs", "input_bytes", "output_bytes")
 
     def __init__(self):
         self.total_conns = self.total_errs = self.input_bytes = self.output_bytes = 0
+
+
+def _closed(lease, conn, sock, ctx):
+    lease.release()
+    conn.close()
+    sock.close()
+    ctx.log.debug(f"{ctx.src} >< {ctx.local}")
 
 
 def _addr(a):
@@ -74,7 +73,7 @@ class Service:
         self.state = "running"
         self.events = []
         self.create_time = time.time()
-        self.pool = Pool(self.max_conns, greenlet_class=ConnGreenlet)
+        self.pool = ConnPool(self.max_conns)
         self.server = None
         self._addr = ""
         self.cfg_addr = ""   # the address as configured (a same-address PUT adopts the socket)
@@ -154,10 +153,16 @@ class Service:
         except _ENDS as exc:
             self._failed(ctx, exc)
         finally:
-            lease.release()
-            (conn or sock).close()
-            sock.close()
-            ctx.log.debug(f"{src} >< {ctx.local}")
+            t = getattr(getcurrent(), "tunnel", None)   # a listener may call from its own greenlet
+            if t is None:
+                _closed(lease, conn or sock, sock, ctx)
+            else:   # the tunnel went on without this greenlet: it ends the connection
+                t.then(self._detached_end, t, lease, conn or sock, sock, ctx)
+
+    def _detached_end(self, t, lease, conn, sock, ctx):
+        if t.error is not None:
+            self._failed(ctx, t.error)
+        _closed(lease, conn, sock, ctx)
 
     def _proxy_header(self, sock, peer_ip, peer):
         """→ ``(conn, Header or None)`` after the PROXY header (if any), or ``(None, None)``

@@ -127,8 +127,11 @@ class Handler:
     @staticmethod
     def relay(conn, upstream, ctx, target):
         t0 = time.monotonic()
+
+        def finish(inp, out):   # at the end, in this greenlet or, once it left, in a callback
+            ctx.stats_bytes(inp, out)
+            ctx.log.info(f"{ctx.src} >-< {target}", dst=target, duration=round(time.monotonic() - t0, 6),
+                         inputBytes=inp, outputBytes=out)
+
         # the "<->" line is written once the relay first waits: bytes already here go on first
-        inp, out = relay.pipe(conn, upstream, lambda: ctx.log.info(f"{ctx.src} <-> {target}", dst=target))
-        ctx.stats_bytes(inp, out)
-        ctx.log.info(f"{ctx.src} >-< {target}", dst=target, duration=round(time.monotonic() - t0, 6),
-                     inputBytes=inp, outputBytes=out)
+        relay.pipe(conn, upstream, lambda: ctx.log.info(f"{ctx.src} <-> {target}", dst=target), finish)

@@ -14,13 +14,23 @@ Rules:
 4. An error on either side ends both; both conns are closed on return.
 5. After ``BURST`` reads without blocking, the pump yields so one fast tunnel cannot starve the
    others.
+6. A tunnel of two plain sockets whose caller passed ``finish`` (handlers/base.py) and which
+   runs in a service's connection greenlet leaves that greenlet the first time it would wait
+   (a parked greenlet is ~2.5–3 KiB of an idle tunnel): the two sockets' watcher callbacks step
+   the directions from then on (``_Detached``), a burst yielding through ``loop.run_callback``;
+   the pool slot stays taken until the tunnel ends (core/connpool.py). At its end it closes
+   both sockets (watchers stopped first), calls ``finish(input, output)``, then what the
+   connection's greenlet would have done after it (``then``). Nothing a callback raises
+   reaches the hub: OSError ends the tunnel as it ends a greenlet's, anything else too, and is
+   handed to the connection's ending.
 Conns that are not plain sockets (TLS, WebSocket wrappers …) use one blocking pump greenlet per
 direction instead.
 """
 import os
+import sys
 
 import gevent
-from gevent import socket, ssl
+from gevent import get_hub, getcurrent, socket, ssl
 from gevent.hub import Waiter
 
 from .._compat import has_raw_socket, io_watchers, raw_socket
@@ -126,7 +136,9 @@ def _stop(watchers):
         w.stop()
 
 
-def _pipe_sockets(a, b, started):
+def _pipe_sockets(a, b, started, detach=None):
+    """→ ``(input, output)``, or None when ``detach(up, down, watchers, idle)`` took the
+    tunnel over (it returns True) at the first wait."""
     ra, rb = raw_socket(a), raw_socket(b)
     # the sockets' own watchers: this greenlet owns both sockets while it relays, and a
     # tunnel then makes no watchers of its own (gevent closes these with the sockets)
@@ -170,6 +182,13 @@ def _pipe_sockets(a, b, started):
             if waiter is None:
                 continue
             started()   # idle until a watcher fires: a caller's bookkeeping delays no byte now
+            if detach is not None:
+                _stop(watchers)
+                if detach(up, down, watchers, idle):
+                    up = down = None    # the tunnel's now: this greenlet releases nothing
+                    return None
+                detach = None
+                continue
             try:
                 if idle is None:
                     waiter.get().need = None
@@ -183,10 +202,150 @@ def _pipe_sockets(a, b, started):
     except OSError:
         pass
     finally:
-        up.release()
-        down.release()
-        _stop(watchers)
+        if up is not None:
+            up.release()
+            down.release()
+            _stop(watchers)
     return up.count, down.count
+
+
+class _Detached:
+    """A plain-socket tunnel driven by its sockets' watcher callbacks (rule 6)."""
+
+    __slots__ = ("a", "b", "up", "down", "watchers", "idle", "timer", "extra", "finish",
+                 "ending", "on_slot", "ended", "error")
+
+    def __init__(self, a, b, up, down, watchers, idle, extra, finish):
+        self.a, self.b, self.up, self.down, self.watchers = a, b, up, down, watchers
+        self.idle = idle            # the half-close idle limit once one direction ended
+        self.timer = None
+        self.extra = extra          # bytes the handshake read ahead, counted as moved
+        self.finish = finish
+        self.ending = self.on_slot = self.error = None
+        self.ended = False
+
+    def start(self):
+        if self.idle is not None:
+            self._arm_timer()
+        for d in (self.up, self.down):
+            if not d.done:
+                (d.rw if d.need == _READ else d.ww).start(self._wake, d)
+
+    # -- the owner's side (core/connpool.py, core/service.py) ---------------------------------
+
+    def keep_slot(self, release):
+        """The pool asks, once the greenlet ended: → True, and ``release(self)`` will run at
+        the end; False when the tunnel ended already (the pool releases the slot itself)."""
+        if self.ended:
+            return False
+        self.on_slot = release
+        return True
+
+    def then(self, fn, *args):
+        """``fn(*args)`` after the end: what the connection's greenlet does after its
+        handler (right now when the tunnel ended already)."""
+        self.ending = (fn, args)
+        if self.ended:
+            self._ending()
+
+    def kill(self):
+        """End now, as a killed greenlet would: no ``finish`` (no stats, no ">-<" line)."""
+        self.finish = None
+        self._end()
+        # (the timer and the watchers were the loop's references to it: none is left)
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    def _wake(self, d):
+        if self.ended:
+            return
+        try:
+            (d.rw if d.need == _READ else d.ww).stop()
+            d.need = None
+            self._step(d)
+        except OSError:
+            self._end()
+        except BaseException as exc:   # nothing reaches the hub; the connection's ending logs it
+            self._failed(exc)
+
+    def _step(self, d):
+        need = d.step()
+        if self.timer is not None:
+            self._arm_timer()    # activity: the half-close idle limit counts from now
+        if need == _DONE:
+            other = self.down if d is self.up else self.up
+            if other.done:
+                self._end()
+                return
+            try:
+                d.dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            self.idle = half_close_idle
+            self._arm_timer()
+            return
+        if need == _YIELD:     # a burst: let the others run, then go on
+            get_hub().loop.run_callback(self._wake_yielded, d)
+            return
+        d.need = need
+        (d.rw if need == _READ else d.ww).start(self._wake, d)
+
+    def _wake_yielded(self, d):
+        if self.ended:
+            return
+        try:
+            self._step(d)
+        except OSError:
+            self._end()
+        except BaseException as exc:
+            self._failed(exc)
+
+    def _arm_timer(self):
+        if self.timer is None:
+            self.timer = get_hub().loop.timer(self.idle)
+        self.timer.again(self._end)
+
+    def _failed(self, exc):
+        self.error = exc
+        self.finish = None    # as in a greenlet, where the exception skips the caller's finish
+        self._end()
+
+    def _end(self):
+        """Idempotent; never raises (it runs from the hub): what the ending calls raises is
+        the hub's to print, as a greenlet's uncaught error."""
+        if self.ended:
+            return
+        try:
+            self._close()
+        except BaseException:
+            get_hub().handle_error(self, *sys.exc_info())
+
+    def _close(self):
+        self.ended = True
+        _stop(self.watchers)   # before the sockets close: a live watcher on a closed fd breaks its reuse
+        if self.timer is not None:
+            self.timer.close()
+            self.timer = None
+        self.up.release()
+        self.down.release()
+        _close(self.a)
+        _close(self.b)
+        try:
+            if self.finish is not None:
+                self.finish(self.up.count + self.extra[0], self.down.count + self.extra[1])
+        finally:
+            self._ending()
+
+    def _ending(self):
+        try:
+            if self.ending is not None:
+                fn, args = self.ending
+                self.ending = None
+                fn(*args)
+        finally:
+            if self.on_slot is not None:
+                release, self.on_slot = self.on_slot, None
+                release(self)
 
 
 def _half_close(conn):
@@ -257,14 +416,18 @@ def _plain(c):
     return isinstance(c, socket.socket) and type(c) is socket.socket and has_raw_socket(c)
 
 
-def pipe(client, upstream, started=None):
+def pipe(client, upstream, started=None, finish=None):
     """Relay until both directions end; closes both conns. → ``(input_bytes, output_bytes)``:
     input = from the client, output = to the client (GOST's inputBytes/outputBytes).
 
     ``started()`` (the caller's "tunnel open" log line) runs once, before this returns: after
     the bytes the handshake read ahead (a pipelined request, the first payload of a chain's
     next hop) have gone on, so the line delays none of them; for two plain sockets the first
-    time the relay waits."""
+    time the relay waits.
+
+    With ``finish``, ``finish(input_bytes, output_bytes)`` is called at the end instead, and
+    this returns None when the tunnel went on without this greenlet (rule 6): the greenlet's
+    owner then ends the connection through the greenlet's ``tunnel.then``."""
     once = [started]
 
     def start():
@@ -280,14 +443,35 @@ def pipe(client, upstream, started=None):
         if upend:
             client.sendall(upend)
         if _plain(client) and _plain(upstream):
-            inp, out = _pipe_sockets(client, upstream, start)
+            detach = None
+            if finish is not None and hasattr(getcurrent(), "tunnel"):
+                detach = _detacher(client, upstream, (len(cpend), len(upend)), finish)
+            counts = _pipe_sockets(client, upstream, start, detach)
+            if counts is None:
+                client = upstream = None
+                return None
+            inp, out = counts
         else:
             start()
             inp, out = _pipe_generic(client, upstream)
     except OSError:
         inp = out = 0
     finally:
-        _close(client)
-        _close(upstream)
-        start()
-    return inp + len(cpend), out + len(upend)
+        if client is not None:
+            _close(client)
+            _close(upstream)
+            start()
+    inp, out = inp + len(cpend), out + len(upend)
+    if finish is None:
+        return inp, out
+    finish(inp, out)
+    return inp, out
+
+
+def _detacher(a, b, extra, finish):
+    def detach(up, down, watchers, idle):
+        t = _Detached(a, b, up, down, watchers, idle, extra, finish)
+        getcurrent().tunnel = t
+        t.start()
+        return True
+    return detach
