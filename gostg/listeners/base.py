@@ -3,6 +3,7 @@ import os
 import time
 
 import gevent
+from gevent import getcurrent
 from gevent.server import StreamServer
 
 
@@ -35,6 +36,13 @@ class AcceptServer(StreamServer):
         self._last_warn = -1e9
         self._failed = 0        # failed accepts since the last warning
         self._resumer = None    # the greenlet that resumes accepting after a pause
+
+    def do_close(self, sock, *args):
+        # gevent closes the accepted socket once the handler returns; a tunnel that went on
+        # without the connection's greenlet (relay/tcp.py rule 6) still relays on it, and
+        # closes it itself at its end
+        if getattr(getcurrent(), "tunnel", None) is None:
+            sock.close()
 
     def do_read(self):
         # Public override point of gevent's accept loop (BaseServer._do_read calls it once per
