@@ -301,8 +301,8 @@ class _Detached:
             self._failed(exc)
 
     def _arm_timer(self):
-        if self.timer is None:
-            self.timer = get_hub().loop.timer(self.idle)
+        if self.timer is None:   # repeating: libev's "again" restarts a timer from its repeat
+            self.timer = get_hub().loop.timer(self.idle, self.idle)
         self.timer.again(self._end)
 
     def _failed(self, exc):
