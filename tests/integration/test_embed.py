@@ -113,3 +113,80 @@ def test_embed_config_error_binds_nothing(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "ERROR:services[1].handler.type" in r.stdout, r.stdout
     assert "REFUSED" in r.stdout, r.stdout
+
+
+def test_detached_idle_tunnels_count_against_the_limit_and_stop_closes_them(tmp_path):
+    """Idle SOCKS5 tunnels leave their greenlets (relay/tcp.py rule 6): they still fill the
+    service's connection limit, still relay, log ">-<" at their end, and Gost.stop closes
+    the rest, leaving no descriptor behind."""
+    port = free_port()
+    r = run_script(f"""
+        import os, gevent
+        from gevent.server import StreamServer
+        from gostg.core.service import Service
+        Service.max_conns = 2
+
+        def echo(c, _):
+            while True:
+                d = c.recv(65536)
+                if not d:
+                    return
+                c.sendall(d)
+        origin = StreamServer(("127.0.0.1", 0), echo)
+        origin.start()
+        op = origin.server_port
+
+        def tunnel():
+            s = socket.create_connection(("127.0.0.1", {port}), timeout=5)
+            s.sendall(b"\\x05\\x01\\x00\\x05\\x01\\x00\\x01\\x7f\\x00\\x00\\x01" + op.to_bytes(2, "big"))
+            got = b""
+            while len(got) < 12:
+                got += s.recv(12 - len(got))
+            return s
+
+        def echoes(s, data):
+            s.sendall(data)
+            got = b""
+            while len(got) < len(data):
+                got += s.recv(65536)
+            return got == data
+
+        g = gostg.Gost({{"services": [{{"name": "s", "addr": "127.0.0.1:{port}",
+                                        "handler": {{"type": "socks5"}}}}]}})
+        g.start()
+        svc = g.service("s")
+        fds0 = len(os.listdir("/proc/self/fd"))
+        a, b = tunnel(), tunnel()
+        gevent.sleep(0.3)
+        print("DETACHED", len(svc.pool.tunnels), "CURRENT", svc.current_conns, "GREENLETS", len(svc.pool.greenlets))
+        third = socket.create_connection(("127.0.0.1", {port}), timeout=0.5)
+        third.sendall(b"\\x05\\x01\\x00")
+        try:
+            print("THIRD", third.recv(2))
+        except socket.timeout:
+            print("THIRD WAITS")
+        print("ECHO", echoes(a, b"x" * 200000), echoes(b, b"hi"))
+        a.close()
+        third.settimeout(5)
+        print("THIRD AFTER", third.recv(2))
+        third.close()
+        gevent.sleep(0.3)
+        g.stop(timeout=0.3)
+        b.settimeout(5)
+        print("B AFTER STOP", b.recv(10))
+        b.close()
+        gevent.sleep(0.2)
+        print("FDS LEFT", len(os.listdir("/proc/self/fd")) - fds0)
+    """, tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "DETACHED 2 CURRENT 2 GREENLETS 0" in out, out + r.stderr
+    assert "THIRD WAITS" in out, out
+    assert "ECHO True True" in out, out
+    assert "THIRD AFTER b'\\x05\\x00'" in out, out
+    assert "B AFTER STOP b''" in out, out
+    assert "FDS LEFT -1" in out, out + r.stderr   # all tunnels' gone, and the listener's
+    ends = [line for line in r.stderr.splitlines() if ">-<" in line]
+    # a's end; b was ended by the stop, as a killed greenlet's tunnel: no line
+    assert len(ends) == 1 and '"inputBytes": 200000' in ends[0], r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
