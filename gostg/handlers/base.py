@@ -122,10 +122,13 @@ class Handler:
             if sniffing.bypassed(self.router, found, ctx):
                 upstream.close()
                 return
-        self.relay(conn, upstream, ctx, target)
+        self.relay(conn, upstream, ctx, target, detach=True)
 
     @staticmethod
-    def relay(conn, upstream, ctx, target):
+    def relay(conn, upstream, ctx, target, detach=False):
+        """Relay, then count and log the tunnel's end. With ``detach`` (a caller whose handler
+        returns right after, leaving both conns to the relay) an idle plain-socket tunnel may
+        go on without this greenlet (relay/tcp.py rule 6); the end is then logged from there."""
         t0 = time.monotonic()
 
         def finish(inp, out):   # at the end, in this greenlet or, once it left, in a callback
@@ -134,4 +137,4 @@ class Handler:
                          inputBytes=inp, outputBytes=out)
 
         # the "<->" line is written once the relay first waits: bytes already here go on first
-        relay.pipe(conn, upstream, lambda: ctx.log.info(f"{ctx.src} <-> {target}", dst=target), finish)
+        relay.pipe(conn, upstream, lambda: ctx.log.info(f"{ctx.src} <-> {target}", dst=target), finish, detach)

@@ -60,7 +60,7 @@ class ForwardHandler(Handler):
         shown = "(chosen by the chain's last node)" if addr == CHAIN_CHOOSES else addr
         if network == "udp":
             return self.relay_udp(conn, upstream, ctx, shown, target=addr)
-        return self.relay(conn, upstream, ctx, shown)
+        return self.relay(conn, upstream, ctx, shown, detach=True)
 
     def request(self, found, ctx, network="tcp"):
         """What the node matchers see: the sniffed request, the client, the network."""

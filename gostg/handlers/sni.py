@@ -89,4 +89,4 @@ class SNIHandler(Handler):
         upstream = self.dial(target, ctx, lambda reason: None)
         if upstream is None:
             return
-        return self.relay(s.conn_with_rest(), upstream, ctx, target)
+        return self.relay(s.conn_with_rest(), upstream, ctx, target, detach=True)

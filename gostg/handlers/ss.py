@@ -79,7 +79,7 @@ class SSHandler(Handler):
         upstream = self.dial(target, ctx, lambda why: None)  # ss has no way to say why: just close
         if upstream is None:
             return
-        self.relay(s.conn_with_rest(), upstream, ctx, target)
+        self.relay(s.conn_with_rest(), upstream, ctx, target, detach=True)
 
     @staticmethod
     def _discard(conn):

@@ -32,7 +32,7 @@ class _Conn:
 
     def _run(self):
         tcp.pipe(self.client_side, self.upstream_side, lambda: self.started.append(1),
-                 lambda inp, out: self.finished.append((inp, out)))
+                 lambda inp, out: self.finished.append((inp, out)), detach=True)
         t = gevent.getcurrent().tunnel
         if t is None:
             self.ended.append("greenlet")
@@ -151,11 +151,11 @@ def test_an_error_in_a_callback_ends_the_tunnel_and_reaches_its_owner_not_the_hu
     c.close()
 
 
-def test_no_detach_outside_a_connection_pool_or_without_finish():
+def test_no_detach_outside_a_connection_pool():
     client_side, client = _pair()
     upstream_side, server = _pair()
     g = gevent.spawn(tcp.pipe, client_side, upstream_side, None,
-                     lambda inp, out: None)      # a plain greenlet: no pool slot to keep
+                     lambda inp, out: None, True)      # a plain greenlet: no pool slot to keep
     gevent.sleep(0.05)
     assert not g.dead
     client.close()
@@ -168,3 +168,16 @@ def test_no_detach_outside_a_connection_pool_or_without_finish():
 def _no_leftover_tunnels():
     yield
     gevent.sleep(0)
+
+
+def test_no_detach_unless_the_caller_asks():
+    pool = ConnPool(10)
+    client_side, client = _pair()
+    upstream_side, server = _pair()
+    g = pool.spawn(tcp.pipe, client_side, upstream_side, None, lambda inp, out: None)
+    gevent.sleep(0.05)
+    assert not g.dead and g.tunnel is None
+    client.close()
+    server.close()
+    with gevent.Timeout(5):
+        assert g.get() == (0, 0)
