@@ -119,3 +119,13 @@ def test_gevent_hub_cancel_wait_throws_into_the_callbacks_owner():
     # an OSError, its class or an instance (``raise`` takes either)
     thrown = owner.thrown if isinstance(owner.thrown, type) else type(owner.thrown)
     assert issubclass(thrown, OSError), f"gevent {version('gevent')}: cancel_wait changed"
+
+
+def test_gevent_pool__semaphore_is_the_slot_count():
+    from gevent.pool import Pool
+    pool = Pool(1)
+    assert hasattr(pool, "_semaphore"), f"gevent {version('gevent')}: Pool._semaphore is gone"
+    pool._semaphore.acquire()            # a slot taken, as by a greenlet that left without giving it back
+    assert pool.wait_available(timeout=0) == 0
+    _compat.release_pool_slot(pool)
+    assert pool.wait_available(timeout=0) == 1 and pool.add(__import__("gevent").Greenlet()) is None
