@@ -258,16 +258,10 @@ class _Detached:
     # -- callbacks ---------------------------------------------------------------------------
 
     def _wake(self, d):
-        if self.ended:
-            return
-        try:
+        if not self.ended:
             (d.rw if d.need == _READ else d.ww).stop()
             d.need = None
-            self._step(d)
-        except OSError:
-            self._end()
-        except BaseException as exc:   # nothing reaches the hub; the connection's ending logs it
-            self._failed(exc)
+            self._run(d)
 
     def _step(self, d):
         need = d.step()
@@ -286,19 +280,19 @@ class _Detached:
             self._arm_timer()
             return
         if need == _YIELD:     # a burst: let the others run, then go on
-            get_hub().loop.run_callback(self._wake_yielded, d)
+            get_hub().loop.run_callback(self._run, d)
             return
         d.need = need
         (d.rw if need == _READ else d.ww).start(self._wake, d)
 
-    def _wake_yielded(self, d):
+    def _run(self, d):
         if self.ended:
             return
         try:
             self._step(d)
         except OSError:
             self._end()
-        except BaseException as exc:
+        except BaseException as exc:   # nothing reaches the hub; the connection's ending logs it
             self._failed(exc)
 
     def _arm_timer(self):

@@ -4,21 +4,11 @@
 import socket as stdsocket
 
 import gevent
-from gevent import socket
-import pytest
 
 from gostg.core.connpool import ConnPool
 from gostg.relay import tcp
 
-
-def _pair():
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(1)
-    far = socket.create_connection(srv.getsockname())
-    ours, _ = srv.accept()
-    srv.close()
-    return ours, far
+from .test_relay_tcp import _pair
 
 
 class _Conn:
@@ -163,11 +153,6 @@ def test_no_detach_outside_a_connection_pool():
     with gevent.Timeout(5):
         assert g.get() == (0, 0)
 
-
-@pytest.fixture(autouse=True)
-def _no_leftover_tunnels():
-    yield
-    gevent.sleep(0)
 
 
 def test_no_detach_unless_the_caller_asks():
