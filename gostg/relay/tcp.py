@@ -253,7 +253,6 @@ class _Detached:
         """End now, as a killed greenlet would: no ``finish`` (no stats, no ">-<" line)."""
         self.finish = None
         self._end()
-        # (the timer and the watchers were the loop's references to it: none is left)
 
     # -- callbacks ---------------------------------------------------------------------------
 
