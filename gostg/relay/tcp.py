@@ -1,10 +1,10 @@
 """Move bytes both ways between two conns until both sides are done.
 
 Rules:
-1. One greenlet per tunnel: for two plain sockets, the connection's own greenlet drives both
-   directions with non-blocking I/O and waits on whichever watchers it needs (a parked
-   greenlet holds ~2.5–3 KiB of saved C stack and state, a quarter of an idle tunnel). A wake-up
-   steps the direction whose watcher fired; the other stays parked on its watcher.
+1. At most one greenlet per tunnel: for two plain sockets, the connection's own greenlet
+   drives both directions with non-blocking I/O and waits on whichever watchers it needs (or
+   leaves, rule 6). A wake-up steps the direction whose watcher fired; the other stays
+   parked on its watcher.
 2. Buffers come from a shared pool only while bytes are in flight: an idle tunnel holds none.
    A direction reads 64 KiB at a time until a read fills the buffer, then 1 MiB (bulk).
    os.splice was measured and lost: 2.1 GB/s against 3.2 GB/s for 1 MiB reads, at the same CPU.
