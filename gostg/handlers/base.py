@@ -1,24 +1,11 @@
 import time
 
 import gevent
-from gevent.socket import socket as GeventSocket
 
 from ..relay import tcp as relay, udp, udpfast
 from ..errors import BypassError, DialError
 from ..policy.group import MissingReference, refused
 from . import sniffing
-
-
-def send_reply(conn, data):
-    """Send a short handshake reply. On a plain socket one ``send`` takes it all (gevent's
-    ``sendall`` first asks the kernel for SO_SNDBUF: a syscall per reply); what a full send
-    buffer leaves over goes by ``sendall``."""
-    if type(conn) is GeventSocket:
-        n = conn.send(data)
-        if n == len(data):
-            return
-        data = data[n:]
-    conn.sendall(data)
 
 
 class Options:

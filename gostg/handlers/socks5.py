@@ -1,10 +1,10 @@
-from ..transport.buffered import Stream
+from ..transport.buffered import Stream, send_all as send_reply   # a short reply: one send on a plain socket
 from ..errors import ProtocolError
 from ..protocols import socks5
 from ..protocols.addr import join_host_port
 from ..core.registry import handlers
 from . import socks5_udp
-from .base import Handler, send_reply
+from .base import Handler
 
 
 def _flush(conn, held):

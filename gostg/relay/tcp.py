@@ -182,7 +182,9 @@ def _pipe_sockets(a, b, started, detach=None):
                 continue
             if waiter is None:
                 continue
-            started()   # idle until a watcher fires: a caller's bookkeeping delays no byte now
+            if started is not None:   # idle until a watcher fires: the caller's bookkeeping delays no byte now
+                started()
+                started = None        # once: no call per wait in the relay loop
             if detach is not None:
                 _stop(watchers)
                 if detach(up, down, watchers, idle):
