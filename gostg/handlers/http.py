@@ -78,10 +78,13 @@ def _target(req):
 
 
 def _target_by_urlsplit(t):
-    u = urlsplit(t)
-    if u.scheme.lower() != "http" or not u.hostname:
+    try:
+        u = urlsplit(t)
+        port = u.port or 80
+    except ValueError:   # a port out of range or not a number, a bad IPv6 literal
+        u = None
+    if u is None or u.scheme.lower() != "http" or not u.hostname:
         raise ProtocolError(f"unsupported request target {t[:60]!r}", reply=400)
-    port = u.port or 80
     path = u.path or "/"
     if u.query:
         path += "?" + u.query

@@ -28,7 +28,7 @@ from gevent.socket import socket as _GeventSocket
 
 from .._compat import io_watchers, raw_socket
 from ..errors import NeedData, ProtocolError
-from ..protocols import http
+from ..protocols import http, httpquick
 from . import http as proxy
 
 #: hand-back kinds (``serve``'s first item)
@@ -56,6 +56,7 @@ def serve(conn, s, upstream, up, target, tally, idle_timeout):
 class _Session:
     __slots__ = ("s", "up", "target", "tally", "idle", "loop", "rc", "ru", "cr", "ur", "timer",
                  "waiter", "phase", "deadline", "req", "path", "client_keep", "keep", "framer",
+                 "raw", "method", "authority",
                  "client_eof", "client_paused", "up_eof", "up_error", "up_paused", "ended")
 
     def __init__(self, conn, s, upstream, up, target, tally, idle_timeout):
@@ -66,6 +67,7 @@ class _Session:
         self.timer = None
         self.waiter = Waiter()
         self.req = self.path = self.framer = self.up_error = None
+        self.raw = self.method = self.authority = None
         self.client_keep = self.keep = False
         self.phase, self.deadline = _WAIT_REQUEST, 0.0
         self.client_eof = self.client_paused = self.up_eof = self.up_paused = self.ended = False
@@ -120,7 +122,14 @@ class _Session:
 
     def _sent_back(self, unsent=b""):
         """The request went (but for ``unsent``); its response is the greenlet path's."""
+        self._parsed()
         self._end("ok", (SENT, self.req, self.path, (self.client_keep, unsent)))
+
+    def _parsed(self):
+        """The request as the general parser reads it (the quick cut keeps only its bytes)."""
+        if self.req is None:
+            self.req = http.parse_request_head(self.raw)[0]
+            self.path = proxy._target(self.req)[1]
 
     def _on_timer(self):
         if self.ended:
@@ -168,6 +177,9 @@ class _Session:
             if self.client_eof:
                 self._end("ok", (DONE,))
             return
+        q = httpquick.request(s.buf)
+        if q is not None:
+            return self._quick_request(*q)
         try:
             req, used = http.parse_request_head(s.buf)
             target, path = proxy._target(req)
@@ -186,20 +198,38 @@ class _Session:
             data = proxy.upstream_request(req, path, client_keep)
             del s.buf[:used]
             self.req, self.path, self.client_keep = req, path, client_keep
-            counters[1] += 1
-            try:
-                n = self.ru.send(data)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            if n < len(data):
-                return self._sent_back(data[n:])
-            self.phase = _WAIT_RESPONSE
-            if self.up_error is not None:
-                return self._end("raise", self.up_error)
-            if self.up_buf_ready():
-                self._response()
+            self._forward(data)
         except Exception as exc:
             self._end("raise", exc)
+
+    def _quick_request(self, method, authority, data, used):
+        """The usual request (protocols/httpquick.py): sent as cut, parsed only if handed back."""
+        if authority != self.authority:
+            if proxy._authority(authority.decode("ascii")) != self.target:
+                return self._end("ok", (NEXT,))
+            self.authority = authority
+        s = self.s
+        self.raw = s.buf[:used]
+        del s.buf[:used]
+        self.req, self.method, self.client_keep = None, method, True
+        try:
+            self._forward(data)
+        except Exception as exc:
+            self._end("raise", exc)
+
+    def _forward(self, data):
+        counters[1] += 1
+        try:
+            n = self.ru.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        if n < len(data):
+            return self._sent_back(data[n:])
+        self.phase = _WAIT_RESPONSE
+        if self.up_error is not None:
+            return self._end("raise", self.up_error)
+        if self.up_buf_ready():
+            self._response()
 
     # -- upstream side ---------------------------------------------------------------------
 
@@ -248,7 +278,13 @@ class _Session:
             self._end("raise", exc)
 
     def _response(self):
-        up, req = self.up, self.req
+        up = self.up
+        if self.req is None:
+            q = httpquick.response(up.buf, self.method)
+            if q is not None:
+                return self._quick_response(*q)
+            self._parsed()
+        req = self.req
         try:
             resp, used = http.parse_response_head(up.buf)
             if 100 <= resp.status < 200:   # 1xx and 101: the greenlet path's
@@ -272,6 +308,18 @@ class _Session:
             head += up.buf[:n]
             del up.buf[:n]
         if self._send(head):
+            self.phase = _BODY
+            self._body_done()
+
+    def _quick_response(self, used, length):
+        """The usual response: its head goes out as it came, with the body bytes at hand."""
+        up = self.up
+        n = min(length, len(up.buf) - used)
+        data = up.buf[:used + n]
+        del up.buf[:used + n]
+        self.keep = True
+        self.framer = http.LengthFramer(length - n) if length > n else None
+        if self._send(data):
             self.phase = _BODY
             self._body_done()
 

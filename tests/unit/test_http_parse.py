@@ -242,3 +242,11 @@ def test_quiet_read_of_a_closed_socket_raises_what_a_plain_read_raises():
     with pytest.raises(OSError) as quiet:
         Stream(a).read(http.parse_request_head, quiet=True)
     assert type(quiet.value) is type(plain.value) and quiet.value.errno == plain.value.errno
+
+
+def test_out_of_range_port_is_a_bad_request():
+    """urlsplit raises ValueError for these: the client gets 400 like any bad target."""
+    for t in ["http://h:65536/", "http://h:99999999/x", "http://[::1/"]:
+        with pytest.raises(ProtocolError) as e:
+            hh._target(http.Request("GET", t, "HTTP/1.1", http.Headers()))
+        assert e.value.reply == 400, t

@@ -69,6 +69,33 @@ def test_relays_requests_and_ends_on_client_eof(pair):
     assert pair.s.received == 3 * len(b"GET " + URL.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
 
 
+@pytest.mark.parametrize("extra, upstream_extra", [
+    (b"", b""),                                                    # the byte-level cut
+    (b"Proxy-Connection: Keep-Alive\r\nProxy-Authorization: Basic dTpw\r\nA: b\r\n", b"A: b\r\n"),
+    (b"Connection: keep-alive\r\n", b"Connection: keep-alive\r\n"),
+    (b"A:  b \r\nProxy-Connection: x\r\n", b"A: b\r\n"),       # not canonical: parsed
+])
+@pytest.mark.parametrize("response", [
+    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc",         # the byte-level cut
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+    b"HTTP/1.1 404 Not Found\r\nServer:  x\r\nContent-Length: 3\r\n\r\nabc",
+])
+def test_both_ways_of_reading_a_message_relay_the_same(pair, extra, upstream_extra, response):
+    """Each request and response, whichever way it is read (protocols/httpquick.py or the
+    general parser), goes out as the greenlet path would send it, and the session goes on."""
+    for i in range(2):
+        pair.request(extra)
+        assert pair.origin_head() == b"GET / HTTP/1.1\r\nHost: x\r\n" + upstream_extra + b"\r\n"
+        pair.origin.sendall(response)
+        want = response.replace(b"Server:  x", b"Server: x")
+        got = b""
+        pair.client.settimeout(5)
+        while len(got) < len(want):
+            got += pair.client.recv(100)
+        assert got == want
+    assert httpfast.counters[1] >= 2 and not pair.g.ready()
+
+
 @pytest.mark.parametrize("extra, url", [
     (b"Content-Length: 4\r\n\r\nbody", URL),                 # a body: the greenlet path's sender
     (b"", "http://127.0.0.1:81/"),                          # another target: a dial
