@@ -27,7 +27,7 @@ from .core.registry import Registries
 
 #: build order: what a later kind may refer to is built first
 OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains",
-                "limiters", "climiters", "rlimiters")
+                "limiters", "climiters", "rlimiters", "observers")
 #: service keys naming other objects: (path in the service, kind)
 SERVICE_REFS = ((("handler", "chain"), "chains"), (("listener", "chain"), "chains"),
                 (("handler", "auther"), "authers"), (("listener", "auther"), "authers"),
@@ -188,8 +188,29 @@ class Gost:
         for s in list(self.services.values()) + list(self.internal.values()):
             s.start()
         self.started = True
+        self._observers_changed(())
         self.probes.sync()
         return self
+
+    def _keep_observers(self, cfg, objects):
+        """An observer whose config did not change stays the same object over a reload (-R
+        reloads every period): its pending events and its greenlet go on."""
+        old = {o.get("name"): o for o in self.config.get("observers") or []}
+        for o in cfg.get("observers") or []:
+            cur = self.registries.observers.get(o["name"])
+            if cur is not None and old.get(o["name"]) == o:
+                objects["observers"][o["name"]] = cur
+
+    def _observers_changed(self, before):
+        """Observers were installed: start their greenlets (a running gostg only), close the
+        ones ``before`` ([(name, observer)]) that were replaced or deleted."""
+        now = self.registries.observers
+        for name, old in before:
+            if now.get(name) is not old:
+                old.close(flush=0)
+        if self.started:
+            for _, obs in now.items():
+                obs.start()
 
     def _probes_changed(self):
         """Chains or hops changed: start the new nodes' probes, stop the gone ones'."""
@@ -207,6 +228,8 @@ class Gost:
         deadline = time.monotonic() + (self.stop_timeout if timeout is None else timeout)
         self.probes.stop()
         closed = [s for s in list(self.services.values()) + list(self.internal.values()) if s.close()]
+        for _, obs in self.registries.observers.items():   # the "closed" events get a moment
+            obs.close(flush=max(0.0, min(1.0, deadline - time.monotonic())))
         for s in closed:
             s.drain(deadline)
         self.started = False
@@ -339,8 +362,10 @@ class Gost:
                 built = build_object(kind, obj, path, self.registries)
             except ConfigError as exc:
                 raise ChangeError(ChangeError.FAILED, str(exc)) from exc
+            before = self.registries.observers.items()
             getattr(self.registries, kind).set(name, built)
             self._probes_changed()
+            self._observers_changed(before)
         else:
             try:
                 model.check({kind: [obj]})
@@ -378,8 +403,10 @@ class Gost:
                     s.retire(reason="closed")   # port closed and hooks run before the API answers
                     s.drain_later()     # open connections get the drain period, not the API call
             elif kind in OBJECT_KINDS:
+                before = self.registries.observers.items()
                 getattr(self.registries, kind).delete(name)
                 self._probes_changed()
+                self._observers_changed(before)
             self.config = self._with(kind, [o for o in items if o.get("name") != name])
             self.log.info(f"{kind} {name} deleted", kind="api")
             # what now names the deleted object refuses its connections: say so
@@ -398,6 +425,7 @@ class Gost:
                 if errors:
                     raise ConfigError("", "; ".join(str(p) for p in errors))
                 objects = self._build_objects(cfg)
+                self._keep_observers(cfg, objects)
             except ConfigError as exc:
                 raise ChangeError(ChangeError.FAILED, f"reload: {exc}") from exc
             except (TypeError, ValueError, AttributeError) as exc:  # a shape build did not foresee
@@ -407,6 +435,7 @@ class Gost:
             changed = [n for n, o in new_cfgs.items() if old_cfgs.get(n) != o]
             removed = [n for n in old_cfgs if n not in new_cfgs]
             built = {}
+            before = self.registries.observers.items()
             try:
                 saved = {k: dict(getattr(self.registries, k).items()) for k in OBJECT_KINDS}
                 self._install_objects(objects)
@@ -430,6 +459,7 @@ class Gost:
             for n, s in built.items():
                 self._swap_service(n, s, self.services.get(n))
             self._probes_changed()
+            self._observers_changed(before)
             same = cfg == self.config
             self.config = cfg
             (self.log.info if changed or removed else self.log.debug)(

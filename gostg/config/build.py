@@ -289,7 +289,55 @@ OBJECT_BUILDERS = {
     "limiters": lambda o, p, r: build_limiter("limiters", o, p, r),
     "climiters": lambda o, p, r: build_limiter("climiters", o, p, r),
     "rlimiters": lambda o, p, r: build_limiter("rlimiters", o, p, r),
+    "observers": lambda o, p, r: build_observer(o, p, r),
 }
+
+
+def build_observer(o, path, registries=None):
+    """``plugin: {type: http, addr, token, timeout, tls}`` → an Observer (idle until its first
+    event). GOST's default plugin type is grpc, which gostg does not build yet: an error."""
+    from ..observe import observer
+    from ..observe.httppost import Target
+
+    pp = f"{path}.plugin"
+    p = _map(o, "plugin", path)
+    if not p:
+        raise ConfigError(pp, "is required: observers are plugins only (GOST concepts/observer)")
+    t = _str(p, "type", pp).strip().lower()
+    if t != "http":
+        why = "is not set, and GOST's default (grpc)" if not t else f"{t!r}" + (" (gRPC)" if t == "grpc" else "")
+        raise ConfigError(f"{pp}.type", f"{why} is not built by gostg: observer plugins are type: http "
+                                        f"for now (gRPC plugins: issue 16)")
+    addr = _str(p, "addr", pp).strip()
+    if not addr:
+        raise ConfigError(f"{pp}.addr", "is required (e.g. http://127.0.0.1:8000/observer)")
+    try:
+        Target(addr)
+    except ValueError as exc:
+        raise ConfigError(f"{pp}.addr", str(exc)) from None
+    tls = _map(p, "tls", pp)
+    return observer.build(o["name"], addr, _str(p, "token", pp), parse_duration(p.get("timeout"), f"{pp}.timeout"),
+                          _str(tls, "serverName", f"{pp}.tls"), _str(tls, "caFile", f"{pp}.tls"),
+                          registries, getattr(registries, "log", None))
+
+
+def _observer(o, md, svc, path, registries):
+    """A service's ``observer`` (a name that must exist: a typo would silently report nothing)
+    and its metadata ``enableStats``, ``observer.period``, ``observer.resetTraffic``."""
+    name = _str(o, "observer", path)
+    if not name:
+        return
+    if registries is not None and registries.observers.get(name) is None:
+        from .validate import suggest
+
+        known = registries.observers.names()
+        s = suggest(name, known)
+        raise ConfigError(f"{path}.observer", f"observer {name!r} does not exist"
+                          + (f" (did you mean {s!r}?)" if s else f" (observers: {', '.join(known) or 'none'})"), s)
+    svc.observer = name
+    svc.enable_stats = md.bool("enableStats")
+    svc.observer_period = md.duration("observer.period", "observePeriod")
+    svc.observer_reset = md.bool("observer.resetTraffic")
 
 
 def build_limiter(kind, o, path, registries=None):
@@ -499,6 +547,7 @@ def build_service(o, path, registries, log):
     svc.proxy_protocol = _proxy_receiver(md, listener, path, log, o["name"])
     # late-bound by name, as bypass: a replaced limiter applies from the next connection
     svc.limiter, svc.climiter, svc.rlimiter = (_str(o, k, path) or None for k in ("limiter", "climiter", "rlimiter"))
+    _observer(o, md, svc, path, registries)
     if svc.proxy_protocol is not None and not svc.proxy_protocol.trusted:
         decides = [k for k in ("admission", "admissions", "climiter", "rlimiter", "limiter") if o.get(k)]
         if hmd.declares("skipauth") and hmd.list("skipauth"):

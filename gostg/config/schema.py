@@ -176,7 +176,7 @@ SERVICE = named(
     unbuilt("quotas", ANY, "concepts/limiter/", "traffic quotas"),
     unbuilt("logger", STR, "tutorials/log/", "per-service loggers", observe=True),
     unbuilt("loggers", STRLIST, "tutorials/log/", "per-service loggers", observe=True),
-    unbuilt("observer", STR, "concepts/observer/", "observer", observe=True),
+    Key("observer", docs="concepts/observer/", meaning="ref:observers"),
     unbuilt("recorders", LIST, "concepts/recorder/", "recorders", observe=True, item=RECORDER_OBJECT),
     unbuilt("rewriter", STR, "concepts/rewriter/", "HTTP body rewriters"),
     Key("handler", MAP, fields=HANDLER), Key("listener", MAP, fields=LISTENER),
@@ -242,7 +242,15 @@ INGRESS = named(Key("rules", LIST), *loaders("concepts/ingress/"))
 ROUTER = named(Key("routes", LIST), *loaders("concepts/router/"))
 SD = named(Key("plugin", MAP, fields=PLUGIN))
 RECORDER = named(Key("file", MAP), Key("tcp", MAP), Key("http", MAP), Key("redis", MAP), Key("plugin", MAP))
-OBSERVER = named(Key("plugin", MAP, fields=PLUGIN))
+OBSERVER_PLUGIN = keys(
+    Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/observer/",
+        meaning="http (GOST's default, grpc, is not built yet: an error naming this key)"),
+    Key("addr", required=True, meaning="the plugin's URL; http:// is prepended when it has no scheme"),
+    Key("token", meaning="sent as Authorization: Bearer <token>"),
+    Key("timeout", DURATION, default="10s", meaning="deadline of one POST (GOST: none)"),
+    Key("tls", MAP, fields=TLS, meaning="https:// plugins: serverName, caFile (gostg always verifies)"))
+OBSERVER = named(Key("plugin", MAP, fields=OBSERVER_PLUGIN, required=True, docs="concepts/observer/",
+                     meaning="observers are plugins only"))
 REWRITER = named(Key("plugin", MAP, fields=PLUGIN))
 ROTATION = keys(Key("maxSize", INT), Key("maxAge", INT), Key("maxBackups", INT), Key("localTime", BOOL),
                 Key("compress", BOOL))
@@ -266,7 +274,7 @@ TOP = keys(
     unbuilt("recorders", LIST, "concepts/recorder/", "recorders", observe=True, item=RECORDER),
     Key("limiters", LIST, item=LIMITER), Key("climiters", LIST, item=LIMITER), Key("rlimiters", LIST, item=LIMITER),
     unbuilt("quotas", LIST, "concepts/limiter/", "traffic quotas"),
-    unbuilt("observers", LIST, "concepts/observer/", "observers", observe=True, item=OBSERVER),
+    Key("observers", LIST, item=OBSERVER, docs="concepts/observer/"),
     unbuilt("rewriters", LIST, "concepts/rewriter/", "HTTP body rewriters", item=REWRITER),
     unbuilt("loggers", LIST, "tutorials/log/", "named loggers", observe=True, item=LOGGER),
     Key("tls", MAP, fields=TLS), Key("log", MAP, fields=LOG),
@@ -313,9 +321,11 @@ MD_SERVICE = md(
         meaning="gostg: the only peers (IPs/CIDRs) whose PROXY header is believed"),
     Key("proxyProtocol.timeout", DURATION, default="10s", docs="tutorials/proxy-protocol/",
         meaning="gostg: how long a peer may take to send its PROXY header"),
-    _ub("observer.period", "concepts/observer/", "observer", DURATION, observe=True),
-    _ub("observer.resetTraffic", "concepts/observer/", "observer", BOOL, observe=True),
-    _ub("enableStats", "concepts/observer/", "per-service statistics for observers", BOOL, observe=True),
+    Key("enableStats", BOOL, docs="concepts/observer/", meaning="report stats events to the service's observer"),
+    Key("observer.period", DURATION, default="5s", aliases=("observePeriod",), docs="concepts/observer/",
+        meaning="stats reporting period (at least 1s, as GOST)"),
+    Key("observer.resetTraffic", BOOL, docs="concepts/observer/",
+        meaning="report inputBytes/outputBytes as the bytes since the last report"),
     _ub("logger.level", "tutorials/log/", "per-service log level", observe=True),
     _ub("quotas", "concepts/limiter/", "traffic quotas"),
     _ub("labels", "concepts/service/", "service labels for recorders and logs", MAP, observe=True),

@@ -59,6 +59,15 @@ class Service:
     limiter = climiter = rlimiter = None
     #: a transport.proxyproto.Receiver when the service reads PROXY headers (``proxyProtocol``)
     proxy_protocol = None
+    #: the observer's name (late-bound, as the limiters), and what it reports of this service:
+    #: stats (``enableStats``) every ``observer.period`` seconds, bytes as deltas with
+    #: ``observer.resetTraffic`` (observe/observer.py reads them; nothing per connection)
+    observer = None
+    enable_stats = observer_reset = False
+    observer_period = 0.0
+    #: what was reported of it so far (observe.observer._Source), kept here so a replaced
+    #: observer goes on where the old one stopped (resetTraffic deltas stay exact)
+    observed = None
 
     def __init__(self, name, listener, handler, log, md, admission=None, registries=None):
         self.name = name
@@ -81,7 +90,18 @@ class Service:
 
     def pre_up(self):
         """Runs once the listener is bound (GOST: when the service object is built)."""
+        self._set_state("running")
         run_hooks("preUp", self._hooks["preUp"], self.log)
+
+    def _set_state(self, state):
+        """GOST's setState: the new state, and a status event to the service's observer."""
+        self.state = state
+        if self.observer:
+            obs = self.registries.observers.get(self.observer) if self.registries is not None else None
+            if obs is None:   # deleted through the Web API since: GOST reports to nobody either
+                self.log.debug(f"observer {self.observer!r} not found: state {state} not reported")
+            else:
+                obs.status(self.name, state)
 
     @property
     def listener_type(self):
@@ -108,7 +128,7 @@ class Service:
         self.server = self.listener.server(self._handle, self.pool)
         self.server.start()
         run_hooks("postUp", self._hooks["postUp"], self.log)
-        self.state = "ready"
+        self._set_state("ready")
         where = f"listening on {self.addr}"
         if self.listener.socket is None and self.listener.chain:
             where = f"binding {self.addr} on the last node of chain {self.listener.chain}"
@@ -272,7 +292,7 @@ class Service:
         else:                          # a remote (rtcp/rudp) server has no socket of its own
             server.stop_accepting()
         self.handler.close()
-        self.state = "closed"
+        self._set_state("closed")
         self._event("service closed")
         self.log.info("service closed")
         run_hooks("postDown", self._hooks["postDown"], self.log)
@@ -297,7 +317,7 @@ class Service:
             self.server.stop_accepting()
         if not keep_socket:
             self.listener.close()
-        self.state = "closed"
+        self._set_state("closed")
         self._event(f"service {reason}")
         self.log.info(f"service {reason}")
         run_hooks("postDown", self._hooks["postDown"], self.log)

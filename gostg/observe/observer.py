@@ -1,0 +1,245 @@
+"""Observers (GOST's ``observers:``): service status and stats events POSTed to an HTTP plugin
+in GOST's JSON (x/observer/plugin/http.go).
+
+What a plugin receives, exactly as GOST writes it::
+
+    {"events":[{"kind":"service","service":"s","type":"status",
+                "status":{"state":"ready","msg":"service s is ready"}}]}
+    {"events":[{"kind":"service","service":"s","type":"stats",
+                "stats":{"totalConns":1,"currentConns":0,"inputBytes":235,"outputBytes":632,"totalErrs":0}}]}
+
+and it answers ``200`` with ``{"ok": true}``; anything else is a failed report, sent again
+with the next one (GOST's retry rule).
+
+Rules:
+1. Nothing here runs on a connection's path. A service calls :meth:`Observer.status` on a
+   state change (a deque append); its stats are *read* from the counters it keeps anyway
+   (``Service.stats``, ``len(pool)``, and the live tunnels' byte counts when the connection
+   registry has them), by one background greenlet per observer, every ``observer.period``.
+2. That greenlet is the only one that talks to the plugin, one POST at a time with a
+   deadline (``plugin.timeout``, 10s when unset: GOST waits forever). A plugin that is down,
+   slow or answers garbage costs a warning (once, until it answers again) and a retry at the
+   next period; traffic and the hub never wait for it.
+3. Stats as GOST: a service with ``enableStats`` is reported every period (at least 1s, 5s by
+   default) when anything changed since the last report; ``observer.resetTraffic`` makes
+   ``inputBytes``/``outputBytes`` the bytes since the last report (the other three stay
+   totals). A report that fails is sent again before new values are read, so no delta is lost.
+4. Bounded: at most one pending stats event per service and :data:`MAX_STATUS` pending status
+   events (the oldest are dropped, and that is logged). GOST drops a status event the plugin
+   did not take; gostg sends it again with the next report.
+5. The greenlet starts with the first event and ends on :meth:`close` (the runtime closes an
+   observer it replaces, deletes or stops); services are found by name at report time, so a
+   replaced service or observer needs no re-wiring.
+"""
+import collections
+import json
+import time
+
+import gevent
+from gevent.event import Event
+
+from .httppost import PluginError, Target, post_json
+
+#: pending status events kept while the plugin does not answer
+MAX_STATUS = 256
+#: GOST's default and smallest reporting period (seconds)
+DEFAULT_PERIOD, MIN_PERIOD = 5.0, 1.0
+#: POST deadline when the plugin sets no ``timeout`` (GOST: none)
+DEFAULT_TIMEOUT = 10.0
+#: seconds :meth:`Observer.close` gives the last pending events
+CLOSE_FLUSH = 2.0
+
+
+def period_of(seconds):
+    """GOST's clamp: unset → 5s, below 1s → 1s."""
+    return DEFAULT_PERIOD if not seconds else max(MIN_PERIOD, seconds)
+
+
+def status_event(service, state, msg):
+    return {"kind": "service", "service": service, "type": "status", "status": {"state": state, "msg": msg}}
+
+
+def stats_event(service, totals, client=None):
+    """``totals``: (totalConns, currentConns, inputBytes, outputBytes, totalErrs)."""
+    ev = {"kind": "service" if client is None else "handler", "service": service}
+    if client is not None:
+        ev["client"] = client
+    ev["type"] = "stats"
+    ev["stats"] = dict(zip(("totalConns", "currentConns", "inputBytes", "outputBytes", "totalErrs"), totals))
+    return ev
+
+
+def service_totals(service):
+    """(totalConns, currentConns, inputBytes, outputBytes, totalErrs) of a Service, read from
+    its counters. Bytes of finished tunnels are counted at their end; those of open tunnels
+    come from the connection registry (``Service.tunnels`` / ``Context.bytes()``) when it
+    exists, so a long download moves the numbers while it runs."""
+    st = service.stats
+    inp, out = st.input_bytes, st.output_bytes
+    for ctx in list(getattr(service, "tunnels", {}).values()):
+        live = getattr(ctx, "bytes", None)
+        if live is not None:
+            i, o = live()
+            inp, out = inp + i, out + o
+    return (st.total_conns, service.current_conns, inp, out, st.total_errs)
+
+
+class _Source:
+    """The reporting state of one service: when it is due, what was last reported."""
+
+    __slots__ = ("due", "last", "base", "pending")
+
+    def __init__(self, due):
+        self.due = due
+        self.last = (0, 0, 0, 0, 0)     # GOST reports only once something changed
+        self.base = (0, 0)              # bytes already reported (resetTraffic)
+        self.pending = None             # a stats event the plugin has not taken yet
+
+
+def _source(service, period, now):
+    """The service's reporting state, made on first sight (its first report one period on)."""
+    src = service.observed
+    if src is None:
+        src = service.observed = _Source(now + period)
+    return src
+
+
+class Observer:
+    """An HTTP observer plugin. ``registries`` is where services are found by name (their
+    ``observer``, ``enable_stats``, ``observer_period``, ``observer_reset``)."""
+
+    def __init__(self, name, target, registries=None, log=None):
+        self.name = name
+        self.target = target
+        self.registries = registries
+        self.log = log.bind(kind="observer", observer=name) if log is not None else None
+        self._status = collections.deque()
+        self._wake = Event()
+        self._greenlet = None
+        self._closing = False
+        self._failing = False
+        self._dropped = 0
+
+    # -- what services call -----------------------------------------------------------------
+    def status(self, service, state, msg=None):
+        """Queue a status event; it goes out at once (not at the next period)."""
+        if self._closing and self._greenlet is None:
+            return
+        if len(self._status) >= MAX_STATUS:
+            self._status.popleft()
+            self._dropped += 1
+        self._status.append(status_event(service, state, msg or f"service {service} is {state}"))
+        self.start()
+        self._wake.set()
+
+    def start(self):
+        if self._greenlet is None and not self._closing:
+            self._greenlet = gevent.spawn(self._run)
+
+    def close(self, flush=CLOSE_FLUSH):
+        """Stop reporting: what is pending gets ``flush`` seconds to go out, then the greenlet
+        ends (it never outlives its runtime)."""
+        self._closing = True
+        g = self._greenlet
+        if g is None:
+            return
+        self._wake.set()
+        g.join(timeout=flush)
+        g.kill(block=True, timeout=1)
+        self._greenlet = None
+
+    # -- the greenlet -------------------------------------------------------------------------
+    def _run(self):
+        while True:
+            events = self._collect(time.monotonic())
+            if events:
+                self._deliver(events)
+            if self._closing:
+                return
+            self._wake.clear()
+            if self._status:        # a failed status report waits for the next period
+                self._wake.wait(self._next_wait(time.monotonic(), idle=DEFAULT_PERIOD))
+            else:
+                self._wake.wait(self._next_wait(time.monotonic()))
+
+    def _watched(self):
+        """The services reporting stats to this observer: {service object: (period, reset)}."""
+        services = getattr(self.registries, "services", None)
+        out = {}
+        for _, s in services.items() if services is not None else ():
+            if getattr(s, "observer", None) == self.name and getattr(s, "enable_stats", False) \
+                    and s.state != "closed":
+                out[s] = (period_of(s.observer_period), s.observer_reset)
+        return out
+
+    def _next_wait(self, now, idle=None):
+        """Seconds until the next stats report is due (``idle`` or forever when none is)."""
+        dues = [_source(s, period, now).due for s, (period, _) in self._watched().items()]
+        if not dues:
+            return idle
+        wait = max(0.0, min(dues) - now)
+        return wait if idle is None else min(wait, idle)
+
+    def _collect(self, now):
+        """Pending status events, then each due service's stats event (a failed one again,
+        else a new one if anything changed)."""
+        events = list(self._status)
+        for s, (period, reset) in self._watched().items():
+            src = _source(s, period, now)
+            if now < src.due and not self._closing:
+                continue
+            src.due = now + period
+            if src.pending is None:
+                totals = service_totals(s)
+                if totals == src.last:
+                    continue
+                src.last = totals
+                if reset:
+                    delta = (max(0, totals[2] - src.base[0]), max(0, totals[3] - src.base[1]))
+                    src.base = (max(totals[2], src.base[0]), max(totals[3], src.base[1]))
+                    totals = totals[:2] + delta + totals[4:]
+                src.pending = stats_event(s.name, totals)
+            events.append(src.pending)
+        return events
+
+    def _deliver(self, events):
+        sent = {id(e) for e in events if e["type"] == "status"}
+        try:
+            self._post(events)
+        except PluginError as exc:
+            if not self._failing and self.log is not None:
+                self.log.warning(f"observer: {self.target.url}: {exc} (reports are kept and sent again)")
+            elif self.log is not None:
+                self.log.debug(f"observer: {self.target.url}: {exc}")
+            self._failing = True
+            return
+        if self._failing and self.log is not None:
+            self.log.info(f"observer: {self.target.url} answers again")
+        self._failing = False
+        while self._status and id(self._status[0]) in sent:   # those sent (more may have come)
+            self._status.popleft()
+        for s in self._watched():
+            src = s.observed
+            if src is not None and src.pending is not None and any(src.pending is e for e in events):
+                src.pending = None
+        if self._dropped and self.log is not None:
+            self.log.warning(f"observer: {self._dropped} status event(s) dropped while the plugin did not answer")
+            self._dropped = 0
+
+    def _post(self, events):
+        body = json.dumps({"events": events}, separators=(",", ":")).encode()
+        code, reply = post_json(self.target, body)
+        if code != 200:
+            raise PluginError(f"HTTP {code}")
+        try:
+            ok = json.loads(reply).get("ok") is True
+        except (ValueError, AttributeError):
+            raise PluginError(f"reply is not GOST's JSON ({reply[:64]!r})") from None
+        if not ok:
+            raise PluginError("plugin answered ok: false")
+
+
+def build(name, addr, token="", timeout=0.0, server_name="", ca_file="", registries=None, log=None):
+    """An :class:`Observer` POSTing to ``addr`` (config.build checked the plugin mapping)."""
+    target = Target(addr, token=token, timeout=timeout or DEFAULT_TIMEOUT, server_name=server_name, ca_file=ca_file)
+    return Observer(name, target, registries, log)

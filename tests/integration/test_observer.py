@@ -1,0 +1,237 @@
+"""Observers (GOST concepts/observer): bin/gostg POSTs service status and stats events in GOST's
+JSON to an HTTP plugin — here an http.server on 127.0.0.1 that records what it gets. curl pulls
+known sizes through the service, and the reported counters must match them."""
+import json
+import os
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import yaml
+
+from .helpers import Gost, HTTPServerThread, Origin, _ThreadingHTTP, free_port, run_gostg
+
+import http.server
+
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/usr/bin/curl") and not os.environ.get("CI"), reason="curl not installed")
+
+BODY = 100_000    # bytes per curl download
+HTTP_OVERHEAD = 600   # request + response heads, per download, both ways together (generous)
+
+
+class Plugin(HTTPServerThread):
+    """The observer plugin: records (headers, JSON) of each POST; ``reply`` is what it answers
+    (``"ok"``, ``"garbage"``, ``"notok"``, ``"slow"``)."""
+
+    def __init__(self, reply="ok"):
+        self.posts = []
+        self.reply = reply
+        plugin = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                plugin.posts.append((dict(self.headers), json.loads(data), self.path))
+                if plugin.reply == "slow":
+                    time.sleep(3)
+                body = {"ok": b'{"ok":true}', "notok": b'{"ok":false}'}.get(plugin.reply, b"\x00garbage")
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = _ThreadingHTTP(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/observer"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def events(self, type_=None):
+        return [e for _, body, _ in list(self.posts) for e in body["events"] if type_ is None or e["type"] == type_]
+
+    def wait(self, pred, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred():
+                return True
+            time.sleep(0.05)
+        return pred()
+
+
+def config(tmp_path, port, plugin_url, md=None, token=None, timeout=None, extra=None):
+    plugin = {"type": "http", "addr": plugin_url}
+    if token:
+        plugin["token"] = token
+    if timeout:
+        plugin["timeout"] = timeout
+    cfg = {"services": [{"name": "web", "addr": f"127.0.0.1:{port}", "observer": "obs-0",
+                         "handler": {"type": "http"}, "listener": {"type": "tcp"}, "metadata": md or {}}],
+           "observers": [{"name": "obs-0", "plugin": plugin}]}
+    cfg.update(extra or {})
+    f = tmp_path / "observer.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    return f
+
+
+def curl_bytes(port, url, n=BODY):
+    r = subprocess.run(["curl", "-sS", "-m", "10", "-o", "/dev/null", "-w", "%{size_download}",
+                        "-x", f"http://127.0.0.1:{port}", f"{url}/bytes/{n}"],
+                       capture_output=True, text=True, timeout=15)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout) == n
+    return n
+
+
+def test_status_events_and_token(tmp_path):
+    port = free_port()
+    with Plugin() as plugin:
+        cfg = config(tmp_path, port, plugin.url, token="s3cret")
+        with Gost("-C", cfg, ports=[port]) as g:
+            assert plugin.wait(lambda: any(e["status"]["state"] == "ready" for e in plugin.events("status")))
+            ready = next(e for e in plugin.events("status") if e["status"]["state"] == "ready")
+            assert ready == {"kind": "service", "service": "web", "type": "status",
+                             "status": {"state": "ready", "msg": "service web is ready"}}
+            states = [e["status"]["state"] for e in plugin.events("status")]
+            assert states[:2] == ["running", "ready"]
+            headers, _, path = plugin.posts[0]
+            assert headers["Authorization"] == "Bearer s3cret"
+            assert headers["Content-Type"] == "application/json"
+            assert path == "/observer"
+            # no enableStats: no stats events, however long it runs
+            time.sleep(1.3)
+            assert plugin.events("stats") == []
+            g.stop()
+            assert plugin.wait(lambda: any(e["status"]["state"] == "closed" for e in plugin.events("status")))
+
+
+def settle(plugin):
+    """The port wait of the Gost helper is a connection too: → totalConns once it is reported,
+    after checking that a quiet service then reports nothing more (GOST: only on change)."""
+    assert plugin.wait(lambda: plugin.events("stats"))
+    n = len(plugin.events("stats"))
+    time.sleep(2.2)
+    assert len(plugin.events("stats")) == n
+    return plugin.events("stats")[-1]["stats"]["totalConns"]
+
+
+def test_stats_every_period_follow_traffic(tmp_path):
+    port = free_port()
+    with Plugin() as plugin, Origin() as origin:
+        cfg = config(tmp_path, port, plugin.url, md={"enableStats": True, "observer.period": "1s"})
+        with Gost("-C", cfg, ports=[port]):
+            base = settle(plugin)
+            t0 = time.monotonic()
+            for _ in range(3):
+                curl_bytes(port, origin.url)
+            assert plugin.wait(lambda: any(e["stats"]["totalConns"] == base + 3 for e in plugin.events("stats")))
+            assert time.monotonic() - t0 < 3.5      # within a period or two
+            s = plugin.events("stats")[-1]
+            assert s["kind"] == "service" and s["service"] == "web" and "client" not in s
+            st = s["stats"]
+            assert st["totalConns"] == base + 3 and st["currentConns"] == 0 and st["totalErrs"] == 0
+            assert 3 * BODY <= st["outputBytes"] <= 3 * (BODY + HTTP_OVERHEAD)
+            assert 0 < st["inputBytes"] <= 3 * HTTP_OVERHEAD
+            curl_bytes(port, origin.url)
+            assert plugin.wait(lambda: any(e["stats"]["totalConns"] == base + 4 for e in plugin.events("stats")))
+            after = plugin.events("stats")[-1]["stats"]
+            assert 4 * BODY <= after["outputBytes"] <= 4 * (BODY + HTTP_OVERHEAD)   # totals grow
+
+
+def test_reset_traffic_gives_deltas(tmp_path):
+    port = free_port()
+    with Plugin() as plugin, Origin() as origin:
+        cfg = config(tmp_path, port, plugin.url,
+                     md={"enableStats": True, "observer.period": "1s", "observer.resetTraffic": True})
+        with Gost("-C", cfg, ports=[port]):
+            base = settle(plugin)
+            curl_bytes(port, origin.url)
+            curl_bytes(port, origin.url)
+            assert plugin.wait(lambda: any(e["stats"]["totalConns"] == base + 2 for e in plugin.events("stats")))
+            curl_bytes(port, origin.url, 50_000)
+            assert plugin.wait(lambda: any(e["stats"]["totalConns"] == base + 3 for e in plugin.events("stats")))
+            stats = [e["stats"] for e in plugin.events("stats")]
+            last = stats[-1]
+            # the last report holds only the third download's bytes; conns stay totals
+            assert 50_000 <= last["outputBytes"] <= 50_000 + HTTP_OVERHEAD
+            assert last["totalConns"] == base + 3
+            # the reports add up to everything that went through
+            total = sum(s["outputBytes"] for s in stats)
+            assert 250_000 <= total <= 250_000 + 3 * HTTP_OVERHEAD
+
+
+@pytest.mark.parametrize("reply", ["dead", "garbage", "notok", "slow"])
+def test_plugin_down_or_bad_never_blocks_traffic(tmp_path, reply):
+    port = free_port()
+    with Origin() as origin, Plugin("ok" if reply == "dead" else reply) as plugin:
+        url = plugin.url
+        if reply == "dead":
+            dead = free_port()          # nothing listens there
+            url = f"http://127.0.0.1:{dead}/observer"
+        cfg = config(tmp_path, port, url, md={"enableStats": True, "observer.period": "1s"}, timeout="1s")
+        with Gost("-C", cfg, ports=[port]) as g:
+            t0 = time.monotonic()
+            for _ in range(5):
+                curl_bytes(port, origin.url)
+            assert time.monotonic() - t0 < 4      # the plugin never holds traffic up
+            assert plugin.wait(lambda: "observer" in g.log_text() and "warning" in g.log_text(), timeout=6)
+            time.sleep(2.5)                      # a few failed periods
+            for _ in range(5):
+                curl_bytes(port, origin.url)
+            log = [json.loads(line) for line in g.log_text().splitlines() if line.startswith("{")]
+            warns = [e for e in log if e.get("kind") == "observer" and e.get("level") == "warning"]
+            # one warning while it stays down (not one per period), naming the observer
+            assert len(warns) == 1, warns
+            assert warns[0]["observer"] == "obs-0"
+            if reply != "dead":
+                # every failed report is sent again: its stats go on arriving
+                assert len(plugin.events("stats")) >= 2
+            # no greenlet piles up: the process has a handful of sockets, not one per period
+            fds = len(os.listdir(f"/proc/{g.proc.pid}/fd"))
+            assert fds < 30, fds
+            assert g.stop() == 0
+
+
+def test_plugin_recovers_and_gets_what_it_missed(tmp_path):
+    """Reports kept while the plugin answers garbage arrive once it answers ok."""
+    port = free_port()
+    with Origin() as origin, Plugin("notok") as plugin:
+        cfg = config(tmp_path, port, plugin.url, md={"enableStats": True, "observer.period": "1s"})
+        with Gost("-C", cfg, ports=[port]) as g:
+            curl_bytes(port, origin.url)
+            assert plugin.wait(lambda: plugin.events("stats"))
+            missed = plugin.events("stats")[-1]
+            plugin.reply = "ok"
+            assert plugin.wait(lambda: "answers again" in g.log_text(), timeout=8)
+            # the report it refused comes again, unchanged, and then new ones
+            assert missed in plugin.events("stats")[1:]
+            n = missed["stats"]["totalConns"]
+            curl_bytes(port, origin.url)
+            assert plugin.wait(lambda: any(e["stats"]["totalConns"] == n + 1 for e in plugin.events("stats")))
+
+
+def test_unknown_observer_and_grpc_fail_config(tmp_path):
+    port = free_port()
+    cfg = config(tmp_path, port, "http://127.0.0.1:1/observer")
+    data = yaml.safe_load(cfg.read_text())
+    data["services"][0]["observer"] = "obs0"
+    cfg.write_text(yaml.safe_dump(data))
+    r = run_gostg("-C", cfg)
+    assert r.returncode != 0
+    assert "services[0].observer" in r.stderr and "obs0" in r.stderr and "obs-0" in r.stderr, r.stderr
+    data["services"][0]["observer"] = "obs-0"
+    data["observers"][0]["plugin"]["type"] = "grpc"
+    cfg.write_text(yaml.safe_dump(data))
+    r = run_gostg("-C", cfg)
+    assert r.returncode != 0
+    assert "observers[0].plugin.type" in r.stderr and "gRPC" in r.stderr, r.stderr
+    del data["observers"][0]["plugin"]["type"]     # GOST's default is grpc
+    cfg.write_text(yaml.safe_dump(data))
+    r = run_gostg("-C", cfg)
+    assert r.returncode != 0 and "observers[0].plugin.type" in r.stderr, r.stderr
