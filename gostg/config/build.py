@@ -298,16 +298,15 @@ def build_observer(o, path, registries=None):
     event). GOST's default plugin type is grpc, which gostg does not build yet: an error."""
     from ..observe import observer
     from ..observe.httppost import Target
+    from .validate import observer_plugin_problem
 
     pp = f"{path}.plugin"
     p = _map(o, "plugin", path)
     if not p:
         raise ConfigError(pp, "is required: observers are plugins only (GOST concepts/observer)")
-    t = _str(p, "type", pp).strip().lower()
-    if t != "http":
-        why = "is not set, and GOST's default (grpc)" if not t else f"{t!r}" + (" (gRPC)" if t == "grpc" else "")
-        raise ConfigError(f"{pp}.type", f"{why} is not built by gostg: observer plugins are type: http "
-                                        f"for now (gRPC plugins: issue 16)")
+    err = observer_plugin_problem(_str(p, "type", pp))
+    if err:
+        raise ConfigError(f"{pp}.type", err)
     addr = _str(p, "addr", pp).strip()
     if not addr:
         raise ConfigError(f"{pp}.addr", "is required (e.g. http://127.0.0.1:8000/observer)")
@@ -328,12 +327,9 @@ def _observer(o, md, svc, path, registries):
     if not name:
         return
     if registries is not None and registries.observers.get(name) is None:
-        from .validate import suggest
+        from .refs import missing
 
-        known = registries.observers.names()
-        s = suggest(name, known)
-        raise ConfigError(f"{path}.observer", f"observer {name!r} does not exist"
-                          + (f" (did you mean {s!r}?)" if s else f" (observers: {', '.join(known) or 'none'})"), s)
+        raise ConfigError(f"{path}.observer", *missing("observers", name, registries.observers.names()))
     svc.observer = name
     svc.enable_stats = md.bool("enableStats")
     svc.observer_period = md.duration("observer.period", "observePeriod")

@@ -16,11 +16,14 @@ import ipaddress
 
 from . import schema as S
 from .metadata import Metadata
-from .validate import Problem
+from .validate import Problem, suggest
 from ..policy.group import NOUNS
 
 #: what a missing object of each use means for traffic, appended to the warning
 REFUSED = "connections will be refused until it is created"
+#: kinds whose missing object is an error, not a warning: nothing would refuse a connection
+#: to show the typo, the events would just never go anywhere
+REQUIRED = frozenset({"observers"})
 
 #: handler types that take the target from the client: without auth they serve anyone
 PROXY_HANDLERS = frozenset({"auto", "http", "http2", "socks", "socks4", "socks4a", "socks5", "relay", "sni"})
@@ -112,6 +115,14 @@ def dangling_tuples(cfg):
     return [(p, k, n) for p, k, n in references(cfg) if n not in have.get(k, ())]
 
 
+def missing(kind, name, known):
+    """The error for a reference to a ``REQUIRED`` kind that does not resolve (build says the
+    same for an object created through the Web API)."""
+    s = suggest(name, known)
+    return (f"{NOUNS.get(kind, kind)} {name!r} does not exist"
+            + (f" (did you mean {s!r}?)" if s else f" ({kind}: {', '.join(sorted(known)) or 'none'})")), s
+
+
 def _message(path, kind, name):
     if path.startswith("api."):
         tail = "Web API requests will be refused until it is created"
@@ -129,9 +140,14 @@ def dangling_refs(cfg, prefix=None):
     ``services[0].handler.chain: chain 'nope' does not exist (connections will be refused
     until it is created)``. With ``prefix`` (``"services[2]"``) only those under it."""
     out = []
+    have = None
     for path, kind, name in dangling_tuples(cfg):
         if prefix is None or path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "["):
-            out.append(Problem("warning", path, _message(path, kind, name)))
+            if kind in REQUIRED:
+                have = have or _defined(cfg)
+                out.append(Problem("error", path, *missing(kind, name, [n for n in have[kind] if isinstance(n, str)])))
+            else:
+                out.append(Problem("warning", path, _message(path, kind, name)))
     return out
 
 

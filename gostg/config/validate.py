@@ -353,6 +353,15 @@ def addr_problem(addr):
     return None
 
 
+def observer_plugin_problem(t):
+    """Why an observer plugin ``type`` cannot run (GOST's default, when unset, is grpc), or None."""
+    t = str(t or "").strip().lower()
+    if t == "http":
+        return None
+    why = "is not set, and GOST's default (grpc)" if not t else f"{t!r}" + (" (gRPC)" if t == "grpc" else "")
+    return f"{why} is not built by gostg: observer plugins are type: http for now (gRPC plugins: issue 16)"
+
+
 def validate(cfg):
     """→ list of :class:`Problem` for the config model ``cfg`` (errors and warnings)."""
     w = _Walker()
@@ -381,6 +390,10 @@ def validate(cfg):
                 seen.add(name)
             if kind == "services":
                 w.service(o, path)
+            elif kind == "observers" and isinstance(o.get("plugin"), dict):
+                err = observer_plugin_problem(o["plugin"].get("type"))
+                if err:
+                    w.add(ERROR, f"{path}.plugin.type", err)
             elif kind == "hops":
                 w.hop(o, path)
             elif kind == "chains" and isinstance(o.get("hops"), list):

@@ -325,8 +325,7 @@ services:
 observers:
 - name: observer-0
   plugin: {type: grpc, addr: "127.0.0.1:8000"}
-""", [("warning", "observers"), ("warning", "services[0].metadata.enableStats"),
-      ("warning", "services[0].metadata.observer.period"), ("warning", "services[0].observer")]),
+""", [("error", "observers[0].plugin.type")]),
     ("""
 services:
 - name: service-0
