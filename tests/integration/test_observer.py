@@ -5,6 +5,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -235,3 +236,79 @@ def test_unknown_observer_and_grpc_fail_config(tmp_path):
     cfg.write_text(yaml.safe_dump(data))
     r = run_gostg("-C", cfg)
     assert r.returncode != 0 and "observers[0].plugin.type" in r.stderr, r.stderr
+
+
+def test_web_api_creates_replaces_and_deletes_observers(tmp_path):
+    """POST /config/observers, a service PUT to use it, the observer PUT to another plugin
+    (stats go on there), DELETE: GOST's dynamic observers."""
+    from .peers import Api
+
+    port, api_port = free_port(), free_port()
+    f = tmp_path / "api.yaml"
+    f.write_text(yaml.safe_dump({"services": [{"name": "web", "addr": f"127.0.0.1:{port}",
+                                               "handler": {"type": "http"}}]}))
+    with Plugin() as p1, Plugin() as p2, Origin() as origin, \
+            Gost("-C", f, "-api", f"127.0.0.1:{api_port}", ports=[port, api_port]) as g:
+        api = Api(api_port)
+        api.post("observers", {"name": "o", "plugin": {"type": "http", "addr": p1.url}})
+        svc = {"name": "web", "addr": f"127.0.0.1:{port}", "handler": {"type": "http"}, "observer": "o",
+               "metadata": {"enableStats": True, "observer.period": "1s"}}
+        api.put("services", "web", svc)
+        assert p1.wait(lambda: [e["status"]["state"] for e in p1.events("status")] == ["running", "ready"])
+        curl_bytes(port, origin.url)
+        assert p1.wait(lambda: any(e["stats"]["totalConns"] >= 1 for e in p1.events("stats")))
+        api.put("observers", "o", {"name": "o", "plugin": {"type": "http", "addr": p2.url}})
+        curl_bytes(port, origin.url)
+        # the new observer goes on from where the old one stopped: totals, no state change needed
+        assert p2.wait(lambda: any(e["stats"]["totalConns"] >= 2 for e in p2.events("stats")))
+        n1 = len(p1.posts)
+        status, js, raw = api.request("PUT", "/config/services/web", {**svc, "observer": "oo"})
+        assert status >= 400 and "observer 'oo' does not exist (did you mean 'o'?)" in js["msg"], raw
+        api.delete("observers", "o")
+        curl_bytes(port, origin.url)
+        time.sleep(1.5)
+        assert len(p1.posts) == n1       # the replaced observer's greenlet is gone
+        assert g.proc.poll() is None
+        assert "observer 'o' not found" not in g.log_text()   # (debug only)
+
+
+EMBED = """\
+from gevent import monkey; monkey.patch_all()
+import gc, sys, time, urllib.request
+import gevent
+import gostg
+
+port, plugin_url, origin_url = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+g = gostg.Gost({"services": [{"name": "e", "addr": "127.0.0.1:%d" % port, "handler": {"type": "http"},
+                              "observer": "o", "metadata": {"enableStats": True, "observer.period": "1s"}}],
+                "observers": [{"name": "o", "plugin": {"type": "http", "addr": plugin_url, "timeout": "1s"}}]})
+g.start()
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": "http://127.0.0.1:%d" % port}))
+for _ in range(3):
+    with opener.open(origin_url + "/bytes/1000", timeout=10) as r:
+        assert len(r.read()) == 1000
+time.sleep(2.5)
+g.stop()
+gevent.sleep(0.1)
+# gevent.spawn's greenlets (the hub and the resolver's thread pool are gevent's own)
+alive = [o for o in gc.get_objects() if isinstance(o, gevent.Greenlet) and not o.dead]
+print("ALIVE", len(alive), [repr(o)[:80] for o in alive])
+"""
+
+
+@pytest.mark.parametrize("dead", [False, True])
+def test_embedded_gost_reports_and_stop_leaves_no_greenlet(tmp_path, dead):
+    port = free_port()
+    script = tmp_path / "embed_obs.py"
+    script.write_text(EMBED)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    with Plugin() as plugin, Origin() as origin:
+        url = f"http://127.0.0.1:{free_port()}/observer" if dead else plugin.url
+        r = subprocess.run([sys.executable, str(script), str(port), url, origin.url], capture_output=True,
+                           text=True, timeout=30, env=env)
+        assert r.returncode == 0, r.stderr
+        assert "ALIVE 0 []" in r.stdout, r.stdout + r.stderr
+        if not dead:
+            states = [e["status"]["state"] for e in plugin.events("status")]
+            assert states == ["running", "ready", "closed"], states
+            assert plugin.events("stats")[-1]["stats"]["totalConns"] == 3
