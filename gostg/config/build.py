@@ -320,20 +320,34 @@ def build_observer(o, path, registries=None):
                           registries, getattr(registries, "log", None))
 
 
-def _observer(o, md, svc, path, registries):
-    """A service's ``observer`` (a name that must exist: a typo would silently report nothing)
-    and its metadata ``enableStats``, ``observer.period``, ``observer.resetTraffic``."""
+def _observer_name(o, path, registries):
+    """An ``observer`` reference, which must exist (a typo would silently report nothing)."""
     name = _str(o, "observer", path)
-    if not name:
-        return
-    if registries is not None and registries.observers.get(name) is None:
+    if name and registries is not None and registries.observers.get(name) is None:
         from .refs import missing
 
         raise ConfigError(f"{path}.observer", *missing("observers", name, registries.observers.names()))
-    svc.observer = name
-    svc.enable_stats = md.bool("enableStats")
-    svc.observer_period = md.duration("observer.period", "observePeriod")
-    svc.observer_reset = md.bool("observer.resetTraffic")
+    return name
+
+
+def _observers(o, md, h, hmd, svc, path, registries):
+    """The service's ``observer`` with its metadata ``enableStats``, ``observer.period``,
+    ``observer.resetTraffic``; the handler's ``observer`` (per-client stats) with its own."""
+    name = _observer_name(o, path, registries)
+    if name:
+        svc.observer = name
+        svc.enable_stats = md.bool("enableStats")
+        svc.observer_period = md.duration("observer.period", "observePeriod")
+        svc.observer_reset = md.bool("observer.resetTraffic")
+    hname = _observer_name(h, f"{path}.handler", registries)
+    if hname:
+        if not hmd.declares("observer.period"):
+            raise ConfigError(f"{path}.handler.observer", f"handler type {svc.handler_type!r} has no per-client "
+                                                          "stats to observe (the tunnelling handlers have)")
+        from ..observe.observer import ClientStats
+
+        svc.handler.client_stats = ClientStats(hname, svc.name, hmd.duration("observer.period"),
+                                               hmd.bool("observer.resetTraffic"))
 
 
 def build_limiter(kind, o, path, registries=None):
@@ -543,7 +557,7 @@ def build_service(o, path, registries, log):
     svc.proxy_protocol = _proxy_receiver(md, listener, path, log, o["name"])
     # late-bound by name, as bypass: a replaced limiter applies from the next connection
     svc.limiter, svc.climiter, svc.rlimiter = (_str(o, k, path) or None for k in ("limiter", "climiter", "rlimiter"))
-    _observer(o, md, svc, path, registries)
+    _observers(o, md, h, hmd, svc, path, registries)
     if svc.proxy_protocol is not None and not svc.proxy_protocol.trusted:
         decides = [k for k in ("admission", "admissions", "climiter", "rlimiter", "limiter") if o.get(k)]
         if hmd.declares("skipauth") and hmd.list("skipauth"):

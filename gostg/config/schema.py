@@ -134,7 +134,7 @@ HANDLER = keys(
         meaning="the dns handler's upstreams, where GOST's reference page puts them (GOST itself reads only "
                 "metadata.dns and ignores this); gostg reads it as metadata.dns"),
     unbuilt("limiter", STR, "concepts/limiter/", "handler-level traffic limiter"),
-    unbuilt("observer", STR, "concepts/observer/", "observer", observe=True),
+    Key("observer", docs="concepts/observer/", meaning="ref:observers"),   # per-client stats (kind: handler)
     Key("metadata", MAP, meaning="metadata:handler"))
 LISTENER = keys(
     Key("type", default="tcp"), Key("chain", meaning="ref:chains"),
@@ -355,7 +355,10 @@ MD_HANDLER_BASE = md(
     _ub("mitm.alpn", "tutorials/sniffing/", "TLS interception"),
     _ub("mitm.bypass", "tutorials/sniffing/", "TLS interception"),
     _ub("sniffing.websocket.sampleRate", "tutorials/sniffing/", "WebSocket frame recording", FLOAT, observe=True),
-    _ub("observePeriod", "concepts/observer/", "observer", DURATION, observe=True))
+    Key("observer.period", DURATION, default="5s", aliases=("observePeriod", "observer.observePeriod"),
+        docs="concepts/observer/", meaning="the handler observer's reporting period (at least 1s, as GOST)"),
+    Key("observer.resetTraffic", BOOL, docs="concepts/observer/",
+        meaning="the handler observer reports inputBytes/outputBytes as the bytes since the last report"))
 MD_SKIPAUTH = md(Key("skipauth", STRLIST))
 MD_HASH = md(Key("hash", choices=("", "host")))
 MD_HTTP_HANDLER = md(

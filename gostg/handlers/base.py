@@ -29,6 +29,8 @@ class Options:
 class Handler:
     #: seconds a client may take to complete its handshake (GOST's ``readTimeout``)
     read_timeout = 15.0
+    #: the handler's ``observer``: per-client counts (observe.observer.ClientStats), or None
+    client_stats = None
 
     def __init__(self, md, options):
         self.md = md
@@ -87,12 +89,15 @@ class Handler:
         """Datagrams both ways until a side closes; closes ``upstream``."""
         ctx.log.info(f"{ctx.src} <-> {dst}", dst=dst, network="udp")
         t0 = time.monotonic()
+        counted = self.client_begin(ctx)
+        inp = out = 0
         try:
             run = udpfast.relay if udpfast.eligible(client, upstream) else udp.relay
             inp, out = run(client, upstream, ctx, target=target,
                            bypassed=None if target else lambda a: self.router.bypassed(a, "udp"))
         finally:
             upstream.close()
+            self.client_end(counted, inp, out)
         ctx.stats_bytes(inp, out)
         ctx.log.info(f"{ctx.src} >-< {dst}", dst=dst, network="udp",
                      duration=round(time.monotonic() - t0, 6), inputBytes=inp, outputBytes=out)
@@ -111,14 +116,26 @@ class Handler:
                 return
         self.relay(conn, upstream, ctx, target, detach=True)
 
-    @staticmethod
-    def relay(conn, upstream, ctx, target, detach=False):
+    def client_begin(self, ctx):
+        """A tunnel starts: with a handler ``observer``, count it for its client (GOST's
+        per-client stats) → the client's counts for ``client_stats.end``; else None."""
+        cs = self.client_stats
+        return None if cs is None else cs.begin(ctx.client_id)
+
+    def client_end(self, counted, inp, out):
+        """The tunnel ``client_begin`` counted ended, having moved these bytes."""
+        if counted is not None:
+            self.client_stats.end(counted, inp, out)
+
+    def relay(self, conn, upstream, ctx, target, detach=False):
         """Relay, then count and log the tunnel's end. With ``detach`` (a caller whose handler
         returns right after, leaving both conns to the relay) an idle plain-socket tunnel may
         go on without this greenlet (relay/tcp.py rule 6); the end is then logged from there."""
         t0 = time.monotonic()
+        counted = self.client_begin(ctx)
 
         def finish(inp, out):   # at the end, in this greenlet or, once it left, in a callback
+            self.client_end(counted, inp, out)
             ctx.stats_bytes(inp, out)
             ctx.log.info(f"{ctx.src} >-< {target}", dst=target, duration=round(time.monotonic() - t0, 6),
                          inputBytes=inp, outputBytes=out)

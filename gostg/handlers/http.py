@@ -326,6 +326,7 @@ class HTTPHandler(Handler):
         t0 = time.monotonic()
         tally = [0]  # bytes sent to the client
         idle = gevent.Timeout(self.idle_timeout)   # one timer, restarted for each request
+        counted = self.client_begin(ctx)
         try:
             while True:
                 if sent is None:
@@ -383,6 +384,7 @@ class HTTPHandler(Handler):
             idle.close()
             if upstream is not None:
                 upstream.close()
+            self.client_end(counted, s.received, tally[0])
             ctx.stats_bytes(s.received, tally[0])
             ctx.log.info(f"{ctx.src} >-< {ctx.target}", dst=ctx.target, duration=round(time.monotonic() - t0, 6),
                          inputBytes=s.received, outputBytes=tally[0])

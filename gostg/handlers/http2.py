@@ -177,6 +177,7 @@ class HTTP2Handler(Handler):
         out = 0
         sender = None
         responded = False
+        counted = self.client_begin(ctx)
         try:
             upstream.sendall(http.Request(st.method, st.path or "/", "HTTP/1.1", headers).encode())
             sender = gevent.spawn(_send_request_body, st, upstream, chunked)
@@ -208,6 +209,7 @@ class HTTP2Handler(Handler):
                 sent = sender.value if sender.ready() and sender.successful() else 0
                 sender.kill(block=False)
             upstream.close()
+            self.client_end(counted, sent, out)
             ctx.stats_bytes(sent, out)
             ctx.log.info(f"{ctx.src} >-< {host}", dst=host, duration=round(time.monotonic() - t0, 6),
                          inputBytes=sent, outputBytes=out)

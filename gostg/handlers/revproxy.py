@@ -161,10 +161,12 @@ def serve(handler, conn, ctx, upstream=None):
     if upstream is not None:
         ctx.log.info(f"{ctx.src} <-> {ctx.target}", dst=ctx.target)
     t0 = time.monotonic()
+    counted = handler.client_begin(ctx)
     try:
         sess.serve()
     finally:
         sess.close_upstream()
+        handler.client_end(counted, sess.s.received, sess.tally[0])
         ctx.stats_bytes(sess.s.received, sess.tally[0])
         ctx.log.info(f"{ctx.src} >-< {ctx.target}", dst=ctx.target, duration=round(time.monotonic() - t0, 6),
                      inputBytes=sess.s.received, outputBytes=sess.tally[0])

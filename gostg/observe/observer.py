@@ -59,10 +59,11 @@ def status_event(service, state, msg):
     return {"kind": "service", "service": service, "type": "status", "status": {"state": state, "msg": msg}}
 
 
-def stats_event(service, totals, client=None):
-    """``totals``: (totalConns, currentConns, inputBytes, outputBytes, totalErrs)."""
-    ev = {"kind": "service" if client is None else "handler", "service": service}
-    if client is not None:
+def stats_event(service, totals, kind="service", client=""):
+    """``totals``: (totalConns, currentConns, inputBytes, outputBytes, totalErrs). ``client``
+    is left out when empty (GOST's ``omitempty``)."""
+    ev = {"kind": kind, "service": service}
+    if client:
         ev["client"] = client
     ev["type"] = "stats"
     ev["stats"] = dict(zip(("totalConns", "currentConns", "inputBytes", "outputBytes", "totalErrs"), totals))
@@ -84,24 +85,112 @@ def service_totals(service):
     return (st.total_conns, service.current_conns, inp, out, st.total_errs)
 
 
-class _Source:
-    """The reporting state of one service: when it is due, what was last reported."""
+class _Totals:
+    """What was last reported of one set of counters: GOST reports only once something
+    changed, and with ``resetTraffic`` the bytes since the last report."""
 
-    __slots__ = ("due", "last", "base", "pending")
+    __slots__ = ("last", "base")
 
-    def __init__(self, due):
-        self.due = due
-        self.last = (0, 0, 0, 0, 0)     # GOST reports only once something changed
-        self.base = (0, 0)              # bytes already reported (resetTraffic)
-        self.pending = None             # a stats event the plugin has not taken yet
+    def __init__(self):
+        self.last = (0, 0, 0, 0, 0)
+        self.base = (0, 0)      # bytes reported so far
+
+    def report(self, totals, reset):
+        """→ the totals to report, or None when nothing changed."""
+        if totals == self.last:
+            return None
+        self.last = totals
+        if not reset:
+            return totals
+        inp, out = max(0, totals[2] - self.base[0]), max(0, totals[3] - self.base[1])
+        self.base = (max(totals[2], self.base[0]), max(totals[3], self.base[1]))
+        return totals[:2] + (inp, out) + totals[4:]
 
 
-def _source(service, period, now):
-    """The service's reporting state, made on first sight (its first report one period on)."""
-    src = service.observed
-    if src is None:
-        src = service.observed = _Source(now + period)
-    return src
+class Reporter:
+    """The reporting state of one service or handler: when it is due and the events the
+    plugin has not taken yet (sent again before anything new is read: no delta is lost).
+    Kept on the service/handler, so a replaced observer goes on where the old one stopped."""
+
+    __slots__ = ("due", "pending")
+
+    #: seconds between reports (subclasses)
+    period = DEFAULT_PERIOD
+
+    def __init__(self):
+        self.due = None
+        self.pending = None
+
+    def read(self):
+        """→ new events (a list, maybe empty)."""
+        raise NotImplementedError
+
+
+class ServiceReporter(Reporter):
+    """A service's ``enableStats``: one ``kind: service`` event."""
+
+    __slots__ = ("service", "totals")
+
+    def __init__(self, service):
+        super().__init__()
+        self.service = service
+        self.totals = _Totals()
+
+    @property
+    def period(self):
+        return period_of(self.service.observer_period)
+
+    def read(self):
+        t = self.totals.report(service_totals(self.service), self.service.observer_reset)
+        return [] if t is None else [stats_event(self.service.name, t)]
+
+
+class ClientStats(Reporter):
+    """A handler's ``observer`` (GOST's HandlerStats): counts per client id (the auther's
+    answer; ``""`` without auth), one ``kind: handler`` event per client that changed.
+    A handler counts a tunnel with :meth:`begin` when it starts and :meth:`end` when it ends;
+    nothing is counted per chunk. Clients are kept for the handler's life, as GOST does."""
+
+    __slots__ = ("observer", "service", "reset", "clients", "_period")
+
+    def __init__(self, observer, service, period=0.0, reset=False):
+        super().__init__()
+        self.observer, self.service, self.reset = observer, service, reset
+        self._period = period_of(period)
+        self.clients = {}     # client id → [totalConns, currentConns, inputBytes, outputBytes, totalErrs, _Totals]
+
+    @property
+    def period(self):
+        return self._period
+
+    def begin(self, client):
+        c = self.clients.get(client)
+        if c is None:
+            c = self.clients[client] = [0, 0, 0, 0, 0, _Totals()]
+        c[0] += 1
+        c[1] += 1
+        return c
+
+    @staticmethod
+    def end(c, inp, out):
+        c[1] -= 1
+        c[2] += inp
+        c[3] += out
+
+    def read(self):
+        out = []
+        for client, c in list(self.clients.items()):
+            t = c[5].report(tuple(c[:5]), self.reset)
+            if t is not None:
+                out.append(stats_event(self.service, t, "handler", client))
+        return out
+
+
+def _service_reporter(service):
+    r = service.observed
+    if r is None:
+        r = service.observed = ServiceReporter(service)
+    return r
 
 
 class Observer:
@@ -162,48 +251,51 @@ class Observer:
             else:
                 self._wake.wait(self._next_wait(time.monotonic()))
 
-    def _watched(self):
-        """The services reporting stats to this observer: {service object: (period, reset)}."""
+    def _reporters(self):
+        """The service stats (``enableStats``) and handler client stats reporting to this
+        observer, found by name on the running services."""
         services = getattr(self.registries, "services", None)
-        out = {}
+        out = []
         for _, s in services.items() if services is not None else ():
-            if getattr(s, "observer", None) == self.name and getattr(s, "enable_stats", False) \
-                    and s.state != "closed":
-                out[s] = (period_of(s.observer_period), s.observer_reset)
+            if s.state == "closed":
+                continue
+            if s.enable_stats and s.observer == self.name:
+                out.append(_service_reporter(s))
+            cs = getattr(s.handler, "client_stats", None)
+            if cs is not None and cs.observer == self.name:
+                out.append(cs)
         return out
 
     def _next_wait(self, now, idle=None):
         """Seconds until the next stats report is due (``idle`` or forever when none is)."""
-        dues = [_source(s, period, now).due for s, (period, _) in self._watched().items()]
+        dues = []
+        for r in self._reporters():
+            if r.due is None:
+                r.due = now + r.period    # the first report one period on (GOST's ticker)
+            dues.append(r.due)
         if not dues:
             return idle
         wait = max(0.0, min(dues) - now)
         return wait if idle is None else min(wait, idle)
 
     def _collect(self, now):
-        """Pending status events, then each due service's stats event (a failed one again,
-        else a new one if anything changed)."""
+        """Pending status events, then each due reporter's events (those the plugin did not
+        take last time, else new ones if anything changed)."""
         events = list(self._status)
-        for s, (period, reset) in self._watched().items():
-            src = _source(s, period, now)
-            if now < src.due and not self._closing:
+        for r in self._reporters():
+            if r.due is None:
+                r.due = now + r.period
                 continue
-            src.due = now + period
-            if src.pending is None:
-                totals = service_totals(s)
-                if totals == src.last:
-                    continue
-                src.last = totals
-                if reset:
-                    delta = (max(0, totals[2] - src.base[0]), max(0, totals[3] - src.base[1]))
-                    src.base = (max(totals[2], src.base[0]), max(totals[3], src.base[1]))
-                    totals = totals[:2] + delta + totals[4:]
-                src.pending = stats_event(s.name, totals)
-            events.append(src.pending)
+            if now < r.due and not self._closing:
+                continue
+            r.due = now + r.period
+            if r.pending is None:
+                r.pending = r.read() or None
+            if r.pending:
+                events.extend(r.pending)
         return events
 
     def _deliver(self, events):
-        sent = {id(e) for e in events if e["type"] == "status"}
         try:
             self._post(events)
         except PluginError as exc:
@@ -216,12 +308,12 @@ class Observer:
         if self._failing and self.log is not None:
             self.log.info(f"observer: {self.target.url} answers again")
         self._failing = False
+        sent = {id(e) for e in events}
         while self._status and id(self._status[0]) in sent:   # those sent (more may have come)
             self._status.popleft()
-        for s in self._watched():
-            src = s.observed
-            if src is not None and src.pending is not None and any(src.pending is e for e in events):
-                src.pending = None
+        for r in self._reporters():
+            if r.pending and id(r.pending[0]) in sent:
+                r.pending = None
         if self._dropped and self.log is not None:
             self.log.warning(f"observer: {self._dropped} status event(s) dropped while the plugin did not answer")
             self._dropped = 0

@@ -312,3 +312,42 @@ def test_embedded_gost_reports_and_stop_leaves_no_greenlet(tmp_path, dead):
             states = [e["status"]["state"] for e in plugin.events("status")]
             assert states == ["running", "ready", "closed"], states
             assert plugin.events("stats")[-1]["stats"]["totalConns"] == 3
+
+
+def test_handler_observer_reports_per_client(tmp_path):
+    """GOST's handler observer: one ``kind: handler`` stats event per client id (the auther's
+    user), every period, for the clients whose counts changed."""
+    port = free_port()
+    with Plugin() as plugin, Origin() as origin:
+        cfg = {"services": [{"name": "web", "addr": f"127.0.0.1:{port}",
+                             "handler": {"type": "http", "auther": "users", "observer": "obs-0",
+                                         "metadata": {"observer.period": "1s"}}}],
+               "authers": [{"name": "users", "auths": [{"username": "alice", "password": "a"},
+                                                       {"username": "bob", "password": "b"}]}],
+               "observers": [{"name": "obs-0", "plugin": {"type": "http", "addr": plugin.url}}]}
+        f = tmp_path / "h.yaml"
+        f.write_text(yaml.safe_dump(cfg))
+        with Gost("-C", f, ports=[port]):
+            for user, n in (("alice:a", BODY), ("alice:a", BODY), ("bob:b", 30_000)):
+                r = subprocess.run(["curl", "-sS", "-m", "10", "-o", "/dev/null", "-w", "%{size_download}",
+                                    "-x", f"http://{user}@127.0.0.1:{port}", f"{origin.url}/bytes/{n}"],
+                                   capture_output=True, text=True, timeout=15)
+                assert r.stdout == str(n), r.stderr
+            assert plugin.wait(lambda: {e.get("client") for e in plugin.events("stats")} >= {"alice", "bob"})
+            last = {}
+            for e in plugin.events("stats"):
+                assert e["kind"] == "handler" and e["service"] == "web"
+                last[e["client"]] = e["stats"]
+            assert last["alice"]["totalConns"] == 2 and last["alice"]["currentConns"] == 0
+            assert 2 * BODY <= last["alice"]["outputBytes"] <= 2 * (BODY + HTTP_OVERHEAD)
+            assert last["bob"]["totalConns"] == 1
+            assert 30_000 <= last["bob"]["outputBytes"] <= 30_000 + HTTP_OVERHEAD
+            assert plugin.events("status") == []    # a handler observer reports stats only
+            # bob is quiet: only alice is reported again
+            n = len(plugin.events("stats"))
+            curl = subprocess.run(["curl", "-sS", "-m", "10", "-o", "/dev/null", "-x",
+                                   f"http://alice:a@127.0.0.1:{port}", f"{origin.url}/bytes/10"], timeout=15)
+            assert curl.returncode == 0
+            assert plugin.wait(lambda: len(plugin.events("stats")) > n)
+            time.sleep(1.2)
+            assert [e["client"] for e in plugin.events("stats")[n:]] == ["alice"]
