@@ -33,6 +33,8 @@ class Target:
     __slots__ = ("url", "host", "port", "path", "https", "token", "timeout", "server_name", "ca_file", "_ctx")
 
     def __init__(self, addr, token="", timeout=10.0, server_name="", ca_file=""):
+        if "://" in addr and not addr.startswith(("http://", "https://")):
+            raise ValueError(f"bad plugin address {addr!r}: http:// or https:// only")
         url = addr if addr.startswith("http") else "http://" + addr
         u = urlsplit(url)
         if u.scheme not in ("http", "https") or not u.hostname:
@@ -55,8 +57,15 @@ class Target:
         return h if self.port == default else f"{h}:{self.port}"
 
     def context(self):
+        """gevent's own SSLContext (``ssl.create_default_context`` gives the stdlib's, whose
+        handshake blocks the hub in an unpatched app): the chain and the name are checked."""
         if self._ctx is None:
-            self._ctx = ssl.create_default_context(cafile=self.ca_file or None)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            if self.ca_file:
+                ctx.load_verify_locations(self.ca_file)
+            else:
+                ctx.load_default_certs()
+            self._ctx = ctx
         return self._ctx
 
 
@@ -98,7 +107,10 @@ def _reply(conn, sock):
     while True:
         ev = conn.next_event()
         if ev is h11.NEED_DATA:
-            conn.receive_data(sock.recv(16384))
+            data = sock.recv(16384)
+            if not data and status is None:
+                raise PluginError("connection closed before a reply")
+            conn.receive_data(data)
         elif isinstance(ev, h11.Response):
             status = ev.status_code
         elif isinstance(ev, h11.Data):

@@ -240,16 +240,22 @@ class Observer:
     # -- the greenlet -------------------------------------------------------------------------
     def _run(self):
         while True:
-            events = self._collect(time.monotonic())
-            if events:
-                self._deliver(events)
+            self._wake.clear()      # before collecting: an event queued while posting wakes the wait
+            try:
+                events = self._collect(time.monotonic())
+                if events:
+                    self._deliver(events)
+            except Exception as exc:   # a bug here must not end reporting for good
+                if self.log is not None:
+                    self.log.exception(f"observer: reporting failed: {exc!r}")
+                self._failing = True
             if self._closing:
                 return
-            self._wake.clear()
-            if self._status:        # a failed status report waits for the next period
-                self._wake.wait(self._next_wait(time.monotonic(), idle=DEFAULT_PERIOD))
-            else:
-                self._wake.wait(self._next_wait(time.monotonic()))
+            now = time.monotonic()
+            if self._status and not self._failing:
+                continue            # more status events came while the last POST was out
+            # a status report the plugin did not take is sent again within a period
+            self._wake.wait(self._next_wait(now, idle=DEFAULT_PERIOD if self._status else None))
 
     def _reporters(self):
         """The service stats (``enableStats``) and handler client stats reporting to this
@@ -314,8 +320,9 @@ class Observer:
         for r in self._reporters():
             if r.pending and id(r.pending[0]) in sent:
                 r.pending = None
-        if self._dropped and self.log is not None:
-            self.log.warning(f"observer: {self._dropped} status event(s) dropped while the plugin did not answer")
+        if self._dropped:
+            if self.log is not None:
+                self.log.warning(f"observer: {self._dropped} status event(s) dropped while the plugin did not answer")
             self._dropped = 0
 
     def _post(self, events):
