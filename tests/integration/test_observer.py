@@ -1,9 +1,9 @@
 """Observers (GOST concepts/observer): bin/gostg POSTs service status and stats events in GOST's
 JSON to an HTTP plugin — here an http.server on 127.0.0.1 that records what it gets. curl pulls
 known sizes through the service, and the reported counters must match them."""
+import http.server
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -13,8 +13,7 @@ import pytest
 import yaml
 
 from .helpers import Gost, HTTPServerThread, Origin, _ThreadingHTTP, free_port, run_gostg
-
-import http.server
+from .test_hooks import wait_for
 
 pytestmark = pytest.mark.skipif(
     not os.path.exists("/usr/bin/curl") and not os.environ.get("CI"), reason="curl not installed")
@@ -57,13 +56,9 @@ class Plugin(HTTPServerThread):
     def events(self, type_=None):
         return [e for _, body, _ in list(self.posts) for e in body["events"] if type_ is None or e["type"] == type_]
 
-    def wait(self, pred, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return True
-            time.sleep(0.05)
-        return pred()
+    @staticmethod
+    def wait(pred, timeout=10.0):
+        return wait_for(pred, timeout)
 
 
 def config(tmp_path, port, plugin_url, md=None, token=None, timeout=None, extra=None):

@@ -2,7 +2,6 @@
 reporting rules (GOST's: report on change, resetTraffic deltas, a refused report sent again)
 with a stand-in service and a recording POST."""
 import json
-import threading
 import time
 
 import gevent
@@ -75,18 +74,13 @@ def test_post_json_refused_and_bad_addresses():
 
 def test_https_plugin_is_verified():
     """A self-signed plugin without caFile is refused (GOST would skip verification)."""
-    ssl_srv = pytest.importorskip("ssl")
     import os
-    import subprocess
     import tempfile
+
+    from gostg.transport.tlsconf import _generate   # a self-signed pair for localhost
     d = tempfile.mkdtemp()
     cert, key = os.path.join(d, "c.pem"), os.path.join(d, "k.pem")
-    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                        "-days", "1", "-subj", "/CN=localhost"], capture_output=True)
-    if r.returncode:
-        pytest.skip("openssl not available")
-    ctx = ssl_srv.create_default_context(ssl_srv.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
+    _generate(cert, key)
     raw = socket.socket()
     raw.bind(("127.0.0.1", 0))
     raw.listen(2)
