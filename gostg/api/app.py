@@ -2,6 +2,8 @@
 
 - ``{prefix}/docs/swagger.yaml``: the OpenAPI document of what is served here (no auth).
 - ``{prefix}/config*``: HTTP Basic auth when configured (401 + WWW-Authenticate).
+- Beyond GOST, under the same auth: the status page at ``{prefix}/`` and ``{prefix}/ui``
+  (gostg.api.page) and its data, ``{prefix}/api/status`` (gostg.api.status).
 - Errors are ``{"code": 4000x, "msg": …}`` with GOST's codes; success is ``{"msg": "OK"}``, plus
   ``"warnings": [...]`` when a change names objects that do not exist yet (GOST's forward
   references: accepted, and they refuse connections until created) or opens a proxy to anyone.
@@ -15,6 +17,8 @@ from urllib.parse import parse_qs
 import yaml
 
 from ..errors import ChangeError
+from . import page
+from .status import status
 from ..protocols.http import basic_credentials
 from ..policy.group import MissingReference, refused
 
@@ -85,11 +89,13 @@ class Api:
             with open(SWAGGER, "rb") as f:
                 return 200, "text/x-yaml; charset=utf-8", f.read(), []
         parts = [p for p in path.split("/") if p]
-        if not parts or parts[0] != "config":
+        if parts and parts[0] not in ("config", "ui", "api"):
             return (*_json(404, {"code": 404, "msg": "not found"}), [])
         if not self._authorized(environ):
             return (*_json(401, {"code": 401, "msg": "Unauthorized"}),
                     [("WWW-Authenticate", 'Basic realm="gostg"')])
+        if not parts or parts[0] != "config":   # beyond GOST: the status page and its data
+            return self._status_page(method, parts)
         query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         rest = parts[1:]
         if not rest:
@@ -120,6 +126,23 @@ class Api:
         else:
             return (*_json(404, {"code": 404, "msg": "not found"}), [])
         return (*_json(405, {"code": 405, "msg": f"method {method} not allowed here"}), [])
+
+    def _status_page(self, method, parts):
+        """``/`` and ``/ui`` (the page), ``/ui/<file>`` (its script and style), ``/api/status``
+        (what it shows: gostg.api.status)."""
+        if parts == ["api", "status"]:
+            found = (*_json(200, status(self.gost)), [("Cache-Control", "no-store")])
+        elif parts in ([], ["ui"]):
+            found = page.index(self.prefix)
+        elif len(parts) == 2 and parts[0] == "ui":
+            found = page.asset(parts[1])
+        else:
+            found = None
+        if found is None:
+            return (*_json(404, {"code": 404, "msg": "not found"}), [])
+        if method != "GET":
+            return (*_json(405, {"code": 405, "msg": f"method {method} not allowed here"}), [])
+        return found
 
     def _authorized(self, environ):
         if self.auther is None:
