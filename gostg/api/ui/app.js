@@ -78,16 +78,23 @@ function draw(canvas, points) {
   g.clearRect(0, 0, w, h);
   const max = Math.max(1, ...points.map((p) => Math.max(p.inp, p.out)));
   const css = getComputedStyle(document.documentElement);
-  for (const [key, color] of [["inp", "--in"], ["out", "--out"]]) {
+  const x = (i) => w - (points.length - 1 - i) * (w / (HISTORY - 1));
+  const y = (v) => h - 1 - (v / max) * (h - 4);
+  for (const [key, color] of [["out", "--out"], ["inp", "--in"]]) {
+    if (!points.length) break;
+    const c = css.getPropertyValue(color).trim() || "#333";
     g.beginPath();
-    g.strokeStyle = css.getPropertyValue(color).trim() || "#333";
+    points.forEach((p, i) => (i ? g.lineTo(x(i), y(p[key])) : g.moveTo(x(i), y(p[key]))));
+    g.strokeStyle = c;
     g.lineWidth = 1.5;
-    points.forEach((p, i) => {
-      const x = w - (points.length - 1 - i) * (w / (HISTORY - 1));
-      const y = h - 2 - (p[key] / max) * (h - 4);
-      i ? g.lineTo(x, y) : g.moveTo(x, y);
-    });
     g.stroke();
+    g.lineTo(x(points.length - 1), h);   // the area under the line, faint
+    g.lineTo(x(0), h);
+    g.closePath();
+    g.globalAlpha = 0.15;
+    g.fillStyle = c;
+    g.fill();
+    g.globalAlpha = 1;
   }
 }
 
