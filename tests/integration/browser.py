@@ -5,6 +5,7 @@ the port it took is read from ``DevToolsActivePort`` in its profile directory, t
 websocket from ``/json/list``, and the protocol spoken with wsproto (already a gostg
 dependency) over a plain socket. Stopped by killing its process group (the browser and its
 renderer/GPU/zygote children), whatever happened. Every wait has a deadline."""
+import base64
 import http.client
 import json
 import os
@@ -34,6 +35,10 @@ class Chromium:
 
     def __enter__(self):
         os.makedirs(self.dir, exist_ok=True)
+        try:   # a profile used before: its port file names a browser that is gone
+            os.unlink(os.path.join(self.dir, "DevToolsActivePort"))
+        except FileNotFoundError:
+            pass
         # root in CI: no sandbox; no GPU in a container; a fresh profile, nothing phoning home
         argv = [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--remote-debugging-address=127.0.0.1", "--remote-debugging-port=0",
@@ -81,6 +86,8 @@ class Chromium:
             try:
                 c.request("GET", "/json/list")
                 targets = json.loads(c.getresponse().read())
+            except ConnectionRefusedError:
+                targets = []
             finally:
                 c.close()
             pages = [t for t in targets if t.get("type") == "page" and t.get("webSocketDebuggerUrl")]
@@ -203,6 +210,13 @@ class Page:
     def answer_auth(self, user, password):
         self.credentials = (user, password)
         self.call("Fetch.enable", handleAuthRequests=True, patterns=[{"urlPattern": "*"}])
+
+    def screenshot(self):
+        """→ PNG bytes of the whole page (beyond the window's height)."""
+        size = self.call("Page.getLayoutMetrics")["cssContentSize"]
+        clip = {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}
+        data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip)["data"]
+        return base64.b64decode(data)
 
     def evaluate(self, expr):
         r = self.call("Runtime.evaluate", expression=expr, returnByValue=True)

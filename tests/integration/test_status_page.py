@@ -7,7 +7,6 @@ bytes cross gostg while the page watches, not all at once into socket buffers) â
 that move: one connection in flight, bytes growing before the download ends, then the whole
 body counted.
 A screenshot of the page is saved in the test's tmp dir (a non-empty PNG)."""
-import base64
 import http.server
 import os
 import threading
@@ -154,7 +153,7 @@ def test_status_page_in_chromium(tmp_path):
               for (let i = 3; i < d.length; i += 4) if (d[i]) n++;
               return n; })()""")
             assert painted > 100, painted
-            shot = base64.b64decode(page.call("Page.captureScreenshot", format="png")["data"])
+            shot = page.screenshot()
         finally:
             page.close()
         png = tmp_path / "status-page.png"
