@@ -235,3 +235,18 @@ def test_status_recent_errors(gost):
     errs = _status(gost)["errors"]
     assert [(e["level"], e["msg"], e.get("service")) for e in errs][-1] == ("warning", "a warning", "web")
     assert all(e["level"] in ("warning", "error", "critical") for e in errs)
+
+
+def test_an_installed_package_has_the_page(tmp_path):
+    """setup.py's package data: a build (what ``pip install .`` copies) carries every file of
+    gostg/api/ui/, not only the checkout."""
+    import os
+    import subprocess
+    import sys
+    from gostg.api import page
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run([sys.executable, "setup.py", "-q", "build", "--build-base", str(tmp_path / "b"),
+                        "egg_info", "--egg-base", str(tmp_path)], cwd=root, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    shipped = sorted(os.listdir(tmp_path / "b" / "lib" / "gostg" / "api" / "ui"))
+    assert shipped == sorted(os.listdir(page.UI)) == sorted(["index.html", *page.ASSETS])
