@@ -23,6 +23,7 @@ import time
 import pytest
 
 from .helpers import Gost, free_port
+from .udppeers import UDPEcho, free_udp_port, udp_ask
 
 USER, PASSWORD = "admin", "s3cret"
 PREFIX = "/gapi"
@@ -126,12 +127,17 @@ def setup(tmp_path_factory):
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     origin = srv.server_address[1]
     n1, n2, socks, http_, https, api = (free_port() for _ in range(6))
+    udp = free_udp_port()
+    echo = UDPEcho(b"E:")
     cfg = {
         "services": [
             {"name": "socks", "addr": f"127.0.0.1:{socks}", "handler": {"type": "socks5", "chain": "two-hops"},
              "listener": {"type": "tcp"}},
             {"name": "web", "addr": f"127.0.0.1:{http_}", "handler": {"type": "http"}, "listener": {"type": "tcp"}},
             {"name": "secure", "addr": f"127.0.0.1:{https}", "handler": {"type": "http"}, "listener": {"type": "tls"}},
+            {"name": "dgram", "addr": f"127.0.0.1:{udp}", "handler": {"type": "udp"},
+             "listener": {"type": "udp", "metadata": {"keepAlive": True, "ttl": "30s"}},
+             "forwarder": {"nodes": [{"name": "echo", "addr": echo.addr}]}},
         ],
         "chains": [{"name": "two-hops", "hops": [
             {"name": "hop-1", "nodes": [{"name": "node-a", "addr": f"127.0.0.1:{n1}", "connector": {"type": "socks5"}}]},
@@ -143,8 +149,9 @@ def setup(tmp_path_factory):
     path.write_text(json.dumps(cfg))   # JSON is YAML
     nodes = Gost("-L", f"socks5://127.0.0.1:{n1}", "-L", f"http://127.0.0.1:{n2}", ports=(n1, n2))
     main = Gost("-C", str(path), ports=(socks, http_, https, api))
-    with nodes, main:
-        yield {"origin": origin, "socks": socks, "http": http_, "https": https, "api": Api(api), "gost": main}
+    with echo, nodes, main:
+        yield {"origin": origin, "socks": socks, "http": http_, "https": https, "udp": udp, "echo": echo.addr, "api": Api(api),
+               "gost": main}
         assert main.proc.poll() is None, main.log_text()[-3000:]
     srv.stop.set()
     srv.shutdown()
@@ -328,3 +335,28 @@ def test_auth_prefix_and_errors(setup):
     finally:
         s.close()
     assert _until(lambda: api.connections() == [], 5)
+
+
+def test_udp_session_is_listed_with_datagram_bytes_and_closed(setup):
+    """A UDP port-forward session is a connection too: listed with the datagram bytes each way
+    (read live from the UDP relay's counts) and closed by DELETE (the next datagram from the
+    same client makes a new session)."""
+    api = setup["api"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        assert udp_ask(setup["udp"], b"ping", sock=c) == b"E:ping"
+        assert udp_ask(setup["udp"], b"pong!", sock=c) == b"E:pong!"
+        client = f"127.0.0.1:{c.getsockname()[1]}"
+        items = _until(lambda: (lambda c: c if c and c[0]["outputBytes"] == 13 else None)(
+            api.connections("?service=dgram")), 5)
+        assert items, api.connections()
+        (t,) = items
+        assert (t["client"], t["inputBytes"], t["outputBytes"], t["route"]) == (client, 9, 13, [])
+        assert t["target"] == setup["echo"]
+        status, _, _ = api.request("DELETE", f"/api/connections/{t['sid']}")
+        assert status == 200
+        assert _until(lambda: api.connections("?service=dgram") == [], 5)
+        assert api.current_conns("dgram") == 0
+        # the service goes on: a new session for the next datagram
+        assert udp_ask(setup["udp"], b"again", sock=c) == b"E:again"
+        (n,) = _until(lambda: api.connections("?service=dgram"), 5)
+        assert n["sid"] != t["sid"] and n["client"] == client
