@@ -75,14 +75,15 @@ class Api:
     def __init__(self, port, prefix=PREFIX):
         self.port, self.prefix = port, prefix
 
-    def request(self, method, path, auth=True, prefix=True, timeout=10):
+    def request(self, method, path, auth=True, prefix=True, timeout=10, body=None):
         """→ (status, headers, parsed JSON or None)."""
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        headers = {}
+        headers = {"Content-Type": "application/json"}
         if auth:
             headers["Authorization"] = auth if isinstance(auth, str) else _basic()
         try:
-            c.request(method, (self.prefix if prefix else "") + path, headers=headers)
+            c.request(method, (self.prefix if prefix else "") + path, headers=headers,
+                      body=None if body is None else json.dumps(body).encode())
             r = c.getresponse()
             raw = r.read()
         finally:
@@ -150,7 +151,7 @@ def setup(tmp_path_factory):
     nodes = Gost("-L", f"socks5://127.0.0.1:{n1}", "-L", f"http://127.0.0.1:{n2}", ports=(n1, n2))
     main = Gost("-C", str(path), ports=(socks, http_, https, api))
     with echo, nodes, main:
-        yield {"origin": origin, "socks": socks, "http": http_, "https": https, "udp": udp, "echo": echo.addr, "api": Api(api),
+        yield {"config": cfg, "origin": origin, "socks": socks, "http": http_, "https": https, "udp": udp, "echo": echo.addr, "api": Api(api),
                "gost": main}
         assert main.proc.poll() is None, main.log_text()[-3000:]
     srv.stop.set()
@@ -360,3 +361,35 @@ def test_udp_session_is_listed_with_datagram_bytes_and_closed(setup):
         assert udp_ask(setup["udp"], b"again", sock=c) == b"E:again"
         (n,) = _until(lambda: api.connections("?service=dgram"), 5)
         assert n["sid"] != t["sid"] and n["client"] == client
+        assert api.request("DELETE", f"/api/connections/{n['sid']}")[0] == 200
+    assert _until(lambda: api.connections() == [], 5), api.connections()
+
+
+def test_replaced_service_tunnels_stay_listed_until_they_end(setup):
+    """A service replaced through the API keeps its open tunnels running (the old version
+    drains): they stay listed, under the service's name, next to the new version's, and a
+    DELETE still ends them. (Runs last: it replaces the "socks" service.)"""
+    api = setup["api"]
+    old = _socks5_idle(setup["socks"], setup["origin"])
+    new = None
+    try:
+        (before,) = _until(lambda: api.connections("?service=socks"), 5)
+        body = dict(setup["config"]["services"][0], metadata={"readTimeout": "14s"})
+        status, _, js = api.request("PUT", "/config/services/socks", body=body)
+        assert status == 200, js
+        new = _socks5_idle(setup["socks"], setup["origin"])
+        both = _until(lambda: (lambda c: c if len(c) == 2 else None)(api.connections("?service=socks")), 5)
+        assert both and both[0]["sid"] == before["sid"], both
+        assert both[0]["inputBytes"] == 5 and both[0]["route"] == ["node-a", "node-b"]
+        old.settimeout(5)
+        assert api.request("DELETE", f"/api/connections/{before['sid']}")[0] == 200
+        try:
+            assert old.recv(10) == b""
+        except ConnectionResetError:
+            pass
+        assert [t["sid"] for t in api.connections("?service=socks")] == [both[1]["sid"]]
+    finally:
+        old.close()
+        if new is not None:
+            new.close()
+    assert _until(lambda: api.connections("?service=socks") == [], 5), api.connections()
