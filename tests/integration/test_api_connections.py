@@ -127,7 +127,7 @@ def setup(tmp_path_factory):
     srv.stop = threading.Event()
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     origin = srv.server_address[1]
-    n1, n2, socks, http_, https, api = (free_port() for _ in range(6))
+    n1, n2, socks, http_, https, api, raced, dead = (free_port() for _ in range(8))
     udp = free_udp_port()
     echo = UDPEcho(b"E:")
     cfg = {
@@ -136,6 +136,8 @@ def setup(tmp_path_factory):
              "listener": {"type": "tcp"}},
             {"name": "web", "addr": f"127.0.0.1:{http_}", "handler": {"type": "http"}, "listener": {"type": "tcp"}},
             {"name": "secure", "addr": f"127.0.0.1:{https}", "handler": {"type": "http"}, "listener": {"type": "tls"}},
+            {"name": "raced", "addr": f"127.0.0.1:{raced}", "handler": {"type": "socks5", "chain": "race"},
+             "listener": {"type": "tcp"}},
             {"name": "dgram", "addr": f"127.0.0.1:{udp}", "handler": {"type": "udp"},
              "listener": {"type": "udp", "metadata": {"keepAlive": True, "ttl": "30s"}},
              "forwarder": {"nodes": [{"name": "echo", "addr": echo.addr}]}},
@@ -143,15 +145,17 @@ def setup(tmp_path_factory):
         "chains": [{"name": "two-hops", "hops": [
             {"name": "hop-1", "nodes": [{"name": "node-a", "addr": f"127.0.0.1:{n1}", "connector": {"type": "socks5"}}]},
             {"name": "hop-2", "nodes": [{"name": "node-b", "addr": f"127.0.0.1:{n2}", "connector": {"type": "http"}}]},
-        ]}],
+        ]}, {"name": "race", "hops": [{"name": "hop-r", "selector": {"strategy": "parallel"}, "nodes": [
+            {"name": "dead", "addr": f"127.0.0.1:{dead}", "connector": {"type": "socks5"}},
+            {"name": "node-a", "addr": f"127.0.0.1:{n1}", "connector": {"type": "socks5"}}]}]}],
         "api": {"addr": f"127.0.0.1:{api}", "pathPrefix": PREFIX, "auth": {"username": USER, "password": PASSWORD}},
     }
     path = tmp / "gost.yaml"
     path.write_text(json.dumps(cfg))   # JSON is YAML
     nodes = Gost("-L", f"socks5://127.0.0.1:{n1}", "-L", f"http://127.0.0.1:{n2}", ports=(n1, n2))
-    main = Gost("-C", str(path), ports=(socks, http_, https, api))
+    main = Gost("-C", str(path), ports=(socks, http_, https, api, raced))
     with echo, nodes, main:
-        yield {"config": cfg, "origin": origin, "socks": socks, "http": http_, "https": https, "udp": udp, "echo": echo.addr, "api": Api(api),
+        yield {"config": cfg, "origin": origin, "socks": socks, "http": http_, "https": https, "udp": udp, "echo": echo.addr, "raced": raced, "api": Api(api),
                "gost": main}
         assert main.proc.poll() is None, main.log_text()[-3000:]
     srv.stop.set()
@@ -363,6 +367,19 @@ def test_udp_session_is_listed_with_datagram_bytes_and_closed(setup):
         assert n["sid"] != t["sid"] and n["client"] == client
         assert api.request("DELETE", f"/api/connections/{n['sid']}")[0] == 200
     assert _until(lambda: api.connections() == [], 5), api.connections()
+
+
+def test_route_names_the_node_that_won_a_race(setup):
+    """A ``parallel`` hop races its nodes: the route shows the one that won (here the only
+    live one), not the hop's candidates."""
+    api = setup["api"]
+    s = _socks5_idle(setup["raced"], setup["origin"])
+    try:
+        (t,) = _until(lambda: api.connections("?service=raced"), 5)
+        assert t["route"] == ["node-a"]
+    finally:
+        s.close()
+    assert _until(lambda: api.connections("?service=raced") == [], 5), api.connections()
 
 
 def test_replaced_service_tunnels_stay_listed_until_they_end(setup):
