@@ -9,7 +9,6 @@ SOCKS5 and then stays silent (an idle tunnel, which leaves its greenlet: relay/t
 The origin streams 1 KiB every 50 ms, so byte counts move while the test reads them; it stops
 after STREAM_SECONDS in any case. Every wait is bounded."""
 import base64
-import http.client
 import json
 import os
 import shutil
@@ -22,6 +21,7 @@ import time
 
 import pytest
 
+from . import peers
 from .helpers import Gost, free_port
 from .udppeers import UDPEcho, free_udp_port, udp_ask
 
@@ -71,28 +71,18 @@ def _basic(user=USER, password=PASSWORD):
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-class Api:
-    def __init__(self, port, prefix=PREFIX):
-        self.port, self.prefix = port, prefix
+class Api(peers.Api):
+    """peers.Api under the pathPrefix, with Basic credentials (or ``auth``: False, or a header value)."""
 
-    def request(self, method, path, auth=True, prefix=True, timeout=10, body=None):
-        """→ (status, headers, parsed JSON or None)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        headers = {"Content-Type": "application/json"}
-        if auth:
-            headers["Authorization"] = auth if isinstance(auth, str) else _basic()
-        try:
-            c.request(method, (self.prefix if prefix else "") + path, headers=headers,
-                      body=None if body is None else json.dumps(body).encode())
-            r = c.getresponse()
-            raw = r.read()
-        finally:
-            c.close()
-        try:
-            js = json.loads(raw)
-        except ValueError:
-            js = None
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, js
+    def __init__(self, port, prefix=PREFIX):
+        super().__init__(port)
+        self.prefix = prefix
+
+    def request(self, method, path, auth=True, prefix=True, body=None):
+        """→ (status, response headers, parsed JSON or None)."""
+        headers = {"Authorization": auth if isinstance(auth, str) else _basic()} if auth else {}
+        status, js, _ = super().request(method, (self.prefix if prefix else "") + path, body, 10, headers)
+        return status, self.headers, js
 
     def connections(self, query=""):
         status, _, js = self.request("GET", "/api/connections" + query)
