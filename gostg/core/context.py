@@ -55,8 +55,10 @@ class Context:
         f = self.flow
         if f is None:
             return 0, 0
-        if type(f) is dict:            # relay/tcp.py's generic pump: its state
-            return f.get("in", 0), f.get("out", 0)
+        if type(f) is list:            # [in, out, …]: relay/tcp.py's generic pump, relay/udp*.py
+            return f[0], f[1]
+        if type(f) is not tuple:       # relay/tcp.py's detached tunnel
+            f = f.up, f.down
         a, b = f
         if type(b) is list:            # handlers/http.py: (the client's Stream, [bytes sent to it])
             return a.received, b[0]

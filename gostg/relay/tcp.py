@@ -362,6 +362,10 @@ def _half_close(conn):
         pass
 
 
+#: indexes of the generic pump's state: [bytes in, bytes out, aborted]
+_IN, _OUT, _ABORTED = 0, 1, 2
+
+
 def _pump(src, dst, state, key):
     """Copy ``src`` → ``dst`` until EOF (then half-close ``dst``); bytes moved are added to
     ``state[key]`` as they move, so a pump killed midway still has its count (and
@@ -377,7 +381,7 @@ def _pump(src, dst, state, key):
             state[key] += n
     except (OSError, EOFError, ProtocolError):
         # a wrapped conn (TLS, ss, h2 …) may fail with its own errors: all end the tunnel
-        state["aborted"] = True
+        state[_ABORTED] = True
         _close(src)
         _close(dst)
         return
@@ -398,21 +402,21 @@ def _can_half_close(c):
 
 
 def _pipe_generic(a, b, state):
-    """a → b in a greenlet, b → a in this one, counted in ``state`` ("in", "out"). After one
+    """a → b in a greenlet, b → a in this one, counted in ``state``. After one
     direction ends the other gets ``half_close_idle`` to finish, unless the side it ended
     toward cannot half-close."""
-    g = gevent.spawn(_pump, a, b, state, "in")
+    g = gevent.spawn(_pump, a, b, state, _IN)
     if not _can_half_close(b):
         # the client is done and b's far end cannot be told: end b → a too (closing wakes it)
         g.link(lambda _: (_close(a), _close(b)))
     try:
-        _pump(b, a, state, "out")
-        if _can_half_close(a) and not state.get("aborted"):
+        _pump(b, a, state, _OUT)
+        if _can_half_close(a) and not state[_ABORTED]:
             with gevent.Timeout(half_close_idle, False):
                 g.join()
     finally:
         g.kill(block=False)
-    return state["in"], state["out"]
+    return state[_IN], state[_OUT]
 
 
 def _plain(c):
@@ -453,7 +457,7 @@ def pipe(client, upstream, started=None, finish=None, detach=False, meter=None):
         if _plain(client) and _plain(upstream):
             leave = None
             if detach and finish is not None and hasattr(getcurrent(), "tunnel"):
-                leave = _detacher(client, upstream, finish)
+                leave = _detacher(client, upstream, finish, meter)
             counts = _pipe_sockets(client, upstream, start, leave, (len(cpend), len(upend)), meter)
             if counts is None:
                 client = upstream = None
@@ -461,12 +465,12 @@ def pipe(client, upstream, started=None, finish=None, detach=False, meter=None):
             inp, out = counts
         else:
             start()
-            state = {"in": len(cpend), "out": len(upend)}
+            state = [len(cpend), len(upend), False]
             if meter is not None:
                 meter.flow = state
             inp, out = _pipe_generic(client, upstream, state)
     except OSError:   # (also what Service.close_tunnel throws in: the counts so far stand)
-        inp, out = (state["in"], state["out"]) if state is not None else (len(cpend), len(upend))
+        inp, out = (state[_IN], state[_OUT]) if state is not None else (len(cpend), len(upend))
     finally:
         if client is not None:
             _close(client)
@@ -478,9 +482,11 @@ def pipe(client, upstream, started=None, finish=None, detach=False, meter=None):
     return inp, out
 
 
-def _detacher(a, b, finish):
+def _detacher(a, b, finish, meter):
     def detach(up, down, watchers, idle):
         t = _Detached(a, b, up, down, watchers, idle, finish)
+        if meter is not None:
+            meter.flow = t   # it holds both directions: the (up, down) tuple goes (an idle tunnel's memory)
         getcurrent().tunnel = t
         t.start()
         return True

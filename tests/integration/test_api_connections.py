@@ -9,7 +9,6 @@ SOCKS5 and then stays silent (an idle tunnel, which leaves its greenlet: relay/t
 The origin streams 1 KiB every 50 ms, so byte counts move while the test reads them; it stops
 after STREAM_SECONDS in any case. Every wait is bounded."""
 import base64
-import http.client
 import json
 import os
 import shutil
@@ -22,7 +21,9 @@ import time
 
 import pytest
 
+from . import peers
 from .helpers import Gost, free_port
+from .udppeers import UDPEcho, free_udp_port, udp_ask
 
 USER, PASSWORD = "admin", "s3cret"
 PREFIX = "/gapi"
@@ -70,27 +71,18 @@ def _basic(user=USER, password=PASSWORD):
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-class Api:
-    def __init__(self, port, prefix=PREFIX):
-        self.port, self.prefix = port, prefix
+class Api(peers.Api):
+    """peers.Api under the pathPrefix, with Basic credentials (or ``auth``: False, or a header value)."""
 
-    def request(self, method, path, auth=True, prefix=True, timeout=10):
-        """→ (status, headers, parsed JSON or None)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        headers = {}
-        if auth:
-            headers["Authorization"] = auth if isinstance(auth, str) else _basic()
-        try:
-            c.request(method, (self.prefix if prefix else "") + path, headers=headers)
-            r = c.getresponse()
-            raw = r.read()
-        finally:
-            c.close()
-        try:
-            js = json.loads(raw)
-        except ValueError:
-            js = None
-        return r.status, {k.lower(): v for k, v in r.getheaders()}, js
+    def __init__(self, port, prefix=PREFIX):
+        super().__init__(port)
+        self.prefix = prefix
+
+    def request(self, method, path, auth=True, prefix=True, body=None):
+        """→ (status, response headers, parsed JSON or None)."""
+        headers = {"Authorization": auth if isinstance(auth, str) else _basic()} if auth else {}
+        status, js, _ = super().request(method, (self.prefix if prefix else "") + path, body, 10, headers)
+        return status, self.headers, js
 
     def connections(self, query=""):
         status, _, js = self.request("GET", "/api/connections" + query)
@@ -125,26 +117,36 @@ def setup(tmp_path_factory):
     srv.stop = threading.Event()
     threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     origin = srv.server_address[1]
-    n1, n2, socks, http_, https, api = (free_port() for _ in range(6))
+    n1, n2, socks, http_, https, api, raced, dead = (free_port() for _ in range(8))
+    udp = free_udp_port()
+    echo = UDPEcho(b"E:")
     cfg = {
         "services": [
             {"name": "socks", "addr": f"127.0.0.1:{socks}", "handler": {"type": "socks5", "chain": "two-hops"},
              "listener": {"type": "tcp"}},
             {"name": "web", "addr": f"127.0.0.1:{http_}", "handler": {"type": "http"}, "listener": {"type": "tcp"}},
             {"name": "secure", "addr": f"127.0.0.1:{https}", "handler": {"type": "http"}, "listener": {"type": "tls"}},
+            {"name": "raced", "addr": f"127.0.0.1:{raced}", "handler": {"type": "socks5", "chain": "race"},
+             "listener": {"type": "tcp"}},
+            {"name": "dgram", "addr": f"127.0.0.1:{udp}", "handler": {"type": "udp"},
+             "listener": {"type": "udp", "metadata": {"keepAlive": True, "ttl": "30s"}},
+             "forwarder": {"nodes": [{"name": "echo", "addr": echo.addr}]}},
         ],
         "chains": [{"name": "two-hops", "hops": [
             {"name": "hop-1", "nodes": [{"name": "node-a", "addr": f"127.0.0.1:{n1}", "connector": {"type": "socks5"}}]},
             {"name": "hop-2", "nodes": [{"name": "node-b", "addr": f"127.0.0.1:{n2}", "connector": {"type": "http"}}]},
-        ]}],
+        ]}, {"name": "race", "hops": [{"name": "hop-r", "selector": {"strategy": "parallel"}, "nodes": [
+            {"name": "dead", "addr": f"127.0.0.1:{dead}", "connector": {"type": "socks5"}},
+            {"name": "node-a", "addr": f"127.0.0.1:{n1}", "connector": {"type": "socks5"}}]}]}],
         "api": {"addr": f"127.0.0.1:{api}", "pathPrefix": PREFIX, "auth": {"username": USER, "password": PASSWORD}},
     }
     path = tmp / "gost.yaml"
     path.write_text(json.dumps(cfg))   # JSON is YAML
     nodes = Gost("-L", f"socks5://127.0.0.1:{n1}", "-L", f"http://127.0.0.1:{n2}", ports=(n1, n2))
-    main = Gost("-C", str(path), ports=(socks, http_, https, api))
-    with nodes, main:
-        yield {"origin": origin, "socks": socks, "http": http_, "https": https, "api": Api(api), "gost": main}
+    main = Gost("-C", str(path), ports=(socks, http_, https, api, raced))
+    with echo, nodes, main:
+        yield {"config": cfg, "origin": origin, "socks": socks, "http": http_, "https": https, "udp": udp, "echo": echo.addr, "raced": raced, "api": Api(api),
+               "gost": main}
         assert main.proc.poll() is None, main.log_text()[-3000:]
     srv.stop.set()
     srv.shutdown()
@@ -328,3 +330,73 @@ def test_auth_prefix_and_errors(setup):
     finally:
         s.close()
     assert _until(lambda: api.connections() == [], 5)
+
+
+def test_udp_session_is_listed_with_datagram_bytes_and_closed(setup):
+    """A UDP port-forward session is a connection too: listed with the datagram bytes each way
+    (read live from the UDP relay's counts) and closed by DELETE (the next datagram from the
+    same client makes a new session)."""
+    api = setup["api"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+        assert udp_ask(setup["udp"], b"ping", sock=c) == b"E:ping"
+        assert udp_ask(setup["udp"], b"pong!", sock=c) == b"E:pong!"
+        client = f"127.0.0.1:{c.getsockname()[1]}"
+        items = _until(lambda: (lambda c: c if c and c[0]["outputBytes"] == 13 else None)(
+            api.connections("?service=dgram")), 5)
+        assert items, api.connections()
+        (t,) = items
+        assert (t["client"], t["inputBytes"], t["outputBytes"], t["route"]) == (client, 9, 13, [])
+        assert t["target"] == setup["echo"]
+        status, _, _ = api.request("DELETE", f"/api/connections/{t['sid']}")
+        assert status == 200
+        assert _until(lambda: api.connections("?service=dgram") == [], 5)
+        assert api.current_conns("dgram") == 0
+        # the service goes on: a new session for the next datagram
+        assert udp_ask(setup["udp"], b"again", sock=c) == b"E:again"
+        (n,) = _until(lambda: api.connections("?service=dgram"), 5)
+        assert n["sid"] != t["sid"] and n["client"] == client
+        assert api.request("DELETE", f"/api/connections/{n['sid']}")[0] == 200
+    assert _until(lambda: api.connections() == [], 5), api.connections()
+
+
+def test_route_names_the_node_that_won_a_race(setup):
+    """A ``parallel`` hop races its nodes: the route shows the one that won (here the only
+    live one), not the hop's candidates."""
+    api = setup["api"]
+    s = _socks5_idle(setup["raced"], setup["origin"])
+    try:
+        (t,) = _until(lambda: api.connections("?service=raced"), 5)
+        assert t["route"] == ["node-a"]
+    finally:
+        s.close()
+    assert _until(lambda: api.connections("?service=raced") == [], 5), api.connections()
+
+
+def test_replaced_service_tunnels_stay_listed_until_they_end(setup):
+    """A service replaced through the API keeps its open tunnels running (the old version
+    drains): they stay listed, under the service's name, next to the new version's, and a
+    DELETE still ends them. (Runs last: it replaces the "socks" service.)"""
+    api = setup["api"]
+    old = _socks5_idle(setup["socks"], setup["origin"])
+    new = None
+    try:
+        (before,) = _until(lambda: api.connections("?service=socks"), 5)
+        body = dict(setup["config"]["services"][0], metadata={"readTimeout": "14s"})
+        status, _, js = api.request("PUT", "/config/services/socks", body=body)
+        assert status == 200, js
+        new = _socks5_idle(setup["socks"], setup["origin"])
+        both = _until(lambda: (lambda c: c if len(c) == 2 else None)(api.connections("?service=socks")), 5)
+        assert both and both[0]["sid"] == before["sid"], both
+        assert both[0]["inputBytes"] == 5 and both[0]["route"] == ["node-a", "node-b"]
+        old.settimeout(5)
+        assert api.request("DELETE", f"/api/connections/{before['sid']}")[0] == 200
+        try:
+            assert old.recv(10) == b""
+        except ConnectionResetError:
+            pass
+        assert [t["sid"] for t in api.connections("?service=socks")] == [both[1]["sid"]]
+    finally:
+        old.close()
+        if new is not None:
+            new.close()
+    assert _until(lambda: api.connections("?service=socks") == [], 5), api.connections()
