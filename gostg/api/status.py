@@ -16,7 +16,6 @@ during the read shows as before or after, never half.
 """
 import time
 
-from ..core.race import Race
 from ..observe import recent
 from ..policy.group import MissingReference, lookup
 
@@ -89,7 +88,7 @@ def node_status(node, selector):
 
 def hop_status(hop):
     return {"name": hop.name,
-            "nodes": [node_status(n, hop.selector) for n in hop.nodes if not isinstance(n, Race)]}
+            "nodes": [node_status(n, hop.selector) for n in hop.nodes]}
 
 
 def chain_status(name, chain, registries):
