@@ -37,11 +37,25 @@ def _parsed(entry):
     return ev if isinstance(ev, dict) else {"msg": entry.rstrip("\n")}
 
 
+def _fanned_out(a, b):
+    """Is ``b`` the same event as ``a`` written by another logger of a service's logger group
+    (``loggers: [file, console]``): same fields but ``logger`` and ``time``?"""
+    la, lb = a.get("logger"), b.get("logger")
+    if la is None or lb is None or la == lb or len(a) != len(b):
+        return False
+    return all(v == b.get(k) for k, v in a.items() if k not in ("logger", "time"))
+
+
 def recent(limit=SIZE):
-    """The last ``limit`` entries, oldest first, each a dict of the line's fields (GOST's
-    names: ``level``, ``time``, ``msg``, ``service``, ``sid`` …)."""
-    entries = list(_lines)[-limit:] if limit > 0 else []
-    return [_parsed(e) for e in entries]
+    """The last ``limit`` events, oldest first, each a dict of the line's fields (GOST's
+    names: ``level``, ``time``, ``msg``, ``service``, ``sid`` …). An event a logger group
+    wrote to several loggers is listed once."""
+    out = []
+    for entry in list(_lines):
+        ev = _parsed(entry)
+        if not (out and _fanned_out(out[-1], ev)):
+            out.append(ev)
+    return out[-limit:] if limit > 0 else []
 
 
 def clear():

@@ -78,6 +78,18 @@ def test_the_buffer_is_bounded_in_count_and_line_length():
     assert e == {"msg": long[:recent.MAX_LINE]}   # cut: shown as text, not lost
 
 
+def test_an_event_a_logger_group_wrote_twice_is_listed_once():
+    a = logmod.make_logger("info", output="none").bind(logger="file", service="s")
+    b = logmod.make_logger("info", output="none").bind(logger="console", service="s")
+    for lg in (a, b):   # what a service with ``loggers: [file, console]`` does per event
+        lg.warning("refused", sid="1")
+    for lg in (a, b):
+        lg.warning("refused", sid="2")
+    a.warning("refused", sid="2")   # the same logger again: another event
+    got = recent.recent()
+    assert [(e["sid"], e["logger"]) for e in got] == [("1", "file"), ("2", "file"), ("2", "file")]
+
+
 # --- GET /api/status and the page ---------------------------------------------------------------
 
 def _cfg(prefix="/p"):
