@@ -8,6 +8,9 @@ const POLL_MS = 1000;
 const HISTORY = 60;              // points per chart: the last minute
 const charts = new Map();        // service name -> {prev: {t, inp, out}, points: [{inp, out}]}
 let connsAvailable = true;       // false once api/connections answers 404 (an older gostg)
+// Above this many open connections the list is not fetched: its JSON grows with every tunnel,
+// and a page polling it each second would cost a busy gostg more than the page is worth.
+const MAX_LISTED = 300;
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -191,6 +194,7 @@ function renderErrors(errors) {
 }
 
 function renderConns(body) {
+  if (body) $("#no-conns").textContent = "No open connections.";
   const list = (body && (body.data ? body.data.list : body.list)) || [];
   const rows = list.slice(0, 200).map((c) => el("tr", {"data-sid": c.sid || ""},
     el("td", {}, c.service || ""), el("td", {class: "mono"}, c.client || ""),
@@ -218,12 +222,17 @@ async function poll() {
     renderServices(data.services || [], data.time);
     renderNodes(data);
     renderErrors(data.errors || []);
-    if (connsAvailable) {
+    const open = (data.services || []).reduce((n, s) => n + (s.stats.currentConns || 0), 0);
+    if (connsAvailable && open <= MAX_LISTED) {
       try {
         renderConns(await get("api/connections"));
       } catch (e) {
         if (e.status === 404) connsAvailable = false;
       }
+    } else if (connsAvailable) {
+      renderConns(null);
+      $("#no-conns").textContent = open + " open connections: too many to list here (GET api/connections?service=NAME lists them).";
+      $("#no-conns").hidden = false;
     }
     updated.textContent = "updated " + clock(data.time);
     updated.classList.remove("stale");
