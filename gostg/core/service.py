@@ -104,6 +104,11 @@ class Service:
         self._set_state("running")
         run_hooks("preUp", self._hooks["preUp"], self.log)
 
+    def _accept_state(self, state):
+        """Accepting paused ("failed": out of descriptors) or resumed ("ready"), as GOST."""
+        if self.state != "closed":
+            self._set_state(state)
+
     def _set_state(self, state):
         """GOST's setState: the new state, and a status event to the service's observer."""
         self.state = state
@@ -137,6 +142,8 @@ class Service:
 
     def start(self):
         self.server = self.listener.server(self._handle, self.pool)
+        if hasattr(self.server, "on_state"):
+            self.server.on_state = self._accept_state
         self.server.start()
         run_hooks("postUp", self._hooks["postUp"], self.log)
         self._set_state("ready")

@@ -28,6 +28,9 @@ class AcceptServer(StreamServer):
     exhausted = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
     #: errnos that concern one peer only (it went away before we took it)
     transient = (errno.ECONNABORTED, errno.EPROTO, errno.EINTR)
+    #: ``on_state("failed")`` when accepting pauses, ``on_state("ready")`` when it resumes
+    #: (GOST's service states around a temporary accept error); set by the service
+    on_state = None
 
     def __init__(self, listener, handle, spawn="default", log=None):
         super().__init__(listener, handle, spawn=spawn)
@@ -74,11 +77,15 @@ class AcceptServer(StreamServer):
         self.stop_accepting()
         if self._resumer is None:
             self._resumer = gevent.spawn_later(delay, self._resume)
+            if self.on_state is not None:
+                self.on_state("failed")
 
     def _resume(self):
         self._resumer = None
         if self.started and not self.closed:
             self.start_accepting()
+            if self.on_state is not None:
+                self.on_state("ready")
 
     def close(self):
         if self._resumer is not None:

@@ -4,6 +4,7 @@ known sizes through the service, and the reported counters must match them."""
 import http.server
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -12,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from .helpers import Gost, HTTPServerThread, Origin, _ThreadingHTTP, free_port, run_gostg
+from .helpers import GOSTG, Gost, HTTPServerThread, Origin, _ThreadingHTTP, free_port, run_gostg, wait_port
 from .test_hooks import wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -346,3 +347,42 @@ def test_handler_observer_reports_per_client(tmp_path):
             assert plugin.wait(lambda: len(plugin.events("stats")) > n)
             time.sleep(1.2)
             assert [e["client"] for e in plugin.events("stats")[n:]] == ["alice"]
+
+
+def test_out_of_descriptors_reports_failed_then_ready(tmp_path):
+    """GOST's ``failed`` state: accepting pauses while the process is out of descriptors, and
+    the service is ``ready`` again once it resumes; the plugin learns both (the reports that
+    could not go out while no socket could be made are sent afterwards)."""
+    import resource
+
+    port = free_port()
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+    with Plugin() as plugin:
+        cfg = config(tmp_path, port, plugin.url, timeout="1s")
+        proc = subprocess.Popen([sys.executable, GOSTG, "-C", str(cfg)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, preexec_fn=limit)
+        clients = []
+        try:
+            wait_port(port, proc=proc)
+            assert plugin.wait(lambda: [e["status"]["state"] for e in plugin.events("status")] == ["running", "ready"])
+            for _ in range(120):    # idle clients: each holds one descriptor in gostg
+                clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            time.sleep(1.5)
+            for c in clients:
+                c.close()
+            clients = []
+            assert plugin.wait(lambda: "failed" in [e["status"]["state"] for e in plugin.events("status")],
+                               timeout=15)
+            states = [e["status"]["state"] for e in plugin.events("status")]
+            failed = next(e for e in plugin.events("status") if e["status"]["state"] == "failed")
+            assert failed["status"]["msg"] == "service web is failed"
+            assert plugin.wait(lambda: [e["status"]["state"] for e in plugin.events("status")][-1] == "ready")
+            assert proc.poll() is None, states
+        finally:
+            for c in clients:
+                c.close()
+            proc.terminate()
+            proc.wait(timeout=10)
