@@ -62,14 +62,14 @@ class Plugin(HTTPServerThread):
         return wait_for(pred, timeout)
 
 
-def config(tmp_path, port, plugin_url, md=None, token=None, timeout=None, extra=None):
+def config(tmp_path, port, plugin_url, md=None, token=None, timeout=None, extra=None, handler="http"):
     plugin = {"type": "http", "addr": plugin_url}
     if token:
         plugin["token"] = token
     if timeout:
         plugin["timeout"] = timeout
     cfg = {"services": [{"name": "web", "addr": f"127.0.0.1:{port}", "observer": "obs-0",
-                         "handler": {"type": "http"}, "listener": {"type": "tcp"}, "metadata": md or {}}],
+                         "handler": {"type": handler}, "listener": {"type": "tcp"}, "metadata": md or {}}],
            "observers": [{"name": "obs-0", "plugin": plugin}]}
     cfg.update(extra or {})
     f = tmp_path / "observer.yaml"
@@ -386,3 +386,28 @@ def test_out_of_descriptors_reports_failed_then_ready(tmp_path):
                 c.close()
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def test_long_download_moves_the_counts_while_it_runs(tmp_path):
+    """A tunnel's bytes are reported while it is open (read from the connection registry's
+    live counters), not only once it ends: a SOCKS5 tunnel (relay/tcp.py counts as it goes)."""
+    port = free_port()
+    # loopback socket buffers take ~8 MB at once; the rest at 4 MB/s takes ~4 s: a few periods
+    size = 24_000_000
+    with Plugin() as plugin, Origin() as origin:
+        cfg = config(tmp_path, port, plugin.url, md={"enableStats": True, "observer.period": "1s"}, handler="socks5")
+        with Gost("-C", cfg, ports=[port]):
+            base = settle(plugin)
+            curl = subprocess.Popen(["curl", "-sS", "-m", "20", "--limit-rate", "4M", "-o", "/dev/null",
+                                     "--socks5", f"127.0.0.1:{port}", f"{origin.url}/bytes/{size}"])
+            try:
+                assert plugin.wait(lambda: any(e["stats"]["currentConns"] == 1 and 0 < e["stats"]["outputBytes"] < size
+                                               for e in plugin.events("stats")), timeout=15), json.dumps(plugin.events("stats"))
+                assert curl.wait(timeout=20) == 0
+            finally:
+                if curl.poll() is None:
+                    curl.kill()
+            assert plugin.wait(lambda: any(e["stats"]["totalConns"] == base + 1 and e["stats"]["currentConns"] == 0
+                                           and e["stats"]["outputBytes"] >= size for e in plugin.events("stats")))
+            moving = [e["stats"]["outputBytes"] for e in plugin.events("stats") if e["stats"]["currentConns"] == 1]
+            assert moving == sorted(moving) and len(set(moving)) >= 2, moving
