@@ -436,7 +436,8 @@ class Gost:
                 if cfg is None:
                     raise ChangeError(ChangeError.FAILED, "no config source to reload from")
                 problems = validate(cfg)
-                errors = [p for p in problems if p.level == ERROR]
+                # (+ references that must resolve: an observer an unchanged service still names)
+                errors = [p for p in problems + dangling_refs(cfg) if p.level == ERROR]
                 if errors:
                     raise ConfigError("", "; ".join(str(p) for p in errors))
                 objects = self._build_objects(cfg)

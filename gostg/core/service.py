@@ -73,8 +73,8 @@ class Service:
     observer = None
     enable_stats = observer_reset = False
     observer_period = 0.0
-    #: what was reported of it so far (observe.observer._Source), kept here so a replaced
-    #: observer goes on where the old one stopped (resetTraffic deltas stay exact)
+    #: what was reported of it so far (observe.observer.ServiceReporter), kept here so a
+    #: replaced observer goes on where the old one stopped (resetTraffic deltas stay exact)
     observed = None
 
     def __init__(self, name, listener, handler, log, md, admission=None, registries=None):

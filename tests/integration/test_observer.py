@@ -411,3 +411,27 @@ def test_long_download_moves_the_counts_while_it_runs(tmp_path):
                                            and e["stats"]["outputBytes"] >= size for e in plugin.events("stats")))
             moving = [e["stats"]["outputBytes"] for e in plugin.events("stats") if e["stats"]["currentConns"] == 1]
             assert moving == sorted(moving) and len(set(moving)) >= 2, moving
+
+
+def test_reload_keeps_observer_and_refuses_dropping_a_used_one(tmp_path):
+    """A reload that leaves the observer as it was keeps it (no status lost, no new events);
+    one that drops an observer a service still names is refused, and nothing changes."""
+    from .peers import Api
+
+    port, api_port = free_port(), free_port()
+    with Plugin() as plugin:
+        cfg = config(tmp_path, port, plugin.url)
+        with Gost("-C", cfg, "-api", f"127.0.0.1:{api_port}", ports=[port, api_port]) as g:
+            api = Api(api_port)
+            assert plugin.wait(lambda: len(plugin.events("status")) == 2)
+            status, js, raw = api.reload()
+            assert status == 200, raw
+            data = yaml.safe_load(cfg.read_text())
+            del data["observers"]
+            cfg.write_text(yaml.safe_dump(data))
+            status, js, raw = api.reload()
+            assert status >= 400 and "services[0].observer: observer 'obs-0' does not exist" in js["msg"], raw
+            time.sleep(0.5)
+            assert [e["status"]["state"] for e in plugin.events("status")] == ["running", "ready"]
+            g.stop()
+            assert plugin.wait(lambda: [e["status"]["state"] for e in plugin.events("status")][-1] == "closed")
