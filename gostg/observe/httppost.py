@@ -95,7 +95,7 @@ def post_json(target, body):
     except h11.ProtocolError as exc:
         raise PluginError(f"bad HTTP reply: {exc}") from None
     except (OSError, ValueError) as exc:   # ssl.SSLError is an OSError
-        raise PluginError(str(exc) or type(exc).__name__) from None
+        raise PluginError(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__) from None
     finally:
         timer.close()
         if sock is not None:
