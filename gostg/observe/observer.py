@@ -12,24 +12,27 @@ and it answers ``200`` with ``{"ok": true}``; anything else is a failed report, 
 with the next one (GOST's retry rule).
 
 Rules:
-1. Nothing here runs on a connection's path. A service calls :meth:`Observer.status` on a
-   state change (a deque append); its stats are *read* from the counters it keeps anyway
-   (``Service.stats``, ``len(pool)``, and the live tunnels' byte counts when the connection
-   registry has them), by one background greenlet per observer, every ``observer.period``.
+1. Nothing here runs per chunk. A service calls :meth:`Observer.status` on a state change (a
+   deque append); its stats are *read* from the counters it keeps anyway (``Service.stats``,
+   ``len(pool)``, the open tunnels' live byte counts in ``Service.tunnels``) by one background
+   greenlet per observer, every ``observer.period``. A handler observer's per-client counts
+   (:class:`ClientStats`) take two additions per tunnel, at its start and at its end.
 2. That greenlet is the only one that talks to the plugin, one POST at a time with a
    deadline (``plugin.timeout``, 10s when unset: GOST waits forever). A plugin that is down,
    slow or answers garbage costs a warning (once, until it answers again) and a retry at the
    next period; traffic and the hub never wait for it.
-3. Stats as GOST: a service with ``enableStats`` is reported every period (at least 1s, 5s by
-   default) when anything changed since the last report; ``observer.resetTraffic`` makes
-   ``inputBytes``/``outputBytes`` the bytes since the last report (the other three stay
-   totals). A report that fails is sent again before new values are read, so no delta is lost.
-4. Bounded: at most one pending stats event per service and :data:`MAX_STATUS` pending status
-   events (the oldest are dropped, and that is logged). GOST drops a status event the plugin
-   did not take; gostg sends it again with the next report.
+3. Stats as GOST: a service with ``enableStats`` (a handler with an ``observer``: each client)
+   is reported every period (at least 1s, 5s by default) when anything changed since the last
+   report; ``observer.resetTraffic`` makes ``inputBytes``/``outputBytes`` the bytes since the
+   last report (the other three stay totals). A report that fails is sent again before new
+   values are read, so no delta is lost.
+4. Bounded: one pending report per service or handler (a handler's holds an event per client)
+   and :data:`MAX_STATUS` pending status events (the oldest are dropped, and that is logged).
+   GOST drops a status event the plugin did not take; gostg sends it again.
 5. The greenlet starts with the first event and ends on :meth:`close` (the runtime closes an
-   observer it replaces, deletes or stops); services are found by name at report time, so a
-   replaced service or observer needs no re-wiring.
+   observer it replaces, deletes or stops); services are found by name at report time and the
+   reporting state lives on the service or handler, so a replaced service or observer needs no
+   re-wiring.
 """
 import collections
 import json
