@@ -388,29 +388,61 @@ def test_out_of_descriptors_reports_failed_then_ready(tmp_path):
             proc.wait(timeout=10)
 
 
+class SlowOrigin:
+    """An HTTP origin on 127.0.0.1 that sends ``chunks`` × ``chunk`` bytes, one every ``pause``
+    seconds: a download that lasts, whatever the socket buffers hold."""
+
+    def __init__(self, chunk=100_000, chunks=40, pause=0.1):
+        self.chunk, self.chunks, self.pause = chunk, chunks, pause
+        self.size = chunk * chunks
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        try:
+            c, _ = self.sock.accept()
+        except OSError:
+            return
+        with c:
+            c.settimeout(10)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += c.recv(4096)
+            c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % self.size)
+            for _ in range(self.chunks):
+                c.sendall(b"x" * self.chunk)
+                time.sleep(self.pause)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.sock.close()
+
+
 def test_long_download_moves_the_counts_while_it_runs(tmp_path):
     """A tunnel's bytes are reported while it is open (read from the connection registry's
     live counters), not only once it ends: a SOCKS5 tunnel (relay/tcp.py counts as it goes)."""
     port = free_port()
-    # loopback socket buffers take ~8 MB at once; the rest at 4 MB/s takes ~4 s: a few periods
-    size = 24_000_000
-    with Plugin() as plugin, Origin() as origin:
+    with Plugin() as plugin, SlowOrigin() as origin:     # 4 MB over ~4 s
         cfg = config(tmp_path, port, plugin.url, md={"enableStats": True, "observer.period": "1s"}, handler="socks5")
         with Gost("-C", cfg, ports=[port]):
             base = settle(plugin)
-            curl = subprocess.Popen(["curl", "-sS", "-m", "20", "--limit-rate", "4M", "-o", "/dev/null",
-                                     "--socks5", f"127.0.0.1:{port}", f"{origin.url}/bytes/{size}"])
-            try:
-                assert plugin.wait(lambda: any(e["stats"]["currentConns"] == 1 and 0 < e["stats"]["outputBytes"] < size
-                                               for e in plugin.events("stats")), timeout=15), json.dumps(plugin.events("stats"))
-                assert curl.wait(timeout=20) == 0
-            finally:
-                if curl.poll() is None:
-                    curl.kill()
+            r = subprocess.run(["curl", "-sS", "-m", "20", "-o", "/dev/null", "-w", "%{size_download}",
+                                "--socks5", f"127.0.0.1:{port}", f"{origin.url}/slow"],
+                               capture_output=True, text=True, timeout=25)
+            assert r.stdout == str(origin.size), r.stderr
             assert plugin.wait(lambda: any(e["stats"]["totalConns"] == base + 1 and e["stats"]["currentConns"] == 0
-                                           and e["stats"]["outputBytes"] >= size for e in plugin.events("stats")))
+                                           and e["stats"]["outputBytes"] >= origin.size
+                                           for e in plugin.events("stats")))
             moving = [e["stats"]["outputBytes"] for e in plugin.events("stats") if e["stats"]["currentConns"] == 1]
-            assert moving == sorted(moving) and len(set(moving)) >= 2, moving
+            # reported while open, growing, each short of the whole
+            assert len(set(moving)) >= 2 and moving == sorted(moving), moving
+            assert all(0 < m < origin.size for m in moving[1:]), moving
 
 
 def test_reload_keeps_observer_and_refuses_dropping_a_used_one(tmp_path):
