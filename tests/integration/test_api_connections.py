@@ -400,3 +400,34 @@ def test_replaced_service_tunnels_stay_listed_until_they_end(setup):
         if new is not None:
             new.close()
     assert _until(lambda: api.connections("?service=socks") == [], 5), api.connections()
+
+
+def test_mux_streams_are_the_tunnels(setup):
+    """On a multiplexing listener (mtls) each stream is a connection of its own: listed, and
+    closed alone by DELETE (the session and its other streams go on); the session is not
+    a tunnel."""
+    srv, cli, api_port = free_port(), free_port(), free_port()
+    server = Gost("-L", f"socks5+mtls://127.0.0.1:{srv}", "-api", f"127.0.0.1:{api_port}", ports=(srv, api_port))
+    client = Gost("-L", f"socks5://127.0.0.1:{cli}", "-F", f"socks5+mtls://127.0.0.1:{srv}", ports=(cli,))
+    with server, client:
+        api = Api(api_port, prefix="")
+        a = _socks5_idle(cli, setup["origin"])
+        b = _socks5_idle(cli, setup["origin"])
+        try:
+            items = _until(lambda: (lambda c: c if len(c) == 2 and all(t["inputBytes"] == 5 for t in c) else None)(
+                api.connections()), 5)
+            assert items, api.connections()
+            assert all(t["target"] == f"127.0.0.1:{setup['origin']}" for t in items)
+            assert api.request("DELETE", f"/api/connections/{items[0]['sid']}")[0] == 200
+            a.settimeout(5)
+            try:
+                assert a.recv(10) == b""   # the client's tunnel ends with its stream
+            except ConnectionResetError:
+                pass
+            assert [t["sid"] for t in api.connections()] == [items[1]["sid"]]
+            b.sendall(b"more")
+            assert _until(lambda: _by_sid(api.connections()).get(items[1]["sid"], {}).get("inputBytes") == 9, 5)
+        finally:
+            a.close()
+            b.close()
+        assert _until(lambda: api.connections() == [], 5), api.connections()
