@@ -193,7 +193,7 @@ class Route:
             raise
         except (OSError, DialError, ProtocolError, EOFError, gevent.Timeout) as exc:
             if getattr(exc, "node", None) is None and getattr(exc, "marks", True):
-                node.marker.mark()   # (an inner route already marked its node)
+                node.marker.mark(exc)   # (an inner route already marked its node)
             _close(conn)
             if isinstance(exc, gevent.Timeout):
                 raise

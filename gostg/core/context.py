@@ -65,6 +65,9 @@ class Context:
         return a.count, b.count        # relay/tcp.py's two _Direction
 
     def stats_bytes(self, inp, out):
+        """The tunnel's end: its bytes go to the service's stats, and :meth:`bytes` reads 0
+        from now on (``/api/status`` adds the open tunnels' bytes to the stats: never twice)."""
+        self.flow = None
         if self.stats is not None:
             self.stats.input_bytes += inp
             self.stats.output_bytes += out
