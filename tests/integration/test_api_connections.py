@@ -216,6 +216,11 @@ def test_lists_tunnels_with_route_and_moving_bytes_and_closes_one(setup):
             assert later[name]["outputBytes"] >= t["outputBytes"] + 4 * CHUNK, (name, t, later[name])
             assert later[name]["age"] > t["age"]
 
+        # one by its sid
+        status, _, js = api.request("GET", f"/api/connections/{byname['web']['sid']}")
+        assert status == 200 and js["data"]["sid"] == byname["web"]["sid"] and js["data"]["service"] == "web"
+        assert js["data"]["outputBytes"] >= later["web"]["outputBytes"]
+
         # filters
         assert [t["service"] for t in api.connections("?service=socks")] == ["socks"]
         assert api.connections("?service=nope") == []
@@ -310,7 +315,8 @@ def test_auth_prefix_and_errors(setup):
     try:
         sid = _until(lambda: [t["sid"] for t in api.connections()], 5)[0]
         for auth in (False, _basic(PASSWORD, USER)):
-            for method, path in (("GET", "/api/connections"), ("DELETE", f"/api/connections/{sid}")):
+            for method, path in (("GET", "/api/connections"), ("GET", f"/api/connections/{sid}"),
+                                 ("DELETE", f"/api/connections/{sid}")):
                 status, headers, js = api.request(method, path, auth=auth)
                 assert status == 401 and js == {"code": 401, "msg": "Unauthorized"}, (method, auth, js)
                 assert headers["www-authenticate"].startswith("Basic")
@@ -323,6 +329,8 @@ def test_auth_prefix_and_errors(setup):
         # unknown sid, unknown route, wrong method
         status, _, js = api.request("DELETE", "/api/connections/no-such-sid")
         assert status == 404 and js == {"code": 40004, "msg": "connection 'no-such-sid' not found"}
+        status, _, js = api.request("GET", "/api/connections/no-such-sid")
+        assert status == 404 and js["code"] == 40004
         assert api.request("GET", "/api/nothing")[0] == 404
         assert api.request("GET", f"/api/connections/{sid}/x")[0] == 404
         assert api.request("PUT", "/api/connections")[0] == 405
