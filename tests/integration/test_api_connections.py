@@ -2,9 +2,10 @@
 lists the open tunnels with their route and live byte counts, ``DELETE
 /api/connections/<sid>`` closes one, under the API's pathPrefix and auth.
 
-One real ``bin/gostg`` (a YAML config: a SOCKS5 service through a 2-hop chain, a plain HTTP
-proxy, an HTTPS proxy, an API with a pathPrefix and Basic auth) and a second one holding the
-chain's two nodes. Clients are real: curl through each proxy, and a raw socket that speaks
+One real ``bin/gostg`` (a YAML config: a SOCKS5 service through a 2-hop chain, one through a
+``parallel`` hop, a plain HTTP proxy, an HTTPS proxy, a UDP port forwarder, an API with a
+pathPrefix and Basic auth) and a second one holding the chains' nodes; the mux test starts its
+own pair (socks5+mtls). Clients are real: curl through each proxy, and a raw socket that speaks
 SOCKS5 and then stays silent (an idle tunnel, which leaves its greenlet: relay/tcp.py rule 6).
 The origin streams 1 KiB every 50 ms, so byte counts move while the test reads them; it stops
 after STREAM_SECONDS in any case. Every wait is bounded."""
