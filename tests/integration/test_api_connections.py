@@ -20,6 +20,7 @@ import subprocess
 import threading
 import time
 
+import h2.exceptions
 import pytest
 
 from . import peers
@@ -439,4 +440,42 @@ def test_mux_streams_are_the_tunnels(setup):
         finally:
             a.close()
             b.close()
+        assert _until(lambda: api.connections() == [], 5), api.connections()
+
+
+def test_http2_forwarded_request_counts_live_and_is_closed(setup):
+    """An HTTP/2 proxy's plain (non-CONNECT) request is a stream of a multiplexed connection:
+    listed with its response bytes moving while the body streams, and a DELETE ends that
+    stream (the client sees it end), the HTTP/2 connection staying usable."""
+    from .test_http2 import H2Client
+    port, api_port = free_port(), free_port()
+    with Gost("-L", f"http2://127.0.0.1:{port}", "-api", f"127.0.0.1:{api_port}", ports=(port, api_port)):
+        api = Api(api_port, prefix="")
+        c = H2Client(port)
+        try:
+            sid, status = c.request([(":method", "GET"), (":scheme", "http"), (":path", "/slow"),
+                                     (":authority", f"127.0.0.1:{setup['origin']}")], end_stream=True)
+            assert status == 200
+            first = _until(lambda: (lambda l: l if l and l[0]["outputBytes"] > CHUNK else None)(api.connections()), 5)
+            assert first, api.connections()
+            (t,) = first
+            assert t["target"] == f"127.0.0.1:{setup['origin']}"
+            c.pump(lambda: len(c.data.get(sid, b"")) >= 4 * CHUNK)
+            assert _until(lambda: (api.connections() or [{}])[0].get("outputBytes", 0) >= t["outputBytes"] + 4 * CHUNK, 5)
+            assert api.request("DELETE", f"/api/connections/{t['sid']}")[0] == 200
+            # the client sees its response end short of its length (the h2 library says so)
+            with pytest.raises(h2.exceptions.InvalidBodyLengthError):
+                c.pump(lambda: sid in c.ended)
+            assert _until(lambda: api.connections() == [], 5), api.connections()
+        finally:
+            c.close()
+        # the service goes on
+        c = H2Client(port)
+        try:
+            sid, status = c.request([(":method", "GET"), (":scheme", "http"), (":path", "/slow"),
+                                     (":authority", f"127.0.0.1:{setup['origin']}")], end_stream=True)
+            assert status == 200
+            assert _until(lambda: len(api.connections()) == 1, 5)
+        finally:
+            c.close()
         assert _until(lambda: api.connections() == [], 5), api.connections()
