@@ -27,7 +27,7 @@ from .core.registry import Registries
 
 #: build order: what a later kind may refer to is built first
 OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains",
-                "limiters", "climiters", "rlimiters")
+                "limiters", "climiters", "rlimiters", "recorders")
 #: service keys naming other objects: (path in the service, kind)
 SERVICE_REFS = ((("handler", "chain"), "chains"), (("listener", "chain"), "chains"),
                 (("handler", "auther"), "authers"), (("listener", "auther"), "authers"),

@@ -1,0 +1,472 @@
+"""Recorders (GOST's ``recorders:`` and a service's ``recorders:``): records of what a service
+does, sent to a file, a TCP or HTTP endpoint or Redis.
+
+A service names the records it sends (GOST's record objects, go-gost/core ``recorder``):
+
+- ``recorder.service.client.address``: the client's IP, at accept (before admission, as GOST)
+- ``recorder.service.router.dial.address``: the host of each target the router dials
+- ``recorder.service.router.dial.address.error``: the host of each target it failed to reach
+- ``recorder.service.handler``: one JSON object per connection, at its end (GOST's
+  ``HandlerRecorderObject`` fields: service, network, remote, local, client, src, dst, host,
+  clientIP, clientID, route, inputBytes, outputBytes, err, sid, duration (ns), time)
+
+Costs: a service without recorders carries ``None`` and pays one ``is None`` test per
+connection and per dial. Records are made at those points only, never per chunk: the bytes of
+the handler record come from the counts the handler gives ``ctx.stats_bytes`` at tunnel end.
+
+Never in traffic's way: a file record is one buffered write (as GOST's); TCP, HTTP and Redis
+records go into a bounded queue that one greenlet per recorder drains, each send under the
+recorder's timeout. A down, slow or garbage-answering endpoint costs a dropped record and one
+warning per :data:`WARN_EVERY` seconds per recorder, never a stalled or failed connection.
+"""
+import collections
+import datetime
+import gzip
+import json
+import logging.handlers
+import os
+import shutil
+import time
+
+import gevent
+from gevent import socket, ssl
+
+from ..core.context import Context
+from ..errors import ConfigError
+from ..protocols.addr import split_host_port
+from . import metrics
+
+CLIENT_ADDRESS = "recorder.service.client.address"
+DIAL_ADDRESS = "recorder.service.router.dial.address"
+DIAL_ADDRESS_ERROR = "recorder.service.router.dial.address.error"
+HANDLER = "recorder.service.handler"
+
+#: records a background recorder holds for a slow endpoint before it drops new ones
+MAX_QUEUE = 10000
+#: seconds between two warnings of one recorder (the ones between are counted, not logged)
+WARN_EVERY = 30.0
+#: a send without a configured timeout still has one (GOST's would wait for the OS)
+DEFAULT_TIMEOUT = 10.0
+#: lumberjack's maxSize default, in MB
+DEFAULT_MAX_SIZE = 100
+#: an HTTP endpoint's answer is read up to its status line, at most this much
+MAX_STATUS_LINE = 8192
+
+
+class Recorder:
+    """One ``recorders[]`` entry. ``record(data, metadata)`` never raises and never blocks
+    on the network; failures are logged (rate-limited) on ``log``."""
+
+    kind = ""
+
+    def __init__(self, name, log=None):
+        self.name = name
+        self.log = log
+        self._warned = 0.0
+        self._quiet = 0       # failures since the last warning
+
+    def record(self, data, metadata=None):
+        raise NotImplementedError
+
+    def warn(self, what):
+        now = time.monotonic()
+        if now - self._warned < WARN_EVERY:
+            self._quiet += 1
+            return
+        self._warned = now
+        quiet, self._quiet = self._quiet, 0
+        if self.log is not None:
+            self.log.warning(f"recorder {self.name}: {what}", kind="recorder", recorder=self.name,
+                             **({"suppressed": quiet} if quiet else {}))
+
+
+class _RotatingFile(logging.handlers.RotatingFileHandler):
+    """The stdlib's rotation with GOST's (lumberjack's) keys: ``maxSize`` MB, ``maxBackups``
+    (numbered .1, .2 … here, time-stamped in lumberjack), ``maxAge`` days, ``compress`` (gzip)."""
+
+    def __init__(self, path, rotation):
+        self.max_age = float(rotation.get("maxAge") or 0)
+        backups = int(rotation.get("maxBackups") or 0) or 1000   # lumberjack's 0 keeps all
+        size = float(rotation.get("maxSize") or DEFAULT_MAX_SIZE)
+        super().__init__(path, mode="ab", maxBytes=int(size * 1024 * 1024), backupCount=backups, delay=True)
+        if rotation.get("compress"):
+            self.namer = lambda name: name + ".gz"
+            self.rotator = self._gzip
+        self.terminator = b""
+
+    def _open(self):
+        return open(self.baseFilename, "ab")
+
+    @staticmethod
+    def _gzip(source, dest):
+        with open(source, "rb") as src, gzip.open(dest, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        os.remove(source)
+
+    def doRollover(self):
+        super().doRollover()
+        if self.max_age > 0:
+            cutoff = time.time() - self.max_age * 86400
+            d, base = os.path.split(self.baseFilename)
+            for n in os.listdir(d or "."):
+                p = os.path.join(d, n)
+                if n.startswith(base + ".") and os.path.getmtime(p) < cutoff:
+                    os.remove(p)
+
+    def write(self, b):
+        if self.stream is None:
+            self.stream = self._open()
+        if self.maxBytes and self.stream.tell() + len(b) > self.maxBytes and self.stream.tell() > 0:
+            self.doRollover()
+            if self.stream is None:
+                self.stream = self._open()
+        self.stream.write(b)
+        self.stream.flush()
+
+
+class _AppendFile:
+    def __init__(self, path):
+        self.stream = open(path, "ab")
+
+    def write(self, b):
+        self.stream.write(b)
+        self.stream.flush()
+
+    def close(self):
+        self.stream.close()
+
+
+class FileRecorder(Recorder):
+    """Each record, then ``sep`` (GOST: nothing between records unless ``sep`` is set)."""
+
+    kind = "file"
+
+    def __init__(self, name, path, sep="", rotation=None, log=None):
+        super().__init__(name, log)
+        self.sep = sep.encode()
+        d = os.path.dirname(path)
+        if d:
+            os.makedirs(d, exist_ok=True)
+        try:
+            self.out = _RotatingFile(path, rotation) if rotation is not None else _AppendFile(path)
+            if rotation is not None:
+                open(path, "ab").close()   # a path that cannot be written is a config error now
+        except OSError as exc:
+            raise ConfigError("file.path", f"cannot open {path!r}: {exc.strerror or exc}") from None
+
+    def record(self, data, metadata=None):
+        try:
+            self.out.write(data + self.sep)
+        except (OSError, ValueError) as exc:
+            self.warn(f"write failed: {exc}")
+
+    def close(self):
+        self.out.close()
+
+
+class _Background(Recorder):
+    """A bounded queue drained by one greenlet, started when a record arrives and ended when
+    the queue is empty (no greenlet while idle, nothing to stop on reload)."""
+
+    def __init__(self, name, timeout, log=None):
+        super().__init__(name, log)
+        self.timeout = timeout or DEFAULT_TIMEOUT
+        self._q = collections.deque()
+        self._worker = None
+        self.dropped = 0
+
+    def record(self, data, metadata=None):
+        if len(self._q) >= MAX_QUEUE:
+            self.dropped += 1
+            self.warn(f"{len(self._q)} records waiting for a slow endpoint: records dropped")
+            return
+        self._q.append((data, metadata))
+        if self._worker is None:
+            self._worker = gevent.spawn(self._drain)
+
+    def _drain(self):
+        q = self._q
+        try:
+            while q:
+                data, metadata = q.popleft()
+                try:
+                    with gevent.Timeout(self.timeout, TimeoutError(f"no answer in {self.timeout:g}s")):
+                        self.send(data, metadata)
+                except Exception as exc:   # noqa: BLE001 - an endpoint's failure never ends the worker
+                    self.warn(f"{self.kind} send failed: {exc}")
+        finally:
+            self._worker = None
+
+    def send(self, data, metadata):
+        raise NotImplementedError
+
+
+class TCPRecorder(_Background):
+    """One connection per record: connect, write it, close (GOST's)."""
+
+    kind = "tcp"
+
+    def __init__(self, name, addr, timeout=0.0, log=None):
+        super().__init__(name, timeout, log)
+        self.addr = split_host_port(addr)
+
+    def send(self, data, metadata):
+        s = socket.create_connection(self.addr, timeout=self.timeout)
+        try:
+            s.sendall(data)
+        finally:
+            s.close()
+
+
+class HTTPRecorder(_Background):
+    """``POST url`` with the record as body; Content-Type application/json unless ``header``
+    sets one; a status of 400 or more is a failure (GOST's)."""
+
+    kind = "http"
+
+    def __init__(self, name, url, timeout=0.0, header=None, log=None):
+        super().__init__(name, timeout, log)
+        if "://" not in url:
+            url = "http://" + url
+        scheme, rest = url.split("://", 1)
+        if scheme not in ("http", "https"):
+            raise ConfigError("http.url", f"scheme {scheme!r} is not http or https")
+        hostport, _, path = rest.partition("/")
+        self.tls = scheme == "https"
+        self.host = hostport
+        self.addr = split_host_port(hostport if ":" in hostport.rsplit("]", 1)[-1]
+                                    else f"{hostport}:{443 if self.tls else 80}")
+        self.path = "/" + path
+        fields = {str(k): str(v) for k, v in (header or {}).items()}
+        if not any(k.lower() == "content-type" for k in fields):
+            fields["Content-Type"] = "application/json"
+        self.head = "".join(f"{k}: {v}\r\n" for k, v in fields.items()
+                            if k.lower() not in ("host", "content-length", "connection"))
+
+    def request(self, body):
+        return (f"POST {self.path} HTTP/1.1\r\nHost: {self.host}\r\n{self.head}"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1") + body
+
+    def send(self, data, metadata):
+        s = socket.create_connection(self.addr, timeout=self.timeout)
+        try:
+            if self.tls:
+                s = ssl.create_default_context().wrap_socket(s, server_hostname=self.addr[0])
+            s.sendall(self.request(data))
+            status = _status(s)
+        finally:
+            s.close()
+        if status >= 400:
+            raise OSError(f"HTTP status {status}")
+
+
+def _status(s):
+    """The status code of the answer on ``s`` (its first line), or raise."""
+    buf = b""
+    while b"\r\n" not in buf and len(buf) < MAX_STATUS_LINE:
+        chunk = s.recv(MAX_STATUS_LINE - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    parts = buf.split(b"\r\n", 1)[0].split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        raise OSError(f"not an HTTP answer: {buf[:60]!r}")
+    return int(parts[1])
+
+
+class RedisRecorder(_Background):
+    """GOST's redis types: ``set`` SADD key record, ``sset`` ZINCRBY key 1 record (the score
+    counts how often a record came), ``list`` LPUSH key record. redis-py is imported here only:
+    a config without a redis recorder never loads it. Its sockets are the process's: gevent's
+    in ``bin/gostg`` (patched), the host's when embedded (patch before using this)."""
+
+    kind = "redis"
+
+    def __init__(self, name, addr, key, type="set", db=0, username="", password="", timeout=0.0, log=None):
+        super().__init__(name, timeout, log)
+        import redis
+
+        host, port = split_host_port(addr)
+        self.key = key
+        self.type = type or "set"
+        self.client = redis.Redis(host=host or "127.0.0.1", port=port or 6379, db=db or 0,
+                                  username=username or None, password=password or None,
+                                  socket_timeout=self.timeout, socket_connect_timeout=self.timeout)
+
+    def send(self, data, metadata):
+        if self.type == "list":
+            self.client.lpush(self.key, data)
+        elif self.type == "sset":
+            self.client.zincrby(self.key, 1, data)
+        else:
+            self.client.sadd(self.key, data)
+
+    def close(self):
+        self.client.close()
+
+
+def build_recorder(o, path, registries=None):
+    """``recorders[i]`` → its Recorder. Exactly one of file, tcp, http, redis (GOST takes the
+    first it finds; two would be a config silently half-read)."""
+    from ..config.metadata import parse_duration
+
+    log = getattr(registries, "log", None)
+    name = o["name"]
+    kinds = [k for k in ("file", "tcp", "http", "redis") if o.get(k) is not None]
+    if len(kinds) != 1:
+        raise ConfigError(path, "a recorder needs one of file, tcp, http, redis"
+                          if not kinds else f"a recorder has one of file, tcp, http, redis, not {', '.join(kinds)}")
+    kind = kinds[0]
+    c = o[kind]
+    if not isinstance(c, dict):
+        raise ConfigError(f"{path}.{kind}", "must be a mapping")
+
+    def timeout():
+        try:
+            return parse_duration(c.get("timeout") or 0, f"{path}.{kind}.timeout")
+        except ValueError as exc:
+            raise ConfigError(f"{path}.{kind}.timeout", str(exc)) from None
+    try:
+        if kind == "file":
+            return FileRecorder(name, str(c["path"]), str(c.get("sep") or ""), c.get("rotation"), log)
+        if kind == "tcp":
+            return TCPRecorder(name, str(c["addr"]), timeout(), log)
+        if kind == "http":
+            return HTTPRecorder(name, str(c["url"]), timeout(), c.get("header"), log)
+        return RedisRecorder(name, str(c["addr"]), str(c["key"]), c.get("type") or "set", int(c.get("db") or 0),
+                             c.get("username") or "", c.get("password") or "", timeout(), log)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}.{exc.path}" if exc.path.startswith(kind) else f"{path}.{kind}.{exc.path}",
+                          exc.msg) from None
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"{path}.{kind}", f"invalid: {exc}") from None
+
+
+# -- a service's recorders ----------------------------------------------------------------------
+
+class ServiceRecorders:
+    """A service's ``recorders: [{name, record, metadata}]``: which named recorders get which
+    record. Names are looked up per record (late binding: a recorder replaced by reload or the
+    Web API takes the next record); every recorder a record names gets it."""
+
+    __slots__ = ("registries", "by_record", "client", "dial", "handler")
+
+    def __init__(self, entries, registries):
+        self.registries = registries
+        self.by_record = {}
+        for name, record, md in entries:
+            self.by_record.setdefault(record, []).append((name, md))
+        self.client = CLIENT_ADDRESS in self.by_record
+        self.dial = DIAL_ADDRESS in self.by_record or DIAL_ADDRESS_ERROR in self.by_record
+        self.handler = HANDLER in self.by_record
+
+    def emit(self, record, data):
+        named = self.by_record.get(record)
+        if not named or not data:
+            return
+        reg = self.registries.recorders
+        for name, md in named:
+            r = reg.get(name)
+            if r is not None:
+                metrics.recorder_record(name)
+                r.record(data, md)
+
+    def dialed(self, address, ctx, error=None, route=None, conn=None, network="tcp"):
+        """After a router dial: the dial address (and error) records, and what the handler
+        record says about the dial."""
+        host = split_host_port(address)[0] if address else ""
+        if host:
+            self.emit(DIAL_ADDRESS, host.encode())
+            if error is not None:
+                self.emit(DIAL_ADDRESS_ERROR, host.encode())
+        if type(ctx) is RecordedContext:
+            ctx.dialed(error, route, conn, network)
+
+
+def service_recorders(entries, path, registries):
+    """``services[i].recorders`` → ServiceRecorders, or None when there are none. A name no
+    ``recorders[]`` entry has fails the config (with a did-you-mean): a record silently going
+    nowhere is a config misread."""
+    if not entries:
+        return None
+    from ..config.validate import _dym, suggest
+
+    if not isinstance(entries, list):
+        raise ConfigError(f"{path}.recorders", "must be a list of {name, record, metadata}")
+    have = registries.recorders.names() if registries is not None else []
+    out = []
+    for i, e in enumerate(entries):
+        p = f"{path}.recorders[{i}]"
+        if not isinstance(e, dict):
+            raise ConfigError(p, "must be a mapping {name, record, metadata}")
+        name, record = e.get("name"), e.get("record")
+        if name not in have:
+            s = suggest(str(name), have)
+            raise ConfigError(f"{p}.name", f"recorder {name!r} not found{_dym(s)}", s)
+        out.append((name, record, e.get("metadata") or None))
+    return ServiceRecorders(out, registries)
+
+
+def _go_time(t):
+    """Go's time.Time JSON (RFC 3339 with the local offset; UTC as ``Z``)."""
+    s = datetime.datetime.fromtimestamp(t).astimezone().isoformat()
+    return s[:-6] + "Z" if s.endswith("+00:00") else s
+
+
+class RecordedContext(Context):
+    """The Context of a service with a handler record: it keeps what the record says."""
+
+    __slots__ = ("t0", "inp", "out", "err", "network", "route", "src_addr", "dst_addr", "recorders")
+
+    def __init__(self, recorders, *a, **kw):
+        super().__init__(*a, **kw)
+        self.recorders = recorders
+        self.t0 = time.time()
+        self.inp = self.out = 0
+        self.err = self.route = self.src_addr = self.dst_addr = ""
+        self.network = "tcp"
+
+    def stats_bytes(self, inp, out):
+        Context.stats_bytes(self, inp, out)
+        self.inp += inp
+        self.out += out
+
+    def dialed(self, error, route, conn, network):
+        self.network = "udp" if network.startswith("udp") else "tcp"
+        if route is not None:
+            self.route = route
+        if error is not None:
+            self.err = str(error)
+            return
+        for attr, fn in (("src_addr", "getsockname"), ("dst_addr", "getpeername")):
+            try:
+                a = getattr(conn, fn)()
+                setattr(self, attr, f"[{a[0]}]:{a[1]}" if ":" in a[0] else f"{a[0]}:{a[1]}")
+            except (AttributeError, OSError, TypeError, IndexError):
+                pass
+
+    def failed(self, exc):
+        if not self.err:
+            self.err = str(exc) or type(exc).__name__
+
+    def record(self):
+        """GOST's HandlerRecorderObject, in its field order (omitempty fields left out)."""
+        o = {"service": self.service, "network": self.network, "remote": self.peer, "local": self.local,
+             "client": self.src, "src": self.src_addr, "dst": self.dst_addr, "host": self.target,
+             "clientIP": self.client_ip}
+        if self.client_id:
+            o["clientID"] = self.client_id
+        if self.route:
+            o["route"] = self.route
+        o["inputBytes"] = self.inp
+        o["outputBytes"] = self.out
+        if self.err:
+            o["err"] = self.err
+        o["sid"] = self.sid
+        o["duration"] = int((time.time() - self.t0) * 1e9)
+        o["time"] = _go_time(self.t0)
+        return json.dumps(o, separators=(",", ":")).encode()
+
+    def ended(self):
+        self.recorders.emit(HANDLER, self.record())
+
