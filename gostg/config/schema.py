@@ -265,7 +265,9 @@ HTTP_RECORDER = keys(Key("url", required=True, meaning="each record is POSTed as
 REDIS_RECORDER = keys(Key("addr", required=True), Key("db", INT, default=0), Key("username"), Key("password"),
                       Key("key", required=True),
                       Key("type", default="set", choices=("", "set", "sset", "list"),
-                          meaning="set: SADD, sset: ZINCRBY 1, list: LPUSH"))
+                          meaning="set: SADD, sset: ZINCRBY 1, list: LPUSH"),
+                      Key("timeout", DURATION, default="10s",
+                          meaning="gostg: connect and command deadline (GOST has no such key)"))
 RECORDER = named(Key("file", MAP, fields=FILE_RECORDER, docs="concepts/recorder/"),
                  Key("tcp", MAP, fields=TCP_RECORDER, docs="concepts/recorder/"),
                  Key("http", MAP, fields=HTTP_RECORDER, docs="concepts/recorder/"),

@@ -1,0 +1,318 @@
+"""Recorders (issue 14 must 4), end to end: ``bin/gostg -C`` with GOST's ``recorders:`` and a
+service's ``recorders:``, curl through it, and the records read back where they went — a file,
+a TCP server and an HTTP server of this test on loopback, and a real ``redis-server`` (apt)
+started on a free loopback port and stopped by PID. A recorder endpoint that is down or never
+answers costs a warning, never a request."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import yaml
+
+from .helpers import Gost, Origin, free_port, run_gostg, wait_port
+
+REDIS = shutil.which("redis-server")
+CLIENT, DIAL, DIAL_ERR, HANDLER = ("recorder.service.client.address", "recorder.service.router.dial.address",
+                                   "recorder.service.router.dial.address.error", "recorder.service.handler")
+#: GOST's HandlerRecorderObject fields that are always there (the rest are omitempty)
+HANDLER_FIELDS = {"service", "network", "remote", "local", "client", "src", "dst", "host", "clientIP",
+                  "inputBytes", "outputBytes", "sid", "duration", "time"}
+
+
+def curl(proxy, url, timeout=10):
+    t0 = time.monotonic()
+    p = subprocess.run(["curl", "-sS", "-m", str(timeout), "-o", "/dev/null", "-w", "%{http_code}", "-x", proxy, url],
+                       capture_output=True, text=True, timeout=timeout + 5)
+    return p.stdout, time.monotonic() - t0
+
+
+def gostg(tmp_path, recorders, uses, port):
+    cfg = {"services": [{"name": "svc-rec", "addr": f"127.0.0.1:{port}", "handler": {"type": "http"},
+                         "recorders": [{"name": n, "record": r} for n, r in uses]}],
+           "recorders": recorders}
+    f = tmp_path / "rec.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    return Gost("-C", f, ports=[port], env={"GOSTG_STRICT_SCHEMA": "1"})
+
+
+def wait_for(pred, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    return pred()
+
+
+def closed_port():
+    """A loopback port nothing listens on (connection refused)."""
+    return free_port()
+
+
+def split(raw):
+    """Records as received → (the plain ones, the handler records of real requests): the
+    start-up port probe (a connection without a request) has a handler record too."""
+    plain = sorted(r for r in raw if not r.startswith(b"{"))
+    records = [json.loads(r) for r in raw if r.startswith(b"{")]
+    return plain, [r for r in records if r["host"]]
+
+
+def check_handler_record(rec, host, port, err=False):
+    assert HANDLER_FIELDS <= set(rec), rec
+    assert rec["service"] == "svc-rec" and rec["network"] == "tcp"
+    assert rec["host"] == host and rec["clientIP"] == "127.0.0.1"
+    assert rec["local"] == f"127.0.0.1:{port}" and rec["remote"].startswith("127.0.0.1:")
+    assert isinstance(rec["duration"], int) and rec["duration"] > 0
+    assert rec["time"][:4].isdigit() and "T" in rec["time"]
+    if err:
+        assert "refused" in rec["err"].lower() and rec["outputBytes"] == 0
+    else:
+        assert "err" not in rec and rec["dst"] == host and rec["src"].startswith("127.0.0.1:")
+        assert rec["inputBytes"] > 0 and rec["outputBytes"] > 1000   # the /bytes/1500 answer went through
+
+
+def test_file_recorder_client_dial_and_handler_records(tmp_path):
+    port, dead = free_port(), closed_port()
+    out = tmp_path / "records" / "rec.txt"
+    recorders = [{"name": "rec-file", "file": {"path": str(out), "sep": "\n"}}]
+    uses = [("rec-file", CLIENT), ("rec-file", DIAL), ("rec-file", DIAL_ERR), ("rec-file", HANDLER)]
+    with Origin() as origin, gostg(tmp_path, recorders, uses, port) as g:
+        host = f"127.0.0.1:{origin.port}"
+        for _ in range(3):
+            assert curl(f"http://127.0.0.1:{port}", f"{origin.url}/bytes/1500")[0] == "200"
+        assert curl(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{dead}/")[0] == "503"
+        lines = wait_for(lambda: [ln for ln in out.read_text().split("\n") if ln]
+                         if out.exists() and out.read_text().count('"host":"127.') >= 4 else None)
+        log = g.log_text()
+    assert lines, log
+    # the start-up port probe is a client too (GOST records every accepted connection)
+    records = [json.loads(ln) for ln in lines if ln.startswith("{")]
+    probe = [r for r in records if not r["host"]]
+    assert len(probe) == 1 and probe[0]["inputBytes"] == 0 and probe[0]["err"]
+    records = [r for r in records if r["host"]]
+    plain = [ln for ln in lines if not ln.startswith("{")]
+    # 5 clients, 4 dials, 1 dial error: each the client's or the target's host, without a port
+    assert plain == ["127.0.0.1"] * 10, lines
+    assert len(records) == 4
+    for rec in records[:3]:
+        check_handler_record(rec, host, port)
+    check_handler_record(records[3], f"127.0.0.1:{dead}", port, err=True)
+    assert len({r["sid"] for r in records}) == 4
+
+
+def test_file_recorder_dial_error_only_for_unreachable(tmp_path):
+    """dial.address.error gets only the failed targets' hosts; dial.address all of them."""
+    port, dead = free_port(), closed_port()
+    ok, bad = tmp_path / "dial.txt", tmp_path / "err.txt"
+    recorders = [{"name": "dials", "file": {"path": str(ok), "sep": "\n"}},
+                 {"name": "errors", "file": {"path": str(bad), "sep": "\n"}}]
+    with Origin() as origin, gostg(tmp_path, recorders, [("dials", DIAL), ("errors", DIAL_ERR)], port):
+        assert curl(f"http://127.0.0.1:{port}", f"http://localhost:{origin.port}/")[0] == "200"
+        assert curl(f"http://127.0.0.1:{port}", f"http://localhost:{dead}/")[0] == "503"
+        wait_for(lambda: bad.exists() and bad.read_text())
+    assert ok.read_text() == "localhost\nlocalhost\n"   # GOST records the host, without the port
+    assert bad.read_text() == "localhost\n"
+
+
+class TCPCollector:
+    """A loopback TCP server keeping what each connection sent, until it closed."""
+
+    def __init__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with c:
+                c.settimeout(5)
+                data = b""
+                while True:
+                    d = c.recv(65536)
+                    if not d:
+                        break
+                    data += d
+                self.received.append(data)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_tcp_recorder_gets_one_connection_per_record(tmp_path):
+    port = free_port()
+    tcp = TCPCollector()
+    recorders = [{"name": "rec-tcp", "tcp": {"addr": f"127.0.0.1:{tcp.port}", "timeout": "2s"}}]
+    try:
+        with Origin() as origin, gostg(tmp_path, recorders, [("rec-tcp", CLIENT), ("rec-tcp", HANDLER)], port):
+            for _ in range(2):
+                assert curl(f"http://127.0.0.1:{port}", f"{origin.url}/bytes/1500")[0] == "200"
+            assert wait_for(lambda: len(tcp.received) >= 6)   # and the start-up probe's two
+    finally:
+        tcp.close()
+    plain, records = split(tcp.received)
+    assert plain == [b"127.0.0.1"] * 3    # no separator: the connection frames a record
+    assert len(records) == 2
+    for rec in records:
+        check_handler_record(rec, f"127.0.0.1:{origin.port}", port)
+
+
+class HTTPCollector:
+    """A loopback HTTP/1.1 server keeping each request (method, path, headers, body)."""
+
+    def __init__(self, status=200):
+        import http.server
+
+        box = self
+        self.requests = []
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                box.requests.append((self.command, self.path, dict(self.headers), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_http_recorder_posts_records_with_headers(tmp_path):
+    port = free_port()
+    web = HTTPCollector()
+    recorders = [{"name": "rec-http", "http": {"url": f"http://127.0.0.1:{web.port}/records?x=1", "timeout": "2s",
+                                               "header": {"X-Token": "s3cret"}}}]
+    try:
+        with Origin() as origin, gostg(tmp_path, recorders, [("rec-http", DIAL), ("rec-http", HANDLER)], port):
+            assert curl(f"http://127.0.0.1:{port}", f"{origin.url}/bytes/1500")[0] == "200"
+            assert wait_for(lambda: len(web.requests) >= 3)   # dial, the request's and the probe's records
+    finally:
+        web.close()
+    for method, path, headers, _ in web.requests:
+        assert (method, path) == ("POST", "/records?x=1")
+        assert headers["Content-Type"] == "application/json" and headers["X-Token"] == "s3cret"
+    plain, records = split([r[3] for r in web.requests])
+    assert plain == [b"127.0.0.1"] and len(records) == 1
+    check_handler_record(records[0], f"127.0.0.1:{origin.port}", port)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    if REDIS is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is not installed (scripts/install installs it)")
+        pytest.skip("redis-server is not installed (apt install redis-server)")
+    port = free_port()
+    proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc=proc)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def test_redis_recorder_set_sorted_set_and_list(tmp_path, redis_server):
+    import redis
+
+    port = free_port()
+    addr = f"127.0.0.1:{redis_server}"
+    recorders = [{"name": "r-set", "redis": {"addr": addr, "key": "gost:clients", "type": "set"}},
+                 {"name": "r-sset", "redis": {"addr": addr, "db": 1, "key": "gost:dials", "type": "sset"}},
+                 {"name": "r-list", "redis": {"addr": addr, "key": "gost:conns", "type": "list"}}]
+    uses = [("r-set", CLIENT), ("r-sset", DIAL), ("r-list", HANDLER)]
+    r0 = redis.Redis(host="127.0.0.1", port=redis_server, db=0)
+    r1 = redis.Redis(host="127.0.0.1", port=redis_server, db=1)
+    with Origin() as origin, gostg(tmp_path, recorders, uses, port):
+        for _ in range(3):
+            assert curl(f"http://127.0.0.1:{port}", f"http://localhost:{origin.port}/bytes/1500")[0] == "200"
+        assert wait_for(lambda: r0.llen("gost:conns") >= 4 and r1.zscore("gost:dials", "localhost") == 3)
+    assert r0.type("gost:clients") == b"set" and r0.smembers("gost:clients") == {b"127.0.0.1"}
+    assert r1.type("gost:dials") == b"zset" and r1.zrange("gost:dials", 0, -1, withscores=True) == [(b"localhost", 3.0)]
+    assert r0.type("gost:conns") == b"list"
+    _, recs = split(r0.lrange("gost:conns", 0, -1))
+    assert len(recs) == 3
+    for rec in recs:
+        assert rec["host"] == f"localhost:{origin.port}" and rec["outputBytes"] > 1000 and "err" not in rec
+    r0.close()
+    r1.close()
+
+
+def test_dead_and_silent_endpoints_leave_traffic_alone(tmp_path):
+    """tcp, http and redis recorders whose endpoints refuse, and an HTTP endpoint that accepts
+    and never answers: every request is served at full speed, and each recorder logs one
+    warning (rate-limited), not one per record."""
+    port, dead = free_port(), closed_port()
+    silent = socket.create_server(("127.0.0.1", 0))   # the kernel accepts; nobody ever reads
+    recorders = [{"name": "dead-tcp", "tcp": {"addr": f"127.0.0.1:{dead}", "timeout": "1s"}},
+                 {"name": "dead-http", "http": {"url": f"http://127.0.0.1:{dead}/", "timeout": "1s"}},
+                 {"name": "dead-redis", "redis": {"addr": f"127.0.0.1:{dead}", "key": "k", "timeout": "1s"}},
+                 {"name": "silent-http", "http": {"url": f"http://127.0.0.1:{silent.getsockname()[1]}/",
+                                                  "timeout": "1s"}}]
+    uses = [(n, r) for n in ("dead-tcp", "dead-http", "dead-redis", "silent-http") for r in (CLIENT, HANDLER)]
+    try:
+        with Origin() as origin, gostg(tmp_path, recorders, uses, port) as g:
+            times = []
+            for _ in range(8):
+                code, took = curl(f"http://127.0.0.1:{port}", f"{origin.url}/bytes/1500")
+                assert code == "200"
+                times.append(took)
+            log = wait_for(lambda: g.log_text() if g.log_text().count("recorder ") >= 4 else None, timeout=6)
+            assert g.proc.poll() is None
+    finally:
+        silent.close()
+    assert max(times) < 0.9, times    # never waited for the 1 s recorder timeout
+    warns = [json.loads(ln) for ln in log.splitlines() if '"recorder"' in ln and ln.startswith("{")]
+    by = {}
+    for w in warns:
+        assert w["level"] == "warning" and w["kind"] == "recorder"
+        by.setdefault(w["recorder"], []).append(w["msg"])
+    assert set(by) == {"dead-tcp", "dead-http", "dead-redis", "silent-http"}, log
+    assert all(len(v) == 1 for v in by.values()), by   # 16 failed records each, one line each
+    assert "no answer in 1s" in by["silent-http"][0]
+
+
+def test_unknown_recorder_name_fails_the_config(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump({
+        "services": [{"name": "s", "addr": f"127.0.0.1:{free_port()}", "handler": {"type": "http"},
+                      "recorders": [{"name": "rec-fil", "record": CLIENT}]}],
+        "recorders": [{"name": "rec-file", "file": {"path": str(tmp_path / "r.txt")}}]}))
+    p = run_gostg("-C", f)
+    assert p.returncode != 0
+    assert "services[0].recorders[0].name" in p.stderr and "did you mean 'rec-file'" in p.stderr, p.stderr
+
+
+def test_unknown_record_type_fails_the_config(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump({
+        "services": [{"name": "s", "addr": f"127.0.0.1:{free_port()}", "handler": {"type": "http"},
+                      "recorders": [{"name": "r", "record": "recorder.service.router.dial.adress"}]}],
+        "recorders": [{"name": "r", "file": {"path": str(tmp_path / "r.txt")}}]}))
+    p = run_gostg("-C", f)
+    assert p.returncode != 0
+    assert "services[0].recorders[0].record" in p.stderr and "recorder.service.router.dial.address" in p.stderr
