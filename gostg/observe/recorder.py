@@ -144,10 +144,9 @@ class FileRecorder(Recorder):
     def __init__(self, name, path, sep="", rotation=None, log=None):
         super().__init__(name, log)
         self.sep = sep.encode()
-        d = os.path.dirname(path)
-        if d:
-            os.makedirs(d, exist_ok=True)
         try:
+            if os.path.dirname(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
             self.out = _RotatingFile(path, rotation) if rotation is not None else _AppendFile(path)
             if rotation is not None:
                 open(path, "ab").close()   # a path that cannot be written is a config error now
