@@ -119,6 +119,8 @@ def _message(path, kind, name):
         tail = "queries to this nameserver will fail until it is created"
     elif ".listener.chain" in path:
         tail = "the remote listener will not bind until it is created"
+    elif ".recorders[" in path:
+        tail = "its records are dropped until it is created"
     else:
         tail = REFUSED
     return f"{NOUNS.get(kind, kind)} {name!r} does not exist ({tail})"

@@ -160,8 +160,7 @@ FORWARDER = keys(Key("name"), Key("selector", MAP, fields=SELECTOR),
 RECORDS = ("recorder.service.client.address", "recorder.service.router.dial.address",
            "recorder.service.router.dial.address.error", "recorder.service.handler")
 RECORDER_OBJECT = keys(
-    Key("name", required=True, docs="concepts/recorder/",
-        meaning="a recorder of the top-level recorders (an unknown name fails the config)"),
+    Key("name", required=True, docs="concepts/recorder/", meaning="ref:recorders"),
     Key("record", required=True, choices=RECORDS, docs="concepts/recorder/", meaning="what to record",
         unbuilt_choices=("recorder.service.handler.serial", "recorder.service.handler.tunnel")),
     Key("metadata", MAP, meaning="options (GOST: http.body, http.maxBodySize; gostg records no HTTP bodies)"))

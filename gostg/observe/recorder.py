@@ -402,7 +402,13 @@ def service_recorders(entries, path, registries):
         if name not in have:
             s = suggest(str(name), have)
             raise ConfigError(f"{p}.name", f"recorder {name!r} not found{_dym(s)}", s)
-        out.append((name, record, e.get("metadata") or None))
+        md = e.get("metadata") or None
+        if md and getattr(registries, "log", None) is not None:
+            # GOST's http.body / http.maxBodySize shape the "http" part of a handler record,
+            # which gostg does not write yet: said once, at build, not silently dropped
+            registries.log.warning(f"{p}.metadata: {', '.join(map(str, md))}: not used by gostg's recorders "
+                                   "(no HTTP request/response bodies are recorded)", kind="recorder")
+        out.append((name, record, md))
     return ServiceRecorders(out, registries)
 
 

@@ -316,3 +316,42 @@ def test_unknown_record_type_fails_the_config(tmp_path):
     p = run_gostg("-C", f)
     assert p.returncode != 0
     assert "services[0].recorders[0].record" in p.stderr and "recorder.service.router.dial.address" in p.stderr
+
+
+def test_recorders_through_the_web_api_and_reload(tmp_path):
+    """POST /config/recorders builds one; a service created after it records there; a PUT
+    moves the records to a new file at once (late binding by name); deleting it answers with
+    the warning that the service's records are dropped; SIGHUP reload takes the file's config."""
+    from .peers import Api
+
+    port, api_port, svc_port = free_port(), free_port(), free_port()
+    first, second, third = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"
+    cfgf = tmp_path / "rec.yaml"
+    cfgf.write_text(yaml.safe_dump({"services": [{"name": "svc-rec", "addr": f"127.0.0.1:{port}",
+                                                  "handler": {"type": "http"}}]}))
+    with Origin() as origin, Gost("-C", cfgf, "-api", f"127.0.0.1:{api_port}", ports=[port, api_port],
+                                  env={"GOSTG_STRICT_SCHEMA": "1"}) as g:
+        api = Api(api_port)
+        api.post("recorders", {"name": "dials", "file": {"path": str(first), "sep": "\n"}})
+        api.post("services", {"name": "svc-api", "addr": f"127.0.0.1:{svc_port}", "handler": {"type": "http"},
+                              "recorders": [{"name": "dials", "record": DIAL}]})
+        wait_port(svc_port)
+        assert curl(f"http://127.0.0.1:{svc_port}", f"http://localhost:{origin.port}/")[0] == "200"
+        assert wait_for(lambda: first.exists() and first.read_text() == "localhost\n")
+        api.put("recorders", "dials", {"file": {"path": str(second), "sep": "\n"}})
+        assert curl(f"http://127.0.0.1:{svc_port}", f"http://127.0.0.1:{origin.port}/")[0] == "200"
+        assert wait_for(lambda: second.exists() and second.read_text() == "127.0.0.1\n")
+        assert first.read_text() == "localhost\n"
+        status, js, _ = Api(api_port).request("DELETE", "/config/recorders/dials")
+        assert status == 200 and any("records are dropped" in w for w in js.get("warnings", [])), js
+        assert curl(f"http://127.0.0.1:{svc_port}", f"http://127.0.0.1:{origin.port}/")[0] == "200"
+        # the file config gets a recorder and a service using it: SIGHUP reloads it
+        cfgf.write_text(yaml.safe_dump({
+            "services": [{"name": "svc-rec", "addr": f"127.0.0.1:{port}", "handler": {"type": "http"},
+                          "recorders": [{"name": "clients", "record": CLIENT}]}],
+            "recorders": [{"name": "clients", "file": {"path": str(third), "sep": "\n"}}]}))
+        g.signal(__import__("signal").SIGHUP)
+        assert wait_for(lambda: "config reloaded" in g.log_text())
+        assert curl(f"http://127.0.0.1:{port}", f"{origin.url}/")[0] == "200"
+        assert wait_for(lambda: third.exists() and "127.0.0.1\n" in third.read_text())
+    assert second.read_text() == "127.0.0.1\n"
