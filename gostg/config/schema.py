@@ -271,7 +271,9 @@ RECORDER = named(Key("file", MAP, fields=FILE_RECORDER, docs="concepts/recorder/
                  Key("tcp", MAP, fields=TCP_RECORDER, docs="concepts/recorder/"),
                  Key("http", MAP, fields=HTTP_RECORDER, docs="concepts/recorder/"),
                  Key("redis", MAP, fields=REDIS_RECORDER, docs="concepts/recorder/"),
-                 unbuilt("plugin", MAP, "concepts/recorder/", "recorder plugins", observe=True, fields=PLUGIN))
+                 Key("plugin", MAP, fields=PLUGIN, docs="concepts/recorder/",
+                     meaning="type http is built (POST {data, metadata}); type grpc (GOST's default) is "
+                             "warned about and its records dropped"))
 LOG = keys(Key("output"), Key("level", choices=("trace", "debug", "info", "warn", "warning", "error", "fatal")),
            Key("format", choices=("", "json", "text")),
            unbuilt("rotation", MAP, "tutorials/log/", "log rotation", observe=True, fields=ROTATION))

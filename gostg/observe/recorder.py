@@ -19,6 +19,7 @@ records go into a bounded queue that one greenlet per recorder drains, each send
 recorder's timeout. A down, slow or garbage-answering endpoint costs a dropped record and one
 warning per :data:`WARN_EVERY` seconds per recorder, never a stalled or failed connection.
 """
+import base64
 import collections
 import datetime
 import gzip
@@ -49,8 +50,8 @@ WARN_EVERY = 30.0
 DEFAULT_TIMEOUT = 10.0
 #: lumberjack's maxSize default, in MB
 DEFAULT_MAX_SIZE = 100
-#: an HTTP endpoint's answer is read up to its status line, at most this much
-MAX_STATUS_LINE = 8192
+#: an HTTP endpoint's answer is read up to its status line (a plugin's: its end), at most this much
+MAX_ANSWER = 65536
 
 
 class Recorder:
@@ -223,8 +224,9 @@ class HTTPRecorder(_Background):
 
     kind = "http"
 
-    def __init__(self, name, url, timeout=0.0, header=None, log=None):
+    def __init__(self, name, url, timeout=0.0, header=None, log=None, verify=True, server_name=None):
         super().__init__(name, timeout, log)
+        self.verify, self.server_name = verify, server_name
         if "://" not in url:
             url = "http://" + url
         scheme, rest = url.split("://", 1)
@@ -246,31 +248,88 @@ class HTTPRecorder(_Background):
         return (f"POST {self.path} HTTP/1.1\r\nHost: {self.host}\r\n{self.head}"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1") + body
 
-    def send(self, data, metadata):
+    def post(self, body, whole=False):
+        """→ (status, body of the answer when ``whole``, else b"")."""
         s = socket.create_connection(self.addr, timeout=self.timeout)
         try:
             if self.tls:
-                s = ssl.create_default_context().wrap_socket(s, server_hostname=self.addr[0])
-            s.sendall(self.request(data))
-            status = _status(s)
+                tls = ssl.create_default_context()
+                if not self.verify:
+                    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+                s = tls.wrap_socket(s, server_hostname=self.server_name or self.addr[0])
+            s.sendall(self.request(body))
+            return _answer(s, whole)
         finally:
             s.close()
+
+    def send(self, data, metadata):
+        status = self.post(data)[0]
         if status >= 400:
             raise OSError(f"HTTP status {status}")
 
 
-def _status(s):
-    """The status code of the answer on ``s`` (its first line), or raise."""
+class PluginRecorder(HTTPRecorder):
+    """GOST's HTTP recorder plugin: ``POST addr`` with ``{"data": <record, base64>, "metadata":
+    <the service's recorder metadata as JSON, base64>}`` (Go's []byte fields, as GOST's code
+    sends them), ``Authorization: Bearer <token>`` when set; the answer must be 200
+    ``{"ok": true}``."""
+
+    kind = "plugin"
+
+    def __init__(self, name, addr, timeout=0.0, token="", tls=None, log=None):
+        header = {"Authorization": f"Bearer {token}"} if token else None
+        tls = tls if isinstance(tls, dict) else None
+        if tls is not None and "://" not in addr:
+            addr = "https://" + addr
+        super().__init__(name, addr, timeout, header, log, verify=bool(tls and tls.get("secure")),
+                         server_name=(tls or {}).get("serverName") or None)
+
+    def send(self, data, metadata):
+        body = json.dumps({"data": base64.b64encode(data).decode(),
+                           "metadata": base64.b64encode(json.dumps(metadata).encode()).decode()}).encode()
+        status, answer = self.post(body, whole=True)
+        if status != 200:
+            raise OSError(f"HTTP status {status}")
+        try:
+            ok = json.loads(answer).get("ok") is True
+        except (ValueError, AttributeError):
+            raise OSError(f"not a plugin answer: {answer[:60]!r}") from None
+        if not ok:
+            raise OSError("the plugin answered ok=false")
+
+
+class NullRecorder(Recorder):
+    """A recorder gostg cannot build (a gRPC plugin): said at build, its records dropped."""
+
+    def record(self, data, metadata=None):
+        pass
+
+
+def _answer(s, whole):
+    """→ (status, body) of the HTTP answer on ``s`` (the request said ``Connection: close``);
+    the body only when ``whole``, at most MAX_ANSWER bytes, chunked or not."""
     buf = b""
-    while b"\r\n" not in buf and len(buf) < MAX_STATUS_LINE:
-        chunk = s.recv(MAX_STATUS_LINE - len(buf))
+    while len(buf) < MAX_ANSWER:
+        if not whole and b"\r\n" in buf:
+            break
+        chunk = s.recv(MAX_ANSWER - len(buf))
         if not chunk:
             break
         buf += chunk
     parts = buf.split(b"\r\n", 1)[0].split(None, 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
         raise OSError(f"not an HTTP answer: {buf[:60]!r}")
-    return int(parts[1])
+    head, _, body = buf.partition(b"\r\n\r\n")
+    if whole and b"transfer-encoding: chunked" in head.lower():
+        out = b""
+        while body:
+            size, _, rest = body.partition(b"\r\n")
+            n = int(size.split(b";")[0] or b"0", 16)
+            if not n:
+                break
+            out, body = out + rest[:n], rest[n + 2:]
+        body = out
+    return int(parts[1]), body if whole else b""
 
 
 class RedisRecorder(_Background):
@@ -311,10 +370,10 @@ def build_recorder(o, path, registries=None):
 
     log = getattr(registries, "log", None)
     name = o["name"]
-    kinds = [k for k in ("file", "tcp", "http", "redis") if o.get(k) is not None]
+    kinds = [k for k in ("plugin", "file", "tcp", "http", "redis") if o.get(k) is not None]
     if len(kinds) != 1:
-        raise ConfigError(path, "a recorder needs one of file, tcp, http, redis"
-                          if not kinds else f"a recorder has one of file, tcp, http, redis, not {', '.join(kinds)}")
+        raise ConfigError(path, "a recorder needs one of plugin, file, tcp, http, redis" if not kinds else
+                          f"a recorder has one of plugin, file, tcp, http, redis, not {', '.join(kinds)}")
     kind = kinds[0]
     c = o[kind]
     if not isinstance(c, dict):
@@ -326,6 +385,13 @@ def build_recorder(o, path, registries=None):
         except ValueError as exc:
             raise ConfigError(f"{path}.{kind}.timeout", str(exc)) from None
     try:
+        if kind == "plugin":
+            if str(c.get("type") or "grpc").lower() != "http":
+                if log is not None:
+                    log.warning(f"{path}.plugin.type: gRPC recorder plugins are not built by gostg: this recorder's "
+                                "records are dropped (type: http is built)", kind="recorder", recorder=name)
+                return NullRecorder(name, log)
+            return PluginRecorder(name, str(c["addr"]), timeout(), str(c.get("token") or ""), c.get("tls"), log)
         if kind == "file":
             return FileRecorder(name, str(c["path"]), str(c.get("sep") or ""), c.get("rotation"), log)
         if kind == "tcp":

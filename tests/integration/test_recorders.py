@@ -170,7 +170,7 @@ def test_tcp_recorder_gets_one_connection_per_record(tmp_path):
 class HTTPCollector:
     """A loopback HTTP/1.1 server keeping each request (method, path, headers, body)."""
 
-    def __init__(self, status=200):
+    def __init__(self, status=200, answer=b""):
         import http.server
 
         box = self
@@ -184,8 +184,9 @@ class HTTPCollector:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 box.requests.append((self.command, self.path, dict(self.headers), body))
                 self.send_response(status)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
         self.port = self.server.server_address[1]
@@ -213,6 +214,40 @@ def test_http_recorder_posts_records_with_headers(tmp_path):
     plain, records = split([r[3] for r in web.requests])
     assert plain == [b"127.0.0.1"] and len(records) == 1
     check_handler_record(records[0], f"127.0.0.1:{origin.port}", port)
+
+
+def test_http_plugin_recorder_gets_gosts_plugin_body(tmp_path):
+    """GOST's HTTP recorder plugin: POST {"data": base64, "metadata": base64 JSON} with the
+    token as a Bearer; an answer without ok=true is a failure (one warning)."""
+    import base64
+
+    port = free_port()
+    good, bad = HTTPCollector(answer=b'{"ok":true}'), HTTPCollector(answer=b'{"ok":false}')
+    recorders = [{"name": "plug", "plugin": {"type": "http", "addr": f"http://127.0.0.1:{good.port}/recorder",
+                                             "token": "tkn", "timeout": "2s"}},
+                 {"name": "plug-no", "plugin": {"type": "http", "addr": f"http://127.0.0.1:{bad.port}/r"}}]
+    cfg = {"services": [{"name": "svc-rec", "addr": f"127.0.0.1:{port}", "handler": {"type": "http"},
+                         "recorders": [{"name": "plug", "record": DIAL, "metadata": {"testKey": "testValue"}},
+                                       {"name": "plug-no", "record": DIAL}]}],
+           "recorders": recorders}
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    try:
+        with Origin() as origin, Gost("-C", f, ports=[port], env={"GOSTG_STRICT_SCHEMA": "1"}) as g:
+            assert curl(f"http://127.0.0.1:{port}", f"http://localhost:{origin.port}/")[0] == "200"
+            assert wait_for(lambda: good.requests and bad.requests)
+            assert wait_for(lambda: "plug-no" in g.log_text())
+            log = g.log_text()
+    finally:
+        good.close()
+        bad.close()
+    method, path, headers, body = good.requests[0]
+    assert (method, path, headers["Authorization"], headers["Content-Type"]) == (
+        "POST", "/recorder", "Bearer tkn", "application/json")
+    js = json.loads(body)
+    assert base64.b64decode(js["data"]) == b"localhost"
+    assert json.loads(base64.b64decode(js["metadata"])) == {"testKey": "testValue"}
+    assert "ok=false" in log and "services[0].recorders[0].metadata" in log
 
 
 @pytest.fixture

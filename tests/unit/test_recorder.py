@@ -143,7 +143,7 @@ def test_http_recorder_url_forms():
 
 
 def test_a_recorder_is_exactly_one_of_file_tcp_http_redis(tmp_path):
-    with pytest.raises(ConfigError, match="one of file, tcp, http, redis"):
+    with pytest.raises(ConfigError, match="one of plugin, file, tcp, http, redis"):
         R.build_recorder({"name": "r"}, "recorders[0]")
     with pytest.raises(ConfigError, match="not file, tcp"):
         R.build_recorder({"name": "r", "file": {"path": str(tmp_path / "x")}, "tcp": {"addr": ":1"}}, "recorders[0]")
@@ -173,3 +173,30 @@ def test_a_config_without_recorders_never_imports_the_recorder_module():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-2:] == ["False", "False"]
+
+
+def test_a_grpc_plugin_is_warned_about_and_drops_its_records():
+    log = Log()
+
+    class Reg:
+        pass
+    reg = Reg()
+    reg.log = log
+    r = R.build_recorder({"name": "p", "plugin": {"addr": "127.0.0.1:8000"}}, "recorders[0]", reg)
+    assert isinstance(r, R.NullRecorder)
+    assert "gRPC recorder plugins are not built" in log.lines[0][0] and "recorders[0].plugin.type" in log.lines[0][0]
+    r.record(b"x")
+
+
+def test_plugin_answer_parsing_reads_chunked_bodies():
+    class S:
+        def __init__(self, data):
+            self.data = [data[i:i + 7] for i in range(0, len(data), 7)]
+
+        def recv(self, n):
+            return self.data.pop(0) if self.data else b""
+    ans = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"ok\"\r\n6\r\n:true}\r\n0\r\n\r\n"
+    assert R._answer(S(ans), True) == (200, b'{"ok":true}')
+    assert R._answer(S(b"HTTP/1.0 503 Busy\r\n\r\n"), False) == (503, b"")
+    with pytest.raises(OSError, match="not an HTTP answer"):
+        R._answer(S(b"SSH-2.0-OpenSSH\r\n"), False)

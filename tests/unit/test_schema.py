@@ -193,7 +193,6 @@ def test_rule_routing_and_auth_features_error_observational_warn():
         for loader in ("plugin", "redis", "http"):
             assert S.TOP[kind].item[loader].status == S.UNBUILT_ERROR, (kind, loader)
     assert S.SERVICE["rewriter"].status == S.UNBUILT_ERROR
-    assert S.TOP["recorders"].item["plugin"].status == S.UNBUILT_WARN   # recorder plugins only observe
     # sniffing is built where a handler peeks (forward, http, socks, relay, auto), not elsewhere
     assert S.MD_HANDLER_BASE["sniffing"].status == S.UNBUILT_ERROR
     assert S.component_md("handler", "http2")["sniffing"].status == S.UNBUILT_ERROR
