@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from .helpers import Gost, Origin, free_port, run_gostg, wait_port
+from .helpers import Gost, Origin, free_port, run_gostg, stop_process, wait_port
 
 REDIS = shutil.which("redis-server")
 CLIENT, DIAL, DIAL_ERR, HANDLER = ("recorder.service.client.address", "recorder.service.router.dial.address",
@@ -263,12 +263,7 @@ def redis_server(tmp_path):
         wait_port(port, proc=proc)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        stop_process(proc, timeout=5)
 
 
 def test_redis_recorder_set_sorted_set_and_list(tmp_path, redis_server):
