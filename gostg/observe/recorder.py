@@ -478,6 +478,27 @@ def service_recorders(entries, path, registries):
     return ServiceRecorders(out, registries)
 
 
+def _canonical(name):
+    """Go's CanonicalMIMEHeaderKey: ``content-type`` → ``Content-Type``."""
+    return "-".join(w[:1].upper() + w[1:].lower() for w in name.split("-"))
+
+
+def _go_header(headers):
+    """An http.Headers as Go's http.Header JSON ({"Name": [values]}). Unlike GOST, the value
+    of Proxy-Authorization is not recorded (it is the user's password, base64)."""
+    out = {}
+    for k, v in list(headers.items):
+        k = _canonical(k)
+        out.setdefault(k, []).append("[redacted]" if k == "Proxy-Authorization" else v)
+    return out
+
+
+def _length(headers, unknown=-1):
+    """Go's ContentLength: Content-Length, else ``unknown`` (-1: read until the end or chunked)."""
+    v = headers.get("Content-Length")
+    return int(v) if v is not None and v.strip().isdigit() else unknown
+
+
 def _go_time(t):
     """Go's time.Time JSON (RFC 3339 with the local offset; UTC as ``Z``)."""
     s = datetime.datetime.fromtimestamp(t).astimezone().isoformat()
@@ -487,15 +508,18 @@ def _go_time(t):
 class RecordedContext(Context):
     """The Context of a service with a handler record: it keeps what the record says."""
 
-    __slots__ = ("t0", "inp", "out", "err", "network", "route", "src_addr", "dst_addr", "recorders")
+    __slots__ = ("t0", "inp", "out", "err", "network", "route", "src_addr", "dst_addr", "recorders", "proto",
+                 "pending", "mark")
 
     def __init__(self, recorders, *a, **kw):
         super().__init__(*a, **kw)
         self.recorders = recorders
-        self.t0 = time.time()
+        self.t0 = time.time()   # None: no record for the connection (the HTTP proxy's are per request)
         self.inp = self.out = 0
-        self.err = self.route = self.src_addr = self.dst_addr = ""
+        self.err = self.route = self.src_addr = self.dst_addr = self.proto = ""
         self.network = "tcp"
+        self.pending = None     # the HTTP request being proxied: (start, target, its "http" part)
+        self.mark = (0, 0)      # the connection's byte counts when the last HTTP request ended
 
     def stats_bytes(self, inp, out):
         Context.stats_bytes(self, inp, out)
@@ -520,24 +544,60 @@ class RecordedContext(Context):
         if not self.err:
             self.err = str(exc) or type(exc).__name__
 
-    def record(self):
-        """GOST's HandlerRecorderObject, in its field order (omitempty fields left out)."""
+    def record(self, t0=None, inp=None, out=None, host=None, http=None):
+        """GOST's HandlerRecorderObject, in its field order (omitempty fields left out): the
+        connection's, or with ``http`` one proxied HTTP request's."""
+        t0 = self.t0 if t0 is None else t0
         o = {"service": self.service, "network": self.network, "remote": self.peer, "local": self.local,
-             "client": self.src, "src": self.src_addr, "dst": self.dst_addr, "host": self.target,
-             "clientIP": self.client_ip}
+             "client": self.src, "src": self.src_addr, "dst": self.dst_addr,
+             "host": self.target if host is None else host}
+        if self.proto:
+            o["proto"] = self.proto
+        o["clientIP"] = self.client_ip
         if self.client_id:
             o["clientID"] = self.client_id
+        if http is not None:
+            o["http"] = http
         if self.route:
             o["route"] = self.route
-        o["inputBytes"] = self.inp
-        o["outputBytes"] = self.out
+        o["inputBytes"] = self.inp if inp is None else inp
+        o["outputBytes"] = self.out if out is None else out
         if self.err:
             o["err"] = self.err
         o["sid"] = self.sid
-        o["duration"] = int((time.time() - self.t0) * 1e9)
-        o["time"] = _go_time(self.t0)
+        o["duration"] = int((time.time() - t0) * 1e9)
+        o["time"] = _go_time(t0)
         return json.dumps(o, separators=(",", ":")).encode()
 
+    def http_request(self, req, inp, out, seen):
+        """The HTTP proxy's bookkeeping, called as each request starts (``req``) and as it
+        ends (None; again at the connection's end, a no-op unless the request failed): the
+        record goes out with the response ``seen`` holds (none: GOST's 503). ``inp``/``out``:
+        the connection's byte counts so far."""
+        self.t0 = None
+        self.proto = "http"
+        p, self.pending = self.pending, None
+        if p is not None:
+            t0, host, h = p
+            inp0, out0 = self.mark
+            self.mark = (inp, out)
+            resp = seen[-1] if seen else None
+            seen.clear()
+            h["statusCode"] = resp.status if resp is not None else 503
+            h["response"] = {"contentLength": -1 if resp is None else _length(resp.headers),
+                             "header": {} if resp is None else _go_header(resp.headers), "body": None}
+            self.recorders.emit(HANDLER, self.record(t0, inp - inp0, out - out0, host, h))
+            self.err = ""
+        if req is not None:
+            t = req.target
+            h = {"host": req.headers.get("Host") or t.split("://", 1)[-1].split("/", 1)[0], "method": req.method,
+                 "proto": req.version, "scheme": t.split("://", 1)[0] if "://" in t else "", "uri": t,
+                 "cached": False, "statusCode": 0,
+                 "request": {"contentLength": _length(req.headers, 0), "header": _go_header(req.headers),
+                             "body": None}}
+            self.pending = (time.time(), self.target, h)
+
     def ended(self):
-        self.recorders.emit(HANDLER, self.record())
+        if self.t0 is not None:
+            self.recorders.emit(HANDLER, self.record())
 
