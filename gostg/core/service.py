@@ -245,6 +245,8 @@ class Service:
         connection of its own (own Context, counted, handled in its own pool greenlet, so
         the pool size bounds streams too). The session ends with this greenlet."""
         ctx.log.debug("mux: session started")
+        if type(ctx) is not Context:
+            ctx.t0 = None   # recorded per stream, not the session as well
         for stream in session.accept():
             self.stats.total_conns += 1
             sctx = self.ctx_class(self.name, ctx.src, self.addr, self.log, self.stats, peer=ctx.peer)

@@ -303,6 +303,8 @@ class HTTPHandler(Handler):
             _reply(conn, 400, "Bad Request")
             raise
         ctx.target = target
+        if type(ctx) is not Context:
+            ctx.proto = "http"   # GOST's HTTP handler's records say so
         upstream = self._dial(conn, target, ctx)
         if upstream is None:
             return

@@ -419,3 +419,44 @@ def test_http_proxy_records_each_request_with_gosts_http_object(tmp_path):
         assert "p4ss" not in json.dumps(rec) and "dTE6cDRzcw" not in json.dumps(rec)
         assert h["response"]["contentLength"] == n and h["response"]["header"]["Content-Length"] == [str(n)]
         assert n < rec["outputBytes"] < n + 400   # this response only, head included
+
+
+def test_connect_tunnel_is_one_record_for_the_connection(tmp_path):
+    """A CONNECT tunnel (curl -p) is one handler record when it ends, with GOST's proto "http"
+    and no http part; the tunnel's bytes both ways."""
+    port = free_port()
+    out = tmp_path / "c.jsonl"
+    with Origin() as origin, gostg(tmp_path, [{"name": "conns", "file": {"path": str(out), "sep": "\n"}}],
+                                   [("conns", HANDLER)], port):
+        p = subprocess.run(["curl", "-sS", "-m", "10", "-p", "-o", "/dev/null", "-w", "%{http_code}",
+                            "-x", f"http://127.0.0.1:{port}", f"{origin.url}/bytes/1500"],
+                           capture_output=True, text=True, timeout=15)
+        assert p.stdout == "200", p.stderr
+        assert wait_for(lambda: out.exists() and '"proto":"http"' in out.read_text())
+    recs = [r for r in map(json.loads, out.read_text().splitlines()) if r["host"]]
+    assert len(recs) == 1 and recs[0]["proto"] == "http" and "http" not in recs[0]
+    check_handler_record(recs[0], f"127.0.0.1:{origin.port}", port)
+
+
+def test_mux_listener_records_each_stream_not_the_session(tmp_path):
+    """Over an mtcp session each stream is a connection of its own: one handler record per
+    request stream, none for the session that carried them."""
+    port, front = free_port(), free_port()
+    out = tmp_path / "m.jsonl"
+    cfg = {"services": [{"name": "svc-rec", "addr": f"127.0.0.1:{port}", "handler": {"type": "http"},
+                         "listener": {"type": "mtcp"}, "recorders": [{"name": "conns", "record": HANDLER}]}],
+           "recorders": [{"name": "conns", "file": {"path": str(out), "sep": "\n"}}]}
+    f = tmp_path / "m.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    with Origin() as origin, Gost("-C", f, ports=[port], env={"GOSTG_STRICT_SCHEMA": "1"}) as server:
+        with Gost("-L", f"http://127.0.0.1:{front}", "-F", f"mtcp://127.0.0.1:{port}", ports=[front]):
+            for _ in range(2):
+                assert curl(f"http://127.0.0.1:{front}", f"{origin.url}/bytes/1500")[0] == "200"
+            assert wait_for(lambda: out.exists() and out.read_text().count('"proto":"http"') >= 2)
+        server.stop()
+    recs = list(map(json.loads, out.read_text().splitlines()))
+    # the front gostg sends a CONNECT per request on a stream of its session; the sessions
+    # (its own and the start-up probe's) have no record
+    assert len(recs) == 2 and len({r["sid"] for r in recs}) == 2, recs
+    for r in recs:
+        check_handler_record(r, f"127.0.0.1:{origin.port}", port)
