@@ -14,7 +14,7 @@ import time
 import pytest
 import yaml
 
-from .helpers import Gost, Origin, free_port, run_gostg, stop_process, wait_port
+from .helpers import Echo, Gost, Origin, free_port, run_gostg, stop_process, wait_port
 
 REDIS = shutil.which("redis-server")
 CLIENT, DIAL, DIAL_ERR, HANDLER = ("recorder.service.client.address", "recorder.service.router.dial.address",
@@ -120,46 +120,27 @@ def test_file_recorder_dial_error_only_for_unreachable(tmp_path):
     assert bad.read_text() == "localhost\n"
 
 
-class TCPCollector:
+class TCPCollector(Echo):
     """A loopback TCP server keeping what each connection sent, until it closed."""
 
     def __init__(self):
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
+        super().__init__()
         self.received = []
-        threading.Thread(target=self._serve, daemon=True).start()
 
-    def _serve(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with c:
-                c.settimeout(5)
-                data = b""
-                while True:
-                    d = c.recv(65536)
-                    if not d:
-                        break
-                    data += d
-                self.received.append(data)
-
-    def close(self):
-        self.sock.close()
+    def _echo(self, c):
+        with c:
+            c.settimeout(5)
+            self.received.append(b"".join(iter(lambda: c.recv(65536), b"")))
 
 
 def test_tcp_recorder_gets_one_connection_per_record(tmp_path):
     port = free_port()
-    tcp = TCPCollector()
-    recorders = [{"name": "rec-tcp", "tcp": {"addr": f"127.0.0.1:{tcp.port}", "timeout": "2s"}}]
-    try:
-        with Origin() as origin, gostg(tmp_path, recorders, [("rec-tcp", CLIENT), ("rec-tcp", HANDLER)], port):
+    with TCPCollector() as tcp, Origin() as origin:
+        recorders = [{"name": "rec-tcp", "tcp": {"addr": f"127.0.0.1:{tcp.port}", "timeout": "2s"}}]
+        with gostg(tmp_path, recorders, [("rec-tcp", CLIENT), ("rec-tcp", HANDLER)], port):
             for _ in range(2):
                 assert curl(f"http://127.0.0.1:{port}", f"{origin.url}/bytes/1500")[0] == "200"
             assert wait_for(lambda: len(tcp.received) >= 6)   # and the start-up probe's two
-    finally:
-        tcp.close()
     plain, records = split(tcp.received)
     assert plain == [b"127.0.0.1"] * 3    # no separator: the connection frames a record
     assert len(records) == 2
