@@ -313,9 +313,11 @@ def test_unknown_recorder_name_fails_the_config(tmp_path):
         "services": [{"name": "s", "addr": f"127.0.0.1:{free_port()}", "handler": {"type": "http"},
                       "recorders": [{"name": "rec-fil", "record": CLIENT}]}],
         "recorders": [{"name": "rec-file", "file": {"path": str(tmp_path / "r.txt")}}]}))
-    p = run_gostg("-C", f)
-    assert p.returncode != 0
-    assert "services[0].recorders[0].name" in p.stderr and "did you mean 'rec-file'" in p.stderr, p.stderr
+    for args in ((), ("--check",), ("-O", "yaml")):   # serving, checking and printing agree
+        p = run_gostg("-C", f, *args)
+        assert p.returncode == 1, args
+        assert ("services[0].recorders[0].name: recorder 'rec-fil' not found (did you mean 'rec-file'?)"
+                in p.stderr), (args, p.stderr)
 
 
 def test_unknown_record_type_fails_the_config(tmp_path):
