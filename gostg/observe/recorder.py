@@ -508,7 +508,7 @@ def _go_time(t):
 class RecordedContext(Context):
     """The Context of a service with a handler record: it keeps what the record says."""
 
-    __slots__ = ("t0", "inp", "out", "err", "network", "route", "src_addr", "dst_addr", "recorders", "proto",
+    __slots__ = ("t0", "inp", "out", "err", "network", "route_text", "src_addr", "dst_addr", "recorders", "proto",
                  "pending", "mark")
 
     def __init__(self, recorders, *a, **kw):
@@ -516,7 +516,7 @@ class RecordedContext(Context):
         self.recorders = recorders
         self.t0 = time.time()   # None: no record for the connection (the HTTP proxy's are per request)
         self.inp = self.out = 0
-        self.err = self.route = self.src_addr = self.dst_addr = self.proto = ""
+        self.err = self.route_text = self.src_addr = self.dst_addr = self.proto = ""
         self.network = "tcp"
         self.pending = None     # the HTTP request being proxied: (start, target, its "http" part)
         self.mark = (0, 0)      # the connection's byte counts when the last HTTP request ended
@@ -529,7 +529,7 @@ class RecordedContext(Context):
     def dialed(self, error, route, conn, network):
         self.network = "udp" if network.startswith("udp") else "tcp"
         if route is not None:
-            self.route = route
+            self.route_text = route
         if error is not None:
             self.err = str(error)
             return
@@ -558,8 +558,8 @@ class RecordedContext(Context):
             o["clientID"] = self.client_id
         if http is not None:
             o["http"] = http
-        if self.route:
-            o["route"] = self.route
+        if self.route_text:
+            o["route"] = self.route_text
         o["inputBytes"] = self.inp if inp is None else inp
         o["outputBytes"] = self.out if out is None else out
         if self.err:
