@@ -167,7 +167,10 @@ class Route:
         conn = None
         try:
             if start == r:
-                node, conn = self._race(node, ctx, timeout)
+                race = node
+                node, conn = self._race(race, ctx, timeout)
+                if ctx is not None and race.name in ctx.route:   # the registry names the winner
+                    ctx.route[ctx.route.index(race.name)] = node.name
             else:
                 if start:
                     head = Route(nodes[:start], self.registries)
@@ -190,7 +193,7 @@ class Route:
             raise
         except (OSError, DialError, ProtocolError, EOFError, gevent.Timeout) as exc:
             if getattr(exc, "node", None) is None and getattr(exc, "marks", True):
-                node.marker.mark()   # (an inner route already marked its node)
+                node.marker.mark(exc)   # (an inner route already marked its node)
             _close(conn)
             if isinstance(exc, gevent.Timeout):
                 raise

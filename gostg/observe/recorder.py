@@ -514,7 +514,7 @@ class RecordedContext(Context):
     def __init__(self, recorders, *a, **kw):
         super().__init__(*a, **kw)
         self.recorders = recorders
-        self.t0 = time.time()   # None: no record for the connection (the HTTP proxy's are per request)
+        self.t0 = self.started   # None: no record for the connection (the HTTP proxy's are per request)
         self.inp = self.out = 0
         self.err = self.route_text = self.src_addr = self.dst_addr = self.proto = ""
         self.network = "tcp"
