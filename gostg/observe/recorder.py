@@ -21,7 +21,6 @@ warning per :data:`WARN_EVERY` seconds per recorder, never a stalled or failed c
 """
 import base64
 import collections
-import datetime
 import gzip
 import json
 import logging.handlers
@@ -499,10 +498,17 @@ def _length(headers, unknown=-1):
     return int(v) if v is not None and v.strip().isdigit() else unknown
 
 
+_stamp = [None, "", ""]   # second, its "YYYY-MM-DDTHH:MM:SS", its offset: formatted once a second
+
+
 def _go_time(t):
-    """Go's time.Time JSON (RFC 3339 with the local offset; UTC as ``Z``)."""
-    s = datetime.datetime.fromtimestamp(t).astimezone().isoformat()
-    return s[:-6] + "Z" if s.endswith("+00:00") else s
+    """Go's time.Time JSON (RFC 3339 with the local offset, microseconds; UTC as ``Z``)."""
+    sec = int(t)
+    if sec != _stamp[0]:
+        lt = time.localtime(sec)
+        z = time.strftime("%z", lt)
+        _stamp[:] = sec, time.strftime("%Y-%m-%dT%H:%M:%S", lt), "Z" if z in ("+0000", "-0000") else f"{z[:3]}:{z[3:]}"
+    return f"{_stamp[1]}.{min(999999, round((t - sec) * 1e6)):06d}{_stamp[2]}"
 
 
 class RecordedContext(Context):

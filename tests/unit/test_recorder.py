@@ -109,15 +109,19 @@ def test_handler_record_has_gosts_fields_in_its_order():
     assert isinstance(rec["duration"], int) and rec["duration"] >= 0
 
 
-def test_go_time_is_rfc3339_with_z_for_utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
+@pytest.mark.parametrize("tz,t,text", [("UTC", 0.5, "1970-01-01T00:00:00.500000Z"),
+                                       ("CST-8", 1726278418.997252, "2024-09-14T09:46:58.997252+08:00")])
+def test_go_time_is_rfc3339_with_the_local_offset_z_for_utc(monkeypatch, tz, t, text):
     import time
+    monkeypatch.setenv("TZ", tz)
     time.tzset()
+    R._stamp[0] = None   # formatted once a second: not across a change of TZ
     try:
-        assert R._go_time(0.5) == "1970-01-01T00:00:00.500000Z"
+        assert R._go_time(t) == text
     finally:
-        monkeypatch.delenv("TZ")
+        monkeypatch.undo()
         time.tzset()
+        R._stamp[0] = None
 
 
 def test_a_slow_endpoint_fills_a_bounded_queue_then_drops_with_one_warning(monkeypatch):
