@@ -32,7 +32,7 @@ import gevent
 from gevent import socket, ssl
 
 from ..core.context import Context
-from ..errors import ConfigError
+from ..errors import ConfigError, ProtocolError
 from ..protocols.addr import split_host_port
 from . import metrics
 
@@ -438,7 +438,10 @@ class ServiceRecorders:
     def dialed(self, address, ctx, error=None, route=None, conn=None, network="tcp"):
         """After a router dial: the dial address (and error) records, and what the handler
         record says about the dial."""
-        host = split_host_port(address)[0] if address else ""
+        try:
+            host = split_host_port(address)[0] if address else ""
+        except ProtocolError:   # a malformed target: recorded as it came
+            host = address
         if host:
             self.emit(DIAL_ADDRESS, host.encode())
             if error is not None:

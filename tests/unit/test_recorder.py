@@ -87,7 +87,8 @@ def test_dial_records_the_host_without_port_and_the_error_too():
     sr.dialed("[::1]:443", None)
     sr.dialed("example.com:80", None, error=OSError("refused"))
     sr.dialed("", None)                   # a UDP association: no target yet
-    assert [d for d, _ in a.got] == [b"::1", b"example.com", b"example.com"]
+    sr.dialed("no-port", None)            # malformed: as it came, never an exception of its own
+    assert [d for d, _ in a.got] == [b"::1", b"example.com", b"example.com", b"no-port"]
 
 
 def test_handler_record_has_gosts_fields_in_its_order():
