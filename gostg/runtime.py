@@ -213,6 +213,8 @@ class Gost:
         closed = [s for s in list(self.services.values()) + list(self.internal.values()) if s.close()]
         for s in closed:
             s.drain(deadline)
+        for _, r in self.registries.recorders.items():   # the drained connections' records go out
+            r.close(deadline)
         self.started = False
 
     def service(self, name):

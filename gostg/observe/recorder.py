@@ -47,6 +47,8 @@ MAX_QUEUE = 10000
 WARN_EVERY = 30.0
 #: a send without a configured timeout still has one (GOST's would wait for the OS)
 DEFAULT_TIMEOUT = 10.0
+#: seconds a stop gives queued records when its own deadline has passed
+STOP_GRACE = 1.0
 #: lumberjack's maxSize default, in MB
 DEFAULT_MAX_SIZE = 100
 #: an HTTP endpoint's answer is read up to its status line (a plugin's: its end), at most this much
@@ -67,6 +69,9 @@ class Recorder:
 
     def record(self, data, metadata=None):
         raise NotImplementedError
+
+    def close(self, deadline=None):
+        """At ``Gost.stop()``: hand over what is pending until ``deadline`` (time.monotonic())."""
 
     def warn(self, what):
         now = time.monotonic()
@@ -126,9 +131,12 @@ class _RotatingFile(logging.handlers.RotatingFileHandler):
 
 class _AppendFile:
     def __init__(self, path):
+        self.path = path
         self.stream = open(path, "ab")
 
     def write(self, b):
+        if self.stream.closed:   # closed by a stop; the same Gost may start again
+            self.stream = open(self.path, "ab")
         self.stream.write(b)
         self.stream.flush()
 
@@ -159,7 +167,7 @@ class FileRecorder(Recorder):
         except (OSError, ValueError) as exc:
             self.warn(f"write failed: {exc}")
 
-    def close(self):
+    def close(self, deadline=None):
         self.out.close()
 
 
@@ -195,6 +203,19 @@ class _Background(Recorder):
                     self.warn(f"{self.kind} send failed: {exc}")
         finally:
             self._worker = None
+
+    def close(self, deadline=None):
+        """Let the queue drain until ``deadline`` (the records of the connections a stop just
+        ended are in it), then drop the rest."""
+        w = self._worker
+        if w is not None:
+            # past the stop's deadline (connections killed at its end still record): a short grace
+            left = deadline - time.monotonic() if deadline is not None else 0.0
+            w.join(timeout=max(left, min(STOP_GRACE, self.timeout)))
+            w.kill(block=False)
+        if self._q:
+            self.warn(f"{len(self._q)} records not sent before the stop")
+            self._q.clear()
 
     def send(self, data, metadata):
         raise NotImplementedError
@@ -358,7 +379,8 @@ class RedisRecorder(_Background):
         else:
             self.client.sadd(self.key, data)
 
-    def close(self):
+    def close(self, deadline=None):
+        super().close(deadline)
         self.client.close()
 
 
@@ -608,5 +630,7 @@ class RecordedContext(Context):
 
     def ended(self):
         if self.t0 is not None:
+            if self.flow is not None:   # the relay's own counters: also a tunnel a stop killed
+                self.inp, self.out = self.bytes()
             self.recorders.emit(HANDLER, self.record())
 

@@ -205,3 +205,34 @@ def test_plugin_answer_parsing_reads_chunked_bodies():
     assert R._answer(S(b"HTTP/1.0 503 Busy\r\n\r\n"), False) == (503, b"")
     with pytest.raises(OSError, match="not an HTTP answer"):
         R._answer(S(b"SSH-2.0-OpenSSH\r\n"), False)
+
+
+class Slow(R._Background):
+    kind = "test"
+
+    def __init__(self, delay, log=None):
+        super().__init__("slow", 5.0, log)
+        self.delay, self.sent = delay, []
+
+    def send(self, data, metadata):
+        import gevent
+        gevent.sleep(self.delay)
+        self.sent.append(data)
+
+
+def test_close_lets_the_queue_drain_until_the_deadline_then_drops_the_rest(monkeypatch):
+    import time
+    r = Slow(0.01)
+    for i in range(3):
+        r.record(b"%d" % i)
+    r.close(time.monotonic() + 2)
+    assert r.sent == [b"0", b"1", b"2"] and r._worker is None
+    monkeypatch.setattr(R, "STOP_GRACE", 0.05)
+    log = Log()
+    stuck = Slow(60, log)
+    stuck.record(b"a")
+    stuck.record(b"b")
+    t0 = time.monotonic()
+    stuck.close(time.monotonic() - 1)      # the stop's deadline has passed: a short grace only
+    assert time.monotonic() - t0 < 1 and stuck.sent == []
+    assert "1 records not sent before the stop" in log.lines[0][0]
