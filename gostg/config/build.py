@@ -516,7 +516,7 @@ def build_service(o, path, registries, log):
             log.warning(f"{path}: proxyProtocol without proxyProtocol.trusted: any peer may claim any client "
                         f"address, and {', '.join(decides)} decide(s) by it", service=o["name"])
     if o.get("recorders"):
-        from ..observe.recorder import RecordedContext, service_recorders
+        from ..observe.records import RecordedContext, service_recorders
         svc.recorders = service_recorders(o["recorders"], path, registries)
         if svc.recorders.dial or svc.recorders.handler:
             router.recorders = svc.recorders

@@ -73,7 +73,7 @@ class MissingTarget(DialError):
 class Router:
     #: GOST's default per-attempt dial timeout
     DEFAULT_DIAL_TIMEOUT = 15.0
-    #: the service's recorders (observe.recorder.ServiceRecorders) when it records dials
+    #: the service's recorders (observe.records.ServiceRecorders) when it records dials
     recorders = None
 
     def __init__(self, registries, chain=None, resolver=None, hosts=None, bypass=None,

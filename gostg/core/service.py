@@ -69,7 +69,7 @@ class Service:
     limiter = climiter = rlimiter = None
     #: a transport.proxyproto.Receiver when the service reads PROXY headers (``proxyProtocol``)
     proxy_protocol = None
-    #: the service's ``recorders`` (observe.recorder.ServiceRecorders), None without; with a
+    #: the service's ``recorders`` (observe.records.ServiceRecorders), None without; with a
     #: handler record ``ctx_class`` makes each connection's Context a RecordedContext
     recorders = None
     ctx_class = Context

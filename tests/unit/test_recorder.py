@@ -1,6 +1,6 @@
-"""observe/recorder.py on its own: file rotation with GOST's keys, who gets a record and how it
-is counted, the handler record's shape, the bounded queue of a slow endpoint, and that a config
-without recorders loads none of it (the end-to-end tests: tests/integration/test_recorders.py)."""
+"""observe/recorder.py and records.py on their own: file rotation with GOST's keys, who gets a
+record and how it is counted, the handler record's shape, the bounded queue of a slow endpoint,
+and that a config without recorders loads none of it (end to end: tests/integration/test_recorders.py)."""
 import gzip
 import json
 import os
@@ -13,7 +13,7 @@ from gostg.config.build import build_service
 from gostg.core.context import Context
 from gostg.core.registry import Registries
 from gostg.errors import ConfigError
-from gostg.observe import metrics, recorder as R
+from gostg.observe import recorder as R, records as RS
 from gostg.observe.log import make_logger
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -69,21 +69,21 @@ def test_file_without_rotation_appends_with_the_separator_only_when_set(tmp_path
 
 def test_every_recorder_naming_a_record_gets_it_and_each_is_counted(monkeypatch):
     counted = []
-    monkeypatch.setattr(metrics, "recorder_record", counted.append)
+    monkeypatch.setattr(RS.metrics, "recorder_record", counted.append)
     a, b = Collect("a"), Collect("b")
-    sr = R.ServiceRecorders([("a", R.DIAL_ADDRESS, None), ("b", R.DIAL_ADDRESS, {"k": 1}),
-                             ("a", R.CLIENT_ADDRESS, None)], registries(a=a, b=b))
+    sr = RS.ServiceRecorders([("a", RS.DIAL_ADDRESS, None), ("b", RS.DIAL_ADDRESS, {"k": 1}),
+                             ("a", RS.CLIENT_ADDRESS, None)], registries(a=a, b=b))
     assert sr.client and sr.dial and not sr.handler
-    sr.emit(R.DIAL_ADDRESS, b"example.com")
-    sr.emit(R.HANDLER, b"{}")             # nobody asked for it
-    sr.emit(R.CLIENT_ADDRESS, b"")        # nothing to record (GOST's len(data) == 0)
+    sr.emit(RS.DIAL_ADDRESS, b"example.com")
+    sr.emit(RS.HANDLER, b"{}")             # nobody asked for it
+    sr.emit(RS.CLIENT_ADDRESS, b"")        # nothing to record (GOST's len(data) == 0)
     assert a.got == [(b"example.com", None)] and b.got == [(b"example.com", {"k": 1})]
     assert counted == ["a", "b"]
 
 
 def test_dial_records_the_host_without_port_and_the_error_too():
     a = Collect("a")
-    sr = R.ServiceRecorders([("a", R.DIAL_ADDRESS, None), ("a", R.DIAL_ADDRESS_ERROR, None)], registries(a=a))
+    sr = RS.ServiceRecorders([("a", RS.DIAL_ADDRESS, None), ("a", RS.DIAL_ADDRESS_ERROR, None)], registries(a=a))
     sr.dialed("[::1]:443", None)
     sr.dialed("example.com:80", None, error=OSError("refused"))
     sr.dialed("", None)                   # a UDP association: no target yet
@@ -93,8 +93,8 @@ def test_dial_records_the_host_without_port_and_the_error_too():
 
 def test_handler_record_has_gosts_fields_in_its_order():
     log = make_logger("info", "json", "none")
-    sr = R.ServiceRecorders([("a", R.HANDLER, None)], registries(a=Collect("a")))
-    ctx = R.RecordedContext(sr, "svc", "10.0.0.1:5000", "127.0.0.1:8080", log, None, peer="127.0.0.1:4000")
+    sr = RS.ServiceRecorders([("a", RS.HANDLER, None)], registries(a=Collect("a")))
+    ctx = RS.RecordedContext(sr, "svc", "10.0.0.1:5000", "127.0.0.1:8080", log, None, peer="127.0.0.1:4000")
     ctx.target = "example.com:443"
     ctx.client_id = "user1"
     sr.dialed("example.com:443", ctx, error=OSError("dial example.com:443: refused"), route="n1@1.2.3.4:1080 > example.com:443")
@@ -116,13 +116,13 @@ def test_go_time_is_rfc3339_with_the_local_offset_z_for_utc(monkeypatch, tz, t, 
     import time
     monkeypatch.setenv("TZ", tz)
     time.tzset()
-    R._stamp[0] = None   # formatted once a second: not across a change of TZ
+    RS._stamp[0] = None   # formatted once a second: not across a change of TZ
     try:
-        assert R._go_time(t) == text
+        assert RS._go_time(t) == text
     finally:
         monkeypatch.undo()
         time.tzset()
-        R._stamp[0] = None
+        RS._stamp[0] = None
 
 
 def test_a_slow_endpoint_fills_a_bounded_queue_then_drops_with_one_warning(monkeypatch):
@@ -166,7 +166,7 @@ def test_a_service_without_recorders_has_none_and_plain_contexts():
 def test_a_service_with_only_a_client_record_keeps_plain_contexts_and_router():
     reg = registries(a=Collect("a"))
     s = build_service({"name": "s", "addr": "127.0.0.1:0", "handler": {"type": "http"},
-                       "recorders": [{"name": "a", "record": R.CLIENT_ADDRESS}]}, "services[0]",
+                       "recorders": [{"name": "a", "record": RS.CLIENT_ADDRESS}]}, "services[0]",
                       reg, make_logger("info", "json", "none"))
     assert s.recorders.client and s.ctx_class is Context and s.handler.router.recorders is None
 
@@ -174,7 +174,8 @@ def test_a_service_with_only_a_client_record_keeps_plain_contexts_and_router():
 def test_a_config_without_recorders_never_imports_the_recorder_module():
     code = ("import gostg; g = gostg.Gost({'services': [{'name': 's', 'addr': '127.0.0.1:0', "
             "'handler': {'type': 'http'}}]}, logger=None).build(); import sys; "
-            "print('gostg.observe.recorder' in sys.modules, 'redis' in sys.modules)")
+            "print('gostg.observe.recorder' in sys.modules or 'gostg.observe.records' in sys.modules, "
+            "'redis' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split()[-2:] == ["False", "False"]
