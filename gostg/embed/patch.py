@@ -146,6 +146,9 @@ def _install(sock: Any, conn: Any) -> None:
     else:
         outer = relay_pair(conn)
         try:
+            # O_NONBLOCK belongs to the open file, which dup2 shares: gevent waits on its
+            # watchers, a blocking read would stop the hub (and the relay feeding it)
+            outer.setblocking(not _is_gevent(sock) and sock.gettimeout() is None)
             os.dup2(outer.fileno(), sock.fileno())
         finally:
             outer.close()
@@ -154,6 +157,10 @@ def _install(sock: Any, conn: Any) -> None:
             sock.setsockopt(level, opt, value)
         except OSError:
             pass
+
+
+def _is_gevent(sock: Any) -> bool:
+    return isinstance(sock, _gevent_socket_class())
 
 
 def _gevent_socket_class():

@@ -174,8 +174,11 @@ def run_app(world, body, timeout=60):
     script.write_text(PRELUDE.format(dns_port=world["stub"].port, a_addr=world["a_addr"], pb=world["pb"])
                       + textwrap.dedent(body))
     env = dict(os.environ, PYTHONPATH=ROOT)
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
-                       env=env, cwd=str(world["tmp"]))
+    try:
+        r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
+                           env=env, cwd=str(world["tmp"]))
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"the app hung; it printed:\n{exc.stdout}\n{exc.stderr}") from None
     assert r.returncode == 0, r.stdout + r.stderr
     res = {}
     for line in r.stdout.splitlines():
@@ -300,6 +303,26 @@ def test_patched_app_routes_every_connect_without_dns_leaks(world):
         s4.sendall(b"GET /connect-ex HTTP/1.0\\r\\nHost: origin.test\\r\\n\\r\\n")
         out("connect_ex_body", s4.makefile("rb").read().decode().splitlines()[-1])
 
+        tls_ctx = ssl.create_default_context(cafile={world["cafile"]!r})
+        with tls_ctx.wrap_socket(socket.socket(), server_hostname="origin.test") as t:   # wrapped, then connected
+            t.settimeout(10)
+            t.connect(("origin.test", {world["tls_port"]}))
+            t.sendall(b"GET /ssl-socket HTTP/1.0\\r\\nHost: origin.test\\r\\n\\r\\n")
+            out("ssl_socket", t.makefile("rb").read().decode().splitlines()[-1])
+
+        import os
+        def fds():
+            return len(os.listdir("/proc/self/fd"))
+        before = fds()
+        def get(i):
+            with requests.get(url + "/many/%d" % i, timeout=20) as r:
+                return r.text.strip() == "hello from origin /many/%d host=origin.test:{port}" % i
+        jobs = [gevent.spawn(get, i) for i in range(30)]
+        gevent.joinall(jobs, timeout=60)
+        out("concurrent", sum(bool(j.value) for j in jobs))
+        gevent.sleep(0.2)      # relay greenlets see the EOF and close their ends
+        out("fds_back", fds() - before)
+
         out("literal_not_faked", socket.getaddrinfo("127.0.0.1", 80, socket.AF_INET)[0][4][0])
         out("loopback", body(urllib.request.urlopen("http://127.0.0.1:{port}/loopback", timeout=10)))
         out("bypass", body(urllib.request.urlopen("http://direct.test:{port}/bypass", timeout=10)))
@@ -325,6 +348,9 @@ def test_patched_app_routes_every_connect_without_dns_leaks(world):
     assert res["gai6"].startswith("2001:2::")
     assert res["v6"] == "hello from origin /v6 host=origin.test"
     assert res["connect_ex"] == 0 and res["connect_ex_body"] == "hello from origin /connect-ex host=origin.test"
+    assert res["ssl_socket"] == "hello from origin /ssl-socket host=origin.test"
+    assert res["concurrent"] == 30
+    assert res["fds_back"] <= 0, res["fds_back"]     # no socket left behind by 30 routed requests
     assert res["literal_not_faked"] == "127.0.0.1"
     assert res["loopback"] == f"hello from origin /loopback host=127.0.0.1:{port}"
     assert res["bypass"] == f"hello from origin /bypass host=direct.test:{port}"
@@ -333,7 +359,7 @@ def test_patched_app_routes_every_connect_without_dns_leaks(world):
     assert res["routed_restored"] is True
 
     dsts = b_targets(world)
-    assert dsts.count(f"origin.test:{port}") >= 7, dsts      # every routed request, by name
+    assert dsts.count(f"origin.test:{port}") >= 37, dsts      # every routed request, by name
     assert not any(d.startswith(("198.18.", "[2001:2:", "127.0.0.1:%d" % port, "direct.test")) for d in dsts), dsts
     names = world["stub"].names
     assert "control.test" in names          # the app's resolver does ask the stub …
