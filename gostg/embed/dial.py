@@ -3,8 +3,8 @@ socket: ``Gost.dial`` and ``Gost.create_connection``.
 
 Rules:
 1. :meth:`Egress.open` is the one place that calls the Router (a bypass match takes a direct
-   Router, everything else the chain's), so a caller in another thread (thread mode) runs
-   exactly this in gostg's hub.
+   Router, everything else the chain's); in thread mode an app thread has gostg's hub thread
+   run it (:func:`open_socket`, ``Gost.hub.open_socket``) and gets a stdlib socket back.
 2. Fail closed: a chain, bypass, hosts or resolver name that does not resolve is an error when
    the Egress is made and again at each connection; it never means "direct".
 3. What comes back is a real socket: the tunnel's own when the route ends in a plain TCP
@@ -29,7 +29,8 @@ from ..policy.bypass import bypass_hit
 from ..protocols.addr import join_host_port, split_host_port
 from ..transport.buffered import BufferedConn
 
-__all__ = ["Egress", "RouteError", "dial", "create_connection", "connected", "to_socket", "loopback_pair"]
+__all__ = ["Egress", "RouteError", "dial", "create_connection", "connected", "open_socket", "to_socket",
+           "loopback_pair"]
 
 #: ``(host, port)`` or ``"host:port"``
 Address = Union[Tuple[str, int], str]
@@ -62,7 +63,8 @@ class Egress:
     def __init__(self, gost, chain: Optional[str] = None, *, bypass: Optional[str] = None,
                  hosts: Optional[str] = None, resolver: Optional[str] = None, retries: int = 0,
                  dial_timeout: Optional[float] = None):
-        gost.ensure_objects()
+        if getattr(gost, "hub", None) is None:   # thread mode: start() built them in its hub
+            gost.ensure_objects()
         self.gost = gost
         self.registries = gost.registries
         self.chain = chain
@@ -157,9 +159,17 @@ def plain(conn: Any) -> bool:
     return type(conn) is socket.socket
 
 
-def relay_pair(conn: Any) -> _socket.socket:
+def hub_thread(gost) -> Any:
+    """gostg's hub thread when ``gost`` runs in thread mode and this is another thread (the
+    app's), else None (``Gost.hub``: the thread-mode part; absent before it merges)."""
+    hub = getattr(gost, "hub", None)
+    return hub if hub is not None and not hub.is_current() else None
+
+
+def relay_pair(conn: Any, gost: Any = None) -> _socket.socket:
     """→ the outer end of a :func:`loopback_pair` whose inner end a greenlet relays to
-    ``conn`` until either side ends (both are closed then)."""
+    ``conn`` until either side ends (both are closed then). The greenlet joins
+    ``gost.relays`` when there is one (Gost.stop ends them)."""
     from ..relay.tcp import pipe
 
     try:
@@ -167,25 +177,39 @@ def relay_pair(conn: Any) -> _socket.socket:
     except BaseException:
         conn.close()
         raise
-    gevent.spawn(pipe, inner, conn)
+    relays = getattr(gost, "relays", None)
+    (relays if relays is not None else gevent).spawn(pipe, inner, conn)
     return outer
 
 
-def to_socket(conn: Any) -> socket.socket:
+def to_socket(conn: Any, gost: Any = None) -> socket.socket:
     """The conn :meth:`Egress.open` returned, as a gevent socket (rule 3)."""
     if plain(conn):
         return conn.sock if type(conn) is BufferedConn else conn
-    outer = relay_pair(conn)
+    outer = relay_pair(conn, gost)
     return socket.socket(fileno=outer.detach())
+
+
+def open_socket(egress: Egress, host: str, port: int, timeout: Optional[float]) -> Any:
+    """A socket connected through ``egress`` that keeps ``timeout``: a gevent one in the hub
+    (a gevent-patched app), a stdlib one handed over by gostg's hub thread in thread mode."""
+    gost = egress.gost
+    hub = hub_thread(gost)
+    if hub is not None:
+        return hub.open_socket(lambda: to_socket(egress.open(host, port, timeout), gost), timeout=timeout)
+    s = to_socket(egress.open(host, port, timeout), gost)
+    s.settimeout(timeout)
+    return s
 
 
 def dial(gost, address: Address, chain: Optional[str] = None, *, timeout: Optional[float] = None,
          bypass: Optional[str] = None, hosts: Optional[str] = None, resolver: Optional[str] = None,
          retries: int = 0) -> socket.socket:
-    """``Gost.dial``: a connected, blocking socket to ``address``; see :class:`Egress`."""
+    """``Gost.dial``: a socket connected to ``address``; ``timeout`` bounds the dial and
+    stays on the socket, as :func:`socket.create_connection` does. See :class:`Egress`."""
     host, port = split_address(address)
     egress = Egress(gost, chain, bypass=bypass, hosts=hosts, resolver=resolver, retries=retries)
-    return to_socket(egress.open(host, port, timeout))
+    return open_socket(egress, host, port, timeout)
 
 
 _DEFAULT = getattr(socket, "_GLOBAL_DEFAULT_TIMEOUT", object())
@@ -202,9 +226,7 @@ def connected(egress: Egress, host: str, port: int, timeout: Any = _DEFAULT,
                          "(set metadata.interface on that node)")
     if timeout is _DEFAULT:
         timeout = socket.getdefaulttimeout()
-    s = to_socket(egress.open(host, port, timeout))
-    s.settimeout(timeout)
-    return s
+    return open_socket(egress, host, port, timeout)
 
 
 def create_connection(gost, address: Address, timeout: Any = _DEFAULT, source_address: Any = None, *,

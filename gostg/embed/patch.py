@@ -37,7 +37,7 @@ from typing import Any, Iterator, Optional
 
 from .._compat import adopt_socket
 from ..protocols.addr import join_host_port
-from .dial import Egress, connected, plain, relay_pair, split_address
+from .dial import Egress, hub_thread, connected, open_socket, plain, relay_pair, split_address
 from .fakeip import V4, V6, FakeIP, PoolExhausted
 
 __all__ = ["patch_socket", "restore_socket", "routed", "is_patched"]
@@ -128,35 +128,39 @@ def _orig(name: str):
     return _saved[name]
 
 
-def _install(sock: Any, conn: Any) -> None:
-    """Rule 4: ``sock`` (not connected) becomes the tunnel ``conn``."""
+def _carried(sock: Any) -> list:
+    """The options of ``sock`` that its tunnel's socket takes over (rule 4)."""
     opts = []
     for level, opt in _CARRIED:
         try:
             opts.append((level, opt, sock.getsockopt(level, opt)))
         except OSError:
             pass
+    return opts
+
+
+def _put_on(sock: Any, other: Any) -> None:
+    """``sock``'s fd becomes the open file of ``other`` (a socket no gevent watcher has seen),
+    which is closed; the file gets ``sock``'s blocking mode (O_NONBLOCK belongs to the open
+    file, which dup2 shares: a gevent socket waits on watchers, and a blocking read there
+    would stop the hub and the relay feeding it)."""
+    try:
+        other.setblocking(not _is_gevent(sock) and sock.gettimeout() is None)
+        os.dup2(other.fileno(), sock.fileno())
+    finally:
+        other.close()
+
+
+def _install(sock: Any, conn: Any, gost: Any) -> None:
+    """Rule 4, in the hub: ``sock`` (not connected) becomes the tunnel ``conn``."""
     gevent_cls = _gevent_socket_class()
     if type(sock) is gevent_cls:
         if plain(conn):
             adopt_socket(sock, conn.sock if not isinstance(conn, gevent_cls) else conn)
         else:
-            outer = relay_pair(conn)
-            adopt_socket(sock, gevent_cls(fileno=outer.detach()))
+            adopt_socket(sock, gevent_cls(fileno=relay_pair(conn, gost).detach()))
     else:
-        outer = relay_pair(conn)
-        try:
-            # O_NONBLOCK belongs to the open file, which dup2 shares: gevent waits on its
-            # watchers, a blocking read would stop the hub (and the relay feeding it)
-            outer.setblocking(not _is_gevent(sock) and sock.gettimeout() is None)
-            os.dup2(outer.fileno(), sock.fileno())
-        finally:
-            outer.close()
-    for level, opt, value in opts:
-        try:
-            sock.setsockopt(level, opt, value)
-        except OSError:
-            pass
+        _put_on(sock, relay_pair(conn, gost))
 
 
 def _is_gevent(sock: Any) -> bool:
@@ -181,8 +185,18 @@ def _route_connect(sock: Any, address: Any):
     kind, host = what
     if kind == "direct":
         return (host,) + tuple(address[1:])
-    timeout = sock.gettimeout()
-    _install(sock, st.egress.open(host, port, timeout or None))
+    timeout = sock.gettimeout() or None
+    opts = _carried(sock)
+    gost = st.egress.gost
+    if hub_thread(gost) is None:
+        _install(sock, st.egress.open(host, port, timeout), gost)
+    else:   # thread mode: an app thread's stdlib socket gets the fd gostg's hub thread made
+        _put_on(sock, open_socket(st.egress, host, port, timeout))
+    for level, opt, value in opts:
+        try:
+            sock.setsockopt(level, opt, value)
+        except OSError:
+            pass
     return None
 
 
