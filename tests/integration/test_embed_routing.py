@@ -365,3 +365,68 @@ def test_patched_app_routes_every_connect_without_dns_leaks(world):
     assert "control.test" in names          # the app's resolver does ask the stub …
     assert "direct.test" in names           # … and a bypassed name is resolved as without gostg
     assert "origin.test" not in names       # … but a routed name never reaches it
+
+
+def _has_thread_mode():
+    import inspect
+
+    from gostg.runtime import Gost as _G
+    return "thread" in inspect.signature(_G.__init__).parameters
+
+
+@pytest.mark.skipif(not _has_thread_mode(), reason="thread mode (issue 15 must 3) is not in this tree")
+def test_patch_socket_in_an_unpatched_threaded_app(world, tmp_path):
+    """Must 2 in thread mode: a plain threaded app (never patched) routes urllib, http.client
+    from 8 threads and a raw socket through the 2-hop chain; what reaches the C resolver is
+    recorded in-process (no DNS stub can be given to the system resolver): never origin.test."""
+    port = world["origin"].port
+    script = tmp_path / "threaded_app.py"
+    script.write_text(textwrap.dedent(f"""
+        import _socket, http.client, json, socket, threading, urllib.request
+        asked = []
+        real_gai = _socket.getaddrinfo
+        def recording_gai(host, *a, **kw):
+            asked.append(host.decode() if isinstance(host, bytes) else host)
+            return real_gai(host, *a, **kw)
+        _socket.getaddrinfo = recording_gai       # what the stdlib resolver is asked
+        import gostg
+        def out(key, value):
+            print(key + "=" + json.dumps(value), flush=True)
+        g = gostg.Gost({{"chains": [{{"name": "egress", "hops": [
+            {{"name": "h1", "nodes": [{{"name": "a", "addr": "{world['a_addr']}", "connector": {{"type": "socks5"}}}}]}},
+            {{"name": "h2", "nodes": [{{"name": "b", "addr": "127.0.0.1:{world['pb']}", "connector": {{"type": "relay"}}}}]}}]}}]}},
+            thread=True)
+        g.start()
+        orig = socket.socket.connect, socket.create_connection, socket.getaddrinfo
+        gostg.patch_socket(g, chain="egress")
+        out("urllib", urllib.request.urlopen("http://origin.test:{port}/threaded", timeout=10).read().decode().strip())
+        got = []
+        def worker(i):
+            c = http.client.HTTPConnection("origin.test", {port}, timeout=10)
+            c.request("GET", "/t%d" % i)
+            got.append(c.getresponse().read().decode().strip() == "hello from origin /t%d host=origin.test:{port}" % i)
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+        [t.start() for t in threads]
+        [t.join(30) for t in threads]
+        out("threads", sum(got))
+        s = socket.socket()
+        s.settimeout(10)
+        s.connect(("origin.test", {port}))
+        s.sendall(b"GET /raw HTTP/1.0\\r\\nHost: origin.test\\r\\n\\r\\n")
+        out("raw", [type(s).__module__, s.gettimeout(), s.makefile("rb").read().decode().splitlines()[-1]])
+        gostg.restore_socket()
+        out("restored", (socket.socket.connect, socket.create_connection, socket.getaddrinfo) == orig)
+        g.stop()
+        out("asked", asked)
+    """))
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=90,
+                       env=dict(os.environ, PYTHONPATH=ROOT), cwd=str(tmp_path))
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = {k: json.loads(v) for k, v in (ln.split("=", 1) for ln in r.stdout.splitlines()
+                                         if "=" in ln and not ln.startswith("{"))}
+    assert res["urllib"] == f"hello from origin /threaded host=origin.test:{port}"
+    assert res["threads"] == 8
+    assert res["raw"] == ["socket", 10.0, "hello from origin /raw host=origin.test"]
+    assert res["restored"] is True
+    assert "origin.test" not in res["asked"], res["asked"]
+    assert f"origin.test:{port}" in b_targets(world)
