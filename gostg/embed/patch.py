@@ -284,6 +284,19 @@ _REPLACEMENTS = {"connect": _connect, "connect_ex": _connect_ex, "create_connect
                  "gethostbyname_ex": _gethostbyname_ex}
 
 
+def _check_host(gost) -> None:
+    """An app whose sockets block its only thread (not gevent-patched) and no gostg hub thread
+    would wait forever on a relayed connection: refuse, saying what to do."""
+    from gevent import monkey
+
+    if monkey.is_module_patched("socket") or getattr(gost, "hub", None) is not None:
+        return
+    from .. import errors
+    raise getattr(errors, "NotPatchedError", errors.GostgError)(
+        "patch_socket: this process is not gevent-patched; call gevent.monkey.patch_all() first, "
+        "or run gostg in its own hub thread (thread mode) and start it before patching")
+
+
 def patch_socket(gost, chain: Optional[str] = None, *, bypass: Optional[str] = None,
                  hosts: Optional[str] = None, resolver: Optional[str] = None, retries: int = 0,
                  fakeip: bool = True, fakeip_v4: str = V4, fakeip_v6: str = V6,
@@ -297,6 +310,7 @@ def patch_socket(gost, chain: Optional[str] = None, *, bypass: Optional[str] = N
     its connect is routed by IP). A second call replaces the routing. Names that do not
     resolve raise MissingReference now, and fail each connect later (never direct)."""
     global _active, _saved, _cls, _fakeip
+    _check_host(gost)
     egress = Egress(gost, chain, bypass=bypass, hosts=hosts, resolver=resolver, retries=retries)
     fake = None
     if fakeip:

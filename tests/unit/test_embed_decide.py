@@ -89,3 +89,23 @@ def test_unknown_names_fail_when_the_egress_is_made():
         Egress(Gost(CFG), "nope")
     with pytest.raises(MissingReference, match="bypass 'nope' not found"):
         Egress(Gost(CFG), "egress", bypass="nope")
+
+
+def test_patch_socket_refuses_an_unpatched_process_without_thread_mode():
+    """Its stdlib sockets would block the only thread, and a relayed route never be fed."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    code = ("import socket, gostg\n"
+            "orig = socket.socket.connect\n"
+            f"g = gostg.Gost({CFG!r})\n"
+            "try:\n"
+            "    gostg.patch_socket(g, chain='egress')\n"
+            "except gostg.GostgError as exc:\n"
+            "    print('REFUSED', exc)\n"
+            "print('UNTOUCHED', socket.socket.connect is orig and not gostg.embed.patch.is_patched())\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "REFUSED patch_socket: this process is not gevent-patched" in r.stdout and "thread mode" in r.stdout
+    assert "UNTOUCHED True" in r.stdout
