@@ -10,7 +10,8 @@ query leaves this host.
 
 Rules (a connect or a lookup of ``host``):
 1. Left alone (the original function, with the original arguments): another family or
-   socket type than TCP over IPv4/IPv6; loopback and unspecified addresses, ``localhost``;
+   socket type than TCP over IPv4/IPv6; loopback, unspecified and link-local addresses,
+   ``localhost`` names;
    the host of any chain node of the Gost (the app talking to its proxy); for lookups, a
    numeric host or ``AI_NUMERICHOST``, and datagram-only lookups (UDP is not routed).
 2. A ``bypass`` match goes direct: the original connect (a fake address is turned back into
@@ -18,11 +19,13 @@ Rules (a connect or a lookup of ``host``):
 3. A fake address that is not lent now (looked up before an expiry, or by another process)
    fails the connect with EHOSTUNREACH: it is never dialled, and never guessed.
 4. Everything else is routed. A gevent socket adopts the tunnel's own OS socket when the
-   route ends in plain TCP (no copy); otherwise, and for a socket of another class (an
-   ``SSLSocket`` connected after wrapping, a socket made before ``patch_all``), the socket's
-   fd becomes one end of a relayed loopback pair (``dup2`` of a socket gevent never watched).
-   Socket options set before connect (keep-alive, TCP_NODELAY) are carried over; a ``bind``
-   before connect is not (the route leaves from its first node).
+   route ends in plain TCP (no copy); otherwise, and for a subclass (an ``SSLSocket``
+   connected after wrapping), the socket's fd becomes one end of a relayed loopback pair
+   (``dup2`` of a socket gevent never watched). In thread mode an app thread's stdlib socket
+   gets, the same way, the socket gostg's hub thread made. Socket options set before connect
+   (keep-alive, TCP_NODELAY) are carried over; a ``bind`` before connect is not (the route
+   leaves from its first node). Sockets of a class other than ``socket.socket`` (made before
+   ``monkey.patch_all()``) are not seen.
 5. gostg's own dials (chain hops, in-process services) use the connect gostg loaded with
    (``core.sockopts.own_connect``): they are never routed again, in any greenlet.
 6. ``restore_socket()`` puts back the exact function objects found by the first
@@ -64,7 +67,8 @@ class _State:
 
 
 _active: Optional[_State] = None
-#: the originals (class attributes as found: None when the class only inherited the name)
+#: the originals by name, and under "_own" the methods the class defined itself (the others it
+#: inherited: restore deletes our attribute so lookups find the base class's again)
 _saved: Optional[dict] = None
 _cls: Optional[type] = None
 #: one fake-ip table for the process: an address handed out under one patch still maps back
@@ -109,7 +113,7 @@ def _decide(st: _State, host: Any, port: int, lookup: bool = False):
                 raise OSError(errno.EHOSTUNREACH, f"{a} is a fake-ip address lent to no name "
                                                   f"(expired, or from before patch_socket)")
             text, a = name, None
-        elif a.is_loopback or a.is_unspecified:
+        elif a.is_loopback or a.is_unspecified or a.is_link_local:   # no proxy can reach these for us
             return _PASS
         else:
             text = str(a)

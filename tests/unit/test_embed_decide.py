@@ -25,7 +25,8 @@ def state(monkeypatch):
     return st
 
 
-@pytest.mark.parametrize("host", ["127.0.0.1", "127.9.9.9", "::1", "0.0.0.0", "::", "localhost",
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.9.9.9", "::1", "0.0.0.0", "::", "fe80::1%lo", "169.254.1.1",
+                                  "localhost",
                                   "LOCALHOST.", "app.localhost", b"localhost", None, 42])
 def test_loopback_and_non_hosts_are_left_alone(state, host):
     assert patch._decide(state, host, 80) is patch._PASS
