@@ -197,7 +197,12 @@ def open_socket(egress: Egress, host: str, port: int, timeout: Optional[float]) 
     hub = hub_thread(gost)
     if hub is not None:
         return hub.open_socket(lambda: to_socket(egress.open(host, port, timeout), gost), timeout=timeout)
-    s = to_socket(egress.open(host, port, timeout), gost)
+    # Gost.call (thread mode's part, when merged): runs it here in a gevent app; an unpatched
+    # app outside thread mode (not started, or stopped) gets NotPatchedError / HubStopped
+    # instead of a private hub in its own thread, whose relays would never run
+    call = getattr(gost, "call", None)
+    make = lambda: to_socket(egress.open(host, port, timeout), gost)   # noqa: E731
+    s = call(make) if call is not None else make()
     s.settimeout(timeout)
     return s
 
