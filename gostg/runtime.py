@@ -233,6 +233,9 @@ class Gost:
         :meth:`dial` works before (or without) :meth:`start`; no service is built or bound."""
         with self._lock:
             if not self._objects_built:
+                for p in [] if self.checked else validate(self.config):   # build()'s verdict
+                    if p.level == ERROR:
+                        raise p.as_error()
                 self._install_objects(self._build_objects(self.config))
                 self._objects_built = True
 

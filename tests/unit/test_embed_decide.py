@@ -110,3 +110,11 @@ def test_patch_socket_refuses_an_unpatched_process_without_thread_mode():
     assert r.returncode == 0, r.stderr
     assert "REFUSED patch_socket: this process is not gevent-patched" in r.stdout and "thread mode" in r.stdout
     assert "UNTOUCHED True" in r.stdout
+
+
+def test_dial_before_start_checks_the_config_as_start_does():
+    from gostg.errors import ConfigError
+    bad = {"chains": [{"name": "c", "hops": [{"name": "h", "nodes": [
+        {"name": "n", "addr": "127.0.0.1:1", "connector": {"type": "nosuch"}}]}]}]}
+    with pytest.raises(ConfigError, match="nosuch"):
+        Egress(Gost(bad), "c")
