@@ -288,6 +288,9 @@ def test_patched_app_routes_every_connect_without_dns_leaks(world):
         session.trust_env = False
         out("requests", session.get(url + "/requests", timeout=10).text.strip())
         out("requests_again", session.get(url + "/keepalive", timeout=10).text.strip())
+        # HTTPS: urllib3 checks the certificate against the name, not the fake address
+        out("requests_https", session.get("https://origin.test:{world['tls_port']}/https", timeout=10,
+                                          verify={world['cafile']!r}).text.strip())
 
         out("gai4", socket.getaddrinfo("origin.test", {port}, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
         ai6 = socket.getaddrinfo("origin.test", {port}, socket.AF_INET6, socket.SOCK_STREAM)[0]
@@ -342,7 +345,7 @@ def test_patched_app_routes_every_connect_without_dns_leaks(world):
     """)
     assert res["unknown_chain"] == "chain 'nope' not found" and res["still_unpatched"] is True
     for key, path in (("urllib", "/urllib"), ("http_client", "/http-client"), ("requests", "/requests"),
-                      ("requests_again", "/keepalive"), ("routed_block", "/routed")):
+                      ("requests_again", "/keepalive"), ("routed_block", "/routed"), ("requests_https", "/https")):
         assert res[key].startswith(f"hello from origin {path} host=origin.test"), (key, res[key])
     assert res["gai4"].startswith("198.18.") and res["gethostbyname"] == res["gai4"]
     assert res["gai6"].startswith("2001:2::")
@@ -359,7 +362,8 @@ def test_patched_app_routes_every_connect_without_dns_leaks(world):
     assert res["routed_restored"] is True
 
     dsts = b_targets(world)
-    assert dsts.count(f"origin.test:{port}") >= 37, dsts      # every routed request, by name
+    assert dsts.count(f"origin.test:{port}") >= 37, dsts
+    assert f"origin.test:{world['tls_port']}" in dsts      # every routed request, by name
     assert not any(d.startswith(("198.18.", "[2001:2:", "127.0.0.1:%d" % port, "direct.test")) for d in dsts), dsts
     names = world["stub"].names
     assert "control.test" in names          # the app's resolver does ask the stub …
