@@ -160,6 +160,7 @@ CFG = {{
         {{"name": "one", "hops": [
             {{"name": "p1", "nodes": [{{"name": "a1", "addr": "{a_addr}", "connector": {{"type": "socks5"}}}}]}}]}}],
     "bypasses": [{{"name": "internal", "matchers": ["direct.test"]}}],
+    "hosts": [{{"name": "local", "mappings": [{{"ip": "127.0.0.1", "hostname": "origin.test"}}]}}],
 }}
 g = gostg.Gost(CFG)
 def out(key, value):
@@ -188,17 +189,22 @@ def run_app(world, body, timeout=60):
     return res
 
 
-def b_targets(world):
-    """The ``dst`` of every connection gostg B (the chain's last node) logged."""
+def b_targets(world, node="b"):
+    """The ``dst`` of every connection gostg B (the chain's last node) opened, from its log."""
     dsts = []
-    for line in world["b"].log_text().splitlines():
+    for line in world[node].log_text().splitlines():
         try:
             rec = json.loads(line)
         except ValueError:
             continue
-        if rec.get("dst"):
+        if rec.get("dst") and " <-> " in rec.get("msg", ""):   # one line per connection opened
             dsts.append(rec["dst"])
     return dsts
+
+
+def a_targets(world):
+    """The same for gostg A (the first hop)."""
+    return b_targets(world, "a")
 
 
 def test_dial_returns_sockets_routed_by_the_chain(world):
@@ -267,6 +273,7 @@ def test_patched_app_routes_every_connect_without_dns_leaks(world):
     resolver hears nothing for routed names; bypass goes direct (and resolves locally);
     loopback is never routed; restore_socket puts back the exact functions."""
     port = world["origin"].port
+    a_before = a_targets(world).count(f"127.0.0.1:{port}")
     res = run_app(world, f"""
         import requests
         ORIG = {{n: getattr(socket, n) for n in ("create_connection", "getaddrinfo", "gethostbyname",
@@ -341,11 +348,15 @@ def test_patched_app_routes_every_connect_without_dns_leaks(world):
 
         with gostg.routed(g, chain="egress"):
             out("routed_block", session.get("http://origin.test:{port}/routed", timeout=10).text.strip())
+            with gostg.routed(g, chain="one", hosts="local"):     # nested: A alone, name mapped here
+                out("nested", requests.get("http://origin.test:{port}/nested", timeout=10).text.strip())
+            out("outer_again", requests.get("http://origin.test:{port}/outer-again", timeout=10).text.strip())
         out("routed_restored", socket.socket.connect is ORIG["connect"] and socket.getaddrinfo is ORIG["getaddrinfo"])
     """)
     assert res["unknown_chain"] == "chain 'nope' not found" and res["still_unpatched"] is True
     for key, path in (("urllib", "/urllib"), ("http_client", "/http-client"), ("requests", "/requests"),
-                      ("requests_again", "/keepalive"), ("routed_block", "/routed"), ("requests_https", "/https")):
+                      ("requests_again", "/keepalive"), ("routed_block", "/routed"), ("requests_https", "/https"),
+                      ("nested", "/nested"), ("outer_again", "/outer-again")):
         assert res[key].startswith(f"hello from origin {path} host=origin.test"), (key, res[key])
     assert res["gai4"].startswith("198.18.") and res["gethostbyname"] == res["gai4"]
     assert res["gai6"].startswith("2001:2::")
@@ -363,7 +374,9 @@ def test_patched_app_routes_every_connect_without_dns_leaks(world):
 
     dsts = b_targets(world)
     assert dsts.count(f"origin.test:{port}") >= 37, dsts
-    assert f"origin.test:{world['tls_port']}" in dsts      # every routed request, by name
+    assert f"origin.test:{world['tls_port']}" in dsts
+    # the nested block's request went through A alone, to the address its hosts mapped
+    assert a_targets(world).count(f"127.0.0.1:{port}") == a_before + 1      # every routed request, by name
     assert not any(d.startswith(("198.18.", "[2001:2:", "127.0.0.1:%d" % port, "direct.test")) for d in dsts), dsts
     names = world["stub"].names
     assert "control.test" in names          # the app's resolver does ask the stub …
