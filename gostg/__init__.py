@@ -9,6 +9,14 @@ Embedding in a (monkey-patched) host application::
     ...
     g.stop()
 
+Routing the application's own connections through a chain of that Gost (gostg.embed)::
+
+    sock = g.dial(("example.com", 443), chain="egress")      # one connection, a real socket
+    gostg.patch_socket(g, chain="egress", bypass="internal")  # every TCP connect of the process
+    gostg.restore_socket()
+    with gostg.routed(g, chain="egress"):                      # for a block
+        ...
+
 The names below load on first use (PEP 562), as h11's do: ``import gostg.protocols.socks5``
 loads the codec and ``gostg.errors`` only, no gevent and no structlog, so the wire formats can
 be reused and fuzzed on their own.
@@ -20,9 +28,14 @@ _EXPORTS = {
     "Gost": "gostg.runtime",
     "ConfigError": "gostg.errors",
     "GostgError": "gostg.errors",
+    "patch_socket": "gostg.embed.patch",
+    "restore_socket": "gostg.embed.patch",
+    "routed": "gostg.embed.patch",
+    "RouteError": "gostg.embed.dial",
 }
 
-__all__ = ["Gost", "ConfigError", "GostgError", "__version__"]
+__all__ = ["Gost", "ConfigError", "GostgError", "RouteError", "patch_socket", "restore_socket", "routed",
+           "__version__"]
 
 
 def __getattr__(name):

@@ -13,6 +13,7 @@ import copy
 import os
 import time
 import weakref
+from typing import TYPE_CHECKING, Optional, Tuple, Union
 
 from gevent.lock import RLock
 
@@ -25,6 +26,9 @@ from .policy.group import NOUNS
 from .observe.log import make_logger
 from .core.probe import Probes
 from .core.registry import Registries
+
+if TYPE_CHECKING:   # the socket class dial returns (gevent's, the app's after patch_all)
+    from gevent import socket
 
 #: build order: what a later kind may refer to is built first
 OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains",
@@ -101,6 +105,7 @@ class Gost:
         #: live-tunnel registry lists those too; weak, so a drained service is gone from here
         self.retired = weakref.WeakSet()
         self.started = False
+        self._objects_built = False
         self._lock = RLock()
 
     # -- build and run --------------------------------------------------------------------
@@ -164,6 +169,7 @@ class Gost:
         """Install every named object and build every service, bound to nothing → {name:
         (service, path)}."""
         self._install_objects(self._build_objects(self.config))
+        self._objects_built = True
         return {o["name"]: (build_service(o, f"services[{i}]", self.registries, self.log), f"services[{i}]")
                 for i, o in enumerate(self.config.get("services") or [])}
 
@@ -234,6 +240,43 @@ class Gost:
 
     def __exit__(self, *exc):
         self.stop()
+
+    # -- the application's own connections (gostg/embed) --------------------------------------
+
+    def ensure_objects(self) -> None:
+        """Build the named objects (chains, hops, bypasses …) if nothing was built yet, so
+        :meth:`dial` works before (or without) :meth:`start`; no service is built or bound."""
+        with self._lock:
+            if not self._objects_built:
+                for p in [] if self.checked else validate(self.config):   # build()'s verdict
+                    if p.level == ERROR:
+                        raise p.as_error()
+                self._install_objects(self._build_objects(self.config))
+                self._objects_built = True
+
+    def dial(self, address: "Union[Tuple[str, int], str]", chain: Optional[str] = None, *,
+             timeout: Optional[float] = None, bypass: Optional[str] = None, hosts: Optional[str] = None,
+             resolver: Optional[str] = None, retries: int = 0) -> "socket.socket":
+        """A socket connected to ``address`` (``(host, port)`` or ``"host:port"``), routed as a
+        service routes: ``hosts`` → ``resolver`` → ``chain`` (its hops' selectors, bypasses
+        and node settings), ``retries`` more attempts; destinations the ``bypass`` named
+        object matches go direct. Names are resolved by the chain's last node. Unknown names
+        fail (never direct): :class:`gostg.embed.dial.RouteError` (an OSError). ``timeout``
+        bounds the dial; the socket returned blocks. See :mod:`gostg.embed.dial`."""
+        from .embed.dial import dial
+        return dial(self, address, chain, timeout=timeout, bypass=bypass, hosts=hosts,
+                    resolver=resolver, retries=retries)
+
+    def create_connection(self, address: "Union[Tuple[str, int], str]", timeout: Optional[float] = None,
+                          source_address: "Optional[Tuple[str, int]]" = None, *, chain: Optional[str] = None,
+                          bypass: Optional[str] = None, hosts: Optional[str] = None,
+                          resolver: Optional[str] = None, retries: int = 0) -> "socket.socket":
+        """:func:`socket.create_connection`'s signature, routed as :meth:`dial`; the socket
+        keeps ``timeout`` as the stdlib's does. A ``source_address`` other than "any" is
+        refused (a route leaves from its first node: set that node's ``interface``)."""
+        from .embed.dial import create_connection
+        return create_connection(self, address, timeout, source_address, chain=chain, bypass=bypass,
+                                 hosts=hosts, resolver=resolver, retries=retries)
 
     # -- reading ------------------------------------------------------------------------------
 

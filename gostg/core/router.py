@@ -21,6 +21,7 @@ from ..policy.bypass import bypass_hit
 from ..policy.group import MissingReference, lookup
 from ..protocols.addr import ip_family, join_host_port, split_host_port
 from ..relay.udp import UDPSocket
+from .sockopts import own_connect
 
 
 def dial_tcp(addr, timeout, sockopts=None):
@@ -37,7 +38,7 @@ def dial_tcp(addr, timeout, sockopts=None):
         return s
     family = ip_family(host)
     if family is None:
-        s = socket.create_connection((host, port), timeout=timeout)
+        s = connect_tcp(host, port, timeout)
         s.settimeout(None)
     else:
         s = socket.socket(family, socket.SOCK_STREAM)
@@ -48,6 +49,23 @@ def dial_tcp(addr, timeout, sockopts=None):
             raise
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
+
+
+def connect_tcp(host, port, timeout):
+    """``socket.create_connection((host, port), timeout)`` through gostg's own connect
+    (``own_connect``): the socket keeps ``timeout``. Each address getaddrinfo gives is tried
+    in turn; the last error is raised."""
+    last = None
+    for family, kind, proto, _, sa in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        s = socket.socket(family, kind, proto)
+        try:
+            s.settimeout(timeout)
+            own_connect(s, sa)
+            return s
+        except OSError as exc:
+            s.close()
+            last = exc
+    raise last if last is not None else OSError(f"getaddrinfo {host!r}: no address")
 
 
 def _connect(s, sa):
@@ -63,7 +81,7 @@ def _connect(s, sa):
         return
     if err not in (errno.EALREADY, errno.EINPROGRESS, errno.EWOULDBLOCK):   # what gevent waits on
         raise OSError(err, os.strerror(err))
-    s.connect(sa)
+    own_connect(s, sa)
 
 
 class MissingTarget(DialError):
