@@ -19,7 +19,7 @@ from .config import load, model
 from .config.build import bind_service, build_object, build_service
 from .config.refs import config_warnings, dangling_refs, dangling_to, open_proxies
 from .config.validate import ERROR, Problem, validate
-from .errors import ChangeError, ConfigError
+from .errors import ChangeError, ConfigError, GostgError
 from .policy.group import NOUNS
 from .observe.log import make_logger
 from .core.probe import Probes
@@ -73,9 +73,22 @@ class Gost:
     >>> g = Gost({"services": [{"name": "s", "addr": "127.0.0.1:1080", "handler": {"type": "socks5"}}]})
     >>> g.start()   # returns at once; services run in greenlets
     >>> g.stop()
+
+    Two kinds of host app (``thread``):
+
+    - a gevent app (``gevent.monkey.patch_all()`` first, gunicorn ``-k gevent``): the services
+      run in the app's own hub, as greenlets;
+    - a plain threaded app that never patches: ``Gost(config, thread=True)`` runs gostg's own
+      gevent hub in a background thread ("thread mode", :mod:`gostg.embed.thread`); the app's
+      threads reach it through :meth:`call` and get stdlib sockets from ``dial``.
+
+    ``thread=None`` (the default) picks the first in a patched process and raises
+    :class:`~gostg.errors.NotPatchedError` in an unpatched one (the services would never run);
+    ``thread=False`` says "this thread runs gevent's hub itself" (unpatched gevent code).
     """
 
-    def __init__(self, config=None, logger=None, sources=None, reported=(), checked=False):
+    def __init__(self, config=None, logger=None, sources=None, reported=(), checked=False,
+                 thread=None):
         self.config = to_config(config)
         #: warnings the caller already showed the user (the command line prints validate()'s
         #: on stderr): build() does not log those again
@@ -98,6 +111,12 @@ class Gost:
         self.internal = {}     # services not in the model: the global Web API
         self.started = False
         self._lock = RLock()
+        #: the host-app choice: None decide, True own hub thread, False the caller's hub
+        self.thread = thread
+        #: gostg's hub thread (embed.thread.HubThread) while running in thread mode, else None
+        self.hub = None
+        #: greenlets relaying sockets handed to the app (embed.handover); ended by stop()
+        self.relays = None
 
     # -- build and run --------------------------------------------------------------------
 
@@ -182,14 +201,57 @@ class Gost:
         bind_service(s, "api")
         return s
 
-    def start(self):
+    def start(self, thread=None):
+        """Bind and start every service; returns at once. ``thread`` overrides the
+        constructor's choice (see the class docstring). In thread mode this returns once the
+        services listen in gostg's hub thread, or raises what building them raised."""
+        from .embed.thread import HubThread, host_mode
+
+        if thread is not None:
+            self.thread = thread
+        if self.hub is not None:
+            return self
+        if host_mode(self.thread) == "hub":
+            return self._start_here()
+        if self.services or self.internal:
+            # their sockets belong to the hub of the thread that built them
+            raise GostgError("thread mode builds the services in gostg's hub thread: call start() "
+                             "on a Gost that build() has not built, and once")
+        hub = HubThread()
+        hub.start(self._start_here)
+        self.hub = hub
+        return self
+
+    def _start_here(self):
+        """Build (if not built) and start, in the hub of the calling thread."""
+        from gevent.pool import Group
+
         if not self.services and not self.internal:
             self.build()
+        if self.relays is None:
+            self.relays = Group()
         for s in list(self.services.values()) + list(self.internal.values()):
             s.start()
         self.started = True
         self.probes.sync()
         return self
+
+    @property
+    def threaded(self):
+        """True while the services run in gostg's own hub thread (thread mode)."""
+        return self.hub is not None
+
+    def call(self, fn, *args, timeout=None, **kwargs):
+        """Run ``fn(*args, **kwargs)`` where the services run and return its result (or raise
+        its exception): in thread mode, in a greenlet of gostg's hub thread, from any thread;
+        otherwise here. ``timeout`` (seconds) bounds it with TimeoutError. Gost's other methods
+        (``get``, ``update``, ``reload`` …) touch the services: in thread mode call them
+        through this, e.g. ``g.call(g.update, "services", "s", obj)``."""
+        from .embed.thread import _bounded
+
+        if self.hub is not None:
+            return self.hub.call(fn, *args, timeout=timeout, **kwargs)
+        return _bounded(fn, args, kwargs, timeout)
 
     def _probes_changed(self):
         """Chains or hops changed: start the new nodes' probes, stop the gone ones'."""
@@ -203,12 +265,27 @@ class Gost:
         """Every service stops accepting at once (each preDown → close → postDown, in order, as
         GOST), then one shared grace period of ``timeout`` seconds (default ``stop_timeout``)
         for all open connections, then the rest are ended: a stop takes about ``timeout``
-        however many services there are."""
+        however many services there are. Sockets relayed for the app (``dial``) end too.
+
+        In thread mode, from any thread: the stop runs in gostg's hub thread, which then ends
+        and is joined (a few seconds at most past ``timeout``); nothing of gostg's, neither a
+        thread nor a file descriptor, is left."""
+        hub = self.hub
+        if hub is None:
+            return self._stop_here(timeout)
+        grace = self.stop_timeout if timeout is None else timeout
+        self.hub = None
+        if not hub.stop(lambda: self._stop_here(grace), timeout=grace + hub.join_timeout) and not hub.is_current():
+            self.log.warning(f"stop: gostg's hub thread did not end within {hub.join_timeout:g}s")
+
+    def _stop_here(self, timeout):
         deadline = time.monotonic() + (self.stop_timeout if timeout is None else timeout)
         self.probes.stop()
         closed = [s for s in list(self.services.values()) + list(self.internal.values()) if s.close()]
         for s in closed:
             s.drain(deadline)
+        if self.relays is not None:
+            self.relays.kill(block=True, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
         self.started = False
 
     def service(self, name):

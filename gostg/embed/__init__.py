@@ -1,0 +1,1 @@
+"""Embedding gostg in a host application: dialing, whole-app routing, thread mode."""

@@ -1,0 +1,279 @@
+"""Thread mode: gostg's own gevent hub in a background thread, for apps that never patch.
+
+gevent hubs are per native thread, and gostg's code uses ``gevent.socket`` explicitly, so in a
+process that did not monkey-patch, a thread of gostg's runs a hub of its own: the services
+listen and serve there, and the app's blocking threads never notice it.
+
+Rules:
+1. Everything gevent of gostg is made, used and closed in the hub thread: gevent sockets and
+   watchers belong to the loop of the thread that made them. The app's threads reach the hub
+   only through ``call`` (``loop.run_callback_threadsafe`` wakes the loop, the callback spawns
+   a greenlet, a ``concurrent.futures.Future`` carries the result back) — never by touching a
+   gevent object themselves.
+2. A socket crosses as a file descriptor: the hub detaches it from gevent (its watchers go) and
+   the calling thread wraps it in a stdlib blocking socket. Nothing gevent is left holding it.
+3. A call has a deadline on both sides: the hub bounds the function with ``gevent.Timeout``;
+   the caller waits a little longer (a busy hub) and then gives up. A result that arrives after
+   the caller gave up is discarded where it is (a socket is closed), never leaked.
+4. Stopping: the caller's stop runs the teardown in the hub, then the hub thread ends: calls
+   still pending fail with HubStopped, the relays and the calls' greenlets are killed, gevent's
+   resolver threads are ended and the hub is destroyed with its loop (its epoll and wake-up
+   descriptors), and the caller joins the thread. No descriptor and no thread stay behind.
+5. No signal handlers: the hub thread is not the main thread (gevent's loop there is not the
+   default one and installs none), and gostg's library code installs none anywhere.
+"""
+import concurrent.futures
+import os
+import socket
+import threading
+
+from gevent import monkey
+
+from ..errors import HubStopped
+
+#: seconds the calling thread waits past a call's own timeout for the hub to answer (rule 3)
+GRACE = 1.0
+
+#: stdlib socket class, even if some later code patches the socket module
+_std_socket = monkey.get_original("socket", "socket")
+
+
+def in_greenlet():
+    """True when the caller runs in a gevent greenlet (so a hub is running this thread)."""
+    from greenlet import getcurrent
+
+    return getcurrent().parent is not None
+
+
+def host_mode(thread):
+    """How ``Gost.start(thread=...)`` runs the services here: ``"hub"`` (in the calling
+    thread's hub) or ``"thread"`` (a hub thread of gostg's). Raises NotPatchedError when an
+    unpatched process asked for neither (see runtime.Gost.start)."""
+    from ..errors import NotPatchedError
+
+    if monkey.is_module_patched("socket"):
+        return "hub"    # the app's hub runs everything; its threads are greenlets or cooperate
+    if thread:
+        return "thread"
+    if thread is False or in_greenlet():
+        return "hub"    # the app runs gevent's hub itself
+    raise NotPatchedError(
+        "gostg.Gost.start(): this process has not gevent-patched its standard library, so "
+        "nothing would run gostg's services (start() would return and no connection would "
+        "ever be served). Choose one:\n"
+        "  - a gevent app: call `from gevent import monkey; monkey.patch_all()` first thing, "
+        "before other imports;\n"
+        "  - a plain threaded app: `gostg.Gost(config, thread=True)` or `g.start(thread=True)`: "
+        "gostg runs its own gevent hub in a background thread.\n"
+        "(An app that runs gevent's hub itself without patching passes thread=False.)")
+
+
+class _Call:
+    """One call crossing into the hub: the future the caller waits on, and whether the caller
+    gave up (rule 3). ``lock`` orders "result set" against "caller gave up"."""
+
+    __slots__ = ("future", "lock", "abandoned", "discard")
+
+    def __init__(self, discard):
+        self.future = concurrent.futures.Future()
+        self.lock = threading.Lock()
+        self.abandoned = False
+        self.discard = discard
+
+    def deliver(self, result):
+        """Hub side: hand ``result`` over, or discard it when nobody waits any more."""
+        with self.lock:
+            if not self.abandoned:
+                self.future.set_result(result)
+                return
+        if self.discard is not None:
+            self.discard(result)
+
+    def fail(self, exc):
+        with self.lock:
+            if not self.future.done():
+                self.future.set_exception(exc)
+
+    def give_up(self):
+        """Caller side, after its wait ran out: a result that made it is discarded here."""
+        with self.lock:
+            self.abandoned = True
+            late = self.future.done() and self.future.exception() is None
+        if late and self.discard is not None:
+            self.discard(self.future.result())
+
+
+class HubThread:
+    """A gevent hub of gostg's own, running in a daemon native thread (a forgotten ``stop()``
+    does not keep the app alive)."""
+
+    #: seconds a stop waits for the hub thread to end after its teardown (and a failed start
+    #: for it to end after the error)
+    join_timeout = 5.0
+
+    def __init__(self, name="gostg-hub"):
+        self.name = name
+        self.thread = None
+        self._ident = None
+        self._loop = None           # the hub's loop while calls may be scheduled on it
+        self._lock = threading.Lock()
+        self._calls = set()         # _Call not yet answered
+        self._greenlets = None      # gevent Group: the calls' greenlets
+        self._exit = None           # gevent Event: set → the hub thread ends
+        self._wake = None           # async watcher: keeps the loop alive, sets _exit (any thread)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, setup, timeout=None):
+        """Start the thread and run ``setup()`` in its hub; return once it returned, or raise
+        what it raised (the thread has then ended)."""
+        ready = concurrent.futures.Future()
+        self.thread = threading.Thread(target=self._run, args=(setup, ready), name=self.name, daemon=True)
+        self.thread.start()
+        try:
+            ready.result(timeout)
+        except BaseException:
+            self.thread.join(self.join_timeout)
+            raise
+
+    @property
+    def running(self):
+        return self._loop is not None
+
+    def is_current(self):
+        """True in the hub thread itself."""
+        return threading.get_ident() == self._ident
+
+    def _run(self, setup, ready):
+        import gevent
+        from gevent.event import Event
+        from gevent.pool import Group
+
+        hub = gevent.get_hub()
+        self._ident = threading.get_ident()
+        self._greenlets = Group()
+        self._exit = Event()
+        # a ref'd watcher keeps the loop running with no service at all (a Gost used only to
+        # dial); ``send()`` on it is the one thread-safe way in that needs no callback object
+        self._wake = hub.loop.async_()
+        self._wake.start(self._exit.set)
+        try:
+            try:
+                setup()
+            except BaseException as exc:
+                ready.set_exception(exc)
+                return
+            with self._lock:
+                self._loop = hub.loop
+            ready.set_result(None)
+            self._exit.wait()
+        finally:
+            self._shutdown(hub)
+
+    def _shutdown(self, hub):
+        """Rule 4, in the hub thread's main greenlet."""
+        import gevent
+
+        with self._lock:
+            self._loop = None           # no call is scheduled from now on
+        gevent.sleep(0)                 # callbacks already scheduled spawn their greenlets
+        self._greenlets.kill(block=True, timeout=1.0)
+        with self._lock:
+            calls, self._calls = self._calls, set()
+        for c in calls:
+            c.fail(HubStopped("gostg stopped before the call finished"))
+        self._wake.close()
+        # also ends gevent's resolver threads (getaddrinfo), waiting until they deregister
+        hub.destroy(destroy_loop=True)
+
+    def stop(self, teardown, timeout=None):
+        """Run ``teardown()`` in the hub (bounded by ``timeout``), end the hub thread and join
+        it. From the hub thread itself the thread only ends after the current call returns.
+        → True when the thread has ended."""
+        try:
+            if self.running:
+                self.call(teardown, timeout=timeout)
+        finally:
+            self._request_exit()
+            if not self.is_current() and self.thread is not None:
+                self.thread.join(self.join_timeout)
+        return self.thread is not None and not self.thread.is_alive()
+
+    def _request_exit(self):
+        with self._lock:
+            if self._loop is not None:
+                self._wake.send()
+
+    # -- calls ----------------------------------------------------------------------------------
+
+    def call(self, fn, *args, timeout=None, discard=None, **kwargs):
+        """Run ``fn(*args, **kwargs)`` in a new greenlet in the hub and return its result (or
+        raise its exception) in the calling thread. ``timeout`` bounds it (TimeoutError);
+        ``discard(result)`` disposes of a result nobody waits for any more (rule 3)."""
+        if self.is_current():
+            return _bounded(fn, args, kwargs, timeout)
+        c = _Call(discard)
+        with self._lock:
+            if self._loop is None:
+                raise HubStopped("gostg is not running in thread mode (start() it first; stop() ends it)")
+            self._calls.add(c)
+            self._loop.run_callback_threadsafe(self._spawn, c, fn, args, kwargs, timeout)
+        try:
+            return c.future.result(None if timeout is None else timeout + GRACE)
+        except concurrent.futures.TimeoutError:
+            c.give_up()
+            raise TimeoutError(f"gostg: no answer from the hub thread within {timeout + GRACE:g}s") from None
+        finally:
+            with self._lock:
+                self._calls.discard(c)
+
+    def _spawn(self, c, fn, args, kwargs, timeout):
+        """In the hub's callback phase: must not block, so the work gets a greenlet."""
+        self._greenlets.spawn(self._run_call, c, fn, args, kwargs, timeout)
+
+    @staticmethod
+    def _run_call(c, fn, args, kwargs, timeout):
+        import gevent
+
+        try:
+            result = _bounded(fn, args, kwargs, timeout)
+        except gevent.GreenletExit:
+            c.fail(HubStopped("gostg stopped before the call finished"))
+            raise
+        except BaseException as exc:
+            c.fail(exc)
+        else:
+            c.deliver(result)
+
+    def open_socket(self, dial, relays, timeout=None):
+        """``dial()`` runs in the hub and returns a routed conn; → a connected stdlib socket
+        in the calling thread (rule 2), with ``settimeout(timeout)`` as
+        ``socket.create_connection`` leaves it. A conn that is not a plain TCP socket is
+        relayed by a greenlet in the gevent Group ``relays`` (handover.to_socket)."""
+        fd, family, proto = self.call(_detached, dial, relays, timeout=timeout, discard=_close_fd)
+        s = _std_socket(family, socket.SOCK_STREAM, proto, fileno=fd)
+        s.settimeout(timeout)   # also clears O_NONBLOCK, which gevent had set
+        return s
+
+
+def _bounded(fn, args, kwargs, timeout):
+    if timeout is None:
+        return fn(*args, **kwargs)
+    import gevent
+
+    with gevent.Timeout(timeout, TimeoutError(f"gostg: call did not finish within {timeout:g}s")):
+        return fn(*args, **kwargs)
+
+
+def _detached(dial, relays):
+    """In the hub: dial, make it a gevent TCP socket, take its fd away from gevent."""
+    from .handover import to_socket
+
+    s = to_socket(dial(), relays)
+    family, proto = s.family, s.proto
+    return s.detach(), family, proto
+
+
+def _close_fd(result):
+    os.close(result[0])
+
