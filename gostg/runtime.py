@@ -19,7 +19,7 @@ from .config import load, model
 from .config.build import bind_service, build_object, build_service
 from .config.refs import config_warnings, dangling_refs, dangling_to, open_proxies
 from .config.validate import ERROR, Problem, validate
-from .errors import ChangeError, ConfigError, GostgError
+from .errors import ChangeError, ConfigError, GostgError, HubStopped
 from .policy.group import NOUNS
 from .observe.log import make_logger
 from .core.probe import Probes
@@ -236,6 +236,26 @@ class Gost:
         self.probes.sync()
         return self
 
+    def dial(self, address, chain=None, timeout=None):
+        """PROVISIONAL (branch i15-thread, to test thread mode): the ``dial`` helper's
+        ``Gost.dial`` (branch i15-dial: hosts, bypass, resolver, retries …) replaces it on
+        merge and crosses threads the same way: ``hub.open_socket`` from an app thread.
+
+        ``address`` = ``(host, port)``; ``chain`` a chain's name (None: direct). → a connected
+        socket: in thread mode from an app thread a stdlib blocking one (settimeout(timeout)),
+        else a gevent one."""
+        from .core.router import Router
+        from .embed.handover import to_socket
+        from .protocols.addr import join_host_port
+
+        def open_conn():
+            r = Router(self.registries, chain=chain, dial_timeout=timeout, log=self.log)
+            return r.dial("tcp", join_host_port(address[0], address[1]))
+
+        if self.hub is not None and not self.hub.is_current():
+            return self.hub.open_socket(open_conn, self.relays, timeout=timeout)
+        return to_socket(self.call(open_conn, timeout=timeout), self.relays)
+
     @property
     def threaded(self):
         """True while the services run in gostg's own hub thread (thread mode)."""
@@ -247,10 +267,13 @@ class Gost:
         otherwise here. ``timeout`` (seconds) bounds it with TimeoutError. Gost's other methods
         (``get``, ``update``, ``reload`` …) touch the services: in thread mode call them
         through this, e.g. ``g.call(g.update, "services", "s", obj)``."""
-        from .embed.thread import _bounded
+        from .embed.thread import _bounded, host_mode
 
         if self.hub is not None:
             return self.hub.call(fn, *args, timeout=timeout, **kwargs)
+        if host_mode(self.thread) == "thread":   # never a hub of the app thread's own
+            raise HubStopped("gostg is not running in thread mode: start() it first (a stopped Gost "
+                             "stays stopped)")
         return _bounded(fn, args, kwargs, timeout)
 
     def _probes_changed(self):

@@ -36,10 +36,12 @@ def test_import_gostg_alone_is_light_and_the_names_load_on_use():
 
 
 def test_public_names():
-    assert set(gostg.__all__) == {"Gost", "ConfigError", "GostgError", "__version__"}
-    from gostg.errors import ConfigError, GostgError
+    assert set(gostg.__all__) == {"Gost", "ConfigError", "GostgError", "__version__",
+                                  "NotPatchedError", "HubStopped"}
+    from gostg.errors import ConfigError, GostgError, HubStopped, NotPatchedError
     from gostg.runtime import Gost
     assert (gostg.Gost, gostg.ConfigError, gostg.GostgError) == (Gost, ConfigError, GostgError)
+    assert (gostg.NotPatchedError, gostg.HubStopped) == (NotPatchedError, HubStopped)
     assert set(gostg.__all__) <= set(dir(gostg))
     try:
         gostg.NoSuchThing  # noqa: B018

@@ -1,0 +1,332 @@
+"""Both kinds of host app (issue 15, must 3). Each app is a script run in a subprocess.
+
+Plain threaded apps never monkey-patch: their sockets stay the stdlib's, gostg runs its own hub in
+a background thread (``thread=True``), the app's threads (and programs outside) use the services
+and ``g.dial`` hands them connected stdlib sockets. ``stop()`` leaves no thread and no file
+descriptor. Without ``thread=True`` an unpatched ``start()`` refuses with a message naming both
+choices. A gevent-patched app works as it always did (tests/integration/test_embed.py too)."""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from .helpers import ROOT, Echo, Gost, Origin, free_port, port_closed
+
+PRELUDE = """\
+import os, signal, socket, sys, threading, time
+import gostg
+
+def fds():
+    return len(os.listdir("/proc/self/fd"))
+
+def tasks():
+    return len(os.listdir("/proc/self/task"))
+
+def wait_tasks(n, timeout=3.0):
+    # a native thread deregisters just before it ends: give it a moment, bounded
+    deadline = time.monotonic() + timeout
+    while tasks() > n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return tasks()
+
+def in_threads(fn, n, timeout=60):
+    \"\"\"fn(i) in n app threads at once → their results (or exceptions).\"\"\"
+    results = [None] * n
+    def one(i):
+        try:
+            results[i] = fn(i)
+        except BaseException as exc:
+            results[i] = exc
+    ts = [threading.Thread(target=one, args=(i,), name="app-%d" % i) for i in range(n)]
+    for t in ts:
+        t.start()
+    deadline = time.monotonic() + timeout
+    for t in ts:
+        t.join(max(0.0, deadline - time.monotonic()))
+    return results
+
+def recv_exact(s, n):
+    buf = b""
+    while len(buf) < n:
+        d = s.recv(min(65536, n - len(buf)))
+        if not d:
+            break
+        buf += d
+    return buf
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+"""
+
+
+def run_app(body, tmp_path, timeout=90, prelude=PRELUDE):
+    script = tmp_path / "threaded_app.py"
+    script.write_text(prelude + textwrap.dedent(body))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
+                       env=env, cwd=str(tmp_path))
+    assert "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def lines(out, tag):
+    return [ln[len(tag):].strip() for ln in out.splitlines() if ln.startswith(tag)]
+
+
+def test_unpatched_start_without_thread_mode_names_both_choices(tmp_path):
+    port = free_port()
+    out = run_app(f"""
+        cfg = {{"services": [{{"name": "s", "addr": "127.0.0.1:{port}", "handler": {{"type": "http"}}}}]}}
+        for how in ("start", "with"):
+            try:
+                if how == "start":
+                    gostg.Gost(cfg).start()
+                else:
+                    with gostg.Gost(cfg):
+                        pass
+                print("STARTED SILENTLY")
+            except gostg.NotPatchedError as exc:
+                print("ERROR " + how + " " + " ".join(str(exc).split()))
+        print("REFUSED", refused({port}))
+        print("THREADS", [t.name for t in threading.enumerate()])
+    """, tmp_path)
+    assert "STARTED SILENTLY" not in out
+    for how in ("start", "with"):
+        msg = lines(out, f"ERROR {how} ")
+        assert msg, out
+        assert "monkey.patch_all()" in msg[0] and "thread=True" in msg[0], msg[0]
+        assert "not gevent-patched" in msg[0], msg[0]
+    assert "REFUSED True" in out, out
+    assert "THREADS ['MainThread']" in out, out
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
+def test_threaded_app_serves_http_and_socks5_to_its_threads_and_to_curl(tmp_path):
+    ph, ps = free_port(), free_port()
+    with Origin() as origin:
+        out = run_app(f"""
+            import subprocess, urllib.request
+            import socks   # PySocks
+
+            cfg = {{"services": [{{"name": "h", "addr": "127.0.0.1:{ph}", "handler": {{"type": "http"}}}},
+                                {{"name": "s", "addr": "127.0.0.1:{ps}", "handler": {{"type": "socks5"}}}}],
+                   "log": {{"level": "error"}}}}
+            sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
+            handlers0 = [signal.getsignal(s) for s in sigs]
+            fds0, tasks0 = fds(), tasks()
+            g = gostg.Gost(cfg, thread=True)
+            g.start()
+            print("THREADED", g.threaded, sorted(t.name for t in threading.enumerate()))
+            print("SIGNALS SAME", [signal.getsignal(s) for s in sigs] == handlers0)
+
+            def via_http(i):
+                op = urllib.request.build_opener(urllib.request.ProxyHandler({{"http": "http://127.0.0.1:{ph}"}}))
+                with op.open("{origin.url}/http/%d" % i, timeout=10) as r:
+                    return r.read().decode()
+
+            def via_socks(i):
+                s = socks.socksocket()
+                s.set_proxy(socks.SOCKS5, "127.0.0.1", {ps}, rdns=True)
+                s.settimeout(10)
+                s.connect(("127.0.0.1", {origin.port}))
+                s.sendall(b"GET /socks/%d HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n" % i)
+                buf = b""
+                while True:
+                    d = s.recv(65536)
+                    if not d:
+                        break
+                    buf += d
+                s.close()
+                return buf.decode()
+
+            def via_curl(i):
+                proxy = ["-x", "http://127.0.0.1:{ph}"] if i % 2 else ["--socks5-hostname", "127.0.0.1:{ps}"]
+                r = subprocess.run(["curl", "-sS", "--max-time", "10", *proxy, "{origin.url}/curl/%d" % i],
+                                   capture_output=True, text=True, timeout=20)
+                return r.stdout + r.stderr
+
+            res = in_threads(lambda i: (via_http, via_socks, via_curl)[i % 3](i), 30)
+            ok = sum(isinstance(r, str) and ("hello from origin /http/%d" % i in r or
+                                             "hello from origin /socks/%d" % i in r or
+                                             "hello from origin /curl/%d" % i in r)
+                     for i, r in enumerate(res))
+            print("OK", ok, [r for r in res if not isinstance(r, str) or "hello" not in r][:3])
+            stats = g.call(lambda: {{n: g.service(n).status()["stats"]["totalConns"] for n in ("h", "s")}})
+            print("CONNS", stats["h"], stats["s"])
+            t0 = time.monotonic()
+            g.stop()
+            print("STOP SECONDS", round(time.monotonic() - t0, 1))
+            print("REFUSED", refused({ph}) and refused({ps}))
+            print("THREADS LEFT", wait_tasks(tasks0) - tasks0, [t.name for t in threading.enumerate()])
+            print("FDS LEFT", fds() - fds0)
+            print("STDLIB SOCKETS", socket.socket.__module__, type(socket.socket()).__module__)
+        """, tmp_path)
+    assert "THREADED True ['MainThread', 'gostg-hub']" in out, out
+    assert "SIGNALS SAME True" in out, out
+    assert "OK 30 []" in out, out
+    assert lines(out, "CONNS ")[0] == "15 15", out   # 10 urllib + 5 curl -x; 10 PySocks + 5 curl --socks5-hostname
+    assert float(lines(out, "STOP SECONDS ")[0]) < 5, out
+    assert "REFUSED True" in out, out
+    assert "THREADS LEFT 0 ['MainThread']" in out, out
+    assert "FDS LEFT 0" in out, out
+    assert "STDLIB SOCKETS socket socket" in out, out
+
+
+def test_twenty_app_threads_dial_through_a_chain_and_direct(tmp_path):
+    """g.dial from 20 threads at once: through a 1-hop chain to a second bin/gostg over TLS
+    (not a plain socket: relayed through a loopback pair), over plain TCP (the tunnel's own fd:
+    its peer is the hop) and direct (its peer is the echo server). stop() ends a relayed socket
+    the app still holds, the hub thread and every descriptor."""
+    pt, pp = free_port(), free_port()
+    with Echo() as echo, Gost("-L", f"socks5+tls://127.0.0.1:{pt}", "-L", f"socks5://127.0.0.1:{pp}", ports=[pt, pp]):
+        out = run_app(f"""
+            def node(name, port, dialer):
+                return {{"name": name, "hops": [{{"name": name, "nodes": [{{"name": name, "addr": "127.0.0.1:%d" % port,
+                        "connector": {{"type": "socks5"}}, "dialer": {{"type": dialer}}}}]}}]}}
+            cfg = {{"chains": [node("tls", {pt}, "tls"), node("plain", {pp}, "tcp")], "log": {{"level": "error"}}}}
+            fds0, tasks0 = fds(), tasks()
+            g = gostg.Gost(cfg, thread=True).start()   # no service at all: only dials
+            barrier = threading.Barrier(20, timeout=30)
+
+            def talk(i):
+                barrier.wait()
+                seen = []
+                for route in ("tls", "plain", None):
+                    s = g.dial(("127.0.0.1", {echo.port}), chain=route, timeout=10)
+                    try:
+                        data = os.urandom(50000 + i)
+                        s.sendall(data)
+                        same = recv_exact(s, len(data)) == data
+                        seen.append("%s:%s:%s:%s:%s" % (route or "direct", same, type(s).__module__,
+                                                        s.getpeername()[1], s.gettimeout()))
+                    finally:
+                        s.close()
+                return seen
+
+            res = in_threads(talk, 20)
+            bad = [r for r in res if not isinstance(r, list)]
+            print("ERRORS", bad[:3])
+            for route, peer in (("tls", None), ("plain", {pp}), ("direct", {echo.port})):
+                got = [x for r in res if isinstance(r, list) for x in r if x.startswith(route + ":")]
+                ok = [x for x in got if x.split(":")[1:3] == ["True", "socket"] and x.split(":")[4] == "10.0"]
+                peers = set(int(x.split(":")[3]) for x in got)
+                print("ROUTE", route, len(ok), "OWN-FD" if peers == {{peer}} else "RELAYED" if peer is None
+                      and not peers & {{{echo.port}, {pt}, {pp}}} else "PEERS %s" % peers)
+
+            held = g.dial(("127.0.0.1", {echo.port}), chain="tls", timeout=10)
+            held.sendall(b"ping")
+            print("HELD", recv_exact(held, 4))
+            g.stop()
+            try:
+                print("HELD AFTER STOP", held.recv(10))
+            except ConnectionResetError:
+                print("HELD AFTER STOP", b"")
+            held.close()
+            try:
+                g.dial(("127.0.0.1", {echo.port}), timeout=5)
+                print("DIALED AFTER STOP")
+            except gostg.GostgError as exc:
+                print("AFTER STOP", type(exc).__name__)
+            print("THREADS LEFT", wait_tasks(tasks0) - tasks0, [t.name for t in threading.enumerate()])
+            print("FDS LEFT", fds() - fds0)
+        """, tmp_path)
+    assert "ERRORS []" in out, out
+    assert "ROUTE tls 20 RELAYED" in out, out
+    assert "ROUTE plain 20 OWN-FD" in out, out
+    assert "ROUTE direct 20 OWN-FD" in out, out
+    assert "HELD b'ping'" in out, out
+    assert "HELD AFTER STOP b''" in out, out
+    assert "AFTER STOP HubStopped" in out, out
+    assert "THREADS LEFT 0 ['MainThread']" in out, out
+    assert "FDS LEFT 0" in out, out
+
+
+def test_thread_mode_calls_errors_and_timeouts(tmp_path):
+    p_bad, p_ok = free_port(), free_port()
+    out = run_app(f"""
+        import gevent
+        tasks0 = tasks()
+        bad = gostg.Gost({{"services": [{{"name": "bad", "addr": "127.0.0.1:{p_bad}", "handler": {{"type": "foo"}}}}]}},
+                         thread=True)
+        try:
+            bad.start()
+            print("STARTED")
+        except gostg.ConfigError as exc:
+            print("CONFIG ERROR", exc.path)
+        print("AFTER ERROR", bad.threaded, wait_tasks(tasks0) - tasks0, refused({p_bad}))
+
+        g = gostg.Gost({{"services": [{{"name": "ok", "addr": "127.0.0.1:{p_ok}", "handler": {{"type": "http"}}}}],
+                        "log": {{"level": "error"}}}})
+        g.start(thread=True)
+        print("CALL", g.call(lambda a, b=0: a + b, 1, b=2))
+        print("NESTED", g.call(lambda: g.call(lambda: 7)))
+        try:
+            g.call(int, "x")
+        except ValueError as exc:
+            print("RAISED", type(exc).__name__)
+        t0 = time.monotonic()
+        try:
+            g.call(gevent.sleep, 5, timeout=0.3)
+        except TimeoutError:
+            print("TIMEOUT AFTER", round(time.monotonic() - t0, 1))
+        print("STILL SERVES", not refused({p_ok}))
+        # an API-style change from an app thread goes through call()
+        g.call(g.update, "services", "ok", {{"name": "ok", "addr": "127.0.0.1:{p_ok}", "handler": {{"type": "socks5"}}}})
+        c = socket.create_connection(("127.0.0.1", {p_ok}), timeout=5)
+        c.sendall(b"\\x05\\x01\\x00")
+        print("UPDATED, NOW SOCKS5", recv_exact(c, 2))
+        c.close()
+        g.stop()
+        try:
+            g.call(lambda: 1)
+        except gostg.HubStopped:
+            print("CALL AFTER STOP HubStopped")
+        print("THREADS LEFT", wait_tasks(tasks0) - tasks0)
+    """, tmp_path)
+    assert "CONFIG ERROR services[0].handler.type" in out, out
+    assert "AFTER ERROR False 0 True" in out, out
+    assert "CALL 3" in out and "NESTED 7" in out and "RAISED ValueError" in out, out
+    assert float(lines(out, "TIMEOUT AFTER ")[0]) < 1.0, out
+    assert "STILL SERVES True" in out, out
+    assert "UPDATED, NOW SOCKS5 b'\\x05\\x00'" in out, out
+    assert "CALL AFTER STOP HubStopped" in out, out
+    assert "THREADS LEFT 0" in out, out
+
+
+def test_patched_app_runs_in_its_own_hub_even_with_thread_true(tmp_path):
+    """A gevent-patched app keeps today's embedding: services are greenlets of its hub, and
+    ``thread=True`` (code written for a threaded app, now run under gunicorn -k gevent) does
+    not start a second hub; ``call`` and ``dial`` work there too."""
+    port = free_port()
+    with Origin() as origin:
+        out = run_app(f"""
+            import urllib.request
+            g = gostg.Gost({{"services": [{{"name": "h", "addr": "127.0.0.1:{port}", "handler": {{"type": "http"}}}}],
+                            "log": {{"level": "error"}}}}, thread=True)
+            g.start()
+            print("THREADED", g.threaded, [t.name for t in threading.enumerate()])
+            op = urllib.request.build_opener(urllib.request.ProxyHandler({{"http": "http://127.0.0.1:{port}"}}))
+            print("BODY", op.open("{origin.url}/patched", timeout=10).read().decode().strip())
+            s = g.dial(("127.0.0.1", {origin.port}), timeout=5)
+            s.sendall(b"GET /dialed HTTP/1.0\\r\\n\\r\\n")
+            print("DIALED", type(s).__module__, b"/dialed" in recv_exact(s, 400))
+            s.close()
+            print("CALL", g.call(lambda: 5, timeout=1))
+            g.stop()
+            print("REFUSED", refused({port}))
+        """, tmp_path, prelude="from gevent import monkey; monkey.patch_all()\n" + PRELUDE)
+    assert "THREADED False ['MainThread']" in out, out
+    assert "BODY hello from origin /patched" in out, out
+    assert "DIALED gevent._socket3 True" in out, out
+    assert "CALL 5" in out, out
+    assert "REFUSED True" in out, out
+    assert port_closed(port)
