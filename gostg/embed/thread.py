@@ -83,7 +83,7 @@ class _Call:
     def deliver(self, result):
         """Hub side: hand ``result`` over, or discard it when nobody waits any more."""
         with self.lock:
-            if not self.abandoned:
+            if not self.abandoned and not self.future.done():
                 self.future.set_result(result)
                 return
         if self.discard is not None:
@@ -219,13 +219,17 @@ class HubThread:
             self._calls.add(c)
             self._loop.run_callback_threadsafe(self._spawn, c, fn, args, kwargs, timeout)
         try:
-            return c.future.result(None if timeout is None else timeout + GRACE)
-        except concurrent.futures.TimeoutError:
+            done, _ = concurrent.futures.wait([c.future], None if timeout is None else timeout + GRACE)
+        except BaseException:       # KeyboardInterrupt while waiting
             c.give_up()
-            raise TimeoutError(f"gostg: no answer from the hub thread within {timeout + GRACE:g}s") from None
+            raise
         finally:
             with self._lock:
                 self._calls.discard(c)
+        if not done:
+            c.give_up()
+            raise TimeoutError(f"gostg: no answer from the hub thread within {timeout + GRACE:g}s")
+        return c.future.result()
 
     def _spawn(self, c, fn, args, kwargs, timeout):
         """In the hub's callback phase: must not block, so the work gets a greenlet."""

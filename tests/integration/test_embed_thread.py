@@ -222,6 +222,11 @@ def test_twenty_app_threads_dial_through_a_chain_and_direct(tmp_path):
                 print("ROUTE", route, len(ok), "OWN-FD" if peers == {{peer}} else "RELAYED" if peer is None
                       and not peers & {{{echo.port}, {pt}, {pp}}} else "PEERS %s" % peers)
 
+            # a name: the direct dial resolves it on gevent's resolver threads, which stop ends too
+            byname = g.dial(("localhost", {echo.port}), timeout=10)
+            byname.sendall(b"name")
+            print("BY NAME", recv_exact(byname, 4))
+            byname.close()
             held = g.dial(("127.0.0.1", {echo.port}), chain="tls", timeout=10)
             held.sendall(b"ping")
             print("HELD", recv_exact(held, 4))
@@ -243,6 +248,7 @@ def test_twenty_app_threads_dial_through_a_chain_and_direct(tmp_path):
     assert "ROUTE tls 20 RELAYED" in out, out
     assert "ROUTE plain 20 OWN-FD" in out, out
     assert "ROUTE direct 20 OWN-FD" in out, out
+    assert "BY NAME b'name'" in out, out
     assert "HELD b'ping'" in out, out
     assert "HELD AFTER STOP b''" in out, out
     assert "AFTER STOP HubStopped" in out, out
@@ -279,6 +285,23 @@ def test_thread_mode_calls_errors_and_timeouts(tmp_path):
         except TimeoutError:
             print("TIMEOUT AFTER", round(time.monotonic() - t0, 1))
         print("STILL SERVES", not refused({p_ok}))
+        # a hub blocked by code that does not yield: the app's wait is still bounded, and the
+        # socket its dial makes once the hub is free again is closed there, not leaked
+        blocker = threading.Thread(target=g.call, args=(time.sleep, 3))
+        blocker.start()
+        time.sleep(0.2)
+        fds1 = fds()
+        t0 = time.monotonic()
+        try:
+            g.dial(("127.0.0.1", {p_ok}), timeout=0.2)
+            print("DIALED THROUGH A BLOCKED HUB")
+        except TimeoutError:
+            print("DIAL GAVE UP", time.monotonic() - t0 < 2.5)
+        blocker.join(10)
+        deadline = time.monotonic() + 3
+        while fds() > fds1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        print("LATE SOCKET CLOSED", fds() - fds1)
         # an API-style change from an app thread goes through call()
         g.call(g.update, "services", "ok", {{"name": "ok", "addr": "127.0.0.1:{p_ok}", "handler": {{"type": "socks5"}}}})
         c = socket.create_connection(("127.0.0.1", {p_ok}), timeout=5)
@@ -297,6 +320,7 @@ def test_thread_mode_calls_errors_and_timeouts(tmp_path):
     assert "CALL 3" in out and "NESTED 7" in out and "RAISED ValueError" in out, out
     assert float(lines(out, "TIMEOUT AFTER ")[0]) < 1.0, out
     assert "STILL SERVES True" in out, out
+    assert "DIAL GAVE UP True" in out and "LATE SOCKET CLOSED 0" in out, out
     assert "UPDATED, NOW SOCKS5 b'\\x05\\x00'" in out, out
     assert "CALL AFTER STOP HubStopped" in out, out
     assert "THREADS LEFT 0" in out, out
