@@ -253,7 +253,7 @@ class Gost:
             return r.dial("tcp", join_host_port(address[0], address[1]))
 
         if self.hub is not None and not self.hub.is_current():
-            return self.hub.open_socket(open_conn, self.relays, timeout=timeout)
+            return self.hub.open_socket(lambda: to_socket(open_conn(), self.relays), timeout=timeout)
         return to_socket(self.call(open_conn, timeout=timeout), self.relays)
 
     @property

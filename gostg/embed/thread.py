@@ -249,12 +249,13 @@ class HubThread:
         else:
             c.deliver(result)
 
-    def open_socket(self, dial, relays, timeout=None):
-        """``dial()`` runs in the hub and returns a routed conn; → a connected stdlib socket
-        in the calling thread (rule 2), with ``settimeout(timeout)`` as
-        ``socket.create_connection`` leaves it. A conn that is not a plain TCP socket is
-        relayed by a greenlet in the gevent Group ``relays`` (handover.to_socket)."""
-        fd, family, proto = self.call(_detached, dial, relays, timeout=timeout, discard=_close_fd)
+    def open_socket(self, dial, timeout=None):
+        """``dial()`` runs in the hub and returns a connected TCP socket (a gevent socket, or
+        a stdlib ``_socket.socket``: ``embed.handover.to_socket`` of a routed conn); → the same
+        connection as a stdlib blocking socket in the calling thread (rule 2), with
+        ``settimeout(timeout)`` as ``socket.create_connection`` leaves it. ``timeout`` also
+        bounds the dial."""
+        fd, family, proto = self.call(_detached, dial, timeout=timeout, discard=_close_fd)
         s = _std_socket(family, socket.SOCK_STREAM, proto, fileno=fd)
         s.settimeout(timeout)   # also clears O_NONBLOCK, which gevent had set
         return s
@@ -269,11 +270,9 @@ def _bounded(fn, args, kwargs, timeout):
         return fn(*args, **kwargs)
 
 
-def _detached(dial, relays):
-    """In the hub: dial, make it a gevent TCP socket, take its fd away from gevent."""
-    from .handover import to_socket
-
-    s = to_socket(dial(), relays)
+def _detached(dial):
+    """In the hub: dial, then take the socket's fd away from gevent (its watchers go)."""
+    s = dial()
     family, proto = s.family, s.proto
     return s.detach(), family, proto
 
