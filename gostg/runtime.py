@@ -12,18 +12,23 @@ Rules for changes (better than GOST, which closes the old service before buildin
 import copy
 import os
 import time
+from typing import Any, Callable, Optional, TypeVar
 
+from gevent import monkey
 from gevent.lock import RLock
+from greenlet import getcurrent
 
 from .config import load, model
 from .config.build import bind_service, build_object, build_service
 from .config.refs import config_warnings, dangling_refs, dangling_to, open_proxies
 from .config.validate import ERROR, Problem, validate
-from .errors import ChangeError, ConfigError, GostgError, HubStopped
+from .errors import ChangeError, ConfigError, GostgError, HubStopped, NotPatchedError
 from .policy.group import NOUNS
 from .observe.log import make_logger
 from .core.probe import Probes
 from .core.registry import Registries
+
+T = TypeVar("T")
 
 #: build order: what a later kind may refer to is built first
 OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains",
@@ -57,6 +62,29 @@ def _dig(o, path):
     return o
 
 
+def host_mode(thread: Optional[bool]) -> str:
+    """How ``Gost.start(thread=...)`` runs the services here: ``"hub"`` (in the calling
+    thread's hub: a gevent-patched process, or code that runs gevent's hub itself — it says so
+    with ``thread=False``, or it calls from a greenlet) or ``"thread"`` (gostg's own hub
+    thread). An unpatched process that chose neither gets NotPatchedError: nothing would run
+    the services (``start()`` returns at once and the listening sockets wait forever)."""
+    if monkey.is_module_patched("socket"):
+        return "hub"    # the app's hub runs everything; its threads are greenlets or cooperate
+    if thread:
+        return "thread"
+    if thread is False or getcurrent().parent is not None:
+        return "hub"    # the app runs gevent's hub itself
+    raise NotPatchedError(
+        "gostg.Gost.start(): this process has not gevent-patched its standard library, so "
+        "nothing would run gostg's services (start() would return and no connection would "
+        "ever be served). Choose one:\n"
+        "  - a gevent app: call `from gevent import monkey; monkey.patch_all()` first thing, "
+        "before other imports;\n"
+        "  - a plain threaded app: `gostg.Gost(config, thread=True)` or `g.start(thread=True)`: "
+        "gostg runs its own gevent hub in a background thread.\n"
+        "(An app that runs gevent's hub itself without patching passes thread=False.)")
+
+
 def _file_mode(path):
     """The mode a saved config gets: the existing file's, else 0666 less the umask."""
     try:
@@ -88,7 +116,7 @@ class Gost:
     """
 
     def __init__(self, config=None, logger=None, sources=None, reported=(), checked=False,
-                 thread=None):
+                 thread: Optional[bool] = None):
         self.config = to_config(config)
         #: warnings the caller already showed the user (the command line prints validate()'s
         #: on stderr): build() does not log those again
@@ -201,12 +229,10 @@ class Gost:
         bind_service(s, "api")
         return s
 
-    def start(self, thread=None):
+    def start(self, thread: Optional[bool] = None) -> "Gost":
         """Bind and start every service; returns at once. ``thread`` overrides the
         constructor's choice (see the class docstring). In thread mode this returns once the
         services listen in gostg's hub thread, or raises what building them raised."""
-        from .embed.thread import HubThread, host_mode
-
         if thread is not None:
             self.thread = thread
         if self.hub is not None:
@@ -217,6 +243,8 @@ class Gost:
             # their sockets belong to the hub of the thread that built them
             raise GostgError("thread mode builds the services in gostg's hub thread: call start() "
                              "on a Gost that build() has not built, and once")
+        from .embed.thread import HubThread
+
         hub = HubThread()
         hub.start(self._start_here)
         self.hub = hub
@@ -257,17 +285,17 @@ class Gost:
         return to_socket(self.call(open_conn, timeout=timeout), self.relays)
 
     @property
-    def threaded(self):
+    def threaded(self) -> bool:
         """True while the services run in gostg's own hub thread (thread mode)."""
         return self.hub is not None
 
-    def call(self, fn, *args, timeout=None, **kwargs):
+    def call(self, fn: Callable[..., T], *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` where the services run and return its result (or raise
         its exception): in thread mode, in a greenlet of gostg's hub thread, from any thread;
         otherwise here. ``timeout`` (seconds) bounds it with TimeoutError. Gost's other methods
         (``get``, ``update``, ``reload`` …) touch the services: in thread mode call them
         through this, e.g. ``g.call(g.update, "services", "s", obj)``."""
-        from .embed.thread import _bounded, host_mode
+        from .embed.thread import _bounded
 
         if self.hub is not None:
             return self.hub.call(fn, *args, timeout=timeout, **kwargs)
@@ -284,7 +312,7 @@ class Gost:
     #: seconds a stop gives the open connections of all services together before ending them
     stop_timeout = 2.0
 
-    def stop(self, timeout=None):
+    def stop(self, timeout: Optional[float] = None) -> None:
         """Every service stops accepting at once (each preDown → close → postDown, in order, as
         GOST), then one shared grace period of ``timeout`` seconds (default ``stop_timeout``)
         for all open connections, then the rest are ended: a stop takes about ``timeout``

@@ -26,46 +26,19 @@ import concurrent.futures
 import os
 import socket
 import threading
+from typing import Any, Callable, Optional, TypeVar
 
 from gevent import monkey
 
 from ..errors import HubStopped
+
+T = TypeVar("T")
 
 #: seconds the calling thread waits past a call's own timeout for the hub to answer (rule 3)
 GRACE = 1.0
 
 #: stdlib socket class, even if some later code patches the socket module
 _std_socket = monkey.get_original("socket", "socket")
-
-
-def in_greenlet():
-    """True when the caller runs in a gevent greenlet (so a hub is running this thread)."""
-    from greenlet import getcurrent
-
-    return getcurrent().parent is not None
-
-
-def host_mode(thread):
-    """How ``Gost.start(thread=...)`` runs the services here: ``"hub"`` (in the calling
-    thread's hub) or ``"thread"`` (a hub thread of gostg's). Raises NotPatchedError when an
-    unpatched process asked for neither (see runtime.Gost.start)."""
-    from ..errors import NotPatchedError
-
-    if monkey.is_module_patched("socket"):
-        return "hub"    # the app's hub runs everything; its threads are greenlets or cooperate
-    if thread:
-        return "thread"
-    if thread is False or in_greenlet():
-        return "hub"    # the app runs gevent's hub itself
-    raise NotPatchedError(
-        "gostg.Gost.start(): this process has not gevent-patched its standard library, so "
-        "nothing would run gostg's services (start() would return and no connection would "
-        "ever be served). Choose one:\n"
-        "  - a gevent app: call `from gevent import monkey; monkey.patch_all()` first thing, "
-        "before other imports;\n"
-        "  - a plain threaded app: `gostg.Gost(config, thread=True)` or `g.start(thread=True)`: "
-        "gostg runs its own gevent hub in a background thread.\n"
-        "(An app that runs gevent's hub itself without patching passes thread=False.)")
 
 
 class _Call:
@@ -111,7 +84,7 @@ class HubThread:
     #: for it to end after the error)
     join_timeout = 5.0
 
-    def __init__(self, name="gostg-hub"):
+    def __init__(self, name: str = "gostg-hub"):
         self.name = name
         self.thread = None
         self._ident = None
@@ -124,7 +97,7 @@ class HubThread:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self, setup, timeout=None):
+    def start(self, setup: Callable[[], Any], timeout: Optional[float] = None) -> None:
         """Start the thread and run ``setup()`` in its hub; return once it returned, or raise
         what it raised (the thread has then ended)."""
         ready = concurrent.futures.Future()
@@ -137,10 +110,10 @@ class HubThread:
             raise
 
     @property
-    def running(self):
+    def running(self) -> bool:
         return self._loop is not None
 
-    def is_current(self):
+    def is_current(self) -> bool:
         """True in the hub thread itself."""
         return threading.get_ident() == self._ident
 
@@ -186,7 +159,7 @@ class HubThread:
         # also ends gevent's resolver threads (getaddrinfo), waiting until they deregister
         hub.destroy(destroy_loop=True)
 
-    def stop(self, teardown, timeout=None):
+    def stop(self, teardown: Callable[[], Any], timeout: Optional[float] = None) -> bool:
         """Run ``teardown()`` in the hub (bounded by ``timeout``), end the hub thread and join
         it. From the hub thread itself the thread only ends after the current call returns.
         → True when the thread has ended."""
@@ -206,7 +179,8 @@ class HubThread:
 
     # -- calls ----------------------------------------------------------------------------------
 
-    def call(self, fn, *args, timeout=None, discard=None, **kwargs):
+    def call(self, fn: Callable[..., T], *args: Any, timeout: Optional[float] = None,
+             discard: Optional[Callable[[T], None]] = None, **kwargs: Any) -> T:
         """Run ``fn(*args, **kwargs)`` in a new greenlet in the hub and return its result (or
         raise its exception) in the calling thread. ``timeout`` bounds it (TimeoutError);
         ``discard(result)`` disposes of a result nobody waits for any more (rule 3)."""
@@ -249,7 +223,7 @@ class HubThread:
         else:
             c.deliver(result)
 
-    def open_socket(self, dial, timeout=None):
+    def open_socket(self, dial: Callable[[], Any], timeout: Optional[float] = None) -> socket.socket:
         """``dial()`` runs in the hub and returns a connected TCP socket (a gevent socket, or
         a stdlib ``_socket.socket``: ``embed.handover.to_socket`` of a routed conn); → the same
         connection as a stdlib blocking socket in the calling thread (rule 2), with
