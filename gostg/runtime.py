@@ -143,6 +143,7 @@ class Gost:
         self.thread = thread
         #: gostg's hub thread (embed.thread.HubThread) while running in thread mode, else None
         self.hub = None
+        self._mode = None      # what start() chose: "hub" or "thread" (runtime.host_mode)
         #: greenlets relaying sockets handed to the app (embed.handover); ended by stop()
         self.relays = None
 
@@ -237,12 +238,13 @@ class Gost:
             self.thread = thread
         if self.hub is not None:
             return self
-        if host_mode(self.thread) == "hub":
+        self._mode = host_mode(self.thread)
+        if self._mode == "hub":
             return self._start_here()
         if self.services or self.internal:
-            # their sockets belong to the hub of the thread that built them
-            raise GostgError("thread mode builds the services in gostg's hub thread: call start() "
-                             "on a Gost that build() has not built, and once")
+            # their sockets belong to the hub of the thread that built them (which is gone)
+            raise GostgError("thread mode builds the services in gostg's own hub thread, once: "
+                             "start() a new Gost (not one build() built or that was stopped)")
         from .embed.thread import HubThread
 
         hub = HubThread()
@@ -323,6 +325,8 @@ class Gost:
         thread nor a file descriptor, is left."""
         hub = self.hub
         if hub is None:
+            if self._mode == "thread" or not (self.started or self.services or self.internal):
+                return   # a thread-mode Gost stopped already, or nothing was built
             return self._stop_here(timeout)
         grace = self.stop_timeout if timeout is None else timeout
         self.hub = None

@@ -313,6 +313,14 @@ def test_thread_mode_calls_errors_and_timeouts(tmp_path):
             g.call(lambda: 1)
         except gostg.HubStopped:
             print("CALL AFTER STOP HubStopped")
+        fds2 = fds()
+        g.stop()   # again: nothing to do, nothing made in this thread
+        try:
+            g.start()
+            print("RESTARTED")
+        except gostg.GostgError as exc:
+            print("RESTART REFUSED", "new Gost" in str(exc))
+        print("FDS AFTER", fds() - fds2)
         print("THREADS LEFT", wait_tasks(tasks0) - tasks0)
     """, tmp_path)
     assert "CONFIG ERROR services[0].handler.type" in out, out
@@ -323,6 +331,7 @@ def test_thread_mode_calls_errors_and_timeouts(tmp_path):
     assert "DIAL GAVE UP True" in out and "LATE SOCKET CLOSED 0" in out, out
     assert "UPDATED, NOW SOCKS5 b'\\x05\\x00'" in out, out
     assert "CALL AFTER STOP HubStopped" in out, out
+    assert "RESTART REFUSED True" in out and "FDS AFTER 0" in out, out
     assert "THREADS LEFT 0" in out, out
 
 
