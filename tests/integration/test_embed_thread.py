@@ -5,20 +5,14 @@ a background thread (``thread=True``), the app's threads (and programs outside) 
 and ``g.dial`` hands them connected stdlib sockets. ``stop()`` leaves no thread and no file
 descriptor. Without ``thread=True`` an unpatched ``start()`` refuses with a message naming both
 choices. A gevent-patched app works as it always did (tests/integration/test_embed.py too)."""
-import os
 import shutil
-import subprocess
-import sys
-import textwrap
 
 import pytest
 
-from .helpers import ROOT, Echo, Gost, Origin, free_port, port_closed
+from .helpers import Echo, Gost, Origin, free_port, port_closed
+from .test_embed import HELPERS, run_script
 
-PRELUDE = """\
-import os, signal, socket, sys, threading, time
-import gostg
-
+PRELUDE = "import os, signal, threading, time\n" + HELPERS + """
 def fds():
     return len(os.listdir("/proc/self/fd"))
 
@@ -48,7 +42,8 @@ def in_threads(fn, n, timeout=60):
         t.join(max(0.0, deadline - time.monotonic()))
     return results
 
-def recv_exact(s, n):
+def recv_exact(s, n=1 << 30):
+    \"\"\"n bytes, or fewer if the peer ends first (default: everything until EOF).\"\"\"
     buf = b""
     while len(buf) < n:
         d = s.recv(min(65536, n - len(buf)))
@@ -56,23 +51,11 @@ def recv_exact(s, n):
             break
         buf += d
     return buf
-
-def refused(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-    except ConnectionRefusedError:
-        return True
-    return False
 """
 
 
 def run_app(body, tmp_path, timeout=90, prelude=PRELUDE):
-    script = tmp_path / "threaded_app.py"
-    script.write_text(prelude + textwrap.dedent(body))
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,
-                       env=env, cwd=str(tmp_path))
+    r = run_script(body, tmp_path, timeout, prelude)
     assert "Traceback" not in r.stderr, r.stdout + r.stderr
     assert r.returncode == 0, r.stdout + r.stderr
     return r.stdout
@@ -139,14 +122,8 @@ def test_threaded_app_serves_http_and_socks5_to_its_threads_and_to_curl(tmp_path
                 s.settimeout(10)
                 s.connect(("127.0.0.1", {origin.port}))
                 s.sendall(b"GET /socks/%d HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n" % i)
-                buf = b""
-                while True:
-                    d = s.recv(65536)
-                    if not d:
-                        break
-                    buf += d
-                s.close()
-                return buf.decode()
+                with s:
+                    return recv_exact(s).decode()
 
             def via_curl(i):
                 proxy = ["-x", "http://127.0.0.1:{ph}"] if i % 2 else ["--socks5-hostname", "127.0.0.1:{ps}"]
