@@ -247,9 +247,12 @@ def test_thread_mode_calls_errors_and_timeouts(tmp_path):
             print("CONFIG ERROR", exc.path)
         print("AFTER ERROR", bad.threaded, wait_tasks(tasks0) - tasks0, refused({p_bad}))
 
-        g = gostg.Gost({{"services": [{{"name": "ok", "addr": "127.0.0.1:{p_ok}", "handler": {{"type": "http"}}}}],
+        # hooks run children: libev watches them only on the main thread's loop
+        g = gostg.Gost({{"services": [{{"name": "ok", "addr": "127.0.0.1:{p_ok}", "handler": {{"type": "http"}},
+                                       "metadata": {{"preUp": ["touch pre-up"], "postDown": ["touch post-down"]}}}}],
                         "log": {{"level": "error"}}}})
         g.start(thread=True)
+        print("PRE-UP RAN", os.path.exists("pre-up"))
         print("CALL", g.call(lambda a, b=0: a + b, 1, b=2))
         print("NESTED", g.call(lambda: g.call(lambda: 7)))
         try:
@@ -290,6 +293,7 @@ def test_thread_mode_calls_errors_and_timeouts(tmp_path):
             g.call(lambda: 1)
         except gostg.HubStopped:
             print("CALL AFTER STOP HubStopped")
+        print("POST-DOWN RAN", os.path.exists("post-down"))
         fds2 = fds()
         g.stop()   # again: nothing to do, nothing made in this thread
         try:
@@ -302,6 +306,7 @@ def test_thread_mode_calls_errors_and_timeouts(tmp_path):
     """, tmp_path)
     assert "CONFIG ERROR services[0].handler.type" in out, out
     assert "AFTER ERROR False 0 True" in out, out
+    assert "PRE-UP RAN True" in out and "POST-DOWN RAN True" in out, out
     assert "CALL 3" in out and "NESTED 7" in out and "RAISED ValueError" in out, out
     assert float(lines(out, "TIMEOUT AFTER ")[0]) < 1.0, out
     assert "STILL SERVES True" in out, out
