@@ -94,7 +94,7 @@ def test_unpatched_start_without_thread_mode_names_both_choices(tmp_path):
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 def test_threaded_app_serves_http_and_socks5_to_its_threads_and_to_curl(tmp_path):
-    ph, ps = free_port(), free_port()
+    ph, ps, pa = free_port(), free_port(), free_port()
     with Origin() as origin:
         out = run_app(f"""
             import subprocess, urllib.request
@@ -102,7 +102,7 @@ def test_threaded_app_serves_http_and_socks5_to_its_threads_and_to_curl(tmp_path
 
             cfg = {{"services": [{{"name": "h", "addr": "127.0.0.1:{ph}", "handler": {{"type": "http"}}}},
                                 {{"name": "s", "addr": "127.0.0.1:{ps}", "handler": {{"type": "socks5"}}}}],
-                   "log": {{"level": "error"}}}}
+                   "api": {{"addr": "127.0.0.1:{pa}"}}, "log": {{"level": "error"}}}}
             sigs = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD)
             handlers0 = [signal.getsignal(s) for s in sigs]
             fds0, tasks0 = fds(), tasks()
@@ -137,12 +137,16 @@ def test_threaded_app_serves_http_and_socks5_to_its_threads_and_to_curl(tmp_path
                                              "hello from origin /curl/%d" % i in r)
                      for i, r in enumerate(res))
             print("OK", ok, [r for r in res if not isinstance(r, str) or "hello" not in r][:3])
+            # the Web API serves from the hub thread too (curl from outside)
+            r = subprocess.run(["curl", "-sS", "--max-time", "10", "http://127.0.0.1:{pa}/config/services"],
+                               capture_output=True, text=True, timeout=20)
+            print("API", r.stdout.count('"name"'), r.stderr)
             stats = g.call(lambda: {{n: g.service(n).status()["stats"]["totalConns"] for n in ("h", "s")}})
             print("CONNS", stats["h"], stats["s"])
             t0 = time.monotonic()
             g.stop()
             print("STOP SECONDS", round(time.monotonic() - t0, 1))
-            print("REFUSED", refused({ph}) and refused({ps}))
+            print("REFUSED", refused({ph}) and refused({ps}) and refused({pa}))
             print("THREADS LEFT", wait_tasks(tasks0) - tasks0, [t.name for t in threading.enumerate()])
             print("FDS LEFT", fds() - fds0)
             print("STDLIB SOCKETS", socket.socket.__module__, type(socket.socket()).__module__)
@@ -150,6 +154,7 @@ def test_threaded_app_serves_http_and_socks5_to_its_threads_and_to_curl(tmp_path
     assert "THREADED True ['MainThread', 'gostg-hub']" in out, out
     assert "SIGNALS SAME True" in out, out
     assert "OK 30 []" in out, out
+    assert "API 2 " in out, out
     assert lines(out, "CONNS ")[0] == "15 15", out   # 10 urllib + 5 curl -x; 10 PySocks + 5 curl --socks5-hostname
     assert float(lines(out, "STOP SECONDS ")[0]) < 5, out
     assert "REFUSED True" in out, out
