@@ -8,7 +8,7 @@ Rules:
 1. Everything gevent of gostg is made, used and closed in the hub thread: gevent sockets and
    watchers belong to the loop of the thread that made them. The app's threads reach the hub
    only through ``call`` (``loop.run_callback_threadsafe`` wakes the loop, the callback spawns
-   a greenlet, a ``concurrent.futures.Future`` carries the result back) — never by touching a
+   a greenlet, a lock released by the hub hands the outcome back) — never by touching a
    gevent object themselves.
 2. A socket crosses as a file descriptor: the hub detaches it from gevent (its watchers go) and
    the calling thread wraps it in a stdlib blocking socket. Nothing gevent is left holding it.
@@ -22,7 +22,6 @@ Rules:
 5. No signal handlers: the hub thread is not the main thread (gevent's loop there is not the
    default one and installs none), and gostg's library code installs none anywhere.
 """
-import concurrent.futures
 import os
 import socket
 import threading
@@ -42,38 +41,53 @@ _std_socket = monkey.get_original("socket", "socket")
 
 
 class _Call:
-    """One call crossing into the hub: the future the caller waits on, and whether the caller
-    gave up (rule 3). ``lock`` orders "result set" against "caller gave up"."""
+    """One call crossing into the hub: its outcome, and whether the caller gave up (rule 3).
+    ``done`` is a lock taken at creation and released once the outcome is in (the cheapest
+    one-shot signal between native threads); ``lock`` orders "outcome in" against "caller gave
+    up"."""
 
-    __slots__ = ("future", "lock", "abandoned", "discard")
+    __slots__ = ("done", "lock", "answered", "abandoned", "value", "error", "discard")
 
     def __init__(self, discard):
-        self.future = concurrent.futures.Future()
+        self.done = threading.Lock()
+        self.done.acquire()
         self.lock = threading.Lock()
-        self.abandoned = False
+        self.answered = self.abandoned = False
+        self.value = self.error = None
         self.discard = discard
 
     def deliver(self, result):
         """Hub side: hand ``result`` over, or discard it when nobody waits any more."""
         with self.lock:
-            if not self.abandoned and not self.future.done():
-                self.future.set_result(result)
+            if not self.abandoned and not self.answered:
+                self.value, self.answered = result, True
+                self.done.release()
                 return
         if self.discard is not None:
             self.discard(result)
 
     def fail(self, exc):
         with self.lock:
-            if not self.future.done():
-                self.future.set_exception(exc)
+            if not self.answered:
+                self.error, self.answered = exc, True
+                self.done.release()
+
+    def wait(self, timeout):
+        """Caller side: True once the outcome is in; False when ``timeout`` ran out first."""
+        return self.done.acquire(timeout=-1 if timeout is None else timeout)
+
+    def outcome(self):
+        if self.error is not None:
+            raise self.error
+        return self.value
 
     def give_up(self):
         """Caller side, after its wait ran out: a result that made it is discarded here."""
         with self.lock:
             self.abandoned = True
-            late = self.future.done() and self.future.exception() is None
+            late = self.answered and self.error is None
         if late and self.discard is not None:
-            self.discard(self.future.result())
+            self.discard(self.value)
 
 
 class HubThread:
@@ -97,14 +111,15 @@ class HubThread:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    def start(self, setup: Callable[[], Any], timeout: Optional[float] = None) -> None:
+    def start(self, setup: Callable[[], Any]) -> None:
         """Start the thread and run ``setup()`` in its hub; return once it returned, or raise
         what it raised (the thread has then ended)."""
-        ready = concurrent.futures.Future()
+        ready = _Call(None)
         self.thread = threading.Thread(target=self._run, args=(setup, ready), name=self.name, daemon=True)
         self.thread.start()
+        ready.wait(None)
         try:
-            ready.result(timeout)
+            ready.outcome()
         except BaseException:
             self.thread.join(self.join_timeout)
             raise
@@ -134,11 +149,11 @@ class HubThread:
             try:
                 setup()
             except BaseException as exc:
-                ready.set_exception(exc)
+                ready.fail(exc)
                 return
             with self._lock:
                 self._loop = hub.loop
-            ready.set_result(None)
+            ready.deliver(None)
             self._exit.wait()
         finally:
             self._shutdown(hub)
@@ -193,7 +208,7 @@ class HubThread:
             self._calls.add(c)
             self._loop.run_callback_threadsafe(self._spawn, c, fn, args, kwargs, timeout)
         try:
-            done, _ = concurrent.futures.wait([c.future], None if timeout is None else timeout + GRACE)
+            done = c.wait(None if timeout is None else timeout + GRACE)
         except BaseException:       # KeyboardInterrupt while waiting
             c.give_up()
             raise
@@ -203,7 +218,7 @@ class HubThread:
         if not done:
             c.give_up()
             raise TimeoutError(f"gostg: no answer from the hub thread within {timeout + GRACE:g}s")
-        return c.future.result()
+        return c.outcome()
 
     def _spawn(self, c, fn, args, kwargs, timeout):
         """In the hub's callback phase: must not block, so the work gets a greenlet."""
