@@ -15,10 +15,12 @@ Rules:
 3. A call has a deadline on both sides: the hub bounds the function with ``gevent.Timeout``;
    the caller waits a little longer (a busy hub) and then gives up. A result that arrives after
    the caller gave up is discarded where it is (a socket is closed), never leaked.
-4. Stopping: the caller's stop runs the teardown in the hub, then the hub thread ends: calls
-   still pending fail with HubStopped, the relays and the calls' greenlets are killed, gevent's
-   resolver threads are ended and the hub is destroyed with its loop (its epoll and wake-up
-   descriptors), and the caller joins the thread. No descriptor and no thread stay behind.
+4. Stopping: the caller's stop runs the teardown in the hub (Gost's: services, relays), then the
+   hub thread ends: calls still pending fail with HubStopped, their greenlets are killed,
+   gevent's resolver threads are ended and the hub is destroyed with its loop (its epoll and
+   wake-up descriptors), and the caller joins the thread. No descriptor and no thread stay
+   behind (gevent's optional monitor thread, GEVENT_MONITOR_THREAD_ENABLE, ends on its next
+   tick, ~0.1 s later).
 5. No signal handlers: the hub thread is not the main thread (gevent's loop there is not the
    default one and installs none), and gostg's library code installs none anywhere.
 """
