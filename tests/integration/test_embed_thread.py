@@ -350,3 +350,48 @@ def test_patched_app_runs_in_its_own_hub_even_with_thread_true(tmp_path):
     assert "CALL 5" in out, out
     assert "REFUSED True" in out, out
     assert port_closed(port)
+
+
+def test_stop_while_app_threads_dial_ends_every_call_and_leaks_nothing(tmp_path):
+    """10 app threads dial and echo in a loop (bounded) while the main thread stops gostg: every
+    thread ends promptly, each with HubStopped (or a connection the stop cut, or its last
+    round done); nothing hangs, no descriptor and no thread is left."""
+    with Echo() as echo:
+        out = run_app(f"""
+            fds0, tasks0 = fds(), tasks()
+            g = gostg.Gost({{"log": {{"level": "error"}}}}, thread=True).start()
+            started = threading.Barrier(11, timeout=20)
+
+            def loop(i):
+                started.wait()
+                for n in range(100000):
+                    try:
+                        s = g.dial(("127.0.0.1", {echo.port}), timeout=5)
+                    except gostg.HubStopped:
+                        return "stopped"
+                    with s:
+                        try:
+                            s.sendall(b"x" * 1000)
+                            recv_exact(s, 1000)
+                        except OSError:
+                            return "cut"
+                return "done"
+
+            results = []
+            runner = threading.Thread(target=lambda: results.extend(in_threads(loop, 10, timeout=30)))
+            runner.start()
+            started.wait()
+            time.sleep(0.5)
+            t0 = time.monotonic()
+            g.stop()
+            runner.join(30)
+            print("ENDED", not runner.is_alive(), round(time.monotonic() - t0, 1))
+            print("RESULTS", sorted(set(r if isinstance(r, str) else type(r).__name__ for r in results)))
+            print("THREADS LEFT", wait_tasks(tasks0) - tasks0)
+            print("FDS LEFT", fds() - fds0)
+        """, tmp_path)
+    ended = lines(out, "ENDED ")[0].split()
+    assert ended[0] == "True" and float(ended[1]) < 10, out
+    kinds = set(lines(out, "RESULTS ")[0].strip("[]").replace("'", "").split(", "))
+    assert kinds <= {"stopped", "cut"} and "stopped" in kinds, out
+    assert "THREADS LEFT 0" in out and "FDS LEFT 0" in out, out
