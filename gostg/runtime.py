@@ -341,7 +341,21 @@ class Gost:
             s.drain(deadline)
         if self.relays is not None:
             self.relays.kill(block=True, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        self._close_sessions()
         self.started = False
+
+    def _close_sessions(self):
+        """Multiplexing dialers (mtls, mws, h2 …) keep one connection per node open between
+        dials (dialers/session.py): a stop closes them, as a GOST process exit does (in thread
+        mode the hub that owns them is about to go). A later dial opens a new one."""
+        hops = [h for _, h in self.registries.hops.items()]
+        for _, c in self.registries.chains.items():
+            hops += [h for h in getattr(c, "hops", ()) if not isinstance(h, str)]
+        for hop in hops:
+            for n in getattr(hop, "nodes", ()):
+                close = getattr(n.dialer, "close", None)
+                if close is not None:
+                    close()
 
     def service(self, name):
         return self.services.get(name)

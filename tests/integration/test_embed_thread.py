@@ -165,16 +165,19 @@ def test_threaded_app_serves_http_and_socks5_to_its_threads_and_to_curl(tmp_path
 
 def test_twenty_app_threads_dial_through_a_chain_and_direct(tmp_path):
     """g.dial from 20 threads at once: through a 1-hop chain to a second bin/gostg over TLS
-    (not a plain socket: relayed through a loopback pair), over plain TCP (the tunnel's own fd:
-    its peer is the hop) and direct (its peer is the echo server). stop() ends a relayed socket
-    the app still holds, the hub thread and every descriptor."""
-    pt, pp = free_port(), free_port()
-    with Echo() as echo, Gost("-L", f"socks5+tls://127.0.0.1:{pt}", "-L", f"socks5://127.0.0.1:{pp}", ports=[pt, pp]):
+    (not a plain socket: relayed through a loopback pair), over one multiplexed TLS session
+    (mtls: relayed too), over plain TCP (the tunnel's own fd: its peer is the hop) and direct
+    (its peer is the echo server). stop() ends a relayed socket the app still holds, the mux
+    session, the hub thread and every descriptor."""
+    pt, pp, pm = free_port(), free_port(), free_port()
+    with Echo() as echo, Gost("-L", f"socks5+tls://127.0.0.1:{pt}", "-L", f"socks5://127.0.0.1:{pp}",
+                              "-L", f"socks5+mtls://127.0.0.1:{pm}", ports=[pt, pp, pm]):
         out = run_app(f"""
             def node(name, port, dialer):
                 return {{"name": name, "hops": [{{"name": name, "nodes": [{{"name": name, "addr": "127.0.0.1:%d" % port,
                         "connector": {{"type": "socks5"}}, "dialer": {{"type": dialer}}}}]}}]}}
-            cfg = {{"chains": [node("tls", {pt}, "tls"), node("plain", {pp}, "tcp")], "log": {{"level": "error"}}}}
+            cfg = {{"chains": [node("tls", {pt}, "tls"), node("plain", {pp}, "tcp"), node("mux", {pm}, "mtls")],
+                   "log": {{"level": "error"}}}}
             fds0, tasks0 = fds(), tasks()
             g = gostg.Gost(cfg, thread=True).start()   # no service at all: only dials
             barrier = threading.Barrier(20, timeout=30)
@@ -182,7 +185,7 @@ def test_twenty_app_threads_dial_through_a_chain_and_direct(tmp_path):
             def talk(i):
                 barrier.wait()
                 seen = []
-                for route in ("tls", "plain", None):
+                for route in ("tls", "mux", "plain", None):
                     s = g.dial(("127.0.0.1", {echo.port}), chain=route, timeout=10)
                     try:
                         data = os.urandom(50000 + i)
@@ -197,12 +200,12 @@ def test_twenty_app_threads_dial_through_a_chain_and_direct(tmp_path):
             res = in_threads(talk, 20)
             bad = [r for r in res if not isinstance(r, list)]
             print("ERRORS", bad[:3])
-            for route, peer in (("tls", None), ("plain", {pp}), ("direct", {echo.port})):
+            for route, peer in (("tls", None), ("mux", None), ("plain", {pp}), ("direct", {echo.port})):
                 got = [x for r in res if isinstance(r, list) for x in r if x.startswith(route + ":")]
                 ok = [x for x in got if x.split(":")[1:3] == ["True", "socket"] and x.split(":")[4] == "10.0"]
                 peers = set(int(x.split(":")[3]) for x in got)
                 print("ROUTE", route, len(ok), "OWN-FD" if peers == {{peer}} else "RELAYED" if peer is None
-                      and not peers & {{{echo.port}, {pt}, {pp}}} else "PEERS %s" % peers)
+                      and not peers & {{{echo.port}, {pt}, {pp}, {pm}}} else "PEERS %s" % peers)
 
             # a name: the direct dial resolves it on gevent's resolver threads, which stop ends too
             byname = g.dial(("localhost", {echo.port}), timeout=10)
@@ -228,6 +231,7 @@ def test_twenty_app_threads_dial_through_a_chain_and_direct(tmp_path):
         """, tmp_path)
     assert "ERRORS []" in out, out
     assert "ROUTE tls 20 RELAYED" in out, out
+    assert "ROUTE mux 20 RELAYED" in out, out
     assert "ROUTE plain 20 OWN-FD" in out, out
     assert "ROUTE direct 20 OWN-FD" in out, out
     assert "BY NAME b'name'" in out, out
