@@ -6,6 +6,7 @@ and ``g.dial`` hands them connected stdlib sockets. ``stop()`` leaves no thread 
 descriptor. Without ``thread=True`` an unpatched ``start()`` refuses with a message naming both
 choices. A gevent-patched app works as it always did (tests/integration/test_embed.py too)."""
 import shutil
+import time
 
 import pytest
 
@@ -399,3 +400,25 @@ def test_stop_while_app_threads_dial_ends_every_call_and_leaks_nothing(tmp_path)
     kinds = set(lines(out, "RESULTS ")[0].strip("[]").replace("'", "").split(", "))
     assert kinds <= {"stopped", "cut"} and "stopped" in kinds, out
     assert "THREADS LEFT 0" in out and "FDS LEFT 0" in out, out
+
+
+def test_a_forgotten_stop_does_not_keep_the_app_alive(tmp_path):
+    """gostg's hub thread is a daemon: an app that ends without stop() (an exception, a
+    sys.exit) exits at once, with its own status, while a tunnel is still open."""
+    port = free_port()
+    with Echo() as echo:
+        script = f"""
+            g = gostg.Gost({{"services": [{{"name": "s", "addr": "127.0.0.1:{port}", "handler": {{"type": "socks5"}}}}],
+                            "log": {{"level": "error"}}}}, thread=True).start()
+            held = g.dial(("127.0.0.1", {echo.port}), timeout=5)
+            c = socket.create_connection(("127.0.0.1", {port}), timeout=5)
+            c.sendall(b"\\x05\\x01\\x00")
+            print("GREETED", recv_exact(c, 2))
+            sys.exit(3)
+        """
+        t0 = time.monotonic()
+        r = run_script(script, tmp_path, 30, PRELUDE)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "GREETED b'\\x05\\x00'" in r.stdout, r.stdout + r.stderr
+    assert time.monotonic() - t0 < 10
+    assert "Traceback" not in r.stderr and "Fatal" not in r.stderr, r.stderr
