@@ -111,6 +111,7 @@ class HubThread:
         self._greenlets = None      # gevent Group: the calls' greenlets
         self._exit = None           # gevent Event: set → the hub thread ends
         self._wake = None           # async watcher: keeps the loop alive, sets _exit (any thread)
+        self._exiting = False       # an end was asked for (stop, exit)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -120,13 +121,14 @@ class HubThread:
         ready = _Call(None)
         self.thread = threading.Thread(target=self._run, args=(setup, ready), name=self.name, daemon=True)
         self.thread.start()
+        atexit.register(self._end_at_exit)    # from here: even a Ctrl-C during setup
         ready.wait(None)
         try:
             ready.outcome()
         except BaseException:
+            atexit.unregister(self._end_at_exit)
             self.thread.join(self.join_timeout)
             raise
-        atexit.register(self._end_at_exit)
 
     def _end_at_exit(self):
         """A forgotten ``stop()``: end the hub thread before the interpreter finalizes. A daemon
@@ -165,8 +167,10 @@ class HubThread:
                 return
             with self._lock:
                 self._loop = hub.loop
+                exiting = self._exiting     # asked to end while setting up (a Ctrl-C, exit)
             ready.deliver(None)
-            self._exit.wait()
+            if not exiting:
+                self._exit.wait()
         finally:
             self._shutdown(hub)
 
@@ -202,6 +206,7 @@ class HubThread:
 
     def _request_exit(self):
         with self._lock:
+            self._exiting = True
             if self._loop is not None:
                 self._wake.send()
 
