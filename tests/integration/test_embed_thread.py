@@ -5,12 +5,19 @@ a background thread (``thread=True``), the app's threads (and programs outside) 
 and ``g.dial`` hands them connected stdlib sockets. ``stop()`` leaves no thread and no file
 descriptor. Without ``thread=True`` an unpatched ``start()`` refuses with a message naming both
 choices. A gevent-patched app works as it always did (tests/integration/test_embed.py too)."""
+import importlib.util
+import json
+import os
 import shutil
+import subprocess
+import sys
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from .helpers import Echo, Gost, Origin, free_port, port_closed
+from .helpers import ROOT, Echo, Gost, Origin, free_port, port_closed, wait_port
 from .test_embed import HELPERS, run_script
 
 PRELUDE = "import os, signal, threading, time\n" + HELPERS + """
@@ -424,3 +431,98 @@ def test_a_forgotten_stop_does_not_keep_the_app_alive(tmp_path, run):
     assert "GREETED b'\\x05\\x00'" in r.stdout, r.stdout + r.stderr
     assert time.monotonic() - t0 < 10
     assert "Traceback" not in r.stderr and "Fatal" not in r.stderr, r.stderr
+
+
+# -- a gevent-patched host app for real: gunicorn -k gevent ---------------------------------
+
+GUNICORN_APP = '''\
+import os
+import flask
+import gostg
+
+E = os.environ
+# imported in the worker, after gunicorn's gevent worker patched it: the worker's hub runs gostg
+g = gostg.Gost({
+    "services": [{"name": "w", "addr": "127.0.0.1:%s" % E["SVC_PORT"], "handler": {"type": "http"}}],
+    "chains": [{"name": "c", "hops": [
+        {"name": "h1", "nodes": [{"name": "a", "addr": "127.0.0.1:%s" % E["HOP1"], "connector": {"type": "socks5"}}]},
+        {"name": "h2", "nodes": [{"name": "b", "addr": "127.0.0.1:%s" % E["HOP2"],
+                                  "connector": {"type": "relay"}, "dialer": {"type": "tls"}}]}]}],
+    "log": {"level": "error"}})
+g.start()
+app = flask.Flask(__name__)
+
+
+@app.route("/out/<int:i>")
+def out(i):
+    s = g.dial(("127.0.0.1", int(E["ORIGIN"])), chain="c", timeout=10)
+    with s, s.makefile("rb") as f:
+        s.sendall(b"GET /gunicorn/%d HTTP/1.0\\r\\nHost: origin\\r\\n\\r\\n" % i)
+        buf = f.read()
+    return {"threaded": g.threaded, "socket": type(s).__module__,
+            "body": buf.split(b"\\r\\n\\r\\n", 1)[-1].decode()}
+'''
+
+
+def _gunicorn(tmp_path, env, *extra):
+    (tmp_path / "gapp.py").write_text(GUNICORN_APP)
+    env = dict(os.environ, **{k: str(v) for k, v in env.items()})
+    env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return subprocess.Popen([sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "--worker-connections", "200",
+                             "-b", f"127.0.0.1:{env['WEB_PORT']}", "--chdir", str(tmp_path), "--no-control-socket",
+                             "--graceful-timeout", "5", *extra, "gapp:app"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def _have(module):
+    return importlib.util.find_spec(module) is not None
+
+
+@pytest.mark.skipif(not (_have("gunicorn") and _have("flask")), reason="gunicorn/flask not installed")
+def test_gunicorn_gevent_worker_embeds_gostg_and_calls_out_through_a_chain(tmp_path):
+    """Must 3 (a) as users run it: a Flask app under gunicorn -k gevent starts gostg at import (in
+    the patched worker): its service serves curl, and 50 concurrent requests each dial out
+    through a 2-hop chain (socks5 → relay over TLS, a second bin/gostg) from a greenlet."""
+    web, svc, hop1, hop2 = free_port(), free_port(), free_port(), free_port()
+    with Origin() as origin, Gost("-L", f"socks5://127.0.0.1:{hop1}", "-L", f"relay+tls://127.0.0.1:{hop2}",
+                                  ports=[hop1, hop2]) as hops:
+        proc = _gunicorn(tmp_path, dict(WEB_PORT=web, SVC_PORT=svc, HOP1=hop1, HOP2=hop2, ORIGIN=origin.port))
+        try:
+            wait_port(web, timeout=30, proc=proc)
+            wait_port(svc, timeout=10, proc=proc)
+
+            def get(i):
+                with urllib.request.urlopen(f"http://127.0.0.1:{web}/out/{i}", timeout=30) as r:
+                    return json.loads(r.read())
+
+            with ThreadPoolExecutor(50) as ex:
+                got = list(ex.map(get, range(50)))
+            assert all(r["body"] == f"hello from origin /gunicorn/{i} host=origin\n" for i, r in enumerate(got)), got[:3]
+            assert {(r["threaded"], r["socket"]) for r in got} == {(False, "gevent._socket3")}
+            via = subprocess.run(["curl", "-sS", "--max-time", "10", "-x", f"http://127.0.0.1:{svc}", origin.url + "/svc"],
+                                 capture_output=True, text=True, timeout=20)
+            assert "hello from origin /svc" in via.stdout, via.stdout + via.stderr
+        finally:
+            proc.terminate()
+            out = proc.communicate(timeout=30)[0]
+        assert proc.returncode == 0, out
+        assert "Traceback" not in out, out
+        assert port_closed(svc) and port_closed(web)
+        log = hops.log_text()
+    # the last hop dialed the origin for each request (the first only reached the second)
+    assert log.count(f"127.0.0.1:{origin.port}") >= 50, log[-2000:]
+
+
+@pytest.mark.skipif(not (_have("gunicorn") and _have("flask")), reason="gunicorn/flask not installed")
+def test_gunicorn_preload_imports_unpatched_and_says_what_to_do(tmp_path):
+    """With --preload the app is imported in gunicorn's master, before any worker patched: the
+    start refuses with the message naming both ways, and gunicorn does not boot."""
+    proc = _gunicorn(tmp_path, dict(WEB_PORT=free_port(), SVC_PORT=free_port(), HOP1=1, HOP2=1, ORIGIN=1), "--preload")
+    try:
+        out = proc.communicate(timeout=60)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode != 0, out
+    assert "not gevent-patched" in out and "monkey.patch_all()" in out and "thread=True" in out, out
