@@ -1,6 +1,6 @@
 """gostg: GOST v3 (GO Simple Tunnel) rebuilt in Python on gevent.
 
-Embedding in a (monkey-patched) host application::
+Embedding in a gevent (monkey-patched) host application::
 
     from gevent import monkey; monkey.patch_all()
     import gostg
@@ -17,6 +17,10 @@ Routing the application's own connections through a chain of that Gost (gostg.em
     with gostg.routed(g, chain="egress"):                      # for a block
         ...
 
+In a plain threaded application (never patched), gostg runs its own gevent hub in a background
+thread: ``gostg.Gost("gost.yaml", thread=True).start()``; ``start()`` without it raises
+:class:`NotPatchedError` there, naming both choices.
+
 The names below load on first use (PEP 562), as h11's do: ``import gostg.protocols.socks5``
 loads the codec and ``gostg.errors`` only, no gevent and no structlog, so the wire formats can
 be reused and fuzzed on their own.
@@ -32,10 +36,12 @@ _EXPORTS = {
     "restore_socket": "gostg.embed.patch",
     "routed": "gostg.embed.patch",
     "RouteError": "gostg.embed.dial",
+    "NotPatchedError": "gostg.errors",
+    "HubStopped": "gostg.errors",
 }
 
 __all__ = ["Gost", "ConfigError", "GostgError", "RouteError", "patch_socket", "restore_socket", "routed",
-           "__version__"]
+           "NotPatchedError", "HubStopped", "__version__"]
 
 
 def __getattr__(name):

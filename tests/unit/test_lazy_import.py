@@ -38,10 +38,11 @@ def test_import_gostg_alone_is_light_and_the_names_load_on_use():
 
 def test_public_names():
     assert set(gostg.__all__) == {"Gost", "ConfigError", "GostgError", "RouteError", "patch_socket",
-                                  "restore_socket", "routed", "__version__"}
-    from gostg.errors import ConfigError, GostgError
+                                  "restore_socket", "routed", "NotPatchedError", "HubStopped", "__version__"}
+    from gostg.errors import ConfigError, GostgError, HubStopped, NotPatchedError
     from gostg.runtime import Gost
     assert (gostg.Gost, gostg.ConfigError, gostg.GostgError) == (Gost, ConfigError, GostgError)
+    assert (gostg.NotPatchedError, gostg.HubStopped) == (NotPatchedError, HubStopped)
     assert set(gostg.__all__) <= set(dir(gostg))
     try:
         gostg.NoSuchThing  # noqa: B018
