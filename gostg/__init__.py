@@ -1,6 +1,6 @@
 """gostg: GOST v3 (GO Simple Tunnel) rebuilt in Python on gevent.
 
-Embedding in a (monkey-patched) host application::
+Embedding in a gevent (monkey-patched) host application::
 
     from gevent import monkey; monkey.patch_all()
     import gostg
@@ -8,6 +8,18 @@ Embedding in a (monkey-patched) host application::
     g.start()
     ...
     g.stop()
+
+Routing the application's own connections through a chain of that Gost (gostg.embed)::
+
+    sock = g.dial(("example.com", 443), chain="egress")      # one connection, a real socket
+    gostg.patch_socket(g, chain="egress", bypass="internal")  # every TCP connect of the process
+    gostg.restore_socket()
+    with gostg.routed(g, chain="egress"):                      # for a block
+        ...
+
+In a plain threaded application (never patched), gostg runs its own gevent hub in a background
+thread: ``gostg.Gost("gost.yaml", thread=True).start()``; ``start()`` without it raises
+:class:`NotPatchedError` there, naming both choices.
 
 The names below load on first use (PEP 562), as h11's do: ``import gostg.protocols.socks5``
 loads the codec and ``gostg.errors`` only, no gevent and no structlog, so the wire formats can
@@ -20,9 +32,16 @@ _EXPORTS = {
     "Gost": "gostg.runtime",
     "ConfigError": "gostg.errors",
     "GostgError": "gostg.errors",
+    "patch_socket": "gostg.embed.patch",
+    "restore_socket": "gostg.embed.patch",
+    "routed": "gostg.embed.patch",
+    "RouteError": "gostg.embed.dial",
+    "NotPatchedError": "gostg.errors",
+    "HubStopped": "gostg.errors",
 }
 
-__all__ = ["Gost", "ConfigError", "GostgError", "__version__"]
+__all__ = ["Gost", "ConfigError", "GostgError", "RouteError", "patch_socket", "restore_socket", "routed",
+           "NotPatchedError", "HubStopped", "__version__"]
 
 
 def __getattr__(name):

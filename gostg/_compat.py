@@ -35,6 +35,13 @@ gevent     ``BaseServer._stop_event``       ``mark_server_stopped``: a retired s
                                             server stopped, so a freed pool slot cannot restart
                                             accepting, without ``close()``, which would close
                                             the listening socket a successor adopted.
+gevent     ``gevent.socket.socket._sock,     ``adopt_socket``: ``gostg.patch_socket`` (embed/patch.py)
+           _read_event, _write_event, hub``  gives the socket an app is connecting the tunnel
+                                            the Router made: the app's object then reads and
+                                            writes the tunnel's own fd (no copy); no public API
+                                            swaps the OS socket under a gevent socket (``dup2``
+                                            onto its fd would leave the tunnel's epoll
+                                            registration behind, a busy loop in libev).
 hyperframe ``hyperframe.frame               ``patch_hyperframe_repr``: h2 builds every received
            ._raw_data_repr``                frame's repr for its trace log even when nothing
                                             logs; the original hex-encodes the whole payload
@@ -64,6 +71,21 @@ def wait_readable(sock):
 def has_raw_socket(sock):
     """True when ``sock`` carries a stdlib socket ``raw_socket`` can take."""
     return hasattr(sock, "_sock")
+
+
+def adopt_socket(dst, src):
+    """The gevent socket ``dst`` (not connected, nobody waiting on it) takes over the OS socket
+    of the gevent socket ``src``, with its watchers; ``dst``'s own OS socket is closed and
+    ``src`` is left closed without closing what it gave away. ``dst`` keeps its timeout."""
+    if dst.hub is not src.hub:
+        raise ValueError("adopt_socket: the two sockets belong to different hubs")
+    old, old_r, old_w = dst._sock, dst._read_event, dst._write_event
+    dst._sock, dst._read_event, dst._write_event = src._sock, src._read_event, src._write_event
+    src._sock = src._read_event = src._write_event = None   # src.close() is a no-op now
+    for w in (old_r, old_w):
+        if w is not None:
+            w.close()
+    old.close()
 
 
 def release_pool_slot(pool):

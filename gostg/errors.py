@@ -68,3 +68,13 @@ class ChangeError(GostgError):
         self.code = code
         self.msg = msg
         self.status = status or self.STATUS.get(code, 500)
+
+
+class NotPatchedError(GostgError, RuntimeError):
+    """``Gost.start()`` in a process whose sockets are not gevent's, with no hub of gostg's own:
+    nothing would ever run the services. The message names the two ways out."""
+
+
+class HubStopped(GostgError, RuntimeError):
+    """A call into gostg's hub thread (thread mode) that cannot run: gostg is not started, or
+    it stopped before the call finished."""

@@ -13,22 +13,30 @@ import copy
 import os
 import time
 import weakref
+from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, TypeVar, Union
 
+from gevent import monkey
 from gevent.lock import RLock
+from greenlet import getcurrent
 
 from .config import load, model
 from .config.build import bind_service, build_object, build_service
 from .config.refs import config_warnings, dangling_refs, dangling_to, open_proxies
 from .config.validate import ERROR, Problem, validate
-from .errors import ChangeError, ConfigError
+from .errors import ChangeError, ConfigError, GostgError, HubStopped, NotPatchedError
 from .policy.group import NOUNS
 from .observe.log import make_logger
 from .core.probe import Probes
 from .core.registry import Registries
 
+if TYPE_CHECKING:   # the socket class dial returns (gevent's, the app's after patch_all)
+    from gevent import socket
+
+T = TypeVar("T")
+
 #: build order: what a later kind may refer to is built first
 OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains",
-                "limiters", "climiters", "rlimiters", "observers")
+                "limiters", "climiters", "rlimiters", "recorders", "observers")
 #: service keys naming other objects: (path in the service, kind)
 SERVICE_REFS = ((("handler", "chain"), "chains"), (("listener", "chain"), "chains"),
                 (("handler", "auther"), "authers"), (("listener", "auther"), "authers"),
@@ -58,6 +66,29 @@ def _dig(o, path):
     return o
 
 
+def host_mode(thread: Optional[bool]) -> str:
+    """How ``Gost.start(thread=...)`` runs the services here: ``"hub"`` (in the calling
+    thread's hub: a gevent-patched process, or code that runs gevent's hub itself — it says so
+    with ``thread=False``, or it calls from a greenlet) or ``"thread"`` (gostg's own hub
+    thread). An unpatched process that chose neither gets NotPatchedError: nothing would run
+    the services (``start()`` returns at once and the listening sockets wait forever)."""
+    if monkey.is_module_patched("socket"):
+        return "hub"    # the app's hub runs everything; its threads are greenlets or cooperate
+    if thread:
+        return "thread"
+    if thread is False or getcurrent().parent is not None:
+        return "hub"    # the app runs gevent's hub itself
+    raise NotPatchedError(
+        "gostg.Gost.start(): this process has not gevent-patched its standard library, so "
+        "nothing would run gostg's services (start() would return and no connection would "
+        "ever be served). Choose one:\n"
+        "  - a gevent app: call `from gevent import monkey; monkey.patch_all()` first thing, "
+        "before other imports;\n"
+        "  - a plain threaded app: `gostg.Gost(config, thread=True)` or `g.start(thread=True)`: "
+        "gostg runs its own gevent hub in a background thread.\n"
+        "(An app that runs gevent's hub itself without patching passes thread=False.)")
+
+
 def _file_mode(path):
     """The mode a saved config gets: the existing file's, else 0666 less the umask."""
     try:
@@ -74,9 +105,22 @@ class Gost:
     >>> g = Gost({"services": [{"name": "s", "addr": "127.0.0.1:1080", "handler": {"type": "socks5"}}]})
     >>> g.start()   # returns at once; services run in greenlets
     >>> g.stop()
+
+    Two kinds of host app (``thread``):
+
+    - a gevent app (``gevent.monkey.patch_all()`` first, gunicorn ``-k gevent``): the services
+      run in the app's own hub, as greenlets;
+    - a plain threaded app that never patches: ``Gost(config, thread=True)`` runs gostg's own
+      gevent hub in a background thread ("thread mode", :mod:`gostg.embed.thread`); the app's
+      threads reach it through :meth:`call` and get stdlib sockets from ``dial``.
+
+    ``thread=None`` (the default) picks the first in a patched process and raises
+    :class:`~gostg.errors.NotPatchedError` in an unpatched one (the services would never run);
+    ``thread=False`` says "this thread runs gevent's hub itself" (unpatched gevent code).
     """
 
-    def __init__(self, config=None, logger=None, sources=None, reported=(), checked=False):
+    def __init__(self, config=None, logger=None, sources=None, reported=(), checked=False,
+                 thread: Optional[bool] = None):
         self.config = to_config(config)
         #: warnings the caller already showed the user (the command line prints validate()'s
         #: on stderr): build() does not log those again
@@ -101,7 +145,15 @@ class Gost:
         #: live-tunnel registry lists those too; weak, so a drained service is gone from here
         self.retired = weakref.WeakSet()
         self.started = False
+        self._objects_built = False
         self._lock = RLock()
+        #: the host-app choice: None decide, True own hub thread, False the caller's hub
+        self.thread = thread
+        #: gostg's hub thread (embed.thread.HubThread) while running in thread mode, else None
+        self.hub = None
+        self._mode = None      # what start() chose: "hub" or "thread" (runtime.host_mode)
+        #: greenlets relaying sockets handed to the app (embed.dial.relay_pair); ended by stop()
+        self.relays = None
 
     # -- build and run --------------------------------------------------------------------
 
@@ -164,6 +216,7 @@ class Gost:
         """Install every named object and build every service, bound to nothing → {name:
         (service, path)}."""
         self._install_objects(self._build_objects(self.config))
+        self._objects_built = True
         return {o["name"]: (build_service(o, f"services[{i}]", self.registries, self.log), f"services[{i}]")
                 for i, o in enumerate(self.config.get("services") or [])}
 
@@ -186,9 +239,36 @@ class Gost:
         bind_service(s, "api")
         return s
 
-    def start(self):
+    def start(self, thread: Optional[bool] = None) -> "Gost":
+        """Bind and start every service; returns at once. ``thread`` overrides the
+        constructor's choice (see the class docstring). In thread mode this returns once the
+        services listen in gostg's hub thread, or raises what building them raised."""
+        if thread is not None:
+            self.thread = thread
+        if self.hub is not None:
+            return self
+        self._mode = host_mode(self.thread)
+        if self._mode == "hub":
+            return self._start_here()
+        if self.services or self.internal:
+            # their sockets belong to the hub of the thread that built them (which is gone)
+            raise GostgError("thread mode builds the services in gostg's own hub thread, once: "
+                             "start() a new Gost (not one build() built or that was stopped)")
+        from .embed.thread import HubThread
+
+        hub = HubThread()
+        hub.start(self._start_here)
+        self.hub = hub
+        return self
+
+    def _start_here(self):
+        """Build (if not built) and start, in the hub of the calling thread."""
+        from gevent.pool import Group
+
         if not self.services and not self.internal:
             self.build()
+        if self.relays is None:
+            self.relays = Group()
         for s in list(self.services.values()) + list(self.internal.values()):
             s.start()
         self.started = True
@@ -216,6 +296,26 @@ class Gost:
             for _, obs in now.items():
                 obs.start()
 
+    @property
+    def threaded(self) -> bool:
+        """True while the services run in gostg's own hub thread (thread mode)."""
+        return self.hub is not None
+
+    def call(self, fn: Callable[..., T], *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> T:
+        """Run ``fn(*args, **kwargs)`` where the services run and return its result (or raise
+        its exception): in thread mode, in a greenlet of gostg's hub thread, from any thread;
+        otherwise here. ``timeout`` (seconds) bounds it with TimeoutError. Gost's other methods
+        (``get``, ``update``, ``reload`` …) touch the services: in thread mode call them
+        through this, e.g. ``g.call(g.update, "services", "s", obj)``."""
+        from .embed.thread import _bounded
+
+        if self.hub is not None:
+            return self.hub.call(fn, *args, timeout=timeout, **kwargs)
+        if host_mode(self.thread) == "thread":   # never a hub of the app thread's own
+            raise HubStopped("gostg is not running in thread mode: start() it first (a stopped Gost "
+                             "stays stopped)")
+        return _bounded(fn, args, kwargs, timeout)
+
     def _probes_changed(self):
         """Chains or hops changed: start the new nodes' probes, stop the gone ones'."""
         if self.started:
@@ -224,11 +324,26 @@ class Gost:
     #: seconds a stop gives the open connections of all services together before ending them
     stop_timeout = 2.0
 
-    def stop(self, timeout=None):
+    def stop(self, timeout: Optional[float] = None) -> None:
         """Every service stops accepting at once (each preDown → close → postDown, in order, as
         GOST), then one shared grace period of ``timeout`` seconds (default ``stop_timeout``)
         for all open connections, then the rest are ended: a stop takes about ``timeout``
-        however many services there are."""
+        however many services there are. Sockets relayed for the app (``dial``) end too.
+
+        In thread mode, from any thread: the stop runs in gostg's hub thread, which then ends
+        and is joined (a few seconds at most past ``timeout``); nothing of gostg's, neither a
+        thread nor a file descriptor, is left."""
+        hub = self.hub
+        if hub is None:
+            if self._mode == "thread" or not (self.started or self.services or self.internal):
+                return   # a thread-mode Gost stopped already, or nothing was built
+            return self._stop_here(timeout)
+        grace = self.stop_timeout if timeout is None else timeout
+        self.hub = None
+        if not hub.stop(lambda: self._stop_here(grace), timeout=grace + hub.join_timeout) and not hub.is_current():
+            self.log.warning(f"stop: gostg's hub thread did not end within {hub.join_timeout:g}s")
+
+    def _stop_here(self, timeout):
         deadline = time.monotonic() + (self.stop_timeout if timeout is None else timeout)
         self.probes.stop()
         closed = [s for s in list(self.services.values()) + list(self.internal.values()) if s.close()]
@@ -236,7 +351,25 @@ class Gost:
             obs.close(flush=max(0.0, min(1.0, deadline - time.monotonic())))
         for s in closed:
             s.drain(deadline)
+        for _, r in self.registries.recorders.items():   # the drained connections' records go out
+            r.close(deadline)
+        if self.relays is not None:
+            self.relays.kill(block=True, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        self._close_sessions()
         self.started = False
+
+    def _close_sessions(self):
+        """Multiplexing dialers (mtls, mws, h2 …) keep one connection per node open between
+        dials (dialers/session.py): a stop closes them, as a GOST process exit does (in thread
+        mode the hub that owns them is about to go). A later dial opens a new one."""
+        hops = [h for _, h in self.registries.hops.items()]
+        for _, c in self.registries.chains.items():
+            hops += [h for h in getattr(c, "hops", ()) if not isinstance(h, str)]
+        for hop in hops:
+            for n in getattr(hop, "nodes", ()):
+                close = getattr(n.dialer, "close", None)
+                if close is not None:
+                    close()
 
     def service(self, name):
         return self.services.get(name)
@@ -255,6 +388,43 @@ class Gost:
 
     def __exit__(self, *exc):
         self.stop()
+
+    # -- the application's own connections (gostg/embed) --------------------------------------
+
+    def ensure_objects(self) -> None:
+        """Build the named objects (chains, hops, bypasses …) if nothing was built yet, so
+        :meth:`dial` works before (or without) :meth:`start`; no service is built or bound."""
+        with self._lock:
+            if not self._objects_built:
+                for p in [] if self.checked else validate(self.config):   # build()'s verdict
+                    if p.level == ERROR:
+                        raise p.as_error()
+                self._install_objects(self._build_objects(self.config))
+                self._objects_built = True
+
+    def dial(self, address: "Union[Tuple[str, int], str]", chain: Optional[str] = None, *,
+             timeout: Optional[float] = None, bypass: Optional[str] = None, hosts: Optional[str] = None,
+             resolver: Optional[str] = None, retries: int = 0) -> "socket.socket":
+        """A socket connected to ``address`` (``(host, port)`` or ``"host:port"``), routed as a
+        service routes: ``hosts`` → ``resolver`` → ``chain`` (its hops' selectors, bypasses
+        and node settings), ``retries`` more attempts; destinations the ``bypass`` named
+        object matches go direct. Names are resolved by the chain's last node. Unknown names
+        fail (never direct): :class:`gostg.embed.dial.RouteError` (an OSError). ``timeout``
+        bounds the dial; the socket returned blocks. See :mod:`gostg.embed.dial`."""
+        from .embed.dial import dial
+        return dial(self, address, chain, timeout=timeout, bypass=bypass, hosts=hosts,
+                    resolver=resolver, retries=retries)
+
+    def create_connection(self, address: "Union[Tuple[str, int], str]", timeout: Optional[float] = None,
+                          source_address: "Optional[Tuple[str, int]]" = None, *, chain: Optional[str] = None,
+                          bypass: Optional[str] = None, hosts: Optional[str] = None,
+                          resolver: Optional[str] = None, retries: int = 0) -> "socket.socket":
+        """:func:`socket.create_connection`'s signature, routed as :meth:`dial`; the socket
+        keeps ``timeout`` as the stdlib's does. A ``source_address`` other than "any" is
+        refused (a route leaves from its first node: set that node's ``interface``)."""
+        from .embed.dial import create_connection
+        return create_connection(self, address, timeout, source_address, chain=chain, bypass=bypass,
+                                 hosts=hosts, resolver=resolver, retries=retries)
 
     # -- reading ------------------------------------------------------------------------------
 

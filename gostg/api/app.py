@@ -153,6 +153,8 @@ class Api:
             return _json(404, {"code": 404, "msg": "not found"})
         if len(rest) == 1 and method == "GET":
             return _json(200, connections.listing(self.gost, query))
+        if len(rest) == 2 and method == "GET":
+            return _json(200, connections.one(self.gost, rest[1]))
         if len(rest) == 2 and method == "DELETE":
             connections.close(self.gost, rest[1])
             return _ok()

@@ -3,6 +3,7 @@
 - ``GET {prefix}/api/connections[?service=NAME][&client=IP|IP:PORT]``: every open tunnel of
   every service (retired ones still draining included), oldest first, in the list shape of
   GOST's ``/config/<kind>`` answers: ``{"data": {"count": n, "list": [...]}}``.
+- ``GET {prefix}/api/connections/<sid>``: one, ``{"data": {...}}``.
 - ``DELETE {prefix}/api/connections/<sid>``: ends one (both sockets closed, counted and logged
   as any ending); an unknown sid is a 404 with GOST's error JSON.
 
@@ -40,7 +41,20 @@ def listing(gost, query):
     return {"data": {"count": len(items), "list": items}}
 
 
+def one(gost, sid):
+    """→ the GET answer's object for tunnel ``sid``; raises ChangeError (404) when none is open."""
+    for s in gost.tunnel_services():
+        ctx = s.tunnels.get(sid)
+        if ctx is not None:
+            return {"data": tunnel(ctx, time.time())}
+    raise _not_found(sid)
+
+
+def _not_found(sid):
+    return ChangeError(ChangeError.NOT_FOUND, f"connection {sid!r} not found", status=404)
+
+
 def close(gost, sid):
     """End tunnel ``sid`` → None; raises ChangeError (404) when no such tunnel is open."""
     if not gost.close_tunnel(sid):
-        raise ChangeError(ChangeError.NOT_FOUND, f"connection {sid!r} not found", status=404)
+        raise _not_found(sid)

@@ -21,6 +21,7 @@ from ..policy.bypass import bypass_hit
 from ..policy.group import MissingReference, lookup
 from ..protocols.addr import ip_family, join_host_port, split_host_port
 from ..relay.udp import UDPSocket
+from .sockopts import own_connect
 
 
 def dial_tcp(addr, timeout, sockopts=None):
@@ -37,7 +38,7 @@ def dial_tcp(addr, timeout, sockopts=None):
         return s
     family = ip_family(host)
     if family is None:
-        s = socket.create_connection((host, port), timeout=timeout)
+        s = connect_tcp(host, port, timeout)
         s.settimeout(None)
     else:
         s = socket.socket(family, socket.SOCK_STREAM)
@@ -48,6 +49,23 @@ def dial_tcp(addr, timeout, sockopts=None):
             raise
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
+
+
+def connect_tcp(host, port, timeout):
+    """``socket.create_connection((host, port), timeout)`` through gostg's own connect
+    (``own_connect``): the socket keeps ``timeout``. Each address getaddrinfo gives is tried
+    in turn; the last error is raised."""
+    last = None
+    for family, kind, proto, _, sa in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM):
+        s = socket.socket(family, kind, proto)
+        try:
+            s.settimeout(timeout)
+            own_connect(s, sa)
+            return s
+        except OSError as exc:
+            s.close()
+            last = exc
+    raise last if last is not None else OSError(f"getaddrinfo {host!r}: no address")
 
 
 def _connect(s, sa):
@@ -63,7 +81,7 @@ def _connect(s, sa):
         return
     if err not in (errno.EALREADY, errno.EINPROGRESS, errno.EWOULDBLOCK):   # what gevent waits on
         raise OSError(err, os.strerror(err))
-    s.connect(sa)
+    own_connect(s, sa)
 
 
 class MissingTarget(DialError):
@@ -73,6 +91,8 @@ class MissingTarget(DialError):
 class Router:
     #: GOST's default per-attempt dial timeout
     DEFAULT_DIAL_TIMEOUT = 15.0
+    #: the service's recorders (observe.records.ServiceRecorders) when it records dials
+    recorders = None
 
     def __init__(self, registries, chain=None, resolver=None, hosts=None, bypass=None,
                  retries=0, dial_timeout=DEFAULT_DIAL_TIMEOUT, log=None, sockopts=None):
@@ -133,6 +153,21 @@ class Router:
 
         ``network="udp"`` returns a packet conn (gostg.udp); with an empty ``address`` it is
         an association whose datagrams each carry their own address (SOCKS5 UDP)."""
+        rec = self.recorders
+        if rec is None:
+            return self._dial(network, address, ctx)
+        route = [None]
+        try:
+            conn = self._dial(network, address, ctx, route)
+        except BypassError:   # not dialled: GOST's handlers check bypass before the router
+            raise
+        except BaseException as exc:
+            rec.dialed(address, ctx, exc, route[0], None, network)
+            raise
+        rec.dialed(address, ctx, None, route[0], conn, network)
+        return conn
+
+    def _dial(self, network, address, ctx, taken=None):
         if address:
             if bypass_hit(self.bypass, self.registries, network, address):   # MissingReference passes up
                 raise BypassError(f"{address} is bypassed")
@@ -147,6 +182,8 @@ class Router:
                     target = join_host_port(self._map(host), port) if host else address
                     chain = self._chain() if self.chain else None
                     route = chain.route(network, target, ctx) if chain is not None else None
+                    if taken is not None:   # GOST's record route: "node@addr > … > target"
+                        taken[0] = f"{route} > {target}" if route is not None and route.nodes else target
                     if route is None or not route.nodes:
                         if address and not host and not port:
                             # ":0" is a forwarder without a target of its own: only the last

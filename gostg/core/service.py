@@ -48,6 +48,8 @@ def _closed(lease, conn, sock, ctx, tunnels):
     conn.close()
     sock.close()
     ctx.log.debug(f"{ctx.src} >< {ctx.local}")
+    if type(ctx) is not Context:   # a RecordedContext: the connection's handler record
+        ctx.ended()
 
 
 def _addr(a):
@@ -76,6 +78,10 @@ class Service:
     #: what was reported of it so far (observe.observer.ServiceReporter), kept here so a
     #: replaced observer goes on where the old one stopped (resetTraffic deltas stay exact)
     observed = None
+    #: the service's ``recorders`` (observe.records.ServiceRecorders), None without; with a
+    #: handler record ``ctx_class`` makes each connection's Context a RecordedContext
+    recorders = None
+    ctx_class = Context
 
     def __init__(self, name, listener, handler, log, md, admission=None, registries=None):
         self.name = name
@@ -161,6 +167,8 @@ class Service:
             if sock is None:
                 return
             src = client_of(hdr, peer)
+        if self.recorders is not None and self.recorders.client:   # GOST: before admission
+            self.recorders.emit("recorder.service.client.address", src.rsplit(":", 1)[0].strip("[]").encode())
         try:
             if self.admission is not None and not self.admission.admit(src):
                 self.log.debug("admission: denied", remote=peer, client=src)
@@ -176,7 +184,7 @@ class Service:
             sock.close()
             return
         self.stats.total_conns += 1
-        ctx = Context(self.name, src, self.addr, self.log, self.stats, peer=peer)
+        ctx = self.ctx_class(self.name, src, self.addr, self.log, self.stats, peer=peer)
         if hdr is not None and hdr.dst is not None:
             ctx.proxied_dst = join_host_port(*hdr.dst)
         me = getcurrent()
@@ -282,6 +290,8 @@ class Service:
         """Log and count what ended a connection (called from its ``except _ENDS``): nothing
         a handler raises escapes. A plain ``try`` rather than a context manager: a generator
         object per connection would stay alive as long as the tunnel."""
+        if type(ctx) is not Context:
+            ctx.failed(exc)
         if isinstance(exc, EOFError):
             return
         self.stats.total_errs += 1
@@ -303,9 +313,11 @@ class Service:
         connection of its own (own Context, counted, handled in its own pool greenlet, so
         the pool size bounds streams too). The session ends with this greenlet."""
         ctx.log.debug("mux: session started")
+        if type(ctx) is not Context:
+            ctx.t0 = None   # recorded per stream, not the session as well
         for stream in session.accept():
             self.stats.total_conns += 1
-            sctx = Context(self.name, ctx.src, self.addr, self.log, self.stats, peer=ctx.peer)
+            sctx = self.ctx_class(self.name, ctx.src, self.addr, self.log, self.stats, peer=ctx.peer)
             sctx.proxied_dst = ctx.proxied_dst
             self.pool.spawn(self._handle_stream, stream, sctx)
 
@@ -322,6 +334,8 @@ class Service:
             ctx.task = None
             stream.close()
             ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} >< {ctx.local}")
+            if type(ctx) is not Context:
+                ctx.ended()
 
     def stop(self, timeout=None):
         """Stop this one service: :meth:`close` it, then give its open connections ``timeout``

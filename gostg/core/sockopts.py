@@ -25,6 +25,12 @@ from gevent import socket
 from ..protocols.addr import ip_family
 from . import netns
 
+#: gevent's ``socket.connect`` as gostg found it when it loaded. gostg's own dials call this one,
+#: so an embedding app's ``gostg.patch_socket`` (gostg/embed), which replaces
+#: ``socket.socket.connect`` for the app, never routes them a second time: a chain's hops are
+#: reached from here, and an in-process service keeps its own routes.
+own_connect = socket.socket.connect
+
 SO_MARK = getattr(socket, "SO_MARK", 36)
 SO_BINDTODEVICE = getattr(socket, "SO_BINDTODEVICE", 25)
 
@@ -127,7 +133,7 @@ class SockOpts:
             targets = [(fam, (host, port))]
         else:
             targets = [(i[0], i[4]) for i in socket.getaddrinfo(host, port, 0, kind)]
-        return self._first(((e, fam, sa[0], lambda s, sa=sa: s.connect(sa))
+        return self._first(((e, fam, sa[0], lambda s, sa=sa: own_connect(s, sa))
                             for e in self.entries or (None,) for fam, sa in targets if e is None or e.fits(fam)),
                            kind, f"interface {self.interface}: no entry of the address family of {host}")
 

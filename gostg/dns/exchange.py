@@ -175,7 +175,8 @@ class Nameserver:
             if self.registries is None:
                 raise DialError(f"nameserver {self.addr}: chain {self.chain!r} needs a registry")
             return Router(self.registries, chain=self.chain, dial_timeout=self.timeout).dial("tcp", target)
-        return socket.create_connection((self.host, self.port), timeout=self.timeout)
+        from ..core.router import connect_tcp   # gostg's own connect: never an app's patched one
+        return connect_tcp(self.host, self.port, self.timeout)
 
     def _wrap_tls(self, conn):
         if self._tls is None:

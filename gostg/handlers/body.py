@@ -4,13 +4,13 @@ from ..errors import ProtocolError
 from ..protocols import http
 
 
-def send_body(src, dst, framer, tally=None):
+def send_body(src, dst, framer, tally=None, at=0):
     """Pass a body from Stream ``src`` to ``dst`` until ``framer`` says it ended. → bytes sent.
-    ``tally`` (a one-item list) is where they are counted, as they go: a caller's running
-    total, which the live-tunnel registry reads during a long body (Context.bytes())."""
+    ``tally[at]`` is where they are counted, as they go: a caller's running total, which the
+    live-tunnel registry reads during a long body (Context.bytes())."""
     if tally is None:
         tally = [0]
-    start = tally[0]
+    start = tally[at]
     while not framer.done:
         if not src.buf and not src.fill():
             if isinstance(framer, http.UntilClose):
@@ -20,14 +20,17 @@ def send_body(src, dst, framer, tally=None):
         if n:
             dst.sendall(bytes(src.buf[:n]))
             del src.buf[:n]
-            tally[0] += n
-    return tally[0] - start
+            tally[at] += n
+    return tally[at] - start
 
 
-def dechunk(src, framer, dst):
+def dechunk(src, framer, dst, tally=None, at=0):
     """Copy a chunked body's payload from Stream ``src`` to ``dst``; ``framer`` (a
-    ChunkedFramer) parses the framing, fed one line or one data run at a time. → bytes sent"""
-    sent = 0
+    ChunkedFramer) parses the framing, fed one line or one data run at a time. → bytes sent,
+    counted in ``tally[at]`` as they go (as :func:`send_body`)."""
+    if tally is None:
+        tally = [0]
+    start = tally[at]
     buf = src.buf
     while not framer.done:
         if not buf and not src.fill():
@@ -35,9 +38,9 @@ def dechunk(src, framer, dst):
         if framer.state == "data" and framer.left > 0:
             n = framer.feed(buf[:framer.left])
             dst.sendall(bytes(buf[:n]))
-            sent += n
+            tally[at] += n
         else:
             j = buf.find(b"\n")
             n = framer.feed(buf if j < 0 else buf[:j + 1])
         del buf[:n]
-    return sent
+    return tally[at] - start

@@ -64,22 +64,21 @@ def _credentials(value):
     return user, password
 
 
-def _send_request_body(st, upstream, chunked):
+def _send_request_body(st, upstream, chunked, counts):
+    """The request body, client → upstream; its bytes counted in ``counts[0]`` as they go."""
     buf = bytearray(65536)
     mv = memoryview(buf)
-    total = 0
     while True:
         n = st.recv_into(buf)
         if not n:
             break
-        total += n
+        counts[0] += n
         if chunked:
             upstream.sendall(b"%x\r\n" % n + bytes(mv[:n]) + b"\r\n")
         else:
             upstream.sendall(mv[:n])
     if chunked:
         upstream.sendall(b"0\r\n\r\n")
-    return total
 
 
 @handlers.register("http2")
@@ -174,13 +173,14 @@ class HTTP2Handler(Handler):
                 headers.items.append(("transfer-encoding", "chunked"))
                 chunked = True
         headers.items.append(("Connection", "close"))
-        out = 0
+        counts = [0, 0]   # bytes from / to the client so far (Context.bytes() reads them live)
+        ctx.flow = counts
         sender = None
         responded = False
         counted = self.client_begin(ctx)
         try:
             upstream.sendall(http.Request(st.method, st.path or "/", "HTTP/1.1", headers).encode())
-            sender = gevent.spawn(_send_request_body, st, upstream, chunked)
+            sender = gevent.spawn(_send_request_body, st, upstream, chunked, counts)
             up = Stream(upstream)
             while True:
                 resp = up.read(http.parse_response_head)
@@ -192,9 +192,9 @@ class HTTP2Handler(Handler):
             responded = True
             if framer is not None:
                 if isinstance(framer, http.ChunkedFramer):
-                    out = dechunk(up, framer, st)
+                    dechunk(up, framer, st, counts, 1)
                 else:
-                    out = send_body(up, st, framer)
+                    send_body(up, st, framer, counts, 1)
                 st.shutdown(socket.SHUT_WR)
         except (OSError, ProtocolError, EOFError) as exc:
             ctx.log.error(f"http2: forwarding failed: {exc}", dst=host)
@@ -204,10 +204,9 @@ class HTTP2Handler(Handler):
                 except OSError:
                     pass
         finally:
-            sent = 0
             if sender is not None:
-                sent = sender.value if sender.ready() and sender.successful() else 0
                 sender.kill(block=False)
+            sent, out = counts   # (a body cut short counts what it moved)
             upstream.close()
             self.client_end(counted, sent, out)
             ctx.stats_bytes(sent, out)

@@ -14,7 +14,7 @@ from ..errors import DialError
 NOUNS = {"chains": "chain", "hops": "hop", "authers": "auther", "admissions": "admission",
          "bypasses": "bypass", "resolvers": "resolver", "hosts": "hosts", "limiters": "limiter",
          "climiters": "climiter", "rlimiters": "rlimiter", "services": "service",
-         "observers": "observer"}
+         "recorders": "recorder", "observers": "observer"}
 
 
 class MissingReference(DialError):

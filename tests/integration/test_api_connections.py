@@ -2,9 +2,10 @@
 lists the open tunnels with their route and live byte counts, ``DELETE
 /api/connections/<sid>`` closes one, under the API's pathPrefix and auth.
 
-One real ``bin/gostg`` (a YAML config: a SOCKS5 service through a 2-hop chain, a plain HTTP
-proxy, an HTTPS proxy, an API with a pathPrefix and Basic auth) and a second one holding the
-chain's two nodes. Clients are real: curl through each proxy, and a raw socket that speaks
+One real ``bin/gostg`` (a YAML config: a SOCKS5 service through a 2-hop chain, one through a
+``parallel`` hop, a plain HTTP proxy, an HTTPS proxy, a UDP port forwarder, an API with a
+pathPrefix and Basic auth) and a second one holding the chains' nodes; the mux test starts its
+own pair (socks5+mtls). Clients are real: curl through each proxy, and a raw socket that speaks
 SOCKS5 and then stays silent (an idle tunnel, which leaves its greenlet: relay/tcp.py rule 6).
 The origin streams 1 KiB every 50 ms, so byte counts move while the test reads them; it stops
 after STREAM_SECONDS in any case. Every wait is bounded."""
@@ -19,6 +20,7 @@ import subprocess
 import threading
 import time
 
+import h2.exceptions
 import pytest
 
 from . import peers
@@ -216,6 +218,11 @@ def test_lists_tunnels_with_route_and_moving_bytes_and_closes_one(setup):
             assert later[name]["outputBytes"] >= t["outputBytes"] + 4 * CHUNK, (name, t, later[name])
             assert later[name]["age"] > t["age"]
 
+        # one by its sid
+        status, _, js = api.request("GET", f"/api/connections/{byname['web']['sid']}")
+        assert status == 200 and js["data"]["sid"] == byname["web"]["sid"] and js["data"]["service"] == "web"
+        assert js["data"]["outputBytes"] >= later["web"]["outputBytes"]
+
         # filters
         assert [t["service"] for t in api.connections("?service=socks")] == ["socks"]
         assert api.connections("?service=nope") == []
@@ -310,7 +317,8 @@ def test_auth_prefix_and_errors(setup):
     try:
         sid = _until(lambda: [t["sid"] for t in api.connections()], 5)[0]
         for auth in (False, _basic(PASSWORD, USER)):
-            for method, path in (("GET", "/api/connections"), ("DELETE", f"/api/connections/{sid}")):
+            for method, path in (("GET", "/api/connections"), ("GET", f"/api/connections/{sid}"),
+                                 ("DELETE", f"/api/connections/{sid}")):
                 status, headers, js = api.request(method, path, auth=auth)
                 assert status == 401 and js == {"code": 401, "msg": "Unauthorized"}, (method, auth, js)
                 assert headers["www-authenticate"].startswith("Basic")
@@ -323,6 +331,8 @@ def test_auth_prefix_and_errors(setup):
         # unknown sid, unknown route, wrong method
         status, _, js = api.request("DELETE", "/api/connections/no-such-sid")
         assert status == 404 and js == {"code": 40004, "msg": "connection 'no-such-sid' not found"}
+        status, _, js = api.request("GET", "/api/connections/no-such-sid")
+        assert status == 404 and js["code"] == 40004
         assert api.request("GET", "/api/nothing")[0] == 404
         assert api.request("GET", f"/api/connections/{sid}/x")[0] == 404
         assert api.request("PUT", "/api/connections")[0] == 405
@@ -400,3 +410,72 @@ def test_replaced_service_tunnels_stay_listed_until_they_end(setup):
         if new is not None:
             new.close()
     assert _until(lambda: api.connections("?service=socks") == [], 5), api.connections()
+
+
+def test_mux_streams_are_the_tunnels(setup):
+    """On a multiplexing listener (mtls) each stream is a connection of its own: listed, and
+    closed alone by DELETE (the session and its other streams go on); the session is not
+    a tunnel."""
+    srv, cli, api_port = free_port(), free_port(), free_port()
+    server = Gost("-L", f"socks5+mtls://127.0.0.1:{srv}", "-api", f"127.0.0.1:{api_port}", ports=(srv, api_port))
+    client = Gost("-L", f"socks5://127.0.0.1:{cli}", "-F", f"socks5+mtls://127.0.0.1:{srv}", ports=(cli,))
+    with server, client:
+        api = Api(api_port, prefix="")
+        a = _socks5_idle(cli, setup["origin"])
+        b = _socks5_idle(cli, setup["origin"])
+        try:
+            items = _until(lambda: (lambda c: c if len(c) == 2 and all(t["inputBytes"] == 5 for t in c) else None)(
+                api.connections()), 5)
+            assert items, api.connections()
+            assert all(t["target"] == f"127.0.0.1:{setup['origin']}" for t in items)
+            assert api.request("DELETE", f"/api/connections/{items[0]['sid']}")[0] == 200
+            a.settimeout(5)
+            try:
+                assert a.recv(10) == b""   # the client's tunnel ends with its stream
+            except ConnectionResetError:
+                pass
+            assert [t["sid"] for t in api.connections()] == [items[1]["sid"]]
+            b.sendall(b"more")
+            assert _until(lambda: _by_sid(api.connections()).get(items[1]["sid"], {}).get("inputBytes") == 9, 5)
+        finally:
+            a.close()
+            b.close()
+        assert _until(lambda: api.connections() == [], 5), api.connections()
+
+
+def test_http2_forwarded_request_counts_live_and_is_closed(setup):
+    """An HTTP/2 proxy's plain (non-CONNECT) request is a stream of a multiplexed connection:
+    listed with its response bytes moving while the body streams, and a DELETE ends that
+    stream (the client sees it end), the HTTP/2 connection staying usable."""
+    from .test_http2 import H2Client
+    port, api_port = free_port(), free_port()
+    with Gost("-L", f"http2://127.0.0.1:{port}", "-api", f"127.0.0.1:{api_port}", ports=(port, api_port)):
+        api = Api(api_port, prefix="")
+        c = H2Client(port)
+        try:
+            sid, status = c.request([(":method", "GET"), (":scheme", "http"), (":path", "/slow"),
+                                     (":authority", f"127.0.0.1:{setup['origin']}")], end_stream=True)
+            assert status == 200
+            first = _until(lambda: (lambda l: l if l and l[0]["outputBytes"] > CHUNK else None)(api.connections()), 5)
+            assert first, api.connections()
+            (t,) = first
+            assert t["target"] == f"127.0.0.1:{setup['origin']}"
+            c.pump(lambda: len(c.data.get(sid, b"")) >= 4 * CHUNK)
+            assert _until(lambda: (api.connections() or [{}])[0].get("outputBytes", 0) >= t["outputBytes"] + 4 * CHUNK, 5)
+            assert api.request("DELETE", f"/api/connections/{t['sid']}")[0] == 200
+            # the client sees its response end short of its length (the h2 library says so)
+            with pytest.raises(h2.exceptions.InvalidBodyLengthError):
+                c.pump(lambda: sid in c.ended)
+            assert _until(lambda: api.connections() == [], 5), api.connections()
+        finally:
+            c.close()
+        # the service goes on
+        c = H2Client(port)
+        try:
+            sid, status = c.request([(":method", "GET"), (":scheme", "http"), (":path", "/slow"),
+                                     (":authority", f"127.0.0.1:{setup['origin']}")], end_stream=True)
+            assert status == 200
+            assert _until(lambda: len(api.connections()) == 1, 5)
+        finally:
+            c.close()
+        assert _until(lambda: api.connections() == [], 5), api.connections()

@@ -9,8 +9,8 @@ import yaml
 
 from .helpers import ROOT, Origin, free_port, port_closed
 
-PRELUDE = """\
-from gevent import monkey; monkey.patch_all()
+#: a host app's helpers (patched or not: tests/integration/test_embed_thread.py uses them too)
+HELPERS = """\
 import socket, sys, urllib.request
 import gostg
 
@@ -27,11 +27,12 @@ def refused(port):
         return True
     return False
 """
+PRELUDE = "from gevent import monkey; monkey.patch_all()\n" + HELPERS
 
 
-def run_script(body, tmp_path, timeout=30):
+def run_script(body, tmp_path, timeout=30, prelude=PRELUDE):
     script = tmp_path / "embed_app.py"
-    script.write_text(PRELUDE + textwrap.dedent(body))
+    script.write_text(prelude + textwrap.dedent(body))
     env = dict(os.environ)
     env["PYTHONPATH"] = ROOT + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=timeout,

@@ -2,6 +2,7 @@
 still means what we use it for, in the installed versions. One test per dependency, named by
 library and name, so an upgrade that removes one fails here and says which."""
 import inspect
+import os
 import _socket
 from importlib.metadata import version
 
@@ -129,3 +130,30 @@ def test_gevent_pool__semaphore_is_the_slot_count():
     assert pool.wait_available(timeout=0) == 0
     _compat.release_pool_slot(pool)
     assert pool.wait_available(timeout=0) == 1 and pool.add(__import__("gevent").Greenlet()) is None
+
+
+def test_gevent_socket_adopt_socket_moves_the_os_socket_and_its_watchers():
+    """``adopt_socket`` relies on gevent's socket slots _sock, _read_event, _write_event, hub."""
+    import gevent
+    from gevent._socketcommon import SocketMixin
+    assert {"_sock", "_read_event", "_write_event", "hub"} <= set(SocketMixin.__slots__), \
+        f"gevent {version('gevent')}: socket slots changed"
+    a, b = socket.socketpair()
+    dst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    dst.settimeout(3)
+    old_fd, moved_fd = dst.fileno(), a.fileno()
+    try:
+        _compat.adopt_socket(dst, a)
+        assert dst.fileno() == moved_fd and dst.gettimeout() == 3
+        a.close()                                   # the giver's close leaves the fd open
+        b.sendall(b"ping")
+        assert dst.recv(4) == b"ping"               # a wait on the moved watchers (a greenlet switch)
+        g = gevent.spawn(dst.recv, 4)
+        gevent.sleep(0.01)
+        b.sendall(b"pong")
+        assert g.get(timeout=3) == b"pong"
+        with pytest.raises(OSError):                # the adopter's own OS socket is closed
+            os.fstat(old_fd)
+    finally:
+        dst.close()
+        b.close()

@@ -33,13 +33,16 @@ def test_every_protocols_module_loads_no_gevent_and_no_structlog():
 def test_import_gostg_alone_is_light_and_the_names_load_on_use():
     assert _loads("import gostg; gostg.ConfigError; gostg.__version__") == []
     assert "gevent" in _loads("import gostg; gostg.Gost")
+    assert "gevent" in _loads("import gostg; gostg.patch_socket")
 
 
 def test_public_names():
-    assert set(gostg.__all__) == {"Gost", "ConfigError", "GostgError", "__version__"}
-    from gostg.errors import ConfigError, GostgError
+    assert set(gostg.__all__) == {"Gost", "ConfigError", "GostgError", "RouteError", "patch_socket",
+                                  "restore_socket", "routed", "NotPatchedError", "HubStopped", "__version__"}
+    from gostg.errors import ConfigError, GostgError, HubStopped, NotPatchedError
     from gostg.runtime import Gost
     assert (gostg.Gost, gostg.ConfigError, gostg.GostgError) == (Gost, ConfigError, GostgError)
+    assert (gostg.NotPatchedError, gostg.HubStopped) == (NotPatchedError, HubStopped)
     assert set(gostg.__all__) <= set(dir(gostg))
     try:
         gostg.NoSuchThing  # noqa: B018
