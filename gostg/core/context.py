@@ -35,3 +35,9 @@ class Context:
         if self.stats is not None:
             self.stats.input_bytes += inp
             self.stats.output_bytes += out
+
+    def stats_error(self):
+        """The connection ended in an error (GOST's totalErrs; gost_service_handler_errors_total
+        while metrics are on)."""
+        if self.stats is not None:
+            self.stats.total_errs += 1

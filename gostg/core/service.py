@@ -59,6 +59,9 @@ class Service:
     limiter = climiter = rlimiter = None
     #: a transport.proxyproto.Receiver when the service reads PROXY headers (``proxyProtocol``)
     proxy_protocol = None
+    #: the service's Prometheus meter (observe/metrics.py) while metrics are on; None costs a
+    #: connection one attribute test (the runtime sets it: ``Gost.meter_services``)
+    meter = None
 
     def __init__(self, name, listener, handler, log, md, admission=None, registries=None):
         self.name = name
@@ -138,7 +141,11 @@ class Service:
             sock.close()
             return
         self.stats.total_conns += 1
-        ctx = Context(self.name, src, self.addr, self.log, self.stats, peer=peer)
+        meter = self.meter
+        if meter is None:
+            ctx = Context(self.name, src, self.addr, self.log, self.stats, peer=peer)
+        else:   # metrics on: a context that publishes its bytes; requests and in-flight counted
+            ctx = meter.begin(src, self.addr, self.log, self.stats, peer)
         if hdr is not None and hdr.dst is not None:
             ctx.proxied_dst = join_host_port(*hdr.dst)
         conn = None
@@ -156,13 +163,17 @@ class Service:
             t = getattr(getcurrent(), "tunnel", None)   # a listener may call from its own greenlet
             if t is None:
                 _closed(lease, conn or sock, sock, ctx)
+                if meter is not None:
+                    meter.end(ctx)
             else:   # the tunnel went on without this greenlet: it ends the connection
-                t.then(self._detached_end, t, lease, conn or sock, sock, ctx)
+                t.then(self._detached_end, t, lease, conn or sock, sock, ctx, meter)
 
-    def _detached_end(self, t, lease, conn, sock, ctx):
+    def _detached_end(self, t, lease, conn, sock, ctx, meter=None):
         if t.error is not None:
             self._failed(ctx, t.error)
         _closed(lease, conn, sock, ctx)
+        if meter is not None:
+            meter.end(ctx)
 
     def _proxy_header(self, sock, peer_ip, peer):
         """→ ``(conn, Header or None)`` after the PROXY header (if any), or ``(None, None)``
@@ -216,7 +227,7 @@ class Service:
         object per connection would stay alive as long as the tunnel."""
         if isinstance(exc, EOFError):
             return
-        self.stats.total_errs += 1
+        ctx.stats_error()
         dst = ctx.target or None
         if isinstance(exc, ProtocolError):
             ctx.log.warning(f"protocol error: {exc}", dst=dst)
@@ -237,11 +248,15 @@ class Service:
         ctx.log.debug("mux: session started")
         for stream in session.accept():
             self.stats.total_conns += 1
-            sctx = Context(self.name, ctx.src, self.addr, self.log, self.stats, peer=ctx.peer)
+            meter = self.meter
+            if meter is None:
+                sctx = Context(self.name, ctx.src, self.addr, self.log, self.stats, peer=ctx.peer)
+            else:
+                sctx = meter.begin(ctx.src, self.addr, self.log, self.stats, ctx.peer)
             sctx.proxied_dst = ctx.proxied_dst
-            self.pool.spawn(self._handle_stream, stream, sctx)
+            self.pool.spawn(self._handle_stream, stream, sctx, meter)
 
-    def _handle_stream(self, stream, ctx):
+    def _handle_stream(self, stream, ctx, meter=None):
         try:
             ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} <> {ctx.local}")
             self._serve(stream, ctx)
@@ -250,6 +265,8 @@ class Service:
         finally:
             stream.close()
             ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} >< {ctx.local}")
+            if meter is not None:
+                meter.end(ctx)
 
     def stop(self, timeout=None):
         """Stop this one service: :meth:`close` it, then give its open connections ``timeout``

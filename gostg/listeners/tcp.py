@@ -1,3 +1,5 @@
+import os
+
 from gevent import socket
 
 from ..errors import ConfigError
@@ -42,3 +44,31 @@ class TCPListener(Listener):
     def wrap(self, sock):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
+
+
+class UnixListener(TCPListener):
+    """A Unix stream socket at the path ``addr`` (the global metrics endpoint's
+    ``unix:///path``). As Go's: an existing file at the path is an error ("address already in
+    use"), and closing the listener removes the file."""
+
+    def bind(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.bind(self.addr)
+            s.listen(self.md.int("backlog", default=self.backlog))
+        except OSError as exc:
+            s.close()
+            raise ConfigError("", f"cannot listen on unix://{self.addr}: {exc.strerror or exc}") from None
+        self.socket = s
+        return s
+
+    def wrap(self, sock):
+        return sock
+
+    def close(self):
+        if self.socket is not None:
+            try:
+                os.unlink(self.addr)
+            except OSError:
+                pass
+        super().close()

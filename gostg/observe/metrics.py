@@ -1,0 +1,274 @@
+"""Prometheus metrics under GOST's names, types, labels and buckets (go-gost/x
+``metrics/metrics.go``, ``metrics/prom.go``; docs ``tutorials/metrics.md``), so GOST's Grafana
+dashboard (16037) and alert rules work unchanged.
+
+Rules:
+1. Off by default, and off costs nothing: until :func:`enable` this module imports no
+   ``prometheus_client``, a service has no meter (``Service.meter`` is None: one attribute test
+   per connection) and each seam function below (:func:`recorder_record`, :func:`chain_error`,
+   :func:`node_connect`) returns after one test of a module global.
+2. One registry per process, as GOST's: its metrics plus the process and Python collectors.
+   Every endpoint (``-metrics``, the ``metrics:`` object, ``metrics`` handler services) serves it.
+   Once on, metrics stay on until the process ends (GOST's ``Enable`` is never undone).
+3. Bytes are counted per tunnel, never per chunk: published when the tunnel ends
+   (``Context.stats_bytes``) and, for tunnels still open, at each scrape from the counters the
+   relay keeps anyway (``Context.bytes()``), so a long download shows as it goes and every
+   counter only ever grows.
+4. Labels as GOST's: ``host`` (this host's name) on all; ``service``, ``client`` (the client's
+   IP; a PROXY header's when one came) on the per-service ones; ``chain``, ``node``;
+   ``recorder``. ``clientLabel: false`` drops ``client`` (one series per client IP is what
+   makes a busy proxy's scrape large), chosen once per process when metrics are turned on.
+5. Counters and histograms carry no ``_created`` series (prometheus_client adds them; GOST has
+   none): they are left out of this registry's output only, not process-wide.
+"""
+import socket as _socket
+import time
+import weakref
+
+from ..core.context import Context
+
+# GOST's metric names (x/metrics/metrics.go)
+SERVICES = "gost_services"
+SERVICE_STATUS = "gost_service_status"
+REQUESTS = "gost_service_requests_total"
+IN_FLIGHT = "gost_service_requests_in_flight"
+DURATION = "gost_service_request_duration_seconds"
+INPUT_BYTES = "gost_service_transfer_input_bytes_total"
+OUTPUT_BYTES = "gost_service_transfer_output_bytes_total"
+HANDLER_ERRORS = "gost_service_handler_errors_total"
+CHAIN_ERRORS = "gost_chain_errors_total"
+NODE_CONNECT = "gost_chain_node_connect_duration_seconds"
+RECORDS = "gost_recorder_records_total"
+
+#: GOST's histogram buckets (x/metrics/prom.go)
+REQUEST_BUCKETS = (.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30, 60)
+NODE_BUCKETS = (.01, .05, .1, .25, .5, 1, 1.5, 2, 5, 10, 15, 30, 60)
+
+#: the live metrics while enabled, else None (rule 1)
+_m = None
+#: runtimes (gostg.Gost) whose services are counted in gost_services / gost_service_status
+_runtimes = weakref.WeakSet()
+
+
+def enabled():
+    return _m is not None
+
+
+def enable(client_label=True, log=None):
+    """Turn metrics on for this process (idempotent) → the live metrics. Services of watched
+    runtimes get their meters now. The ``client`` label choice is the first caller's: a later
+    different one is logged, not applied (the series would change shape under a running
+    Prometheus)."""
+    global _m
+    if _m is None:
+        _m = _Metrics(bool(client_label))
+        for gost in list(_runtimes):
+            gost.meter_services()
+    elif _m.client_label != bool(client_label) and log is not None:
+        log.warning(f"metrics: clientLabel={str(bool(client_label)).lower()} not applied: metrics are on "
+                    f"already with clientLabel={str(_m.client_label).lower()} (restart to change it)")
+    return _m
+
+
+def watch(gost):
+    """Count ``gost``'s services in ``gost_services`` (held weakly: an embedding app's dropped
+    runtime is forgotten)."""
+    _runtimes.add(gost)
+
+
+def meter(service_name):
+    """→ the :class:`ServiceMeter` of a service while metrics are on, else None."""
+    m = _m
+    return None if m is None else m.meter(service_name)
+
+
+def registry():
+    """→ the process's metrics registry (enables metrics)."""
+    return enable().registry
+
+
+# -- seams other parts call (no-ops while metrics are off) -----------------------------------
+
+def recorder_record(recorder_name):
+    """A recorder wrote one record (gost_recorder_records_total)."""
+    m = _m
+    if m is not None:
+        m.records.labels(m.host, recorder_name or "").inc()
+
+
+def chain_error(chain, node):
+    """Reaching ``node`` of ``chain`` failed (gost_chain_errors_total)."""
+    m = _m
+    if m is not None:
+        m.chain_errors.labels(m.host, chain or "", node or "").inc()
+
+
+def node_connect(chain, node, seconds):
+    """Hop 0's node of ``chain`` took ``seconds`` to dial and handshake
+    (gost_chain_node_connect_duration_seconds)."""
+    m = _m
+    if m is not None:
+        m.node_connect.labels(m.host, chain or "", node or "").observe(seconds)
+
+
+# -- the metrics --------------------------------------------------------------------------------
+
+class _Metrics:
+    def __init__(self, client_label):
+        import prometheus_client as prom   # here: nothing of it is loaded while metrics are off
+
+        self.client_label = client_label
+        self.host = _socket.gethostname()
+        self.meters = {}
+        per_client = ["host", "service", "client"] if client_label else ["host", "service"]
+        self.requests = prom.Counter(REQUESTS, "Total number of requests", per_client, registry=None)
+        self.in_flight = prom.Gauge(IN_FLIGHT, "Current in-flight requests", per_client, registry=None)
+        self.input = prom.Counter(INPUT_BYTES, "Total service input data transfer size in bytes",
+                                  per_client, registry=None)
+        self.output = prom.Counter(OUTPUT_BYTES, "Total service output data transfer size in bytes",
+                                   per_client, registry=None)
+        self.errors = prom.Counter(HANDLER_ERRORS, "Total service handler errors", per_client, registry=None)
+        self.duration = prom.Histogram(DURATION, "Distribution of request latencies", ["host", "service"],
+                                       buckets=REQUEST_BUCKETS, registry=None)
+        self.chain_errors = prom.Counter(CHAIN_ERRORS, "Total chain errors", ["host", "chain", "node"],
+                                         registry=None)
+        self.node_connect = prom.Histogram(NODE_CONNECT, "Distribution of chain node connect latencies",
+                                           ["host", "chain", "node"], buckets=NODE_BUCKETS, registry=None)
+        self.records = prom.Counter(RECORDS, "Total records written by recorder", ["host", "recorder"],
+                                    registry=None)
+        self.registry = prom.CollectorRegistry()
+        self.registry.register(_Collector(self))
+        prom.ProcessCollector(registry=self.registry)
+        prom.PlatformCollector(registry=self.registry)
+        prom.GCCollector(registry=self.registry)
+
+    def meter(self, name):
+        m = self.meters.get(name)
+        if m is None:
+            m = self.meters[name] = ServiceMeter(self, name)
+        return m
+
+    def sync(self):
+        """Publish what open tunnels moved since the last look (rule 3)."""
+        for m in list(self.meters.values()):
+            for ctx in list(m.live):
+                ctx.publish_live()
+
+    def collect(self):
+        self.sync()
+        gm = _gauge_family()
+        services = gm(SERVICES, "Current number of services", labels=["host"])
+        status = gm(SERVICE_STATUS, "Number of services in each state", labels=["host", "state"])
+        states = {}
+        for gost in list(_runtimes):
+            for s in list(gost.services.values()):
+                states[s.state] = states.get(s.state, 0) + 1
+        services.add_metric([self.host], sum(n for st, n in states.items() if st != "closed"))
+        for st, n in sorted(states.items()):
+            status.add_metric([self.host, st], n)
+        yield services
+        yield status
+        for metric in (self.requests, self.in_flight, self.duration, self.input, self.output, self.errors,
+                       self.chain_errors, self.node_connect, self.records):
+            for fam in metric.collect():
+                fam.samples = [s for s in fam.samples if not s.name.endswith("_created")]   # rule 5
+                yield fam
+
+
+def _gauge_family():
+    from prometheus_client.core import GaugeMetricFamily
+    return GaugeMetricFamily
+
+
+class _Collector:
+    """The registry's view of :class:`_Metrics` (describe: the family names, for duplicate checks)."""
+
+    def __init__(self, metrics):
+        self.metrics = metrics
+
+    def collect(self):
+        return self.metrics.collect()
+
+
+class ServiceMeter:
+    """One service's metrics; the service calls :meth:`begin` per connection (rule 1: only
+    while metrics are on), which returns the connection's :class:`MeteredContext`."""
+
+    __slots__ = ("m", "name", "duration", "kids", "live")
+
+    def __init__(self, metrics, name):
+        self.m = metrics
+        self.name = name
+        self.duration = metrics.duration.labels(metrics.host, name)
+        #: client IP ("" without the client label) → its (requests, in_flight, input, output, errors)
+        self.kids = {}
+        #: the open connections, for publishing open tunnels' bytes at a scrape
+        self.live = set()
+
+    def _kids(self, client):
+        k = self.kids.get(client)
+        if k is None:
+            m = self.m
+            labels = (m.host, self.name, client) if m.client_label else (m.host, self.name)
+            k = self.kids[client] = tuple(metric.labels(*labels) for metric in
+                                          (m.requests, m.in_flight, m.input, m.output, m.errors))
+        return k
+
+    def begin(self, src, local, log, stats, peer, proxied_dst=None):
+        """A connection was accepted → its context (a Context that publishes its bytes)."""
+        ctx = MeteredContext(self.name, src, local, log, stats, peer=peer)
+        ctx.meter = self
+        ctx.kids = kids = self._kids(ctx.client_ip if self.m.client_label else "")
+        ctx.t0 = time.monotonic()
+        ctx.sent = None
+        kids[0].inc()
+        kids[1].inc()
+        self.live.add(ctx)
+        return ctx
+
+    def end(self, ctx):
+        """The connection's handler is done (the tunnel ended): GOST's in-flight and duration."""
+        if ctx.t0 is None:
+            return
+        self.live.discard(ctx)
+        ctx.kids[1].dec()
+        self.duration.observe(time.monotonic() - ctx.t0)
+        ctx.t0 = None
+
+
+class MeteredContext(Context):
+    """A Context while metrics are on: it publishes its bytes to its service's counters."""
+
+    __slots__ = ("meter", "kids", "t0", "sent")
+
+    def stats_bytes(self, inp, out):
+        Context.stats_bytes(self, inp, out)
+        sent, self.sent = self.sent, None
+        self.meter.live.discard(self)    # its bytes are final now: no scrape looks again
+        if sent is not None:             # a scrape published part of them already
+            inp, out = inp - sent[0], out - sent[1]
+        if inp > 0:
+            self.kids[2].inc(inp)
+        if out > 0:
+            self.kids[3].inc(out)
+
+    def stats_error(self):
+        Context.stats_error(self)
+        self.kids[4].inc()
+
+    def publish_live(self):
+        """At a scrape: what the open tunnel moved since the last look (rule 3)."""
+        read = getattr(self, "bytes", None)   # the live-tunnel registry's reader, when built
+        if read is None:
+            return
+        inp, out = read()
+        sent = self.sent or (0, 0)
+        if inp > sent[0]:
+            self.kids[2].inc(inp - sent[0])
+        if out > sent[1]:
+            self.kids[3].inc(out - sent[1])
+        self.sent = (max(inp, sent[0]), max(out, sent[1]))
+
+
+__all__ = ["enable", "enabled", "watch", "meter", "registry", "recorder_record", "chain_error", "node_connect",
+           "ServiceMeter", "MeteredContext", "REQUEST_BUCKETS", "NODE_BUCKETS"]
