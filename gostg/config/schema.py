@@ -261,7 +261,7 @@ METRICS_MD = keys(CLIENT_LABEL)
 METRICS = keys(Key("addr", required=True, meaning="host:port, or unix:///path/to.sock"),
                Key("path", default="/metrics"), Key("auth", MAP, fields=AUTH),
                Key("auther", meaning="ref:authers"),
-               Key("metadata", MAP, fields=METRICS_MD, meaning="gostg: clientLabel"))
+               Key("metadata", MAP, fields=METRICS_MD, meaning="gostg's settings of the metrics"))
 PROFILING = keys(Key("addr"))
 
 #: top-level key → (Key, what it is). Lists of named objects and singletons, in GOST's order.
@@ -379,7 +379,9 @@ MD_RELAY_HANDLER = md(Key("bind", BOOL), Key("udp", BOOL),
                       _tune("udpBufferSize", "reference/handlers/relay/", "UDP buffer size", INT))
 MD_SS_HANDLER = md(Key("key"), _tune("udpBufferSize", "reference/handlers/ss/", "UDP buffer size", INT))
 MD_API_HANDLER = md(Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)))
-MD_METRICS_HANDLER = md(Key("path", default="/metrics", aliases=("metrics.path",), docs="tutorials/metrics/"),
+#: GOST's metrics handler reads only its path (readTimeout: the handler base of every gostg handler)
+MD_METRICS_HANDLER = md(Key("readTimeout", DURATION, default="15s"),
+                        Key("path", default="/metrics", aliases=("metrics.path",), docs="tutorials/metrics/"),
                         CLIENT_LABEL)
 #: the handlers that sniff (first in their groups, so they win over MD_HANDLER_BASE's "not built")
 MD_SNIFFING = md(Key("sniffing", BOOL), Key("sniffing.timeout", DURATION))
@@ -505,7 +507,7 @@ COMPONENT_MD = {
     ("handler", "ss"): (MD_HANDLER_BASE, MD_HASH, MD_SS_HANDLER),
     ("handler", "sni"): (MD_HANDLER_BASE, MD_HASH),
     ("handler", "api"): (MD_HANDLER_BASE, MD_API_HANDLER),
-    ("handler", "metrics"): (MD_HANDLER_BASE, MD_METRICS_HANDLER),
+    ("handler", "metrics"): (MD_METRICS_HANDLER,),
     ("handler", "dns"): (MD_DNS_HANDLER,),
     ("listener", "tcp"): (MD_LISTENER_BASE,),
     ("listener", "tls"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),

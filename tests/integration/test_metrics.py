@@ -1,0 +1,236 @@
+"""Prometheus metrics (issue 14 musts 1 and 2): ``bin/gostg -metrics`` with GOST's metric names,
+scraped by a real ``prometheus`` started here, values read back through its query API; the
+exposition accepted by ``promtool check metrics``; Basic auth failing closed (401).
+
+Traffic is curl through an http and a socks5 service (known body sizes), one http service
+reaching the socks5 one through a chain (node connect duration), and one whose chain node is
+down (chain error, handler error, 503)."""
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from base64 import b64encode
+
+import pytest
+
+from .helpers import Gost, Origin, free_port
+from .peers import via_http, via_socks5
+
+pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("prometheus", "promtool", "curl")),
+                                reason="prometheus/promtool (apt prometheus) or curl not installed")
+
+N = 3
+SIZE = 100_000
+#: what HTTP adds around a body at most, per request (request line and headers, response headers)
+OVERHEAD = 600
+USER, PASSWORD = "scraper", "s3cret"
+
+
+def _get(url, auth=None, timeout=5):
+    """→ (status, body bytes) of a GET, 4xx/5xx included."""
+    req = urllib.request.Request(url)
+    if auth:
+        req.add_header("Authorization", "Basic " + b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class Prometheus:
+    """``prometheus`` scraping ``target`` every second (Basic auth), on a free loopback port,
+    its data in ``tmp``; stopped by PID."""
+
+    def __init__(self, tmp, target, auth):
+        self.port = free_port()
+        conf = tmp / "prometheus.yml"
+        conf.write_text(json.dumps({   # YAML is a superset of JSON
+            "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
+            "scrape_configs": [{"job_name": "gostg", "scrape_interval": "1s",
+                                "basic_auth": {"username": auth[0], "password": auth[1]},
+                                "static_configs": [{"targets": [target]}]}]}))
+        self.log = open(tmp / "prometheus.log", "wb")
+        self.proc = subprocess.Popen(["prometheus", f"--config.file={conf}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+                                      f"--web.listen-address=127.0.0.1:{self.port}"],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def query(self, expr):
+        """→ {frozenset(labels): float} of an instant query (an empty dict when nothing matches)."""
+        url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        try:
+            status, body = _get(url, timeout=2)
+        except OSError:
+            return {}
+        if status != 200:
+            return {}
+        data = json.loads(body)["data"]["result"]
+        return {frozenset(r["metric"].items()): float(r["value"][1]) for r in data}
+
+    def value(self, expr):
+        """The single value of ``expr`` (a sum: one series), or None."""
+        got = self.query(f"sum({expr})")
+        return next(iter(got.values()), None)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.log.close()
+
+
+def _config(http_p, socks_p, chained_p, broken_p, dead_p):
+    def http(name, port, chain=None):
+        h = {"type": "http"}
+        if chain:
+            h["chain"] = chain
+        return {"name": name, "addr": f"127.0.0.1:{port}", "handler": h, "listener": {"type": "tcp"}}
+
+    def chain(name, node, addr, kind):
+        return {"name": name, "hops": [{"name": f"{name}-hop", "nodes": [
+            {"name": node, "addr": addr, "connector": {"type": kind}, "dialer": {"type": "tcp"}}]}]}
+    return {"services": [http("http-svc", http_p),
+                         {"name": "socks-svc", "addr": f"127.0.0.1:{socks_p}", "handler": {"type": "socks5"},
+                          "listener": {"type": "tcp"}},
+                         http("chained", chained_p, "chain-ok"), http("broken", broken_p, "chain-dead")],
+            "chains": [chain("chain-ok", "node-ok", f"127.0.0.1:{socks_p}", "socks5"),
+                       chain("chain-dead", "node-dead", f"127.0.0.1:{dead_p}", "http")]}
+
+
+def _requests(url, auth=(USER, PASSWORD), scraped=""):
+    """gost_service_requests_total per service, read from the exposition (text format) once no
+    connection is in flight (≤ 5 s: the end of a tunnel is counted just after the client's),
+    but for the ``scraped`` service's: that is this scrape."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + 5
+    while True:
+        text = _get(url, auth)[1].decode()
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        if all(s.value == 0 for s in fams["gost_service_requests_in_flight"].samples
+               if s.labels["service"] != scraped) \
+                or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    return {s.labels["service"]: int(s.value) for s in fams["gost_service_requests"].samples
+            if s.name == "gost_service_requests_total"}
+
+
+def _settled(prom, want):
+    """Poll Prometheus until every ``expr: value`` of ``want`` holds (≤ 15 s) → what it last saw."""
+    deadline = time.monotonic() + 15
+    seen = {}
+    while time.monotonic() < deadline:
+        seen = {expr: prom.value(expr) for expr in want}
+        if seen == want:
+            break
+        time.sleep(0.3)
+    return seen
+
+
+def test_prometheus_scrapes_gost_metrics(tmp_path):
+    http_p, socks_p, chained_p, broken_p, dead_p, metrics_p = (free_port() for _ in range(6))
+    cfg = _config(http_p, socks_p, chained_p, broken_p, dead_p)
+    with Origin() as origin, Gost("-C", json.dumps(cfg), "-metrics", f"{USER}:{PASSWORD}@127.0.0.1:{metrics_p}",
+                                  ports=[http_p, socks_p, chained_p, broken_p, metrics_p]) as g:
+        prom = Prometheus(tmp_path, f"127.0.0.1:{metrics_p}", (USER, PASSWORD))
+        try:
+            # the start-up waits connected to each port once: those connections count (as GOST's)
+            base = _requests(f"http://127.0.0.1:{metrics_p}/metrics")
+            assert base == {"http-svc": 1, "socks-svc": 1, "chained": 1, "broken": 1}
+            for _ in range(N):
+                rc, status, body = via_http(http_p, f"{origin.url}/bytes/{SIZE}")
+                assert (rc, status, len(body)) == (0, 200, SIZE)
+                rc, status, body = via_socks5(socks_p, f"{origin.url}/bytes/{SIZE}")
+                assert (rc, status, len(body)) == (0, 200, SIZE)
+            assert via_http(chained_p, f"{origin.url}/hello")[:2] == (0, 200)
+            assert via_http(broken_p, f"{origin.url}/hello")[:2] == (0, 503)
+
+            # the exposition itself: Prometheus's own linter accepts it
+            url = f"http://127.0.0.1:{metrics_p}/metrics"
+            status, text = _get(url, (USER, PASSWORD))
+            assert status == 200
+            lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, timeout=10)
+            assert lint.returncode == 0, lint.stdout + lint.stderr
+            assert b"_created" not in text          # GOST has no _created series
+            for family in (b"process_resident_memory_bytes", b"python_info", b"python_gc_objects_collected_total"):
+                assert family in text
+
+            # what a user's Prometheus sees: GOST's names, labels and values
+            svc = 'service="{}"'.format
+            want = {
+                f"gost_service_requests_total{{{svc('http-svc')}}}": base["http-svc"] + N,
+                # the chained service reaches the origin through socks-svc: one request more there
+                f"gost_service_requests_total{{{svc('socks-svc')}}}": base["socks-svc"] + N + 1,
+                f"gost_service_requests_total{{{svc('chained')}}}": base["chained"] + 1,
+                f"gost_service_requests_total{{{svc('broken')}}}": base["broken"] + 1,
+                f"gost_service_requests_in_flight{{{svc('http-svc')}}}": 0,
+                f"gost_service_handler_errors_total{{{svc('broken')}}}": 1,
+                f"gost_service_handler_errors_total{{{svc('http-svc')}}}": 0,
+                f"gost_service_request_duration_seconds_count{{{svc('http-svc')}}}": base["http-svc"] + N,
+                'gost_chain_errors_total{chain="chain-dead",node="node-dead"}': 1,
+                'gost_chain_node_connect_duration_seconds_count{chain="chain-ok",node="node-ok"}': 1,
+                "gost_services": 4,
+                'gost_service_status{state="ready"}': 4,
+                'up{job="gostg"}': 1,
+            }
+            seen = _settled(prom, want)
+            assert seen == want, g.log_text()[-3000:]
+            for name in ("http-svc", "socks-svc"):
+                out = prom.value(f"gost_service_transfer_output_bytes_total{{{svc(name)}}}")
+                inp = prom.value(f"gost_service_transfer_input_bytes_total{{{svc(name)}}}")
+                extra = 1 if name == "socks-svc" else 0   # the chained request's small answer
+                assert N * SIZE <= out <= N * SIZE + (N + extra) * OVERHEAD, (name, out)
+                assert 0 < inp <= (N + extra) * OVERHEAD, (name, inp)
+            # labels as GOST: host everywhere, the client IP on the per-service series
+            series = prom.query(f"gost_service_requests_total{{{svc('http-svc')}}}")
+            labels = dict(next(iter(series)))
+            assert labels["client"] == "127.0.0.1" and labels["host"] and labels["job"] == "gostg"
+            buckets = prom.query(f"gost_service_request_duration_seconds_bucket{{{svc('http-svc')}}}")
+            assert sorted(float(dict(k)["le"]) for k in buckets) == [
+                .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30, 60, float("inf")]
+        finally:
+            prom.stop()
+        assert g.proc.poll() is None, g.log_text()[-3000:]
+
+
+def test_metrics_auth_fails_closed_and_path():
+    """Wrong or missing credentials: 401 (with a Basic challenge); another path: 404."""
+    port = free_port()
+    with Gost("-metrics", f"{USER}:{PASSWORD}@127.0.0.1:{port}?path=/m", ports=[port]) as g:
+        url = f"http://127.0.0.1:{port}/m"
+        assert _get(url)[0] == 401
+        assert _get(url, (USER, "wrong"))[0] == 401
+        assert _get(url, ("nobody", PASSWORD))[0] == 401
+        status, body = _get(url, (USER, PASSWORD))
+        assert status == 200 and b"# TYPE gost_services gauge" in body
+        assert _get(f"http://127.0.0.1:{port}/metrics", (USER, PASSWORD))[0] == 404
+        assert g.proc.poll() is None
+
+
+def test_metrics_handler_service_and_client_label_off(tmp_path):
+    """``-L metrics://…`` (GOST's metrics handler as a service) with ``clientLabel=false``: the
+    per-service series have no ``client`` label; a missing auther refuses every scrape."""
+    mp, sp, lp = free_port(), free_port(), free_port()
+    cfg = {"services": [
+        {"name": "m", "addr": f"127.0.0.1:{mp}",
+         "handler": {"type": "metrics", "metadata": {"path": "/metrics", "clientLabel": False}}},
+        {"name": "locked", "addr": f"127.0.0.1:{lp}", "handler": {"type": "metrics", "auther": "nope"}},
+        {"name": "s", "addr": f"127.0.0.1:{sp}", "handler": {"type": "socks5"}}]}
+    url = f"http://127.0.0.1:{mp}/metrics"
+    with Origin() as origin, Gost("-C", json.dumps(cfg), ports=[mp, sp, lp]) as g:
+        base = _requests(url, None, "m")
+        assert via_socks5(sp, f"{origin.url}/hello")[:2] == (0, 200)
+        after = _requests(url, None, "m")
+        assert after["s"] == base["s"] + 1
+        text = _get(url)[1].decode()
+        assert 'gost_service_requests_total{host="' in text and "client=" not in text
+        assert _get(f"http://127.0.0.1:{lp}/metrics", (USER, PASSWORD))[0] == 401
+        assert g.proc.poll() is None
