@@ -205,7 +205,7 @@ class Gost:
         if addr.startswith("unix://"):
             from .listeners.tcp import UnixListener
             s.listener = UnixListener(addr[len("unix://"):], s.listener.md, None, None)
-            s.listener.log = s.log
+            s.log = s.listener.log = s.log.bind(listener="unix")
         if old is not None and old.listener.socket is not None and old.cfg_addr == addr:
             s.listener.adopt(old.listener.socket)
         else:

@@ -5,7 +5,7 @@ from gevent import socket
 from ..errors import ConfigError
 from ..protocols.addr import split_host_port
 from ..core.registry import listeners
-from .base import Listener
+from .base import AcceptServer, Listener
 
 
 def bind_tcp(addr, backlog):
@@ -46,10 +46,30 @@ class TCPListener(Listener):
         return sock
 
 
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class _UnixServer(AcceptServer):
+    """Closing the server (what a service's close does) removes the socket file, as Go's."""
+
+    path = None
+
+    def close(self):
+        super().close()
+        if self.path:
+            _unlink(self.path)
+
+
 class UnixListener(TCPListener):
     """A Unix stream socket at the path ``addr`` (the global metrics endpoint's
     ``unix:///path``). As Go's: an existing file at the path is an error ("address already in
-    use"), and closing the listener removes the file."""
+    use"), and closing the listener (or its server) removes the file."""
+
+    type_name = "unix"
 
     def bind(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -62,13 +82,15 @@ class UnixListener(TCPListener):
         self.socket = s
         return s
 
+    def server(self, handle, pool):
+        srv = _UnixServer(self.socket, handle, spawn=pool, log=self.log)
+        srv.path = self.addr
+        return srv
+
     def wrap(self, sock):
         return sock
 
     def close(self):
         if self.socket is not None:
-            try:
-                os.unlink(self.addr)
-            except OSError:
-                pass
+            _unlink(self.addr)
         super().close()

@@ -13,7 +13,8 @@ Rules:
 3. Bytes are counted per tunnel, never per chunk: published when the tunnel ends
    (``Context.stats_bytes``) and, for tunnels still open, at each scrape from the counters the
    relay keeps anyway (``Context.bytes()``), so a long download shows as it goes and every
-   counter only ever grows.
+   counter only ever grows. The in-flight gauge too is set at a scrape, from the open
+   connections: a connection pays a counter, a set entry and a histogram observation.
 4. Labels as GOST's: ``host`` (this host's name) on all; ``service``, ``client`` (the client's
    IP; a PROXY header's when one came) on the per-service ones; ``chain``, ``node``;
    ``recorder``. ``clientLabel: false`` drops ``client`` (one series per client IP is what
@@ -46,6 +47,8 @@ NODE_BUCKETS = (.01, .05, .1, .25, .5, 1, 1.5, 2, 5, 10, 15, 30, 60)
 
 #: the live metrics while enabled, else None (rule 1)
 _m = None
+#: ``MeteredContext.sent`` once its bytes are published in full
+_FINAL = (-1, -1)
 #: runtimes (gostg.Gost) whose services are counted in gost_services / gost_service_status
 _runtimes = weakref.WeakSet()
 
@@ -149,10 +152,16 @@ class _Metrics:
         return m
 
     def sync(self):
-        """Publish what open tunnels moved since the last look (rule 3)."""
+        """At a scrape: what open tunnels moved since the last look (rule 3), and the
+        connections in flight (counted here from the open ones, not per connection)."""
         for m in list(self.meters.values()):
+            open_ = dict.fromkeys(m.kids.values(), 0)
             for ctx in list(m.live):
-                ctx.publish_live()
+                open_[ctx.kids] = open_.get(ctx.kids, 0) + 1
+                if ctx.sent is not _FINAL:
+                    ctx.publish_live()
+            for kids, n in open_.items():
+                kids[1].set(n)
 
     def collect(self):
         self.sync()
@@ -202,7 +211,7 @@ class ServiceMeter:
         self.duration = metrics.duration.labels(metrics.host, name)
         #: client IP ("" without the client label) → its (requests, in_flight, input, output, errors)
         self.kids = {}
-        #: the open connections, for publishing open tunnels' bytes at a scrape
+        #: the open connections: at a scrape, the in-flight gauge and open tunnels' bytes
         self.live = set()
 
     def _kids(self, client):
@@ -222,16 +231,15 @@ class ServiceMeter:
         ctx.t0 = time.monotonic()
         ctx.sent = None
         kids[0].inc()
-        kids[1].inc()
         self.live.add(ctx)
         return ctx
 
     def end(self, ctx):
-        """The connection's handler is done (the tunnel ended): GOST's in-flight and duration."""
+        """The connection's handler is done (the tunnel ended): GOST's duration; it is no
+        longer in flight."""
         if ctx.t0 is None:
             return
         self.live.discard(ctx)
-        ctx.kids[1].dec()
         self.duration.observe(time.monotonic() - ctx.t0)
         ctx.t0 = None
 
@@ -243,9 +251,8 @@ class MeteredContext(Context):
 
     def stats_bytes(self, inp, out):
         Context.stats_bytes(self, inp, out)
-        sent, self.sent = self.sent, None
-        self.meter.live.discard(self)    # its bytes are final now: no scrape looks again
-        if sent is not None:             # a scrape published part of them already
+        sent, self.sent = self.sent, _FINAL   # its bytes are final now: no scrape looks again
+        if sent is not None and sent is not _FINAL:   # a scrape published part of them already
             inp, out = inp - sent[0], out - sent[1]
         if inp > 0:
             self.kids[2].inc(inp)

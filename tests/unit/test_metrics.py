@@ -137,9 +137,11 @@ def test_open_tunnel_bytes_published_at_scrape_and_never_twice(live, monkeypatch
     assert totals() == (20, 8000)
     _families(live)              # an ended tunnel is not looked at again
     assert totals() == (20, 8000)
+    assert kids[1]._value.get() == 1   # in flight (set at the scrape)
     meter.end(ctx)
-    meter.end(ctx)               # idempotent: in-flight goes back to 0, not below
-    assert kids[1]._value.get() == 0 and meter.duration._sum.get() > 0
+    meter.end(ctx)               # idempotent: one duration observed, in flight 0 at the next scrape
+    _families(live)
+    assert kids[1]._value.get() == 0 and live.duration.labels(live.host, "svc")._sum.get() > 0
 
 
 def test_seams_are_noops_while_off(monkeypatch):
