@@ -7,6 +7,7 @@ reaching the socks5 one through a chain (node connect duration), and one whose c
 down (chain error, handler error, 503)."""
 import json
 import shutil
+import signal
 import subprocess
 import time
 import urllib.error
@@ -15,8 +16,12 @@ import urllib.request
 from base64 import b64encode
 
 import pytest
+import socks
+from prometheus_client.parser import text_string_to_metric_families
 
-from .helpers import Gost, Origin, free_port
+from gostg.core.context import Context
+
+from .helpers import Echo, Gost, Origin, free_port
 from .peers import via_http, via_socks5
 
 pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("prometheus", "promtool", "curl")),
@@ -104,23 +109,22 @@ def _config(http_p, socks_p, chained_p, broken_p, dead_p):
                        chain("chain-dead", "node-dead", f"127.0.0.1:{dead_p}", "http")]}
 
 
-def _requests(url, auth=(USER, PASSWORD), scraped=""):
-    """gost_service_requests_total per service, read from the exposition (text format) once no
-    connection is in flight (≤ 5 s: the end of a tunnel is counted just after the client's),
-    but for the ``scraped`` service's: that is this scrape."""
-    from prometheus_client.parser import text_string_to_metric_families
-
+def _requests(url, services, auth=(USER, PASSWORD), scraped=""):
+    """gost_service_requests_total per service, read from the exposition (text format) once
+    each of ``services`` has one and no connection is in flight (≤ 5 s: a connection is
+    counted once gostg accepts it, and its end just after the client's), but for the
+    ``scraped`` service's: that is this scrape."""
     deadline = time.monotonic() + 5
     while True:
         text = _get(url, auth)[1].decode()
         fams = {f.name: f for f in text_string_to_metric_families(text)}
-        if all(s.value == 0 for s in fams["gost_service_requests_in_flight"].samples
-               if s.labels["service"] != scraped) \
+        counts = {s.labels["service"]: int(s.value) for s in fams["gost_service_requests"].samples
+                  if s.name == "gost_service_requests_total"}
+        if set(services) <= set(counts) and all(s.value == 0 for s in fams["gost_service_requests_in_flight"].samples
+                                                if s.labels["service"] != scraped) \
                 or time.monotonic() > deadline:
-            break
+            return counts
         time.sleep(0.1)
-    return {s.labels["service"]: int(s.value) for s in fams["gost_service_requests"].samples
-            if s.name == "gost_service_requests_total"}
 
 
 def _settled(prom, want):
@@ -143,7 +147,7 @@ def test_prometheus_scrapes_gost_metrics(tmp_path):
         prom = Prometheus(tmp_path, f"127.0.0.1:{metrics_p}", (USER, PASSWORD))
         try:
             # the start-up waits connected to each port once: those connections count (as GOST's)
-            base = _requests(f"http://127.0.0.1:{metrics_p}/metrics")
+            base = _requests(f"http://127.0.0.1:{metrics_p}/metrics", ("http-svc", "socks-svc", "chained", "broken"))
             assert base == {"http-svc": 1, "socks-svc": 1, "chained": 1, "broken": 1}
             for _ in range(N):
                 rc, status, body = via_http(http_p, f"{origin.url}/bytes/{SIZE}")
@@ -226,11 +230,73 @@ def test_metrics_handler_service_and_client_label_off(tmp_path):
         {"name": "s", "addr": f"127.0.0.1:{sp}", "handler": {"type": "socks5"}}]}
     url = f"http://127.0.0.1:{mp}/metrics"
     with Origin() as origin, Gost("-C", json.dumps(cfg), ports=[mp, sp, lp]) as g:
-        base = _requests(url, None, "m")
+        base = _requests(url, ("s",), None, "m")
         assert via_socks5(sp, f"{origin.url}/hello")[:2] == (0, 200)
-        after = _requests(url, None, "m")
+        after = _requests(url, ("s",), None, "m")
         assert after["s"] == base["s"] + 1
         text = _get(url)[1].decode()
         assert 'gost_service_requests_total{host="' in text and "client=" not in text
         assert _get(f"http://127.0.0.1:{lp}/metrics", (USER, PASSWORD))[0] == 401
         assert g.proc.poll() is None
+
+
+def test_reload_rebuilds_the_endpoint(tmp_path):
+    """SIGHUP with a changed ``metrics`` object (GOST rebuilds it on reload): the new path
+    answers on the same port, the old one is gone, the counters go on."""
+    port = free_port()
+    conf = tmp_path / "gost.json"
+
+    def write(path):
+        conf.write_text(json.dumps({"metrics": {"addr": f"127.0.0.1:{port}", "path": path}}))
+    write("/a")
+    with Gost("-C", conf, ports=[port]) as g:
+        assert _get(f"http://127.0.0.1:{port}/a")[0] == 200
+        write("/b")
+        g.signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while _get(f"http://127.0.0.1:{port}/b")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _get(f"http://127.0.0.1:{port}/b")[0] == 200, g.log_text()
+        assert _get(f"http://127.0.0.1:{port}/a")[0] == 404
+        assert g.proc.poll() is None
+
+
+@pytest.mark.skipif(not hasattr(Context, "bytes"), reason="needs the live-tunnel registry (Context.bytes)")
+def test_open_tunnel_bytes_show_before_it_ends():
+    """Rule 3 of observe/metrics.py: a scrape during a long tunnel sees the bytes moved so far
+    (read from the relay's counters, not counted per chunk); at its end the totals are exact."""
+    sp, mp = free_port(), free_port()
+    url = f"http://127.0.0.1:{mp}/metrics"
+    chunk = b"x" * 50_000
+
+    def moved():
+        """(input, output) bytes of service-0 as the exposition says."""
+        text = _get(url)[1].decode()
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        return tuple(sum(s.value for s in fams[f"gost_service_transfer_{d}_bytes"].samples
+                         if s.labels["service"] == "service-0") for d in ("input", "output"))
+    with Echo() as echo, Gost("-L", f"socks5://127.0.0.1:{sp}", "-metrics", f"127.0.0.1:{mp}", ports=[sp, mp]):
+        c = socks.socksocket()
+        c.set_proxy(socks.SOCKS5, "127.0.0.1", sp)
+        c.settimeout(5)
+        c.connect(("127.0.0.1", echo.port))
+        with c:
+            for n in (1, 2):
+                c.sendall(chunk)
+                got = b""
+                while len(got) < len(chunk):
+                    got += c.recv(65536)
+                deadline = time.monotonic() + 5
+                while moved() != (n * len(chunk), n * len(chunk)) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                assert moved() == (n * len(chunk), n * len(chunk))   # open, and already counted
+        deadline = time.monotonic() + 5
+        while _in_flight(url, "service-0") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert moved() == (2 * len(chunk), 2 * len(chunk))   # its end added nothing twice
+
+
+def _in_flight(url, service):
+    text = _get(url)[1].decode()
+    return sum(s.value for f in text_string_to_metric_families(text) if f.name == "gost_service_requests_in_flight"
+               for s in f.samples if s.labels["service"] == service)
