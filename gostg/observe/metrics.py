@@ -13,8 +13,9 @@ Rules:
 3. Bytes are counted per tunnel, never per chunk: published when the tunnel ends
    (``Context.stats_bytes``) and, for tunnels still open, at each scrape from the counters the
    relay keeps anyway (``Context.bytes()``), so a long download shows as it goes and every
-   counter only ever grows. The in-flight gauge too is set at a scrape, from the open
-   connections: a connection pays a counter, a set entry and a histogram observation.
+   counter only ever grows. The per-service metrics are plain integers a connection adds to
+   (no lock, no prometheus_client call per connection); a scrape turns them into families, and
+   counts the in-flight gauge from the open connections.
 4. Labels as GOST's: ``host`` (this host's name) on all; ``service``, ``client`` (the client's
    IP; a PROXY header's when one came) on the per-service ones; ``chain``, ``node``;
    ``recorder``. ``clientLabel: false`` drops ``client`` (one series per client IP is what
@@ -22,6 +23,8 @@ Rules:
 5. Counters and histograms carry no ``_created`` series (prometheus_client adds them; GOST has
    none): they are left out of this registry's output only, not process-wide.
 """
+import bisect
+import itertools
 import socket as _socket
 import time
 import weakref
@@ -123,16 +126,7 @@ class _Metrics:
         self.client_label = client_label
         self.host = _socket.gethostname()
         self.meters = {}
-        per_client = ["host", "service", "client"] if client_label else ["host", "service"]
-        self.requests = prom.Counter(REQUESTS, "Total number of requests", per_client, registry=None)
-        self.in_flight = prom.Gauge(IN_FLIGHT, "Current in-flight requests", per_client, registry=None)
-        self.input = prom.Counter(INPUT_BYTES, "Total service input data transfer size in bytes",
-                                  per_client, registry=None)
-        self.output = prom.Counter(OUTPUT_BYTES, "Total service output data transfer size in bytes",
-                                   per_client, registry=None)
-        self.errors = prom.Counter(HANDLER_ERRORS, "Total service handler errors", per_client, registry=None)
-        self.duration = prom.Histogram(DURATION, "Distribution of request latencies", ["host", "service"],
-                                       buckets=REQUEST_BUCKETS, registry=None)
+        # rare events: prometheus_client's own metric objects
         self.chain_errors = prom.Counter(CHAIN_ERRORS, "Total chain errors", ["host", "chain", "node"],
                                          registry=None)
         self.node_connect = prom.Histogram(NODE_CONNECT, "Distribution of chain node connect latencies",
@@ -151,46 +145,52 @@ class _Metrics:
             m = self.meters[name] = ServiceMeter(self, name)
         return m
 
-    def sync(self):
-        """At a scrape: what open tunnels moved since the last look (rule 3), and the
-        connections in flight (counted here from the open ones, not per connection)."""
-        for m in list(self.meters.values()):
-            open_ = dict.fromkeys(m.kids.values(), 0)
-            for ctx in list(m.live):
-                open_[ctx.kids] = open_.get(ctx.kids, 0) + 1
-                if ctx.sent is not _FINAL:
-                    ctx.publish_live()
-            for kids, n in open_.items():
-                kids[1].set(n)
-
     def collect(self):
-        self.sync()
-        gm = _gauge_family()
-        services = gm(SERVICES, "Current number of services", labels=["host"])
-        status = gm(SERVICE_STATUS, "Number of services in each state", labels=["host", "state"])
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+
+        host = self.host
+        services = GaugeMetricFamily(SERVICES, "Current number of services", labels=["host"])
+        status = GaugeMetricFamily(SERVICE_STATUS, "Number of services in each state", labels=["host", "state"])
         states = {}
         for gost in list(_runtimes):
             for s in list(gost.services.values()):
                 states[s.state] = states.get(s.state, 0) + 1
-        services.add_metric([self.host], sum(n for st, n in states.items() if st != "closed"))
+        services.add_metric([host], sum(n for st, n in states.items() if st != "closed"))
         for st, n in sorted(states.items()):
-            status.add_metric([self.host, st], n)
+            status.add_metric([host, st], n)
         yield services
         yield status
-        for metric in (self.requests, self.in_flight, self.duration, self.input, self.output, self.errors,
-                       self.chain_errors, self.node_connect, self.records):
+        per_client = ["host", "service", "client"] if self.client_label else ["host", "service"]
+        requests = CounterMetricFamily(REQUESTS, "Total number of requests", labels=per_client)
+        in_flight = GaugeMetricFamily(IN_FLIGHT, "Current in-flight requests", labels=per_client)
+        duration = HistogramMetricFamily(DURATION, "Distribution of request latencies", labels=["host", "service"])
+        inp = CounterMetricFamily(INPUT_BYTES, "Total service input data transfer size in bytes", labels=per_client)
+        out = CounterMetricFamily(OUTPUT_BYTES, "Total service output data transfer size in bytes",
+                                  labels=per_client)
+        errors = CounterMetricFamily(HANDLER_ERRORS, "Total service handler errors", labels=per_client)
+        bounds = [floatToGoString(b) for b in REQUEST_BUCKETS] + ["+Inf"]
+        for name, m in sorted(self.meters.items()):
+            flying = m.sync()
+            for client, k in sorted(m.kids.items()):
+                labels = [host, name, client] if self.client_label else [host, name]
+                requests.add_metric(labels, k[0])
+                in_flight.add_metric(labels, flying.get(client, 0))
+                inp.add_metric(labels, k[1])
+                out.add_metric(labels, k[2])
+                errors.add_metric(labels, k[3])
+            if m.kids:
+                cum = list(itertools.accumulate(m.buckets))
+                duration.add_metric([host, name], list(zip(bounds, cum)), m.dsum)
+        yield from (requests, in_flight, duration, inp, out, errors)
+        for metric in (self.chain_errors, self.node_connect, self.records):
             for fam in metric.collect():
                 fam.samples = [s for s in fam.samples if not s.name.endswith("_created")]   # rule 5
                 yield fam
 
 
-def _gauge_family():
-    from prometheus_client.core import GaugeMetricFamily
-    return GaugeMetricFamily
-
-
 class _Collector:
-    """The registry's view of :class:`_Metrics` (describe: the family names, for duplicate checks)."""
+    """The registry's view of :class:`_Metrics`."""
 
     def __init__(self, metrics):
         self.metrics = metrics
@@ -200,38 +200,35 @@ class _Collector:
 
 
 class ServiceMeter:
-    """One service's metrics; the service calls :meth:`begin` per connection (rule 1: only
-    while metrics are on), which returns the connection's :class:`MeteredContext`."""
+    """One service's metrics, counted in plain integers (a connection pays a few additions, no
+    lock) and turned into Prometheus families at a scrape. The service calls :meth:`begin` per
+    connection (only while metrics are on), which returns the connection's
+    :class:`MeteredContext`, and :meth:`end` when its handler is done."""
 
-    __slots__ = ("m", "name", "duration", "kids", "live")
+    __slots__ = ("m", "name", "kids", "live", "buckets", "dsum")
 
     def __init__(self, metrics, name):
         self.m = metrics
         self.name = name
-        self.duration = metrics.duration.labels(metrics.host, name)
-        #: client IP ("" without the client label) → its (requests, in_flight, input, output, errors)
+        #: client IP ("" without the client label) → [requests, input bytes, output bytes, errors]
         self.kids = {}
         #: the open connections: at a scrape, the in-flight gauge and open tunnels' bytes
         self.live = set()
+        #: request durations: a count per GOST bucket (the last one: above 60 s), and their sum
+        self.buckets = [0] * (len(REQUEST_BUCKETS) + 1)
+        self.dsum = 0.0
 
-    def _kids(self, client):
-        k = self.kids.get(client)
-        if k is None:
-            m = self.m
-            labels = (m.host, self.name, client) if m.client_label else (m.host, self.name)
-            k = self.kids[client] = tuple(metric.labels(*labels) for metric in
-                                          (m.requests, m.in_flight, m.input, m.output, m.errors))
-        return k
-
-    def begin(self, src, local, log, stats, peer, proxied_dst=None):
+    def begin(self, src, local, log, stats, peer):
         """A connection was accepted → its context (a Context that publishes its bytes)."""
         ctx = MeteredContext(self.name, src, local, log, stats, peer=peer)
-        ctx.meter = self
-        ctx.kids = kids = self._kids(ctx.client_ip if self.m.client_label else "")
-        ctx.t0 = time.monotonic()
-        ctx.sent = None
-        kids[0].inc()
+        client = ctx.client_ip if self.m.client_label else ""
+        kids = self.kids.get(client)
+        if kids is None:
+            kids = self.kids[client] = [0, 0, 0, 0]
+        kids[0] += 1
+        ctx.meter, ctx.kids, ctx.client, ctx.sent = self, kids, client, None
         self.live.add(ctx)
+        ctx.t0 = time.monotonic()
         return ctx
 
     def end(self, ctx):
@@ -239,29 +236,42 @@ class ServiceMeter:
         longer in flight."""
         if ctx.t0 is None:
             return
-        self.live.discard(ctx)
-        self.duration.observe(time.monotonic() - ctx.t0)
+        d = time.monotonic() - ctx.t0
         ctx.t0 = None
+        self.live.discard(ctx)
+        self.buckets[bisect.bisect_left(REQUEST_BUCKETS, d)] += 1
+        self.dsum += d
+
+    def sync(self):
+        """At a scrape: publish what open tunnels moved since the last look (rule 3) → the
+        connections in flight per client."""
+        flying = {}
+        for ctx in list(self.live):
+            flying[ctx.client] = flying.get(ctx.client, 0) + 1
+            if ctx.sent is not _FINAL:
+                ctx.publish_live()
+        return flying
 
 
 class MeteredContext(Context):
-    """A Context while metrics are on: it publishes its bytes to its service's counters."""
+    """A Context while metrics are on: it publishes its bytes and errors to its service's meter."""
 
-    __slots__ = ("meter", "kids", "t0", "sent")
+    __slots__ = ("meter", "kids", "client", "t0", "sent")
 
     def stats_bytes(self, inp, out):
         Context.stats_bytes(self, inp, out)
         sent, self.sent = self.sent, _FINAL   # its bytes are final now: no scrape looks again
         if sent is not None and sent is not _FINAL:   # a scrape published part of them already
             inp, out = inp - sent[0], out - sent[1]
+        kids = self.kids
         if inp > 0:
-            self.kids[2].inc(inp)
+            kids[1] += inp
         if out > 0:
-            self.kids[3].inc(out)
+            kids[2] += out
 
     def stats_error(self):
         Context.stats_error(self)
-        self.kids[4].inc()
+        self.kids[3] += 1
 
     def publish_live(self):
         """At a scrape: what the open tunnel moved since the last look (rule 3)."""
@@ -270,10 +280,11 @@ class MeteredContext(Context):
             return
         inp, out = read()
         sent = self.sent or (0, 0)
+        kids = self.kids
         if inp > sent[0]:
-            self.kids[2].inc(inp - sent[0])
+            kids[1] += inp - sent[0]
         if out > sent[1]:
-            self.kids[3].inc(out - sent[1])
+            kids[2] += out - sent[1]
         self.sent = (max(inp, sent[0]), max(out, sent[1]))
 
 

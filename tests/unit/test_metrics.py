@@ -124,7 +124,7 @@ def test_open_tunnel_bytes_published_at_scrape_and_never_twice(live, monkeypatch
     kids = meter.kids["10.0.0.7"]
 
     def totals():
-        return kids[2]._value.get(), kids[3]._value.get()
+        return kids[1], kids[2]
     moved[ctx.sid] = (10, 1000)
     _families(live)
     assert totals() == (10, 1000)
@@ -137,11 +137,10 @@ def test_open_tunnel_bytes_published_at_scrape_and_never_twice(live, monkeypatch
     assert totals() == (20, 8000)
     _families(live)              # an ended tunnel is not looked at again
     assert totals() == (20, 8000)
-    assert kids[1]._value.get() == 1   # in flight (set at the scrape)
+    assert meter.sync() == {"10.0.0.7": 1}   # in flight
     meter.end(ctx)
-    meter.end(ctx)               # idempotent: one duration observed, in flight 0 at the next scrape
-    _families(live)
-    assert kids[1]._value.get() == 0 and live.duration.labels(live.host, "svc")._sum.get() > 0
+    meter.end(ctx)               # idempotent: one duration observed, no longer in flight
+    assert meter.sync() == {} and sum(meter.buckets) == 1 and meter.dsum > 0
 
 
 def test_seams_are_noops_while_off(monkeypatch):
@@ -165,3 +164,18 @@ def test_cli_metrics_flag():
         "addr": "127.0.0.1:9000", "path": "/m", "auth": {"username": "u", "password": "p"},
         "metadata": {"clientLabel": False}}
     assert parse_metrics("unix:///run/gostg.sock") == {"addr": "unix:///run/gostg.sock"}
+
+
+def test_duration_buckets_count_le(live):
+    """A 0.3 s connection is in the le=0.5 bucket and those above, not in le=0.25 (GOST's
+    cumulative buckets); _count and _sum follow."""
+    meter = live.meter("svc")
+    ctx = meter.begin("10.0.0.7:5555", "127.0.0.1:1080", _Log(), None, "10.0.0.7:5555")
+    ctx.t0 -= 0.3
+    meter.end(ctx)
+    fam = _families(live)["gost_service_request_duration_seconds"]
+    got = {s.labels["le"]: s.value for s in fam.samples if s.name.endswith("_bucket")}
+    assert (got["0.25"], got["0.5"], got["60.0"], got["+Inf"]) == (0, 1, 1, 1)
+    count = next(s.value for s in fam.samples if s.name.endswith("_count"))
+    total = next(s.value for s in fam.samples if s.name.endswith("_sum"))
+    assert count == 1 and 0.3 <= total < 1
