@@ -20,8 +20,9 @@ Rules:
    IP; a PROXY header's when one came) on the per-service ones; ``chain``, ``node``;
    ``recorder``. ``clientLabel: false`` drops ``client`` (one series per client IP is what
    makes a busy proxy's scrape large), chosen once per process when metrics are turned on.
-5. Counters and histograms carry no ``_created`` series (prometheus_client adds them; GOST has
-   none): they are left out of this registry's output only, not process-wide.
+5. Nothing GOST does not have: no ``_created`` series (prometheus_client's metric objects add
+   them, its metric families do not), and bucket bounds written as Go's client writes them
+   (``le="1"``, not ``le="1.0"``): a GOST fleet and gostg aggregate per bucket.
 """
 import bisect
 import itertools
@@ -99,14 +100,16 @@ def recorder_record(recorder_name):
     """A recorder wrote one record (gost_recorder_records_total)."""
     m = _m
     if m is not None:
-        m.records.labels(m.host, recorder_name or "").inc()
+        key = recorder_name or ""
+        m.records[key] = m.records.get(key, 0) + 1
 
 
 def chain_error(chain, node):
     """Reaching ``node`` of ``chain`` failed (gost_chain_errors_total)."""
     m = _m
     if m is not None:
-        m.chain_errors.labels(m.host, chain or "", node or "").inc()
+        key = (chain or "", node or "")
+        m.chain_errors[key] = m.chain_errors.get(key, 0) + 1
 
 
 def node_connect(chain, node, seconds):
@@ -114,25 +117,54 @@ def node_connect(chain, node, seconds):
     (gost_chain_node_connect_duration_seconds)."""
     m = _m
     if m is not None:
-        m.node_connect.labels(m.host, chain or "", node or "").observe(seconds)
+        key = (chain or "", node or "")
+        h = m.node_connect.get(key)
+        if h is None:
+            h = m.node_connect[key] = Histogram(NODE_BUCKETS)
+        h.observe(seconds)
 
 
 # -- the metrics --------------------------------------------------------------------------------
 
+def _le(bound):
+    """A bucket bound as Go's client writes it (``1``, ``2.5``, ``0.005``): the ``le`` label
+    values of GOST's series, so a fleet of GOST and gostg aggregates per bucket."""
+    text = repr(float(bound))
+    return text[:-2] if text.endswith(".0") else text
+
+
+class Histogram:
+    """A histogram's counts: one per bucket (the last: above the top bound) and their sum."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds):
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value):
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1   # le: value <= bound
+        self.sum += value
+
+    def add_to(self, family, labels):
+        cumulative = itertools.accumulate(self.counts)
+        family.add_metric(labels, list(zip([_le(b) for b in self.bounds] + ["+Inf"], cumulative)), self.sum)
+
+
 class _Metrics:
+    """Everything counted since metrics went on: plain integers (rule 3), which a scrape turns
+    into Prometheus families; prometheus_client writes the exposition."""
+
     def __init__(self, client_label):
         import prometheus_client as prom   # here: nothing of it is loaded while metrics are off
 
         self.client_label = client_label
         self.host = _socket.gethostname()
         self.meters = {}
-        # rare events: prometheus_client's own metric objects
-        self.chain_errors = prom.Counter(CHAIN_ERRORS, "Total chain errors", ["host", "chain", "node"],
-                                         registry=None)
-        self.node_connect = prom.Histogram(NODE_CONNECT, "Distribution of chain node connect latencies",
-                                           ["host", "chain", "node"], buckets=NODE_BUCKETS, registry=None)
-        self.records = prom.Counter(RECORDS, "Total records written by recorder", ["host", "recorder"],
-                                    registry=None)
+        self.chain_errors = {}     # (chain, node) → count
+        self.node_connect = {}     # (chain, node) → Histogram
+        self.records = {}          # recorder → count
         self.registry = prom.CollectorRegistry()
         self.registry.register(_Collector(self))
         prom.ProcessCollector(registry=self.registry)
@@ -147,7 +179,6 @@ class _Metrics:
 
     def collect(self):
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
-        from prometheus_client.utils import floatToGoString
 
         host = self.host
         services = GaugeMetricFamily(SERVICES, "Current number of services", labels=["host"])
@@ -159,8 +190,6 @@ class _Metrics:
         services.add_metric([host], sum(n for st, n in states.items() if st != "closed"))
         for st, n in sorted(states.items()):
             status.add_metric([host, st], n)
-        yield services
-        yield status
         per_client = ["host", "service", "client"] if self.client_label else ["host", "service"]
         requests = CounterMetricFamily(REQUESTS, "Total number of requests", labels=per_client)
         in_flight = GaugeMetricFamily(IN_FLIGHT, "Current in-flight requests", labels=per_client)
@@ -169,7 +198,6 @@ class _Metrics:
         out = CounterMetricFamily(OUTPUT_BYTES, "Total service output data transfer size in bytes",
                                   labels=per_client)
         errors = CounterMetricFamily(HANDLER_ERRORS, "Total service handler errors", labels=per_client)
-        bounds = [floatToGoString(b) for b in REQUEST_BUCKETS] + ["+Inf"]
         for name, m in sorted(self.meters.items()):
             flying = m.sync()
             for client, k in sorted(m.kids.items()):
@@ -180,13 +208,19 @@ class _Metrics:
                 out.add_metric(labels, k[2])
                 errors.add_metric(labels, k[3])
             if m.kids:
-                cum = list(itertools.accumulate(m.buckets))
-                duration.add_metric([host, name], list(zip(bounds, cum)), m.dsum)
-        yield from (requests, in_flight, duration, inp, out, errors)
-        for metric in (self.chain_errors, self.node_connect, self.records):
-            for fam in metric.collect():
-                fam.samples = [s for s in fam.samples if not s.name.endswith("_created")]   # rule 5
-                yield fam
+                m.duration.add_to(duration, [host, name])
+        chain_errors = CounterMetricFamily(CHAIN_ERRORS, "Total chain errors", labels=["host", "chain", "node"])
+        for (chain, node), n in sorted(self.chain_errors.items()):
+            chain_errors.add_metric([host, chain, node], n)
+        node_connect = HistogramMetricFamily(NODE_CONNECT, "Distribution of chain node connect latencies",
+                                             labels=["host", "chain", "node"])
+        for (chain, node), h in sorted(self.node_connect.items()):
+            h.add_to(node_connect, [host, chain, node])
+        records = CounterMetricFamily(RECORDS, "Total records written by recorder", labels=["host", "recorder"])
+        for name, n in sorted(self.records.items()):
+            records.add_metric([host, name], n)
+        return [services, status, requests, in_flight, duration, inp, out, errors, chain_errors, node_connect,
+                records]
 
 
 class _Collector:
@@ -205,7 +239,7 @@ class ServiceMeter:
     connection (only while metrics are on), which returns the connection's
     :class:`MeteredContext`, and :meth:`end` when its handler is done."""
 
-    __slots__ = ("m", "name", "kids", "live", "buckets", "dsum")
+    __slots__ = ("m", "name", "kids", "live", "duration")
 
     def __init__(self, metrics, name):
         self.m = metrics
@@ -214,9 +248,8 @@ class ServiceMeter:
         self.kids = {}
         #: the open connections: at a scrape, the in-flight gauge and open tunnels' bytes
         self.live = set()
-        #: request durations: a count per GOST bucket (the last one: above 60 s), and their sum
-        self.buckets = [0] * (len(REQUEST_BUCKETS) + 1)
-        self.dsum = 0.0
+        #: how long its connections took (GOST's buckets)
+        self.duration = Histogram(REQUEST_BUCKETS)
 
     def begin(self, src, local, log, stats, peer):
         """A connection was accepted → its context (a Context that publishes its bytes)."""
@@ -236,11 +269,9 @@ class ServiceMeter:
         longer in flight."""
         if ctx.t0 is None:
             return
-        d = time.monotonic() - ctx.t0
+        self.duration.observe(time.monotonic() - ctx.t0)
         ctx.t0 = None
         self.live.discard(ctx)
-        self.buckets[bisect.bisect_left(REQUEST_BUCKETS, d)] += 1
-        self.dsum += d
 
     def sync(self):
         """At a scrape: publish what open tunnels moved since the last look (rule 3) → the
@@ -289,4 +320,4 @@ class MeteredContext(Context):
 
 
 __all__ = ["enable", "enabled", "watch", "meter", "registry", "recorder_record", "chain_error", "node_connect",
-           "ServiceMeter", "MeteredContext", "REQUEST_BUCKETS", "NODE_BUCKETS"]
+           "ServiceMeter", "MeteredContext", "Histogram", "REQUEST_BUCKETS", "NODE_BUCKETS"]

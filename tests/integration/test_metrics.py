@@ -198,8 +198,8 @@ def test_prometheus_scrapes_gost_metrics(tmp_path):
             labels = dict(next(iter(series)))
             assert labels["client"] == "127.0.0.1" and labels["host"] and labels["job"] == "gostg"
             buckets = prom.query(f"gost_service_request_duration_seconds_bucket{{{svc('http-svc')}}}")
-            assert sorted(float(dict(k)["le"]) for k in buckets) == [
-                .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 30, 60, float("inf")]
+            assert sorted((dict(k)["le"] for k in buckets), key=float) == [   # as GOST's (Go) are written
+                "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "15", "30", "60", "+Inf"]
         finally:
             prom.stop()
         assert g.proc.poll() is None, g.log_text()[-3000:]

@@ -82,11 +82,11 @@ def test_names_types_labels_and_buckets(live):
 
     def bounds(name):
         return [s.labels["le"] for s in fams[name].samples if s.name == name + "_bucket"]
+    # GOST's buckets, written as Go's client writes them (le="1", not "1.0")
     assert bounds("gost_service_request_duration_seconds") == [
-        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1.0", "2.5", "5.0", "10.0", "15.0", "30.0", "60.0",
-        "+Inf"]
+        "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "15", "30", "60", "+Inf"]
     assert bounds("gost_chain_node_connect_duration_seconds") == [
-        "0.01", "0.05", "0.1", "0.25", "0.5", "1.0", "1.5", "2.0", "5.0", "10.0", "15.0", "30.0", "60.0", "+Inf"]
+        "0.01", "0.05", "0.1", "0.25", "0.5", "1", "1.5", "2", "5", "10", "15", "30", "60", "+Inf"]
 
     def value(name, sample=None, **labels):
         return next(s.value for s in fams[name].samples if s.name == (sample or name)
@@ -140,7 +140,7 @@ def test_open_tunnel_bytes_published_at_scrape_and_never_twice(live, monkeypatch
     assert meter.sync() == {"10.0.0.7": 1}   # in flight
     meter.end(ctx)
     meter.end(ctx)               # idempotent: one duration observed, no longer in flight
-    assert meter.sync() == {} and sum(meter.buckets) == 1 and meter.dsum > 0
+    assert meter.sync() == {} and sum(meter.duration.counts) == 1 and meter.duration.sum > 0
 
 
 def test_seams_are_noops_while_off(monkeypatch):
@@ -175,7 +175,7 @@ def test_duration_buckets_count_le(live):
     meter.end(ctx)
     fam = _families(live)["gost_service_request_duration_seconds"]
     got = {s.labels["le"]: s.value for s in fam.samples if s.name.endswith("_bucket")}
-    assert (got["0.25"], got["0.5"], got["60.0"], got["+Inf"]) == (0, 1, 1, 1)
+    assert (got["0.25"], got["0.5"], got["60"], got["+Inf"]) == (0, 1, 1, 1)
     count = next(s.value for s in fam.samples if s.name.endswith("_count"))
     total = next(s.value for s in fam.samples if s.name.endswith("_sum"))
     assert count == 1 and 0.3 <= total < 1
