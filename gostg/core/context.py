@@ -12,7 +12,8 @@ def new_sid():
 
 
 class Context:
-    __slots__ = ("sid", "service", "src", "peer", "local", "target", "log", "client_id", "stats", "proxied_dst")
+    __slots__ = ("sid", "service", "src", "peer", "local", "target", "log", "client_id", "stats", "proxied_dst",
+                 "meter")
 
     def __init__(self, service, src, local, log, stats=None, peer=None):
         self.sid = new_sid()
@@ -24,6 +25,8 @@ class Context:
         self.target = ""        # where the handler is taking the client
         self.client_id = ""     # set by auth; feeds the hash selector
         self.stats = stats
+        #: the connection's metrics tally (observe/metrics.py Tally) while metrics are on, else None
+        self.meter = None
         # GOST's fields: remote is the socket's peer, client the (PROXY header's) client
         self.log = log.bind(sid=self.sid, remote=self.peer, local=local, client=src)
 
@@ -35,9 +38,13 @@ class Context:
         if self.stats is not None:
             self.stats.input_bytes += inp
             self.stats.output_bytes += out
+        if self.meter is not None:
+            self.meter.bytes(inp, out)
 
     def stats_error(self):
         """The connection ended in an error (GOST's totalErrs; gost_service_handler_errors_total
         while metrics are on)."""
         if self.stats is not None:
             self.stats.total_errs += 1
+        if self.meter is not None:
+            self.meter.error()

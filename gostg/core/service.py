@@ -40,6 +40,8 @@ def _closed(lease, conn, sock, ctx):
     conn.close()
     sock.close()
     ctx.log.debug(f"{ctx.src} >< {ctx.local}")
+    if ctx.meter is not None:   # metrics on: the connection's duration; no longer in flight
+        ctx.meter.end()
 
 
 def _addr(a):
@@ -60,7 +62,7 @@ class Service:
     #: a transport.proxyproto.Receiver when the service reads PROXY headers (``proxyProtocol``)
     proxy_protocol = None
     #: the service's Prometheus meter (observe/metrics.py) while metrics are on; None costs a
-    #: connection one attribute test (the runtime sets it: ``Gost.meter_services``)
+    #: connection two attribute tests (the runtime sets it: ``Gost.meter_services``)
     meter = None
 
     def __init__(self, name, listener, handler, log, md, admission=None, registries=None):
@@ -141,11 +143,9 @@ class Service:
             sock.close()
             return
         self.stats.total_conns += 1
-        meter = self.meter
-        if meter is None:
-            ctx = Context(self.name, src, self.addr, self.log, self.stats, peer=peer)
-        else:   # metrics on: a context that publishes its bytes; requests and in-flight counted
-            ctx = meter.begin(src, self.addr, self.log, self.stats, peer)
+        ctx = Context(self.name, src, self.addr, self.log, self.stats, peer=peer)
+        if self.meter is not None:   # metrics on: counted, in flight until _closed
+            ctx.meter = self.meter.begin(ctx)
         if hdr is not None and hdr.dst is not None:
             ctx.proxied_dst = join_host_port(*hdr.dst)
         conn = None
@@ -163,17 +163,13 @@ class Service:
             t = getattr(getcurrent(), "tunnel", None)   # a listener may call from its own greenlet
             if t is None:
                 _closed(lease, conn or sock, sock, ctx)
-                if meter is not None:
-                    meter.end(ctx)
             else:   # the tunnel went on without this greenlet: it ends the connection
-                t.then(self._detached_end, t, lease, conn or sock, sock, ctx, meter)
+                t.then(self._detached_end, t, lease, conn or sock, sock, ctx)
 
-    def _detached_end(self, t, lease, conn, sock, ctx, meter=None):
+    def _detached_end(self, t, lease, conn, sock, ctx):
         if t.error is not None:
             self._failed(ctx, t.error)
         _closed(lease, conn, sock, ctx)
-        if meter is not None:
-            meter.end(ctx)
 
     def _proxy_header(self, sock, peer_ip, peer):
         """→ ``(conn, Header or None)`` after the PROXY header (if any), or ``(None, None)``
@@ -248,15 +244,13 @@ class Service:
         ctx.log.debug("mux: session started")
         for stream in session.accept():
             self.stats.total_conns += 1
-            meter = self.meter
-            if meter is None:
-                sctx = Context(self.name, ctx.src, self.addr, self.log, self.stats, peer=ctx.peer)
-            else:
-                sctx = meter.begin(ctx.src, self.addr, self.log, self.stats, ctx.peer)
+            sctx = Context(self.name, ctx.src, self.addr, self.log, self.stats, peer=ctx.peer)
+            if self.meter is not None:
+                sctx.meter = self.meter.begin(sctx)
             sctx.proxied_dst = ctx.proxied_dst
-            self.pool.spawn(self._handle_stream, stream, sctx, meter)
+            self.pool.spawn(self._handle_stream, stream, sctx)
 
-    def _handle_stream(self, stream, ctx, meter=None):
+    def _handle_stream(self, stream, ctx):
         try:
             ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} <> {ctx.local}")
             self._serve(stream, ctx)
@@ -265,8 +259,8 @@ class Service:
         finally:
             stream.close()
             ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} >< {ctx.local}")
-            if meter is not None:
-                meter.end(ctx)
+            if ctx.meter is not None:
+                ctx.meter.end()
 
     def stop(self, timeout=None):
         """Stop this one service: :meth:`close` it, then give its open connections ``timeout``

@@ -11,7 +11,7 @@ Rules:
    Every endpoint (``-metrics``, the ``metrics:`` object, ``metrics`` handler services) serves it.
    Once on, metrics stay on until the process ends (GOST's ``Enable`` is never undone).
 3. Bytes are counted per tunnel, never per chunk: published when the tunnel ends
-   (``Context.stats_bytes``) and, for tunnels still open, at each scrape from the counters the
+   (``Context.stats_bytes`` hands them to the connection's :class:`Tally`) and, for tunnels still open, at each scrape from the counters the
    relay keeps anyway (``Context.bytes()``), so a long download shows as it goes and every
    counter only ever grows. The per-service metrics are plain integers a connection adds to
    (no lock, no prometheus_client call per connection); a scrape turns them into families, and
@@ -29,8 +29,6 @@ import itertools
 import socket as _socket
 import time
 import weakref
-
-from ..core.context import Context
 
 # GOST's metric names (x/metrics/metrics.go)
 SERVICES = "gost_services"
@@ -235,9 +233,8 @@ class _Collector:
 
 class ServiceMeter:
     """One service's metrics, counted in plain integers (a connection pays a few additions, no
-    lock) and turned into Prometheus families at a scrape. The service calls :meth:`begin` per
-    connection (only while metrics are on), which returns the connection's
-    :class:`MeteredContext`, and :meth:`end` when its handler is done."""
+    lock) and turned into Prometheus families at a scrape. While metrics are on the service
+    gives each connection's Context a :class:`Tally` (``ctx.meter = meter.begin(ctx)``)."""
 
     __slots__ = ("m", "name", "kids", "live", "duration")
 
@@ -246,52 +243,48 @@ class ServiceMeter:
         self.name = name
         #: client IP ("" without the client label) → [requests, input bytes, output bytes, errors]
         self.kids = {}
-        #: the open connections: at a scrape, the in-flight gauge and open tunnels' bytes
+        #: the open connections' tallies: at a scrape, the in-flight gauge and open tunnels' bytes
         self.live = set()
         #: how long its connections took (GOST's buckets)
         self.duration = Histogram(REQUEST_BUCKETS)
 
-    def begin(self, src, local, log, stats, peer):
-        """A connection was accepted → its context (a Context that publishes its bytes)."""
-        ctx = MeteredContext(self.name, src, local, log, stats, peer=peer)
+    def begin(self, ctx):
+        """A connection was accepted → its :class:`Tally` (counted as a request, in flight)."""
         client = ctx.client_ip if self.m.client_label else ""
         kids = self.kids.get(client)
         if kids is None:
             kids = self.kids[client] = [0, 0, 0, 0]
         kids[0] += 1
-        ctx.meter, ctx.kids, ctx.client, ctx.sent = self, kids, client, None
-        self.live.add(ctx)
-        ctx.t0 = time.monotonic()
-        return ctx
-
-    def end(self, ctx):
-        """The connection's handler is done (the tunnel ended): GOST's duration; it is no
-        longer in flight."""
-        if ctx.t0 is None:
-            return
-        self.duration.observe(time.monotonic() - ctx.t0)
-        ctx.t0 = None
-        self.live.discard(ctx)
+        t = Tally(self, ctx, kids, client)
+        self.live.add(t)
+        return t
 
     def sync(self):
         """At a scrape: publish what open tunnels moved since the last look (rule 3) → the
         connections in flight per client."""
         flying = {}
-        for ctx in list(self.live):
-            flying[ctx.client] = flying.get(ctx.client, 0) + 1
-            if ctx.sent is not _FINAL:
-                ctx.publish_live()
+        for t in list(self.live):
+            flying[t.client] = flying.get(t.client, 0) + 1
+            if t.sent is not _FINAL:
+                t.publish_live()
         return flying
 
 
-class MeteredContext(Context):
-    """A Context while metrics are on: it publishes its bytes and errors to its service's meter."""
+class Tally:
+    """One connection's share of its service's meter (``Context.meter``): the Context hands it
+    its bytes and errors, the service its end. Composition rather than a Context subclass, so
+    a service's own Context class (a recorder's) and metrics go together."""
 
-    __slots__ = ("meter", "kids", "client", "t0", "sent")
+    __slots__ = ("meter", "ctx", "kids", "client", "t0", "sent")
 
-    def stats_bytes(self, inp, out):
-        Context.stats_bytes(self, inp, out)
-        sent, self.sent = self.sent, _FINAL   # its bytes are final now: no scrape looks again
+    def __init__(self, meter, ctx, kids, client):
+        self.meter, self.ctx, self.kids, self.client = meter, ctx, kids, client
+        self.sent = None      # what a scrape published of an open tunnel's bytes (rule 3)
+        self.t0 = time.monotonic()
+
+    def bytes(self, inp, out):
+        """``Context.stats_bytes``: the tunnel's bytes, final."""
+        sent, self.sent = self.sent, _FINAL   # no scrape looks again
         if sent is not None and sent is not _FINAL:   # a scrape published part of them already
             inp, out = inp - sent[0], out - sent[1]
         kids = self.kids
@@ -300,13 +293,23 @@ class MeteredContext(Context):
         if out > 0:
             kids[2] += out
 
-    def stats_error(self):
-        Context.stats_error(self)
+    def error(self):
+        """``Context.stats_error``: GOST's handler error."""
         self.kids[3] += 1
+
+    def end(self):
+        """The connection's handler is done (the tunnel ended): GOST's duration; it is no
+        longer in flight. Idempotent."""
+        if self.t0 is None:
+            return
+        self.meter.duration.observe(time.monotonic() - self.t0)
+        self.t0 = None
+        self.meter.live.discard(self)
+        self.ctx = None
 
     def publish_live(self):
         """At a scrape: what the open tunnel moved since the last look (rule 3)."""
-        read = getattr(self, "bytes", None)   # the live-tunnel registry's reader, when built
+        read = getattr(self.ctx, "bytes", None)   # the live-tunnel registry's reader, when built
         if read is None:
             return
         inp, out = read()
@@ -320,4 +323,4 @@ class MeteredContext(Context):
 
 
 __all__ = ["enable", "enabled", "watch", "meter", "registry", "recorder_record", "chain_error", "node_connect",
-           "ServiceMeter", "MeteredContext", "Histogram", "REQUEST_BUCKETS", "NODE_BUCKETS"]
+           "ServiceMeter", "Tally", "Histogram", "REQUEST_BUCKETS", "NODE_BUCKETS"]
