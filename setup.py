@@ -15,7 +15,7 @@ setup(
     version="0.1.0",
     description="GOST v3 (GO Simple Tunnel) rebuilt in Python on gevent",
     packages=find_packages(include=["gostg", "gostg.*"]),
-    package_data={"gostg.api": ["swagger.yaml"]},
+    package_data={"gostg.api": ["swagger.yaml", "ui/*"]},
     python_requires=">=3.11",
     install_requires=requirements(),
     # `pip install .` puts a `gostg` command next to the interpreter (.venv/bin/gostg);

@@ -12,6 +12,7 @@ Rules for changes (better than GOST, which closes the old service before buildin
 import copy
 import os
 import time
+import weakref
 
 from gevent.lock import RLock
 
@@ -97,6 +98,9 @@ class Gost:
         self.probes = Probes(self.registries, self.log)
         self.services = {}
         self.internal = {}     # services not in the model: the global Web API and metrics endpoint
+        #: services replaced or deleted whose open connections run on (until they end): the
+        #: live-tunnel registry lists those too; weak, so a drained service is gone from here
+        self.retired = weakref.WeakSet()
         self.started = False
         self._lock = RLock()
 
@@ -257,6 +261,15 @@ class Gost:
     def service(self, name):
         return self.services.get(name)
 
+    def tunnel_services(self):
+        """Every service whose open connections the live-tunnel registry lists: the running
+        ones, then the retired ones still draining (each has ``tunnels``: sid → Context)."""
+        return list(self.services.values()) + [s for s in list(self.retired) if s.tunnels]
+
+    def close_tunnel(self, sid):
+        """End the open connection ``sid`` (Service.close_tunnel) → False when none is open."""
+        return any(s.close_tunnel(sid) for s in self.tunnel_services() if sid in s.tunnels)
+
     def __enter__(self):
         return self.start()
 
@@ -344,6 +357,7 @@ class Gost:
         adopted = old is not None and new.listener.socket is old.listener.socket
         if old is not None:
             old.retire(keep_socket=adopted)
+            self.retired.add(old)
         new.pre_up()
         new.meter = metrics.meter(name)
         if self.started:
@@ -420,6 +434,7 @@ class Gost:
                 self.registries.services.delete(name)
                 if s is not None:
                     s.retire(reason="closed")   # port closed and hooks run before the API answers
+                    self.retired.add(s)
                     s.drain_later()     # open connections get the drain period, not the API call
             elif kind in OBJECT_KINDS:
                 getattr(self.registries, kind).delete(name)
@@ -470,6 +485,7 @@ class Gost:
                 s = self.services.pop(n)
                 self.registries.services.delete(n)
                 s.retire(reason="closed")
+                self.retired.add(s)
                 s.drain_later()
             for n, s in built.items():
                 self._swap_service(n, s, self.services.get(n))

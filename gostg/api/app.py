@@ -2,6 +2,10 @@
 
 - ``{prefix}/docs/swagger.yaml``: the OpenAPI document of what is served here (no auth).
 - ``{prefix}/config*``: HTTP Basic auth when configured (401 + WWW-Authenticate).
+- ``{prefix}/api/connections[/<sid>]`` (beyond GOST, same auth): the open tunnels, listed
+  (GET) and ended one by one (DELETE) — see connections.py.
+- Beyond GOST, under the same auth: the status page at ``{prefix}/`` and ``{prefix}/ui``
+  (gostg.api.page) and its data, ``{prefix}/api/status`` (gostg.api.status).
 - Errors are ``{"code": 4000x, "msg": …}`` with GOST's codes; success is ``{"msg": "OK"}``, plus
   ``"warnings": [...]`` when a change names objects that do not exist yet (GOST's forward
   references: accepted, and they refuse connections until created) or opens a proxy to anyone.
@@ -14,7 +18,9 @@ from urllib.parse import parse_qs
 
 import yaml
 
+from . import connections, page
 from ..errors import ChangeError
+from .status import status
 from ..protocols.http import basic_credentials
 from ..policy.group import MissingReference, refused
 
@@ -101,13 +107,17 @@ class Api:
             with open(SWAGGER, "rb") as f:
                 return 200, "text/x-yaml; charset=utf-8", f.read(), []
         parts = [p for p in path.split("/") if p]
-        if not parts or parts[0] != "config":
+        if parts and parts[0] not in ("config", "ui", "api"):
             return (*_json(404, {"code": 404, "msg": "not found"}), [])
         if not self._authorized(environ):
             return (*_json(401, {"code": 401, "msg": "Unauthorized"}),
                     [("WWW-Authenticate", 'Basic realm="gostg"')])
+        if not parts or parts[0] == "ui":   # beyond GOST: the status page
+            return self._status_page(method, parts)
         query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
         rest = parts[1:]
+        if parts[0] == "api":
+            return (*self._api(method, rest, query), [])
         if not rest:
             if method == "GET":
                 return (*self._get_config(query), [])
@@ -136,6 +146,33 @@ class Api:
         else:
             return (*_json(404, {"code": 404, "msg": "not found"}), [])
         return (*_json(405, {"code": 405, "msg": f"method {method} not allowed here"}), [])
+
+    def _status_page(self, method, parts):
+        """``/`` and ``/ui`` (the page), ``/ui/<file>`` (its script and style sheet)."""
+        found = None
+        if parts in ([], ["ui"]):
+            found = page.index(self.prefix)
+        elif len(parts) == 2:
+            found = page.asset(parts[1])
+        if found is None:
+            return (*_json(404, {"code": 404, "msg": "not found"}), [])
+        if method != "GET":
+            return (*_json(405, {"code": 405, "msg": f"method {method} not allowed here"}), [])
+        return found
+
+    def _api(self, method, rest, query):
+        """``/api/…``: gostg's own resources, beyond GOST's ``/config``."""
+        if rest == ["status"]:   # what the status page shows (status.py)
+            return _json(200, status(self.gost)) if method == "GET" else \
+                _json(405, {"code": 405, "msg": f"method {method} not allowed here"})
+        if not rest or rest[0] != "connections" or len(rest) > 2:
+            return _json(404, {"code": 404, "msg": "not found"})
+        if len(rest) == 1 and method == "GET":
+            return _json(200, connections.listing(self.gost, query))
+        if len(rest) == 2 and method == "DELETE":
+            connections.close(self.gost, rest[1])
+            return _ok()
+        return _json(405, {"code": 405, "msg": f"method {method} not allowed here"})
 
     def _authorized(self, environ):
         return authorized(self.auther, environ, self.log, "api")

@@ -172,7 +172,10 @@ class Route:
         conn = None
         try:
             if start == r:
-                node, conn = self._race(node, ctx, timeout)
+                race = node
+                node, conn = self._race(race, ctx, timeout)
+                if ctx is not None and race.name in ctx.route:   # the registry names the winner
+                    ctx.route[ctx.route.index(race.name)] = node.name
             else:
                 # GOST's node connect duration: hop 0's dial and handshake
                 t0 = time.monotonic() if not start and self.chain and metrics.enabled() else None
@@ -199,7 +202,7 @@ class Route:
             raise
         except (OSError, DialError, ProtocolError, EOFError, gevent.Timeout) as exc:
             if getattr(exc, "node", None) is None and getattr(exc, "marks", True):
-                node.marker.mark()   # (an inner route already marked its node)
+                node.marker.mark(exc)   # (an inner route already marked its node)
                 if self.chain:
                     metrics.chain_error(self.chain, node.name)
             _close(conn)

@@ -103,10 +103,10 @@ class Prober:
                 latency = self._cmd() if cfg.type == "cmd" else self._dial(t0)
         except DialError as exc:
             if exc.node is None:      # the probe's own timeout; the route marks its failures
-                node.marker.mark()
+                node.marker.mark(exc)
             error = exc
         except Exception as exc:   # a wrong answer, a reset, anything: down, and the loop goes on
-            node.marker.mark()
+            node.marker.mark(exc)
             error = exc
         if error is None:
             node.marker.reset()

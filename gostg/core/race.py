@@ -22,7 +22,7 @@ class _NoMarker:
 
     fails = 0
 
-    def mark(self):
+    def mark(self, error=None):
         pass
 
     def reset(self):

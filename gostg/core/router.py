@@ -161,6 +161,7 @@ class Router:
                             return UDPSocket(sock, resolve=self._map_name)
                         return dial_tcp(target, self.dial_timeout, self.sockopts)
                     if ctx is not None:
+                        ctx.route = [n.name for n in route.nodes]   # the live-tunnel registry shows it
                         ctx.log.debug(f"route(retry={attempt}) {route} > {target}", dst=address)
                     return route.dial(network, target, ctx, self.dial_timeout)
             except (MissingReference, MissingTarget):

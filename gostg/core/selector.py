@@ -24,17 +24,21 @@ INF = float("inf")
 
 
 class Marker:
-    """Failure count and time of the last failure of one node (shared across selections)."""
+    """Failure count, time and text of the last failure of one node (shared across
+    selections). The text stays after a reset: the status page shows it as "last error"."""
 
-    __slots__ = ("fails", "last")
+    __slots__ = ("fails", "last", "error")
 
     def __init__(self):
         self.fails = 0
         self.last = 0.0
+        self.error = ""
 
-    def mark(self):
+    def mark(self, error=None):
         self.fails += 1
         self.last = time.monotonic()
+        if error is not None:   # a string now, not the exception: that would keep its frames
+            self.error = str(error) or type(error).__name__
 
     def reset(self):
         self.fails = 0

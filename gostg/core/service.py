@@ -7,14 +7,15 @@ Fail closed: an admission or limiter name that does not resolve closes the conne
 accept, or before the handler starts), with one error line naming it (never "admit everyone" or
 "unlimited").
 """
+import errno
 import time
 
 import gevent
-from gevent import getcurrent
+from gevent import Greenlet, getcurrent
 from gevent.socket import socket as GeventSocket
 
 from .._compat import mark_server_stopped
-from .connpool import ConnPool
+from .connpool import ConnGreenlet, ConnPool
 from .context import Context
 from ..errors import ProtocolError
 from .hooks import run_hooks
@@ -35,7 +36,14 @@ class Stats:
         self.total_conns = self.total_errs = self.input_bytes = self.output_bytes = 0
 
 
-def _closed(lease, conn, sock, ctx):
+class ClosedByApi(ConnectionAbortedError):
+    """Thrown into a relaying connection's greenlet by :meth:`Service.close_tunnel`: an OSError,
+    so the relay ends as on a socket error and the tunnel is counted and logged as usual."""
+
+
+def _closed(lease, conn, sock, ctx, tunnels):
+    tunnels.pop(ctx.sid, None)
+    ctx.task = None   # (the greenlet or tunnel is over: nothing may hold on to it)
     lease.release()
     conn.close()
     sock.close()
@@ -79,6 +87,9 @@ class Service:
         self.events = []
         self.create_time = time.time()
         self.pool = ConnPool(self.max_conns)
+        #: the live-tunnel registry: sid → Context of every open connection (mux streams
+        #: each; a mux session itself is not a tunnel), detached tunnels included
+        self.tunnels = {}
         self.server = None
         self._addr = ""
         self.cfg_addr = ""   # the address as configured (a same-address PUT adopts the socket)
@@ -148,28 +159,58 @@ class Service:
             ctx.meter = self.meter.begin(ctx)
         if hdr is not None and hdr.dst is not None:
             ctx.proxied_dst = join_host_port(*hdr.dst)
+        me = getcurrent()
+        # (a listener calling from a greenlet of its own: that one is not this connection's to end)
+        ctx.task = me if type(me) is ConnGreenlet else None
+        self.tunnels[ctx.sid] = ctx
         conn = None
         try:
             conn = self.listener.wrap(sock)
             ctx.log.debug(f"{src} <> {ctx.local}")
             # a plain socket is never a session: no __getattr__ miss (an exception) per connection
             if type(conn) is not GeventSocket and getattr(conn, "multiplex", False):
+                del self.tunnels[ctx.sid]   # its streams are the tunnels
                 self._accept_streams(conn, ctx)
             else:
                 self._serve(conn, ctx)
         except _ENDS as exc:
             self._failed(ctx, exc)
         finally:
-            t = getattr(getcurrent(), "tunnel", None)   # a listener may call from its own greenlet
+            t = getattr(me, "tunnel", None)   # a listener may call from its own greenlet
             if t is None:
-                _closed(lease, conn or sock, sock, ctx)
+                _closed(lease, conn or sock, sock, ctx, self.tunnels)
             else:   # the tunnel went on without this greenlet: it ends the connection
+                ctx.task = t   # (not the greenlet, which is over: its object would stay alive)
                 t.then(self._detached_end, t, lease, conn or sock, sock, ctx)
 
     def _detached_end(self, t, lease, conn, sock, ctx):
         if t.error is not None:
             self._failed(ctx, t.error)
-        _closed(lease, conn, sock, ctx)
+        _closed(lease, conn, sock, ctx, self.tunnels)
+
+    def close_tunnel(self, sid, timeout=2.0, why="closed through the Web API"):
+        """End the open connection ``sid`` from outside (the Web API's DELETE
+        /api/connections/<sid>): both its sockets closed, its greenlet or detached tunnel
+        over, counted and logged as any ending. → False when ``sid`` is not open here.
+
+        A relaying greenlet gets :class:`ClosedByApi` (an OSError: the relay ends as on a
+        socket error, its bytes counted); one still in its handshake or dial is killed
+        (an OSError there could be taken for a failed dial and retried). Waits up to
+        ``timeout`` seconds for the ending."""
+        ctx = self.tunnels.get(sid)
+        if ctx is None:
+            return False
+        ctx.log.info(why, dst=ctx.target or None)
+        task = ctx.task
+        t = getattr(task, "tunnel", None) or (task if not isinstance(task, Greenlet) else None)
+        if t is not None:
+            t.abort()
+        elif task is not None and task is not getcurrent() and not task.dead:
+            if ctx.flow is not None:
+                task.kill(ClosedByApi(errno.ECONNABORTED, "closed through the API"), block=True, timeout=timeout)
+            if not task.dead:
+                task.kill(block=True, timeout=timeout)
+        return True
 
     def _proxy_header(self, sock, peer_ip, peer):
         """→ ``(conn, Header or None)`` after the PROXY header (if any), or ``(None, None)``
@@ -251,12 +292,16 @@ class Service:
             self.pool.spawn(self._handle_stream, stream, sctx)
 
     def _handle_stream(self, stream, ctx):
+        ctx.task = getcurrent()
+        self.tunnels[ctx.sid] = ctx
         try:
             ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} <> {ctx.local}")
             self._serve(stream, ctx)
         except _ENDS as exc:
             self._failed(ctx, exc)
         finally:
+            self.tunnels.pop(ctx.sid, None)
+            ctx.task = None
             stream.close()
             ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} >< {ctx.local}")
             if ctx.meter is not None:

@@ -126,4 +126,5 @@ class Handler:
                          inputBytes=inp, outputBytes=out)
 
         # the "<->" line is written once the relay first waits: bytes already here go on first
-        relay.pipe(conn, upstream, lambda: ctx.log.info(f"{ctx.src} <-> {target}", dst=target), finish, detach)
+        relay.pipe(conn, upstream, lambda: ctx.log.info(f"{ctx.src} <-> {target}", dst=target), finish, detach,
+                   ctx)

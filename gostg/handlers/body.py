@@ -4,9 +4,13 @@ from ..errors import ProtocolError
 from ..protocols import http
 
 
-def send_body(src, dst, framer):
-    """Pass a body from Stream ``src`` to ``dst`` until ``framer`` says it ended. → bytes sent"""
-    sent = 0
+def send_body(src, dst, framer, tally=None):
+    """Pass a body from Stream ``src`` to ``dst`` until ``framer`` says it ended. → bytes sent.
+    ``tally`` (a one-item list) is where they are counted, as they go: a caller's running
+    total, which the live-tunnel registry reads during a long body (Context.bytes())."""
+    if tally is None:
+        tally = [0]
+    start = tally[0]
     while not framer.done:
         if not src.buf and not src.fill():
             if isinstance(framer, http.UntilClose):
@@ -16,8 +20,8 @@ def send_body(src, dst, framer):
         if n:
             dst.sendall(bytes(src.buf[:n]))
             del src.buf[:n]
-            sent += n
-    return sent
+            tally[0] += n
+    return tally[0] - start
 
 
 def dechunk(src, framer, dst):

@@ -242,8 +242,8 @@ class DNSHandler(Handler):
         t0 = time.monotonic()
         try:
             r, raw = ns.exchange_wire(q, ctx)
-        except (DialError, ProtocolError, OSError):
-            node.marker.mark()
+        except (DialError, ProtocolError, OSError) as exc:
+            node.marker.mark(exc)
             raise
         finally:
             q.id = qid

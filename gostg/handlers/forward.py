@@ -130,7 +130,7 @@ class ForwardHandler(Handler):
                 upstream = self._tls(upstream, node, addr)
         except DialError as exc:
             if not isinstance(exc, (MissingReference, MissingTarget, BypassError)):
-                node.marker.mark()
+                node.marker.mark(exc)
             raise
         node.marker.reset()
         return node, addr, upstream

@@ -176,7 +176,7 @@ def send_response(conn, up, head, framer, tally):
     send_all(conn, head)
     tally[0] += len(head)
     if framer is not None and not framer.done:
-        tally[0] += send_body(up, conn, framer)
+        send_body(up, conn, framer, tally)
 
 
 def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay, response_header=None,
@@ -325,6 +325,7 @@ class HTTPHandler(Handler):
         sent = None   # what the fast path sent of a request it handed back before its response
         t0 = time.monotonic()
         tally = [0]  # bytes sent to the client
+        ctx.flow = (s, tally)   # Context.bytes(): what the log's inputBytes/outputBytes will say
         idle = gevent.Timeout(self.idle_timeout)   # one timer, restarted for each request
         try:
             while True:

@@ -84,7 +84,7 @@ class RelayHandler(Handler):
         try:
             upstream = self.router.dial(network, node.addr, ctx)
         except DialError as exc:
-            node.marker.mark()
+            node.marker.mark(exc)
             ctx.log.error(str(exc), dst=node.addr)
             self._reply(conn, rp.STATUS_HOST_UNREACHABLE)
             return

@@ -158,6 +158,7 @@ def serve(handler, conn, ctx, upstream=None):
     """Serve a sniffed HTTP connection for ForwardHandler ``handler`` (rules 1–4), or, with
     ``upstream``, a proxy tunnel's HTTP for any handler (rule 5)."""
     sess = _Session(handler, conn, ctx, upstream)
+    ctx.flow = (sess.s, sess.tally)   # Context.bytes() reads these live
     if upstream is not None:
         ctx.log.info(f"{ctx.src} <-> {ctx.target}", dst=ctx.target)
     t0 = time.monotonic()

@@ -22,6 +22,7 @@ from json import dumps
 from json.encoder import encode_basestring_ascii as _enc_str
 
 from ..errors import ConfigError
+from .recent import remember
 
 LEVELS = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
           "warning": logging.WARNING, "error": logging.ERROR, "fatal": logging.CRITICAL,
@@ -43,6 +44,13 @@ def _now():
 
 def _timestamp(_, __, ev):
     ev["time"] = _now()
+    return ev
+
+
+def _remember(_, __, ev):
+    """Text format: warning and above go to the status page's buffer (observe.recent)."""
+    if ev.get("level") in ("warning", "error", "critical", "exception"):
+        remember({**{k: v for k, v in ev.items() if k != "event"}, "msg": ev.get("event")})
     return ev
 
 
@@ -117,6 +125,7 @@ def make_logger(level="info", fmt="json", output="stderr"):
             _drop_none,
             _timestamp,
             structlog.processors.format_exc_info,
+            _remember,
             structlog.processors.EventRenamer("msg"),
             structlog.processors.LogfmtRenderer(key_order=["time", "level", "msg"], drop_missing=True),
         ],
@@ -210,6 +219,7 @@ class JsonLogger:
         else:
             line = self._generic(level, event, kw)
         self._out.emit(line)
+        return line
 
     def _generic(self, level, event, kw):
         """The processor chain step by step, for the events the fast path does not take."""
@@ -229,7 +239,9 @@ class JsonLogger:
     def log(self, level, event, *args, **kw):
         if level < self.min_level:
             return None
-        self._emit(_NAMES[level], _interpolate(event, args), kw)
+        line = self._emit(_NAMES[level], _interpolate(event, args), kw)
+        if level >= logging.WARNING:
+            remember(line)
 
     def exception(self, event, *args, **kw):
         kw.setdefault("exc_info", True)
@@ -238,6 +250,7 @@ class JsonLogger:
 
 _NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warning",
           logging.ERROR: "error", logging.CRITICAL: "critical"}
+_LEVELS_OF = {name: lvl for lvl, name in _NAMES.items()}
 _classes = {}
 
 
@@ -246,8 +259,12 @@ def _nop(self, event, *args, **kw):
 
 
 def _method(name):
-    def meth(self, event, *args, **kw):
-        self._emit(name, _interpolate(event, args) if args else event, kw)
+    if _LEVELS_OF[name] >= logging.WARNING:   # kept for the status page (observe.recent)
+        def meth(self, event, *args, **kw):
+            remember(self._emit(name, _interpolate(event, args) if args else event, kw))
+    else:
+        def meth(self, event, *args, **kw):
+            self._emit(name, _interpolate(event, args) if args else event, kw)
     meth.__name__ = name
     return meth
 

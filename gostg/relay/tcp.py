@@ -74,12 +74,12 @@ SHORT_READ = 4096
 class _Direction:
     __slots__ = ("src", "dst", "buf", "pending", "count", "done", "rw", "ww", "size", "short", "need")
 
-    def __init__(self, src, dst, rw, ww):
+    def __init__(self, src, dst, rw, ww, count=0):
         self.src, self.dst = src, dst      # raw non-blocking stdlib sockets
         self.rw, self.ww = rw, ww          # io watchers: src's for reading, dst's for writing
         self.buf = None
         self.pending = None
-        self.count = 0
+        self.count = count                 # bytes moved (from the start: those the handshake read ahead)
         self.done = False
         self.size = SMALL_BUFFER
         self.short = False
@@ -137,16 +137,18 @@ def _stop(watchers):
         w.stop()
 
 
-def _pipe_sockets(a, b, started, detach=None):
-    """→ ``(input, output)``, or None when ``detach(up, down, watchers, idle)`` took the
-    tunnel over (it returns True) at the first wait."""
+def _pipe_sockets(a, b, started, detach=None, extra=(0, 0), meter=None):
+    """→ ``(input, output)`` (counted from ``extra``), or None when ``detach(up, down,
+    watchers, idle)`` took the tunnel over (it returns True) at the first wait."""
     ra, rb = raw_socket(a), raw_socket(b)
     # the sockets' own watchers: this greenlet owns both sockets while it relays, and a
     # tunnel then makes no watchers of its own (gevent closes these with the sockets)
     (ar, aw), (br, bw) = io_watchers(a), io_watchers(b)
     watchers = (ar, aw, br, bw)
-    up = _Direction(ra, rb, ar, bw)      # client → upstream
-    down = _Direction(rb, ra, br, aw)    # upstream → client
+    up = _Direction(ra, rb, ar, bw, extra[0])      # client → upstream
+    down = _Direction(rb, ra, br, aw, extra[1])    # upstream → client
+    if meter is not None:
+        meter.flow = (up, down)   # Context.bytes() reads the counts live; the tunnel adds nothing
     idle = None
     try:
         while not (up.done and down.done):
@@ -215,14 +217,13 @@ def _pipe_sockets(a, b, started, detach=None):
 class _Detached:
     """A plain-socket tunnel driven by its sockets' watcher callbacks (rule 6)."""
 
-    __slots__ = ("a", "b", "up", "down", "watchers", "idle", "timer", "extra", "finish",
+    __slots__ = ("a", "b", "up", "down", "watchers", "idle", "timer", "finish",
                  "ending", "on_slot", "ended", "error")
 
-    def __init__(self, a, b, up, down, watchers, idle, extra, finish):
+    def __init__(self, a, b, up, down, watchers, idle, finish):
         self.a, self.b, self.up, self.down, self.watchers = a, b, up, down, watchers
         self.idle = idle            # the half-close idle limit once one direction ended
         self.timer = None
-        self.extra = extra          # bytes the handshake read ahead, counted as moved
         self.finish = finish
         self.ending = self.on_slot = self.error = None
         self.ended = False
@@ -254,6 +255,12 @@ class _Detached:
     def kill(self):
         """End now, as a killed greenlet would: no ``finish`` (no stats, no ">-<" line)."""
         self.finish = None
+        self._end()
+
+    def abort(self):
+        """End now, as an error on a socket would: both closed, ``finish`` and the
+        connection's ending run (the tunnel is counted and logged). For a caller outside the
+        relay (``Service.close_tunnel``)."""
         self._end()
 
     # -- callbacks ---------------------------------------------------------------------------
@@ -328,7 +335,7 @@ class _Detached:
         _close(self.b)
         try:
             if self.finish is not None:
-                self.finish(self.up.count + self.extra[0], self.down.count + self.extra[1])
+                self.finish(self.up.count, self.down.count)
         finally:
             self._ending()
 
@@ -355,12 +362,16 @@ def _half_close(conn):
         pass
 
 
+#: indexes of the generic pump's state: [bytes in, bytes out, aborted]
+_IN, _OUT, _ABORTED = 0, 1, 2
+
+
 def _pump(src, dst, state, key):
-    """Copy ``src`` → ``dst`` until EOF (then half-close ``dst``); bytes moved go to
-    ``state[key]`` as they move, so a pump killed midway still has its count."""
+    """Copy ``src`` → ``dst`` until EOF (then half-close ``dst``); bytes moved are added to
+    ``state[key]`` as they move, so a pump killed midway still has its count (and
+    Context.bytes() reads it live)."""
     buf = bytearray(SMALL_BUFFER)
     mv = memoryview(buf)
-    state[key] = 0
     try:
         while True:
             n = src.recv_into(buf)
@@ -370,7 +381,7 @@ def _pump(src, dst, state, key):
             state[key] += n
     except (OSError, EOFError, ProtocolError):
         # a wrapped conn (TLS, ss, h2 …) may fail with its own errors: all end the tunnel
-        state["aborted"] = True
+        state[_ABORTED] = True
         _close(src)
         _close(dst)
         return
@@ -390,29 +401,29 @@ def _can_half_close(c):
     return getattr(c, "half_close", True) and not isinstance(c, ssl.SSLSocket)
 
 
-def _pipe_generic(a, b):
-    """a → b in a greenlet, b → a in this one. After one direction ends the other gets
-    ``half_close_idle`` to finish, unless the side it ended toward cannot half-close."""
-    state = {}
-    g = gevent.spawn(_pump, a, b, state, "in")
+def _pipe_generic(a, b, state):
+    """a → b in a greenlet, b → a in this one, counted in ``state``. After one
+    direction ends the other gets ``half_close_idle`` to finish, unless the side it ended
+    toward cannot half-close."""
+    g = gevent.spawn(_pump, a, b, state, _IN)
     if not _can_half_close(b):
         # the client is done and b's far end cannot be told: end b → a too (closing wakes it)
         g.link(lambda _: (_close(a), _close(b)))
     try:
-        _pump(b, a, state, "out")
-        if _can_half_close(a) and not state.get("aborted"):
+        _pump(b, a, state, _OUT)
+        if _can_half_close(a) and not state[_ABORTED]:
             with gevent.Timeout(half_close_idle, False):
                 g.join()
     finally:
         g.kill(block=False)
-    return state.get("in", 0), state.get("out", 0)
+    return state[_IN], state[_OUT]
 
 
 def _plain(c):
     return isinstance(c, socket.socket) and type(c) is socket.socket and has_raw_socket(c)
 
 
-def pipe(client, upstream, started=None, finish=None, detach=False):
+def pipe(client, upstream, started=None, finish=None, detach=False, meter=None):
     """Relay until both directions end; closes both conns. → ``(input_bytes, output_bytes)``:
     input = from the client, output = to the client (GOST's inputBytes/outputBytes).
 
@@ -424,7 +435,10 @@ def pipe(client, upstream, started=None, finish=None, detach=False):
     With ``finish``, ``finish(input_bytes, output_bytes)`` is called at the end too. With
     ``detach`` as well (the caller leaves both conns to the relay and returns at once), this
     returns None when the tunnel went on without this greenlet (rule 6): the greenlet's owner
-    then ends the connection through the greenlet's ``tunnel.then``."""
+    then ends the connection through the greenlet's ``tunnel.then``.
+
+    ``meter`` (a Context) gets ``meter.flow``: the counters the relay keeps, which
+    ``Context.bytes()`` reads while the tunnel runs."""
     once = [started]
 
     def start():
@@ -434,6 +448,7 @@ def pipe(client, upstream, started=None, finish=None, detach=False):
 
     client, cpend = unwrap(client)
     upstream, upend = unwrap(upstream)
+    state = None
     try:
         if cpend:
             upstream.sendall(cpend)
@@ -442,32 +457,36 @@ def pipe(client, upstream, started=None, finish=None, detach=False):
         if _plain(client) and _plain(upstream):
             leave = None
             if detach and finish is not None and hasattr(getcurrent(), "tunnel"):
-                leave = _detacher(client, upstream, (len(cpend), len(upend)), finish)
-            counts = _pipe_sockets(client, upstream, start, leave)
+                leave = _detacher(client, upstream, finish, meter)
+            counts = _pipe_sockets(client, upstream, start, leave, (len(cpend), len(upend)), meter)
             if counts is None:
                 client = upstream = None
                 return None
             inp, out = counts
         else:
             start()
-            inp, out = _pipe_generic(client, upstream)
-    except OSError:
-        inp = out = 0
+            state = [len(cpend), len(upend), False]
+            if meter is not None:
+                meter.flow = state
+            inp, out = _pipe_generic(client, upstream, state)
+    except OSError:   # (also what Service.close_tunnel throws in: the counts so far stand)
+        inp, out = (state[_IN], state[_OUT]) if state is not None else (len(cpend), len(upend))
     finally:
         if client is not None:
             _close(client)
             _close(upstream)
             start()
-    inp, out = inp + len(cpend), out + len(upend)
     if finish is None:
         return inp, out
     finish(inp, out)
     return inp, out
 
 
-def _detacher(a, b, extra, finish):
+def _detacher(a, b, finish, meter):
     def detach(up, down, watchers, idle):
-        t = _Detached(a, b, up, down, watchers, idle, extra, finish)
+        t = _Detached(a, b, up, down, watchers, idle, finish)
+        if meter is not None:
+            meter.flow = t   # it holds both directions: the (up, down) tuple goes (an idle tunnel's memory)
         getcurrent().tunnel = t
         t.start()
         return True

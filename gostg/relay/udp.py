@@ -312,6 +312,8 @@ def relay(client, upstream, ctx=None, target=None, bypassed=None, idle=None):
     moved for that long. ``target`` fixes where client datagrams go (port forwarding);
     ``bypassed(addr)`` drops datagrams to refused destinations. → (datagrams in, out)."""
     counts = [0, 0]
+    if ctx is not None:
+        ctx.flow = counts   # Context.bytes() reads them live
     last = [_now()]
     errors = []
 

@@ -56,6 +56,8 @@ def watch(sock, callback):
 def relay(client, upstream, ctx=None, target=None, bypassed=None, idle=None):
     """As :func:`gostg.udp.relay` (same arguments and result), by callbacks."""
     counts = [0, 0]
+    if ctx is not None:
+        ctx.flow = counts   # Context.bytes() reads them live
     loop = gevent.get_hub().loop
     last = [loop.now()]
     done = Event()

@@ -493,16 +493,20 @@ class Api:
 
     def __init__(self, port):
         self.port = port
+        #: the last response's headers (lower-case names)
+        self.headers = {}
 
-    def request(self, method, path, body=None, timeout=15):
-        """→ (status, parsed JSON or None, raw body)."""
+    def request(self, method, path, body=None, timeout=15, headers=None):
+        """→ (status, parsed JSON or None, raw body); ``headers``: extra request headers."""
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
             data = None if body is None else json.dumps(body).encode()
-            headers = {"Content-Type": "application/json"} if data is not None else {}
-            c.request(method, path, body=data, headers=headers)
+            sent = {"Content-Type": "application/json"} if data is not None else {}
+            sent.update(headers or {})
+            c.request(method, path, body=data, headers=sent)
             r = c.getresponse()
             raw = r.read()
+            self.headers = {k.lower(): v for k, v in r.getheaders()}
         finally:
             c.close()
         try:
