@@ -69,8 +69,8 @@ class Service:
     limiter = climiter = rlimiter = None
     #: a transport.proxyproto.Receiver when the service reads PROXY headers (``proxyProtocol``)
     proxy_protocol = None
-    #: the service's Prometheus meter (observe/metrics.py) while metrics are on; None costs a
-    #: connection two attribute tests (the runtime sets it: ``Gost.meter_services``)
+    #: the service's Prometheus meter (observe/metrics.py) while metrics are on, else None
+    #: (the runtime sets it: ``Gost.meter_services``)
     meter = None
 
     def __init__(self, name, listener, handler, log, md, admission=None, registries=None):

@@ -4,8 +4,9 @@ dashboard (16037) and alert rules work unchanged.
 
 Rules:
 1. Off by default, and off costs nothing: until :func:`enable` this module imports no
-   ``prometheus_client``, a service has no meter (``Service.meter`` is None: one attribute test
-   per connection) and each seam function below (:func:`recorder_record`, :func:`chain_error`,
+   ``prometheus_client``, a service has no meter and a connection no tally (``Service.meter``,
+   ``Context.meter`` None: a store and three attribute tests per connection) and each seam
+   function below (:func:`recorder_record`, :func:`chain_error`,
    :func:`node_connect`) returns after one test of a module global.
 2. One registry per process, as GOST's: its metrics plus the process and Python collectors.
    Every endpoint (``-metrics``, the ``metrics:`` object, ``metrics`` handler services) serves it.
@@ -49,7 +50,7 @@ NODE_BUCKETS = (.01, .05, .1, .25, .5, 1, 1.5, 2, 5, 10, 15, 30, 60)
 
 #: the live metrics while enabled, else None (rule 1)
 _m = None
-#: ``MeteredContext.sent`` once its bytes are published in full
+#: ``Tally.sent`` once its bytes are published in full
 _FINAL = (-1, -1)
 #: runtimes (gostg.Gost) whose services are counted in gost_services / gost_service_status
 _runtimes = weakref.WeakSet()
