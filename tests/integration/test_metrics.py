@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gostg.core.context import Context
 
 from .helpers import Echo, Gost, Origin, free_port
-from .peers import via_http, via_socks5
+from .peers import PeerProcess, via_http, via_socks5
 
 pytestmark = pytest.mark.skipif(not all(shutil.which(t) for t in ("prometheus", "promtool", "curl")),
                                 reason="prometheus/promtool (apt prometheus) or curl not installed")
@@ -46,22 +46,27 @@ def _get(url, auth=None, timeout=5):
         return exc.code, exc.read()
 
 
-class Prometheus:
+class Prometheus(PeerProcess):
     """``prometheus`` scraping ``target`` every second (Basic auth), on a free loopback port,
-    its data in ``tmp``; stopped by PID."""
+    its data and log in ``tmp``; stopped by PID."""
+
+    name = "prometheus"
 
     def __init__(self, tmp, target, auth):
-        self.port = free_port()
+        port = free_port()
         conf = tmp / "prometheus.yml"
         conf.write_text(json.dumps({   # YAML is a superset of JSON
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
             "scrape_configs": [{"job_name": "gostg", "scrape_interval": "1s",
                                 "basic_auth": {"username": auth[0], "password": auth[1]},
                                 "static_configs": [{"targets": [target]}]}]}))
-        self.log = open(tmp / "prometheus.log", "wb")
-        self.proc = subprocess.Popen(["prometheus", f"--config.file={conf}", f"--storage.tsdb.path={tmp / 'tsdb'}",
-                                      f"--web.listen-address=127.0.0.1:{self.port}"],
-                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.log = open(tmp / "prometheus.log", "wb")   # a pipe nobody reads would fill up
+        super().__init__(["prometheus", f"--config.file={conf}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+                          f"--web.listen-address=127.0.0.1:{port}"], port=port, stderr=self.log, timeout=20)
+
+    def __exit__(self, *exc):
+        super().__exit__(*exc)
+        self.log.close()
 
     def query(self, expr):
         """→ {frozenset(labels): float} of an instant query (an empty dict when nothing matches)."""
@@ -79,16 +84,6 @@ class Prometheus:
         """The single value of ``expr`` (a sum: one series), or None."""
         got = self.query(f"sum({expr})")
         return next(iter(got.values()), None)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        self.log.close()
 
 
 def _config(http_p, socks_p, chained_p, broken_p, dead_p):
@@ -144,8 +139,7 @@ def test_prometheus_scrapes_gost_metrics(tmp_path):
     cfg = _config(http_p, socks_p, chained_p, broken_p, dead_p)
     with Origin() as origin, Gost("-C", json.dumps(cfg), "-metrics", f"{USER}:{PASSWORD}@127.0.0.1:{metrics_p}",
                                   ports=[http_p, socks_p, chained_p, broken_p, metrics_p]) as g:
-        prom = Prometheus(tmp_path, f"127.0.0.1:{metrics_p}", (USER, PASSWORD))
-        try:
+        with Prometheus(tmp_path, f"127.0.0.1:{metrics_p}", (USER, PASSWORD)) as prom:
             # the start-up waits connected to each port once: those connections count (as GOST's)
             base = _requests(f"http://127.0.0.1:{metrics_p}/metrics", ("http-svc", "socks-svc", "chained", "broken"))
             assert base == {"http-svc": 1, "socks-svc": 1, "chained": 1, "broken": 1}
@@ -200,8 +194,6 @@ def test_prometheus_scrapes_gost_metrics(tmp_path):
             buckets = prom.query(f"gost_service_request_duration_seconds_bucket{{{svc('http-svc')}}}")
             assert sorted((dict(k)["le"] for k in buckets), key=float) == [   # as GOST's (Go) are written
                 "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5", "10", "15", "30", "60", "+Inf"]
-        finally:
-            prom.stop()
         assert g.proc.poll() is None, g.log_text()[-3000:]
 
 
