@@ -193,3 +193,12 @@ def test_duration_buckets_count_le(live):
     count = next(s.value for s in fam.samples if s.name.endswith("_count"))
     total = next(s.value for s in fam.samples if s.name.endswith("_sum"))
     assert count == 1 and 0.3 <= total < 1
+
+
+def test_flag_replaces_the_metrics_object_env_overrides_its_fields(monkeypatch):
+    """GOST: ``-metrics`` replaces the config's ``metrics``; ``GOST_METRICS`` sets its address."""
+    from gostg.cli import build_config, parse
+    cfg = '{"metrics": {"addr": ":9000", "path": "/x"}}'
+    monkeypatch.setenv("GOST_METRICS", "127.0.0.1:9100")
+    assert build_config(parse(["-C", cfg]))["metrics"] == {"addr": "127.0.0.1:9100", "path": "/x"}
+    assert build_config(parse(["-C", cfg, "-metrics", ":9200"]))["metrics"] == {"addr": ":9200"}
