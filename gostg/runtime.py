@@ -29,7 +29,7 @@ from .core.registry import Registries
 
 #: build order: what a later kind may refer to is built first
 OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains",
-                "limiters", "climiters", "rlimiters")
+                "limiters", "climiters", "rlimiters", "recorders")
 #: service keys naming other objects: (path in the service, kind)
 SERVICE_REFS = ((("handler", "chain"), "chains"), (("listener", "chain"), "chains"),
                 (("handler", "auther"), "authers"), (("listener", "auther"), "authers"),
@@ -256,6 +256,8 @@ class Gost:
         closed = [s for s in list(self.services.values()) + list(self.internal.values()) if s.close()]
         for s in closed:
             s.drain(deadline)
+        for _, r in self.registries.recorders.items():   # the drained connections' records go out
+            r.close(deadline)
         self.started = False
 
     def service(self, name):

@@ -6,6 +6,8 @@ config (or one replacement object) and only then swap it in.
 What only some configs have (auth, forwarder nodes' TLS and HTTP settings, hosts, resolvers)
 is imported by the builder that needs it: a start pays for what its config uses.
 """
+import functools
+
 from ..core.chain import Chain, Hop, Node
 from ..core.nodematch import NodeMatch
 from ..core.probe import ProbeConfig
@@ -286,6 +288,7 @@ OBJECT_BUILDERS = {
     "resolvers": lambda o, p, r: _build_resolver(o, p, r),
     "hops": build_hop,
     "chains": build_chain,
+    "recorders": lambda o, p, r: _build_recorder(o, p, r),
     "limiters": lambda o, p, r: build_limiter("limiters", o, p, r),
     "climiters": lambda o, p, r: build_limiter("climiters", o, p, r),
     "rlimiters": lambda o, p, r: build_limiter("rlimiters", o, p, r),
@@ -378,6 +381,11 @@ def _build_resolver(o, path, registries=None):
         except Exception as exc:
             raise ConfigError(f"{np}.addr", str(exc)) from None
     return Resolver(o["name"], ns, log=getattr(registries, "log", None))
+
+
+def _build_recorder(o, path, registries):
+    from ..observe.recorder import build_recorder   # loaded only by a config with recorders
+    return build_recorder(o, path, registries)
 
 
 def build_object(kind, o, path, registries):
@@ -507,6 +515,13 @@ def build_service(o, path, registries, log):
             # GOST believes any peer's header: a client reaching the port directly can claim any address
             log.warning(f"{path}: proxyProtocol without proxyProtocol.trusted: any peer may claim any client "
                         f"address, and {', '.join(decides)} decide(s) by it", service=o["name"])
+    if o.get("recorders"):
+        from ..observe.records import RecordedContext, service_recorders
+        svc.recorders = service_recorders(o["recorders"], path, registries)
+        if svc.recorders.dial or svc.recorders.handler:
+            router.recorders = svc.recorders
+        if svc.recorders.handler:
+            svc.ctx_class = functools.partial(RecordedContext, svc.recorders)
     svc.cfg_addr = listener.addr
     return svc
 

@@ -5,7 +5,8 @@
   a hop's or node's bypasses/resolver/hosts, a nameserver's chain, the Web API's auther. Each is
   a *warning*, not an error: GOST allows forward references (a service may name a chain created
   later through the Web API), and at connection time a reference that still does not resolve
-  refuses the connection (see ``policy.group.MissingReference``), never goes direct.
+  refuses the connection (see ``policy.group.MissingReference``), never goes direct. A
+  service's recorder is the exception, an error: its records would go nowhere without a word.
 - :func:`open_proxies`: services that proxy for anyone who can reach them (listening beyond
   loopback, no auth, no admission), and a Web API that lets anyone change the config.
 
@@ -16,7 +17,7 @@ import ipaddress
 
 from . import schema as S
 from .metadata import Metadata
-from .validate import Problem
+from .validate import Problem, _dym, suggest
 from ..policy.group import NOUNS
 
 #: what a missing object of each use means for traffic, appended to the warning
@@ -121,6 +122,8 @@ def _message(path, kind, name):
         tail = "queries to this nameserver will fail until it is created"
     elif ".listener.chain" in path:
         tail = "the remote listener will not bind until it is created"
+    elif ".recorders[" in path:
+        tail = "its records are dropped until it is created"
     else:
         tail = REFUSED
     return f"{NOUNS.get(kind, kind)} {name!r} does not exist ({tail})"
@@ -133,7 +136,13 @@ def dangling_refs(cfg, prefix=None):
     out = []
     for path, kind, name in dangling_tuples(cfg):
         if prefix is None or path == prefix or path.startswith(prefix + ".") or path.startswith(prefix + "["):
-            out.append(Problem("warning", path, _message(path, kind, name)))
+            if kind == "recorders":
+                # not a forward reference: building the service refuses it (the same verdict
+                # for -O and --check as for serving)
+                s = suggest(name, [o.get("name") for o in _list(cfg, "recorders") if isinstance(o.get("name"), str)])
+                out.append(Problem("error", path, f"recorder {name!r} not found{_dym(s)}", s))
+            else:
+                out.append(Problem("warning", path, _message(path, kind, name)))
     return out
 
 

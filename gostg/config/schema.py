@@ -156,7 +156,14 @@ FORWARD_NODE = keys(
 FORWARDER = keys(Key("name"), Key("selector", MAP, fields=SELECTOR),
                  Key("nodes", LIST, item=FORWARD_NODE),
                  unbuilt("hop", STR, "concepts/forwarder/", "a forwarder that references a hop"))
-RECORDER_OBJECT = keys(Key("name"), Key("record"), Key("metadata", MAP))
+#: GOST's record objects (go-gost/core recorder.go, x/recorder/recorder.go) a service may send
+RECORDS = ("recorder.service.client.address", "recorder.service.router.dial.address",
+           "recorder.service.router.dial.address.error", "recorder.service.handler")
+RECORDER_OBJECT = keys(
+    Key("name", required=True, docs="concepts/recorder/", meaning="ref:recorders"),
+    Key("record", required=True, choices=RECORDS, docs="concepts/recorder/", meaning="what to record",
+        unbuilt_choices=("recorder.service.handler.serial", "recorder.service.handler.tunnel")),
+    Key("metadata", MAP, meaning="options (GOST: http.body, http.maxBodySize; gostg records no HTTP bodies)"))
 CONNECTOR = keys(Key("type", default="http"), Key("auth", MAP, fields=AUTH), Key("tls", MAP, fields=TLS),
                  Key("metadata", MAP, meaning="metadata:connector"))
 DIALER = keys(Key("type", default="tcp"), Key("auth", MAP, fields=AUTH), Key("tls", MAP, fields=TLS),
@@ -177,7 +184,8 @@ SERVICE = named(
     unbuilt("logger", STR, "tutorials/log/", "per-service loggers", observe=True),
     unbuilt("loggers", STRLIST, "tutorials/log/", "per-service loggers", observe=True),
     unbuilt("observer", STR, "concepts/observer/", "observer", observe=True),
-    unbuilt("recorders", LIST, "concepts/recorder/", "recorders", observe=True, item=RECORDER_OBJECT),
+    Key("recorders", LIST, item=RECORDER_OBJECT, docs="concepts/recorder/",
+        meaning="records this service sends to named recorders"),
     unbuilt("rewriter", STR, "concepts/rewriter/", "HTTP body rewriters"),
     Key("handler", MAP, fields=HANDLER), Key("listener", MAP, fields=LISTENER),
     Key("forwarder", MAP, fields=FORWARDER), Key("metadata", MAP, meaning="metadata:service"),
@@ -241,11 +249,31 @@ LIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/"))
 INGRESS = named(Key("rules", LIST), *loaders("concepts/ingress/"))
 ROUTER = named(Key("routes", LIST), *loaders("concepts/router/"))
 SD = named(Key("plugin", MAP, fields=PLUGIN))
-RECORDER = named(Key("file", MAP), Key("tcp", MAP), Key("http", MAP), Key("redis", MAP), Key("plugin", MAP))
 OBSERVER = named(Key("plugin", MAP, fields=PLUGIN))
 REWRITER = named(Key("plugin", MAP, fields=PLUGIN))
 ROTATION = keys(Key("maxSize", INT), Key("maxAge", INT), Key("maxBackups", INT), Key("localTime", BOOL),
                 Key("compress", BOOL))
+FILE_RECORDER = keys(Key("path", required=True), Key("sep", meaning="written after each record (default: none)"),
+                     Key("rotation", MAP, fields=ROTATION, meaning="rotate the file (maxSize MB, maxBackups, maxAge "
+                                                                    "days, compress)"))
+TCP_RECORDER = keys(Key("addr", required=True, meaning="host:port; one connection per record"),
+                    Key("timeout", DURATION, default="10s", meaning="connect and send deadline"))
+HTTP_RECORDER = keys(Key("url", required=True, meaning="each record is POSTed as the body"),
+                     Key("timeout", DURATION, default="10s", meaning="request deadline"),
+                     Key("header", MAP, meaning="request header fields"))
+REDIS_RECORDER = keys(Key("addr", required=True), Key("db", INT, default=0), Key("username"), Key("password"),
+                      Key("key", required=True),
+                      Key("type", default="set", choices=("", "set", "sset", "list"),
+                          meaning="set: SADD, sset: ZINCRBY 1, list: LPUSH"),
+                      Key("timeout", DURATION, default="10s",
+                          meaning="gostg: connect and command deadline (GOST has no such key)"))
+RECORDER = named(Key("file", MAP, fields=FILE_RECORDER, docs="concepts/recorder/"),
+                 Key("tcp", MAP, fields=TCP_RECORDER, docs="concepts/recorder/"),
+                 Key("http", MAP, fields=HTTP_RECORDER, docs="concepts/recorder/"),
+                 Key("redis", MAP, fields=REDIS_RECORDER, docs="concepts/recorder/"),
+                 Key("plugin", MAP, fields=PLUGIN, docs="concepts/recorder/",
+                     meaning="type http is built (POST {data, metadata}); type grpc (GOST's default) is "
+                             "warned about and its records dropped"))
 LOG = keys(Key("output"), Key("level", choices=("trace", "debug", "info", "warn", "warning", "error", "fatal")),
            Key("format", choices=("", "json", "text")),
            unbuilt("rotation", MAP, "tutorials/log/", "log rotation", observe=True, fields=ROTATION))
@@ -272,7 +300,7 @@ TOP = keys(
     unbuilt("ingresses", LIST, "concepts/ingress/", "ingress (reverse proxy routing)", item=INGRESS),
     unbuilt("routers", LIST, "concepts/router/", "routers (TUN routing)", item=ROUTER),
     unbuilt("sds", LIST, "concepts/sd/", "service discovery", item=SD),
-    unbuilt("recorders", LIST, "concepts/recorder/", "recorders", observe=True, item=RECORDER),
+    Key("recorders", LIST, item=RECORDER, docs="concepts/recorder/", meaning="where records go: file, tcp, http, redis"),
     Key("limiters", LIST, item=LIMITER), Key("climiters", LIST, item=LIMITER), Key("rlimiters", LIST, item=LIMITER),
     unbuilt("quotas", LIST, "concepts/limiter/", "traffic quotas"),
     unbuilt("observers", LIST, "concepts/observer/", "observers", observe=True, item=OBSERVER),

@@ -73,6 +73,8 @@ class MissingTarget(DialError):
 class Router:
     #: GOST's default per-attempt dial timeout
     DEFAULT_DIAL_TIMEOUT = 15.0
+    #: the service's recorders (observe.records.ServiceRecorders) when it records dials
+    recorders = None
 
     def __init__(self, registries, chain=None, resolver=None, hosts=None, bypass=None,
                  retries=0, dial_timeout=DEFAULT_DIAL_TIMEOUT, log=None, sockopts=None):
@@ -133,6 +135,21 @@ class Router:
 
         ``network="udp"`` returns a packet conn (gostg.udp); with an empty ``address`` it is
         an association whose datagrams each carry their own address (SOCKS5 UDP)."""
+        rec = self.recorders
+        if rec is None:
+            return self._dial(network, address, ctx)
+        route = [None]
+        try:
+            conn = self._dial(network, address, ctx, route)
+        except BypassError:   # not dialled: GOST's handlers check bypass before the router
+            raise
+        except BaseException as exc:
+            rec.dialed(address, ctx, exc, route[0], None, network)
+            raise
+        rec.dialed(address, ctx, None, route[0], conn, network)
+        return conn
+
+    def _dial(self, network, address, ctx, taken=None):
         if address:
             if bypass_hit(self.bypass, self.registries, network, address):   # MissingReference passes up
                 raise BypassError(f"{address} is bypassed")
@@ -147,6 +164,8 @@ class Router:
                     target = join_host_port(self._map(host), port) if host else address
                     chain = self._chain() if self.chain else None
                     route = chain.route(network, target, ctx) if chain is not None else None
+                    if taken is not None:   # GOST's record route: "node@addr > … > target"
+                        taken[0] = f"{route} > {target}" if route is not None and route.nodes else target
                     if route is None or not route.nodes:
                         if address and not host and not port:
                             # ":0" is a forwarder without a target of its own: only the last

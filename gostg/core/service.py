@@ -48,6 +48,8 @@ def _closed(lease, conn, sock, ctx, tunnels):
     conn.close()
     sock.close()
     ctx.log.debug(f"{ctx.src} >< {ctx.local}")
+    if type(ctx) is not Context:   # a RecordedContext: the connection's handler record
+        ctx.ended()
     if ctx.meter is not None:   # metrics on: the connection's duration; no longer in flight
         ctx.meter.end()
 
@@ -69,6 +71,10 @@ class Service:
     limiter = climiter = rlimiter = None
     #: a transport.proxyproto.Receiver when the service reads PROXY headers (``proxyProtocol``)
     proxy_protocol = None
+    #: the service's ``recorders`` (observe.records.ServiceRecorders), None without; with a
+    #: handler record ``ctx_class`` makes each connection's Context a RecordedContext
+    recorders = None
+    ctx_class = Context
     #: the service's Prometheus meter (observe/metrics.py) while metrics are on, else None
     #: (the runtime sets it: ``Gost.meter_services``)
     meter = None
@@ -139,6 +145,8 @@ class Service:
             if sock is None:
                 return
             src = client_of(hdr, peer)
+        if self.recorders is not None and self.recorders.client:   # GOST: before admission
+            self.recorders.emit("recorder.service.client.address", src.rsplit(":", 1)[0].strip("[]").encode())
         try:
             if self.admission is not None and not self.admission.admit(src):
                 self.log.debug("admission: denied", remote=peer, client=src)
@@ -154,7 +162,7 @@ class Service:
             sock.close()
             return
         self.stats.total_conns += 1
-        ctx = Context(self.name, src, self.addr, self.log, self.stats, peer=peer)
+        ctx = self.ctx_class(self.name, src, self.addr, self.log, self.stats, peer=peer)
         if self.meter is not None:   # metrics on: counted, in flight until _closed
             ctx.meter = self.meter.begin(ctx)
         if hdr is not None and hdr.dst is not None:
@@ -262,6 +270,8 @@ class Service:
         """Log and count what ended a connection (called from its ``except _ENDS``): nothing
         a handler raises escapes. A plain ``try`` rather than a context manager: a generator
         object per connection would stay alive as long as the tunnel."""
+        if type(ctx) is not Context:
+            ctx.failed(exc)
         if isinstance(exc, EOFError):
             return
         ctx.stats_error()
@@ -283,9 +293,11 @@ class Service:
         connection of its own (own Context, counted, handled in its own pool greenlet, so
         the pool size bounds streams too). The session ends with this greenlet."""
         ctx.log.debug("mux: session started")
+        if type(ctx) is not Context:
+            ctx.t0 = None   # recorded per stream, not the session as well
         for stream in session.accept():
             self.stats.total_conns += 1
-            sctx = Context(self.name, ctx.src, self.addr, self.log, self.stats, peer=ctx.peer)
+            sctx = self.ctx_class(self.name, ctx.src, self.addr, self.log, self.stats, peer=ctx.peer)
             if self.meter is not None:
                 sctx.meter = self.meter.begin(sctx)
             sctx.proxied_dst = ctx.proxied_dst
@@ -304,6 +316,8 @@ class Service:
             ctx.task = None
             stream.close()
             ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} >< {ctx.local}")
+            if type(ctx) is not Context:
+                ctx.ended()
             if ctx.meter is not None:
                 ctx.meter.end()
 

@@ -24,6 +24,7 @@ from ..transport.buffered import Stream, send_all
 from ..errors import DialError, ProtocolError
 from ..protocols import http
 from ..protocols.addr import join_host_port, split_host_port
+from ..core.context import Context
 from ..core.registry import handlers
 from .base import Handler
 from .body import send_body
@@ -180,10 +181,11 @@ def send_response(conn, up, head, framer, tally):
 
 
 def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay, response_header=None,
-               sent=None):
+               sent=None, seen=None):
     """Send one request, relay its response (with ``response_header`` set on it). → whether
     the connection may carry another. ``sent``: ``(client_keep, unsent bytes)`` of a request
-    the fast path (httpfast.py) already sent but for those bytes."""
+    the fast path (httpfast.py) already sent but for those bytes. ``seen``: a list the
+    response is appended to (a recorder's)."""
     if sent is None:
         client_keep, body = http.request_framing(req)
         send_all(upstream, upstream_request(req, path, client_keep))
@@ -201,6 +203,8 @@ def round_trip(conn, s, req, path, upstream, up, ctx, tally, read_timeout, relay
             conn.sendall(head)
             tally[0] += len(head)
         head = client_head(resp, req, client_keep, response_header)
+        if seen is not None:
+            seen.append(resp)
         if resp.status == 101:
             conn.sendall(head)
             tally[0] += len(head)
@@ -299,6 +303,8 @@ class HTTPHandler(Handler):
             _reply(conn, 400, "Bad Request")
             raise
         ctx.target = target
+        if type(ctx) is not Context:
+            ctx.proto = "http"   # GOST's HTTP handler's records say so
         upstream = self._dial(conn, target, ctx)
         if upstream is None:
             return
@@ -326,6 +332,8 @@ class HTTPHandler(Handler):
         t0 = time.monotonic()
         tally = [0]  # bytes sent to the client
         ctx.flow = (s, tally)   # Context.bytes(): what the log's inputBytes/outputBytes will say
+        # a service recording its connections: a record per request (GOST's), off the fast path
+        seen = [] if type(ctx) is not Context else None
         idle = gevent.Timeout(self.idle_timeout)   # one timer, restarted for each request
         try:
             while True:
@@ -336,6 +344,8 @@ class HTTPHandler(Handler):
                         _reply(conn, 400, "Bad Request")
                         raise
                     ctx.target = target
+                    if seen is not None:
+                        ctx.http_request(req, s.received, tally[0], seen)
                     if target != checked:
                         if _is_self(target, ctx.local):
                             _reply(conn, 508, "Loop Detected")
@@ -355,7 +365,7 @@ class HTTPHandler(Handler):
                         sent = None
                     try:
                         keep = round_trip(conn, s, req, path, upstream, up, ctx, tally, self.read_timeout,
-                                          self.relay, sent=sent)
+                                          self.relay, sent=sent, seen=seen)
                         break
                     except EOFError:
                         # A kept-alive upstream may have closed while idle: one fresh try for
@@ -367,7 +377,9 @@ class HTTPHandler(Handler):
                         ctx.log.error("upstream closed without a response", dst=target)
                         return
                 sent = None
-                if keep and httpfast.eligible(self, conn, s, upstream, up):
+                if seen is not None:
+                    ctx.http_request(None, s.received, tally[0], seen)
+                if keep and seen is None and httpfast.eligible(self, conn, s, upstream, up):
                     back = httpfast.serve(conn, s, upstream, up, up_target, tally, self.idle_timeout)
                     if back[0] == httpfast.DONE:
                         return
@@ -385,6 +397,8 @@ class HTTPHandler(Handler):
             if upstream is not None:
                 upstream.close()
             ctx.stats_bytes(s.received, tally[0])
+            if seen is not None:
+                ctx.http_request(None, s.received, tally[0], seen)
             ctx.log.info(f"{ctx.src} >-< {ctx.target}", dst=ctx.target, duration=round(time.monotonic() - t0, 6),
                          inputBytes=s.received, outputBytes=tally[0])
 

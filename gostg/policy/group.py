@@ -13,7 +13,8 @@ from ..errors import DialError
 #: registry kind → the noun used in messages ("chain 'x' not found")
 NOUNS = {"chains": "chain", "hops": "hop", "authers": "auther", "admissions": "admission",
          "bypasses": "bypass", "resolvers": "resolver", "hosts": "hosts", "limiters": "limiter",
-         "climiters": "climiter", "rlimiters": "rlimiter", "services": "service"}
+         "climiters": "climiter", "rlimiters": "rlimiter", "services": "service",
+         "recorders": "recorder"}
 
 
 class MissingReference(DialError):

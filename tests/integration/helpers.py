@@ -87,14 +87,7 @@ class Gost:
     def stop(self, sig=_signal.SIGTERM, timeout=10):
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-        return self.proc.returncode
+        return stop_process(self.proc, sig, timeout)
 
     def __enter__(self):
         # ``with Gost(...).start() as g`` (or a helper that started it) must not start a second
@@ -107,6 +100,18 @@ class Gost:
             os.unlink(self.logf.name)
         except OSError:
             pass
+
+
+def stop_process(proc, sig=_signal.SIGTERM, timeout=10):
+    """Stop a Popen by its PID: ``sig``, ``timeout`` seconds, then SIGKILL. → its return code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+    return proc.returncode
 
 
 def run_gostg(*args, timeout=20, stdin=None, env=None, cwd=None, prefix=()):
