@@ -292,3 +292,32 @@ def _in_flight(url, service):
     text = _get(url)[1].decode()
     return sum(s.value for f in text_string_to_metric_families(text) if f.name == "gost_service_requests_in_flight"
                for s in f.samples if s.labels["service"] == service)
+
+
+def test_recorded_service_is_metered_and_records_are_counted(tmp_path):
+    """A service with a handler recorder (its own Context class) is metered as any other, and
+    each record written counts in gost_recorder_records_total{recorder}."""
+    sp, mp = free_port(), free_port()
+    out = tmp_path / "rec.txt"
+    cfg = {"services": [{"name": "s", "addr": f"127.0.0.1:{sp}", "handler": {"type": "socks5"},
+                         "recorders": [{"name": "rec-0", "record": "recorder.service.handler"}]}],
+           "recorders": [{"name": "rec-0", "file": {"path": str(out), "sep": "\n"}}]}
+    url = f"http://127.0.0.1:{mp}/metrics"
+    with Origin() as origin, Gost("-C", json.dumps(cfg), "-metrics", f"127.0.0.1:{mp}", ports=[sp, mp]):
+        base = _requests(url, ("s",), None)
+        for _ in range(N):
+            rc, status, body = via_socks5(sp, f"{origin.url}/bytes/{SIZE}")
+            assert (rc, status, len(body)) == (0, 200, SIZE)
+        assert _requests(url, ("s",), None)["s"] == base["s"] + N
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:   # a record is written once its connection ended
+            fams = {f.name: f for f in text_string_to_metric_families(_get(url)[1].decode())}
+            records = [s.value for s in fams["gost_recorder_records"].samples if s.labels["recorder"] == "rec-0"]
+            if records and records[0] >= base["s"] + N:
+                break
+            time.sleep(0.1)
+        # every connection is recorded (the start-up probe too, as GOST records every accepted one)
+        assert records == [base["s"] + N]
+        assert len([ln for ln in out.read_text().splitlines() if ln.startswith("{")]) == base["s"] + N
+        output = sum(s.value for s in fams["gost_service_transfer_output_bytes"].samples if s.labels["service"] == "s")
+        assert N * SIZE <= output <= N * (SIZE + OVERHEAD)
