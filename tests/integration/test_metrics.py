@@ -321,3 +321,29 @@ def test_recorded_service_is_metered_and_records_are_counted(tmp_path):
         assert len([ln for ln in out.read_text().splitlines() if ln.startswith("{")]) == base["s"] + N
         output = sum(s.value for s in fams["gost_service_transfer_output_bytes"].samples if s.labels["service"] == "s")
         assert N * SIZE <= output <= N * (SIZE + OVERHEAD)
+
+
+def test_udp_bytes_are_counted():
+    """UDP traffic counts as GOST's users asked (go-gost/gost#533: GOST's metrics miss UDP
+    bytes): each udp:// forwarding session is a request, its datagrams' bytes are input/output."""
+    from .udppeers import UDPEcho, free_udp_port, udp_ask, wait_udp_service
+
+    up, mp = free_udp_port(), free_port()
+    url = f"http://127.0.0.1:{mp}/metrics"
+    with UDPEcho(b"E:") as echo, Gost("-L", f"udp://127.0.0.1:{up}/{echo.addr}", "-metrics", f"127.0.0.1:{mp}",
+                                      ports=[mp]) as g:
+        wait_udp_service(g)
+        for i in range(N):
+            assert udp_ask(up, b"x" * 1000) == b"E:" + b"x" * 1000
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:   # a session ends after its answer (GOST's default)
+            fams = {f.name: f for f in text_string_to_metric_families(_get(url)[1].decode())}
+
+            def total(family):
+                return sum(s.value for s in fams[family].samples if s.name.endswith("_total"))
+            got = (total("gost_service_requests"), total("gost_service_transfer_input_bytes"),
+                   total("gost_service_transfer_output_bytes"))
+            if got == (N, N * 1000, N * 1002):
+                break
+            time.sleep(0.1)
+        assert got == (N, N * 1000, N * 1002), g.log_text()[-2000:]
