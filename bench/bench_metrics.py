@@ -99,7 +99,8 @@ def main():
     for mode, v in res.items():
         print(f"metrics {mode:3}: CPU µs/conn per round {[round(x) for x in v]}, median {statistics.median(v):.1f}")
     diff = statistics.median([b - a for a, b in zip(res["off"], res["on"])])
-    print(f"metrics on − off: {diff:+.1f} µs per connection (median of paired rounds; client and proxy in one process)")
+    print(f"metrics on − off: {diff:+.1f} µs per connection "
+          "(median of paired rounds; client and proxy in one process)")
 
 
 if __name__ == "__main__":

@@ -1,22 +1,23 @@
 """Prometheus metrics under GOST's names, types, labels and buckets (go-gost/x
-``metrics/metrics.go``, ``metrics/prom.go``; docs ``tutorials/metrics.md``), so GOST's Grafana
-dashboard (16037) and alert rules work unchanged.
+``metrics/metrics.go``, ``metrics/prom.go``; docs ``tutorials/metrics.md``): what GOST's Grafana
+dashboard (16037) and users' alert rules are built on.
 
 Rules:
 1. Off by default, and off costs nothing: until :func:`enable` this module imports no
    ``prometheus_client``, a service has no meter and a connection no tally (``Service.meter``,
    ``Context.meter`` None: a store and three attribute tests per connection) and each seam
-   function below (:func:`recorder_record`, :func:`chain_error`,
-   :func:`node_connect`) returns after one test of a module global.
+   function below (:func:`recorder_record`, :func:`chain_error`, :func:`node_connect`) returns
+   after one test of a module global.
 2. One registry per process, as GOST's: its metrics plus the process and Python collectors.
    Every endpoint (``-metrics``, the ``metrics:`` object, ``metrics`` handler services) serves it.
    Once on, metrics stay on until the process ends (GOST's ``Enable`` is never undone).
 3. Bytes are counted per tunnel, never per chunk: published when the tunnel ends
-   (``Context.stats_bytes`` hands them to the connection's :class:`Tally`) and, for tunnels still open, at each scrape from the counters the
-   relay keeps anyway (``Context.bytes()``), so a long download shows as it goes and every
-   counter only ever grows. The per-service metrics are plain integers a connection adds to
-   (no lock, no prometheus_client call per connection); a scrape turns them into families, and
-   counts the in-flight gauge from the open connections.
+   (``Context.stats_bytes`` hands them to the connection's :class:`Tally`) and, for tunnels
+   still open, at each scrape from the counters the relay keeps anyway (``Context.bytes()``),
+   so a long download shows as it goes and every counter only ever grows. The per-service
+   metrics are plain integers a connection adds to (no lock, no prometheus_client call per
+   connection); a scrape turns them into families, and counts the in-flight gauge from the
+   open connections.
 4. Labels as GOST's: ``host`` (this host's name) on all; ``service``, ``client`` (the client's
    IP; a PROXY header's when one came) on the per-service ones; ``chain``, ``node``;
    ``recorder``. ``clientLabel: false`` drops ``client`` (one series per client IP is what
