@@ -27,6 +27,7 @@ import socket
 import statistics
 import struct
 import subprocess
+import tempfile
 import sys
 import threading
 import time
@@ -395,12 +396,14 @@ class Proxy:
             return ""
 
 
-def gostg_cmd(level, root=ROOT):
+def gostg_cmd(level, root=ROOT, metrics=False):
     def f(p):
         cmd = [PY, os.path.join(root, "bin", "gostg"), "-L", f"socks5://{HOST}:{p.socks_port}",
                "-L", f"http://{HOST}:{p.http_port}"]
         if level:
             cmd += ["-C", json.dumps({"log": {"level": level}})]
+        if metrics:   # Prometheus metrics on (a Unix socket: no port to find; nobody scrapes)
+            cmd += ["-metrics", f"unix://{tempfile.gettempdir()}/gostg-bench-{os.getpid()}-{p.socks_port}.sock"]
         return cmd
     return f
 
@@ -928,7 +931,7 @@ def build_report(env, proxies, res, args):
     main = "gostg"
     peers = [n for n in names if n not in ("gostg", "direct")]
     lines = []
-    peers = [p for p in peers if p == "gostg-before" or not p.startswith("gostg")]  # ratio columns
+    peers = [p for p in peers if p in ("gostg-before", "gostg-metrics") or not p.startswith("gostg")]  # ratio columns
     hdr = ["metric"] + names + [f"gostg/{p}" for p in peers] + ["better"]
     lines.append("| " + " | ".join(hdr) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(hdr) - 2) + [":---:"]) + "|")
@@ -1035,6 +1038,7 @@ def run(args):
     all_proxies = {
         "gostg": lambda: Proxy("gostg", "gostg", gostg_cmd("error")),
         "gostg-info": lambda: Proxy("gostg-info", "gostg", gostg_cmd(None)),
+        "gostg-metrics": lambda: Proxy("gostg-metrics", "gostg", gostg_cmd("error", metrics=True)),
         "gostg-before": lambda: Proxy("gostg-before", "gostg", gostg_cmd("error", BEFORE_ROOT)),
         "gostg-before-info": lambda: Proxy("gostg-before-info", "gostg", gostg_cmd(None, BEFORE_ROOT)),
         "pproxy-uvloop": lambda: Proxy("pproxy-uvloop", "pproxy",

@@ -17,7 +17,7 @@ MODULES = {
         "auto": "auto", "http": "http", "http2": "http2", "socks5": "socks5", "socks": "socks5",
         "socks4": "socks4", "socks4a": "socks4", "relay": "relay", "tcp": "forward", "udp": "forward",
         "forward": "forward", "rtcp": "forward", "rudp": "forward", "ss": "ss", "ssu": "ssu",
-        "sni": "sni", "api": "api", "dns": "dns",
+        "sni": "sni", "api": "api", "metrics": "metrics", "dns": "dns",
     },
     "connector": {
         "http": "http", "http2": "http2", "socks5": "socks5", "socks": "socks5", "socks4": "socks4",

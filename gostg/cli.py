@@ -13,7 +13,8 @@ Options:
   -D                debug log level
   --DD              trace log level
   --api <addr>      Web API address, [user:pass@][host]:port[?pathPrefix=/api&accesslog=true]
-  --metrics <addr>  Prometheus metrics address
+  --metrics <addr>  Prometheus metrics endpoint, [user:pass@][host]:port[?path=/metrics&clientLabel=false]
+                    or unix:///path.sock
   -R <duration>     reload the config periodically
   --check           check the config (-C, -L, -F) without binding anything, print every problem
   -V                print the version and exit
@@ -178,9 +179,10 @@ def build_config(args, stdin=None):
     api = args["--api"] or os.environ.get("GOST_API")
     if api:
         cfg["api"] = parse_api(api)
-    metrics = args["--metrics"] or os.environ.get("GOST_METRICS")
-    if metrics:
-        cfg.setdefault("metrics", parse_metrics(metrics))
+    if args["--metrics"]:    # GOST: the flag replaces the config's metrics object …
+        cfg["metrics"] = parse_metrics(args["--metrics"])
+    elif os.environ.get("GOST_METRICS"):   # … the variable only its address (and what it says)
+        cfg["metrics"] = {**(cfg.get("metrics") or {}), **parse_metrics(os.environ["GOST_METRICS"])}
     level = "trace" if args["--DD"] else "debug" if args["-D"] else os.environ.get("GOST_LOGGER_LEVEL")
     if level:
         cfg["log"] = {**(cfg.get("log") or {}), "level": level}
@@ -195,17 +197,21 @@ def _endpoint(raw, scheme, flag):
 
     url = cmdline.URL(raw if "://" in raw else f"{scheme}://{raw}", flag)
     auth = {"username": url.user, "password": url.password or ""} if url.user is not None else None
-    return url.host, auth, url.query
+    # unix:///path (a Unix socket): GOST's flag loses the path (url.Host is empty); kept here
+    return (f"unix://{url.path}" if url.scheme == "unix" else url.host), auth, url.query
 
 
 def parse_metrics(raw):
-    """``[user:pass@][host]:port[?path=/metrics]`` → GOST's ``metrics`` object."""
+    """``[user:pass@][host]:port[?path=/metrics&clientLabel=false]`` or ``unix:///path[?…]`` →
+    GOST's ``metrics`` object (``clientLabel`` is gostg's: drop the ``client`` label)."""
     addr, auth, query = _endpoint(raw, "metrics", "-metrics")
     out = {"addr": addr}
     if query.get("path"):
         out["path"] = query["path"]
     if auth:
         out["auth"] = auth
+    if query.get("clientLabel"):
+        out["metadata"] = {"clientLabel": query["clientLabel"].lower() not in ("false", "0", "no", "off")}
     return out
 
 

@@ -25,6 +25,7 @@ from .config.refs import config_warnings, dangling_refs, dangling_to, open_proxi
 from .config.validate import ERROR, Problem, validate
 from .errors import ChangeError, ConfigError, GostgError, HubStopped, NotPatchedError
 from .policy.group import NOUNS
+from .observe import metrics
 from .observe.log import make_logger
 from .core.probe import Probes
 from .core.registry import Registries
@@ -140,7 +141,7 @@ class Gost:
         self.registries.log = self.log
         self.probes = Probes(self.registries, self.log)
         self.services = {}
-        self.internal = {}     # services not in the model: the global Web API
+        self.internal = {}     # services not in the model: the global Web API and metrics endpoint
         #: services replaced or deleted whose open connections run on (until they end): the
         #: live-tunnel registry lists those too; weak, so a drained service is gone from here
         self.retired = weakref.WeakSet()
@@ -210,6 +211,8 @@ class Gost:
         api = self.config.get("api")
         if api and api.get("addr"):
             self.internal["api"] = self._build_api(api)
+        self._set_metrics(self.config.get("metrics"))
+        self.meter_services()
         return self
 
     def _build_all(self):
@@ -238,6 +241,46 @@ class Gost:
         s = build_service(cfg, "api", self.registries, self.log)
         bind_service(s, "api")
         return s
+
+    def _set_metrics(self, mcfg, old=None):
+        """Build (and with ``old``, swap in) the global metrics endpoint of the ``metrics``
+        object: GOST's ``-metrics``. Building it turns metrics on for the process."""
+        if not (isinstance(mcfg, dict) and mcfg.get("addr")):
+            return None
+        addr = str(mcfg["addr"])
+        hmd = {"path": mcfg.get("path") or "/metrics"}
+        label = (mcfg.get("metadata") or {}).get("clientLabel")
+        if label is not None:
+            hmd["clientLabel"] = label
+        handler = {"type": "metrics", "metadata": hmd}
+        if mcfg.get("auther"):       # GOST: the auther wins over auth
+            handler["auther"] = mcfg["auther"]
+        elif mcfg.get("auth"):
+            handler["auth"] = mcfg["auth"]
+        s = build_service({"name": "metrics", "addr": addr, "handler": handler, "listener": {"type": "tcp"}},
+                          "metrics", self.registries, self.log)
+        if addr.startswith("unix://"):
+            from .listeners.tcp import UnixListener
+            s.listener = UnixListener(addr[len("unix://"):], s.listener.md, None, None)
+            s.log = s.listener.log = s.log.bind(listener="unix")
+        if old is not None and old.listener.socket is not None and old.cfg_addr == addr:
+            s.listener.adopt(old.listener.socket)
+        else:
+            bind_service(s, "metrics")
+        s.cfg_addr = addr
+        if old is not None:
+            old.retire(keep_socket=s.listener.socket is old.listener.socket)
+        if self.started:
+            s.start()
+        self.internal["metrics"] = s
+        return s
+
+    def meter_services(self):
+        """Give every service its metrics meter (None while metrics are off); runs again when
+        metrics turn on (observe/metrics.py calls it)."""
+        metrics.watch(self)
+        for s in self.services.values():
+            s.meter = metrics.meter(s.name)
 
     def start(self, thread: Optional[bool] = None) -> "Gost":
         """Bind and start every service; returns at once. ``thread`` overrides the
@@ -509,6 +552,7 @@ class Gost:
             old.retire(keep_socket=adopted)
             self.retired.add(old)
         new.pre_up()
+        new.meter = metrics.meter(name)
         if self.started:
             new.start()
         self.services[name] = new
@@ -647,6 +691,7 @@ class Gost:
                 self._swap_service(n, s, self.services.get(n))
             self._probes_changed()
             self._observers_changed(before)
+            self._reload_metrics(cfg.get("metrics"))
             same = cfg == self.config
             self.config = cfg
             (self.log.info if changed or removed else self.log.debug)(
@@ -658,6 +703,20 @@ class Gost:
             if warnings:
                 result["warnings"] = warnings
             return result
+
+    def _reload_metrics(self, mcfg):
+        """A changed ``metrics`` object: the endpoint is rebuilt (on the same address it keeps
+        its socket); one that cannot be built is logged and the old one kept serving."""
+        if mcfg == self.config.get("metrics"):
+            return
+        old = self.internal.pop("metrics", None)
+        try:
+            if self._set_metrics(mcfg, old) is None and old is not None:
+                old.retire(reason="closed")
+        except ConfigError as exc:
+            self.log.error(f"metrics: not rebuilt, the old endpoint keeps serving: {exc}", kind="api")
+            if old is not None:
+                self.internal["metrics"] = old
 
     def save(self, path, fmt):
         """Write the config model atomically: temp file in the same directory, fsync, rename."""

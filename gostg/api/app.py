@@ -49,6 +49,22 @@ def _error(exc):
     return _json(exc.status, {"code": exc.code, "msg": exc.msg})
 
 
+def authorized(auther, environ, log, kind):
+    """HTTP Basic auth of a WSGI request against ``auther`` (None: everyone). Fails closed: no
+    or wrong credentials, or an auther name that does not resolve (logged), refuse."""
+    if auther is None:
+        return True
+    try:
+        check = getattr(auther, "check", None)
+        if check is not None:
+            check()   # a missing auther is said even to a request without credentials
+        creds = basic_credentials(environ.get("HTTP_AUTHORIZATION"))
+        return creds is not None and auther.authenticate(*creds) is not None
+    except MissingReference as exc:   # fail closed: the auther is gone
+        refused(log, exc, kind=kind, client=environ.get("REMOTE_ADDR"))
+        return False
+
+
 class Api:
     """WSGI app over a running :class:`Gost`."""
 
@@ -161,23 +177,7 @@ class Api:
         return _json(405, {"code": 405, "msg": f"method {method} not allowed here"})
 
     def _authorized(self, environ):
-        if self.auther is None:
-            return True
-        try:
-            check = getattr(self.auther, "check", None)
-            if check is not None:
-                check()   # a missing auther is said even to a request without credentials
-        except MissingReference as exc:   # fail closed: the API's auther is gone
-            refused(self.log, exc, kind="api", client=environ.get("REMOTE_ADDR"))
-            return False
-        creds = basic_credentials(environ.get("HTTP_AUTHORIZATION"))
-        if creds is None:
-            return False
-        try:
-            return self.auther.authenticate(*creds) is not None
-        except MissingReference as exc:   # fail closed: the API's auther is gone
-            refused(self.log, exc, kind="api", client=environ.get("REMOTE_ADDR"))
-            return False
+        return authorized(self.auther, environ, self.log, "api")
 
     @staticmethod
     def _body(environ):
@@ -213,4 +213,4 @@ class Api:
         return _json(200, {"msg": "OK"})
 
 
-__all__ = ["Api"]
+__all__ = ["Api", "authorized"]

@@ -127,6 +127,8 @@ def missing(kind, name, known):
 def _message(path, kind, name):
     if path.startswith("api."):
         tail = "Web API requests will be refused until it is created"
+    elif path.startswith("metrics."):
+        tail = "scrapes will be refused until it is created"
     elif ".nameservers[" in path:
         tail = "queries to this nameserver will fail until it is created"
     elif ".listener.chain" in path:

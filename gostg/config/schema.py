@@ -288,7 +288,16 @@ LOG = keys(Key("output"), Key("level", choices=("trace", "debug", "info", "warn"
 LOGGER = named(Key("log", MAP, fields=LOG))
 API = keys(Key("addr", required=True), Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)),
            Key("auth", MAP, fields=AUTH), Key("auther", meaning="ref:authers"))
-METRICS = keys(Key("addr"), Key("path"), Key("auth", MAP, fields=AUTH), Key("auther"))
+#: ``clientLabel: false`` drops the ``client`` label from the per-service metrics: GOST keeps one
+#: series per client IP, which on a busy or public proxy makes every scrape large
+CLIENT_LABEL = Key("clientLabel", BOOL, default=True, docs="tutorials/metrics/",
+                   meaning="the client IP as the 'client' label of the per-service metrics (GOST's); false "
+                           "drops the label (one series per client IP grows without bound); once per process")
+METRICS_MD = keys(CLIENT_LABEL)
+METRICS = keys(Key("addr", required=True, meaning="host:port, or unix:///path/to.sock"),
+               Key("path", default="/metrics"), Key("auth", MAP, fields=AUTH),
+               Key("auther", meaning="ref:authers"),
+               Key("metadata", MAP, fields=METRICS_MD, meaning="gostg's settings of the metrics"))
 PROFILING = keys(Key("addr"))
 
 #: top-level key → (Key, what it is). Lists of named objects and singletons, in GOST's order.
@@ -308,7 +317,7 @@ TOP = keys(
     Key("tls", MAP, fields=TLS), Key("log", MAP, fields=LOG),
     unbuilt("profiling", MAP, "reference/configuration/file/", "profiling", observe=True, fields=PROFILING),
     Key("api", MAP, fields=API),
-    unbuilt("metrics", MAP, "tutorials/metrics/", "Prometheus metrics", observe=True, fields=METRICS))
+    Key("metrics", MAP, fields=METRICS, docs="tutorials/metrics/"))
 
 # ---------------------------------------------------------------------------------------------
 # Component metadata (each GOST component's metadata.go). Groups are shared by several types.
@@ -411,6 +420,10 @@ MD_RELAY_HANDLER = md(Key("bind", BOOL), Key("udp", BOOL),
                       _tune("udpBufferSize", "reference/handlers/relay/", "UDP buffer size", INT))
 MD_SS_HANDLER = md(Key("key"), _tune("udpBufferSize", "reference/handlers/ss/", "UDP buffer size", INT))
 MD_API_HANDLER = md(Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)))
+#: GOST's metrics handler reads only its path (readTimeout: the handler base of every gostg handler)
+MD_METRICS_HANDLER = md(Key("readTimeout", DURATION, default="15s"),
+                        Key("path", default="/metrics", aliases=("metrics.path",), docs="tutorials/metrics/"),
+                        CLIENT_LABEL)
 #: the handlers that sniff (first in their groups, so they win over MD_HANDLER_BASE's "not built")
 MD_SNIFFING = md(Key("sniffing", BOOL), Key("sniffing.timeout", DURATION))
 MD_DNS_HANDLER = md(
@@ -535,6 +548,7 @@ COMPONENT_MD = {
     ("handler", "ss"): (MD_HANDLER_BASE, MD_HASH, MD_SS_HANDLER),
     ("handler", "sni"): (MD_HANDLER_BASE, MD_HASH),
     ("handler", "api"): (MD_HANDLER_BASE, MD_API_HANDLER),
+    ("handler", "metrics"): (MD_METRICS_HANDLER,),
     ("handler", "dns"): (MD_DNS_HANDLER,),
     ("listener", "tcp"): (MD_LISTENER_BASE,),
     ("listener", "tls"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),

@@ -18,10 +18,13 @@ Rules (spec §1.4):
    MissingReference (the dial fails, no node is marked); a missing hop, or one with no nodes,
    never shortens the route, which would reach the target from an earlier hop, or directly.
 """
+import time
+
 import gevent
 from gevent import socket
 
 from ..errors import DialError, ProtocolError
+from ..observe import metrics
 from ..config.metadata import Metadata
 from ..policy.bypass import bypass_hit
 from ..policy.group import MissingReference, lookup
@@ -115,12 +118,14 @@ class Hop:
 
 
 class Route:
-    __slots__ = ("nodes", "registries")
+    __slots__ = ("nodes", "registries", "chain")
 
-    def __init__(self, nodes, registries=None):
+    def __init__(self, nodes, registries=None, chain=""):
         # rule 2c
         self.nodes = [n for i, n in enumerate(nodes) if not i or not getattr(n.connector, "direct", False)]
         self.registries = registries
+        #: the chain's name (its metrics' ``chain`` label); "" for a route of no chain
+        self.chain = chain
 
     def __str__(self):
         return " > ".join(f"{n.name}@{n.addr}" for n in self.nodes)
@@ -172,8 +177,10 @@ class Route:
                 if ctx is not None and race.name in ctx.route:   # the registry names the winner
                     ctx.route[ctx.route.index(race.name)] = node.name
             else:
+                # GOST's node connect duration: hop 0's dial and handshake
+                t0 = time.monotonic() if not start and self.chain and metrics.enabled() else None
                 if start:
-                    head = Route(nodes[:start], self.registries)
+                    head = Route(nodes[:start], self.registries, self.chain)
                     addr = resolve_node_addr(node, self.registries)
                     conn = node.dialer.dial_through(
                         lambda: head._through(lambda n, c: n.connector.connect(c, "tcp", addr, ctx), ctx, timeout),
@@ -182,6 +189,8 @@ class Route:
                     conn = self._dial_first(node, ctx, timeout)
                 conn = node.dialer.handshake(conn)
                 conn = node.connector.handshake(conn)
+                if t0 is not None:
+                    metrics.node_connect(self.chain, node.name, time.monotonic() - t0)
             for nxt in nodes[start + 1:]:
                 conn = node.connector.connect(conn, "tcp", resolve_node_addr(nxt, self.registries), ctx)
                 node = nxt
@@ -194,6 +203,8 @@ class Route:
         except (OSError, DialError, ProtocolError, EOFError, gevent.Timeout) as exc:
             if getattr(exc, "node", None) is None and getattr(exc, "marks", True):
                 node.marker.mark(exc)   # (an inner route already marked its node)
+                if self.chain:
+                    metrics.chain_error(self.chain, node.name)
             _close(conn)
             if isinstance(exc, gevent.Timeout):
                 raise
@@ -213,7 +224,8 @@ class Route:
         head = self.nodes[:self.nodes.index(race)]
 
         def attempt(node):   # → (the route's last node, which 2c may have left out, conn)
-            return lambda: Route(head + [node], self.registries)._through(lambda n, c: (n, c), ctx, timeout)
+            return lambda: Route(head + [node], self.registries, self.chain)._through(lambda n, c: (n, c), ctx,
+                                                                                    timeout)
         return first([attempt(n) for n in race.nodes], lambda won: _close(won[1]), node=race)[1]
 
 
@@ -241,4 +253,4 @@ class Chain:
             if node is None:
                 break
             nodes.append(node)
-        return Route(nodes, self.registries)
+        return Route(nodes, self.registries, self.name)

@@ -22,7 +22,7 @@ class Context:
     one slot, set where it becomes known, so a tunnel pays a few pointers for being listed."""
 
     __slots__ = ("sid", "service", "src", "peer", "local", "target", "log", "client_id", "stats", "proxied_dst",
-                 "started", "route", "flow", "task")
+                 "started", "route", "flow", "task", "meter")
 
     def __init__(self, service, src, local, log, stats=None, peer=None):
         self.sid = new_sid()
@@ -42,6 +42,8 @@ class Context:
         #: what runs the connection: its greenlet, or the detached tunnel (relay/tcp.py rule 6)
         #: that went on without it; ``Service.close_tunnel`` ends it
         self.task = None
+        #: the connection's metrics tally (observe/metrics.py Tally) while metrics are on, else None
+        self.meter = None
         # GOST's fields: remote is the socket's peer, client the (PROXY header's) client
         self.log = log.bind(sid=self.sid, remote=self.peer, local=local, client=src)
 
@@ -71,3 +73,13 @@ class Context:
         if self.stats is not None:
             self.stats.input_bytes += inp
             self.stats.output_bytes += out
+        if self.meter is not None:
+            self.meter.bytes(inp, out)
+
+    def stats_error(self):
+        """The connection ended in an error (GOST's totalErrs; gost_service_handler_errors_total
+        while metrics are on)."""
+        if self.stats is not None:
+            self.stats.total_errs += 1
+        if self.meter is not None:
+            self.meter.error()

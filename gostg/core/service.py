@@ -50,6 +50,8 @@ def _closed(lease, conn, sock, ctx, tunnels):
     ctx.log.debug(f"{ctx.src} >< {ctx.local}")
     if type(ctx) is not Context:   # a RecordedContext: the connection's handler record
         ctx.ended()
+    if ctx.meter is not None:   # metrics on: the connection's duration; no longer in flight
+        ctx.meter.end()
 
 
 def _addr(a):
@@ -82,6 +84,9 @@ class Service:
     #: handler record ``ctx_class`` makes each connection's Context a RecordedContext
     recorders = None
     ctx_class = Context
+    #: the service's Prometheus meter (observe/metrics.py) while metrics are on, else None
+    #: (the runtime sets it: ``Gost.meter_services``)
+    meter = None
 
     def __init__(self, name, listener, handler, log, md, admission=None, registries=None):
         self.name = name
@@ -185,6 +190,8 @@ class Service:
             return
         self.stats.total_conns += 1
         ctx = self.ctx_class(self.name, src, self.addr, self.log, self.stats, peer=peer)
+        if self.meter is not None:   # metrics on: counted, in flight until _closed
+            ctx.meter = self.meter.begin(ctx)
         if hdr is not None and hdr.dst is not None:
             ctx.proxied_dst = join_host_port(*hdr.dst)
         me = getcurrent()
@@ -294,7 +301,7 @@ class Service:
             ctx.failed(exc)
         if isinstance(exc, EOFError):
             return
-        self.stats.total_errs += 1
+        ctx.stats_error()
         dst = ctx.target or None
         if isinstance(exc, ProtocolError):
             ctx.log.warning(f"protocol error: {exc}", dst=dst)
@@ -318,6 +325,8 @@ class Service:
         for stream in session.accept():
             self.stats.total_conns += 1
             sctx = self.ctx_class(self.name, ctx.src, self.addr, self.log, self.stats, peer=ctx.peer)
+            if self.meter is not None:
+                sctx.meter = self.meter.begin(sctx)
             sctx.proxied_dst = ctx.proxied_dst
             self.pool.spawn(self._handle_stream, stream, sctx)
 
@@ -336,6 +345,8 @@ class Service:
             ctx.log.debug(f"mux: stream {stream.sid} {ctx.src} >< {ctx.local}")
             if type(ctx) is not Context:
                 ctx.ended()
+            if ctx.meter is not None:
+                ctx.meter.end()
 
     def stop(self, timeout=None):
         """Stop this one service: :meth:`close` it, then give its open connections ``timeout``

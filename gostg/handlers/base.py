@@ -75,9 +75,11 @@ class Handler:
             ctx.log.info("bypass", dst=target)
             refuse("bypass")
         except MissingReference as exc:
+            ctx.stats_error()
             refused(ctx.log, exc, service=ctx.service, client=ctx.client_ip, dst=target)
             refuse("unreachable")
         except DialError as exc:
+            ctx.stats_error()   # GOST's handler returns it: a handler error (a bypass is not)
             ctx.log.error(str(exc), dst=target)
             refuse("unreachable")
         return None

@@ -1,9 +1,11 @@
+import os
+
 from gevent import socket
 
 from ..errors import ConfigError
 from ..protocols.addr import split_host_port
 from ..core.registry import listeners
-from .base import Listener
+from .base import AcceptServer, Listener
 
 
 def bind_tcp(addr, backlog):
@@ -42,3 +44,53 @@ class TCPListener(Listener):
     def wrap(self, sock):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         return sock
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+class _UnixServer(AcceptServer):
+    """Closing the server (what a service's close does) removes the socket file, as Go's."""
+
+    path = None
+
+    def close(self):
+        super().close()
+        if self.path:
+            _unlink(self.path)
+
+
+class UnixListener(TCPListener):
+    """A Unix stream socket at the path ``addr`` (the global metrics endpoint's
+    ``unix:///path``). As Go's: an existing file at the path is an error ("address already in
+    use"), and closing the listener (or its server) removes the file."""
+
+    type_name = "unix"
+
+    def bind(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.bind(self.addr)
+            s.listen(self.md.int("backlog", default=self.backlog))
+        except OSError as exc:
+            s.close()
+            raise ConfigError("", f"cannot listen on unix://{self.addr}: {exc.strerror or exc}") from None
+        self.socket = s
+        return s
+
+    def server(self, handle, pool):
+        srv = _UnixServer(self.socket, handle, spawn=pool, log=self.log)
+        srv.path = self.addr
+        return srv
+
+    def wrap(self, sock):
+        return sock
+
+    def close(self):
+        if self.socket is not None:
+            _unlink(self.addr)
+        super().close()
