@@ -110,6 +110,9 @@ class _Walker:
         elif k == S.INT:
             if isinstance(v, bool) or not _intlike(v):
                 return self.add(ERROR, path, f"must be an integer, not {v!r}")
+        elif k == S.FLOAT:
+            if isinstance(v, bool) or not _numlike(v) or float(v) < 0:
+                return self.add(ERROR, path, f"must be a non-negative number, not {v!r}")
         elif k == S.BOOL:
             if not (isinstance(v, bool) or (isinstance(v, (int, float)) and not isinstance(v, bool))
                     or str(v).strip().lower() in _BOOLS):
@@ -310,6 +313,14 @@ _BOOLS = ("true", "false", "1", "0", "yes", "no", "on", "off", "t", "f", "")
 def _tname(v):
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
             float: "a number"}.get(type(v), type(v).__name__)
+
+
+def _numlike(v):
+    try:
+        f = float(str(v).strip())
+    except ValueError:
+        return False
+    return f == f and f not in (float("inf"), float("-inf"))
 
 
 def _intlike(v):
