@@ -52,8 +52,9 @@ def backup_name(path, when, local=False):
     """``/var/log/gost.log`` → ``/var/log/gost-2026-12-06T17-42-07.123.log`` (lumberjack's)."""
     d, base = os.path.split(path)
     stem, ext = os.path.splitext(base)
-    t = time.localtime(when) if local else time.gmtime(when)
-    return os.path.join(d, f"{stem}-{time.strftime(_STAMP, t)}.{int(when % 1 * 1000):03d}{ext}")
+    sec, ms = divmod(round(when * 1000), 1000)
+    t = time.localtime(sec) if local else time.gmtime(sec)
+    return os.path.join(d, f"{stem}-{time.strftime(_STAMP, t)}.{ms:03d}{ext}")
 
 
 def backups(path, local=False):
