@@ -395,12 +395,16 @@ class Proxy:
             return ""
 
 
-def gostg_cmd(level, root=ROOT):
+def gostg_cmd(level, root=ROOT, to_file=False):
+    """``to_file``: the info lines go to a rotated log file (``log.output``), not to stderr."""
     def f(p):
         cmd = [PY, os.path.join(root, "bin", "gostg"), "-L", f"socks5://{HOST}:{p.socks_port}",
                "-L", f"http://{HOST}:{p.http_port}"]
-        if level:
-            cmd += ["-C", json.dumps({"log": {"level": level}})]
+        log = {"level": level} if level else {}
+        if to_file:
+            log.update(output=os.path.join(LOG_DIR[0], f"{p.name}.out.log"), rotation={"maxSize": 100})
+        if log:
+            cmd += ["-C", json.dumps({"log": log})]
         return cmd
     return f
 
@@ -1035,6 +1039,7 @@ def run(args):
     all_proxies = {
         "gostg": lambda: Proxy("gostg", "gostg", gostg_cmd("error")),
         "gostg-info": lambda: Proxy("gostg-info", "gostg", gostg_cmd(None)),
+        "gostg-info-file": lambda: Proxy("gostg-info-file", "gostg", gostg_cmd(None, to_file=True)),
         "gostg-before": lambda: Proxy("gostg-before", "gostg", gostg_cmd("error", BEFORE_ROOT)),
         "gostg-before-info": lambda: Proxy("gostg-before-info", "gostg", gostg_cmd(None, BEFORE_ROOT)),
         "pproxy-uvloop": lambda: Proxy("pproxy-uvloop", "pproxy",

@@ -308,3 +308,30 @@ def test_embedding_with_a_stdlib_logger_and_output_logging(tmp_path):
     # output: logging at level warn: the dial error, no info lines
     assert b and {x["level"] for x in b} == {"ERROR"}, b
     assert all(x["gost"]["service"] == "emb2" for x in b)
+
+
+def test_reload_rebuilds_the_services_of_a_changed_logger(tmp_path):
+    """SIGHUP with a named logger now writing elsewhere: its service logs there from then on;
+    a service whose logger did not change keeps its port and its file."""
+    port, other = free_port(), free_port()
+    first, second, keep = tmp_path / "first.log", tmp_path / "second.log", tmp_path / "keep.log"
+
+    def cfg(path):
+        return write_cfg(tmp_path, {
+            "services": [service(port, logger="moving"), service(other, name="steady", logger="fixed")],
+            "loggers": [{"name": "moving", "log": {"output": str(path)}},
+                        {"name": "fixed", "log": {"output": str(keep)}}]})
+    f = cfg(first)
+    with Gost("-C", f, ports=[port, other]) as g:
+        hit(port)
+        assert wait_for(lambda: closes(lines(first)))
+        cfg(second)
+        g.signal(signal.SIGHUP)
+        assert wait_for(lambda: any(e["msg"].startswith("listening on") for e in lines(second)))
+        hit(port)
+        hit(other)
+        assert wait_for(lambda: closes(lines(second)) and closes(lines(keep)))
+        assert not any(e["msg"].startswith("service ") for e in lines(keep)), "steady was not rebuilt"
+        assert any(e["msg"].startswith("service ") for e in lines(first)), "moving was"
+    assert len(closes(lines(first))) == 1 and len(closes(lines(second))) == 1
+    assert [e["service"] for e in closes(lines(keep))] == ["steady"]
