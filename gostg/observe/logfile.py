@@ -183,11 +183,13 @@ class FileSink:
         _start_thread(self._run, ())
 
     def emit(self, line):
-        q = self._q
-        if len(q) >= MAX_PENDING:
+        if len(self._q) >= MAX_PENDING:
             self.dropped += 1
             return
-        q.append(line)
+        self._put(line)
+
+    def _put(self, item):
+        self._q.append(item)
         if not self._signalled:
             self._signalled = True
             self._wake.release()
@@ -199,14 +201,21 @@ class FileSink:
         pass
 
     def reopen(self):
-        self.emit(_REOPEN)
+        self._put(_REOPEN)
+
+    def sync(self, timeout=5.0):
+        """Wait (blocking, up to ``timeout``) until every line emitted so far is in the file."""
+        done = _allocate_lock()
+        done.acquire()
+        self._put(done)
+        return done.acquire(timeout=timeout)
 
     def close(self, timeout=5.0):
         """Write what is queued, close the file, end the thread (waits up to ``timeout``)."""
         if self._closing:
             return
         self._closing = True
-        self.emit(_REOPEN)   # wakes the writer
+        self._put(_REOPEN)   # wakes the writer
         self._done.acquire(timeout=timeout)
 
     # -- the writer thread ---------------------------------------------------------------------
@@ -219,12 +228,15 @@ class FileSink:
             batch = []
             while q:
                 item = q.popleft()
-                if item is _REOPEN:
-                    self._write(batch)
-                    batch = []
-                    self._reopen()
-                else:
+                if type(item) is str:
                     batch.append(item)
+                    continue
+                self._write(batch)
+                batch = []
+                if item is _REOPEN:
+                    self._reopen()
+                else:   # sync(): a lock to release once what came before it is written
+                    item.release()
             self._write(batch)
             if self._closing and not q:
                 self._close_stream()

@@ -25,31 +25,18 @@ class GroupLogger:
     def new(self, **kw):
         return GroupLogger([lg.new(**kw) for lg in self.loggers])
 
-    def debug(self, event, *args, **kw):
-        for lg in self.loggers:
-            lg.debug(event, *args, **kw)
 
-    def info(self, event, *args, **kw):
+def _fan_out(name):
+    def meth(self, event, *args, **kw):
         for lg in self.loggers:
-            lg.info(event, *args, **kw)
+            getattr(lg, name)(event, *args, **kw)
+    meth.__name__ = name
+    return meth
 
-    def warning(self, event, *args, **kw):
-        for lg in self.loggers:
-            lg.warning(event, *args, **kw)
 
-    def error(self, event, *args, **kw):
-        for lg in self.loggers:
-            lg.error(event, *args, **kw)
-
-    def critical(self, event, *args, **kw):
-        for lg in self.loggers:
-            lg.critical(event, *args, **kw)
-
-    def exception(self, event, *args, **kw):
-        for lg in self.loggers:
-            lg.exception(event, *args, **kw)
-
-    warn, fatal, msg = warning, critical, info
+for _name in ("debug", "info", "warning", "error", "critical", "exception"):
+    setattr(GroupLogger, _name, _fan_out(_name))
+GroupLogger.warn, GroupLogger.fatal, GroupLogger.msg = GroupLogger.warning, GroupLogger.critical, GroupLogger.info
 
 
 def build(cfg):
