@@ -192,7 +192,10 @@ class FileSink:
         self._q.append(item)
         if not self._signalled:
             self._signalled = True
-            self._wake.release()
+            try:
+                self._wake.release()
+            except RuntimeError:   # two OS threads of an embedding app raced here: one woke it
+                pass
 
     def write(self, s):   # the file-object face (structlog's PrintLogger writes here)
         self.emit(s)
