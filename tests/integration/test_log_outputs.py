@@ -335,3 +335,24 @@ def test_reload_rebuilds_the_services_of_a_changed_logger(tmp_path):
         assert any(e["msg"].startswith("service ") for e in lines(first)), "moving was"
     assert len(closes(lines(first))) == 1 and len(closes(lines(second))) == 1
     assert [e["service"] for e in closes(lines(keep))] == ["steady"]
+
+
+def test_web_api_creates_a_logger_and_a_service_that_uses_it(tmp_path):
+    from .peers import Api
+
+    api_port, port = free_port(), free_port()
+    log = tmp_path / "api-made.log"
+    with Gost("-api", f"127.0.0.1:{api_port}", ports=[api_port]):
+        api = Api(api_port)
+        api.post("loggers", {"name": "made", "log": {"output": str(log)}})
+        status, _, raw = api.request("POST", "/config/services", service(port, logger="mdae"))
+        assert status >= 400 and b"did you mean 'made'" in raw, raw
+        api.post("services", service(port, logger="made"))
+        wait_port(port)
+        hit(port)
+        assert wait_for(lambda: closes(lines(log)))
+        assert closes(lines(log))[0]["logger"] == "made"
+        api.delete("services", "svc")
+        api.delete("loggers", "made")
+        status, _, raw = api.request("POST", "/config/services", service(port, logger="made"))
+        assert status >= 400 and b"unknown logger 'made'" in raw, raw
