@@ -30,6 +30,7 @@ import logging.handlers
 import os
 import re
 import shutil
+import sys
 import time
 import weakref
 
@@ -173,6 +174,7 @@ class FileSink:
         self.handler = _Rotating(path, rotation)
         self.dropped = 0          # lines refused because the writer was MAX_PENDING behind
         self.errors = 0           # writes that failed (disk full …): the lines are lost
+        self._failing = False     # the last write failed (said once on stderr)
         self._q = collections.deque()
         self._wake = _allocate_lock()
         self._wake.acquire()
@@ -266,17 +268,32 @@ class FileSink:
                 h.stream.write(line)
                 pos += n
             h.stream.flush()
-        except Exception:   # noqa: BLE001 - a lost line must never end the writer
-            self.errors += 1
+        except Exception as exc:   # noqa: BLE001 - a lost line must never end the writer
+            self._failed(exc)
             self._close_stream()
+        else:
+            self._failing = False
+
+    def _failed(self, exc):
+        """Count a failed write; the first of a run of failures is said on stderr (the log
+        itself is what fails): the disk is full, the directory went away …"""
+        self.errors += 1
+        if not self._failing:
+            self._failing = True
+            try:
+                sys.stderr.write(f"gostg: warning: log file {self.path}: {exc}; lines are lost until it "
+                                 f"is writable again\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
 
     def _reopen(self):
         self._close_stream()
         if not self._closing:
             try:
                 self.handler.stream = self.handler._open()
-            except OSError:
-                self.errors += 1
+            except OSError as exc:
+                self._failed(exc)
 
     def _close_stream(self):
         h = self.handler

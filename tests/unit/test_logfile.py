@@ -126,3 +126,28 @@ def test_group_fans_out_and_service_lookup():
     with pytest.raises(ConfigError) as e:
         for_service({"logger": "A1"}, "services[2]", {"a1": a}, None)
     assert e.value.path == "services[2].logger" and e.value.suggestion == "a1"
+
+
+def test_a_failing_file_is_said_once_on_stderr_and_recovers(tmp_path, capsys):
+    d = tmp_path / "d"
+    d.mkdir()
+    s = logfile.FileSink(str(d / "x.log"))
+    try:
+        s.emit("one\n")
+        assert s.sync()
+        os.rename(d, tmp_path / "gone")      # the directory goes away: reopen fails
+        s.reopen()
+        s.emit("lost\n")
+        s.emit("lost too\n")
+        assert s.sync()
+        assert s.errors >= 1
+        d.mkdir()
+        s.reopen()
+        s.emit("back\n")
+        assert s.sync()
+    finally:
+        s.close()
+    err = capsys.readouterr().err
+    assert err.count("gostg: warning: log file") == 1, err
+    assert (d / "x.log").read_text() == "back\n"
+    assert (tmp_path / "gone" / "x.log").read_text() == "one\n"
