@@ -4,9 +4,11 @@ the gevent hub.
 Why a writer thread: a ``write`` to a regular file is usually a copy into the page cache, but
 under writeback pressure (a slow disk, NFS, a full dirty-page budget) the kernel blocks the
 writer for as long as it takes — and on the hub that would stall every connection. So the hub
-only appends the rendered line to a deque and, when the writer is idle, releases a native
-lock; one native (not gevent) thread per file does the ``write``, the rotation, the gzip and
-the pruning. A line costs the hub a deque append and a flag test. If the writer cannot keep up
+only appends the rendered line to a deque; one native (not gevent) thread per file does the
+``write``, the rotation, the gzip and the pruning. The first line after a quiet spell wakes the
+writer (one native lock release); while lines keep coming the writer collects them every
+:data:`BATCH_INTERVAL` without being woken, so a line costs the hub a deque append and a flag
+test, and the writer one ``write`` per batch. If the writer cannot keep up
 (the disk is stuck), at most :data:`MAX_PENDING` lines wait and the rest are dropped and
 counted; the next line written says how many.
 
@@ -42,6 +44,8 @@ except ImportError:   # pragma: no cover - gevent is a dependency
 
 #: lines waiting for a stuck disk before new ones are dropped (about 30 MB of JSON lines)
 MAX_PENDING = 100_000
+#: while lines keep coming, the writer writes them in batches this often (seconds)
+BATCH_INTERVAL = 0.05
 #: GOST's (lumberjack's) default maxSize when ``rotation`` is given without one, in MB
 DEFAULT_MAX_SIZE = 100
 #: lumberjack's backup time stamp (``2006-01-02T15-04-05.000``)
@@ -178,26 +182,32 @@ class FileSink:
         self._q = collections.deque()
         self._wake = _allocate_lock()
         self._wake.acquire()
-        self._signalled = False   # the writer was woken and has not started draining yet
+        self._idle = True         # the writer sleeps until woken (else it polls every BATCH_INTERVAL)
         self._closing = False
         self._done = _allocate_lock()
         self._done.acquire()
         _start_thread(self._run, ())
 
     def emit(self, line):
-        if len(self._q) >= MAX_PENDING:
+        q = self._q
+        if len(q) >= MAX_PENDING:
             self.dropped += 1
             return
-        self._put(line)
+        q.append(line)
+        if self._idle:   # the first line after a quiet spell wakes the writer; the rest wait for its poll
+            self._wake_writer()
 
     def _put(self, item):
+        """A control item (reopen, sync, close): the writer is woken at once."""
         self._q.append(item)
-        if not self._signalled:
-            self._signalled = True
-            try:
-                self._wake.release()
-            except RuntimeError:   # two OS threads of an embedding app raced here: one woke it
-                pass
+        self._wake_writer()
+
+    def _wake_writer(self):
+        self._idle = False
+        try:
+            self._wake.release()
+        except RuntimeError:   # already woken (two wakers raced): nothing to do
+            pass
 
     def write(self, s):   # the file-object face (structlog's PrintLogger writes here)
         self.emit(s)
@@ -228,8 +238,14 @@ class FileSink:
     def _run(self):
         q = self._q
         while True:
-            self._wake.acquire()
-            self._signalled = False
+            # busy: a batch every BATCH_INTERVAL, no wake-up per line (a wake-up per line costs
+            # the hub a futex call and a GIL hand-over each); quiet: sleep until a line comes
+            self._wake.acquire(timeout=-1 if self._idle else BATCH_INTERVAL)
+            if not q:
+                self._idle = True
+                if not q:   # a line that came before the flag was set is not left waiting
+                    continue
+                self._idle = False
             batch = []
             while q:
                 item = q.popleft()
@@ -260,13 +276,16 @@ class FileSink:
             if h.stream is None:
                 h.stream = h._open()
             pos = h.stream.tell()
-            for line in lines:
-                n = len(line)
-                if h.maxBytes and pos > 0 and pos + n > h.maxBytes:
-                    h.doRollover()   # closes, rotate() → our rotator, reopens at the path
-                    pos = 0
-                h.stream.write(line)
-                pos += n
+            start = 0
+            if h.maxBytes:
+                for i, line in enumerate(lines):
+                    n = len(line)
+                    if pos > 0 and pos + n > h.maxBytes:
+                        h.stream.write("".join(lines[start:i]))
+                        h.doRollover()   # closes, rotate() → our rotator, reopens at the path
+                        start, pos = i, 0
+                    pos += n
+            h.stream.write("".join(lines[start:]))
             h.stream.flush()
         except Exception as exc:   # noqa: BLE001 - a lost line must never end the writer
             self._failed(exc)
