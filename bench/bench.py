@@ -1250,7 +1250,8 @@ def main():
     ap.add_argument("--tunnels", type=int, default=2000, help="idle tunnels for the RSS test")
     ap.add_argument("--proxies", default="gostg,gostg-info,pproxy-uvloop,pproxy-asyncio,microsocks,v2ray",
                     type=lambda s: [x for x in s.split(",") if x],
-                    help="comma list; also gostg-before: bin/gostg of the checkout in $GOSTG_BEFORE "
+                    help="comma list; also gostg-info-file (info lines to a rotated log file, not "
+                         "stderr) and gostg-before: bin/gostg of the checkout in $GOSTG_BEFORE "
                          "(default /tmp/gostg-before), same flags and python as gostg")
     ap.add_argument("--conn-repeat", type=int, default=3, help="interleaved conn/s rounds (median reported)")
     ap.add_argument("--tests", default="tputfresh,rss,conn,tput", type=lambda s: s.split(","),
