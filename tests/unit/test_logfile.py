@@ -151,3 +151,15 @@ def test_a_failing_file_is_said_once_on_stderr_and_recovers(tmp_path, capsys):
     assert err.count("gostg: warning: log file") == 1, err
     assert (d / "x.log").read_text() == "back\n"
     assert (tmp_path / "gone" / "x.log").read_text() == "one\n"
+
+
+def test_rotation_without_a_file_output_is_said():
+    from gostg.config.validate import validate
+
+    found = validate({"log": {"rotation": {"maxSize": 1}},
+                      "loggers": [{"name": "f", "log": {"output": "/tmp/x.log", "rotation": {"maxSize": 1}}},
+                                  {"name": "s", "log": {"output": "stdout", "rotation": {"compress": True}}}]})
+    assert [(p.level, p.path) for p in found] == [("warning", "log.rotation"), ("warning", "loggers[1].log.rotation")]
+    assert "output is 'stdout'" in str(found[1])
+    bad = validate({"log": {"output": "/tmp/x.log", "rotation": {"maxSize": -1, "maxBackups": "x"}}})
+    assert {p.path for p in bad if p.level == "error"} == {"log.rotation.maxSize", "log.rotation.maxBackups"}
