@@ -34,7 +34,6 @@ import re
 import shutil
 import sys
 import time
-import weakref
 
 try:   # the real thread and lock, also when gevent patched the process
     from gevent.monkey import get_original
@@ -148,7 +147,8 @@ class _Rotating(logging.handlers.RotatingFileHandler):
         prune(self.baseFilename, self.max_backups, self.max_age, self.local)
 
 
-_sinks = weakref.WeakValueDictionary()
+#: path → its sink, for the life of the process (its writer thread keeps it alive anyway)
+_sinks = {}
 
 
 def sink(path, rotation=None):

@@ -20,6 +20,16 @@ def test_backup_name_is_lumberjacks():
     assert logfile.backup_name("/x/gost", t).endswith("/gost-2023-11-14T22-13-20.123")
 
 
+def test_local_time_names_read_back(tmp_path):
+    path = str(tmp_path / "gost.log")
+    t = 1_700_000_000.5
+    for local in (True, False):
+        name = logfile.backup_name(path, t, local)
+        open(name, "w").close()
+        assert logfile.backups(path, local) == [(pytest.approx(t), name)]
+        os.remove(name)
+
+
 def test_prune_by_count_and_age(tmp_path):
     path = str(tmp_path / "gost.log")
     now = time.time()
