@@ -109,25 +109,26 @@ class _Rotating(logging.handlers.RotatingFileHandler):
     """The stdlib's rotating handler with lumberjack's backup names, gzip and pruning."""
 
     def __init__(self, path, rotation):
-        r = rotation or {}
-        self.rotates = rotation is not None
-        size = r.get("maxSize") or DEFAULT_MAX_SIZE
         # backupCount 1 makes doRollover call rotate(); the names are the namer's, and how
         # many are kept is prune()'s (maxBackups 0 keeps all, as lumberjack)
-        super().__init__(path, mode="a", maxBytes=int(float(size) * 1024 * 1024) if self.rotates else 0,
-                         backupCount=1, encoding="utf-8")
+        super().__init__(path, mode="a", maxBytes=0, backupCount=1, encoding="utf-8")
         # BaseRotatingHandler sets both to None on the instance: the hooks are set after it
         self.namer, self.rotator = self._namer, self._rotator
         self.configure(rotation)
 
     def configure(self, rotation):
-        r = rotation or {}
-        if rotation is not None:
-            self.maxBytes = int(float(r.get("maxSize") or DEFAULT_MAX_SIZE) * 1024 * 1024)
-        self.max_backups = int(r.get("maxBackups") or 0)
-        self.max_age = float(r.get("maxAge") or 0)
-        self.local = bool(r.get("localTime"))
-        self.compress = bool(r.get("compress"))
+        """``rotation`` (GOST's keys; None: the file is never rotated). The newest config of a
+        path wins: a reload that changes it applies to the open file."""
+        from ..config.metadata import Metadata
+        from ..config.schema import ROTATION
+
+        r = Metadata(rotation, {k.lower(): v for k, v in ROTATION.items()})
+        size = r.float("maxSize", default=DEFAULT_MAX_SIZE) or DEFAULT_MAX_SIZE
+        self.maxBytes = int(size * 1024 * 1024) if rotation is not None else 0
+        self.max_backups = r.int("maxBackups")
+        self.max_age = r.float("maxAge")
+        self.local = r.bool("localTime")
+        self.compress = r.bool("compress")
 
     def _namer(self, default):
         now = time.time()

@@ -173,3 +173,15 @@ def test_rotation_without_a_file_output_is_said():
     assert "output is 'stdout'" in str(found[1])
     bad = validate({"log": {"output": "/tmp/x.log", "rotation": {"maxSize": -1, "maxBackups": "x"}}})
     assert {p.path for p in bad if p.level == "error"} == {"log.rotation.maxSize", "log.rotation.maxBackups"}
+
+
+def test_rotation_values_are_read_as_gost_does(tmp_path):
+    h = logfile._Rotating(str(tmp_path / "r.log"), {"maxsize": "0.5", "compress": "false", "maxBackups": "3"})
+    try:
+        assert (h.maxBytes, h.compress, h.max_backups, h.local) == (512 * 1024, False, 3, False)
+        h.configure({})            # rotation given without maxSize: lumberjack's 100 MB
+        assert h.maxBytes == 100 * 1024 * 1024
+        h.configure(None)          # no rotation: never rotated
+        assert h.maxBytes == 0
+    finally:
+        h.close()
