@@ -183,6 +183,7 @@ class FileSink:
         self._q = collections.deque()
         self._wake = _allocate_lock()
         self._wake.acquire()
+        self._partial = ""        # text written without its newline yet (write())
         self._idle = True         # the writer sleeps until woken (else it polls every BATCH_INTERVAL)
         self._closing = False
         self._done = _allocate_lock()
@@ -210,8 +211,14 @@ class FileSink:
         except RuntimeError:   # already woken (two wakers raced): nothing to do
             pass
 
-    def write(self, s):   # the file-object face (structlog's PrintLogger writes here)
-        self.emit(s)
+    def write(self, s):
+        """The file-object face: structlog's PrintLogger (the text format) prints the line and
+        its newline in two writes; they are queued as one line, so a rotation never splits it."""
+        if s.endswith("\n"):
+            self.emit(self._partial + s if self._partial else s)
+            self._partial = ""
+        else:
+            self._partial += s
 
     def flush(self):
         pass

@@ -185,3 +185,17 @@ def test_rotation_values_are_read_as_gost_does(tmp_path):
         assert h.maxBytes == 0
     finally:
         h.close()
+
+
+def test_text_format_lines_are_whole_in_a_rotated_file(tmp_path):
+    path = tmp_path / "t.log"
+    log = make_logger("info", "text", str(path), {"maxSize": 300 / 1024 / 1024, "maxBackups": 0})
+    for i in range(20):
+        log.info("hello", n=i)
+    assert logfile._sinks[str(path)].sync()
+    files = [f for _, f in logfile.backups(str(path))] + [str(path)]
+    assert len(files) > 2
+    for f in files:
+        text = open(f).read()
+        assert text and text.endswith("\n")
+        assert all(x.startswith("time=") and "msg=hello" in x for x in text.splitlines()), text
