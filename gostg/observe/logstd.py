@@ -11,6 +11,7 @@ import json
 import logging
 
 from .log import _fallback, _interpolate, _now
+from .recent import remember
 
 TRACE = 5
 _LEVELS = (("debug", logging.DEBUG), ("info", logging.INFO), ("warning", logging.WARNING),
@@ -51,8 +52,11 @@ class StdlibLogger:
             return
         exc_info = kw.pop("exc_info", None)
         fields = {k: v for k, v in {**self.context, **kw}.items() if v is not None}
+        msg = _interpolate(event, args)
         # stacklevel: the record names gostg's caller, not this adapter
-        self.logger.log(level, _interpolate(event, args), exc_info=exc_info, extra={"gost": fields}, stacklevel=3)
+        self.logger.log(level, msg, exc_info=exc_info, extra={"gost": fields}, stacklevel=3)
+        if level >= logging.WARNING:   # the status page's recent errors, as the other loggers do
+            remember({**fields, "level": _name(level), "time": _now(), "msg": msg})
 
     def trace(self, event, *args, **kw):
         self.log(TRACE, event, *args, **kw)
@@ -75,12 +79,22 @@ StdlibLogger.fatal = StdlibLogger.critical
 StdlibLogger.msg = StdlibLogger.info
 
 
+def _name(levelno):
+    """A stdlib level number → GOST's level name."""
+    if levelno <= TRACE:
+        return "trace"
+    return logging.getLevelName(levelno).lower() if levelno in _NUMBERS else "info"
+
+
+_NUMBERS = frozenset(lvl for _, lvl in _LEVELS)
+
+
 class GostJsonFormatter(logging.Formatter):
     """A record from :class:`StdlibLogger` → GOST's JSON line (fields, level, time, msg)."""
 
     def format(self, record):
         ev = dict(getattr(record, "gost", None) or {})
-        ev["level"] = "trace" if record.levelno <= TRACE else record.levelname.lower()
+        ev["level"] = _name(record.levelno)
         ev["time"] = _now()
         if record.exc_info:
             ev["exception"] = self.formatException(record.exc_info)

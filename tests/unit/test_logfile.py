@@ -199,3 +199,18 @@ def test_text_format_lines_are_whole_in_a_rotated_file(tmp_path):
         text = open(f).read()
         assert text and text.endswith("\n")
         assert all(x.startswith("time=") and "msg=hello" in x for x in text.splitlines()), text
+
+
+def test_stdlib_warnings_reach_the_status_pages_recent_errors():
+    from gostg.observe import recent
+
+    recent.clear()
+    lg = logging.getLogger("gostg-test-recent")
+    lg.setLevel(logging.INFO)
+    lg.propagate = False
+    log = adapt(lg).bind(service="s")
+    log.info("fine")
+    log.error("broken", dst="d:1")
+    evs = recent.recent()
+    assert [(e["msg"], e["level"], e["service"], e["dst"]) for e in evs] == [("broken", "error", "s", "d:1")]
+    recent.clear()
