@@ -140,7 +140,7 @@ class _Rotating(logging.handlers.RotatingFileHandler):
 
     def _rotator(self, source, dest):
         if dest.endswith(".gz"):
-            with open(source, "rb") as src, gzip.open(dest, "wb") as out:
+            with open(source, "rb") as src, gzip.open(dest, "wb", compresslevel=6) as out:   # Go's default
                 shutil.copyfileobj(src, out, 1 << 20)
             os.remove(source)
         else:

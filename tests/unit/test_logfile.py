@@ -214,3 +214,31 @@ def test_stdlib_warnings_reach_the_status_pages_recent_errors():
     evs = recent.recent()
     assert [(e["msg"], e["level"], e["service"], e["dst"]) for e in evs] == [("broken", "error", "s", "d:1")]
     recent.clear()
+
+
+def test_gzip_of_a_big_backup_does_not_stall_the_hub(tmp_path):
+    """The rotation's gzip runs on the writer thread (zlib drops the GIL): the gevent hub
+    keeps its timers while a 16 MB backup is compressed."""
+    import gevent
+
+    path = tmp_path / "big.log"
+    with open(path, "wb") as f:
+        f.write(os.urandom(16 << 20))
+    s = logfile.FileSink(str(path), {"maxSize": 16, "compress": True})
+    try:
+        t0 = last = time.monotonic()
+        gap = 0.0
+        s.emit("trigger\n")
+        while time.monotonic() - t0 < 20:
+            gevent.sleep(0.005)
+            now = time.monotonic()
+            gap, last = max(gap, now - last), now
+            if path.exists() and path.stat().st_size == len("trigger\n"):   # rotated, gzipped, written
+                break
+        took = time.monotonic() - t0
+    finally:
+        s.close()
+    assert path.read_text() == "trigger\n"
+    (_, gz), = logfile.backups(str(path))
+    assert gz.endswith(".gz") and os.path.getsize(gz) > 16 << 20   # random data does not shrink
+    assert gap < 0.25 and gap < took / 3, (gap, took)
