@@ -278,8 +278,9 @@ class FileSink:
         h = self.handler
         if self.dropped:
             n, self.dropped = self.dropped, 0
+            from .log import _now   # the line looks like every other one
             lines.insert(0, '{"level": "error", "time": "%s", "msg": "log: %d lines dropped: the log file '
-                            'was not writable fast enough"}\n' % (time.strftime("%Y-%m-%dT%H:%M:%S%z"), n))
+                            'was not writable fast enough"}\n' % (_now(), n))
         try:
             if h.stream is None:
                 h.stream = h._open()
