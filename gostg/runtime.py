@@ -366,7 +366,7 @@ class Gost:
                 built = _loggers.build({"loggers": [obj]})
             except ConfigError as exc:
                 raise ChangeError(ChangeError.FAILED, f"{path}{str(exc)[len('loggers[0]'):]}") from exc
-            self.registries.loggers = {**self.registries.loggers, **built}
+            self._relog(name, built)
         elif kind in OBJECT_KINDS:
             try:
                 built = build_object(kind, obj, path, self.registries)
@@ -385,6 +385,32 @@ class Gost:
         # GOST's forward references: accepted, but said (in the log and the API answer)
         return self.warn(schema_warnings + dangling_refs(self.config, path)
                          + [p for p in open_proxies(self.config) if p.path == path], kind="api")
+
+    def _discard(self, built):
+        """Services built for a change that failed: close the sockets they bound themselves
+        (not the ones adopted from a running service, which keeps serving on them)."""
+        for s in built:
+            if s.listener.socket is not None and not any(
+                    s.listener.socket is old.listener.socket for old in self.services.values()):
+                s.listener.close()
+
+    def _relog(self, name, built):
+        """Install named logger ``name`` and rebuild the running services that log to it (as a
+        reload does): all are built first; if one fails, none is swapped and the old logger stays."""
+        saved = self.registries.loggers
+        self.registries.loggers = {**saved, **built}
+        users = [(f"services[{i}]", o) for i, o in enumerate(self.config.get("services") or [])
+                 if name in _loggers.names_of(o) and o.get("name") in self.services]
+        new = {}
+        try:
+            for path, o in users:
+                new[o["name"]] = self._new_service(o, path, self.services[o["name"]], check_refs=False)
+        except BaseException:
+            self.registries.loggers = saved
+            self._discard(new.values())
+            raise
+        for n, s in new.items():
+            self._swap_service(n, s, self.services.get(n))
 
     @staticmethod
     def _schema_check(kind, obj, path):
@@ -458,10 +484,7 @@ class Gost:
                         built[o["name"]] = self._new_service(o, f"services[{i}]", self.services.get(o["name"]),
                                                              check_refs=False)
             except BaseException:
-                for s in built.values():
-                    if s.listener.socket is not None and not any(
-                            s.listener.socket is old.listener.socket for old in self.services.values()):
-                        s.listener.close()
+                self._discard(built.values())
                 for k, objs in saved.items():
                     self._install_objects({k: objs})
                 self.registries.loggers = saved_loggers

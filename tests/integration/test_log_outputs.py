@@ -352,6 +352,12 @@ def test_web_api_creates_a_logger_and_a_service_that_uses_it(tmp_path):
         hit(port)
         assert wait_for(lambda: closes(lines(log)))
         assert closes(lines(log))[0]["logger"] == "made"
+        # PUT the logger elsewhere: the service that logs to it is rebuilt on the new one
+        moved = tmp_path / "api-moved.log"
+        api.put("loggers", "made", {"name": "made", "log": {"output": str(moved)}})
+        hit(port)
+        assert wait_for(lambda: closes(lines(moved)))
+        assert len(closes(lines(log))) == 1
         api.delete("services", "svc")
         api.delete("loggers", "made")
         status, _, raw = api.request("POST", "/config/services", service(port, logger="made"))
