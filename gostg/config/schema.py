@@ -255,10 +255,11 @@ REWRITER = named(Key("plugin", MAP, fields=PLUGIN))
 ROTATION = keys(
     Key("maxSize", FLOAT, default=100, docs="tutorials/log/",
         meaning="megabytes before the file is rotated (gostg also takes a fraction: 0.5)"),
-    Key("maxAge", INT, docs="tutorials/log/", meaning="days a backup is kept, by the time in its name (0: no limit)"),
+    Key("maxAge", INT, docs="tutorials/log/",
+        meaning="days a backup is kept (0: no limit; a log backup's age is the time in its name)"),
     Key("maxBackups", INT, docs="tutorials/log/", meaning="backups kept, newest first (0: all)"),
-    Key("localTime", BOOL, docs="tutorials/log/", meaning="backup names in local time, not UTC"),
-    Key("compress", BOOL, docs="tutorials/log/", meaning="gzip each backup (name.log.gz)"))
+    Key("localTime", BOOL, docs="tutorials/log/", meaning="log backups: the time in their names is local, not UTC"),
+    Key("compress", BOOL, docs="tutorials/log/", meaning="gzip each backup (.gz)"))
 FILE_RECORDER = keys(Key("path", required=True), Key("sep", meaning="written after each record (default: none)"),
                      Key("rotation", MAP, fields=ROTATION, meaning="rotate the file (maxSize MB, maxBackups, maxAge "
                                                                     "days, compress)"))

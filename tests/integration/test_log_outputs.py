@@ -16,7 +16,7 @@ import time
 
 import yaml
 
-from .helpers import GOSTG, ROOT, Gost, free_port, run_gostg, wait_port
+from .helpers import GOSTG, ROOT, Gost, free_port, run_gostg, wait_for, wait_port
 
 
 def hit(port, n=1):
@@ -37,16 +37,6 @@ def lines(path):
             return [json.loads(x) for x in f if x.strip()]
     except FileNotFoundError:
         return []
-
-
-def wait_for(pred, timeout=8.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    return pred()
 
 
 def closes(evs):
