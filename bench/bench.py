@@ -396,12 +396,17 @@ class Proxy:
             return ""
 
 
-def gostg_cmd(level, root=ROOT, metrics=False):
+def gostg_cmd(level, root=ROOT, metrics=False, to_file=False):
+    """``to_file``: the info lines go to a rotated log file (``log.output``), not to stderr;
+    ``metrics``: Prometheus metrics on."""
     def f(p):
         cmd = [PY, os.path.join(root, "bin", "gostg"), "-L", f"socks5://{HOST}:{p.socks_port}",
                "-L", f"http://{HOST}:{p.http_port}"]
-        if level:
-            cmd += ["-C", json.dumps({"log": {"level": level}})]
+        log = {"level": level} if level else {}
+        if to_file:
+            log.update(output=os.path.join(LOG_DIR[0], f"{p.name}.out.log"), rotation={"maxSize": 100})
+        if log:
+            cmd += ["-C", json.dumps({"log": log})]
         if metrics:   # Prometheus metrics on (a Unix socket: no port to find; nobody scrapes)
             cmd += ["-metrics", f"unix://{tempfile.gettempdir()}/gostg-bench-{os.getpid()}-{p.socks_port}.sock"]
         return cmd
@@ -1039,6 +1044,7 @@ def run(args):
         "gostg": lambda: Proxy("gostg", "gostg", gostg_cmd("error")),
         "gostg-info": lambda: Proxy("gostg-info", "gostg", gostg_cmd(None)),
         "gostg-metrics": lambda: Proxy("gostg-metrics", "gostg", gostg_cmd("error", metrics=True)),
+        "gostg-info-file": lambda: Proxy("gostg-info-file", "gostg", gostg_cmd(None, to_file=True)),
         "gostg-before": lambda: Proxy("gostg-before", "gostg", gostg_cmd("error", BEFORE_ROOT)),
         "gostg-before-info": lambda: Proxy("gostg-before-info", "gostg", gostg_cmd(None, BEFORE_ROOT)),
         "pproxy-uvloop": lambda: Proxy("pproxy-uvloop", "pproxy",
@@ -1249,7 +1255,8 @@ def main():
     ap.add_argument("--tunnels", type=int, default=2000, help="idle tunnels for the RSS test")
     ap.add_argument("--proxies", default="gostg,gostg-info,pproxy-uvloop,pproxy-asyncio,microsocks,v2ray",
                     type=lambda s: [x for x in s.split(",") if x],
-                    help="comma list; also gostg-before: bin/gostg of the checkout in $GOSTG_BEFORE "
+                    help="comma list; also gostg-info-file (info lines to a rotated log file, not "
+                         "stderr) and gostg-before: bin/gostg of the checkout in $GOSTG_BEFORE "
                          "(default /tmp/gostg-before), same flags and python as gostg")
     ap.add_argument("--conn-repeat", type=int, default=3, help="interleaved conn/s rounds (median reported)")
     ap.add_argument("--tests", default="tputfresh,rss,conn,tput", type=lambda s: s.split(","),

@@ -343,13 +343,13 @@ def _serve(cfg, args, warnings=()):
 
     from .config.metadata import parse_duration
     from .errors import ChangeError, ConfigError
-    from .observe.log import make_logger
+    from .observe.log import from_config
     from .runtime import Gost
 
     log_cfg = cfg.get("log") or {}
-    output = log_cfg.get("output", "stderr")
-    log = make_logger(log_cfg.get("level", "info"), log_cfg.get("format", "json"), output)
-    if output not in (None, "", "stderr", "none"):
+    output = log_cfg.get("output", "stderr") if isinstance(log_cfg, dict) else "stderr"
+    log = from_config(log_cfg)
+    if output not in (None, "", "stderr", "none", "null"):
         for p in warnings:   # printed on stderr already; the log file gets them too
             log.warning(f"config: {p}", path=p.path)
 

@@ -26,7 +26,9 @@ from .config.validate import ERROR, Problem, validate
 from .errors import ChangeError, ConfigError, GostgError, HubStopped, NotPatchedError
 from .policy.group import NOUNS
 from .observe import metrics
-from .observe.log import make_logger
+from .observe import loggers as _loggers
+from .observe.log import from_config as _log_from
+from .observe.logstd import adapt as _adapt_logger
 from .core.probe import Probes
 from .core.registry import Registries
 
@@ -57,6 +59,14 @@ def to_config(config):
     if isinstance(config, (str, os.PathLike)):
         return load.load_source(str(config))
     raise TypeError(f"config must be a dict, a path or a list of them, not {type(config).__name__}")
+
+
+def _reopen_log_files():
+    """Close and reopen every log file of the process (only when one was ever opened)."""
+    import sys
+    logfile = sys.modules.get("gostg.observe.logfile")
+    if logfile is not None:
+        logfile.reopen_all()
 
 
 def _dig(o, path):
@@ -131,14 +141,14 @@ class Gost:
         #: check it a second time
         self.checked = checked
         model.check(self.config)
-        log_cfg = self.config.get("log") or {}
-        self.log = logger or make_logger(log_cfg.get("level", "info"), log_cfg.get("format", "json"),
-                                         log_cfg.get("output", "stderr"))
+        # a standard logging.Logger is wrapped; a structlog-style logger is used as it is
+        self.log = _adapt_logger(logger) if logger is not None else _log_from(self.config.get("log"))
         #: callable returning a fresh config for reload (the -C sources and CLI arguments)
         self.sources = sources
         self.registries = Registries()
         self.registries.runtime = self
         self.registries.log = self.log
+        self.registries.loggers = {}   # named loggers (``loggers:``) by name
         self.probes = Probes(self.registries, self.log)
         self.services = {}
         self.internal = {}     # services not in the model: the global Web API and metrics endpoint
@@ -220,6 +230,7 @@ class Gost:
         (service, path)}."""
         self._install_objects(self._build_objects(self.config))
         self._objects_built = True
+        self.registries.loggers = _loggers.build(self.config)
         return {o["name"]: (build_service(o, f"services[{i}]", self.registries, self.log), f"services[{i}]")
                 for i, o in enumerate(self.config.get("services") or [])}
 
@@ -585,6 +596,12 @@ class Gost:
         if kind == "services":
             new = self._new_service(obj, path, self.services.get(name))
             self._swap_service(name, new, self.services.get(name))
+        elif kind == "loggers":
+            try:
+                built = _loggers.build({"loggers": [obj]})
+            except ConfigError as exc:
+                raise ChangeError(ChangeError.FAILED, f"{path}{str(exc)[len('loggers[0]'):]}") from exc
+            self._relog(name, built)
         elif kind in OBJECT_KINDS:
             try:
                 built = build_object(kind, obj, path, self.registries)
@@ -605,6 +622,32 @@ class Gost:
         # GOST's forward references: accepted, but said (in the log and the API answer)
         return self.warn(schema_warnings + dangling_refs(self.config, path)
                          + [p for p in open_proxies(self.config) if p.path == path], kind="api")
+
+    def _discard(self, built):
+        """Services built for a change that failed: close the sockets they bound themselves
+        (not the ones adopted from a running service, which keeps serving on them)."""
+        for s in built:
+            if s.listener.socket is not None and not any(
+                    s.listener.socket is old.listener.socket for old in self.services.values()):
+                s.listener.close()
+
+    def _relog(self, name, built):
+        """Install named logger ``name`` and rebuild the running services that log to it (as a
+        reload does): all are built first; if one fails, none is swapped and the old logger stays."""
+        saved = self.registries.loggers
+        self.registries.loggers = {**saved, **built}
+        users = [(f"services[{i}]", o) for i, o in enumerate(self.config.get("services") or [])
+                 if name in _loggers.names_of(o) and o.get("name") in self.services]
+        new = {}
+        try:
+            for path, o in users:
+                new[o["name"]] = self._new_service(o, path, self.services[o["name"]], check_refs=False)
+        except BaseException:
+            self.registries.loggers = saved
+            self._discard(new.values())
+            raise
+        for n, s in new.items():
+            self._swap_service(n, s, self.services.get(n))
 
     @staticmethod
     def _schema_check(kind, obj, path):
@@ -636,6 +679,8 @@ class Gost:
                 getattr(self.registries, kind).delete(name)
                 self._probes_changed()
                 self._observers_changed(before)
+            elif kind == "loggers":   # running services keep it; new ones cannot name it
+                self.registries.loggers = {k: v for k, v in self.registries.loggers.items() if k != name}
             self.config = self._with(kind, [o for o in items if o.get("name") != name])
             self.log.info(f"{kind} {name} deleted", kind="api")
             # what now names the deleted object refuses its connections: say so
@@ -644,6 +689,9 @@ class Gost:
     def reload(self, config=None):
         """Re-read the sources (or take ``config``) and restart only the services whose config
         changed; unchanged services keep their listeners and connections. All or nothing."""
+        # logrotate's move-then-HUP: the log files are reopened at their paths even when the
+        # new config turns out to be broken
+        _reopen_log_files()
         with self._lock:
             try:
                 cfg = to_config(config) if config is not None else (self.sources() if self.sources else None)
@@ -656,30 +704,32 @@ class Gost:
                     raise ConfigError("", "; ".join(str(p) for p in errors))
                 objects = self._build_objects(cfg)
                 self._keep_observers(cfg, objects)
+                named_loggers = _loggers.build(cfg)
             except ConfigError as exc:
                 raise ChangeError(ChangeError.FAILED, f"reload: {exc}") from exc
             except (TypeError, ValueError, AttributeError) as exc:  # a shape build did not foresee
                 raise ChangeError(ChangeError.FAILED, f"reload: invalid config: {exc}") from exc
             old_cfgs = {o["name"]: o for o in self.config.get("services") or []}
             new_cfgs = {o["name"]: o for o in cfg.get("services") or []}
-            changed = [n for n, o in new_cfgs.items() if old_cfgs.get(n) != o]
+            relog = _loggers.changed(self.config, cfg)   # a service of a changed logger is rebuilt
+            changed = [n for n, o in new_cfgs.items()
+                       if old_cfgs.get(n) != o or relog.intersection(_loggers.names_of(o))]
             removed = [n for n in old_cfgs if n not in new_cfgs]
             built = {}
             before = self.registries.observers.items()
             try:
                 saved = {k: dict(getattr(self.registries, k).items()) for k in OBJECT_KINDS}
+                saved_loggers, self.registries.loggers = self.registries.loggers, named_loggers
                 self._install_objects(objects)
                 for i, o in enumerate(cfg.get("services") or []):
                     if o["name"] in changed:
                         built[o["name"]] = self._new_service(o, f"services[{i}]", self.services.get(o["name"]),
                                                              check_refs=False)
             except BaseException:
-                for s in built.values():
-                    if s.listener.socket is not None and not any(
-                            s.listener.socket is old.listener.socket for old in self.services.values()):
-                        s.listener.close()
+                self._discard(built.values())
                 for k, objs in saved.items():
                     self._install_objects({k: objs})
+                self.registries.loggers = saved_loggers
                 raise
             for n in removed:
                 s = self.services.pop(n)
@@ -693,6 +743,9 @@ class Gost:
             self._observers_changed(before)
             self._reload_metrics(cfg.get("metrics"))
             same = cfg == self.config
+            if (cfg.get("log") or {}) != (self.config.get("log") or {}):
+                self.log.warning("log: the global log settings changed; they take effect at restart "
+                                 "(named loggers and their services are rebuilt now)", kind="api")
             self.config = cfg
             (self.log.info if changed or removed else self.log.debug)(
                 "config reloaded", kind="api", changed=changed, removed=removed)

@@ -506,6 +506,9 @@ def _handler_md(h, hpath):
 def build_service(o, path, registries, log):
     """→ a Service, not yet bound (see ``bind_service``) nor serving."""
     o = schema.normalize(o, schema.SERVICE)
+    if o.get("logger") or o.get("loggers"):   # GOST's per-service loggers (a group when several)
+        from ..observe.loggers import for_service
+        log = for_service(o, path, getattr(registries, "loggers", None) or {}, log)
     h, lst = _map(o, "handler", path), _map(o, "listener", path)
     hpath, lpath = f"{path}.handler", f"{path}.listener"
     hcls = _type(handlers, h, hpath, "auto")

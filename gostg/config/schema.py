@@ -181,8 +181,9 @@ SERVICE = named(
     Key("limiter", meaning="ref:limiters"), Key("climiter", meaning="ref:climiters"),
     Key("rlimiter", meaning="ref:rlimiters"),
     unbuilt("quotas", ANY, "concepts/limiter/", "traffic quotas"),
-    unbuilt("logger", STR, "tutorials/log/", "per-service loggers", observe=True),
-    unbuilt("loggers", STRLIST, "tutorials/log/", "per-service loggers", observe=True),
+    Key("logger", docs="tutorials/log/", meaning="the named logger (loggers[].name) this service logs to; "
+                                                 "an unknown name is an error"),
+    Key("loggers", STRLIST, docs="tutorials/log/", meaning="several named loggers: each event goes to each"),
     Key("observer", docs="concepts/observer/", meaning="ref:observers"),
     Key("recorders", LIST, item=RECORDER_OBJECT, docs="concepts/recorder/",
         meaning="records this service sends to named recorders"),
@@ -259,8 +260,14 @@ OBSERVER_PLUGIN = keys(
 OBSERVER = named(Key("plugin", MAP, fields=OBSERVER_PLUGIN, required=True, docs="concepts/observer/",
                      meaning="observers are plugins only"))
 REWRITER = named(Key("plugin", MAP, fields=PLUGIN))
-ROTATION = keys(Key("maxSize", INT), Key("maxAge", INT), Key("maxBackups", INT), Key("localTime", BOOL),
-                Key("compress", BOOL))
+ROTATION = keys(
+    Key("maxSize", FLOAT, default=100, docs="tutorials/log/",
+        meaning="megabytes before the file is rotated (gostg also takes a fraction: 0.5)"),
+    Key("maxAge", INT, docs="tutorials/log/",
+        meaning="days a backup is kept (0: no limit; a log backup's age is the time in its name)"),
+    Key("maxBackups", INT, docs="tutorials/log/", meaning="backups kept, newest first (0: all)"),
+    Key("localTime", BOOL, docs="tutorials/log/", meaning="log backups: the time in their names is local, not UTC"),
+    Key("compress", BOOL, docs="tutorials/log/", meaning="gzip each backup (.gz)"))
 FILE_RECORDER = keys(Key("path", required=True), Key("sep", meaning="written after each record (default: none)"),
                      Key("rotation", MAP, fields=ROTATION, meaning="rotate the file (maxSize MB, maxBackups, maxAge "
                                                                     "days, compress)"))
@@ -282,9 +289,11 @@ RECORDER = named(Key("file", MAP, fields=FILE_RECORDER, docs="concepts/recorder/
                  Key("plugin", MAP, fields=PLUGIN, docs="concepts/recorder/",
                      meaning="type http is built (POST {data, metadata}); type grpc (GOST's default) is "
                              "warned about and its records dropped"))
-LOG = keys(Key("output"), Key("level", choices=("trace", "debug", "info", "warn", "warning", "error", "fatal")),
-           Key("format", choices=("", "json", "text")),
-           unbuilt("rotation", MAP, "tutorials/log/", "log rotation", observe=True, fields=ROTATION))
+LOG = keys(Key("output", default="stderr", docs="tutorials/log/",
+               meaning="stderr, stdout, none, a file path, or (gostg) logging: the stdlib logger 'gostg'"),
+           Key("level", choices=("trace", "debug", "info", "warn", "warning", "error", "fatal"), default="info"),
+           Key("format", choices=("", "json", "text"), default="json"),
+           Key("rotation", MAP, docs="tutorials/log/", meaning="rotate a file output by size", fields=ROTATION))
 LOGGER = named(Key("log", MAP, fields=LOG))
 API = keys(Key("addr", required=True), Key("pathPrefix"), Key("accesslog", BOOL, aliases=("accessLog",)),
            Key("auth", MAP, fields=AUTH), Key("auther", meaning="ref:authers"))
@@ -313,7 +322,7 @@ TOP = keys(
     unbuilt("quotas", LIST, "concepts/limiter/", "traffic quotas"),
     Key("observers", LIST, item=OBSERVER, docs="concepts/observer/"),
     unbuilt("rewriters", LIST, "concepts/rewriter/", "HTTP body rewriters", item=REWRITER),
-    unbuilt("loggers", LIST, "tutorials/log/", "named loggers", observe=True, item=LOGGER),
+    Key("loggers", LIST, docs="tutorials/log/", item=LOGGER),
     Key("tls", MAP, fields=TLS), Key("log", MAP, fields=LOG),
     unbuilt("profiling", MAP, "reference/configuration/file/", "profiling", observe=True, fields=PROFILING),
     Key("api", MAP, fields=API),

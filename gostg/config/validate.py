@@ -110,6 +110,9 @@ class _Walker:
         elif k == S.INT:
             if isinstance(v, bool) or not _intlike(v):
                 return self.add(ERROR, path, f"must be an integer, not {v!r}")
+        elif k == S.FLOAT:
+            if isinstance(v, bool) or not _numlike(v) or float(v) < 0:
+                return self.add(ERROR, path, f"must be a non-negative number, not {v!r}")
         elif k == S.BOOL:
             if not (isinstance(v, bool) or (isinstance(v, (int, float)) and not isinstance(v, bool))
                     or str(v).strip().lower() in _BOOLS):
@@ -238,6 +241,13 @@ class _Walker:
         return None
 
     # -- objects ------------------------------------------------------------------------------
+    def log_rotation(self, lc, path):
+        """``rotation`` rotates a file: with stderr, stdout, none or logging it does nothing."""
+        rot, out = _get(lc, S.LOG["rotation"]), _get(lc, S.LOG["output"])
+        if rot and str(out or "stderr").lower() in ("stderr", "stdout", "none", "null", "logging"):
+            self.add(WARNING, f"{path}.rotation", f"has no effect: output is {out or 'stderr'!r} (rotation "
+                                                  f"applies to a file output)")
+
     def service(self, o, path):
         if not isinstance(o, dict):
             return
@@ -310,6 +320,14 @@ _BOOLS = ("true", "false", "1", "0", "yes", "no", "on", "off", "t", "f", "")
 def _tname(v):
     return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
             float: "a number"}.get(type(v), type(v).__name__)
+
+
+def _numlike(v):
+    try:
+        f = float(str(v).strip())
+    except ValueError:
+        return False
+    return f == f and f not in (float("inf"), float("-inf"))
 
 
 def _intlike(v):
@@ -399,6 +417,12 @@ def validate(cfg):
             elif kind == "chains" and isinstance(o.get("hops"), list):
                 for j, h in enumerate(o["hops"]):
                     w.hop(h, f"{path}.hops[{j}]")
+    logs = [("log", cfg.get("log"))] + [(f"loggers[{i}].log", o.get("log")) for i, o in
+                                       enumerate(cfg.get("loggers") if isinstance(cfg.get("loggers"), list) else [])
+                                       if isinstance(o, dict)]
+    for path, lc in logs:
+        if isinstance(lc, dict):
+            w.log_rotation(lc, path)
     for single in ("api", "metrics"):
         addr = cfg.get(single).get("addr") if isinstance(cfg.get(single), dict) else None
         if isinstance(addr, (str, int)) and str(addr) and not str(addr).startswith("unix://"):

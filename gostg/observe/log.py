@@ -1,4 +1,8 @@
-"""Loggers from GOST's ``log: {level, format, output}``: one structlog-style event per line.
+"""Loggers from GOST's ``log: {level, format, output, rotation}``: one structlog-style event per line.
+
+Outputs: stderr and stdout are written in the caller (one ``write`` per line, as before); a
+file path goes to :mod:`.logfile` (a writer thread, rotation, reopen on SIGHUP); ``none``
+discards; ``logging`` hands each event to the stdlib logger "gostg" (:mod:`.logstd`).
 
 The default JSON format is rendered by :class:`JsonLogger`, not by a structlog processor chain:
 at the default level every connection writes two lines, so a line's cost is part of every
@@ -12,10 +16,10 @@ The text format (logfmt) stays on structlog, imported only then.
 
 We never call ``structlog.configure``: an embedding app keeps its own structlog setup, and
 gostg gets a private logger wrapped around its own output (an app may pass its own structlog
-logger instead; gostg only calls ``bind`` and the level methods on it).
+logger instead, or a standard ``logging.Logger``; gostg only calls ``bind`` and the level
+methods on it).
 """
 import logging
-import os
 import sys
 import time
 from json import dumps
@@ -62,6 +66,9 @@ class _Null:
     def write(self, _):
         pass
 
+    def emit(self, _):
+        pass
+
     def flush(self):
         pass
 
@@ -96,41 +103,58 @@ class _Safe:
             pass
 
 
-def _output(output):
+def _output(output, rotation=None):
     if output in ("", "stderr", None):
-        return sys.stderr
+        return _Safe(sys.stderr)
     if output == "stdout":
-        return sys.stdout
-    if output == "none":
+        return _Safe(sys.stdout)
+    if output in ("none", "null"):
         return _Null()
+    from .logfile import sink   # a file: written by a thread of its own, rotated as GOST's
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        return open(output, "a", buffering=1)
+        return sink(output, rotation)
     except OSError as exc:
         # a config problem, reported like every other one (not a traceback)
         raise ConfigError("log.output", f"cannot open log file {output!r}: {exc.strerror or exc}") from None
 
 
-def make_logger(level="info", fmt="json", output="stderr"):
+def make_logger(level="info", fmt="json", output="stderr", rotation=None, name=None):
+    """A logger writing GOST's lines to ``output`` (stderr, stdout, none, a file path, or
+    ``logging``: the stdlib logger "gostg"). ``name``: a named logger's, which GOST puts on
+    each of its lines as ``logger``."""
     lvl = max(LEVELS.get(str(level or "info").lower(), logging.INFO), logging.DEBUG)
-    out = _Safe(_output(output))
+    if output == "logging":
+        from .logstd import StdlibLogger
+        log = StdlibLogger(logging.getLogger("gostg"), {}, lvl)
+        return log.bind(logger=name) if name else log
+    out = _output(output, rotation)
     if fmt != "text":
-        return _json_class(lvl)(out, {}, "", True)
-    import structlog   # only the text format needs it
+        log = _json_class(lvl)(out, {}, "", True)
+    else:
+        import structlog   # only the text format needs it
 
-    return structlog.wrap_logger(
-        structlog.PrintLogger(out),
-        processors=[
-            structlog.processors.add_log_level,
-            _drop_none,
-            _timestamp,
-            structlog.processors.format_exc_info,
-            _remember,
-            structlog.processors.EventRenamer("msg"),
-            structlog.processors.LogfmtRenderer(key_order=["time", "level", "msg"], drop_missing=True),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(lvl),
-    )
+        log = structlog.wrap_logger(
+            structlog.PrintLogger(out),
+            processors=[
+                structlog.processors.add_log_level,
+                _drop_none,
+                _timestamp,
+                structlog.processors.format_exc_info,
+                _remember,
+                structlog.processors.EventRenamer("msg"),
+                structlog.processors.LogfmtRenderer(key_order=["time", "level", "msg"], drop_missing=True),
+            ],
+            wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        )
+    return log.bind(logger=name) if name else log
+
+
+def from_config(log_cfg, name=None):
+    """``log: {level, format, output, rotation}`` (the global one or a named logger's) → a logger."""
+    from ..config.schema import LOG, normalize   # GOST reads keys case-insensitively
+    c = normalize(log_cfg, LOG) if isinstance(log_cfg, dict) else {}
+    return make_logger(c.get("level") or "info", c.get("format") or "json", c.get("output") or "stderr",
+                       c.get("rotation"), name)
 
 
 # --- the JSON logger ------------------------------------------------------------------------

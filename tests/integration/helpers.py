@@ -44,6 +44,18 @@ def port_closed(port, host="127.0.0.1"):
         return True
 
 
+def wait_for(pred, timeout=8.0, step=0.05):
+    """Poll ``pred()`` until it returns something truthy (→ that value) or ``timeout`` passes
+    (→ its last value)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
+
+
 class Gost:
     """``bin/gostg *args`` as a subprocess. Log goes to a temp file (``.log_text()``).
     Use as a context manager; ``ports`` are waited for on start. ``prefix`` runs it under

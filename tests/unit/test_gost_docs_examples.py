@@ -336,7 +336,7 @@ services:
 loggers:
 - name: logger-0
   log: {output: stderr, level: info, format: json}
-""", [("warning", "loggers"), ("warning", "services[0].logger")]),
+""", []),
     # tutorials/sniffing.md: TLS interception
     ("""
 services:

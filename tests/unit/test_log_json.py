@@ -35,7 +35,7 @@ def chain(out, level="info"):
 @pytest.fixture
 def pair(monkeypatch):
     monkeypatch.setattr(logmod, "_now", lambda: STAMP)
-    monkeypatch.setattr(logmod, "_output", lambda _o: Out())
+    monkeypatch.setattr(logmod, "_output", lambda _o, _r=None: logmod._Safe(Out()))
 
     def make(level="info"):
         new = logmod.make_logger(level, "json", "x")

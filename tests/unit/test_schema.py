@@ -187,7 +187,7 @@ def test_rule_routing_and_auth_features_error_observational_warn():
     """The rule written once in the schema: who gets in / where traffic goes → error."""
     for name in ("ingresses", "routers", "sds", "quotas"):
         assert S.TOP[name].status == S.UNBUILT_ERROR, name
-    for name in ("loggers", "profiling"):
+    for name in ("profiling",):
         assert S.TOP[name].status == S.UNBUILT_WARN, name
     assert S.TOP["metrics"].status == S.BUILT
     for kind in ("authers", "admissions", "bypasses", "hosts", "limiters"):
