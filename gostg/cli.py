@@ -344,7 +344,7 @@ def _serve(cfg, args, warnings=()):
     from .config.metadata import parse_duration
     from .errors import ChangeError, ConfigError
     from .observe.log import from_config
-    from .runtime import Gost
+    from .runtime import Gost, freeze_start_up
 
     log_cfg = cfg.get("log") or {}
     output = log_cfg.get("output", "stderr") if isinstance(log_cfg, dict) else "stderr"
@@ -388,6 +388,7 @@ def _serve(cfg, args, warnings=()):
 
     gevent.signal_handler(signal.SIGHUP, reload)
     g.start()
+    freeze_start_up()
     period = parse_duration(args["-R"], "-R") if args["-R"] else 0
     if period > 0:
         def every():

@@ -12,6 +12,7 @@ Rules:
 5. A new connection per POST: an observer posts once per period, so keeping one open would
    only add a stale-connection case to handle.
 """
+import json
 from urllib.parse import urlsplit
 
 import gevent
@@ -22,8 +23,21 @@ from gevent import socket, ssl
 MAX_REPLY = 65536
 
 
-class PluginError(Exception):
-    """The plugin could not be reached, timed out, or answered something unusable."""
+class PluginError(OSError):
+    """The plugin could not be reached, timed out, or answered something unusable (an OSError:
+    to whoever sends, a plugin that fails is a peer that fails)."""
+
+
+def plugin_ok(code, reply):
+    """GOST's plugin answer: HTTP 200 with ``{"ok": true}``; anything else is a PluginError."""
+    if code != 200:
+        raise PluginError(f"HTTP {code}")
+    try:
+        ok = json.loads(reply).get("ok") is True
+    except (ValueError, AttributeError):
+        raise PluginError(f"reply is not GOST's JSON ({reply[:64]!r})") from None
+    if not ok:
+        raise PluginError("plugin answered ok: false")
 
 
 class Target:

@@ -41,7 +41,7 @@ import time
 import gevent
 from gevent.event import Event
 
-from .httppost import PluginError, Target, post_json
+from .httppost import PluginError, Target, plugin_ok, post_json
 
 #: pending status events kept while the plugin does not answer
 MAX_STATUS = 256
@@ -330,15 +330,7 @@ class Observer:
 
     def _post(self, events):
         body = json.dumps({"events": events}, separators=(",", ":")).encode()
-        code, reply = post_json(self.target, body)
-        if code != 200:
-            raise PluginError(f"HTTP {code}")
-        try:
-            ok = json.loads(reply).get("ok") is True
-        except (ValueError, AttributeError):
-            raise PluginError(f"reply is not GOST's JSON ({reply[:64]!r})") from None
-        if not ok:
-            raise PluginError("plugin answered ok: false")
+        plugin_ok(*post_json(self.target, body))
 
 
 def build(name, addr, token="", timeout=0.0, server_name="", ca_file="", registries=None, log=None):
