@@ -1,0 +1,85 @@
+"""Issue 15, must 4: real client libraries against real servers, from a gevent-patched app that
+calls ``gostg.patch_socket`` (redis-py → redis-server, smtplib → aiosmtpd, ftplib → pyftpdlib,
+paramiko → OpenSSH sshd). Each server runs as its own subprocess on 127.0.0.1 and is reached
+by the name ``origin.test``, which only the chain's last node (gostg B) knows: the exchange
+working at all shows the name went through the 2-hop chain, and B's log shows it as target."""
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import textwrap
+
+import pytest
+
+from . import embedworld
+from .embedworld import b_targets, run_app
+from .helpers import free_port, wait_port
+
+world = embedworld.world      # the module's fixture: the chain, the origins, the DNS stub
+
+
+
+def run_patched(world, body, timeout=15):
+    """``body`` run by the gevent-patched app with the whole process routed by chain "egress"."""
+    return run_app(world, 'gostg.patch_socket(g, chain="egress")\n' + textwrap.dedent(body), timeout=timeout)
+
+
+def _need(binary):
+    """The path of ``binary``; skip when it is absent, outside CI only (CI installs it)."""
+    path = shutil.which(binary) or (binary if os.path.exists(binary) else None)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{binary} is not installed (scripts/install TEST_PACKAGES has it)")
+        pytest.skip(f"{binary} is not installed")
+    return path
+
+
+@contextlib.contextmanager
+def server(argv, port, log, **kw):
+    """``argv`` as a subprocess (stdout/stderr to ``log``) until ``port`` on 127.0.0.1 opens;
+    stopped by its PID on the way out (SIGTERM, then SIGKILL)."""
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, **kw)
+    try:
+        try:
+            wait_port(port, timeout=10, proc=proc)
+        except (RuntimeError, TimeoutError) as exc:
+            raise AssertionError(f"{argv[0]} did not start: {exc}\n{open(log, errors='replace').read()}") from None
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def _reached_by_name(world, port):
+    dsts = b_targets(world)
+    assert f"origin.test:{port}" in dsts, dsts
+
+
+@pytest.mark.timeout(20)
+def test_redis_py_through_the_chain(world, tmp_path):
+    """redis-py SET/GET on redis-server by name; the value is there when read directly."""
+    redis_server = _need("redis-server")
+    port = free_port()
+    argv = [redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(tmp_path)]
+    with server(argv, port, tmp_path / "redis.log"):
+        res = run_patched(world, f"""
+            import redis
+            r = redis.Redis(host="origin.test", port={port}, socket_timeout=10)
+            out("set", r.set("gostg:key", "through the chain"))
+            out("get", r.get("gostg:key").decode())
+            out("incr", [r.incr("gostg:n"), r.incr("gostg:n")])
+        """)
+        import redis
+        direct = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        assert direct.get("gostg:key") == b"through the chain"
+        direct.close()
+    assert res == {"set": True, "get": "through the chain", "incr": [1, 2]}
+    _reached_by_name(world, port)
