@@ -141,6 +141,9 @@ class StubResolver:
     def gethostbyname_ex(self, host):
         name, ips = self._ask(host)
         return name, [], ips
+    def gethostbyaddr(self, addr):
+        # no PTR records here (smtplib's EHLO asks, through socket.getfqdn)
+        raise socket.herror(1, "Unknown host")
     def close(self):
         pass
 
@@ -152,6 +155,12 @@ CFG = {{
         {{"name": "egress", "hops": [
             {{"name": "h1", "nodes": [{{"name": "a", "addr": "{a_addr}", "connector": {{"type": "socks5"}}}}]}},
             {{"name": "h2", "nodes": [{{"name": "b", "addr": "127.0.0.1:{pb}", "connector": {{"type": "relay"}}}}]}}]}},
+        # the same, for protocols where the server speaks first (SMTP, FTP, SSH): GOST's relay
+        # connector sends its CONNECT with the client's first bytes unless nodelay is set
+        {{"name": "egress-nodelay", "hops": [
+            {{"name": "n1", "nodes": [{{"name": "a", "addr": "{a_addr}", "connector": {{"type": "socks5"}}}}]}},
+            {{"name": "n2", "nodes": [{{"name": "b", "addr": "127.0.0.1:{pb}",
+                                       "connector": {{"type": "relay", "metadata": {{"nodelay": True}}}}}}]}}]}},
         {{"name": "one", "hops": [
             {{"name": "p1", "nodes": [{{"name": "a1", "addr": "{a_addr}", "connector": {{"type": "socks5"}}}}]}}]}}],
     "bypasses": [{{"name": "internal", "matchers": ["direct.test"]}}],

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -20,9 +21,10 @@ world = embedworld.world      # the module's fixture: the chain, the origins, th
 
 
 
-def run_patched(world, body, timeout=15):
-    """``body`` run by the gevent-patched app with the whole process routed by chain "egress"."""
-    return run_app(world, 'gostg.patch_socket(g, chain="egress")\n' + textwrap.dedent(body), timeout=timeout)
+def run_patched(world, body, chain="egress", timeout=15):
+    """``body`` run by the gevent-patched app with the whole process routed by ``chain``
+    ("egress-nodelay" for protocols where the server speaks first: see embedworld.PRELUDE)."""
+    return run_app(world, f'gostg.patch_socket(g, chain="{chain}")\n' + textwrap.dedent(body), timeout=timeout)
 
 
 def _need(binary):
@@ -82,4 +84,32 @@ def test_redis_py_through_the_chain(world, tmp_path):
         assert direct.get("gostg:key") == b"through the chain"
         direct.close()
     assert res == {"set": True, "get": "through the chain", "incr": [1, 2]}
+    _reached_by_name(world, port)
+
+
+@pytest.mark.timeout(20)
+def test_smtplib_through_the_chain(world, tmp_path):
+    """smtplib (EHLO, MAIL, RCPT, DATA, QUIT) to aiosmtpd by name; the message is in its mailbox."""
+    import mailbox
+    port = free_port()
+    mbox = tmp_path / "maildir"
+    argv = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", "-c", "aiosmtpd.handlers.Mailbox",
+            str(mbox)]
+    with server(argv, port, tmp_path / "smtpd.log"):
+        res = run_patched(world, f"""
+            import smtplib
+            from email.message import EmailMessage
+            m = EmailMessage()
+            m["From"], m["To"], m["Subject"] = "app@origin.test", "ops@origin.test", "routed by gostg"
+            m.set_content("hello through the chain")
+            with smtplib.SMTP("origin.test", {port}, timeout=10) as smtp:
+                out("ehlo", smtp.ehlo()[0])
+                out("refused", smtp.send_message(m))
+                out("noop", smtp.noop()[0])
+        """, chain="egress-nodelay")
+        assert res == {"ehlo": 250, "refused": {}, "noop": 250}
+        box = mailbox.Maildir(str(mbox), create=False)     # aiosmtpd's Mailbox handler writes a Maildir
+        got = [(msg["Subject"], msg["To"], msg.get_payload().strip()) for msg in box]
+
+    assert got == [("routed by gostg", "ops@origin.test", "hello through the chain")]
     _reached_by_name(world, port)
