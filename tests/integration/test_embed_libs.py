@@ -113,3 +113,57 @@ def test_smtplib_through_the_chain(world, tmp_path):
 
     assert got == [("routed by gostg", "ops@origin.test", "hello through the chain")]
     _reached_by_name(world, port)
+
+
+
+FTP_APP = """
+    import ftplib, io
+    class RoutedFTP(ftplib.FTP):
+        # the data connection to the name the control connection used (routed like it), at the
+        # port the server's PASV/EPSV answer gives. Plain ftplib dials the control socket's
+        # getpeername() host, which for a routed socket is gostg's (first hop, or its loopback
+        # relay pair), never the server: the README's embedding limits
+        def makepasv(self):
+            host, port = super().makepasv()
+            data_ports.append(port)
+            return self.host, port
+    data_ports = []
+    with RoutedFTP(timeout=10) as ftp:
+        out("welcome", ftp.connect("origin.test", {port})[:3])
+        out("login", ftp.login("app", "secret")[:3])
+        out("stor", ftp.storbinary("STOR up.bin", io.BytesIO(b"x" * 100000))[:3])
+        got = io.BytesIO()
+        out("retr", ftp.retrbinary("RETR hello.txt", got.write)[:3])
+        out("data", got.getvalue().decode())
+        out("nlst", sorted(ftp.nlst()))
+    out("data_ports", data_ports)
+"""
+
+
+@contextlib.contextmanager
+def ftp_server(tmp_path):
+    """pyftpdlib on 127.0.0.1 (user app/secret, writable) sharing a directory with hello.txt
+    → (port, directory)."""
+    port = free_port()
+    share = tmp_path / "share"
+    share.mkdir()
+    (share / "hello.txt").write_bytes(b"served by pyftpdlib\n")
+    argv = [sys.executable, "-m", "pyftpdlib", "-i", "127.0.0.1", "-p", str(port), "-w", "-d", str(share),
+            "-u", "app", "-P", "secret"]
+    with server(argv, port, tmp_path / "ftpd.log"):
+        yield port, share
+
+
+@pytest.mark.timeout(20)
+def test_ftplib_through_the_chain(world, tmp_path):
+    """ftplib login, upload (STOR), download (RETR) and listing (NLST) in passive mode from
+    pyftpdlib by name: the control and every data connection go through the chain by name."""
+    with ftp_server(tmp_path) as (port, share):
+        res = run_patched(world, FTP_APP.format(port=port), chain="egress-nodelay")
+        assert (share / "up.bin").read_bytes() == b"x" * 100000
+    ports = res.pop("data_ports")
+    assert res == {"welcome": "220", "login": "230", "stor": "226", "retr": "226",
+                   "data": "served by pyftpdlib\n", "nlst": ["hello.txt", "up.bin"]}
+    dsts = b_targets(world)
+    assert len(ports) == 3 and all(f"origin.test:{p}" in dsts for p in [port] + ports), (ports, dsts)
+
