@@ -167,3 +167,61 @@ def test_ftplib_through_the_chain(world, tmp_path):
     dsts = b_targets(world)
     assert len(ports) == 3 and all(f"origin.test:{p}" in dsts for p in [port] + ports), (ports, dsts)
 
+
+
+def _sshd_config(tmp_path, port):
+    """A host key, a user key allowed in, and a minimal sshd_config, all in ``tmp_path``
+    → (config path, user key path, host public key "type base64")."""
+    keygen = _need("ssh-keygen")
+    for name in ("host_key", "user_key"):
+        subprocess.run([keygen, "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / name)], check=True,
+                       capture_output=True, timeout=10)
+    (tmp_path / "authorized_keys").write_bytes((tmp_path / "user_key.pub").read_bytes())
+    cfg = tmp_path / "sshd_config"
+    cfg.write_text(textwrap.dedent(f"""\
+        ListenAddress 127.0.0.1
+        Port {port}
+        HostKey {tmp_path / "host_key"}
+        AuthorizedKeysFile {tmp_path / "authorized_keys"}
+        PasswordAuthentication no
+        KbdInteractiveAuthentication no
+        UsePAM no
+        StrictModes no
+        PermitRootLogin prohibit-password
+        PidFile {tmp_path / "sshd.pid"}
+    """))
+    host_pub = " ".join((tmp_path / "host_key.pub").read_text().split()[:2])
+    return cfg, tmp_path / "user_key", host_pub
+
+
+@pytest.mark.timeout(20)
+def test_paramiko_through_the_chain(world, tmp_path):
+    """paramiko to OpenSSH sshd by name: the host key is checked against ``[origin.test]:port``
+    (no unknown-host policy), public-key login, ``echo hello`` runs and its output comes back."""
+    import getpass
+    sshd = _need("/usr/sbin/sshd")
+    if os.geteuid() == 0 and not os.path.isdir("/run/sshd"):
+        # sshd's compiled-in privilege separation directory, made at boot by systemd-tmpfiles
+        # (which containers do not run); sshd refuses to start as root without it
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
+    port = free_port()
+    cfg, user_key, host_pub = _sshd_config(tmp_path, port)
+    with server([sshd, "-D", "-e", "-f", str(cfg)], port, tmp_path / "sshd.log"):
+        res = run_patched(world, f"""
+            import base64, paramiko
+            kind, blob = {host_pub!r}.split()
+            client = paramiko.SSHClient()
+            client.get_host_keys().add("[origin.test]:{port}", kind,
+                                       paramiko.PKey.from_type_string(kind, base64.b64decode(blob)))
+            client.set_missing_host_key_policy(paramiko.RejectPolicy())
+            client.connect("origin.test", {port}, username={getpass.getuser()!r}, key_filename={str(user_key)!r},
+                           look_for_keys=False, allow_agent=False, timeout=10, banner_timeout=10, auth_timeout=10)
+            _, stdout, stderr = client.exec_command("echo hello", timeout=10)
+            out("stdout", stdout.read().decode())
+            out("status", stdout.channel.recv_exit_status())
+            client.close()
+        """, chain="egress-nodelay")
+        log = (tmp_path / "sshd.log").read_text(errors="replace")
+    assert res == {"stdout": "hello\n", "status": 0}
+    assert "Accepted publickey for " + getpass.getuser() in log, log
+    _reached_by_name(world, port)
