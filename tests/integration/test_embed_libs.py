@@ -15,7 +15,7 @@ import pytest
 
 from . import embedworld
 from .embedworld import b_targets, run_app
-from .helpers import free_port, wait_port
+from .helpers import free_port, wait_for, wait_port
 
 world = embedworld.world      # the module's fixture: the chain, the origins, the DNS stub
 
@@ -59,9 +59,11 @@ def server(argv, port, log, **kw):
                 proc.wait(5)
 
 
-def _reached_by_name(world, port):
-    dsts = b_targets(world)
-    assert f"origin.test:{port}" in dsts, dsts
+def _reached_by_name(world, *ports):
+    """B, the chain's last node, logged a tunnel to ``origin.test:<port>`` for each of ``ports``
+    (waited for a moment: B writes the line once its relay first waits)."""
+    want = [f"origin.test:{p}" for p in ports]
+    assert wait_for(lambda: all(w in b_targets(world) for w in want), timeout=5), (want, b_targets(world))
 
 
 @pytest.mark.timeout(20)
@@ -164,8 +166,8 @@ def test_ftplib_through_the_chain(world, tmp_path):
     ports = res.pop("data_ports")
     assert res == {"welcome": "220", "login": "230", "stor": "226", "retr": "226",
                    "data": "served by pyftpdlib\n", "nlst": ["hello.txt", "up.bin"]}
-    dsts = b_targets(world)
-    assert len(ports) == 3 and all(f"origin.test:{p}" in dsts for p in [port] + ports), (ports, dsts)
+    assert len(ports) == 3, ports
+    _reached_by_name(world, port, *ports)
 
 
 
