@@ -228,7 +228,7 @@ def test_http_plugin_recorder_gets_gosts_plugin_body(tmp_path):
     js = json.loads(body)
     assert base64.b64decode(js["data"]) == b"localhost"
     assert json.loads(base64.b64decode(js["metadata"])) == {"testKey": "testValue"}
-    assert "ok=false" in log and "services[0].recorders[0].metadata" in log
+    assert "plugin answered ok: false" in log and "services[0].recorders[0].metadata" in log
 
 
 @pytest.fixture
