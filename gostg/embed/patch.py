@@ -30,12 +30,16 @@ Rules (a connect or a lookup of ``host``):
    (``core.sockopts.own_connect``): they are never routed again, in any greenlet.
 6. ``restore_socket()`` puts back the exact function objects found by the first
    ``patch_socket()``; ``routed()`` blocks nest and restore what was active before.
+7. A routed socket's ``getpeername()`` is the address the app asked for (its fake address, for
+   a name), not the tunnel's real peer (gostg's relay pair or the first hop): an app that
+   connects back to its peer (ftplib's passive data connection) is routed to the same server.
 """
 import contextlib
 import errno
 import ipaddress
 import os
 import socket
+import weakref
 from typing import Any, Iterator, Optional
 
 from .._compat import adopt_socket
@@ -48,7 +52,7 @@ __all__ = ["patch_socket", "restore_socket", "routed", "is_patched"]
 #: module functions replaced while patched
 _FUNCTIONS = ("create_connection", "getaddrinfo", "gethostbyname", "gethostbyname_ex")
 #: socket.socket methods replaced while patched
-_METHODS = ("connect", "connect_ex")
+_METHODS = ("connect", "connect_ex", "getpeername")
 #: options a socket may have been given before connect that the tunnel's socket takes over
 _CARRIED = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE), (socket.IPPROTO_TCP, socket.TCP_NODELAY)] + [
     (socket.IPPROTO_TCP, getattr(socket, n)) for n in ("TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT")
@@ -56,6 +60,8 @@ _CARRIED = [(socket.SOL_SOCKET, socket.SO_KEEPALIVE), (socket.IPPROTO_TCP, socke
 
 _LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 _PASS = object()    # rule 1/2: the original call
+#: routed sockets → the peer address the app asked for (rule 7)
+_peers: "weakref.WeakKeyDictionary[Any, tuple]" = weakref.WeakKeyDictionary()
 
 
 class _State:
@@ -201,7 +207,30 @@ def _route_connect(sock: Any, address: Any):
             sock.setsockopt(level, opt, value)
         except OSError:
             pass
+    _remember_peer(st, sock, address[0], host, port)
     return None
+
+
+def _remember_peer(st, sock, asked, name, port):
+    """Rule 7: ``sock`` was routed to ``name`` for the app's ``asked`` host."""
+    a = _ip(asked) if isinstance(asked, str) else None
+    if a is None:
+        if st.fakeip is None:
+            return
+        try:
+            a = ipaddress.ip_address(st.fakeip.allocate(name, 6 if sock.family == socket.AF_INET6 else 4))
+        except PoolExhausted:
+            return
+    if sock.family == socket.AF_INET6:
+        ip = str(a) if a.version == 6 else f"::ffff:{a}"
+        _peers[sock] = (ip, port, 0, 0)
+    elif a.version == 4:
+        _peers[sock] = (str(a), port)
+
+
+def _getpeername(self):
+    peer = _peers.get(self)
+    return peer if peer is not None else _orig("getpeername")(self)
 
 
 def _connect(self, address):
@@ -235,7 +264,9 @@ def _create_connection(address, timeout=getattr(socket, "_GLOBAL_DEFAULT_TIMEOUT
             if kind == "direct":
                 address = (host, port)
             else:
-                return connected(st.egress, host, port, timeout, source_address)
+                sock = connected(st.egress, host, port, timeout, source_address)
+                _remember_peer(st, sock, split_address(address)[0], host, port)
+                return sock
     return _orig("create_connection")(address, timeout, source_address, **kw)
 
 
@@ -283,7 +314,8 @@ def _gethostbyname_ex(host):
     return _orig("gethostbyname_ex")(host) if fake is None else (fake[2], [], [fake[0]])
 
 
-_REPLACEMENTS = {"connect": _connect, "connect_ex": _connect_ex, "create_connection": _create_connection,
+_REPLACEMENTS = {"connect": _connect, "connect_ex": _connect_ex, "getpeername": _getpeername,
+                 "create_connection": _create_connection,
                  "getaddrinfo": _getaddrinfo, "gethostbyname": _gethostbyname,
                  "gethostbyname_ex": _gethostbyname_ex}
 

@@ -120,17 +120,15 @@ def test_smtplib_through_the_chain(world, tmp_path):
 
 FTP_APP = """
     import ftplib, io
-    class RoutedFTP(ftplib.FTP):
-        # the data connection to the name the control connection used (routed like it), at the
-        # port the server's PASV/EPSV answer gives. Plain ftplib dials the control socket's
-        # getpeername() host, which for a routed socket is gostg's (first hop, or its loopback
-        # relay pair), never the server: the README's embedding limits
+    class CountingFTP(ftplib.FTP):
+        # plain ftplib: the data connection goes to the control socket's getpeername() host
+        # (for a routed socket, the address the app asked for: routed to the same server)
         def makepasv(self):
             host, port = super().makepasv()
             data_ports.append(port)
-            return self.host, port
+            return host, port
     data_ports = []
-    with RoutedFTP(timeout=10) as ftp:
+    with CountingFTP(timeout=10) as ftp:
         out("welcome", ftp.connect("origin.test", {port})[:3])
         out("login", ftp.login("app", "secret")[:3])
         out("stor", ftp.storbinary("STOR up.bin", io.BytesIO(b"x" * 100000))[:3])
