@@ -8,7 +8,8 @@ Usage:
 Options:
   -L <service>      service address, e.g. socks5://user:pass@:1080 (repeatable)
   -F <node>         chain node address; each -F is one hop of chain-0 (repeatable)
-  -C <config>       config file (.yaml/.json), - for stdin, or inline JSON (repeatable, merged)
+  -C <config>       config file (.yaml/.json), http(s):// URL, - for stdin, or inline JSON
+                    (repeatable, merged)
   -O <format>       print the merged effective config as yaml or json, then exit
   -D                debug log level
   --DD              trace log level
@@ -358,8 +359,14 @@ def _serve(cfg, args, warnings=()):
 
     # run_group found every problem and showed the warnings: build() neither checks nor logs again
     g = Gost(cfg, logger=log, sources=sources, reported=warnings, checked=True)
+    from .config import remote
+
     files = [c for c in args["-C"] if c.strip() not in ("-",) and not c.strip().startswith("{")]
-    g.save_path = files[0] if len(files) == 1 else None
+    urls = [remote.shown(c) for c in files if remote.is_url(c)]
+    # POST /config saves to the one -C file; a config read from a URL is never written back
+    # there (nor, unasked, to gost.yaml in the working directory): the API asks for path=
+    g.save_path = files[0] if len(files) == 1 and not urls else None
+    g.save_url = urls[0] if urls else None
     g.build()   # binds every service; a ConfigError (port in use …) reaches main()
     done = gevent.event.Event()
 
@@ -384,6 +391,8 @@ def _serve(cfg, args, warnings=()):
                 g.log.error(f"{source}: reload failed, running config kept: {exc}")
             last_failure[0] = str(exc)
         else:
+            if last_failure[0] is not None:
+                g.log.info(f"{source}: reload works again, running the new config")
             last_failure[0] = None
 
     gevent.signal_handler(signal.SIGHUP, reload)

@@ -719,11 +719,18 @@ class Gost:
         # new config turns out to be broken
         _reopen_log_files()
         _thaw()
+        try:
+            # read before the lock: a URL source may take its whole timeout, and the API's
+            # changes need not wait for it
+            cfg = to_config(config) if config is not None else (self.sources() if self.sources else None)
+        except ConfigError as exc:
+            raise ChangeError(ChangeError.FAILED, f"reload: {exc}") from exc
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ChangeError(ChangeError.FAILED, f"reload: invalid config: {exc}") from exc
+        if cfg is None:
+            raise ChangeError(ChangeError.FAILED, "no config source to reload from")
         with self._lock:
             try:
-                cfg = to_config(config) if config is not None else (self.sources() if self.sources else None)
-                if cfg is None:
-                    raise ChangeError(ChangeError.FAILED, "no config source to reload from")
                 problems = validate(cfg)
                 # (+ references that must resolve: an observer an unchanged service still names)
                 errors = [p for p in problems + dangling_refs(cfg) if p.level == ERROR]

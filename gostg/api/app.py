@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 import yaml
 
 from . import connections, page
+from ..config import remote
 from ..errors import ChangeError
 from .status import status
 from ..protocols.http import basic_credentials
@@ -206,6 +207,13 @@ class Api:
 
     def _save(self, query):
         fmt = "json" if query.get("format") == "json" else "yaml"
+        url = getattr(self.gost, "save_url", None)   # the config came from -C http(s)://…
+        if query.get("path") and remote.is_url(query["path"]):
+            raise ChangeError(ChangeError.SAVE_FAILED, "path must be a file: the config is never written to a URL",
+                              status=400)
+        if url and not query.get("path"):
+            raise ChangeError(ChangeError.SAVE_FAILED, f"the config was read from {url}, which is not written to: "
+                              "give path= (a file) to save it", status=400)
         path = query.get("path") or self.save_path or ("gost.json" if fmt == "json" else "gost.yaml")
         if not query.get("format") and path.endswith(".json"):
             fmt = "json"

@@ -1,4 +1,5 @@
-"""Config sources (-C): a file (format by extension), ``-`` for stdin, inline JSON; several are
+"""Config sources (-C): a file (format by extension), ``-`` for stdin, inline JSON, an http(s)
+URL (config/remote.py: format by Content-Type, then extension); several are
 merged in order: lists concatenate, singletons (tls, log, api, metrics, profiling) from the
 later source win. With no source and no -L, GOST's default files are looked for."""
 import json
@@ -6,6 +7,7 @@ import os
 import sys
 
 from ..errors import ConfigError
+from . import remote
 from .model import SINGLETONS
 
 DEFAULT_PATHS = ("gost.yaml", "gost.yml", "gost.json", "/etc/gost/gost.yaml", "/etc/gost/gost.yml",
@@ -42,6 +44,9 @@ def load_source(src, stdin=None):
         return parse_text(text, "json" if text.lstrip().startswith("{") else "yaml", "stdin")
     if s.startswith("{"):
         return parse_text(s, "json", "inline config")
+    if remote.is_url(s):
+        text, fmt = remote.fetch(s)
+        return parse_text(text, fmt, remote.shown(s))
     path = os.path.expanduser(s)
     try:
         with open(path, encoding="utf-8") as f:
