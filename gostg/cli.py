@@ -392,7 +392,7 @@ def _serve(cfg, args, warnings=()):
             last_failure[0] = str(exc)
         else:
             if last_failure[0] is not None:
-                g.log.info(f"{source}: reload works again, running the new config")
+                g.log.info(f"{source}: reload works again")
             last_failure[0] = None
 
     gevent.signal_handler(signal.SIGHUP, reload)

@@ -10,8 +10,10 @@ never printed). Safer than Go's: those credentials are not carried across a redi
 The standard library's ``urllib.request`` does the work: in a serving process its sockets and
 TLS are gevent's (the command line patches before it loads anything), so a slow server holds
 one greenlet, not the process; ``--check`` and ``-O`` do not patch and simply block. Only
-``urllib.parse`` is imported until a URL is fetched.
+``urllib.parse`` is imported until a URL is fetched. ``GOSTG_CONFIG_URL_TIMEOUT`` (a duration)
+replaces the 30 s.
 """
+import os
 import sys
 import time
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -19,6 +21,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from ..errors import ConfigError
 
 TIMEOUT = 30.0                 # GOST: the shared client's Timeout (connect, redirects, body)
+TIMEOUT_ENV = "GOSTG_CONFIG_URL_TIMEOUT"
 MAX_SIZE = 10 << 20            # GOST: larger bodies are refused
 _CHUNK = 64 << 10
 JSON_TYPES = ("application/json",)
@@ -71,7 +74,7 @@ def _reason(exc):
     if isinstance(r, ssl.SSLCertVerificationError):
         return f"TLS certificate not verified: {r.verify_message or r.reason}"
     if isinstance(r, ssl.SSLError):
-        return f"TLS: {r.reason or r}"
+        return f"TLS handshake failed: {r.reason or r}"
     if isinstance(r, (TimeoutError, socket.timeout)):
         return "timed out"
     if isinstance(r, socket.gaierror):
@@ -114,13 +117,29 @@ def _get(url, timeout, limit, deadline):
         return bytes(body), resp.headers.get("Content-Type", "")
 
 
-def fetch(url, timeout=TIMEOUT, limit=MAX_SIZE):
+def timeout_from_env():
+    """``GOSTG_CONFIG_URL_TIMEOUT`` (a Go duration, e.g. ``5s``; gostg's, GOST has no such knob)
+    → seconds, else GOST's 30 s. A config server on the same host may want less."""
+    raw = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not raw:
+        return TIMEOUT
+    from .metadata import parse_duration
+
+    seconds = parse_duration(raw, TIMEOUT_ENV)
+    if seconds <= 0:
+        raise ConfigError(TIMEOUT_ENV, f"must be a positive duration, not {raw!r}")
+    return seconds
+
+
+def fetch(url, timeout=None, limit=MAX_SIZE):
     """GET a config document → (text, "json" or "yaml"). Every failure is a ConfigError whose
     path is the URL (credentials left out) and whose message says what went wrong."""
     import http.client
     import urllib.error
 
     where = shown(url)
+    if timeout is None:
+        timeout = timeout_from_env()
     deadline = time.monotonic() + timeout
     try:
         if _gevent_sockets():
@@ -147,4 +166,4 @@ def fetch(url, timeout=TIMEOUT, limit=MAX_SIZE):
     return text, detect_format(ctype, url)
 
 
-__all__ = ["is_url", "shown", "detect_format", "fetch", "TIMEOUT", "MAX_SIZE"]
+__all__ = ["is_url", "shown", "detect_format", "fetch", "timeout_from_env", "TIMEOUT", "MAX_SIZE"]
