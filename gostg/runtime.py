@@ -9,6 +9,7 @@ Rules for changes (better than GOST, which closes the old service before buildin
 3. Changes are serialized by one lock; the config model is replaced, never mutated in place,
    so readers always see a consistent snapshot.
 """
+import contextlib
 import copy
 import gc
 import os
@@ -60,6 +61,18 @@ def to_config(config):
     if isinstance(config, (str, os.PathLike)):
         return load.load_source(str(config))
     raise TypeError(f"config must be a dict, a path or a list of them, not {type(config).__name__}")
+
+
+@contextlib.contextmanager
+def _reload_refused():
+    """A reload that cannot read or build its config: a ChangeError saying why (the running
+    config is untouched)."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ChangeError(ChangeError.FAILED, f"reload: {exc}") from exc
+    except (TypeError, ValueError, AttributeError) as exc:  # a shape build did not foresee
+        raise ChangeError(ChangeError.FAILED, f"reload: invalid config: {exc}") from exc
 
 
 def _reopen_log_files():
@@ -719,18 +732,14 @@ class Gost:
         # new config turns out to be broken
         _reopen_log_files()
         _thaw()
-        try:
+        with _reload_refused():
             # read before the lock: a URL source may take its whole timeout, and the API's
             # changes need not wait for it
             cfg = to_config(config) if config is not None else (self.sources() if self.sources else None)
-        except ConfigError as exc:
-            raise ChangeError(ChangeError.FAILED, f"reload: {exc}") from exc
-        except (TypeError, ValueError, AttributeError) as exc:
-            raise ChangeError(ChangeError.FAILED, f"reload: invalid config: {exc}") from exc
         if cfg is None:
             raise ChangeError(ChangeError.FAILED, "no config source to reload from")
         with self._lock:
-            try:
+            with _reload_refused():
                 problems = validate(cfg)
                 # (+ references that must resolve: an observer an unchanged service still names)
                 errors = [p for p in problems + dangling_refs(cfg) if p.level == ERROR]
@@ -739,10 +748,6 @@ class Gost:
                 objects = self._build_objects(cfg)
                 self._keep_observers(cfg, objects)
                 named_loggers = _loggers.build(cfg)
-            except ConfigError as exc:
-                raise ChangeError(ChangeError.FAILED, f"reload: {exc}") from exc
-            except (TypeError, ValueError, AttributeError) as exc:  # a shape build did not foresee
-                raise ChangeError(ChangeError.FAILED, f"reload: invalid config: {exc}") from exc
             old_cfgs = {o["name"]: o for o in self.config.get("services") or []}
             new_cfgs = {o["name"]: o for o in cfg.get("services") or []}
             relog = _loggers.changed(self.config, cfg)   # a service of a changed logger is rebuilt
