@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import socketserver
 import subprocess
@@ -21,7 +22,7 @@ import time
 import pytest
 import yaml
 
-from .helpers import Gost, port_closed, run_gostg, wait_for
+from .helpers import Gost, HTTPServerThread, port_closed, run_gostg, wait_for
 from .peers import EchoAt, bind_block, curl_code, log_records, recv_exact, socks5_open, wait_log
 
 PERIOD = 1.0
@@ -58,7 +59,7 @@ class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
         pass   # a client that hung up mid-answer is what some tests do on purpose
 
 
-class ConfigServer:
+class ConfigServer(HTTPServerThread):
     """The config server: ``state`` holds what GET answers (body, ctype, status, delay,
     length) and what it saw (hits, auth headers)."""
 
@@ -80,14 +81,6 @@ class ConfigServer:
 
     def url(self, path="/gost.yaml", scheme="http", userinfo=""):
         return f"{scheme}://{userinfo}127.0.0.1:{self.port}{path}"
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def svc(name, port, handler):
@@ -169,6 +162,9 @@ def test_served_from_url_reloads_only_what_changed_and_survives_bad_answers(port
                 assert time.monotonic() - t0 < 0.5, f"{label}: a new connection waited for the fetch"
                 time.sleep(wait)
                 assert len(failed_lines(g, what)) == 1, f"{label}: said {len(failed_lines(g, what))} times"
+                if label == "HTTP 500":   # SIGHUP fetches too, and answers each time it is asked
+                    g.signal(signal.SIGHUP)
+                    assert wait_log(g, r'"msg": "SIGHUP: reload failed[^"]*' + re.escape(what), timeout=5)
             assert not port_closed(p_keep) and not port_closed(p_chg2)
             assert len(log_records(g, msg="listening on")) == listening, "a failed reload restarted a service"
 
