@@ -64,10 +64,13 @@ def _gevent_sockets():
 
 def _reason(exc):
     """A short, stable text for a failed fetch (the -R loop logs each distinct one once)."""
+    import http.client
     import socket
     import ssl
     import urllib.error
 
+    if isinstance(exc, http.client.IncompleteRead):   # its text has byte counts: not stable
+        return "connection closed before the whole body arrived"
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} {exc.reason}".rstrip()
     r = exc.reason if isinstance(exc, urllib.error.URLError) else exc
@@ -87,6 +90,7 @@ def _reason(exc):
 def _get(url, timeout, limit, deadline):
     """The GET itself → (body bytes, Content-Type). Raises what urllib raises, or ConfigError."""
     import base64
+    import http.client
     import urllib.request
 
     u = urlsplit(url)
@@ -108,6 +112,8 @@ def _get(url, timeout, limit, deadline):
             # read1: one receive at a time, so the deadline is looked at between receives
             chunk = resp.read1(_CHUNK)
             if not chunk:
+                if resp.length:   # read1 does not say that the peer closed early: a cut document
+                    raise http.client.IncompleteRead(bytes(body), resp.length)
                 break
             body += chunk
             if len(body) > limit:

@@ -41,3 +41,35 @@ def test_timeout_from_env(monkeypatch):
         with pytest.raises(ConfigError) as e:
             remote.timeout_from_env()
         assert e.value.path == remote.TIMEOUT_ENV
+
+
+def test_a_short_body_is_a_stable_error():
+    """The server closes before Content-Length bytes: one wording, whatever the counts (the
+    -R loop says each distinct failure once)."""
+    import threading
+
+    from tests.integration.peers import bind_block   # a loopback port below the ephemeral range
+
+    srv = bind_block(1)[0]
+    srv.listen(4)
+    port = srv.getsockname()[1]
+
+    def answer():
+        for _ in range(2):
+            c, _ = srv.accept()
+            with c:
+                c.recv(4096)
+                c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nservices: []\n")
+
+    t = threading.Thread(target=answer, daemon=True)
+    t.start()
+    try:
+        url = f"http://127.0.0.1:{port}/gost.yaml"
+        for _ in range(2):
+            with pytest.raises(ConfigError) as e:
+                remote.fetch(url, timeout=5)
+            assert (e.value.path, e.value.msg) == (url, "cannot fetch config: connection closed before the "
+                                                         "whole body arrived")
+    finally:
+        t.join(timeout=5)
+        srv.close()
