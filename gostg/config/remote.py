@@ -93,10 +93,10 @@ def _get(url, timeout, limit, deadline):
     import http.client
     import urllib.request
 
-    u = urlsplit(url)
-    userinfo, at, host = u.netloc.rpartition("@")
     from .. import __version__
 
+    u = urlsplit(url)
+    userinfo, at, host = u.netloc.rpartition("@")
     req = urllib.request.Request(urlunsplit(u._replace(netloc=host)), method="GET",
                                  headers={"User-Agent": f"gostg/{__version__}"})
     if at:
