@@ -12,6 +12,11 @@ def new_sid():
     return f"{_prefix}{next(_counter):08x}"
 
 
+def client_ip_of(src):
+    """The IP of a client address ``ip:port`` / ``[ip6]:port``."""
+    return src.rsplit(":", 1)[0].strip("[]")
+
+
 #: ``Context.route`` of a direct connection (shared: a direct tunnel allocates no list)
 DIRECT = ()
 
@@ -49,7 +54,7 @@ class Context:
 
     @property
     def client_ip(self):
-        return self.src.rsplit(":", 1)[0].strip("[]")
+        return client_ip_of(self.src)
 
     def bytes(self):
         """→ ``(input, output)`` bytes so far (from the client, to the client), read from the

@@ -16,7 +16,7 @@ from gevent.socket import socket as GeventSocket
 
 from .._compat import mark_server_stopped
 from .connpool import ConnGreenlet, ConnPool
-from .context import Context
+from .context import Context, client_ip_of
 from ..errors import ProtocolError
 from .hooks import run_hooks
 from ..policy.group import MissingReference, lookup, refused
@@ -173,7 +173,7 @@ class Service:
                 return
             src = client_of(hdr, peer)
         if self.recorders is not None and self.recorders.client:   # GOST: before admission
-            self.recorders.emit("recorder.service.client.address", src.rsplit(":", 1)[0].strip("[]").encode())
+            self.recorders.emit("recorder.service.client.address", client_ip_of(src).encode())
         try:
             if self.admission is not None and not self.admission.admit(src):
                 self.log.debug("admission: denied", remote=peer, client=src)
@@ -268,7 +268,7 @@ class Service:
         if not self.climiter:
             return _NO_LEASE
         lim = lookup(self.registries, "climiters", self.climiter)
-        lease = lim.acquire(src.rsplit(":", 1)[0].strip("[]"))
+        lease = lim.acquire(client_ip_of(src))
         if lease is None:
             self.log.warning("connection limit reached: connection closed", client=src, climiter=self.climiter)
         return lease

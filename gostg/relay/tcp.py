@@ -137,7 +137,7 @@ def _stop(watchers):
         w.stop()
 
 
-def _pipe_sockets(a, b, started, detach=None, extra=(0, 0), meter=None):
+def _pipe_sockets(a, b, started, detach=None, extra=(0, 0), ctx=None):
     """→ ``(input, output)`` (counted from ``extra``), or None when ``detach(up, down,
     watchers, idle)`` took the tunnel over (it returns True) at the first wait."""
     ra, rb = raw_socket(a), raw_socket(b)
@@ -147,8 +147,8 @@ def _pipe_sockets(a, b, started, detach=None, extra=(0, 0), meter=None):
     watchers = (ar, aw, br, bw)
     up = _Direction(ra, rb, ar, bw, extra[0])      # client → upstream
     down = _Direction(rb, ra, br, aw, extra[1])    # upstream → client
-    if meter is not None:
-        meter.flow = (up, down)   # Context.bytes() reads the counts live; the tunnel adds nothing
+    if ctx is not None:
+        ctx.flow = (up, down)   # Context.bytes() reads the counts live; the tunnel adds nothing
     idle = None
     try:
         while not (up.done and down.done):
@@ -423,7 +423,7 @@ def _plain(c):
     return isinstance(c, socket.socket) and type(c) is socket.socket and has_raw_socket(c)
 
 
-def pipe(client, upstream, started=None, finish=None, detach=False, meter=None):
+def pipe(client, upstream, started=None, finish=None, detach=False, ctx=None):
     """Relay until both directions end; closes both conns. → ``(input_bytes, output_bytes)``:
     input = from the client, output = to the client (GOST's inputBytes/outputBytes).
 
@@ -437,7 +437,7 @@ def pipe(client, upstream, started=None, finish=None, detach=False, meter=None):
     returns None when the tunnel went on without this greenlet (rule 6): the greenlet's owner
     then ends the connection through the greenlet's ``tunnel.then``.
 
-    ``meter`` (a Context) gets ``meter.flow``: the counters the relay keeps, which
+    ``ctx`` (the connection's Context) gets ``ctx.flow``: the counters the relay keeps, which
     ``Context.bytes()`` reads while the tunnel runs."""
     once = [started]
 
@@ -457,8 +457,8 @@ def pipe(client, upstream, started=None, finish=None, detach=False, meter=None):
         if _plain(client) and _plain(upstream):
             leave = None
             if detach and finish is not None and hasattr(getcurrent(), "tunnel"):
-                leave = _detacher(client, upstream, finish, meter)
-            counts = _pipe_sockets(client, upstream, start, leave, (len(cpend), len(upend)), meter)
+                leave = _detacher(client, upstream, finish, ctx)
+            counts = _pipe_sockets(client, upstream, start, leave, (len(cpend), len(upend)), ctx)
             if counts is None:
                 client = upstream = None
                 return None
@@ -466,8 +466,8 @@ def pipe(client, upstream, started=None, finish=None, detach=False, meter=None):
         else:
             start()
             state = [len(cpend), len(upend), False]
-            if meter is not None:
-                meter.flow = state
+            if ctx is not None:
+                ctx.flow = state
             inp, out = _pipe_generic(client, upstream, state)
     except OSError:   # (also what Service.close_tunnel throws in: the counts so far stand)
         inp, out = (state[_IN], state[_OUT]) if state is not None else (len(cpend), len(upend))
@@ -482,11 +482,11 @@ def pipe(client, upstream, started=None, finish=None, detach=False, meter=None):
     return inp, out
 
 
-def _detacher(a, b, finish, meter):
+def _detacher(a, b, finish, ctx):
     def detach(up, down, watchers, idle):
         t = _Detached(a, b, up, down, watchers, idle, finish)
-        if meter is not None:
-            meter.flow = t   # it holds both directions: the (up, down) tuple goes (an idle tunnel's memory)
+        if ctx is not None:
+            ctx.flow = t   # it holds both directions: the (up, down) tuple goes (an idle tunnel's memory)
         getcurrent().tunnel = t
         t.start()
         return True

@@ -18,7 +18,7 @@ import pytest
 
 from . import embedworld
 from .embedworld import HAS_V6, a_targets, b_targets, run_app
-from .helpers import ROOT, free_port
+from .helpers import ROOT, free_port, wait_for
 
 world = embedworld.world      # the module's fixture: the chain, the origins, the DNS stub
 
@@ -188,6 +188,8 @@ def test_patched_app_routes_every_connect_without_dns_leaks(world):
     assert all(res["restored"]), res["restored"]
     assert res["routed_restored"] is True
 
+    # (B writes a tunnel's line once its relay first waits: give the last ones a moment)
+    wait_for(lambda: b_targets(world).count(f"origin.test:{port}") >= 37, timeout=5)
     dsts = b_targets(world)
     assert dsts.count(f"origin.test:{port}") >= 37, dsts
     assert f"origin.test:{world['tls_port']}" in dsts
