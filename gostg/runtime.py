@@ -42,6 +42,36 @@ T = TypeVar("T")
 #: build order: what a later kind may refer to is built first
 OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains",
                 "limiters", "climiters", "rlimiters", "recorders", "observers")
+#: objects whose items may come from redis/http sources (a poller, a push subscription)
+LOADER_KINDS = ("authers", "admissions", "bypasses", "hosts", "limiters", "climiters", "rlimiters")
+
+
+def _loader_source(obj):
+    src = getattr(obj, "source", None) or getattr(obj, "_source", None)
+    return src if hasattr(src, "fetchers") else None
+
+
+def _networked(obj):
+    src = _loader_source(obj)
+    return src is not None and src.networked
+
+
+def _close_loader(obj):
+    """Stop what an object's sources started (poller, push subscription, Redis client)."""
+    src = _loader_source(obj)
+    if src is not None:
+        src.close()
+
+
+def _close_dropped(before, after):
+    """Close the loader objects of ``before`` ({kind: {name: obj}}) that ``after`` does not hold."""
+    for kind in LOADER_KINDS:
+        keep = {id(o) for o in (after.get(kind) or {}).values()}
+        for obj in (before.get(kind) or {}).values():
+            if id(obj) not in keep:
+                _close_loader(obj)
+
+
 #: service keys naming other objects: (path in the service, kind)
 SERVICE_REFS = ((("handler", "chain"), "chains"), (("listener", "chain"), "chains"),
                 (("handler", "auther"), "authers"), (("listener", "auther"), "authers"),
@@ -207,10 +237,14 @@ class Gost:
     def _build_objects(self, cfg):
         """→ {kind: {name: object}} for every named object of ``cfg`` (no side effects)."""
         built = {}
-        for kind in OBJECT_KINDS:
-            built[kind] = {}
-            for i, o in enumerate(cfg.get(kind) or []):
-                built[kind][o["name"]] = build_object(kind, o, f"{kind}[{i}]", self.registries)
+        try:
+            for kind in OBJECT_KINDS:
+                built[kind] = {}
+                for i, o in enumerate(cfg.get(kind) or []):
+                    built[kind][o["name"]] = build_object(kind, o, f"{kind}[{i}]", self.registries)
+        except BaseException:
+            _close_dropped(built, {})
+            raise
         return built
 
     def _install_objects(self, built):
@@ -375,6 +409,17 @@ class Gost:
             if cur is not None and old.get(o["name"]) == o:
                 objects["observers"][o["name"]] = cur
 
+    def _keep_loaders(self, cfg, objects):
+        """An object reading redis/http whose config did not change stays the same object over a
+        reload (-R reloads every period): no re-read, no new poller or subscription."""
+        for kind in LOADER_KINDS:
+            old = {o.get("name"): o for o in self.config.get(kind) or []}
+            for o in cfg.get(kind) or []:
+                cur = getattr(self.registries, kind).get(o["name"])
+                if cur is not None and old.get(o["name"]) == o and _networked(cur):
+                    _close_loader(objects[kind][o["name"]])
+                    objects[kind][o["name"]] = cur
+
     def _observers_changed(self, before):
         """Observers were installed: start their greenlets (a running gostg only), close the
         ones ``before`` ([(name, observer)]) that were replaced or deleted."""
@@ -443,6 +488,7 @@ class Gost:
             s.drain(deadline)
         for _, r in self.registries.recorders.items():   # the drained connections' records go out
             r.close(deadline)
+        _close_dropped({k: dict(getattr(self.registries, k).items()) for k in LOADER_KINDS}, {})
         if self.relays is not None:
             self.relays.kill(block=True, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
         self._close_sessions()
@@ -646,9 +692,11 @@ class Gost:
             except ConfigError as exc:
                 raise ChangeError(ChangeError.FAILED, str(exc)) from exc
             before = self.registries.observers.items()
+            replaced = getattr(self.registries, kind).get(name)
             getattr(self.registries, kind).set(name, built)
             self._probes_changed()
             self._observers_changed(before)
+            _close_loader(replaced)
         else:
             try:
                 model.check({kind: [obj]})
@@ -715,7 +763,7 @@ class Gost:
                     s.drain_later()     # open connections get the drain period, not the API call
             elif kind in OBJECT_KINDS:
                 before = self.registries.observers.items()
-                getattr(self.registries, kind).delete(name)
+                _close_loader(getattr(self.registries, kind).delete(name))
                 self._probes_changed()
                 self._observers_changed(before)
             elif kind == "loggers":   # running services keep it; new ones cannot name it
@@ -747,6 +795,7 @@ class Gost:
                     raise ConfigError("", "; ".join(str(p) for p in errors))
                 objects = self._build_objects(cfg)
                 self._keep_observers(cfg, objects)
+                self._keep_loaders(cfg, objects)
                 named_loggers = _loggers.build(cfg)
             old_cfgs = {o["name"]: o for o in self.config.get("services") or []}
             new_cfgs = {o["name"]: o for o in cfg.get("services") or []}
@@ -769,7 +818,9 @@ class Gost:
                 for k, objs in saved.items():
                     self._install_objects({k: objs})
                 self.registries.loggers = saved_loggers
+                _close_dropped(objects, saved)   # the new objects' pollers and subscriptions
                 raise
+            _close_dropped(saved, objects)
             for n in removed:
                 s = self.services.pop(n)
                 self.registries.services.delete(n)

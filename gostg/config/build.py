@@ -258,9 +258,10 @@ def build_bypass(o, path, registries=None):
     if network not in ("", "tcp", "udp", "tcp4", "tcp6", "udp4", "udp6"):
         raise ConfigError(f"{path}.network", f"must be tcp or udp, not {network!r}")
     file, reload, fpath = _file_source(o, path)
+    log = _source_log(registries, "bypass", o["name"])
     try:
         return Bypass(o["name"], _patterns(o, path), bool(o.get("whitelist") or o.get("reverse")), network,
-                      file=file, reload=reload, log=_source_log(registries, "bypass", o["name"]))
+                      file=file, reload=reload, log=log, **net_sources("bypasses", o, path, log))
     except ValueError as exc:
         raise ConfigError(fpath, str(exc)) from None
 
@@ -268,9 +269,10 @@ def build_bypass(o, path, registries=None):
 def build_admission(o, path, registries=None):
     """``matchers`` (IP, CIDR, IP range, names resolved now) + ``file``/``reload``, ``whitelist``."""
     file, reload, fpath = _file_source(o, path)
+    log = _source_log(registries, "admission", o["name"])
     try:
         return Admission(o["name"], _patterns(o, path), bool(o.get("whitelist") or o.get("reverse")),
-                         file=file, reload=reload, log=_source_log(registries, "admission", o["name"]))
+                         file=file, reload=reload, log=log, **net_sources("admissions", o, path, log))
     except ValueError as exc:
         raise ConfigError(fpath, str(exc)) from None
 
@@ -364,8 +366,9 @@ def build_limiter(kind, o, path, registries=None):
         except ValueError as exc:
             raise ConfigError(f"{path}.limits[{i}]", str(exc)) from None
     file, reload, fpath = _file_source(o, path)
+    log = _source_log(registries, kind[:-1], o["name"])
     try:
-        return _limiter.build(kind, o["name"], items, file, reload, _source_log(registries, kind[:-1], o["name"]))
+        return _limiter.build(kind, o["name"], items, file, reload, log, **net_sources(kind, o, path, log))
     except ValueError as exc:
         raise ConfigError(fpath, str(exc)) from None
 
@@ -376,6 +379,16 @@ def _file_source(o, path):
     if isinstance(f, dict):
         return _str(f, "path", f"{path}.file"), parse_duration(o.get("reload"), f"{path}.reload"), f"{path}.file.path"
     return _str(o, "file", path), parse_duration(o.get("reload"), f"{path}.reload"), f"{path}.file"
+
+
+def net_sources(kind, o, path, log):
+    """``redis`` and ``http`` of a loader-capable object → {sources: [fetchers], push: bool}
+    (:mod:`gostg.loader.build`); nothing is imported for an object without them."""
+    if o.get("redis") is None and o.get("http") is None:
+        return {}
+    from ..loader.build import sources
+
+    return sources(kind, o, path, log)
 
 
 def _source_log(registries, kind, name):
@@ -393,8 +406,9 @@ def build_auther(o, path, registries):
         if user:
             users[user] = _str(a, "password", ap)
     file, reload, fpath = _file_source(o, path)
+    log = _source_log(registries, "auther", o["name"])
     try:
-        return Auther(o["name"], users, file=file, reload=reload, log=_source_log(registries, "auther", o["name"]))
+        return Auther(o["name"], users, file=file, reload=reload, log=log, **net_sources("authers", o, path, log))
     except ValueError as exc:
         raise ConfigError(fpath, str(exc)) from None
 
@@ -413,8 +427,9 @@ def _build_hosts(o, path, registries=None):
         except ValueError:
             raise ConfigError(f"{mp}.ip", f"bad IP address {ip!r}") from None
     file, reload, fpath = _file_source(o, path)
+    log = _source_log(registries, "hosts", o["name"])
     try:
-        return Hosts(o["name"], maps, file=file, reload=reload, log=_source_log(registries, "hosts", o["name"]))
+        return Hosts(o["name"], maps, file=file, reload=reload, log=log, **net_sources("hosts", o, path, log))
     except ValueError as exc:
         raise ConfigError(fpath, str(exc)) from None
 

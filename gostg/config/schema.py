@@ -72,7 +72,7 @@ SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand",
                 Key("maxLatency", DURATION, docs="tutorials/probe/",
                     meaning="nodes whose last probe failed or took longer are not selected"))
 FILE_LOADER = keys(Key("path", required=True))
-REDIS_LOADER = keys(Key("addr"), Key("db", INT), Key("password"), Key("key"), Key("type"))
+REDIS_LOADER = keys(Key("addr"), Key("db", INT), Key("username"), Key("password"), Key("key"), Key("type"))
 HTTP_LOADER = keys(Key("url"), Key("timeout", DURATION))
 PLUGIN = keys(Key("type"), Key("addr"), Key("tls", MAP, fields=TLS), Key("timeout", DURATION), Key("token"))
 SOCKOPTS = keys(Key("mark", INT))
@@ -83,11 +83,35 @@ def _file_key():
     return Key("file", ANY, fields=FILE_LOADER, meaning="file loader")
 
 
-def loaders(doc):
-    """The data-source keys every loader-capable object has."""
-    return [Key("reload", DURATION), _file_key(),
-            unbuilt("redis", MAP, doc, "Redis loader", fields=REDIS_LOADER),
-            unbuilt("http", MAP, doc, "HTTP loader", fields=HTTP_LOADER),
+def redis_loader(types):
+    """GOST's redis block for an object that reads Redis ``types`` (the first is the default),
+    plus gostg's ``pubsub``."""
+    return keys(Key("addr", required=True, meaning="host:port of the Redis server"),
+                Key("db", INT, default=0), Key("username"), Key("password"),
+                Key("key", default="gost"),
+                Key("type", default=types[0], choices=("",) + types,
+                    meaning=" or ".join(f"{t}: {REDIS_READS[t]}" for t in types)),
+                Key("pubsub", BOOL, default=False,
+                    meaning="gostg: re-read at once on PUBLISH gostg:reload <key> (or a keyspace "
+                            "notification of the key, when the server sends them)"))
+
+
+REDIS_READS = {"set": "SMEMBERS", "list": "LRANGE 0 -1", "hash": "HGETALL, one 'user password' per field"}
+HTTP_SOURCE = keys(Key("url", required=True, meaning="GET; a 200 body in the file format"),
+                   Key("timeout", DURATION, default="10s", meaning="the whole request (GOST: none)"))
+
+
+def loaders(doc, redis_types=None):
+    """The data-source keys every loader-capable object has; ``redis_types``: the Redis key
+    types it reads (None: redis and http are not built for it)."""
+    if redis_types is None:
+        net = [unbuilt("redis", MAP, doc, "Redis loader", fields=REDIS_LOADER),
+               unbuilt("http", MAP, doc, "HTTP loader", fields=HTTP_LOADER)]
+    else:
+        net = [Key("redis", MAP, fields=redis_loader(redis_types), docs=doc,
+                   meaning="Redis loader (after the inline items and file)"),
+               Key("http", MAP, fields=HTTP_SOURCE, docs=doc, meaning="HTTP loader (after redis)")]
+    return [Key("reload", DURATION, meaning="poll period of file, redis and http"), _file_key(), *net,
             unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN)]
 
 
@@ -237,16 +261,16 @@ CHAIN_HOP = dict(HOP)
 CHAIN = named(Key("hops", LIST, item=CHAIN_HOP), Key("metadata", MAP, meaning="metadata:chain"),
               unbuilt("selector", MAP, "reference/configuration/file/",
                       "a chain-level selector (gostg uses each hop's own)", fields=SELECTOR))
-AUTHER = named(Key("auths", LIST, item=AUTH), *loaders("concepts/auth/"))
+AUTHER = named(Key("auths", LIST, item=AUTH), *loaders("concepts/auth/", ("hash",)))
 ADMISSION = named(Key("reverse", BOOL), Key("whitelist", BOOL), Key("matchers", STRLIST),
-                  *loaders("concepts/admission/"))
+                  *loaders("concepts/admission/", ("set",)))
 BYPASS = named(Key("reverse", BOOL), Key("whitelist", BOOL), Key("matchers", STRLIST),
                Key("network", choices=("", "tcp", "udp", "tcp4", "tcp6", "udp4", "udp6")),
-               *loaders("concepts/bypass/"))
+               *loaders("concepts/bypass/", ("set",)))
 RESOLVER = named(Key("nameservers", LIST, item=NAMESERVER),
                  unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN))
-HOSTS = named(Key("mappings", LIST, item=HOST_MAPPING), *loaders("concepts/hosts/"))
-LIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/"))
+HOSTS = named(Key("mappings", LIST, item=HOST_MAPPING), *loaders("concepts/hosts/", ("set", "list")))
+LIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/", ("set", "list")))
 INGRESS = named(Key("rules", LIST), *loaders("concepts/ingress/"))
 ROUTER = named(Key("routes", LIST), *loaders("concepts/router/"))
 SD = named(Key("plugin", MAP, fields=PLUGIN))

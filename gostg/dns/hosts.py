@@ -42,12 +42,17 @@ def mapping_lines(mappings):
 
 
 class Hosts:
-    def __init__(self, name, mappings=(), file="", reload=0.0, log=None, clock=None, lines=()):
-        """``mappings``: (hostname, ip) pairs, checked; ``lines``: /etc/hosts lines, as a file's."""
+    def __init__(self, name, mappings=(), file="", reload=0.0, log=None, clock=None, lines=(), sources=(),
+                 push=False):
+        """``mappings``: (hostname, ip) pairs, checked; ``lines``: /etc/hosts lines, as a file's;
+        ``sources``: redis/http fetchers (:mod:`gostg.loader.fetch`)."""
         self.name = name
         kw = {"clock": clock} if clock is not None else {}
         self._source = LineSource(mapping_lines(mappings) + list(lines), file=file, reload=reload,
-                                  parse=parse_hosts_lines, name=name, log=log, **kw)
+                                  parse=parse_hosts_lines, name=name, log=log, sources=sources, push=push, **kw)
+
+    def close(self):
+        self._source.close()
 
     def _find(self, table, h):
         ips = table.get(h)

@@ -44,12 +44,15 @@ def admission_rules(lines, resolve=resolve_all):
 
 class Admission:
     def __init__(self, name, patterns=(), whitelist=False, file="", reload=0.0, log=None,
-                 resolve=resolve_all):
+                 resolve=resolve_all, sources=(), push=False):
         self.name = name
         self.whitelist = bool(whitelist)
         self.source = LineSource([str(p) for p in patterns], file=file, reload=reload,
                                  parse=lambda lines: Matcher(admission_rules(lines, resolve)),
-                                 name=name, log=log)
+                                 name=name, log=log, sources=sources, push=push)
+
+    def close(self):
+        self.source.close()
 
     def admit(self, address):
         """``address`` is the client's ``ip:port`` / ``[v6]:port`` / bare IP."""
@@ -57,7 +60,10 @@ class Admission:
             return True
         hp = go_split_host_port(address)
         host = hp[0] if hp is not None and hp[0] else address
-        hit = self.source.value().match(host)
+        m = self.source.value()
+        if self.source.pending:
+            return False   # a redis/http source never read: its rules are unknown, fail closed
+        hit = m.match(host)
         return hit if self.whitelist else not hit
 
     def __repr__(self):

@@ -14,7 +14,6 @@ Passwords are compared in constant time, and unknown users cost the same compare
 reveals neither a password prefix nor which user names exist.
 """
 import hmac
-import os
 
 from .group import LateGroup
 from .matcher import Matcher, is_ip_rule
@@ -39,24 +38,6 @@ def read_raw_lines(path):
         return [line.rstrip("\r\n") for line in f]
 
 
-class _RawLineSource(LineSource):
-    """A LineSource that hands ``parse`` the file's lines untouched: in an auth file ``#`` is
-    a comment only at the start of a line (a password may contain it), unlike in bypass lists."""
-
-    def _file_lines(self, initial=False):
-        if not self.file:
-            return []
-        try:
-            st = os.stat(self.file)
-            lines = read_raw_lines(self.file)
-        except OSError as exc:
-            if initial:
-                raise ValueError(f"cannot read {self.file}: {exc.strerror or exc}") from None
-            raise
-        self._stamp = (st.st_mtime_ns, st.st_size)
-        return lines
-
-
 def _check(users, username, password):
     """→ client ID or None, in time independent of which part failed."""
     want = users.get(username)
@@ -70,13 +51,19 @@ def _check(users, username, password):
 class Auther:
     """One named auther: inline ``users`` ({user: password}) plus an optional reloaded file."""
 
-    def __init__(self, name, users=None, file="", reload=0.0, log=None, clock=None):
+    def __init__(self, name, users=None, file="", reload=0.0, log=None, clock=None, sources=(), push=False):
         self.name = name
         inline = dict(users or {})
         kw = {"clock": clock} if clock is not None else {}
-        # inline entries go first as lines, so file lines override them (GOST's merge order)
-        self._source = _RawLineSource([], file=file, reload=reload, name=name, log=log,
-                                      parse=lambda lines: {**inline, **parse_auth_lines(lines)}, **kw)
+        # inline entries first, then file, redis, http lines: later ones win (GOST's merge
+        # order). Raw lines: in an auth file ``#`` is a comment only at the start of a line (a
+        # password may contain it), unlike in bypass lists.
+        self._source = LineSource([], file=file, reload=reload, name=name, log=log, raw=True,
+                                  parse=lambda lines: {**inline, **parse_auth_lines(lines)},
+                                  sources=sources, push=push, **kw)
+
+    def close(self):
+        self._source.close()
 
     @property
     def users(self):

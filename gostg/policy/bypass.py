@@ -13,8 +13,9 @@ members and every one of them bypasses (AND); failing that, when any blacklist m
 itself (hop 0 → direct), a node is left out of selection.
 
 Rules come from ``matchers`` plus an optional ``file`` re-read every ``reload`` (LineSource,
-lazily, on use); the matcher is rebuilt only when the file changed. ``redis``, ``http`` and
-``plugin`` sources are not supported.
+lazily, on use) and ``redis`` (a SET) / ``http`` sources (:mod:`gostg.loader.source`); the
+matcher is rebuilt only when the items changed. A redis/http source that has never been read
+(down since start) makes the bypass match everything: its rules are unknown, so it fails closed.
 """
 from .group import LateGroup, lookup
 from .matcher import Matcher
@@ -35,12 +36,16 @@ def _matcher(lines):
 
 
 class Bypass:
-    def __init__(self, name, patterns=(), whitelist=False, network="", file="", reload=0.0, log=None):
+    def __init__(self, name, patterns=(), whitelist=False, network="", file="", reload=0.0, log=None,
+                 sources=(), push=False):
         self.name = name
         self.whitelist = bool(whitelist)
         self.network = norm_network(network)
         self.source = LineSource([str(p).strip() for p in patterns if str(p).strip()], file=file,
-                                 reload=reload, parse=_matcher, name=name, log=log)
+                                 reload=reload, parse=_matcher, name=name, log=log, sources=sources, push=push)
+
+    def close(self):
+        self.source.close()
 
     @property
     def matcher(self):
@@ -56,6 +61,8 @@ class Bypass:
         if self.network and self.network != norm_network(network):
             return False
         m = self.source.value()
+        if self.source.pending:
+            return True   # a redis/http source never read: its rules are unknown, fail closed
         if m is None:
             return bool(self.network) and not self.whitelist
         return m.match_address(address) != self.whitelist

@@ -139,9 +139,9 @@ KIND_CASES = [
     ("auther plugin", "authers", {"name": "au", "auths": [{"username": "u", "password": "p"}]},
      {"name": "au", "plugin": {"type": "grpc", "addr": "127.0.0.1:8000"}},
      "error", f".plugin: plugin {UNBUILT} ({DOCS}plugin/)"),
-    ("bypass redis loader", "bypasses", {"name": "bp", "matchers": ["10.0.0.0/8"]},
-     {"name": "bp", "redis": {"addr": "127.0.0.1:6379", "key": "gost:bypasses"}},
-     "error", f".redis: Redis loader {UNBUILT} ({DOCS}bypass/)"),
+    ("bypass redis type", "bypasses", {"name": "bp", "matchers": ["10.0.0.0/8"]},
+     {"name": "bp", "redis": {"addr": "127.0.0.1:6379", "key": "gost:bypasses", "type": "list"}},
+     "error", ".redis.type: unknown value 'list' (one of: set)"),
 ]
 
 

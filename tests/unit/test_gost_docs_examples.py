@@ -241,7 +241,7 @@ bypasses:
 authers:
 - name: auther-0
   redis: {addr: 127.0.0.1:6379, db: 1, key: gost:authers:auther-0}
-""", [("error", "authers[0].redis")]),
+""", []),
     # concepts/selector.md
     ("""
 chains:

@@ -38,8 +38,9 @@ KINDS = {
 }
 
 
-def build(kind, name, items=(), file="", reload=0.0, log=None):
-    """A limiter of ``kind`` from inline lines plus ``file`` (re-read every ``reload``
-    seconds when it changed). Raises ValueError for a bad line or an unreadable file."""
+def build(kind, name, items=(), file="", reload=0.0, log=None, sources=(), push=False):
+    """A limiter of ``kind`` from inline lines plus ``file``, ``redis``, ``http`` sources
+    (re-read every ``reload``). Raises ValueError for a bad line or an unreadable file."""
     cls, _, parse = KINDS[kind]
-    return cls(name, LineSource(items, file=file, reload=reload, parse=parse, name=name, log=log))
+    return cls(name, LineSource(items, file=file, reload=reload, parse=parse, name=name, log=log,
+                                sources=sources, push=push))
