@@ -1,0 +1,124 @@
+"""Redis sources when Redis misbehaves: a restart mid-run, a key of the wrong type, Redis down
+from the start (fail closed), and objects replaced or deleted through the Web API (their
+poller and push subscription end: Redis sees the connections go)."""
+import time
+
+import yaml
+
+from .helpers import Echo, Gost, free_port
+from .peers import Api, log_records
+from .redisproc import RedisServer, need_redis, redis_srv, socks5, socks_svc, until  # noqa: F401 (fixture)
+
+
+def run(tmp_path, cfg, ports, *args):
+    path = tmp_path / "gost.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return Gost("-C", path, *args, ports=ports)
+
+
+def refused(port, echo):
+    return socks5(port, dport=echo.port) not in (0, None)
+
+
+def loader_lines(g, level):
+    return [x["msg"] for x in log_records(g, loader="redis", level=level)]
+
+
+def test_redis_restart_keeps_the_last_good_value_and_logs_once(tmp_path, redis_srv):
+    redis_srv.client().sadd("gost:bp", "127.0.0.1")
+    p = free_port()
+    cfg = {"services": [socks_svc("s", p, bypass="bp")],
+           "bypasses": [{"name": "bp", "reload": "200ms", "redis": {"addr": redis_srv.addr, "key": "gost:bp"}}]}
+    with Echo() as echo, run(tmp_path, cfg, [p]) as g:
+        assert refused(p, echo)
+        redis_srv.stop()
+        assert until(lambda: loader_lines(g, "warning"), timeout=5)
+        time.sleep(1.0)                                  # five more failed polls
+        assert refused(p, echo), "the last good rules were dropped while Redis was down"
+        warn = loader_lines(g, "warning")
+        assert len(warn) == 1 and "keeping the last good value" in warn[0], warn
+        redis_srv.start()                                # same port, empty (no persistence)
+        redis_srv.client().sadd("gost:bp", "127.0.0.9")
+        assert until(lambda: not refused(p, echo), timeout=5), g.log_text()[-2000:]
+        assert loader_lines(g, "info") == ["redis loader recovered"]
+        assert len(loader_lines(g, "warning")) == 1
+
+
+def test_wrong_key_type_is_logged_and_the_last_good_value_kept(tmp_path, redis_srv):
+    r = redis_srv.client()
+    r.sadd("gost:bp", "127.0.0.1")
+    p = free_port()
+    cfg = {"services": [socks_svc("s", p, bypass="bp")],
+           "bypasses": [{"name": "bp", "reload": "200ms", "redis": {"addr": redis_srv.addr, "key": "gost:bp"}}]}
+    with Echo() as echo, run(tmp_path, cfg, [p]) as g:
+        assert refused(p, echo)
+        r.delete("gost:bp")
+        r.set("gost:bp", "127.0.0.1")                    # a string where a set belongs
+        assert until(lambda: loader_lines(g, "warning"), timeout=5)
+        time.sleep(0.6)
+        warn = loader_lines(g, "warning")
+        assert len(warn) == 1 and "WRONGTYPE" in warn[0], warn
+        assert refused(p, echo)
+        r.delete("gost:bp")
+        r.rpush("gost:bp", "x")                          # still wrong: a list; the same reason, no new line
+        time.sleep(0.6)
+        assert len(loader_lines(g, "warning")) == 1
+        r.delete("gost:bp")
+        r.sadd("gost:bp", "10.1.1.1")
+        assert until(lambda: not refused(p, echo), timeout=5)
+        assert loader_lines(g, "info") == ["redis loader recovered"]
+
+
+def test_redis_down_from_the_start_fails_closed(tmp_path):
+    """A bypass and an admission whose Redis has never answered: their rules are unknown, so the
+    bypass refuses every target and the admission every client, until Redis answers."""
+    need_redis()
+    srv = RedisServer(tmp_path)
+    p, a = free_port(), free_port()
+    rcfg = {"addr": srv.addr, "key": "gost:rules"}
+    cfg = {"services": [socks_svc("s", p, bypass="bp"), socks_svc("a", a, admission="adm")],
+           "bypasses": [{"name": "bp", "reload": "200ms", "redis": rcfg}],
+           "admissions": [{"name": "adm", "reload": "200ms", "redis": rcfg}]}
+    with Echo() as echo, run(tmp_path, cfg, [p, a]) as g:
+        assert refused(p, echo)
+        assert socks5(a, dport=echo.port) is None
+        assert any("Connection refused" in m for m in loader_lines(g, "warning"))
+        srv.start()
+        try:
+            srv.client().sadd("gost:rules", "10.9.9.9")
+            assert until(lambda: socks5(p, dport=echo.port) == 0 and socks5(a, dport=echo.port) == 0, timeout=5)
+        finally:
+            srv.stop()
+
+
+def _subscribers(r):
+    return r.pubsub_numsub("gostg:reload")[0][1]
+
+
+def _clients(r):
+    return len(r.client_list()) - 1   # not counting this one
+
+
+def test_api_replace_and_delete_end_the_poller_and_subscription(tmp_path, redis_srv):
+    r = redis_srv.client()
+    r.sadd("gost:bp", "127.0.0.1")
+    p, api_port = free_port(), free_port()
+    cfg = {"services": [socks_svc("s", p, bypass="bp")]}
+    bp = {"name": "bp", "reload": "200ms", "redis": {"addr": redis_srv.addr, "key": "gost:bp", "pubsub": True}}
+    with Echo() as echo, run(tmp_path, cfg, [p, api_port], "-api", f"127.0.0.1:{api_port}") as g:
+        api = Api(api_port)
+        api.post("bypasses", bp)
+        assert refused(p, echo)
+        assert until(lambda: _subscribers(r) == 1)
+        for _ in range(3):                                # replaced three times: still one of each
+            api.put("bypasses", "bp", bp)
+        assert refused(p, echo)
+        time.sleep(0.5)                                   # the replaced pollers' next period
+        assert _subscribers(r) == 1
+        assert _clients(r) <= 2, r.client_list()          # one for reads, one subscribed
+        api.delete("bypasses", "bp")
+        assert until(lambda: _subscribers(r) == 0 and _clients(r) == 0, timeout=5), r.client_list()
+        gets = r.info("commandstats").get("cmdstat_smembers", {}).get("calls", 0)
+        time.sleep(0.6)
+        assert r.info("commandstats").get("cmdstat_smembers", {}).get("calls", 0) == gets, "a poller still runs"
+        assert g.proc.poll() is None

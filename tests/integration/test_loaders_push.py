@@ -1,0 +1,85 @@
+"""Push, not poll (issue 16 must 3): ``redis: {…, pubsub: true}``. Three gostg processes share
+one redis-server; a bypass entry added there and announced with ``PUBLISH gostg:reload <key>``
+is refused by all three within 100 ms, though none polls (no ``reload``). With the server's
+keyspace notifications on, a plain SADD does the same."""
+import time
+
+import yaml
+
+from .helpers import Echo, Gost, free_port
+from .redisproc import redis_srv, socks5, socks_svc, until  # noqa: F401 (fixture)
+
+LIMIT = 0.100
+
+
+def start(tmp_path, i, redis_addr, key):
+    p = free_port()
+    cfg = {"services": [socks_svc("s", p, bypass="bp")],
+           "bypasses": [{"name": "bp", "redis": {"addr": redis_addr, "key": key, "pubsub": True}}]}
+    path = tmp_path / f"gost{i}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return Gost("-C", path, ports=[p]).start(), p
+
+
+def refused_by_all(ports, echo, deadline):
+    """Probe every instance every few ms until all refuse → seconds it took, or None at deadline."""
+    t0 = time.monotonic()
+    pending = set(ports)
+    while pending and time.monotonic() < deadline:
+        for p in list(pending):
+            if socks5(p, dport=echo.port, timeout=1) not in (0, None):
+                pending.discard(p)
+        if pending:
+            time.sleep(0.003)
+    return None if pending else time.monotonic() - t0
+
+
+def _measure(r, ports, echo, change):
+    """Run ``change`` (the write) and time until all instances refuse; bounded retries, since a
+    2-core box shared with other jobs may stall one sample."""
+    took = []
+    for attempt in range(3):
+        r.delete("gost:push")
+        r.publish("gostg:reload", "gost:push")
+        assert until(lambda: all(socks5(p, dport=echo.port) == 0 for p in ports), timeout=5)
+        t0 = time.monotonic()
+        change(attempt)
+        t = refused_by_all(ports, echo, t0 + 2.0)
+        assert t is not None, "an instance never refused"
+        took.append(time.monotonic() - t0)
+        if took[-1] < LIMIT:
+            return took
+    return took
+
+
+def test_three_instances_refuse_within_100ms_of_a_publish(tmp_path, redis_srv):
+    r = redis_srv.client()
+    gs = []
+    try:
+        with Echo() as echo:
+            for i in range(3):
+                gs.append(start(tmp_path, i, redis_srv.addr, "gost:push"))
+            ports = [p for _, p in gs]
+            assert until(lambda: r.pubsub_numsub("gostg:reload")[0][1] == 3, timeout=5)
+
+            def change(_):
+                r.sadd("gost:push", "127.0.0.1")
+                r.publish("gostg:reload", "gost:push")
+
+            took = _measure(r, ports, echo, change)
+            assert took[-1] < LIMIT, f"all three refused after {[round(t * 1000) for t in took]} ms"
+    finally:
+        for g, _ in gs:
+            g.__exit__(None, None, None)   # stops it by PID
+
+
+def test_keyspace_notifications_make_a_plain_sadd_enough(tmp_path, redis_srv):
+    """The operator turned keyspace notifications on (gostg never changes server config)."""
+    r = redis_srv.client()
+    r.config_set("notify-keyspace-events", "Ks")
+    with Echo() as echo:
+        g, p = start(tmp_path, 0, redis_srv.addr, "gost:push")
+        with g:
+            assert until(lambda: r.pubsub_numsub("__keyspace@0__:gost:push")[0][1] == 1, timeout=5)
+            took = _measure(r, [p], echo, lambda _: r.sadd("gost:push", "127.0.0.1"))
+            assert took[-1] < LIMIT, f"refused after {[round(t * 1000) for t in took]} ms"
