@@ -18,6 +18,7 @@ import threading
 import weakref
 
 from . import redisconn
+from .source import off_hub
 
 CHANNEL = "gostg:reload"
 RETRY_MIN, RETRY_MAX = 0.2, 2.0
@@ -117,7 +118,7 @@ class Subscriber:
                 ps = client.pubsub(ignore_subscribe_messages=True)
                 try:
                     keys = me._keys()
-                    ps.subscribe(CHANNEL, *[keyspace_channel(me.db, k) for k in keys])
+                    off_hub(ps.subscribe, CHANNEL, *[keyspace_channel(me.db, k) for k in keys])
                     if failing is not None:
                         if me.log is not None:
                             me.log.info("redis push recovered", source=me.where)
@@ -130,12 +131,12 @@ class Subscriber:
                         if want != keys:
                             new, gone = want - keys, keys - want
                             if new:
-                                ps.subscribe(*[keyspace_channel(me.db, k) for k in new])
+                                off_hub(ps.subscribe, *[keyspace_channel(me.db, k) for k in new])
                             if gone:
-                                ps.unsubscribe(*[keyspace_channel(me.db, k) for k in gone])
+                                off_hub(ps.unsubscribe, *[keyspace_channel(me.db, k) for k in gone])
                             keys = want
                         me = None
-                        msg = ps.get_message(timeout=WAIT)
+                        msg = off_hub(ps.get_message, True, WAIT)
                         me = ref()
                         if me is None:
                             return

@@ -24,6 +24,31 @@ import weakref
 from .fetch import FileFetcher
 
 
+def off_hub(fn, *args):
+    """``fn(*args)`` without stalling the hub: directly where sockets are gevent's (bin/gostg,
+    a patched host app); in a worker thread of gevent's pool where they are not (an unpatched
+    app's gostg hub thread), since redis-py and urllib would otherwise block every connection."""
+    from ..config.remote import _gevent_sockets
+
+    if _gevent_sockets():
+        return fn(*args)
+    import gevent
+
+    ok, v = gevent.get_hub().threadpool.apply(_caught, (fn, args))
+    if not ok:
+        raise v
+    return v
+
+
+def _caught(fn, args):
+    # the worker thread never raises: a read cut short by close() (its greenlet gone) would
+    # otherwise print a traceback from gevent's pool
+    try:
+        return True, fn(*args)
+    except Exception as exc:
+        return False, exc
+
+
 def _reason(exc):
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
@@ -117,7 +142,7 @@ class LineSource:
         if not force and self._lines[i] is not None and not f.changed():
             return False
         try:
-            lines = f.fetch()
+            lines = f.fetch() if f.kind == "file" else off_hub(f.fetch)
         except Exception as exc:  # any failure: that source keeps its last good lines
             self._warn(i, _reason(exc))
             return False

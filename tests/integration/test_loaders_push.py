@@ -83,3 +83,45 @@ def test_keyspace_notifications_make_a_plain_sadd_enough(tmp_path, redis_srv):
             assert until(lambda: r.pubsub_numsub("__keyspace@0__:gost:push")[0][1] == 1, timeout=5)
             took = _measure(r, [p], echo, lambda _: r.sadd("gost:push", "127.0.0.1"))
             assert took[-1] < LIMIT, f"refused after {[round(t * 1000) for t in took]} ms"
+
+
+def test_thread_mode_embedding_reads_and_pushes_without_stalling(tmp_path, redis_srv):
+    """An unpatched app (``thread=True``): redis-py's sockets are the stdlib's there, so reads
+    and the subscription wait in gevent's thread pool, not in gostg's hub. Connections are served
+    while the subscriber waits; a push applies; stop() leaves no Redis connection behind."""
+    from .test_embed import run_script
+
+    p = free_port()
+    r = redis_srv.client()
+    body = f"""
+        import socket, struct, time, redis
+        r = redis.Redis(port={redis_srv.port})
+        cfg = {{"services": [{{"name": "s", "addr": "127.0.0.1:{p}", "bypass": "bp",
+                              "handler": {{"type": "socks5"}}, "listener": {{"type": "tcp"}}}}],
+               "bypasses": [{{"name": "bp", "redis": {{"addr": "127.0.0.1:{redis_srv.port}", "key": "k",
+                                                     "pubsub": True}}}}]}}
+        g = gostg.Gost(cfg, thread=True).start()
+
+        def probe():
+            s = socket.create_connection(("127.0.0.1", {p}), timeout=3)
+            s.sendall(b"\\x05\\x01\\x00"); s.recv(2)
+            s.sendall(b"\\x05\\x01\\x00\\x01" + socket.inet_aton("127.0.0.1") + struct.pack(">H", {redis_srv.port}))
+            rep = s.recv(10); s.close(); return rep[1]
+
+        deadline = time.monotonic() + 5
+        while r.pubsub_numsub("gostg:reload")[0][1] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        t = time.monotonic()
+        codes = [probe() for _ in range(20)]
+        print("probes", codes == [0] * 20, time.monotonic() - t < 2)
+        r.sadd("k", "127.0.0.1"); r.publish("gostg:reload", "k")
+        deadline = time.monotonic() + 3
+        while probe() == 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        print("refused", probe() != 0)
+        g.stop()
+    """
+    res = run_script(body, tmp_path)
+    assert "probes True True" in res.stdout and "refused True" in res.stdout, res.stdout + res.stderr[-3000:]
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert until(lambda: len(r.client_list()) == 1), r.client_list()
