@@ -108,6 +108,17 @@ def wait_port(port, proc=None, timeout=15.0):
     return False
 
 
+def terminate(proc):
+    """SIGTERM a Popen by its PID, SIGKILL after 5 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def cpu_seconds(pid):
     """utime + stime of the whole process (all threads) from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as f:
@@ -461,13 +472,7 @@ def check_pproxy_loop():
     try:
         ok = wait_port(p.socks_port, proc, timeout=8)
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        terminate(proc)
         p.logf.close()
     text = p.log_text()
     info["plain_pproxy_runs"] = ok

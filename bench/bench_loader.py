@@ -131,13 +131,7 @@ def main():
               f"{args.duration:g}s.")
     finally:
         for pr in reversed(procs):
-            if pr.poll() is None:
-                pr.terminate()
-                try:
-                    pr.wait(5)
-                except subprocess.TimeoutExpired:
-                    pr.kill()
-                    pr.wait(5)
+            B.terminate(pr)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -34,11 +34,9 @@ def keyspace_channel(db, key):
 
 
 def watch(source):
-    """Subscribe ``source``'s redis fetchers (those with ``push``) to changes of their key."""
-    for f in source.fetchers:
-        if f.kind != "redis":
-            continue
-        with _lock:
+    """Subscribe ``source``'s redis fetchers to changes of their key."""
+    with _lock:
+        for f in _redis(source):
             sub = _subscribers.get(f.conn)
             if sub is None:
                 sub = _subscribers[f.conn] = Subscriber(f.conn, f.cfg, source.log)
@@ -46,13 +44,15 @@ def watch(source):
 
 
 def unwatch(source):
-    for f in source.fetchers:
-        if f.kind != "redis":
-            continue
-        with _lock:
+    with _lock:
+        for f in _redis(source):
             sub = _subscribers.get(f.conn)
             if sub is not None and sub.remove(f.key, source):
                 del _subscribers[f.conn]
+
+
+def _redis(source):
+    return [f for f in source.fetchers if f.kind == "redis"]
 
 
 class Subscriber:

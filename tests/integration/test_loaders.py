@@ -8,7 +8,7 @@ import time
 import pytest
 import yaml
 
-from .helpers import Echo, Gost, Origin, free_port
+from .helpers import Echo, Gost, HTTPServerThread, Origin, free_port
 from .peers import curl_code, log_records
 from .redisproc import redis_srv, socks5, socks_svc, until  # noqa: F401 (fixture)
 from .test_limiter import svc as http_svc, tunnel
@@ -151,7 +151,7 @@ class _Files(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-class FileServer:
+class FileServer(HTTPServerThread):
     def __init__(self, files):
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
         self.server.files = files
@@ -159,14 +159,6 @@ class FileServer:
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def test_inline_file_redis_http_combine_in_gosts_order(tmp_path, redis_srv, origin):
