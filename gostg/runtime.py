@@ -234,16 +234,19 @@ class Gost:
 
     # -- build and run --------------------------------------------------------------------
 
-    def _build_objects(self, cfg):
-        """→ {kind: {name: object}} for every named object of ``cfg`` (no side effects)."""
+    def _build_objects(self, cfg, reuse=None):
+        """→ {kind: {name: object}} for every named object of ``cfg`` (no side effects);
+        ``reuse(kind, o)`` may return a running object to keep instead of building ``o``."""
         built = {}
         try:
             for kind in OBJECT_KINDS:
                 built[kind] = {}
                 for i, o in enumerate(cfg.get(kind) or []):
-                    built[kind][o["name"]] = build_object(kind, o, f"{kind}[{i}]", self.registries)
-        except BaseException:
-            _close_dropped(built, {})
+                    kept = reuse(kind, o) if reuse is not None else None
+                    built[kind][o["name"]] = kept if kept is not None else build_object(
+                        kind, o, f"{kind}[{i}]", self.registries)
+        except BaseException:   # stop what the new objects started (not the running ones kept)
+            _close_dropped(built, {k: dict(getattr(self.registries, k).items()) for k in LOADER_KINDS})
             raise
         return built
 
@@ -409,16 +412,16 @@ class Gost:
             if cur is not None and old.get(o["name"]) == o:
                 objects["observers"][o["name"]] = cur
 
-    def _keep_loaders(self, cfg, objects):
+    def _unchanged_loader(self, kind, o):
         """An object reading redis/http whose config did not change stays the same object over a
         reload (-R reloads every period): no re-read, no new poller or subscription."""
-        for kind in LOADER_KINDS:
-            old = {o.get("name"): o for o in self.config.get(kind) or []}
-            for o in cfg.get(kind) or []:
-                cur = getattr(self.registries, kind).get(o["name"])
-                if cur is not None and old.get(o["name"]) == o and _networked(cur):
-                    _close_loader(objects[kind][o["name"]])
-                    objects[kind][o["name"]] = cur
+        if kind not in LOADER_KINDS:
+            return None
+        cur = getattr(self.registries, kind).get(o["name"])
+        if cur is None or not _networked(cur):
+            return None
+        old = next((x for x in self.config.get(kind) or [] if x.get("name") == o["name"]), None)
+        return cur if old == o else None
 
     def _observers_changed(self, before):
         """Observers were installed: start their greenlets (a running gostg only), close the
@@ -793,9 +796,8 @@ class Gost:
                 errors = [p for p in problems + dangling_refs(cfg) if p.level == ERROR]
                 if errors:
                     raise ConfigError("", "; ".join(str(p) for p in errors))
-                objects = self._build_objects(cfg)
+                objects = self._build_objects(cfg, self._unchanged_loader)
                 self._keep_observers(cfg, objects)
-                self._keep_loaders(cfg, objects)
                 named_loggers = _loggers.build(cfg)
             old_cfgs = {o["name"]: o for o in self.config.get("services") or []}
             new_cfgs = {o["name"]: o for o in cfg.get("services") or []}

@@ -122,3 +122,30 @@ def test_api_replace_and_delete_end_the_poller_and_subscription(tmp_path, redis_
         time.sleep(0.6)
         assert r.info("commandstats").get("cmdstat_smembers", {}).get("calls", 0) == gets, "a poller still runs"
         assert g.proc.poll() is None
+
+
+def test_periodic_config_reload_keeps_an_unchanged_redis_object_and_replaces_a_changed_one(tmp_path, redis_srv):
+    """-R re-reads the config every period: an unchanged redis-backed bypass stays the same
+    object (one subscription, no re-read per period); editing its key replaces it cleanly."""
+    r = redis_srv.client()
+    r.sadd("k1", "127.0.0.1")
+    p = free_port()
+
+    def cfg(key):
+        return {"services": [socks_svc("s", p, bypass="bp")],
+                "bypasses": [{"name": "bp", "redis": {"addr": redis_srv.addr, "key": key, "pubsub": True}}]}
+
+    path = tmp_path / "gost.yaml"
+    path.write_text(yaml.safe_dump(cfg("k1")))
+    with Echo() as echo, Gost("-C", path, "-R", "0.2s", ports=[p]) as g:
+        assert refused(p, echo)
+        assert until(lambda: _subscribers(r) == 1)
+        reads = r.info("commandstats").get("cmdstat_smembers", {}).get("calls", 0)
+        time.sleep(1.0)                                   # five config reloads
+        assert r.info("commandstats").get("cmdstat_smembers", {}).get("calls", 0) == reads
+        path.write_text(yaml.safe_dump(cfg("k2")))        # k2 is empty: nothing refused
+        assert until(lambda: not refused(p, echo), timeout=5), g.log_text()[-2000:]
+        assert until(lambda: _subscribers(r) == 1 and _clients(r) <= 2), r.client_list()
+        r.sadd("k2", "127.0.0.1")
+        r.publish("gostg:reload", "k2")
+        assert until(lambda: refused(p, echo), timeout=3)
