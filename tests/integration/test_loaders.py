@@ -48,11 +48,12 @@ def test_bypass_and_admission_read_redis_sets(tmp_path, redis_srv):
 
 
 def test_auther_reads_a_redis_hash(tmp_path, redis_srv, origin):
-    r = redis_srv.client()
+    r = redis_srv.client(db=3)
     r.hset("gost:auth", mapping={"alice": "s3cret", "bob": "pw with # and spaces"})
+    redis_srv.client().hset("gost:auth", "alice", "db0")   # the same key in another database
     p = free_port()
     cfg = {"services": [socks_svc("s", p, handler={"type": "socks5", "auther": "au"})],
-           "authers": [{"name": "au", "reload": "200ms", "redis": rds(redis_srv, "gost:auth", type="hash")}]}
+           "authers": [{"name": "au", "reload": "200ms", "redis": rds(redis_srv, "gost:auth", type="hash", db=3)}]}
     url = f"{origin.url}/"
 
     def get(user, pw):
@@ -61,7 +62,7 @@ def test_auther_reads_a_redis_hash(tmp_path, redis_srv, origin):
     with run(tmp_path, cfg, [p]):
         assert get("alice", "s3cret") == 200
         assert socks5(p, dport=origin.port, user="bob", password="pw with # and spaces") == 0
-        assert get("alice", "wrong") == 0 and get("mallory", "s3cret") == 0
+        assert get("alice", "wrong") == 0 and get("mallory", "s3cret") == 0 and get("alice", "db0") == 0
         r.hset("gost:auth", "alice", "changed")
         assert until(lambda: get("alice", "changed") == 200)
         assert get("alice", "s3cret") == 0

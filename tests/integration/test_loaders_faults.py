@@ -149,3 +149,22 @@ def test_periodic_config_reload_keeps_an_unchanged_redis_object_and_replaces_a_c
         r.sadd("k2", "127.0.0.1")
         r.publish("gostg:reload", "k2")
         assert until(lambda: refused(p, echo), timeout=3)
+
+
+def test_redis_password_and_a_wrong_one(tmp_path, redis_srv):
+    """``password`` is sent; a wrong one is a failing source: logged, and fail closed."""
+    r = redis_srv.client()
+    r.config_set("requirepass", "right")
+    r = redis_srv.client()
+    r.connection_pool.connection_kwargs["password"] = "right"
+    r.sadd("gost:bp", "10.1.1.1")
+    p, q = free_port(), free_port()
+    cfg = {"services": [socks_svc("good", p, bypass="good"), socks_svc("bad", q, bypass="bad")],
+           "bypasses": [{"name": "good", "redis": {"addr": redis_srv.addr, "key": "gost:bp", "password": "right"}},
+                        {"name": "bad", "redis": {"addr": redis_srv.addr, "key": "gost:bp", "password": "wrong"}}]}
+    with Echo() as echo, run(tmp_path, cfg, [p, q]) as g:
+        assert socks5(p, dport=echo.port) == 0
+        assert refused(q, echo)
+        warn = [x for x in log_records(g, loader="redis", level="warning") if x.get("name") == "bad"]
+        assert len(warn) == 1 and "keeping the last good value" in warn[0]["msg"], g.log_text()[-2000:]
+        assert "wrong" not in g.log_text() and "right" not in g.log_text()
