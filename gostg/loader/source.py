@@ -81,6 +81,9 @@ class LineSource:
             else:
                 self._read(i)
         self._value = self._initial_value()
+        #: True while a redis/http source has never been read: its items are unknown. A plain
+        #: attribute: objects that decide who gets in look at it on every connection.
+        self.pending = any(ls is None for ls in self._lines)
         self._next = clock() + self.reload
         if self.networked and self.reload > 0:
             import gevent
@@ -111,11 +114,6 @@ class LineSource:
                 self._warn(i, "has lines that do not parse; not used until they do")
                 self._lines[i] = None
         return self.parse(self._combined())
-
-    @property
-    def pending(self):
-        """True while a redis/http source has never been read: its items are unknown."""
-        return any(ls is None for ls in self._lines)
 
     def value(self):
         if not self.networked and self.reload > 0 and self.file:
@@ -156,7 +154,6 @@ class LineSource:
         return True
 
     def _reread(self, force):
-        saved = list(self._lines)
         changed = False
         for i in range(len(self.fetchers)):
             if self._closed:
@@ -165,13 +162,15 @@ class LineSource:
         if not changed:
             return
         try:
-            self._value = self.parse(self._combined())
+            value = self.parse(self._combined())
         except Exception as exc:  # any parse failure: keep serving with the last good value
-            self._lines = saved
+            # (the bad lines stay read: unchanged, they are not parsed or logged again)
             if self.log is not None:
                 self.log.warning(f"reload failed, keeping the last good value: {exc}",
                                  kind="source", name=self.name)
             return
+        self._value = value
+        self.pending = any(ls is None for ls in self._lines)
         if self.log is not None:
             self.log.info("reloaded", kind="source", name=self.name,
                           **({"file": self.file} if self.file and not self.networked else {}))

@@ -247,3 +247,26 @@ def test_one_pool_per_redis_and_released_with_its_last_user():
     redisconn.release(b)
     redisconn.release(c)
     assert key not in redisconn._pools
+
+
+def test_bad_lines_from_redis_are_logged_once_not_every_poll():
+    log = Log()
+    a = Fake(["1"])
+    src = LineSource([], sources=[a], parse=lambda ls: [int(x) for x in ls], log=log)
+    a.result = ["x"]
+    for _ in range(4):
+        src.refresh()
+    assert src.value() == [1]
+    assert sum("reload failed" in m for _, m in log.lines) == 1
+
+
+def test_pending_until_every_network_source_was_read():
+    a, b = Fake(["1"]), Fake(ConnectionError("down"))
+    src = LineSource([], sources=[a, b])
+    assert src.pending
+    a.result = ["2"]
+    src.refresh()
+    assert src.pending and src.value() == ["2"]
+    b.result = ["3"]
+    src.refresh()
+    assert not src.pending and src.value() == ["2", "3"]
