@@ -72,15 +72,20 @@ class LineSource:
         self._busy = self._again = self._closed = False
         self._poller = None
         self._pushed = False
-        for i, f in enumerate(self.fetchers):
-            if f.kind == "file":
-                try:
-                    self._lines[i] = f.fetch()
-                except OSError as exc:
-                    raise ValueError(f"cannot read {f.path}: {exc.strerror or exc}") from None
-            else:
-                self._read(i)
-        self._value = self._initial_value()
+        try:
+            for i, f in enumerate(self.fetchers):
+                if f.kind == "file":
+                    try:
+                        self._lines[i] = f.fetch()
+                    except OSError as exc:
+                        raise ValueError(f"cannot read {f.path}: {exc.strerror or exc}") from None
+                else:
+                    self._read(i)
+            self._value = self._initial_value()
+        except BaseException:   # a config error: the Redis clients made for it are released
+            for f in self.fetchers:
+                f.close()
+            raise
         #: True while a redis/http source has never been read: its items are unknown. A plain
         #: attribute: objects that decide who gets in look at it on every connection.
         self.pending = any(ls is None for ls in self._lines)

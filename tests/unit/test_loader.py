@@ -270,3 +270,10 @@ def test_pending_until_every_network_source_was_read():
     b.result = ["3"]
     src.refresh()
     assert not src.pending and src.value() == ["2", "3"]
+
+
+def test_a_source_that_fails_to_build_closes_its_fetchers(tmp_path):
+    a = Fake(["1"])
+    with pytest.raises(ValueError, match="cannot read"):
+        LineSource([], file=str(tmp_path / "missing"), sources=[a])
+    assert a.closed
