@@ -168,3 +168,51 @@ def test_redis_password_and_a_wrong_one(tmp_path, redis_srv):
         warn = [x for x in log_records(g, loader="redis", level="warning") if x.get("name") == "bad"]
         assert len(warn) == 1 and "keeping the last good value" in warn[0]["msg"], g.log_text()[-2000:]
         assert "wrong" not in g.log_text() and "right" not in g.log_text()
+
+
+def test_a_slow_http_source_times_out_and_never_stalls_connections(tmp_path):
+    """An HTTP source that stops answering: each read ends at ``timeout`` (logged once), the last
+    good rules stay, and connections are decided at once meanwhile (the read waits in its own
+    greenlet)."""
+    import http.server
+    import threading
+
+    state = {"slow": False}
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            if state["slow"]:
+                time.sleep(2.0)
+            body = b"127.0.0.1\n"
+            try:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:
+                pass   # gostg gave up waiting (the timeout under test)
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    p = free_port()
+    cfg = {"services": [socks_svc("s", p, bypass="bp")],
+           "bypasses": [{"name": "bp", "reload": "200ms",
+                         "http": {"url": f"http://127.0.0.1:{srv.server_address[1]}/rules", "timeout": "300ms"}}]}
+    try:
+        with Echo() as echo, run(tmp_path, cfg, [p]) as g:
+            assert refused(p, echo)
+            state["slow"] = True
+            assert until(lambda: [x for x in log_records(g, loader="http") if "timed out" in x["msg"]], timeout=5)
+            t0 = time.monotonic()
+            for _ in range(20):
+                assert refused(p, echo)
+            assert time.monotonic() - t0 < 1.0, "connections waited for the HTTP source"
+            time.sleep(0.8)
+            assert len([x for x in log_records(g, loader="http") if x.get("level") == "warning"]) == 1
+    finally:
+        srv.shutdown()
+        srv.server_close()
