@@ -9,7 +9,7 @@ denies when any member denies. The Service closes a denied connection without a 
 import gevent
 from gevent import socket
 
-from .group import LateGroup
+from .group import LateGroup, UnreadSource
 from .matcher import Matcher, go_split_host_port, is_ip_rule
 from .source import LineSource
 
@@ -62,7 +62,7 @@ class Admission:
         host = hp[0] if hp is not None and hp[0] else address
         m = self.source.value()
         if self.source.pending:
-            return False   # a redis/http source never read: its rules are unknown, fail closed
+            raise UnreadSource("admissions", self.name)   # rules unknown: refused, with a log line
         hit = m.match(host)
         return hit if self.whitelist else not hit
 

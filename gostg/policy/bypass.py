@@ -15,9 +15,10 @@ itself (hop 0 → direct), a node is left out of selection.
 Rules come from ``matchers`` plus an optional ``file`` re-read every ``reload`` (LineSource,
 lazily, on use) and ``redis`` (a SET) / ``http`` sources (:mod:`gostg.loader.source`); the
 matcher is rebuilt only when the items changed. A redis/http source that has never been read
-(down since start) makes the bypass match everything: its rules are unknown, so it fails closed.
+(down since start) makes the bypass raise UnreadSource (a MissingReference): its rules are
+unknown, so the connection is refused — a hop's bypass does not send it direct.
 """
-from .group import LateGroup, lookup
+from .group import LateGroup, UnreadSource, lookup
 from .matcher import Matcher
 from .source import LineSource
 
@@ -62,7 +63,7 @@ class Bypass:
             return False
         m = self.source.value()
         if self.source.pending:
-            return True   # a redis/http source never read: its rules are unknown, fail closed
+            raise UnreadSource("bypasses", self.name)   # rules unknown: refuse, never go direct
         if m is None:
             return bool(self.network) and not self.whitelist
         return m.match_address(address) != self.whitelist

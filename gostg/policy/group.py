@@ -28,6 +28,17 @@ class MissingReference(DialError):
         self.name = name
 
 
+class UnreadSource(MissingReference):
+    """An object whose redis/http source has never been read (down since start): its rules
+    are unknown, so it refuses as a missing object does — a service refuses the connection, a
+    hop's dial fails; neither goes direct nor lets the client in."""
+
+    def __init__(self, kind, name):
+        DialError.__init__(self, f"{NOUNS.get(kind, kind)} {name!r}: its redis/http source has not been read yet")
+        self.kind = kind
+        self.name = name
+
+
 def lookup(registries, kind, name):
     """The live object ``name`` of ``kind``; MissingReference when there is none."""
     obj = getattr(registries, kind).get(name) if registries is not None and name else None

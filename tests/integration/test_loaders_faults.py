@@ -71,21 +71,32 @@ def test_wrong_key_type_is_logged_and_the_last_good_value_kept(tmp_path, redis_s
 
 def test_redis_down_from_the_start_fails_closed(tmp_path):
     """A bypass and an admission whose Redis has never answered: their rules are unknown, so the
-    bypass refuses every target and the admission every client, until Redis answers."""
+    service's bypass refuses every target, the admission every client, and a hop's bypass fails
+    the dial instead of sending the connection direct — until Redis answers."""
     need_redis()
     srv = RedisServer(tmp_path)
-    p, a = free_port(), free_port()
+    p, a, h, dead = free_port(), free_port(), free_port(), free_port()
     rcfg = {"addr": srv.addr, "key": "gost:rules"}
-    cfg = {"services": [socks_svc("s", p, bypass="bp"), socks_svc("a", a, admission="adm")],
+    hop = {"name": "hop", "bypass": "bp", "nodes": [{"name": "n", "addr": f"127.0.0.1:{dead}",
+                                                     "connector": {"type": "socks5"}, "dialer": {"type": "tcp"}}]}
+    cfg = {"services": [socks_svc("s", p, bypass="bp"), socks_svc("a", a, admission="adm"),
+                        socks_svc("h", h, handler={"type": "socks5", "chain": "c"})],
+           "chains": [{"name": "c", "hops": [hop]}],
            "bypasses": [{"name": "bp", "reload": "200ms", "redis": rcfg}],
            "admissions": [{"name": "adm", "reload": "200ms", "redis": rcfg}]}
-    with Echo() as echo, run(tmp_path, cfg, [p, a]) as g:
+    with Echo() as echo, run(tmp_path, cfg, [p, a, h]) as g:
         assert refused(p, echo)
         assert socks5(a, dport=echo.port) is None
+        assert refused(h, echo), "the hop's unread bypass sent the connection direct"
         assert any("Connection refused" in m for m in loader_lines(g, "warning"))
+        assert "its redis/http source has not been read yet: connection refused" in g.log_text()
         srv.start()
         try:
-            srv.client().sadd("gost:rules", "10.9.9.9")
+            srv.client().sadd("gost:rules", "127.0.0.1")
+            assert until(lambda: socks5(a, dport=echo.port) is None and socks5(p, dport=echo.port) not in (0, None)
+                         and "loader recovered" in g.log_text(), timeout=5)
+            assert socks5(h, dport=echo.port) == 0        # now the hop's bypass lets it go direct
+            srv.client().delete("gost:rules")
             assert until(lambda: socks5(p, dport=echo.port) == 0 and socks5(a, dport=echo.port) == 0, timeout=5)
         finally:
             srv.stop()

@@ -14,6 +14,7 @@ from gostg.loader.source import LineSource
 from gostg.policy.admission import Admission
 from gostg.policy.auth import parse_auth_lines
 from gostg.policy.bypass import Bypass
+from gostg.policy.group import UnreadSource
 from gostg.policy.limiter import parse_counts, parse_rates, parse_traffic
 
 
@@ -151,10 +152,12 @@ def test_never_read_source_fails_closed_for_bypass_and_admission():
     down = ConnectionError("down")
     b = Bypass("b", ["10.0.0.1"], sources=[Fake(down)])
     a = Admission("a", [], sources=[Fake(down)])
-    assert b.contains("tcp", "example.com:80")           # blacklist: everything bypassed
-    assert not a.admit("127.0.0.1:5")
     wb = Bypass("w", ["10.0.0.1"], whitelist=True, sources=[Fake(down)])
-    assert wb.contains("tcp", "10.0.0.1:80")
+    for check in (lambda: b.contains("tcp", "example.com:80"), lambda: a.admit("127.0.0.1:5"),
+                  lambda: wb.contains("tcp", "10.0.0.1:80")):
+        with pytest.raises(UnreadSource, match="source has not been read yet"):
+            check()
+    assert not b.contains("tcp", "")   # no address: nothing to judge, nothing raised
     b.source.fetchers[0].result = ["10.0.0.2"]
     b.source.refresh()
     assert not b.contains("tcp", "example.com:80") and b.contains("tcp", "10.0.0.2:1")
