@@ -1,8 +1,9 @@
 """Static host mappings, consulted before any resolver (GOST ``hosts`` objects).
 
 Rules (go-gost/x hosts/hosts.go, docs concepts/hosts.md):
-1. The table is the inline ``mappings`` (ip, hostname, aliases) plus the lines of ``file`` in
-   /etc/hosts format (``ip name alias…``, ``#`` starts a comment), re-read every ``reload``.
+1. The table is the inline ``mappings`` (ip, hostname, aliases) plus the lines of ``file``,
+   ``redis`` (a SET or LIST) and ``http`` in /etc/hosts format (``ip name alias…``, ``#``
+   starts a comment), re-read every ``reload``.
    File lines with fewer than two fields or a bad IP are skipped; an inline bad IP is a
    config error (it is caught when the object is built).
 2. Lookup: the exact name, then ``.name``, then ``.parent`` entries from the nearest parent

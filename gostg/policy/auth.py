@@ -2,7 +2,8 @@
 
 Rules (go-gost/x auth/auth.go, auth/whitelist.go, config/parsing/auth):
 1. An auther's table is its inline ``auths`` overlaid by the ``user pass`` lines of its
-   ``file`` (re-read every ``reload``); a line with no password maps the user to "".
+   ``file``, then its ``redis`` HASH (field user, value password), then its ``http`` source
+   (all re-read every ``reload``; later wins); a line with no password maps the user to "".
 2. A user whose password is "" passes with any password; an empty table refuses everyone.
 3. A passing user's name is the client ID (it feeds the hash selector).
 4. A group passes when any member passes; members are looked up by name at use time, so an
@@ -49,7 +50,7 @@ def _check(users, username, password):
 
 
 class Auther:
-    """One named auther: inline ``users`` ({user: password}) plus an optional reloaded file."""
+    """One named auther: inline ``users`` ({user: password}) plus file/redis/http sources."""
 
     def __init__(self, name, users=None, file="", reload=0.0, log=None, clock=None, sources=(), push=False):
         self.name = name

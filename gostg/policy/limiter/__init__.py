@@ -12,7 +12,8 @@ Rules:
 4. Shaping pays after reading and before writing, never more than one burst at a time, and
    sleeps once for exactly the debt it ran into. A connection no limit applies to is never
    wrapped, so unlimited tunnels keep relay's plain-socket fast path.
-5. Later lines win over earlier ones for the same scope (the file comes after inline ``limits``).
+5. Later lines win over earlier ones for the same scope (inline ``limits``, then ``file``,
+   ``redis`` (a SET or LIST), ``http``).
 
 Modules: ``common`` (scopes, tables, the line format), ``bucket`` (the token bucket),
 ``traffic``, ``conn``, ``rate`` (one limiter kind each). The names below are the package's API.
