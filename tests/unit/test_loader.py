@@ -280,3 +280,14 @@ def test_a_source_that_fails_to_build_closes_its_fetchers(tmp_path):
     with pytest.raises(ValueError, match="cannot read"):
         LineSource([], file=str(tmp_path / "missing"), sources=[a])
     assert a.closed
+
+
+@given(st.lists(st.text(max_size=30), max_size=5))
+def test_limiter_lines_from_anywhere_parse_or_raise_valueerror(lines):
+    """Whatever a Redis key holds, a limiter parse either succeeds or raises ValueError (which
+    keeps the last good limits, logged once)."""
+    for parse in (parse_traffic, parse_counts, parse_rates):
+        try:
+            parse(lines)
+        except ValueError:
+            pass
