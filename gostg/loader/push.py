@@ -64,7 +64,8 @@ class Subscriber:
         self.cfg = cfg
         # one subscriber serves many objects: its lines name none of them
         unbind = getattr(log, "try_unbind", None)
-        self.log = unbind("kind", "name").bind(kind="loader") if unbind is not None else log
+        base = unbind("kind", "name") if callable(unbind) else None
+        self.log = base.bind(kind="loader") if hasattr(base, "bind") else log
         self.where = f"redis://{conn[0]}:{conn[1]}/{conn[2]}"
         self.watchers = {}   # key -> WeakSet of sources
         self.ready = threading.Event()   # set once subscribed (tests, and the first push)

@@ -227,3 +227,22 @@ def test_a_slow_http_source_times_out_and_never_stalls_connections(tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_check_and_output_with_redis_sources(tmp_path):
+    """--check builds the objects: a Redis that is down is a warning there (serving would start
+    and retry), not an error; -O does not connect at all."""
+    from .helpers import run_gostg
+
+    dead = free_port()
+    cfg = {"services": [socks_svc("s", free_port(), bypass="bp", admission="adm")],
+           "bypasses": [{"name": "bp", "reload": "1s", "redis": {"addr": f"127.0.0.1:{dead}", "pubsub": True}}],
+           "admissions": [{"name": "adm", "http": {"url": f"http://127.0.0.1:{dead}/adm", "timeout": "1s"}}]}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    c = run_gostg("--check", "-C", path)
+    out = c.stdout + c.stderr
+    assert c.returncode == 0, out
+    assert "config warning: redis loader: Error 111 connecting" in out and "config warning: http loader:" in out, out
+    o = run_gostg("-O", "json", "-C", path)
+    assert o.returncode == 0 and '"pubsub": true' in o.stdout, o.stderr
