@@ -12,7 +12,8 @@ Reading:
    never waits for the network: it returns the value the last read built.
 3. Each source keeps its last good lines: one that fails (down, timeout, wrong Redis key type,
    an HTTP error) keeps serving them, logged once when it starts failing and once when it
-   recovers. A combined result that does not parse keeps the whole last good value.
+   recovers, and is retried less often while it fails (1 s, 2 s, 4 s, then every 5 s; a push
+   retries at once). A combined result that does not parse keeps the whole last good value.
 4. A redis/http source that has never been read (down since start) makes the source
    ``pending``: objects that decide who gets in use that to fail closed.
 5. ``refresh()`` re-reads now (the Redis push, :mod:`gostg.loader.push`, calls it);
@@ -22,6 +23,14 @@ import time
 import weakref
 
 from .fetch import FileFetcher
+
+
+#: the shortest poll period of redis/http sources (GOST raises anything under 1 s to 1 s; gostg
+#: allows sub-second polling but not a busy loop)
+MIN_PERIOD = 0.1
+#: a failing redis/http source is retried after max(reload, 1 s), then twice as long each time,
+#: up to 5 s (a Redis that is down is not hammered by every object at every period)
+RETRY_MIN, RETRY_MAX = 1.0, 5.0
 
 
 def off_hub(fn, *args):
@@ -68,6 +77,8 @@ class LineSource:
         self.fetchers = ([FileFetcher(self.file, raw)] if self.file else []) + list(sources)
         self._lines = [None] * len(self.fetchers)     # last good lines per source
         self._failing = [None] * len(self.fetchers)   # the reason last logged, while failing
+        self._delay = [0.0] * len(self.fetchers)      # seconds between retries, while failing
+        self._retry_at = [0.0] * len(self.fetchers)
         self.networked = any(f.kind != "file" for f in self.fetchers)
         self._busy = self._again = self._closed = False
         self._poller = None
@@ -93,7 +104,7 @@ class LineSource:
         if self.networked and self.reload > 0:
             import gevent
 
-            self._poller = gevent.spawn(LineSource._poll_loop, weakref.ref(self), self.reload)
+            self._poller = gevent.spawn(LineSource._poll_loop, weakref.ref(self), max(self.reload, MIN_PERIOD))
         if push and self.networked:
             from . import push as _push
 
@@ -144,11 +155,16 @@ class LineSource:
         f = self.fetchers[i]
         if not force and self._lines[i] is not None and not f.changed():
             return False
+        if not force and self._failing[i] is not None and self._clock() < self._retry_at[i]:
+            return False   # a failing redis/http source is polled less and less often
         try:
             lines = f.fetch() if f.kind == "file" else off_hub(f.fetch)
         except Exception as exc:  # any failure: that source keeps its last good lines
             self._warn(i, _reason(exc))
+            self._delay[i] = min(RETRY_MAX, self._delay[i] * 2 if self._delay[i] else max(self.reload, RETRY_MIN))
+            self._retry_at[i] = self._clock() + self._delay[i]
             return False
+        self._delay[i] = 0.0
         if self._failing[i] is not None:
             self._failing[i] = None
             if self.log is not None:

@@ -191,13 +191,30 @@ def test_poller_runs_every_period_and_stops_on_close():
     import gevent
 
     a = Fake(["1"])
-    src = LineSource([], sources=[a], reload=0.02)
-    gevent.sleep(0.11)
+    src = LineSource([], sources=[a], reload=0.001)   # raised to MIN_PERIOD (0.1 s): no busy loop
+    gevent.sleep(0.25)
     n = a.reads
-    assert n >= 3
+    assert 2 <= n <= 4
     src.close()
-    gevent.sleep(0.06)
+    gevent.sleep(0.15)
     assert a.reads == n
+
+
+def test_a_failing_source_is_retried_less_often():
+    clock = [0.0]
+    a = Fake(ConnectionError("down"))
+    src = LineSource([], sources=[a], reload=0.2, clock=lambda: clock[0])
+    tried = []   # the test drives the polls (it never yields to the poller greenlet)
+    for step in range(100):   # 10 s in 0.1 s steps
+        clock[0] = step / 10
+        before = a.reads
+        src.refresh(force=False)
+        if a.reads > before:
+            tried.append(clock[0])
+    assert tried == [1.0, 3.0, 7.0]   # after 1 s, 2 s, 4 s; every 5 s from then on
+    src.refresh()                      # a push (force) tries at once
+    assert a.reads == 5
+    src.close()
 
 
 # --- config checks --------------------------------------------------------------------------------
