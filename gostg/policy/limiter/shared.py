@@ -103,12 +103,16 @@ class SharedConnLimiter:
 
     def _sync_loop(self):
         try:
+            ok = True
             while True:
-                self._sync()
+                # at once when there is news; else (the acquire that started us said "alive", or
+                # Redis did not answer) at the heartbeat period or a release, whichever comes first
+                if not ok or not (self._pending or self._resync):
+                    self._wake.wait(self.store.ttl / 3)
+                    self._wake.clear()
+                ok = self._sync()
                 if not (self._held or self._pending or self._resync) or self._closed:
                     return
-                self._wake.wait(self.store.ttl / 3)
-                self._wake.clear()
         finally:
             self._syncer = None
 
@@ -123,9 +127,10 @@ class SharedConnLimiter:
             self.store.run("sync", [*pending, *held], args)
         except StoreDown:
             self._lost(pending)
-            return
+            return False
         if resync:
             self._dirty.clear()
+        return True
 
     def close(self, timeout=1.0):
         """Stop the syncer after one last sync (gostg stops: its open connections are gone)."""
