@@ -119,7 +119,8 @@ def test_shared_conn_limit_holds_across_three_instances(tmp_path, redis_server):
         gs = [instance(tmp_path, i, redis_server.port, climits=["$ 3"]) for i in range(3)]
         with gs[0], gs[1], gs[2]:
             held = [first_tunnel(g.port, target) for g in gs]
-            assert all(s is not None for s in held)
+            assert all(s is not None for s in held), (conn_counts(redis_server.client()),
+                                                      [[l for l in g.log_text().splitlines() if "Redis" in l or "limit" in l] for g in gs])
             for g in gs:
                 assert tunnel(g.port, target) is None, "a fourth tunnel was admitted"
                 assert wait_log(g, "connection limit reached")

@@ -34,6 +34,11 @@ class FakeStore:
         return Store.key(self, kind, scope)
 
     prefix = "p"
+    me = "m0"
+
+    def renew(self):
+        old, self.me = self.me, f"m{int(self.me[1:]) + 1}"
+        return old
 
     def run(self, name, keys, args):
         self.calls.append((name, list(keys), list(args)))
@@ -64,7 +69,7 @@ def test_admitted_lease_counts_locally_and_release_does_no_io():
     assert c.count() == 0 and len(c.store.calls) == n      # queued for the syncer, not sent here
     gevent.sleep(0.01)
     name, keys, args = c.store.calls[-1]
-    assert name == "sync" and args[0] == 2 and keys[:2] == ["p:conn:$", "p:conn:ip:10.0.0.1"]
+    assert name == "sync" and args[:2] == [2, ""] and keys[:2] == ["p:conn:$", "p:conn:ip:10.0.0.1"]
     c.close()
 
 
@@ -87,8 +92,8 @@ def test_a_lapsed_heartbeat_makes_the_next_sync_write_absolute_counts():
     assert lease is not None
     gevent.sleep(0.01)
     name, keys, args = c.store.calls[-1]
-    assert name == "sync" and args[:2] == [0, 1] and keys == ["p:conn:$"] and args[2:] == [1]
-    assert not c._resync
+    assert name == "sync" and args[:2] == [0, "m0"] and keys == ["p:conn:$"] and args[2:] == [1]
+    assert not c._resync and c.store.me == "m1"   # counts re-asserted under a new member
     lease.release()
     c.close()
 
@@ -104,7 +109,7 @@ def test_releases_lost_while_redis_is_down_become_absolute_counts():
     c._wake.set()
     gevent.sleep(0.01)
     name, keys, args = c.store.calls[-1]
-    assert name == "sync" and args[:2] == [0, 1] and args[2:] == [1]   # one held, said as a value
+    assert name == "sync" and args[0] == 0 and args[1] and args[2:] == [1]   # one held, re-asserted
     b.release()
     c.close()
 

@@ -49,7 +49,7 @@ class SharedConnLimiter:
         self._held = {}        # redis key → this process's open leases on it
         self._pending = []     # released keys not yet told to Redis
         self._dirty = set()    # keys whose Redis count may be wrong (an answer was lost)
-        self._resync = False   # write absolute counts at the next sync
+        self._resync = False   # re-assert the counts under a new member at the next sync
         self._wake = Event()
         self._syncer = None
         self._closed = False
@@ -117,19 +117,32 @@ class SharedConnLimiter:
             self._syncer = None
 
     def _sync(self):
-        """Tell Redis the releases since the last sync and that this member is alive."""
+        """Tell Redis the releases since the last sync and that this member is alive; after a
+        lost answer or a lapsed heartbeat, re-assert this process's counts under a new member."""
+        if self._resync:
+            return self._reassert()
         pending, self._pending = self._pending, []
-        resync = self._resync
-        held = sorted(set(self._held) | set(pending) | self._dirty)
-        args = [len(pending), int(resync), *(self._held.get(k, 0) for k in held)]
-        self._resync = False
+        held = sorted(self._held)
         try:
-            self.store.run("sync", [*pending, *held], args)
+            lapsed = int(self.store.run("sync", [*pending, *held], [len(pending), "", *(self._held[k] for k in held)]))
         except StoreDown:
             self._lost(pending)
             return False
-        if resync:
-            self._dirty.clear()
+        if lapsed:   # others may have deleted our counts: nothing was applied
+            self._lost(pending)
+        return True
+
+    def _reassert(self):
+        old = self.store.renew()
+        # the pending releases are already out of the counts written here
+        keys = sorted(set(self._held) | set(self._pending) | self._dirty)
+        self._pending, self._resync = [], False
+        try:
+            self.store.run("sync", keys, [0, old, *(self._held.get(k, 0) for k in keys)])
+        except StoreDown:
+            self._lost(keys)
+            return False
+        self._dirty.clear()
         return True
 
     def close(self, timeout=1.0):

@@ -55,30 +55,32 @@ end
 return flag + 1
 """
 
-#: KEYS alive, n released hashes…, held hashes…; ARGV me, ttl, n, force, count per held hash.
-#: Releases, heartbeat and key expiry in one trip; when this member's heartbeat had run out (or
-#: ``force``: an earlier answer was lost) its counts are written as absolute values instead.
+#: KEYS alive, n released hashes…, held hashes…; ARGV me, ttl, n, old, count per held hash →
+#: 1 when this member's heartbeat had run out (nothing applied: the caller re-asserts), else 0.
+#: With ``old`` (re-assert): this member is new, ``old`` is retired (its fields deleted, its
+#: counts added to the new member's). Only increments touch a live member's fields, so an
+#: admission in flight meanwhile is never lost (at worst counted twice until ``old`` expires).
 SYNC = _NOW + """
-local n, force = tonumber(ARGV[3]), ARGV[4] == '1'
-local prev = redis.call('ZSCORE', KEYS[1], me)
-local lapsed = force or (not prev) or tonumber(prev) < now
-if not lapsed then
+local n, old = tonumber(ARGV[3]), ARGV[4]
+if old == '' then
+  local prev = redis.call('ZSCORE', KEYS[1], me)
+  if (not prev) or tonumber(prev) < now then return 1 end
   for i = 2, n + 1 do
     if redis.call('HINCRBY', KEYS[i], me, -1) <= 0 then redis.call('HDEL', KEYS[i], me) end
   end
+else
+  redis.call('ZREM', KEYS[1], old)
 end
 redis.call('ZADD', KEYS[1], now + ttl, me)
 redis.call('PEXPIRE', KEYS[1], ttl * 3)
 for i = n + 2, #KEYS do
   local c = tonumber(ARGV[i - n + 3])
-  if c > 0 then
-    if lapsed then redis.call('HSET', KEYS[i], me, c) end
-    redis.call('PEXPIRE', KEYS[i], ttl * 3)
-  elseif lapsed then
-    redis.call('HDEL', KEYS[i], me)
+  if old ~= '' then
+    redis.call('HDEL', KEYS[i], old)
+    if c > 0 then redis.call('HINCRBY', KEYS[i], me, c) end
   end
+  if c > 0 then redis.call('PEXPIRE', KEYS[i], ttl * 3) end
 end
-if lapsed then return 1 end
 return 0
 """
 
@@ -110,6 +112,10 @@ return {1, peers}
 SCRIPTS = {"acquire": ACQUIRE, "sync": SYNC, "rate": RATE}
 
 
+def _member():
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
 class StoreDown(Exception):
     """Redis did not answer (down, slow, refused the script): the caller's fallback applies."""
 
@@ -128,7 +134,7 @@ class Store:
         self.prefix = prefix
         self.ttl = float(ttl)
         self.ttl_ms = max(1, int(self.ttl * 1000))
-        self.me = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.me = _member()
         self.alive = f"{prefix}:alive"
         self.log = log
         self.down_means = down
@@ -138,6 +144,11 @@ class Store:
         import redis
 
         self._errors = (redis.RedisError, OSError)
+
+    def renew(self):
+        """A new member id for this limiter (its counts are re-asserted under it) → the old one."""
+        old, self.me = self.me, _member()
+        return old
 
     def key(self, kind, scope):
         """``<prefix>:<kind>:$`` for the service, ``<prefix>:<kind>:ip:<client>`` otherwise."""
