@@ -67,7 +67,7 @@ def test_admitted_lease_counts_locally_and_release_does_no_io():
     n = len(c.store.calls)
     lease.release()
     assert c.count() == 0 and len(c.store.calls) == n      # queued for the syncer, not sent here
-    gevent.sleep(0.01)
+    gevent.sleep(0.05)
     name, keys, args = c.store.calls[-1]
     assert name == "sync" and args[:2] == [2, ""] and keys[:2] == ["p:conn:$", "p:conn:ip:10.0.0.1"]
     c.close()
@@ -90,7 +90,7 @@ def test_a_lapsed_heartbeat_makes_the_next_sync_write_absolute_counts():
     c = conn(["$ 5"], acquire=3, sync=1)        # admitted (1) + lapsed (2)
     lease = c.acquire("1.2.3.4")
     assert lease is not None
-    gevent.sleep(0.01)
+    gevent.sleep(0.05)
     name, keys, args = c.store.calls[-1]
     assert name == "sync" and args[:2] == [0, "m0"] and keys == ["p:conn:$"] and args[2:] == [1]
     assert not c._resync and c.store.me == "m1"   # counts re-asserted under a new member
@@ -103,11 +103,11 @@ def test_releases_lost_while_redis_is_down_become_absolute_counts():
     c = conn(["$ 5"], **answers)
     a, b = c.acquire("1.2.3.4"), c.acquire("1.2.3.4")
     a.release()
-    gevent.sleep(0.01)
+    gevent.sleep(0.05)
     assert c._resync and "p:conn:$" in c._dirty
     c.store.answers["sync"] = 0
     c._wake.set()
-    gevent.sleep(0.01)
+    gevent.sleep(0.05)
     name, keys, args = c.store.calls[-1]
     assert name == "sync" and args[0] == 0 and args[1] and args[2:] == [1]   # one held, re-asserted
     b.release()

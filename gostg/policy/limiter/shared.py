@@ -42,6 +42,9 @@ class SharedConnLimiter:
     counted in Redis. ``acquire`` runs in the connection's greenlet (one round trip); releases
     and the heartbeat go through one greenlet that runs only while this process holds leases."""
 
+    #: seconds a release waits for others to share its trip to Redis
+    BATCH = 0.005
+
     def __init__(self, name, source, store):
         self.name = name
         self.source = source
@@ -108,7 +111,8 @@ class SharedConnLimiter:
                 # at once when there is news; else (the acquire that started us said "alive", or
                 # Redis did not answer) at the heartbeat period or a release, whichever comes first
                 if not ok or not (self._pending or self._resync):
-                    self._wake.wait(self.store.ttl / 3)
+                    if self._wake.wait(self.store.ttl / 3):
+                        gevent.sleep(self.BATCH)   # the releases of a busy moment go in one trip
                     self._wake.clear()
                 ok = self._sync()
                 if not (self._held or self._pending or self._resync) or self._closed:
