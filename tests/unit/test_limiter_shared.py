@@ -88,14 +88,19 @@ def test_no_limit_needs_no_redis():
 
 def test_a_lapsed_heartbeat_makes_the_next_sync_write_absolute_counts():
     c = conn(["$ 5"], acquire=3, sync=1)        # admitted (1) + lapsed (2)
-    lease = c.acquire("1.2.3.4")
-    assert lease is not None
+    first = c.acquire("1.2.3.4")
+    assert first is not None and not c._resync   # a member holding nothing has nothing to re-assert
+    second = c.acquire("1.2.3.4")
     gevent.sleep(0.05)
     name, keys, args = c.store.calls[-1]
-    assert name == "sync" and args[:2] == [0, "m0"] and keys == ["p:conn:$"] and args[2:] == [1]
+    assert name == "sync" and args[:2] == [0, "m0"] and keys == ["p:conn:$"] and args[2:] == [2]
     assert not c._resync and c.store.me == "m1"   # counts re-asserted under a new member
-    lease.release()
-    c.close()
+    first.release()
+    c.close()                                     # gostg stops with a connection still open:
+    name, keys, args = c.store.calls[-1]          # the member retires, its counts leave Redis
+    assert name == "sync" and args[1] == "m1" and keys == ["p:conn:$"] and args[2:] == [0]
+    second.release()
+    assert c._syncer is None
 
 
 def test_releases_lost_while_redis_is_down_become_absolute_counts():

@@ -50,6 +50,7 @@ class SharedConnLimiter:
         self.source = source
         self.store = store
         self._held = {}        # redis key → this process's open leases on it
+        self._leases = 0       # admitted leases not yet released
         self._pending = []     # released keys not yet told to Redis
         self._dirty = set()    # keys whose Redis count may be wrong (an answer was lost)
         self._resync = False   # re-assert the counts under a new member at the next sync
@@ -71,13 +72,14 @@ class SharedConnLimiter:
             self._add(keys, -1)
             self._lost(keys)
             return None
-        if r & 2:   # our heartbeat had run out: others may have deleted our counts
+        if r & 2 and self._leases:   # our heartbeat had run out: others may have deleted our counts
             self._lost(())
         if not r & 1:
             self._add(keys, -1)
             if self._resync:
                 self._start()
             return None
+        self._leases += 1
         self._start()
         return Lease(self, keys)
 
@@ -96,6 +98,7 @@ class SharedConnLimiter:
     def _release(self, keys):
         # no I/O here: a lease may end in a hub callback (a detached tunnel's end)
         self._add(keys, -1)
+        self._leases -= 1
         self._pending.extend(keys)
         self._start()
         self._wake.set()
@@ -150,7 +153,8 @@ class SharedConnLimiter:
         return True
 
     def close(self, timeout=1.0):
-        """Stop the syncer after one last sync (gostg stops: its open connections are gone)."""
+        """gostg stops: the syncer ends, and this member's counts leave Redis now (the
+        connections they count are about to go with the process) instead of after the ttl."""
         self._closed = True
         g = self._syncer
         if g is not None:
@@ -158,6 +162,12 @@ class SharedConnLimiter:
             g.join(timeout)
             if not g.dead:
                 g.kill(block=False)
+        keys = sorted(set(self._held) | set(self._pending) | self._dirty)
+        if keys:
+            try:
+                self.store.run("sync", keys, [0, self.store.renew(), *(0 for _ in keys)])
+            except StoreDown:
+                pass   # they stop counting when the heartbeat runs out
 
     def count(self, key=SERVICE):
         """This process's open leases on ``key`` (a scope)."""
