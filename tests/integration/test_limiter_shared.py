@@ -230,13 +230,13 @@ def test_redis_down_conn_limit_fails_closed_rate_limit_falls_back_and_both_recov
             assert held is not None
             redis_server.stop()
             assert tunnel(c.port, target) is None
-            assert wait_log(c, "Redis does not answer.*new connections are refused")
+            assert wait_log(c, "Redis did not answer.*new connections are refused")
             held.sendall(b"still")
             assert held.recv(5) == b"still"
             time.sleep(1.1)     # a full local bucket of 2/s: 3 pass (burst), the rest are refused
             got = [attempt(r.port, target) for _ in range(8)]
             assert 2 <= got.count(True) <= 4 and got.count(False) >= 4, got
-            assert wait_log(r, "Redis does not answer.*limits locally")
+            assert wait_log(r, "Redis did not answer.*limits locally")
             redis_server.start()
             again = wait_for(lambda: tunnel(c.port, target), timeout=5)
             assert again is not None
@@ -249,4 +249,22 @@ def test_redis_down_conn_limit_fails_closed_rate_limit_falls_back_and_both_recov
             for s in (held, again):
                 s.close()
             logs = c.log_text()
-            assert logs.count("Redis does not answer") == 1 and logs.count("Redis answers again") == 1, logs
+            assert logs.count("Redis did not answer") == 1 and logs.count("Redis answers again") == 1, logs
+
+
+def test_garbage_in_redis_fails_closed_with_one_log_line(tmp_path, redis_server):
+    """Another program wrote a string where the climiter keeps its hash: Redis refuses the
+    script (WRONGTYPE), so gostg refuses connections and says why, once."""
+    with Echo() as echo:
+        target = f"127.0.0.1:{echo.port}"
+        g = instance(tmp_path, 0, redis_server.port, climits=["$ 5"])
+        with g:
+            redis_server.client().set("test:shared:conn:$", "not a hash")
+            assert [tunnel(g.port, target) for _ in range(3)] == [None, None, None]
+            assert wait_log(g, "Redis did not answer .*WRONGTYPE.*refused")
+            redis_server.client().delete("test:shared:conn:$")
+            s = wait_for(lambda: tunnel(g.port, target), timeout=5)
+            assert s is not None
+            s.close()
+            logs = g.log_text()
+            assert logs.count("Redis did not answer") == 1 and logs.count("Redis answers again") == 1, logs

@@ -181,4 +181,5 @@ class Store:
         if self.up:
             self.up = False
             if self.log is not None:
-                self.log.warning(f"limiter store: Redis does not answer ({exc}): {self.down_means}", store=self.prefix)
+                self.log.warning(f"limiter store: Redis did not answer ({type(exc).__name__}: {exc}): {self.down_means}",
+                                 store=self.prefix)
