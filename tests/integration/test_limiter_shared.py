@@ -16,6 +16,7 @@ import yaml
 
 from .helpers import Echo, Gost, free_port, stop_process, wait_for, wait_port
 from .peers import wait_log
+from .test_limiter import echo_ok, tunnel as _tunnel
 
 REDIS = shutil.which("redis-server")
 TTL = 1.0
@@ -82,23 +83,14 @@ def instance(tmp_path, i, redis_port, climits=None, rlimits=None, ttl=TTL):
 
 def tunnel(port, target, timeout=5):
     """A CONNECT tunnel through gostg → the socket (echo checked), or None when gostg closed it."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
-        s.sendall(f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n".encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            d = s.recv(4096)
-            if not d:
-                raise ConnectionResetError
-            head += d
-        assert head.startswith(b"HTTP/1.1 200"), head
-        s.sendall(b"ping")
-        if s.recv(4) != b"ping":
-            raise ConnectionResetError
-        return s
-    except (ConnectionResetError, BrokenPipeError):
+        s = _tunnel(port, target, timeout)
+    except BrokenPipeError:   # closed before the request was written
+        return None
+    if s is not None and not echo_ok(s):
         s.close()
         return None
+    return s
 
 
 def first_tunnel(port, target, timeout=8.0):

@@ -17,24 +17,10 @@ letting everyone through.
 import gevent
 from gevent.event import Event
 
-from .common import SERVICE, Table, client_ip
+from .common import SERVICE, Table, applicable
 from .conn import Lease
 from .rate import RateLimiter
 from .store import StoreDown
-
-
-def _scopes(t, host, default_key):
-    """[(scope, limit)] that apply to ``host`` in Table ``t``: ``$`` then the client's entry."""
-    ip = client_ip(host)
-    wanted = []
-    if t.service is not None:
-        wanted.append((SERVICE, t.service))
-    v = t.for_ip(ip)
-    if v is None:
-        v = t.default
-    if v is not None:
-        wanted.append((ip if ip is not None else default_key(host), v))
-    return wanted
 
 
 class SharedConnLimiter:
@@ -60,7 +46,7 @@ class SharedConnLimiter:
 
     def acquire(self, host):
         """→ a Lease, or None when a limit is reached or Redis cannot answer (fail closed)."""
-        wanted = _scopes(self.source.value(), host, str)
+        wanted = applicable(self.source.value(), host)
         if not wanted:
             return Lease(self, ())
         keys = tuple(self.store.key("conn", s) for s, _ in wanted)
@@ -207,7 +193,7 @@ class SharedRateLimiter:
         self.local = RateLimiter(name, _Share(source, lambda: self.peers))
 
     def allow(self, host):
-        wanted = _scopes(self.source.value(), host, str)
+        wanted = applicable(self.source.value(), host)
         if not wanted:
             return True
         args = []
