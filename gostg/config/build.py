@@ -375,16 +375,15 @@ def build_limiter(kind, o, path, registries=None):
 
 #: gostg's ``store`` key on a limiter: what a Redis that does not answer means for it
 _STORE_DOWN = {"climiters": "new connections are refused until it answers (fail closed)",
-               "rlimiters": "each instance limits locally at its share of the rate until it answers"}
+               "rlimiters": "each instance limits locally at its share of the rate until it answers",
+               "limiters": "each instance shapes the service locally at its share of the rate until it answers"}
 
 
 def _shared_limiter(kind, lim, store, path, log):
     """``store: {redis: {addr, db, username, password, key}, ttl}`` (gostg; GOST's quotas have a
     ``store`` of this shape) → the limiter's shared form, counting in Redis."""
-    if kind not in _STORE_DOWN:
-        raise ConfigError(path, "a shared store is built for climiters and rlimiters, not traffic limiters")
     from ..loader import redisconn
-    from ..policy.limiter import shared, store as _store
+    from ..policy.limiter import shared, sharedtraffic, store as _store
 
     rcfg = _map(store, "redis", path)
     if not rcfg:
@@ -394,7 +393,8 @@ def _shared_limiter(kind, lim, store, path, log):
         raise ConfigError(f"{path}.ttl", "must be a positive duration")
     prefix = _str(rcfg, "key", f"{path}.redis") or f"gostg:{kind[:-1]}:{lim.name}"
     st = _store.Store(redisconn.client(rcfg, f"{path}.redis"), prefix, ttl, log, _STORE_DOWN[kind])
-    cls = shared.SharedConnLimiter if kind == "climiters" else shared.SharedRateLimiter
+    cls = {"climiters": shared.SharedConnLimiter, "rlimiters": shared.SharedRateLimiter,
+           "limiters": sharedtraffic.SharedTrafficLimiter}[kind]
     return cls(lim.name, lim.source, st)
 
 

@@ -16,7 +16,7 @@ import yaml
 
 from .helpers import Echo, Gost, free_port, stop_process, wait_for, wait_port
 from .peers import wait_log
-from .test_limiter import echo_ok, tunnel as _tunnel
+from .test_limiter import TOLERANCE, MiB, echo_ok, timed_curl, tunnel as _tunnel
 
 REDIS = shutil.which("redis-server")
 TTL = 1.0
@@ -61,7 +61,7 @@ def redis_server(tmp_path):
         r.stop()
 
 
-def instance(tmp_path, i, redis_port, climits=None, rlimits=None, ttl=TTL):
+def instance(tmp_path, i, redis_port, climits=None, rlimits=None, ttl=TTL, limits=None):
     """A gostg with one http proxy service on a free port, limited by a shared climiter and/or
     rlimiter named "c"/"r" under the same Redis key in every instance."""
     port = free_port()
@@ -74,6 +74,9 @@ def instance(tmp_path, i, redis_port, climits=None, rlimits=None, ttl=TTL):
     if rlimits:
         svc["rlimiter"] = "r"
         cfg["rlimiters"] = [{"name": "r", "limits": rlimits, "store": store}]
+    if limits:
+        svc["limiter"] = "t"
+        cfg["limiters"] = [{"name": "t", "limits": limits, "store": store}]
     path = tmp_path / f"gost{i}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     g = Gost("-C", path, ports=[port])
@@ -262,3 +265,29 @@ def test_garbage_in_redis_fails_closed_with_one_log_line(tmp_path, redis_server)
             s.close()
             logs = g.log_text()
             assert logs.count("Redis did not answer") == 1 and logs.count("Redis answers again") == 1, logs
+
+
+def test_shared_traffic_limit_splits_the_service_rate_between_instances(tmp_path, redis_server):
+    """``$ 0 1MB`` (out) shared by two instances: two 1 MiB downloads at once, one through each,
+    share 1 MiB/s (each alone would take ~1 s; together they take ~2 s)."""
+    from .peers import FastOrigin, cached_body
+
+    with FastOrigin() as origin:
+        gs = [instance(tmp_path, i, redis_server.port, limits=["$ 0 1MB"]) for i in range(2)]
+        with gs[0], gs[1]:
+            t0 = time.monotonic()
+            results = [None, None]
+
+            def get(k):
+                results[k] = timed_curl("-x", f"http://127.0.0.1:{gs[k].port}", f"{origin.url}/bytes/{MiB}")
+
+            threads = [threading.Thread(target=get, args=(k,)) for k in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=20)
+            elapsed = time.monotonic() - t0
+            assert all(r is not None and r[0] == cached_body(MiB)[0] for r in results)
+            rate = 2 * MiB / elapsed
+            assert abs(rate - MiB) <= TOLERANCE * MiB + 0.1 * MiB, f"{rate / MiB:.2f} MiB/s for the fleet"
+            assert redis_server.client().exists("test:shared:traffic:$:out")

@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 
 from gostg.config.build import build_limiter
 from gostg.errors import ConfigError
+from gostg.policy import limiter as L
 from gostg.policy.limiter import parse_counts, parse_rates
 from gostg.policy.limiter.shared import SharedConnLimiter, SharedRateLimiter, _Share
+from gostg.policy.limiter.sharedtraffic import LeasedBucket, SharedTrafficLimiter
 from gostg.policy.limiter.store import SCRIPTS, Store, StoreDown
 
 
@@ -145,7 +147,7 @@ def test_share_divides_every_rate(peers, rate):
 
 
 def test_scripts_are_one_round_trip_each():
-    assert set(SCRIPTS) == {"acquire", "sync", "rate"}
+    assert set(SCRIPTS) == {"acquire", "sync", "rate", "lease"}
     assert all("redis.call('TIME')" in s for s in SCRIPTS.values())   # Redis's clock, not ours
 
 
@@ -158,11 +160,34 @@ def test_store_config():
     assert isinstance(c, SharedConnLimiter) and c.store.prefix == "gostg:climiter:n" and c.store.ttl == 2.0
     r = _build("rlimiters", {"redis": {"addr": "127.0.0.1:6399", "key": "k"}})
     assert isinstance(r, SharedRateLimiter) and r.store.prefix == "k" and r.store.ttl == 10.0
-    for kind, store, where in [("limiters", {"redis": {"addr": "x:1"}}, "limiters[0].store"),
-                               ("climiters", {"ttl": "1s"}, "climiters[0].store.redis"),
+    t = _build("limiters", {"redis": {"addr": "127.0.0.1:6399"}})
+    assert isinstance(t, SharedTrafficLimiter) and t.store.prefix == "gostg:limiter:n"
+    for kind, store, where in [("climiters", {"ttl": "1s"}, "climiters[0].store.redis"),
                                ("climiters", {"redis": {"addr": "x:1"}, "ttl": "0s"}, "climiters[0].store.ttl"),
                                ("climiters", {"redis": {}}, "climiters[0].store.redis"),
                                ("climiters", {"redis": {"addr": "[::1"}}, "climiters[0].store.redis")]:
         with pytest.raises(ConfigError) as e:
             _build(kind, store)
         assert e.value.path.startswith(where), (store, e.value.path)
+
+
+def test_leased_bucket_asks_redis_once_per_lease_and_waits_as_told():
+    store = FakeStore(lease=[0, 2])
+    b = LeasedBucket(1000.0, store, "p:traffic:$:out")
+    assert b.take(40) == 0.0 and len(store.calls) == 1          # a lease of 0.1 s = 100 tokens
+    assert store.calls[0][2] == ["1000.0", b.burst, "100.0"]
+    assert b.take(40) == 0.0 and b.take(20) == 0.0 and len(store.calls) == 1
+    store.answers["lease"] = [250, 2]
+    assert b.take(40) == 0.25 and len(store.calls) == 2         # Redis's bucket is in debt: wait
+    store.answers["lease"] = StoreDown
+    b.tokens = 0
+    assert b.take(100) == 0.0 and b.local.rate == 500.0         # local share: 1000 / 2 instances
+    assert b.take(10_000) > 0
+
+
+def test_shared_traffic_limiter_leases_only_the_service_scope():
+    from gostg.policy.limiter import parse_traffic
+
+    lim = SharedTrafficLimiter("t", Source(parse_traffic(["$ 1MB 2MB", "$$ 100KB"])), FakeStore())
+    inb, outb = lim.buckets(None)
+    assert [type(b) for b in inb] == [LeasedBucket, L.TokenBucket] and outb[0].key == "p:traffic:$:out"

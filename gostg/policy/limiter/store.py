@@ -10,6 +10,8 @@ Keys under the prefix (``store.redis.key``, default ``gostg:<kind>:<limiter name
   (climiters). A dead member's field is ignored and deleted by the next acquire.
 - ``<prefix>:rate:$`` / ``<prefix>:rate:ip:<ip>`` HASH ``t`` (tokens), ``ts`` (ms): a token
   bucket (rlimiters), expiring once it would be full again.
+- ``<prefix>:traffic:$:in`` / ``…:out`` HASH ``t``, ``ts``: the service's byte buckets (limiters),
+  from which each process leases a tenth of a second of the rate at a time.
 """
 import os
 import socket
@@ -109,7 +111,27 @@ end
 return {1, peers}
 """
 
-SCRIPTS = {"acquire": ACQUIRE, "sync": SYNC, "rate": RATE}
+#: KEYS alive, bucket; ARGV me, ttl, rate, burst, n → {ms to wait, live members}: ``n`` tokens
+#: reserved from a shared traffic bucket (the reservation model of the local TokenBucket: the
+#: bucket may go into debt, the taker waits until it is paid).
+LEASE = _NOW + """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - 1)
+redis.call('ZADD', KEYS[1], now + ttl, me)
+redis.call('PEXPIRE', KEYS[1], ttl * 3)
+local rate, burst, n = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local s = redis.call('HMGET', KEYS[2], 't', 'ts')
+local tk, ts = tonumber(s[1]), tonumber(s[2])
+if not tk or not ts then tk, ts = burst, now end
+if now > ts then tk = math.min(burst, tk + (now - ts) * rate / 1000) end
+tk = tk - n
+redis.call('HSET', KEYS[2], 't', tostring(tk), 'ts', now)
+redis.call('PEXPIRE', KEYS[2], math.ceil((burst - tk) / rate * 1000) + 1000)
+local wait = 0
+if tk < 0 then wait = math.ceil(-tk * 1000 / rate) end
+return {wait, redis.call('ZCARD', KEYS[1])}
+"""
+
+SCRIPTS = {"acquire": ACQUIRE, "sync": SYNC, "rate": RATE, "lease": LEASE}
 
 
 def _member():
