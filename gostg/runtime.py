@@ -494,6 +494,10 @@ class Gost:
         _close_dropped({k: dict(getattr(self.registries, k).items()) for k in LOADER_KINDS}, {})
         if self.relays is not None:
             self.relays.kill(block=True, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        for _, lim in self.registries.climiters.items():   # shared counts: the last releases go out
+            close = getattr(lim, "close", None)
+            if close is not None:
+                close(max(0.0, min(1.0, deadline - time.monotonic())))
         self._close_sessions()
         self.started = False
 

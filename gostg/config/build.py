@@ -368,9 +368,36 @@ def build_limiter(kind, o, path, registries=None):
     file, reload, fpath = _file_source(o, path)
     log = _source_log(registries, kind[:-1], o["name"])
     try:
-        return _limiter.build(kind, o["name"], items, file, reload, log, **net_sources(kind, o, path, log))
+        lim = _limiter.build(kind, o["name"], items, file, reload, log, **net_sources(kind, o, path, log))
     except ValueError as exc:
         raise ConfigError(fpath, str(exc)) from None
+    store = _map(o, "store", path)
+    return _shared_limiter(kind, lim, store, f"{path}.store", log) if store else lim
+
+
+#: gostg's ``store`` key on a limiter: what a Redis that does not answer means for it
+_STORE_DOWN = {"climiters": "new connections are refused until it answers (fail closed)",
+               "rlimiters": "each instance limits locally at its share of the rate until it answers",
+               "limiters": "each instance shapes the service locally at its share of the rate until it answers"}
+
+
+def _shared_limiter(kind, lim, store, path, log):
+    """``store: {redis: {addr, db, username, password, key}, ttl}`` (gostg; GOST's quotas have a
+    ``store`` of this shape) → the limiter's shared form, counting in Redis."""
+    from ..loader import redisconn
+    from ..policy.limiter import shared, sharedtraffic, store as _store
+
+    rcfg = _map(store, "redis", path)
+    if not rcfg:
+        raise ConfigError(f"{path}.redis", "a store needs redis: {addr, key}")
+    ttl = parse_duration(store.get("ttl"), f"{path}.ttl") if store.get("ttl") is not None else 10.0
+    if ttl <= 0:
+        raise ConfigError(f"{path}.ttl", "must be a positive duration")
+    prefix = _str(rcfg, "key", f"{path}.redis") or f"gostg:{kind[:-1]}:{lim.name}"
+    st = _store.Store(redisconn.client(rcfg, f"{path}.redis", timeout=1.0), prefix, ttl, log, _STORE_DOWN[kind])
+    cls = {"climiters": shared.SharedConnLimiter, "rlimiters": shared.SharedRateLimiter,
+           "limiters": sharedtraffic.SharedTrafficLimiter}[kind]
+    return cls(lim.name, lim.source, st)
 
 
 def _file_source(o, path):

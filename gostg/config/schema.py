@@ -270,7 +270,17 @@ BYPASS = named(Key("reverse", BOOL), Key("whitelist", BOOL), Key("matchers", STR
 RESOLVER = named(Key("nameservers", LIST, item=NAMESERVER),
                  unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN))
 HOSTS = named(Key("mappings", LIST, item=HOST_MAPPING), *loaders("concepts/hosts/", ("set", "list")))
-LIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/", ("set", "list")))
+#: gostg (GOST has no such key; its quotas have a ``store`` of this shape): counts kept in Redis,
+#: shared by every process and instance with the same ``redis.key``
+LIMITER_REDIS_STORE = keys(Key("addr", required=True), Key("db", INT, default=0), Key("username"), Key("password"),
+                           Key("key", meaning="key prefix shared by the instances (default gostg:<kind>:<name>)"))
+LIMITER_STORE = keys(Key("redis", MAP, fields=LIMITER_REDIS_STORE, required=True),
+                     Key("ttl", DURATION, default="10s",
+                         meaning="heartbeat: a dead instance's counts (and its share) stop counting after this"))
+LIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/", ("set", "list")),
+                Key("store", MAP, fields=LIMITER_STORE,
+                    meaning="gostg: counts shared through Redis across processes and instances "
+                            "(traffic limiters: the $ scope)"))
 INGRESS = named(Key("rules", LIST), *loaders("concepts/ingress/"))
 ROUTER = named(Key("routes", LIST), *loaders("concepts/router/"))
 SD = named(Key("plugin", MAP, fields=PLUGIN))
@@ -342,7 +352,8 @@ TOP = keys(
     unbuilt("routers", LIST, "concepts/router/", "routers (TUN routing)", item=ROUTER),
     unbuilt("sds", LIST, "concepts/sd/", "service discovery", item=SD),
     Key("recorders", LIST, item=RECORDER, docs="concepts/recorder/", meaning="where records go: file, tcp, http, redis"),
-    Key("limiters", LIST, item=LIMITER), Key("climiters", LIST, item=LIMITER), Key("rlimiters", LIST, item=LIMITER),
+    Key("limiters", LIST, item=LIMITER), Key("climiters", LIST, item=LIMITER),
+    Key("rlimiters", LIST, item=LIMITER),
     unbuilt("quotas", LIST, "concepts/limiter/", "traffic quotas"),
     Key("observers", LIST, item=OBSERVER, docs="concepts/observer/"),
     unbuilt("rewriters", LIST, "concepts/rewriter/", "HTTP body rewriters", item=REWRITER),

@@ -35,20 +35,28 @@ def parse(cfg, path):
     return (host or "127.0.0.1", port, db, str(cfg.get("username") or ""), str(cfg.get("password") or ""))
 
 
-def client(cfg, path):
+def client(cfg, path, timeout=None):
     """A ``redis.Redis`` on the shared pool for ``cfg`` (GOST's ``addr`` host:port, default
     127.0.0.1:6379; ``db``; ``username``; ``password``). ``path`` names the block in errors.
-    Call ``release(client)`` when done with it: the pool's sockets close with its last user."""
+    ``timeout`` (seconds) replaces both deadlines, for callers on a connection's path (shared
+    limiters) that must fail fast. Call ``release(client)`` when done with it: the pool's
+    sockets close with its last user."""
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
-    key = parse(cfg, path)
-    host, port, db, user, password = key
+    key = parse(cfg, path) + (timeout,)
+    host, port, db, user, password, _ = key
     with _lock:
         entry = _pools.get(key)
         if entry is None:
+            # one immediate retry (a pooled socket that a restarted Redis closed), not redis-py's
+            # default backoff, which holds a caller for seconds while Redis is down
             pool = redis.ConnectionPool(host=host, port=port, db=db, username=user or None,
-                                        password=password or None, socket_timeout=COMMAND_TIMEOUT,
-                                        socket_connect_timeout=CONNECT_TIMEOUT)
+                                        password=password or None,
+                                        socket_timeout=timeout or COMMAND_TIMEOUT,
+                                        socket_connect_timeout=timeout or CONNECT_TIMEOUT,
+                                        retry=Retry(NoBackoff(), 1))
             entry = _pools[key] = [pool, 0]
         entry[1] += 1
     c = redis.Redis(connection_pool=entry[0])

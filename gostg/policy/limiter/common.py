@@ -32,6 +32,21 @@ def client_ip(host):
         return None
 
 
+def applicable(t, host):
+    """[(scope, limit)] of Table ``t`` for a client ``host``: ``$`` first, then the client's own
+    entry (its IP/CIDR line, else ``$$``) keyed by its IP (or the host string if not an IP)."""
+    ip = client_ip(host)
+    wanted = []
+    if t.service is not None:
+        wanted.append((SERVICE, t.service))
+    v = t.for_ip(ip)
+    if v is None:
+        v = t.default
+    if v is not None:
+        wanted.append((ip if ip is not None else host, v))
+    return wanted
+
+
 class Table:
     """Parsed limit lines. ``service`` and ``default`` are the ``$``/``$$`` values (or None);
     ``for_ip`` finds an exact IP entry, else the most specific CIDR containing the IP."""

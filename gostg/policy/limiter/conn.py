@@ -1,5 +1,5 @@
 """Concurrent-connection limiters (``climiters``): a Lease per admitted connection."""
-from .common import SERVICE, client_ip, number_line, table_parser
+from .common import SERVICE, applicable, number_line, table_parser
 
 
 def parse_count_line(line):
@@ -39,16 +39,7 @@ class ConnLimiter:
 
     def acquire(self, host):
         """→ a Lease, or None when a limit is reached (the caller closes the connection)."""
-        t = self.source.value()
-        ip = client_ip(host)
-        wanted = []
-        if t.service is not None:
-            wanted.append((SERVICE, t.service))
-        per_ip = t.for_ip(ip)
-        if per_ip is None:
-            per_ip = t.default
-        if per_ip is not None:
-            wanted.append((ip if ip is not None else host, per_ip))
+        wanted = applicable(self.source.value(), host)
         for key, limit in wanted:
             if self._counts.get(key, 0) >= limit:
                 return None

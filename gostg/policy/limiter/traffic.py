@@ -150,10 +150,15 @@ class TrafficLimiter:
             if rate <= 0:
                 self._service[d] = None
             elif b is None:
-                self._service[d] = TokenBucket(rate)
+                self._service[d] = self._service_bucket(d, rate)
         for (ip, d), b in list(self._ips.items()):
             v = t.for_ip(ip)
             b.set_rate(v[d] if v else 0)
+
+    def _service_bucket(self, d, rate):
+        """The ``$`` bucket of direction ``d`` (0 in, 1 out): local here, leased from Redis in
+        the shared form."""
+        return TokenBucket(rate)
 
     def buckets(self, ip):
         """→ (in buckets, out buckets) for a new connection from ``ip`` (an ip_address)."""
