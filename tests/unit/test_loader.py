@@ -261,7 +261,7 @@ def test_one_pool_per_redis_and_released_with_its_last_user():
     b = redisconn.client({"addr": "127.0.0.1:1", "db": 0}, "p")
     c = redisconn.client({"addr": "127.0.0.1:1", "db": 2}, "p")
     assert a.connection_pool is b.connection_pool is not c.connection_pool
-    key = redisconn.parse({"addr": "127.0.0.1:1"}, "p")
+    key = a._gostg_pool_key   # (host, port, db, user, password, timeout)
     redisconn.release(a)
     assert key in redisconn._pools
     redisconn.release(b)
