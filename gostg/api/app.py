@@ -164,7 +164,8 @@ class Api:
     def _api(self, method, rest, query):
         """``/api/…``: gostg's own resources, beyond GOST's ``/config``."""
         if rest == ["status"]:   # what the status page shows (status.py)
-            return _json(200, status(self.gost)) if method == "GET" else \
+            summed = getattr(self.gost, "status_page", None)   # a -workers supervisor: its workers' sum
+            return _json(200, summed() if summed else status(self.gost)) if method == "GET" else \
                 _json(405, {"code": 405, "msg": f"method {method} not allowed here"})
         if not rest or rest[0] != "connections" or len(rest) > 2:
             return _json(404, {"code": 404, "msg": "not found"})

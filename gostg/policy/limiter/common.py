@@ -4,6 +4,12 @@ import ipaddress
 
 SERVICE, DEFAULT = "$", "$$"
 
+#: the worker processes one service's connections are spread over (``-workers N``; a worker
+#: sets it before building anything, gostg.workers.worker). Without shared (Redis) counters each
+#: worker enforces its share of every limit that counts what several workers see, so the group
+#: keeps the configured total (gostg.workers.share documents the rounding)
+workers = 1
+
 
 def parse_scope(s):
     """``$`` / ``$$`` / an ip_address / an ip_network."""
@@ -95,9 +101,14 @@ def number_line(line, shape, convert, what):
         raise ValueError(f"bad limit {line!r}: {what}") from None
 
 
-def table_parser(parse_line):
-    """lines → Table, with ``parse_line`` for each line."""
+def table_parser(parse_line, share=None):
+    """lines → Table, with ``parse_line`` for each line; with several workers, ``share(scope,
+    value, workers)`` gives one worker's part of each limit."""
     def parse(lines):
         # "no limit" entries are kept: a later line (the file) may lift an earlier limit
-        return Table(e for e in map(parse_line, lines) if e is not None)
+        entries = [e for e in map(parse_line, lines) if e is not None]
+        n = workers
+        if n > 1 and share is not None:
+            entries = [(scope, None if v is None else share(scope, v, n)) for scope, v in entries]
+        return Table(entries)
     return parse

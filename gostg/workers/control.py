@@ -1,0 +1,183 @@
+"""The supervisor of ``-workers N``: a :class:`gostg.Gost` that owns the config model, the Web
+API, the metrics endpoint, reloads and hooks, and hands every resulting config to its workers.
+
+It builds every object and service exactly as a single gostg does, so a change (API, SIGHUP,
+``-R``) is checked and refused the same way before any worker sees it, but it binds and serves
+no service: its workers do (gostg.workers.pool, gostg.workers.worker). The hooks of the services
+run here, once for the group: ``preUp`` when the service is built, ``postUp`` once every worker
+runs it, ``preDown``/``postDown`` when it is replaced or deleted and at stop (after the workers
+have stopped). ``GET /config``, ``/api/status`` and ``/metrics`` show the sums of the workers'."""
+from ..core.hooks import run_hooks
+from ..errors import ConfigError
+from ..runtime import Gost
+from . import share
+from .metricsum import merge as merge_metrics
+from .pool import Pool
+
+#: GOST's per-service stats: summed over workers
+STAT_KEYS = ("totalConns", "currentConns", "totalErrs", "inputBytes", "outputBytes")
+#: the /api/status service fields that are counts
+PAGE_COUNTS = ("totalConns", "currentConns", "totalErrs", "inputBytes", "outputBytes", "tunnels")
+
+
+def merge_status(parts):
+    """One service's GOST status from several workers' → one: stats summed, the earliest
+    createTime, worker 0's state and events."""
+    out = dict(parts[0])
+    out["createTime"] = min(p.get("createTime") or 0 for p in parts)
+    stats = {}
+    for p in parts:
+        for k, v in (p.get("stats") or {}).items():
+            if isinstance(v, (int, float)):
+                stats[k] = stats.get(k, 0) + v
+    out["stats"] = stats
+    return out
+
+
+def _sum_counts(a, b):
+    """Two workers' entries of one service on the status page → one."""
+    out = dict(a)
+    for k, v in b.items():
+        if k in PAGE_COUNTS and isinstance(v, (int, float)) and isinstance(a.get(k), (int, float)):
+            out[k] = a[k] + v
+        elif isinstance(v, dict) and isinstance(a.get(k), dict):
+            out[k] = _sum_counts(a[k], v)
+    return out
+
+
+class Controller(Gost):
+    serves = False
+
+    def __init__(self, config, workers, **kw):
+        super().__init__(config, **kw)
+        self.pool = Pool(workers, self._init_message, self.log)
+        self._up = []   # services built since the last push: their postUp runs after it
+
+    # -- what each worker runs --------------------------------------------------------------
+
+    def _shareable(self):
+        return {n for n, s in self.services.items() if s.listener.shareable}
+
+    def _worker_config(self, index, shareable=None):
+        return share.worker_config(self.config, index, self._shareable() if shareable is None else shareable)
+
+    def _init_message(self, index):
+        return {"config": self._worker_config(index), "index": index, "workers": len(self.pool),
+                "metrics": share.metrics_wanted(self.config)}
+
+    def _push(self):
+        """The config model as it is now → every worker; → the problems (texts)."""
+        shareable = self._shareable()
+        problems = self.pool.push(lambda i: self._worker_config(i, shareable))
+        self._post_up()
+        return problems
+
+    def _post_up(self):
+        up, self._up = self._up, []
+        for s in up:
+            if s.state != "closed":
+                run_hooks("postUp", s._hooks["postUp"], s.log)
+
+    # -- a Gost that binds and serves nothing itself ---------------------------------------
+
+    def _bind(self, service, path):
+        pass   # its workers bind (SO_REUSEPORT); a port in use is their failure to start
+
+    def _swap_service(self, name, new, old):
+        super()._swap_service(name, new, old)
+        self._up.append(new)
+
+    def _observers_changed(self, before):
+        pass   # observers run in the workers, which see the connections
+
+    def _probes_changed(self):
+        pass   # health checks run in the workers, which dial
+
+    def _start_here(self):
+        if not self.services and not self.internal:
+            self.build()
+        for s in self.internal.values():   # the Web API and the metrics endpoint
+            s.start()
+        self.started = True
+        failure = self.pool.start()
+        if failure is not None:
+            self._stop_here(0)
+            raise ConfigError(*failure)
+        self._up = list(self.services.values())
+        self._post_up()
+        self.log.info(f"{len(self.pool)} workers running", workers=self.pool.pids())
+        return self
+
+    def _stop_here(self, timeout):
+        self.pool.stop(self.stop_timeout if timeout is None else timeout)
+        super()._stop_here(0)   # the API, the metrics endpoint, and preDown/postDown once
+
+    # -- changes reach every worker ------------------------------------------------------------
+
+    def create(self, kind, obj):
+        warnings = super().create(kind, obj)
+        return warnings + self._push()
+
+    def update(self, kind, name, obj):
+        warnings = super().update(kind, name, obj)
+        return warnings + self._push()
+
+    def delete(self, kind, name):
+        warnings = super().delete(kind, name)
+        return warnings + self._push()
+
+    def reload(self, config=None):
+        before = self.config.get("workers")
+        result = super().reload(config)
+        # pushed even when nothing changed: a SIGHUP reopens the workers' log files too (a
+        # worker handed the config it runs does only that)
+        problems = self._push()
+        if problems:
+            result["warnings"] = result.get("warnings", []) + problems
+        if self.config.get("workers") != before:
+            self.log.warning("workers: the number of worker processes changes at restart", kind="api")
+        return result
+
+    def _set_metrics(self, mcfg, old=None):
+        s = super()._set_metrics(mcfg, old)
+        if s is not None:   # the endpoint serves the sum of the workers' metrics
+            s.handler.app.expose = self._metrics_app
+        return s
+
+    # -- reading: the workers' sums ------------------------------------------------------------
+
+    def snapshot(self, status=True):
+        cfg = super().snapshot(status=False)
+        if status:
+            parts = {}
+            for answer in self.pool.ask_all("status"):
+                for name, st in (answer.get("services") or {}).items():
+                    parts.setdefault(name, []).append(st)
+            for o in cfg.get("services") or []:
+                if parts.get(o.get("name")):
+                    o["status"] = merge_status(parts[o["name"]])
+        return cfg
+
+    def status_page(self):
+        from ..api.status import status
+
+        pages = [a["page"] for a in self.pool.ask_all("page")]
+        if not pages:
+            return status(self)
+        out = dict(pages[0])
+        services = {}
+        for page in pages:
+            for s in page.get("services") or []:
+                services[s["name"]] = _sum_counts(services[s["name"]], s) if s["name"] in services else s
+        out["services"] = [services.get(n) or x for n, x in
+                           ((x["name"], x) for x in status(self)["services"])]
+        out["errors"] = sorted((e for p in pages for e in p.get("errors") or []),
+                               key=lambda e: e.get("time", 0) if isinstance(e, dict) else 0)[-50:]
+        out["workers"] = self.pool.pids()
+        return out
+
+    def _metrics_app(self, environ, start_response):
+        body = merge_metrics(a.get("text") or "" for a in self.pool.ask_all("metrics")).encode()
+        start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
