@@ -45,6 +45,35 @@ def _sum_counts(a, b):
     return out
 
 
+def probe_tcp(addr):
+    """Bind ``addr`` as a TCP listener would (an empty host: dual-stack, else IPv4), without
+    listening, and close it; raises OSError when the port is taken."""
+    from gevent import socket
+
+    from ..protocols.addr import split_host_port
+
+    host, port = split_host_port(addr or ":0", 0)
+    if not port:
+        return
+    candidates = [(host, port)] if host else [("::", port), ("0.0.0.0", port)]
+    last = None
+    for h, p in candidates:
+        s = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if ":" in h and not host:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            s.bind((h, p))
+            return
+        except OSError as exc:
+            last = exc
+            if host:
+                break
+        finally:
+            s.close()
+    raise last
+
+
 class Controller(Gost):
     serves = False
 
@@ -81,7 +110,17 @@ class Controller(Gost):
     # -- a Gost that binds and serves nothing itself ---------------------------------------
 
     def _bind(self, service, path):
-        pass   # its workers bind (SO_REUSEPORT); a port in use is their failure to start
+        """Its workers bind (SO_REUSEPORT). Here a new TCP address is only probed, bound
+        without SO_REUSEPORT and closed: a port another program (or another gostg group of the
+        same user, which SO_REUSEPORT would otherwise let the workers join) listens on is
+        refused as a single gostg refuses it, before any worker sees the change."""
+        lst = service.listener
+        if not lst.shareable or lst.netns or any(s.cfg_addr == lst.addr for s in self.services.values()):
+            return   # worker 0 binds it; or our own workers listen there already
+        try:
+            probe_tcp(lst.addr)
+        except OSError as exc:
+            raise ConfigError(f"{path}.addr", f"cannot listen on {lst.addr!r}: {exc.strerror or exc}") from None
 
     def _swap_service(self, name, new, old):
         super()._swap_service(name, new, old)

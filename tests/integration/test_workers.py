@@ -1,0 +1,215 @@
+"""``-workers N``: N worker processes share each port (SO_REUSEPORT) under one supervisor that
+runs the Web API, reloads and hooks once for the group. Started as a user would (bin/gostg);
+every process is checked and stopped by PID."""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from .helpers import Echo, Gost, free_port, run_gostg, wait_for, wait_port
+from .test_process import alive, children, kill_ours, wait_children, wait_gone
+
+
+def socks5_echo(port, dst_port, payload=b"ping", timeout=5.0):
+    """One SOCKS5 CONNECT through 127.0.0.1:port to the echo server → what came back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"\x05\x01\x00")
+        assert s.recv(2) == b"\x05\x00"
+        s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", dst_port))
+        rep = b""
+        while len(rep) < 10:
+            chunk = s.recv(10 - len(rep))
+            assert chunk, "proxy closed during the reply"
+            rep += chunk
+        assert rep[1] == 0, f"SOCKS5 reply {rep[1]}"
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return got
+            got += chunk
+
+
+def api(port, method, path, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def log_lines(g):
+    out = []
+    for line in g.log_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out
+
+
+def workers_serving(g, service, since=0):
+    """{worker id} whose connection lines (``<->``) name ``service``, from log line ``since``."""
+    return {e.get("worker") for e in log_lines(g)[since:]
+            if e.get("service") == service and "<->" in str(e.get("msg"))}
+
+
+@pytest.fixture
+def reaper():
+    pids = []
+    yield pids
+    for p in pids:
+        kill_ours(p)
+
+
+def _start(cfg_path, tmp_path, reaper, *extra, ports=()):
+    g = Gost("-C", cfg_path, *extra, ports=())
+    g.start()
+    reaper.append(g.proc.pid)
+    kids = wait_children(g.proc.pid, 2, timeout=20)
+    reaper.extend(kids)
+    for p in ports:
+        wait_port(p, proc=g.proc, timeout=20)
+    # the supervisor says so once every worker listens
+    assert wait_for(lambda: "workers running" in g.log_text(), timeout=20), g.log_text()
+    return g, kids
+
+
+def _config(tmp_path, s5, http_port, api_port, hooks):
+    cfg = {
+        "workers": 2,
+        "services": [
+            {"name": "s5", "addr": f"127.0.0.1:{s5}", "handler": {"type": "socks5"}, "listener": {"type": "tcp"},
+             "metadata": {"preUp": [f"sh -c 'echo up >> {hooks}'"],
+                          "postDown": [f"sh -c 'echo down >> {hooks}'"]}},
+            {"name": "web", "addr": f"127.0.0.1:{http_port}", "handler": {"type": "http"},
+             "listener": {"type": "tcp"}},
+        ],
+        "api": {"addr": f"127.0.0.1:{api_port}"},
+    }
+    path = tmp_path / "gost.json"
+    path.write_text(json.dumps(cfg))
+    return path, cfg
+
+
+def test_workers_share_ports_restart_and_stop(tmp_path, reaper):
+    """Connections land on both workers; GET /config sums their stats; a killed worker is
+    restarted and logged while traffic goes on; preUp/postDown run once; SIGTERM leaves no
+    process behind."""
+    s5, web, api_port = free_port(), free_port(), free_port()
+    hooks = tmp_path / "hooks.txt"
+    path, _ = _config(tmp_path, s5, web, api_port, hooks)
+    with Echo() as echo:
+        g, kids = _start(path, tmp_path, reaper, ports=(s5, web, api_port))
+        n = 40
+        for i in range(n):
+            assert socks5_echo(s5, echo.port, b"x%d" % i) == b"x%d" % i
+        assert wait_for(lambda: workers_serving(g, "s5") == {0, 1}), workers_serving(g, "s5")
+        # the http service too, through curl, as a user would
+        for _ in range(16):
+            r = subprocess.run(["curl", "-sS", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "-x",
+                                f"http://127.0.0.1:{web}", f"http://127.0.0.1:{api_port}/config"],
+                               capture_output=True, text=True, timeout=10)
+            assert r.stdout == "200", r.stderr
+        assert wait_for(lambda: workers_serving(g, "web") == {0, 1}), workers_serving(g, "web")
+
+        def total():
+            st = api(api_port, "GET", "/config")["services"][0]["status"]["stats"]
+            return st["totalConns"] if st["currentConns"] == 0 else None
+        assert wait_for(lambda: total() == n + 1), total()   # + the start-up's port check
+        assert hooks.read_text().split() == ["up"]   # once for the group, not per worker
+
+        # kill -9 one worker: logged, restarted (new pid), traffic goes on meanwhile
+        victim = kids[0]
+        os.kill(victim, signal.SIGKILL)
+        for i in range(20):
+            assert socks5_echo(s5, echo.port) == b"ping"
+        assert wait_for(lambda: "worker restarted" in g.log_text(), timeout=15), g.log_text()[-3000:]
+        exited = [e for e in log_lines(g) if str(e.get("msg", "")).startswith("worker exited")]
+        assert exited and exited[0]["pid"] == victim and exited[0]["code"] == -9, exited
+        now = wait_for(lambda: [k for k in children(g.proc.pid) if k not in kids])
+        assert len(now) == 1 and len(children(g.proc.pid)) == 2, (kids, children(g.proc.pid))
+        reaper.extend(now)
+        mark = len(log_lines(g))
+        for i in range(40):
+            assert socks5_echo(s5, echo.port) == b"ping"
+        assert wait_for(lambda: workers_serving(g, "s5", mark) == {0, 1}), workers_serving(g, "s5", mark)
+
+        pids = [g.proc.pid] + children(g.proc.pid)
+        assert g.stop() == 0
+        assert wait_gone(pids, 5), [p for p in pids if alive(p)]
+        assert hooks.read_text().split() == ["up", "down"]
+
+
+def test_workers_api_change_and_sighup_reach_every_worker(tmp_path, reaper):
+    """A service POSTed to the Web API and one added to the file then SIGHUP are served by
+    both workers; a change the supervisor refuses reaches none."""
+    s5, web, api_port, added, reloaded = (free_port() for _ in range(5))
+    path, cfg = _config(tmp_path, s5, web, api_port, tmp_path / "hooks.txt")
+    with Echo() as echo:
+        g, _ = _start(path, tmp_path, reaper, ports=(s5, api_port))
+        r = api(api_port, "POST", "/config/services", {"name": "added", "addr": f"127.0.0.1:{added}",
+                                                      "handler": {"type": "socks5"}})
+        assert r.get("msg") == "OK", r
+        for _ in range(40):   # every connection succeeds: both workers listen when the API answers
+            assert socks5_echo(added, echo.port) == b"ping"
+        assert wait_for(lambda: workers_serving(g, "added") == {0, 1}), workers_serving(g, "added")
+
+        # a port taken by another program: refused by the supervisor, as a single gostg would
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen(1)
+            req = {"name": "clash", "addr": f"127.0.0.1:{taken.getsockname()[1]}", "handler": {"type": "socks5"}}
+            with pytest.raises(urllib.error.HTTPError) as err:
+                api(api_port, "POST", "/config/services", req)
+            assert "cannot listen" in err.value.read().decode()
+
+        cfg["services"].append({"name": "reloaded", "addr": f"127.0.0.1:{reloaded}", "handler": {"type": "socks5"}})
+        path.write_text(json.dumps(cfg))
+        g.signal(signal.SIGHUP)
+        wait_port(reloaded, timeout=10)
+        for _ in range(40):
+            assert socks5_echo(reloaded, echo.port) == b"ping"
+        assert wait_for(lambda: workers_serving(g, "reloaded") == {0, 1}), workers_serving(g, "reloaded")
+        names = [s["name"] for s in api(api_port, "GET", "/config")["services"]]
+        assert names == ["s5", "web", "reloaded"], names   # the file's content; the API's POST is gone
+        pids = [g.proc.pid] + children(g.proc.pid)
+        assert g.stop() == 0
+        assert wait_gone(pids, 5)
+
+
+def test_workers_die_with_the_supervisor(tmp_path, reaper):
+    """kill -9 of the supervisor: no worker outlives it (PR_SET_PDEATHSIG)."""
+    port = free_port()
+    g = Gost("-L", f"socks5://127.0.0.1:{port}", "-workers", "2", ports=(port,))
+    g.start()
+    reaper.append(g.proc.pid)
+    kids = wait_children(g.proc.pid, 2, timeout=20)
+    reaper.extend(kids)
+    os.kill(g.proc.pid, signal.SIGKILL)
+    g.proc.wait(timeout=5)
+    assert wait_gone(kids, 10), [k for k in kids if alive(k)]
+
+
+def test_workers_refused_values_and_a_taken_port(tmp_path):
+    """-workers 0 / a word: a config error; a port another program holds: exit 1, no process left."""
+    for bad in ("0", "many", "-1"):
+        r = run_gostg("-L", f"socks5://127.0.0.1:{free_port()}", "-workers", bad)
+        assert r.returncode == 1 and "-workers" in r.stderr, r.stderr
+    (tmp_path / "w.yaml").write_text(f"workers: lots\nservices:\n- name: a\n  addr: 127.0.0.1:{free_port()}\n"
+                                     "  handler: {type: socks5}\n")
+    r = run_gostg("-C", tmp_path / "w.yaml")
+    assert r.returncode == 1 and "workers: must be a number of processes or auto" in r.stderr, r.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        r = run_gostg("-L", f"socks5://127.0.0.1:{taken.getsockname()[1]}", "-workers", "2")
+    assert r.returncode == 1 and "cannot listen" in r.stderr, r.stderr
