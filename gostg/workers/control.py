@@ -7,6 +7,7 @@ no service: its workers do (gostg.workers.pool, gostg.workers.worker). The hooks
 run here, once for the group: ``preUp`` when the service is built, ``postUp`` once every worker
 runs it, ``preDown``/``postDown`` when it is replaced or deleted and at stop (after the workers
 have stopped). ``GET /config``, ``/api/status`` and ``/metrics`` show the sums of the workers'."""
+from ..api import connections
 from ..core.hooks import run_hooks
 from ..errors import ConfigError
 from ..runtime import Gost
@@ -74,12 +75,37 @@ def probe_tcp(addr):
     raise last
 
 
+class GroupConnections:
+    """``/api/connections`` over the workers (gostg.api.connections' three calls): every
+    worker's open tunnels (a sid names its worker: each process draws its own prefix)."""
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    def listing(self, gost, query):
+        items = [t for a in self.pool.ask_all("connections", query=query) for t in a.get("list") or []]
+        items.sort(key=lambda t: t["startTime"])
+        return {"data": {"count": len(items), "list": items}}
+
+    def one(self, gost, sid):
+        for t in self.listing(gost, {})["data"]["list"]:
+            if t["sid"] == sid:
+                return {"data": t}
+        raise connections._not_found(sid)
+
+    def close(self, gost, sid):
+        if not any(a.get("closed") for a in self.pool.ask_all("close", sid=sid)):
+            raise connections._not_found(sid)
+
+
 class Controller(Gost):
     serves = False
 
     def __init__(self, config, workers, **kw):
         super().__init__(config, **kw)
         self.pool = Pool(workers, self._init_message, self.log)
+        #: what /api/connections reads (gostg.api.app)
+        self.connections = GroupConnections(self.pool)
         self._up = []   # services built since the last push: their postUp runs after it
 
     # -- what each worker runs --------------------------------------------------------------

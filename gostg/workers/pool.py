@@ -178,11 +178,12 @@ class Pool:
 
     # -- requests --------------------------------------------------------------------------------
 
-    def _ask(self, w, msg):
+    def _ask(self, w, msg, starting=False):
         """Send ``msg`` to worker ``w`` → an AsyncResult of its answer (an error answer at once
-        when the worker is not serving)."""
+        when the worker is not serving; with ``starting``, a worker still starting is asked
+        too: it answers once it listens, in order after its init)."""
         res = AsyncResult()
-        if not w.serving:
+        if not (w.serving or (starting and w.sock is not None and not w.ready.ready())):
             res.set(_GONE)
             return res
         i = next(self._ids)
@@ -205,24 +206,27 @@ class Pool:
         apply it → the problems, one text per worker that did not. A worker that does not
         answer within ``apply_timeout`` is restarted (it starts with the newest config)."""
         with self._lock:
-            asked = [(w, self._ask(w, {"op": "config", "config": configs(w.index)})) for w in self.workers
-                     if w.serving]
+            # a worker still starting got an older config in its init: this one follows it
+            asked = [(w, self._ask(w, {"op": "config", "config": configs(w.index)}, starting=True))
+                     for w in self.workers]
         problems = []
         deadline = time.monotonic() + self.apply_timeout
         for w, res in asked:
             msg = self._wait(res, max(0.0, deadline - time.monotonic()))
+            if msg is _GONE:
+                continue   # not running: it starts with the newest config
             if msg is None:
                 problems.append(f"worker {w.index}: no answer within {self.apply_timeout:g}s: restarted")
                 _end(w.proc)
-            elif msg is not _GONE and not msg.get("ok"):
+            elif not msg.get("ok"):
                 problems.append(f"worker {w.index}: {msg.get('error')}")
         for p in problems:
             self.log.error(f"config change not applied: {p}", kind="api")
         return problems
 
-    def ask_all(self, op):
+    def ask_all(self, op, **fields):
         """``op`` to every serving worker → their answers (only the ones that answered)."""
-        asked = [self._ask(w, {"op": op}) for w in self.workers]
+        asked = [self._ask(w, {"op": op, **fields}) for w in self.workers]
         deadline = time.monotonic() + self.request_timeout
         out = []
         for res in asked:

@@ -8,6 +8,7 @@ Messages (gostg.workers.channel), in order, one at a time:
   → ``status`` ← {services: {name: status}} (GOST's per-service status, this worker's part)
   → ``page`` ← this worker's ``GET /api/status`` answer
   → ``metrics`` ← {text: this worker's Prometheus exposition, or ""}
+  → ``connections`` {query} ← {list: this worker's open tunnels}; ``close`` {sid} ← {closed}
 Every request carries an ``id`` its answer repeats.
 
 The worker dies with the supervisor: PR_SET_PDEATHSIG (SIGTERM) and, should that be
@@ -54,6 +55,11 @@ def _answer(g, msg):
     if op == "page":
         from ..api.status import status
         return {"ok": True, "page": status(g)}
+    if op == "connections":
+        from ..api.connections import listing
+        return {"ok": True, "list": listing(g, msg.get("query") or {})["data"]["list"]}
+    if op == "close":
+        return {"ok": True, "closed": g.close_tunnel(msg.get("sid"))}
     if op == "metrics":
         from ..observe import metrics
         if not metrics.enabled():

@@ -213,3 +213,87 @@ def test_workers_refused_values_and_a_taken_port(tmp_path):
         taken.listen(1)
         r = run_gostg("-L", f"socks5://127.0.0.1:{taken.getsockname()[1]}", "-workers", "2")
     assert r.returncode == 1 and "cannot listen" in r.stderr, r.stderr
+
+
+def test_workers_sum_metrics_list_connections_and_keep_udp_in_worker_0(tmp_path, reaper):
+    """/metrics sums the workers' counters (as GET /config does); /api/connections lists and
+    ends tunnels of every worker; a UDP service runs in worker 0 only, and works."""
+    from .udppeers import UDPEcho, free_udp_port, udp_ask
+
+    s5, api_port, mport, uport = free_port(), free_port(), free_port(), free_udp_port()
+    with Echo() as echo, UDPEcho(b"u:") as uecho:
+        cfg = {"services": [
+            {"name": "s5", "addr": f"127.0.0.1:{s5}", "handler": {"type": "socks5"}},
+            {"name": "u", "addr": f"127.0.0.1:{uport}", "handler": {"type": "udp"}, "listener": {"type": "udp"},
+             "forwarder": {"nodes": [{"name": "t", "addr": uecho.addr}]}}],
+            "api": {"addr": f"127.0.0.1:{api_port}"}, "metrics": {"addr": f"127.0.0.1:{mport}"}}
+        path = tmp_path / "gost.json"
+        path.write_text(json.dumps(cfg))
+        g, _ = _start(path, tmp_path, reaper, "-workers", "2", ports=(s5, api_port, mport))
+        for _ in range(30):
+            assert socks5_echo(s5, echo.port) == b"ping"
+        assert wait_for(lambda: workers_serving(g, "s5") == {0, 1})
+
+        def totals():
+            st = api(api_port, "GET", "/config")["services"][0]["status"]["stats"]
+            with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10) as r:
+                text = r.read().decode()
+            m = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                    if line.startswith("gost_service_requests_total{") and 'service="s5"' in line)
+            return st["totalConns"], m, text
+        assert wait_for(lambda: totals()[0] >= 30 and totals()[0] == totals()[1]), totals()[:2]
+        text = totals()[2]
+        assert text.count("# TYPE gost_service_requests_total ") == 1
+        # the group's services, counted once (worker 0 runs both; worker 1 only s5): not summed
+        services = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("gost_services")]
+        assert services == [2.0], services
+
+        # open tunnels of both workers, listed and ended through the supervisor's API
+        held = []
+        for _ in range(8):
+            s = socket.create_connection(("127.0.0.1", s5), timeout=5)
+            s.sendall(b"\x05\x01\x00")
+            s.recv(2)
+            s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", echo.port))
+            assert len(s.recv(10)) == 10
+            held.append(s)
+        try:
+            listing = wait_for(lambda: (lambda d: d if d["count"] == 8 else None)(
+                api(api_port, "GET", "/api/connections?service=s5")["data"]))
+            assert listing and listing["count"] == 8, listing
+            sid = listing["list"][0]["sid"]
+            assert api(api_port, "GET", f"/api/connections/{sid}")["data"]["sid"] == sid
+            assert api(api_port, "DELETE", f"/api/connections/{sid}").get("msg") == "OK"
+            assert wait_for(lambda: api(api_port, "GET", "/api/connections?service=s5")["data"]["count"] == 7)
+        finally:
+            for s in held:
+                s.close()
+
+        assert udp_ask(uport, b"hi") == b"u:hi"
+        owners = {e.get("worker") for e in log_lines(g)
+                  if e.get("service") == "u" and str(e.get("msg", "")).startswith("listening on")}
+        assert owners == {0}, owners
+        pids = [g.proc.pid] + children(g.proc.pid)
+        assert g.stop() == 0
+        assert wait_gone(pids, 5)
+
+
+def test_workers_inside_process_groups(reaper):
+    """``--`` groups and -workers combine: each group supervises its own workers."""
+    a, b = free_port(), free_port()
+    with Echo() as echo:
+        g = Gost("-L", f"socks5://127.0.0.1:{a}", "-workers", "2", "--", "-L", f"socks5://127.0.0.1:{b}",
+                 ports=(a, b))
+        g.start()
+        reaper.append(g.proc.pid)
+        groups = wait_children(g.proc.pid, 2)
+        reaper.extend(groups)
+        workers = wait_for(lambda: [k for p in groups for k in children(p)] or None)
+        reaper.extend(workers or [])
+        assert len(workers) == 2, workers   # group 0's two workers; group 1 runs in one process
+        for port in (a, b):
+            for _ in range(5):
+                assert socks5_echo(port, echo.port) == b"ping"
+        everything = [g.proc.pid] + groups + workers
+        assert g.stop() == 0
+        assert wait_gone(everything, 8), [p for p in everything if alive(p)]
