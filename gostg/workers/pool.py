@@ -120,6 +120,8 @@ class Pool:
                                                          f"{self.ready_timeout:g}s"}
             if msg.get("op") != "ready" and failure is None:
                 failure = (msg.get("path") or "", msg.get("msg") or "worker failed")
+        if self.stopping:
+            return None   # asked to stop (SIGTERM) while starting: not a failure
         if failure is not None:
             self.stop(0)
             return failure

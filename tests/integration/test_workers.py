@@ -297,3 +297,70 @@ def test_workers_inside_process_groups(reaper):
         everything = [g.proc.pid] + groups + workers
         assert g.stop() == 0
         assert wait_gone(everything, 8), [p for p in everything if alive(p)]
+
+
+def test_workers_config_url_is_fetched_by_the_supervisor_once_per_period(tmp_path, reaper):
+    """-C http://… -R: the supervisor fetches (workers never do: one GET per period for the
+    group) and a changed document reaches both workers."""
+    from .test_config_url import ConfigServer
+
+    a, b = free_port(), free_port()
+    with socket.socket() as cs, Echo() as echo:
+        cs.bind(("127.0.0.1", 0))
+        with ConfigServer(cs) as srv:
+            doc = {"services": [{"name": "a", "addr": f"127.0.0.1:{a}", "handler": {"type": "socks5"}}]}
+            srv.serve(doc)
+            g = Gost("-C", srv.url(), "-R", "0.3s", "-workers", "2", ports=())
+            g.start()
+            reaper.append(g.proc.pid)
+            reaper.extend(wait_children(g.proc.pid, 2, timeout=20))
+            wait_port(a, proc=g.proc, timeout=20)
+            assert wait_for(lambda: "workers running" in g.log_text(), timeout=20)
+            hits0, t0 = srv.state["hits"], time.monotonic()
+            doc["services"].append({"name": "b", "addr": f"127.0.0.1:{b}", "handler": {"type": "socks5"}})
+            srv.serve(doc)
+            wait_port(b, timeout=10)
+            for _ in range(30):
+                assert socks5_echo(b, echo.port) == b"ping"
+            assert wait_for(lambda: workers_serving(g, "b") == {0, 1}), workers_serving(g, "b")
+            time.sleep(0.6)
+            periods = (time.monotonic() - t0) / 0.3
+            # one fetch per period (two workers fetching would be three per period)
+            assert srv.state["hits"] - hits0 <= periods + 2, (srv.state["hits"] - hits0, periods)
+            pids = [g.proc.pid] + children(g.proc.pid)
+            assert g.stop() == 0
+            assert wait_gone(pids, 5)
+
+
+def test_workers_split_a_connection_limit(tmp_path, reaper):
+    """climiters ``$ 2`` with two workers: each worker admits its share (1), so the group never
+    holds more than the configured 2 at once."""
+    port = free_port()
+    cfg = {"workers": 2, "climiters": [{"name": "c", "limits": ["$ 2"]}],
+           "services": [{"name": "s", "addr": f"127.0.0.1:{port}", "handler": {"type": "socks5"}, "climiter": "c"}]}
+    path = tmp_path / "gost.json"
+    path.write_text(json.dumps(cfg))
+    with Echo() as echo:
+        g, _ = _start(path, tmp_path, reaper, ports=(port,))
+        held, admitted = [], 0
+        try:
+            for _ in range(12):
+                s = socket.create_connection(("127.0.0.1", port), timeout=3)
+                held.append(s)
+                try:
+                    s.sendall(b"\x05\x01\x00")
+                    if s.recv(2) != b"\x05\x00":
+                        continue
+                    s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", echo.port))
+                    rep = s.recv(10)
+                    if len(rep) == 10 and rep[1] == 0:
+                        admitted += 1
+                except OSError:
+                    pass
+            assert 1 <= admitted <= 2, admitted
+        finally:
+            for s in held:
+                s.close()
+        pids = [g.proc.pid] + children(g.proc.pid)
+        assert g.stop() == 0
+        assert wait_gone(pids, 5)
