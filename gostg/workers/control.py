@@ -168,6 +168,8 @@ class Controller(Gost):
         if failure is not None:
             self._stop_here(0)
             raise ConfigError(*failure)
+        if self.pool.stopping:   # a SIGTERM while the workers started
+            return self
         self._up = list(self.services.values())
         self._post_up()
         self.log.info(f"{len(self.pool)} workers running", workers=self.pool.pids())
