@@ -435,6 +435,9 @@ def run_group(args):
 
         patch()
     cfg = build_config(args)
+    if args["--workers"] is not None:   # a bad flag is an error in every mode, --check included
+        from .workers import count
+        count(args["--workers"], "-workers")
     if args["--check"]:
         return check(cfg)
     found = problems(cfg)

@@ -13,7 +13,8 @@ import urllib.request
 import pytest
 
 from .helpers import Echo, Gost, free_port, run_gostg, wait_for, wait_port
-from .test_process import alive, children, kill_ours, wait_children, wait_gone
+from .peers import log_records
+from .test_process import alive, children, reaper, wait_children, wait_gone  # noqa: F401 (reaper: a fixture)
 
 
 def socks5_echo(port, dst_port, payload=b"ping", timeout=5.0):
@@ -46,28 +47,10 @@ def api(port, method, path, body=None):
         return json.loads(r.read() or b"{}")
 
 
-def log_lines(g):
-    out = []
-    for line in g.log_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
-
-
 def workers_serving(g, service, since=0):
     """{worker id} whose connection lines (``<->``) name ``service``, from log line ``since``."""
-    return {e.get("worker") for e in log_lines(g)[since:]
+    return {e.get("worker") for e in log_records(g)[since:]
             if e.get("service") == service and "<->" in str(e.get("msg"))}
-
-
-@pytest.fixture
-def reaper():
-    pids = []
-    yield pids
-    for p in pids:
-        kill_ours(p)
 
 
 def _start(cfg_path, tmp_path, reaper, *extra, ports=()):
@@ -130,15 +113,17 @@ def test_workers_share_ports_restart_and_stop(tmp_path, reaper):
         # kill -9 one worker: logged, restarted (new pid), traffic goes on meanwhile
         victim = kids[0]
         os.kill(victim, signal.SIGKILL)
+        # (connections queued on its socket as it died are reset, as with any killed server)
+        assert wait_gone([victim], 5)
         for i in range(20):
             assert socks5_echo(s5, echo.port) == b"ping"
         assert wait_for(lambda: "worker restarted" in g.log_text(), timeout=15), g.log_text()[-3000:]
-        exited = [e for e in log_lines(g) if str(e.get("msg", "")).startswith("worker exited")]
+        exited = [e for e in log_records(g) if str(e.get("msg", "")).startswith("worker exited")]
         assert exited and exited[0]["pid"] == victim and exited[0]["code"] == -9, exited
         now = wait_for(lambda: [k for k in children(g.proc.pid) if k not in kids])
         assert len(now) == 1 and len(children(g.proc.pid)) == 2, (kids, children(g.proc.pid))
         reaper.extend(now)
-        mark = len(log_lines(g))
+        mark = len(log_records(g))
         for i in range(40):
             assert socks5_echo(s5, echo.port) == b"ping"
         assert wait_for(lambda: workers_serving(g, "s5", mark) == {0, 1}), workers_serving(g, "s5", mark)
@@ -270,7 +255,7 @@ def test_workers_sum_metrics_list_connections_and_keep_udp_in_worker_0(tmp_path,
                 s.close()
 
         assert udp_ask(uport, b"hi") == b"u:hi"
-        owners = {e.get("worker") for e in log_lines(g)
+        owners = {e.get("worker") for e in log_records(g)
                   if e.get("service") == "u" and str(e.get("msg", "")).startswith("listening on")}
         assert owners == {0}, owners
         pids = [g.proc.pid] + children(g.proc.pid)

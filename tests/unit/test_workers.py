@@ -99,6 +99,7 @@ def test_shareable_listeners():
     local.chain = "c"
     assert not local.shareable                  # bound on the far server: once
     assert not RUDPListener(":1", md()).shareable
+    assert DNSListener(":1", md(mode="tcp")).shareable and not DNSListener(":1", md()).shareable
 
 
 # -- sums ---------------------------------------------------------------------------------------
