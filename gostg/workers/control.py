@@ -8,6 +8,7 @@ run here, once for the group: ``preUp`` when the service is built, ``postUp`` on
 runs it, ``preDown``/``postDown`` when it is replaced or deleted and at stop (after the workers
 have stopped). ``GET /config``, ``/api/status`` and ``/metrics`` show the sums of the workers'."""
 from ..api import connections
+from ..config.build import bind_service
 from ..core.hooks import run_hooks
 from ..errors import ConfigError
 from ..runtime import Gost
@@ -98,6 +99,16 @@ class GroupConnections:
             raise connections._not_found(sid)
 
 
+#: handler types the supervisor serves itself: they act on, or report for, the whole group
+SUPERVISOR_HANDLERS = ("api", "metrics")
+
+
+def owned(service):
+    """Whether the supervisor serves ``service`` itself (a Web API or a metrics handler on a
+    service of its own, ``-L api://…``): in a worker it would change or show that worker only."""
+    return service.handler_type in SUPERVISOR_HANDLERS
+
+
 class Controller(Gost):
     serves = False
 
@@ -113,8 +124,12 @@ class Controller(Gost):
     def _shareable(self):
         return {n for n, s in self.services.items() if s.listener.shareable}
 
-    def _worker_config(self, index, shareable=None):
-        return share.worker_config(self.config, index, self._shareable() if shareable is None else shareable)
+    def _owned(self):
+        return {n for n, s in self.services.items() if owned(s)}
+
+    def _worker_config(self, index, shareable=None, mine=None):
+        return share.worker_config(self.config, index, self._shareable() if shareable is None else shareable,
+                                   self._owned() if mine is None else mine)
 
     def _init_message(self, index):
         return {"config": self._worker_config(index), "index": index, "workers": len(self.pool),
@@ -122,8 +137,8 @@ class Controller(Gost):
 
     def _push(self):
         """The config model as it is now → every worker; → the problems (texts)."""
-        shareable = self._shareable()
-        problems = self.pool.push(lambda i: self._worker_config(i, shareable))
+        shareable, mine, wanted = self._shareable(), self._owned(), share.metrics_wanted(self.config)
+        problems = self.pool.push(lambda i: {"config": self._worker_config(i, shareable, mine), "metrics": wanted})
         self._post_up()
         return problems
 
@@ -140,6 +155,11 @@ class Controller(Gost):
         without SO_REUSEPORT and closed: a port another program (or another gostg group of the
         same user, which SO_REUSEPORT would otherwise let the workers join) listens on is
         refused as a single gostg refuses it, before any worker sees the change."""
+        if owned(service):   # served here, as a single gostg serves it
+            if service.handler_type == "metrics":
+                service.handler.app.expose = self._metrics_app
+            bind_service(service, path)
+            return
         lst = service.listener
         if not lst.shareable or lst.netns or any(s.cfg_addr == lst.addr for s in self.services.values()):
             return   # worker 0 binds it; or our own workers listen there already
@@ -150,7 +170,10 @@ class Controller(Gost):
 
     def _swap_service(self, name, new, old):
         super()._swap_service(name, new, old)
-        self._up.append(new)
+        if not owned(new):
+            self._up.append(new)   # postUp once the workers run it
+        elif self.started:
+            new.start()
 
     def _observers_changed(self, before):
         pass   # observers run in the workers, which see the connections
@@ -161,8 +184,8 @@ class Controller(Gost):
     def _start_here(self):
         if not self.services and not self.internal:
             self.build()
-        for s in self.internal.values():   # the Web API and the metrics endpoint
-            s.start()
+        for s in list(self.internal.values()) + [s for s in self.services.values() if owned(s)]:
+            s.start()   # the Web API and metrics endpoints
         self.started = True
         failure = self.pool.start()
         if failure is not None:
@@ -170,7 +193,7 @@ class Controller(Gost):
             raise ConfigError(*failure)
         if self.pool.stopping:   # a SIGTERM while the workers started
             return self
-        self._up = list(self.services.values())
+        self._up = [s for s in self.services.values() if not owned(s)]
         self._post_up()
         self.log.info(f"{len(self.pool)} workers running", workers=self.pool.pids())
         return self
@@ -221,7 +244,10 @@ class Controller(Gost):
                 for name, st in (answer.get("services") or {}).items():
                     parts.setdefault(name, []).append(st)
             for o in cfg.get("services") or []:
-                if parts.get(o.get("name")):
+                s = self.services.get(o.get("name"))
+                if s is not None and owned(s):
+                    o["status"] = s.status()
+                elif parts.get(o.get("name")):
                     o["status"] = merge_status(parts[o["name"]])
         return cfg
 

@@ -203,13 +203,14 @@ class Pool:
         except gevent.Timeout:
             return None
 
-    def push(self, configs):
-        """Hand every serving worker its config (``configs(index)``) and wait for them to
-        apply it → the problems, one text per worker that did not. A worker that does not
-        answer within ``apply_timeout`` is restarted (it starts with the newest config)."""
+    def push(self, message):
+        """Hand every serving worker its config (``message(index)``: the fields of the
+        ``config`` message) and wait for them to apply it → the problems, one text per worker
+        that did not. A worker that does not answer within ``apply_timeout`` is restarted (it
+        starts with the newest config)."""
         with self._lock:
             # a worker still starting got an older config in its init: this one follows it
-            asked = [(w, self._ask(w, {"op": "config", "config": configs(w.index)}, starting=True))
+            asked = [(w, self._ask(w, {"op": "config", **message(w.index)}, starting=True))
                      for w in self.workers]
         problems = []
         deadline = time.monotonic() + self.apply_timeout

@@ -4,7 +4,7 @@ over the control socket, on SO_REUSEPORT listening sockets.
 
 Messages (gostg.workers.channel), in order, one at a time:
   → ``init`` {config, index, workers, metrics} ← ``ready`` {pid} or ``failed`` {path, msg}
-  → ``config`` {config} (a change: Gost.reload, transactional) ← {ok, result | error}
+  → ``config`` {config, metrics} (a change: Gost.reload, transactional) ← {ok, result | error}
   → ``status`` ← {services: {name: status}} (GOST's per-service status, this worker's part)
   → ``page`` ← this worker's ``GET /api/status`` answer
   → ``metrics`` ← {text: this worker's Prometheus exposition, or ""}
@@ -42,6 +42,10 @@ def _answer(g, msg):
     op = msg.get("op")
     if op == "config":
         cfg = msg["config"]
+        if msg.get("metrics") is not None:   # a metrics endpoint added to the group: count from now
+            from ..observe import metrics
+            if not metrics.enabled():
+                metrics.enable(msg["metrics"], g.log)
         if cfg == g.config:   # an -R period with nothing new; a SIGHUP still reopens log files
             from ..runtime import _reopen_log_files
             _reopen_log_files()

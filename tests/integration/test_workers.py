@@ -349,3 +349,34 @@ def test_workers_split_a_connection_limit(tmp_path, reaper):
         pids = [g.proc.pid] + children(g.proc.pid)
         assert g.stop() == 0
         assert wait_gone(pids, 5)
+
+
+def test_workers_api_and_metrics_services_run_in_the_supervisor(reaper):
+    """``-L api://…`` and ``-L metrics://…`` act for the whole group, so the supervisor serves
+    them (in a worker they would change or count that worker only)."""
+    a, b, p_api, p_metrics = (free_port() for _ in range(4))
+    with Echo() as echo:
+        g = Gost("-L", f"socks5://127.0.0.1:{a}", "-L", f"api://127.0.0.1:{p_api}",
+                 "-L", f"metrics://127.0.0.1:{p_metrics}", "-workers", "2", ports=())
+        g.start()
+        reaper.append(g.proc.pid)
+        reaper.extend(wait_children(g.proc.pid, 2, timeout=20))
+        for p in (a, p_api, p_metrics):
+            wait_port(p, proc=g.proc, timeout=20)
+        assert wait_for(lambda: "workers running" in g.log_text(), timeout=20)
+        r = api(p_api, "POST", "/config/services", {"name": "b", "addr": f"127.0.0.1:{b}",
+                                                    "handler": {"type": "socks5"}})
+        assert r.get("msg") == "OK", r
+        for _ in range(30):
+            assert socks5_echo(b, echo.port) == b"ping"
+        assert wait_for(lambda: workers_serving(g, "b") == {0, 1}), workers_serving(g, "b")
+        with urllib.request.urlopen(f"http://127.0.0.1:{p_metrics}/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        served = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                     if line.startswith("gost_service_requests_total{") and 'service="b"' in line)
+        assert served >= 30, served
+        listening = {(e.get("service"), e.get("worker")) for e in log_records(g, msg="listening on")}
+        assert ("service-1", None) in listening and not any(s == "service-1" and w is not None for s, w in listening)
+        pids = [g.proc.pid] + children(g.proc.pid)
+        assert g.stop() == 0
+        assert wait_gone(pids, 5)

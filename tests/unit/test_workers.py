@@ -77,10 +77,19 @@ def test_worker_0_runs_everything_the_others_the_shared_ports():
     assert CFG["services"][0]["metadata"]["PreUp"] == ["echo up"]   # the model is not touched
 
 
+def test_supervisor_services_reach_no_worker():
+    cfg = {"services": CFG["services"] + [{"name": "api", "addr": ":1", "handler": {"type": "api"}}]}
+    for i in (0, 1):
+        assert "api" not in [s["name"] for s in worker_config(cfg, i, {"tcp", "api"}, {"api"})["services"]]
+
+
 def test_metrics_wanted():
     assert metrics_wanted(CFG) is False
     assert metrics_wanted({"metrics": {"addr": ":9000"}}) is True
     assert metrics_wanted({}) is None and metrics_wanted({"metrics": {}}) is None
+    svc = {"name": "m", "handler": {"type": "metrics", "metadata": {"clientLabel": "false"}}}
+    assert metrics_wanted({"services": [svc]}) is False
+    assert metrics_wanted({"services": [{"name": "m", "handler": {"type": "metrics"}}]}) is True
 
 
 def test_shareable_listeners():
