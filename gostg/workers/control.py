@@ -118,6 +118,12 @@ class Controller(Gost):
         #: what /api/connections reads (gostg.api.app)
         self.connections = GroupConnections(self.pool)
         self._up = []   # services built since the last push: their postUp runs after it
+        logs = [self.config.get("log")] + [o.get("log") for o in self.config.get("loggers") or []
+                                           if isinstance(o, dict)]
+        if any(isinstance(lc, dict) and lc.get("rotation") for lc in logs):
+            # each process counts only its own lines and renames the file under the others
+            self.log.warning("log rotation: with workers, each process rotates the log file by its own "
+                             "count; rotate with logrotate and SIGHUP instead (every worker reopens the file)")
 
     # -- what each worker runs --------------------------------------------------------------
 
