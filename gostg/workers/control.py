@@ -224,7 +224,11 @@ class Controller(Gost):
 
     def reload(self, config=None):
         before = self.config.get("workers")
-        result = super().reload(config)
+        try:
+            result = super().reload(config)
+        except Exception:
+            self._push()   # the running config: the workers reopen their log files all the same
+            raise
         # pushed even when nothing changed: a SIGHUP reopens the workers' log files too (a
         # worker handed the config it runs does only that)
         problems = self._push()
