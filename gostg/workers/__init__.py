@@ -24,6 +24,7 @@ Who owns what (the design; README "Every core"):
 This module is the command line's entry check only: standard library, nothing else loaded.
 """
 import os
+import sys
 
 #: the environment a worker process is started with: its index and its control socket's fd
 ENV_INDEX = "_GOSTG_WORKER"
@@ -56,6 +57,10 @@ def count(value, path="workers"):
 def wanted(cfg, flag=None):
     """The number of worker processes a config and the ``-workers`` flag ask for (the flag
     wins, as every flag does over the file)."""
-    if flag is not None:
-        return count(flag, "-workers")
-    return count(cfg.get("workers") if isinstance(cfg, dict) else None)
+    path, n = ("-workers", count(flag, "-workers")) if flag is not None else \
+        ("workers", count(cfg.get("workers") if isinstance(cfg, dict) else None))
+    if n > 1 and not sys.platform.startswith("linux"):
+        from ..errors import ConfigError
+        # elsewhere SO_REUSEPORT does not spread connections (one socket would get them all)
+        raise ConfigError(path, "worker processes need Linux (SO_REUSEPORT load balancing)")
+    return n
