@@ -141,7 +141,7 @@ class Pool:
             lived = time.monotonic() - w.started_at
             delay = self.backoff_min if lived >= self.stable else min(self.backoff_max, delay * 2)
             how = f"killed by signal {-code}" if code < 0 else f"with status {code}"
-            self.log.error(f"worker exited {how}: restarting in {delay:g}s", worker=w.index, pid=proc.pid,
+            self.log.error(f"worker exited ({how}): restarting in {delay:g}s", worker=w.index, pid=proc.pid,
                            code=code)
             gevent.sleep(delay)
             if self.stopping:
