@@ -8,6 +8,7 @@ run here, once for the group: ``preUp`` when the service is built, ``postUp`` on
 runs it, ``preDown``/``postDown`` when it is replaced or deleted and at stop (after the workers
 have stopped). ``GET /config``, ``/api/status`` and ``/metrics`` show the sums of the workers'."""
 from ..api import connections
+from ..observe import recent
 from ..config.build import bind_service
 from ..core.hooks import run_hooks
 from ..errors import ConfigError
@@ -264,18 +265,19 @@ class Controller(Gost):
     def status_page(self):
         from ..api.status import status
 
+        mine = status(self)
         pages = [a["page"] for a in self.pool.ask_all("page")]
         if not pages:
-            return status(self)
+            return mine
         out = dict(pages[0])
         services = {}
         for page in pages:
             for s in page.get("services") or []:
                 services[s["name"]] = _sum_counts(services[s["name"]], s) if s["name"] in services else s
-        out["services"] = [services.get(n) or x for n, x in
-                           ((x["name"], x) for x in status(self)["services"])]
-        out["errors"] = sorted((e for p in pages for e in p.get("errors") or []),
-                               key=lambda e: e.get("time", 0) if isinstance(e, dict) else 0)[-50:]
+        out["services"] = [services.get(x["name"]) or x for x in mine["services"]]
+        # the supervisor's own (a worker that died, a change a worker refused) and the workers'
+        out["errors"] = sorted((e for p in [mine] + pages for e in p.get("errors") or [] if isinstance(e, dict)),
+                               key=lambda e: str(e.get("time", "")))[-recent.SIZE:]
         out["workers"] = self.pool.pids()
         return out
 

@@ -123,6 +123,11 @@ def test_workers_share_ports_restart_and_stop(tmp_path, reaper):
         now = wait_for(lambda: [k for k in children(g.proc.pid) if k not in kids])
         assert len(now) == 1 and len(children(g.proc.pid)) == 2, (kids, children(g.proc.pid))
         reaper.extend(now)
+        # the status page: the workers' sums, and the supervisor's word about the dead one
+        page = api(api_port, "GET", "/api/status")
+        assert any(str(e.get("msg", "")).startswith("worker exited") for e in page["errors"]), page["errors"]
+        assert sorted(page["workers"]) == sorted(children(g.proc.pid))
+        assert next(x for x in page["services"] if x["name"] == "s5")["stats"]["totalConns"] >= 20
         mark = len(log_records(g))
         for i in range(40):
             assert socks5_echo(s5, echo.port) == b"ping"
