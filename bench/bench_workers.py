@@ -32,6 +32,31 @@ def gostg_workers_cmd(n):
     return f
 
 
+def tree(pid):
+    """``pid`` and its children (the supervisor and its workers), from /proc."""
+    out = [pid]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+def cpu(pids):
+    total = 0.0
+    for p in pids:
+        try:
+            total += B.cpu_seconds(p)
+        except (OSError, ValueError):
+            pass
+    return total
+
+
 def streams(proxy, n, size, sink_port):
     """``n`` concurrent SOCKS5 downloads of ``size`` bytes in all → MB/s (all streams together)."""
     errors = []
@@ -88,24 +113,33 @@ def main():
             p = B.Proxy(f"gostg-workers-{n}", "gostg", gostg_workers_cmd(n), has_http=False)
             p.start()
             proxies[n] = p
-        time.sleep(1.0)   # every worker listening (the port opens with the first one)
-        res = {n: {"conn": [], "1": [], "8": []} for n in args.workers}
+        for n, p in proxies.items():   # every worker started (the port opens with the first one)
+            deadline = time.monotonic() + 30
+            while len(tree(p.pid)) < (n + 1 if n > 1 else 1) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        time.sleep(1.0)   # … and listening
+        res = {n: {"conn": [], "cpu": [], "1": [], "8": []} for n in args.workers}
         for _ in range(args.repeat):
             for n, p in proxies.items():
+                pids = tree(p.pid)
+                c0 = cpu(pids)
                 rate, err, _, _ = B.measure_connrate(p, echo_port, args.duration, args.procs, args.conc)
                 res[n]["conn"].append(rate)
+                # all the proxy's processes: CPU µs per connection (the window includes the
+                # drivers' 1.5 s start, when the proxy is idle)
+                res[n]["cpu"].append((cpu(pids) - c0) / max(1, rate * args.duration) * 1e6)
                 if err:
                     print(f"workers {n}: {err} connection errors", file=sys.stderr)
                 res[n]["1"].append(streams(p, 1, args.size, sink_port))
                 res[n]["8"].append(streams(p, 8, args.size, sink_port))
         base = args.workers[0]
-        print("| workers | SOCKS5 conn/s | × | 1 stream MB/s | 8 streams MB/s | × |")
-        print("|---|---|---|---|---|---|")
+        print("| workers | SOCKS5 conn/s | × | proxy CPU µs/conn | 1 stream MB/s | 8 streams MB/s | × |")
+        print("|---|---|---|---|---|---|---|")
         med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in res.items()}
         for n in args.workers:
             m = med[n]
-            print(f"| {n} | {m['conn']:.0f} | {m['conn'] / med[base]['conn']:.2f} | {m['1']:.0f} | {m['8']:.0f} "
-                  f"| {m['8'] / med[base]['8']:.2f} |")
+            print(f"| {n} | {m['conn']:.0f} | {m['conn'] / med[base]['conn']:.2f} | {m['cpu']:.0f} | {m['1']:.0f} "
+                  f"| {m['8']:.0f} | {m['8'] / med[base]['8']:.2f} |")
         print(f"\n({os.cpu_count()} CPUs; conc {args.conc}, {args.procs} driver processes, {args.duration:g}s "
               f"rounds, {args.size >> 20} MiB per throughput run, median of {args.repeat})")
     finally:
