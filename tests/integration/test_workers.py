@@ -171,6 +171,20 @@ def test_workers_api_change_and_sighup_reach_every_worker(tmp_path, reaper):
         assert wait_for(lambda: workers_serving(g, "reloaded") == {0, 1}), workers_serving(g, "reloaded")
         names = [s["name"] for s in api(api_port, "GET", "/config")["services"]]
         assert names == ["s5", "web", "reloaded"], names   # the file's content; the API's POST is gone
+
+        # a change made while a worker is down (or starting again) reaches it all the same
+        late = free_port()
+        kid = children(g.proc.pid)[0]
+        os.kill(kid, signal.SIGKILL)
+        r = api(api_port, "POST", "/config/services", {"name": "late", "addr": f"127.0.0.1:{late}",
+                                                      "handler": {"type": "socks5"}})
+        assert r.get("msg") == "OK", r
+        assert wait_for(lambda: "worker restarted" in g.log_text(), timeout=15)
+        reaper.extend(children(g.proc.pid))
+        mark = len(log_records(g))
+        for _ in range(40):
+            assert socks5_echo(late, echo.port) == b"ping"
+        assert wait_for(lambda: workers_serving(g, "late", mark) == {0, 1}), workers_serving(g, "late", mark)
         pids = [g.proc.pid] + children(g.proc.pid)
         assert g.stop() == 0
         assert wait_gone(pids, 5)
