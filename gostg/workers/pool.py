@@ -138,12 +138,13 @@ class Pool:
             code = proc.wait()
             if self.stopping:
                 return
-            lived = time.monotonic() - w.started_at
-            delay = self.backoff_min if lived >= self.stable else min(self.backoff_max, delay * 2)
+            if time.monotonic() - w.started_at >= self.stable:
+                delay = self.backoff_min   # it ran a while: a crash now and then is no loop
             how = f"killed by signal {-code}" if code < 0 else f"with status {code}"
             self.log.error(f"worker exited ({how}): restarting in {delay:g}s", worker=w.index, pid=proc.pid,
                            code=code)
             gevent.sleep(delay)
+            delay = min(self.backoff_max, delay * 2)
             if self.stopping:
                 return
             try:
@@ -152,7 +153,10 @@ class Pool:
                 self.log.error(f"worker cannot be started: {exc}", worker=w.index)
                 w.proc = _Exited()
                 continue
-            msg = w.ready.get()   # set by the reader at the latest when the process ends
+            try:   # (the reader sets it at the latest when the process ends)
+                msg = w.ready.get(timeout=self.ready_timeout)
+            except gevent.Timeout:
+                msg = {"op": "failed", "msg": f"did not listen within {self.ready_timeout:g}s"}
             if msg.get("op") == "ready":
                 self.log.info("worker restarted", worker=w.index, pid=w.pid)
             else:
