@@ -70,7 +70,7 @@ class Pool:
             env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
             try:
                 proc = subprocess.Popen([sys.executable, "-m", "gostg.workers.worker"], env=env,
-                                        pass_fds=(theirs.fileno(),))
+                                        stdin=subprocess.DEVNULL, pass_fds=(theirs.fileno(),))
             finally:
                 theirs.close()
             w.proc, w.sock, w.pid, w.started_at = proc, mine, proc.pid, time.monotonic()
