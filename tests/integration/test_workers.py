@@ -53,6 +53,21 @@ def workers_serving(g, service, since=0):
             if e.get("service") == service and "<->" in str(e.get("msg"))}
 
 
+def served_by_both(g, port, service, echo_port, n=40):
+    """``n`` SOCKS5 round trips through ``port``, every one answered; both workers served some."""
+    mark = len(log_records(g))
+    for _ in range(n):
+        assert socks5_echo(port, echo_port) == b"ping"
+    assert wait_for(lambda: workers_serving(g, service, mark) == {0, 1}), workers_serving(g, service, mark)
+
+
+def stop_all(g):
+    """SIGTERM to the supervisor: exit 0 and every process of the group gone (by PID)."""
+    pids = [g.proc.pid] + children(g.proc.pid)
+    assert g.stop() == 0
+    assert wait_gone(pids, 5), [p for p in pids if alive(p)]
+
+
 def _start(cfg_path, tmp_path, reaper, *extra, ports=()):
     g = Gost("-C", cfg_path, *extra, ports=())
     g.start()
@@ -128,14 +143,8 @@ def test_workers_share_ports_restart_and_stop(tmp_path, reaper):
         assert any(str(e.get("msg", "")).startswith("worker exited") for e in page["errors"]), page["errors"]
         assert sorted(page["workers"]) == sorted(children(g.proc.pid))
         assert next(x for x in page["services"] if x["name"] == "s5")["stats"]["totalConns"] >= 20
-        mark = len(log_records(g))
-        for i in range(40):
-            assert socks5_echo(s5, echo.port) == b"ping"
-        assert wait_for(lambda: workers_serving(g, "s5", mark) == {0, 1}), workers_serving(g, "s5", mark)
-
-        pids = [g.proc.pid] + children(g.proc.pid)
-        assert g.stop() == 0
-        assert wait_gone(pids, 5), [p for p in pids if alive(p)]
+        served_by_both(g, s5, "s5", echo.port)
+        stop_all(g)
         assert hooks.read_text().split() == ["up", "down"]
 
 
@@ -149,9 +158,8 @@ def test_workers_api_change_and_sighup_reach_every_worker(tmp_path, reaper):
         r = api(api_port, "POST", "/config/services", {"name": "added", "addr": f"127.0.0.1:{added}",
                                                       "handler": {"type": "socks5"}})
         assert r.get("msg") == "OK", r
-        for _ in range(40):   # every connection succeeds: both workers listen when the API answers
-            assert socks5_echo(added, echo.port) == b"ping"
-        assert wait_for(lambda: workers_serving(g, "added") == {0, 1}), workers_serving(g, "added")
+        # every connection succeeds: both workers listen when the API answers
+        served_by_both(g, added, "added", echo.port)
 
         # a port taken by another program: refused by the supervisor, as a single gostg would
         with socket.socket() as taken:
@@ -166,9 +174,7 @@ def test_workers_api_change_and_sighup_reach_every_worker(tmp_path, reaper):
         path.write_text(json.dumps(cfg))
         g.signal(signal.SIGHUP)
         wait_port(reloaded, timeout=10)
-        for _ in range(40):
-            assert socks5_echo(reloaded, echo.port) == b"ping"
-        assert wait_for(lambda: workers_serving(g, "reloaded") == {0, 1}), workers_serving(g, "reloaded")
+        served_by_both(g, reloaded, "reloaded", echo.port)
         names = [s["name"] for s in api(api_port, "GET", "/config")["services"]]
         assert names == ["s5", "web", "reloaded"], names   # the file's content; the API's POST is gone
 
@@ -181,13 +187,8 @@ def test_workers_api_change_and_sighup_reach_every_worker(tmp_path, reaper):
         assert r.get("msg") == "OK", r
         assert wait_for(lambda: "worker restarted" in g.log_text(), timeout=15)
         reaper.extend(children(g.proc.pid))
-        mark = len(log_records(g))
-        for _ in range(40):
-            assert socks5_echo(late, echo.port) == b"ping"
-        assert wait_for(lambda: workers_serving(g, "late", mark) == {0, 1}), workers_serving(g, "late", mark)
-        pids = [g.proc.pid] + children(g.proc.pid)
-        assert g.stop() == 0
-        assert wait_gone(pids, 5)
+        served_by_both(g, late, "late", echo.port)
+        stop_all(g)
 
 
 def test_workers_die_with_the_supervisor(tmp_path, reaper):
@@ -277,9 +278,7 @@ def test_workers_sum_metrics_list_connections_and_keep_udp_in_worker_0(tmp_path,
         owners = {e.get("worker") for e in log_records(g)
                   if e.get("service") == "u" and str(e.get("msg", "")).startswith("listening on")}
         assert owners == {0}, owners
-        pids = [g.proc.pid] + children(g.proc.pid)
-        assert g.stop() == 0
-        assert wait_gone(pids, 5)
+        stop_all(g)
 
 
 def test_workers_inside_process_groups(reaper):
@@ -324,16 +323,12 @@ def test_workers_config_url_is_fetched_by_the_supervisor_once_per_period(tmp_pat
             doc["services"].append({"name": "b", "addr": f"127.0.0.1:{b}", "handler": {"type": "socks5"}})
             srv.serve(doc)
             wait_port(b, timeout=10)
-            for _ in range(30):
-                assert socks5_echo(b, echo.port) == b"ping"
-            assert wait_for(lambda: workers_serving(g, "b") == {0, 1}), workers_serving(g, "b")
+            served_by_both(g, b, "b", echo.port, 30)
             time.sleep(0.6)
             periods = (time.monotonic() - t0) / 0.3
             # one fetch per period (two workers fetching would be three per period)
             assert srv.state["hits"] - hits0 <= periods + 2, (srv.state["hits"] - hits0, periods)
-            pids = [g.proc.pid] + children(g.proc.pid)
-            assert g.stop() == 0
-            assert wait_gone(pids, 5)
+            stop_all(g)
 
 
 def test_workers_split_a_connection_limit(tmp_path, reaper):
@@ -365,9 +360,7 @@ def test_workers_split_a_connection_limit(tmp_path, reaper):
         finally:
             for s in held:
                 s.close()
-        pids = [g.proc.pid] + children(g.proc.pid)
-        assert g.stop() == 0
-        assert wait_gone(pids, 5)
+        stop_all(g)
 
 
 def test_workers_api_and_metrics_services_run_in_the_supervisor(reaper):
@@ -386,9 +379,7 @@ def test_workers_api_and_metrics_services_run_in_the_supervisor(reaper):
         r = api(p_api, "POST", "/config/services", {"name": "b", "addr": f"127.0.0.1:{b}",
                                                     "handler": {"type": "socks5"}})
         assert r.get("msg") == "OK", r
-        for _ in range(30):
-            assert socks5_echo(b, echo.port) == b"ping"
-        assert wait_for(lambda: workers_serving(g, "b") == {0, 1}), workers_serving(g, "b")
+        served_by_both(g, b, "b", echo.port, 30)
         with urllib.request.urlopen(f"http://127.0.0.1:{p_metrics}/metrics", timeout=10) as resp:
             text = resp.read().decode()
         served = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
@@ -396,6 +387,4 @@ def test_workers_api_and_metrics_services_run_in_the_supervisor(reaper):
         assert served >= 30, served
         listening = {(e.get("service"), e.get("worker")) for e in log_records(g, msg="listening on")}
         assert ("service-1", None) in listening and not any(s == "service-1" and w is not None for s, w in listening)
-        pids = [g.proc.pid] + children(g.proc.pid)
-        assert g.stop() == 0
-        assert wait_gone(pids, 5)
+        stop_all(g)
