@@ -203,6 +203,14 @@ def test_limits_are_split_per_worker(two_workers):
     assert list(tr.ips.values()) == [(5, 0)]              # 0 = unlimited stays unlimited
 
 
+def test_shared_counts_keep_limits_whole(two_workers):
+    from gostg.policy.limiter import build
+
+    assert build("climiters", "c", ["$ 3"], split=False).source.value().service == 3
+    assert build("climiters", "c", ["$ 3"]).source.value().service == 2
+    assert parse_counts.whole(["$ 3"]).service == 3
+
+
 def test_one_worker_keeps_limits_whole():
     assert parse_counts(["$ 3"]).service == 3 and parse_rates(["$ 10"]).service == 10.0
 

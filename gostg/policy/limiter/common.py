@@ -104,11 +104,16 @@ def number_line(line, shape, convert, what):
 def table_parser(parse_line, share=None):
     """lines → Table, with ``parse_line`` for each line; with several workers, ``share(scope,
     value, workers)`` gives one worker's part of each limit."""
-    def parse(lines):
+    def whole(lines):
         # "no limit" entries are kept: a later line (the file) may lift an earlier limit
-        entries = [e for e in map(parse_line, lines) if e is not None]
+        return Table(e for e in map(parse_line, lines) if e is not None)
+
+    def parse(lines):
         n = workers
-        if n > 1 and share is not None:
-            entries = [(scope, None if v is None else share(scope, v, n)) for scope, v in entries]
-        return Table(entries)
+        if n == 1 or share is None:
+            return whole(lines)
+        entries = [e for e in map(parse_line, lines) if e is not None]
+        return Table((scope, None if v is None else share(scope, v, n)) for scope, v in entries)
+    #: the limits as written, for counts every worker shares (a Redis-backed limiter)
+    parse.whole = whole
     return parse
