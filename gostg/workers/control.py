@@ -140,7 +140,9 @@ class Controller(Gost):
 
     def _init_message(self, index):
         return {"config": self._worker_config(index), "index": index, "workers": len(self.pool),
-                "metrics": share.metrics_wanted(self.config)}
+                "metrics": share.metrics_wanted(self.config),
+                # to name a failing service by its place in the group's config
+                "names": [o.get("name") for o in self.config.get("services") or []]}
 
     def _push(self):
         """The config model as it is now → every worker; → the problems (texts)."""

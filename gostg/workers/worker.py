@@ -73,6 +73,19 @@ def _answer(g, msg):
     return {"ok": False, "error": f"unknown request {op!r}"}
 
 
+def _group_path(path, cfg, names):
+    """``services[i]…`` of this worker's config → the same service's place in the group's
+    config (``names``: its service names in order; a worker's list lacks worker-0-only ones)."""
+    head, sep, rest = path.partition("]")
+    if not (sep and head.startswith("services[") and names):
+        return path
+    try:
+        name = cfg["services"][int(head[len("services["):])]["name"]
+        return f"services[{names.index(name)}]{rest}"
+    except (ValueError, IndexError, KeyError, TypeError):
+        return path
+
+
 def main():
     index, fd = int(os.environ[ENV_INDEX]), int(os.environ[ENV_FD])
     _die_with_parent(int(os.environ.get(ENV_SUPERVISOR) or 0))
@@ -110,7 +123,7 @@ def main():
         g.build()
         g.start()
     except ConfigError as exc:
-        channel.send(sock, {"op": "failed", "path": exc.path, "msg": exc.msg})
+        channel.send(sock, {"op": "failed", "path": _group_path(exc.path, cfg, init.get("names")), "msg": exc.msg})
         return 1
     freeze_start_up()
     done = gevent.event.Event()

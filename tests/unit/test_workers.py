@@ -263,3 +263,14 @@ def test_embedded_gost_ignores_workers_and_says_so():
     log = _Log()
     Gost({"workers": 1}, logger=log)
     assert not log.lines
+
+
+def test_a_workers_error_names_the_groups_service():
+    from gostg.workers.worker import _group_path
+
+    cfg = {"services": [{"name": "tcp2"}]}          # worker 1: the UDP service before it is not here
+    names = ["udp", "tcp2"]
+    assert _group_path("services[0].addr", cfg, names) == "services[1].addr"
+    assert _group_path("api.addr", cfg, names) == "api.addr"
+    assert _group_path("services[7].addr", cfg, names) == "services[7].addr"   # unknown: as it was
+    assert _group_path("services[0].addr", cfg, None) == "services[0].addr"
