@@ -61,6 +61,13 @@ def served_by_both(g, port, service, echo_port, n=40):
     assert wait_for(lambda: workers_serving(g, service, mark) == {0, 1}), workers_serving(g, service, mark)
 
 
+def wait_listening(g, service):
+    """Until both workers log that they listen for ``service`` (a reload reaches them in
+    parallel: the port opens with the first)."""
+    assert wait_for(lambda: {e.get("worker") for e in log_records(g, service=service, msg="listening on")} == {0, 1},
+                    timeout=10), g.log_text()[-2000:]
+
+
 def stop_all(g):
     """SIGTERM to the supervisor: exit 0 and every process of the group gone (by PID)."""
     pids = [g.proc.pid] + children(g.proc.pid)
@@ -173,7 +180,7 @@ def test_workers_api_change_and_sighup_reach_every_worker(tmp_path, reaper):
         cfg["services"].append({"name": "reloaded", "addr": f"127.0.0.1:{reloaded}", "handler": {"type": "socks5"}})
         path.write_text(json.dumps(cfg))
         g.signal(signal.SIGHUP)
-        wait_port(reloaded, timeout=10)
+        wait_listening(g, "reloaded")
         served_by_both(g, reloaded, "reloaded", echo.port)
         names = [s["name"] for s in api(api_port, "GET", "/config")["services"]]
         assert names == ["s5", "web", "reloaded"], names   # the file's content; the API's POST is gone
@@ -322,7 +329,7 @@ def test_workers_config_url_is_fetched_by_the_supervisor_once_per_period(tmp_pat
             hits0, t0 = srv.state["hits"], time.monotonic()
             doc["services"].append({"name": "b", "addr": f"127.0.0.1:{b}", "handler": {"type": "socks5"}})
             srv.serve(doc)
-            wait_port(b, timeout=10)
+            wait_listening(g, "b")
             served_by_both(g, b, "b", echo.port, 30)
             time.sleep(0.6)
             periods = (time.monotonic() - t0) / 0.3
