@@ -13,8 +13,11 @@ from .base import AcceptServer, Listener
 reuse_port = False
 
 
-def bind_tcp(addr, backlog):
-    """Bind ``[host]:port``; an empty host listens on every address, IPv4 and IPv6 (as Go)."""
+def bind_tcp(addr, backlog, probe=False):
+    """Bind ``[host]:port``; an empty host listens on every address, IPv4 and IPv6 (as Go).
+    ``probe``: bind without SO_REUSEPORT and without listening, then close (→ None): raises
+    as a listener would when the port is taken, by anyone (a ``-workers`` supervisor checks a
+    new address so before its workers join the port's group)."""
     host, port = split_host_port(addr or ":0", 0)
     candidates = [(host, port)] if host else [("::", port), ("0.0.0.0", port)]
     last = None
@@ -23,11 +26,14 @@ def bind_tcp(addr, backlog):
         s = socket.socket(family, socket.SOCK_STREAM)
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if reuse_port:
+            if reuse_port and not probe:
                 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6 and not host:
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             s.bind((h, p))
+            if probe:
+                s.close()
+                return None
             s.listen(backlog)
             return s
         except OSError as exc:

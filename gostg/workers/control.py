@@ -6,99 +6,19 @@ It builds every object and service exactly as a single gostg does, so a change (
 no service: its workers do (gostg.workers.pool, gostg.workers.worker). The hooks of the services
 run here, once for the group: ``preUp`` when the service is built, ``postUp`` once every worker
 runs it, ``preDown``/``postDown`` when it is replaced or deleted and at stop (after the workers
-have stopped). ``GET /config``, ``/api/status`` and ``/metrics`` show the sums of the workers'."""
-from ..api import connections
-from ..observe import recent
+have stopped). Services with an ``api`` or ``metrics`` handler are served here, not in the
+workers: they act on, or report for, the whole group. ``GET /config``, ``/api/status``,
+``/api/connections`` and ``/metrics`` show the workers' sums (gostg.workers.sums)."""
 from ..config.build import bind_service
 from ..core.hooks import run_hooks
 from ..errors import ConfigError
+from ..listeners.tcp import bind_tcp
+from ..observe import recent
 from ..runtime import Gost
 from . import share
 from .metricsum import merge as merge_metrics
 from .pool import Pool
-
-#: GOST's per-service stats: summed over workers
-STAT_KEYS = ("totalConns", "currentConns", "totalErrs", "inputBytes", "outputBytes")
-#: the /api/status service fields that are counts
-PAGE_COUNTS = ("totalConns", "currentConns", "totalErrs", "inputBytes", "outputBytes", "tunnels")
-
-
-def merge_status(parts):
-    """One service's GOST status from several workers' → one: stats summed, the earliest
-    createTime, worker 0's state and events."""
-    out = dict(parts[0])
-    out["createTime"] = min(p.get("createTime") or 0 for p in parts)
-    stats = {}
-    for p in parts:
-        for k, v in (p.get("stats") or {}).items():
-            if isinstance(v, (int, float)):
-                stats[k] = stats.get(k, 0) + v
-    out["stats"] = stats
-    return out
-
-
-def _sum_counts(a, b):
-    """Two workers' entries of one service on the status page → one."""
-    out = dict(a)
-    for k, v in b.items():
-        if k in PAGE_COUNTS and isinstance(v, (int, float)) and isinstance(a.get(k), (int, float)):
-            out[k] = a[k] + v
-        elif isinstance(v, dict) and isinstance(a.get(k), dict):
-            out[k] = _sum_counts(a[k], v)
-    return out
-
-
-def probe_tcp(addr):
-    """Bind ``addr`` as a TCP listener would (an empty host: dual-stack, else IPv4), without
-    listening, and close it; raises OSError when the port is taken."""
-    from gevent import socket
-
-    from ..protocols.addr import split_host_port
-
-    host, port = split_host_port(addr or ":0", 0)
-    if not port:
-        return
-    candidates = [(host, port)] if host else [("::", port), ("0.0.0.0", port)]
-    last = None
-    for h, p in candidates:
-        s = socket.socket(socket.AF_INET6 if ":" in h else socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if ":" in h and not host:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-            s.bind((h, p))
-            return
-        except OSError as exc:
-            last = exc
-            if host:
-                break
-        finally:
-            s.close()
-    raise last
-
-
-class GroupConnections:
-    """``/api/connections`` over the workers (gostg.api.connections' three calls): every
-    worker's open tunnels (a sid names its worker: each process draws its own prefix)."""
-
-    def __init__(self, pool):
-        self.pool = pool
-
-    def listing(self, gost, query):
-        items = [t for a in self.pool.ask_all("connections", query=query) for t in a.get("list") or []]
-        items.sort(key=lambda t: t["startTime"])
-        return {"data": {"count": len(items), "list": items}}
-
-    def one(self, gost, sid):
-        for t in self.listing(gost, {})["data"]["list"]:
-            if t["sid"] == sid:
-                return {"data": t}
-        raise connections._not_found(sid)
-
-    def close(self, gost, sid):
-        if not any(a.get("closed") for a in self.pool.ask_all("close", sid=sid)):
-            raise connections._not_found(sid)
-
+from .sums import GroupConnections, merge_status, sum_page_entries
 
 #: handler types the supervisor serves itself: they act on, or report for, the whole group
 SUPERVISOR_HANDLERS = ("api", "metrics")
@@ -173,9 +93,9 @@ class Controller(Gost):
         if not lst.shareable or lst.netns or any(s.cfg_addr == lst.addr for s in self.services.values()):
             return   # worker 0 binds it; or our own workers listen there already
         try:
-            probe_tcp(lst.addr)
-        except OSError as exc:
-            raise ConfigError(f"{path}.addr", f"cannot listen on {lst.addr!r}: {exc.strerror or exc}") from None
+            bind_tcp(lst.addr, 0, probe=True)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}.addr", exc.msg) from None
 
     def _swap_service(self, name, new, old):
         super()._swap_service(name, new, old)
@@ -275,7 +195,7 @@ class Controller(Gost):
         services = {}
         for page in pages:
             for s in page.get("services") or []:
-                services[s["name"]] = _sum_counts(services[s["name"]], s) if s["name"] in services else s
+                services[s["name"]] = sum_page_entries(services[s["name"]], s) if s["name"] in services else s
         out["services"] = [services.get(x["name"]) or x for x in mine["services"]]
         # the supervisor's own (a worker that died, a change a worker refused) and the workers'
         out["errors"] = sorted((e for p in [mine] + pages for e in p.get("errors") or [] if isinstance(e, dict)),

@@ -12,7 +12,7 @@ from gostg.errors import ConfigError
 from gostg.policy.limiter import common, parse_counts, parse_rates, parse_traffic
 from gostg.workers import count, wanted
 from gostg.workers import channel
-from gostg.workers.control import merge_status
+from gostg.workers.sums import merge_status
 from gostg.workers.metricsum import merge
 from gostg.workers.share import metrics_wanted, worker_config
 
