@@ -89,6 +89,9 @@ class Controller(Gost):
                 service.handler.app.expose = self._metrics_app
             bind_service(service, path)
             return
+        # its workers report this service's state and stats to its observer: the supervisor's
+        # copy (never serving) must not report a second, idle one
+        service.observer = None
         lst = service.listener
         if not lst.shareable or lst.netns or any(s.cfg_addr == lst.addr for s in self.services.values()):
             return   # worker 0 binds it; or our own workers listen there already
