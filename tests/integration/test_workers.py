@@ -395,3 +395,22 @@ def test_workers_api_and_metrics_services_run_in_the_supervisor(reaper):
         listening = {(e.get("service"), e.get("worker")) for e in log_records(g, msg="listening on")}
         assert ("service-1", None) in listening and not any(s == "service-1" and w is not None for s, w in listening)
         stop_all(g)
+
+
+def test_workers_report_to_the_observer_the_supervisor_does_not(tmp_path, reaper):
+    """Each worker reports its service's state to the observer; the supervisor's copy, which
+    never serves, reports nothing."""
+    from .test_observer import Plugin, config
+
+    port = free_port()
+    with Plugin() as plugin:
+        cfg = config(tmp_path, port, plugin.url)
+        g, _ = _start(cfg, tmp_path, reaper, "-workers", "2", ports=(port,))
+
+        def states(state):
+            return [e for e in plugin.events("status") if e["status"]["state"] == state]
+        assert plugin.wait(lambda: len(states("ready")) == 2), plugin.events("status")
+        time.sleep(0.5)
+        assert len(states("running")) == 2 and len(states("ready")) == 2, plugin.events("status")
+        stop_all(g)
+        assert plugin.wait(lambda: len(states("closed")) == 2), plugin.events("status")
