@@ -75,15 +75,17 @@ class Pool:
                 theirs.close()
             w.proc, w.sock, w.pid, w.started_at = proc, mine, proc.pid, time.monotonic()
             w.ready, w.pending = AsyncResult(), {}
-            gevent.spawn(self._read, w, mine)
+            gevent.spawn(self._read, w, mine, proc)
             try:
                 channel.send(mine, {"op": "init", **self.init(w.index)})
             except OSError:
                 pass   # it died at once: _watch sees it exit
         return proc
 
-    def _read(self, w, sock):
-        """Answers and the first message of one worker process, until its socket ends."""
+    def _read(self, w, sock, proc):
+        """Answers and the first message of one worker process, until its socket ends. A
+        worker whose socket ends or talks garbage while it runs can no longer be told of
+        changes: it is killed, and restarted (with the newest config) as any worker that dies."""
         ready, pending = w.ready, w.pending
         try:
             while True:
@@ -105,6 +107,9 @@ class Pool:
             if w.sock is sock:
                 w.sock = None
             sock.close()
+            if not self.stopping and _still_running(proc, 2.0):   # (a worker that died: it ends too)
+                self.log.error("worker control socket lost: ending the worker", worker=w.index, pid=proc.pid)
+                _end(proc)
 
     def start(self):
         """Start every worker and wait until each listens; → None, or the first failure
@@ -257,6 +262,14 @@ class _Exited:
 
     def poll(self):
         return 1
+
+
+def _still_running(proc, grace):
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        return True
+    return False
 
 
 def _end(proc):
