@@ -192,6 +192,9 @@ def build_config(args, stdin=None):
         cfg["log"] = {**(cfg.get("log") or {}), "level": level}
     if args["-R"]:
         parse_duration(args["-R"], "-R")  # a bad period is a config error before anything binds
+    if args.get("--workers") is not None:   # as -api and -metrics: the flag replaces the key
+        w = str(args["--workers"]).strip()
+        cfg["workers"] = int(w) if w.isdigit() else w
     return cfg
 
 
