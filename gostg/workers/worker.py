@@ -125,6 +125,9 @@ def main():
     except ConfigError as exc:
         channel.send(sock, {"op": "failed", "path": _group_path(exc.path, cfg, init.get("names")), "msg": exc.msg})
         return 1
+    except Exception as exc:   # noqa: BLE001 - said to the supervisor, which says it once
+        channel.send(sock, {"op": "failed", "path": "", "msg": f"{type(exc).__name__}: {exc}"})
+        return 1
     freeze_start_up()
     done = gevent.event.Event()
 
