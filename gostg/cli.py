@@ -17,11 +17,13 @@ Options:
   --metrics <addr>  Prometheus metrics endpoint, [user:pass@][host]:port[?path=/metrics&clientLabel=false]
                     or unix:///path.sock
   -R <duration>     reload the config periodically
+  --workers <n>     worker processes sharing each port (a number, or auto: one per core)
   --check           check the config (-C, -L, -F) without binding anything, print every problem
   -V                print the version and exit
   -h --help         show this help
 
-Arguments split by -- run as separate processes, each with its own chain.
+Arguments split by -- run as separate processes, each with its own chain (and its own
+workers, when it asks for them).
 Exit status 1 on any error, printed once on stderr as "gostg: config error: <where>: <what>".
 """
 # Only the standard library at import time: a group that serves patches gevent (run_group)
@@ -34,13 +36,14 @@ from . import __version__
 
 #: every flag GOST's command line has (canonical spelling) → whether it takes a value
 FLAGS = {"-L": True, "-F": True, "-C": True, "-O": True, "-R": True, "--api": True, "--metrics": True,
+         "--workers": True,
          "-D": False, "--DD": False, "-V": False, "-h": False, "--check": False}
 #: flags that add up when repeated; any other repeated flag takes its last value (Go's flag)
 REPEATABLE = ("-L", "-F", "-C")
 #: Go's flag package accepts -flag and --flag alike; the usage text has one spelling
 _ALIASES = {"-api": "--api", "-metrics": "--metrics", "-DD": "--DD", "-check": "--check", "--help": "-h",
             "-help": "-h", "--h": "-h", "--D": "-D", "--L": "-L", "--F": "-F", "--C": "-C", "--O": "-O",
-            "--V": "-V", "--R": "-R"}
+            "--V": "-V", "--R": "-R", "-workers": "--workers"}
 #: strconv.ParseBool, which Go's flag uses for -flag=value of a boolean flag
 _BOOL_WORDS = {"1": True, "t": True, "true": True, "0": False, "f": False, "false": False}
 OUTPUT_FORMATS = ("yaml", "json")
@@ -189,6 +192,9 @@ def build_config(args, stdin=None):
         cfg["log"] = {**(cfg.get("log") or {}), "level": level}
     if args["-R"]:
         parse_duration(args["-R"], "-R")  # a bad period is a config error before anything binds
+    if args.get("--workers") is not None:   # as -api and -metrics: the flag replaces the key
+        w = str(args["--workers"]).strip()
+        cfg["workers"] = int(w) if w.isdigit() else w
     return cfg
 
 
@@ -336,7 +342,7 @@ def check(cfg):
 
 # -- running ----------------------------------------------------------------------------------
 
-def _serve(cfg, args, warnings=()):
+def _serve(cfg, args, warnings=(), workers=1):
     import signal
 
     import gevent
@@ -358,7 +364,11 @@ def _serve(cfg, args, warnings=()):
         return build_config(args)
 
     # run_group found every problem and showed the warnings: build() neither checks nor logs again
-    g = Gost(cfg, logger=log, sources=sources, reported=warnings, checked=True)
+    if workers > 1:   # a supervisor of worker processes (gostg.workers)
+        from .workers.control import Controller
+        g = Controller(cfg, workers, logger=log, sources=sources, reported=warnings, checked=True)
+    else:
+        g = Gost(cfg, logger=log, sources=sources, reported=warnings, checked=True)
     from .config import remote
 
     files = [c for c in args["-C"] if c.strip() not in ("-",) and not c.strip().startswith("{")]
@@ -428,6 +438,9 @@ def run_group(args):
 
         patch()
     cfg = build_config(args)
+    if args["--workers"] is not None:   # a bad flag is an error in every mode, --check included
+        from .workers import count
+        count(args["--workers"], "-workers")
     if args["--check"]:
         return check(cfg)
     found = problems(cfg)
@@ -440,7 +453,9 @@ def run_group(args):
     if not runnable(cfg):
         print(usage(), file=sys.stderr)
         return 1
-    return _serve(cfg, args, [p for p in found if p.level == "warning"])
+    from .workers import wanted
+
+    return _serve(cfg, args, [p for p in found if p.level == "warning"], wanted(cfg, args["--workers"]))
 
 
 def _main(argv):

@@ -209,6 +209,11 @@ class Gost:
         model.check(self.config)
         # a standard logging.Logger is wrapped; a structlog-style logger is used as it is
         self.log = _adapt_logger(logger) if logger is not None else _log_from(self.config.get("log"))
+        if not checked and self.config.get("workers") not in (None, 1, "1"):
+            # (the command line, which passes checked, decides about workers itself)
+            self.log.warning(f"workers: {self.config['workers']!r} ignored: an embedded gostg runs in its "
+                             "host application's process (a library does not fork its host); run the "
+                             "gostg command for worker processes")
         #: callable returning a fresh config for reload (the -C sources and CLI arguments)
         self.sources = sources
         self.registries = Registries()
@@ -278,7 +283,7 @@ class Gost:
         bound = []
         try:
             for s, path in built.values():
-                bind_service(s, path)
+                self._bind(s, path)
                 bound.append(s)
         except BaseException:
             for s in bound:
@@ -640,10 +645,17 @@ class Gost:
                     and type(old.listener) is type(s.listener) and old.listener.netns == s.listener.netns:
                 s.listener.adopt(old.listener.socket)
             else:
-                bind_service(s, path)
+                self._bind(s, path)
         except ConfigError as exc:
             raise ChangeError(ChangeError.FAILED, str(exc)) from exc
         return s
+
+    #: whether this runtime's services listen and serve here (a ``-workers`` supervisor builds
+    #: them to check every change, its workers serve them: gostg.workers.control)
+    serves = True
+
+    def _bind(self, service, path):
+        bind_service(service, path)
 
     def _swap_service(self, name, new, old):
         """Commit: the new service serves, the old one steps down."""
@@ -653,7 +665,7 @@ class Gost:
             self.retired.add(old)
         new.pre_up()
         new.meter = metrics.meter(name)
-        if self.started:
+        if self.started and self.serves:
             new.start()
         self.services[name] = new
         self.registries.services.set(name, new)

@@ -164,16 +164,18 @@ class Api:
     def _api(self, method, rest, query):
         """``/api/…``: gostg's own resources, beyond GOST's ``/config``."""
         if rest == ["status"]:   # what the status page shows (status.py)
-            return _json(200, status(self.gost)) if method == "GET" else \
+            summed = getattr(self.gost, "status_page", None)   # a -workers supervisor: its workers' sum
+            return _json(200, summed() if summed else status(self.gost)) if method == "GET" else \
                 _json(405, {"code": 405, "msg": f"method {method} not allowed here"})
         if not rest or rest[0] != "connections" or len(rest) > 2:
             return _json(404, {"code": 404, "msg": "not found"})
+        conns = getattr(self.gost, "connections", connections)   # a -workers supervisor: its workers'
         if len(rest) == 1 and method == "GET":
-            return _json(200, connections.listing(self.gost, query))
+            return _json(200, conns.listing(self.gost, query))
         if len(rest) == 2 and method == "GET":
-            return _json(200, connections.one(self.gost, rest[1]))
+            return _json(200, conns.one(self.gost, rest[1]))
         if len(rest) == 2 and method == "DELETE":
-            connections.close(self.gost, rest[1])
+            conns.close(self.gost, rest[1])
             return _ok()
         return _json(405, {"code": 405, "msg": f"method {method} not allowed here"})
 

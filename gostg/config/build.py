@@ -367,11 +367,13 @@ def build_limiter(kind, o, path, registries=None):
             raise ConfigError(f"{path}.limits[{i}]", str(exc)) from None
     file, reload, fpath = _file_source(o, path)
     log = _source_log(registries, kind[:-1], o["name"])
+    store = _map(o, "store", path)
     try:
-        lim = _limiter.build(kind, o["name"], items, file, reload, log, **net_sources(kind, o, path, log))
+        # a store counts for every worker at once: its limits stay whole (no per-worker split)
+        lim = _limiter.build(kind, o["name"], items, file, reload, log, split=not store,
+                             **net_sources(kind, o, path, log))
     except ValueError as exc:
         raise ConfigError(fpath, str(exc)) from None
-    store = _map(o, "store", path)
     return _shared_limiter(kind, lim, store, f"{path}.store", log) if store else lim
 
 

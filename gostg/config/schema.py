@@ -361,7 +361,11 @@ TOP = keys(
     Key("tls", MAP, fields=TLS), Key("log", MAP, fields=LOG),
     unbuilt("profiling", MAP, "reference/configuration/file/", "profiling", observe=True, fields=PROFILING),
     Key("api", MAP, fields=API),
-    Key("metrics", MAP, fields=METRICS, docs="tutorials/metrics/"))
+    Key("metrics", MAP, fields=METRICS, docs="tutorials/metrics/"),
+    Key("workers", ANY, default=1,
+        meaning="gostg: worker processes sharing each TCP port (SO_REUSEPORT), a number or auto (one per "
+                "core); the -workers flag wins. UDP, rtcp/rudp and unix listeners run in worker 0; limiters "
+                "are split per worker"))
 
 # ---------------------------------------------------------------------------------------------
 # Component metadata (each GOST component's metadata.go). Groups are shared by several types.

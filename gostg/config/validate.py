@@ -429,6 +429,12 @@ def validate(cfg):
             err = addr_problem(str(addr))
             if err:
                 w.add(ERROR, f"{single}.addr", err)
+    if cfg.get("workers") is not None:
+        from ..workers import count
+        try:
+            count(cfg["workers"])
+        except ConfigError as exc:
+            w.add(ERROR, exc.path, exc.msg)
     return w.problems
 
 

@@ -109,6 +109,9 @@ class Listener:
     stream = False
     #: the network namespace the listening socket is created in (GOST's service ``netns``)
     netns = ""
+    #: whether every worker of ``-workers N`` runs the service on a shared (SO_REUSEPORT) port;
+    #: not by default (UDP, remote listeners): worker 0 alone runs those (gostg.workers.share)
+    shareable = False
 
     def __init__(self, addr, md, tls=None, auth=None):
         self.addr = addr

@@ -64,6 +64,10 @@ class DNSListener(Listener):
         inner = MODES[self.mode]
         self.inner = inner(addr, md, tls, auth) if inner is not None else None
 
+    @property
+    def shareable(self):
+        return self.inner is not None   # tcp, tls, https: a TCP port; udp: worker 0 alone
+
     def bind(self):
         if self.inner is not None:
             self.socket = self.inner.bind()

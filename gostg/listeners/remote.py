@@ -125,6 +125,11 @@ class _Remote:
     #: GOST reads no PROXY header on remote (rtcp/rudp) listeners
     stream = False
 
+    @property
+    def shareable(self):
+        # with a chain, the port is bound on the remote server: one binding, worker 0's
+        return not self.chain and super().shareable
+
     def bind(self):
         if not self.chain:
             return super().bind()

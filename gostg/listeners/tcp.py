@@ -8,8 +8,16 @@ from ..core.registry import listeners
 from .base import AcceptServer, Listener
 
 
-def bind_tcp(addr, backlog):
-    """Bind ``[host]:port``; an empty host listens on every address, IPv4 and IPv6 (as Go)."""
+#: set in a worker process of ``-workers N`` (gostg.workers.worker): every TCP listening socket
+#: joins the port's SO_REUSEPORT group, and the kernel spreads new connections over the workers
+reuse_port = False
+
+
+def bind_tcp(addr, backlog, probe=False):
+    """Bind ``[host]:port``; an empty host listens on every address, IPv4 and IPv6 (as Go).
+    ``probe``: bind without SO_REUSEPORT and without listening, then close (→ None): raises
+    as a listener would when the port is taken, by anyone (a ``-workers`` supervisor checks a
+    new address so before its workers join the port's group)."""
     host, port = split_host_port(addr or ":0", 0)
     candidates = [(host, port)] if host else [("::", port), ("0.0.0.0", port)]
     last = None
@@ -18,9 +26,14 @@ def bind_tcp(addr, backlog):
         s = socket.socket(family, socket.SOCK_STREAM)
         try:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port and not probe:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6 and not host:
                 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             s.bind((h, p))
+            if probe:
+                s.close()
+                return None
             s.listen(backlog)
             return s
         except OSError as exc:
@@ -36,6 +49,9 @@ class TCPListener(Listener):
     #: accept backlog; the kernel caps it at net.core.somaxconn
     backlog = 1024
     stream = True
+    #: the listening socket can be one of several processes' sockets on the port (SO_REUSEPORT,
+    #: ``-workers``): every worker runs the service. False: only worker 0 runs it
+    shareable = True
 
     def bind(self):
         self.socket = bind_tcp(self.addr, self.md.int("backlog", default=self.backlog))
@@ -70,6 +86,7 @@ class UnixListener(TCPListener):
     use"), and closing the listener (or its server) removes the file."""
 
     type_name = "unix"
+    shareable = False   # one path, one socket
 
     def bind(self):
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -39,9 +39,11 @@ KINDS = {
 }
 
 
-def build(kind, name, items=(), file="", reload=0.0, log=None, sources=(), push=False):
+def build(kind, name, items=(), file="", reload=0.0, log=None, sources=(), push=False, split=True):
     """A limiter of ``kind`` from inline lines plus ``file``, ``redis``, ``http`` sources
-    (re-read every ``reload``). Raises ValueError for a bad line or an unreadable file."""
+    (re-read every ``reload``). Raises ValueError for a bad line or an unreadable file.
+    ``split``: with several worker processes, each enforces its share of the limits
+    (common.workers); False keeps them whole (counts shared by every worker, in Redis)."""
     cls, _, parse = KINDS[kind]
-    return cls(name, LineSource(items, file=file, reload=reload, parse=parse, name=name, log=log,
-                                sources=sources, push=push))
+    return cls(name, LineSource(items, file=file, reload=reload, parse=parse if split else parse.whole,
+                                name=name, log=log, sources=sources, push=push))

@@ -4,6 +4,12 @@ import ipaddress
 
 SERVICE, DEFAULT = "$", "$$"
 
+#: the worker processes one service's connections are spread over (``-workers N``; a worker
+#: sets it before building anything, gostg.workers.worker). Without shared (Redis) counters each
+#: worker enforces its share of every limit that counts what several workers see, so the group
+#: keeps the configured total (gostg.workers.share documents the rounding)
+workers = 1
+
 
 def parse_scope(s):
     """``$`` / ``$$`` / an ip_address / an ip_network."""
@@ -110,9 +116,19 @@ def number_line(line, shape, convert, what):
         raise ValueError(f"bad limit {line!r}: {what}") from None
 
 
-def table_parser(parse_line):
-    """lines → Table, with ``parse_line`` for each line."""
-    def parse(lines):
+def table_parser(parse_line, share=None):
+    """lines → Table, with ``parse_line`` for each line; with several workers, ``share(scope,
+    value, workers)`` gives one worker's part of each limit."""
+    def whole(lines):
         # "no limit" entries are kept: a later line (the file) may lift an earlier limit
         return Table(e for e in map(parse_line, lines) if e is not None)
+
+    def parse(lines):
+        n = workers
+        if n == 1 or share is None:
+            return whole(lines)
+        entries = [e for e in map(parse_line, lines) if e is not None]
+        return Table((scope, None if v is None else share(scope, v, n)) for scope, v in entries)
+    #: the limits as written, for counts every worker shares (a Redis-backed limiter)
+    parse.whole = whole
     return parse

@@ -11,7 +11,13 @@ def parse_count_line(line):
     return scope, (n if n > 0 else None)
 
 
-parse_counts = table_parser(parse_count_line)
+def _share(scope, n, workers):
+    """One worker's part of a connection count, rounded up (a limit never becomes 0: 3
+    connections over 2 workers allow 2 each, 4 in all)."""
+    return -(-n // workers)
+
+
+parse_counts = table_parser(parse_count_line, _share)
 
 
 class Lease:

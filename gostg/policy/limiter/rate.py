@@ -16,7 +16,11 @@ def parse_rate_line(line):
     return scope, (v if v > 0 else None)
 
 
-parse_rates = table_parser(parse_rate_line)
+def _share(scope, rate, workers):
+    return rate / workers   # requests per second: divides exactly
+
+
+parse_rates = table_parser(parse_rate_line, _share)
 
 
 def _rate_bucket(r, clock):

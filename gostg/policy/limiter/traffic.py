@@ -8,7 +8,7 @@ import gevent
 from gevent import socket, ssl
 
 from .bucket import TokenBucket
-from .common import client_ip, split_line, table_parser
+from .common import DEFAULT, client_ip, split_line, table_parser
 
 _UNITS = {"": 1, "b": 1}
 for _i, _p in enumerate("kmgtpe", 1):
@@ -37,7 +37,15 @@ def parse_traffic_line(line):
     return scope, (parse_bytes(vals[0]), parse_bytes(vals[1]) if len(vals) > 1 else 0)
 
 
-parse_traffic = table_parser(parse_traffic_line)
+def _share(scope, rates, workers):
+    """``$$`` limits each connection, which lives in one worker: kept whole. ``$`` and the IP
+    entries limit what many connections (on every worker) carry together: split."""
+    if scope == DEFAULT:
+        return rates
+    return tuple(-(-r // workers) if r > 0 else r for r in rates)
+
+
+parse_traffic = table_parser(parse_traffic_line, _share)
 
 #: the sleep of shaping (a module global so tests can fake time)
 _sleep = gevent.sleep

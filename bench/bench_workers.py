@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""``-workers 1`` vs ``-workers 2`` (or any list): SOCKS5 connections/s and 1-stream and
+8-stream download throughput through one gostg command line, in one run.
+
+    .venv/bin/python bench/bench_workers.py [--workers 1,2] [--duration 5] [--size 512MiB]
+                                            [--conc 50] [--procs 2] [--repeat 3]
+
+It reuses bench.py's helper processes (sink/source, echo, conn/s drivers) and client code; each
+gostg is started as a user starts it (``bin/gostg -L socks5://… -workers N``), log level error.
+conn/s runs interleave the worker counts (``--repeat`` rounds, median). CPU figures are left
+out: with workers the proxy is several processes (bench.py's per-process CPU does not apply).
+Loopback only; every wait is bounded.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+import bench as B  # noqa: E402
+
+
+def gostg_workers_cmd(n):
+    def f(p):
+        return [B.PY, os.path.join(B.ROOT, "bin", "gostg"), "-L", f"socks5://{B.HOST}:{p.socks_port}",
+                "-C", '{"log": {"level": "error"}}', "-workers", str(n)]
+    return f
+
+
+def tree(pid):
+    """``pid`` and its children (the supervisor and its workers), from /proc."""
+    out = [pid]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+def cpu(pids):
+    total = 0.0
+    for p in pids:
+        try:
+            total += B.cpu_seconds(p)
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def streams(proxy, n, size, sink_port):
+    """``n`` concurrent SOCKS5 downloads of ``size`` bytes in all → MB/s (all streams together)."""
+    errors = []
+    per = size // n
+
+    def one():
+        try:
+            s = B.open_tunnel("socks5", proxy.socks_port, sink_port)
+            with s:
+                s.sendall(B.HDR.pack(b"DNLD", per))
+                buf = bytearray(B.CHUNK)
+                got = 0
+                while got < per:
+                    k = s.recv_into(buf, min(B.CHUNK, per - got))
+                    if not k:
+                        raise ConnectionError(f"EOF after {got}/{per}")
+                    got += k
+        except Exception as exc:   # noqa: BLE001 - reported with the figure
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, daemon=True) for _ in range(n)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(B.IO_TIMEOUT * 4)
+    dt = time.perf_counter() - t0
+    if errors:
+        raise RuntimeError(f"{len(errors)} stream(s) failed: {errors[0]!r}")
+    return per * n / dt / 1e6
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", default="1,2", type=lambda s: [int(x) for x in s.split(",") if x])
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per conn/s round")
+    ap.add_argument("--conc", type=int, default=50, help="concurrent clients for conn/s")
+    ap.add_argument("--procs", type=int, default=2, help="client driver processes for conn/s")
+    ap.add_argument("--repeat", type=int, default=3, help="rounds per figure (median)")
+    ap.add_argument("--size", type=B.parse_size, default=512 << 20, help="bytes per throughput run")
+    args = ap.parse_args()
+    B.raise_nofile()
+    B.LOG_DIR[0] = os.path.join(B.OUT, "logs", "workers")
+    os.makedirs(B.LOG_DIR[0], exist_ok=True)
+    sink_port, echo_port = B.free_port(), B.free_port()
+    helpers = [subprocess.Popen([B.PY, os.path.join(HERE, "bench.py"), sub, str(port)])
+               for sub, port in (("_sinksrc", sink_port), ("_echo", echo_port))]
+    proxies = {}
+    try:
+        for port in (sink_port, echo_port):
+            if not B.wait_port(port):
+                raise RuntimeError("helper server did not start")
+        for n in args.workers:
+            p = B.Proxy(f"gostg-workers-{n}", "gostg", gostg_workers_cmd(n), has_http=False)
+            p.start()
+            proxies[n] = p
+        for n, p in proxies.items():   # every worker started (the port opens with the first one)
+            deadline = time.monotonic() + 30
+            while len(tree(p.pid)) < (n + 1 if n > 1 else 1) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        time.sleep(1.0)   # … and listening
+        res = {n: {"conn": [], "cpu": [], "1": [], "8": []} for n in args.workers}
+        for _ in range(args.repeat):
+            for n, p in proxies.items():
+                pids = tree(p.pid)
+                c0 = cpu(pids)
+                rate, err, _, _ = B.measure_connrate(p, echo_port, args.duration, args.procs, args.conc)
+                res[n]["conn"].append(rate)
+                # all the proxy's processes: CPU µs per connection (the window includes the
+                # drivers' 1.5 s start, when the proxy is idle)
+                res[n]["cpu"].append((cpu(pids) - c0) / max(1, rate * args.duration) * 1e6)
+                if err:
+                    print(f"workers {n}: {err} connection errors", file=sys.stderr)
+                res[n]["1"].append(streams(p, 1, args.size, sink_port))
+                res[n]["8"].append(streams(p, 8, args.size, sink_port))
+        base = args.workers[0]
+        print("| workers | SOCKS5 conn/s | × | proxy CPU µs/conn | 1 stream MB/s | 8 streams MB/s | × |")
+        print("|---|---|---|---|---|---|---|")
+        med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in res.items()}
+        for n in args.workers:
+            m = med[n]
+            print(f"| {n} | {m['conn']:.0f} | {m['conn'] / med[base]['conn']:.2f} | {m['cpu']:.0f} | {m['1']:.0f} "
+                  f"| {m['8']:.0f} | {m['8'] / med[base]['8']:.2f} |")
+        print(f"\n({os.cpu_count()} CPUs; conc {args.conc}, {args.procs} driver processes, {args.duration:g}s "
+              f"rounds, {args.size >> 20} MiB per throughput run, median of {args.repeat})")
+    finally:
+        for p in proxies.values():
+            _stop(p.proc)
+        for h in helpers:
+            _stop(h)
+
+
+def _stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+if __name__ == "__main__":
+    main()
