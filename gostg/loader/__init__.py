@@ -1,0 +1,1 @@
+"""GOST's data sources for loader-capable objects: inline items, ``file``, ``redis``, ``http``."""
