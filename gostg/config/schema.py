@@ -74,7 +74,20 @@ SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand",
 FILE_LOADER = keys(Key("path", required=True))
 REDIS_LOADER = keys(Key("addr"), Key("db", INT), Key("password"), Key("key"), Key("type"))
 HTTP_LOADER = keys(Key("url"), Key("timeout", DURATION))
-PLUGIN = keys(Key("type"), Key("addr"), Key("tls", MAP, fields=TLS), Key("timeout", DURATION), Key("token"))
+PLUGIN = keys(
+    Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/plugin/",
+        meaning="http: GOST's JSON-over-POST protocol; grpc (GOST's default when unset) needs gostg's gRPC "
+                "transport, else it is an error"),
+    Key("addr", required=True, docs="concepts/plugin/",
+        meaning="http: the URL POSTed to (http:// is prepended when it has no scheme, https:// with tls)"),
+    Key("tls", MAP, fields=TLS, meaning="TLS to the plugin: serverName, caFile (gostg always verifies the "
+                                        "certificate; GOST only with secure: true)"),
+    Key("timeout", DURATION, default="10s", meaning="deadline of one call (GOST: none); a decision "
+                                                    "that times out is refused"),
+    Key("token", meaning="sent as Authorization: Bearer <token>"))
+#: ``plugin`` where gostg builds it: the plugin decides instead of the object's own rules (GOST)
+PLUGIN_KEY = Key("plugin", MAP, fields=PLUGIN, docs="concepts/plugin/",
+                 meaning="a plugin decides instead of the object's own rules; one that fails refuses")
 SOCKOPTS = keys(Key("mark", INT))
 
 
@@ -83,12 +96,12 @@ def _file_key():
     return Key("file", ANY, fields=FILE_LOADER, meaning="file loader")
 
 
-def loaders(doc):
-    """The data-source keys every loader-capable object has."""
+def loaders(doc, plugin=True):
+    """The data-source keys every loader-capable object has (``plugin``: gostg builds it)."""
     return [Key("reload", DURATION), _file_key(),
             unbuilt("redis", MAP, doc, "Redis loader", fields=REDIS_LOADER),
             unbuilt("http", MAP, doc, "HTTP loader", fields=HTTP_LOADER),
-            unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN)]
+            PLUGIN_KEY if plugin else unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN)]
 
 
 def named(*ks):
@@ -133,7 +146,7 @@ HANDLER = keys(
     Key("dns", STRLIST, docs="reference/handlers/dns/",
         meaning="the dns handler's upstreams, where GOST's reference page puts them (GOST itself reads only "
                 "metadata.dns and ignores this); gostg reads it as metadata.dns"),
-    unbuilt("limiter", STR, "concepts/limiter/", "handler-level traffic limiter"),
+    Key("limiter", docs="concepts/limiter/", meaning="ref:limiters"),   # per client (scope client), after auth
     Key("observer", docs="concepts/observer/", meaning="ref:observers"),   # per-client stats (kind: handler)
     Key("metadata", MAP, meaning="metadata:handler"))
 LISTENER = keys(
@@ -225,11 +238,15 @@ HOP = named(
     Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
     Key("resolver", meaning="ref:resolvers"), Key("hosts", meaning="ref:hosts"),
     Key("nodes", LIST, item=NODE),
-    Key("reload", DURATION),
-    unbuilt("file", ANY, "concepts/hop/", "hop node loaders"),
-    unbuilt("redis", MAP, "concepts/hop/", "Redis loader", fields=REDIS_LOADER),
-    unbuilt("http", MAP, "concepts/hop/", "HTTP loader", fields=HTTP_LOADER),
-    unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN),
+    Key("reload", DURATION, docs="concepts/hop/", meaning="seconds between two reads of file, redis and http "
+                                                          "(read when the hop is next used)"),
+    Key("file", ANY, fields=FILE_LOADER, docs="concepts/hop/",
+        meaning="a JSON array of nodes (path, or {path: …}), added to the inline nodes"),
+    Key("redis", MAP, fields=REDIS_LOADER, docs="concepts/hop/",
+        meaning="a Redis STRING (GET key, default gost) holding a JSON array of nodes"),
+    Key("http", MAP, fields=HTTP_LOADER, docs="concepts/hop/", meaning="GET url: a 200 body is a JSON array of nodes"),
+    Key("plugin", MAP, fields=PLUGIN, docs="concepts/plugin/",
+        meaning="the plugin names the node of each connection (the hop's nodes and selector are not used)"),
     Key("metadata", MAP, meaning="metadata:hop"))
 # a hop inside a chain may be a bare reference: its name alone
 CHAIN_HOP = dict(HOP)
@@ -243,12 +260,13 @@ ADMISSION = named(Key("reverse", BOOL), Key("whitelist", BOOL), Key("matchers", 
 BYPASS = named(Key("reverse", BOOL), Key("whitelist", BOOL), Key("matchers", STRLIST),
                Key("network", choices=("", "tcp", "udp", "tcp4", "tcp6", "udp4", "udp6")),
                *loaders("concepts/bypass/"))
-RESOLVER = named(Key("nameservers", LIST, item=NAMESERVER),
-                 unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN))
+RESOLVER = named(Key("nameservers", LIST, item=NAMESERVER), PLUGIN_KEY)
 HOSTS = named(Key("mappings", LIST, item=HOST_MAPPING), *loaders("concepts/hosts/"))
 LIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/"))
-INGRESS = named(Key("rules", LIST), *loaders("concepts/ingress/"))
-ROUTER = named(Key("routes", LIST), *loaders("concepts/router/"))
+#: connection and rate limiters: GOST has no plugin for them
+CLIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/", plugin=False))
+INGRESS = named(Key("rules", LIST), *loaders("concepts/ingress/", plugin=False))
+ROUTER = named(Key("routes", LIST), *loaders("concepts/router/", plugin=False))
 SD = named(Key("plugin", MAP, fields=PLUGIN))
 OBSERVER_PLUGIN = keys(
     Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/observer/",
@@ -314,11 +332,16 @@ TOP = keys(
     Key("services", LIST, item=SERVICE), Key("chains", LIST, item=CHAIN), Key("hops", LIST, item=HOP),
     Key("authers", LIST, item=AUTHER), Key("admissions", LIST, item=ADMISSION),
     Key("bypasses", LIST, item=BYPASS), Key("resolvers", LIST, item=RESOLVER), Key("hosts", LIST, item=HOSTS),
-    unbuilt("ingresses", LIST, "concepts/ingress/", "ingress (reverse proxy routing)", item=INGRESS),
-    unbuilt("routers", LIST, "concepts/router/", "routers (TUN routing)", item=ROUTER),
-    unbuilt("sds", LIST, "concepts/sd/", "service discovery", item=SD),
+    # their consumers (the tunnel handler, TUN/router handlers) are not in gostg: so neither are they,
+    # plugin or not
+    unbuilt("ingresses", LIST, "concepts/ingress/", "ingress (the reverse-proxy tunnel handler that reads it is not "
+                                                    "built either)", item=INGRESS),
+    unbuilt("routers", LIST, "concepts/router/", "routers (the TUN/router handlers that read them are not built "
+                                                 "either)", item=ROUTER),
+    unbuilt("sds", LIST, "concepts/sd/", "service discovery (the tunnel handler that reads it is not built "
+                                         "either)", item=SD),
     Key("recorders", LIST, item=RECORDER, docs="concepts/recorder/", meaning="where records go: file, tcp, http, redis"),
-    Key("limiters", LIST, item=LIMITER), Key("climiters", LIST, item=LIMITER), Key("rlimiters", LIST, item=LIMITER),
+    Key("limiters", LIST, item=LIMITER), Key("climiters", LIST, item=CLIMITER), Key("rlimiters", LIST, item=CLIMITER),
     unbuilt("quotas", LIST, "concepts/limiter/", "traffic quotas"),
     Key("observers", LIST, item=OBSERVER, docs="concepts/observer/"),
     unbuilt("rewriters", LIST, "concepts/rewriter/", "HTTP body rewriters", item=REWRITER),

@@ -380,6 +380,20 @@ def observer_plugin_problem(t):
     return f"{why} is not built by gostg: observer plugins are type: http for now (gRPC plugins: issue 16)"
 
 
+#: objects whose ``plugin`` gostg builds (the hop's: checked with the hops)
+PLUGIN_KINDS = ("authers", "admissions", "bypasses", "hosts", "resolvers", "limiters")
+
+
+def _plugin_type(w, o, path):
+    """A ``plugin`` whose type this gostg cannot build (gRPC, GOST's default, when gostg has
+    no gRPC transport) is an error, never quietly another transport."""
+    if isinstance(o, dict) and isinstance(o.get("plugin"), dict):
+        from ..plugin import type_problem
+        err = type_problem(o["plugin"])
+        if err:
+            w.add(ERROR, f"{path}.plugin.type", err)
+
+
 def validate(cfg):
     """→ list of :class:`Problem` for the config model ``cfg`` (errors and warnings)."""
     w = _Walker()
@@ -414,9 +428,13 @@ def validate(cfg):
                     w.add(ERROR, f"{path}.plugin.type", err)
             elif kind == "hops":
                 w.hop(o, path)
+                _plugin_type(w, o, path)
             elif kind == "chains" and isinstance(o.get("hops"), list):
                 for j, h in enumerate(o["hops"]):
                     w.hop(h, f"{path}.hops[{j}]")
+                    _plugin_type(w, h, f"{path}.hops[{j}]")
+            elif kind in PLUGIN_KINDS:
+                _plugin_type(w, o, path)
     logs = [("log", cfg.get("log"))] + [(f"loggers[{i}].log", o.get("log")) for i, o in
                                        enumerate(cfg.get("loggers") if isinstance(cfg.get("loggers"), list) else [])
                                        if isinstance(o, dict)]

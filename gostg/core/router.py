@@ -169,7 +169,7 @@ class Router:
 
     def _dial(self, network, address, ctx, taken=None):
         if address:
-            if bypass_hit(self.bypass, self.registries, network, address):   # MissingReference passes up
+            if bypass_hit(self.bypass, self.registries, network, address, ctx):   # MissingReference passes up
                 raise BypassError(f"{address} is bypassed")
         else:
             self.check()   # an association (no address yet): every name must resolve now
