@@ -23,6 +23,7 @@ Rules:
 """
 import json
 import time
+import weakref
 
 import gevent
 
@@ -82,6 +83,9 @@ class NodeSources:
         self.log = log
         self._clock = clock
         self._task = None
+        for _, fetch in loaders:   # a replaced hop lets go of its share of a Redis pool
+            if hasattr(fetch, "release"):
+                weakref.finalize(self, fetch.release)
         self.load()
         self._next = clock() + self.reload
         self._nodes = self.inline + [n for label, _ in loaders for n in self.lists[label]]
@@ -112,11 +116,11 @@ class NodeSources:
                 why = str(exc) or type(exc).__name__
                 if self.failing.get(label) != why and self.log is not None:
                     self.log.warning(f"hop nodes from {label}: {why}: keeping the last good list "
-                                     f"({len(self.lists[label])} nodes)", kind="hop")
+                                     f"({len(self.lists[label])} nodes)")
                 self.failing[label] = why
                 continue
             if self.failing.pop(label, None) is not None and self.log is not None:
-                self.log.info(f"hop nodes from {label}: loaded again ({len(nodes)} nodes)", kind="hop")
+                self.log.info(f"hop nodes from {label}: loaded again ({len(nodes)} nodes)")
             self.lists[label] = nodes
 
     def wait(self, timeout=None):
@@ -143,8 +147,9 @@ def redis_fetch(cfg, path):
     def fetch():
         v = client.get(key)
         if v is None:
-            raise ConfigError(f"{path}.key", f"redis key {key!r} does not exist (or is not a string)")
+            raise ConfigError(f"{path}.key", f"redis key {key!r} does not exist")
         return v
+    fetch.release = lambda: redisconn.release(client)
     return fetch
 
 

@@ -72,7 +72,7 @@ SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand",
                 Key("maxLatency", DURATION, docs="tutorials/probe/",
                     meaning="nodes whose last probe failed or took longer are not selected"))
 FILE_LOADER = keys(Key("path", required=True))
-REDIS_LOADER = keys(Key("addr"), Key("db", INT), Key("password"), Key("key"), Key("type"))
+REDIS_LOADER = keys(Key("addr"), Key("db", INT), Key("username"), Key("password"), Key("key"), Key("type"))
 HTTP_LOADER = keys(Key("url"), Key("timeout", DURATION))
 PLUGIN = keys(
     Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/plugin/",
