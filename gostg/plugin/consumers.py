@@ -117,13 +117,8 @@ class PluginHosts(PluginBacked):
         ok, ips = self.ask(wire.lookup_request(_ip_network(only), h, _client_id(ctx)), wire.ips_reply)
         if not ok:
             return []
-        v4 = [ip for ip in ips if ":" not in ip]
-        v6 = [ip for ip in ips if ":" in ip]
-        if only in ("ipv4", "ip4"):
-            return v4
-        if only in ("ipv6", "ip6"):
-            return v6
-        return v6 + v4 if prefer in ("ipv6", "ip6") else v4 + v6
+        from ..dns.hosts import order_ips
+        return order_ips(ips, prefer, only)
 
 
 class PluginResolver(PluginBacked):

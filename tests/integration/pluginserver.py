@@ -7,6 +7,8 @@ import json
 import threading
 import time
 
+from .helpers import HTTPServerThread
+
 
 class Slow:
     """A route that sleeps ``seconds`` before answering ``{"ok": true}``."""
@@ -15,7 +17,7 @@ class Slow:
         self.seconds = seconds
 
 
-class PluginServer:
+class PluginServer(HTTPServerThread):
     def __init__(self, routes=None, files=None):
         box = self
         self.routes = dict(routes or {})
@@ -73,10 +75,3 @@ class PluginServer:
         with self._lock:
             return [r for r in self.requests if r[0] == path]
 
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()

@@ -4,19 +4,13 @@
 a log line. Nodes are tagged echo servers behind ``forward`` connectors, so the first bytes
 tell which node a connection went through."""
 import json
-import os
-import shutil
-import subprocess
 
 import pytest
 import yaml
 
-from .helpers import Echo, Gost, free_port, stop_process, wait_for, wait_port
+from .helpers import Echo, Gost, RedisServer, free_port, stop_process, wait_for
 from .pluginserver import PluginServer
 from .test_plugins import lines, through_socks
-
-REDIS = shutil.which("redis-server")
-
 
 def node(name, echo):
     return {"name": name, "addr": f"127.0.0.1:{echo.port}", "connector": {"type": "forward"}}
@@ -69,18 +63,8 @@ def test_http_loader_reads_a_200_body(tmp_path):
 
 @pytest.fixture
 def redis_port(tmp_path):
-    if REDIS is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed (scripts/install installs it)")
-        pytest.skip("redis-server is not installed (apt install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, proc=proc)
-        yield port, proc
-    finally:
-        stop_process(proc, timeout=5)
+    with RedisServer(tmp_path) as r:
+        yield r.port, r.proc
 
 
 def test_redis_loader_reads_a_string_of_json_and_survives_redis_going_away(tmp_path, redis_port):
