@@ -57,7 +57,8 @@ class NodeBuilder:
                     if p.level == ERROR]
         if problems:
             p = problems[0]
-            raise ConfigError(where + p.path[len("hops[0]"):], p.message)
+            head = "hops[0].nodes"
+            raise ConfigError(where + (p.path[len(head):] if p.path.startswith(head) else ""), p.message)
         out, keep = [], {}
         for i, c in enumerate(cfgs):
             key = _canon(c)
