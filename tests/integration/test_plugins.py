@@ -214,3 +214,28 @@ def test_grpc_plugin_without_the_grpc_transport_is_a_config_error(tmp_path):
     out = run_gostg("-C", f, env=STRICT)
     assert out.returncode != 0
     assert "authers[0].plugin.type" in out.stderr + out.stdout and "grpc" in out.stderr + out.stdout
+
+
+def test_plugin_objects_through_the_web_api(tmp_path):
+    """POST a bypass plugin and a hop with a file loader, PUT the bypass to rules, DELETE the
+    hop: each change governs the next connection, and gostg survives it."""
+    from .test_api_live import gostg, svc
+
+    port = free_port()
+    nodes = tmp_path / "nodes.json"
+    with Echo(b"A") as ea, PluginServer({"/bypass": lambda r: {"ok": r["addr"].endswith(":1111")}}) as ps:
+        nodes.write_text(f'[{{"name": "a", "addr": "127.0.0.1:{ea.port}", "connector": {{"type": "forward"}}}}]')
+        with gostg() as (g, api):
+            api.post("bypasses", {"name": "byp", "plugin": plugin(f"{ps.url}/bypass")})
+            api.post("hops", {"name": "h", "reload": "0.2s", "file": {"path": str(nodes)}})
+            api.post("chains", {"name": "c", "hops": ["h"]})
+            api.post("services", svc("s", port, {"type": "socks5", "chain": "c"}, bypass="byp"))
+            assert through_socks(port, ("10.9.9.9", 2222)) == b"A"
+            assert through_socks(port, ("10.9.9.9", 1111)) == b""            # the plugin bypasses it
+            api.put("bypasses", "byp", {"name": "byp", "matchers": ["10.9.9.9:2222"]})
+            assert through_socks(port, ("10.9.9.9", 1111)) == b"A"
+            assert through_socks(port, ("10.9.9.9", 2222)) == b""
+            api.delete("chains", "c")
+            api.delete("hops", "h")
+            assert through_socks(port, ("10.9.9.9", 1111)) == b""            # the chain is gone: refused
+    assert len(ps.seen("/bypass")) == 2
