@@ -228,8 +228,10 @@ def build_chain(o, path, registries):
         if isinstance(h, str):
             out.append(h)
         elif isinstance(h, dict):
-            # A hop with neither nodes nor plugin is a reference to hops[] by name.
-            out.append(build_hop(h, hp, registries) if (h.get("nodes") or h.get("plugin")) else _str(h, "name", hp))
+            # A hop with neither nodes nor plugin is a reference to hops[] by name (GOST); gostg
+            # also builds one that has a loader (GOST would read only its name and drop the loader)
+            inline = any(h.get(k) for k in ("nodes", "plugin", "file", "redis", "http"))
+            out.append(build_hop(h, hp, registries) if inline else _str(h, "name", hp))
         else:
             raise ConfigError(hp, "must be a mapping or a hop name")
     return Chain(o["name"], out, registries)

@@ -223,8 +223,12 @@ class PluginHop:
         class _Asker(PluginBacked):
             kind, plugin_kind = "hops", "hop"
 
+        from ..core.selector import Selector
+
         self.name = name
         self.registries = registries
+        #: not used to select: the status page reads failure marks of the named nodes with it
+        self.selector = Selector()
         self.asker = _Asker(name, cfg, path, log)
         self.builder = NodeBuilder(name, build_one)
         self._built = {}

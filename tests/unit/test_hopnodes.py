@@ -88,3 +88,15 @@ def test_unchanged_nodes_are_the_same_objects_and_schema_errors_name_the_node():
         b.nodes({"addr": "a:1"}, "x")
     except ConfigError as exc:
         assert "JSON array" in exc.msg
+
+
+def test_an_inline_chain_hop_with_a_loader_is_a_hop_not_a_reference(tmp_path):
+    from gostg.config.build import build_chain
+    from gostg.config.refs import _hop_reference
+
+    f = tmp_path / "n.json"
+    f.write_text('[{"name": "n", "addr": "127.0.0.1:1"}]')
+    h = {"name": "h", "file": {"path": str(f)}}
+    assert _hop_reference(h) is None and _hop_reference({"name": "h"}) == "h"
+    chain = build_chain({"name": "c", "hops": [h]}, "chains[0]", None)
+    assert [n.addr for n in chain.hops[0].nodes] == ["127.0.0.1:1"]
