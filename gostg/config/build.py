@@ -206,9 +206,9 @@ def build_hop(o, path, registries):
         from .hopnodes import PluginHop
         return PluginHop(name, _map(o, "plugin", path), f"{path}.plugin", build_one, registries, hop_log)
     built = [build_node(n, np, registries, inherit) for n, np in _maps(o, "nodes", path)]
-    from .hopnodes import hop_class, loaders_of, NodeBuilder, NodeSources
+    from .hopnodes import LoadedHop, loaders_of, NodeBuilder, NodeSources
     loaders = loaders_of(o, path)
-    cls = hop_class() if loaders else Hop
+    cls = LoadedHop if loaders else Hop
     hop = cls(name, built, build_selector(o, path, hop_md),
               bypass=_bypass_group(o, path, registries), registries=registries,
               hosts=hosts, resolver=resolver, proxy_protocol=pp)

@@ -27,6 +27,7 @@ import weakref
 
 import gevent
 
+from ..core.chain import Hop
 from ..errors import ConfigError
 from ..policy.group import Unanswered
 
@@ -190,24 +191,19 @@ def loaders_of(o, path):
     return out
 
 
-def hop_class():
-    from ..core.chain import Hop
+class LoadedHop(Hop):
+    """A hop whose nodes are its inline ``nodes`` plus those of its loaders (NodeSources)."""
 
-    class LoadedHop(Hop):
-        """A hop whose nodes come from its inline ``nodes`` plus loaders (NodeSources)."""
+    sources = None
 
-        sources = None
+    @property
+    def nodes(self):
+        s = self.sources
+        return s.current() if s is not None else self._inline
 
-        @property
-        def nodes(self):
-            s = self.sources
-            return s.current() if s is not None else self._inline
-
-        @nodes.setter
-        def nodes(self, value):
-            self._inline = value
-
-    return LoadedHop
+    @nodes.setter
+    def nodes(self, value):
+        self._inline = value
 
 
 class PluginHop:
