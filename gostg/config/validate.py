@@ -384,14 +384,23 @@ def observer_plugin_problem(t):
 PLUGIN_KINDS = ("authers", "admissions", "bypasses", "hosts", "resolvers", "limiters")
 
 
+#: what an object with ``plugin`` does not read (GOST builds the plugin alone)
+PLUGIN_REPLACES = ("auths", "matchers", "whitelist", "reverse", "network", "mappings", "nameservers", "limits",
+                   "nodes", "selector", "bypass", "bypasses", "file", "redis", "http", "reload")
+
+
 def _plugin_type(w, o, path):
     """A ``plugin`` whose type this gostg cannot build (gRPC, GOST's default, when gostg has
-    no gRPC transport) is an error, never quietly another transport."""
+    no gRPC transport) is an error, never quietly another transport; the object's own rules
+    next to a plugin are not read (GOST's), which is said."""
     if isinstance(o, dict) and isinstance(o.get("plugin"), dict):
         from ..plugin import type_problem
         err = type_problem(o["plugin"])
         if err:
             w.add(ERROR, f"{path}.plugin.type", err)
+        for k in PLUGIN_REPLACES:
+            if o.get(k) not in (None, "", [], {}, False):
+                w.add(WARNING, f"{path}.{k}", "not used: the plugin decides instead (GOST reads only the plugin)")
 
 
 def validate(cfg):

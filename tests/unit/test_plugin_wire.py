@@ -172,3 +172,13 @@ def test_limiter_plugin_keeps_answers_per_key_and_its_last_answer_when_down():
         lim.buckets("client", "bob", Ctx())                    # never answered for bob: refused
     assert lim.transport.requests[0] == {"service": "s", "scope": "client", "network": "tcp", "addr": "a:1",
                                          "client": "alice", "src": "1.1.1.1:2"}
+
+
+def test_rules_next_to_a_plugin_are_said_to_be_unused():
+    from gostg.config.validate import validate
+    got = [(p.level, p.path) for p in validate({
+        "authers": [{"name": "a", "auths": [{"username": "u", "password": "p"}],
+                     "plugin": {"type": "http", "addr": "http://127.0.0.1:1/"}}],
+        "hops": [{"name": "h", "plugin": {"type": "http", "addr": "http://127.0.0.1:1/"},
+                  "nodes": [{"name": "n", "addr": "1.2.3.4:1"}]}]})]
+    assert ("warning", "authers[0].auths") in got and ("warning", "hops[0].nodes") in got
