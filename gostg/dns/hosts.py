@@ -71,7 +71,7 @@ class Hosts:
             i += 1
         return ips or []
 
-    def lookup(self, host, prefer="ipv4", only=""):
+    def lookup(self, host, prefer="ipv4", only="", ctx=None):
         """IPs for ``host``: exact name, then ``.domain`` entries of it and its parents;
         ``only`` (ipv4/ipv6) filters, ``prefer`` orders."""
         h = (host or "").lower().rstrip(".")

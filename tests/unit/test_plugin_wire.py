@@ -148,6 +148,12 @@ def test_hosts_and_resolver_plugins():
     assert h.lookup("A.test.") == ["1.2.3.4", "::1"]
     assert h.transport.requests[0] == {"network": "ip", "host": "a.test", "client": ""}
     assert h.lookup("b.test") == []
+    h.transport = Fake({"ok": True, "ips": ["1.2.3.4"]})
+
+    class Ctx:
+        client_id = "alice"
+    assert h.lookup("c.test", only="ipv6", ctx=Ctx()) == []
+    assert h.transport.requests[0] == {"network": "ip6", "host": "c.test", "client": "alice"}
     r, _ = backed(consumers.PluginResolver, {"ok": True, "ips": ["1.2.3.4"]}, {"ok": True, "ips": []})
     assert r.resolve("x.test") == ["1.2.3.4"] and r.resolve("9.9.9.9") == ["9.9.9.9"]
     from gostg.errors import DialError
