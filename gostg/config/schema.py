@@ -74,14 +74,20 @@ SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand",
 FILE_LOADER = keys(Key("path", required=True))
 REDIS_LOADER = keys(Key("addr"), Key("db", INT), Key("username"), Key("password"), Key("key"), Key("type"))
 HTTP_LOADER = keys(Key("url"), Key("timeout", DURATION))
+#: TLS to a plugin: GOST reads serverName and secure; gostg always verifies, with caFile if set
+PLUGIN_TLS = keys(Key("serverName"), Key("caFile", meaning="gostg: the CA that signed the plugin's certificate"),
+                  Key("secure", BOOL, meaning="gostg always verifies the plugin's certificate (GOST only with "
+                                              "secure: true)"),
+                  unbuilt("certFile", STR, "concepts/plugin/", "client certificates to plugins", observe=True),
+                  unbuilt("keyFile", STR, "concepts/plugin/", "client certificates to plugins", observe=True))
 PLUGIN = keys(
     Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/plugin/",
         meaning="http: GOST's JSON-over-POST protocol; grpc (GOST's default when unset) needs gostg's gRPC "
                 "transport, else it is an error"),
     Key("addr", required=True, docs="concepts/plugin/",
         meaning="http: the URL POSTed to (http:// is prepended when it has no scheme, https:// with tls)"),
-    Key("tls", MAP, fields=TLS, meaning="TLS to the plugin: serverName, caFile (gostg always verifies the "
-                                        "certificate; GOST only with secure: true)"),
+    Key("tls", MAP, fields=PLUGIN_TLS, meaning="TLS to the plugin: serverName, caFile (gostg always verifies the "
+                                               "certificate; GOST only with secure: true)"),
     Key("timeout", DURATION, default="10s", meaning="deadline of one call (GOST: none); a decision "
                                                     "that times out is refused"),
     Key("token", meaning="sent as Authorization: Bearer <token>"))
@@ -274,7 +280,7 @@ OBSERVER_PLUGIN = keys(
     Key("addr", required=True, meaning="the plugin's URL; http:// is prepended when it has no scheme"),
     Key("token", meaning="sent as Authorization: Bearer <token>"),
     Key("timeout", DURATION, default="10s", meaning="deadline of one POST (GOST: none)"),
-    Key("tls", MAP, fields=TLS, meaning="https:// plugins: serverName, caFile (gostg always verifies)"))
+    Key("tls", MAP, fields=PLUGIN_TLS, meaning="https:// plugins: serverName, caFile (gostg always verifies)"))
 OBSERVER = named(Key("plugin", MAP, fields=OBSERVER_PLUGIN, required=True, docs="concepts/observer/",
                      meaning="observers are plugins only"))
 REWRITER = named(Key("plugin", MAP, fields=PLUGIN))
