@@ -252,7 +252,7 @@ class PluginHop:
         if node is None:
             try:
                 node = self.builder.nodes([cfg], f"hop {self.name} plugin node")[0]
-            except ConfigError as exc:
+            except Exception as exc:   # noqa: BLE001 - whatever the plugin sent, the connection is refused
                 if self.asker.log is not None:
                     self.asker.log.error(f"hop plugin {self.name}: node {cfg.get('name') or cfg.get('addr')!r} "
                                          f"does not build: {exc}")

@@ -100,3 +100,37 @@ def test_an_inline_chain_hop_with_a_loader_is_a_hop_not_a_reference(tmp_path):
     assert _hop_reference(h) is None and _hop_reference({"name": "h"}) == "h"
     chain = build_chain({"name": "c", "hops": [h]}, "chains[0]", None)
     assert [n.addr for n in chain.hops[0].nodes] == ["127.0.0.1:1"]
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+NODE_JSON = st.dictionaries(
+    st.sampled_from(["name", "addr", "connector", "dialer", "metadata", "probe", "bypass", "tls", "x"]),
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6) | st.lists(st.text(max_size=3), max_size=2)
+    | st.dictionaries(st.sampled_from(["type", "metadata", "auth", "tls"]),
+                      st.none() | st.integers() | st.text(max_size=6) | st.dictionaries(st.text(max_size=3),
+                                                                                       st.text(max_size=3))),
+    max_size=5)
+
+
+@settings(max_examples=150, deadline=None)
+@given(NODE_JSON)
+def test_a_plugin_hop_refuses_or_builds_whatever_node_json_comes(cfg):
+    from gostg.config.build import build_hop
+    from gostg.plugin import PluginError
+    from gostg.policy.group import Unanswered
+
+    hop = build_hop({"name": "h", "plugin": {"type": "http", "addr": "http://127.0.0.1:1/"}}, "hops[0]", None)
+
+    class T:
+        def call(self, request):
+            return cfg
+
+        def close(self):
+            pass
+    hop.asker.transport = T()
+    try:
+        node = hop.select(None, "1.2.3.4:1")
+    except (Unanswered, PluginError):
+        return
+    assert node.addr or node.connector is not None
