@@ -346,6 +346,9 @@ def build_observer(o, path, registries=None):
     err = observer_plugin_problem(_str(p, "type", pp))
     if err:
         raise ConfigError(f"{pp}.type", err)
+    from ..plugin import plugin_type, transport
+    if plugin_type(p) != "http":   # gRPC, where this gostg has it
+        return observer.Observer(o["name"], transport(p, "observer", pp), registries, getattr(registries, "log", None))
     addr = _str(p, "addr", pp).strip()
     if not addr:
         raise ConfigError(f"{pp}.addr", "is required (e.g. http://127.0.0.1:8000/observer)")

@@ -276,7 +276,8 @@ ROUTER = named(Key("routes", LIST), *loaders("concepts/router/", plugin=False))
 SD = named(Key("plugin", MAP, fields=PLUGIN))
 OBSERVER_PLUGIN = keys(
     Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/observer/",
-        meaning="http (GOST's default, grpc, is not built yet: an error naming this key)"),
+        meaning="http; grpc (GOST's default when unset) where this gostg has the gRPC transport, else an "
+                "error naming this key"),
     Key("addr", required=True, meaning="the plugin's URL; http:// is prepended when it has no scheme"),
     Key("token", meaning="sent as Authorization: Bearer <token>"),
     Key("timeout", DURATION, default="10s", meaning="deadline of one POST (GOST: none)"),
@@ -311,8 +312,8 @@ RECORDER = named(Key("file", MAP, fields=FILE_RECORDER, docs="concepts/recorder/
                  Key("http", MAP, fields=HTTP_RECORDER, docs="concepts/recorder/"),
                  Key("redis", MAP, fields=REDIS_RECORDER, docs="concepts/recorder/"),
                  Key("plugin", MAP, fields=PLUGIN, docs="concepts/recorder/",
-                     meaning="type http is built (POST {data, metadata}); type grpc (GOST's default) is "
-                             "warned about and its records dropped"))
+                     meaning="type http (POST {data, metadata}); type grpc (GOST's default) where this gostg "
+                             "has the gRPC transport, else warned about and its records dropped"))
 LOG = keys(Key("output", default="stderr", docs="tutorials/log/",
                meaning="stderr, stdout, none, a file path, or (gostg) logging: the stdlib logger 'gostg'"),
            Key("level", choices=("trace", "debug", "info", "warn", "warning", "error", "fatal"), default="info"),

@@ -373,11 +373,8 @@ def addr_problem(addr):
 
 def observer_plugin_problem(t):
     """Why an observer plugin ``type`` cannot run (GOST's default, when unset, is grpc), or None."""
-    t = str(t or "").strip().lower()
-    if t == "http":
-        return None
-    why = "is not set, and GOST's default (grpc)" if not t else f"{t!r}" + (" (gRPC)" if t == "grpc" else "")
-    return f"{why} is not built by gostg: observer plugins are type: http for now (gRPC plugins: issue 16)"
+    from ..plugin import type_problem
+    return type_problem({"type": t})
 
 
 #: objects whose ``plugin`` gostg builds (the hop's: checked with the hops)

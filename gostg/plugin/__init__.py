@@ -44,7 +44,7 @@ def type_problem(cfg):
         return None
     if t == "grpc":
         why = "is not set, and GOST's default (grpc)" if not str((cfg or {}).get("type") or "").strip() else "grpc"
-        return f"{why} is not built in this gostg: set type: http (GOST's HTTP plugin protocol)"
+        return f"{why}: gRPC plugins are not built in this gostg: set type: http (GOST's HTTP plugin protocol)"
     return f"unknown plugin type {t!r} (http or grpc)"
 
 
