@@ -193,7 +193,7 @@ def test_a_grpc_plugin_is_warned_about_and_drops_its_records():
     reg.log = log
     r = R.build_recorder({"name": "p", "plugin": {"addr": "127.0.0.1:8000"}}, "recorders[0]", reg)
     assert isinstance(r, R.NullRecorder)
-    assert "(grpc) is not built in this gostg" in log.lines[0][0] and "recorders[0].plugin.type" in log.lines[0][0]
+    assert "gRPC plugins are not built in this gostg" in log.lines[0][0] and "recorders[0].plugin.type" in log.lines[0][0]
     r.record(b"x")
 
 
