@@ -188,3 +188,36 @@ def test_rules_next_to_a_plugin_are_said_to_be_unused():
         "hops": [{"name": "h", "plugin": {"type": "http", "addr": "http://127.0.0.1:1/"},
                   "nodes": [{"name": "n", "addr": "1.2.3.4:1"}]}]})]
     assert ("warning", "authers[0].auths") in got and ("warning", "hops[0].nodes") in got
+
+
+@pytest.mark.parametrize("status,body,why", [(500, b'{"ok": true}', "HTTP 500"), (200, b"[1, 2]", "not a JSON object"),
+                                             (200, b"", "not JSON")])
+def test_http_transport_wants_200_and_a_json_object(status, body, why):
+    import http.server
+    import threading
+
+    seen = []
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            seen.append((dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        t = transport({"type": "http", "addr": f"127.0.0.1:{srv.server_address[1]}/p", "token": "tk", "timeout": "2s"},
+                      "admission", "p")
+        with pytest.raises(PluginError, match=why):
+            t.call(wire.admission_request("1.2.3.4:5", "svc"))
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    headers, sent = seen[0]
+    assert headers["Authorization"] == "Bearer tk" and json.loads(sent) == {
+        "service": "svc", "network": "tcp", "addr": "1.2.3.4:5"}
