@@ -11,7 +11,7 @@ Rules:
    fails (unreadable, not JSON, a node that does not build) keeps its last good list, with one
    line per change of cause; the other sources still apply. Beyond GOST, which skips the bad
    node and keeps the rest of that source's list, a source's list is taken whole or not at all.
-3. Reloading never blocks a connection: when ``reload`` has passed, the next selection starts
+3. Reloading never blocks a connection: when ``reload`` has passed, the next route through the hop starts
    one fetch in a greenlet of its own and is served the last good nodes meanwhile. Nothing runs
    while the hop is unused, so a hop replaced or deleted leaves no poller behind. The first
    load happens at build (bounded by each source's timeout).
@@ -90,18 +90,18 @@ class NodeSources:
                 weakref.finalize(self, fetch.release)
         self.load()
         self._next = clock() + self.reload
-        self._nodes = self.inline + [n for label, _ in loaders for n in self.lists[label]]
+        self.nodes = self.inline + [n for label, _ in loaders for n in self.lists[label]]
 
     def current(self):
         if self.reload > 0 and self._task is None and self._clock() >= self._next:
             self._next = self._clock() + self.reload
             self._task = gevent.spawn(self._refresh)
-        return self._nodes
+        return self.nodes
 
     def _refresh(self):
         try:
             self.load()
-            self._nodes = self.inline + [n for label, _ in self.loaders for n in self.lists[label]]
+            self.nodes = self.inline + [n for label, _ in self.loaders for n in self.lists[label]]
         finally:
             self._task = None
 
@@ -198,8 +198,15 @@ class LoadedHop(Hop):
 
     @property
     def nodes(self):
+        """The last good nodes (reading them starts nothing: the status page and a stop read)."""
         s = self.sources
-        return s.current() if s is not None else self._inline
+        return s.nodes if s is not None else self._inline
+
+    def refresh(self):
+        """Chain.route calls this before it reads the nodes: a reload when due (rule 3), in a
+        greenlet of its own (also when the last good list is empty)."""
+        if self.sources is not None:
+            self.sources.current()
 
     @nodes.setter
     def nodes(self, value):

@@ -251,6 +251,9 @@ class Chain:
         nodes = []
         for h in self.hops:
             hop = lookup(self.registries, "hops", h) if isinstance(h, str) else h
+            refresh = getattr(hop, "refresh", None)   # a hop with node loaders (config/hopnodes.py)
+            if refresh is not None:
+                refresh()
             if not hop.nodes and not getattr(hop, "dynamic", False):   # rule 4: an empty hop is not "no hop"
                 raise DialError(f"hop {hop.name!r} has no nodes")
             node = hop.select(ctx, address, network)

@@ -84,3 +84,16 @@ def test_redis_loader_reads_a_string_of_json_and_survives_redis_going_away(tmp_p
             assert wait_for(lambda: through_socks(port) == b"B" and lines(g, "hop nodes from hops[0].redis"),
                             step=0.1)
             assert through_socks(port) == b"B"
+
+
+def test_a_hop_whose_source_was_empty_at_start_loads_when_it_appears(tmp_path):
+    """No nodes at start (the file is missing): connections are refused (an empty hop is never
+    "no hop"), and the nodes are read once the file is there."""
+    nodes = tmp_path / "later.json"
+    with Echo(b"A") as ea:
+        g, port = run(tmp_path, {"file": {"path": str(nodes)}})
+        with g:
+            assert through_socks(port) == b""
+            assert lines(g, "has no nodes")
+            nodes.write_text(json.dumps([node("a", ea)]))
+            assert goes_to(port, b"A")
