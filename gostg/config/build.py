@@ -186,14 +186,36 @@ def build_node(o, path, registries, inherit=("", 0, "")):
 
 
 def build_hop(o, path, registries):
+    """Inline ``nodes``; or GOST's hop ``plugin`` (a node per connection); or nodes loaded
+    from ``file``/``redis``/``http`` every ``reload`` (config/hopnodes.py)."""
     name = _str(o, "name", path)
     hop_md = Metadata(_map(o, "metadata", path), schema.component_md("hop", ""))
     inherit = _egress(o, hop_md, path)
+    log = getattr(registries, "log", None)
+    hop_log = log.bind(kind="hop", hop=name) if log is not None else None
+    hosts, resolver = _str(o, "hosts", path) or None, _str(o, "resolver", path) or None
+    pp = _pp_version(hop_md, path)
+
+    def build_one(n, np):   # a loaded or plugin-named node, built as an inline one
+        node = build_node(schema.normalize(n, schema.NODE), np, registries, inherit)
+        node.hosts, node.resolver = node.hosts or hosts, node.resolver or resolver
+        if node.proxy_protocol is None:
+            node.proxy_protocol = pp
+        return node
+    if o.get("plugin"):
+        from .hopnodes import PluginHop
+        return PluginHop(name, _map(o, "plugin", path), f"{path}.plugin", build_one, registries, hop_log)
     built = [build_node(n, np, registries, inherit) for n, np in _maps(o, "nodes", path)]
-    return Hop(name, built, build_selector(o, path, hop_md),
-               bypass=_bypass_group(o, path, registries), registries=registries,
-               hosts=_str(o, "hosts", path) or None, resolver=_str(o, "resolver", path) or None,
-               proxy_protocol=_pp_version(hop_md, path))
+    from .hopnodes import LoadedHop, loaders_of, NodeBuilder, NodeSources
+    loaders = loaders_of(o, path)
+    cls = LoadedHop if loaders else Hop
+    hop = cls(name, built, build_selector(o, path, hop_md),
+              bypass=_bypass_group(o, path, registries), registries=registries,
+              hosts=hosts, resolver=resolver, proxy_protocol=pp)
+    if loaders:
+        hop.sources = NodeSources(name, built, loaders, parse_duration(o.get("reload"), f"{path}.reload"),
+                                  NodeBuilder(name, build_one), hop_log)
+    return hop
 
 
 def build_chain(o, path, registries):
@@ -206,8 +228,10 @@ def build_chain(o, path, registries):
         if isinstance(h, str):
             out.append(h)
         elif isinstance(h, dict):
-            # A hop with neither nodes nor plugin is a reference to hops[] by name.
-            out.append(build_hop(h, hp, registries) if (h.get("nodes") or h.get("plugin")) else _str(h, "name", hp))
+            # A hop with neither nodes nor plugin is a reference to hops[] by name (GOST); gostg
+            # also builds one that has a loader (GOST would read only its name and drop the loader)
+            inline = any(h.get(k) for k in ("nodes", "plugin", "file", "redis", "http"))
+            out.append(build_hop(h, hp, registries) if inline else _str(h, "name", hp))
         else:
             raise ConfigError(hp, "must be a mapping or a hop name")
     return Chain(o["name"], out, registries)
@@ -252,8 +276,17 @@ def _patterns(o, path):
     return _strlist(o, "matchers", path)
 
 
+def _plugin(kind, o, path, registries):
+    """GOST: an object with ``plugin`` is the plugin alone (its own rules are not read)."""
+    from ..plugin.consumers import build
+    return build(kind, o, path, getattr(registries, "log", None))
+
+
 def build_bypass(o, path, registries=None):
-    """``matchers`` + ``file``/``reload``, ``whitelist`` (or deprecated ``reverse``), ``network``."""
+    """``matchers`` + ``file``/``reload``, ``whitelist`` (or deprecated ``reverse``), ``network``;
+    or ``plugin``."""
+    if o.get("plugin"):
+        return _plugin("bypasses", o, path, registries)
     network = _str(o, "network", path).strip().lower()
     if network not in ("", "tcp", "udp", "tcp4", "tcp6", "udp4", "udp6"):
         raise ConfigError(f"{path}.network", f"must be tcp or udp, not {network!r}")
@@ -267,7 +300,10 @@ def build_bypass(o, path, registries=None):
 
 
 def build_admission(o, path, registries=None):
-    """``matchers`` (IP, CIDR, IP range, names resolved now) + ``file``/``reload``, ``whitelist``."""
+    """``matchers`` (IP, CIDR, IP range, names resolved now) + ``file``/``reload``, ``whitelist``;
+    or ``plugin``."""
+    if o.get("plugin"):
+        return _plugin("admissions", o, path, registries)
     file, reload, fpath = _file_source(o, path)
     log = _source_log(registries, "admission", o["name"])
     try:
@@ -312,6 +348,9 @@ def build_observer(o, path, registries=None):
     err = observer_plugin_problem(_str(p, "type", pp))
     if err:
         raise ConfigError(f"{pp}.type", err)
+    from ..plugin import plugin_type, transport
+    if plugin_type(p) != "http":   # gRPC, where this gostg has it
+        return observer.Observer(o["name"], transport(p, "observer", pp), registries, getattr(registries, "log", None))
     addr = _str(p, "addr", pp).strip()
     if not addr:
         raise ConfigError(f"{pp}.addr", "is required (e.g. http://127.0.0.1:8000/observer)")
@@ -358,6 +397,11 @@ def _observers(o, md, h, hmd, svc, path, registries):
 def build_limiter(kind, o, path, registries=None):
     """``limits`` lines plus ``file`` (re-read every ``reload``); a bad line names its place:
     ``limiters[0].limits[2]`` or ``limiters[0].file.path``."""
+    if o.get("plugin"):
+        if kind != "limiters":
+            raise ConfigError(f"{path}.plugin", "GOST has plugins for traffic limiters only, not for "
+                                                f"{kind}")
+        return _plugin(kind, o, path, registries)
     _, parse_line, _ = _limiter.KINDS[kind]
     items = _strlist(o, "limits", path)
     for i, line in enumerate(items):
@@ -426,7 +470,10 @@ def _source_log(registries, kind, name):
 
 
 def build_auther(o, path, registries):
-    """Inline ``auths`` (entries without a username are skipped, as GOST) plus ``file``."""
+    """Inline ``auths`` (entries without a username are skipped, as GOST) plus ``file``; or
+    ``plugin``."""
+    if o.get("plugin"):
+        return _plugin("authers", o, path, registries)
     from ..policy.auth import Auther
 
     users = {}
@@ -443,6 +490,8 @@ def build_auther(o, path, registries):
 
 
 def _build_hosts(o, path, registries=None):
+    if o.get("plugin"):
+        return _plugin("hosts", o, path, registries)
     from ..dns.hosts import Hosts, mapping_lines
 
     maps = []
@@ -464,6 +513,8 @@ def _build_hosts(o, path, registries=None):
 
 
 def _build_resolver(o, path, registries=None):
+    if o.get("plugin"):
+        return _plugin("resolvers", o, path, registries)
     # dnspython and the DNS client load only for a config that has resolvers
     from ..dns.resolver import Nameserver, Resolver
 
@@ -608,6 +659,8 @@ def build_service(o, path, registries, log):
                     f"set handler.chain to forward through it", service=o["name"])
     # log and status show the type as configured ("udp", not the shared forward class's name)
     handler.type_name, listener.type_name = _str(h, "type", hpath) or "auto", _str(lst, "type", lpath) or "tcp"
+    # GOST's handler limiter: a limiters[] name (late-bound), per client after auth
+    handler.limiter = _str(h, "limiter", hpath) or None
     svc = Service(o["name"], listener, handler, log, md, admission=admission, registries=registries)
     svc.proxy_protocol = _proxy_receiver(md, listener, path, log, o["name"])
     # late-bound by name, as bypass: a replaced limiter applies from the next connection

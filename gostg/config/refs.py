@@ -50,10 +50,11 @@ def _d(o, key):
 
 def _hop_reference(h):
     """The hop name a chain's hop entry refers to, or None when the entry defines a hop (a hop
-    with neither nodes nor a plugin is a reference to ``hops[]`` by name, as GOST reads it)."""
+    with neither nodes nor a plugin is a reference to ``hops[]`` by name, as GOST reads it; one
+    with a loader, file, redis or http, is a hop of its own in gostg)."""
     if isinstance(h, str):
         return h or None
-    if isinstance(h, dict) and not (h.get("nodes") or h.get("plugin")):
+    if isinstance(h, dict) and not any(h.get(k) for k in ("nodes", "plugin", "file", "redis", "http")):
         name = h.get("name")
         return name if isinstance(name, str) and name else None
     return None

@@ -74,7 +74,26 @@ SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand",
 FILE_LOADER = keys(Key("path", required=True))
 REDIS_LOADER = keys(Key("addr"), Key("db", INT), Key("username"), Key("password"), Key("key"), Key("type"))
 HTTP_LOADER = keys(Key("url"), Key("timeout", DURATION))
-PLUGIN = keys(Key("type"), Key("addr"), Key("tls", MAP, fields=TLS), Key("timeout", DURATION), Key("token"))
+#: TLS to a plugin: GOST reads serverName and secure; gostg always verifies, with caFile if set
+PLUGIN_TLS = keys(Key("serverName"), Key("caFile", meaning="gostg: the CA that signed the plugin's certificate"),
+                  Key("secure", BOOL, meaning="gostg always verifies the plugin's certificate (GOST only with "
+                                              "secure: true)"),
+                  unbuilt("certFile", STR, "concepts/plugin/", "client certificates to plugins", observe=True),
+                  unbuilt("keyFile", STR, "concepts/plugin/", "client certificates to plugins", observe=True))
+PLUGIN = keys(
+    Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/plugin/",
+        meaning="http: GOST's JSON-over-POST protocol; grpc (GOST's default when unset) needs gostg's gRPC "
+                "transport, else it is an error"),
+    Key("addr", required=True, docs="concepts/plugin/",
+        meaning="http: the URL POSTed to (http:// is prepended when it has no scheme, https:// with tls)"),
+    Key("tls", MAP, fields=PLUGIN_TLS, meaning="TLS to the plugin: serverName, caFile (gostg always verifies the "
+                                               "certificate; GOST only with secure: true)"),
+    Key("timeout", DURATION, default="10s", meaning="deadline of one call (GOST: none); a decision "
+                                                    "that times out is refused"),
+    Key("token", meaning="sent as Authorization: Bearer <token>"))
+#: ``plugin`` where gostg builds it: the plugin decides instead of the object's own rules (GOST)
+PLUGIN_KEY = Key("plugin", MAP, fields=PLUGIN, docs="concepts/plugin/",
+                 meaning="a plugin decides instead of the object's own rules; one that fails refuses")
 SOCKOPTS = keys(Key("mark", INT))
 
 
@@ -101,9 +120,9 @@ HTTP_SOURCE = keys(Key("url", required=True, meaning="GET; a 200 body in the fil
                    Key("timeout", DURATION, default="10s", meaning="the whole request (GOST: none)"))
 
 
-def loaders(doc, redis_types=None):
+def loaders(doc, redis_types=None, plugin=True):
     """The data-source keys every loader-capable object has; ``redis_types``: the Redis key
-    types it reads (None: redis and http are not built for it)."""
+    types it reads (None: redis and http are not built for it); ``plugin``: gostg builds it."""
     if redis_types is None:
         net = [unbuilt("redis", MAP, doc, "Redis loader", fields=REDIS_LOADER),
                unbuilt("http", MAP, doc, "HTTP loader", fields=HTTP_LOADER)]
@@ -112,7 +131,7 @@ def loaders(doc, redis_types=None):
                    meaning="Redis loader (after the inline items and file)"),
                Key("http", MAP, fields=HTTP_SOURCE, docs=doc, meaning="HTTP loader (after redis)")]
     return [Key("reload", DURATION, meaning="poll period of file, redis and http"), _file_key(), *net,
-            unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN)]
+            PLUGIN_KEY if plugin else unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN)]
 
 
 def named(*ks):
@@ -157,7 +176,7 @@ HANDLER = keys(
     Key("dns", STRLIST, docs="reference/handlers/dns/",
         meaning="the dns handler's upstreams, where GOST's reference page puts them (GOST itself reads only "
                 "metadata.dns and ignores this); gostg reads it as metadata.dns"),
-    unbuilt("limiter", STR, "concepts/limiter/", "handler-level traffic limiter"),
+    Key("limiter", docs="concepts/limiter/", meaning="ref:limiters"),   # per client (scope client), after auth
     Key("observer", docs="concepts/observer/", meaning="ref:observers"),   # per-client stats (kind: handler)
     Key("metadata", MAP, meaning="metadata:handler"))
 LISTENER = keys(
@@ -249,11 +268,15 @@ HOP = named(
     Key("bypass", meaning="ref:bypasses"), Key("bypasses", STRLIST, meaning="ref:bypasses"),
     Key("resolver", meaning="ref:resolvers"), Key("hosts", meaning="ref:hosts"),
     Key("nodes", LIST, item=NODE),
-    Key("reload", DURATION),
-    unbuilt("file", ANY, "concepts/hop/", "hop node loaders"),
-    unbuilt("redis", MAP, "concepts/hop/", "Redis loader", fields=REDIS_LOADER),
-    unbuilt("http", MAP, "concepts/hop/", "HTTP loader", fields=HTTP_LOADER),
-    unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN),
+    Key("reload", DURATION, docs="concepts/hop/", meaning="seconds between two reads of file, redis and http "
+                                                          "(read when the hop is next used)"),
+    Key("file", ANY, fields=FILE_LOADER, docs="concepts/hop/",
+        meaning="a JSON array of nodes (path, or {path: …}), added to the inline nodes"),
+    Key("redis", MAP, fields=REDIS_LOADER, docs="concepts/hop/",
+        meaning="a Redis STRING (GET key, default gost) holding a JSON array of nodes"),
+    Key("http", MAP, fields=HTTP_LOADER, docs="concepts/hop/", meaning="GET url: a 200 body is a JSON array of nodes"),
+    Key("plugin", MAP, fields=PLUGIN, docs="concepts/plugin/",
+        meaning="the plugin names the node of each connection (the hop's nodes and selector are not used)"),
     Key("metadata", MAP, meaning="metadata:hop"))
 # a hop inside a chain may be a bare reference: its name alone
 CHAIN_HOP = dict(HOP)
@@ -267,8 +290,7 @@ ADMISSION = named(Key("reverse", BOOL), Key("whitelist", BOOL), Key("matchers", 
 BYPASS = named(Key("reverse", BOOL), Key("whitelist", BOOL), Key("matchers", STRLIST),
                Key("network", choices=("", "tcp", "udp", "tcp4", "tcp6", "udp4", "udp6")),
                *loaders("concepts/bypass/", ("set",)))
-RESOLVER = named(Key("nameservers", LIST, item=NAMESERVER),
-                 unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN))
+RESOLVER = named(Key("nameservers", LIST, item=NAMESERVER), PLUGIN_KEY)
 HOSTS = named(Key("mappings", LIST, item=HOST_MAPPING), *loaders("concepts/hosts/", ("set", "list")))
 #: gostg (GOST has no such key; its quotas have a ``store`` of this shape): counts kept in Redis,
 #: shared by every process and instance with the same ``redis.key``
@@ -277,20 +299,23 @@ LIMITER_REDIS_STORE = keys(Key("addr", required=True), Key("db", INT, default=0)
 LIMITER_STORE = keys(Key("redis", MAP, fields=LIMITER_REDIS_STORE, required=True),
                      Key("ttl", DURATION, default="10s",
                          meaning="heartbeat: a dead instance's counts (and its share) stop counting after this"))
-LIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/", ("set", "list")),
-                Key("store", MAP, fields=LIMITER_STORE,
-                    meaning="gostg: counts shared through Redis across processes and instances "
-                            "(traffic limiters: the $ scope)"))
-INGRESS = named(Key("rules", LIST), *loaders("concepts/ingress/"))
-ROUTER = named(Key("routes", LIST), *loaders("concepts/router/"))
+STORE_KEY = Key("store", MAP, fields=LIMITER_STORE,
+                meaning="gostg: counts shared through Redis across processes and instances "
+                        "(traffic limiters: the $ scope)")
+LIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/", ("set", "list")), STORE_KEY)
+#: connection and rate limiters: GOST has no plugin for them
+CLIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/", ("set", "list"), plugin=False), STORE_KEY)
+INGRESS = named(Key("rules", LIST), *loaders("concepts/ingress/", plugin=False))
+ROUTER = named(Key("routes", LIST), *loaders("concepts/router/", plugin=False))
 SD = named(Key("plugin", MAP, fields=PLUGIN))
 OBSERVER_PLUGIN = keys(
     Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/observer/",
-        meaning="http (GOST's default, grpc, is not built yet: an error naming this key)"),
+        meaning="http; grpc (GOST's default when unset) where this gostg has the gRPC transport, else an "
+                "error naming this key"),
     Key("addr", required=True, meaning="the plugin's URL; http:// is prepended when it has no scheme"),
     Key("token", meaning="sent as Authorization: Bearer <token>"),
     Key("timeout", DURATION, default="10s", meaning="deadline of one POST (GOST: none)"),
-    Key("tls", MAP, fields=TLS, meaning="https:// plugins: serverName, caFile (gostg always verifies)"))
+    Key("tls", MAP, fields=PLUGIN_TLS, meaning="https:// plugins: serverName, caFile (gostg always verifies)"))
 OBSERVER = named(Key("plugin", MAP, fields=OBSERVER_PLUGIN, required=True, docs="concepts/observer/",
                      meaning="observers are plugins only"))
 REWRITER = named(Key("plugin", MAP, fields=PLUGIN))
@@ -321,8 +346,8 @@ RECORDER = named(Key("file", MAP, fields=FILE_RECORDER, docs="concepts/recorder/
                  Key("http", MAP, fields=HTTP_RECORDER, docs="concepts/recorder/"),
                  Key("redis", MAP, fields=REDIS_RECORDER, docs="concepts/recorder/"),
                  Key("plugin", MAP, fields=PLUGIN, docs="concepts/recorder/",
-                     meaning="type http is built (POST {data, metadata}); type grpc (GOST's default) is "
-                             "warned about and its records dropped"))
+                     meaning="type http (POST {data, metadata}); type grpc (GOST's default) where this gostg "
+                             "has the gRPC transport, else warned about and its records dropped"))
 LOG = keys(Key("output", default="stderr", docs="tutorials/log/",
                meaning="stderr, stdout, none, a file path, or (gostg) logging: the stdlib logger 'gostg'"),
            Key("level", choices=("trace", "debug", "info", "warn", "warning", "error", "fatal"), default="info"),
@@ -348,12 +373,16 @@ TOP = keys(
     Key("services", LIST, item=SERVICE), Key("chains", LIST, item=CHAIN), Key("hops", LIST, item=HOP),
     Key("authers", LIST, item=AUTHER), Key("admissions", LIST, item=ADMISSION),
     Key("bypasses", LIST, item=BYPASS), Key("resolvers", LIST, item=RESOLVER), Key("hosts", LIST, item=HOSTS),
-    unbuilt("ingresses", LIST, "concepts/ingress/", "ingress (reverse proxy routing)", item=INGRESS),
-    unbuilt("routers", LIST, "concepts/router/", "routers (TUN routing)", item=ROUTER),
-    unbuilt("sds", LIST, "concepts/sd/", "service discovery", item=SD),
+    # their consumers (the tunnel handler, TUN/router handlers) are not in gostg: so neither are they,
+    # plugin or not
+    unbuilt("ingresses", LIST, "concepts/ingress/", "ingress (the reverse-proxy tunnel handler that reads it is not "
+                                                    "built either)", item=INGRESS),
+    unbuilt("routers", LIST, "concepts/router/", "routers (the TUN/router handlers that read them are not built "
+                                                 "either)", item=ROUTER),
+    unbuilt("sds", LIST, "concepts/sd/", "service discovery (the tunnel handler that reads it is not built "
+                                         "either)", item=SD),
     Key("recorders", LIST, item=RECORDER, docs="concepts/recorder/", meaning="where records go: file, tcp, http, redis"),
-    Key("limiters", LIST, item=LIMITER), Key("climiters", LIST, item=LIMITER),
-    Key("rlimiters", LIST, item=LIMITER),
+    Key("limiters", LIST, item=LIMITER), Key("climiters", LIST, item=CLIMITER), Key("rlimiters", LIST, item=CLIMITER),
     unbuilt("quotas", LIST, "concepts/limiter/", "traffic quotas"),
     Key("observers", LIST, item=OBSERVER, docs="concepts/observer/"),
     unbuilt("rewriters", LIST, "concepts/rewriter/", "HTTP body rewriters", item=REWRITER),

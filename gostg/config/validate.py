@@ -373,11 +373,31 @@ def addr_problem(addr):
 
 def observer_plugin_problem(t):
     """Why an observer plugin ``type`` cannot run (GOST's default, when unset, is grpc), or None."""
-    t = str(t or "").strip().lower()
-    if t == "http":
-        return None
-    why = "is not set, and GOST's default (grpc)" if not t else f"{t!r}" + (" (gRPC)" if t == "grpc" else "")
-    return f"{why} is not built by gostg: observer plugins are type: http for now (gRPC plugins: issue 16)"
+    from ..plugin import type_problem
+    return type_problem({"type": t})
+
+
+#: objects whose ``plugin`` gostg builds (the hop's: checked with the hops)
+PLUGIN_KINDS = ("authers", "admissions", "bypasses", "hosts", "resolvers", "limiters")
+
+
+#: what an object with ``plugin`` does not read (GOST builds the plugin alone)
+PLUGIN_REPLACES = ("auths", "matchers", "whitelist", "reverse", "network", "mappings", "nameservers", "limits",
+                   "nodes", "selector", "bypass", "bypasses", "file", "redis", "http", "reload")
+
+
+def _plugin_type(w, o, path):
+    """A ``plugin`` whose type this gostg cannot build (gRPC, GOST's default, when gostg has
+    no gRPC transport) is an error, never quietly another transport; the object's own rules
+    next to a plugin are not read (GOST's), which is said."""
+    if isinstance(o, dict) and isinstance(o.get("plugin"), dict):
+        from ..plugin import type_problem
+        err = type_problem(o["plugin"])
+        if err:
+            w.add(ERROR, f"{path}.plugin.type", err)
+        for k in PLUGIN_REPLACES:
+            if o.get(k) not in (None, "", [], {}, False):
+                w.add(WARNING, f"{path}.{k}", "not used: the plugin decides instead (GOST reads only the plugin)")
 
 
 def validate(cfg):
@@ -414,9 +434,13 @@ def validate(cfg):
                     w.add(ERROR, f"{path}.plugin.type", err)
             elif kind == "hops":
                 w.hop(o, path)
+                _plugin_type(w, o, path)
             elif kind == "chains" and isinstance(o.get("hops"), list):
                 for j, h in enumerate(o["hops"]):
                     w.hop(h, f"{path}.hops[{j}]")
+                    _plugin_type(w, h, f"{path}.hops[{j}]")
+            elif kind in PLUGIN_KINDS:
+                _plugin_type(w, o, path)
     logs = [("log", cfg.get("log"))] + [(f"loggers[{i}].log", o.get("log")) for i, o in
                                        enumerate(cfg.get("loggers") if isinstance(cfg.get("loggers"), list) else [])
                                        if isinstance(o, dict)]

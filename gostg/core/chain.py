@@ -89,25 +89,29 @@ class Hop:
     def __init__(self, name, nodes, selector=None, bypass=None, registries=None, hosts=None, resolver=None,
                  proxy_protocol=None):
         self.name = name
-        self.nodes = nodes
-        for n in nodes:
-            n.hosts = n.hosts or hosts
-            n.resolver = n.resolver or resolver
-            if n.proxy_protocol is None:
-                n.proxy_protocol = proxy_protocol
+        self.hosts, self.resolver, self.proxy_protocol = hosts, resolver, proxy_protocol
+        self.nodes = [self.adopt(n) for n in nodes]
         self.selector = selector or Selector()
         self.bypass = bypass          # BypassGroup of late-bound names (or a name), or None
         self.registries = registries
+
+    def adopt(self, n):
+        """A node of this hop takes the hop's hosts, resolver and PROXY version it has none of."""
+        n.hosts = n.hosts or self.hosts
+        n.resolver = n.resolver or self.resolver
+        if n.proxy_protocol is None:
+            n.proxy_protocol = self.proxy_protocol
+        return n
 
     def select(self, ctx=None, target="", network="tcp", req=None, skip=()):
         """A node for ``target``, or None: the hop's bypass cuts the chain before it, a node's
         own bypass leaves that node out. With node filters or matchers (a forwarder), ``req``
         (a sniffed :class:`gostg.policy.rules.Request`) chooses among the nodes. Nodes named in
         ``skip`` (already tried for this connection) are left out."""
-        if bypass_hit(self.bypass, self.registries, network, target):
+        if bypass_hit(self.bypass, self.registries, network, target, ctx):
             return None
         nodes = [n for n in self.nodes
-                 if n.name not in skip and not bypass_hit(n.bypass, self.registries, network, target)]
+                 if n.name not in skip and not bypass_hit(n.bypass, self.registries, network, target, ctx)]
         if self.matching:
             return pick(self.selector, nodes, ctx, target, req)
         return self.selector.select(nodes, ctx, target)
@@ -247,10 +251,13 @@ class Chain:
         nodes = []
         for h in self.hops:
             hop = lookup(self.registries, "hops", h) if isinstance(h, str) else h
-            if not hop.nodes:   # rule 4: an empty hop is not "no hop" (GOST would go direct)
+            refresh = getattr(hop, "refresh", None)   # a hop with node loaders (config/hopnodes.py)
+            if refresh is not None:
+                refresh()
+            if not hop.nodes and not getattr(hop, "dynamic", False):   # rule 4: an empty hop is not "no hop"
                 raise DialError(f"hop {hop.name!r} has no nodes")
             node = hop.select(ctx, address, network)
-            if node is None:
+            if node is None:   # a plugin hop never answers None (gostg.config.hopnodes)
                 break
             nodes.append(node)
         return Route(nodes, self.registries, self.name)

@@ -108,13 +108,14 @@ class Router:
         #: through a chain, hop 0's node settings apply)
         self.sockopts = sockopts
 
-    def _map(self, host):
+    def _map(self, host, ctx=None):
+        """``ctx`` (the connection's) goes to a hosts or resolver plugin (its client ID)."""
         if self.hosts:
-            ips = lookup(self.registries, "hosts", self.hosts).lookup(host)
+            ips = lookup(self.registries, "hosts", self.hosts).lookup(host, ctx=ctx)
             if ips:
                 return ips[0]
         if self.resolver:
-            return lookup(self.registries, "resolvers", self.resolver).resolve(host)[0]
+            return lookup(self.registries, "resolvers", self.resolver).resolve(host, ctx=ctx)[0]
         return host
 
     def _map_name(self, host):
@@ -169,7 +170,7 @@ class Router:
 
     def _dial(self, network, address, ctx, taken=None):
         if address:
-            if bypass_hit(self.bypass, self.registries, network, address):   # MissingReference passes up
+            if bypass_hit(self.bypass, self.registries, network, address, ctx):   # MissingReference passes up
                 raise BypassError(f"{address} is bypassed")
         else:
             self.check()   # an association (no address yet): every name must resolve now
@@ -179,7 +180,7 @@ class Router:
             t0 = time.monotonic()
             try:
                 with gevent.Timeout(self.dial_timeout, DialError(f"dial {address}: timeout after {self.dial_timeout:g}s")):
-                    target = join_host_port(self._map(host), port) if host else address
+                    target = join_host_port(self._map(host, ctx), port) if host else address
                     chain = self._chain() if self.chain else None
                     route = chain.route(network, target, ctx) if chain is not None else None
                     if taken is not None:   # GOST's record route: "node@addr > … > target"

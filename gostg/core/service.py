@@ -175,7 +175,7 @@ class Service:
         if self.recorders is not None and self.recorders.client:   # GOST: before admission
             self.recorders.emit("recorder.service.client.address", client_ip_of(src).encode())
         try:
-            if self.admission is not None and not self.admission.admit(src):
+            if self.admission is not None and not self.admission.admit(src, self.name):
                 self.log.debug("admission: denied", remote=peer, client=src)
                 sock.close()
                 return
@@ -286,7 +286,7 @@ class Service:
             if self.limiter:
                 lim = lookup(self.registries, "limiters", self.limiter)   # missing: refused, UDP too
                 if not getattr(conn, "is_packet", False):
-                    conn = lim.wrap(conn, ctx.client_ip)
+                    conn = lim.wrap(conn, ctx.client_ip, ctx=ctx)
         except MissingReference as exc:
             self.stats.total_errs += 1
             refused(ctx.log, exc, service=self.name, client=ctx.client_ip)

@@ -42,6 +42,17 @@ def mapping_lines(mappings):
     return out
 
 
+def order_ips(ips, prefer="ipv4", only=""):
+    """``only`` (ipv4/ipv6) filters, ``prefer`` puts that family first."""
+    v4 = [ip for ip in ips if ":" not in ip]
+    v6 = [ip for ip in ips if ":" in ip]
+    if only in ("ipv4", "ip4"):
+        return v4
+    if only in ("ipv6", "ip6"):
+        return v6
+    return v6 + v4 if prefer in ("ipv6", "ip6") else v4 + v6
+
+
 class Hosts:
     def __init__(self, name, mappings=(), file="", reload=0.0, log=None, clock=None, lines=(), sources=(),
                  push=False):
@@ -66,17 +77,10 @@ class Hosts:
             i += 1
         return ips or []
 
-    def lookup(self, host, prefer="ipv4", only=""):
+    def lookup(self, host, prefer="ipv4", only="", ctx=None):
         """IPs for ``host``: exact name, then ``.domain`` entries of it and its parents;
         ``only`` (ipv4/ipv6) filters, ``prefer`` orders."""
         h = (host or "").lower().rstrip(".")
         if not h:
             return []
-        ips = self._find(self._source.value(), h)
-        v4 = [ip for ip in ips if ":" not in ip]
-        v6 = [ip for ip in ips if ":" in ip]
-        if only in ("ipv4", "ip4"):
-            return v4
-        if only in ("ipv6", "ip6"):
-            return v6
-        return v6 + v4 if prefer in ("ipv6", "ip6") else v4 + v6
+        return order_ips(self._find(self._source.value(), h), prefer, only)

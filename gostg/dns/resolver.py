@@ -50,8 +50,8 @@ class Resolver:
         self._refreshing = set()
         self._pool = Pool(self.MAX_REFRESHES)
 
-    def resolve(self, host):
-        """→ non-empty list of IP strings, or DialError."""
+    def resolve(self, host, ctx=None):
+        """→ non-empty list of IP strings, or DialError (``ctx``: for a plugin resolver)."""
         if is_ip(host):
             return [host]
         name = host.rstrip(".").lower()

@@ -4,7 +4,7 @@ import gevent
 
 from ..relay import tcp as relay, udp, udpfast
 from ..errors import BypassError, DialError
-from ..policy.group import MissingReference, refused
+from ..policy.group import MissingReference, lookup, refused
 from . import sniffing
 
 
@@ -31,6 +31,9 @@ class Handler:
     read_timeout = 15.0
     #: the handler's ``observer``: per-client counts (observe.observer.ClientStats), or None
     client_stats = None
+    #: the handler's ``limiter`` (a limiters[] name): shapes each tunnel by its client (GOST's
+    #: scope ``client``, keyed by the client ID auth gave), or None
+    limiter = None
 
     def __init__(self, md, options):
         self.md = md
@@ -52,7 +55,7 @@ class Handler:
         if auther is None:
             return True
         try:
-            cid = auther.authenticate(username, password, client=ctx.client_ip)
+            cid = auther.authenticate(username, password, client=ctx.client_ip, ctx=ctx)
         except MissingReference as exc:   # fail closed: a missing auther lets nobody in
             refused(ctx.log, exc, service=ctx.service, client=ctx.client_ip)
             return False
@@ -129,10 +132,26 @@ class Handler:
         if counted is not None:
             self.client_stats.end(counted, inp, out)
 
+    def client_limited(self, conn, upstream, ctx):
+        """``conn`` shaped by the handler's limiter, or None (``upstream`` closed, logged) when
+        the limiter is missing or its plugin cannot answer (fail closed)."""
+        try:
+            return lookup(self.options.registries, "limiters", self.limiter).wrap(
+                conn, ctx.client_ip, ctx=ctx, scope="client")
+        except MissingReference as exc:
+            ctx.stats_error()
+            refused(ctx.log, exc, service=ctx.service, client=ctx.client_ip)
+            upstream.close()
+            return None
+
     def relay(self, conn, upstream, ctx, target, detach=False):
         """Relay, then count and log the tunnel's end. With ``detach`` (a caller whose handler
         returns right after, leaving both conns to the relay) an idle plain-socket tunnel may
         go on without this greenlet (relay/tcp.py rule 6); the end is then logged from there."""
+        if self.limiter is not None:
+            conn = self.client_limited(conn, upstream, ctx)
+            if conn is None:
+                return
         t0 = time.monotonic()
         counted = self.client_begin(ctx)
 

@@ -202,7 +202,9 @@ class Observer:
 
     def __init__(self, name, target, registries=None, log=None):
         self.name = name
+        #: a Target (HTTP, posted here) or a plugin transport (``call``: gRPC)
         self.target = target
+        self.where = getattr(target, "url", "") or f"plugin {name}"
         self.registries = registries
         self.log = log.bind(kind="observer", observer=name) if log is not None else None
         self._status = collections.deque()
@@ -309,13 +311,13 @@ class Observer:
             self._post(events)
         except PluginError as exc:
             if not self._failing and self.log is not None:
-                self.log.warning(f"observer: {self.target.url}: {exc} (reports are kept and sent again)")
+                self.log.warning(f"observer: {self.where}: {exc} (reports are kept and sent again)")
             elif self.log is not None:
-                self.log.debug(f"observer: {self.target.url}: {exc}")
+                self.log.debug(f"observer: {self.where}: {exc}")
             self._failing = True
             return
         if self._failing and self.log is not None:
-            self.log.info(f"observer: {self.target.url} answers again")
+            self.log.info(f"observer: {self.where} answers again")
         self._failing = False
         sent = {id(e) for e in events}
         while self._status and id(self._status[0]) in sent:   # those sent (more may have come)
@@ -329,6 +331,9 @@ class Observer:
             self._dropped = 0
 
     def _post(self, events):
+        if hasattr(self.target, "call"):   # another transport (gRPC): the same request, as a dict
+            from ..plugin.wire import must_ok
+            return must_ok(self.target.call({"events": events}))
         body = json.dumps({"events": events}, separators=(",", ":")).encode()
         plugin_ok(*post_json(self.target, body))
 

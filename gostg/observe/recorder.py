@@ -7,10 +7,8 @@ records go into a bounded queue that one greenlet per recorder drains, each send
 recorder's timeout. A down, slow or garbage-answering endpoint costs a dropped record and one
 warning per :data:`WARN_EVERY` seconds per recorder, never a stalled or failed connection.
 """
-import base64
 import collections
 import gzip
-import json
 import logging.handlers
 import os
 import shutil
@@ -269,27 +267,26 @@ class HTTPRecorder(_Background):
             raise OSError(f"HTTP status {status}")
 
 
-class PluginRecorder(HTTPRecorder):
-    """GOST's HTTP recorder plugin: ``POST addr`` with ``{"data": <record, base64>, "metadata":
-    <the service's recorder metadata as JSON, base64>}`` (Go's []byte fields, as GOST's code
-    sends them), ``Authorization: Bearer <token>`` when set; the answer must be 200
+class PluginRecorder(_Background):
+    """GOST's recorder plugin (gostg.plugin, http or grpc): ``{"data": <record, base64>,
+    "metadata": <the service's recorder metadata as JSON, base64>}`` (Go's []byte fields, as
+    GOST's code sends them), ``Authorization: Bearer <token>`` when set; the answer must be
     ``{"ok": true}``."""
 
     kind = "plugin"
 
-    def __init__(self, name, addr, timeout=0.0, token="", tls=None, log=None):
-        header = {"Authorization": f"Bearer {token}"} if token else None
-        tls = tls if isinstance(tls, dict) else None
-        if tls is not None and "://" not in addr:
-            addr = "https://" + addr
-        super().__init__(name, addr, timeout, header, log, verify=bool(tls and tls.get("secure")),
-                         server_name=(tls or {}).get("serverName") or None)
+    def __init__(self, name, cfg, path, timeout=0.0, log=None):
+        super().__init__(name, timeout, log)
+        from ..plugin import transport
+        self.transport = transport(cfg, "recorder", path)
 
     def send(self, data, metadata):
-        body = json.dumps({"data": base64.b64encode(data).decode(),
-                           "metadata": base64.b64encode(json.dumps(metadata).encode()).decode()}).encode()
-        from .httppost import plugin_ok   # (h11: loaded only for a plugin recorder)
-        plugin_ok(*self.post(body, whole=True))
+        from ..plugin import wire
+        wire.must_ok(self.transport.call(wire.recorder_request(data, metadata)))
+
+    def close(self, deadline=None):
+        super().close(deadline)
+        self.transport.close()
 
 
 class NullRecorder(Recorder):
@@ -381,12 +378,14 @@ def build_recorder(o, path, registries=None):
             raise ConfigError(f"{path}.{kind}.timeout", str(exc)) from None
     try:
         if kind == "plugin":
-            if str(c.get("type") or "grpc").lower() != "http":
+            from ..plugin import type_problem
+            err = type_problem(c)
+            if err:   # observe-only: its records are dropped, the config still runs
                 if log is not None:
-                    log.warning(f"{path}.plugin.type: gRPC recorder plugins are not built by gostg: this recorder's "
-                                "records are dropped (type: http is built)", kind="recorder", recorder=name)
+                    log.warning(f"{path}.plugin.type: {err}; this recorder's records are dropped",
+                                kind="recorder", recorder=name)
                 return NullRecorder(name, log)
-            return PluginRecorder(name, str(c["addr"]), timeout(), str(c.get("token") or ""), c.get("tls"), log)
+            return PluginRecorder(name, c, f"{path}.plugin", timeout(), log)
         if kind == "file":
             return FileRecorder(name, str(c["path"]), str(c.get("sep") or ""), c.get("rotation"), log)
         if kind == "tcp":

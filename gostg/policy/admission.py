@@ -54,7 +54,7 @@ class Admission:
     def close(self):
         self.source.close()
 
-    def admit(self, address):
+    def admit(self, address, service=""):
         """``address`` is the client's ``ip:port`` / ``[v6]:port`` / bare IP."""
         if not address:
             return True
@@ -75,5 +75,5 @@ class AdmissionGroup(LateGroup):
 
     kind = "admissions"
 
-    def admit(self, address):
-        return all(m.admit(address) for m in self._live())
+    def admit(self, address, service=""):
+        return all(m.admit(address, service) for m in self._live())

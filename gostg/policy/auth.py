@@ -16,7 +16,7 @@ reveals neither a password prefix nor which user names exist.
 """
 import hmac
 
-from .group import LateGroup
+from .group import LateGroup, Unanswered
 from .matcher import Matcher, is_ip_rule
 from .source import LineSource
 
@@ -70,7 +70,7 @@ class Auther:
     def users(self):
         return self._source.value()
 
-    def authenticate(self, username, password, client=None):
+    def authenticate(self, username, password, client=None, ctx=None):
         """→ client ID (the user name) or None."""
         users = self._source.value()
         if not users:
@@ -91,11 +91,20 @@ class AutherGroup(LateGroup):
     def names(self):
         return self.members
 
-    def authenticate(self, username, password, client=None):
+    def authenticate(self, username, password, client=None, ctx=None):
+        """A member whose plugin cannot answer does not stop the others; if none passes,
+        that failure is raised (the caller refuses with its reason)."""
+        failed = None
         for a in self._live():
-            cid = a.authenticate(username, password, client)
+            try:
+                cid = a.authenticate(username, password, client, ctx)
+            except Unanswered as exc:
+                failed = exc
+                continue
             if cid is not None:
                 return cid
+        if failed is not None:
+            raise failed
         return None
 
 
@@ -116,11 +125,11 @@ class SkipAuth:
         if check is not None:
             check()
 
-    def authenticate(self, username, password, client=None):
+    def authenticate(self, username, password, client=None, ctx=None):
         if self.skips(client):
             self.check()
             return ""
-        return self.auther.authenticate(username, password, client) if self.auther is not None else None
+        return self.auther.authenticate(username, password, client, ctx) if self.auther is not None else None
 
 
 def first_credentials(path):

@@ -16,7 +16,8 @@ Rules come from ``matchers`` plus an optional ``file`` re-read every ``reload`` 
 lazily, on use) and ``redis`` (a SET) / ``http`` sources (:mod:`gostg.loader.source`); the
 matcher is rebuilt only when the items changed. A redis/http source that has never been read
 (down since start) makes the bypass raise UnreadSource (a MissingReference): its rules are
-unknown, so the connection is refused — a hop's bypass does not send it direct.
+unknown, so the connection is refused — a hop's bypass does not send it direct. A ``plugin``
+bypass is :class:`gostg.plugin.consumers.PluginBypass`.
 """
 from .group import LateGroup, UnreadSource, lookup
 from .matcher import Matcher
@@ -53,8 +54,9 @@ class Bypass:
         """The current rules (None when there are none); re-read from ``file`` when due."""
         return self.source.value()
 
-    def contains(self, network, address=None):
-        """``contains(network, address)`` as GOST; ``contains(address)`` means network tcp."""
+    def contains(self, network, address=None, ctx=None):
+        """``contains(network, address)`` as GOST; ``contains(address)`` means network tcp.
+        ``ctx`` (the connection's Context) is for a plugin bypass; rules do not need it."""
         if address is None:
             network, address = "tcp", network
         if not address:
@@ -72,12 +74,12 @@ class Bypass:
         return f"Bypass({self.name!r}, whitelist={self.whitelist}, network={self.network!r})"
 
 
-def group_contains(members, network, address):
+def group_contains(members, network, address, ctx=None):
     """GOST's bypassGroup: all whitelist members bypass (AND), else any blacklist one (OR)."""
     whites = [b for b in members if b.whitelist]
-    if whites and all(b.contains(network, address) for b in whites):
+    if whites and all(b.contains(network, address, ctx) for b in whites):
         return True
-    return any(b.contains(network, address) for b in members if not b.whitelist)
+    return any(b.contains(network, address, ctx) for b in members if not b.whitelist)
 
 
 class BypassGroup(LateGroup):
@@ -86,16 +88,16 @@ class BypassGroup(LateGroup):
     kind = "bypasses"
     whitelist = False
 
-    def contains(self, network, address=None):
+    def contains(self, network, address=None, ctx=None):
         if address is None:
             network, address = "tcp", network
         live = self._live()
         if len(live) == 1:
-            return live[0].contains(network, address)
-        return group_contains(live, network, address)
+            return live[0].contains(network, address, ctx)
+        return group_contains(live, network, address, ctx)
 
 
-def bypass_hit(bypass, registries, network, address):
+def bypass_hit(bypass, registries, network, address, ctx=None):
     """The check callers make: ``bypass`` is a BypassGroup, a Bypass, a bypass name (looked
     up now) or None (no bypass). A name that does not resolve raises MissingReference."""
     if not bypass:
@@ -106,4 +108,4 @@ def bypass_hit(bypass, registries, network, address):
         bypass.check()    # no address to judge (a forwarder's pick, an association): names must still resolve
     if not address:
         return False
-    return bypass.contains(network, address)
+    return bypass.contains(network, address, ctx)

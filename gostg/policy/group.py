@@ -39,6 +39,16 @@ class UnreadSource(MissingReference):
         self.name = name
 
 
+class Unanswered(MissingReference):
+    """A plugin behind a named object could not decide (down, slow, garbage): handled as a
+    missing reference everywhere, so the connection is refused (fail closed)."""
+
+    def __init__(self, kind, name, why):
+        DialError.__init__(self, f"{NOUNS.get(kind, kind)} {name!r}: plugin failed: {why}")
+        self.kind = kind
+        self.name = name
+
+
 def lookup(registries, kind, name):
     """The live object ``name`` of ``kind``; MissingReference when there is none."""
     obj = getattr(registries, kind).get(name) if registries is not None and name else None

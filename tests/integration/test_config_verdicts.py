@@ -136,8 +136,9 @@ KIND_CASES = [
      {"name": "hp", "selector": {"strategy": "rnd"}, "nodes": [NODE]},
      "error", ".selector.strategy: unknown value 'rnd' (did you mean 'rand'?) (one of: round, rr, rand, random, "
               "fifo, ha, hash, parallel, lowestlatency, lowest, ll)"),
-    ("auther plugin", "authers", {"name": "au", "auths": [{"username": "u", "password": "p"}]},
-     {"name": "au", "plugin": {"type": "grpc", "addr": "127.0.0.1:8000"}},
+    # GOST has no plugin for connection limiters
+    ("climiter plugin", "climiters", {"name": "cl", "limits": ["$ 10"]},
+     {"name": "cl", "plugin": {"type": "http", "addr": "127.0.0.1:8000"}},
      "error", f".plugin: plugin {UNBUILT} ({DOCS}plugin/)"),
     ("bypass redis type", "bypasses", {"name": "bp", "matchers": ["10.0.0.0/8"]},
      {"name": "bp", "redis": {"addr": "127.0.0.1:6379", "key": "gost:bypasses", "type": "list"}},

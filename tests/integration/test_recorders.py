@@ -4,8 +4,6 @@ a TCP server and an HTTP server of this test on loopback, and a real ``redis-ser
 started on a free loopback port and stopped by PID. A recorder endpoint that is down or never
 answers costs a warning, never a request."""
 import json
-import os
-import shutil
 import socket
 import subprocess
 import threading
@@ -14,9 +12,8 @@ import time
 import pytest
 import yaml
 
-from .helpers import Echo, Gost, Origin, free_port, run_gostg, stop_process, wait_port
+from .helpers import Echo, Gost, Origin, RedisServer, free_port, run_gostg, wait_port
 
-REDIS = shutil.which("redis-server")
 CLIENT, DIAL, DIAL_ERR, HANDLER = ("recorder.service.client.address", "recorder.service.router.dial.address",
                                    "recorder.service.router.dial.address.error", "recorder.service.handler")
 #: GOST's HandlerRecorderObject fields that are always there (the rest are omitempty)
@@ -233,18 +230,8 @@ def test_http_plugin_recorder_gets_gosts_plugin_body(tmp_path):
 
 @pytest.fixture
 def redis_server(tmp_path):
-    if REDIS is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is not installed (scripts/install installs it)")
-        pytest.skip("redis-server is not installed (apt install redis-server)")
-    port = free_port()
-    proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_port(port, proc=proc)
-        yield port
-    finally:
-        stop_process(proc, timeout=5)
+    with RedisServer(tmp_path) as r:
+        yield r.port
 
 
 def test_redis_recorder_set_sorted_set_and_list(tmp_path, redis_server):

@@ -139,7 +139,7 @@ class Fixed:
     def __init__(self, whitelist, result):
         self.whitelist, self.result = whitelist, result
 
-    def contains(self, network, address):
+    def contains(self, network, address, ctx=None):
         return self.result
 
 

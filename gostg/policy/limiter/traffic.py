@@ -185,7 +185,9 @@ class TrafficLimiter:
                 out[d].append(b)
         return tuple(out[0]), tuple(out[1])
 
-    def wrap(self, conn, host):
+    def wrap(self, conn, host, ctx=None, scope="service"):
+        """``ctx`` and ``scope`` are for a plugin limiter; this one limits by ``host`` (the
+        client IP) whatever the scope (a handler ``limiter`` too)."""
         inb, outb = self.buckets(client_ip(host))
         if not inb and not outb:
             return conn

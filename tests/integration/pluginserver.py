@@ -1,0 +1,77 @@
+"""A small GOST HTTP plugin server for tests: a threaded http.server on 127.0.0.1 whose
+``routes`` map a path to ``fn(request JSON) -> reply`` (a dict sent as JSON, or bytes sent
+as they are). Special answers: ``SLOW`` (never answers within a test), ``garbage`` bytes.
+Every request is kept: (path, headers, body JSON or raw bytes). GET serves ``files[path]``."""
+import http.server
+import json
+import threading
+import time
+
+from .helpers import HTTPServerThread
+
+
+class Slow:
+    """A route that sleeps ``seconds`` before answering ``{"ok": true}``."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+
+class PluginServer(HTTPServerThread):
+    def __init__(self, routes=None, files=None):
+        box = self
+        self.routes = dict(routes or {})
+        self.files = dict(files or {})
+        self.requests = []
+        self._lock = threading.Lock()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def _send(self, code, body):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                with box._lock:
+                    box.requests.append((self.path, dict(self.headers), None))
+                body = box.files.get(self.path)
+                if body is None:
+                    self._send(404, b"not here")
+                else:
+                    self._send(200, body if isinstance(body, bytes) else json.dumps(body).encode())
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    req = json.loads(raw)
+                except ValueError:
+                    req = raw
+                with box._lock:
+                    box.requests.append((self.path, dict(self.headers), req))
+                fn = box.routes.get(self.path)
+                if fn is None:
+                    return self._send(404, b"no such plugin")
+                if isinstance(fn, Slow):
+                    time.sleep(fn.seconds)
+                    return self._send(200, b'{"ok": true}')
+                out = fn(req)
+                self._send(200, out if isinstance(out, bytes) else json.dumps(out).encode())
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def seen(self, path):
+        with self._lock:
+            return [r for r in self.requests if r[0] == path]
+
