@@ -254,6 +254,8 @@ def _patterns(o, path):
 
 def build_bypass(o, path, registries=None):
     """``matchers`` + ``file``/``reload``, ``whitelist`` (or deprecated ``reverse``), ``network``."""
+    if o.get("plugin") is not None:
+        return _plugin_object("PluginBypass", o, path, registries, "bypass")
     network = _str(o, "network", path).strip().lower()
     if network not in ("", "tcp", "udp", "tcp4", "tcp6", "udp4", "udp6"):
         raise ConfigError(f"{path}.network", f"must be tcp or udp, not {network!r}")
@@ -267,6 +269,8 @@ def build_bypass(o, path, registries=None):
 
 def build_admission(o, path, registries=None):
     """``matchers`` (IP, CIDR, IP range, names resolved now) + ``file``/``reload``, ``whitelist``."""
+    if o.get("plugin") is not None:
+        return _plugin_object("PluginAdmission", o, path, registries, "admission")
     file, reload, fpath = _file_source(o, path)
     try:
         return Admission(o["name"], _patterns(o, path), bool(o.get("whitelist") or o.get("reverse")),
@@ -378,6 +382,14 @@ def _file_source(o, path):
     return _str(o, "file", path), parse_duration(o.get("reload"), f"{path}.reload"), f"{path}.file"
 
 
+def _plugin_object(cls, o, path, registries, kind):
+    """An auther/admission/bypass whose decisions are its ``plugin``'s (gostg/plugin/policy.py)."""
+    from ..plugin import policy
+
+    p = _map(o, "plugin", path)
+    return getattr(policy, cls)(o["name"], p, f"{path}.plugin", log=_source_log(registries, kind, o["name"]))
+
+
 def _source_log(registries, kind, name):
     log = getattr(registries, "log", None)
     return log.bind(kind=kind, name=name) if log is not None else None
@@ -387,6 +399,8 @@ def build_auther(o, path, registries):
     """Inline ``auths`` (entries without a username are skipped, as GOST) plus ``file``."""
     from ..policy.auth import Auther
 
+    if o.get("plugin") is not None:
+        return _plugin_object("PluginAuther", o, path, registries, "auther")
     users = {}
     for a, ap in _maps(o, "auths", path):
         user = _str(a, "username", ap)

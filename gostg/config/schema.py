@@ -74,7 +74,14 @@ SELECTOR = keys(Key("strategy", default="round", choices=("round", "rr", "rand",
 FILE_LOADER = keys(Key("path", required=True))
 REDIS_LOADER = keys(Key("addr"), Key("db", INT), Key("password"), Key("key"), Key("type"))
 HTTP_LOADER = keys(Key("url"), Key("timeout", DURATION))
-PLUGIN = keys(Key("type"), Key("addr"), Key("tls", MAP, fields=TLS), Key("timeout", DURATION), Key("token"))
+PLUGIN = keys(
+    Key("type", default="grpc", choices=("grpc", "http"), docs="concepts/plugin/",
+        meaning="grpc (GOST's default: go-gost/plugin's protos; needs pip install 'gostg[grpc]') or http"),
+    Key("addr", meaning="grpc: the plugin server's host:port; http: its URL"),
+    Key("tls", MAP, fields=TLS, meaning="present: TLS to the plugin, always verified (caFile, else the system "
+                                         "CAs; serverName the name checked). GOST verifies only with secure: true"),
+    Key("timeout", DURATION, meaning="deadline of one call (gostg default 10s; GOST sets none on gRPC plugins)"),
+    Key("token", meaning="grpc: sent as the metadata entry token; http: Authorization: Bearer <token>"))
 SOCKOPTS = keys(Key("mark", INT))
 
 
@@ -83,11 +90,14 @@ def _file_key():
     return Key("file", ANY, fields=FILE_LOADER, meaning="file loader")
 
 
-def loaders(doc):
-    """The data-source keys every loader-capable object has."""
+def loaders(doc, plugin=False):
+    """The data-source keys every loader-capable object has (``plugin``: its plugin is built)."""
     return [Key("reload", DURATION), _file_key(),
             unbuilt("redis", MAP, doc, "Redis loader", fields=REDIS_LOADER),
             unbuilt("http", MAP, doc, "HTTP loader", fields=HTTP_LOADER),
+            Key("plugin", MAP, fields=PLUGIN, docs="concepts/plugin/",
+                meaning="the decision is the plugin's (type grpc, GOST's default, or http); one that "
+                        "does not answer within timeout (default 10s) refuses") if plugin else
             unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN)]
 
 
@@ -237,12 +247,12 @@ CHAIN_HOP = dict(HOP)
 CHAIN = named(Key("hops", LIST, item=CHAIN_HOP), Key("metadata", MAP, meaning="metadata:chain"),
               unbuilt("selector", MAP, "reference/configuration/file/",
                       "a chain-level selector (gostg uses each hop's own)", fields=SELECTOR))
-AUTHER = named(Key("auths", LIST, item=AUTH), *loaders("concepts/auth/"))
+AUTHER = named(Key("auths", LIST, item=AUTH), *loaders("concepts/auth/", plugin=True))
 ADMISSION = named(Key("reverse", BOOL), Key("whitelist", BOOL), Key("matchers", STRLIST),
-                  *loaders("concepts/admission/"))
+                  *loaders("concepts/admission/", plugin=True))
 BYPASS = named(Key("reverse", BOOL), Key("whitelist", BOOL), Key("matchers", STRLIST),
                Key("network", choices=("", "tcp", "udp", "tcp4", "tcp6", "udp4", "udp6")),
-               *loaders("concepts/bypass/"))
+               *loaders("concepts/bypass/", plugin=True))
 RESOLVER = named(Key("nameservers", LIST, item=NAMESERVER),
                  unbuilt("plugin", MAP, "concepts/plugin/", "plugin", fields=PLUGIN))
 HOSTS = named(Key("mappings", LIST, item=HOST_MAPPING), *loaders("concepts/hosts/"))

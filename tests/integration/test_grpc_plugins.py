@@ -1,0 +1,276 @@
+"""gRPC plugins (GOST concepts/plugin, go-gost/plugin protos): bin/gostg asks a real grpcio
+plugin server on 127.0.0.1 (tests/integration/grpcpeer.py) whether a client gets in (auther,
+admission) and whether a target is refused (bypass). curl and PySocks clients see the
+decisions; a plugin that rejects the token, hangs or is down refuses (fails closed) within its
+timeout and says why in one log line; 200 connections at once each wait on the plugin while
+gostg keeps serving others."""
+import os
+import subprocess
+import threading
+import time
+
+import pytest
+import yaml
+
+pytest.importorskip("grpc", reason="grpcio not installed (pip install 'gostg[grpc]')")
+import socks  # noqa: E402
+
+from .grpcpeer import PluginServer  # noqa: E402
+from .helpers import Echo, Gost, Origin, free_port, run_gostg, wait_for  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/curl") and not os.environ.get("CI"),
+                                reason="curl not installed")
+
+TOKEN = "s3cr3t"
+
+
+def _config(tmp_path, plugin, auther=True, admission=False, bypass=False, open_port=None):
+    """A socks5 service on a free port whose auther/admission/bypass is the plugin, and
+    (``open_port``) a second socks5 service with no plugin at all."""
+    port = free_port()
+    svc = {"name": "guarded", "addr": f"127.0.0.1:{port}", "handler": {"type": "socks5"}, "listener": {"type": "tcp"}}
+    cfg = {"services": [svc]}
+    if auther:
+        svc["handler"]["auther"] = "pa"
+        cfg["authers"] = [{"name": "pa", "plugin": dict(plugin)}]
+    if admission:
+        svc["admission"] = "padm"
+        cfg["admissions"] = [{"name": "padm", "plugin": dict(plugin)}]
+    if bypass:
+        svc["bypass"] = "pbyp"
+        cfg["bypasses"] = [{"name": "pbyp", "plugin": dict(plugin)}]
+    if open_port:
+        cfg["services"].append({"name": "open", "addr": f"127.0.0.1:{open_port}", "handler": {"type": "socks5"},
+                                "listener": {"type": "tcp"}})
+    path = tmp_path / "gostg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return port, str(path)
+
+
+def curl(port, url, user=None, timeout=8):
+    proxy = f"socks5h://{user + '@' if user else ''}127.0.0.1:{port}"
+    return subprocess.run(["curl", "-s", "-m", str(timeout), "-x", proxy, url], capture_output=True, text=True,
+                          timeout=timeout + 5)
+
+
+def echo_through(port, target_port, payload, user=None, password=None, host="127.0.0.1", timeout=10):
+    """One SOCKS5 tunnel (PySocks) to the echo server → what came back."""
+    s = socks.socksocket()
+    s.settimeout(timeout)
+    s.set_proxy(socks.SOCKS5, "127.0.0.1", port, rdns=True, username=user, password=password)
+    try:
+        s.connect((host, target_port))
+        s.sendall(payload)
+        got = b""
+        while len(got) < len(payload):
+            d = s.recv(65536)
+            if not d:
+                break
+            got += d
+        return got
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def origin():
+    o = Origin()
+    o.thread.start()
+    yield o
+    o.server.shutdown()
+    o.server.server_close()
+
+
+def test_grpc_auther_allows_and_refuses(tmp_path, origin):
+    with PluginServer(token=TOKEN) as ps:
+        port, cfg = _config(tmp_path, {"type": "grpc", "addr": ps.addr, "token": TOKEN, "timeout": "2s"})
+        with Gost("-C", cfg, ports=[port]):
+            ok = curl(port, f"{origin.url}/hello", "alice:secret")
+            assert ok.returncode == 0 and "/hello" in ok.stdout, (ok.returncode, ok.stderr)
+            bad = curl(port, f"{origin.url}/hello", "alice:wrong")
+            assert bad.returncode == 97, (bad.returncode, bad.stderr)   # SOCKS5 auth refused
+            nobody = curl(port, f"{origin.url}/hello", "mallory:secret")
+            assert nobody.returncode == 97
+        asked = [c for c in ps.calls if c[0] == "Authenticate"]
+        assert [(c[1]["username"], c[1]["password"]) for c in asked] == [
+            ("alice", "secret"), ("alice", "wrong"), ("mallory", "secret")]
+        assert all(c[2].get("token") == TOKEN for c in asked)          # GOST's metadata key
+        assert all(c[1]["client"].startswith("127.0.0.1") for c in asked)
+        assert ps.bad_tokens == 0
+
+
+def test_grpc_admission_and_bypass(tmp_path, origin):
+    with PluginServer(token=TOKEN) as ps:
+        plugin = {"addr": ps.addr, "token": TOKEN, "timeout": "2s"}     # type unset: grpc, as GOST
+        port, cfg = _config(tmp_path, plugin, auther=False, admission=True, bypass=True)
+        with Gost("-C", cfg, ports=[port]):
+            assert curl(port, f"{origin.url}/in").returncode == 0
+            # the bypass plugin names a target host: the service refuses it
+            ps.bypass_hosts.add("localhost")
+            p = curl(port, f"http://localhost:{origin.port}/bypassed")
+            assert p.returncode == 97, (p.returncode, p.stderr)
+            assert curl(port, f"{origin.url}/still-in").returncode == 0
+            # the admission plugin refuses the client: the connection is closed unanswered
+            ps.deny_admission.add("127.0.0.1")
+            p = curl(port, f"{origin.url}/out")
+            assert p.returncode != 0
+        admits = [c[1]["addr"] for c in ps.calls if c[0] == "Admit"]
+        assert admits and all(a.startswith("127.0.0.1:") for a in admits)
+        targets = [(c[1]["network"], c[1]["addr"]) for c in ps.calls if c[0] == "Bypass"]
+        assert ("tcp", f"localhost:{origin.port}") in targets
+
+
+def test_grpc_bad_token_fails_closed(tmp_path, origin):
+    with PluginServer(token=TOKEN) as ps:
+        port, cfg = _config(tmp_path, {"addr": ps.addr, "token": "wrong", "timeout": "2s"})
+        with Gost("-C", cfg, ports=[port]) as g:
+            for _ in range(3):
+                assert curl(port, f"{origin.url}/", "alice:secret").returncode == 97
+            assert ps.bad_tokens == 3
+            lines = wait_for(lambda: [ln for ln in g.log_text().splitlines() if "UNAUTHENTICATED" in ln])
+            assert len(lines) == 1, lines          # once per change, not per connection
+            assert ps.addr in lines[0] and '"kind": "auther"' in lines[0] and '"name": "pa"' in lines[0]
+
+
+def test_grpc_plugin_down_fails_closed_with_a_log_line(tmp_path, origin):
+    dead = free_port()      # nothing listens there
+    port, cfg = _config(tmp_path, {"addr": f"127.0.0.1:{dead}", "timeout": "2s"}, admission=True)
+    with Gost("-C", cfg, ports=[port]) as g:
+        t0 = time.monotonic()
+        for _ in range(3):
+            assert curl(port, f"{origin.url}/", "alice:secret").returncode != 0
+        assert time.monotonic() - t0 < 3 * 2.5 + 3
+        lines = wait_for(lambda: [ln for ln in g.log_text().splitlines() if "UNAVAILABLE" in ln])
+        assert lines and all("failing closed" in ln for ln in lines), g.log_text()[-2000:]
+        assert len(lines) <= 2, lines      # one per plugin object (admission, auther), not per connection
+    assert origin.connections == 0
+
+
+def test_grpc_hanging_plugin_fails_closed_in_time_and_others_are_served(tmp_path):
+    """A plugin that never answers: each client is refused after ``timeout`` (plus a margin),
+    and while 20 of them wait, a service without plugins still serves at once, including
+    a target named by host name (looked up in gevent's thread pool, which gRPC must not hold)."""
+    open_port = free_port()
+    with PluginServer(token=TOKEN) as ps, Echo() as echo:
+        port, cfg = _config(tmp_path, {"addr": ps.addr, "token": TOKEN, "timeout": "1s"}, open_port=open_port)
+        with Gost("-C", cfg, ports=[port, open_port]):
+            ps.hang = True
+            results = [None] * 20
+
+            def one(i):
+                t = time.monotonic()
+                try:
+                    echo_through(port, echo.port, b"x", "alice", "secret")
+                    results[i] = ("served", time.monotonic() - t)
+                except (socks.ProxyError, OSError) as exc:
+                    results[i] = (type(exc).__name__, time.monotonic() - t)
+
+            threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(20)]
+            for t in threads:
+                t.start()
+            wait_for(lambda: ps.count("Authenticate") >= 20, timeout=5)
+            t = time.monotonic()
+            assert echo_through(open_port, echo.port, b"meanwhile", host="localhost") == b"meanwhile"
+            assert time.monotonic() - t < 0.9      # not behind the hung calls' 1 s deadline
+            for th in threads:
+                th.join(10)
+        assert all(r is not None and r[0] != "served" for r in results), results
+        slowest = max(r[1] for r in results)
+        assert 0.9 < slowest < 1.0 + 0.5 + 2.0, results     # timeout + MARGIN + a busy box
+
+
+def test_grpc_200_concurrent_auth_decisions(tmp_path):
+    """200 clients at once, each one's SOCKS5 login a gRPC call the plugin answers after
+    0.2 s: every one gets the right answer, in about the time of a few rounds (one at a time
+    would take 40 s), and a service without plugins answers within a fraction of that
+    meanwhile (the hub is never blocked on the plugin)."""
+    n, delay = 200, 0.2
+    open_port = free_port()
+    with PluginServer(token=TOKEN, workers=100) as ps, Echo() as echo:
+        port, cfg = _config(tmp_path, {"addr": ps.addr, "token": TOKEN, "timeout": "10s"}, open_port=open_port)
+        with Gost("-C", cfg, ports=[port, open_port]):
+            echo_through(port, echo.port, b"warm", "alice", "secret")     # channel connected
+            ps.delay = delay
+            results = [None] * n
+            start = threading.Event()
+
+            def one(i):
+                good = i % 4 != 0
+                start.wait(5)
+                try:
+                    got = echo_through(port, echo.port, b"c%d" % i, "alice", "secret" if good else "nope", timeout=20)
+                    results[i] = got == b"c%d" % i if good else "bad login let in"
+                except socks.ProxyError as exc:
+                    results[i] = (not good and isinstance(exc.socket_err, socks.SOCKS5AuthError)) or repr(exc)
+                except OSError as exc:
+                    results[i] = repr(exc)
+
+            threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(n)]
+            for t in threads:
+                t.start()
+            t0 = time.monotonic()
+            start.set()
+            probes = []
+            while any(t.is_alive() for t in threads) and time.monotonic() - t0 < 30:
+                t = time.monotonic()
+                assert echo_through(open_port, echo.port, b"probe") == b"probe"
+                probes.append(time.monotonic() - t)
+                time.sleep(0.05)
+            for t in threads:
+                t.join(10)
+            elapsed = time.monotonic() - t0
+        bad = [(i, r) for i, r in enumerate(results) if r is not True]
+        assert not bad, bad[:10]
+        assert ps.count("Authenticate") >= n
+        assert elapsed < 15, elapsed
+        assert probes and max(probes) < 1.0, probes
+
+
+def test_grpc_plugin_config_errors(tmp_path):
+    cases = [({"type": "grpcx", "addr": "127.0.0.1:1"}, "authers[0].plugin.type"),
+             ({"type": "grpc"}, "authers[0].plugin.addr"),
+             ({"addr": "http://127.0.0.1:1"}, "host:port"),
+             ({"addr": "127.0.0.1:1", "tls": {"caFile": str(tmp_path / "missing.pem")}}, "caFile")]
+    for plugin, words in cases:
+        port, cfg = _config(tmp_path, plugin)
+        p = run_gostg("-C", cfg, timeout=20)
+        assert p.returncode != 0 and words in p.stderr + p.stdout, (plugin, p.stderr[-500:])
+
+
+def test_grpc_plugin_over_tls(tmp_path, origin):
+    """``tls`` is verified against ``caFile`` with ``serverName`` the name checked."""
+    import grpc
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import datetime
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plugin.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("plugin.test")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(cert_pem)
+    ps = PluginServer(token=TOKEN)
+    tls_port = ps.server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
+    with ps:
+        good = {"addr": f"127.0.0.1:{tls_port}", "token": TOKEN, "timeout": "2s",
+                "tls": {"secure": True, "serverName": "plugin.test", "caFile": str(ca)}}
+        port, cfg = _config(tmp_path, good)
+        with Gost("-C", cfg, ports=[port]):
+            assert curl(port, f"{origin.url}/tls", "alice:secret").returncode == 0
+        # a name the certificate does not carry: refused, whatever the credentials
+        port, cfg = _config(tmp_path, dict(good, tls={"serverName": "other.test", "caFile": str(ca)}))
+        with Gost("-C", cfg, ports=[port]) as g:
+            assert curl(port, f"{origin.url}/tls", "alice:secret").returncode == 97
+            assert wait_for(lambda: "failing closed" in g.log_text())
+    assert ps.count("Authenticate") == 1
