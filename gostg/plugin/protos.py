@@ -200,15 +200,16 @@ def _scalar(ftype, v, at):
     return v
 
 
-def _get(msg, name):
+def to_dict(msg, name):
+    """A message → a dict of every declared field (nested messages: dicts; unset ones None)."""
     out = {}
     for fname, ftype, repeated, sub in MESSAGES[name]:
         v = getattr(msg, fname)
         if ftype == MESSAGE:
             if repeated:
-                out[fname] = [_get(x, sub) for x in v]
+                out[fname] = [to_dict(x, sub) for x in v]
             else:
-                out[fname] = _get(v, sub) if msg.HasField(fname) else None
+                out[fname] = to_dict(v, sub) if msg.HasField(fname) else None
         else:
             out[fname] = list(v) if repeated else v
     return out
@@ -226,7 +227,7 @@ def encode(kind, request, op=None):
 
 def decode(kind, rep_name, msg):
     """Reply message → the dict a caller gets (GOST's HTTP reply JSON for that kind)."""
-    out = _get(msg, rep_name)
+    out = to_dict(msg, rep_name)
     if kind == "hop":
         node = out["node"]
         if not node:

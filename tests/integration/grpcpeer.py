@@ -20,6 +20,7 @@ class PluginServer:
         self.bypass_hosts = set(bypass_hosts)         # target hosts bypassed (refused by a service)
         self.hang = False                            # every call sleeps until released
         self.delay = 0.0                             # seconds every call takes
+        self.garbage = False                         # answer bytes that are no message
         self.calls = []                              # (method, request dict, metadata dict)
         self.bad_tokens = 0
         self._release = threading.Event()
@@ -32,7 +33,7 @@ class PluginServer:
             (name, (req, rep)), = methods.items()
             handlers.setdefault(service, {})[name] = grpc.unary_unary_rpc_method_handler(
                 self._wrap(kind, name, req, rep, fn), protos.message_class(req).FromString,
-                lambda m: m.SerializeToString())
+                lambda m: m if isinstance(m, bytes) else m.SerializeToString())
         self.server.add_generic_rpc_handlers(
             [grpc.method_handlers_generic_handler(f"proto.{s}", h) for s, h in handlers.items()])
         self.port = self.server.add_insecure_port("127.0.0.1:0")
@@ -42,7 +43,7 @@ class PluginServer:
         def handle(request, context):
             md = dict(context.invocation_metadata())
             with self._lock:
-                self.calls.append((name, protos._get(request, req_name), md))
+                self.calls.append((name, protos.to_dict(request, req_name), md))
             if self.token and md.get("token") != self.token:
                 with self._lock:
                     self.bad_tokens += 1
@@ -51,8 +52,10 @@ class PluginServer:
                 self._release.wait(30)
             if self.delay:
                 time.sleep(self.delay)
+            if self.garbage:
+                return b"\xff\xff\xff\xff"
             reply = protos.message_class(rep_name)()
-            for k, v in fn(protos._get(request, req_name)).items():
+            for k, v in fn(protos.to_dict(request, req_name)).items():
                 if isinstance(v, list):
                     getattr(reply, k).extend(v)
                 else:

@@ -132,6 +132,21 @@ def test_grpc_bad_token_fails_closed(tmp_path, origin):
             assert ps.addr in lines[0] and '"kind": "auther"' in lines[0] and '"name": "pa"' in lines[0]
 
 
+def test_grpc_garbage_reply_fails_closed(tmp_path, origin):
+    with PluginServer(token=TOKEN) as ps:
+        port, cfg = _config(tmp_path, {"addr": ps.addr, "token": TOKEN, "timeout": "2s"})
+        with Gost("-C", cfg, ports=[port]) as g:
+            assert curl(port, f"{origin.url}/", "alice:secret").returncode == 0
+            ps.garbage = True
+            for _ in range(2):
+                assert curl(port, f"{origin.url}/", "alice:secret").returncode == 97
+            lines = wait_for(lambda: [ln for ln in g.log_text().splitlines() if "failing closed" in ln])
+            assert len(lines) == 1 and "INTERNAL" in lines[0], lines
+            ps.garbage = False
+            assert curl(port, f"{origin.url}/", "alice:secret").returncode == 0
+            assert wait_for(lambda: "answers again" in g.log_text())
+
+
 def test_grpc_plugin_down_fails_closed_with_a_log_line(tmp_path, origin):
     dead = free_port()      # nothing listens there
     port, cfg = _config(tmp_path, {"addr": f"127.0.0.1:{dead}", "timeout": "2s"}, admission=True)
