@@ -236,7 +236,7 @@ authers:
 bypasses:
 - name: bypass-0
   plugin: {type: grpc, addr: 127.0.0.1:8000}
-""", [("error", "bypasses[0].plugin")]),
+""", []),
     ("""
 authers:
 - name: auther-0

@@ -192,6 +192,9 @@ def test_rule_routing_and_auth_features_error_observational_warn():
     assert S.TOP["metrics"].status == S.BUILT
     for kind in ("authers", "admissions", "bypasses", "hosts", "limiters"):
         for loader in ("plugin", "redis", "http"):
+            if loader == "plugin" and kind in ("authers", "admissions", "bypasses"):
+                assert S.TOP[kind].item[loader].status == S.BUILT, (kind, loader)   # issue 16
+                continue
             assert S.TOP[kind].item[loader].status == S.UNBUILT_ERROR, (kind, loader)
     assert S.SERVICE["rewriter"].status == S.UNBUILT_ERROR
     # sniffing is built where a handler peeks (forward, http, socks, relay, auto), not elsewhere
