@@ -136,9 +136,9 @@ KIND_CASES = [
      {"name": "hp", "selector": {"strategy": "rnd"}, "nodes": [NODE]},
      "error", ".selector.strategy: unknown value 'rnd' (did you mean 'rand'?) (one of: round, rr, rand, random, "
               "fifo, ha, hash, parallel, lowestlatency, lowest, ll)"),
-    ("auther plugin", "authers", {"name": "au", "auths": [{"username": "u", "password": "p"}]},
-     {"name": "au", "plugin": {"type": "grpc", "addr": "127.0.0.1:8000"}},
-     "error", f".plugin: plugin {UNBUILT} ({DOCS}plugin/)"),
+    ("auther plugin type", "authers", {"name": "au", "auths": [{"username": "u", "password": "p"}]},
+     {"name": "au", "plugin": {"type": "grpcx", "addr": "127.0.0.1:8000"}},
+     "error", ".plugin.type: unknown value 'grpcx' (did you mean 'grpc'?) (one of: grpc, http)"),
     ("bypass redis loader", "bypasses", {"name": "bp", "matchers": ["10.0.0.0/8"]},
      {"name": "bp", "redis": {"addr": "127.0.0.1:6379", "key": "gost:bypasses"}},
      "error", f".redis: Redis loader {UNBUILT} ({DOCS}bypass/)"),
