@@ -203,7 +203,9 @@ def test_grpc_200_concurrent_auth_decisions(tmp_path):
     open_port = free_port()
     with PluginServer(token=TOKEN, workers=100) as ps, Echo() as echo:
         port, cfg = _config(tmp_path, {"addr": ps.addr, "token": TOKEN, "timeout": "10s"}, open_port=open_port)
-        with Gost("-C", cfg, ports=[port, open_port]):
+        # gevent's monitor thread reports any greenlet that holds the hub for 0.3 s
+        monitor = {"GEVENT_MONITOR_THREAD_ENABLE": "1", "GEVENT_MAX_BLOCKING_TIME": "0.3"}
+        with Gost("-C", cfg, ports=[port, open_port], env=monitor) as g:
             echo_through(port, echo.port, b"warm", "alice", "secret")     # channel connected
             ps.delay = delay
             results = [None] * n
@@ -234,6 +236,7 @@ def test_grpc_200_concurrent_auth_decisions(tmp_path):
             for t in threads:
                 t.join(10)
             elapsed = time.monotonic() - t0
+            assert "appears to be blocked" not in g.log_text()
         bad = [(i, r) for i, r in enumerate(results) if r is not True]
         assert not bad, bad[:10]
         assert ps.count("Authenticate") >= n
@@ -289,3 +292,32 @@ def test_grpc_plugin_over_tls(tmp_path, origin):
             assert curl(port, f"{origin.url}/tls", "alice:secret").returncode == 97
             assert wait_for(lambda: "failing closed" in g.log_text())
     assert ps.count("Authenticate") == 1
+
+
+def _conns_to(pid, port):
+    """Established TCP connections of process ``pid`` to 127.0.0.1:``port``."""
+    import psutil
+
+    return [c for c in psutil.Process(pid).net_connections("tcp")
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED]
+
+
+def test_grpc_auther_replaced_through_the_api_drops_its_connection(tmp_path, origin):
+    """PUT /config/authers/pa with another plugin: the next login asks the new server, and the
+    old plugin's connection is closed (no socket left behind by a replaced object)."""
+    from .peers import Api
+
+    api_port = free_port()
+    with PluginServer(token=TOKEN) as one, PluginServer(token=TOKEN, users={"bob": "pw"}) as two:
+        port, cfg = _config(tmp_path, {"addr": one.addr, "token": TOKEN, "timeout": "2s"})
+        with Gost("-C", cfg, "-api", f"127.0.0.1:{api_port}", ports=[port, api_port]) as g:
+            assert curl(port, f"{origin.url}/", "alice:secret").returncode == 0
+            assert wait_for(lambda: _conns_to(g.proc.pid, one.port))
+            for i, srv in enumerate((two, one, two)):
+                Api(api_port).ok("PUT", "/config/authers/pa", {
+                    "name": "pa", "plugin": {"addr": srv.addr, "token": TOKEN, "timeout": "2s"}})
+                user = "bob:pw" if srv is two else "alice:secret"
+                assert curl(port, f"{origin.url}/{i}", user).returncode == 0
+                assert curl(port, f"{origin.url}/{i}", "alice:secret" if srv is two else "bob:pw").returncode == 97
+            assert wait_for(lambda: not _conns_to(g.proc.pid, one.port), timeout=5), _conns_to(g.proc.pid, one.port)
+            assert len(_conns_to(g.proc.pid, two.port)) == 1
