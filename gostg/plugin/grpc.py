@@ -153,7 +153,11 @@ class Transport:
         ``op`` names the method where a kind has several (sd; ingress SetRule)."""
         if self._closed:
             raise PluginError(f"{self.path}: plugin closed")
-        path, msg, rep_name = protos.encode(self.kind, request, op)
+        try:
+            path, msg, rep_name = protos.encode(self.kind, request, op)
+        except ValueError as exc:     # a request this kind cannot carry: refused, not a crash
+            self._failed(str(exc))
+            raise PluginError(str(exc)) from None
         try:
             stub = self._stub(path, rep_name)
             with gevent.Timeout(self.timeout + MARGIN, PluginError(f"no answer within {self.timeout:g}s")):

@@ -3,13 +3,15 @@ data, and the mapping between them and the dicts gostg's plugin callers use (GOS
 plugin JSON field names, which are the proto field names).
 
 Rules:
-1. Declared here, built at run time: each kind's messages become a ``FileDescriptorProto`` in
-   a private descriptor pool (``google.protobuf``), so there is no generated code to keep in
+1. Declared here, built at run time: the messages become one ``FileDescriptorProto`` in a
+   private descriptor pool (``google.protobuf``), so there is no generated code to keep in
    step with a protoc version, and nothing touches protobuf's default pool (a host app may
    have its own ``proto.*`` messages). Only wire facts matter to a GOST plugin server: the
    package (``proto``), the service and method names (the request path
    ``/proto.Authenticator/Authenticate``) and each field's number and type.
-2. A request dict may carry keys the proto does not have (GOST's newer fields, e.g.
+2. Bytes fields take ``bytes``, or a base64 string (a Go ``[]byte`` in JSON, as the HTTP
+   plugin sends it), or a mapping (sent as its JSON: GOST's recorder metadata).
+   A request dict may carry keys the proto does not have (GOST's newer fields, e.g.
    admission's ``network``): they are not sent. A key it has with a value of the wrong
    shape is a ValueError (the caller's bug, not the plugin's).
 3. A reply becomes a dict with every declared field (proto3 has no presence: an unset bool
@@ -17,6 +19,7 @@ Rules:
    node, as the HTTP hop plugin's body is (an empty reply is ``{}``); JSON that does not
    parse is a ValueError.
 """
+import base64
 import json
 
 #: field types (FieldDescriptorProto.Type numbers)
@@ -190,7 +193,12 @@ def _scalar(ftype, v, at):
         if isinstance(v, (bytes, bytearray, memoryview)):
             return bytes(v)
         if isinstance(v, str):
-            return v.encode()
+            # a dict in GOST's JSON: Go writes a []byte as base64 (the HTTP recorder plugin's
+            # data and metadata)
+            try:
+                return base64.b64decode(v, validate=True)
+            except ValueError:
+                raise ValueError(f"{at}: not base64") from None
         # GOST's recorder metadata is JSON of a map (json.Marshal of RecordOptions.Metadata)
         return json.dumps(v, separators=(",", ":")).encode()
     if isinstance(v, bool) or not isinstance(v, int):

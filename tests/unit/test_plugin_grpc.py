@@ -95,6 +95,11 @@ def test_observer_and_recorder_wire():
     # GOST sends the recorder's metadata as JSON of a map
     _, msg, _ = protos.encode("recorder", {"data": b"\x00rec", "metadata": {"service": "s"}})
     assert msg.SerializeToString() == ld(1, b"\x00rec") + ld(2, b'{"service":"s"}')
+    # the same record as the HTTP plugin's JSON has it: Go's []byte is base64
+    _, msg, _ = protos.encode("recorder", {"data": "AHJlYw==", "metadata": "eyJzZXJ2aWNlIjoicyJ9"})
+    assert msg.SerializeToString() == ld(1, b"\x00rec") + ld(2, b'{"service":"s"}')
+    with pytest.raises(ValueError, match="base64"):
+        protos.encode("recorder", {"data": "not base64!"})
 
 
 def _reply(kind, name, wire):
