@@ -321,3 +321,43 @@ def test_grpc_auther_replaced_through_the_api_drops_its_connection(tmp_path, ori
                 assert curl(port, f"{origin.url}/{i}", "alice:secret" if srv is two else "bob:pw").returncode == 97
             assert wait_for(lambda: not _conns_to(g.proc.pid, one.port), timeout=5), _conns_to(g.proc.pid, one.port)
             assert len(_conns_to(g.proc.pid, two.port)) == 1
+
+
+def test_grpc_auther_in_an_embedding_app(tmp_path):
+    """A host app that ran ``patch_all()`` (threads patched too) embeds gostg with a gRPC
+    auther: the plugin decides, and the app's own greenlets keep running meanwhile."""
+    from .test_embed import run_script
+
+    port = free_port()
+    with PluginServer(token=TOKEN) as ps, Origin() as origin:
+        ps.delay = 0.2
+        r = run_script(f"""
+            import base64, gevent, time
+            g = gostg.Gost({{"services": [{{"name": "e", "addr": "127.0.0.1:{port}",
+                                            "handler": {{"type": "http", "auther": "pa"}}}}],
+                             "authers": [{{"name": "pa", "plugin": {{"addr": "{ps.addr}", "token": "{TOKEN}"}}}}]}})
+            g.start()
+            ticks = []
+            ticker = gevent.spawn(lambda: [ticks.append(time.monotonic()) or gevent.sleep(0.02) for _ in range(1000)])
+
+            def get(user):
+                req = urllib.request.Request("{origin.url}/e")
+                req.set_proxy("127.0.0.1:{port}", "http")
+                req.add_header("Proxy-Authorization", "Basic " + base64.b64encode(user.encode()).decode())
+                try:
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        return r.status
+                except urllib.error.HTTPError as e:
+                    return e.code
+            jobs = [gevent.spawn(get, "alice:secret" if i % 2 else "alice:bad") for i in range(20)]
+            gevent.joinall(jobs, timeout=15)
+            gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+            print("CODES:" + ",".join(str(j.value) for j in jobs))
+            print("MAXGAP:%.3f" % max(gaps))
+            ticker.kill()
+            g.stop()
+        """, tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        codes = r.stdout.split("CODES:")[1].split()[0].split(",")
+        assert codes == ["407", "200"] * 10, r.stdout
+        assert float(r.stdout.split("MAXGAP:")[1].split()[0]) < 0.15, r.stdout
