@@ -12,8 +12,8 @@ Rules:
    later: gRPC's deadline can overshoot when its threads are all busy. A call that fails,
    times out or answers garbage raises :class:`~gostg.plugin.PluginError`; the caller fails
    closed.
-3. grpcio is imported, and its channel made, on the first call, in the process that makes
-   it: gRPC's threads do not survive ``fork`` (``workers`` forks after the config is built),
+3. grpcio is imported when the config is built; its channel is made on the first call, in
+   the process that makes it (while any channel is open, gRPC's gevent mode keeps one thread of the pool polling): gRPC's threads do not survive ``fork`` (``workers`` forks after the config is built),
    so a channel made before a fork is never used after it; a forked process makes its own.
 4. The token goes as the ``token`` metadata entry of each call, as GOST's plugin client
    sends it. TLS (``tls`` present) is always verified: against ``tls.caFile`` or the system
@@ -40,8 +40,11 @@ THREADS = 64
 #: what a config naming a gRPC plugin needs installed
 PIP = "pip install 'gostg[grpc]'"
 
+#: seconds an idle gRPC thread waits for work before it ends (no thread outlives its use)
+IDLE = 5.0
+
 _init_lock = threading.Lock()
-_grpc = None
+_mode = None    # (hub, pid) gRPC was last switched to gevent mode for
 
 
 def available():
@@ -49,27 +52,31 @@ def available():
 
 
 def _load_grpc():
-    """Import grpcio and switch it to gevent mode, once per process (rule 1)."""
-    global _grpc
-    if _grpc is not None:
-        return _grpc
+    """Import grpcio and switch it to gevent mode for this thread's hub (rule 1): once per
+    process, and again when gostg serves from another hub (thread mode started again) or in
+    a forked process (the pool's threads stayed in the parent)."""
+    global _mode
+    import grpc
+
+    mode = (gevent.get_hub(), os.getpid())
+    if _mode == mode:
+        return grpc
     with _init_lock:
-        if _grpc is None:
-            import grpc
+        if _mode != mode:
+            hub = mode[0]
             import grpc.experimental.gevent as grpc_gevent
             from gevent.threadpool import ThreadPool
 
             # init_gevent() takes the hub's threadpool as gRPC's for good: hand it a pool of
             # its own for that moment, then give the hub its pool back.
-            hub = gevent.get_hub()
             own = hub.threadpool
-            hub.threadpool = ThreadPool(THREADS, hub=hub)
+            hub.threadpool = ThreadPool(THREADS, hub=hub, idle_task_timeout=IDLE)
             try:
                 grpc_gevent.init_gevent()
             finally:
                 hub.threadpool = own
-            _grpc = grpc
-    return _grpc
+            _mode = mode
+    return grpc
 
 
 def _duration(cfg, path):
@@ -117,20 +124,24 @@ class Transport:
                 raise ConfigError(f"{path}.tls", "must be a mapping")
             self.tls = (_read(path, "caFile", tls), _read(path, "keyFile", tls), _read(path, "certFile", tls),
                         str(tls.get("serverName") or ""))
+        # the imports and the message classes (~0.15 s) now, while the config is built, not
+        # in the hub on the first call (importing grpcio starts nothing: fork stays safe)
+        import grpc  # noqa: F401
+
+        protos.load()
         self._metadata = (("token", self.token),) if self.token else ()
         self._pid = None
         self._channel = None
         self._calls = {}
         self._failing = None     # the last failure logged (rule 5), None while answering
-        self._closed = False
 
     def __repr__(self):
         return f"grpc.Transport({self.kind!r}, {self.addr!r})"
 
     def _stub(self, path, rep_name):
         """The callable for one method on this process's channel (rule 3)."""
+        grpc = _load_grpc()
         if self._channel is None or self._pid != os.getpid():
-            grpc = _load_grpc()
             if self.tls is not None:
                 ca, key, cert, server_name = self.tls
                 creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
@@ -151,8 +162,6 @@ class Transport:
     def call(self, request, op=None):
         """``request`` (GOST's JSON field names for this kind) → the reply as a dict.
         ``op`` names the method where a kind has several (sd; ingress SetRule)."""
-        if self._closed:
-            raise PluginError(f"{self.path}: plugin closed")
         try:
             path, msg, rep_name = protos.encode(self.kind, request, op)
         except ValueError as exc:     # a request this kind cannot carry: refused, not a crash
@@ -187,7 +196,8 @@ class Transport:
                 self.log.error(f"plugin {self.addr}: {why} (failing closed)")
 
     def close(self):
-        self._closed = True
+        """Close the channel (its connection, and gRPC's polling thread once no channel is
+        left). Call it from the hub that made calls; a call after it opens a new channel."""
         ch, self._channel = self._channel, None
         if ch is not None and self._pid == os.getpid():
             ch.close()

@@ -134,11 +134,15 @@ def _build():
             for name in MESSAGES}
 
 
-def message_class(name):
-    """The protobuf class of one message (built once, on first use: importing this module
-    does not import protobuf)."""
+def load():
+    """Build the message classes (once: importing this module does not import protobuf)."""
     if not _classes:
         _classes.update(_build())
+
+
+def message_class(name):
+    """The protobuf class of one message."""
+    load()
     return _classes[name]
 
 
