@@ -13,13 +13,17 @@ Rules:
    times out or answers garbage raises :class:`~gostg.plugin.PluginError`; the caller fails
    closed.
 3. grpcio is imported when the config is built; its channel is made on the first call, in
-   the process that makes it (while any channel is open, gRPC's gevent mode keeps one thread of the pool polling): gRPC's threads do not survive ``fork`` (``workers`` forks after the config is built),
-   so a channel made before a fork is never used after it; a forked process makes its own.
-4. The token goes as the ``token`` metadata entry of each call, as GOST's plugin client
+   the process that makes it: gRPC's threads do not survive ``fork`` (``workers`` forks
+   after the config is built), so a channel made before a fork is never used after it; a
+   forked process makes its own. While any channel is open, gRPC's gevent mode keeps one
+   thread of the pool polling.
+4. A plugin that was down is tried again within :data:`RECONNECT_MAX` (gRPC's own backoff
+   grows to 120 s: that long a restarted plugin would go on being refused).
+5. The token goes as the ``token`` metadata entry of each call, as GOST's plugin client
    sends it. TLS (``tls`` present) is always verified: against ``tls.caFile`` or the system
    CAs, with ``tls.serverName`` as the name checked (GOST skips verification unless
    ``secure: true``; grpcio has no way to skip it, and a token should not go to anyone).
-5. A plugin that starts or stops answering is logged once per change, not per call.
+6. A plugin that starts or stops answering is logged once per change, not per call.
 """
 import importlib.util
 import os
@@ -37,6 +41,11 @@ MARGIN = 0.5
 #: native threads waiting on gRPC completion queues (grows on demand; a call beyond it
 #: waits for a thread, within its own deadline)
 THREADS = 64
+#: longest wait, in ms, before a channel tries a plugin that was down again (rule 4)
+RECONNECT_MAX = 2000
+#: gRPC channel options: reconnect soon after a plugin comes back (rule 4)
+OPTIONS = [("grpc.initial_reconnect_backoff_ms", 200), ("grpc.min_reconnect_backoff_ms", 200),
+           ("grpc.max_reconnect_backoff_ms", RECONNECT_MAX)]
 #: what a config naming a gRPC plugin needs installed
 PIP = "pip install 'gostg[grpc]'"
 
@@ -145,11 +154,11 @@ class Transport:
             if self.tls is not None:
                 ca, key, cert, server_name = self.tls
                 creds = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key, certificate_chain=cert)
-                options = [("grpc.ssl_target_name_override", server_name),
-                           ("grpc.default_authority", server_name)] if server_name else []
+                options = OPTIONS + ([("grpc.ssl_target_name_override", server_name),
+                                      ("grpc.default_authority", server_name)] if server_name else [])
                 self._channel = grpc.secure_channel(self.addr, creds, options=options)
             else:
-                self._channel = grpc.insecure_channel(self.addr)
+                self._channel = grpc.insecure_channel(self.addr, options=OPTIONS)
             self._pid = os.getpid()
             self._calls = {}
         call = self._calls.get(path)

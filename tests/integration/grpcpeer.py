@@ -13,7 +13,7 @@ from gostg.plugin import protos
 
 
 class PluginServer:
-    def __init__(self, token="", users=None, deny_admission=(), bypass_hosts=(), workers=64):
+    def __init__(self, token="", users=None, deny_admission=(), bypass_hosts=(), workers=64, port=0):
         self.token = token
         self.users = dict(users or {"alice": "secret"})
         self.deny_admission = set(deny_admission)   # client hosts refused
@@ -36,7 +36,7 @@ class PluginServer:
                 lambda m: m if isinstance(m, bytes) else m.SerializeToString())
         self.server.add_generic_rpc_handlers(
             [grpc.method_handlers_generic_handler(f"proto.{s}", h) for s, h in handlers.items()])
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
         self.addr = f"127.0.0.1:{self.port}"
 
     def _wrap(self, kind, name, req_name, rep_name, fn):

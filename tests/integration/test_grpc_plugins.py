@@ -158,7 +158,14 @@ def test_grpc_plugin_down_fails_closed_with_a_log_line(tmp_path, origin):
         lines = wait_for(lambda: [ln for ln in g.log_text().splitlines() if "UNAVAILABLE" in ln])
         assert lines and all("failing closed" in ln for ln in lines), g.log_text()[-2000:]
         assert len(lines) <= 2, lines      # one per plugin object (admission, auther), not per connection
-    assert origin.connections == 0
+        assert origin.connections == 0
+        # the plugin comes up: within gostg's reconnect backoff (2 s), clients get in again
+        with PluginServer(port=dead):
+            t0 = time.monotonic()
+            assert wait_for(lambda: curl(port, f"{origin.url}/", "alice:secret", timeout=3).returncode == 0,
+                            timeout=6, step=0.2)
+            assert time.monotonic() - t0 < 5
+            assert wait_for(lambda: "answers again" in g.log_text())
 
 
 def test_grpc_hanging_plugin_fails_closed_in_time_and_others_are_served(tmp_path):
