@@ -12,7 +12,12 @@ import time
 import pytest
 import yaml
 
-pytest.importorskip("grpc", reason="grpcio not installed (pip install 'gostg[grpc]')")
+try:
+    import grpc  # noqa: F401
+except ImportError:
+    if os.environ.get("CI"):       # CI installs requirements-dev.txt: a skip would hide must 4
+        raise
+    pytest.skip("grpcio not installed (pip install 'gostg[grpc]')", allow_module_level=True)
 import socks  # noqa: E402
 
 from .grpcpeer import PluginServer  # noqa: E402
