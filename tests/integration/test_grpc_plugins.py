@@ -373,3 +373,38 @@ def test_grpc_auther_in_an_embedding_app(tmp_path):
         codes = r.stdout.split("CODES:")[1].split()[0].split(",")
         assert codes == ["407", "200"] * 10, r.stdout
         assert float(r.stdout.split("MAXGAP:")[1].split()[0]) < 0.15, r.stdout
+
+
+def test_grpc_auther_in_thread_mode_across_restarts(tmp_path):
+    """A plain threaded app (no patching) runs gostg in its own hub thread (``thread=True``),
+    twice over: each hub gets gRPC's gevent mode anew, and the app's threads get the
+    plugin's answers through both."""
+    from .test_embed_thread import PRELUDE, run_script
+
+    port = free_port()
+    with PluginServer(token=TOKEN) as ps, Origin() as origin:
+        r = run_script(f"""
+            import base64
+            def get(i):
+                req = urllib.request.Request("{origin.url}/t%d" % i)
+                req.set_proxy("127.0.0.1:{port}", "http")
+                user = "alice:secret" if i % 2 else "alice:bad"
+                req.add_header("Proxy-Authorization", "Basic " + base64.b64encode(user.encode()).decode())
+                try:
+                    with urllib.request.urlopen(req, timeout=10) as r:
+                        return r.status
+                except urllib.error.HTTPError as e:
+                    return e.code
+            for round in range(2):
+                g = gostg.Gost({{"services": [{{"name": "t", "addr": "127.0.0.1:{port}",
+                                                "handler": {{"type": "http", "auther": "pa"}}}}],
+                                 "authers": [{{"name": "pa", "plugin": {{"addr": "{ps.addr}", "token": "{TOKEN}"}}}}],
+                                 "log": {{"output": "none"}}}})
+                g.start(thread=True)
+                print("ROUND%d:" % round + ",".join(str(c) for c in in_threads(get, 8)))
+                g.stop()
+        """, tmp_path, prelude=PRELUDE)
+        assert r.returncode == 0, r.stderr[-3000:]
+        for rnd in (0, 1):
+            assert f"ROUND{rnd}:" + ",".join(["407", "200"] * 4) in r.stdout, r.stdout + r.stderr[-2000:]
+        assert ps.count("Authenticate") == 16
