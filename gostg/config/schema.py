@@ -262,11 +262,12 @@ ROUTER = named(Key("routes", LIST), *loaders("concepts/router/"))
 SD = named(Key("plugin", MAP, fields=PLUGIN))
 OBSERVER_PLUGIN = keys(
     Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/observer/",
-        meaning="http (GOST's default, grpc, is not built yet: an error naming this key)"),
-    Key("addr", required=True, meaning="the plugin's URL; http:// is prepended when it has no scheme"),
-    Key("token", meaning="sent as Authorization: Bearer <token>"),
-    Key("timeout", DURATION, default="10s", meaning="deadline of one POST (GOST: none)"),
-    Key("tls", MAP, fields=TLS, meaning="https:// plugins: serverName, caFile (gostg always verifies)"))
+        meaning="grpc (GOST's default: needs pip install 'gostg[grpc]') or http"),
+    Key("addr", required=True, meaning="grpc: host:port; http: the plugin's URL (http:// is prepended when it "
+                                       "has no scheme)"),
+    Key("token", meaning="grpc: the metadata entry token; http: Authorization: Bearer <token>"),
+    Key("timeout", DURATION, default="10s", meaning="deadline of one report (GOST: none)"),
+    Key("tls", MAP, fields=TLS, meaning="grpc, https:// plugins: serverName, caFile (gostg always verifies)"))
 OBSERVER = named(Key("plugin", MAP, fields=OBSERVER_PLUGIN, required=True, docs="concepts/observer/",
                      meaning="observers are plugins only"))
 REWRITER = named(Key("plugin", MAP, fields=PLUGIN))

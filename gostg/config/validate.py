@@ -374,10 +374,9 @@ def addr_problem(addr):
 def observer_plugin_problem(t):
     """Why an observer plugin ``type`` cannot run (GOST's default, when unset, is grpc), or None."""
     t = str(t or "").strip().lower()
-    if t == "http":
+    if t in ("", "http", "grpc"):
         return None
-    why = "is not set, and GOST's default (grpc)" if not t else f"{t!r}" + (" (gRPC)" if t == "grpc" else "")
-    return f"{why} is not built by gostg: observer plugins are type: http for now (gRPC plugins: issue 16)"
+    return f"unknown plugin type {t!r} (http or grpc)"
 
 
 def validate(cfg):

@@ -1,6 +1,6 @@
 """A GOST gRPC plugin server for the tests: grpcio's own server (threads, in the test process,
-on a free loopback port) answering the auth, admission, bypass, hosts and limiter protos of
-go-gost/plugin. What it decides is plain attributes the test sets; what it was asked is in
+on a free loopback port) answering the auth, admission, bypass, hosts, limiter and observer
+protos of go-gost/plugin. What it decides is plain attributes the test sets; what it was asked is in
 ``.calls``. The ``token`` metadata entry must be the one it was given, else the call fails
 UNAUTHENTICATED (what GOST's example plugins do with a bad token)."""
 import threading
@@ -22,13 +22,14 @@ class PluginServer:
         self.delay = 0.0                             # seconds every call takes
         self.garbage = False                         # answer bytes that are no message
         self.calls = []                              # (method, request dict, metadata dict)
+        self.observe_ok = True                       # the observer's answer
         self.bad_tokens = 0
         self._release = threading.Event()
         self._lock = threading.Lock()
         self.server = grpc.server(futures.ThreadPoolExecutor(workers), maximum_concurrent_rpcs=None)
         handlers = {}
         for kind, fn in (("auth", self._auth), ("admission", self._admit), ("bypass", self._bypass),
-                         ("hosts", self._lookup), ("limiter", self._limit)):
+                         ("hosts", self._lookup), ("limiter", self._limit), ("observer", self._observe)):
             service, methods, _ = protos.SERVICES[kind]
             (name, (req, rep)), = methods.items()
             handlers.setdefault(service, {})[name] = grpc.unary_unary_rpc_method_handler(
@@ -80,6 +81,15 @@ class PluginServer:
 
     def _limit(self, r):
         return {"in": 1000, "out": 2000}
+
+    def _observe(self, r):
+        return {"ok": self.observe_ok}
+
+    def events(self, type_=None):
+        """The observer events received, oldest first."""
+        with self._lock:
+            return [e for name, r, _ in self.calls if name == "Observe" for e in r["events"]
+                    if type_ is None or e["type"] == type_]
 
     def count(self, method=None):
         with self._lock:

@@ -408,3 +408,35 @@ def test_grpc_auther_in_thread_mode_across_restarts(tmp_path):
         for rnd in (0, 1):
             assert f"ROUND{rnd}:" + ",".join(["407", "200"] * 4) in r.stdout, r.stdout + r.stderr[-2000:]
         assert ps.count("Authenticate") == 16
+
+
+def test_grpc_observer_gets_status_and_stats(tmp_path, origin):
+    """``observers: [{plugin: {addr}}]`` (type unset: gRPC, GOST's default): the service's
+    status and its stats (``enableStats``) arrive as the proto's events; a report the plugin
+    refuses (``ok: false``) is logged once and sent again."""
+    port = free_port()
+    with PluginServer(token=TOKEN) as ps:
+        cfg = {"services": [{"name": "web", "addr": f"127.0.0.1:{port}", "observer": "obs",
+                             "handler": {"type": "http"}, "listener": {"type": "tcp"},
+                             "metadata": {"enableStats": True, "observer.period": "1s"}}],
+               "observers": [{"name": "obs", "plugin": {"addr": ps.addr, "token": TOKEN, "timeout": "2s"}}]}
+        path = tmp_path / "obs.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        with Gost("-C", str(path), ports=[port]) as g:
+            assert wait_for(lambda: any(e["status"]["state"] == "ready" for e in ps.events("status")))
+            ready = next(e for e in ps.events("status") if e["status"]["state"] == "ready")
+            assert ready == {"kind": "service", "service": "web", "client": "", "type": "status", "stats": None,
+                             "status": {"state": "ready", "msg": "service web is ready"}}
+            p = subprocess.run(["curl", "-s", "-m", "5", "-x", f"http://127.0.0.1:{port}", f"{origin.url}/o"],
+                               capture_output=True, timeout=10)
+            assert p.returncode == 0
+            assert wait_for(lambda: any(e["stats"]["totalConns"] >= 1 for e in ps.events("stats")), timeout=5)
+            ev = [e for e in ps.events("stats") if e["stats"]["totalConns"] >= 1][0]
+            assert ev["service"] == "web" and ev["stats"]["inputBytes"] > 0 and ev["stats"]["outputBytes"] > 0
+            assert all(c[2].get("token") == TOKEN for c in ps.calls)
+            ps.observe_ok = False
+            subprocess.run(["curl", "-s", "-m", "5", "-x", f"http://127.0.0.1:{port}", f"{origin.url}/o2"],
+                           capture_output=True, timeout=10)
+            assert wait_for(lambda: "ok: false" in g.log_text(), timeout=5)
+            ps.observe_ok = True
+            assert wait_for(lambda: any(e["stats"]["totalConns"] >= 2 for e in ps.events("stats")), timeout=5)
