@@ -57,7 +57,11 @@ _mode = None    # (hub, pid) gRPC was last switched to gevent mode for
 
 
 def available():
-    return importlib.util.find_spec("grpc") is not None and importlib.util.find_spec("google.protobuf") is not None
+    """True when grpcio and protobuf are installed (without importing them)."""
+    try:
+        return importlib.util.find_spec("grpc") is not None and importlib.util.find_spec("google.protobuf") is not None
+    except ModuleNotFoundError:     # no ``google`` package at all
+        return False
 
 
 def _load_grpc():
