@@ -21,7 +21,7 @@ except ImportError:
 import socks  # noqa: E402
 
 from .grpcpeer import PluginServer  # noqa: E402
-from .helpers import Echo, Gost, Origin, free_port, run_gostg, wait_for  # noqa: E402
+from .helpers import GOSTG, Echo, Gost, Origin, free_port, run_gostg, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/bin/curl") and not os.environ.get("CI"),
                                 reason="curl not installed")
@@ -446,3 +446,24 @@ def test_grpc_observer_gets_status_and_stats(tmp_path, origin):
             assert wait_for(lambda: "ok: false" in g.log_text(), timeout=5)
             ps.observe_ok = True
             assert wait_for(lambda: any(e["stats"]["totalConns"] >= 2 for e in ps.events("stats")), timeout=5)
+
+
+def test_grpc_plugin_without_grpcio_is_a_config_error_naming_the_pip_command(tmp_path):
+    """gostg installed without the ``grpc`` extra: a config naming a gRPC plugin is refused at
+    start, and the message says what to install (here grpcio is hidden from the import system)."""
+    import sys
+
+    port, cfg = _config(tmp_path, {"addr": "127.0.0.1:1"})
+    hide = tmp_path / "nogrpc.py"
+    hide.write_text(
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('grpc', 'google'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        f"sys.argv = ['gostg', '-C', {cfg!r}]\n"
+        f"exec(open({GOSTG!r}).read(), {{'__file__': {GOSTG!r}, '__name__': '__main__'}})\n")
+    p = subprocess.run([sys.executable, str(hide)], capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert "authers[0].plugin.type" in p.stderr and "pip install 'gostg[grpc]'" in p.stderr, p.stderr
