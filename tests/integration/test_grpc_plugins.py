@@ -77,6 +77,21 @@ def echo_through(port, target_port, payload, user=None, password=None, host="127
         s.close()
 
 
+#: an embedding app's request through gostg's HTTP proxy with Basic credentials → its status
+APP_GET = """
+import base64, urllib.error, urllib.request
+def get(url, port, user):
+    req = urllib.request.Request(url)
+    req.set_proxy("127.0.0.1:%d" % port, "http")
+    req.add_header("Proxy-Authorization", "Basic " + base64.b64encode(user.encode()).decode())
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+"""
+
+
 def failure_lines(log, cause):
     """The log lines saying the plugin fails with ``cause`` (a refused connection's own line,
     which may quote the cause as "plugin failed: …", is not one of them)."""
@@ -344,13 +359,13 @@ def test_grpc_auther_replaced_through_the_api_drops_its_connection(tmp_path, ori
 def test_grpc_auther_in_an_embedding_app(tmp_path):
     """A host app that ran ``patch_all()`` (threads patched too) embeds gostg with a gRPC
     auther: the plugin decides, and the app's own greenlets keep running meanwhile."""
-    from .test_embed import run_script
+    from .test_embed import PRELUDE as EMBED_PRELUDE, run_script
 
     port = free_port()
     with PluginServer(token=TOKEN) as ps, Origin() as origin:
         ps.delay = 0.2
         r = run_script(f"""
-            import base64, gevent, time
+            import gevent, time
             g = gostg.Gost({{"services": [{{"name": "e", "addr": "127.0.0.1:{port}",
                                             "handler": {{"type": "http", "auther": "pa"}}}}],
                              "authers": [{{"name": "pa", "plugin": {{"addr": "{ps.addr}", "token": "{TOKEN}"}}}}]}})
@@ -358,23 +373,15 @@ def test_grpc_auther_in_an_embedding_app(tmp_path):
             ticks = []
             ticker = gevent.spawn(lambda: [ticks.append(time.monotonic()) or gevent.sleep(0.02) for _ in range(1000)])
 
-            def get(user):
-                req = urllib.request.Request("{origin.url}/e")
-                req.set_proxy("127.0.0.1:{port}", "http")
-                req.add_header("Proxy-Authorization", "Basic " + base64.b64encode(user.encode()).decode())
-                try:
-                    with urllib.request.urlopen(req, timeout=10) as r:
-                        return r.status
-                except urllib.error.HTTPError as e:
-                    return e.code
-            jobs = [gevent.spawn(get, "alice:secret" if i % 2 else "alice:bad") for i in range(20)]
+            users = ["alice:secret" if i % 2 else "alice:bad" for i in range(20)]
+            jobs = [gevent.spawn(get, "{origin.url}/e", {port}, u) for u in users]
             gevent.joinall(jobs, timeout=15)
             gaps = [b - a for a, b in zip(ticks, ticks[1:])]
             print("CODES:" + ",".join(str(j.value) for j in jobs))
             print("MAXGAP:%.3f" % max(gaps))
             ticker.kill()
             g.stop()
-        """, tmp_path)
+        """, tmp_path, prelude=EMBED_PRELUDE + APP_GET)
         assert r.returncode == 0, r.stderr[-3000:]
         codes = r.stdout.split("CODES:")[1].split()[0].split(",")
         assert codes == ["407", "200"] * 10, r.stdout
@@ -390,26 +397,17 @@ def test_grpc_auther_in_thread_mode_across_restarts(tmp_path):
     port = free_port()
     with PluginServer(token=TOKEN) as ps, Origin() as origin:
         r = run_script(f"""
-            import base64
-            def get(i):
-                req = urllib.request.Request("{origin.url}/t%d" % i)
-                req.set_proxy("127.0.0.1:{port}", "http")
-                user = "alice:secret" if i % 2 else "alice:bad"
-                req.add_header("Proxy-Authorization", "Basic " + base64.b64encode(user.encode()).decode())
-                try:
-                    with urllib.request.urlopen(req, timeout=10) as r:
-                        return r.status
-                except urllib.error.HTTPError as e:
-                    return e.code
+            def one(i):
+                return get("{origin.url}/t%d" % i, {port}, "alice:secret" if i % 2 else "alice:bad")
             for round in range(2):
                 g = gostg.Gost({{"services": [{{"name": "t", "addr": "127.0.0.1:{port}",
                                                 "handler": {{"type": "http", "auther": "pa"}}}}],
                                  "authers": [{{"name": "pa", "plugin": {{"addr": "{ps.addr}", "token": "{TOKEN}"}}}}],
                                  "log": {{"output": "none"}}}})
                 g.start(thread=True)
-                print("ROUND%d:" % round + ",".join(str(c) for c in in_threads(get, 8)))
+                print("ROUND%d:" % round + ",".join(str(c) for c in in_threads(one, 8)))
                 g.stop()
-        """, tmp_path, prelude=PRELUDE)
+        """, tmp_path, prelude=PRELUDE + APP_GET)
         assert r.returncode == 0, r.stderr[-3000:]
         for rnd in (0, 1):
             assert f"ROUND{rnd}:" + ",".join(["407", "200"] * 4) in r.stdout, r.stdout + r.stderr[-2000:]
