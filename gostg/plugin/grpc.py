@@ -129,6 +129,9 @@ class Transport:
         if "://" in self.addr:
             raise ConfigError(f"{path}.addr", f"a gRPC plugin address is host:port, not {self.addr!r}")
         self.token = str(cfg.get("token") or "")
+        if any(not " " <= c <= "~" for c in self.token):
+            # gRPC metadata values are printable ASCII: anything else fails every call
+            raise ConfigError(f"{path}.token", "a gRPC plugin token is printable ASCII (no control characters)")
         self.timeout = _duration(cfg, path) or DEFAULT_TIMEOUT
         tls = cfg.get("tls")
         self.tls = None

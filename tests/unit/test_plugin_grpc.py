@@ -191,6 +191,9 @@ def test_transport_config_checks(tmp_path, monkeypatch):
         plugin_grpc.Transport({"addr": "http://x:1"}, "auth", "p")
     with pytest.raises(ConfigError, match=r"p\.tls\.caFile: cannot read"):
         plugin_grpc.Transport({"addr": "x:1", "tls": {"caFile": str(tmp_path / "none.pem")}}, "auth", "p")
+    for token in ("tökén", "a\nb"):
+        with pytest.raises(ConfigError, match=r"p\.token: a gRPC plugin token is printable ASCII"):
+            plugin_grpc.Transport({"addr": "x:1", "token": token}, "auth", "p")
     with pytest.raises(ConfigError, match=r"p\.timeout"):
         plugin_grpc.Transport({"addr": "x:1", "timeout": "soon"}, "auth", "p")
     t = plugin_grpc.Transport({"addr": "x:1", "timeout": "2s", "token": "t"}, "bypass", "p")
