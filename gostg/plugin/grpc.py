@@ -141,7 +141,11 @@ class Transport:
             self.tls = (_read(path, "caFile", tls), _read(path, "keyFile", tls), _read(path, "certFile", tls),
                         str(tls.get("serverName") or ""))
         # the imports and the message classes (~0.15 s) now, while the config is built, not
-        # in the hub on the first call (importing grpcio starts nothing: fork stays safe)
+        # in the hub on the first call (importing grpcio starts nothing: fork stays safe).
+        # gRPC's C core writes its own errors to stderr, outside gostg's log and again on each
+        # reconnect; the failure gostg logs carries the status and details. GRPC_VERBOSITY set
+        # by the user (e.g. ERROR) still wins.
+        os.environ.setdefault("GRPC_VERBOSITY", "NONE")
         import grpc  # noqa: F401
 
         protos.load()

@@ -288,22 +288,22 @@ def test_grpc_plugin_config_errors(tmp_path):
         assert p.returncode != 0 and words in p.stderr + p.stdout, (plugin, p.stderr[-500:])
 
 
-def test_grpc_plugin_over_tls(tmp_path, origin):
-    """``tls`` is verified against ``caFile`` with ``serverName`` the name checked."""
-    import grpc
+def self_signed(tmp_path, name="plugin.test"):
+    """A self-signed certificate for ``name`` → (cert PEM, key PEM, path of the cert as a CA file)."""
+    import datetime
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import datetime
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plugin.test")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
             .serial_number(1).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("plugin.test")]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(key, hashes.SHA256()))
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
@@ -311,8 +311,21 @@ def test_grpc_plugin_over_tls(tmp_path, origin):
                                 serialization.NoEncryption())
     ca = tmp_path / "ca.pem"
     ca.write_bytes(cert_pem)
+    return cert_pem, key_pem, ca
+
+
+def tls_plugin_server(tmp_path):
+    """A PluginServer that also listens with TLS (plugin.test) → (server, TLS port, CA file)."""
+    import grpc
+
+    cert_pem, key_pem, ca = self_signed(tmp_path)
     ps = PluginServer(token=TOKEN)
-    tls_port = ps.server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key_pem, cert_pem)]))
+    return ps, ps.server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key_pem, cert_pem)])), ca
+
+
+def test_grpc_plugin_over_tls(tmp_path, origin):
+    """``tls`` is verified against ``caFile`` with ``serverName`` the name checked."""
+    ps, tls_port, ca = tls_plugin_server(tmp_path)
     with ps:
         good = {"addr": f"127.0.0.1:{tls_port}", "token": TOKEN, "timeout": "2s",
                 "tls": {"secure": True, "serverName": "plugin.test", "caFile": str(ca)}}
@@ -465,3 +478,20 @@ def test_grpc_plugin_without_grpcio_is_a_config_error_naming_the_pip_command(tmp
     p = subprocess.run([sys.executable, str(hide)], capture_output=True, text=True, timeout=20)
     assert p.returncode != 0, p.stdout + p.stderr
     assert "authers[0].plugin.type" in p.stderr and "pip install 'gostg[grpc]'" in p.stderr, p.stderr
+
+
+def test_grpc_failures_are_gostg_log_lines_not_grpc_core_noise(tmp_path, origin):
+    """A plugin whose TLS name does not match: gostg says so in its own JSON log, and nothing
+    else reaches its output (gRPC's C core writes errors of its own to stderr unless told not
+    to: gostg sets GRPC_VERBOSITY=NONE when the user has not set it)."""
+    ps, tls_port, ca = tls_plugin_server(tmp_path)
+    with ps:
+        port, cfg = _config(tmp_path, {"addr": f"127.0.0.1:{tls_port}", "timeout": "1s",
+                                       "tls": {"serverName": "other.test", "caFile": str(ca)}})
+        with Gost("-C", cfg, ports=[port]) as g:
+            for _ in range(3):
+                assert curl(port, f"{origin.url}/", "alice:secret").returncode == 97
+            assert wait_for(lambda: failure_lines(g.log_text(), "UNAVAILABLE"))
+            time.sleep(0.5)
+            stray = [ln for ln in g.log_text().splitlines() if ln.strip() and not ln.startswith("{")]
+            assert not stray, stray[:5]
