@@ -342,7 +342,13 @@ class GrpcObserver(Observer):
         self.transport = transport
 
     def _post(self, events):
-        if self.transport.call({"events": events}).get("ok") is not True:
+        from ..plugin import PluginError as TransportError   # (the same class once httppost re-exports it)
+
+        try:
+            reply = self.transport.call({"events": events})
+        except TransportError as exc:
+            raise PluginError(str(exc)) from None
+        if reply.get("ok") is not True:
             raise PluginError("plugin answered ok: false")
 
     def close(self, flush=CLOSE_FLUSH):

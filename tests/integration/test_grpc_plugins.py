@@ -495,3 +495,20 @@ def test_grpc_failures_are_gostg_log_lines_not_grpc_core_noise(tmp_path, origin)
             time.sleep(0.5)
             stray = [ln for ln in g.log_text().splitlines() if ln.strip() and not ln.startswith("{")]
             assert not stray, stray[:5]
+
+
+def test_grpc_observer_down_is_a_warning_and_traffic_flows(tmp_path, origin):
+    dead = free_port()
+    port = free_port()
+    cfg = {"services": [{"name": "web", "addr": f"127.0.0.1:{port}", "observer": "obs",
+                         "handler": {"type": "http"}, "listener": {"type": "tcp"}}],
+           "observers": [{"name": "obs", "plugin": {"addr": f"127.0.0.1:{dead}", "timeout": "1s"}}]}
+    path = tmp_path / "obs.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with Gost("-C", str(path), ports=[port]) as g:
+        p = subprocess.run(["curl", "-s", "-m", "5", "-x", f"http://127.0.0.1:{port}", f"{origin.url}/o"],
+                           capture_output=True, timeout=10)
+        assert p.returncode == 0
+        lines = wait_for(lambda: failure_lines(g.log_text(), "UNAVAILABLE"))
+        assert len(lines) == 1 and "sent again" in lines[0], lines
+        assert "reporting failed" not in g.log_text()
