@@ -10,6 +10,13 @@ def requirements():
         return [line.strip() for line in f if line.strip() and not line.lstrip().startswith("#")]
 
 
+#: ``pip install 'gostg[grpc]'``: GOST's gRPC plugins (``plugin: {type: grpc}``, GOST's default
+#: plugin type). Optional: grpcio is a large native wheel most setups never load; a config that
+#: names a gRPC plugin without it is refused with this command in the message.
+#: requirements-dev.txt pins the same versions (tests/unit/test_plugin_grpc.py checks).
+GRPC_EXTRA = ["grpcio==1.85.1", "protobuf==7.36.2"]
+
+
 setup(
     name="gostg",
     version="0.1.0",
@@ -18,6 +25,7 @@ setup(
     package_data={"gostg.api": ["swagger.yaml", "ui/*"]},
     python_requires=">=3.11",
     install_requires=requirements(),
+    extras_require={"grpc": GRPC_EXTRA},
     # `pip install .` puts a `gostg` command next to the interpreter (.venv/bin/gostg);
     # gostg.cli.run() patches gevent before anything else is imported. bin/gostg stays for
     # running from a checkout without installing (the tests use it).

@@ -335,8 +335,8 @@ OBJECT_BUILDERS = {
 
 
 def build_observer(o, path, registries=None):
-    """``plugin: {type: http, addr, token, timeout, tls}`` → an Observer (idle until its first
-    event). GOST's default plugin type is grpc, which gostg does not build yet: an error."""
+    """``plugin: {type, addr, token, timeout, tls}`` → an Observer (idle until its first
+    event): HTTP, or gRPC (GOST's default type)."""
     from ..observe import observer
     from ..observe.httppost import Target
     from .validate import observer_plugin_problem
@@ -348,9 +348,11 @@ def build_observer(o, path, registries=None):
     err = observer_plugin_problem(_str(p, "type", pp))
     if err:
         raise ConfigError(f"{pp}.type", err)
-    from ..plugin import plugin_type, transport
-    if plugin_type(p) != "http":   # gRPC, where this gostg has it
-        return observer.Observer(o["name"], transport(p, "observer", pp), registries, getattr(registries, "log", None))
+    if _str(p, "type", pp).strip().lower() in ("", "grpc"):     # GOST's default
+        from ..plugin.grpc import Transport
+
+        return observer.GrpcObserver(o["name"], Transport(p, "observer", pp), registries,
+                                     getattr(registries, "log", None))
     addr = _str(p, "addr", pp).strip()
     if not addr:
         raise ConfigError(f"{pp}.addr", "is required (e.g. http://127.0.0.1:8000/observer)")

@@ -82,15 +82,16 @@ PLUGIN_TLS = keys(Key("serverName"), Key("caFile", meaning="gostg: the CA that s
                   unbuilt("keyFile", STR, "concepts/plugin/", "client certificates to plugins", observe=True))
 PLUGIN = keys(
     Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/plugin/",
-        meaning="http: GOST's JSON-over-POST protocol; grpc (GOST's default when unset) needs gostg's gRPC "
-                "transport, else it is an error"),
+        meaning="http: GOST's JSON-over-POST protocol; grpc (GOST's default when unset): go-gost/plugin's "
+                "protos, needs pip install 'gostg[grpc]'"),
     Key("addr", required=True, docs="concepts/plugin/",
-        meaning="http: the URL POSTed to (http:// is prepended when it has no scheme, https:// with tls)"),
+        meaning="grpc: the plugin server's host:port; http: the URL POSTed to (http:// is prepended when it "
+                "has no scheme, https:// with tls)"),
     Key("tls", MAP, fields=PLUGIN_TLS, meaning="TLS to the plugin: serverName, caFile (gostg always verifies the "
                                                "certificate; GOST only with secure: true)"),
     Key("timeout", DURATION, default="10s", meaning="deadline of one call (GOST: none); a decision "
                                                     "that times out is refused"),
-    Key("token", meaning="sent as Authorization: Bearer <token>"))
+    Key("token", meaning="grpc: sent as the metadata entry token; http: Authorization: Bearer <token>"))
 #: ``plugin`` where gostg builds it: the plugin decides instead of the object's own rules (GOST)
 PLUGIN_KEY = Key("plugin", MAP, fields=PLUGIN, docs="concepts/plugin/",
                  meaning="a plugin decides instead of the object's own rules; one that fails refuses")
@@ -310,8 +311,7 @@ ROUTER = named(Key("routes", LIST), *loaders("concepts/router/", plugin=False))
 SD = named(Key("plugin", MAP, fields=PLUGIN))
 OBSERVER_PLUGIN = keys(
     Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/observer/",
-        meaning="http; grpc (GOST's default when unset) where this gostg has the gRPC transport, else an "
-                "error naming this key"),
+        meaning="http, or grpc (GOST's default when unset: needs pip install 'gostg[grpc]')"),
     Key("addr", required=True, meaning="the plugin's URL; http:// is prepended when it has no scheme"),
     Key("token", meaning="sent as Authorization: Bearer <token>"),
     Key("timeout", DURATION, default="10s", meaning="deadline of one POST (GOST: none)"),

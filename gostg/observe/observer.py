@@ -197,7 +197,7 @@ def _service_reporter(service):
 
 
 class Observer:
-    """An HTTP observer plugin. ``registries`` is where services are found by name (their
+    """An HTTP observer plugin (:class:`GrpcObserver`: a gRPC one). ``registries`` is where services are found by name (their
     ``observer``, ``enable_stats``, ``observer_period``, ``observer_reset``)."""
 
     def __init__(self, name, target, registries=None, log=None):
@@ -336,6 +336,36 @@ class Observer:
             return must_ok(self.target.call({"events": events}))
         body = json.dumps({"events": events}, separators=(",", ":")).encode()
         plugin_ok(*post_json(self.target, body))
+
+
+class GrpcObserver(Observer):
+    """The same observer over GOST's gRPC observer plugin (``proto.Observer/Observe``): the
+    events go as the proto's messages (gostg/plugin/protos.py), ``ok: false`` is a failure."""
+
+    def __init__(self, name, transport, registries=None, log=None):
+        super().__init__(name, _Addr(transport.addr), registries, log)
+        self.transport = transport
+
+    def _post(self, events):
+        from ..plugin import PluginError as TransportError   # (the same class once httppost re-exports it)
+
+        try:
+            reply = self.transport.call({"events": events})
+        except TransportError as exc:
+            raise PluginError(str(exc)) from None
+        if reply.get("ok") is not True:
+            raise PluginError("plugin answered ok: false")
+
+    def close(self, flush=CLOSE_FLUSH):
+        super().close(flush)
+        self.transport.close()
+
+
+class _Addr:
+    """What the log lines name (``target.url``) for a gRPC plugin: its host:port."""
+
+    def __init__(self, url):
+        self.url = url
 
 
 def build(name, addr, token="", timeout=0.0, server_name="", ca_file="", registries=None, log=None):

@@ -64,4 +64,4 @@ def transport(cfg, kind, path):
         from .http import Transport
         return Transport(cfg, kind, path)
     from .grpc import Transport   # noqa: F811 - the other transport, same interface
-    return Transport(cfg, kind)
+    return Transport(cfg, kind, path)

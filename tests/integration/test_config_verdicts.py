@@ -143,6 +143,9 @@ KIND_CASES = [
     ("bypass redis type", "bypasses", {"name": "bp", "matchers": ["10.0.0.0/8"]},
      {"name": "bp", "redis": {"addr": "127.0.0.1:6379", "key": "gost:bypasses", "type": "list"}},
      "error", ".redis.type: unknown value 'list' (one of: set)"),
+    ("auther plugin type", "authers", {"name": "au", "auths": [{"username": "u", "password": "p"}]},
+     {"name": "au", "plugin": {"type": "grpcx", "addr": "127.0.0.1:8000"}},
+     "error", ".plugin.type: unknown value 'grpcx' (did you mean 'grpc'?) (one of: grpc, http)"),
 ]
 
 

@@ -213,7 +213,7 @@ def test_plugin_recovers_and_gets_what_it_missed(tmp_path):
             assert plugin.wait(lambda: any(e["stats"]["totalConns"] == n + 1 for e in plugin.events("stats")))
 
 
-def test_unknown_observer_and_grpc_fail_config(tmp_path):
+def test_unknown_observer_and_bad_plugin_fail_config(tmp_path):
     port = free_port()
     cfg = config(tmp_path, port, "http://127.0.0.1:1/observer")
     data = yaml.safe_load(cfg.read_text())
@@ -223,15 +223,15 @@ def test_unknown_observer_and_grpc_fail_config(tmp_path):
     assert r.returncode != 0
     assert "services[0].observer" in r.stderr and "obs0" in r.stderr and "obs-0" in r.stderr, r.stderr
     data["services"][0]["observer"] = "obs-0"
-    data["observers"][0]["plugin"]["type"] = "grpc"
+    data["observers"][0]["plugin"]["type"] = "grpcx"
     cfg.write_text(yaml.safe_dump(data))
     r = run_gostg("-C", cfg)
     assert r.returncode != 0
-    assert "observers[0].plugin.type" in r.stderr and "gRPC" in r.stderr, r.stderr
-    del data["observers"][0]["plugin"]["type"]     # GOST's default is grpc
+    assert "observers[0].plugin.type" in r.stderr and "grpcx" in r.stderr, r.stderr
+    del data["observers"][0]["plugin"]["type"]     # GOST's default is grpc: host:port, not a URL
     cfg.write_text(yaml.safe_dump(data))
     r = run_gostg("-C", cfg)
-    assert r.returncode != 0 and "observers[0].plugin.type" in r.stderr, r.stderr
+    assert r.returncode != 0 and "observers[0].plugin.addr" in r.stderr and "host:port" in r.stderr, r.stderr
 
 
 def test_web_api_creates_replaces_and_deletes_observers(tmp_path):

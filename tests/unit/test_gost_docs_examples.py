@@ -326,7 +326,7 @@ services:
 observers:
 - name: observer-0
   plugin: {type: grpc, addr: "127.0.0.1:8000"}
-""", [("error", "observers[0].plugin.type")]),
+""", []),
     ("""
 services:
 - name: service-0
