@@ -125,3 +125,31 @@ def test_thread_mode_embedding_reads_and_pushes_without_stalling(tmp_path, redis
     assert "probes True True" in res.stdout and "refused True" in res.stdout, res.stdout + res.stderr[-3000:]
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
     assert until(lambda: len(r.client_list()) == 1), r.client_list()
+
+
+def test_the_subscriber_reconnects_after_a_redis_restart(tmp_path, redis_srv):
+    """Push only (no ``reload``): Redis goes away and comes back on the same port; the subscriber
+    logs the loss once, reconnects, logs the recovery, re-reads (the restarted Redis is empty),
+    and the next PUBLISH applies at once."""
+    from .peers import log_records
+
+    r = redis_srv.client()
+    r.sadd("gost:push", "127.0.0.1")
+    with Echo() as echo:
+        g, p = start(tmp_path, 0, redis_srv.addr, "gost:push")
+        with g:
+            assert socks5(p, dport=echo.port) not in (0, None)
+            redis_srv.stop()
+            assert until(lambda: [x for x in log_records(g, kind="loader") if x.get("level") == "warning"], timeout=5)
+            time.sleep(0.5)
+            redis_srv.start()
+            r = redis_srv.client()
+            assert until(lambda: [x for x in log_records(g, kind="loader") if x["msg"] == "redis push recovered"],
+                         timeout=5), g.log_text()[-2000:]
+            assert len([x for x in log_records(g, kind="loader") if x.get("level") == "warning"]) == 1
+            assert until(lambda: socks5(p, dport=echo.port) == 0, timeout=5)   # re-read: the key is gone
+            assert until(lambda: r.pubsub_numsub("gostg:reload")[0][1] == 1, timeout=5)
+            t0 = time.monotonic()
+            r.sadd("gost:push", "127.0.0.1")
+            r.publish("gostg:reload", "gost:push")
+            assert refused_by_all([p], echo, t0 + 2.0) is not None
