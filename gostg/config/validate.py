@@ -391,9 +391,9 @@ def _plugin_type(w, o, path):
     no gRPC transport) is an error, never quietly another transport; the object's own rules
     next to a plugin are not read (GOST's), which is said."""
     if isinstance(o, dict) and isinstance(o.get("plugin"), dict):
-        from ..plugin import type_problem
+        from ..plugin import plugin_type, type_problem
         err = type_problem(o["plugin"])
-        if err:
+        if err and plugin_type(o["plugin"]) in ("http", "grpc"):   # an unknown type: the schema says it
             w.add(ERROR, f"{path}.plugin.type", err)
         for k in PLUGIN_REPLACES:
             if o.get(k) not in (None, "", [], {}, False):

@@ -145,7 +145,7 @@ KIND_CASES = [
      "error", ".redis.type: unknown value 'list' (one of: set)"),
     ("auther plugin type", "authers", {"name": "au", "auths": [{"username": "u", "password": "p"}]},
      {"name": "au", "plugin": {"type": "grpcx", "addr": "127.0.0.1:8000"}},
-     "error", ".plugin.type: unknown value 'grpcx' (did you mean 'grpc'?) (one of: grpc, http)"),
+     "error", ".plugin.type: unknown value 'grpcx' (did you mean 'grpc'?) (one of: http, grpc)"),
 ]
 
 
