@@ -44,7 +44,7 @@ def count(value, path="workers"):
         v = value.strip().lower()
         if v == "auto":
             return max(1, os.cpu_count() or 1)
-        if not v.isdigit():
+        if not (v.isascii() and v.isdigit()):   # "²".isdigit() is True; int() refuses it
             raise ConfigError(path, f"must be a number of processes or auto, not {value!r}")
         value = int(v)
     if isinstance(value, bool) or not isinstance(value, int):
