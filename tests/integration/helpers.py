@@ -81,12 +81,18 @@ class Gost:
         self.logf = tempfile.NamedTemporaryFile(prefix="gostg-", suffix=".log", delete=False)
 
     def start(self):
+        return self._spawn()._ready()
+
+    def _spawn(self):
         self.proc = subprocess.Popen([*self.prefix, sys.executable, GOSTG, *self.args], stdout=self.logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.PIPE if self.stdin is not None else subprocess.DEVNULL,
                                      env=self.env, cwd=self.cwd)
         if self.stdin is not None:
             self.proc.stdin.write(self.stdin.encode())
             self.proc.stdin.close()
+        return self
+
+    def _ready(self):
         try:
             for p in self.ports:
                 wait_port(p, proc=self.proc)
@@ -121,6 +127,22 @@ class Gost:
             os.unlink(self.logf.name)
         except OSError:
             pass
+
+
+def started(*gosts):
+    """Start several ``Gost``s at once (their Python start-ups overlap), then wait for each one's
+    ports; → ``gosts``, to use in ``with`` (entering a started one does not start it again). For
+    processes that do not need each other at start-up (a client chain dials on first use)."""
+    try:
+        for g in gosts:
+            g._spawn()
+        for g in gosts:
+            g._ready()
+    except BaseException:
+        for g in gosts:
+            g.stop()
+        raise
+    return gosts
 
 
 def stop_process(proc, sig=_signal.SIGTERM, timeout=10):
