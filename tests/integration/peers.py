@@ -16,14 +16,14 @@ import subprocess
 import threading
 import time
 
-from .helpers import Echo, Origin, _Origin, _ThreadingHTTP
+from .helpers import Echo, Origin, _Origin, _ThreadingHTTP, pattern_bytes
 
 MICROSOCKS = "/usr/bin/microsocks"
 
 
 def body_of(n):
     """The body Origin serves for ``GET /bytes/<n>``."""
-    return bytes(i % 251 for i in range(n))
+    return pattern_bytes(n)
 
 
 _BODIES = {}

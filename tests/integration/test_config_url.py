@@ -25,7 +25,7 @@ import yaml
 from .helpers import Gost, HTTPServerThread, port_closed, run_gostg, wait_for
 from .peers import EchoAt, bind_block, curl_code, log_records, recv_exact, socks5_open, wait_log
 
-PERIOD = 1.0
+PERIOD = 0.5   # short: the reload test waits several periods per step
 MAX_SIZE = 10 << 20
 
 
@@ -116,7 +116,7 @@ def test_served_from_url_reloads_only_what_changed_and_survives_bad_answers(port
                "api": {"addr": f"127.0.0.1:{p_api}"}}
         srv.serve(doc)
         url = srv.url()
-        env = {"GOSTG_CONFIG_URL_TIMEOUT": "2s"}
+        env = {"GOSTG_CONFIG_URL_TIMEOUT": "1s"}
         with Gost("-C", url, "-R", f"{PERIOD:g}s", ports=[p_keep, p_chg, p_api], env=env) as g:
             # 1. the proxy works from the URL's config: curl fetches the config server through it
             rc, status, body = curl_code("-x", f"http://127.0.0.1:{p_chg}", url, timeout=8)
@@ -144,7 +144,8 @@ def test_served_from_url_reloads_only_what_changed_and_survives_bad_answers(port
             for label, serve_args, what, wait in (
                     ("broken YAML", dict(body="services:\n  - name: x\n bad: [\n"), "invalid YAML", 3.5 * PERIOD),
                     ("HTTP 500", dict(body="oops", status=500), "HTTP 500 Internal Server Error", 3.5 * PERIOD),
-                    ("timeout", dict(body=yaml.safe_dump(doc), delay=3), "cannot fetch config: timed out", 6.5)):
+                    # a fetch cycle is the 1 s timeout + a period: the wait covers two more
+                    ("timeout", dict(body=yaml.safe_dump(doc), delay=1.5), "cannot fetch config: timed out", 3.5)):
                 srv.serve(**serve_args)
                 want = f"reload: {url}: "
                 assert wait_for(lambda: failed_lines(g, what), timeout=8), \

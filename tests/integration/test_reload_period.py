@@ -1,6 +1,6 @@
 """``-R`` periodic reload (issue 11 must 1: reload validates with the same code as startup).
 
-``bin/gostg -C file -R 1s``: a service added to the file starts listening within a bounded
+``bin/gostg -C file -R 0.5s``: a service added to the file starts listening within a bounded
 time; a file with a schema error is refused with the error's path and did-you-mean while the
 running services keep serving; a warning-only change applies and its warning is logged once,
 not once per period."""
@@ -14,7 +14,7 @@ import yaml
 from .helpers import Gost, Origin, free_port, port_closed
 from .peers import served, via_http, via_socks5, wait_log
 
-PERIOD = 1.0
+PERIOD = 0.5   # short: the test waits three periods twice
 
 
 def write(path, cfg):

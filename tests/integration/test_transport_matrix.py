@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from .helpers import Gost, free_port
-from .peers import FastOrigin, curl, wait_log
+from .helpers import Gost, free_port, started
+from .peers import FastOrigin, body_of, curl, wait_log
 
 N = 16 * 1024 * 1024
 QUIET = ("-C", '{"log":{"level":"error"}}')
@@ -25,7 +25,7 @@ def both_ways(front, origin, tmp_path):
     p = curl("-p", "-x", f"http://127.0.0.1:{front}", f"{origin.url}/bytes/{N}", timeout=90)
     assert p.returncode == 0, p.stderr
     assert len(p.stdout) == N
-    assert hashlib.sha256(p.stdout).digest() == hashlib.sha256(bytes(i % 251 for i in range(N))).digest()
+    assert hashlib.sha256(p.stdout).digest() == hashlib.sha256(body_of(N)).digest()
     up = tmp_path / "up.bin"
     data = os.urandom(N)
     up.write_bytes(data)
@@ -43,19 +43,23 @@ def test_listener_handler_pair_byte_exact(pair, origin, tmp_path):
     s, front = free_port(), free_port()
     auth = "aes-256-gcm:pw@" if pair.startswith("ss") else ""
     env = {"HOME": str(tmp_path)}
-    with Gost("-L", f"{pair}://{auth}127.0.0.1:{s}", *QUIET, ports=[s], env=env, cwd=tmp_path), \
-            Gost("-L", f"http://127.0.0.1:{front}", "-F", f"{pair}://{auth}127.0.0.1:{s}", *QUIET,
-                 ports=[front], env=env, cwd=tmp_path):
+    server, client = started(
+        Gost("-L", f"{pair}://{auth}127.0.0.1:{s}", *QUIET, ports=[s], env=env, cwd=tmp_path),
+        Gost("-L", f"http://127.0.0.1:{front}", "-F", f"{pair}://{auth}127.0.0.1:{s}", *QUIET,
+             ports=[front], env=env, cwd=tmp_path))
+    with server, client:
         both_ways(front, origin, tmp_path)
 
 
 def test_mixed_chain_tls_then_ws(origin, tmp_path):
     a, b, front = free_port(), free_port(), free_port()
     env = {"HOME": str(tmp_path)}
-    with Gost("-L", f"socks5+tls://127.0.0.1:{a}", *QUIET, ports=[a], env=env, cwd=tmp_path), \
-            Gost("-L", f"relay+ws://127.0.0.1:{b}", *QUIET, ports=[b], env=env, cwd=tmp_path), \
-            Gost("-L", f"http://127.0.0.1:{front}", "-F", f"socks5+tls://127.0.0.1:{a}",
-                 "-F", f"relay+ws://127.0.0.1:{b}", *QUIET, ports=[front], env=env, cwd=tmp_path):
+    first, second, client = started(
+        Gost("-L", f"socks5+tls://127.0.0.1:{a}", *QUIET, ports=[a], env=env, cwd=tmp_path),
+        Gost("-L", f"relay+ws://127.0.0.1:{b}", *QUIET, ports=[b], env=env, cwd=tmp_path),
+        Gost("-L", f"http://127.0.0.1:{front}", "-F", f"socks5+tls://127.0.0.1:{a}",
+             "-F", f"relay+ws://127.0.0.1:{b}", *QUIET, ports=[front], env=env, cwd=tmp_path))
+    with first, second, client:
         both_ways(front, origin, tmp_path)
 
 
@@ -65,10 +69,12 @@ def test_mux_node_after_the_first_hop_keeps_one_session(transport, origin, tmp_p
     env = {"HOME": str(tmp_path)}
     hop, sep, query = transport.partition("?")
     query = sep + query
-    with Gost("-L", f"socks5://127.0.0.1:{a}", *QUIET, ports=[a], env=env, cwd=tmp_path), \
-            Gost("-L", f"socks5+{hop}://127.0.0.1:{b}{query}", "-D", ports=[b], env=env, cwd=tmp_path) as server, \
-            Gost("-L", f"http://127.0.0.1:{front}", "-F", f"socks5://127.0.0.1:{a}",
-                 "-F", f"socks5+{hop}://127.0.0.1:{b}{query}", *QUIET, ports=[front], env=env, cwd=tmp_path):
+    first, server, client = started(
+        Gost("-L", f"socks5://127.0.0.1:{a}", *QUIET, ports=[a], env=env, cwd=tmp_path),
+        Gost("-L", f"socks5+{hop}://127.0.0.1:{b}{query}", "-D", ports=[b], env=env, cwd=tmp_path),
+        Gost("-L", f"http://127.0.0.1:{front}", "-F", f"socks5://127.0.0.1:{a}",
+             "-F", f"socks5+{hop}://127.0.0.1:{b}{query}", *QUIET, ports=[front], env=env, cwd=tmp_path))
+    with first, server, client:
         for i in range(5):
             p = curl("-x", f"http://127.0.0.1:{front}", f"{origin.url}/r{i}")
             assert p.returncode == 0 and f"/r{i}".encode() in p.stdout, p.stderr
