@@ -16,6 +16,7 @@ REDIS = shutil.which("redis-server")
 
 class RedisServer:
     def __init__(self, tmp_path, port=None):
+        need_redis()
         self.dir = tmp_path
         self.port = port or free_port()
         self.addr = f"127.0.0.1:{self.port}"

@@ -3,53 +3,19 @@ redis-server started here on a free loopback port (stopped by PID). A connection
 across all three, a request rate is summed across all three, a killed instance's connections stop
 counting within the store's ttl, and a Redis that stops answering means what the README says:
 connection limits refuse (fail closed), rate limits fall back to a local share, both recover."""
-import os
-import shutil
 import signal
-import socket
-import subprocess
 import threading
 import time
 
 import pytest
 import yaml
 
-from .helpers import Echo, Gost, free_port, stop_process, wait_for, wait_port
+from .helpers import Echo, Gost, free_port, wait_for
+from .redisproc import RedisServer
 from .peers import wait_log
 from .test_limiter import TOLERANCE, MiB, echo_ok, timed_curl, tunnel as _tunnel
 
-REDIS = shutil.which("redis-server")
 TTL = 1.0
-
-
-class RedisServer:
-    """redis-server on 127.0.0.1:``port`` without persistence; ``stop``/``start`` keep the port."""
-
-    def __init__(self, tmp_path):
-        if REDIS is None:
-            if os.environ.get("CI"):
-                pytest.fail("redis-server is not installed (scripts/install installs it)")
-            pytest.skip("redis-server is not installed (apt install redis-server)")
-        self.port = free_port()
-        self.dir = str(tmp_path)
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen([REDIS, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", self.dir],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port, proc=self.proc)
-        return self
-
-    def stop(self):
-        if self.proc is not None:
-            stop_process(self.proc, timeout=5)
-            self.proc = None
-
-    def client(self):
-        import redis
-
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2)
 
 
 @pytest.fixture
@@ -103,7 +69,7 @@ def first_tunnel(port, target, timeout=8.0):
 
 def conn_counts(r):
     """Redis's view of the service-wide climiter: member → open connections."""
-    return {k.decode(): int(v) for k, v in r.hgetall("test:shared:conn:$").items()}
+    return {k: int(v) for k, v in r.hgetall("test:shared:conn:$").items()}
 
 
 def test_shared_conn_limit_holds_across_three_instances(tmp_path, redis_server):
