@@ -12,6 +12,7 @@ out: with workers the proxy is several processes (bench.py's per-process CPU doe
 Loopback only; every wait is bounded.
 """
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -57,6 +58,36 @@ def cpu(pids):
     return total
 
 
+GOCONN = os.path.join(B.OUT, "goconn")
+
+
+def build_goconn():
+    """Build bench/goconn (Go's standard library only; golang-go from apt) → its path."""
+    env = dict(os.environ, GO111MODULE="off", GOCACHE=os.path.join(B.OUT, "gocache"),
+               GOPATH=os.path.join(B.OUT, "gopath"))
+    subprocess.run(["go", "build", "-o", GOCONN, os.path.join(HERE, "goconn", "main.go")], env=env, check=True,
+                   timeout=600)
+    return GOCONN
+
+
+def go_connrate(proxy, echo_port, duration, conc, echo_pid):
+    """SOCKS5 conn/s with the Go driver (one process, ``conc`` goroutines) → (rate, errors,
+    CPU µs per connection of the clients and the echo server together)."""
+    e0 = B.cpu_seconds(echo_pid)
+    start_at = time.time() + 0.3
+    d = subprocess.Popen([GOCONN, "conn", str(proxy.socks_port), str(echo_port), str(conc), repr(start_at),
+                          str(duration)], stdout=subprocess.PIPE)
+    try:
+        out, _ = d.communicate(timeout=duration + 30)
+    finally:
+        if d.poll() is None:
+            d.kill()
+            d.wait(5)
+    r = json.loads(out.decode().strip().splitlines()[-1])
+    peer = (r["cpu"] + B.cpu_seconds(echo_pid) - e0) / max(1, r["ok"]) * 1e6
+    return r["ok"] / duration, r["err"], peer
+
+
 def streams(proxy, n, size, sink_port):
     """``n`` concurrent SOCKS5 downloads of ``size`` bytes in all → MB/s (all streams together)."""
     errors = []
@@ -97,13 +128,21 @@ def main():
     ap.add_argument("--procs", type=int, default=2, help="client driver processes for conn/s")
     ap.add_argument("--repeat", type=int, default=3, help="rounds per figure (median)")
     ap.add_argument("--size", type=B.parse_size, default=512 << 20, help="bytes per throughput run")
+    ap.add_argument("--driver", choices=("py", "go"), default="py",
+                    help="conn/s clients and echo server: bench.py's gevent drivers (py) or bench/goconn "
+                         "(go: a tenth of the CPU per connection, so that on a 2-core box the proxy, not "
+                         "the clients, is what runs out of CPU)")
     args = ap.parse_args()
     B.raise_nofile()
     B.LOG_DIR[0] = os.path.join(B.OUT, "logs", "workers")
     os.makedirs(B.LOG_DIR[0], exist_ok=True)
     sink_port, echo_port = B.free_port(), B.free_port()
-    helpers = [subprocess.Popen([B.PY, os.path.join(HERE, "bench.py"), sub, str(port)])
-               for sub, port in (("_sinksrc", sink_port), ("_echo", echo_port))]
+    helpers = [subprocess.Popen([B.PY, os.path.join(HERE, "bench.py"), "_sinksrc", str(sink_port)])]
+    if args.driver == "go":
+        build_goconn()
+        helpers.append(subprocess.Popen([GOCONN, "echo", str(echo_port)]))
+    else:
+        helpers.append(subprocess.Popen([B.PY, os.path.join(HERE, "bench.py"), "_echo", str(echo_port)]))
     proxies = {}
     try:
         for port in (sink_port, echo_port):
@@ -118,12 +157,16 @@ def main():
             while len(tree(p.pid)) < (n + 1 if n > 1 else 1) and time.monotonic() < deadline:
                 time.sleep(0.1)
         time.sleep(1.0)   # … and listening
-        res = {n: {"conn": [], "cpu": [], "1": [], "8": []} for n in args.workers}
+        res = {n: {"conn": [], "cpu": [], "1": [], "8": [], "peer": []} for n in args.workers}
         for _ in range(args.repeat):
             for n, p in proxies.items():
                 pids = tree(p.pid)
                 c0 = cpu(pids)
-                rate, err, _, _ = B.measure_connrate(p, echo_port, args.duration, args.procs, args.conc)
+                if args.driver == "go":
+                    rate, err, peer = go_connrate(p, echo_port, args.duration, args.conc, helpers[1].pid)
+                    res[n]["peer"].append(peer)
+                else:
+                    rate, err, _, _ = B.measure_connrate(p, echo_port, args.duration, args.procs, args.conc)
                 res[n]["conn"].append(rate)
                 # all the proxy's processes: CPU µs per connection (the window includes the
                 # drivers' 1.5 s start, when the proxy is idle)
@@ -135,12 +178,21 @@ def main():
         base = args.workers[0]
         print("| workers | SOCKS5 conn/s | × | proxy CPU µs/conn | 1 stream MB/s | 8 streams MB/s | × |")
         print("|---|---|---|---|---|---|---|")
-        med = {n: {k: statistics.median(v) for k, v in r.items()} for n, r in res.items()}
+        med = {n: {k: statistics.median(v) if v else None for k, v in r.items()} for n, r in res.items()}
         for n in args.workers:
             m = med[n]
             print(f"| {n} | {m['conn']:.0f} | {m['conn'] / med[base]['conn']:.2f} | {m['cpu']:.0f} | {m['1']:.0f} "
                   f"| {m['8']:.0f} | {m['8'] / med[base]['8']:.2f} |")
-        print(f"\n({os.cpu_count()} CPUs; conc {args.conc}, {args.procs} driver processes, {args.duration:g}s "
+        drivers = "the Go driver" if args.driver == "go" else f"{args.procs} driver processes"
+        for n in args.workers:   # where the box's CPU went: is the proxy the limit?
+            m = med[n]
+            busy = m["conn"] * m["cpu"] / 1e6
+            line = f"workers {n}: the proxy kept {busy:.2f} of {os.cpu_count()} cores busy"
+            if m["peer"] is not None:
+                line += (f"; clients + echo server {m['peer']:.0f} µs per connection "
+                         f"({m['conn'] * m['peer'] / 1e6:.2f} cores)")
+            print(line)
+        print(f"\n({os.cpu_count()} CPUs; conc {args.conc}, {drivers}, {args.duration:g}s "
               f"rounds, {args.size >> 20} MiB per throughput run, median of {args.repeat})")
     finally:
         for p in proxies.values():
