@@ -200,22 +200,6 @@ def test_handler_limiter_plugin_shapes_each_client_and_refuses_when_down(tmp_pat
     assert req["addr"].endswith(f":{origin.port}") and req["src"].startswith("127.0.0.1:")
 
 
-def test_grpc_plugin_without_the_grpc_transport_is_a_config_error(tmp_path):
-    from gostg.plugin import grpc_built
-
-    from .helpers import run_gostg
-    if grpc_built():
-        import pytest
-        pytest.skip("this gostg has the gRPC plugin transport")
-    f = tmp_path / "g.yaml"
-    f.write_text(yaml.safe_dump({"authers": [{"name": "a", "plugin": {"addr": "127.0.0.1:8000"}}],
-                                 "services": [{"name": "s", "addr": f"127.0.0.1:{free_port()}",
-                                               "handler": {"type": "socks5", "auther": "a"}}]}))
-    out = run_gostg("-C", f, env=STRICT)
-    assert out.returncode != 0
-    assert "authers[0].plugin.type" in out.stderr + out.stdout and "grpc" in out.stderr + out.stdout
-
-
 def test_plugin_objects_through_the_web_api(tmp_path):
     """POST a bypass plugin and a hop with a file loader, PUT the bypass to rules, DELETE the
     hop: each change governs the next connection, and gostg survives it."""

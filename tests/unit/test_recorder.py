@@ -181,22 +181,6 @@ def test_a_config_without_recorders_never_imports_the_recorder_module():
     assert out.stdout.split()[-2:] == ["False", "False"]
 
 
-def test_a_grpc_plugin_is_warned_about_and_drops_its_records():
-    from gostg.plugin import grpc_built
-    if grpc_built():
-        pytest.skip("this gostg has the gRPC plugin transport")
-    log = Log()
-
-    class Reg:
-        pass
-    reg = Reg()
-    reg.log = log
-    r = R.build_recorder({"name": "p", "plugin": {"addr": "127.0.0.1:8000"}}, "recorders[0]", reg)
-    assert isinstance(r, R.NullRecorder)
-    assert "gRPC plugins are not built in this gostg" in log.lines[0][0] and "recorders[0].plugin.type" in log.lines[0][0]
-    r.record(b"x")
-
-
 def test_plugin_answer_parsing_reads_chunked_bodies():
     class S:
         def __init__(self, data):
