@@ -44,6 +44,8 @@ OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops
                 "limiters", "climiters", "rlimiters", "recorders", "observers")
 #: objects whose items may come from redis/http sources (a poller, a push subscription)
 LOADER_KINDS = ("authers", "admissions", "bypasses", "hosts", "limiters", "climiters", "rlimiters")
+#: what may hold a loader or a plugin transport to close when it is dropped or gostg stops
+CLOSE_KINDS = LOADER_KINDS + ("resolvers",)
 
 
 def _loader_source(obj):
@@ -57,15 +59,19 @@ def _networked(obj):
 
 
 def _close_loader(obj):
-    """Stop what an object's sources started (poller, push subscription, Redis client)."""
+    """Stop what an object's sources started (poller, push subscription, Redis client), or
+    close its plugin's transport (a gRPC channel keeps a polling thread while open)."""
     src = _loader_source(obj)
     if src is not None:
         src.close()
+    if getattr(obj, "plugin_kind", None) is not None:   # plugin.consumers.PluginBacked
+        obj.close()
 
 
 def _close_dropped(before, after):
-    """Close the loader objects of ``before`` ({kind: {name: obj}}) that ``after`` does not hold."""
-    for kind in LOADER_KINDS:
+    """Close the loader and plugin objects of ``before`` ({kind: {name: obj}}) that ``after``
+    does not hold."""
+    for kind in CLOSE_KINDS:
         keep = {id(o) for o in (after.get(kind) or {}).values()}
         for obj in (before.get(kind) or {}).values():
             if id(obj) not in keep:
@@ -251,7 +257,7 @@ class Gost:
                     built[kind][o["name"]] = kept if kept is not None else build_object(
                         kind, o, f"{kind}[{i}]", self.registries)
         except BaseException:   # stop what the new objects started (not the running ones kept)
-            _close_dropped(built, {k: dict(getattr(self.registries, k).items()) for k in LOADER_KINDS})
+            _close_dropped(built, {k: dict(getattr(self.registries, k).items()) for k in CLOSE_KINDS})
             raise
         return built
 
@@ -419,11 +425,12 @@ class Gost:
 
     def _unchanged_loader(self, kind, o):
         """An object reading redis/http whose config did not change stays the same object over a
-        reload (-R reloads every period): no re-read, no new poller or subscription."""
-        if kind not in LOADER_KINDS:
+        reload (-R reloads every period): no re-read, no new poller or subscription; so does a
+        plugin-backed one (its transport is not closed under calls in flight)."""
+        if kind not in CLOSE_KINDS:
             return None
         cur = getattr(self.registries, kind).get(o["name"])
-        if cur is None or not _networked(cur):
+        if cur is None or not (_networked(cur) or getattr(cur, "plugin_kind", None) is not None):
             return None
         old = next((x for x in self.config.get(kind) or [] if x.get("name") == o["name"]), None)
         return cur if old == o else None
@@ -496,7 +503,7 @@ class Gost:
             s.drain(deadline)
         for _, r in self.registries.recorders.items():   # the drained connections' records go out
             r.close(deadline)
-        _close_dropped({k: dict(getattr(self.registries, k).items()) for k in LOADER_KINDS}, {})
+        _close_dropped({k: dict(getattr(self.registries, k).items()) for k in CLOSE_KINDS}, {})
         if self.relays is not None:
             self.relays.kill(block=True, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
         for _, lim in self.registries.climiters.items():   # shared counts: the last releases go out
