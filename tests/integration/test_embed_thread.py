@@ -298,7 +298,8 @@ def test_thread_mode_calls_errors_and_timeouts(tmp_path):
         deadline = time.monotonic() + 3
         while fds() > fds1 and time.monotonic() < deadline:
             time.sleep(0.05)
-        print("LATE SOCKET CLOSED", fds() - fds1)
+        # no more fds than before the dial (another fd of the process may close meanwhile)
+        print("LATE SOCKET CLOSED", fds() <= fds1)
         # an API-style change from an app thread goes through call()
         g.call(g.update, "services", "ok", {{"name": "ok", "addr": "127.0.0.1:{p_ok}", "handler": {{"type": "socks5"}}}})
         c = socket.create_connection(("127.0.0.1", {p_ok}), timeout=5)
@@ -327,7 +328,7 @@ def test_thread_mode_calls_errors_and_timeouts(tmp_path):
     assert "CALL 3" in out and "NESTED 7" in out and "RAISED ValueError" in out, out
     assert float(lines(out, "TIMEOUT AFTER ")[0]) < 1.0, out
     assert "STILL SERVES True" in out, out
-    assert "DIAL GAVE UP True" in out and "LATE SOCKET CLOSED 0" in out, out
+    assert "DIAL GAVE UP True" in out and "LATE SOCKET CLOSED True" in out, out
     assert "UPDATED, NOW SOCKS5 b'\\x05\\x00'" in out, out
     assert "CALL AFTER STOP HubStopped" in out, out
     assert "RESTART REFUSED True" in out and "FDS AFTER 0" in out, out
