@@ -512,3 +512,25 @@ def test_grpc_observer_down_is_a_warning_and_traffic_flows(tmp_path, origin):
         lines = wait_for(lambda: failure_lines(g.log_text(), "UNAVAILABLE"))
         assert len(lines) == 1 and "sent again" in lines[0], lines
         assert "reporting failed" not in g.log_text()
+
+
+def test_grpc_auther_in_every_worker(tmp_path, origin):
+    """``-workers 2``: each worker process opens its own gRPC channel (made on first use, in the
+    process that calls: nothing of grpcio crosses a process boundary) and asks the plugin; both
+    workers let alice in, and a wrong password is refused."""
+    from .peers import log_records
+
+    def seen(g, msg):
+        return {e.get("worker") for e in log_records(g, service="guarded") if msg in str(e.get("msg"))}
+
+    with PluginServer(token=TOKEN) as ps:
+        port, cfg = _config(tmp_path, {"type": "grpc", "addr": ps.addr, "token": TOKEN, "timeout": "2s"})
+        with Gost("-C", cfg, "-workers", "2", ports=[port]) as g:
+            assert wait_for(lambda: seen(g, "listening on") == {0, 1}, timeout=10), g.log_text()[-2000:]
+            for _ in range(24):
+                ok = curl(port, f"{origin.url}/hello", "alice:secret")
+                assert ok.returncode == 0 and "/hello" in ok.stdout, (ok.returncode, ok.stderr)
+            assert curl(port, f"{origin.url}/hello", "alice:wrong").returncode == 97
+            assert wait_for(lambda: seen(g, "<->") == {0, 1}), seen(g, "<->")   # both workers asked
+        asked = [c for c in ps.calls if c[0] == "Authenticate"]
+        assert len(asked) == 25 and all(c[2].get("token") == TOKEN for c in asked), len(asked)
