@@ -566,6 +566,29 @@ def measure_connrate(proxy, echo_port, duration, procs, conc):
     return rate, err, errors, cpu_us
 
 
+def interleaved_connrate(cols, echo_port, duration, repeat, procs, conc, each=None):
+    """One unmeasured 1 s warm-up per proxy, then ``repeat`` rounds that take each proxy of
+    ``cols`` in turn (so drift on the box falls on every column alike) →
+    ({name: [conn/s]}, {name: [CPU µs/conn]}, {name: errors}). ``each(proxy, round, run)`` wraps
+    every measurement (``run()`` → bench.py's measure_connrate result) and returns that result,
+    for a caller that counts something around it."""
+    for p in cols:
+        measure_connrate(p, echo_port, 1.0, procs, conc)
+    rates = {p.name: [] for p in cols}
+    cpus = {p.name: [] for p in cols}
+    errs = {p.name: 0 for p in cols}
+    for rnd in range(repeat):
+        for p in cols:
+            def run(p=p):
+                return measure_connrate(p, echo_port, duration, procs, conc)
+            rate, err, _, cpu_us = each(p, rnd, run) if each is not None else run()
+            rates[p.name].append(rate)
+            errs[p.name] += err
+            if cpu_us is not None:
+                cpus[p.name].append(cpu_us)
+    return rates, cpus, errs
+
+
 def measure_rss(proxy, echo_port, ntunnels, warmup=50):
     """→ (RSS before KiB, RSS with tunnels KiB, per-tunnel KiB)."""
     msg = b"x" * 32

@@ -69,35 +69,24 @@ def main():
         for p in cols:
             p.start()
             procs.append(p.proc)
-        for p in cols:   # unmeasured warm-up
-            B.measure_connrate(p, echo_port, 1.0, args.procs, args.conc)
-        rates = {p.name: [] for p in cols}
-        cpus = {p.name: [] for p in cols}
-        errs = {p.name: 0 for p in cols}
-        for rnd in range(args.conn_repeat):
-            for p in cols:
-                rate, err, _, cpu_us = B.measure_connrate(p, echo_port, args.duration, args.procs, args.conc)
-                rates[p.name].append(rate)
-                cpus[p.name].append(cpu_us or 0)
-                errs[p.name] += err
-                print(f"{p.name:6s} round {rnd + 1}: {rate:8.0f} conn/s errors={err} CPU {B.fmt(cpu_us)} µs/conn",
-                      flush=True)
-                time.sleep(0.3)
+        def each(p, rnd, run):
+            res = run()
+            print(f"{p.name:6s} round {rnd + 1}: {res[0]:8.0f} conn/s errors={res[1]} CPU {B.fmt(res[3])} "
+                  "µs/conn", flush=True)
+            time.sleep(0.3)
+            return res
+
+        rates, cpus, errs = B.interleaved_connrate(cols, echo_port, args.duration, args.conn_repeat, args.procs,
+                                                   args.conc, each)
         print("\n| climiter `$ 100000` | conn/s | gostg CPU µs/conn | errors |\n|---|---:|---:|---:|")
         for p in cols:
-            print(f"| {p.name} | {statistics.median(rates[p.name]):.0f} | {statistics.median(cpus[p.name]):.0f} "
+            print(f"| {p.name} | {statistics.median(rates[p.name]):.0f} | {statistics.median(cpus[p.name] or [0]):.0f} "
                   f"| {errs[p.name]} |")
         print(f"\n{args.conc} clients in {args.procs} processes, median of {args.conn_repeat} interleaved rounds "
               f"of {args.duration:g}s; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            B.terminate(p)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -93,25 +93,20 @@ def main():
         for p in cols:
             p.start()
             procs.append(p.proc)
-        for p in cols:   # unmeasured warm-up
-            B.measure_connrate(p, echo_port, 1.0, args.procs, args.conc)
-        rates = {p.name: [] for p in cols}
-        cpus = {p.name: [] for p in cols}
-        errs = {p.name: 0 for p in cols}
         per_conn_cmds = []
-        for rnd in range(args.repeat):
-            for p in cols:
-                c0 = redis_calls(rport)
-                rate, err, _, cpu_us = B.measure_connrate(p, echo_port, args.duration, args.procs, args.conc)
-                c1 = redis_calls(rport) - 1   # not counting our INFO
-                rates[p.name].append(rate)
-                errs[p.name] += err
-                if cpu_us is not None:
-                    cpus[p.name].append(cpu_us)
-                if p.name == "redis" and rate:
-                    per_conn_cmds.append((c1 - c0) / (rate * args.duration))
-                print(f"{p.name:7s} round {rnd + 1}: {rate:8.0f} conn/s  errors={err}  CPU {B.fmt(cpu_us)} µs/conn"
-                      f"  redis commands {c1 - c0}", flush=True)
+
+        def each(p, rnd, run):
+            c0 = redis_calls(rport)
+            res = run()
+            c1 = redis_calls(rport) - 1   # not counting our INFO
+            if p.name == "redis" and res[0]:
+                per_conn_cmds.append((c1 - c0) / (res[0] * args.duration))
+            print(f"{p.name:7s} round {rnd + 1}: {res[0]:8.0f} conn/s  errors={res[1]}  CPU {B.fmt(res[3])} µs/conn"
+                  f"  redis commands {c1 - c0}", flush=True)
+            return res
+
+        rates, cpus, errs = B.interleaved_connrate(cols, echo_port, args.duration, args.repeat, args.procs,
+                                                   args.conc, each)
         for p in cols:
             if p.proc.poll() is not None:
                 raise RuntimeError(f"{p.name} exited early; see {p.log_path}")

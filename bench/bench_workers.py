@@ -196,19 +196,9 @@ def main():
               f"rounds, {args.size >> 20} MiB per throughput run, median of {args.repeat})")
     finally:
         for p in proxies.values():
-            _stop(p.proc)
+            B.terminate(p.proc)
         for h in helpers:
-            _stop(h)
-
-
-def _stop(proc):
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+            B.terminate(h)
 
 
 if __name__ == "__main__":

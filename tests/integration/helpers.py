@@ -215,38 +215,6 @@ class HTTPServerThread:
         self.server.server_close()
 
 
-class RedisServer:
-    """``redis-server`` on a free loopback port (no persistence), stopped by PID; a context
-    manager → itself (``.port``, ``.proc``). Skips the test when redis-server is absent (fails
-    under CI)."""
-
-    def __init__(self, workdir):
-        import shutil
-
-        import pytest
-        binary = shutil.which("redis-server")
-        if binary is None:
-            if os.environ.get("CI"):
-                pytest.fail("redis-server is not installed (scripts/install installs it)")
-            pytest.skip("redis-server is not installed (apt install redis-server)")
-        self.args = [binary, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir)]
-        self.port = free_port()
-        self.proc = None
-
-    def __enter__(self):
-        self.proc = subprocess.Popen([*self.args, "--port", str(self.port)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        try:
-            wait_port(self.port, proc=self.proc)
-        except BaseException:
-            stop_process(self.proc, timeout=5)
-            raise
-        return self
-
-    def __exit__(self, *exc):
-        stop_process(self.proc, timeout=5)
-
-
 class Origin(HTTPServerThread):
     """HTTP/1.1 keep-alive origin on 127.0.0.1: GET / echoes path+Host, GET /bytes/N sends N
     bytes (header X-Sha256), POST answers the sha256 of its body. ``.connections`` counts

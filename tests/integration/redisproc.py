@@ -15,6 +15,9 @@ REDIS = shutil.which("redis-server")
 
 
 class RedisServer:
+    """redis-server on 127.0.0.1 without persistence; ``stop``/``start`` keep the port (a restart
+    mid-test), and as a context manager it is started and stopped around the block."""
+
     def __init__(self, tmp_path, port=None):
         need_redis()
         self.dir = tmp_path
@@ -33,6 +36,12 @@ class RedisServer:
         if self.proc is not None:
             stop_process(self.proc, timeout=5)
             self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
     def client(self, db=0):
         import redis

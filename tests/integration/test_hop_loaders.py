@@ -8,7 +8,8 @@ import json
 import pytest
 import yaml
 
-from .helpers import Echo, Gost, RedisServer, free_port, stop_process, wait_for
+from .helpers import Echo, Gost, free_port, stop_process, wait_for
+from .redisproc import RedisServer
 from .pluginserver import PluginServer
 from .test_plugins import lines, through_socks
 

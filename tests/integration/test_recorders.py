@@ -12,7 +12,8 @@ import time
 import pytest
 import yaml
 
-from .helpers import Echo, Gost, Origin, RedisServer, free_port, run_gostg, wait_port
+from .helpers import Echo, Gost, Origin, free_port, run_gostg, wait_port
+from .redisproc import RedisServer
 
 CLIENT, DIAL, DIAL_ERR, HANDLER = ("recorder.service.client.address", "recorder.service.router.dial.address",
                                    "recorder.service.router.dial.address.error", "recorder.service.handler")

@@ -7,16 +7,7 @@ import gevent
 from gostg.config.hopnodes import NodeBuilder, NodeSources
 from gostg.errors import ConfigError
 
-
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def warning(self, msg, **kw):
-        self.lines.append(("warning", msg))
-
-    def info(self, msg, **kw):
-        self.lines.append(("info", msg))
+from .loglines import Log
 
 
 def build_one(cfg, path):

@@ -17,16 +17,7 @@ from gostg.policy.bypass import Bypass
 from gostg.policy.group import UnreadSource
 from gostg.policy.limiter import parse_counts, parse_rates, parse_traffic
 
-
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def warning(self, msg, **kw):
-        self.lines.append(("warning", msg))
-
-    def info(self, msg, **kw):
-        self.lines.append(("info", msg))
+from .loglines import Log
 
 
 class Fake:

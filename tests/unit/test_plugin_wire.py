@@ -10,6 +10,8 @@ from gostg.errors import ConfigError
 from gostg.plugin import PluginError, consumers, grpc_built, transport, type_problem, wire
 from gostg.policy.group import MissingReference, Unanswered
 
+from .loglines import Log
+
 
 def test_requests_carry_gosts_field_names():
     assert wire.auth_request("u", "p", "1.2.3.4:5", "svc") == {
@@ -100,20 +102,6 @@ class Fake:
 
     def close(self):
         pass
-
-
-class Log:
-    def __init__(self):
-        self.lines = []
-
-    def bind(self, **kw):
-        return self
-
-    def error(self, msg, **kw):
-        self.lines.append(("error", msg))
-
-    def info(self, msg, **kw):
-        self.lines.append(("info", msg))
 
 
 def backed(cls, *answers):
