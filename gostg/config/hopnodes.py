@@ -156,23 +156,16 @@ def redis_fetch(cfg, path):
 
 
 def http_fetch(cfg, path):
-    """GOST's HTTPLoader: GET ``url``; a 200 body is the JSON array."""
-    from ..config.metadata import parse_duration
-    from ..plugin import PluginError
-    from ..plugin.http import Target, exchange
+    """GOST's HTTPLoader: GET ``url``; a 200 body is the JSON array (the objects' http loader,
+    loader.fetch.HTTPFetcher, does the GET)."""
+    from ..loader.build import check_http
+    from ..loader.fetch import HTTPFetcher
 
-    url = str(cfg.get("url") or "").strip()
-    try:
-        target = Target(url, timeout=parse_duration(cfg.get("timeout"), f"{path}.timeout") or 10.0)
-    except ValueError as exc:
-        raise ConfigError(f"{path}.url", str(exc)) from None
-
-    def fetch():
-        code, body = exchange(target, "GET", limit=MAX_LIST)
-        if code != 200:
-            raise PluginError(f"HTTP {code} from {url}")
-        return body
-    return fetch
+    cfg = dict(cfg)
+    if "://" not in str(cfg.get("url") or ""):   # a bare host:port/path, as the hop loader took it
+        cfg["url"] = "http://" + str(cfg.get("url") or "").strip()
+    url, timeout = check_http(cfg, path)
+    return HTTPFetcher(url, timeout, limit=MAX_LIST).body
 
 
 def loaders_of(o, path):

@@ -119,18 +119,23 @@ class HTTPFetcher:
 
     kind = "http"
 
-    def __init__(self, url, timeout=0.0, raw=False):
+    def __init__(self, url, timeout=0.0, raw=False, limit=HTTP_MAX):
         from ..config.remote import shown
 
         self.url = url
         self.timeout = timeout if timeout and timeout > 0 else HTTP_TIMEOUT
         self.raw = raw
+        self.limit = limit
         self.where = shown(url)
 
     def changed(self):
         return True
 
     def fetch(self):
+        return split_lines(self.body().decode("utf-8", "replace"), self.raw)
+
+    def body(self):
+        """The 200 answer's bytes (at most ``limit``); OSError naming what went wrong."""
         import http.client
         import time
         import urllib.error
@@ -143,16 +148,16 @@ class HTTPFetcher:
                 import gevent
 
                 with gevent.Timeout(self.timeout, TimeoutError("timed out")):
-                    body, _ = remote._get(self.url, self.timeout, HTTP_MAX, deadline)
+                    body, _ = remote._get(self.url, self.timeout, self.limit, deadline)
             else:
-                body, _ = remote._get(self.url, self.timeout, HTTP_MAX, deadline)
+                body, _ = remote._get(self.url, self.timeout, self.limit, deadline)
         except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
             if isinstance(exc, urllib.error.HTTPError):
                 exc.close()
             raise OSError(remote._reason(exc)) from None
         except Exception as exc:   # ConfigError: too large
             raise OSError(getattr(exc, "msg", str(exc))) from None
-        return split_lines(body.decode("utf-8", "replace"), self.raw)
+        return body
 
     def close(self):
         pass
