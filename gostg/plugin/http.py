@@ -14,8 +14,9 @@ Rules:
    would add a stale-connection case to every decision.
 6. ``Authorization: Bearer <token>`` when ``token`` is set; ``Content-Type: application/json``.
 """
+import copy
 import json
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import gevent
 import h11
@@ -180,6 +181,19 @@ class Transport:
         if not isinstance(out, dict):
             raise PluginError(f"reply is not a JSON object ({reply[:64]!r})")
         return out
+
+    def request(self, method, query=None, body=None):
+        """GOST's REST-shaped plugins (ingress, router, sd): ``method`` to the plugin's URL with
+        ``query`` set on its query string (Go's ``url.Values.Encode``: keys sorted) and ``body``
+        (a dict) as JSON → (status, reply bytes). Transport failures raise PluginError."""
+        target = self.target
+        if query:
+            target = copy.copy(target)
+            path, _, qs = target.path.partition("?")
+            values = parse_qs(qs, keep_blank_values=True)
+            values.update({k: [v] for k, v in query.items()})
+            target.path = f"{path}?{urlencode(sorted(values.items()), doseq=True)}"
+        return exchange(target, method, None if body is None else json.dumps(body).encode())
 
     def close(self):
         """Nothing is kept open between calls (rule 5)."""
