@@ -354,7 +354,7 @@ services:
 ingresses:
 - name: ingress-0
   rules: [{hostname: example.com, endpoint: 4d21094e-b74c-4916-86c1-d9fa36ea677b}]
-""", [("error", "ingresses")]),
+""", []),
     # tutorials/proxy-protocol.md: receiving (listener metadata, as the page writes it), sending
     # from a port-forwarding handler and from a chain hop
     ("""
