@@ -113,7 +113,7 @@ class PluginSD(_Rest):
             def fn():
                 code, _ = self.transport.request(method, None, body)
                 if code != 200:
-                    raise PluginError(f"sd {op.lower()}: HTTP {code}")
+                    raise PluginError(f"HTTP {code}")
                 return {}
         else:
             def fn():
