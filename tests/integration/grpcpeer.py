@@ -1,9 +1,8 @@
 """A GOST gRPC plugin server for the tests: grpcio's own server (threads, in the test process,
 on a free loopback port) answering the auth, admission, bypass, hosts, limiter, observer,
 ingress, router and sd protos of go-gost/plugin. What it decides is plain attributes the test
-sets; what it was asked is in
-``.calls``. The ``token`` metadata entry must be the one it was given, else the call fails
-UNAUTHENTICATED (what GOST's example plugins do with a bad token)."""
+sets; what it was asked is in ``.calls``. The ``token`` metadata entry must be the one it was
+given, else the call fails UNAUTHENTICATED (what GOST's example plugins do with a bad token)."""
 import threading
 import time
 from concurrent import futures
