@@ -2,6 +2,7 @@
 by name). Every bad key is a ConfigError at its path; nothing here is imported by a config
 without these objects."""
 from ..errors import ConfigError
+from ..policy.group import NOUNS
 from .build import _file_source, _maps, _str, net_sources
 
 
@@ -37,11 +38,15 @@ def build_ingress(o, path, registries=None):
             bad = "endpoint" if str(exc).startswith("endpoint") else "hostname"
             raise ConfigError(f"{rp}.{bad}", str(exc)) from None
         rules.append((host.strip(), endpoint.strip()))
+    return _local(Ingress, "ingresses", o, path, registries, rules)
+
+
+def _local(cls, kind, o, path, registries, items):
+    """A local ingress or router: ``items`` + ``file`` / ``redis`` / ``http`` + ``reload``."""
     file, reload, fpath = _file_source(o, path)
-    log = _log(registries, "ingress", o["name"])
+    log = _log(registries, NOUNS[kind], o["name"])
     try:
-        return Ingress(o["name"], rules, file=file, reload=reload, log=log,
-                       **net_sources("ingresses", o, path, log))
+        return cls(o["name"], items, file=file, reload=reload, log=log, **net_sources(kind, o, path, log))
     except ValueError as exc:
         raise ConfigError(fpath, str(exc)) from None
 
@@ -71,13 +76,7 @@ def build_router(o, path, registries=None):
         if not dst and route.net is not None:
             route.dst = str(route.net)   # GOST: dst = ipNet.String() for a net-only route
         routes.append(route)
-    file, reload, fpath = _file_source(o, path)
-    log = _log(registries, "router", o["name"])
-    try:
-        return Router(o["name"], routes, file=file, reload=reload, log=log,
-                      **net_sources("routers", o, path, log))
-    except ValueError as exc:
-        raise ConfigError(fpath, str(exc)) from None
+    return _local(Router, "routers", o, path, registries, routes)
 
 
 def build_sd(o, path, registries=None):

@@ -18,22 +18,6 @@ from .consumers import PluginBacked
 from ..policy.group import Unanswered
 
 
-def _json_reply(code, body, none_on_404=False):
-    import json
-
-    if code == 404 and none_on_404:
-        return None
-    if code != 200:
-        raise PluginError(f"HTTP {code}")
-    try:
-        out = json.loads(body)
-    except ValueError:
-        raise PluginError(f"reply is not JSON ({body[:64]!r})") from None
-    if not isinstance(out, dict):
-        raise PluginError(f"reply is not a JSON object ({body[:64]!r})")
-    return out
-
-
 class _Rest(PluginBacked):
     """One call: ``(method, query, body)`` over HTTP, ``(request, op)`` over gRPC."""
 
@@ -43,7 +27,10 @@ class _Rest(PluginBacked):
     def _call(self, method, query=None, body=None, op=None, none_on_404=False):
         """→ the reply dict (None: a lookup the HTTP plugin answered 404); PluginError."""
         if self._http():
-            return _json_reply(*self.transport.request(method, query, body), none_on_404=none_on_404)
+            from .http import json_object
+
+            code, reply = self.transport.request(method, query, body)
+            return None if code == 404 and none_on_404 else json_object(code, reply)
         return self.transport.call(body if body is not None else query, op)
 
     def _try(self, fn, parse, failed):

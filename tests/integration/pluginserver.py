@@ -46,20 +46,21 @@ class PluginServer(HTTPServerThread):
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _body(self):
+                """The request body: its JSON, or the raw bytes when it is not JSON."""
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    return json.loads(raw)
+                except ValueError:
+                    return raw
+
             def _rest(self, method):
                 """GOST's REST-shaped plugins → True when ``rest`` had the route."""
                 u = urlsplit(self.path)
                 fn = box.rest.get((method, u.path))
                 if fn is None:
                     return False
-                if method == "GET":
-                    req = dict(parse_qsl(u.query, keep_blank_values=True))
-                else:
-                    raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                    try:
-                        req = json.loads(raw)
-                    except ValueError:
-                        req = raw
+                req = dict(parse_qsl(u.query, keep_blank_values=True)) if method == "GET" else self._body()
                 with box._lock:
                     box.requests.append((self.path, dict(self.headers), req))
                     box.calls.append((method, u.path, req))
@@ -94,11 +95,7 @@ class PluginServer(HTTPServerThread):
             def do_POST(self):
                 if self._rest("POST"):
                     return
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                try:
-                    req = json.loads(raw)
-                except ValueError:
-                    req = raw
+                req = self._body()
                 with box._lock:
                     box.requests.append((self.path, dict(self.headers), req))
                 fn = box.routes.get(self.path)
