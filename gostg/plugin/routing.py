@@ -51,8 +51,7 @@ class PluginIngress(_Rest):
         if not host:
             return None
         query = {"host": host, **({"service": service} if service else {})}
-        endpoint = self._try(lambda: self._call("GET", query, op="GetRule", none_on_404=True),
-                             lambda r: wire.ingress_rule_reply(r) if r is not None else "", "")
+        endpoint = self._try(lambda: self._call("GET", query, op="GetRule", none_on_404=True), _endpoint, "")
         return Rule(host, endpoint) if endpoint else None
 
     def set_rule(self, rule, service=""):
@@ -60,6 +59,20 @@ class PluginIngress(_Rest):
             return False
         body = wire.set_rule_request(rule.hostname, rule.endpoint, service)
         return self._try(lambda: self._call("PUT", body=body, op="SetRule"), wire.ok_of, False)
+
+
+def _endpoint(reply):
+    """A GetRule answer → the endpoint ("" for none); one that is no tunnel ID is garbage (GOST
+    reads it as the zero tunnel: no route)."""
+    from ..policy.ingress import endpoint_id
+
+    endpoint = wire.ingress_rule_reply(reply) if reply is not None else ""
+    if endpoint:
+        try:
+            endpoint_id(endpoint)
+        except ValueError as exc:
+            raise PluginError(str(exc)) from None
+    return endpoint
 
 
 class PluginRouter(_Rest):

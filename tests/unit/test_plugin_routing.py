@@ -73,7 +73,7 @@ def test_ingress_http_get_rule_and_set_rule():
 
 
 @pytest.mark.parametrize("answer", [PluginError("connection refused"), (500, b"oops"), (200, b"<html>"),
-                                    (200, {"endpoint": 7}), (200, [1, 2])])
+                                    (200, {"endpoint": 7}), (200, [1, 2]), (200, {"endpoint": "tunnel-1"})])
 def test_ingress_failures_route_nothing_logged_once_then_recovery(answer):
     t = HTTPStandIn(answer)
     i = make(PluginIngress, t)
