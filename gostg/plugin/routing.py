@@ -21,6 +21,11 @@ from ..policy.group import Unanswered
 class _Rest(PluginBacked):
     """One call: ``(method, query, body)`` over HTTP, ``(request, op)`` over gRPC."""
 
+    def __init__(self, name, cfg, path, log=None):
+        super().__init__(name, cfg, path, None)
+        # GOST's fields on these plugins' lines: kind and the object's name under its kind
+        self.log = log.bind(kind=self.plugin_kind, **{self.plugin_kind: name}) if log is not None else None
+
     def _http(self):
         return hasattr(self.transport, "request")
 

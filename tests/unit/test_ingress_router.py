@@ -245,3 +245,11 @@ def test_an_sd_needs_a_plugin_and_the_schema_knows_every_key():
     assert validate(cfg) == []
     bad = validate({"routers": [{"name": "r", "routes": [{"dst": "10.0.0.0/8", "gw": "g"}]}]})
     assert any(p.path == "routers[0].routes[0].gw" for p in bad), bad
+
+
+@given(st.lists(st.text(max_size=80), max_size=8), st.text(max_size=40))
+def test_garbage_route_lines_never_raise(lines, dst):
+    routes = rt.build_table(lines)
+    assert all(isinstance(r, rt.Route) for r in routes)
+    got = rt.first_match(routes, dst)
+    assert got is None or got in routes
