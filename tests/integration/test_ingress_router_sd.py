@@ -241,7 +241,8 @@ def test_http_plugins_that_fail_route_nothing_log_once_and_recover(tmp_path):
                 assert p.call("get_rule", "a.com") is None
             state["code"] = 200
             assert endpoint(p.call("get_rule", "a.com")) == U1
-            lines = [(x["level"], x["msg"]) for x in p.log() if x.get("kind") == "ingress" and x.get("ingress") == "pi"]
+            lines = [(x["level"], x["msg"]) for x in p.log()
+                     if x.get("kind") == "ingress" and x.get("ingress") == "pi"]
             assert lines == [("error", "ingress plugin pi: HTTP 500: no rule until it answers"),
                              ("info", "ingress plugin pi answers again")], p.log_text()
         state["code"] = 502
