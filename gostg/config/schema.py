@@ -324,6 +324,10 @@ ROUTE = keys(Key("dst", docs="concepts/router/", meaning="an IP address or a CID
 ROUTER = named(Key("routes", LIST, item=ROUTE, docs="concepts/router/",
                    meaning="dst -> gateway; the first route that holds a destination wins"),
                *loaders("concepts/router/", ("hash", "set", "list"), hash_line="dst gateway"))
+#: a plugin ingress/router that fails does not refuse a connection itself: it routes nothing
+INGRESS["plugin"] = ROUTER["plugin"] = Key("plugin", MAP, fields=PLUGIN, docs="concepts/plugin/",
+                                           meaning="a plugin answers instead of the object's own rules; one "
+                                                   "that fails routes nothing")
 SD = named(Key("plugin", MAP, fields=PLUGIN, required=True, docs="concepts/sd/",
                meaning="service discovery is a plugin only (GOST's); one that fails finds no service"))
 OBSERVER_PLUGIN = keys(
