@@ -67,8 +67,8 @@ def build_router(o, path, registries=None):
         d = dst or net
         if not d:
             raise ConfigError(f"{rp}.dst", "is required (an IP address or a CIDR network)")
-        if not gw:
-            raise ConfigError(f"{rp}.gateway", "is required")
+        if not gw or any(c.isspace() for c in gw):
+            raise ConfigError(f"{rp}.gateway", "is required" if not gw else f"bad gateway {gw!r}")
         try:
             route = parse_route(d, gw)
         except ValueError as exc:

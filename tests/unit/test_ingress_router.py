@@ -253,3 +253,40 @@ def test_garbage_route_lines_never_raise(lines, dst):
     assert all(isinstance(r, rt.Route) for r in routes)
     got = rt.first_match(routes, dst)
     assert got is None or got in routes
+
+
+# --- garbage objects: a config error with a path, never another exception --------------------------
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+                     lambda kids: st.lists(kids, max_size=3) | st.dictionaries(
+                         st.sampled_from(["hostname", "endpoint", "dst", "net", "gateway", "x"]), kids, max_size=3),
+                     max_leaves=8)
+
+
+@given(_json, _json)
+def test_garbage_rules_and_routes_are_config_errors_or_objects(rules, routes):
+    for kind, key, value in (("ingresses", "rules", rules), ("routers", "routes", routes)):
+        try:
+            obj = build_object(kind, {"name": "x", key: value}, f"{kind}[0]", None)
+        except ConfigError as exc:
+            assert exc.path.startswith(f"{kind}[0]"), exc.path
+        else:
+            obj.close()
+
+
+@pytest.mark.parametrize("kind, obj, path", [
+    ("ingresses", {"name": "i", "rules": "a.com 4d21094e-b74c-4916-86c1-d9fa36ea677b"}, "ingresses[0].rules"),
+    ("ingresses", {"name": "i", "rules": [["a.com", U1]]}, "ingresses[0].rules[0]"),
+    ("ingresses", {"name": "i", "rules": [{"hostname": ["a.com"], "endpoint": U1}]}, "ingresses[0].rules[0].hostname"),
+    ("ingresses", {"name": "i", "redis": "127.0.0.1:6379"}, "ingresses[0].redis"),
+    ("ingresses", {"name": "i", "http": {"url": "ftp://x/y"}}, "ingresses[0].http.url"),
+    ("ingresses", {"name": "i", "reload": "soon"}, "ingresses[0].reload"),
+    ("routers", {"name": "r", "routes": [{"dst": {"a": 1}, "gateway": "g"}]}, "routers[0].routes[0].dst"),
+    ("routers", {"name": "r", "routes": [{"dst": "10.0.0.1", "gateway": "two words"}]}, "routers[0].routes[0].gateway"),
+    ("sds", {"name": "s", "plugin": {"type": "http"}}, "sds[0].plugin.addr"),
+    ("sds", {"name": "s", "plugin": {"type": "smtp", "addr": "x"}}, "sds[0].plugin.type"),
+])
+def test_malformed_objects_name_their_key(kind, obj, path):
+    with pytest.raises(ConfigError) as e:
+        build_object(kind, obj, f"{kind}[0]", None)
+    assert e.value.path == path
