@@ -12,7 +12,7 @@ import time
 import pytest
 
 from .helpers import free_port
-from .pluginserver import PluginServer
+from .pluginserver import PluginServer, Slow
 from .redisproc import RedisServer, redis_srv, until  # noqa: F401 - fixture
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -235,7 +235,14 @@ def test_http_plugins_that_fail_route_nothing_log_once_and_recover(tmp_path):
     def rule(q):
         return (state["code"], {"endpoint": U1})
 
-    with PluginServer(rest={("GET", "/ingress"): rule, ("GET", "/sd"): lambda q: (state["code"], b"{}")}) as web:
+    rest = {("GET", "/ingress"): rule, ("GET", "/sd"): lambda q: (state["code"], b"{}"), ("GET", "/slow"): Slow(1.5)}
+    with PluginServer(rest=rest) as web:
+        slow = {"name": "ps", "plugin": {"type": "http", "addr": f"{web.url}/slow", "timeout": "300ms"}}
+        with Probe(tmp_path, "routers", slow) as p:
+            t0 = time.monotonic()
+            assert p.call("get_route", "10.0.0.1") is None       # a slow plugin: no route, in its timeout
+            assert time.monotonic() - t0 < 1.2
+            assert "no answer within 0.3s" in p.log_text()
         with Probe(tmp_path, "ingresses", {"name": "pi", "plugin": {"type": "http", "addr": f"{web.url}/ingress"}}) as p:
             for _ in range(3):
                 assert p.call("get_rule", "a.com") is None
