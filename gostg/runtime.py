@@ -41,11 +41,13 @@ T = TypeVar("T")
 
 #: build order: what a later kind may refer to is built first
 OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains",
-                "limiters", "climiters", "rlimiters", "recorders", "observers")
+                "limiters", "climiters", "rlimiters", "recorders", "observers",
+                "ingresses", "routers", "sds")
 #: objects whose items may come from redis/http sources (a poller, a push subscription)
-LOADER_KINDS = ("authers", "admissions", "bypasses", "hosts", "limiters", "climiters", "rlimiters")
+LOADER_KINDS = ("authers", "admissions", "bypasses", "hosts", "limiters", "climiters", "rlimiters",
+                "ingresses", "routers")
 #: what may hold a loader or a plugin transport to close when it is dropped or gostg stops
-CLOSE_KINDS = LOADER_KINDS + ("resolvers",)
+CLOSE_KINDS = LOADER_KINDS + ("resolvers", "sds")
 
 
 def _loader_source(obj):

@@ -331,7 +331,15 @@ OBJECT_BUILDERS = {
     "climiters": lambda o, p, r: build_limiter("climiters", o, p, r),
     "rlimiters": lambda o, p, r: build_limiter("rlimiters", o, p, r),
     "observers": lambda o, p, r: build_observer(o, p, r),
+    "ingresses": lambda o, p, r: _routing().build_ingress(o, p, r),
+    "routers": lambda o, p, r: _routing().build_router(o, p, r),
+    "sds": lambda o, p, r: _routing().build_sd(o, p, r),
 }
+
+
+def _routing():
+    from . import routing   # ingresses, routers, sds: imported by a config that has them
+    return routing
 
 
 def build_observer(o, path, registries=None):

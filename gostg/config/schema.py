@@ -103,14 +103,15 @@ def _file_key():
     return Key("file", ANY, fields=FILE_LOADER, meaning="file loader")
 
 
-def redis_loader(types):
+def redis_loader(types, hash_line=""):
     """GOST's redis block for an object that reads Redis ``types`` (the first is the default),
-    plus gostg's ``pubsub``."""
+    plus gostg's ``pubsub``; ``hash_line``: what one HASH field and its value are."""
+    reads = dict(REDIS_READS, **({"hash": f"HGETALL, one '{hash_line}' per field"} if hash_line else {}))
     return keys(Key("addr", required=True, meaning="host:port of the Redis server"),
                 Key("db", INT, default=0), Key("username"), Key("password"),
                 Key("key", default="gost"),
                 Key("type", default=types[0], choices=("",) + types,
-                    meaning=" or ".join(f"{t}: {REDIS_READS[t]}" for t in types)),
+                    meaning=" or ".join(f"{t}: {reads[t]}" for t in types)),
                 Key("pubsub", BOOL, default=False,
                     meaning="gostg: re-read at once on PUBLISH gostg:reload <key> (or a keyspace "
                             "notification of the key, when the server sends them)"))
@@ -121,14 +122,15 @@ HTTP_SOURCE = keys(Key("url", required=True, meaning="GET; a 200 body in the fil
                    Key("timeout", DURATION, default="10s", meaning="the whole request (GOST: none)"))
 
 
-def loaders(doc, redis_types=None, plugin=True):
+def loaders(doc, redis_types=None, plugin=True, hash_line=""):
     """The data-source keys every loader-capable object has; ``redis_types``: the Redis key
-    types it reads (None: redis and http are not built for it); ``plugin``: gostg builds it."""
+    types it reads (None: redis and http are not built for it); ``plugin``: gostg builds it;
+    ``hash_line``: what a HASH field and value stand for."""
     if redis_types is None:
         net = [unbuilt("redis", MAP, doc, "Redis loader", fields=REDIS_LOADER),
                unbuilt("http", MAP, doc, "HTTP loader", fields=HTTP_LOADER)]
     else:
-        net = [Key("redis", MAP, fields=redis_loader(redis_types), docs=doc,
+        net = [Key("redis", MAP, fields=redis_loader(redis_types, hash_line), docs=doc,
                    meaning="Redis loader (after the inline items and file)"),
                Key("http", MAP, fields=HTTP_SOURCE, docs=doc, meaning="HTTP loader (after redis)")]
     return [Key("reload", DURATION, meaning="poll period of file, redis and http"), _file_key(), *net,
@@ -306,9 +308,28 @@ STORE_KEY = Key("store", MAP, fields=LIMITER_STORE,
 LIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/", ("set", "list")), STORE_KEY)
 #: connection and rate limiters: GOST has no plugin for them
 CLIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/", ("set", "list"), plugin=False), STORE_KEY)
-INGRESS = named(Key("rules", LIST), *loaders("concepts/ingress/", plugin=False))
-ROUTER = named(Key("routes", LIST), *loaders("concepts/router/", plugin=False))
-SD = named(Key("plugin", MAP, fields=PLUGIN))
+# ingresses, routers, sds: read by the tunnel, router and tun handlers (gostg/policy/ingress.py,
+# routes.py, sd.py; plugin-backed ones in gostg/plugin/routing.py)
+INGRESS_RULE = keys(Key("hostname", required=True, docs="concepts/ingress/",
+                        meaning="a host name, or a wildcard *.example.org / .example.org (the name and "
+                                "every name under it)"),
+                    Key("endpoint", required=True, docs="concepts/ingress/",
+                        meaning="the tunnel ID (a UUID; $-prefixed: a private tunnel)"))
+INGRESS = named(Key("rules", LIST, item=INGRESS_RULE, docs="concepts/ingress/",
+                    meaning="hostname -> endpoint; a later source wins for the same hostname"),
+                *loaders("concepts/ingress/", ("hash", "set"), hash_line="hostname endpoint"))
+ROUTE = keys(Key("dst", docs="concepts/router/", meaning="an IP address or a CIDR network"),
+             Key("net", docs="concepts/router/", meaning="deprecated: dst (a CIDR network)"),
+             Key("gateway", required=True, docs="concepts/router/"))
+ROUTER = named(Key("routes", LIST, item=ROUTE, docs="concepts/router/",
+                   meaning="dst -> gateway; the first route that holds a destination wins"),
+               *loaders("concepts/router/", ("hash", "set", "list"), hash_line="dst gateway"))
+#: a plugin ingress/router that fails does not refuse a connection itself: it routes nothing
+INGRESS["plugin"] = ROUTER["plugin"] = Key("plugin", MAP, fields=PLUGIN, docs="concepts/plugin/",
+                                           meaning="a plugin answers instead of the object's own rules; one "
+                                                   "that fails routes nothing")
+SD = named(Key("plugin", MAP, fields=PLUGIN, required=True, docs="concepts/sd/",
+               meaning="service discovery is a plugin only (GOST's); one that fails finds no service"))
 OBSERVER_PLUGIN = keys(
     Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/observer/",
         meaning="http, or grpc (GOST's default when unset: needs pip install 'gostg[grpc]')"),
@@ -373,14 +394,11 @@ TOP = keys(
     Key("services", LIST, item=SERVICE), Key("chains", LIST, item=CHAIN), Key("hops", LIST, item=HOP),
     Key("authers", LIST, item=AUTHER), Key("admissions", LIST, item=ADMISSION),
     Key("bypasses", LIST, item=BYPASS), Key("resolvers", LIST, item=RESOLVER), Key("hosts", LIST, item=HOSTS),
-    # their consumers (the tunnel handler, TUN/router handlers) are not in gostg: so neither are they,
-    # plugin or not
-    unbuilt("ingresses", LIST, "concepts/ingress/", "ingress (the reverse-proxy tunnel handler that reads it is not "
-                                                    "built either)", item=INGRESS),
-    unbuilt("routers", LIST, "concepts/router/", "routers (the TUN/router handlers that read them are not built "
-                                                 "either)", item=ROUTER),
-    unbuilt("sds", LIST, "concepts/sd/", "service discovery (the tunnel handler that reads it is not built "
-                                         "either)", item=SD),
+    Key("ingresses", LIST, item=INGRESS, docs="concepts/ingress/",
+        meaning="hostname -> tunnel ID, for the tunnel and router handlers"),
+    Key("routers", LIST, item=ROUTER, docs="concepts/router/",
+        meaning="destination -> gateway, for the tun and router handlers"),
+    Key("sds", LIST, item=SD, docs="concepts/sd/", meaning="service discovery of tunnel connections (plugin)"),
     Key("recorders", LIST, item=RECORDER, docs="concepts/recorder/", meaning="where records go: file, tcp, http, redis"),
     Key("limiters", LIST, item=LIMITER), Key("climiters", LIST, item=CLIMITER), Key("rlimiters", LIST, item=CLIMITER),
     unbuilt("quotas", LIST, "concepts/limiter/", "traffic quotas"),

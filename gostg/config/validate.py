@@ -378,12 +378,13 @@ def observer_plugin_problem(t):
 
 
 #: objects whose ``plugin`` gostg builds (the hop's: checked with the hops)
-PLUGIN_KINDS = ("authers", "admissions", "bypasses", "hosts", "resolvers", "limiters")
+PLUGIN_KINDS = ("authers", "admissions", "bypasses", "hosts", "resolvers", "limiters", "ingresses", "routers",
+                "sds")
 
 
 #: what an object with ``plugin`` does not read (GOST builds the plugin alone)
 PLUGIN_REPLACES = ("auths", "matchers", "whitelist", "reverse", "network", "mappings", "nameservers", "limits",
-                   "nodes", "selector", "bypass", "bypasses", "file", "redis", "http", "reload")
+                   "nodes", "selector", "bypass", "bypasses", "file", "redis", "http", "reload", "rules", "routes")
 
 
 def _plugin_type(w, o, path):

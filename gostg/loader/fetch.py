@@ -66,6 +66,8 @@ REDIS_TYPES = {
     "limiters": ("set", "list"),
     "climiters": ("set", "list"),
     "rlimiters": ("set", "list"),
+    "ingresses": ("hash", "set"),
+    "routers": ("hash", "set", "list"),
 }
 DEFAULT_KEY = "gost"
 

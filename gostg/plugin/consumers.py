@@ -20,6 +20,8 @@ class PluginBacked:
 
     kind = plugin_kind = ""
     whitelist = False
+    #: what a failing plugin means, in its log line
+    failing = "refusing until it answers"
 
     def __init__(self, name, cfg, path, log=None):
         self.name = name
@@ -27,14 +29,15 @@ class PluginBacked:
         self.log = log.bind(kind=self.plugin_kind, plugin=name) if log is not None else None
         self._failing = None   # the last failure's text while failing
 
-    def ask(self, request, parse):
-        """→ ``parse(reply)``; a failure (transport, status, garbage) raises Unanswered."""
+    def ask(self, request, parse, call=None):
+        """→ ``parse(call(request))`` (``call``: the transport's JSON POST unless given); a
+        failure (transport, status, garbage) raises Unanswered."""
         try:
-            out = parse(self.transport.call(request))
+            out = parse((call or self.transport.call)(request))
         except PluginError as exc:
             why = str(exc) or type(exc).__name__
             if why != self._failing and self.log is not None:
-                self.log.error(f"{self.plugin_kind} plugin {self.name}: {why}: refusing until it answers")
+                self.log.error(f"{self.plugin_kind} plugin {self.name}: {why}: {self.failing}")
             self._failing = why
             raise Unanswered(self.kind, self.name, why) from None
         if self._failing is not None:

@@ -14,8 +14,9 @@ Rules:
    would add a stale-connection case to every decision.
 6. ``Authorization: Bearer <token>`` when ``token`` is set; ``Content-Type: application/json``.
 """
+import copy
 import json
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import gevent
 import h11
@@ -149,6 +150,20 @@ def _reply(conn, sock, limit=MAX_REPLY):
         # an InformationalResponse (1xx) is skipped
 
 
+def json_object(code, reply):
+    """A plugin's answer → its JSON object; another status than 200, or a body that is not a
+    JSON object, is a PluginError."""
+    if code != 200:
+        raise PluginError(f"HTTP {code}")
+    try:
+        out = json.loads(reply)
+    except ValueError:
+        raise PluginError(f"reply is not JSON ({reply[:64]!r})") from None
+    if not isinstance(out, dict):
+        raise PluginError(f"reply is not a JSON object ({reply[:64]!r})")
+    return out
+
+
 class Transport:
     """``call(request) -> reply``: POST the request as JSON, want HTTP 200 and a JSON object."""
 
@@ -170,16 +185,20 @@ class Transport:
             raise ConfigError(f"{path}.addr", str(exc)) from None
 
     def call(self, request):
-        code, reply = post_json(self.target, json.dumps(request).encode())
-        if code != 200:
-            raise PluginError(f"HTTP {code}")
-        try:
-            out = json.loads(reply)
-        except ValueError:
-            raise PluginError(f"reply is not JSON ({reply[:64]!r})") from None
-        if not isinstance(out, dict):
-            raise PluginError(f"reply is not a JSON object ({reply[:64]!r})")
-        return out
+        return json_object(*post_json(self.target, json.dumps(request).encode()))
+
+    def request(self, method, query=None, body=None):
+        """GOST's REST-shaped plugins (ingress, router, sd): ``method`` to the plugin's URL with
+        ``query`` set on its query string (Go's ``url.Values.Encode``: keys sorted) and ``body``
+        (a dict) as JSON → (status, reply bytes). Transport failures raise PluginError."""
+        target = self.target
+        if query:
+            target = copy.copy(target)
+            path, _, qs = target.path.partition("?")
+            values = parse_qs(qs, keep_blank_values=True)
+            values.update({k: [v] for k, v in query.items()})
+            target.path = f"{path}?{urlencode(sorted(values.items()), doseq=True)}"
+        return exchange(target, method, None if body is None else json.dumps(body).encode())
 
     def close(self):
         """Nothing is kept open between calls (rule 5)."""

@@ -117,3 +117,44 @@ def must_ok(reply):
     """Recorder and observer: ``ok`` must be true."""
     if not ok_of(reply):
         raise PluginError("plugin answered ok: false")
+
+
+# -- ingress, router, sd (GOST's REST-shaped plugins: GET with a query, PUT/POST/DELETE a body) --
+
+def ingress_rule_reply(reply):
+    """GetRule → the endpoint ("" when the plugin has no rule for the host)."""
+    return _field(reply, "endpoint", (str,), "").strip()
+
+
+def set_rule_request(host, endpoint, service=""):
+    return {"service": service or "", "host": host or "", "endpoint": endpoint or ""}
+
+
+def route_reply(reply):
+    """GetRoute → (dst, gateway); the HTTP plugin's deprecated ``net`` stands for an empty
+    ``dst`` (GOST's router plugin)."""
+    dst = _field(reply, "dst", (str,), "").strip() or _field(reply, "net", (str,), "").strip()
+    return dst, _field(reply, "gateway", (str,), "").strip()
+
+
+#: an sd Service's fields (GOST's sd.Service, JSON names of its HTTP plugin)
+SD_FIELDS = ("id", "name", "node", "network", "address")
+
+
+def sd_service(svc):
+    """A Service (or a dict) → GOST's JSON of it."""
+    get = svc.get if isinstance(svc, dict) else (lambda k, d="": getattr(svc, k, d))
+    return {k: str(get(k, "") or "") for k in SD_FIELDS}
+
+
+def sd_services_reply(reply):
+    """Get → [service dicts]; null entries are skipped (GOST), a non-object entry is garbage."""
+    items = _field(reply, "services", (list,), [])
+    out = []
+    for v in items:
+        if v is None:
+            continue
+        if not isinstance(v, dict):
+            raise PluginError(f"reply field 'services' holds {type(v).__name__}, not an object")
+        out.append({k: _field(v, k, (str,), "") for k in SD_FIELDS})
+    return out

@@ -1,8 +1,8 @@
 """A GOST gRPC plugin server for the tests: grpcio's own server (threads, in the test process,
-on a free loopback port) answering the auth, admission, bypass, hosts, limiter and observer
-protos of go-gost/plugin. What it decides is plain attributes the test sets; what it was asked is in
-``.calls``. The ``token`` metadata entry must be the one it was given, else the call fails
-UNAUTHENTICATED (what GOST's example plugins do with a bad token)."""
+on a free loopback port) answering the auth, admission, bypass, hosts, limiter, observer,
+ingress, router and sd protos of go-gost/plugin. What it decides is plain attributes the test
+sets; what it was asked is in ``.calls``. The ``token`` metadata entry must be the one it was
+given, else the call fails UNAUTHENTICATED (what GOST's example plugins do with a bad token)."""
 import threading
 import time
 from concurrent import futures
@@ -26,15 +26,23 @@ class PluginServer:
         self.bad_tokens = 0
         self._release = threading.Event()
         self._lock = threading.Lock()
+        self.rules = {}                              # ingress: host -> endpoint
+        self.routes = {}                             # router: dst asked -> (dst, gateway)
+        self.services = []                           # sd: registered service dicts
         self.server = grpc.server(futures.ThreadPoolExecutor(workers), maximum_concurrent_rpcs=None)
         handlers = {}
-        for kind, fn in (("auth", self._auth), ("admission", self._admit), ("bypass", self._bypass),
-                         ("hosts", self._lookup), ("limiter", self._limit), ("observer", self._observe)):
+        one = {"auth": self._auth, "admission": self._admit, "bypass": self._bypass, "hosts": self._lookup,
+               "limiter": self._limit, "observer": self._observe}
+        many = {"GetRule": self._get_rule, "SetRule": self._set_rule, "GetRoute": self._get_route,
+                "Register": self._register, "Deregister": self._deregister, "Renew": lambda r: {"ok": True},
+                "Get": self._get_services}
+        for kind in list(one) + ["ingress", "router", "sd"]:
             service, methods, _ = protos.SERVICES[kind]
-            (name, (req, rep)), = methods.items()
-            handlers.setdefault(service, {})[name] = grpc.unary_unary_rpc_method_handler(
-                self._wrap(kind, name, req, rep, fn), protos.message_class(req).FromString,
-                lambda m: m if isinstance(m, bytes) else m.SerializeToString())
+            for name, (req, rep) in methods.items():
+                fn = one.get(kind) or many[name]
+                handlers.setdefault(service, {})[name] = grpc.unary_unary_rpc_method_handler(
+                    self._wrap(kind, name, req, rep, fn), protos.message_class(req).FromString,
+                    lambda m: m if isinstance(m, bytes) else m.SerializeToString())
         self.server.add_generic_rpc_handlers(
             [grpc.method_handlers_generic_handler(f"proto.{s}", h) for s, h in handlers.items()])
         self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
@@ -56,11 +64,7 @@ class PluginServer:
             if self.garbage:
                 return b"\xff\xff\xff\xff"
             reply = protos.message_class(rep_name)()
-            for k, v in fn(protos.to_dict(request, req_name)).items():
-                if isinstance(v, list):
-                    getattr(reply, k).extend(v)
-                else:
-                    setattr(reply, k, v)
+            protos._set(reply, rep_name, fn(protos.to_dict(request, req_name)), rep_name)
             return reply
         return handle
 
@@ -84,6 +88,31 @@ class PluginServer:
 
     def _observe(self, r):
         return {"ok": self.observe_ok}
+
+    def _get_rule(self, r):
+        return {"endpoint": self.rules.get(r["host"], "")}
+
+    def _set_rule(self, r):
+        self.rules[r["host"]] = r["endpoint"]
+        return {"ok": True}
+
+    def _get_route(self, r):
+        dst, gw = self.routes.get(r["dst"], ("", ""))
+        return {"dst": dst, "gateway": gw}
+
+    def _register(self, r):
+        with self._lock:
+            self.services.append(r["service"])
+        return {"ok": True}
+
+    def _deregister(self, r):
+        with self._lock:
+            self.services = [s for s in self.services if s["id"] != r["service"]["id"]]
+        return {"ok": True}
+
+    def _get_services(self, r):
+        with self._lock:
+            return {"services": [s for s in self.services if s["name"] == r["name"]]}
 
     def events(self, type_=None):
         """The observer events received, oldest first."""

@@ -1,11 +1,16 @@
 """A small GOST HTTP plugin server for tests: a threaded http.server on 127.0.0.1 whose
 ``routes`` map a path to ``fn(request JSON) -> reply`` (a dict sent as JSON, or bytes sent
 as they are). Special answers: ``SLOW`` (never answers within a test), ``garbage`` bytes.
-Every request is kept: (path, headers, body JSON or raw bytes). GET serves ``files[path]``."""
+Every request is kept: (path, headers, body JSON or raw bytes). GET serves ``files[path]``.
+``rest`` maps ``(METHOD, path)`` to ``fn(request) -> reply`` for GOST's REST-shaped plugins
+(ingress, router, sd): the request is the query (a dict of single values) for a GET, the JSON
+body otherwise; a reply may be ``(status, body)``. Those calls are kept in ``calls`` as
+(method, path, request)."""
 import http.server
 import json
 import threading
 import time
+from urllib.parse import parse_qsl, urlsplit
 
 from .helpers import HTTPServerThread
 
@@ -18,11 +23,13 @@ class Slow:
 
 
 class PluginServer(HTTPServerThread):
-    def __init__(self, routes=None, files=None):
+    def __init__(self, routes=None, files=None, rest=None):
         box = self
         self.routes = dict(routes or {})
         self.files = dict(files or {})
+        self.rest = dict(rest or {})
         self.requests = []
+        self.calls = []
         self._lock = threading.Lock()
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -39,7 +46,44 @@ class PluginServer(HTTPServerThread):
                 self.end_headers()
                 self.wfile.write(body)
 
+            def _body(self):
+                """The request body: its JSON, or the raw bytes when it is not JSON."""
+                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                try:
+                    return json.loads(raw)
+                except ValueError:
+                    return raw
+
+            def _rest(self, method):
+                """GOST's REST-shaped plugins → True when ``rest`` had the route."""
+                u = urlsplit(self.path)
+                fn = box.rest.get((method, u.path))
+                if fn is None:
+                    return False
+                req = dict(parse_qsl(u.query, keep_blank_values=True)) if method == "GET" else self._body()
+                with box._lock:
+                    box.requests.append((self.path, dict(self.headers), req))
+                    box.calls.append((method, u.path, req))
+                if isinstance(fn, Slow):
+                    time.sleep(fn.seconds)
+                    self._send(200, b"{}")
+                    return True
+                out = fn(req)
+                code, out = out if isinstance(out, tuple) else (200, out)
+                self._send(code, out if isinstance(out, bytes) else json.dumps(out).encode())
+                return True
+
+            def do_PUT(self):
+                if not self._rest("PUT"):
+                    self._send(404, b"no such plugin")
+
+            def do_DELETE(self):
+                if not self._rest("DELETE"):
+                    self._send(404, b"no such plugin")
+
             def do_GET(self):
+                if self._rest("GET"):
+                    return
                 with box._lock:
                     box.requests.append((self.path, dict(self.headers), None))
                 body = box.files.get(self.path)
@@ -49,11 +93,9 @@ class PluginServer(HTTPServerThread):
                     self._send(200, body if isinstance(body, bytes) else json.dumps(body).encode())
 
             def do_POST(self):
-                raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                try:
-                    req = json.loads(raw)
-                except ValueError:
-                    req = raw
+                if self._rest("POST"):
+                    return
+                req = self._body()
                 with box._lock:
                     box.requests.append((self.path, dict(self.headers), req))
                 fn = box.routes.get(self.path)

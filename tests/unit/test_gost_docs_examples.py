@@ -354,7 +354,30 @@ services:
 ingresses:
 - name: ingress-0
   rules: [{hostname: example.com, endpoint: 4d21094e-b74c-4916-86c1-d9fa36ea677b}]
-""", [("error", "ingresses")]),
+""", []),
+    ("""
+ingresses:
+- name: ingress-0
+  reload: 10s
+  file: {path: /path/to/file}
+  redis: {addr: 127.0.0.1:6379, db: 1, username: user, password: 123456, key: gost:ingresses:ingress-0, type: hash}
+  http: {url: http://127.0.0.1:8000, timeout: 10s}
+sds:
+- name: sd-0
+  plugin: {type: http, addr: http://127.0.0.1:8000/sd}
+""", []),
+    # concepts/router.md (its redis type list is in GOST's code, not its page)
+    ("""
+routers:
+- name: router-0
+  routes:
+  - {dst: 10.0.0.1, gateway: 192.168.123.1}
+  - {dst: 192.168.1.0/24, gateway: 192.168.123.2}
+  - {net: 172.10.0.0/16, gateway: 192.168.123.3}
+- name: router-1
+  plugin: {type: http, addr: http://127.0.0.1:8000/router}
+  routes: [{dst: 10.0.0.1, gateway: 192.168.123.1}]
+""", [("warning", "routers[1].routes")]),
     # tutorials/proxy-protocol.md: receiving (listener metadata, as the page writes it), sending
     # from a port-forwarding handler and from a chain hop
     ("""
