@@ -38,6 +38,17 @@ class BufferedConn:
         return getattr(self.sock, name)
 
 
+class HostConn(BufferedConn):
+    """A conn that came through a reverse tunnel knowing the host its visitor asked for (GOST's
+    bind-conn metadata ``host``): the forwarder chooses its node by it as if sniffed."""
+
+    __slots__ = ("host",)
+
+    def __init__(self, sock, pending=b"", host=""):
+        super().__init__(sock, pending)
+        self.host = host
+
+
 class SockWrapper:
     """Mixin for conns wrapping another in ``self.sock``: the calls that only pass through."""
 

@@ -1,0 +1,142 @@
+"""The public entrypoint of a tunnel server (GOST x/handler/tunnel/entrypoint): a TCP service of
+its own, named ``<service>-ep-<addr>``, started and closed with the tunnel service.
+
+Rules:
+1. A connection's first byte says what it is: 0x01 is a relay request (another tunnel node
+   forwarding a visitor it found here through ``sd``), 0x16 … TLS, anything else HTTP. The TLS
+   ClientHello's SNI or the HTTP request's Host (port 443/80 unless given) is the host.
+2. The tunnel is the one the ingress gives that host. No rule: an HTTP client gets 502 Bad
+   Gateway, a TLS client is closed; a ``$`` private tunnel likewise (only visitors that name it
+   reach it); no connection for it: 503 Service Unavailable (TLS: closed). Each refusal is
+   logged.
+3. On this node the tunnel stream starts with the client's and the host's addresses (tunnel
+   handler rule 3); a stream to another node gets the client's bytes only (that node's
+   entrypoint reads them again). Then the connection is relayed whole, first bytes included.
+4. The relay request path (rule 1) is served only when the handler has an ``sd`` (it exists for
+   other nodes): without one it is refused and logged (GOST serves it always, which lets any
+   client of the public port reach private tunnels by id).
+Differences from GOST: an HTTP connection is routed by its first request's Host and then relayed
+as it is (GOST proxies each request of a kept-alive connection on its own and adds its
+Gost-Sid and Gost-Forwarded-Node headers).
+"""
+from gevent import socket
+
+from ..config.metadata import Metadata
+from ..core.service import Service
+from ..handlers import sniffing
+from ..handlers.base import Handler
+from ..listeners.tcp import TCPListener
+from ..protocols import relay as rp, sniff as sp
+from ..protocols.addr import join_host_port
+from ..transport.buffered import Stream
+from . import dialer as tdialer
+
+_HTTP_502 = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_HTTP_503 = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+
+
+class EntrypointHandler(Handler):
+    type_name = "tunnel-ep"
+
+    def __init__(self, tunnel):
+        super().__init__(Metadata({"readTimeout": tunnel.ep_read_timeout}), tunnel.options)
+        self.t = tunnel
+
+    def handle(self, conn, ctx):
+        with self.handshake_deadline():
+            first = conn.recv(1, socket.MSG_PEEK)
+        if not first:
+            return
+        if first[0] == rp.VERSION:
+            return self._relay(conn, ctx)
+        conn, found = sniffing.peek(conn, ctx, self.read_timeout)
+        http = found.proto != sp.PROTO_TLS
+        host = sniffing.sniffed_target(found)
+        if found.proto not in (sp.PROTO_HTTP, sp.PROTO_TLS) or not host:
+            ctx.log.error("entrypoint: no HTTP Host or TLS SNI to route by: closed")
+            if http:
+                self._send(conn, _HTTP_502)
+            return
+        log = ctx.log.bind(host=host, proto=found.proto)
+        ctx.target = host
+        tid = self.t.rule_tid(host, log)
+        if rp.id_is_zero(tid):
+            log.error(f"entrypoint: no route to host {host}")
+            return self._send(conn, _HTTP_502) if http else None
+        tid_text = rp.id_text(tid)
+        if rp.id_private(tid):
+            log.error(f"entrypoint: tunnel {tid_text} is private for host {host}")
+            return self._send(conn, _HTTP_502) if http else None
+        log = log.bind(tunnel=tid_text)
+        try:
+            cc, node, cid = self.t.dialer.dial("tcp", tid_text, ctx, log)
+        except tdialer.Unavailable as exc:
+            log.error(f"entrypoint: {exc}")
+            return self._send(conn, _HTTP_503) if http else None
+        log.debug(f"entrypoint: host {host} -> node={node} tunnel={tid_text} connector={cid}")
+        if node == self.t.node:
+            try:
+                cc.sendall(tdialer.peer_preamble(ctx.src, host))
+            except OSError:
+                cc.close()
+                raise
+        ctx.log = log
+        self.relay(conn, cc, ctx, host)
+
+    @staticmethod
+    def _send(conn, data):
+        try:
+            conn.sendall(data)
+        except OSError:
+            pass
+
+    def _relay(self, conn, ctx):
+        """Rule 4: a relay CONNECT from another node, for a tunnel held here."""
+        s = Stream(conn)
+        with self.handshake_deadline():
+            req = s.read(rp.parse_request)
+        if not self.t.sd_name:
+            ctx.log.error("entrypoint: relay request refused (no sd: only tunnel nodes sharing one may send them)")
+            return self._send(conn, rp.encode_response(rp.Response(rp.STATUS_FORBIDDEN)))
+        src = dst = None
+        network, tid = "tcp", rp.ZERO_ID
+        for f in req.features:
+            if isinstance(f, rp.Addr):
+                a = join_host_port(f.host, f.port)
+                if src is None:
+                    src = a
+                else:
+                    dst = a
+            elif isinstance(f, rp.Tunnel):
+                tid = rp.new_id(f.raw)   # GOST: the id only, no flags
+            elif isinstance(f, rp.Network):
+                network = f.name
+        if rp.id_is_zero(tid):
+            ctx.log.error("entrypoint: invalid tunnel ID: refused")
+            return self._send(conn, rp.encode_response(rp.Response(rp.STATUS_BAD_REQUEST)))
+        tid_text = rp.id_text(tid)
+        log = ctx.log.bind(tunnel=tid_text)
+        try:
+            cc, node, cid = self.t.dialer.dial(network, tid_text, ctx, log)
+        except tdialer.Unavailable as exc:
+            log.error(f"entrypoint: {exc}")
+            return self._send(conn, rp.encode_response(rp.Response(rp.STATUS_SERVICE_UNAVAILABLE)))
+        try:
+            conn.sendall(rp.encode_response(rp.Response(rp.STATUS_OK)))
+            cc.sendall(tdialer.peer_preamble(src or "", dst or ""))
+        except OSError:
+            cc.close()
+            raise
+        self.relay(s.conn_with_rest(), cc, ctx, f"{dst}/{network}")
+
+
+def start_entrypoint(tunnel, service, addr):
+    """Bind and start the entrypoint service of ``tunnel`` (OSError when the port is taken)."""
+    lst = TCPListener(addr, Metadata({}))
+    lst.type_name = "tcp"
+    lst.bind()
+    name = f"{service.name}-ep-{addr}"
+    svc = Service(name, lst, EntrypointHandler(tunnel), service.log.bind(kind="entrypoint"), Metadata({}),
+                  registries=service.registries)
+    svc.start()
+    return svc
