@@ -47,6 +47,17 @@ def endpoint_of(tid_text):
     return hashlib.md5(tid_text.encode()).hexdigest()[:16]
 
 
+def shorthand_ingress(text):
+    """The ``tunnel`` metadata: ``host:endpoint,host:endpoint`` (GOST splits each at its first
+    ``:`` and skips items without one) → an inline Ingress named ``@internal``, or None."""
+    rules = []
+    for item in (text or "").split(","):
+        host, sep, endpoint = item.partition(":")
+        if sep:
+            rules.append((host, endpoint))
+    return ingress_mod.Ingress("@internal", rules=rules) if rules else None
+
+
 @handlers.register("tunnel")
 class TunnelHandler(Handler):
     #: the pool lives in this process: the service is not shared between -workers
@@ -65,7 +76,7 @@ class TunnelHandler(Handler):
         self.direct = md.bool("tunnel.direct")
         self.ep_read_timeout = md.duration("entrypoint.readTimeout") or 15.0
         self.ingress_name = md.str("ingress")
-        self.inline_ingress = ingress_mod.from_shorthand(md.str("tunnel"))
+        self.inline_ingress = shorthand_ingress(md.str("tunnel"))
         self.sd_name = md.str("sd")
         self.mux = MuxConfig.from_md(md, version=2)
         self.pool = Pool(md.duration("tunnel.ttl") or 15.0, on_renew=self._renew)
@@ -74,17 +85,17 @@ class TunnelHandler(Handler):
         self.log = None
 
     # --- named objects (late-bound by name, fail closed) ---------------------------------
-    def _named(self, kind, name, log):
+    def _named(self, kind, what, name, log):
         reg = getattr(self.options.registries, kind, None)
         obj = reg.get(name) if reg is not None else None
         if obj is None:
-            log.error(f"tunnel: {kind[:-1]} {name!r} not found: routing nothing", **{kind[:-1]: name})
+            log.error(f"tunnel: {what} {name!r} not found: routing nothing", **{what: name})
         return obj
 
     def ingress(self, log):
         """The ingress, or None (the inline ``tunnel`` rules when no ``ingress`` is named)."""
         if self.ingress_name:
-            return self._named("ingresses", self.ingress_name, log)
+            return self._named("ingresses", "ingress", self.ingress_name, log)
         return self.inline_ingress
 
     def rule_tid(self, host, log):
@@ -100,7 +111,7 @@ class TunnelHandler(Handler):
         return rp.parse_tunnel_id(rule.endpoint) if rule is not None else rp.ZERO_ID
 
     def sd(self, log):
-        return self._named("sds", self.sd_name, log) if self.sd_name else None
+        return self._named("sds", "sd", self.sd_name, log) if self.sd_name else None
 
     def _sd_call(self, op, log, **svc):
         sd = self.sd(log)

@@ -1,7 +1,8 @@
 """Ingress: host name → service endpoint (GOST x/ingress), the inline-rules part only.
 
-Stand-in at the seam the ``objects`` helper owns (its module replaces this one): the tunnel
-handler builds one from its ``tunnel`` metadata shorthand and calls ``get_rule``/``set_rule``.
+Stand-in at the seam the ``objects`` helper owns (its module replaces this one; same
+constructor ``Ingress(name, rules=[(hostname, endpoint), …])`` and calls): the tunnel handler
+builds one from its ``tunnel`` metadata shorthand and calls ``get_rule``/``set_rule``.
 
 Rules (GOST's localIngress):
 1. A rule's hostname ``*.x.y`` is stored as ``.x.y``; rules without hostname or endpoint are
@@ -18,14 +19,14 @@ Rule = namedtuple("Rule", "hostname endpoint")
 
 
 class Ingress:
-    def __init__(self, rules=(), name="@internal"):
+    def __init__(self, name, rules=(), log=None, **_sources):
         self.name = name
         self.rules = {}
-        for r in rules:
-            if not r.hostname or not r.endpoint:
+        for hostname, endpoint in rules:
+            if not hostname or not endpoint:
                 continue
-            host = r.hostname[1:] if r.hostname.startswith("*") else r.hostname
-            self.rules[host] = r
+            host = hostname[1:] if hostname.startswith("*") else hostname
+            self.rules[host] = Rule(hostname, endpoint)
 
     def get_rule(self, host):
         if not host:
@@ -51,13 +52,3 @@ class Ingress:
     def close(self):
         pass
 
-
-def from_shorthand(text):
-    """The handler's ``tunnel`` metadata: ``host:endpoint,host:endpoint`` (GOST splits each at
-    its first ``:``; items without one are skipped) → an Ingress, or None when no rule."""
-    rules = []
-    for item in (text or "").split(","):
-        host, sep, endpoint = item.partition(":")
-        if sep:
-            rules.append(Rule(host, endpoint))
-    return Ingress(rules) if rules else None

@@ -8,13 +8,15 @@ from hypothesis import given, settings, strategies as st
 from gostg.config.metadata import Metadata
 from gostg.connectors.tunnel import TunnelConnector, _peer_of_response
 from gostg.errors import NeedData, ProtocolError
-from gostg.policy.ingress import Rule, from_shorthand
+from gostg.handlers.tunnel import shorthand_ingress as from_shorthand
+from gostg.policy.ingress import Rule
 from gostg.protocols import relay as rp
 from gostg.transport.buffered import Stream
 from gostg.tunnel.dialer import peer_preamble
 from gostg.tunnel.pool import Connection, Pool
 
 TID = "4d21094e-b74c-4916-86c1-d9fa36ea677b"
+T2 = "ac74d9dd-3125-442a-a7c1-f9e49e05faca"
 
 
 def test_tunnel_id_layout():
@@ -60,12 +62,13 @@ def test_stream_preamble_names_visitor_and_host():
 
 
 def test_inline_ingress_lookup():
-    ing = from_shorthand(f".example.com:{TID},example.org:${TID},bad,*.wild.test:x")
-    assert ing.get_rule("a.b.example.com:80") == Rule(".example.com", TID)
+    ing = from_shorthand(f".example.com:{TID},example.org:${TID},bad,*.wild.test:{T2}")
+    r = ing.get_rule("a.b.example.com:80")
+    assert (r.hostname, r.endpoint) == (".example.com", TID)
     assert ing.get_rule("example.com").endpoint == TID
     assert ing.get_rule("example.org").endpoint == "$" + TID
     assert ing.get_rule("a.example.org") is None
-    assert ing.get_rule("x.wild.test").endpoint == "x"
+    assert ing.get_rule("x.wild.test").endpoint == T2
     assert ing.get_rule("") is None and from_shorthand("") is None
     assert ing.set_rule(Rule("h", TID)) is False
 
