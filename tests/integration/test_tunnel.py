@@ -264,3 +264,51 @@ def test_cli_forms_print_and_check():
     # a key GOST reads but gostg does not build is refused, not ignored
     bad = run_gostg("-L", "tunnel://:8443?entrypoint.ProxyProtocol=1", "--check")
     assert bad.returncode != 0 and "entrypoint.ProxyProtocol" in bad.stdout + bad.stderr
+
+
+def test_yaml_forms_with_an_ingress_object():
+    """The tutorial's YAML: the server names an ingress object (a private rule among them), the
+    client is an rtcp service whose chain's node has the tunnel connector; tunnel+tls between."""
+    from gostg.config import schema
+    if schema.TOP["ingresses"].status != schema.BUILT:   # a merge-order gap: gone once objects is merged
+        pytest.skip("the ingresses config object is not built in this checkout (it comes with the objects helper)")
+    sp, ep = free_port(), free_port()
+    tid, priv = "7e57ab1e-0000-4000-8000-000000000001", "7e57ab1e-0000-4000-8000-000000000002"
+    server = f"""
+services:
+- name: service-0
+  addr: 127.0.0.1:{sp}
+  handler:
+    type: tunnel
+    metadata: {{entrypoint: "127.0.0.1:{ep}", ingress: ingress-0}}
+  listener: {{type: tls}}
+ingresses:
+- name: ingress-0
+  rules:
+  - {{hostname: ".example.com", endpoint: {tid}}}
+  - {{hostname: "srv-2.local", endpoint: "${priv}"}}
+"""
+    with TagOrigin("y") as origin, Gost("-C", "-", stdin=server, ports=(sp, ep)) as srv:
+        cli = f"""
+services:
+- name: service-0
+  addr: :0
+  handler: {{type: rtcp}}
+  listener: {{type: rtcp, chain: chain-0}}
+  forwarder:
+    nodes:
+    - {{name: target-0, addr: "127.0.0.1:{origin.port}"}}
+chains:
+- name: chain-0
+  hops:
+  - name: hop-0
+    nodes:
+    - name: node-0
+      addr: 127.0.0.1:{sp}
+      connector: {{type: tunnel, metadata: {{tunnel.id: {tid}, tunnel.weight: 1}}}}
+      dialer: {{type: tls}}
+"""
+        with Gost("-C", "-", stdin=cli):
+            assert established(srv, tid)
+            assert tagged(ep, "a.example.com") == (200, "y")
+            assert tagged(ep, "srv-2.local")[0] == 502
