@@ -312,3 +312,27 @@ chains:
             assert established(srv, tid)
             assert tagged(ep, "a.example.com") == (200, "y")
             assert tagged(ep, "srv-2.local")[0] == 502
+
+
+def test_replace_and_delete_through_the_api():
+    """PUT the tunnel service (new metadata): the old entrypoint and pool close, the client re-binds
+    to the new one; DELETE: the entrypoint port is closed and the process keeps no tunnel."""
+    from .helpers import port_closed
+    from .peers import Api
+    sp, ep, ap = free_port(), free_port(), free_port()
+    tid = "0f0e0d0c-0b0a-4908-8706-0504030201cc"
+    with TagOrigin("api") as o:
+        with Gost("-L", f"tunnel://127.0.0.1:{sp}?entrypoint=127.0.0.1:{ep}&tunnel=app.test:{tid}",
+                  "-api", f"127.0.0.1:{ap}", ports=(sp, ep, ap)) as server:
+            api = Api(ap)
+            with client(sp, tid, f"127.0.0.1:{o.port}"):
+                assert established(server, tid)
+                svc = api.service("service-0")
+                svc["handler"]["metadata"]["tunnel"] = f"other.test:{tid}"
+                api.put("services", "service-0", svc)
+                assert established(server, tid, 2, timeout=15)   # the client bound again, to the new one
+                assert wait_for(lambda: tagged(ep, "other.test") == (200, "api"), timeout=5)
+                assert tagged(ep, "app.test")[0] == 502
+                api.delete("services", "service-0")
+                assert wait_for(lambda: port_closed(ep))
+                assert wait_for(lambda: port_closed(sp))
