@@ -26,7 +26,6 @@ Rules:
 import hashlib
 import uuid
 
-import gevent
 
 from ..errors import ConfigError
 from ..policy import ingress as ingress_mod
@@ -155,23 +154,7 @@ class TunnelHandler(Handler):
         s = Stream(conn)
         with self.handshake_deadline():
             req = s.read(rp.parse_request)   # garbage/truncated: ProtocolError/EOFError, no reply (GOST)
-        user = password = ""
-        src = dst = None
-        network, tid = "tcp", rp.ZERO_ID
-        for f in req.features:
-            if isinstance(f, rp.UserAuth):
-                user, password = f.user, f.password
-            elif isinstance(f, rp.Addr):
-                a = join_host_port(f.host, f.port)
-                if src is None:
-                    src = a
-                else:
-                    dst = a
-            elif isinstance(f, rp.Tunnel):
-                tid = rp.full_id(f.raw)
-            elif isinstance(f, rp.Network):
-                network = f.name
-        src, dst = src or "", dst or ""
+        user, password, src, dst, network, tid = rp.request_parts(req)
         if rp.id_is_zero(tid):
             ctx.log.error("tunnel: invalid tunnel ID: refused")
             return self._reply(conn, rp.STATUS_BAD_REQUEST)

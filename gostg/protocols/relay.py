@@ -327,3 +327,28 @@ def id_weight(raw):
 def id_with_weight(raw, weight):
     raw = full_id(raw)
     return raw[:19] + bytes((weight & 0xFF,))
+
+
+def request_parts(req):
+    """A tunnel request's fields as GOST's tunnel handler reads them → ``(user, password, src,
+    dst, network, tunnel id)``: the first Addr is the source, a later one the destination
+    (``host:port`` texts, "" when absent); the Tunnel feature as a 20-byte id (zero when absent);
+    the network from the Network feature (tcp without one)."""
+    from .addr import join_host_port
+    user = password = ""
+    src = dst = None
+    network, tid = "tcp", ZERO_ID
+    for f in req.features:
+        if isinstance(f, UserAuth):
+            user, password = f.user, f.password
+        elif isinstance(f, Addr):
+            a = join_host_port(f.host, f.port)
+            if src is None:
+                src = a
+            else:
+                dst = a
+        elif isinstance(f, Tunnel):
+            tid = full_id(f.raw)
+        elif isinstance(f, Network):
+            network = f.name
+    return user, password, src or "", dst or "", network, tid

@@ -27,7 +27,6 @@ from ..handlers import sniffing
 from ..handlers.base import Handler
 from ..listeners.tcp import TCPListener
 from ..protocols import relay as rp, sniff as sp
-from ..protocols.addr import join_host_port
 from ..transport.buffered import Stream
 from . import dialer as tdialer
 
@@ -98,19 +97,8 @@ class EntrypointHandler(Handler):
         if not self.t.sd_name:
             ctx.log.error("entrypoint: relay request refused (no sd: only tunnel nodes sharing one may send them)")
             return self._send(conn, rp.encode_response(rp.Response(rp.STATUS_FORBIDDEN)))
-        src = dst = None
-        network, tid = "tcp", rp.ZERO_ID
-        for f in req.features:
-            if isinstance(f, rp.Addr):
-                a = join_host_port(f.host, f.port)
-                if src is None:
-                    src = a
-                else:
-                    dst = a
-            elif isinstance(f, rp.Tunnel):
-                tid = rp.new_id(f.raw)   # GOST: the id only, no flags
-            elif isinstance(f, rp.Network):
-                network = f.name
+        _, _, src, dst, network, tid = rp.request_parts(req)
+        tid = rp.new_id(tid)   # GOST: the id only, no flags
         if rp.id_is_zero(tid):
             ctx.log.error("entrypoint: invalid tunnel ID: refused")
             return self._send(conn, rp.encode_response(rp.Response(rp.STATUS_BAD_REQUEST)))
@@ -123,7 +111,7 @@ class EntrypointHandler(Handler):
             return self._send(conn, rp.encode_response(rp.Response(rp.STATUS_SERVICE_UNAVAILABLE)))
         try:
             conn.sendall(rp.encode_response(rp.Response(rp.STATUS_OK)))
-            cc.sendall(tdialer.peer_preamble(src or "", dst or ""))
+            cc.sendall(tdialer.peer_preamble(src, dst))
         except OSError:
             cc.close()
             raise

@@ -2,6 +2,7 @@
 with a public entrypoint, gostg clients binding rtcp/rudp services into tunnels, gostg visitors,
 curl through the entrypoint by Host and by TLS SNI; refusals (unknown host, private tunnel,
 a visitor of another tunnel, no tunnel id, garbage) each with a log line."""
+import contextlib
 import json
 import socket
 import struct
@@ -166,34 +167,37 @@ def test_bad_requests_on_tunnel_port(net):
     assert tagged(net["ep"], "www.example.com") == (200, "a")
 
 
+def app_server(sp, ep, tid, *more, ports=()):
+    """A tunnel server whose entrypoint sends app.test to tunnel ``tid``."""
+    return Gost("-L", f"tunnel://127.0.0.1:{sp}?entrypoint=127.0.0.1:{ep}&tunnel=app.test:{tid}", *more,
+                ports=(sp, ep, *ports))
+
+
+@contextlib.contextmanager
+def pool_of_two(tid, extra1="", extra2=""):
+    """A tunnel server and two clients of tunnel ``tid`` (origins tagged one, two) → (server, ep, c1)."""
+    sp, ep = free_port(), free_port()
+    with TagOrigin("one") as o1, TagOrigin("two") as o2, app_server(sp, ep, tid) as server:
+        c1, c2 = started(client(sp, tid, f"127.0.0.1:{o1.port}", extra=extra1),
+                         client(sp, tid, f"127.0.0.1:{o2.port}", extra=extra2))
+        with c1, c2:
+            assert established(server, tid, 2)
+            yield server, ep, c1
+
+
 def test_two_clients_one_tunnel_failover():
     """Two clients bind the same tunnel: the entrypoint uses both; one killed, traffic goes on."""
-    sp, ep = free_port(), free_port()
     tid = "0f0e0d0c-0b0a-4908-8706-050403020100"
-    with TagOrigin("one") as o1, TagOrigin("two") as o2:
-        with Gost("-L", f"tunnel://127.0.0.1:{sp}?entrypoint=127.0.0.1:{ep}&tunnel=app.test:{tid}",
-                  ports=(sp, ep)) as server:
-            c1, c2 = started(client(sp, tid, f"127.0.0.1:{o1.port}"), client(sp, tid, f"127.0.0.1:{o2.port}"))
-            with c1, c2:
-                assert established(server, tid, 2)
-                seen = {tagged(ep, "app.test")[1] for _ in range(24)}
-                assert seen == {"one", "two"}
-                c1.stop()
-                assert wait_log(server, rf"tunnel={tid}, connector=\S+ closed")
-                assert [tagged(ep, "app.test") for _ in range(6)] == [(200, "two")] * 6
+    with pool_of_two(tid) as (server, ep, c1):
+        assert {tagged(ep, "app.test")[1] for _ in range(24)} == {"one", "two"}
+        c1.stop()
+        assert wait_log(server, rf"tunnel={tid}, connector=\S+ closed")
+        assert [tagged(ep, "app.test") for _ in range(6)] == [(200, "two")] * 6
 
 
 def test_weight_255_takes_over():
-    sp, ep = free_port(), free_port()
-    tid = "0f0e0d0c-0b0a-4908-8706-0504030201ff"
-    with TagOrigin("low") as o1, TagOrigin("top") as o2:
-        with Gost("-L", f"tunnel://127.0.0.1:{sp}?entrypoint=127.0.0.1:{ep}&tunnel=app.test:{tid}",
-                  ports=(sp, ep)) as server:
-            c1, c2 = started(client(sp, tid, f"127.0.0.1:{o1.port}", extra="&tunnel.weight=1"),
-                             client(sp, tid, f"127.0.0.1:{o2.port}", extra="&tunnel.weight=255"))
-            with c1, c2:
-                assert established(server, tid, 2)
-                assert {tagged(ep, "app.test")[1] for _ in range(10)} == {"top"}
+    with pool_of_two("0f0e0d0c-0b0a-4908-8706-0504030201ff", "&tunnel.weight=1", "&tunnel.weight=255") as (_, ep, _c):
+        assert {tagged(ep, "app.test")[1] for _ in range(10)} == {"two"}
 
 
 def test_direct_routing():
@@ -209,22 +213,18 @@ def test_direct_routing():
                     assert tagged(vp, "whatever.test") == (200, "d")
 
 
-def test_client_routing_by_node_filter_host():
-    """The client's forwarder picks its node by the host the visitor asked for (filter.host)."""
-    sp, ep = free_port(), free_port()
-    tid = "0f0e0d0c-0b0a-4908-8706-0504030201bb"
-    with TagOrigin("ex") as o1, TagOrigin("sub") as o2, TagOrigin("fb") as o3:
-        cfg = f"""
+def rtcp_client_yaml(sp, tid, nodes, connector_md="", dialer="tcp"):
+    """The tutorial's client in YAML: an rtcp service with forwarder ``nodes`` (YAML flow lines)
+    whose chain's one node has the tunnel connector."""
+    return f"""
 services:
-- name: c
+- name: service-0
   addr: :0
   handler: {{type: rtcp}}
   listener: {{type: rtcp, chain: chain-0}}
   forwarder:
     nodes:
-    - {{name: example-com, addr: "127.0.0.1:{o1.port}", filter: {{host: example.com}}}}
-    - {{name: sub-example-com, addr: "127.0.0.1:{o2.port}", filter: {{host: sub.example.com}}}}
-    - {{name: fallback, addr: "127.0.0.1:{o3.port}"}}
+{nodes}
 chains:
 - name: chain-0
   hops:
@@ -232,9 +232,20 @@ chains:
     nodes:
     - name: node-0
       addr: 127.0.0.1:{sp}
-      connector: {{type: tunnel, metadata: {{tunnel.id: {tid}}}}}
-      dialer: {{type: tcp}}
+      connector: {{type: tunnel, metadata: {{tunnel.id: {tid}{connector_md}}}}}
+      dialer: {{type: {dialer}}}
 """
+
+
+def test_client_routing_by_node_filter_host():
+    """The client's forwarder picks its node by the host the visitor asked for (filter.host)."""
+    sp, ep = free_port(), free_port()
+    tid = "0f0e0d0c-0b0a-4908-8706-0504030201bb"
+    with TagOrigin("ex") as o1, TagOrigin("sub") as o2, TagOrigin("fb") as o3:
+        cfg = rtcp_client_yaml(sp, tid, f"""\
+    - {{name: example-com, addr: "127.0.0.1:{o1.port}", filter: {{host: example.com}}}}
+    - {{name: sub-example-com, addr: "127.0.0.1:{o2.port}", filter: {{host: sub.example.com}}}}
+    - {{name: fallback, addr: "127.0.0.1:{o3.port}"}}""")
         with Gost("-L", f"tunnel://127.0.0.1:{sp}?entrypoint=127.0.0.1:{ep}&tunnel=.example.com:{tid}",
                   ports=(sp, ep)) as server:
             with Gost("-C", "-", stdin=cfg):
@@ -289,25 +300,8 @@ ingresses:
   - {{hostname: "srv-2.local", endpoint: "${priv}"}}
 """
     with TagOrigin("y") as origin, Gost("-C", "-", stdin=server, ports=(sp, ep)) as srv:
-        cli = f"""
-services:
-- name: service-0
-  addr: :0
-  handler: {{type: rtcp}}
-  listener: {{type: rtcp, chain: chain-0}}
-  forwarder:
-    nodes:
-    - {{name: target-0, addr: "127.0.0.1:{origin.port}"}}
-chains:
-- name: chain-0
-  hops:
-  - name: hop-0
-    nodes:
-    - name: node-0
-      addr: 127.0.0.1:{sp}
-      connector: {{type: tunnel, metadata: {{tunnel.id: {tid}, tunnel.weight: 1}}}}
-      dialer: {{type: tls}}
-"""
+        cli = rtcp_client_yaml(sp, tid, f'    - {{name: target-0, addr: "127.0.0.1:{origin.port}"}}',
+                               ", tunnel.weight: 1", dialer="tls")
         with Gost("-C", "-", stdin=cli):
             assert established(srv, tid)
             assert tagged(ep, "a.example.com") == (200, "y")
@@ -322,8 +316,7 @@ def test_replace_and_delete_through_the_api():
     sp, ep, ap = free_port(), free_port(), free_port()
     tid = "0f0e0d0c-0b0a-4908-8706-0504030201cc"
     with TagOrigin("api") as o:
-        with Gost("-L", f"tunnel://127.0.0.1:{sp}?entrypoint=127.0.0.1:{ep}&tunnel=app.test:{tid}",
-                  "-api", f"127.0.0.1:{ap}", ports=(sp, ep, ap)) as server:
+        with app_server(sp, ep, tid, "-api", f"127.0.0.1:{ap}", ports=(ap,)) as server:
             api = Api(ap)
             with client(sp, tid, f"127.0.0.1:{o.port}"):
                 assert established(server, tid)
@@ -336,3 +329,19 @@ def test_replace_and_delete_through_the_api():
                 api.delete("services", "service-0")
                 assert wait_for(lambda: port_closed(ep))
                 assert wait_for(lambda: port_closed(sp))
+
+
+def test_slow_peers_time_out():
+    """A peer that sends half a request on the tunnel port, or half a request head on the
+    entrypoint, is closed after readTimeout / entrypoint.readTimeout, with a log line."""
+    sp, ep = free_port(), free_port()
+    with Gost("-L", f"tunnel://127.0.0.1:{sp}?readTimeout=0.5s&entrypoint=127.0.0.1:{ep}"
+                    f"&entrypoint.readTimeout=0.5s&tunnel=app.test:{T_WEB}", ports=(sp, ep)) as server:
+        for port, data in ((sp, b"\x01\x02\x00"), (ep, b"GET / HTTP/1.1\r\nHost: app")):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+                c.sendall(data)
+                t0 = time.monotonic()
+                assert c.recv(100) in (b"", b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                assert time.monotonic() - t0 < 3
+        assert wait_log(server, r"handshake timeout")
+        assert wait_log(server, r"no whole first message within 0\.5s")

@@ -118,7 +118,7 @@ def test_two_nodes_share_a_tunnel_through_sd():
         n1, n2 = started(Gost("-C", "-", stdin=node_config(sp1, ep1, sd.url), ports=(sp1, ep1)),
                          Gost("-C", "-", stdin=node_config(sp2, ep2, sd.url), ports=(sp2, ep2)))
         with n1, n2:
-            with client(sp1, TID, f"127.0.0.1:{origin.port}") as c:
+            with client(sp1, TID, f"127.0.0.1:{origin.port}"):
                 assert established(n1, TID)
                 assert wait_for(lambda: any(m == "register" for m, _ in sd.calls))
                 [svc] = sd.services.values()
