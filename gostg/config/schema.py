@@ -519,11 +519,11 @@ MD_FORWARD_HANDLER = md(Key("proxyProtocol", INT, docs="tutorials/proxy-protocol
 # --- reverse proxy tunnel (GOST x/handler/tunnel, x/connector/tunnel) ------------------------
 _RPT = "tutorials/reverse-proxy-tunnel/"
 MD_TUNNEL_HANDLER = md(
-    Key("entrypoint", aliases=("entryPoint",), docs=_RPT,
+    Key("entrypoint", docs=_RPT,
         meaning="address of the public entrypoint (HTTP Host / TLS SNI routed by the ingress)"),
-    Key("entrypoint.id", aliases=("entryPoint.id",), docs=_RPT,
+    Key("entrypoint.id", docs=_RPT,
         meaning="tunnel ID that marks a visitor as an external public entrypoint"),
-    Key("entrypoint.readTimeout", DURATION, default="15s", aliases=("entryPoint.readTimeout",), docs=_RPT,
+    Key("entrypoint.readTimeout", DURATION, default="15s", docs=_RPT,
         meaning="how long an entrypoint client may take to send its first HTTP request or TLS hello"),
     _ub("entrypoint.ProxyProtocol", _RPT, "PROXY protocol on the entrypoint", INT),
     _tune("entrypoint.keepalive", _RPT, "per-request HTTP keep-alive on the entrypoint", BOOL),
@@ -536,6 +536,7 @@ MD_TUNNEL_HANDLER = md(
     Key("tunnel.ttl", DURATION, default="15s", docs=_RPT,
         meaning="how often closed tunnel connections are dropped and sd registrations renewed"),
     Key("sd", docs="concepts/sd/", meaning="name of the service discovery that shares tunnels between nodes"),
+    _tune("limiter.refreshInterval", "concepts/limiter/", "limiter plugin sync interval", DURATION),
     _tune("limiter.cleanupInterval", "concepts/limiter/", "limiter cache cleanup interval", DURATION))
 MD_TUNNEL_CONNECTOR = md(
     Key("tunnel.id", aliases=("tunnelID",), docs=_RPT, meaning="the tunnel's ID (a UUID; none: a new one)"),

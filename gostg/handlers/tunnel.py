@@ -129,6 +129,9 @@ class TunnelHandler(Handler):
     # --- lifecycle -------------------------------------------------------------------------
     def start(self, service):
         self.log = service.log
+        if self.limiter:
+            service.log.warning(f"tunnel: handler limiter {self.limiter!r} shapes each visitor by its client IP "
+                                "(GOST: each tunnel by its ID)")
         if self.entrypoint:
             from ..tunnel.entrypoint import start_entrypoint
             try:
