@@ -46,6 +46,25 @@ def endpoint_of(tid_text):
     return hashlib.md5(tid_text.encode()).hexdigest()[:16]
 
 
+def _entrypoints(v):
+    """``entrypoints``: a list of {name, addr, ingress} (GOST reads the keys case-insensitively
+    and skips entries without addr) → [(name, addr, ingress name)]."""
+    if v is None:
+        return []
+    if not isinstance(v, list) or not all(isinstance(e, dict) for e in v):
+        raise ConfigError("metadata.entrypoints", "must be a list of {addr, ingress, name}")
+    out = []
+    for i, e in enumerate(v):
+        e = {str(k).lower(): x for k, x in e.items()}
+        unknown = set(e) - {"name", "addr", "ingress"}
+        if unknown:
+            raise ConfigError(f"metadata.entrypoints[{i}]", f"unknown key(s) {', '.join(sorted(unknown))} "
+                                                            "(an entrypoint has name, addr, ingress)")
+        if e.get("addr"):
+            out.append((str(e.get("name") or ""), str(e["addr"]), str(e.get("ingress") or "")))
+    return out
+
+
 def shorthand_ingress(text):
     """The ``tunnel`` metadata: ``host:endpoint,host:endpoint`` (GOST splits each at its first
     ``:`` and skips items without one) → an inline Ingress named ``@internal``, or None."""
@@ -80,7 +99,8 @@ class TunnelHandler(Handler):
         self.mux = MuxConfig.from_md(md, version=2)
         self.pool = Pool(md.duration("tunnel.ttl") or 15.0, on_renew=self._renew)
         self.dialer = tdialer.Dialer(self)
-        self.ep_service = None
+        self.extra_entrypoints = _entrypoints(md.raw("entrypoints"))
+        self.ep_services = []
         self.log = None
 
     # --- named objects (late-bound by name, fail closed) ---------------------------------
@@ -91,15 +111,17 @@ class TunnelHandler(Handler):
             log.error(f"tunnel: {what} {name!r} not found: routing nothing", **{what: name})
         return obj
 
-    def ingress(self, log):
-        """The ingress, or None (the inline ``tunnel`` rules when no ``ingress`` is named)."""
-        if self.ingress_name:
-            return self._named("ingresses", "ingress", self.ingress_name, log)
+    def ingress(self, log, name=""):
+        """Ingress ``name`` (an extra entrypoint's), else the handler's: the one ``ingress``
+        names, else the inline ``tunnel`` rules; None when there is none."""
+        name = name or self.ingress_name
+        if name:
+            return self._named("ingresses", "ingress", name, log)
         return self.inline_ingress
 
-    def rule_tid(self, host, log):
+    def rule_tid(self, host, log, ingress=""):
         """The tunnel id the ingress gives ``host`` (zero: none, or the ingress failed)."""
-        ing = self.ingress(log)
+        ing = self.ingress(log, ingress)
         if ing is None or not host:
             return rp.ZERO_ID
         try:
@@ -132,17 +154,18 @@ class TunnelHandler(Handler):
         if self.limiter:
             service.log.warning(f"tunnel: handler limiter {self.limiter!r} shapes each visitor by its client IP "
                                 "(GOST: each tunnel by its ID)")
-        if self.entrypoint:
-            from ..tunnel.entrypoint import start_entrypoint
+        from ..tunnel.entrypoint import start_entrypoint
+        eps = ([("", self.entrypoint, "")] if self.entrypoint else []) + self.extra_entrypoints
+        for name, addr, ingress in eps:
             try:
-                self.ep_service = start_entrypoint(self, service, self.entrypoint)
+                self.ep_services.append(start_entrypoint(self, service, addr, ingress, name))
             except OSError as exc:
-                service.log.error(f"tunnel: entrypoint {self.entrypoint}: {exc}")
+                service.log.error(f"tunnel: entrypoint {name or ''} {addr}: {exc}")
 
     def close(self):
-        if self.ep_service is not None:
-            self.ep_service.stop(timeout=1)
-            self.ep_service = None
+        eps, self.ep_services = self.ep_services, []
+        for ep in eps:
+            ep.stop(timeout=1)
         self.pool.close()
 
     # --- requests --------------------------------------------------------------------------

@@ -37,9 +37,10 @@ _HTTP_503 = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnectio
 class EntrypointHandler(Handler):
     type_name = "tunnel-ep"
 
-    def __init__(self, tunnel):
+    def __init__(self, tunnel, ingress=""):
         super().__init__(Metadata({"readTimeout": tunnel.ep_read_timeout}), tunnel.options)
         self.t = tunnel
+        self.ingress = ingress      # an extra entrypoint's own ingress name ("": the handler's)
 
     def handle(self, conn, ctx):
         with self.handshake_deadline():
@@ -58,7 +59,7 @@ class EntrypointHandler(Handler):
             return
         log = ctx.log.bind(host=host, proto=found.proto)
         ctx.target = host
-        tid = self.t.rule_tid(host, log)
+        tid = self.t.rule_tid(host, log, self.ingress)
         if rp.id_is_zero(tid):
             log.error(f"entrypoint: no route to host {host}")
             return self._send(conn, _HTTP_502) if http else None
@@ -118,13 +119,13 @@ class EntrypointHandler(Handler):
         self.relay(s.conn_with_rest(), cc, ctx, f"{dst}/{network}")
 
 
-def start_entrypoint(tunnel, service, addr):
-    """Bind and start the entrypoint service of ``tunnel`` (OSError when the port is taken)."""
+def start_entrypoint(tunnel, service, addr, ingress="", label=""):
+    """Bind and start an entrypoint service of ``tunnel`` (OSError when the port is taken)."""
     lst = TCPListener(addr, Metadata({}))
     lst.type_name = "tcp"
     lst.bind()
     name = f"{service.name}-ep-{addr}"
-    svc = Service(name, lst, EntrypointHandler(tunnel), service.log.bind(kind="entrypoint"), Metadata({}),
-                  registries=service.registries)
+    log = service.log.bind(kind="entrypoint", **({"entrypoint": label} if label else {}))
+    svc = Service(name, lst, EntrypointHandler(tunnel, ingress), log, Metadata({}), registries=service.registries)
     svc.start()
     return svc

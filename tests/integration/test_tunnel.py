@@ -345,3 +345,27 @@ def test_slow_peers_time_out():
                 assert time.monotonic() - t0 < 3
         assert wait_log(server, r"handshake timeout")
         assert wait_log(server, r"no whole first message within 0\.5s")
+
+
+def test_extra_entrypoints():
+    """``entrypoints``: more public ports, each with the handler's ingress unless it names one."""
+    sp, ep, ep2 = free_port(), free_port(), free_port()
+    tid = "0f0e0d0c-0b0a-4908-8706-0504030201dd"
+    cfg = f"""
+services:
+- name: t
+  addr: 127.0.0.1:{sp}
+  handler:
+    type: tunnel
+    metadata:
+      entrypoint: 127.0.0.1:{ep}
+      entrypoints: [{{name: second, addr: "127.0.0.1:{ep2}"}}]
+      tunnel: app.test:{tid}
+"""
+    with TagOrigin("e") as o, Gost("-C", "-", stdin=cfg, ports=(sp, ep, ep2)) as server:
+        with client(sp, tid, f"127.0.0.1:{o.port}"):
+            assert established(server, tid)
+            assert tagged(ep, "app.test") == (200, "e")
+            assert tagged(ep2, "app.test") == (200, "e")
+    bad = run_gostg("-C", "-", "--check", stdin=cfg.replace("name: second", "nme: second"))
+    assert bad.returncode != 0 and "entrypoints[0]" in bad.stdout + bad.stderr
