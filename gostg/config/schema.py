@@ -528,7 +528,7 @@ MD_TUNNEL_HANDLER = md(
     _ub("entrypoint.ProxyProtocol", _RPT, "PROXY protocol on the entrypoint", INT),
     _tune("entrypoint.keepalive", _RPT, "per-request HTTP keep-alive on the entrypoint", BOOL),
     _tune("entrypoint.compression", _RPT, "HTTP compression on the entrypoint", BOOL),
-    Key("entrypoints", LIST, docs=_RPT,
+    Key("entrypoints", ANY, docs=_RPT,
         meaning="more entrypoints: a list of {name, addr, ingress} (no ingress: the handler's)"),
     Key("ingress", docs="concepts/ingress/", meaning="name of the ingress that maps hosts to tunnels"),
     Key("tunnel", docs=_RPT, meaning="inline ingress rules host:tunnel-id,… (used when no ingress is named)"),
