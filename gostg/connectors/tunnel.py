@@ -23,7 +23,7 @@ from ..errors import ConfigError, DialError, ProtocolError
 from ..protocols import relay as rp
 from ..protocols.addr import join_host_port, split_host_port
 from ..relay import udp
-from ..transport.buffered import Stream
+from ..transport.buffered import HostAddr, Stream
 from ..core.registry import connectors
 from .base import Connector
 from .bound import BoundStreams
@@ -165,7 +165,8 @@ class StreamPackets:
         except (gevent.Timeout, OSError, EOFError, ProtocolError, DialError):
             st.close()
             return
-        addr = peer[0] if isinstance(peer, tuple) else peer
+        addr = HostAddr(peer)
+        addr.host = getattr(conn, "host", "")   # the host the visitor asked for (client routing)
         lc = udp.LengthConn(conn, addr)
         self.out[addr] = lc
         try:

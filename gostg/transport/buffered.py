@@ -49,6 +49,13 @@ class HostConn(BufferedConn):
         self.host = host
 
 
+class HostAddr(str):
+    """A peer address (``host:port``) of a UDP visitor that came through a reverse tunnel, with
+    the host it asked for (``.host``): what HostConn is for a stream, for a rudp session."""
+
+    __slots__ = ("host",)
+
+
 class SockWrapper:
     """Mixin for conns wrapping another in ``self.sock``: the calls that only pass through."""
 

@@ -369,3 +369,26 @@ services:
             assert tagged(ep2, "app.test") == (200, "e")
     bad = run_gostg("-C", "-", "--check", stdin=cfg.replace("name: second", "nme: second"))
     assert bad.returncode != 0 and "entrypoints[0]" in bad.stdout + bad.stderr
+
+
+def test_udp_client_routing_by_node_filter_host():
+    """The tutorial's UDP service: one rudp client, two DNS-like targets chosen by filter.host,
+    two udp visitors naming dns.srv-2.local and dns.srv-3.local through one tunnel."""
+    sp = free_port()
+    up2, up3 = free_udp_port(), free_udp_port()
+    tid = "aede1f6a-762b-45da-b937-b6632356555a"
+    with UDPEcho(b"two:") as e2, UDPEcho(b"three:") as e3:
+        cli = rtcp_client_yaml(sp, tid, f"""\
+    - {{name: dns-1, addr: "{e2.addr}", filter: {{host: dns.srv-2.local}}}}
+    - {{name: dns-2, addr: "{e3.addr}", filter: {{host: dns.srv-3.local}}}}""").replace("rtcp", "rudp")
+        with Gost("-L", f"tunnel://127.0.0.1:{sp}?tunnel=dns.srv-2.local:{tid},dns.srv-3.local:{tid}",
+                  ports=(sp,)) as server, Gost("-C", "-", stdin=cli):
+            assert established(server, tid)
+            v2, v3 = started(
+                Gost("-L", f"udp://127.0.0.1:{up2}/dns.srv-2.local", "-F", f"tunnel://127.0.0.1:{sp}?tunnel.id={tid}"),
+                Gost("-L", f"udp://127.0.0.1:{up3}/dns.srv-3.local", "-F", f"tunnel://127.0.0.1:{sp}?tunnel.id={tid}"))
+            with v2, v3:
+                wait_udp_service(v2)
+                wait_udp_service(v3)
+                assert udp_ask(up2, b"a") == b"two:a"
+                assert udp_ask(up3, b"b") == b"three:b"
