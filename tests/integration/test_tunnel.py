@@ -392,3 +392,31 @@ def test_udp_client_routing_by_node_filter_host():
                 wait_udp_service(v3)
                 assert udp_ask(up2, b"a") == b"two:a"
                 assert udp_ask(up3, b"b") == b"three:b"
+
+
+def test_no_fd_leak_after_clients_and_visitors_go():
+    """Concurrent requests through two tunnel connections, then the clients go: the server is back
+    to the descriptors it had before any client came (pool, streams, entrypoint conns all closed)."""
+    import threading
+    from .peers import fd_baseline, fd_settle
+    tid = "0f0e0d0c-0b0a-4908-8706-0504030201ee"
+    sp, ep = free_port(), free_port()
+    with TagOrigin("one") as o1, TagOrigin("two") as o2, app_server(sp, ep, tid) as server:
+        base = fd_baseline(server.proc.pid)
+        c1, c2 = started(client(sp, tid, f"127.0.0.1:{o1.port}"), client(sp, tid, f"127.0.0.1:{o2.port}"))
+        with c1, c2:
+            assert established(server, tid, 2)
+            got = []
+
+            def worker():
+                for _ in range(5):
+                    got.append(tagged(ep, "app.test")[0])
+            ts = [threading.Thread(target=worker) for _ in range(6)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(30)
+            assert got == [200] * 30
+        assert wait_log(server, rf"tunnel={tid}, connector=\S+ closed", 2)
+        assert fd_settle(server.proc.pid, base) <= base
+        assert tagged(ep, "app.test")[0] == 503   # still serving: nothing to route to
