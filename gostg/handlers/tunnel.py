@@ -145,8 +145,7 @@ class TunnelHandler(Handler):
 
     def _renew(self, tid_text, c):
         if self.sd_name and self.log is not None:
-            self._sd_call("renew", self.log, id=rp.id_text(c.cid), name=tid_text, network=c.network,
-                          address=self.entrypoint)
+            self._sd_call("renew", self.log, id=rp.id_text(c.cid), name=tid_text)   # as GOST: no network/address
 
     # --- lifecycle -------------------------------------------------------------------------
     def start(self, service):
@@ -264,8 +263,7 @@ class TunnelHandler(Handler):
         finally:
             session.close()
             self.pool.remove(tid_text, c)
-            self._sd_call("deregister", log, id=cid_text, name=tid_text, network=c.network,
-                          address=self.entrypoint)
+            self._sd_call("deregister", log, id=cid_text, name=tid_text)
             log.info(f"tunnel={tid_text}, connector={cid_text} closed", connector=cid_text)
 
     @staticmethod
