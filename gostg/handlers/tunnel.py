@@ -151,8 +151,8 @@ class TunnelHandler(Handler):
     def start(self, service):
         self.log = service.log
         if self.limiter:
-            service.log.warning(f"tunnel: handler limiter {self.limiter!r} shapes each visitor by its client IP "
-                                "(GOST: each tunnel by its ID)")
+            service.log.warning(f"tunnel: handler limiter {self.limiter!r}: a plugin limiter is asked per tunnel ID "
+                                "(as GOST), a local one shapes each visitor by its client IP (GOST: per tunnel ID)")
         from ..tunnel.entrypoint import start_entrypoint
         eps = ([("", self.entrypoint, "")] if self.entrypoint else []) + self.extra_entrypoints
         for name, addr, ingress in eps:
@@ -231,6 +231,7 @@ class TunnelHandler(Handler):
         except OSError:
             cc.close()
             raise
+        ctx.client_id = rp.id_text(target)   # GOST counts (observer) and limits a tunnel's traffic by its ID
         self.relay(s.conn_with_rest(), cc, ctx, f"{dst}/{network}")
 
     def _bind(self, conn, s, ctx, network, dst, tid):

@@ -40,6 +40,9 @@ class EntrypointHandler(Handler):
     def __init__(self, tunnel, ingress=""):
         super().__init__(Metadata({"readTimeout": tunnel.ep_read_timeout}), tunnel.options)
         self.t = tunnel
+        # the tunnel handler's observer and limiter count and shape entrypoint streams too (GOST
+        # wraps every stream of a tunnel connection), keyed by the tunnel ID
+        self.client_stats, self.limiter = tunnel.client_stats, tunnel.limiter
         self.ingress = ingress      # an extra entrypoint's own ingress name ("": the handler's)
 
     def handle(self, conn, ctx):
@@ -81,6 +84,7 @@ class EntrypointHandler(Handler):
                 cc.close()
                 raise
         ctx.log = log
+        ctx.client_id = tid_text
         self.relay(conn, cc, ctx, host)
 
     @staticmethod
@@ -116,6 +120,7 @@ class EntrypointHandler(Handler):
         except OSError:
             cc.close()
             raise
+        ctx.client_id = tid_text
         self.relay(s.conn_with_rest(), cc, ctx, f"{dst}/{network}")
 
 

@@ -420,3 +420,31 @@ def test_no_fd_leak_after_clients_and_visitors_go():
         assert wait_log(server, rf"tunnel={tid}, connector=\S+ closed", 2)
         assert fd_settle(server.proc.pid, base) <= base
         assert tagged(ep, "app.test")[0] == 503   # still serving: nothing to route to
+
+
+def test_handler_observer_counts_per_tunnel():
+    """The tunnel handler's observer reports stats per tunnel ID (GOST's per-tunnel stats), for
+    entrypoint and visitor traffic alike."""
+    from .test_observer import Plugin
+    sp, ep, vp = free_port(), free_port(), free_port()
+    tid = "0f0e0d0c-0b0a-4908-8706-050403020111"
+    with Plugin() as plugin, TagOrigin("o") as o:
+        cfg = f"""
+services:
+- name: t
+  addr: 127.0.0.1:{sp}
+  handler:
+    type: tunnel
+    observer: obs-0
+    metadata: {{entrypoint: "127.0.0.1:{ep}", tunnel: "app.test:{tid}", observer.period: 1s}}
+observers:
+- {{name: obs-0, plugin: {{type: http, addr: "{plugin.url}"}}}}
+"""
+        with Gost("-C", "-", stdin=cfg, ports=(sp, ep)) as server, client(sp, tid, f"127.0.0.1:{o.port}"):
+            assert established(server, tid)
+            assert tagged(ep, "app.test") == (200, "o")
+            with Gost("-L", f"tcp://127.0.0.1:{vp}/app.test", "-F", f"tunnel://127.0.0.1:{sp}?tunnel.id={tid}",
+                      ports=(vp,)):
+                assert tagged(vp, "app.test") == (200, "o")
+            assert plugin.wait(lambda: any(e.get("client") == tid and e["stats"]["totalConns"] >= 2
+                                           for e in plugin.events("stats")))
