@@ -5,25 +5,26 @@ Rules:
 1. A connection's first byte says what it is: 0x01 is a relay request (another tunnel node
    forwarding a visitor it found here through ``sd``), 0x16 … TLS, anything else HTTP. The TLS
    ClientHello's SNI or the HTTP request's Host (port 443/80 unless given) is the host.
-2. The tunnel is the one the ingress gives that host. No rule: an HTTP client gets 502 Bad
-   Gateway, a TLS client is closed; a ``$`` private tunnel likewise (only visitors that name it
+2. The tunnel is the one the ingress gives that host (HTTP: each request's Host). No rule: an
+   HTTP client gets 502 Bad Gateway, a TLS client is closed; a ``$`` private tunnel likewise (only visitors that name it
    reach it); no connection for it: 503 Service Unavailable (TLS: closed). Each refusal is
    logged.
 3. On this node the tunnel stream starts with the client's and the host's addresses (tunnel
    handler rule 3); a stream to another node gets the client's bytes only (that node's
-   entrypoint reads them again). Then the connection is relayed whole, first bytes included.
+   entrypoint reads them again). TLS is then relayed whole, first bytes included.
 4. The relay request path (rule 1) is served only when the handler has an ``sd`` (it exists for
    other nodes): without one it is refused and logged (GOST serves it always, which lets any
    client of the public port reach private tunnels by id).
-Differences from GOST: an HTTP connection is routed by its first request's Host and then relayed
-as it is (GOST proxies each request of a kept-alive connection on its own and adds its
-Gost-Sid and Gost-Forwarded-Node headers).
+HTTP goes request by request (:mod:`gostg.handlers.revproxy`): each request's Host picks its
+tunnel, and a kept-alive connection keeps its tunnel stream while the Host stays the same (GOST
+opens a stream per request and adds its Gost-Sid and Gost-Forwarded-Node headers; gostg does not
+add them).
 """
 from gevent import socket
 
 from ..config.metadata import Metadata
 from ..core.service import Service
-from ..handlers import sniffing
+from ..handlers import revproxy, sniffing
 from ..handlers.base import Handler
 from ..listeners.tcp import TCPListener
 from ..protocols import relay as rp, sniff as sp
@@ -31,7 +32,6 @@ from ..transport.buffered import Stream
 from . import dialer as tdialer
 
 _HTTP_502 = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-_HTTP_503 = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
 class EntrypointHandler(Handler):
@@ -53,29 +53,43 @@ class EntrypointHandler(Handler):
         if first[0] == rp.VERSION:
             return self._relay(conn, ctx)
         conn, found = sniffing.peek(conn, ctx, self.read_timeout)
-        http = found.proto != sp.PROTO_TLS
         host = sniffing.sniffed_target(found)
-        if found.proto not in (sp.PROTO_HTTP, sp.PROTO_TLS) or not host:
+        if found.proto == sp.PROTO_HTTP:
+            # request by request (rule 2): each Host routed on its own; counted under the
+            # first request's tunnel
+            tid = self.t.rule_tid(host, ctx.log, self.ingress) if host else rp.ZERO_ID
+            ctx.client_id = "" if rp.id_is_zero(tid) else rp.id_text(tid)
+            return revproxy.serve(self, conn, ctx)
+        if found.proto != sp.PROTO_TLS or not host:
             ctx.log.error("entrypoint: no HTTP Host or TLS SNI to route by: closed")
-            if http:
-                self._send(conn, _HTTP_502)
             return
-        log = ctx.log.bind(host=host, proto=found.proto)
+        ctx.log = ctx.log.bind(host=host, proto=found.proto)
+        routed = self._route(host, ctx)
+        if isinstance(routed, int):
+            return   # TLS: nothing to answer with but the close
+        cc, tid_text = routed
+        ctx.client_id = tid_text
+        self.relay(conn, cc, ctx, host)
+
+    def _route(self, host, ctx):
+        """Rule 2-3 for ``host`` → ``(stream, tunnel id text)`` with the preamble sent, or the
+        HTTP status the client gets (502 no route or private, 503 no connection), logged."""
+        log = ctx.log
         ctx.target = host
         tid = self.t.rule_tid(host, log, self.ingress)
         if rp.id_is_zero(tid):
-            log.error(f"entrypoint: no route to host {host}")
-            return self._send(conn, _HTTP_502) if http else None
+            log.error(f"entrypoint: no route to host {host}", host=host)
+            return 502
         tid_text = rp.id_text(tid)
         if rp.id_private(tid):
-            log.error(f"entrypoint: tunnel {tid_text} is private for host {host}")
-            return self._send(conn, _HTTP_502) if http else None
-        log = log.bind(tunnel=tid_text)
+            log.error(f"entrypoint: tunnel {tid_text} is private for host {host}", host=host)
+            return 502
+        log = log.bind(tunnel=tid_text, host=host)
         try:
             cc, node, cid = self.t.dialer.dial("tcp", tid_text, ctx, log)
         except tdialer.Unavailable as exc:
             log.error(f"entrypoint: {exc}")
-            return self._send(conn, _HTTP_503) if http else None
+            return 503
         log.debug(f"entrypoint: host {host} -> node={node} tunnel={tid_text} connector={cid}")
         if node == self.t.node:
             try:
@@ -83,9 +97,19 @@ class EntrypointHandler(Handler):
             except OSError:
                 cc.close()
                 raise
-        ctx.log = log
-        ctx.client_id = tid_text
-        self.relay(conn, cc, ctx, host)
+        return cc, tid_text
+
+    def open(self, ctx, network, found, check=None, client=None):
+        """revproxy's per-request upstream: the tunnel of this request's Host. → ``(None, host,
+        stream)``; None for revproxy's 503; False once the client has its 502."""
+        host = sniffing.sniffed_target(found)
+        routed = self._route(host, ctx) if host else 502
+        if routed == 502:
+            self._send(client, _HTTP_502)
+            return False
+        if routed == 503:
+            return None
+        return None, host, routed[0]
 
     @staticmethod
     def _send(conn, data):

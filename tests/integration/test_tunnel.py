@@ -82,6 +82,26 @@ def test_entrypoint_routes_by_http_host(net):
     assert wait_log(net["server"], rf"tunnel {T_ORG} not available")
 
 
+def test_entrypoint_routes_each_request_by_its_host(net):
+    """One kept-alive connection (a load balancer in front does this) whose requests name hosts of
+    different tunnels: each goes to its own tunnel, never to the first request's."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", net["ep"], timeout=5)
+    try:
+        seen = []
+        for host in ("www.example.com", "srv3.local", "example.com", "srv3.local"):
+            c.request("GET", "/k", headers={"Host": host})
+            r = c.getresponse()
+            seen.append((r.status, json.loads(r.read())["tag"]))
+        assert seen == [(200, "a"), (200, "b"), (200, "a"), (200, "b")]
+        c.request("GET", "/k", headers={"Host": "srv2.local"})   # private: 502 on the same connection
+        r = c.getresponse()
+        assert r.status == 502
+        r.read()
+    finally:
+        c.close()
+
+
 def test_entrypoint_routes_by_tls_sni(net):
     ep = net["ep"]
     rc, status, body = curl_code("-k", "--resolve", f"web.tls.test:{ep}:127.0.0.1", f"https://web.tls.test:{ep}/")
