@@ -104,6 +104,8 @@ def test_entrypoint_routes_each_request_by_its_host(net):
 
 def test_entrypoint_routes_by_tls_sni(net):
     ep = net["ep"]
+    # the bind answer names the tunnel's endpoint host, md5-derived as GOST's (HA tutorial's example)
+    assert wait_log(net["clients"][2], r"bind on b7de88a94729b931:0/tcp OK")
     rc, status, body = curl_code("-k", "--resolve", f"web.tls.test:{ep}:127.0.0.1", f"https://web.tls.test:{ep}/")
     assert status == 200 and b"tls origin sni=web.tls.test" in body, (rc, body)
     # an SNI no rule names: closed, logged

@@ -32,6 +32,12 @@ def test_tunnel_id_layout():
     assert rp.id_with_weight(raw, 255)[19] == 255
 
 
+def test_tunnel_endpoint_name_is_gosts():
+    """GOST's HA tutorial: tunnel 381433e1-… is reachable as b7de88a94729b931.<domain>."""
+    from gostg.handlers.tunnel import endpoint_of
+    assert endpoint_of("381433e1-7980-11ee-bbdb-60f262c1e32d") == "b7de88a94729b931"
+
+
 def test_connector_requests_bytes():
     c = TunnelConnector(Metadata({"tunnel.id": TID, "tunnel.weight": 3}))
     tid = uuid.UUID(TID).bytes + b"\x00\x00\x00\x03"
