@@ -102,13 +102,20 @@ class TunnelHandler(Handler):
         self.extra_entrypoints = _entrypoints(md.raw("entrypoints"))
         self.ep_services = []
         self.log = None
+        self._missing = set()   # (kind, name) of objects said missing
 
     # --- named objects (late-bound by name, fail closed) ---------------------------------
     def _named(self, kind, what, name, log):
+        """The named object, or None (logged once until it appears: a renew tick or each
+        request would repeat the line)."""
         reg = getattr(self.options.registries, kind, None)
         obj = reg.get(name) if reg is not None else None
-        if obj is None:
+        key = (kind, name)
+        if obj is None and key not in self._missing:
+            self._missing.add(key)
             log.error(f"tunnel: {what} {name!r} not found: routing nothing", **{what: name})
+        elif obj is not None and key in self._missing:
+            self._missing.discard(key)
         return obj
 
     def ingress(self, log, name=""):
