@@ -470,3 +470,14 @@ observers:
                 assert tagged(vp, "app.test") == (200, "o")
             assert plugin.wait(lambda: any(e.get("client") == tid and e["stats"]["totalConns"] >= 2
                                            for e in plugin.events("stats")))
+
+
+def test_workers_keep_the_tunnel_service_in_one_process():
+    """With -workers 2 the tunnel service (its pool, its entrypoint) runs in worker 0 only: every
+    request finds the client's connection."""
+    tid = "0f0e0d0c-0b0a-4908-8706-050403020122"
+    sp, ep = free_port(), free_port()
+    with TagOrigin("w") as o, app_server(sp, ep, tid, "-workers", "2") as server:
+        with client(sp, tid, f"127.0.0.1:{o.port}"):
+            assert established(server, tid)
+            assert [tagged(ep, "app.test") for _ in range(10)] == [(200, "w")] * 10
