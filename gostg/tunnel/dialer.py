@@ -7,7 +7,9 @@ Rules:
 2. No connection here and an ``sd``: the first service registered for the tunnel by another
    node, on the same network, with an address (that node's entrypoint) is dialled over TCP;
    the caller then hands it the visitor's request as it came (the other node answers).
-3. Otherwise :class:`Unavailable`.
+3. Otherwise :class:`Unavailable`. A visitor another node handed over (the entrypoint's relay
+   path) is served from this node's pool only: two nodes whose sd entries point at each other
+   (stale ones, after a client moved) cannot pass it back and forth.
 """
 from dataclasses import dataclass
 
@@ -48,8 +50,9 @@ class Dialer:
     def __init__(self, handler):
         self.h = handler
 
-    def dial(self, network, tid_text, ctx, log):
-        """→ ``(stream, node, connector id text)``; Unavailable when there is none."""
+    def dial(self, network, tid_text, ctx, log, use_sd=True):
+        """→ ``(stream, node, connector id text)``; Unavailable when there is none. ``use_sd``
+        False: this node's pool only (a visitor another node handed here goes no further)."""
         pool = self.h.pool
         err = None
         for _ in range(RETRIES):
@@ -64,7 +67,7 @@ class Dialer:
                 log.error(f"tunnel: connector {rp.id_text(c.cid)}: {exc}")
         if err is not None:
             raise Unavailable(f"tunnel {tid_text} not available: {err}")
-        sd = self.h.sd(log) if self.h.sd_name else None
+        sd = self.h.sd(log) if self.h.sd_name and use_sd else None
         if sd is None:
             raise Unavailable(f"tunnel {tid_text} not available")
         try:

@@ -6,19 +6,22 @@ Rules:
    forwarding a visitor it found here through ``sd``), 0x16 … TLS, anything else HTTP. The TLS
    ClientHello's SNI or the HTTP request's Host (port 443/80 unless given) is the host.
 2. The tunnel is the one the ingress gives that host (HTTP: each request's Host). No rule: an
-   HTTP client gets 502 Bad Gateway, a TLS client is closed; a ``$`` private tunnel likewise (only visitors that name it
-   reach it); no connection for it: 503 Service Unavailable (TLS: closed). Each refusal is
-   logged.
+   HTTP client gets 502 Bad Gateway, a TLS client is closed; a ``$`` private tunnel likewise
+   (only visitors that name it reach it); no connection for it: 503 Service Unavailable (TLS:
+   closed). Each refusal is logged.
 3. On this node the tunnel stream starts with the client's and the host's addresses (tunnel
    handler rule 3); a stream to another node gets the client's bytes only (that node's
    entrypoint reads them again). TLS is then relayed whole, first bytes included.
 4. The relay request path (rule 1) is served only when the handler has an ``sd`` (it exists for
    other nodes): without one it is refused and logged (GOST serves it always, which lets any
    client of the public port reach private tunnels by id).
+5. An HTTP request sent on to another node carries ``Gost-Forwarded-Node`` with the nodes it
+   passed; a node that finds itself there answers 503 (GOST sets only the last node, which
+   catches a node looping to itself but not two nodes passing a request back and forth).
 HTTP goes request by request (:mod:`gostg.handlers.revproxy`): each request's Host picks its
 tunnel, and a kept-alive connection keeps its tunnel stream while the Host stays the same (GOST
-opens a stream per request and adds its Gost-Sid and Gost-Forwarded-Node headers; gostg does not
-add them).
+opens a stream per request and adds Gost-Sid and Gost-Forwarded-Node to every request; gostg
+adds Gost-Forwarded-Node only when it passes a request to another node, and no Gost-Sid).
 """
 from gevent import socket
 
@@ -32,6 +35,9 @@ from ..transport.buffered import Stream
 from . import dialer as tdialer
 
 _HTTP_502 = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_HTTP_503 = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+#: GOST's header naming the nodes an HTTP request passed through (loop detection)
+FORWARDED_NODE = "Gost-Forwarded-Node"
 
 
 class EntrypointHandler(Handler):
@@ -67,7 +73,7 @@ class EntrypointHandler(Handler):
         routed = self._route(host, ctx)
         if isinstance(routed, int):
             return   # TLS: nothing to answer with but the close
-        cc, tid_text = routed
+        cc, tid_text, _ = routed
         ctx.client_id = tid_text
         self.relay(conn, cc, ctx, host)
 
@@ -97,11 +103,18 @@ class EntrypointHandler(Handler):
             except OSError:
                 cc.close()
                 raise
-        return cc, tid_text
+        return cc, tid_text, node
 
     def open(self, ctx, network, found, check=None, client=None):
         """revproxy's per-request upstream: the tunnel of this request's Host. → ``(None, host,
-        stream)``; None for revproxy's 503; False once the client has its 502."""
+        stream)``; None for revproxy's 503; False once the client has its 502 (or 503 for a
+        loop: rule 5)."""
+        hdrs = found.headers
+        seen = [n.strip() for n in (hdrs.get(FORWARDED_NODE) or "").split(",")] if hdrs is not None else ()
+        if self.t.node in seen:
+            ctx.log.warning("entrypoint: forwarding loop detected, rejecting request")
+            self._send(client, _HTTP_503)
+            return False
         host = sniffing.sniffed_target(found)
         routed = self._route(host, ctx) if host else 502
         if routed == 502:
@@ -109,7 +122,10 @@ class EntrypointHandler(Handler):
             return False
         if routed == 503:
             return None
-        return None, host, routed[0]
+        cc, _, node = routed
+        if node != self.t.node and hdrs is not None:   # to another node: say we passed it on
+            hdrs.set(FORWARDED_NODE, ", ".join([n for n in seen if n] + [self.t.node]))
+        return None, host, cc
 
     @staticmethod
     def _send(conn, data):
@@ -134,7 +150,7 @@ class EntrypointHandler(Handler):
         tid_text = rp.id_text(tid)
         log = ctx.log.bind(tunnel=tid_text)
         try:
-            cc, node, cid = self.t.dialer.dial(network, tid_text, ctx, log)
+            cc, node, cid = self.t.dialer.dial(network, tid_text, ctx, log, use_sd=False)
         except tdialer.Unavailable as exc:
             log.error(f"entrypoint: {exc}")
             return self._send(conn, rp.encode_response(rp.Response(rp.STATUS_SERVICE_UNAVAILABLE)))
