@@ -133,13 +133,12 @@ def test_visitor_of_another_tunnel_refused(net):
                           f"tunnel://127.0.0.1:{sp}?tunnel.id={T_PRIV}", ports=(vp,)),
                      Gost("-L", f"tcp://127.0.0.1:{vp2}/www.example.com", "-F",
                           f"tunnel://127.0.0.1:{sp}?tunnel.id={unknown}", ports=(vp2,)))
-    if True:
-        with v1, v2:
-            assert tagged(vp, "www.example.com")[0] == 0
-            assert tagged(vp2, "www.example.com")[0] == 0
-            assert wait_log(net["server"], rf"no route to host www\.example\.com in tunnel {T_PRIV}")
-            assert wait_log(net["server"], rf"no route to host www\.example\.com in tunnel {unknown}")
-            assert wait_log(v1, r"status 6 \(host unreachable\)")
+    with v1, v2:
+        assert tagged(vp, "www.example.com")[0] == 0
+        assert tagged(vp2, "www.example.com")[0] == 0
+        assert wait_log(net["server"], rf"no route to host www\.example\.com in tunnel {T_PRIV}")
+        assert wait_log(net["server"], rf"no route to host www\.example\.com in tunnel {unknown}")
+        assert wait_log(v1, r"status 6 \(host unreachable\)")
 
 
 def test_external_public_entrypoint(net):
@@ -160,14 +159,13 @@ def test_udp_through_rudp_client_and_udp_visitor(net):
     uv, tv = started(Gost("-L", f"udp://127.0.0.1:{up}/dns.local", "-F", f"tunnel://127.0.0.1:{sp}?tunnel.id={T_UDP}"),
                      Gost("-L", f"tcp://127.0.0.1:{vp}/dns.local", "-F", f"tunnel://127.0.0.1:{sp}?tunnel.id={T_UDP}",
                           ports=(vp,)))
-    if True:
-        with uv, tv:
-            wait_udp_service(uv)
-            assert udp_ask(up, b"q1") == b"udp:q1"
-            assert udp_ask(up, b"q2") == b"udp:q2"
-            # the tunnel has only a UDP client: a TCP visitor finds nothing
-            assert tagged(vp, "dns.local")[0] == 0
-            assert wait_log(net["server"], rf"tunnel {T_UDP} not available")
+    with uv, tv:
+        wait_udp_service(uv)
+        assert udp_ask(up, b"q1") == b"udp:q1"
+        assert udp_ask(up, b"q2") == b"udp:q2"
+        # the tunnel has only a UDP client: a TCP visitor finds nothing
+        assert tagged(vp, "dns.local")[0] == 0
+        assert wait_log(net["server"], rf"tunnel {T_UDP} not available")
 
 
 def test_bad_requests_on_tunnel_port(net):
