@@ -17,12 +17,12 @@ MODULES = {
         "auto": "auto", "http": "http", "http2": "http2", "socks5": "socks5", "socks": "socks5",
         "socks4": "socks4", "socks4a": "socks4", "relay": "relay", "tcp": "forward", "udp": "forward",
         "forward": "forward", "rtcp": "forward", "rudp": "forward", "ss": "ss", "ssu": "ssu",
-        "sni": "sni", "api": "api", "metrics": "metrics", "dns": "dns",
+        "sni": "sni", "api": "api", "metrics": "metrics", "dns": "dns", "tunnel": "tunnel",
     },
     "connector": {
         "http": "http", "http2": "http2", "socks5": "socks5", "socks": "socks5", "socks4": "socks4",
         "socks4a": "socks4", "relay": "relay", "forward": "forward", "tcp": "forward", "ss": "ss",
-        "ssu": "ssu", "sni": "sni", "direct": "direct", "virtual": "direct",
+        "ssu": "ssu", "sni": "sni", "direct": "direct", "virtual": "direct", "tunnel": "tunnel",
     },
     "dialer": {
         "tcp": "tcp", "udp": "udp", "tls": "tls", "ws": "ws", "wss": "ws", "mtcp": "mux", "mtls": "mux",

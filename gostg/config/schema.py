@@ -534,6 +534,36 @@ MD_DNS_HANDLER = md(
 MD_FORWARD_HANDLER = md(Key("proxyProtocol", INT, docs="tutorials/proxy-protocol/",
                             meaning="1 or 2: send a PROXY protocol header to the target (TCP)"))
 
+# --- reverse proxy tunnel (GOST x/handler/tunnel, x/connector/tunnel) ------------------------
+_RPT = "tutorials/reverse-proxy-tunnel/"
+MD_TUNNEL_HANDLER = md(
+    Key("entrypoint", docs=_RPT,
+        meaning="address of the public entrypoint (HTTP Host / TLS SNI routed by the ingress)"),
+    Key("entrypoint.id", docs=_RPT,
+        meaning="tunnel ID that marks a visitor as an external public entrypoint"),
+    Key("entrypoint.readTimeout", DURATION, default="15s", docs=_RPT,
+        meaning="how long an entrypoint client may take to send its first HTTP request or TLS hello"),
+    _ub("entrypoint.ProxyProtocol", _RPT, "PROXY protocol on the entrypoint", INT),
+    _tune("entrypoint.keepalive", _RPT, "per-request HTTP keep-alive on the entrypoint", BOOL),
+    _tune("entrypoint.compression", _RPT, "HTTP compression on the entrypoint", BOOL),
+    Key("entrypoints", ANY, docs=_RPT,
+        meaning="more entrypoints: a list of {name, addr, ingress} (no ingress: the handler's)"),
+    Key("ingress", docs="concepts/ingress/", meaning="name of the ingress that maps hosts to tunnels"),
+    Key("tunnel", docs=_RPT, meaning="inline ingress rules host:tunnel-id,… (used when no ingress is named)"),
+    Key("tunnel.direct", BOOL, docs=_RPT,
+        meaning="a visitor reaches its own tunnel by ID even without an ingress rule"),
+    Key("tunnel.ttl", DURATION, default="15s", docs=_RPT,
+        meaning="how often closed tunnel connections are dropped and sd registrations renewed"),
+    Key("sd", docs="concepts/sd/", meaning="name of the service discovery that shares tunnels between nodes"),
+    _tune("limiter.refreshInterval", "concepts/limiter/", "limiter plugin sync interval", DURATION),
+    _tune("limiter.cleanupInterval", "concepts/limiter/", "limiter cache cleanup interval", DURATION))
+MD_TUNNEL_CONNECTOR = md(
+    Key("tunnel.id", aliases=("tunnelID",), docs=_RPT, meaning="the tunnel's ID (a UUID; none: a new one)"),
+    Key("tunnel.weight", INT, docs=_RPT,
+        meaning="this connection's weight in the tunnel's pool, 1-255 (255 takes over)"),
+    _ub("record.mode", "concepts/recorder/", "per-tunnel recording preferences", observe=True))
+
+
 MD_LISTENER_BASE = md(Key("backlog", INT, default=128),
                       _tune("mptcp", "reference/listeners/tcp/", "Multipath TCP", BOOL),
                       # GOST's docs put it here (GOST itself reads it from the service)
@@ -645,6 +675,7 @@ COMPONENT_MD = {
     ("handler", "api"): (MD_HANDLER_BASE, MD_API_HANDLER),
     ("handler", "metrics"): (MD_METRICS_HANDLER,),
     ("handler", "dns"): (MD_DNS_HANDLER,),
+    ("handler", "tunnel"): (MD_HANDLER_BASE, MD_TUNNEL_HANDLER, MD_MUX_V2),
     ("listener", "tcp"): (MD_LISTENER_BASE,),
     ("listener", "tls"): (MD_LISTENER_BASE, MD_TLS_LISTENER, MD_SNI_FILTER),
     ("listener", "ws"): (MD_LISTENER_BASE, MD_WS, MD_SNI_FILTER),
@@ -663,6 +694,7 @@ COMPONENT_MD = {
     ("connector", "ss"): (MD_CONNECTOR_BASE, MD_SS_CONNECTOR),
     ("connector", "sni"): (MD_CONNECTOR_BASE, MD_SNI_CONNECTOR),
     ("connector", "direct"): (MD_DIRECT_CONNECTOR,),
+    ("connector", "tunnel"): (MD_CONNECTOR_BASE, MD_TUNNEL_CONNECTOR, MD_MUX_V2),
     ("dialer", "direct"): (),
     ("dialer", "tcp"): (),
     ("dialer", "tls"): (MD_TLS_DIALER,),

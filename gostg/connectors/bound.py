@@ -4,14 +4,14 @@
   accepted; each stream starts with a preamble naming the peer (``peer_of(stream_reader)``).
 - :class:`BoundPackets`: a packet conn whose datagrams carry the far peers' addresses.
 """
-from ..transport.buffered import Stream
+from ..transport.buffered import HostConn, Stream
 from ..transport.mux.config import MuxConfig
 
 
 class BoundStreams:
-    def __init__(self, conn, addr, peer_of, md=None):
+    def __init__(self, conn, addr, peer_of, md=None, version=1):
         self.addr = addr
-        config = MuxConfig.from_md(md) if md is not None else MuxConfig()
+        config = MuxConfig.from_md(md, version) if md is not None else MuxConfig(version=version)
         self.session = config.session(conn, client=False)
         self.peer_of = peer_of
 
@@ -20,9 +20,14 @@ class BoundStreams:
         return self.session.accept()
 
     def open_peer(self, stream):
-        """→ ``(conn, peer_addr)`` after the stream's preamble (run in the stream's greenlet)."""
+        """→ ``(conn, peer_addr)`` after the stream's preamble (run in the stream's greenlet).
+        A preamble that also names the host the peer asked for (tunnel) gives a HostConn."""
         s = Stream(stream)
         peer = self.peer_of(s)
+        if isinstance(peer, tuple):
+            peer, host = peer
+            if host:
+                return HostConn(stream, s.take(), host), peer
         return s.conn_with_rest(), peer
 
     def close(self):

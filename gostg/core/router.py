@@ -174,7 +174,9 @@ class Router:
                 raise BypassError(f"{address} is bypassed")
         else:
             self.check()   # an association (no address yet): every name must resolve now
-        host, port = split_host_port(address) if address else ("", 0)
+        # a target without a port is port 0, as Go's relay/tunnel ParseFrom takes it (a tunnel visitor
+        # names an ingress host: -L tcp://:8000/srv.local); dialled directly it fails
+        host, port = split_host_port(address, 0) if address else ("", 0)
         last = None
         for attempt in range(self.retries + 1):
             t0 = time.monotonic()

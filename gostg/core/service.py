@@ -156,6 +156,9 @@ class Service:
         if hasattr(self.server, "on_state"):
             self.server.on_state = self._accept_state
         self.server.start()
+        start = getattr(self.handler, "start", None)
+        if start is not None:   # a handler with listeners of its own (tunnel: its entrypoint)
+            start(self)
         run_hooks("postUp", self._hooks["postUp"], self.log)
         self._set_state("ready")
         where = f"listening on {self.addr}"
@@ -394,6 +397,8 @@ class Service:
             self.server.stop_accepting()
         if not keep_socket:
             self.listener.close()
+        if getattr(self.handler, "close_on_retire", False):
+            self.handler.close()   # its clients must re-bind to the successor (tunnel)
         self._set_state("closed")
         self._event(f"service {reason}")
         self.log.info(f"service {reason}")

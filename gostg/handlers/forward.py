@@ -28,6 +28,7 @@ from ..core.registry import handlers
 from ..core.router import MissingTarget
 from . import revproxy, sniffing
 from .sniffing import sniffed_target
+from ..transport.buffered import HostAddr, HostConn
 from ..transport.proxyproto import send_header, version_of
 from .base import Handler
 from .http import _is_self
@@ -47,8 +48,13 @@ class ForwardHandler(Handler):
     def handle(self, conn, ctx):
         network = "udp" if getattr(conn, "is_packet", False) else "tcp"
         found = sp.UNKNOWN
+        if type(conn) is HostConn:   # through a reverse tunnel: the host the visitor asked for
+            found = sp.Sniffed(host=conn.host)
+        elif network == "udp" and type(getattr(conn, "addr", None)) is HostAddr and conn.addr.host:
+            found = sp.Sniffed(host=conn.addr.host)
         if self.sniffing and network == "tcp":
-            conn, found = sniffing.peek(conn, ctx, self.sniffing_timeout)
+            conn, sniffed = sniffing.peek(conn, ctx, self.sniffing_timeout)
+            found = sniffed if sniffed.host or found is sp.UNKNOWN else found
             if found.proto == sp.PROTO_HTTP:
                 return revproxy.serve(self, conn, ctx)
             if sniffing.bypassed(self.router, found, ctx):

@@ -89,6 +89,8 @@ class _Session:
             vetoed.append(node)
             return False
         opened = self.h.open(self.ctx, "tcp", found, check=check, client=self.conn)
+        if opened is False:   # the handler answered the client itself (tunnel entrypoint: 502)
+            return False
         if opened is None:
             if not vetoed:
                 _reply(self.conn, 503)

@@ -261,3 +261,94 @@ def parse_response(buf):
     """→ ``(Response, used)``."""
     status, features, used = _parse(buf)
     return Response(status, features), used
+
+
+# --- tunnel and connector ids (go-gost/relay TunnelID, ConnectorID) ------------------------
+# 20 bytes: ID(16) | FLAG(1) | RSV(2) | WEIGHT(1). Two ids are the same tunnel when their first
+# 16 bytes are equal (flags and weight ride along). A tunnel FLAG 0x80 marks a private ingress
+# endpoint ("$uuid"); a connector FLAG 0x01 marks a UDP connection.
+
+ID_LEN = 20
+ZERO_ID = bytes(ID_LEN)
+FLAG_PRIVATE = 0x80
+FLAG_UDP_CONNECTOR = 0x01
+MAX_WEIGHT = 0xFF
+
+
+def parse_tunnel_id(text):
+    """GOST's ParseTunnelID: ``[$]uuid`` → 20-byte id (``$`` sets the private flag); an empty or
+    unparsable text is the zero id (callers check :func:`id_is_zero`)."""
+    import uuid
+    text = (text or "").strip()
+    private = text.startswith("$")
+    try:
+        raw = uuid.UUID(text[1:] if private else text).bytes
+    except ValueError:
+        return ZERO_ID
+    return raw + bytes((FLAG_PRIVATE if private else 0, 0, 0, 0))
+
+
+def new_id(raw16, flag=0, weight=0):
+    return bytes(raw16[:TUNNEL_ID_LEN]) + bytes((flag & 0xFF, 0, 0, weight & 0xFF))
+
+
+def full_id(raw):
+    """A Tunnel feature's bytes as a 20-byte id (GOST copies what came, zero-filled)."""
+    raw = bytes(raw[:ID_LEN])
+    return raw + bytes(ID_LEN - len(raw))
+
+
+def id_text(raw):
+    """The uuid text of an id (its first 16 bytes), as GOST's String()."""
+    h = bytes(raw[:TUNNEL_ID_LEN]).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
+
+
+def id_is_zero(raw):
+    return not any(raw[:TUNNEL_ID_LEN])
+
+
+def id_same(a, b):
+    return a[:TUNNEL_ID_LEN] == b[:TUNNEL_ID_LEN]
+
+
+def id_private(raw):
+    return len(raw) > TUNNEL_ID_LEN and bool(raw[TUNNEL_ID_LEN] & FLAG_PRIVATE)
+
+
+def id_udp(raw):
+    return len(raw) > TUNNEL_ID_LEN and bool(raw[TUNNEL_ID_LEN] & FLAG_UDP_CONNECTOR)
+
+
+def id_weight(raw):
+    return raw[19] if len(raw) >= ID_LEN else 0
+
+
+def id_with_weight(raw, weight):
+    raw = full_id(raw)
+    return raw[:19] + bytes((weight & 0xFF,))
+
+
+def request_parts(req):
+    """A tunnel request's fields as GOST's tunnel handler reads them → ``(user, password, src,
+    dst, network, tunnel id)``: the first Addr is the source, a later one the destination
+    (``host:port`` texts, "" when absent); the Tunnel feature as a 20-byte id (zero when absent);
+    the network from the Network feature (tcp without one)."""
+    from .addr import join_host_port
+    user = password = ""
+    src = dst = None
+    network, tid = "tcp", ZERO_ID
+    for f in req.features:
+        if isinstance(f, UserAuth):
+            user, password = f.user, f.password
+        elif isinstance(f, Addr):
+            a = join_host_port(f.host, f.port)
+            if src is None:
+                src = a
+            else:
+                dst = a
+        elif isinstance(f, Tunnel):
+            tid = full_id(f.raw)
+        elif isinstance(f, Network):
+            network = f.name
+    return user, password, src or "", dst or "", network, tid

@@ -38,6 +38,24 @@ class BufferedConn:
         return getattr(self.sock, name)
 
 
+class HostConn(BufferedConn):
+    """A conn that came through a reverse tunnel knowing the host its visitor asked for (GOST's
+    bind-conn metadata ``host``): the forwarder chooses its node by it as if sniffed."""
+
+    __slots__ = ("host",)
+
+    def __init__(self, sock, pending=b"", host=""):
+        super().__init__(sock, pending)
+        self.host = host
+
+
+class HostAddr(str):
+    """A peer address (``host:port``) of a UDP visitor that came through a reverse tunnel, with
+    the host it asked for (``.host``): what HostConn is for a stream, for a rudp session."""
+
+    __slots__ = ("host",)
+
+
 class SockWrapper:
     """Mixin for conns wrapping another in ``self.sock``: the calls that only pass through."""
 

@@ -49,7 +49,8 @@ class Controller(Gost):
     # -- what each worker runs --------------------------------------------------------------
 
     def _shareable(self):
-        return {n for n, s in self.services.items() if s.listener.shareable}
+        return {n for n, s in self.services.items()
+                if s.listener.shareable and getattr(s.handler, "shareable", True)}
 
     def _owned(self):
         return {n for n, s in self.services.items() if owned(s)}

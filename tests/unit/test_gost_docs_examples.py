@@ -100,7 +100,7 @@ CLI = [
     (['http+otls://:8443'], [], [('error', 'services[0].listener.type')]),
     ([':8080'], ['http+utls://:8443'], [('error', 'chains[0].hops[0].nodes[0].dialer.type')]),
     ([':8080'], ['http+icmp://:12345'], [('error', 'chains[0].hops[0].nodes[0].dialer.type')]),
-    (['tcp://:8000/srv-2.local'], ['tunnel://:8443?tunnel.id=ac74d9dd-3125-442a-a7c1-f9e49e05faca'], [('error', 'chains[0].hops[0].nodes[0].connector.type')]),
+    (['tcp://:8000/srv-2.local'], ['tunnel://:8443?tunnel.id=ac74d9dd-3125-442a-a7c1-f9e49e05faca'], []),
     ([':8080'], ['direct://:0?interface=eth0'], []),
     ([':8080'], ['masque+h3-masque://:8443'], [('error', 'chains[0].hops[0].nodes[0].connector.type'), ('error', 'chains[0].hops[0].nodes[0].dialer.type')]),
     (["http://gost:gost@:8080?probeResist=code:403"], [], []),
