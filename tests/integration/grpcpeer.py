@@ -1,6 +1,6 @@
 """A GOST gRPC plugin server for the tests: grpcio's own server (threads, in the test process,
-on a free loopback port) answering the auth, admission, bypass, hosts, limiter and observer
-protos of go-gost/plugin. What it decides is plain attributes the test sets; what it was asked is in
+on a free loopback port) answering the auth, admission, bypass, hosts, limiter, observer and
+recorder protos of go-gost/plugin. What it decides is plain attributes the test sets; what it was asked is in
 ``.calls``. The ``token`` metadata entry must be the one it was given, else the call fails
 UNAUTHENTICATED (what GOST's example plugins do with a bad token)."""
 import threading
@@ -23,13 +23,15 @@ class PluginServer:
         self.garbage = False                         # answer bytes that are no message
         self.calls = []                              # (method, request dict, metadata dict)
         self.observe_ok = True                       # the observer's answer
+        self.record_ok = True                        # the recorder's answer
         self.bad_tokens = 0
         self._release = threading.Event()
         self._lock = threading.Lock()
         self.server = grpc.server(futures.ThreadPoolExecutor(workers), maximum_concurrent_rpcs=None)
         handlers = {}
         for kind, fn in (("auth", self._auth), ("admission", self._admit), ("bypass", self._bypass),
-                         ("hosts", self._lookup), ("limiter", self._limit), ("observer", self._observe)):
+                         ("hosts", self._lookup), ("limiter", self._limit), ("observer", self._observe),
+                         ("recorder", self._record)):
             service, methods, _ = protos.SERVICES[kind]
             (name, (req, rep)), = methods.items()
             handlers.setdefault(service, {})[name] = grpc.unary_unary_rpc_method_handler(
@@ -84,6 +86,14 @@ class PluginServer:
 
     def _observe(self, r):
         return {"ok": self.observe_ok}
+
+    def _record(self, r):
+        return {"ok": self.record_ok}
+
+    def records(self):
+        """The records received, oldest first: (data, metadata) as bytes."""
+        with self._lock:
+            return [(r["data"], r["metadata"]) for name, r, _ in self.calls if name == "Record"]
 
     def events(self, type_=None):
         """The observer events received, oldest first."""
