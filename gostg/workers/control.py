@@ -16,7 +16,7 @@ from ..listeners.tcp import bind_tcp
 from ..observe import recent
 from ..runtime import Gost
 from . import share
-from .metricsum import merge as merge_metrics
+from .metricsum import Carry, merge as merge_metrics
 from .pool import Pool
 from .sums import GroupConnections, merge_status, sum_page_entries
 
@@ -38,6 +38,10 @@ class Controller(Gost):
         self.pool = Pool(workers, self._init_message, self.log)
         #: what /api/connections reads (gostg.api.app)
         self.connections = GroupConnections(self.pool)
+        #: /metrics: each worker process's last exposition (pid → text), and the counters of
+        #: the ones that died (the group's counters never go back)
+        self._reported = {}
+        self._carried = Carry()
         self._up = []   # services built since the last push: their postUp runs after it
         logs = [self.config.get("log")] + [o.get("log") for o in self.config.get("loggers") or []
                                            if isinstance(o, dict)]
@@ -206,8 +210,19 @@ class Controller(Gost):
         out["workers"] = self.pool.pids()
         return out
 
+    def _metrics_exposition(self):
+        """The workers' expositions merged. A worker that did not answer in time counts with
+        its last one; a dead worker's last counters are carried into every later sum."""
+        answers = self.pool.ask_all("metrics")
+        live = set(self.pool.pids())
+        for a in answers:
+            self._reported[a.get("pid")] = a.get("text") or ""
+        for pid in [p for p in self._reported if p not in live]:
+            self._carried.add(self._reported.pop(pid))
+        return merge_metrics(list(self._reported.values()) + [self._carried.text()])
+
     def _metrics_app(self, environ, start_response):
-        body = merge_metrics(a.get("text") or "" for a in self.pool.ask_all("metrics")).encode()
+        body = self._metrics_exposition().encode()
         start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
                                   ("Content-Length", str(len(body)))])
         return [body]

@@ -7,7 +7,7 @@ Messages (gostg.workers.channel), in order, one at a time:
   → ``config`` {config, metrics} (a change: Gost.reload, transactional) ← {ok, result | error}
   → ``status`` ← {services: {name: status}} (GOST's per-service status, this worker's part)
   → ``page`` ← this worker's ``GET /api/status`` answer
-  → ``metrics`` ← {text: this worker's Prometheus exposition, or ""}
+  → ``metrics`` ← {text: this worker's Prometheus exposition, or "", pid}
   → ``connections`` {query} ← {list: this worker's open tunnels}; ``close`` {sid} ← {closed}
 Every request carries an ``id`` its answer repeats.
 
@@ -67,9 +67,10 @@ def _answer(g, msg):
     if op == "metrics":
         from ..observe import metrics
         if not metrics.enabled():
-            return {"ok": True, "text": ""}
+            return {"ok": True, "text": "", "pid": os.getpid()}
         import prometheus_client
-        return {"ok": True, "text": prometheus_client.generate_latest(metrics.registry()).decode()}
+        return {"ok": True, "text": prometheus_client.generate_latest(metrics.registry()).decode(),
+                "pid": os.getpid()}
     return {"ok": False, "error": f"unknown request {op!r}"}
 
 

@@ -319,6 +319,19 @@ def test_workers_sum_metrics_list_connections_and_keep_udp_in_worker_0(tmp_path,
         owners = {e.get("worker") for e in log_records(g)
                   if e.get("service") == "u" and str(e.get("msg", "")).startswith("listening on")}
         assert owners == {0}, owners
+
+        # a worker killed: its counts stay in the sums, so the group's counters never go back
+        # (Prometheus would read a drop as a counter reset); the restarted one adds to them
+        before = totals()[1]
+        victim = children(g.proc.pid)[-1]
+        os.kill(victim, signal.SIGKILL)
+        assert wait_gone([victim], 5)
+        assert wait_for(lambda: "worker restarted" in g.log_text(), timeout=15), g.log_text()[-3000:]
+        reaper.extend(children(g.proc.pid))
+        assert totals()[1] >= before, (totals()[1], before)
+        for _ in range(6):
+            assert socks5_echo(s5, echo.port) == b"ping"
+        assert wait_for(lambda: totals()[1] >= before + 6), (totals()[1], before)
         stop_all(g)
 
 

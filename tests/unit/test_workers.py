@@ -13,7 +13,7 @@ from gostg.policy.limiter import common, parse_counts, parse_rates, parse_traffi
 from gostg.workers import count, wanted
 from gostg.workers import channel
 from gostg.workers.sums import merge_status
-from gostg.workers.metricsum import merge
+from gostg.workers.metricsum import Carry, merge
 from gostg.workers.share import metrics_wanted, worker_config
 
 
@@ -180,6 +180,34 @@ def test_metrics_merge_sums_every_sample(samples, copies):
     s = _samples(merge([text] * copies))
     for k, v in dict(samples).items():
         assert math.isclose(s[k], v * copies)
+
+
+def test_a_dead_workers_counters_are_carried_and_its_gauges_are_not():
+    """Worker A reported TEXT and died; its successor starts from zero: the sum of the carried
+    counters (counter, histogram buckets/sum/count) and the live ones never goes back; A's gauges
+    (its services, its start time) are gone with it."""
+    carry = Carry()
+    carry.add(TEXT + '# TYPE x_summary summary\nx_summary{quantile="0.5"} 9.0\nx_summary_sum 2.0\n')
+    fresh = TEXT.replace("3.0", "1.0").replace("2.0", "1.0").replace("0.5", "0.1").replace("100.0", "200.0")
+    s = _samples(merge([fresh, carry.text()]))
+    assert s['gost_service_requests_total{host="h",service="s"}'] == 4.0
+    assert s['gost_service_request_duration_seconds_bucket{host="h",le="+Inf"}'] == 4.0
+    assert s['gost_service_request_duration_seconds_count{host="h"}'] == 4.0
+    assert math.isclose(s['gost_service_request_duration_seconds_sum{host="h"}'], 0.6)
+    assert s['gost_services{host="h"}'] == 1.0 and s["process_start_time_seconds"] == 200.0
+    assert s["x_summary_sum"] == 2.0 and 'x_summary{quantile="0.5"}' not in s
+    carry.add(TEXT)   # a second death adds up
+    assert _samples(carry.text())['gost_service_requests_total{host="h",service="s"}'] == 6.0
+    assert Carry().text() == "" and merge(["", Carry().text()]) == ""
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200), max_size=4))
+@settings(max_examples=100)
+def test_carry_never_crashes_on_garbage(texts):
+    carry = Carry()
+    for t in texts:
+        carry.add(t)
+    assert isinstance(merge([carry.text()]), str)
 
 
 # -- split limits --------------------------------------------------------------------------------
