@@ -58,13 +58,14 @@ def _networked(obj):
     return src is not None and src.networked
 
 
-def _close(obj, retire=None):
-    """An object leaves the registry: ``close()`` stops what it started (a source's poller and
-    push subscription, a plugin's transport, a resolver's refreshes, a shared limiter's Redis
-    client). Every kind in CLOSE_KINDS has it. With ``retire`` (seconds: it was deleted, or
+def _close(kind, obj, retire=None):
+    """An object of ``kind`` leaves the registry: ``close()`` stops what it started (a source's
+    poller and push subscription, a plugin's transport, a resolver's refreshes, a shared
+    limiter's Redis client). Every kind in CLOSE_KINDS has it (observers and recorders close
+    their own way: _observers_changed, stop). With ``retire`` (seconds: it was deleted, or
     gostg stops), a shared limiter's counts also leave Redis now; a replaced one keeps its
     open connections' leases until they end (SharedConnLimiter.close)."""
-    if obj is None:
+    if obj is None or kind not in CLOSE_KINDS:
         return
     obj.close()
     if retire is not None and hasattr(obj, "retire"):
@@ -79,7 +80,7 @@ def _close_dropped(before, after, retire=1.0):
         keep = {id(o) for o in now.values()}
         for name, obj in (before.get(kind) or {}).items():
             if id(obj) not in keep:
-                _close(obj, None if name in now else retire)
+                _close(kind, obj, None if name in now else retire)
 
 
 #: service keys naming other objects: (path in the service, kind)
@@ -726,7 +727,7 @@ class Gost:
             getattr(self.registries, kind).set(name, built)
             self._probes_changed()
             self._observers_changed(before)
-            _close(replaced)   # replaced: a shared limiter's open connections keep their leases
+            _close(kind, replaced)   # replaced: a shared limiter's open connections keep their leases
         else:
             try:
                 model.check({kind: [obj]})
@@ -793,7 +794,7 @@ class Gost:
                     s.drain_later()     # open connections get the drain period, not the API call
             elif kind in OBJECT_KINDS:
                 before = self.registries.observers.items()
-                _close(getattr(self.registries, kind).delete(name), retire=1.0)
+                _close(kind, getattr(self.registries, kind).delete(name), retire=1.0)
                 self._probes_changed()
                 self._observers_changed(before)
             elif kind == "loggers":   # running services keep it; new ones cannot name it

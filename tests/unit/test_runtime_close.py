@@ -68,3 +68,16 @@ def test_an_unchanged_shared_limiter_stays_one_member_over_a_reload():
     assert g.registries.climiters.get("x") is not kept and kept._state == "done"   # no lease: done at once
     g.stop(0)
     assert g.registries.climiters.get("x")._state == "done"
+
+
+@pytest.mark.parametrize("kind,obj", [
+    ("hops", {"name": "x", "nodes": [{"name": "n", "addr": "127.0.0.1:1"}]}),
+    ("chains", {"name": "x", "hops": [{"name": "h", "nodes": [{"name": "n", "addr": "127.0.0.1:1"}]}]}),
+])
+def test_kinds_without_close_are_replaced_and_deleted_as_before(kind, obj):
+    g = runtime.Gost({kind: [obj]}, thread=False)
+    g.start()
+    g.update(kind, "x", obj)
+    g.delete(kind, "x")
+    assert getattr(g.registries, kind).get("x") is None
+    g.stop(0)
