@@ -114,6 +114,7 @@ def main():
         return 1
     cfg = init["config"]
     tcp.reuse_port = True            # every TCP listening socket joins its port's group
+    tcp.defer_listen = True          # … once every service is bound (a failed start drops nothing)
     common.workers = init["workers"]  # limits without shared counters: this worker's share
     log = from_config(cfg.get("log")).bind(worker=index)
     if init.get("metrics") is not None:
@@ -122,6 +123,7 @@ def main():
     g = Gost(cfg, logger=log, checked=True)
     try:
         g.build()
+        tcp.listen_deferred()
         g.start()
     except ConfigError as exc:
         channel.send(sock, {"op": "failed", "path": _group_path(exc.path, cfg, init.get("names")), "msg": exc.msg})
