@@ -67,9 +67,9 @@ def _close(kind, obj, retire=None):
     open connections' leases until they end (SharedConnLimiter.close)."""
     if obj is None or kind not in CLOSE_KINDS:
         return
-    obj.close()
     if retire is not None and hasattr(obj, "retire"):
-        obj.retire(retire)
+        obj.retire(retire)   # first: close() of a limiter holding nothing releases its Redis client
+    obj.close()
 
 
 def _close_dropped(before, after, retire=1.0):

@@ -38,8 +38,8 @@ def test_replace_delete_and_stop_close_the_object(kind):
     g.update(kind, "x", OBJECTS[kind])                    # an API replace: closed, not retired
     assert calls == [("close", kind, id(first))]
     second = _spy(g, kind, calls)
-    g.delete(kind, "x")                                   # deleted: closed and retired
-    assert calls[1:] == [("close", kind, id(second)), ("retire", kind, id(second))]
+    g.delete(kind, "x")                                   # deleted: retired and closed
+    assert calls[1:] == [("retire", kind, id(second)), ("close", kind, id(second))]
     g.create(kind, OBJECTS[kind])
     third = _spy(g, kind, calls)
     cfg = dict(g.config)
@@ -47,11 +47,11 @@ def test_replace_delete_and_stop_close_the_object(kind):
     fourth = _spy(g, kind, calls)
     assert calls[3:] == [("close", kind, id(third))]
     g.reload({k: v for k, v in cfg.items() if k != kind})  # dropped by a reload: as a delete
-    assert calls[4:] == [("close", kind, id(fourth)), ("retire", kind, id(fourth))]
+    assert calls[4:] == [("retire", kind, id(fourth)), ("close", kind, id(fourth))]
     g.create(kind, OBJECTS[kind])
     fifth = _spy(g, kind, calls)
-    g.stop(0)                                             # stop: closed and retired
-    assert calls[6:] == [("close", kind, id(fifth)), ("retire", kind, id(fifth))]
+    g.stop(0)                                             # stop: retired and closed
+    assert calls[6:] == [("retire", kind, id(fifth)), ("close", kind, id(fifth))]
 
 
 def test_an_unchanged_shared_limiter_stays_one_member_over_a_reload():
