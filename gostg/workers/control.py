@@ -215,11 +215,15 @@ class Controller(Gost):
         its last one; a dead worker's last counters are carried into every later sum."""
         answers = self.pool.ask_all("metrics")
         live = set(self.pool.pids())
+        unnamed = []   # (an answer without its pid is summed once, never kept or carried)
         for a in answers:
-            self._reported[a.get("pid")] = a.get("text") or ""
+            if a.get("pid") is None:
+                unnamed.append(a.get("text") or "")
+            else:
+                self._reported[a["pid"]] = a.get("text") or ""
         for pid in [p for p in self._reported if p not in live]:
             self._carried.add(self._reported.pop(pid))
-        return merge_metrics(list(self._reported.values()) + [self._carried.text()])
+        return merge_metrics(list(self._reported.values()) + unnamed + [self._carried.text()])
 
     def _metrics_app(self, environ, start_response):
         body = self._metrics_exposition().encode()

@@ -201,6 +201,35 @@ def test_a_dead_workers_counters_are_carried_and_its_gauges_are_not():
     assert Carry().text() == "" and merge(["", Carry().text()]) == ""
 
 
+def test_the_supervisors_metrics_never_go_back_when_a_worker_dies_or_is_slow():
+    """Controller._metrics_exposition over a stand-in pool: a dead worker's last counters are
+    carried, a live worker that did not answer counts with its last exposition."""
+    from types import SimpleNamespace
+
+    from gostg.workers.control import Controller
+
+    def text(n):
+        return f"# TYPE r_total counter\nr_total {n}\n# TYPE open gauge\nopen {n}\n"
+
+    class Pool:
+        answers, live = [], []
+
+        def ask_all(self, op):
+            return self.answers
+
+        def pids(self):
+            return self.live
+    sup = SimpleNamespace(pool=Pool(), _reported={}, _carried=Carry())
+
+    def scrape(answers, live):
+        sup.pool.answers, sup.pool.live = [{"ok": True, "pid": p, "text": text(n)} for p, n in answers], live
+        return _samples(Controller._metrics_exposition(sup))
+    assert scrape([(1, 3), (2, 5)], [1, 2]) == {"r_total": 8.0, "open": 8.0}
+    assert scrape([(1, 4), (3, 1)], [1, 3]) == {"r_total": 10.0, "open": 5.0}   # 2 died: 5 carried
+    assert scrape([(3, 2)], [1, 3]) == {"r_total": 11.0, "open": 6.0}           # 1 slow: its last
+    assert scrape([(3, 2)], [3]) == {"r_total": 11.0, "open": 2.0}              # 1 died too
+
+
 @given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200), max_size=4))
 @settings(max_examples=100)
 def test_carry_never_crashes_on_garbage(texts):
