@@ -18,7 +18,7 @@ from ..runtime import Gost
 from . import share
 from .metricsum import Carry, merge as merge_metrics
 from .pool import Pool
-from .sums import GroupConnections, merge_status, sum_page_entries
+from .sums import GroupConnections, StatsCarry, merge_status, sum_page_entries
 
 #: handler types the supervisor serves itself: they act on, or report for, the whole group
 SUPERVISOR_HANDLERS = ("api", "metrics")
@@ -42,6 +42,8 @@ class Controller(Gost):
         #: the ones that died (the group's counters never go back)
         self._reported = {}
         self._carried = Carry()
+        #: GET /config and /api/status: the stats of workers that died stay in the sums
+        self._stats = StatsCarry()
         self._up = []   # services built since the last push: their postUp runs after it
         logs = [self.config.get("log")] + [o.get("log") for o in self.config.get("loggers") or []
                                            if isinstance(o, dict)]
@@ -180,22 +182,35 @@ class Controller(Gost):
         cfg = super().snapshot(status=False)
         if status:
             parts = {}
-            for answer in self.pool.ask_all("status"):
-                for name, st in (answer.get("services") or {}).items():
+            answers = self.pool.ask_all("status")
+            for answer in answers:
+                services = answer.get("services") or {}
+                self._stats.note(answer.get("pid"), {n: st.get("stats") for n, st in services.items()})
+                for name, st in services.items():
                     parts.setdefault(name, []).append(st)
+            self._stats.fold(set(self.pool.pids()), self._service_token)
             for o in cfg.get("services") or []:
                 s = self.services.get(o.get("name"))
                 if s is not None and owned(s):
                     o["status"] = s.status()
                 elif parts.get(o.get("name")):
-                    o["status"] = merge_status(parts[o["name"]])
+                    carried = self._stats.extra(o["name"], self._service_token)
+                    o["status"] = merge_status(parts[o["name"]] + ([{"stats": carried}] if carried else []))
         return cfg
+
+    def _service_token(self, name):
+        """Which build of service ``name`` runs now (a replaced one's stats start from zero)."""
+        return getattr(self.services.get(name), "create_time", None)
 
     def status_page(self):
         from ..api.status import status
 
         mine = status(self)
-        pages = [a["page"] for a in self.pool.ask_all("page")]
+        answers = self.pool.ask_all("page")
+        pages = [a["page"] for a in answers]
+        for a in answers:
+            self._stats.note(a.get("pid"), {s["name"]: s.get("stats") for s in a["page"].get("services") or []})
+        self._stats.fold(set(self.pool.pids()), self._service_token)
         if not pages:
             return mine
         out = dict(pages[0])
@@ -203,6 +218,10 @@ class Controller(Gost):
         for page in pages:
             for s in page.get("services") or []:
                 services[s["name"]] = sum_page_entries(services[s["name"]], s) if s["name"] in services else s
+        for name, entry in services.items():
+            carried = self._stats.extra(name, self._service_token)
+            if carried:
+                services[name] = sum_page_entries(entry, {"stats": carried})
         out["services"] = [services.get(x["name"]) or x for x in mine["services"]]
         # the supervisor's own (a worker that died, a change a worker refused) and the workers'
         out["errors"] = sorted((e for p in [mine] + pages for e in p.get("errors") or [] if isinstance(e, dict)),

@@ -5,8 +5,8 @@ over the control socket, on SO_REUSEPORT listening sockets.
 Messages (gostg.workers.channel), in order, one at a time:
   → ``init`` {config, index, workers, metrics} ← ``ready`` {pid} or ``failed`` {path, msg}
   → ``config`` {config, metrics} (a change: Gost.reload, transactional) ← {ok, result | error}
-  → ``status`` ← {services: {name: status}} (GOST's per-service status, this worker's part)
-  → ``page`` ← this worker's ``GET /api/status`` answer
+  → ``status`` ← {services: {name: status}, pid} (GOST's per-service status, this worker's part)
+  → ``page`` ← {page: this worker's ``GET /api/status`` answer, pid}
   → ``metrics`` ← {text: this worker's Prometheus exposition, or "", pid}
   → ``connections`` {query} ← {list: this worker's open tunnels}; ``close`` {sid} ← {closed}
 Every request carries an ``id`` its answer repeats.
@@ -55,10 +55,11 @@ def _answer(g, msg):
         except (ChangeError, ConfigError) as exc:
             return {"ok": False, "error": str(exc)}
     if op == "status":
-        return {"ok": True, "services": {name: s.status() for name, s in list(g.services.items())}}
+        return {"ok": True, "services": {name: s.status() for name, s in list(g.services.items())},
+                "pid": os.getpid()}
     if op == "page":
         from ..api.status import status
-        return {"ok": True, "page": status(g)}
+        return {"ok": True, "page": status(g), "pid": os.getpid()}
     if op == "connections":
         from ..api.connections import listing
         return {"ok": True, "list": listing(g, msg.get("query") or {})["data"]["list"]}

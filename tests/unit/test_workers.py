@@ -12,7 +12,7 @@ from gostg.errors import ConfigError
 from gostg.policy.limiter import common, parse_counts, parse_rates, parse_traffic
 from gostg.workers import count, wanted
 from gostg.workers import channel
-from gostg.workers.sums import merge_status
+from gostg.workers.sums import StatsCarry, merge_status
 from gostg.workers.metricsum import Carry, merge
 from gostg.workers.share import metrics_wanted, worker_config
 
@@ -228,6 +228,30 @@ def test_the_supervisors_metrics_never_go_back_when_a_worker_dies_or_is_slow():
     assert scrape([(1, 4), (3, 1)], [1, 3]) == {"r_total": 10.0, "open": 5.0}   # 2 died: 5 carried
     assert scrape([(3, 2)], [1, 3]) == {"r_total": 11.0, "open": 6.0}           # 1 slow: its last
     assert scrape([(3, 2)], [3]) == {"r_total": 11.0, "open": 2.0}              # 1 died too
+
+
+def test_a_dead_workers_service_totals_are_carried_while_the_service_is_the_same():
+    """GET /config and /api/status: a dead worker's totals (not its open connections) stay in
+    the sums of the service it ran; a replaced service (another token) starts from zero."""
+    c, token = StatsCarry(), {"s": 1.0}
+    st = {"totalConns": 5, "currentConns": 2, "totalErrs": 1, "inputBytes": 10, "outputBytes": 20}
+    c.note(7, {"s": st, "gone": None})
+    c.note(None, {"s": st})                 # not kept
+    c.fold({7}, token.get)
+    assert c.extra("s", token.get) is None   # alive: nothing carried
+    c.fold(set(), token.get)
+    assert c.extra("s", token.get) == {"totalConns": 5, "totalErrs": 1, "inputBytes": 10, "outputBytes": 20}
+    c.note(8, {"s": st})
+    c.fold(set(), token.get)
+    assert c.extra("s", token.get)["totalConns"] == 10
+    merged = merge_status([{"createTime": 9, "state": "ready", "stats": dict(st)}, {"stats": c.extra("s", token.get)}])
+    assert merged["createTime"] == 9 and merged["state"] == "ready" and merged["stats"]["totalConns"] == 15
+    assert merged["stats"]["currentConns"] == 2
+    token["s"] = 2.0                         # replaced: its stats start again
+    assert c.extra("s", token.get) is None
+    c.note(9, {"s": st})
+    c.fold(set(), token.get)
+    assert c.extra("s", token.get)["totalConns"] == 5
 
 
 @given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200), max_size=4))
