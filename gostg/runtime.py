@@ -60,24 +60,29 @@ def _networked(obj):
     return src is not None and src.networked
 
 
-def _close_loader(obj):
-    """Stop what an object's sources started (poller, push subscription, Redis client), or
-    close its plugin's transport (a gRPC channel keeps a polling thread while open)."""
-    src = _loader_source(obj)
-    if src is not None:
-        src.close()
-    if getattr(obj, "plugin_kind", None) is not None:   # plugin.consumers.PluginBacked
-        obj.close()
+def _close(kind, obj, retire=None):
+    """An object of ``kind`` leaves the registry: ``close()`` stops what it started (a source's
+    poller and push subscription, a plugin's transport, a resolver's refreshes, a shared
+    limiter's Redis client). Every kind in CLOSE_KINDS has it (observers and recorders close
+    their own way: _observers_changed, stop). With ``retire`` (seconds: it was deleted, or
+    gostg stops), a shared limiter's counts also leave Redis now; a replaced one keeps its
+    open connections' leases until they end (SharedConnLimiter.close)."""
+    if obj is None or kind not in CLOSE_KINDS:
+        return
+    if retire is not None and hasattr(obj, "retire"):
+        obj.retire(retire)   # first: close() of a limiter holding nothing releases its Redis client
+    obj.close()
 
 
-def _close_dropped(before, after):
-    """Close the loader and plugin objects of ``before`` ({kind: {name: obj}}) that ``after``
-    does not hold."""
+def _close_dropped(before, after, retire=1.0):
+    """Close the objects of ``before`` ({kind: {name: obj}}) that ``after`` does not hold; the
+    ones whose name ``after`` no longer has are gone (deleted), not replaced: retired too."""
     for kind in CLOSE_KINDS:
-        keep = {id(o) for o in (after.get(kind) or {}).values()}
-        for obj in (before.get(kind) or {}).values():
+        now = after.get(kind) or {}
+        keep = {id(o) for o in now.values()}
+        for name, obj in (before.get(kind) or {}).items():
             if id(obj) not in keep:
-                _close_loader(obj)
+                _close(kind, obj, None if name in now else retire)
 
 
 #: service keys naming other objects: (path in the service, kind)
@@ -428,11 +433,13 @@ class Gost:
     def _unchanged_loader(self, kind, o):
         """An object reading redis/http whose config did not change stays the same object over a
         reload (-R reloads every period): no re-read, no new poller or subscription; so does a
-        plugin-backed one (its transport is not closed under calls in flight)."""
+        plugin-backed one (its transport is not closed under calls in flight), and a limiter
+        counting in Redis (``store``: it stays one member, not a new one per period)."""
         if kind not in CLOSE_KINDS:
             return None
         cur = getattr(self.registries, kind).get(o["name"])
-        if cur is None or not (_networked(cur) or getattr(cur, "plugin_kind", None) is not None):
+        if cur is None or not (_networked(cur) or getattr(cur, "plugin_kind", None) is not None
+                               or getattr(cur, "store", None) is not None):
             return None
         old = next((x for x in self.config.get(kind) or [] if x.get("name") == o["name"]), None)
         return cur if old == o else None
@@ -505,13 +512,11 @@ class Gost:
             s.drain(deadline)
         for _, r in self.registries.recorders.items():   # the drained connections' records go out
             r.close(deadline)
-        _close_dropped({k: dict(getattr(self.registries, k).items()) for k in CLOSE_KINDS}, {})
         if self.relays is not None:
             self.relays.kill(block=True, timeout=max(0.0, deadline - time.monotonic()) + 1.0)
-        for _, lim in self.registries.climiters.items():   # shared counts: the last releases go out
-            close = getattr(lim, "close", None)
-            if close is not None:
-                close(max(0.0, min(1.0, deadline - time.monotonic())))
+        # every object closes; shared limiters' counts leave Redis (the last releases go out)
+        _close_dropped({k: dict(getattr(self.registries, k).items()) for k in CLOSE_KINDS}, {},
+                       retire=max(0.0, min(1.0, deadline - time.monotonic())))
         self._close_sessions()
         self.started = False
 
@@ -724,7 +729,7 @@ class Gost:
             getattr(self.registries, kind).set(name, built)
             self._probes_changed()
             self._observers_changed(before)
-            _close_loader(replaced)
+            _close(kind, replaced)   # replaced: a shared limiter's open connections keep their leases
         else:
             try:
                 model.check({kind: [obj]})
@@ -791,7 +796,7 @@ class Gost:
                     s.drain_later()     # open connections get the drain period, not the API call
             elif kind in OBJECT_KINDS:
                 before = self.registries.observers.items()
-                _close_loader(getattr(self.registries, kind).delete(name))
+                _close(kind, getattr(self.registries, kind).delete(name), retire=1.0)
                 self._probes_changed()
                 self._observers_changed(before)
             elif kind == "loggers":   # running services keep it; new ones cannot name it

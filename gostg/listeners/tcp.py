@@ -11,6 +11,12 @@ from .base import AcceptServer, Listener
 #: set in a worker process of ``-workers N`` (gostg.workers.worker): every TCP listening socket
 #: joins the port's SO_REUSEPORT group, and the kernel spreads new connections over the workers
 reuse_port = False
+#: set while a worker starts (gostg.workers.worker): its sockets are bound but not listening
+#: until every service is bound (listen_deferred). A worker whose later bind fails then never
+#: had a connection queued on its earlier sockets: a port's group only hands new connections
+#: to listening sockets, so closing a bound one drops nothing.
+defer_listen = False
+_deferred = []
 
 
 def bind_tcp(addr, backlog, probe=False):
@@ -34,6 +40,9 @@ def bind_tcp(addr, backlog, probe=False):
             if probe:
                 s.close()
                 return None
+            if defer_listen and reuse_port:
+                _deferred.append((s, backlog))
+                return s
             s.listen(backlog)
             return s
         except OSError as exc:
@@ -42,6 +51,17 @@ def bind_tcp(addr, backlog, probe=False):
             if host:
                 break
     raise ConfigError("", f"cannot listen on {addr}: {last.strerror or last}")
+
+
+def listen_deferred():
+    """Start listening on every socket bound while ``defer_listen`` was set (the ones closed
+    meanwhile are skipped); from now on sockets listen as they are bound."""
+    global defer_listen
+    defer_listen = False
+    pending, _deferred[:] = list(_deferred), []
+    for s, backlog in pending:
+        if s.fileno() != -1:
+            s.listen(backlog)
 
 
 @listeners.register("tcp")

@@ -16,9 +16,9 @@ from ..listeners.tcp import bind_tcp
 from ..observe import recent
 from ..runtime import Gost
 from . import share
-from .metricsum import merge as merge_metrics
+from .metricsum import Carry, merge as merge_metrics
 from .pool import Pool
-from .sums import GroupConnections, merge_status, sum_page_entries
+from .sums import GroupConnections, StatsCarry, merge_status, sum_page_entries
 
 #: handler types the supervisor serves itself: they act on, or report for, the whole group
 SUPERVISOR_HANDLERS = ("api", "metrics")
@@ -38,6 +38,12 @@ class Controller(Gost):
         self.pool = Pool(workers, self._init_message, self.log)
         #: what /api/connections reads (gostg.api.app)
         self.connections = GroupConnections(self.pool)
+        #: /metrics: each worker process's last exposition (pid → text), and the counters of
+        #: the ones that died (the group's counters never go back)
+        self._reported = {}
+        self._carried = Carry()
+        #: GET /config and /api/status: the stats of workers that died stay in the sums
+        self._stats = StatsCarry()
         self._up = []   # services built since the last push: their postUp runs after it
         logs = [self.config.get("log")] + [o.get("log") for o in self.config.get("loggers") or []
                                            if isinstance(o, dict)]
@@ -177,22 +183,35 @@ class Controller(Gost):
         cfg = super().snapshot(status=False)
         if status:
             parts = {}
-            for answer in self.pool.ask_all("status"):
-                for name, st in (answer.get("services") or {}).items():
+            answers = self.pool.ask_all("status")
+            for answer in answers:
+                services = answer.get("services") or {}
+                self._stats.note(answer.get("pid"), {n: st.get("stats") for n, st in services.items()})
+                for name, st in services.items():
                     parts.setdefault(name, []).append(st)
+            self._stats.fold(set(self.pool.pids()), self._service_token)
             for o in cfg.get("services") or []:
                 s = self.services.get(o.get("name"))
                 if s is not None and owned(s):
                     o["status"] = s.status()
                 elif parts.get(o.get("name")):
-                    o["status"] = merge_status(parts[o["name"]])
+                    carried = self._stats.extra(o["name"], self._service_token)
+                    o["status"] = merge_status(parts[o["name"]] + ([{"stats": carried}] if carried else []))
         return cfg
+
+    def _service_token(self, name):
+        """Which build of service ``name`` runs now (a replaced one's stats start from zero)."""
+        return getattr(self.services.get(name), "create_time", None)
 
     def status_page(self):
         from ..api.status import status
 
         mine = status(self)
-        pages = [a["page"] for a in self.pool.ask_all("page")]
+        answers = self.pool.ask_all("page")
+        pages = [a["page"] for a in answers]
+        for a in answers:
+            self._stats.note(a.get("pid"), {s["name"]: s.get("stats") for s in a["page"].get("services") or []})
+        self._stats.fold(set(self.pool.pids()), self._service_token)
         if not pages:
             return mine
         out = dict(pages[0])
@@ -200,6 +219,10 @@ class Controller(Gost):
         for page in pages:
             for s in page.get("services") or []:
                 services[s["name"]] = sum_page_entries(services[s["name"]], s) if s["name"] in services else s
+        for name, entry in services.items():
+            carried = self._stats.extra(name, self._service_token)
+            if carried:
+                services[name] = sum_page_entries(entry, {"stats": carried})
         out["services"] = [services.get(x["name"]) or x for x in mine["services"]]
         # the supervisor's own (a worker that died, a change a worker refused) and the workers'
         out["errors"] = sorted((e for p in [mine] + pages for e in p.get("errors") or [] if isinstance(e, dict)),
@@ -207,8 +230,23 @@ class Controller(Gost):
         out["workers"] = self.pool.pids()
         return out
 
+    def _metrics_exposition(self):
+        """The workers' expositions merged. A worker that did not answer in time counts with
+        its last one; a dead worker's last counters are carried into every later sum."""
+        answers = self.pool.ask_all("metrics")
+        live = set(self.pool.pids())
+        unnamed = []   # (an answer without its pid is summed once, never kept or carried)
+        for a in answers:
+            if a.get("pid") is None:
+                unnamed.append(a.get("text") or "")
+            else:
+                self._reported[a["pid"]] = a.get("text") or ""
+        for pid in [p for p in self._reported if p not in live]:
+            self._carried.add(self._reported.pop(pid))
+        return merge_metrics(list(self._reported.values()) + unnamed + [self._carried.text()])
+
     def _metrics_app(self, environ, start_response):
-        body = merge_metrics(a.get("text") or "" for a in self.pool.ask_all("metrics")).encode()
+        body = self._metrics_exposition().encode()
         start_response("200 OK", [("Content-Type", "text/plain; version=0.0.4; charset=utf-8"),
                                   ("Content-Length", str(len(body)))])
         return [body]

@@ -5,9 +5,9 @@ over the control socket, on SO_REUSEPORT listening sockets.
 Messages (gostg.workers.channel), in order, one at a time:
   → ``init`` {config, index, workers, metrics} ← ``ready`` {pid} or ``failed`` {path, msg}
   → ``config`` {config, metrics} (a change: Gost.reload, transactional) ← {ok, result | error}
-  → ``status`` ← {services: {name: status}} (GOST's per-service status, this worker's part)
-  → ``page`` ← this worker's ``GET /api/status`` answer
-  → ``metrics`` ← {text: this worker's Prometheus exposition, or ""}
+  → ``status`` ← {services: {name: status}, pid} (GOST's per-service status, this worker's part)
+  → ``page`` ← {page: this worker's ``GET /api/status`` answer, pid}
+  → ``metrics`` ← {text: this worker's Prometheus exposition, or "", pid}
   → ``connections`` {query} ← {list: this worker's open tunnels}; ``close`` {sid} ← {closed}
 Every request carries an ``id`` its answer repeats.
 
@@ -55,10 +55,11 @@ def _answer(g, msg):
         except (ChangeError, ConfigError) as exc:
             return {"ok": False, "error": str(exc)}
     if op == "status":
-        return {"ok": True, "services": {name: s.status() for name, s in list(g.services.items())}}
+        return {"ok": True, "services": {name: s.status() for name, s in list(g.services.items())},
+                "pid": os.getpid()}
     if op == "page":
         from ..api.status import status
-        return {"ok": True, "page": status(g)}
+        return {"ok": True, "page": status(g), "pid": os.getpid()}
     if op == "connections":
         from ..api.connections import listing
         return {"ok": True, "list": listing(g, msg.get("query") or {})["data"]["list"]}
@@ -67,9 +68,10 @@ def _answer(g, msg):
     if op == "metrics":
         from ..observe import metrics
         if not metrics.enabled():
-            return {"ok": True, "text": ""}
+            return {"ok": True, "text": "", "pid": os.getpid()}
         import prometheus_client
-        return {"ok": True, "text": prometheus_client.generate_latest(metrics.registry()).decode()}
+        return {"ok": True, "text": prometheus_client.generate_latest(metrics.registry()).decode(),
+                "pid": os.getpid()}
     return {"ok": False, "error": f"unknown request {op!r}"}
 
 
@@ -113,6 +115,7 @@ def main():
         return 1
     cfg = init["config"]
     tcp.reuse_port = True            # every TCP listening socket joins its port's group
+    tcp.defer_listen = True          # … once every service is bound (a failed start drops nothing)
     common.workers = init["workers"]  # limits without shared counters: this worker's share
     log = from_config(cfg.get("log")).bind(worker=index)
     if init.get("metrics") is not None:
@@ -121,6 +124,7 @@ def main():
     g = Gost(cfg, logger=log, checked=True)
     try:
         g.build()
+        tcp.listen_deferred()
         g.start()
     except ConfigError as exc:
         channel.send(sock, {"op": "failed", "path": _group_path(exc.path, cfg, init.get("names")), "msg": exc.msg})

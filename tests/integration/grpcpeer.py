@@ -1,6 +1,6 @@
 """A GOST gRPC plugin server for the tests: grpcio's own server (threads, in the test process,
 on a free loopback port) answering the auth, admission, bypass, hosts, limiter, observer,
-ingress, router and sd protos of go-gost/plugin. What it decides is plain attributes the test
+recorder, ingress, router and sd protos of go-gost/plugin. What it decides is plain attributes the test
 sets; what it was asked is in ``.calls``. The ``token`` metadata entry must be the one it was
 given, else the call fails UNAUTHENTICATED (what GOST's example plugins do with a bad token)."""
 import threading
@@ -23,6 +23,7 @@ class PluginServer:
         self.garbage = False                         # answer bytes that are no message
         self.calls = []                              # (method, request dict, metadata dict)
         self.observe_ok = True                       # the observer's answer
+        self.record_ok = True                        # the recorder's answer
         self.bad_tokens = 0
         self._release = threading.Event()
         self._lock = threading.Lock()
@@ -32,7 +33,7 @@ class PluginServer:
         self.server = grpc.server(futures.ThreadPoolExecutor(workers), maximum_concurrent_rpcs=None)
         handlers = {}
         one = {"auth": self._auth, "admission": self._admit, "bypass": self._bypass, "hosts": self._lookup,
-               "limiter": self._limit, "observer": self._observe}
+               "limiter": self._limit, "observer": self._observe, "recorder": self._record}
         many = {"GetRule": self._get_rule, "SetRule": self._set_rule, "GetRoute": self._get_route,
                 "Register": self._register, "Deregister": self._deregister, "Renew": lambda r: {"ok": True},
                 "Get": self._get_services}
@@ -113,6 +114,14 @@ class PluginServer:
     def _get_services(self, r):
         with self._lock:
             return {"services": [s for s in self.services if s["name"] == r["name"]]}
+
+    def _record(self, r):
+        return {"ok": self.record_ok}
+
+    def records(self):
+        """The records received, oldest first: (data, metadata) as bytes."""
+        with self._lock:
+            return [(r["data"], r["metadata"]) for name, r, _ in self.calls if name == "Record"]
 
     def events(self, type_=None):
         """The observer events received, oldest first."""

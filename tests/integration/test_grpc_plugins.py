@@ -4,6 +4,7 @@ admission) and whether a target is refused (bypass). curl and PySocks clients se
 decisions; a plugin that rejects the token, hangs or is down refuses (fails closed) within its
 timeout and says why in one log line; 200 connections at once each wait on the plugin while
 gostg keeps serving others."""
+import json
 import os
 import subprocess
 import threading
@@ -457,6 +458,39 @@ def test_grpc_observer_gets_status_and_stats(tmp_path, origin):
             assert wait_for(lambda: "ok: false" in g.log_text(), timeout=5)
             ps.observe_ok = True
             assert wait_for(lambda: any(e["stats"]["totalConns"] >= 2 for e in ps.events("stats")), timeout=5)
+
+
+def test_grpc_recorder_gets_the_records_of_real_traffic(tmp_path, origin):
+    """``recorders: [{plugin: {type: grpc, addr, token}}]``: every dial of a curl request through
+    the service reaches the plugin as GOST's RecordRequest (data: the dialed host, without the
+    port, as GOST's router records it; metadata: the service's recorder metadata as JSON) with
+    the token; a recorder plugin answering ``ok: false`` costs a warning, never the request."""
+    port = free_port()
+    with PluginServer(token=TOKEN) as ps:
+        cfg = {"services": [{"name": "web", "addr": f"127.0.0.1:{port}", "handler": {"type": "http"},
+                             "listener": {"type": "tcp"},
+                             "recorders": [{"name": "rec", "record": "recorder.service.router.dial.address",
+                                            "metadata": {"site": "lab"}}]}],
+               "recorders": [{"name": "rec", "plugin": {"type": "grpc", "addr": ps.addr, "token": TOKEN,
+                                                        "timeout": "2s"}}]}
+        path = tmp_path / "rec.yaml"
+        path.write_text(yaml.safe_dump(cfg))
+        with Gost("-C", str(path), ports=[port]) as g:
+            host = f"localhost:{origin.port}"
+            for i in range(3):
+                p = subprocess.run(["curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "-x",
+                                    f"http://127.0.0.1:{port}", f"http://{host}/r{i}"],
+                                   capture_output=True, text=True, timeout=10)
+                assert p.stdout == "200", p
+            assert wait_for(lambda: len(ps.records()) >= 3, timeout=5), ps.calls
+            assert all(data == b"localhost" and json.loads(md) == {"site": "lab"} for data, md in ps.records()), ps.records()
+            assert all(md.get("token") == TOKEN for name, _, md in ps.calls if name == "Record")
+            ps.record_ok = False
+            p = subprocess.run(["curl", "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "-x",
+                                f"http://127.0.0.1:{port}", f"http://{host}/refused"],
+                               capture_output=True, text=True, timeout=10)
+            assert p.stdout == "200", p
+            assert wait_for(lambda: "ok: false" in g.log_text(), timeout=5), g.log_text()[-2000:]
 
 
 def test_grpc_plugin_without_grpcio_is_a_config_error_naming_the_pip_command(tmp_path):

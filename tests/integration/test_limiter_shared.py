@@ -12,7 +12,7 @@ import yaml
 
 from .helpers import Echo, Gost, free_port, wait_for
 from .redisproc import RedisServer
-from .peers import wait_log
+from .peers import Api, wait_log
 from .test_limiter import TOLERANCE, MiB, echo_ok, timed_curl, tunnel as _tunnel
 
 TTL = 1.0
@@ -27,7 +27,7 @@ def redis_server(tmp_path):
         r.stop()
 
 
-def instance(tmp_path, i, redis_port, climits=None, rlimits=None, ttl=TTL, limits=None):
+def instance(tmp_path, i, redis_port, climits=None, rlimits=None, ttl=TTL, limits=None, extra=()):
     """A gostg with one http proxy service on a free port, limited by a shared climiter and/or
     rlimiter named "c"/"r" under the same Redis key in every instance."""
     port = free_port()
@@ -45,7 +45,7 @@ def instance(tmp_path, i, redis_port, climits=None, rlimits=None, ttl=TTL, limit
         cfg["limiters"] = [{"name": "t", "limits": limits, "store": store}]
     path = tmp_path / f"gost{i}.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    g = Gost("-C", path, ports=[port])
+    g = Gost("-C", path, *extra, ports=[port])
     g.port = port
     return g
 
@@ -258,3 +258,35 @@ def test_shared_traffic_limit_splits_the_service_rate_between_instances(tmp_path
             rate = 2 * MiB / elapsed
             assert abs(rate - MiB) <= TOLERANCE * MiB + 0.1 * MiB, f"{rate / MiB:.2f} MiB/s for the fleet"
             assert redis_server.client().exists("test:shared:traffic:$:out")
+
+
+def test_an_api_replace_keeps_the_old_leases_and_a_delete_retires_them(tmp_path, redis_server):
+    """A shared climiter replaced through the Web API (``$ 2`` → ``$ 3``, same key): the tunnel
+    the old one admitted still counts in Redis (heartbeated past the ttl) until it closes, so
+    the new one admits 2 more, not 3; its close reaches Redis. A delete retires this instance's
+    counts at once, and every Redis client the limiters held is released."""
+    r = redis_server.client()
+    api_port = free_port()
+    with Echo() as echo:
+        target = f"127.0.0.1:{echo.port}"
+        g = instance(tmp_path, 0, redis_server.port, climits=["$ 2"], extra=("-api", f"127.0.0.1:{api_port}"))
+        with g:
+            api = Api(api_port)
+            old = first_tunnel(g.port, target)
+            assert old is not None and sum(conn_counts(r).values()) == 1
+            store = {"redis": {"addr": f"127.0.0.1:{redis_server.port}", "key": "test:shared"}, "ttl": f"{TTL}s"}
+            api.put("climiters", "c", {"name": "c", "limits": ["$ 3"], "store": store})
+            time.sleep(TTL * 1.5)   # past the ttl: the replaced member still heartbeats its lease
+            new = [first_tunnel(g.port, target), first_tunnel(g.port, target)]
+            assert all(new) and sum(conn_counts(r).values()) == 3, conn_counts(r)
+            assert tunnel(g.port, target) is None, "the replaced limiter's lease stopped counting"
+            assert len(conn_counts(r)) == 2   # two members: the replaced one and its successor
+            old.close()
+            assert wait_for(lambda: conn_counts(r) and sum(conn_counts(r).values()) == 2, timeout=3), conn_counts(r)
+            assert wait_for(lambda: len(conn_counts(r)) == 1, timeout=3), conn_counts(r)
+            api.delete("climiters", "c")
+            # retired at once (not after the ttl), while its two tunnels are still open
+            assert wait_for(lambda: conn_counts(r) == {}, timeout=0.5), conn_counts(r)
+            assert wait_for(lambda: len(r.client_list()) == 1, timeout=3), r.client_list()   # only ours
+            for s in new:
+                s.close()

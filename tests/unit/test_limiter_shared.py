@@ -22,6 +22,11 @@ class Source:
     def value(self):
         return self.table
 
+    closed = False
+
+    def close(self):
+        self.closed = True
+
 
 class FakeStore:
     """Store's interface: ``answers[name]`` is a value, a callable, or StoreDown to raise."""
@@ -38,9 +43,14 @@ class FakeStore:
     prefix = "p"
     me = "m0"
 
+    closed = False
+
     def renew(self):
         old, self.me = self.me, f"m{int(self.me[1:]) + 1}"
         return old
+
+    def close(self):
+        self.closed = True
 
     def run(self, name, keys, args):
         self.calls.append((name, list(keys), list(args)))
@@ -98,7 +108,7 @@ def test_a_lapsed_heartbeat_makes_the_next_sync_write_absolute_counts():
     assert name == "sync" and args[:2] == [0, "m0"] and keys == ["p:conn:$"] and args[2:] == [2]
     assert not c._resync and c.store.me == "m1"   # counts re-asserted under a new member
     first.release()
-    c.close()                                     # gostg stops with a connection still open:
+    c.retire()                                    # gostg stops with a connection still open:
     name, keys, args = c.store.calls[-1]          # the member retires, its counts leave Redis
     assert name == "sync" and args[1] == "m1" and keys == ["p:conn:$"] and args[2:] == [0]
     second.release()
@@ -191,3 +201,68 @@ def test_shared_traffic_limiter_leases_only_the_service_scope():
     lim = SharedTrafficLimiter("t", Source(parse_traffic(["$ 1MB 2MB", "$$ 100KB"])), FakeStore())
     inb, outb = lim.buckets(None)
     assert [type(b) for b in inb] == [LeasedBucket, L.TokenBucket] and outb[0].key == "p:traffic:$:out"
+
+
+def test_a_replaced_limiter_keeps_its_leases_until_they_end_then_releases_the_store():
+    """close() (an API replace, a reload): the open connections still count in Redis and are
+    heartbeated; the last release goes out, then the store closes. Nothing is retired early."""
+    c = conn(["$ 5"], acquire=1, sync=0)
+    a, b = c.acquire("1.2.3.4"), c.acquire("1.2.3.4")
+    c.close()
+    assert c.source.closed and not c.store.closed and c.count() == 2
+    assert not any(args[:1] == [0] and args[2:] == [0] for _, _, args in c.store.calls)   # no retirement
+    def releases():   # the releases that reached the store: a sync with one pending key
+        return [args for name, _, args in c.store.calls if name == "sync" and args[0] == 1]
+    a.release()
+    gevent.sleep(0.05)
+    assert len(releases()) == 1 and not c.store.closed and c._syncer is not None   # one lease left
+    b.release()
+    gevent.sleep(0.05)
+    assert len(releases()) == 2 and c.store.closed and c._syncer is None
+    assert not any(args[0] == 0 and args[1] for _, _, args in c.store.calls)   # never retired
+    n = len(c.store.calls)
+    c.close()   # idempotent
+    c.retire()  # nothing left to retire
+    assert len(c.store.calls) == n
+
+
+def test_a_deleted_or_stopped_limiter_retires_its_counts_at_once():
+    c = conn(["$ 5"], acquire=1, sync=0)
+    held = c.acquire("1.2.3.4")
+    c.retire()
+    c.close()
+    name, keys, args = c.store.calls[-1]
+    assert name == "sync" and args[0] == 0 and keys == ["p:conn:$"] and args[2:] == [0]
+    assert c.store.closed and c.source.closed
+    n = len(c.store.calls)
+    held.release()
+    gevent.sleep(0.05)
+    assert len(c.store.calls) == n and c._syncer is None   # retired: nothing more goes to Redis
+
+
+def test_an_unused_replaced_limiter_closes_its_store_at_once():
+    for lim in (conn(["$ 5"]), SharedRateLimiter("r", Source(parse_rates(["$ 10"])), FakeStore()),
+                SharedTrafficLimiter("t", Source(L.parse_traffic(["$ 1MB"])), FakeStore())):
+        lim.close()
+        assert lim.source.closed and lim.store.closed
+
+
+def test_a_closed_store_answers_store_down_without_io():
+    class Client:
+        def register_script(self, text):
+            raise AssertionError("no Redis after close")
+    s = Store(Client(), "p", 1.0)
+    s.client = None   # what close() leaves (release() needs a pooled client)
+    with pytest.raises(StoreDown):
+        s.run("sync", [], [])
+
+
+def test_retiring_an_idle_limiter_still_clears_the_counts_redis_may_have_wrong():
+    """An acquire whose answer was lost may have counted in Redis: deleting the limiter (retire,
+    then close, as runtime does) writes those keys to 0 before the store is released."""
+    c = conn(["$ 1"], acquire=StoreDown, sync=0)
+    assert c.acquire("1.2.3.4") is None and c._dirty == {"p:conn:$"}
+    c.retire()
+    c.close()
+    name, keys, args = c.store.calls[-1]
+    assert name == "sync" and keys == ["p:conn:$"] and args[0] == 0 and args[2:] == [0] and c.store.closed

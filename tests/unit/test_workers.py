@@ -12,8 +12,8 @@ from gostg.errors import ConfigError
 from gostg.policy.limiter import common, parse_counts, parse_rates, parse_traffic
 from gostg.workers import count, wanted
 from gostg.workers import channel
-from gostg.workers.sums import merge_status
-from gostg.workers.metricsum import merge
+from gostg.workers.sums import StatsCarry, merge_status
+from gostg.workers.metricsum import Carry, merge
 from gostg.workers.share import metrics_wanted, worker_config
 
 
@@ -180,6 +180,87 @@ def test_metrics_merge_sums_every_sample(samples, copies):
     s = _samples(merge([text] * copies))
     for k, v in dict(samples).items():
         assert math.isclose(s[k], v * copies)
+
+
+def test_a_dead_workers_counters_are_carried_and_its_gauges_are_not():
+    """Worker A reported TEXT and died; its successor starts from zero: the sum of the carried
+    counters (counter, histogram buckets/sum/count) and the live ones never goes back; A's gauges
+    (its services, its start time) are gone with it."""
+    carry = Carry()
+    carry.add(TEXT + '# TYPE x_summary summary\nx_summary{quantile="0.5"} 9.0\nx_summary_sum 2.0\n')
+    fresh = TEXT.replace("3.0", "1.0").replace("2.0", "1.0").replace("0.5", "0.1").replace("100.0", "200.0")
+    s = _samples(merge([fresh, carry.text()]))
+    assert s['gost_service_requests_total{host="h",service="s"}'] == 4.0
+    assert s['gost_service_request_duration_seconds_bucket{host="h",le="+Inf"}'] == 4.0
+    assert s['gost_service_request_duration_seconds_count{host="h"}'] == 4.0
+    assert math.isclose(s['gost_service_request_duration_seconds_sum{host="h"}'], 0.6)
+    assert s['gost_services{host="h"}'] == 1.0 and s["process_start_time_seconds"] == 200.0
+    assert s["x_summary_sum"] == 2.0 and 'x_summary{quantile="0.5"}' not in s
+    carry.add(TEXT)   # a second death adds up
+    assert _samples(carry.text())['gost_service_requests_total{host="h",service="s"}'] == 6.0
+    assert Carry().text() == "" and merge(["", Carry().text()]) == ""
+
+
+def test_the_supervisors_metrics_never_go_back_when_a_worker_dies_or_is_slow():
+    """Controller._metrics_exposition over a stand-in pool: a dead worker's last counters are
+    carried, a live worker that did not answer counts with its last exposition."""
+    from types import SimpleNamespace
+
+    from gostg.workers.control import Controller
+
+    def text(n):
+        return f"# TYPE r_total counter\nr_total {n}\n# TYPE open gauge\nopen {n}\n"
+
+    class Pool:
+        answers, live = [], []
+
+        def ask_all(self, op):
+            return self.answers
+
+        def pids(self):
+            return self.live
+    sup = SimpleNamespace(pool=Pool(), _reported={}, _carried=Carry())
+
+    def scrape(answers, live):
+        sup.pool.answers, sup.pool.live = [{"ok": True, "pid": p, "text": text(n)} for p, n in answers], live
+        return _samples(Controller._metrics_exposition(sup))
+    assert scrape([(1, 3), (2, 5)], [1, 2]) == {"r_total": 8.0, "open": 8.0}
+    assert scrape([(1, 4), (3, 1)], [1, 3]) == {"r_total": 10.0, "open": 5.0}   # 2 died: 5 carried
+    assert scrape([(3, 2)], [1, 3]) == {"r_total": 11.0, "open": 6.0}           # 1 slow: its last
+    assert scrape([(3, 2)], [3]) == {"r_total": 11.0, "open": 2.0}              # 1 died too
+
+
+def test_a_dead_workers_service_totals_are_carried_while_the_service_is_the_same():
+    """GET /config and /api/status: a dead worker's totals (not its open connections) stay in
+    the sums of the service it ran; a replaced service (another token) starts from zero."""
+    c, token = StatsCarry(), {"s": 1.0}
+    st = {"totalConns": 5, "currentConns": 2, "totalErrs": 1, "inputBytes": 10, "outputBytes": 20}
+    c.note(7, {"s": st, "gone": None})
+    c.note(None, {"s": st})                 # not kept
+    c.fold({7}, token.get)
+    assert c.extra("s", token.get) is None   # alive: nothing carried
+    c.fold(set(), token.get)
+    assert c.extra("s", token.get) == {"totalConns": 5, "totalErrs": 1, "inputBytes": 10, "outputBytes": 20}
+    c.note(8, {"s": st})
+    c.fold(set(), token.get)
+    assert c.extra("s", token.get)["totalConns"] == 10
+    merged = merge_status([{"createTime": 9, "state": "ready", "stats": dict(st)}, {"stats": c.extra("s", token.get)}])
+    assert merged["createTime"] == 9 and merged["state"] == "ready" and merged["stats"]["totalConns"] == 15
+    assert merged["stats"]["currentConns"] == 2
+    token["s"] = 2.0                         # replaced: its stats start again
+    assert c.extra("s", token.get) is None
+    c.note(9, {"s": st})
+    c.fold(set(), token.get)
+    assert c.extra("s", token.get)["totalConns"] == 5
+
+
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=200), max_size=4))
+@settings(max_examples=100)
+def test_carry_never_crashes_on_garbage(texts):
+    carry = Carry()
+    for t in texts:
+        carry.add(t)
+    assert isinstance(merge([carry.text()]), str)
 
 
 # -- split limits --------------------------------------------------------------------------------

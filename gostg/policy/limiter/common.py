@@ -11,6 +11,14 @@ SERVICE, DEFAULT = "$", "$$"
 workers = 1
 
 
+class Sourced:
+    """A limiter reading its table from ``self.source`` (a LineSource): closing it (replaced,
+    deleted, gostg stops: runtime calls close()) stops the source's poller and subscription."""
+
+    def close(self):
+        self.source.close()
+
+
 def parse_scope(s):
     """``$`` / ``$$`` / an ip_address / an ip_network."""
     if s in (SERVICE, DEFAULT):

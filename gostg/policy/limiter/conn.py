@@ -1,5 +1,5 @@
 """Concurrent-connection limiters (``climiters``): a Lease per admitted connection."""
-from .common import SERVICE, applicable, number_line, table_parser
+from .common import SERVICE, Sourced, applicable, number_line, table_parser
 
 
 def parse_count_line(line):
@@ -34,7 +34,7 @@ class Lease:
             self.limiter._release(keys)
 
 
-class ConnLimiter:
+class ConnLimiter(Sourced):
     """A named ``climiters`` entry: ``$`` caps the service's concurrent connections, ``$$`` (or
     a matching IP/CIDR entry instead) each client IP's. Counts survive file reloads."""
 

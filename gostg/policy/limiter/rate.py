@@ -2,7 +2,7 @@
 import math
 
 from .bucket import TokenBucket
-from .common import client_ip, number_line, table_parser
+from .common import Sourced, client_ip, number_line, table_parser
 
 
 def parse_rate_line(line):
@@ -27,7 +27,7 @@ def _rate_bucket(r, clock):
     return TokenBucket(r, int(r) + 1, clock)   # GOST's burst: one second of requests, plus one
 
 
-class RateLimiter:
+class RateLimiter(Sourced):
     """A named ``rlimiters`` entry: requests per second for the service (``$``) and per client
     IP (``$$``, or a matching IP/CIDR entry instead). ``allow`` is checked at handler start; a
     refused request spends nothing."""

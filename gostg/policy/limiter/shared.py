@@ -42,7 +42,9 @@ class SharedConnLimiter:
         self._resync = False   # re-assert the counts under a new member at the next sync
         self._wake = Event()
         self._syncer = None
-        self._closed = False
+        #: "open"; "closing" (replaced: its leases' releases still go out, then the store
+        #: closes); "done" (retired, or the last lease of a replaced one is out)
+        self._state = "open"
 
     def acquire(self, host):
         """→ a Lease, or None when a limit is reached or Redis cannot answer (fail closed)."""
@@ -90,7 +92,7 @@ class SharedConnLimiter:
         self._wake.set()
 
     def _start(self):
-        if self._syncer is None and not self._closed:
+        if self._syncer is None and self._state != "done":
             self._syncer = gevent.spawn(self._sync_loop)
 
     def _sync_loop(self):
@@ -103,11 +105,15 @@ class SharedConnLimiter:
                     if self._wake.wait(self.store.ttl / 3):
                         gevent.sleep(self.BATCH)   # the releases of a busy moment go in one trip
                     self._wake.clear()
+                if self._state == "done":
+                    return
                 ok = self._sync()
-                if not (self._held or self._pending or self._resync) or self._closed:
+                if not (self._held or self._pending or self._resync):
                     return
         finally:
             self._syncer = None
+            if self._state == "closing" and not (self._held or self._pending):
+                self._done()   # a replaced limiter's last lease is out
 
     def _sync(self):
         """Tell Redis the releases since the last sync and that this member is alive; after a
@@ -138,10 +144,31 @@ class SharedConnLimiter:
         self._dirty.clear()
         return True
 
-    def close(self, timeout=1.0):
-        """gostg stops: the syncer ends, and this member's counts leave Redis now (the
-        connections they count are about to go with the process) instead of after the ttl."""
-        self._closed = True
+    def close(self):
+        """Replaced (an API update, a reload): its source stops, and its open connections keep
+        their leases. They count, and are heartbeated, until they end, so the replacement (a
+        new member under the same key) admits against the true total; the last release goes
+        out, then the Redis client is released. ``retire`` when gostg stops or the limiter is
+        deleted: then the counts leave Redis at once."""
+        self.source.close()
+        if self._state != "open":
+            return
+        self._state = "closing"
+        if self._syncer is None and not (self._held or self._pending):
+            self._done()
+
+    def _done(self):
+        self._state = "done"
+        self.store.close()
+
+    def retire(self, timeout=1.0):
+        """gostg stops, or the limiter is deleted: the syncer ends, and this member's counts
+        leave Redis now (the connections they count are about to go with the process, or no
+        longer count against a limiter that is gone) instead of after the ttl."""
+        self.source.close()
+        if self._state == "done":
+            return
+        self._state = "done"
         g = self._syncer
         if g is not None:
             self._wake.set()
@@ -154,6 +181,7 @@ class SharedConnLimiter:
                 self.store.run("sync", keys, [0, self.store.renew(), *(0 for _ in keys)])
             except StoreDown:
                 pass   # they stop counting when the heartbeat runs out
+        self.store.close()
 
     def count(self, key=SERVICE):
         """This process's open leases on ``key`` (a scope)."""
@@ -206,5 +234,8 @@ class SharedRateLimiter:
         self.peers = max(1, int(peers))
         return bool(int(ok))
 
-    def close(self, timeout=0.0):
-        pass
+    def close(self):
+        """Replaced, deleted or stopped: no counts of its own live in Redis (its buckets are
+        shared state that every member refills), so there is nothing to retire."""
+        self.source.close()
+        self.store.close()

@@ -70,5 +70,12 @@ class SharedTrafficLimiter(TrafficLimiter):
         self.store = store
         super().__init__(name, source)
 
+    def close(self):
+        """No counts of its own live in Redis (the ``$`` buckets are shared state every member
+        refills): the source stops and the Redis client is released. The connections of a
+        replaced limiter still paying through its buckets shape locally at their share."""
+        super().close()
+        self.store.close()
+
     def _service_bucket(self, d, rate):
         return LeasedBucket(rate, self.store, self.store.key("traffic", "$") + (":out" if d else ":in"))

@@ -167,6 +167,14 @@ class Store:
 
         self._errors = (redis.RedisError, OSError)
 
+    def close(self):
+        """Release the Redis client (the pool's sockets close with its last user). Idempotent."""
+        if self.client is not None:
+            from ...loader import redisconn
+
+            redisconn.release(self.client)
+            self.client = None
+
     def renew(self):
         """A new member id for this limiter (its counts are re-asserted under it) → the old one."""
         old, self.me = self.me, _member()
@@ -178,7 +186,10 @@ class Store:
 
     def run(self, name, keys, args):
         """Script ``name`` on ``[alive, *keys]`` with ``[me, ttl_ms, *args]`` → its answer;
-        raises StoreDown when Redis cannot answer now."""
+        raises StoreDown when Redis cannot answer now (or the store was closed: what still
+        asks, a replaced limiter's connection, takes the local fallback)."""
+        if self.client is None:
+            raise StoreDown()
         if not self.up:
             now = time.monotonic()
             if now < self._retry_at:

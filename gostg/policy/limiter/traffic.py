@@ -8,7 +8,7 @@ import gevent
 from gevent import socket, ssl
 
 from .bucket import TokenBucket
-from .common import DEFAULT, client_ip, split_line, table_parser
+from .common import DEFAULT, Sourced, client_ip, split_line, table_parser
 
 _UNITS = {"": 1, "b": 1}
 for _i, _p in enumerate("kmgtpe", 1):
@@ -127,7 +127,7 @@ class LimitedConn:
         return getattr(self.sock, name)
 
 
-class TrafficLimiter:
+class TrafficLimiter(Sourced):
     """A named ``limiters`` entry. ``wrap(conn, client_ip)`` returns the conn itself when no
     limit applies, else a LimitedConn holding this connection's buckets: the shared ``$``
     bucket, a fresh ``$$`` bucket, and the client IP's bucket (shared by that IP's
