@@ -14,7 +14,13 @@ OBJECTS = {
     "limiters": {"name": "x", "limits": ["$ 1MB 1MB"]},
     "climiters": {"name": "x", "limits": ["$ 10"]},
     "rlimiters": {"name": "x", "limits": ["$ 10"]},
+    "ingresses": {"name": "x", "rules": [{"hostname": "a.example", "endpoint": "4d21094e-b74c-4916-86c1-d9fa36ea677b"}]},
+    "routers": {"name": "x", "routes": [{"dst": "10.0.0.0/8", "gateway": "host-1"}]},
+    "sds": {"name": "x", "plugin": {"type": "http", "addr": "http://127.0.0.1:1/sd"}},
 }
+
+#: built from a plugin alone: an unchanged one is kept over a reload (its transport stays open)
+PLUGIN_ONLY = {"sds"}
 
 
 def test_every_close_kind_is_covered_here():
@@ -43,9 +49,14 @@ def test_replace_delete_and_stop_close_the_object(kind):
     g.create(kind, OBJECTS[kind])
     third = _spy(g, kind, calls)
     cfg = dict(g.config)
-    g.reload({**cfg, kind: [OBJECTS[kind]]})              # unchanged and local: rebuilt, closed
-    fourth = _spy(g, kind, calls)
-    assert calls[3:] == [("close", kind, id(third))]
+    g.reload({**cfg, kind: [OBJECTS[kind]]})
+    if kind in PLUGIN_ONLY:                               # unchanged plugin: kept, its transport open
+        assert getattr(g.registries, kind).get("x") is third and calls[3:] == []
+        calls.append(("close", kind, id(third)))         # keeps the indices below aligned
+        fourth = third
+    else:                                                 # unchanged and local: rebuilt, closed
+        fourth = _spy(g, kind, calls)
+        assert calls[3:] == [("close", kind, id(third))]
     g.reload({k: v for k, v in cfg.items() if k != kind})  # dropped by a reload: as a delete
     assert calls[4:] == [("retire", kind, id(fourth)), ("close", kind, id(fourth))]
     g.create(kind, OBJECTS[kind])
