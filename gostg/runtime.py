@@ -41,7 +41,7 @@ T = TypeVar("T")
 
 #: build order: what a later kind may refer to is built first
 OBJECT_KINDS = ("authers", "admissions", "bypasses", "resolvers", "hosts", "hops", "chains",
-                "limiters", "climiters", "rlimiters", "recorders", "observers")
+                "limiters", "climiters", "rlimiters", "recorders", "observers", "ingresses", "routers")
 #: objects whose items may come from redis/http sources (a poller, a push subscription)
 LOADER_KINDS = ("authers", "admissions", "bypasses", "hosts", "limiters", "climiters", "rlimiters")
 #: what may hold a loader or a plugin transport to close when it is dropped or gostg stops

@@ -331,7 +331,19 @@ OBJECT_BUILDERS = {
     "climiters": lambda o, p, r: build_limiter("climiters", o, p, r),
     "rlimiters": lambda o, p, r: build_limiter("rlimiters", o, p, r),
     "observers": lambda o, p, r: build_observer(o, p, r),
+    "ingresses": lambda o, p, r: _build_ingress(o, p, r),
+    "routers": lambda o, p, r: _build_router(o, p, r),
 }
+
+
+def _build_ingress(o, path, registries):
+    from ..policy.ingress import build_ingress
+    return build_ingress(o, path, registries)
+
+
+def _build_router(o, path, registries):
+    from ..policy.routes import build_router
+    return build_router(o, path, registries)
 
 
 def build_observer(o, path, registries=None):

@@ -168,6 +168,8 @@ PROBE = keys(
     Key("command", meaning="sh -c command on this host (cmd probes)"))
 #: connector types whose node has no server, so no ``addr`` (GOST's virtual node)
 ADDRLESS_CONNECTORS = ("direct", "virtual")
+#: listeners a service may have without an address (a routing TUN client: ``tun:///host-1``)
+ADDRLESS_LISTENERS = ("tun",)
 
 HANDLER = keys(
     Key("type", default="auto"), Key("retries", INT), Key("chain", meaning="ref:chains"),
@@ -214,7 +216,7 @@ DIALER = keys(Key("type", default="tcp"), Key("auth", MAP, fields=AUTH), Key("tl
               Key("metadata", MAP, meaning="metadata:dialer"))
 
 SERVICE = named(
-    Key("addr", required=True, meaning="listen address"),
+    Key("addr", meaning="listen address (required, except by the tun listener)"),
     Key("interface", docs="tutorials/multi-homed/", meaning="outgoing interface or source address (GOST: deprecated "
                                                             "for metadata.interface)"),
     Key("sockopts", MAP, docs="tutorials/multi-homed/", fields=SOCKOPTS,
@@ -306,8 +308,20 @@ STORE_KEY = Key("store", MAP, fields=LIMITER_STORE,
 LIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/", ("set", "list")), STORE_KEY)
 #: connection and rate limiters: GOST has no plugin for them
 CLIMITER = named(Key("limits", STRLIST), *loaders("concepts/limiter/", ("set", "list"), plugin=False), STORE_KEY)
-INGRESS = named(Key("rules", LIST), *loaders("concepts/ingress/", plugin=False))
-ROUTER = named(Key("routes", LIST), *loaders("concepts/router/", plugin=False))
+# routers and ingresses: built inline-only here (branch i16b-tun stand-ins for the routing
+# tunnel; the objects helper builds loaders and plugins)
+INGRESS_RULE = keys(Key("hostname", required=True), Key("endpoint", required=True))
+def _inline_only(doc):
+    return [unbuilt(k, kind, doc, f"{what} of this object") for k, kind, what in (
+        ("reload", DURATION, "reloading"), ("file", ANY, "the file loader"), ("redis", MAP, "the Redis loader"),
+        ("http", MAP, "the HTTP loader"), ("plugin", MAP, "a plugin"))]
+
+
+INGRESS = named(Key("rules", LIST, item=INGRESS_RULE), *_inline_only("concepts/ingress/"))
+ROUTE = keys(Key("dst", meaning="destination: an address or a CIDR network"),
+             Key("net", meaning="destination network (CIDR; GOST's older spelling of dst)"),
+             Key("gateway", meaning="the host name (routing tunnel) or gateway IP packets to dst go to"))
+ROUTER = named(Key("routes", LIST, item=ROUTE), *_inline_only("concepts/router/"))
 SD = named(Key("plugin", MAP, fields=PLUGIN))
 OBSERVER_PLUGIN = keys(
     Key("type", default="grpc", choices=("http", "grpc"), docs="concepts/observer/",
@@ -373,12 +387,10 @@ TOP = keys(
     Key("services", LIST, item=SERVICE), Key("chains", LIST, item=CHAIN), Key("hops", LIST, item=HOP),
     Key("authers", LIST, item=AUTHER), Key("admissions", LIST, item=ADMISSION),
     Key("bypasses", LIST, item=BYPASS), Key("resolvers", LIST, item=RESOLVER), Key("hosts", LIST, item=HOSTS),
-    # their consumers (the tunnel handler, TUN/router handlers) are not in gostg: so neither are they,
-    # plugin or not
-    unbuilt("ingresses", LIST, "concepts/ingress/", "ingress (the reverse-proxy tunnel handler that reads it is not "
-                                                    "built either)", item=INGRESS),
-    unbuilt("routers", LIST, "concepts/router/", "routers (the TUN/router handlers that read them are not built "
-                                                 "either)", item=ROUTER),
+    Key("ingresses", LIST, item=INGRESS, docs="concepts/ingress/",
+        meaning="host name → endpoint rules (the router handler's ingress)"),
+    Key("routers", LIST, item=ROUTER, docs="concepts/router/",
+        meaning="destination → gateway routes (the router handler's routing tables)"),
     unbuilt("sds", LIST, "concepts/sd/", "service discovery (the tunnel handler that reads it is not built "
                                          "either)", item=SD),
     Key("recorders", LIST, item=RECORDER, docs="concepts/recorder/", meaning="where records go: file, tcp, http, redis"),
@@ -610,6 +622,51 @@ MD_HOP = md(
     Key("auth", status=IGNORED, meaning="cmdline:auth"))
 MD_CHAIN = md()
 
+# --- TUN devices and the routing tunnel (gostg.listeners.tun, handlers.tun/router, connectors.router)
+_TUN_DOCS, _RT_DOCS = "tutorials/tuntap/", "tutorials/routing-tunnel/"
+MD_TUN_LISTENER = md(
+    Key("name", aliases=("tun.name",), docs=_TUN_DOCS, meaning="TUN device name (empty: the kernel picks tunN)"),
+    Key("net", aliases=("tun.net",), docs=_TUN_DOCS,
+        meaning="comma list of the device's addresses in CIDR form (192.168.123.1/24)"),
+    Key("mtu", INT, default=1420, aliases=("tun.mtu",), docs=_TUN_DOCS),
+    Key("gw", aliases=("tun.gw",), docs=_TUN_DOCS, meaning="gateway IP of the routes that name none"),
+    Key("route", aliases=("tun.route",), docs=_TUN_DOCS,
+        meaning="comma list of networks routed to the device (or via gw)"),
+    Key("routes", STRLIST, aliases=("tun.routes",), docs=_TUN_DOCS, meaning="'CIDR [gateway]' routes"),
+    Key("peer", aliases=("tun.peer",), docs=_TUN_DOCS,
+        meaning="macOS point-to-point peer: GOST ignores it on Linux, and so does gostg"),
+    _ub("router", _TUN_DOCS, "the routers[] object of the TUN-over-UDP server mode", aliases=("tun.router",)),
+    _ub("dns", _TUN_DOCS, "DNS servers set on the device with resolvectl", aliases=("tun.dns",)),
+    _ub("guid", _TUN_DOCS, "the Windows adapter GUID", observe=True, aliases=("tun.guid",)))
+MD_TUN_HANDLER = md(
+    _ub("keepalive", _TUN_DOCS, "TUN over UDP (its keepalive)", BOOL, aliases=("tun.keepalive",)),
+    _ub("ttl", _TUN_DOCS, "TUN over UDP (its keepalive period)", DURATION, aliases=("tun.ttl",)),
+    _ub("passphrase", _TUN_DOCS, "TUN over UDP (its keepalive token)", aliases=("token", "tun.token")),
+    _ub("p2p", _TUN_DOCS, "TUN over UDP (point-to-point server mode)", BOOL, aliases=("tun.p2p",)))
+MD_ROUTER_HANDLER = md(
+    Key("readTimeout", DURATION, default="15s", docs=_RT_DOCS,
+        meaning="the client's request must arrive within it (GOST: no limit by default)"),
+    Key("router", docs=_RT_DOCS, meaning="the routers[] object used when the client's router id names none; "
+                                         "a name that does not resolve routes nothing"),
+    Key("ingress", docs=_RT_DOCS, meaning="the ingresses[] object whose rule for a host must name the client's "
+                                          "router id; a name that does not resolve refuses every client"),
+    Key("router.cache", BOOL, docs=_RT_DOCS, meaning="remember route lookups (per router id and destination)"),
+    Key("router.cache.expiration", DURATION, default="1s", docs=_RT_DOCS),
+    _tune("bufferSize", _RT_DOCS, "packet read buffer (GOST 4096; gostg reads whole 64 KiB frames)", INT,
+          aliases=("router.bufferSize",)),
+    _ub("entrypoint", _RT_DOCS, "the UDP entrypoint between router nodes (the router mesh)"),
+    _ub("sd", _RT_DOCS, "service discovery between router nodes (the router mesh)"),
+    _ub("sd.cache.expiration", _RT_DOCS, "the router mesh's service discovery cache", DURATION),
+    _ub("sd.renewInterval", _RT_DOCS, "the router mesh's service discovery renewal", DURATION),
+    _ub("observer.period", _RT_DOCS, "per-client stats of the router handler", DURATION, observe=True,
+        aliases=("observePeriod", "observer.observePeriod")),
+    _ub("observer.resetTraffic", _RT_DOCS, "per-client stats of the router handler", BOOL, observe=True),
+    _tune("limiter.refreshInterval", _RT_DOCS, "handler limiter refresh", DURATION),
+    _tune("limiter.cleanupInterval", _RT_DOCS, "handler limiter cleanup", DURATION))
+MD_ROUTER_CONNECTOR = md(
+    Key("router.id", docs=_RT_DOCS, meaning="the routing namespace (a UUID naming a routers[] object on the server)"),
+    Key("connectTimeout", DURATION, docs=_RT_DOCS, meaning="deadline of the request and its answer"))
+
 #: (kind, type) → metadata groups. A type not listed has only its kind's base group. The mux keys
 #: are on socks5/relay handlers and connectors too: BIND/MBIND sessions are mux sessions.
 COMPONENT_MD = {
@@ -645,6 +702,10 @@ COMPONENT_MD = {
     ("connector", "ss"): (MD_CONNECTOR_BASE, MD_SS_CONNECTOR),
     ("connector", "sni"): (MD_CONNECTOR_BASE, MD_SNI_CONNECTOR),
     ("connector", "direct"): (MD_DIRECT_CONNECTOR,),
+    ("listener", "tun"): (MD_TUN_LISTENER,),
+    ("handler", "tun"): (MD_TUN_HANDLER,),
+    ("handler", "router"): (MD_ROUTER_HANDLER,),
+    ("connector", "router"): (MD_ROUTER_CONNECTOR,),
     ("dialer", "direct"): (),
     ("dialer", "tcp"): (),
     ("dialer", "tls"): (MD_TLS_DIALER,),

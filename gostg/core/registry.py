@@ -78,7 +78,7 @@ class Registries:
     """All named objects of one running gostg instance."""
 
     KINDS = ("services", "chains", "hops", "authers", "admissions", "bypasses", "resolvers",
-             "hosts", "limiters", "climiters", "rlimiters", "recorders", "observers")
+             "hosts", "limiters", "climiters", "rlimiters", "recorders", "observers", "ingresses", "routers")
     #: the owning runtime and its logger (set by Gost; None when built standalone)
     runtime = None
     log = None

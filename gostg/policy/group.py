@@ -14,7 +14,7 @@ from ..errors import DialError
 NOUNS = {"chains": "chain", "hops": "hop", "authers": "auther", "admissions": "admission",
          "bypasses": "bypass", "resolvers": "resolver", "hosts": "hosts", "limiters": "limiter",
          "climiters": "climiter", "rlimiters": "rlimiter", "services": "service",
-         "recorders": "recorder", "observers": "observer"}
+         "recorders": "recorder", "observers": "observer", "ingresses": "ingress", "routers": "router"}
 
 
 class MissingReference(DialError):

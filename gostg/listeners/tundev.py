@@ -1,0 +1,139 @@
+"""A Linux TUN device: opened with TUNSETIFF, configured with iproute2, read and written as
+whole IP packets from gevent.
+
+Why ``ip`` (iproute2) for addresses, MTU, link state and routes rather than ioctls: the ioctl
+interface (SIOCSIFADDR, SIOCADDRT) covers IPv4 only and IPv6 needs netlink; GOST uses netlink
+(vishvananda/netlink), and ``ip`` speaks the same netlink messages for both families, with
+error texts a user knows. It runs as a ``gevent.subprocess`` (the hub is not blocked), once per
+device, never per packet.
+
+Rules:
+1. The device is opened ``IFF_TUN | IFF_NO_PI``: each read is one IP packet, each write one
+   packet, no 4-byte packet-information prefix. The fd is non-blocking and close-on-exec.
+2. Opening is a few non-blocking syscalls (it may run inside a network-namespace window,
+   gostg.core.netns rule 1); configuring runs ``ip`` afterwards, in the same namespace.
+3. An address that cannot be added is logged and skipped, a route that cannot be set fails the
+   device (GOST's createTun does the same).
+4. ``close()`` wakes a greenlet waiting on the fd with EOFError before the fd is closed (the
+   number could be reused at once), and is idempotent. Closing the fd removes the device, its
+   addresses and its routes (the kernel does it).
+"""
+import errno
+import fcntl
+import os
+import struct
+
+from gevent import subprocess
+from gevent.hub import get_hub
+
+TUN_PATH = "/dev/net/tun"
+TUNSETIFF = 0x400454CA
+IFF_TUN = 0x0001
+IFF_NO_PI = 0x1000
+IFNAMSIZ = 16
+_IFREQ = struct.Struct("16sH22x")   # struct ifreq: name, flags, the union's rest
+
+#: seconds one ``ip`` command may take
+IP_TIMEOUT = 10.0
+
+
+def available():
+    """Can this process create TUN devices (the device node exists and ``ip`` is installed)?"""
+    from shutil import which
+    return os.path.exists(TUN_PATH) and which("ip") is not None
+
+
+def open_tun(name=""):
+    """→ ``(fd, name)`` of a new TUN device (the kernel picks ``tunN`` for an empty name)."""
+    raw = name.encode()
+    if len(raw) >= IFNAMSIZ:
+        raise OSError(errno.EINVAL, f"tun: device name {name!r} longer than {IFNAMSIZ - 1} bytes")
+    fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(raw, IFF_TUN | IFF_NO_PI))
+    except OSError as exc:
+        os.close(fd)
+        raise OSError(exc.errno, f"tun: create device {name or 'tun%d'}: {exc.strerror}") from None
+    return fd, _IFREQ.unpack(res)[0].rstrip(b"\0").decode()
+
+
+def ip_command(netns=""):
+    """The argv prefix of an ``ip`` command run in namespace ``netns`` ("" = ours)."""
+    if not netns:
+        return ["ip"]
+    if netns.startswith("/"):
+        return ["nsenter", f"--net={netns}", "ip"]
+    return ["ip", "-n", netns]
+
+
+def run_ip(args, netns=""):
+    """Run ``ip args…``; OSError with ip's own message when it fails."""
+    argv = ip_command(netns) + list(args)
+    try:
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=IP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise OSError(errno.ETIMEDOUT, f"{' '.join(argv)}: no answer in {IP_TIMEOUT:g}s") from None
+    if p.returncode != 0:
+        raise OSError(errno.EIO, f"{' '.join(argv)}: {(p.stderr or p.stdout).strip()}")
+
+
+def configure(name, nets, mtu, routes, netns="", log=None):
+    """Addresses (``ipaddress`` interfaces), MTU, link up, then ``routes``: (network, gateway
+    or "") pairs; a route without a gateway goes to the device (rule 3)."""
+    for net in nets:
+        try:
+            run_ip(["addr", "add", str(net), "dev", name], netns)
+        except OSError as exc:
+            if log is not None:
+                log.error(str(exc))
+    run_ip(["link", "set", "dev", name, "mtu", str(mtu), "up"], netns)
+    for net, gw in routes:
+        target = ["via", gw] if gw else ["dev", name]
+        run_ip(["route", "replace", str(net), *target], netns)
+
+
+class TunDevice:
+    """One open TUN device: ``read()`` → one packet (bytes), ``write(packet)``."""
+
+    is_packet = True
+    multiplex = False
+
+    def __init__(self, fd, name, mtu, bufsize=65535):
+        self.fd = fd
+        self.name = name
+        self.mtu = mtu
+        self.bufsize = bufsize
+        self.closed = False
+        self.hub = get_hub()
+        self._rw = self.hub.loop.io(fd, 1)
+        self._ww = self.hub.loop.io(fd, 2)
+
+    def read(self):
+        while True:
+            if self.closed:
+                raise EOFError(f"tun device {self.name} closed")
+            try:
+                return os.read(self.fd, self.bufsize)
+            except BlockingIOError:
+                pass
+            self.hub.wait(self._rw)
+
+    def write(self, packet):
+        while True:
+            if self.closed:
+                raise EOFError(f"tun device {self.name} closed")
+            try:
+                return os.write(self.fd, packet)
+            except BlockingIOError:
+                pass
+            self.hub.wait(self._ww)
+
+    def close(self):
+        if self.closed:
+            return
+        self.closed = True
+        err = EOFError(f"tun device {self.name} closed")
+        for w in (self._rw, self._ww):
+            self.hub.cancel_wait(w, err, True)
+        os.close(self.fd)
+        self.fd = -1
