@@ -8,9 +8,11 @@ version check):
    packet; src at offset 12, dst at 16. Total length and checksum are not checked (the kernel
    wrote the packet, or the peer did and the kernel checks it when we write it).
 3. IPv6: at least the 40-byte fixed header; src at offset 8, dst at 24.
-Addresses come back as text (``ipaddress``/``inet_ntop`` form), the form routers match.
+Addresses come back as text in ``ipaddress``'s form (the form routers and their routes use;
+``::ffff:0:0`` style for IPv4-mapped IPv6, where inet_ntop would write ``::ffff:0.0.0.0``).
 """
 import socket
+from ipaddress import IPv6Address as _V6
 
 from ..errors import ProtocolError
 
@@ -18,7 +20,7 @@ IPV4_HEADER_LEN = 20
 IPV6_HEADER_LEN = 40
 
 _ntop = socket.inet_ntop
-_AF4, _AF6 = socket.AF_INET, socket.AF_INET6
+_AF4 = socket.AF_INET
 
 
 def version(pkt):
@@ -40,5 +42,5 @@ def addresses(pkt):
     if v == 6:
         if n < IPV6_HEADER_LEN:
             raise ProtocolError(f"ipv6: header too short ({n} bytes)")
-        return 6, _ntop(_AF6, bytes(pkt[8:24])), _ntop(_AF6, bytes(pkt[24:40]))
+        return 6, str(_V6(bytes(pkt[8:24]))), str(_V6(bytes(pkt[24:40])))
     raise ProtocolError(f"unknown packet, discarded({n})")

@@ -1,0 +1,272 @@
+"""GOST's routing tunnel (tutorials/routing-tunnel.md) between TUN devices in network
+namespaces the test makes (all deleted at teardown; nothing touches the host's routes):
+
+    R: the router server (router handler)          10.77.1.1 ── veth ── 10.77.1.2  A
+                                                    10.77.2.1 ── veth ── 10.77.2.2  B
+    A: gostg client, tun device 192.168.123.1/24, host-1  (ip netns exec A gostg …, as the docs)
+    B: gostg client, tun device 192.168.123.2/24, host-2: run from here with the service's
+       netns (the device is made in B) and its chain node's netns (the dial leaves from B), so
+       its Web API is on this namespace's loopback.
+
+A TCP echo from A's 192.168.123.1 to B's 192.168.123.2 crosses both devices and the router.
+"""
+import os
+import re
+import secrets
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+import pytest
+
+from gostg.core import netns
+
+from .helpers import Gost, free_port, run_gostg
+from .peers import Api, wait_log
+
+DEADLINE = 15.0
+RID = "e87f56dd-fd57-4921-9ab8-a0847662daae"
+
+
+def ip(*args, check=True):
+    return subprocess.run(["ip", *args], check=check, capture_output=True, text=True, timeout=15)
+
+
+def tun_ready():
+    return os.path.exists("/dev/net/tun") and os.geteuid() == 0 and subprocess.run(
+        ["which", "ip"], capture_output=True).returncode == 0
+
+
+class Net:
+    def __init__(self):
+        tag = secrets.token_hex(3)
+        self.r, self.a, self.b = (f"gostg-t-{tag}-{x}" for x in "rab")
+
+    def up(self):
+        for n in (self.r, self.a, self.b):
+            ip("netns", "add", n)
+            ip("-n", n, "link", "set", "lo", "up")
+        for here, there, peer, net in (("va", "va0", self.a, "10.77.1"), ("vb", "vb0", self.b, "10.77.2")):
+            ip("-n", self.r, "link", "add", here, "type", "veth", "peer", "name", there, "netns", peer)
+            ip("-n", self.r, "addr", "add", f"{net}.1/24", "dev", here)
+            ip("-n", self.r, "link", "set", here, "up")
+            ip("-n", peer, "addr", "add", f"{net}.2/24", "dev", there)
+            ip("-n", peer, "link", "set", there, "up")
+
+    def down(self):
+        for n in (self.r, self.a, self.b):
+            subprocess.run(["ip", "netns", "del", n], capture_output=True, timeout=15)
+
+
+@pytest.fixture(scope="module")
+def net():
+    if not tun_ready():
+        if os.environ.get("CI"):
+            pytest.fail("TUN tests need root, /dev/net/tun and iproute2 (CI is set)")
+        pytest.skip("TUN tests need root, /dev/net/tun and iproute2")
+    n = Net()
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
+
+
+class Echo:
+    """A TCP echo server on ``host:port`` inside namespace ``ns`` (its socket made there)."""
+
+    def __init__(self, ns, host, port):
+        with netns.inside(ns):
+            self.s = socket.socket()
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.s.bind((host, port))
+        self.s.listen(8)
+        self.s.settimeout(0.2)
+        self.stop = False
+        self.t = threading.Thread(target=self._serve, daemon=True)
+        self.t.start()
+
+    def _serve(self):
+        while not self.stop:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                continue
+            with c:
+                c.settimeout(3)
+                try:
+                    c.sendall(c.recv(1000)[::-1])
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop = True
+        self.t.join(2)
+        self.s.close()
+
+
+def echo_from(ns, host, port, data=b"through the routing tunnel", timeout=DEADLINE):
+    """Connect from namespace ``ns`` until the echo answers (→ its answer) or the deadline."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        with netns.inside(ns):
+            s = socket.socket()
+        try:
+            s.settimeout(1.0)
+            s.connect((host, port))
+            s.sendall(data)
+            return s.recv(1000)
+        except OSError as exc:
+            last = exc
+            time.sleep(0.2)
+        finally:
+            s.close()
+    raise AssertionError(f"no echo from {host}:{port} in {ns}: {last}")
+
+
+def tun_fds(pid):
+    """How many of process ``pid``'s descriptors are open on /dev/net/tun."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/net/tun"
+        except OSError:
+            pass
+    return n
+
+
+def link_state(ns, name):
+    r = ip("-n", ns, "-o", "addr", "show", "dev", name, check=False)
+    return r.stdout if r.returncode == 0 else None
+
+
+def wait_until(pred, timeout=DEADLINE):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.1)
+    return pred()
+
+
+SERVER = """
+services:
+- name: router-svc
+  addr: ":{port}"
+  handler:
+    type: router
+    metadata: {{router: router-0}}
+  listener: {{type: tcp}}
+routers:
+- name: {rid}
+  routes:
+  - {{dst: 192.168.123.1, gateway: host-1}}
+  - {{dst: 192.168.123.2, gateway: host-2}}
+  - {{dst: 192.168.123.9, gateway: host-9}}
+- name: router-0
+  routes:
+  - {{dst: 192.168.123.0/24, gateway: host-0}}
+"""
+
+
+def client_b(port, ns):
+    return {"name": "tun-b", "metadata": {"netns": ns},
+            "handler": {"type": "tun", "chain": "chain-b"},
+            "listener": {"type": "tun", "metadata": {"name": "gtunb", "net": "192.168.123.2/24"}},
+            "forwarder": {"nodes": [{"name": "host", "addr": "host-2"}]}}
+
+
+def test_routing_tunnel_between_namespaces(net, tmp_path):
+    port, api_port = free_port(), free_port()
+    cfg = tmp_path / "router.yaml"
+    cfg.write_text(SERVER.format(port=port, rid=RID))
+    server = Gost("-C", cfg, prefix=("ip", "netns", "exec", net.r))
+    a = Gost("-L", "tun:///host-1?net=192.168.123.1/24&name=gtuna",
+             "-F", f"router://10.77.1.1:{port}?router.id={RID}", prefix=("ip", "netns", "exec", net.a))
+    b = Gost("-api", f"127.0.0.1:{api_port}", ports=[api_port])
+    echo = Echo(net.b, "0.0.0.0", 7777)   # the device is not there yet
+    with server, a, b:
+        api = Api(api_port)
+        api.post("chains", {"name": "chain-b", "hops": [{"name": "hop-0", "nodes": [{
+            "name": "node-0", "addr": f"10.77.2.1:{port}", "metadata": {"netns": net.b},
+            "connector": {"type": "router", "metadata": {"router.id": RID}}, "dialer": {"type": "tcp"}}]}]})
+        api.post("services", client_b(port, net.b))
+        try:
+            # the devices, made and configured by gostg in their namespaces
+            assert wait_until(lambda: link_state(net.a, "gtuna")), a.log_text()[-2000:]
+            assert "192.168.123.1/24" in link_state(net.a, "gtuna")
+            assert wait_until(lambda: link_state(net.b, "gtunb")), b.log_text()[-2000:]
+            assert "192.168.123.2/24" in link_state(net.b, "gtunb")
+            assert "mtu 1420" in ip("-n", net.a, "link", "show", "gtuna").stdout
+
+            assert echo_from(net.a, "192.168.123.2", 7777) == b"lennut gnituor eht hguorht"
+
+            # a route to a gateway nobody is connected as, and no route at all: dropped, logged
+            for dst in ("192.168.123.9", "192.168.123.50"):
+                with pytest.raises(AssertionError):
+                    echo_from(net.a, dst, 7, timeout=1.2)
+            assert wait_log(server, r"host host-9 is not connected, packet to 192\.168\.123\.9 discarded")
+            # 192.168.123.50: no route in the client's namespace, so the default router-0's
+            # route (gateway host-0, not connected) is taken, as GOST does
+            assert wait_log(server, r"host host-0 is not connected, packet to 192\.168\.123\.50 discarded")
+
+            # the service deleted through the Web API: its device goes, no descriptor is left
+            pid = b.proc.pid
+            assert tun_fds(pid) == 1
+            api.ok("DELETE", "/config/services/tun-b")
+            assert wait_until(lambda: link_state(net.b, "gtunb") is None), "device left behind"
+            assert wait_until(lambda: tun_fds(pid) == 0)
+            # … and created again under the same device name: the tunnel works again
+            api.post("services", client_b(port, net.b))
+            assert wait_until(lambda: link_state(net.b, "gtunb"))
+            assert echo_from(net.a, "192.168.123.2", 7777) == b"lennut gnituor eht hguorht"
+        finally:
+            echo.close()
+        for g in (a, b, server):
+            g.stop()
+        assert link_state(net.a, "gtuna") is None   # the process ended: so did its device
+        assert "Traceback" not in server.log_text() + a.log_text() + b.log_text()
+
+
+ASSOC = bytes.fromhex("0103001c04000200020200070100000000000002000a0306") + b"host-1" + b"\0\0"
+
+
+def test_router_port_garbage_and_slow_clients():
+    port = free_port()
+    with Gost("-L", f"router://127.0.0.1:{port}?readTimeout=1s", ports=[port]) as g:
+        for junk in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", bytes.fromhex("0103 0010 0200 01"), b"\x01"):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(junk)
+                if len(junk) < 8:
+                    s.shutdown(socket.SHUT_WR)
+                assert s.recv(100) == b""        # closed, nothing answered
+        assert wait_log(g, r"protocol error: relay: bad version 0x47")
+        t0 = time.monotonic()
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:   # a slow client
+            s.sendall(b"\x01\x03")
+            assert s.recv(100) == b""
+        assert 0.8 < time.monotonic() - t0 < 4
+        assert wait_log(g, r"handshake timeout")
+        # the service lives on: an association is answered OK with a 20-byte connector id
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(ASSOC)
+            resp = s.recv(100)
+            assert resp[:4] == bytes.fromhex("01000017") and resp[4:7] == bytes.fromhex("030014")
+            assert uuid.UUID(bytes=resp[7:23]).version == 4
+        g.stop()
+        assert "Traceback" not in g.log_text()
+
+
+def test_tun_config_errors():
+    r = run_gostg("-L", "tun:///host-1?net=192.168.123.300/24", "-F", "router://127.0.0.1:1")
+    assert r.returncode != 0 and "bad address '192.168.123.300/24'" in r.stderr
+    r = run_gostg("-L", "tun:///host-1?net=10.1.1.1/24&dns=1.1.1.1", "-F", "router://127.0.0.1:1")
+    assert r.returncode != 0 and re.search(r"dns.*not built", r.stderr)
+    r = run_gostg("-L", "tun:///host-1?net=10.1.1.1/24", "-F", "router://127.0.0.1:1?router.id=nope")
+    assert r.returncode != 0 and "invalid router ID 'nope'" in r.stderr
+    r = run_gostg("-L", "tun://:8421?net=10.1.1.1/24&keepalive=true")
+    assert r.returncode != 0 and re.search(r"keepalive.*not built", r.stderr)
