@@ -635,14 +635,20 @@ MD_TUN_LISTENER = md(
     Key("routes", STRLIST, aliases=("tun.routes",), docs=_TUN_DOCS, meaning="'CIDR [gateway]' routes"),
     Key("peer", aliases=("tun.peer",), docs=_TUN_DOCS,
         meaning="macOS point-to-point peer: GOST ignores it on Linux, and so does gostg"),
-    _ub("router", _TUN_DOCS, "the routers[] object of the TUN-over-UDP server mode", aliases=("tun.router",)),
+    Key("router", aliases=("tun.router",), docs=_TUN_DOCS,
+        meaning="server mode: the routers[] object whose routes (destination → gateway IP of a client) "
+                "send packets on; a name that does not resolve routes nothing"),
     _ub("dns", _TUN_DOCS, "DNS servers set on the device with resolvectl", aliases=("tun.dns",)),
     _ub("guid", _TUN_DOCS, "the Windows adapter GUID", observe=True, aliases=("tun.guid",)))
 MD_TUN_HANDLER = md(
-    _ub("keepalive", _TUN_DOCS, "TUN over UDP (its keepalive)", BOOL, aliases=("tun.keepalive",)),
-    _ub("ttl", _TUN_DOCS, "TUN over UDP (its keepalive period)", DURATION, aliases=("tun.ttl",)),
-    _ub("passphrase", _TUN_DOCS, "TUN over UDP (its keepalive token)", aliases=("token", "tun.token")),
-    _ub("p2p", _TUN_DOCS, "TUN over UDP (point-to-point server mode)", BOOL, aliases=("tun.p2p",)))
+    Key("keepalive", BOOL, aliases=("tun.keepalive",), docs=_TUN_DOCS,
+        meaning="TUN over UDP client: announce the device addresses every ttl, and redial a server silent "
+                "for 3 ttl"),
+    Key("ttl", DURATION, default="10s", aliases=("tun.ttl",), docs=_TUN_DOCS, meaning="the keepalive period"),
+    Key("passphrase", aliases=("token", "tun.token"), docs=_TUN_DOCS,
+        meaning="TUN over UDP client: the key its keepalives carry (the server's auther checks it)"),
+    Key("p2p", BOOL, aliases=("tun.p2p",), docs=_TUN_DOCS,
+        meaning="TUN over UDP server: every packet to the latest client, none between clients"))
 MD_ROUTER_HANDLER = md(
     Key("readTimeout", DURATION, default="15s", docs=_RT_DOCS,
         meaning="the client's request must arrive within it (GOST: no limit by default)"),

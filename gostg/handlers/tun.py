@@ -1,18 +1,19 @@
-"""The ``tun`` handler (GOST ``x/handler/tun``): IP packets between a TUN device and a peer.
+"""The ``tun`` handler (GOST ``x/handler/tun``): IP packets between a TUN device and peers.
 
-Client mode (a forwarder node is set, GOST's ``tun:///host-1`` or ``tun://:0/SERVER:8421``):
+Client mode (a forwarder node is set: ``tun:///host-1``, ``tun://:8421/SERVER:8421``):
 1. The node's address without a port is a host name in a routing tunnel: packets go over
    network ``ip`` through the chain, whose last node is a ``router`` connector. With a port it
-   is a TUN server reached over ``udp`` (plain GOST TUN, see below).
+   is a TUN server reached over ``udp`` (directly or through the chain).
 2. The tunnel is dialled, then packets flow both ways until either side fails. A peer that
    fails is dialled again after 1 s (GOST's loop); a device that fails ends the handler (the
    listener makes a new one).
 3. Each packet from the device must be IPv4 or IPv6 (else "unknown packet, discarded"); each
    packet from the peer is header-checked (gostg.protocols.ippacket) before it is written to
    the device: garbage is logged and dropped, never written.
-4. A 20-byte ``GOST`` + 16-byte message from the peer is a keepalive answer, not a packet.
-Server mode (no forwarder: ``tun://:8421?net=…``, GOST's UDP TUN server) is not built yet:
-the handler says so and ends (see the notes of branch i16b-tun).
+4. Over udp the client announces its device addresses with a keepalive (protocols.tunkeepalive)
+   when it connects, and with ``keepalive`` every ``ttl`` (default 10 s); then a peer silent
+   about keepalives for 3 ``ttl`` is dialled again. The server's 20-byte answer is not a packet.
+Server mode (no forwarder: ``tun://:8421?net=…``) is in :mod:`gostg.handlers.tun_server`.
 """
 import time
 
@@ -20,17 +21,21 @@ import gevent
 
 from ..core.registry import handlers
 from ..errors import DialError, ProtocolError
-from ..protocols import ippacket
+from ..protocols import ippacket, tunkeepalive
+from ..relay.udp import UDPSocket
 from .base import Handler
 
 #: seconds between a tunnel that failed and the next dial (GOST)
 REDIAL_DELAY = 1.0
-KEEPALIVE_MAGIC = b"GOST"
-KEEPALIVE_LEN = 20
+DEFAULT_TTL = 10.0
 
 
 class DeviceGone(Exception):
     """The TUN device failed or was closed: the handler ends (the listener decides what next)."""
+
+
+class KeepaliveLost(OSError):
+    """No keepalive answer for 3 ``ttl`` (GOST's read deadline): the peer is dialled again."""
 
 
 @handlers.register("tun")
@@ -39,6 +44,15 @@ class TunHandler(Handler):
     def __init__(self, md, options):   # GOST's tun handler reads no readTimeout nor sniffing
         self.md, self.options, self.router = md, options, options.router
         self.sniffing = False
+        self.ttl = 0.0
+        if md.bool("keepalive", "tun.keepalive"):
+            self.ttl = md.duration("ttl", "tun.ttl") or DEFAULT_TTL
+        self.passphrase = md.str("passphrase", "token", "tun.token")
+        self.p2p = md.bool("p2p", "tun.p2p")
+        self.server = None
+        if options.forwarder is None:
+            from .tun_server import TunServerMode
+            self.server = TunServerMode(self)
 
     def handle(self, conn, ctx):
         cfg = getattr(conn, "config", None)
@@ -48,27 +62,22 @@ class TunHandler(Handler):
         ctx.log.info(f"{ctx.src} <> {ctx.local}")
         t0 = time.monotonic()
         try:
-            fw = self.options.forwarder
-            node = fw.select(ctx, "") if fw is not None else None
+            if self.server is not None:
+                return self.server.serve(conn, cfg, ctx)
+            node = self.options.forwarder.select(ctx, "")
             if node is None:
-                ctx.log.error("tun: server mode (no forwarder target) is not built by gostg yet; "
-                              "use the routing tunnel (tun:///HOST -F router://SERVER)")
-                return
-            network = "udp" if _has_port(node.addr) else "ip"
-            ctx.target = node.addr
-            if network == "udp":
-                ctx.log.error("tun: TUN over UDP (a forwarder target with a port) is not built by gostg "
-                              "yet; use the routing tunnel (tun:///HOST -F router://SERVER)", dst=node.addr)
+                ctx.log.error("tun: no forwarder target available")
                 return
             if not cfg.nets:
                 ctx.log.error("tun: invalid net IP (set net=…)")
                 return
-            self._client(conn, ctx, node, network)
+            self._client(conn, cfg, ctx, node, "udp" if _has_port(node.addr) else "ip")
         finally:
             ctx.log.info(f"{ctx.src} >< {ctx.local}", duration=round(time.monotonic() - t0, 6))
 
-    def _client(self, dev, ctx, node, network):
+    def _client(self, dev, cfg, ctx, node, network):
         dst = f"{node.addr}/{network}"
+        ctx.target = dst
         while not dev.closed:
             try:
                 peer = self.router.dial(network, node.addr, ctx)
@@ -79,7 +88,10 @@ class TunHandler(Handler):
                 node.marker.reset()
                 ctx.log.debug(f"{ctx.src} >> {node.addr}", dst=dst)
                 try:
-                    _pump(dev, peer, ctx)
+                    if network == "udp":
+                        self._udp_client(dev, cfg, peer, node.addr, ctx)
+                    else:
+                        pump(dev, _up(dev, lambda p: peer.write_to(p), ctx), _down(dev, peer, ctx))
                 except DeviceGone as exc:
                     ctx.log.debug(f"tun: {exc}", dst=dst)
                     return
@@ -91,6 +103,17 @@ class TunHandler(Handler):
                 return
             gevent.sleep(REDIAL_DELAY)
 
+    def _udp_client(self, dev, cfg, peer, addr, ctx):
+        if isinstance(peer, UDPSocket):   # direct: take datagrams from the server only (Go dials)
+            peer.sock.connect(peer._sockaddr(addr))
+        hello = tunkeepalive.encode(self.passphrase, cfg.ips)
+        peer.write_to(hello, addr)
+        deadline = [time.monotonic() + 3 * self.ttl] if self.ttl > 0 else None
+        jobs = [_up(dev, lambda p: peer.write_to(p, addr), ctx), _down(dev, peer, ctx, deadline, self.ttl)]
+        if self.ttl > 0:
+            jobs.append(_keepalive(peer, addr, hello, self.ttl, ctx))
+        pump(dev, *jobs)
+
 
 def _has_port(addr):
     """GOST: net.SplitHostPort succeeds ("h:p", "[v6]:p")."""
@@ -99,54 +122,80 @@ def _has_port(addr):
     return addr.count(":") == 1
 
 
-def _up(dev, peer, ctx):
+def _up(dev, send, ctx):
     """Device → peer (rule 3)."""
-    while True:
+    def run():
+        while True:
+            try:
+                pkt = dev.read()
+            except (OSError, EOFError) as exc:
+                raise DeviceGone(f"read: {exc}") from exc
+            if not pkt or pkt[0] >> 4 not in (4, 6):
+                ctx.log.warning(f"unknown packet, discarded({len(pkt)})")
+                continue
+            send(pkt)
+    return run
+
+
+def _down(dev, peer, ctx, deadline=None, ttl=0.0):
+    """Peer → device (rules 3, 4); ``deadline`` ([monotonic time]): 3 ttl after the last
+    keepalive answer."""
+    def read():
+        if deadline is None:
+            return peer.read_from()
+        left = deadline[0] - time.monotonic()
         try:
-            pkt = dev.read()
-        except (OSError, EOFError) as exc:
-            raise DeviceGone(f"read: {exc}") from exc
-        if not pkt or pkt[0] >> 4 not in (4, 6):
-            ctx.log.warning(f"unknown packet, discarded({len(pkt)})")
-            continue
-        peer.write_to(pkt)
+            with gevent.Timeout(max(left, 0.001)):
+                return peer.read_from()
+        except gevent.Timeout:
+            raise KeepaliveLost(f"no keepalive answer in {3 * ttl:g}s") from None
+
+    def run():
+        while True:
+            data, _ = read()
+            if tunkeepalive.is_reply(data):
+                ctx.log.debug(f"keepalive received at {tunkeepalive.from16(data[4:])}")
+                if deadline is not None:
+                    deadline[0] = time.monotonic() + 3 * ttl
+                continue
+            try:
+                ippacket.addresses(data)
+            except ProtocolError as exc:
+                ctx.log.warning(str(exc))
+                continue
+            try:
+                dev.write(data)
+            except (OSError, EOFError) as exc:
+                raise DeviceGone(f"write: {exc}") from exc
+    return run
 
 
-def _down(dev, peer, ctx):
-    """Peer → device (rules 3, 4)."""
-    while True:
-        data, _ = peer.read_from()
-        if len(data) == KEEPALIVE_LEN and data[:4] == KEEPALIVE_MAGIC:
-            ctx.log.debug("keepalive received")
-            continue
-        try:
-            ippacket.addresses(data)
-        except ProtocolError as exc:
-            ctx.log.warning(str(exc))
-            continue
-        try:
-            dev.write(data)
-        except (OSError, EOFError) as exc:
-            raise DeviceGone(f"write: {exc}") from exc
+def _keepalive(peer, addr, hello, ttl, ctx):
+    def run():
+        while True:
+            gevent.sleep(ttl)
+            peer.write_to(hello, addr)
+            ctx.log.debug("keepalive sent")
+    return run
 
 
-def _caught(fn, *args):
+def _caught(fn):
     """Run ``fn`` and hand back what ended it: a greenlet that raised would print a traceback."""
     try:
-        fn(*args)
+        fn()
     except (OSError, EOFError, ProtocolError, DeviceGone) as exc:
         return exc
     return None
 
 
-def _pump(dev, peer, ctx):
-    """Both directions until one ends; what ended it is raised (EOFError: the peer closed)."""
-    ups = gevent.spawn(_caught, _up, dev, peer, ctx)
-    downs = gevent.spawn(_caught, _down, dev, peer, ctx)
+def pump(dev, *jobs):
+    """Run ``jobs`` (loops over the device and a peer) until one ends; what ended it is raised
+    (EOFError: the peer closed). The others are stopped."""
+    gs = [gevent.spawn(_caught, j) for j in jobs]
     try:
-        done = gevent.wait([ups, downs], count=1)
+        done = gevent.wait(gs, count=1)
     finally:
-        for g in (ups, downs):
+        for g in gs:
             g.kill(block=True)
     for g in done:
         if g.value is not None:

@@ -261,12 +261,46 @@ def test_router_port_garbage_and_slow_clients():
         assert "Traceback" not in g.log_text()
 
 
-def test_tun_config_errors():
-    r = run_gostg("-L", "tun:///host-1?net=192.168.123.300/24", "-F", "router://127.0.0.1:1")
+def test_tun_config_errors(net):
+    ns = ("ip", "netns", "exec", net.a)   # should one start after all, its device is not ours
+    r = run_gostg("-L", "tun:///host-1?net=192.168.123.300/24", "-F", "router://127.0.0.1:1", prefix=ns)
     assert r.returncode != 0 and "bad address '192.168.123.300/24'" in r.stderr
-    r = run_gostg("-L", "tun:///host-1?net=10.1.1.1/24&dns=1.1.1.1", "-F", "router://127.0.0.1:1")
+    r = run_gostg("-L", "tun:///host-1?net=10.1.1.1/24&dns=1.1.1.1", "-F", "router://127.0.0.1:1", prefix=ns)
     assert r.returncode != 0 and re.search(r"dns.*not built", r.stderr)
-    r = run_gostg("-L", "tun:///host-1?net=10.1.1.1/24", "-F", "router://127.0.0.1:1?router.id=nope")
+    r = run_gostg("-L", "tun:///host-1?net=10.1.1.1/24", "-F", "router://127.0.0.1:1?router.id=nope", prefix=ns)
     assert r.returncode != 0 and "invalid router ID 'nope'" in r.stderr
-    r = run_gostg("-L", "tun://:8421?net=10.1.1.1/24&keepalive=true")
-    assert r.returncode != 0 and re.search(r"keepalive.*not built", r.stderr)
+    r = run_gostg("-L", "tun:///host-1?net=10.1.1.1/24&route=10.2.0.0/33", "-F", "router://127.0.0.1:1", prefix=ns)
+    assert r.returncode != 0 and "bad network '10.2.0.0/33'" in r.stderr
+
+
+def test_tun_over_udp_server_and_clients(net):
+    """tutorials/tuntap.md: a TUN server in R (192.168.124.1) and two clients (A .2, B .3) over
+    UDP; A reaches the server's own address and, through the server, client B."""
+    port = free_port()
+    server = Gost("-L", f"tun://:{port}?net=192.168.124.1/24&name=gtuns", "-D", prefix=("ip", "netns", "exec", net.r))
+    a = Gost("-L", f"tun://:0/10.77.1.1:{port}?net=192.168.124.2/24&name=gtuna&keepalive=true&ttl=1s",
+             prefix=("ip", "netns", "exec", net.a))
+    b = Gost("-L", f"tun://:0/10.77.2.1:{port}?net=192.168.124.3/24&name=gtunb",
+             prefix=("ip", "netns", "exec", net.b))
+    echo_r, echo_b = Echo(net.r, "0.0.0.0", 7778), Echo(net.b, "0.0.0.0", 7778)
+    with server, a, b:
+        try:
+            assert echo_from(net.a, "192.168.124.1", 7778, b"to the server") == b"revres eht ot"
+            assert echo_from(net.a, "192.168.124.3", 7778, b"to client b") == b"b tneilc ot"
+            assert echo_from(net.b, "192.168.124.1", 7778, b"from b") == b"b morf"
+            assert wait_log(server, r"keepalive from [0-9.:]+ => 192\.168\.124\.2", count=2)  # A repeats
+            # garbage to the server's UDP port: logged, dropped; the tunnel goes on
+            with netns.inside(net.r):
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            with u:
+                for junk in (b"\x00garbage", b"GOST" + bytes(17), b"\x45" + bytes(5)):
+                    u.sendto(junk, ("127.0.0.1", port))
+            assert wait_log(server, r"unknown packet, discarded\(8\)"), server.log_text()[-3000:]
+            assert wait_log(server, r"ipv4: header too short \(6 bytes\)")
+            assert echo_from(net.a, "192.168.124.3", 7778, b"still") == b"llits"
+        finally:
+            echo_r.close()
+            echo_b.close()
+        for g in (a, b, server):
+            g.stop()
+        assert "Traceback" not in server.log_text() + a.log_text() + b.log_text()
