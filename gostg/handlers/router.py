@@ -27,7 +27,8 @@ import random
 import time
 import uuid
 
-from gevent.lock import Semaphore
+import gevent
+from gevent.queue import Full, Queue
 
 from ..core.registry import handlers
 from ..errors import ProtocolError
@@ -56,18 +57,43 @@ def parse_router_id(text):
 
 
 class Connector:
-    """One associated client connection: the host it serves and a locked frame writer (packets
-    to it come from the greenlets of every other client of its namespace)."""
+    """One associated client connection: the host it serves, and a bounded queue of packets
+    for it with a writer greenlet of its own. Packets come from the greenlets of every other
+    client of its namespace; a client that does not read fills only its own queue and loses
+    only its own packets (IP may drop), instead of stalling its senders, as a blocking write
+    under a lock (GOST's lockWriter) would."""
 
-    __slots__ = ("cid", "host", "pc", "lock")
+    __slots__ = ("cid", "host", "pc", "queue", "writer", "dropped")
+
+    #: packets waiting for one slow client before more are dropped
+    QUEUE = 512
 
     def __init__(self, cid, host, pc):
         self.cid, self.host, self.pc = cid, host, pc
-        self.lock = Semaphore()
+        self.queue = Queue(self.QUEUE)
+        self.dropped = 0
+        self.writer = gevent.spawn(self._write)
 
     def send(self, packet):
-        with self.lock:
-            self.pc.write_to(packet)
+        """→ False when the client's queue is full (the packet is dropped)."""
+        try:
+            self.queue.put_nowait(packet)
+            return True
+        except Full:
+            self.dropped += 1
+            return False
+
+    def _write(self):
+        write = self.pc.write_to
+        try:
+            while True:
+                write(self.queue.get())
+        except OSError:
+            self.pc.close()   # its reader ends the association
+
+    def close(self):
+        self.writer.kill(block=False)
+        self.pc.close()
 
 
 class ConnectorPool:
@@ -99,7 +125,7 @@ class ConnectorPool:
         for hosts in self.routers.values():
             for cs in hosts.values():
                 for c in cs:
-                    c.pc.close()
+                    c.close()
         self.routers.clear()
 
 
@@ -190,6 +216,7 @@ class RouterHandler(Handler):
                 self._route(data, rid, rtext, log, warned)
         finally:
             self.pool.delete(rid, c)
+            c.writer.kill(block=False)
             log.info(f"{ctx.src} >< {host}", duration=round(time.monotonic() - t0, 6))
 
     def _route(self, data, rid, rtext, log, warned):
@@ -212,10 +239,9 @@ class RouterHandler(Handler):
                        f"route {route.dst} -> {route.gateway}: host {route.gateway} is not connected, "
                        f"packet to {dst} discarded")
             return
-        try:
-            c.send(data)
-        except OSError as exc:
-            log.error(f"write to {route.gateway}: {exc}")
+        if not c.send(data):
+            self._drop(log, warned, ("full", route.gateway),
+                       f"host {route.gateway} is not reading: packet to {dst} discarded")
 
     @staticmethod
     def _drop(log, warned, key, msg):

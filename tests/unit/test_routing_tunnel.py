@@ -212,3 +212,25 @@ def test_garbage_closes_without_answer(data):
     assert g.dead and g.exception is not None   # the service logs it as a protocol error
     srv.close()                                 # (the service closes it)
     assert cli.recv(100) == b""                 # nothing was answered
+
+
+def test_a_client_that_does_not_read_only_loses_its_own_packets():
+    net = Net([{"name": "router-0", "routes": [{"dst": "192.168.123.2", "gateway": "host-2"},
+                                               {"dst": "192.168.123.3", "gateway": "host-3"}]}],
+              md={"router": "router-0"})
+    try:
+        a = net.join("host-1")
+        slow = net.join("host-2", src="192.168.123.2")   # connected, never reads
+        c = net.join("host-3", src="192.168.123.3")
+        big = ipv4("192.168.123.1", "192.168.123.2", bytes(1400))
+        small = ipv4("192.168.123.1", "192.168.123.3", b"x")
+        got = []
+        reader = gevent.spawn(lambda: [got.append(recv_frame(c, 10)) for _ in range(200)])
+        for i in range(2000):
+            a.sendall(frame(big) + (frame(small) if i % 10 == 0 else b""))
+        reader.join(10)
+        assert len(got) == 200 and set(got) == {small}
+        assert any("host host-2 is not reading" in m for _, m in net.lines())
+        slow.close()
+    finally:
+        net.close()
