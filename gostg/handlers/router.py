@@ -63,7 +63,7 @@ class Connector:
     only its own packets (IP may drop), instead of stalling its senders, as a blocking write
     under a lock (GOST's lockWriter) would."""
 
-    __slots__ = ("cid", "host", "pc", "queue", "writer", "dropped")
+    __slots__ = ("cid", "host", "pc", "queue", "writer", "dropped", "out")
 
     #: packets waiting for one slow client before more are dropped
     QUEUE = 512
@@ -71,7 +71,7 @@ class Connector:
     def __init__(self, cid, host, pc):
         self.cid, self.host, self.pc = cid, host, pc
         self.queue = Queue(self.QUEUE)
-        self.dropped = 0
+        self.dropped = self.out = 0   # out: bytes written to the client, for the service stats
         self.writer = gevent.spawn(self._write)
 
     def send(self, packet):
@@ -87,7 +87,9 @@ class Connector:
         write = self.pc.write_to
         try:
             while True:
-                write(self.queue.get())
+                pkt = self.queue.get()
+                write(pkt)
+                self.out += len(pkt)
         except OSError:
             self.pc.close()   # its reader ends the association
 
@@ -207,16 +209,19 @@ class RouterHandler(Handler):
         log.debug(f"{host}/{network}: router={rtext}, connector={uuid.UUID(bytes=cid)} established")
         t0 = time.monotonic()
         warned = set()
+        inp = 0
         try:
             while True:
                 try:
                     data, _ = c.pc.read_from()
                 except EOFError:
                     return
+                inp += len(data)
                 self._route(data, rid, rtext, log, warned)
         finally:
             self.pool.delete(rid, c)
             c.writer.kill(block=False)
+            ctx.stats_bytes(inp, c.out)
             log.info(f"{ctx.src} >< {host}", duration=round(time.monotonic() - t0, 6))
 
     def _route(self, data, rid, rtext, log, warned):

@@ -87,11 +87,12 @@ class TunHandler(Handler):
             else:
                 node.marker.reset()
                 ctx.log.debug(f"{ctx.src} >> {node.addr}", dst=dst)
+                n = [0, 0]   # bytes read from the device, written to it: the service's stats
                 try:
                     if network == "udp":
-                        self._udp_client(dev, cfg, peer, node.addr, ctx)
+                        self._udp_client(dev, cfg, peer, node.addr, ctx, n)
                     else:
-                        pump(dev, _up(dev, lambda p: peer.write_to(p), ctx), _down(dev, peer, ctx))
+                        pump(dev, _up(dev, lambda p: peer.write_to(p), ctx, n), _down(dev, peer, ctx, n))
                 except DeviceGone as exc:
                     ctx.log.debug(f"tun: {exc}", dst=dst)
                     return
@@ -99,17 +100,18 @@ class TunHandler(Handler):
                     ctx.log.error(f"tun: tunnel to {node.addr} ended: {exc or 'peer closed'}", dst=dst)
                 finally:
                     peer.close()
+                    ctx.stats_bytes(*n)
             if dev.closed:
                 return
             gevent.sleep(REDIAL_DELAY)
 
-    def _udp_client(self, dev, cfg, peer, addr, ctx):
+    def _udp_client(self, dev, cfg, peer, addr, ctx, n):
         if isinstance(peer, UDPSocket):   # direct: take datagrams from the server only (Go dials)
             peer.sock.connect(peer._sockaddr(addr))
         hello = tunkeepalive.encode(self.passphrase, cfg.ips)
         peer.write_to(hello, addr)
         deadline = [time.monotonic() + 3 * self.ttl] if self.ttl > 0 else None
-        jobs = [_up(dev, lambda p: peer.write_to(p, addr), ctx), _down(dev, peer, ctx, deadline, self.ttl)]
+        jobs = [_up(dev, lambda p: peer.write_to(p, addr), ctx, n), _down(dev, peer, ctx, n, deadline, self.ttl)]
         if self.ttl > 0:
             jobs.append(_keepalive(peer, addr, hello, self.ttl, ctx))
         pump(dev, *jobs)
@@ -122,8 +124,8 @@ def _has_port(addr):
     return addr.count(":") == 1
 
 
-def _up(dev, send, ctx):
-    """Device → peer (rule 3)."""
+def _up(dev, send, ctx, n):
+    """Device → peer (rule 3); ``n[0]`` counts the bytes."""
     def run():
         while True:
             try:
@@ -133,13 +135,14 @@ def _up(dev, send, ctx):
             if not pkt or pkt[0] >> 4 not in (4, 6):
                 ctx.log.warning(f"unknown packet, discarded({len(pkt)})")
                 continue
+            n[0] += len(pkt)
             send(pkt)
     return run
 
 
-def _down(dev, peer, ctx, deadline=None, ttl=0.0):
-    """Peer → device (rules 3, 4); ``deadline`` ([monotonic time]): 3 ttl after the last
-    keepalive answer."""
+def _down(dev, peer, ctx, n, deadline=None, ttl=0.0):
+    """Peer → device (rules 3, 4); ``n[1]`` counts the bytes; ``deadline`` ([monotonic time]):
+    3 ttl after the last keepalive answer."""
     def read():
         if deadline is None:
             return peer.read_from()
@@ -167,6 +170,7 @@ def _down(dev, peer, ctx, deadline=None, ttl=0.0):
                 dev.write(data)
             except (OSError, EOFError) as exc:
                 raise DeviceGone(f"write: {exc}") from exc
+            n[1] += len(data)
     return run
 
 

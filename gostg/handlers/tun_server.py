@@ -50,9 +50,10 @@ class TunServerMode:
                 ctx.log.error(f"tun: listen udp {host}:{port}: {exc}")
             else:
                 ctx.log.info(f"tun: listening on udp {_fmt(sock.getsockname())}")
+                n = [0, 0]   # bytes read from the device, written to it: the service's stats
                 try:
                     from .tun import DeviceGone, pump
-                    pump(dev, self._from_device(dev, sock, cfg, ctx), self._from_udp(dev, sock, cfg, own, ctx))
+                    pump(dev, self._from_device(dev, sock, cfg, ctx, n), self._from_udp(dev, sock, cfg, own, ctx, n))
                 except DeviceGone as exc:
                     ctx.log.debug(f"tun: {exc}")
                     return
@@ -60,6 +61,7 @@ class TunServerMode:
                     ctx.log.error(f"tun: udp: {exc}")
                 finally:
                     sock.close()
+                    ctx.stats_bytes(*n)
             if dev.closed:
                 return
             gevent.sleep(RETRY_DELAY)
@@ -94,7 +96,7 @@ class TunServerMode:
                 ctx.log.error(f"{exc}: packets discarded")
             return None
 
-    def _from_device(self, dev, sock, cfg, ctx):
+    def _from_device(self, dev, sock, cfg, ctx, n):
         from .tun import DeviceGone
         warned = set()
 
@@ -104,6 +106,7 @@ class TunServerMode:
                     pkt = dev.read()
                 except (OSError, EOFError) as exc:
                     raise DeviceGone(f"read: {exc}") from exc
+                n[0] += len(pkt)
                 try:
                     _, src, dst = ippacket.addresses(pkt)
                 except ProtocolError as exc:
@@ -116,7 +119,7 @@ class TunServerMode:
                 sock.sendto(pkt, sa)
         return run
 
-    def _from_udp(self, dev, sock, cfg, own, ctx):
+    def _from_udp(self, dev, sock, cfg, own, ctx, count):
         from .tun import DeviceGone
         buf = bytearray(MAX_DATAGRAM)
         view = memoryview(buf)
@@ -146,6 +149,7 @@ class TunServerMode:
                     dev.write(data)
                 except (OSError, EOFError) as exc:
                     raise DeviceGone(f"write: {exc}") from exc
+                count[1] += n
         return run
 
     def _keepalive(self, ka, sa, sock, own, ctx):
