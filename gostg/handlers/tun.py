@@ -21,6 +21,7 @@ import gevent
 
 from ..core.registry import handlers
 from ..errors import DialError, ProtocolError
+from ..listeners.tundev import DeviceGone
 from ..protocols import ippacket, tunkeepalive
 from ..relay.udp import UDPSocket
 from .base import Handler
@@ -28,10 +29,6 @@ from .base import Handler
 #: seconds between a tunnel that failed and the next dial (GOST)
 REDIAL_DELAY = 1.0
 DEFAULT_TTL = 10.0
-
-
-class DeviceGone(Exception):
-    """The TUN device failed or was closed: the handler ends (the listener decides what next)."""
 
 
 class KeepaliveLost(OSError):
@@ -87,25 +84,24 @@ class TunHandler(Handler):
             else:
                 node.marker.reset()
                 ctx.log.debug(f"{ctx.src} >> {node.addr}", dst=dst)
-                n = [0, 0]   # bytes read from the device, written to it: the service's stats
+                jobs = self._udp_jobs if network == "udp" else self._ip_jobs
                 try:
-                    if network == "udp":
-                        self._udp_client(dev, cfg, peer, node.addr, ctx, n)
-                    else:
-                        pump(dev, _up(dev, lambda p: peer.write_to(p), ctx, n), _down(dev, peer, ctx, n))
-                except DeviceGone as exc:
-                    ctx.log.debug(f"tun: {exc}", dst=dst)
-                    return
-                except (OSError, EOFError, ProtocolError) as exc:
-                    ctx.log.error(f"tun: tunnel to {node.addr} ended: {exc or 'peer closed'}", dst=dst)
+                    if not session(dev, ctx, lambda n: jobs(dev, cfg, peer, node.addr, ctx, n),
+                                   f"tunnel to {node.addr} ended", dst):
+                        return
                 finally:
                     peer.close()
-                    ctx.stats_bytes(*n)
             if dev.closed:
                 return
             gevent.sleep(REDIAL_DELAY)
 
-    def _udp_client(self, dev, cfg, peer, addr, ctx, n):
+    @staticmethod
+    def _ip_jobs(dev, cfg, peer, addr, ctx, n):
+        """A routing tunnel: the router connector's frames carry the packets as they are."""
+        return [_up(dev, peer.write_to, ctx, n), _down(dev, peer, ctx, n)]
+
+    def _udp_jobs(self, dev, cfg, peer, addr, ctx, n):
+        """TUN over UDP: the keepalive first (rule 4), then packets to the server's address."""
         if isinstance(peer, UDPSocket):   # direct: take datagrams from the server only (Go dials)
             peer.sock.connect(peer._sockaddr(addr))
         hello = tunkeepalive.encode(self.passphrase, cfg.ips)
@@ -114,7 +110,7 @@ class TunHandler(Handler):
         jobs = [_up(dev, lambda p: peer.write_to(p, addr), ctx, n), _down(dev, peer, ctx, n, deadline, self.ttl)]
         if self.ttl > 0:
             jobs.append(_keepalive(peer, addr, hello, self.ttl, ctx))
-        pump(dev, *jobs)
+        return jobs
 
 
 def _has_port(addr):
@@ -128,10 +124,7 @@ def _up(dev, send, ctx, n):
     """Device → peer (rule 3); ``n[0]`` counts the bytes."""
     def run():
         while True:
-            try:
-                pkt = dev.read()
-            except (OSError, EOFError) as exc:
-                raise DeviceGone(f"read: {exc}") from exc
+            pkt = dev.read()   # DeviceGone ends the handler
             if not pkt or pkt[0] >> 4 not in (4, 6):
                 ctx.log.warning(f"unknown packet, discarded({len(pkt)})")
                 continue
@@ -166,10 +159,7 @@ def _down(dev, peer, ctx, n, deadline=None, ttl=0.0):
             except ProtocolError as exc:
                 ctx.log.warning(str(exc))
                 continue
-            try:
-                dev.write(data)
-            except (OSError, EOFError) as exc:
-                raise DeviceGone(f"write: {exc}") from exc
+            dev.write(data)
             n[1] += len(data)
     return run
 
@@ -190,6 +180,23 @@ def _caught(fn):
     except (OSError, EOFError, ProtocolError, DeviceGone) as exc:
         return exc
     return None
+
+
+def session(dev, ctx, start, what, dst=None):
+    """One peer session: ``start(counts)`` sets it up and returns its jobs, which then run
+    (:func:`pump`); its bytes go to the service's stats. → False when the device is gone (the
+    handler ends), True when the peer side failed (logged: the caller tries again)."""
+    n = [0, 0]   # bytes read from the device, written to it
+    try:
+        pump(dev, *start(n))
+    except DeviceGone as exc:
+        ctx.log.debug(f"tun: {exc}", dst=dst)
+        return False
+    except (OSError, EOFError, ProtocolError) as exc:
+        ctx.log.error(f"tun: {what}: {exc or 'peer closed'}", dst=dst)
+    finally:
+        ctx.stats_bytes(*n)
+    return True
 
 
 def pump(dev, *jobs):

@@ -50,18 +50,13 @@ class TunServerMode:
                 ctx.log.error(f"tun: listen udp {host}:{port}: {exc}")
             else:
                 ctx.log.info(f"tun: listening on udp {_fmt(sock.getsockname())}")
-                n = [0, 0]   # bytes read from the device, written to it: the service's stats
+                from .tun import session
                 try:
-                    from .tun import DeviceGone, pump
-                    pump(dev, self._from_device(dev, sock, cfg, ctx, n), self._from_udp(dev, sock, cfg, own, ctx, n))
-                except DeviceGone as exc:
-                    ctx.log.debug(f"tun: {exc}")
-                    return
-                except (OSError, EOFError, ProtocolError) as exc:
-                    ctx.log.error(f"tun: udp: {exc}")
+                    if not session(dev, ctx, lambda n: [self._from_device(dev, sock, cfg, ctx, n),
+                                                        self._from_udp(dev, sock, cfg, own, ctx, n)], "udp"):
+                        return
                 finally:
                     sock.close()
-                    ctx.stats_bytes(*n)
             if dev.closed:
                 return
             gevent.sleep(RETRY_DELAY)
@@ -97,15 +92,11 @@ class TunServerMode:
             return None
 
     def _from_device(self, dev, sock, cfg, ctx, n):
-        from .tun import DeviceGone
         warned = set()
 
         def run():
             while True:
-                try:
-                    pkt = dev.read()
-                except (OSError, EOFError) as exc:
-                    raise DeviceGone(f"read: {exc}") from exc
+                pkt = dev.read()   # DeviceGone ends the handler
                 n[0] += len(pkt)
                 try:
                     _, src, dst = ippacket.addresses(pkt)
@@ -120,7 +111,6 @@ class TunServerMode:
         return run
 
     def _from_udp(self, dev, sock, cfg, own, ctx, count):
-        from .tun import DeviceGone
         buf = bytearray(MAX_DATAGRAM)
         view = memoryview(buf)
         warned = set()
@@ -145,10 +135,7 @@ class TunServerMode:
                     if to is not None:
                         sock.sendto(data, to)
                         continue
-                try:
-                    dev.write(data)
-                except (OSError, EOFError) as exc:
-                    raise DeviceGone(f"write: {exc}") from exc
+                dev.write(data)
                 count[1] += n
         return run
 

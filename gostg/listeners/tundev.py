@@ -14,8 +14,10 @@ Rules:
    gostg.core.netns rule 1); configuring runs ``ip`` afterwards, in the same namespace.
 3. An address that cannot be added is logged and skipped, a route that cannot be set fails the
    device (GOST's createTun does the same).
-4. ``close()`` wakes a greenlet waiting on the fd with EOFError before the fd is closed (the
-   number could be reused at once), and is idempotent. Closing the fd removes the device, its
+4. Every failure of the device, and its closing, is :class:`DeviceGone` (an EOFError), so a
+   tunnel tells "the device is gone" from "the peer failed". ``close()`` wakes a greenlet
+   waiting on the fd before the fd is closed (the number could be reused at once), and is
+   idempotent. Closing the fd removes the device, its
    addresses and its routes (the kernel does it).
 """
 import errno
@@ -92,6 +94,10 @@ def configure(name, nets, mtu, routes, netns="", log=None):
         run_ip(["route", "replace", str(net), *target], netns)
 
 
+class DeviceGone(EOFError):
+    """The TUN device failed or was closed (rule 4)."""
+
+
 class TunDevice:
     """One open TUN device: ``read()`` → one packet (bytes), ``write(packet)``."""
 
@@ -109,30 +115,28 @@ class TunDevice:
         self._ww = self.hub.loop.io(fd, 2)
 
     def read(self):
-        while True:
-            if self.closed:
-                raise EOFError(f"tun device {self.name} closed")
-            try:
-                return os.read(self.fd, self.bufsize)
-            except BlockingIOError:
-                pass
-            self.hub.wait(self._rw)
+        return self._io(os.read, self.bufsize, self._rw, "read")
 
     def write(self, packet):
+        return self._io(os.write, packet, self._ww, "write")
+
+    def _io(self, call, arg, watcher, what):
         while True:
             if self.closed:
-                raise EOFError(f"tun device {self.name} closed")
+                raise DeviceGone(f"tun device {self.name} closed")
             try:
-                return os.write(self.fd, packet)
+                return call(self.fd, arg)
             except BlockingIOError:
                 pass
-            self.hub.wait(self._ww)
+            except OSError as exc:
+                raise DeviceGone(f"tun device {self.name}: {what}: {exc.strerror or exc}") from exc
+            self.hub.wait(watcher)
 
     def close(self):
         if self.closed:
             return
         self.closed = True
-        err = EOFError(f"tun device {self.name} closed")
+        err = DeviceGone(f"tun device {self.name} closed")
         for w in (self._rw, self._ww):
             self.hub.cancel_wait(w, err, True)
         os.close(self.fd)

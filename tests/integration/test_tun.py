@@ -23,7 +23,7 @@ import pytest
 
 from gostg.core import netns
 
-from .helpers import Gost, free_port, run_gostg
+from .helpers import Gost, free_port, run_gostg, wait_for
 from .peers import Api, wait_log
 
 DEADLINE = 15.0
@@ -143,16 +143,6 @@ def link_state(ns, name):
     return r.stdout if r.returncode == 0 else None
 
 
-def wait_until(pred, timeout=DEADLINE):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.1)
-    return pred()
-
-
 SERVER = """
 services:
 - name: router-svc
@@ -197,9 +187,9 @@ def test_routing_tunnel_between_namespaces(net, tmp_path):
         api.post("services", client_b(port, net.b))
         try:
             # the devices, made and configured by gostg in their namespaces
-            assert wait_until(lambda: link_state(net.a, "gtuna")), a.log_text()[-2000:]
+            assert wait_for(lambda: link_state(net.a, "gtuna")), a.log_text()[-2000:]
             assert "192.168.123.1/24" in link_state(net.a, "gtuna")
-            assert wait_until(lambda: link_state(net.b, "gtunb")), b.log_text()[-2000:]
+            assert wait_for(lambda: link_state(net.b, "gtunb")), b.log_text()[-2000:]
             assert "192.168.123.2/24" in link_state(net.b, "gtunb")
             assert "mtu 1420" in ip("-n", net.a, "link", "show", "gtuna").stdout
 
@@ -218,11 +208,11 @@ def test_routing_tunnel_between_namespaces(net, tmp_path):
             pid = b.proc.pid
             assert tun_fds(pid) == 1
             api.ok("DELETE", "/config/services/tun-b")
-            assert wait_until(lambda: link_state(net.b, "gtunb") is None), "device left behind"
-            assert wait_until(lambda: tun_fds(pid) == 0)
+            assert wait_for(lambda: link_state(net.b, "gtunb") is None), "device left behind"
+            assert wait_for(lambda: tun_fds(pid) == 0)
             # … and created again under the same device name: the tunnel works again
             api.post("services", client_b(port, net.b))
-            assert wait_until(lambda: link_state(net.b, "gtunb"))
+            assert wait_for(lambda: link_state(net.b, "gtunb"))
             assert echo_from(net.a, "192.168.123.2", 7777) == b"lennut gnituor eht hguorht"
         finally:
             echo.close()
