@@ -79,7 +79,7 @@ class Echo:
 
     def __init__(self, ns, host, port):
         with netns.inside(ns):
-            self.s = socket.socket()
+            self.s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         self.s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.s.bind((host, port))
         self.s.listen(8)
@@ -113,7 +113,7 @@ def echo_from(ns, host, port, data=b"through the routing tunnel", timeout=DEADLI
     last = None
     while time.monotonic() < deadline:
         with netns.inside(ns):
-            s = socket.socket()
+            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
         try:
             s.settimeout(1.0)
             s.connect((host, port))
@@ -157,6 +157,8 @@ routers:
   - {{dst: 192.168.123.1, gateway: host-1}}
   - {{dst: 192.168.123.2, gateway: host-2}}
   - {{dst: 192.168.123.9, gateway: host-9}}
+  - {{dst: "fd00:123::1", gateway: host-1}}
+  - {{dst: "fd00:123::/64", gateway: host-2}}
 - name: router-0
   routes:
   - {{dst: 192.168.123.0/24, gateway: host-0}}
@@ -166,7 +168,7 @@ routers:
 def client_b(port, ns):
     return {"name": "tun-b", "metadata": {"netns": ns},
             "handler": {"type": "tun", "chain": "chain-b"},
-            "listener": {"type": "tun", "metadata": {"name": "gtunb", "net": "192.168.123.2/24"}},
+            "listener": {"type": "tun", "metadata": {"name": "gtunb", "net": "192.168.123.2/24,fd00:123::2/64"}},
             "forwarder": {"nodes": [{"name": "host", "addr": "host-2"}]}}
 
 
@@ -175,10 +177,11 @@ def test_routing_tunnel_between_namespaces(net, tmp_path):
     cfg = tmp_path / "router.yaml"
     cfg.write_text(SERVER.format(port=port, rid=RID))
     server = Gost("-C", cfg, prefix=("ip", "netns", "exec", net.r))
-    a = Gost("-L", "tun:///host-1?net=192.168.123.1/24&name=gtuna",
+    a = Gost("-L", "tun:///host-1?net=192.168.123.1/24,fd00:123::1/64&name=gtuna"
+                   "&route=192.168.200.0/24&routes=10.99.0.0/16 192.168.123.254",
              "-F", f"router://10.77.1.1:{port}?router.id={RID}", prefix=("ip", "netns", "exec", net.a))
     b = Gost("-api", f"127.0.0.1:{api_port}", ports=[api_port])
-    echo = Echo(net.b, "0.0.0.0", 7777)   # the device is not there yet
+    echo = Echo(net.b, "::", 7777)   # (the device is not there yet: any address, both families)
     with server, a, b:
         api = Api(api_port)
         api.post("chains", {"name": "chain-b", "hops": [{"name": "hop-0", "nodes": [{
@@ -192,8 +195,11 @@ def test_routing_tunnel_between_namespaces(net, tmp_path):
             assert wait_for(lambda: link_state(net.b, "gtunb")), b.log_text()[-2000:]
             assert "192.168.123.2/24" in link_state(net.b, "gtunb")
             assert "mtu 1420" in ip("-n", net.a, "link", "show", "gtuna").stdout
+            routes = ip("-n", net.a, "route").stdout
+            assert "192.168.200.0/24 dev gtuna" in routes and "10.99.0.0/16 via 192.168.123.254 dev gtuna" in routes
 
             assert echo_from(net.a, "192.168.123.2", 7777) == b"lennut gnituor eht hguorht"
+            assert echo_from(net.a, "fd00:123::2", 7777, b"over ipv6") == b"6vpi revo"
 
             # a route to a gateway nobody is connected as, and no route at all: dropped, logged
             for dst in ("192.168.123.9", "192.168.123.50"):
