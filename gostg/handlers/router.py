@@ -191,13 +191,13 @@ class RouterHandler(Handler):
         ctx.target = f"{host}/{network}"
         log = ctx.log.bind(dst=ctx.target, cmd="associate", router=rtext, host=host)
         if self.ingress_name and host:
-            try:
-                ing = lookup(self.options.registries, "ingresses", self.ingress_name)
+            try:   # fail closed: a missing ingress, or a plugin one that cannot answer, refuses
+                rule = lookup(self.options.registries, "ingresses", self.ingress_name).get_rule(
+                    host, service=ctx.service)
             except MissingReference as exc:
                 refused(log, exc, service=ctx.service, client=ctx.client_ip)
                 self._reply(conn, rp.STATUS_HOST_UNREACHABLE)
                 return
-            rule = ing.get_rule(host)
             if (parse_router_id(rule.endpoint) if rule is not None else ZERO_ID) != rid:
                 self._reply(conn, rp.STATUS_HOST_UNREACHABLE)
                 log.error(f"no route to host {host}")
@@ -264,9 +264,9 @@ class RouterHandler(Handler):
                 return hit[1]
         regs = self.options.registries
         r = regs.routers.get(rtext) if regs is not None else None
-        route = r.get_route(dst) if r is not None else None
-        if route is None and self.router_name:
-            route = lookup(regs, "routers", self.router_name).get_route(dst)
+        route = r.get_route(dst, id=rtext) if r is not None else None
+        if route is None and self.router_name:   # GOST passes the client's router id to either
+            route = lookup(regs, "routers", self.router_name).get_route(dst, id=rtext)
         if self.cache:
             if len(self._routes) > 65536:
                 self._routes.clear()

@@ -24,7 +24,7 @@ class Ingress:
             host = r.hostname[1:] if r.hostname.startswith("*.") else r.hostname
             self.rules.setdefault(host.lower(), r)
 
-    def get_rule(self, host):
+    def get_rule(self, host, service=""):
         if not host:
             return None
         host = host.lower()
@@ -38,7 +38,7 @@ class Ingress:
                 return r
         return None
 
-    def set_rule(self, rule):
+    def set_rule(self, rule, service=""):
         return False
 
     def close(self):

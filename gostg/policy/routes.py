@@ -35,7 +35,7 @@ class Router:
         self.name = name
         self.routes = tuple(routes)
 
-    def get_route(self, dst, gateway=""):
+    def get_route(self, dst, gateway="", id=""):   # noqa: A002 (the seam's name; plugins get it)
         if not dst:
             return None
         try:
