@@ -13,6 +13,7 @@ A TCP echo from A's 192.168.123.1 to B's 192.168.123.2 crosses both devices and 
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import threading
@@ -194,9 +195,10 @@ def test_routing_tunnel_between_namespaces(net, tmp_path):
             assert "192.168.123.1/24" in link_state(net.a, "gtuna")
             assert wait_for(lambda: link_state(net.b, "gtunb")), b.log_text()[-2000:]
             assert "192.168.123.2/24" in link_state(net.b, "gtunb")
+            # (MTU and routes come after the addresses: wait for the last route)
+            assert wait_for(lambda: "10.99.0.0/16 via 192.168.123.254 dev gtuna" in ip("-n", net.a, "route").stdout)
+            assert "192.168.200.0/24 dev gtuna" in ip("-n", net.a, "route").stdout
             assert "mtu 1420" in ip("-n", net.a, "link", "show", "gtuna").stdout
-            routes = ip("-n", net.a, "route").stdout
-            assert "192.168.200.0/24 dev gtuna" in routes and "10.99.0.0/16 via 192.168.123.254 dev gtuna" in routes
 
             assert echo_from(net.a, "192.168.123.2", 7777) == b"lennut gnituor eht hguorht"
             assert echo_from(net.a, "fd00:123::2", 7777, b"over ipv6") == b"6vpi revo"
@@ -269,22 +271,44 @@ def test_tun_config_errors(net):
     assert r.returncode != 0 and "bad network '10.2.0.0/33'" in r.stderr
 
 
-def test_tun_over_udp_server_and_clients(net):
-    """tutorials/tuntap.md: a TUN server in R (192.168.124.1) and two clients (A .2, B .3) over
-    UDP; A reaches the server's own address and, through the server, client B."""
+UDP_SERVER = """
+services:
+- name: tun-server
+  addr: ":{port}"
+  handler: {{type: tun, auther: clients}}
+  listener: {{type: tun, metadata: {{net: 192.168.124.1/24, name: gtuns}}}}
+authers:
+- name: clients
+  auths:
+  - {{username: 192.168.124.2, password: s3cret-a}}
+  - {{username: 192.168.124.3, password: s3cret-b}}
+  - {{username: 192.168.124.4, password: s3cret-c}}
+"""
+
+
+def test_tun_over_udp_server_and_clients(net, tmp_path):
+    """tutorials/tuntap.md: a TUN server in R (192.168.124.1) and clients over UDP (A .2, B .3,
+    each authenticated by its keepalive's passphrase); A reaches the server's own address and,
+    through the server, client B. C (.4, in B's namespace) has a wrong passphrase: refused."""
     port = free_port()
-    server = Gost("-L", f"tun://:{port}?net=192.168.124.1/24&name=gtuns", "-D", prefix=("ip", "netns", "exec", net.r))
-    a = Gost("-L", f"tun://:0/10.77.1.1:{port}?net=192.168.124.2/24&name=gtuna&keepalive=true&ttl=1s",
-             prefix=("ip", "netns", "exec", net.a))
-    b = Gost("-L", f"tun://:0/10.77.2.1:{port}?net=192.168.124.3/24&name=gtunb",
+    cfg = tmp_path / "tun-server.yaml"
+    cfg.write_text(UDP_SERVER.format(port=port))
+    server = Gost("-C", cfg, "-D", prefix=("ip", "netns", "exec", net.r))
+    a = Gost("-L", f"tun://:0/10.77.1.1:{port}?net=192.168.124.2/24&name=gtuna&keepalive=true&ttl=1s"
+                   "&passphrase=s3cret-a", prefix=("ip", "netns", "exec", net.a))
+    b = Gost("-L", f"tun://:0/10.77.2.1:{port}?net=192.168.124.3/24&name=gtunb&token=s3cret-b",
+             prefix=("ip", "netns", "exec", net.b))
+    c = Gost("-L", f"tun://:0/10.77.2.1:{port}?net=192.168.124.4/32&name=gtunc&token=wrong",
              prefix=("ip", "netns", "exec", net.b))
     echo_r, echo_b = Echo(net.r, "0.0.0.0", 7778), Echo(net.b, "0.0.0.0", 7778)
-    with server, a, b:
+    with server, a, b, c:
         try:
             assert echo_from(net.a, "192.168.124.1", 7778, b"to the server") == b"revres eht ot"
             assert echo_from(net.a, "192.168.124.3", 7778, b"to client b") == b"b tneilc ot"
             assert echo_from(net.b, "192.168.124.1", 7778, b"from b") == b"b morf"
-            assert wait_log(server, r"keepalive from [0-9.:]+ => 192\.168\.124\.2", count=2)  # A repeats
+            assert wait_log(server, r"keepalive from [0-9.:]+ => 192\.168\.124\.2\"", count=2)  # A repeats
+            assert wait_log(server, r"keepalive from [0-9.:]+ => 192\.168\.124\.4, auth FAILED")
+            assert not re.search(r"new route: 192\.168\.124\.4", server.log_text())
             # garbage to the server's UDP port: logged, dropped; the tunnel goes on
             with netns.inside(net.r):
                 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -294,9 +318,17 @@ def test_tun_over_udp_server_and_clients(net):
             assert wait_log(server, r"unknown packet, discarded\(8\)"), server.log_text()[-3000:]
             assert wait_log(server, r"ipv4: header too short \(6 bytes\)")
             assert echo_from(net.a, "192.168.124.3", 7778, b"still") == b"llits"
+            # the server hangs: A (keepalive, ttl 1s) notices within 3 ttl and dials again; once
+            # the server is back, so is the tunnel
+            server.signal(signal.SIGSTOP)
+            try:
+                assert wait_log(a, r"no keepalive answer in 3s", timeout=8), a.log_text()[-1500:]
+            finally:
+                server.signal(signal.SIGCONT)
+            assert echo_from(net.a, "192.168.124.1", 7778, b"back") == b"kcab"
         finally:
             echo_r.close()
             echo_b.close()
-        for g in (a, b, server):
+        for g in (a, b, c, server):
             g.stop()
-        assert "Traceback" not in server.log_text() + a.log_text() + b.log_text()
+        assert "Traceback" not in server.log_text() + a.log_text() + b.log_text() + c.log_text()
