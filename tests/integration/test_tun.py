@@ -191,13 +191,14 @@ def test_routing_tunnel_between_namespaces(net, tmp_path):
         api.post("services", client_b(port, net.b))
         try:
             # the devices, made and configured by gostg in their namespaces
-            assert wait_for(lambda: link_state(net.a, "gtuna")), a.log_text()[-2000:]
+            assert wait_for(lambda: link_state(net.a, "gtuna"), DEADLINE), a.log_text()[-2000:]
             assert "192.168.123.1/24" in link_state(net.a, "gtuna")
-            assert wait_for(lambda: link_state(net.b, "gtunb")), b.log_text()[-2000:]
+            assert wait_for(lambda: link_state(net.b, "gtunb"), DEADLINE), b.log_text()[-2000:]
             assert "192.168.123.2/24" in link_state(net.b, "gtunb")
             # (MTU and routes come after the addresses: wait for the last route)
-            assert wait_for(lambda: "10.99.0.0/16 via 192.168.123.254 dev gtuna" in ip("-n", net.a, "route").stdout)
-            assert "192.168.200.0/24 dev gtuna" in ip("-n", net.a, "route").stdout
+            routes = lambda: ip("-n", net.a, "route").stdout   # noqa: E731
+            assert wait_for(lambda: "10.99.0.0/16 via 192.168.123.254 dev gtuna" in routes(), DEADLINE)
+            assert "192.168.200.0/24 dev gtuna" in routes()
             assert "mtu 1420" in ip("-n", net.a, "link", "show", "gtuna").stdout
 
             assert echo_from(net.a, "192.168.123.2", 7777) == b"lennut gnituor eht hguorht"
@@ -216,11 +217,11 @@ def test_routing_tunnel_between_namespaces(net, tmp_path):
             pid = b.proc.pid
             assert tun_fds(pid) == 1
             api.ok("DELETE", "/config/services/tun-b")
-            assert wait_for(lambda: link_state(net.b, "gtunb") is None), "device left behind"
-            assert wait_for(lambda: tun_fds(pid) == 0)
+            assert wait_for(lambda: link_state(net.b, "gtunb") is None, DEADLINE), "device left behind"
+            assert wait_for(lambda: tun_fds(pid) == 0, DEADLINE)
             # … and created again under the same device name: the tunnel works again
             api.post("services", client_b(port, net.b))
-            assert wait_for(lambda: link_state(net.b, "gtunb"))
+            assert wait_for(lambda: link_state(net.b, "gtunb"), DEADLINE)
             assert echo_from(net.a, "192.168.123.2", 7777) == b"lennut gnituor eht hguorht"
         finally:
             echo.close()
