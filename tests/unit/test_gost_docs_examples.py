@@ -358,11 +358,7 @@ ingresses:
 - name: ingress-0
   rules: [{hostname: example.com, endpoint: 4d21094e-b74c-4916-86c1-d9fa36ea677b}]
 """, []),
-    ("""
-ingresses:
-- name: ingress-0
-  file: {path: /etc/gost/ingress.txt}
-""", [("error", "ingresses[0].file")]),
+
     # tutorials/proxy-protocol.md: receiving (listener metadata, as the page writes it), sending
     # from a port-forwarding handler and from a chain hop
     ("""

@@ -16,8 +16,7 @@ from gostg.errors import ConfigError, DialError
 from gostg.connectors.router import RouterConnector
 from gostg.handlers.base import Options
 from gostg.handlers.router import RouterHandler
-from gostg.policy.ingress import build_ingress
-from gostg.policy.routes import build_router
+from gostg.config.build import build_object
 from gostg.protocols import relay as rp
 
 from .loglines import Log
@@ -75,9 +74,9 @@ class Net:
     def __init__(self, routers=(), ingresses=(), md=None):
         self.reg = Registries()
         for o in routers:
-            self.reg.routers.set(o["name"], build_router(o, "routers[0]"))
+            self.reg.routers.set(o["name"], build_object("routers", o, "routers[0]", self.reg))
         for o in ingresses:
-            self.reg.ingresses.set(o["name"], build_ingress(o, "ingresses[0]"))
+            self.reg.ingresses.set(o["name"], build_object("ingresses", o, "ingresses[0]", self.reg))
         self.h = RouterHandler(Metadata(md or {}, schema.component_md("handler", "router")),
                                Options(None, registries=self.reg))
         self.greenlets = []
