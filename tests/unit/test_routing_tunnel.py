@@ -6,6 +6,7 @@ import uuid
 
 import gevent
 import pytest
+from hypothesis import given, settings, strategies as st
 from gevent import socket
 
 from gostg.config import schema
@@ -233,3 +234,14 @@ def test_a_client_that_does_not_read_only_loses_its_own_packets():
         slow.close()
     finally:
         net.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=60), max_size=5))
+def test_router_handler_garbage_frames_never_raise(frames):
+    """Whatever a client frames, routing it only drops (and logs) or delivers."""
+    net = Net([{"name": "router-0", "routes": ROUTES}], md={"router": "router-0"})
+    log = Log()
+    for data in frames:
+        net.h._route(data, bytes(16), "00000000-0000-0000-0000-000000000000", log, set())
+    assert all(level in ("warning", "debug") for level, _ in log.lines)
