@@ -133,6 +133,9 @@ class ConnectorPool:
 
 @handlers.register("router")
 class RouterHandler(Handler):
+    #: its clients reach each other through this process's pool: with ``-workers``, worker 0
+    #: alone serves it (clients spread over workers could not be routed to each other)
+    shareable = False
 
     def __init__(self, md, options):
         super().__init__(md, options)

@@ -15,6 +15,7 @@ import re
 import secrets
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -25,7 +26,7 @@ import pytest
 from gostg.core import netns
 
 from .helpers import Gost, free_port, run_gostg, wait_for
-from .peers import Api, wait_log
+from .peers import Api, log_records, wait_log
 
 DEADLINE = 15.0
 RID = "e87f56dd-fd57-4921-9ab8-a0847662daae"
@@ -256,6 +257,39 @@ def test_router_port_garbage_and_slow_clients():
             resp = s.recv(100)
             assert resp[:4] == bytes.fromhex("01000017") and resp[4:7] == bytes.fromhex("030014")
             assert uuid.UUID(bytes=resp[7:23]).version == 4
+        g.stop()
+        assert "Traceback" not in g.log_text()
+
+
+def _assoc(host):
+    dom = host.encode()
+    feats = (bytes.fromhex("0400020002 02000701 00000000 0000") + bytes.fromhex("02") + struct.pack("!H", 4 + len(dom))
+             + b"\x03" + bytes((len(dom),)) + dom + b"\0\0")
+    return b"\x01\x03" + struct.pack("!H", len(feats)) + feats
+
+
+def _ipv4(src, dst):
+    return bytes.fromhex("45000014 00000000 40000000") + socket.inet_aton(src) + socket.inet_aton(dst)
+
+
+def test_router_server_under_workers_serves_in_one_process(tmp_path):
+    """-workers 2: the router's clients must meet in one process, so worker 0 alone serves it
+    (a shared port would spread host-1 and host-2 over two pools that cannot see each other)."""
+    port = free_port()
+    cfg = tmp_path / "router.yaml"
+    cfg.write_text(SERVER.format(port=port, rid=RID).replace(f'":{port}"', f'"127.0.0.1:{port}"'))
+    with Gost("-workers", "2", "-C", cfg, ports=[port]) as g:
+        for i in range(6):   # fresh client pairs: with a shared port some would split
+            h1, h2 = (socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(2))
+            with h1, h2:
+                for s, host in ((h1, "host-1"), (h2, "host-0")):   # 192.168.123.0/24 → host-0
+                    s.sendall(_assoc(host))
+                    assert s.recv(4)[:2] == b"\x01\x00"
+                    s.recv(23)
+                pkt = _ipv4("192.168.123.1", "192.168.123.77")
+                h1.sendall(struct.pack("!H", len(pkt)) + pkt)
+                assert h2.recv(2 + len(pkt)) == struct.pack("!H", len(pkt)) + pkt, i
+        assert {e.get("worker") for e in log_records(g, msg="listening on")} == {0}, g.log_text()[-3000:]
         g.stop()
         assert "Traceback" not in g.log_text()
 
