@@ -10,7 +10,8 @@ GOST's rules, kept:
    Linux, and so do we).
 2. The device is created (and configured) when the service starts; the handler gets it as
    the connection, with the listener's settings as ``conn.config``. When the handler returns
-   (the tunnel's device failed) and the service is still up, a new device is made after 1 s.
+   (the tunnel's device failed) and the service is still up, a new device is made after 1 s
+   (GOST); one that cannot be made is retried with back-off (1 s doubling to 30 s; GOST: 1 s).
 3. The listener's address is the UDP address the handler's server mode listens on (a routing
    client, ``tun:///host-1``, has none).
 Differences from GOST (stricter, never silently misread): a ``net`` or route entry that does not
@@ -30,8 +31,10 @@ from . import tundev
 from .base import Listener
 
 DEFAULT_MTU = 1420
-#: seconds between a device that failed and the next one (GOST's listenLoop)
+#: seconds between a device that failed and the next one (GOST's listenLoop); a device that
+#: cannot be made at all is retried after 1, 2, 4 … up to RETRY_MAX seconds
 RETRY_DELAY = 1.0
+RETRY_MAX = 30.0
 
 
 @dataclass(frozen=True)
@@ -122,17 +125,20 @@ class TunServer:
 
     def _loop(self):
         ln = self.listener
+        delay = RETRY_DELAY
         while not self._stop_event.is_set():
             try:
                 dev = ln.make_device()
             except OSError as exc:
-                self.log.error(f"tun: {exc}")
+                self.log.error(f"tun: {exc}; retrying in {delay:g}s")
+                wait, delay = delay, min(delay * 2, RETRY_MAX)   # a lasting cause: fewer lines
             else:
                 # GOST: the conn's remote address is the device's first IP
                 peer = (str(ln.config.nets[0].ip), 0) if ln.config.nets else dev.name
                 self.pool.spawn(self.handle, dev, peer).join()
                 ln.drop_device(dev)
-            if self._stop_event.wait(RETRY_DELAY):
+                wait = delay = RETRY_DELAY
+            if self._stop_event.wait(wait):
                 return
 
     def stop_accepting(self):

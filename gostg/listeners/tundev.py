@@ -50,13 +50,24 @@ def open_tun(name=""):
     raw = name.encode()
     if len(raw) >= IFNAMSIZ:
         raise OSError(errno.EINVAL, f"tun: device name {name!r} longer than {IFNAMSIZ - 1} bytes")
-    fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        fd = os.open(TUN_PATH, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OSError(exc.errno, f"open {TUN_PATH}: {exc.strerror}{_hint(exc)}") from None
     try:
         res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(raw, IFF_TUN | IFF_NO_PI))
     except OSError as exc:
         os.close(fd)
-        raise OSError(exc.errno, f"tun: create device {name or 'tun%d'}: {exc.strerror}") from None
+        raise OSError(exc.errno, f"create device {name or 'tun%d'}: {exc.strerror}{_hint(exc)}") from None
     return fd, _IFREQ.unpack(res)[0].rstrip(b"\0").decode()
+
+
+def _hint(exc):
+    if exc.errno in (errno.EPERM, errno.EACCES):
+        return " (needs root or CAP_NET_ADMIN)"
+    if exc.errno == errno.EBUSY:
+        return " (a device of that name is open elsewhere)"
+    return ""
 
 
 def ip_command(netns=""):
@@ -73,6 +84,8 @@ def run_ip(args, netns=""):
     argv = ip_command(netns) + list(args)
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=IP_TIMEOUT)
+    except FileNotFoundError:
+        raise OSError(errno.ENOENT, f"{argv[0]}: command not found (the tun listener needs iproute2)") from None
     except subprocess.TimeoutExpired:
         raise OSError(errno.ETIMEDOUT, f"{' '.join(argv)}: no answer in {IP_TIMEOUT:g}s") from None
     if p.returncode != 0:

@@ -367,3 +367,16 @@ def test_tun_over_udp_server_and_clients(net, tmp_path):
         for g in (a, b, c, server):
             g.stop()
         assert "Traceback" not in server.log_text() + a.log_text() + b.log_text() + c.log_text()
+
+
+def test_device_name_taken(net):
+    """Two services want one device name: the second says why and retries (with back-off),
+    never a traceback; the first keeps its device."""
+    with Gost("-L", "tun:///h1?net=10.5.5.1/24&name=gdup", "-L", "tun:///h2?net=10.5.6.1/24&name=gdup",
+              "-F", "router://127.0.0.1:1", prefix=("ip", "netns", "exec", net.a)) as g:
+        assert wait_log(g, r"create device gdup: Device or resource busy \(a device of that name is open "
+                           r"elsewhere\); retrying in 1s", timeout=DEADLINE), g.log_text()[-2000:]
+        assert wait_log(g, r"retrying in 2s", timeout=DEADLINE)
+        assert wait_for(lambda: link_state(net.a, "gdup"), DEADLINE)
+        g.stop()
+        assert "Traceback" not in g.log_text()
