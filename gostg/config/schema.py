@@ -649,6 +649,16 @@ MD_TUN_HANDLER = md(
         meaning="TUN over UDP client: the key its keepalives carry (the server's auther checks it)"),
     Key("p2p", BOOL, aliases=("tun.p2p",), docs=_TUN_DOCS,
         meaning="TUN over UDP server: every packet to the latest client, none between clients"))
+MD_TAP_LISTENER = md(
+    Key("name", docs=_TUN_DOCS, meaning="TAP device name (empty: the kernel picks tapN)"),
+    Key("net", docs=_TUN_DOCS, meaning="the device's address in CIDR form (one)"),
+    Key("mtu", INT, default=1420, docs=_TUN_DOCS),
+    Key("gw", docs=_TUN_DOCS, meaning="gateway IP of the route entries"),
+    Key("route", docs=_TUN_DOCS, meaning="comma list of networks routed via gw (or the device)"),
+    Key("routes", STRLIST, docs=_TUN_DOCS, meaning="'CIDR gateway' routes"),
+    _ub("componentID", _TUN_DOCS, "the Windows TAP driver component", observe=True))
+MD_TAP_HANDLER = md(
+    _ub("key", _TUN_DOCS, "the TAP tunnel's Shadowsocks packet cipher (with handler auth)"))
 MD_ROUTER_HANDLER = md(
     Key("readTimeout", DURATION, default="15s", docs=_RT_DOCS,
         meaning="the client's request must arrive within it (GOST: no limit by default)"),
@@ -709,6 +719,8 @@ COMPONENT_MD = {
     ("connector", "sni"): (MD_CONNECTOR_BASE, MD_SNI_CONNECTOR),
     ("connector", "direct"): (MD_DIRECT_CONNECTOR,),
     ("listener", "tun"): (MD_TUN_LISTENER,),
+    ("listener", "tap"): (MD_TAP_LISTENER,),
+    ("handler", "tap"): (MD_TAP_HANDLER,),
     ("handler", "tun"): (MD_TUN_HANDLER,),
     ("handler", "router"): (MD_ROUTER_HANDLER,),
     ("connector", "router"): (MD_ROUTER_CONNECTOR,),

@@ -87,7 +87,7 @@ class TunHandler(Handler):
                 jobs = self._udp_jobs if network == "udp" else self._ip_jobs
                 try:
                     if not session(dev, ctx, lambda n: jobs(dev, cfg, peer, node.addr, ctx, n),
-                                   f"tunnel to {node.addr} ended", dst):
+                                   f"tun: tunnel to {node.addr} ended", dst):
                         return
                 finally:
                     peer.close()
@@ -193,7 +193,7 @@ def session(dev, ctx, start, what, dst=None):
         ctx.log.debug(f"tun: {exc}", dst=dst)
         return False
     except (OSError, EOFError, ProtocolError) as exc:
-        ctx.log.error(f"tun: {what}: {exc or 'peer closed'}", dst=dst)
+        ctx.log.error(f"{what}: {exc or 'peer closed'}", dst=dst)
     finally:
         ctx.stats_bytes(*n)
     return True

@@ -53,7 +53,7 @@ class TunServerMode:
                 from .tun import session
                 try:
                     if not session(dev, ctx, lambda n: [self._from_device(dev, sock, cfg, ctx, n),
-                                                        self._from_udp(dev, sock, cfg, own, ctx, n)], "udp"):
+                                                        self._from_udp(dev, sock, cfg, own, ctx, n)], "tun: udp"):
                         return
                 finally:
                     sock.close()

@@ -109,6 +109,38 @@ def parse_config(md, log=None):
     return cfg
 
 
+def parse_tap_config(md):
+    """The ``tap`` listener's keys (GOST x/listener/tap: no ``tap.`` aliases, ``net`` is one
+    CIDR address, a ``routes`` entry needs its gateway)."""
+    mtu = md.int("mtu")
+    cfg = TunConfig(name=md.str("name"), mtu=mtu if mtu > 0 else DEFAULT_MTU)
+    gw = md.str("gw").strip()
+    if gw:
+        try:
+            cfg.gateway = str(ipaddress.ip_address(gw))
+        except ValueError:
+            raise ConfigError("metadata.gw", f"bad gateway address {gw!r}") from None
+    net = md.str("net").strip()
+    if net:
+        try:
+            cfg.nets.append(ipaddress.ip_interface(net))
+        except ValueError:
+            raise ConfigError("metadata.net", f"bad address {net!r} (one CIDR address, e.g. 192.168.123.1/24)") from None
+    for s in md.list("route"):
+        cfg.routes.append(Route(_network(s, "metadata.route"), s, cfg.gateway))
+    for s in md.list("routes"):
+        cidr, _, rgw = s.strip().partition(" ")
+        try:
+            rgw = str(ipaddress.ip_address(rgw.strip()))
+        except ValueError:
+            raise ConfigError("metadata.routes", f"route {s!r}: 'CIDR gateway' expected") from None
+        net = _network(cidr, "metadata.routes")
+        cfg.routes.append(Route(net, str(net), rgw))
+    if len(cfg.name.encode()) >= tundev.IFNAMSIZ:
+        raise ConfigError("metadata.name", f"device name {cfg.name!r} is longer than 15 bytes")
+    return cfg
+
+
 class TunServer:
     """Keeps one configured TUN device handed to the handler while the service runs."""
 
@@ -156,9 +188,12 @@ class TunListener(Listener):
     stream = False
     shareable = False
 
+    #: TAP: Ethernet frames (the ``tap`` listener below)
+    tap = False
+
     def __init__(self, addr, md, tls=None, auth=None):
         super().__init__(addr, md, tls, auth)
-        self.config = parse_config(md)
+        self.config = parse_tap_config(md) if self.tap else parse_config(md)
         self.device = None
 
     def bind(self):
@@ -169,7 +204,7 @@ class TunListener(Listener):
         """A new device, opened in the service's namespace and configured (rules 1, 2)."""
         cfg = self.config
         with netns.inside(self.netns):   # gostg.core.netns rule 1: open + ioctl only
-            fd, name = tundev.open_tun(cfg.name)
+            fd, name = tundev.open_tun(cfg.name, self.tap)
         dev = tundev.TunDevice(fd, name, cfg.mtu)
         dev.config = cfg
         dev.laddr = self.addr
@@ -182,7 +217,7 @@ class TunListener(Listener):
             self.drop_device(dev)
             raise
         self.log.info(f"name: {name}, net: {', '.join(str(n) for n in cfg.nets) or '-'}, mtu: {cfg.mtu}",
-                      tun=name)
+                      **{"tap" if self.tap else "tun": name})
         return dev
 
     def drop_device(self, dev):
@@ -196,3 +231,9 @@ class TunListener(Listener):
     def close(self):
         if self.device is not None:
             self.drop_device(self.device)
+
+
+@listeners.register("tap")
+class TapListener(TunListener):
+    """GOST's ``tap`` listener: the same device life, Ethernet frames (IFF_TAP)."""
+    tap = True

@@ -1,5 +1,5 @@
-"""A Linux TUN device: opened with TUNSETIFF, configured with iproute2, read and written as
-whole IP packets from gevent.
+"""A Linux TUN (or TAP) device: opened with TUNSETIFF, configured with iproute2, read and
+written as whole IP packets (TAP: Ethernet frames) from gevent.
 
 Why ``ip`` (iproute2) for addresses, MTU, link state and routes rather than ioctls: the ioctl
 interface (SIOCSIFADDR, SIOCADDRT) covers IPv4 only and IPv6 needs netlink; GOST uses netlink
@@ -31,6 +31,7 @@ from gevent.hub import get_hub
 TUN_PATH = "/dev/net/tun"
 TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
+IFF_TAP = 0x0002
 IFF_NO_PI = 0x1000
 IFNAMSIZ = 16
 _IFREQ = struct.Struct("16sH22x")   # struct ifreq: name, flags, the union's rest
@@ -45,8 +46,9 @@ def available():
     return os.path.exists(TUN_PATH) and which("ip") is not None
 
 
-def open_tun(name=""):
-    """→ ``(fd, name)`` of a new TUN device (the kernel picks ``tunN`` for an empty name)."""
+def open_tun(name="", tap=False):
+    """→ ``(fd, name)`` of a new TUN device, or TAP with ``tap`` (Ethernet frames instead of IP
+    packets); the kernel picks ``tunN``/``tapN`` for an empty name."""
     raw = name.encode()
     if len(raw) >= IFNAMSIZ:
         raise OSError(errno.EINVAL, f"tun: device name {name!r} longer than {IFNAMSIZ - 1} bytes")
@@ -55,10 +57,11 @@ def open_tun(name=""):
     except OSError as exc:
         raise OSError(exc.errno, f"open {TUN_PATH}: {exc.strerror}{_hint(exc)}") from None
     try:
-        res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(raw, IFF_TUN | IFF_NO_PI))
+        res = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(raw, (IFF_TAP if tap else IFF_TUN) | IFF_NO_PI))
     except OSError as exc:
         os.close(fd)
-        raise OSError(exc.errno, f"create device {name or 'tun%d'}: {exc.strerror}{_hint(exc)}") from None
+        raise OSError(exc.errno, f"create device {name or ('tap%d' if tap else 'tun%d')}: "
+                                 f"{exc.strerror}{_hint(exc)}") from None
     return fd, _IFREQ.unpack(res)[0].rstrip(b"\0").decode()
 
 

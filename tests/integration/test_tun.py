@@ -380,3 +380,34 @@ def test_device_name_taken(net):
         assert wait_for(lambda: link_state(net.a, "gdup"), DEADLINE)
         g.stop()
         assert "Traceback" not in g.log_text()
+
+
+def test_tap_over_udp(net):
+    """tutorials/tuntap.md (TAP): a virtual switch in R (192.168.125.1) and clients A (.2), B (.3):
+    ARP and IP cross it, A reaches the server's device and, switched by the server, client B."""
+    port = free_port()
+    server = Gost("-L", f"tap://:{port}?net=192.168.125.1/24&name=gtaps", "-D", prefix=("ip", "netns", "exec", net.r))
+    a = Gost("-L", f"tap://:0/10.77.1.1:{port}?net=192.168.125.2/24&name=gtapa", prefix=("ip", "netns", "exec", net.a))
+    b = Gost("-L", f"tap://:0/10.77.2.1:{port}?net=192.168.125.3/24&name=gtapb", prefix=("ip", "netns", "exec", net.b))
+    echo_r, echo_b = Echo(net.r, "0.0.0.0", 7779), Echo(net.b, "0.0.0.0", 7779)
+    with server, b, a:
+        try:
+            assert wait_for(lambda: link_state(net.b, "gtapb"), DEADLINE)
+            # B speaks first (its ARP probe teaches the switch its MAC)
+            assert echo_from(net.b, "192.168.125.1", 7779, b"b here") == b"ereh b"
+            assert echo_from(net.a, "192.168.125.1", 7779, b"to the switch") == b"hctiws eht ot"
+            assert echo_from(net.a, "192.168.125.3", 7779, b"to b") == b"b ot"
+            assert "link/ether" in ip("-n", net.a, "link", "show", "gtapa").stdout
+            with netns.inside(net.r):
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            with u:
+                u.sendto(b"short", ("127.0.0.1", port))
+            assert wait_log(server, r"ethernet: frame too short \(5 bytes\) from 127\.0\.0\.1")
+        finally:
+            echo_r.close()
+            echo_b.close()
+        for g in (a, b, server):
+            g.stop()
+        assert "Traceback" not in server.log_text() + a.log_text() + b.log_text()
+    r = run_gostg("-L", "tap://user:pass@:0/10.77.1.1:1?net=10.1.1.1/24", prefix=("ip", "netns", "exec", net.a))
+    assert r.returncode != 0 and "Shadowsocks packet cipher" in r.stderr
