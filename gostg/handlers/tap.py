@@ -26,7 +26,7 @@ from ..protocols import ethernet
 from ..protocols.addr import split_host_port
 from ..relay.udp import MAX_DATAGRAM, UDPSocket, _fmt, bind_udp
 from .base import Handler
-from .tun import session
+from .tun import device_packets, session
 
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 6.0
 #: MAC addresses a server remembers (frames teach them without authentication)
@@ -117,14 +117,7 @@ class TapHandler(Handler):
                     sock.sendto(frame, sa)
 
         def from_device():
-            while True:
-                frame = dev.read()
-                n[0] += len(frame)
-                try:
-                    dst, src, et = ethernet.header(frame)
-                except ProtocolError as exc:
-                    ctx.log.warning(str(exc))
-                    continue
+            for frame, (dst, src, et) in device_packets(dev, n, ethernet.header, ctx):
                 if dst == ethernet.BROADCAST:
                     send_all(frame)
                     continue

@@ -164,6 +164,20 @@ def _down(dev, peer, ctx, n, deadline=None, ttl=0.0):
     return run
 
 
+def device_packets(dev, n, parse, ctx):
+    """The device's packets with what ``parse`` reads of them (a server's switching fields),
+    counted in ``n[0]``; one that does not parse is logged and skipped. DeviceGone passes."""
+    while True:
+        pkt = dev.read()
+        n[0] += len(pkt)
+        try:
+            fields = parse(pkt)
+        except ProtocolError as exc:
+            ctx.log.warning(str(exc))
+            continue
+        yield pkt, fields
+
+
 def _keepalive(peer, addr, hello, ttl, ctx):
     def run():
         while True:

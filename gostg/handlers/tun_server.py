@@ -25,6 +25,7 @@ from ..policy.group import MissingReference, lookup
 from ..protocols import ippacket, tunkeepalive
 from ..protocols.addr import split_host_port
 from ..relay.udp import MAX_DATAGRAM, _fmt, bind_udp
+from .tun import device_packets, session   # (tun imports this module only when a handler is made)
 
 RETRY_DELAY = 1.0
 P2P_KEY = bytes(16)
@@ -50,7 +51,6 @@ class TunServerMode:
                 ctx.log.error(f"tun: listen udp {host}:{port}: {exc}")
             else:
                 ctx.log.info(f"tun: listening on udp {_fmt(sock.getsockname())}")
-                from .tun import session
                 try:
                     if not session(dev, ctx, lambda n: [self._from_device(dev, sock, cfg, ctx, n),
                                                         self._from_udp(dev, sock, cfg, own, ctx, n)], "tun: udp"):
@@ -95,14 +95,7 @@ class TunServerMode:
         warned = set()
 
         def run():
-            while True:
-                pkt = dev.read()   # DeviceGone ends the handler
-                n[0] += len(pkt)
-                try:
-                    _, src, dst = ippacket.addresses(pkt)
-                except ProtocolError as exc:
-                    ctx.log.warning(str(exc))
-                    continue
+            for pkt, (_, src, dst) in device_packets(dev, n, ippacket.addresses, ctx):
                 sa = self._route_or_log(src, dst, cfg, ctx, warned)
                 if sa is None:
                     ctx.log.debug(f"no route for {src} -> {dst}, packet discarded")
