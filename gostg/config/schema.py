@@ -658,7 +658,8 @@ MD_TAP_LISTENER = md(
     Key("routes", STRLIST, docs=_TUN_DOCS, meaning="'CIDR gateway' routes"),
     _ub("componentID", _TUN_DOCS, "the Windows TAP driver component", observe=True))
 MD_TAP_HANDLER = md(
-    _ub("key", _TUN_DOCS, "the TAP tunnel's Shadowsocks packet cipher (with handler auth)"))
+    Key("key", docs=_TUN_DOCS, meaning="the raw Shadowsocks key of the frames' cipher (handler auth gives "
+                                       "the method and password)"))
 MD_ROUTER_HANDLER = md(
     Key("readTimeout", DURATION, default="15s", docs=_RT_DOCS,
         meaning="the client's request must arrive within it (GOST: no limit by default)"),

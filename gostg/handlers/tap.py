@@ -12,8 +12,11 @@ Rules (GOST's):
    unknown destination is dropped.
 3. A peer that fails is tried again after 1 s, 2 s … up to 6 s; the device failing ends the
    handler. GOST also exits the whole process then (``os.Exit(0)``): gostg does not.
-Not built: GOST's Shadowsocks packet cipher (handler ``auth`` as method/password, ``key``):
-refused at config time rather than run unencrypted.
+4. With handler ``auth`` (method:password, GOST's: ``tap://aes-128-gcm:secret@…``) and
+   optionally ``key`` (the raw key), each datagram is a Shadowsocks AEAD packet (salt ‖
+   sealed frame, go-shadowsocks2's packet format, no target address). A datagram that fails to
+   open is dropped with a warning (GOST ends the peer session and dials again). A key without a
+   password encrypts too (GOST then runs unencrypted).
 """
 import time
 
@@ -21,11 +24,12 @@ import gevent
 
 from ..core import netns
 from ..core.registry import handlers
-from ..errors import ConfigError, DialError, ProtocolError
-from ..protocols import ethernet
+from ..errors import DialError, ProtocolError
+from ..protocols import ethernet, shadowsocks as ss
 from ..protocols.addr import split_host_port
 from ..relay.udp import MAX_DATAGRAM, UDPSocket, _fmt, bind_udp
 from .base import Handler
+from .ss import make_cipher
 from .tun import device_packets, session
 
 BACKOFF_MIN, BACKOFF_MAX = 1.0, 6.0
@@ -39,10 +43,22 @@ class TapHandler(Handler):
     def __init__(self, md, options):   # GOST's tap handler reads no readTimeout nor sniffing
         self.md, self.options, self.router = md, options, options.router
         self.sniffing = False
-        if options.auth is not None and options.auth[0]:
-            raise ConfigError("auth", "tap: the Shadowsocks packet cipher (auth as method:password) is not "
-                                      "built by gostg yet; without auth the frames go unencrypted")
+        # rule 4: handler auth = method:password (and ``key``) seal every datagram
+        self.cipher = make_cipher(options.auth, md.str("key"))
         self.macs = {}   # server mode: MAC (6 bytes) → client sockaddr
+
+    def _seal(self, frame):
+        return ss.encrypt_packet(self.cipher, frame) if self.cipher is not None else frame
+
+    def _open(self, data, ctx, sa):
+        """A datagram's frame, or None (logged) when it fails to decrypt or is no frame."""
+        try:
+            frame = ss.decrypt_packet(self.cipher, data) if self.cipher is not None else data
+            ethernet.header(frame)
+        except ProtocolError as exc:
+            ctx.log.warning(f"tap: {exc} from {sa}, discarded")
+            return None
+        return frame
 
     def handle(self, conn, ctx):
         if getattr(conn, "config", None) is None:
@@ -90,31 +106,30 @@ class TapHandler(Handler):
         ctx.log.info(f"tap: listening on udp {_fmt(sock.getsockname())}")
         return sock
 
-    @staticmethod
-    def _client_jobs(dev, peer, node, ctx, n):
+    def _client_jobs(self, dev, peer, node, ctx, n):
         def up():
             while True:
                 frame = dev.read()
                 n[0] += len(frame)
-                peer.write_to(frame, node.addr)
+                peer.write_to(self._seal(frame), node.addr)
 
         def down():
             while True:
-                data, _ = peer.read_from()
-                if len(data) < ethernet.HEADER_LEN:
-                    ctx.log.warning(f"tap: frame too short ({len(data)} bytes), discarded")
-                    continue
-                dev.write(data)
-                n[1] += len(data)
+                data, sa = peer.read_from()
+                frame = self._open(data, ctx, sa)
+                if frame is not None:
+                    dev.write(frame)
+                    n[1] += len(frame)
         return [up, down]
 
     def _server_jobs(self, dev, sock, node, ctx, n):
         macs = self.macs
 
         def send_all(frame, but=None):
+            data = self._seal(frame)
             for sa in list(macs.values()):
                 if sa != but:
-                    sock.sendto(frame, sa)
+                    sock.sendto(data, sa)
 
         def from_device():
             for frame, (dst, src, et) in device_packets(dev, n, ethernet.header, ctx):
@@ -126,19 +141,17 @@ class TapHandler(Handler):
                     ctx.log.debug(f"no route for {ethernet.mac_text(src)} -> {ethernet.mac_text(dst)} "
                                   f"{ethernet.ethertype_text(et)} {len(frame)}")
                     continue
-                sock.sendto(frame, sa)
+                sock.sendto(self._seal(frame), sa)
 
         def from_udp():
             buf = bytearray(MAX_DATAGRAM)
             view = memoryview(buf)
             while True:
                 size, sa = sock.recvfrom_into(buf)
-                frame = view[:size]
-                try:
-                    dst, src, et = ethernet.header(frame)
-                except ProtocolError as exc:
-                    ctx.log.warning(f"{exc} from {_fmt(sa)}")
+                frame = self._open(view[:size], ctx, _fmt(sa))
+                if frame is None:
                     continue
+                dst, src, _ = ethernet.header(frame)
                 old = macs.get(src)
                 if old != sa:
                     if old is None and len(macs) >= MAX_MACS:
@@ -150,8 +163,8 @@ class TapHandler(Handler):
                     send_all(frame, but=sa)
                 to = macs.get(dst)
                 if to is not None:
-                    sock.sendto(frame, to)
+                    sock.sendto(self._seal(frame), to)
                     continue
                 dev.write(frame)
-                n[1] += size
+                n[1] += len(frame)
         return [from_device, from_udp]

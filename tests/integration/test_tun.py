@@ -382,13 +382,16 @@ def test_device_name_taken(net):
         assert "Traceback" not in g.log_text()
 
 
-def test_tap_over_udp(net):
+@pytest.mark.parametrize("auth", ["", "aes-128-gcm:s3cret@"], ids=["plain", "shadowsocks"])
+def test_tap_over_udp(net, auth):
     """tutorials/tuntap.md (TAP): a virtual switch in R (192.168.125.1) and clients A (.2), B (.3):
-    ARP and IP cross it, A reaches the server's device and, switched by the server, client B."""
+    ARP and IP cross it, A reaches the server's device and, switched by the server, client B.
+    With handler auth every datagram is a Shadowsocks AEAD packet."""
     port = free_port()
-    server = Gost("-L", f"tap://:{port}?net=192.168.125.1/24&name=gtaps", "-D", prefix=("ip", "netns", "exec", net.r))
-    a = Gost("-L", f"tap://:0/10.77.1.1:{port}?net=192.168.125.2/24&name=gtapa", prefix=("ip", "netns", "exec", net.a))
-    b = Gost("-L", f"tap://:0/10.77.2.1:{port}?net=192.168.125.3/24&name=gtapb", prefix=("ip", "netns", "exec", net.b))
+    server = Gost("-L", f"tap://{auth}:{port}?net=192.168.125.1/24&name=gtaps", "-D",
+                  prefix=("ip", "netns", "exec", net.r))
+    a = Gost("-L", f"tap://{auth}:0/10.77.1.1:{port}?net=192.168.125.2/24&name=gtapa", prefix=("ip", "netns", "exec", net.a))
+    b = Gost("-L", f"tap://{auth}:0/10.77.2.1:{port}?net=192.168.125.3/24&name=gtapb", prefix=("ip", "netns", "exec", net.b))
     echo_r, echo_b = Echo(net.r, "0.0.0.0", 7779), Echo(net.b, "0.0.0.0", 7779)
     with server, b, a:
         try:
@@ -402,12 +405,19 @@ def test_tap_over_udp(net):
                 u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             with u:
                 u.sendto(b"short", ("127.0.0.1", port))
-            assert wait_log(server, r"ethernet: frame too short \(5 bytes\) from 127\.0\.0\.1")
+                u.sendto(bytes(64), ("127.0.0.1", port))
+            if auth:
+                assert wait_log(server, r"tap: shadowsocks: UDP packet of 5 bytes is too short from 127\.0\.0\.1")
+                assert wait_log(server, r"tap: shadowsocks: UDP packet failed authentication from 127\.0\.0\.1")
+            else:
+                assert wait_log(server, r"tap: ethernet: frame too short \(5 bytes\) from 127\.0\.0\.1")
+            assert echo_from(net.a, "192.168.125.3", 7779, b"still") == b"llits"
         finally:
             echo_r.close()
             echo_b.close()
         for g in (a, b, server):
             g.stop()
         assert "Traceback" not in server.log_text() + a.log_text() + b.log_text()
-    r = run_gostg("-L", "tap://user:pass@:0/10.77.1.1:1?net=10.1.1.1/24", prefix=("ip", "netns", "exec", net.a))
-    assert r.returncode != 0 and "Shadowsocks packet cipher" in r.stderr
+    if auth:
+        r = run_gostg("-L", "tap://rc4-md5:x@:0/10.77.1.1:1?net=10.1.1.1/24", prefix=("ip", "netns", "exec", net.a))
+        assert r.returncode != 0 and "unsupported shadowsocks cipher 'rc4-md5'" in r.stderr
