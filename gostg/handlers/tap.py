@@ -96,7 +96,7 @@ class TapHandler(Handler):
     def _dial(self, node, dev, ctx):
         peer = self.router.dial("udp", "", ctx)   # GOST: an association, each frame to the server
         if isinstance(peer, UDPSocket):   # direct: take datagrams from the server only
-            peer.sock.connect(peer._sockaddr(node.addr))
+            peer.connect(node.addr)
         return peer
 
     def _listen(self, dev, ctx):

@@ -103,7 +103,7 @@ class TunHandler(Handler):
     def _udp_jobs(self, dev, cfg, peer, addr, ctx, n):
         """TUN over UDP: the keepalive first (rule 4), then packets to the server's address."""
         if isinstance(peer, UDPSocket):   # direct: take datagrams from the server only (Go dials)
-            peer.sock.connect(peer._sockaddr(addr))
+            peer.connect(addr)
         hello = tunkeepalive.encode(self.passphrase, cfg.ips)
         peer.write_to(hello, addr)
         deadline = [time.monotonic() + 3 * self.ttl] if self.ttl > 0 else None
