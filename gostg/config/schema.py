@@ -638,9 +638,16 @@ MD_TUN_LISTENER = md(
     Key("router", aliases=("tun.router",), docs=_TUN_DOCS,
         meaning="server mode: the routers[] object whose routes (destination → gateway IP of a client) "
                 "send packets on; a name that does not resolve routes nothing"),
-    _ub("dns", _TUN_DOCS, "DNS servers set on the device with resolvectl", aliases=("tun.dns",)),
+    Key("dns", STRLIST, aliases=("tun.dns",), docs=_TUN_DOCS,
+        meaning="DNS server IPs set for the device with resolvectl (systemd-resolved); its failure fails "
+                "the device, as GOST"),
     _ub("guid", _TUN_DOCS, "the Windows adapter GUID", observe=True, aliases=("tun.guid",)))
+#: GOST's docs list bufferSize for the tun/tap handlers; their code reads none (nor does gostg,
+#: which reads whole packets): accepted without a word
+_UNREAD_BUFFER = Key("bufferSize", INT, status=IGNORED, docs=_TUN_DOCS,
+                     meaning="listed in GOST's docs, read by neither GOST nor gostg (whole packets are read)")
 MD_TUN_HANDLER = md(
+    _UNREAD_BUFFER,
     Key("keepalive", BOOL, aliases=("tun.keepalive",), docs=_TUN_DOCS,
         meaning="TUN over UDP client: announce the device addresses every ttl, and redial a server silent "
                 "for 3 ttl"),
@@ -658,6 +665,7 @@ MD_TAP_LISTENER = md(
     Key("routes", STRLIST, docs=_TUN_DOCS, meaning="'CIDR gateway' routes"),
     _ub("componentID", _TUN_DOCS, "the Windows TAP driver component", observe=True))
 MD_TAP_HANDLER = md(
+    _UNREAD_BUFFER,
     Key("key", docs=_TUN_DOCS, meaning="the raw Shadowsocks key of the frames' cipher (handler auth gives "
                                        "the method and password)"))
 MD_ROUTER_HANDLER = md(

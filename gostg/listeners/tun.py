@@ -6,17 +6,18 @@ GOST's rules, kept:
    ``gw`` (the gateway of routes that name none), ``route`` (comma list of networks, via
    ``gw`` or else the device), ``routes`` (list of "CIDR [gateway]"), ``router`` (a routers[]
    name the tun handler's server mode routes by; without one, ``route``/``routes`` make an
-   internal router, which adds no system routes), ``peer`` (macOS only; GOST ignores it on
-   Linux, and so do we).
+   internal router, which adds no system routes), ``dns`` (server IPs set for the device with
+   ``resolvectl dns`` after the routes; its failure fails the device), ``peer`` (macOS only;
+   GOST ignores it on Linux, and so do we).
 2. The device is created (and configured) when the service starts; the handler gets it as
    the connection, with the listener's settings as ``conn.config``. When the handler returns
    (the tunnel's device failed) and the service is still up, a new device is made after 1 s
    (GOST); one that cannot be made is retried with back-off (1 s doubling to 30 s; GOST: 1 s).
 3. The listener's address is the UDP address the handler's server mode listens on (a routing
    client, ``tun:///host-1``, has none).
-Differences from GOST (stricter, never silently misread): a ``net`` or route entry that does not
-parse is a config error (GOST skips it); ``dns`` (resolvectl) and ``guid`` (Windows) are not
-built. The device is created in the service's ``netns`` when one is set.
+Differences from GOST (stricter, never silently misread): a ``net``, route or ``dns`` entry that
+does not parse is a config error (GOST skips it); ``guid`` (Windows) is not built. The device is
+created in the service's ``netns`` when one is set.
 """
 import ipaddress
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class TunConfig:
     gateway: str = ""
     routes: list = field(default_factory=list)     # Route
     router: str = ""                                # routers[] name, or "" (then ``routes``)
+    dns: list = field(default_factory=list)         # DNS server IPs (text) set on the device
 
     @property
     def ips(self):
@@ -104,6 +106,11 @@ def parse_config(md, log=None):
             except ValueError:
                 raise ConfigError("metadata.routes", f"bad gateway {rgw!r} in route {s!r}") from None
         cfg.routes.append(Route(net, str(net), rgw or cfg.gateway))
+    for s in md.list("dns", "tun.dns"):
+        try:
+            cfg.dns.append(str(ipaddress.ip_address(s)))
+        except ValueError:
+            raise ConfigError("metadata.dns", f"bad DNS server address {s!r} (an IP, no port)") from None
     if len(cfg.name.encode()) >= tundev.IFNAMSIZ:
         raise ConfigError("metadata.name", f"device name {cfg.name!r} is longer than 15 bytes")
     return cfg
@@ -212,7 +219,7 @@ class TunListener(Listener):
         try:
             tundev.configure(name, cfg.nets, cfg.mtu,
                              [(r.net, r.gateway) for r in cfg.routes if r.net is not None],
-                             self.netns, self.log)
+                             self.netns, self.log, cfg.dns)
         except OSError:
             self.drop_device(dev)
             raise

@@ -84,20 +84,27 @@ def ip_command(netns=""):
 
 def run_ip(args, netns=""):
     """Run ``ip args…``; OSError with ip's own message when it fails."""
-    argv = ip_command(netns) + list(args)
+    run(ip_command(netns) + list(args), "iproute2")
+
+
+def run(argv, package):
+    """Run a system command; OSError with its own message when it fails (or is missing:
+    ``package`` names what to install)."""
     try:
         p = subprocess.run(argv, capture_output=True, text=True, timeout=IP_TIMEOUT)
     except FileNotFoundError:
-        raise OSError(errno.ENOENT, f"{argv[0]}: command not found (the tun listener needs iproute2)") from None
+        raise OSError(errno.ENOENT, f"{argv[0]}: command not found (the tun listener needs {package})") from None
     except subprocess.TimeoutExpired:
         raise OSError(errno.ETIMEDOUT, f"{' '.join(argv)}: no answer in {IP_TIMEOUT:g}s") from None
     if p.returncode != 0:
         raise OSError(errno.EIO, f"{' '.join(argv)}: {(p.stderr or p.stdout).strip()}")
 
 
-def configure(name, nets, mtu, routes, netns="", log=None):
+def configure(name, nets, mtu, routes, netns="", log=None, dns=()):
     """Addresses (``ipaddress`` interfaces), MTU, link up, then ``routes``: (network, gateway
-    or "") pairs; a route without a gateway goes to the device (rule 3)."""
+    or "") pairs; a route without a gateway goes to the device (rule 3); then ``dns`` servers
+    for the device with systemd-resolved's ``resolvectl`` (GOST: its failure fails the device;
+    resolved is reached over D-Bus, so no namespace applies)."""
     for net in nets:
         try:
             run_ip(["addr", "add", str(net), "dev", name], netns)
@@ -108,6 +115,10 @@ def configure(name, nets, mtu, routes, netns="", log=None):
     for net, gw in routes:
         target = ["via", gw] if gw else ["dev", name]
         run_ip(["route", "replace", str(net), *target], netns)
+    if dns:
+        if log is not None:
+            log.debug(f"resolvectl dns {name} {' '.join(dns)}")
+        run(["resolvectl", "dns", name, *dns], "systemd-resolved's resolvectl for dns")
 
 
 class DeviceGone(EOFError):

@@ -421,3 +421,17 @@ def test_tap_over_udp(net, auth):
     if auth:
         r = run_gostg("-L", "tap://rc4-md5:x@:0/10.77.1.1:1?net=10.1.1.1/24", prefix=("ip", "netns", "exec", net.a))
         assert r.returncode != 0 and "unsupported shadowsocks cipher 'rc4-md5'" in r.stderr
+
+
+def test_dns_needs_resolvectl(net):
+    """``dns`` runs resolvectl after the routes; where it is missing (this box) the device fails
+    with a line saying what to install, is removed, and is tried again later (GOST fails it too)."""
+    if subprocess.run(["which", "resolvectl"], capture_output=True).returncode == 0:
+        pytest.skip("resolvectl is installed: this checks the message when it is not")
+    with Gost("-L", "tun:///h1?net=10.5.7.1/24&name=gdns&dns=192.168.1.1,192.168.100.1", "-F", "router://127.0.0.1:1",
+              prefix=("ip", "netns", "exec", net.a)) as g:
+        assert wait_log(g, r"resolvectl: command not found \(the tun listener needs systemd-resolved's "
+                           r"resolvectl for dns\); retrying in 1s", timeout=DEADLINE), g.log_text()[-2000:]
+        assert link_state(net.a, "gdns") is None   # not left half-made
+        g.stop()
+        assert "Traceback" not in g.log_text()
