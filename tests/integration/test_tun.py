@@ -298,8 +298,8 @@ def test_tun_config_errors(net):
     ns = ("ip", "netns", "exec", net.a)   # should one start after all, its device is not ours
     r = run_gostg("-L", "tun:///host-1?net=192.168.123.300/24", "-F", "router://127.0.0.1:1", prefix=ns)
     assert r.returncode != 0 and "bad address '192.168.123.300/24'" in r.stderr
-    r = run_gostg("-L", "tun:///host-1?net=10.1.1.1/24&dns=1.1.1.1", "-F", "router://127.0.0.1:1", prefix=ns)
-    assert r.returncode != 0 and re.search(r"dns.*not built", r.stderr)
+    r = run_gostg("-L", "tun:///host-1?net=10.1.1.1/24&dns=1.1.1.1:53", "-F", "router://127.0.0.1:1", prefix=ns)
+    assert r.returncode != 0 and "bad DNS server address '1.1.1.1:53'" in r.stderr
     r = run_gostg("-L", "tun:///host-1?net=10.1.1.1/24", "-F", "router://127.0.0.1:1?router.id=nope", prefix=ns)
     assert r.returncode != 0 and "invalid router ID 'nope'" in r.stderr
     r = run_gostg("-L", "tun:///host-1?net=10.1.1.1/24&route=10.2.0.0/33", "-F", "router://127.0.0.1:1", prefix=ns)
