@@ -19,10 +19,12 @@ GOST's rules, kept:
    one is picked at random. Packets with no route or no such host are dropped.
 Differences (where gostg is stricter, see the branch notes): a ``router`` or ``ingress`` name
 that does not resolve refuses (GOST ignores it); drops are logged (a warning once per
-destination per connection, then debug) where GOST is silent; the request must arrive within
-``readTimeout`` (default 15 s; GOST: no limit); the mesh between router nodes (``entrypoint``,
+destination per connection, then debug; multicast and link-local ones at debug) where GOST is
+silent; the request must arrive within ``readTimeout`` (default 15 s; GOST: no limit); the
+mesh between router nodes (``entrypoint``,
 ``sd``) is not built.
 """
+import ipaddress
 import random
 import time
 import uuid
@@ -239,7 +241,12 @@ class RouterHandler(Handler):
             self._drop(log, warned, ("missing", exc.name), f"{exc}: packet to {dst} discarded")
             return
         if route is None or not route.gateway:
-            self._drop(log, warned, dst, f"no route to host {dst}, packet from {src} discarded")
+            msg = f"no route to host {dst}, packet from {src} discarded"
+            ip = ipaddress.ip_address(dst)   # (only on this path)
+            if ip.is_multicast or ip.is_link_local:   # a host's own chatter (IPv6 RS, MLD): never routed
+                log.debug(msg)
+            else:
+                self._drop(log, warned, dst, msg)
             return
         c = self.pool.get(rid, route.gateway)
         if c is None:

@@ -245,3 +245,14 @@ def test_router_handler_garbage_frames_never_raise(frames):
     for data in frames:
         net.h._route(data, bytes(16), "00000000-0000-0000-0000-000000000000", log, set())
     assert all(level in ("warning", "debug") for level, _ in log.lines)
+
+
+def test_multicast_and_link_local_drops_are_quiet():
+    """A TUN device's own chatter (IPv6 router solicitations, MLD, mDNS) is never routable:
+    dropped at debug level, not a warning per connection."""
+    net = Net([{"name": "router-0", "routes": ROUTES}], md={"router": "router-0"})
+    log = Log()
+    for src, dst in (("fe80::1", "ff02::2"), ("192.168.123.1", "224.0.0.251"), ("fe80::1", "fe80::2")):
+        pkt = ipv6(src, dst) if ":" in dst else ipv4(src, dst)
+        net.h._route(pkt, bytes(16), "00000000-0000-0000-0000-000000000000", log, set())
+    assert log.lines and all(level == "debug" for level, _ in log.lines)
