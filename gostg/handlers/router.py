@@ -21,8 +21,7 @@ Differences (where gostg is stricter, see the branch notes): a ``router`` or ``i
 that does not resolve refuses (GOST ignores it); drops are logged (a warning once per
 destination per connection, then debug; multicast and link-local ones at debug) where GOST is
 silent; the request must arrive within ``readTimeout`` (default 15 s; GOST: no limit); the
-mesh between router nodes (``entrypoint``,
-``sd``) is not built.
+mesh between router nodes (``entrypoint``, ``sd``) is not built.
 """
 import ipaddress
 import random
