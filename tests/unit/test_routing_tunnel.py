@@ -67,6 +67,13 @@ def test_connector_refusals():
     with pytest.raises(DialError, match="6 host unreachable"):
         c.connect(cli, "ip", "host-1", ctx_for())
     assert srv.recv(1000) == associate("host-1")   # no Tunnel feature without router.id
+    for answer, why in ((b"HTTP/1.1 400 Bad Request\r\n\r\n", "bad version 0x48"), (b"", "closed before answering"),
+                        (H("01 00 0005 03 0002 0000"), "tunnel id shorter than 16 bytes")):
+        cli, srv = socket.socketpair()
+        srv.sendall(answer)
+        srv.shutdown(socket.SHUT_WR)
+        with pytest.raises(DialError, match=why):
+            c.connect(cli, "ip", "host-1", ctx_for())
 
 
 class Net:
