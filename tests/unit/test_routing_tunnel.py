@@ -263,3 +263,10 @@ def test_multicast_and_link_local_drops_are_quiet():
         pkt = ipv6(src, dst) if ":" in dst else ipv4(src, dst)
         net.h._route(pkt, bytes(16), "00000000-0000-0000-0000-000000000000", log, set())
     assert log.lines and all(level == "debug" for level, _ in log.lines)
+
+
+def test_connector_connect_timeout():
+    c = RouterConnector(Metadata({"connectTimeout": "200ms"}, schema.component_md("connector", "router")))
+    cli, srv = socket.socketpair()   # a server that never answers
+    with pytest.raises(DialError, match=r"router: no answer in 0.2s"):
+        c.connect(cli, "ip", "host-1", ctx_for())
