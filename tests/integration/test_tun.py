@@ -224,6 +224,14 @@ def test_routing_tunnel_between_namespaces(net, tmp_path):
             api.post("services", client_b(port, net.b))
             assert wait_for(lambda: link_state(net.b, "gtunb"), DEADLINE)
             assert echo_from(net.a, "192.168.123.2", 7777) == b"lennut gnituor eht hguorht"
+            # replaced through the API (PUT, a new MTU): the successor takes the device name over
+            changed = client_b(port, net.b)
+            changed["listener"]["metadata"]["mtu"] = 1400
+            api.put("services", "tun-b", changed)
+            assert wait_for(lambda: "mtu 1400" in ip("-n", net.b, "link", "show", "gtunb", check=False).stdout,
+                            DEADLINE), b.log_text()[-2000:]
+            assert echo_from(net.a, "192.168.123.2", 7777) == b"lennut gnituor eht hguorht"
+            assert tun_fds(pid) == 1
         finally:
             echo.close()
         for g in (a, b, server):
