@@ -12,17 +12,20 @@ MODULES = {
         "tcp": "tcp", "udp": "udp", "tls": "tls", "ws": "ws", "wss": "ws",
         "mtcp": "mux", "mtls": "mux", "mws": "mux", "mwss": "mux", "http2": "http2", "h2": "h2",
         "h2c": "h2", "rtcp": "remote", "rudp": "remote", "dns": "dns",
+        "tun": "tun", "tap": "tun",
     },
     "handler": {
         "auto": "auto", "http": "http", "http2": "http2", "socks5": "socks5", "socks": "socks5",
         "socks4": "socks4", "socks4a": "socks4", "relay": "relay", "tcp": "forward", "udp": "forward",
         "forward": "forward", "rtcp": "forward", "rudp": "forward", "ss": "ss", "ssu": "ssu",
         "sni": "sni", "api": "api", "metrics": "metrics", "dns": "dns", "tunnel": "tunnel",
+        "tun": "tun", "tap": "tap", "router": "router",
     },
     "connector": {
         "http": "http", "http2": "http2", "socks5": "socks5", "socks": "socks5", "socks4": "socks4",
         "socks4a": "socks4", "relay": "relay", "forward": "forward", "tcp": "forward", "ss": "ss",
         "ssu": "ssu", "sni": "sni", "direct": "direct", "virtual": "direct", "tunnel": "tunnel",
+        "router": "router",
     },
     "dialer": {
         "tcp": "tcp", "udp": "udp", "tls": "tls", "ws": "ws", "wss": "ws", "mtcp": "mux", "mtls": "mux",

@@ -170,6 +170,8 @@ PROBE = keys(
     Key("command", meaning="sh -c command on this host (cmd probes)"))
 #: connector types whose node has no server, so no ``addr`` (GOST's virtual node)
 ADDRLESS_CONNECTORS = ("direct", "virtual")
+#: listeners a service may have without an address (a routing TUN client: ``tun:///host-1``)
+ADDRLESS_LISTENERS = ("tun",)
 
 HANDLER = keys(
     Key("type", default="auto"), Key("retries", INT), Key("chain", meaning="ref:chains"),
@@ -216,7 +218,7 @@ DIALER = keys(Key("type", default="tcp"), Key("auth", MAP, fields=AUTH), Key("tl
               Key("metadata", MAP, meaning="metadata:dialer"))
 
 SERVICE = named(
-    Key("addr", required=True, meaning="listen address"),
+    Key("addr", meaning="listen address (required, except by the tun listener)"),
     Key("interface", docs="tutorials/multi-homed/", meaning="outgoing interface or source address (GOST: deprecated "
                                                             "for metadata.interface)"),
     Key("sockopts", MAP, docs="tutorials/multi-homed/", fields=SOCKOPTS,
@@ -658,6 +660,76 @@ MD_HOP = md(
     Key("auth", status=IGNORED, meaning="cmdline:auth"))
 MD_CHAIN = md()
 
+# --- TUN devices and the routing tunnel (gostg.listeners.tun, handlers.tun/router, connectors.router)
+_TUN_DOCS, _RT_DOCS = "tutorials/tuntap/", "tutorials/routing-tunnel/"
+MD_TUN_LISTENER = md(
+    Key("name", aliases=("tun.name",), docs=_TUN_DOCS, meaning="TUN device name (empty: the kernel picks tunN)"),
+    Key("net", aliases=("tun.net",), docs=_TUN_DOCS,
+        meaning="comma list of the device's addresses in CIDR form (192.168.123.1/24)"),
+    Key("mtu", INT, default=1420, aliases=("tun.mtu",), docs=_TUN_DOCS),
+    Key("gw", aliases=("tun.gw",), docs=_TUN_DOCS, meaning="gateway IP of the routes that name none"),
+    Key("route", aliases=("tun.route",), docs=_TUN_DOCS,
+        meaning="comma list of networks routed to the device (or via gw)"),
+    Key("routes", STRLIST, aliases=("tun.routes",), docs=_TUN_DOCS, meaning="'CIDR [gateway]' routes"),
+    Key("peer", aliases=("tun.peer",), docs=_TUN_DOCS,
+        meaning="macOS point-to-point peer: GOST ignores it on Linux, and so does gostg"),
+    Key("router", aliases=("tun.router",), docs=_TUN_DOCS,
+        meaning="server mode: the routers[] object whose routes (destination → gateway IP of a client) "
+                "send packets on; a name that does not resolve routes nothing"),
+    Key("dns", STRLIST, aliases=("tun.dns",), docs=_TUN_DOCS,
+        meaning="DNS server IPs set for the device with resolvectl (systemd-resolved); its failure fails "
+                "the device, as GOST"),
+    _ub("guid", _TUN_DOCS, "the Windows adapter GUID", observe=True, aliases=("tun.guid",)))
+#: GOST's docs list bufferSize for the tun/tap handlers; their code reads none (nor does gostg,
+#: which reads whole packets): accepted without a word
+_UNREAD_BUFFER = Key("bufferSize", INT, status=IGNORED, docs=_TUN_DOCS,
+                     meaning="listed in GOST's docs, read by neither GOST nor gostg (whole packets are read)")
+MD_TUN_HANDLER = md(
+    _UNREAD_BUFFER,
+    Key("keepalive", BOOL, aliases=("tun.keepalive",), docs=_TUN_DOCS,
+        meaning="TUN over UDP client: announce the device addresses every ttl, and redial a server silent "
+                "for 3 ttl"),
+    Key("ttl", DURATION, default="10s", aliases=("tun.ttl",), docs=_TUN_DOCS, meaning="the keepalive period"),
+    Key("passphrase", aliases=("token", "tun.token"), docs=_TUN_DOCS,
+        meaning="TUN over UDP client: the key its keepalives carry (the server's auther checks it)"),
+    Key("p2p", BOOL, aliases=("tun.p2p",), docs=_TUN_DOCS,
+        meaning="TUN over UDP server: every packet to the latest client, none between clients"))
+MD_TAP_LISTENER = md(
+    Key("name", docs=_TUN_DOCS, meaning="TAP device name (empty: the kernel picks tapN)"),
+    Key("net", docs=_TUN_DOCS, meaning="the device's address in CIDR form (one)"),
+    Key("mtu", INT, default=1420, docs=_TUN_DOCS),
+    Key("gw", docs=_TUN_DOCS, meaning="gateway IP of the route entries"),
+    Key("route", docs=_TUN_DOCS, meaning="comma list of networks routed via gw (or the device)"),
+    Key("routes", STRLIST, docs=_TUN_DOCS, meaning="'CIDR gateway' routes"),
+    _ub("componentID", _TUN_DOCS, "the Windows TAP driver component", observe=True))
+MD_TAP_HANDLER = md(
+    _UNREAD_BUFFER,
+    Key("key", docs=_TUN_DOCS, meaning="the raw Shadowsocks key of the frames' cipher (handler auth gives "
+                                       "the method and password)"))
+MD_ROUTER_HANDLER = md(
+    Key("readTimeout", DURATION, default="15s", docs=_RT_DOCS,
+        meaning="the client's request must arrive within it (GOST: no limit by default)"),
+    Key("router", docs=_RT_DOCS, meaning="the routers[] object used when the client's router id names none; "
+                                         "a name that does not resolve routes nothing"),
+    Key("ingress", docs=_RT_DOCS, meaning="the ingresses[] object whose rule for a host must name the client's "
+                                          "router id; a name that does not resolve refuses every client"),
+    Key("router.cache", BOOL, docs=_RT_DOCS, meaning="remember route lookups (per router id and destination)"),
+    Key("router.cache.expiration", DURATION, default="1s", docs=_RT_DOCS),
+    _tune("bufferSize", _RT_DOCS, "packet read buffer (GOST 4096; gostg reads whole 64 KiB frames)", INT,
+          aliases=("router.bufferSize",)),
+    _ub("entrypoint", _RT_DOCS, "the UDP entrypoint between router nodes (the router mesh)"),
+    _ub("sd", _RT_DOCS, "service discovery between router nodes (the router mesh)"),
+    _ub("sd.cache.expiration", _RT_DOCS, "the router mesh's service discovery cache", DURATION),
+    _ub("sd.renewInterval", _RT_DOCS, "the router mesh's service discovery renewal", DURATION),
+    _ub("observer.period", _RT_DOCS, "per-client stats of the router handler", DURATION, observe=True,
+        aliases=("observePeriod", "observer.observePeriod")),
+    _ub("observer.resetTraffic", _RT_DOCS, "per-client stats of the router handler", BOOL, observe=True),
+    _tune("limiter.refreshInterval", _RT_DOCS, "handler limiter refresh", DURATION),
+    _tune("limiter.cleanupInterval", _RT_DOCS, "handler limiter cleanup", DURATION))
+MD_ROUTER_CONNECTOR = md(
+    Key("router.id", docs=_RT_DOCS, meaning="the routing namespace (a UUID naming a routers[] object on the server)"),
+    Key("connectTimeout", DURATION, docs=_RT_DOCS, meaning="deadline of the request and its answer"))
+
 #: (kind, type) → metadata groups. A type not listed has only its kind's base group. The mux keys
 #: are on socks5/relay handlers and connectors too: BIND/MBIND sessions are mux sessions.
 COMPONENT_MD = {
@@ -695,6 +767,12 @@ COMPONENT_MD = {
     ("connector", "sni"): (MD_CONNECTOR_BASE, MD_SNI_CONNECTOR),
     ("connector", "direct"): (MD_DIRECT_CONNECTOR,),
     ("connector", "tunnel"): (MD_CONNECTOR_BASE, MD_TUNNEL_CONNECTOR, MD_MUX_V2),
+    ("listener", "tun"): (MD_TUN_LISTENER,),
+    ("listener", "tap"): (MD_TAP_LISTENER,),
+    ("handler", "tap"): (MD_TAP_HANDLER,),
+    ("handler", "tun"): (MD_TUN_HANDLER,),
+    ("handler", "router"): (MD_ROUTER_HANDLER,),
+    ("connector", "router"): (MD_ROUTER_CONNECTOR,),
     ("dialer", "direct"): (),
     ("dialer", "tcp"): (),
     ("dialer", "tls"): (MD_TLS_DIALER,),

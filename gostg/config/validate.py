@@ -252,6 +252,8 @@ class _Walker:
         if not isinstance(o, dict):
             return
         (h, ht), (lst, lt) = self.parts(o, path, ("handler", "auto"), ("listener", "tcp"))
+        if lt not in S.ADDRLESS_LISTENERS and _get(o, S.SERVICE["addr"]) in (None, ""):
+            self.add(ERROR, f"{path}.addr", "is required")
         specs = [S.component_md("service", "")]
         specs += [S.component_md("handler", ht)] if ht else []
         specs += [S.component_md("listener", lt)] if lt else []

@@ -168,7 +168,23 @@ class Router:
         rec.dialed(address, ctx, None, route[0], conn, network)
         return conn
 
+    def _dial_ip(self, address, ctx):
+        """IP packets to ``address``, a host name a routing tunnel knows (``host-1``): only a
+        chain's last node can take them (the router connector); no hosts, resolver or bypass
+        apply to such a name, and there is no direct way (GOST's net.Dial("ip", …) fails too)."""
+        with gevent.Timeout(self.dial_timeout, DialError(f"dial {address}/ip: timeout after {self.dial_timeout:g}s")):
+            route = self._chain().route("ip", address, ctx) if self.chain else None
+            if route is None or not route.nodes:
+                raise DialError(f"dial {address}/ip: IP packets need a chain whose last node is a router",
+                                target=address)
+            if ctx is not None:
+                ctx.route = [n.name for n in route.nodes]
+                ctx.log.debug(f"route {route} > {address}/ip", dst=address)
+            return route.dial("ip", address, ctx, self.dial_timeout)
+
     def _dial(self, network, address, ctx, taken=None):
+        if network == "ip":
+            return self._dial_ip(address, ctx)
         if address:
             if bypass_hit(self.bypass, self.registries, network, address, ctx):   # MissingReference passes up
                 raise BypassError(f"{address} is bypassed")

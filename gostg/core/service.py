@@ -164,6 +164,8 @@ class Service:
         where = f"listening on {self.addr}"
         if self.listener.socket is None and self.listener.chain:
             where = f"binding {self.addr} on the last node of chain {self.listener.chain}"
+        elif not self.addr:   # a listener without an address (a routing TUN client)
+            where = "started"
         self._event(where)
         self.log.info(where)
 

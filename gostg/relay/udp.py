@@ -94,6 +94,11 @@ class UDPSocket:
         n, sockaddr = self.sock.recvfrom_into(self.buf)
         return bytes(memoryview(self.buf)[:n]), _fmt(sockaddr)
 
+    def connect(self, addr):
+        """Take datagrams from ``addr`` only, as a Go dialled UDP conn does (a TUN/TAP client's
+        server); writes may still name it."""
+        self.sock.connect(self._sockaddr(addr))
+
     def write_to(self, data, addr):
         self.sock.sendto(data, self._sockaddr(addr))
 

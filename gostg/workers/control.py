@@ -55,8 +55,8 @@ class Controller(Gost):
     # -- what each worker runs --------------------------------------------------------------
 
     def _shareable(self):
-        return {n for n, s in self.services.items()
-                if s.listener.shareable and getattr(s.handler, "shareable", True)}
+        # (a handler whose clients must meet in one process, the router's, keeps it in worker 0)
+        return {n for n, s in self.services.items() if s.listener.shareable and getattr(s.handler, "shareable", True)}
 
     def _owned(self):
         return {n for n, s in self.services.items() if owned(s)}
@@ -100,7 +100,8 @@ class Controller(Gost):
         # copy (never serving) must not report a second, idle one
         service.observer = None
         lst = service.listener
-        if not lst.shareable or lst.netns or any(s.cfg_addr == lst.addr for s in self.services.values()):
+        shared = lst.shareable and getattr(service.handler, "shareable", True)
+        if not shared or lst.netns or any(s.cfg_addr == lst.addr for s in self.services.values()):
             return   # worker 0 binds it; or our own workers listen there already
         try:
             bind_tcp(lst.addr, 0, probe=True)

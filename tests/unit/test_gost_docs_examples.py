@@ -91,7 +91,10 @@ CLI = [
     (['dns://:10053/1.1.1.1?async=true'], [], []),
     (['dns://:10053/1.1.1.1?clientIP=1.2.3.4'], [], []),
     (['dns://:10053/1.1.1.1?mode=quic'], [], [('error', 'services[0].metadata.mode')]),
-    (['tun://:8421?net=192.168.123.1/24'], [], [('error', 'services[0].handler.type'), ('error', 'services[0].listener.type')]),
+    (['tun://:8421?net=192.168.123.1/24'], [], []),
+    # tutorials/routing-tunnel.md
+    (['tun:///host-1?net=192.168.123.1/24'], ['router://server_ip:8443?router.id=e87f56dd-fd57-4921-9ab8-a0847662daae'], []),
+    (['router://:8443'], [], []),
     (['file://:8080?dir=/home'], [], [('error', 'services[0].handler.type')]),
     (['http+dtls://:8443'], [], [('error', 'services[0].listener.type')]),
     (['http+mtcp://:8443'], [], []),
