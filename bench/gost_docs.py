@@ -173,6 +173,8 @@ def free_ports(n, tries=50):
             for p in range(base, base + n):
                 s = socket.socket()
                 socks.append(s)
+                # a port left in TIME_WAIT by an earlier benchmark is free for a listener
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind((LOOPBACK, p))
             return base
         except OSError:
