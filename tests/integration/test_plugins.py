@@ -72,7 +72,7 @@ def test_a_slow_garbage_or_down_auth_plugin_refuses_within_its_timeout(tmp_path)
         with start(tmp_path, cfg, ports) as g:
             for p in ports:
                 t0 = time.monotonic()
-                rc, status, _ = curl_code("-x", f"socks5h://alice:good@127.0.0.1:{p}", origin.url + "/")
+                _, status, _ = curl_code("-x", f"socks5h://alice:good@127.0.0.1:{p}", origin.url + "/")
                 took = time.monotonic() - t0
                 assert rc != 0 and status == 0, p
                 assert took < 0.5 + 2.0, took
@@ -223,3 +223,42 @@ def test_plugin_objects_through_the_web_api(tmp_path):
             api.delete("hops", "h")
             assert through_socks(port, ("10.9.9.9", 1111)) == b""            # the chain is gone: refused
     assert len(ps.seen("/bypass")) == 2
+
+
+def test_auth_plugin_over_https_is_verified_against_its_ca_and_name(tmp_path):
+    """``plugin: {type: http, addr: https://…, tls: {caFile, serverName}}``: with the CA that
+    signed the plugin's certificate and the name it carries, the plugin decides (alice gets in);
+    without ``caFile`` (the system CAs do not know it) or with another ``serverName``, the TLS
+    handshake fails, the user is refused, the token is never sent, and the log says why."""
+    import ssl
+
+    from .pki import make_pki
+
+    pki = make_pki(tmp_path, "plugin.test")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki["cert"], pki["key"])
+    tls = [{"caFile": str(pki["ca"]), "serverName": "plugin.test"},      # right CA, right name
+           {"serverName": "plugin.test"},                                # no caFile: system CAs
+           {"caFile": str(pki["ca"]), "serverName": "other.test"}]       # a name it does not carry
+    ports = [free_port() for _ in tls]
+    with PluginServer({"/auth": lambda r: {"ok": r["password"] == "good"}}, tls=ctx) as ps, Origin() as origin:
+        assert ps.url.startswith("https://")
+        cfg = {"services": [{"name": f"s{i}", "addr": f"127.0.0.1:{p}", "handler": {"type": "http", "auther": f"a{i}"}}
+                            for i, p in enumerate(ports)],
+               "authers": [{"name": f"a{i}", "plugin": plugin(f"{ps.url}/auth", token="tkn", tls=t)}
+                           for i, t in enumerate(tls)]}
+        with start(tmp_path, cfg, ports) as g:
+            assert curl_code("-x", f"http://alice:good@127.0.0.1:{ports[0]}", origin.url + "/in")[1] == 200
+            assert curl_code("-x", f"http://alice:bad@127.0.0.1:{ports[0]}", origin.url + "/in")[1] == 407
+            for p in ports[1:]:
+                _, status, _ = curl_code("-x", f"http://alice:good@127.0.0.1:{p}", origin.url + "/out")
+                assert status == 407, p
+            assert origin.connections == 1
+            no_ca = wait_for(lambda: [ln for ln in lines(g, "auth plugin a1") if "refusing" in ln])
+            wrong_name = wait_for(lambda: [ln for ln in lines(g, "auth plugin a2") if "refusing" in ln])
+            assert len(no_ca) == 1 and "CERTIFICATE_VERIFY_FAILED" in no_ca[0], no_ca
+            assert "unable to get local issuer certificate" in no_ca[0], no_ca
+            assert len(wrong_name) == 1 and "CERTIFICATE_VERIFY_FAILED" in wrong_name[0], wrong_name
+            assert "other.test" in wrong_name[0], wrong_name
+    # only the verified plugin was asked (the token went nowhere else)
+    assert [(h["Authorization"], b["username"]) for _, h, b in ps.seen("/auth")] == [("Bearer tkn", "alice")] * 2
