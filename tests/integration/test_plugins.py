@@ -72,7 +72,7 @@ def test_a_slow_garbage_or_down_auth_plugin_refuses_within_its_timeout(tmp_path)
         with start(tmp_path, cfg, ports) as g:
             for p in ports:
                 t0 = time.monotonic()
-                _, status, _ = curl_code("-x", f"socks5h://alice:good@127.0.0.1:{p}", origin.url + "/")
+                rc, status, _ = curl_code("-x", f"socks5h://alice:good@127.0.0.1:{p}", origin.url + "/")
                 took = time.monotonic() - t0
                 assert rc != 0 and status == 0, p
                 assert took < 0.5 + 2.0, took
