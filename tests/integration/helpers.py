@@ -17,16 +17,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 GOSTG = os.path.join(ROOT, "bin", "gostg")
 
 
-def need_grpc():
-    """Skip the calling test when grpcio is absent, except under CI (CI installs
-    requirements-dev.txt: a skip there would hide the gRPC plugins' tests)."""
+def need_grpc(module=False):
+    """Skip the calling test (``module``: the whole module, called at its top) when grpcio is
+    absent, except under CI (CI installs requirements-dev.txt: a skip there would hide the
+    gRPC plugins' tests)."""
     try:
         import grpc  # noqa: F401
     except ImportError:
         if os.environ.get("CI"):
             raise
         import pytest
-        pytest.skip("grpcio not installed (pip install 'gostg[grpc]')")
+        pytest.skip("grpcio not installed (pip install 'gostg[grpc]')", allow_module_level=module)
 
 
 def free_port():

@@ -11,12 +11,10 @@ import time
 import pytest
 import yaml
 
-try:
-    import grpc  # noqa: F401
-except ImportError:
-    if os.environ.get("CI"):       # CI installs requirements-dev.txt: a skip would hide must 4
-        raise
-    pytest.skip("grpcio not installed (pip install 'gostg[grpc]')", allow_module_level=True)
+from .helpers import need_grpc
+
+need_grpc(module=True)
+import grpc  # noqa: E402
 
 from .grpcpeer import PluginServer  # noqa: E402
 from .helpers import Gost, Origin, free_port, started, wait_for  # noqa: E402
