@@ -7,7 +7,7 @@ import time
 import socks
 import yaml
 
-from .helpers import Echo, Gost, Origin, free_port, wait_for
+from .helpers import Echo, Gost, Origin, free_port, run_gostg, wait_for
 from .peers import curl_code
 from .pluginserver import PluginServer, Slow
 
@@ -262,3 +262,21 @@ def test_auth_plugin_over_https_is_verified_against_its_ca_and_name(tmp_path):
             assert "other.test" in wrong_name[0], wrong_name
     # only the verified plugin was asked (the token went nowhere else)
     assert [(h["Authorization"], b["username"]) for _, h, b in ps.seen("/auth")] == [("Bearer tkn", "alice")] * 2
+
+
+def test_an_unusable_plugin_ca_file_is_a_config_error(tmp_path):
+    """A ``caFile`` gostg cannot read is refused at start (``--check`` says which key), for an
+    HTTP auther as for an HTTP observer: not a plugin that fails at every connection."""
+    missing = str(tmp_path / "missing-ca.pem")
+    cfg = {"services": [{"name": "s", "addr": "127.0.0.1:1", "observer": "o",
+                         "handler": {"type": "http", "auther": "a"}}],
+           "authers": [{"name": "a", "plugin": plugin("https://127.0.0.1:1/auth", tls={"caFile": missing})}],
+           "observers": [{"name": "o", "plugin": plugin("https://127.0.0.1:1/obs", tls={"caFile": missing})}]}
+    f = tmp_path / "ca.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    p = run_gostg("-C", f, "--check", env=STRICT)
+    assert p.returncode != 0 and "authers[0].plugin.tls.caFile: cannot use" in p.stderr, p.stderr
+    del cfg["authers"], cfg["services"][0]["handler"]["auther"]
+    f.write_text(yaml.safe_dump(cfg))
+    p = run_gostg("-C", f, "--check", env=STRICT)
+    assert p.returncode != 0 and "observers[0].plugin.tls.caFile: cannot use" in p.stderr, p.stderr
