@@ -94,7 +94,8 @@ def test_grpc_hop_plugin_sends_each_connection_through_the_upstream_it_picks(tmp
     """Two upstream HTTP proxies (services up-a and up-b of an upstream gostg); the front
     gostg's chain has one hop whose gRPC plugin picks the node: ``localhost`` targets go through
     A, the rest through B. The upstream's log shows which one carried each request. A plugin
-    that picks nothing, or is down, refuses the connection: it never goes direct."""
+    that picks nothing, answers a node that is not JSON, or is down, refuses the connection:
+    it never goes direct."""
     front, up_a, up_b, front_down = (free_port() for _ in range(4))
     dead = free_port()
 
@@ -103,6 +104,8 @@ def test_grpc_hop_plugin_sends_each_connection_through_the_upstream_it_picks(tmp
             return {"name": "node-a", "addr": f"127.0.0.1:{up_a}", "connector": {"type": "http"}}
         if r["addr"].startswith("127.0.0.1:"):
             return {"name": "node-b", "addr": f"127.0.0.1:{up_b}", "connector": {"type": "http"}}
+        if r["addr"].startswith("garbage.test:"):
+            return b"{not a node"
         return None
     with PluginServer(token=TOKEN) as ps, Origin() as origin:
         ps.pick = pick
@@ -130,6 +133,9 @@ def test_grpc_hop_plugin_sends_each_connection_through_the_upstream_it_picks(tmp
             # a target the plugin names no node for: refused, not dialled directly
             assert http_get(front, f"http://[::1]:{origin.port}/none")[0] != 200
             assert wait_for(lambda: "the plugin named no node" in g.log_text())
+            # a node that is not JSON: refused, and said so
+            assert http_get(front, f"http://garbage.test:{origin.port}/garbage")[0] != 200
+            assert wait_for(lambda: refusals(g, "node is not JSON"))
             # the plugin is down (another hop's plugin address): refused with one line
             assert http_get(front_down, f"http://localhost:{origin.port}/down")[0] != 200
             assert http_get(front_down, f"http://localhost:{origin.port}/down")[0] != 200
