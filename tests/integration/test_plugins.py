@@ -280,3 +280,25 @@ def test_an_unusable_plugin_ca_file_is_a_config_error(tmp_path):
     f.write_text(yaml.safe_dump(cfg))
     p = run_gostg("-C", f, "--check", env=STRICT)
     assert p.returncode != 0 and "observers[0].plugin.tls.caFile: cannot use" in p.stderr, p.stderr
+
+
+def test_a_slow_or_down_admission_plugin_refuses_the_client(tmp_path):
+    """An admission plugin that does not answer within its timeout, or is down: the client is
+    refused (the origin never sees it), within the timeout, with one log line per plugin."""
+    ports = [free_port(), free_port()]
+    dead = free_port()
+    with PluginServer({"/slow": Slow(3)}) as ps, Origin() as origin:
+        urls = [f"{ps.url}/slow", f"http://127.0.0.1:{dead}/admission"]
+        cfg = {"services": [{"name": f"s{i}", "addr": f"127.0.0.1:{p}", "admission": f"adm{i}",
+                             "handler": {"type": "http"}} for i, p in enumerate(ports)],
+               "admissions": [{"name": f"adm{i}", "plugin": {**plugin(u), "timeout": "0.5s"}}
+                              for i, u in enumerate(urls)]}
+        with start(tmp_path, cfg, ports) as g:
+            for p in ports:
+                t0 = time.monotonic()
+                assert curl_code("-x", f"http://127.0.0.1:{p}", origin.url + "/")[1] != 200, p
+                assert time.monotonic() - t0 < 0.5 + 2.0
+            assert origin.connections == 0
+            for name, why in (("adm0", "no answer within 0.5s"), ("adm1", "refused")):
+                failed = wait_for(lambda: [ln for ln in lines(g, f"admission plugin {name}") if "refusing" in ln])
+                assert len(failed) == 1 and why in failed[0].lower(), failed
