@@ -369,6 +369,10 @@ def build_observer(o, path, registries=None):
     except ValueError as exc:
         raise ConfigError(f"{pp}.addr", str(exc)) from None
     tls = _map(p, "tls", pp)
+    try:
+        Target(addr, ca_file=_str(tls, "caFile", f"{pp}.tls")).check_ca()
+    except ValueError as exc:
+        raise ConfigError(f"{pp}.tls.caFile", str(exc)) from None
     return observer.build(o["name"], addr, _str(p, "token", pp), parse_duration(p.get("timeout"), f"{pp}.timeout"),
                           _str(tls, "serverName", f"{pp}.tls"), _str(tls, "caFile", f"{pp}.tls"),
                           registries, getattr(registries, "log", None))

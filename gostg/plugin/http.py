@@ -72,6 +72,15 @@ class Target:
         default = 443 if self.https else 80
         return h if self.port == default else f"{h}:{self.port}"
 
+    def check_ca(self):
+        """ValueError when ``tls.caFile`` cannot be used (unreadable, no certificate in it):
+        said when the config is built, as the gRPC transport does, not at every call."""
+        if self.ca_file:
+            try:
+                self.context()
+            except OSError as exc:      # ssl.SSLError too: a file that holds no certificate
+                raise ValueError(f"cannot use {self.ca_file!r}: {exc.strerror or exc}") from None
+
     def context(self):
         """gevent's own SSLContext (``ssl.create_default_context`` gives the stdlib's, whose
         handshake blocks the hub in an unpatched app): the chain and the name are checked."""
@@ -183,6 +192,10 @@ class Transport:
                                  str((tls or {}).get("serverName") or ""), str((tls or {}).get("caFile") or ""))
         except ValueError as exc:
             raise ConfigError(f"{path}.addr", str(exc)) from None
+        try:
+            self.target.check_ca()
+        except ValueError as exc:
+            raise ConfigError(f"{path}.tls.caFile", str(exc)) from None
 
     def call(self, request):
         return json_object(*post_json(self.target, json.dumps(request).encode()))

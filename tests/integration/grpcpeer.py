@@ -1,6 +1,6 @@
 """A GOST gRPC plugin server for the tests: grpcio's own server (threads, in the test process,
-on a free loopback port) answering the auth, admission, bypass, hosts, limiter, observer,
-recorder, ingress, router and sd protos of go-gost/plugin. What it decides is plain attributes the test
+on a free loopback port) answering the auth, admission, bypass, hosts, resolver, hop, limiter,
+observer, recorder, ingress, router and sd protos of go-gost/plugin. What it decides is plain attributes the test
 sets; what it was asked is in ``.calls``. The ``token`` metadata entry must be the one it was
 given, else the call fails UNAUTHENTICATED (what GOST's example plugins do with a bad token)."""
 import threading
@@ -30,10 +30,14 @@ class PluginServer:
         self.rules = {}                              # ingress: host -> endpoint
         self.routes = {}                             # router: dst asked -> (dst, gateway)
         self.services = []                           # sd: registered service dicts
+        self.hosts = {"plugin.test": ["127.0.0.1"]}  # hosts: name -> IPs (others: not ok)
+        self.names = {}                              # resolver: name -> IPs (others: not ok)
+        self.pick = lambda request: {}               # hop: SelectRequest dict -> node dict ({}: none)
+        self.rates = (1000, 2000)                    # limiter: (in, out) bytes/s
         self.server = grpc.server(futures.ThreadPoolExecutor(workers), maximum_concurrent_rpcs=None)
         handlers = {}
         one = {"auth": self._auth, "admission": self._admit, "bypass": self._bypass, "hosts": self._lookup,
-               "limiter": self._limit, "observer": self._observe, "recorder": self._record}
+               "resolver": self._resolve, "hop": lambda r: {"node": self.pick(r) or b""}, "limiter": self._limit, "observer": self._observe, "recorder": self._record}
         many = {"GetRule": self._get_rule, "SetRule": self._set_rule, "GetRoute": self._get_route,
                 "Register": self._register, "Deregister": self._deregister, "Renew": lambda r: {"ok": True},
                 "Get": self._get_services}
@@ -82,10 +86,15 @@ class PluginServer:
         return {"ok": host in self.bypass_hosts}
 
     def _lookup(self, r):
-        return {"ips": ["127.0.0.1"], "ok": r["host"] == "plugin.test"}
+        ips = self.hosts.get(r["host"])
+        return {"ips": ips or [], "ok": bool(ips)}
+
+    def _resolve(self, r):
+        ips = self.names.get(r["host"])
+        return {"ips": ips or [], "ok": bool(ips)}
 
     def _limit(self, r):
-        return {"in": 1000, "out": 2000}
+        return {"in": self.rates[0], "out": self.rates[1]}
 
     def _observe(self, r):
         return {"ok": self.observe_ok}

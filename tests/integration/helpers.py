@@ -17,6 +17,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 GOSTG = os.path.join(ROOT, "bin", "gostg")
 
 
+def need_grpc(module=False):
+    """Skip the calling test (``module``: the whole module, called at its top) when grpcio is
+    absent, except under CI (CI installs requirements-dev.txt: a skip there would hide the
+    gRPC plugins' tests)."""
+    try:
+        import grpc  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI"):
+            raise
+        import pytest
+        pytest.skip("grpcio not installed (pip install 'gostg[grpc]')", allow_module_level=module)
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

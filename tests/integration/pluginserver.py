@@ -5,9 +5,12 @@ Every request is kept: (path, headers, body JSON or raw bytes). GET serves ``fil
 ``rest`` maps ``(METHOD, path)`` to ``fn(request) -> reply`` for GOST's REST-shaped plugins
 (ingress, router, sd): the request is the query (a dict of single values) for a GET, the JSON
 body otherwise; a reply may be ``(status, body)``. Those calls are kept in ``calls`` as
-(method, path, request)."""
+(method, path, request). ``tls`` (an ``ssl.SSLContext``, server side) serves HTTPS.
+"""
 import http.server
 import json
+import ssl
+import sys
 import threading
 import time
 from urllib.parse import parse_qsl, urlsplit
@@ -23,7 +26,7 @@ class Slow:
 
 
 class PluginServer(HTTPServerThread):
-    def __init__(self, routes=None, files=None, rest=None):
+    def __init__(self, routes=None, files=None, rest=None, tls=None):
         box = self
         self.routes = dict(routes or {})
         self.files = dict(files or {})
@@ -111,6 +114,20 @@ class PluginServer(HTTPServerThread):
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls is not None:
+            # the handshake happens on the handler's thread (its first read), not in accept():
+            # a client that refuses the certificate cannot hold the accept loop
+            assert isinstance(tls, ssl.SSLContext)
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True,
+                                                 do_handshake_on_connect=False)
+            self.url = f"https://127.0.0.1:{self.port}"
+            report = self.server.handle_error
+
+            def handle_error(request, client_address):
+                # a client refusing the certificate is what a TLS test expects: no traceback
+                if not isinstance(sys.exc_info()[1], ssl.SSLError):
+                    report(request, client_address)
+            self.server.handle_error = handle_error
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def seen(self, path):

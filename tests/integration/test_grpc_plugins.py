@@ -13,12 +13,10 @@ import time
 import pytest
 import yaml
 
-try:
-    import grpc  # noqa: F401
-except ImportError:
-    if os.environ.get("CI"):       # CI installs requirements-dev.txt: a skip would hide must 4
-        raise
-    pytest.skip("grpcio not installed (pip install 'gostg[grpc]')", allow_module_level=True)
+from .helpers import need_grpc
+
+need_grpc(module=True)
+import grpc  # noqa: E402
 import socks  # noqa: E402
 
 from .grpcpeer import PluginServer  # noqa: E402
@@ -317,8 +315,6 @@ def self_signed(tmp_path, name="plugin.test"):
 
 def tls_plugin_server(tmp_path):
     """A PluginServer that also listens with TLS (plugin.test) → (server, TLS port, CA file)."""
-    import grpc
-
     cert_pem, key_pem, ca = self_signed(tmp_path)
     ps = PluginServer(token=TOKEN)
     return ps, ps.server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([(key_pem, cert_pem)])), ca

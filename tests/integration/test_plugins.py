@@ -7,7 +7,7 @@ import time
 import socks
 import yaml
 
-from .helpers import Echo, Gost, Origin, free_port, wait_for
+from .helpers import Echo, Gost, Origin, free_port, run_gostg, wait_for
 from .peers import curl_code
 from .pluginserver import PluginServer, Slow
 
@@ -223,3 +223,82 @@ def test_plugin_objects_through_the_web_api(tmp_path):
             api.delete("hops", "h")
             assert through_socks(port, ("10.9.9.9", 1111)) == b""            # the chain is gone: refused
     assert len(ps.seen("/bypass")) == 2
+
+
+def test_auth_plugin_over_https_is_verified_against_its_ca_and_name(tmp_path):
+    """``plugin: {type: http, addr: https://…, tls: {caFile, serverName}}``: with the CA that
+    signed the plugin's certificate and the name it carries, the plugin decides (alice gets in);
+    without ``caFile`` (the system CAs do not know it) or with another ``serverName``, the TLS
+    handshake fails, the user is refused, the token is never sent, and the log says why."""
+    import ssl
+
+    from .pki import make_pki
+
+    pki = make_pki(tmp_path, "plugin.test")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki["cert"], pki["key"])
+    tls = [{"caFile": str(pki["ca"]), "serverName": "plugin.test"},      # right CA, right name
+           {"serverName": "plugin.test"},                                # no caFile: system CAs
+           {"caFile": str(pki["ca"]), "serverName": "other.test"}]       # a name it does not carry
+    ports = [free_port() for _ in tls]
+    with PluginServer({"/auth": lambda r: {"ok": r["password"] == "good"}}, tls=ctx) as ps, Origin() as origin:
+        assert ps.url.startswith("https://")
+        cfg = {"services": [{"name": f"s{i}", "addr": f"127.0.0.1:{p}", "handler": {"type": "http", "auther": f"a{i}"}}
+                            for i, p in enumerate(ports)],
+               "authers": [{"name": f"a{i}", "plugin": plugin(f"{ps.url}/auth", token="tkn", tls=t)}
+                           for i, t in enumerate(tls)]}
+        with start(tmp_path, cfg, ports) as g:
+            assert curl_code("-x", f"http://alice:good@127.0.0.1:{ports[0]}", origin.url + "/in")[1] == 200
+            assert curl_code("-x", f"http://alice:bad@127.0.0.1:{ports[0]}", origin.url + "/in")[1] == 407
+            for p in ports[1:]:
+                _, status, _ = curl_code("-x", f"http://alice:good@127.0.0.1:{p}", origin.url + "/out")
+                assert status == 407, p
+            assert origin.connections == 1
+            no_ca = wait_for(lambda: [ln for ln in lines(g, "auth plugin a1") if "refusing" in ln])
+            wrong_name = wait_for(lambda: [ln for ln in lines(g, "auth plugin a2") if "refusing" in ln])
+            assert len(no_ca) == 1 and "CERTIFICATE_VERIFY_FAILED" in no_ca[0], no_ca
+            assert "unable to get local issuer certificate" in no_ca[0], no_ca
+            assert len(wrong_name) == 1 and "CERTIFICATE_VERIFY_FAILED" in wrong_name[0], wrong_name
+            assert "other.test" in wrong_name[0], wrong_name
+    # only the verified plugin was asked (the token went nowhere else)
+    assert [(h["Authorization"], b["username"]) for _, h, b in ps.seen("/auth")] == [("Bearer tkn", "alice")] * 2
+
+
+def test_an_unusable_plugin_ca_file_is_a_config_error(tmp_path):
+    """A ``caFile`` gostg cannot read is refused at start (``--check`` says which key), for an
+    HTTP auther as for an HTTP observer: not a plugin that fails at every connection."""
+    missing = str(tmp_path / "missing-ca.pem")
+    cfg = {"services": [{"name": "s", "addr": "127.0.0.1:1", "observer": "o",
+                         "handler": {"type": "http", "auther": "a"}}],
+           "authers": [{"name": "a", "plugin": plugin("https://127.0.0.1:1/auth", tls={"caFile": missing})}],
+           "observers": [{"name": "o", "plugin": plugin("https://127.0.0.1:1/obs", tls={"caFile": missing})}]}
+    f = tmp_path / "ca.yaml"
+    f.write_text(yaml.safe_dump(cfg))
+    p = run_gostg("-C", f, "--check", env=STRICT)
+    assert p.returncode != 0 and "authers[0].plugin.tls.caFile: cannot use" in p.stderr, p.stderr
+    del cfg["authers"], cfg["services"][0]["handler"]["auther"]
+    f.write_text(yaml.safe_dump(cfg))
+    p = run_gostg("-C", f, "--check", env=STRICT)
+    assert p.returncode != 0 and "observers[0].plugin.tls.caFile: cannot use" in p.stderr, p.stderr
+
+
+def test_a_slow_or_down_admission_plugin_refuses_the_client(tmp_path):
+    """An admission plugin that does not answer within its timeout, or is down: the client is
+    refused (the origin never sees it), within the timeout, with one log line per plugin."""
+    ports = [free_port(), free_port()]
+    dead = free_port()
+    with PluginServer({"/slow": Slow(3)}) as ps, Origin() as origin:
+        urls = [f"{ps.url}/slow", f"http://127.0.0.1:{dead}/admission"]
+        cfg = {"services": [{"name": f"s{i}", "addr": f"127.0.0.1:{p}", "admission": f"adm{i}",
+                             "handler": {"type": "http"}} for i, p in enumerate(ports)],
+               "admissions": [{"name": f"adm{i}", "plugin": {**plugin(u), "timeout": "0.5s"}}
+                              for i, u in enumerate(urls)]}
+        with start(tmp_path, cfg, ports) as g:
+            for p in ports:
+                t0 = time.monotonic()
+                assert curl_code("-x", f"http://127.0.0.1:{p}", origin.url + "/")[1] != 200, p
+                assert time.monotonic() - t0 < 0.5 + 2.0
+            assert origin.connections == 0
+            for name, why in (("adm0", "no answer within 0.5s"), ("adm1", "refused")):
+                failed = wait_for(lambda: [ln for ln in lines(g, f"admission plugin {name}") if "refusing" in ln])
+                assert len(failed) == 1 and why in failed[0].lower(), failed

@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from .helpers import Gost, free_port, wait_for
+from .helpers import Gost, free_port, need_grpc, wait_for
 from .peers import wait_log
 from .pluginserver import PluginServer
 from .redisproc import RedisServer
@@ -107,7 +107,7 @@ def test_routes_from_an_http_plugin_fail_closed(tmp_path):
 
 
 def test_routes_from_a_grpc_plugin(tmp_path):
-    pytest.importorskip("grpc")
+    need_grpc()
     from .grpcpeer import PluginServer as GrpcPlugin
 
     with GrpcPlugin() as plugin:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .helpers import Gost, free_port, started, wait_for
+from .helpers import Gost, free_port, need_grpc, started, wait_for
 from .peers import curl_code, wait_log
 from .pluginserver import PluginServer
 from .redisproc import RedisServer
@@ -106,7 +106,7 @@ def test_ingress_http_plugin_decides_and_fails_closed(tmp_path):
 
 
 def test_ingress_grpc_plugin(tmp_path):
-    pytest.importorskip("grpc")
+    need_grpc()
     from .grpcpeer import PluginServer as GrpcPlugin
 
     with GrpcPlugin() as plugin, TagOrigin("a") as origin:

@@ -88,6 +88,17 @@ def test_transport_config_errors_name_the_key():
     assert t.target.https and t.target.server_name == "n" and t.target.token == "k" and t.target.timeout == 10.0
 
 
+def test_http_plugin_ca_file_is_read_when_the_config_is_built(tmp_path):
+    """A ``tls.caFile`` that is missing or holds no certificate is a config error naming the
+    key (as for gRPC plugins), not a failure of every call later."""
+    with pytest.raises(ConfigError, match=r"p\.tls\.caFile: cannot use .*No such file"):
+        transport({"type": "http", "addr": "https://x/", "tls": {"caFile": str(tmp_path / "none.pem")}}, "auth", "p")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match=r"p\.tls\.caFile: cannot use"):
+        transport({"type": "http", "addr": "https://x/", "tls": {"caFile": str(junk)}}, "auth", "p")
+
+
 class Fake:
     def __init__(self, *answers):
         self.answers = list(answers)
