@@ -7,7 +7,7 @@ import json
 import pytest
 
 from .helpers import Gost, free_port, started, wait_for
-from .peers import curl_code, wait_log
+from .peers import curl_code, log_records, wait_log
 from .pluginserver import PluginServer
 from .redisproc import RedisServer
 from .test_reverse_proxy import TagOrigin
@@ -71,6 +71,9 @@ def test_ingress_from_redis_hash_pushed(tmp_path):
             assert tag(ep, "b.local") == (200, "a")
             assert tag(ep, "a.local")[0] == 502
             assert len(wait_log(server, r"redis push: .*; retrying", 2, 0.5)) == 1   # once, not per retry
+            # one subscriber serves every object on that Redis: its line names none of them
+            push = [x for x in log_records(server, kind="loader") if x["msg"].startswith("redis push:")]
+            assert push and "ingress" not in push[0] and push[0]["source"] == f"redis://{rs.addr}/0", push
             # Redis back (empty) with a new rule: the subscriber reconnects (logged) and re-reads
             rs.start()
             r = rs.client()
