@@ -11,6 +11,7 @@ Every object holds an "old" then a "new" item list, and each kind's probe tells 
 "no items at all" apart, so a dropped value cannot pass for a kept one."""
 import socket
 import struct
+import time
 
 import pytest
 import yaml
@@ -130,8 +131,10 @@ class Authers(Kind):
 
 
 class HostsKind(Kind):
+    """Both names always mapped (no DNS lookup while items are loaded): to the echo server's
+    127.0.0.1 or to 127.0.0.3, where nothing listens."""
     section, key = "hosts", "hosts"
-    old, new = ["127.0.0.1 old.test"], ["127.0.0.1 new.test"]
+    old, new = ["127.0.0.1 old.test", "127.0.0.3 new.test"], ["127.0.0.3 old.test", "127.0.0.1 new.test"]
 
     def service(self, name, port):
         return http_svc(name, port, hosts=name)
@@ -240,6 +243,10 @@ def test_a_failing_source_keeps_the_last_good_items_and_recovers(tmp_path, redis
                 redis_srv.stop()
                 assert until(lambda: loader_msgs(g, "redis", "warning") and loader_msgs(g, "http", "warning"),
                              timeout=3), tail()[-2000:]
+                # past the first retry of each (1 s after its failure): a second failure logs nothing
+                t0, hits = time.monotonic(), fs.server.hits
+                assert until(lambda: fs.server.hits > hits, timeout=3)
+                time.sleep(max(0.0, 1.3 - (time.monotonic() - t0)))
                 assert until(lambda: kind.probe(rp) == kind.want("old"), timeout=2), "redis: last good dropped"
                 assert until(lambda: kind.probe(hp) == kind.want("new"), timeout=2), "http: last good dropped"
                 warn = loader_msgs(g, "redis", "warning")
