@@ -17,6 +17,7 @@ the recovery and re-reads every source it serves (pushes sent while it was away 
 import threading
 import weakref
 
+from ..policy.group import NOUNS
 from . import redisconn
 from .source import off_hub
 
@@ -62,9 +63,10 @@ class Subscriber:
         self.conn = conn
         self.db = conn[2]
         self.cfg = cfg
-        # one subscriber serves many objects: its lines name none of them
+        # one subscriber serves many objects: its lines name none of them (nor the first one's
+        # ``ingress``/``router``/``sd`` field, which those kinds bind instead of ``name``)
         unbind = getattr(log, "try_unbind", None)
-        base = unbind("kind", "name") if callable(unbind) else None
+        base = unbind("kind", "name", *NOUNS.values()) if callable(unbind) else None
         self.log = base.bind(kind="loader") if hasattr(base, "bind") else log
         self.where = f"redis://{conn[0]}:{conn[1]}/{conn[2]}"
         self.watchers = {}   # key -> WeakSet of sources

@@ -4,11 +4,11 @@
 a log line. Nodes are tagged echo servers behind ``forward`` connectors, so the first bytes
 tell which node a connection went through."""
 import json
+import time
 
-import pytest
 import yaml
 
-from .helpers import Echo, Gost, free_port, stop_process, wait_for
+from .helpers import Echo, Gost, free_port, wait_for
 from .redisproc import RedisServer
 from .pluginserver import PluginServer
 from .test_plugins import lines, through_socks
@@ -62,29 +62,30 @@ def test_http_loader_reads_a_200_body(tmp_path):
             assert wait_for(lambda: through_socks(port) == b"B" and lines(g, "HTTP 404"), step=0.1)
 
 
-@pytest.fixture
-def redis_port(tmp_path):
-    with RedisServer(tmp_path) as r:
-        yield r.port, r.proc
-
-
-def test_redis_loader_reads_a_string_of_json_and_survives_redis_going_away(tmp_path, redis_port):
-    import redis
-
-    rport, proc = redis_port
-    r = redis.Redis(host="127.0.0.1", port=rport)
-    with Echo(b"A") as ea, Echo(b"B") as eb:
+def test_redis_loader_reads_a_string_of_json_and_survives_a_redis_restart(tmp_path):
+    """Redis stops: the last good list stays (logged once); Redis back (empty) and a changed
+    list written: that list is used, and the recovery is logged."""
+    with Echo(b"A") as ea, Echo(b"B") as eb, Echo(b"C") as ec, RedisServer(tmp_path) as rs:
+        r = rs.client()
         r.set("gost:hop:h", json.dumps([node("a", ea)]))
-        g, port = run(tmp_path, {"redis": {"addr": f"127.0.0.1:{rport}", "key": "gost:hop:h"}})
+        g, port = run(tmp_path, {"redis": {"addr": rs.addr, "key": "gost:hop:h"}})
         with g:
             assert through_socks(port) == b"A"
             r.set("gost:hop:h", json.dumps([node("b", eb)]))
             assert goes_to(port, b"B")
             r.close()
-            stop_process(proc, timeout=5)
+            rs.stop()
             assert wait_for(lambda: through_socks(port) == b"B" and lines(g, "hop nodes from hops[0].redis"),
                             step=0.1)
-            assert through_socks(port) == b"B"
+            for _ in range(4):   # more failed reloads (0.3 s apart), still B, still one line
+                assert through_socks(port) == b"B"
+                time.sleep(0.15)
+            failed = lines(g, "hop nodes from hops[0].redis")
+            assert len(failed) == 1 and "keeping the last good list (1 nodes)" in failed[0], failed
+            rs.start()
+            rs.client().set("gost:hop:h", json.dumps([node("c", ec)]))
+            assert goes_to(port, b"C"), g.log_text()[-2000:]
+            assert len(lines(g, "hop nodes from hops[0].redis: loaded again (1 nodes)")) == 1
 
 
 def test_a_hop_whose_source_was_empty_at_start_loads_when_it_appears(tmp_path):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from .helpers import Gost, free_port, need_grpc, started, wait_for
-from .peers import curl_code, wait_log
+from .peers import curl_code, log_records, wait_log
 from .pluginserver import PluginServer
 from .redisproc import RedisServer
 from .test_reverse_proxy import TagOrigin
@@ -47,7 +47,8 @@ def joined(server):
 
 def test_ingress_from_redis_hash_pushed(tmp_path):
     """GOST's ingress HASH (hostname → endpoint) in Redis; with pubsub a HSET + PUBLISH on
-    gostg:reload reroutes at once (the reload period is far longer than the test)."""
+    gostg:reload reroutes at once (the reload period is far longer than the test). Redis going
+    away keeps the rules (logged once); back, its new rules apply (recovery logged)."""
     with RedisServer(tmp_path) as rs, TagOrigin("a") as origin:
         r = rs.client()
         key = "gost:ingresses:ing"
@@ -66,7 +67,22 @@ def test_ingress_from_redis_hash_pushed(tmp_path):
             assert tag(ep, "a.local")[0] == 502
             # Redis goes away: the last good rules stay in force, and the failure is logged
             rs.stop()
+            assert wait_log(server, r"redis push: .*; retrying", 1, 5), server.log_text()[-2000:]
             assert tag(ep, "b.local") == (200, "a")
+            assert tag(ep, "a.local")[0] == 502
+            assert len(wait_log(server, r"redis push: .*; retrying", 2, 0.5)) == 1   # once, not per retry
+            # one subscriber serves every object on that Redis: its line names none of them
+            push = [x for x in log_records(server, kind="loader") if x["msg"].startswith("redis push:")]
+            assert push and "ingress" not in push[0] and push[0]["source"] == f"redis://{rs.addr}/0", push
+            # Redis back (empty) with a new rule: the subscriber reconnects (logged) and re-reads
+            rs.start()
+            r = rs.client()
+            r.hset(key, "c.local", TID)
+            r.publish("gostg:reload", key)
+            assert wait_for(lambda: tag(ep, "c.local") == (200, "a"), timeout=5), server.log_text()[-2000:]
+            assert tag(ep, "b.local")[0] == 502
+            assert wait_log(server, r"redis push recovered", 1, 2)
+            assert len(wait_log(server, r"redis push recovered", 2, 0.3)) == 1
 
 
 def test_ingress_from_http_source(tmp_path):
