@@ -11,30 +11,18 @@ port; every process checked and stopped by PID. Which worker did what is read fr
 """
 import json
 import os
-import socket
-import struct
 import time
 
-import pytest
 import yaml
 
 from .helpers import Echo, Gost, free_port, wait_for, wait_port
 from .peers import log_records
-from .redisproc import RedisServer
-from .test_limiter_shared import at_once, attempt, conn_counts, first_tunnel, tunnel
+from .redisproc import redis_srv, socks5  # noqa: F401 (redis_srv: a fixture)
+from .test_limiter_shared import at_once, attempt, conn_counts, first_tunnel, hammer, tunnel
 from .test_process import children, reaper, wait_children  # noqa: F401 (reaper: a fixture)
 from .test_workers import served_by_both, socks5_echo
 
 STORE_KEY = "test:shared"   # conn_counts reads its climiter hash
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    r = RedisServer(tmp_path).start()
-    try:
-        yield r
-    finally:
-        r.stop()
 
 
 def limited(tmp_path, name, workers, climits=None, rlimits=None, redis_port=None):
@@ -104,15 +92,15 @@ CONN_REFUSED = "connection limit reached"
 RATE_REFUSED = "request rate limit reached"
 
 
-def test_shared_conn_limit_is_whole_across_workers_and_instances(tmp_path, redis_server, reaper):
+def test_shared_conn_limit_is_whole_across_workers_and_instances(tmp_path, redis_srv, reaper):
     """``$ 3`` with a Redis store, one gostg ``-workers 2`` (A) and one with one worker (B): in
     each round B takes a tunnel, then A admits until it refuses. Every round exactly 3 are
     admitted in all (a per-worker split would stop at 2 + 1, per-worker counting at 3 per
     worker), A's further tries and B's are refused on every worker. Rounds repeat (bounded) until
     both of A's workers have admitted tunnels: the count is one across both workers."""
-    pa, port_a = limited(tmp_path, "a", 2, climits=["$ 3"], redis_port=redis_server.port)
-    pb, port_b = limited(tmp_path, "b", 1, climits=["$ 3"], redis_port=redis_server.port)
-    r = redis_server.client()
+    pa, port_a = limited(tmp_path, "a", 2, climits=["$ 3"], redis_port=redis_srv.port)
+    pb, port_b = limited(tmp_path, "b", 1, climits=["$ 3"], redis_port=redis_srv.port)
+    r = redis_srv.client()
     with Echo() as echo:
         target = f"127.0.0.1:{echo.port}"
         a, b = start(pa, port_a, reaper, 2), start(pb, port_b, reaper, 1)
@@ -150,35 +138,22 @@ def test_shared_conn_limit_is_whole_across_workers_and_instances(tmp_path, redis
             assert a_workers == {0, 1}, f"after {rounds} rounds only worker(s) {a_workers} admitted"
 
 
-def test_shared_rate_limit_is_whole_across_workers_and_instances(tmp_path, redis_server, reaper):
+def test_shared_rate_limit_is_whole_across_workers_and_instances(tmp_path, redis_srv, reaper):
     """``$ 10`` requests/s with a Redis store on A (``-workers 2``) and B, hammered for 2 s from
     three threads (two on A, one on B): the fleet admits at most burst + rate × t
-    (11 + 10/s × elapsed, README "Limits for the whole fleet"), near the rate (≥ half of it: a
-    per-worker split of the Redis rate would not undercount, but a broken store would refuse all),
-    and both of A's workers admitted requests."""
-    pa, port_a = limited(tmp_path, "a", 2, rlimits=["$ 10"], redis_port=redis_server.port)
-    pb, port_b = limited(tmp_path, "b", 1, rlimits=["$ 10"], redis_port=redis_server.port)
+    (11 + 10/s × elapsed, README "Limits for the whole fleet"), and near it (≥ half the rate:
+    the store answers every process), and both of A's workers admitted requests."""
+    pa, port_a = limited(tmp_path, "a", 2, rlimits=["$ 10"], redis_port=redis_srv.port)
+    pb, port_b = limited(tmp_path, "b", 1, rlimits=["$ 10"], redis_port=redis_srv.port)
     with Echo() as echo:
         target = f"127.0.0.1:{echo.port}"
         a, b = start(pa, port_a, reaper, 2), start(pb, port_b, reaper, 1)
         with a, b:
             time.sleep(1.2)     # the port probes took tokens: the bucket refills (11 at 10/s)
             mark = len(log_records(a))
-            ports = [a.port, a.port, b.port]
-            accepted, tried = [0, 0, 0], [0]
-            t0 = time.monotonic()
-            stop = t0 + 2.0
-
-            def hammer(k):
-                while time.monotonic() < stop:
-                    tried[0] += 1
-                    if attempt(ports[k], target):
-                        accepted[k] += 1
-
-            at_once(hammer, 3, timeout=10)
-            elapsed = time.monotonic() - t0
+            accepted, tried, elapsed = hammer([a.port, a.port, b.port], target)
             total = sum(accepted)
-            assert tried[0] > 2 * total, f"too few attempts ({tried[0]}) to test the limit"
+            assert tried > 2 * total, f"too few attempts ({tried}) to test the limit"
             assert total <= 11 + 10 * elapsed, (accepted, elapsed)
             assert total >= 0.5 * 10 * 2.0, (accepted, elapsed)
             # (every admitted tunnel's line, once the workers have written them)
@@ -273,11 +248,11 @@ def test_workers_reload_period_applies_a_file_change_in_every_worker(tmp_path, r
 
             write(["203.0.113.9", "127.0.0.1"])
             # the supervisor re-reads the file within a period and pushes it to both workers
-            assert wait_for(lambda: socks5_reply(port, echo.port) == 2, timeout=5), g.log_text()[-3000:]
+            assert wait_for(lambda: socks5(port, dport=echo.port) == 2, timeout=5), g.log_text()[-3000:]
             time.sleep(0.2)     # (the other worker applies the same push at the same time)
             mark = len(log_records(g))
             # 30 connections (SO_REUSEPORT spreads them over both): every one is refused
-            replies = [socks5_reply(port, echo.port) for _ in range(30)]
+            replies = [socks5(port, dport=echo.port) for _ in range(30)]
             assert set(replies) == {2}, replies   # 2: connection not allowed by ruleset
 
             def bypassed_by():
@@ -286,17 +261,6 @@ def test_workers_reload_period_applies_a_file_change_in_every_worker(tmp_path, r
             assert wait_for(lambda: bypassed_by() == {0, 1}, timeout=3), (bypassed_by(), g.log_text()[-3000:])
 
             write(["203.0.113.9"])
-            assert wait_for(lambda: socks5_reply(port, echo.port) == 0, timeout=5), g.log_text()[-3000:]
+            assert wait_for(lambda: socks5(port, dport=echo.port) == 0, timeout=5), g.log_text()[-3000:]
             time.sleep(0.2)
             served_by_both(g, port, "s5", echo.port, 30)
-
-
-def socks5_reply(port, dst_port):
-    """A SOCKS5 CONNECT to 127.0.0.1:dst_port through ``port`` → the reply code (0: admitted)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"\x05\x01\x00")
-        assert s.recv(2) == b"\x05\x00"
-        s.sendall(b"\x05\x01\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", dst_port))
-        rep = s.recv(10)
-        assert len(rep) >= 2, rep
-        return rep[1]
