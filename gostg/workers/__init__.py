@@ -1,4 +1,4 @@
-"""``gostg … -workers N`` (or top-level ``workers: N``; ``auto`` = the CPU count): N worker
+"""``gostg … -workers N`` (or top-level ``workers: N``; ``auto`` = the cores it may run on): N
 processes serve every TCP service on one shared port each (SO_REUSEPORT: the kernel spreads new
 connections over the workers' listening sockets), under one supervisor process.
 
@@ -33,9 +33,19 @@ ENV_FD = "_GOSTG_WORKER_FD"
 ENV_SUPERVISOR = "_GOSTG_SUPERVISOR"
 
 
+def cores():
+    """The cores this process may run on: its CPU affinity (taskset, cpusets, a container's
+    cpuset), not the machine's count. Go's runtime.NumCPU (GOST's GOMAXPROCS) counts the same;
+    os.cpu_count() would start workers that only take turns on the allowed cores."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):   # no affinity call on this platform
+        return max(1, os.cpu_count() or 1)
+
+
 def count(value, path="workers"):
     """The ``workers`` value (config or ``-workers``) → a number of processes ≥ 1: an integer,
-    a string of one, or ``auto`` (os.cpu_count()). Anything else raises ConfigError."""
+    a string of one, or ``auto`` (:func:`cores`). Anything else raises ConfigError."""
     from ..errors import ConfigError
 
     if value is None:
@@ -43,7 +53,7 @@ def count(value, path="workers"):
     if isinstance(value, str):
         v = value.strip().lower()
         if v == "auto":
-            return max(1, os.cpu_count() or 1)
+            return cores()
         if not (v.isascii() and v.isdigit()):   # "²".isdigit() is True; int() refuses it
             raise ConfigError(path, f"must be a number of processes or auto, not {value!r}")
         value = int(v)

@@ -22,11 +22,21 @@ from gostg.workers.share import metrics_wanted, worker_config
 def test_count_takes_numbers_and_auto():
     import os
     assert count(None) == 1 and count(1) == 1 and count("3") == 3 and count(" 2 ") == 2
-    assert count("auto") == count("AUTO") == max(1, os.cpu_count() or 1)
+    assert count("auto") == count("AUTO") == len(os.sched_getaffinity(0))
     for bad in (0, -1, 257, "0", "two", "", "1.5", 1.5, True, [2], {"n": 2}):
         with pytest.raises(ConfigError) as exc:
             count(bad)
         assert exc.value.path == "workers"
+
+
+def test_auto_counts_the_cores_this_process_may_use(monkeypatch):
+    """``auto`` under taskset/a cpuset: the allowed cores, not the machine's (os.cpu_count())."""
+    import os
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert count("auto") == 1
+    monkeypatch.delattr(os, "sched_getaffinity")   # a platform without it: the machine's count
+    assert count("auto") == 64
 
 
 @given(st.integers(min_value=1, max_value=256))
