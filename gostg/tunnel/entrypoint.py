@@ -32,6 +32,7 @@ from ..handlers.base import Handler
 from ..listeners.tcp import TCPListener
 from ..protocols import relay as rp, sniff as sp
 from ..transport.buffered import Stream
+from ..transport.mux.session import MuxStream
 from . import dialer as tdialer
 
 _HTTP_502 = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -126,6 +127,12 @@ class EntrypointHandler(Handler):
         if node != self.t.node and hdrs is not None:   # to another node: say we passed it on
             hdrs.set(FORWARDED_NODE, ", ".join([n for n in seen if n] + [self.t.node]))
         return None, host, cc
+
+    @staticmethod
+    def quick_upstream(upstream):
+        """revproxy rule 6 only on streams of this node's tunnels: a request passed on to
+        another node is edited (Gost-Forwarded-Node) on the general path."""
+        return isinstance(upstream, MuxStream)
 
     @staticmethod
     def _send(conn, data):

@@ -28,6 +28,7 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 
 from ...errors import NeedData, ProtocolError
+from ..buffered import send_all
 
 #: bytes read off the conn at a time by a framed session
 READ_SIZE = 256 * 1024
@@ -148,7 +149,7 @@ class MuxSession:
     def _send(self, data):
         """``conn.sendall``; the caller holds ``wlock`` (rule 2)."""
         try:
-            self.conn.sendall(data)
+            send_all(self.conn, data)   # (a frame usually fits the socket buffer: one send)
         except OSError:
             gevent.spawn(self.close)   # not from here: we may be the reader's caller
             raise
