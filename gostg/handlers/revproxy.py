@@ -209,6 +209,8 @@ class _Session:
         """Wait for a whole request head in the buffer: True; False when there will be none
         (the general read says what went wrong); None after ``IDLE`` seconds."""
         s = self.s
+        if type(s.conn) is BufferedConn and not s.conn.pending:
+            s.conn = s.conn.sock   # the sniffed bytes are read: the socket itself (its watcher below)
         with gevent.Timeout(IDLE, False):
             if not s.buf and type(s.conn) is _GeventSocket:
                 wait_readable(s.conn)   # the client speaks only after our last response

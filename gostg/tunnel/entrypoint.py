@@ -93,17 +93,11 @@ class EntrypointHandler(Handler):
             return 502
         log = log.bind(tunnel=tid_text, host=host)
         try:
-            cc, node, cid = self.t.dialer.dial("tcp", tid_text, ctx, log)
+            cc, node, cid = self.t.dialer.dial("tcp", tid_text, ctx, log, first=tdialer.peer_preamble(ctx.src, host))
         except tdialer.Unavailable as exc:
             log.error(f"entrypoint: {exc}")
             return 503
         log.debug(f"entrypoint: host {host} -> node={node} tunnel={tid_text} connector={cid}")
-        if node == self.t.node:
-            try:
-                cc.sendall(tdialer.peer_preamble(ctx.src, host))
-            except OSError:
-                cc.close()
-                raise
         return cc, tid_text, node
 
     def open(self, ctx, network, found, check=None, client=None):
@@ -157,13 +151,13 @@ class EntrypointHandler(Handler):
         tid_text = rp.id_text(tid)
         log = ctx.log.bind(tunnel=tid_text)
         try:
-            cc, node, cid = self.t.dialer.dial(network, tid_text, ctx, log, use_sd=False)
+            cc, node, cid = self.t.dialer.dial(network, tid_text, ctx, log, use_sd=False,
+                                               first=tdialer.peer_preamble(src, dst))
         except tdialer.Unavailable as exc:
             log.error(f"entrypoint: {exc}")
             return self._send(conn, rp.encode_response(rp.Response(rp.STATUS_SERVICE_UNAVAILABLE)))
         try:
             conn.sendall(rp.encode_response(rp.Response(rp.STATUS_OK)))
-            cc.sendall(tdialer.peer_preamble(src, dst))
         except OSError:
             cc.close()
             raise

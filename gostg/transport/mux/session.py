@@ -26,9 +26,11 @@ import gevent
 from gevent import socket
 from gevent.event import Event
 from gevent.lock import Semaphore
+from gevent.socket import socket as _GeventSocket
 
+from ..._compat import wait_readable
 from ...errors import NeedData, ProtocolError
-from ..buffered import send_all
+from ..buffered import BufferedConn, send_all
 
 #: bytes read off the conn at a time by a framed session
 READ_SIZE = 256 * 1024
@@ -350,11 +352,19 @@ class FramedSession(MuxSession):
     def _incoming(self):
         buf = bytearray()
         conn = self.conn
+        drained = False
         while not self.closed:
             self._await_room()
+            if type(conn) is BufferedConn and not conn.pending:
+                conn = conn.sock       # the pushed-back bytes are read: the socket itself
+            if drained and type(conn) is _GeventSocket:
+                # the last read took all there was: a recv now would mostly fail with EAGAIN
+                # (a syscall and an exception per frame batch) before parking anyway
+                wait_readable(conn)
             data = conn.recv(READ_SIZE)
             if not data:
                 return
+            drained = len(data) < READ_SIZE
             self.last_rx = time.monotonic()
             buf += data
             pos = yield from self._frames(buf)
