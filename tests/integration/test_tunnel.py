@@ -102,6 +102,30 @@ def test_entrypoint_routes_each_request_by_its_host(net):
         c.close()
 
 
+def test_entrypoint_kept_alive_requests_to_one_host_then_another(net):
+    """The steady state (requests to the Host the connection's stream was opened for, relayed as
+    cut) forwards each request as the general path would (hop headers dropped, the rest kept),
+    and still routes by each request's own Host: another host, back, a private one."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", net["ep"], timeout=5)
+    try:
+        seen = []
+        for i, host in enumerate(("www.example.com",) * 3 + ("srv3.local", "srv3.local", "www.example.com")):
+            c.request("GET", f"/k{i}?q={i}", headers={"Host": host, "X-A": str(i), "Proxy-Connection": "keep-alive"})
+            r = c.getresponse()
+            body = json.loads(r.read())
+            seen.append((r.status, body["tag"], body["path"], body["headers"]["x-a"],
+                         "proxy-connection" in body["headers"]))
+        assert seen == [(200, t, f"/k{i}?q={i}", str(i), False)
+                        for i, t in enumerate("aaabba")]
+        c.request("GET", "/k", headers={"Host": "srv2.local"})   # private: 502 on the same connection
+        r = c.getresponse()
+        assert r.status == 502
+        r.read()
+    finally:
+        c.close()
+
+
 def test_entrypoint_routes_by_tls_sni(net):
     ep = net["ep"]
     # the bind answer names the tunnel's endpoint host, md5-derived as GOST's (HA tutorial's example)
