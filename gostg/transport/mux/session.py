@@ -34,6 +34,8 @@ from ..buffered import BufferedConn, send_all
 
 #: bytes read off the conn at a time by a framed session
 READ_SIZE = 256 * 1024
+#: a read shorter than this was the peer's whole say for now (see ``_incoming``)
+SHORT_READ = 16 * 1024
 
 
 class MuxStream:
@@ -352,21 +354,25 @@ class FramedSession(MuxSession):
     def _incoming(self):
         buf = bytearray()
         conn = self.conn
-        drained = False
+        # one receive buffer for the session's life: a fresh 256 KiB bytes per recv is an
+        # mmap and a munmap each time
+        rbuf = bytearray(READ_SIZE)
+        rmv = memoryview(rbuf)
+        short = False
         while not self.closed:
             self._await_room()
             if type(conn) is BufferedConn and not conn.pending:
                 conn = conn.sock       # the pushed-back bytes are read: the socket itself
-            if drained and type(conn) is _GeventSocket:
-                # the last read took all there was: a recv now would mostly fail with EAGAIN
-                # (a syscall and an exception per frame batch) before parking anyway
+            if short and type(conn) is _GeventSocket:
+                # the last read was a short one (a request, a response, a frame or two): a recv
+                # now would mostly fail with EAGAIN (a syscall and an exception) before parking
                 wait_readable(conn)
-            data = conn.recv(READ_SIZE)
-            if not data:
+            n = conn.recv_into(rbuf)
+            if not n:
                 return
-            drained = len(data) < READ_SIZE
+            short = n < SHORT_READ
             self.last_rx = time.monotonic()
-            buf += data
+            buf += rmv[:n]
             pos = yield from self._frames(buf)
             if pos:
                 del buf[:pos]
