@@ -85,8 +85,13 @@ class _Session:
     """One client connection's state: the upstream kept alive between requests."""
 
     def __init__(self, handler, conn, ctx, upstream=None):
+        pending = b""
+        if type(conn) is BufferedConn:   # the sniffed bytes: into the Stream, the socket itself for the rest
+            conn, pending = conn.sock, conn.take_pending()
         self.h, self.conn, self.ctx = handler, conn, ctx
         self.s = Stream(conn)
+        self.s.buf += pending
+        self.s.received = len(pending)
         self.upstream = self.up = self.key = self.node = None
         self.tally = [0]
         #: rule 6 applies to the next request (an upstream of ours, opened for ``key``)
@@ -209,8 +214,6 @@ class _Session:
         """Wait for a whole request head in the buffer: True; False when there will be none
         (the general read says what went wrong); None after ``IDLE`` seconds."""
         s = self.s
-        if type(s.conn) is BufferedConn and not s.conn.pending:
-            s.conn = s.conn.sock   # the sniffed bytes are read: the socket itself (its watcher below)
         with gevent.Timeout(IDLE, False):
             if not s.buf and type(s.conn) is _GeventSocket:
                 wait_readable(s.conn)   # the client speaks only after our last response
@@ -243,8 +246,6 @@ class _Session:
         out = bytes(up.buf[:head + n])
         del up.buf[:head + n]
         conn = self.conn
-        if type(conn) is BufferedConn and not conn.pending:
-            conn = conn.sock   # a plain socket takes send_all's one-send way
         send_all(conn, out)
         self.tally[0] += len(out)
         if length > n:

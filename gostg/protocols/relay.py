@@ -288,9 +288,22 @@ FLAG_UDP_CONNECTOR = 0x01
 MAX_WEIGHT = 0xFF
 
 
+_tunnel_ids = {}
+
+
 def parse_tunnel_id(text):
     """GOST's ParseTunnelID: ``[$]uuid`` → 20-byte id (``$`` sets the private flag); an empty or
-    unparsable text is the zero id (callers check :func:`id_is_zero`)."""
+    unparsable text is the zero id (callers check :func:`id_is_zero`). Memoised: an ingress
+    gives the same few endpoints for every request."""
+    tid = _tunnel_ids.get(text)
+    if tid is None:
+        if len(_tunnel_ids) >= 1024:
+            _tunnel_ids.clear()
+        tid = _tunnel_ids[text] = _parse_tunnel_id(text)
+    return tid
+
+
+def _parse_tunnel_id(text):
     import uuid
     text = (text or "").strip()
     private = text.startswith("$")
