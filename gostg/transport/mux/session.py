@@ -26,16 +26,11 @@ import gevent
 from gevent import socket
 from gevent.event import Event
 from gevent.lock import Semaphore
-from gevent.socket import socket as _GeventSocket
-
-from ..._compat import wait_readable
 from ...errors import NeedData, ProtocolError
-from ..buffered import BufferedConn, send_all
+from ..buffered import send_all
 
 #: bytes read off the conn at a time by a framed session
 READ_SIZE = 256 * 1024
-#: a read shorter than this was the peer's whole say for now (see ``_incoming``)
-SHORT_READ = 16 * 1024
 
 
 class MuxStream:
@@ -358,19 +353,11 @@ class FramedSession(MuxSession):
         # mmap and a munmap each time
         rbuf = bytearray(READ_SIZE)
         rmv = memoryview(rbuf)
-        short = False
         while not self.closed:
             self._await_room()
-            if type(conn) is BufferedConn and not conn.pending:
-                conn = conn.sock       # the pushed-back bytes are read: the socket itself
-            if short and type(conn) is _GeventSocket:
-                # the last read was a short one (a request, a response, a frame or two): a recv
-                # now would mostly fail with EAGAIN (a syscall and an exception) before parking
-                wait_readable(conn)
             n = conn.recv_into(rbuf)
             if not n:
                 return
-            short = n < SHORT_READ
             self.last_rx = time.monotonic()
             buf += rmv[:n]
             pos = yield from self._frames(buf)
