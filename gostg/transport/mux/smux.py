@@ -107,6 +107,13 @@ class Session(FramedSession):
     def _send_data(self, st, mv):
         step = self.config.frame_size
         version = self.version
+        if len(mv) <= step:   # the usual write (a request, a response): one frame, no loop
+            frame = smux.encode_header(smux.PSH, st.sid, len(mv), version) + mv
+            if st.held:
+                frame, st.held = st.held + frame, b""
+            self._write(frame)
+            st.num_written = (st.num_written + len(mv)) & 0xFFFFFFFF
+            return
         parts = []
         if st.held:
             parts.append(st.held)
