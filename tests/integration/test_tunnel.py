@@ -82,6 +82,14 @@ def test_entrypoint_routes_by_http_host(net):
     assert wait_log(net["server"], rf"tunnel {T_ORG} not available")
 
 
+def _private_502_on(c):
+    """A private tunnel's host on a kept-alive connection: 502, on the same connection."""
+    c.request("GET", "/k", headers={"Host": "srv2.local"})
+    r = c.getresponse()
+    assert r.status == 502
+    r.read()
+
+
 def test_entrypoint_routes_each_request_by_its_host(net):
     """One kept-alive connection (a load balancer in front does this) whose requests name hosts of
     different tunnels: each goes to its own tunnel, never to the first request's."""
@@ -94,10 +102,7 @@ def test_entrypoint_routes_each_request_by_its_host(net):
             r = c.getresponse()
             seen.append((r.status, json.loads(r.read())["tag"]))
         assert seen == [(200, "a"), (200, "b"), (200, "a"), (200, "b")]
-        c.request("GET", "/k", headers={"Host": "srv2.local"})   # private: 502 on the same connection
-        r = c.getresponse()
-        assert r.status == 502
-        r.read()
+        _private_502_on(c)
     finally:
         c.close()
 
@@ -118,10 +123,7 @@ def test_entrypoint_kept_alive_requests_to_one_host_then_another(net):
                          "proxy-connection" in body["headers"]))
         assert seen == [(200, t, f"/k{i}?q={i}", str(i), False)
                         for i, t in enumerate("aaabba")]
-        c.request("GET", "/k", headers={"Host": "srv2.local"})   # private: 502 on the same connection
-        r = c.getresponse()
-        assert r.status == 502
-        r.read()
+        _private_502_on(c)
     finally:
         c.close()
 

@@ -23,6 +23,11 @@ targets = st.sampled_from(["http://h/", "http://127.0.0.1:18080/", "http://H.Exa
 versions = st.sampled_from(["HTTP/1.1", "HTTP/1.1", "HTTP/1.0", "HTTP/2"])
 
 
+def _head(method, target, version, header_lines, eol):
+    """A request head from generated parts, with the start of a next request after it."""
+    return f"{method} {target} {version}\r\n{''.join(header_lines)}{eol}".encode("latin-1") + b"NEXT"
+
+
 def _general_request(raw):
     """What handlers/httpfast.py's general branch makes of ``raw``, or None where the quick cut
     must not have answered (a parse error, a body, a close, another version)."""
@@ -44,7 +49,7 @@ def _general_request(raw):
                                           "Proxy-Authorization: Basic dTpw\r\n"], "\r\n")
 @example("GET", "http://h/", "HTTP/1.1", ["Connection: keep-alive\r\n", "Content-Length: 0\r\n"], "\r\n")
 def test_quick_request_is_the_general_request(method, target, version, header_lines, eol):
-    raw = f"{method} {target} {version}\r\n{''.join(header_lines)}{eol}".encode("latin-1") + b"NEXT"
+    raw = _head(method, target, version, header_lines, eol)
     quick = httpquick.request(bytearray(raw))
     if quick is None:
         return
@@ -181,7 +186,7 @@ def _general_origin(raw):
 @example("GET", "/", "HTTP/1.1", ["Host: h\r\n", "host: i\r\n"], "\r\n")
 def test_quick_origin_request_is_the_general_request(method, target, version, header_lines, eol):
     from gostg.handlers import revproxy
-    raw = f"{method} {target} {version}\r\n{''.join(header_lines)}{eol}".encode("latin-1") + b"NEXT"
+    raw = _head(method, target, version, header_lines, eol)
     quick = httpquick.origin_request(bytearray(raw))
     if quick is None:
         return
