@@ -51,6 +51,7 @@ class EntrypointHandler(Handler):
         # wraps every stream of a tunnel connection), keyed by the tunnel ID
         self.client_stats, self.limiter = tunnel.client_stats, tunnel.limiter
         self.ingress = ingress      # an extra entrypoint's own ingress name ("": the handler's)
+        self._first = {}            # connection sid → (host, tunnel id) its first request routes by
 
     def handle(self, conn, ctx):
         with self.handshake_deadline():
@@ -66,7 +67,11 @@ class EntrypointHandler(Handler):
             # first request's tunnel
             tid = self.t.rule_tid(host, ctx.log, self.ingress) if host else rp.ZERO_ID
             ctx.client_id = "" if rp.id_is_zero(tid) else rp.id_text(tid)
-            return revproxy.serve(self, conn, ctx)
+            self._first[ctx.sid] = (host, tid)   # the first request's route: looked up once
+            try:
+                return revproxy.serve(self, conn, ctx)
+            finally:
+                self._first.pop(ctx.sid, None)
         if found.proto != sp.PROTO_TLS or not host:
             ctx.log.error("entrypoint: no HTTP Host or TLS SNI to route by: closed")
             return
@@ -83,7 +88,8 @@ class EntrypointHandler(Handler):
         HTTP status the client gets (502 no route or private, 503 no connection), logged."""
         log = ctx.log
         ctx.target = host
-        tid = self.t.rule_tid(host, log, self.ingress)
+        first = self._first.pop(ctx.sid, None)
+        tid = first[1] if first is not None and first[0] == host else self.t.rule_tid(host, log, self.ingress)
         if rp.id_is_zero(tid):
             log.error(f"entrypoint: no route to host {host}", host=host)
             return 502
