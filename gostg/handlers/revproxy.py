@@ -15,20 +15,19 @@ Rules:
 4. A request without a usable Host goes to the nodes without a host filter; with no
    forwarder at all there is nothing to route it by: 400. A head that does not parse
    (garbage after the first request) answers 400 and ends.
+5. Inside a proxy tunnel (http CONNECT, socks, relay with ``sniffing``) the upstream is the
+   one the client asked for: every request goes there, and every request's Host is judged
+   by the bypass (a kept-alive tunnel cannot slip a refused Host in after an allowed one).
 6. The steady state of a kept-alive connection (the usual origin-form request to the Host the
    upstream was opened for, its usual response: :mod:`gostg.protocols.httpquick`) is relayed
    as cut, without parsing either head into objects; whatever that cut does not take (another
    Host, a body, a close, an odd head, an upstream gone while idle) goes the general way above,
    which would have sent the very same bytes. Nodes with ``http`` settings always go the
    general way (their rewrites edit every head).
-5. Inside a proxy tunnel (http CONNECT, socks, relay with ``sniffing``) the upstream is the
-   one the client asked for: every request goes there, and every request's Host is judged
-   by the bypass (a kept-alive tunnel cannot slip a refused Host in after an allowed one).
 """
 import time
 
 import gevent
-
 from gevent.socket import socket as _GeventSocket
 
 from .._compat import wait_readable
@@ -207,7 +206,6 @@ class _Session:
                 _reply(self.conn, 400)
                 return None
         return None
-
 
     # --- rule 6 ----------------------------------------------------------------------------
     def _head_ready(self):
