@@ -15,7 +15,8 @@ Measures, interleaved over rounds (median reported): wrk keep-alive requests/s (
 connection is one stream through the tunnel), wrk with `Connection: close` (a new stream per
 request), and one curl download of a --size file (MB/s). CPU is server + client process time per
 request. nginx (the origin) and wrk/curl are the harness and run on the other core when there are
-two.
+two. With $GOSTG_BEFORE naming another checkout (e.g. a `git worktree add --detach` of main), each
+gostg column also runs from there, as "<column> before", interleaved with this checkout's.
 """
 import argparse
 import os
@@ -41,6 +42,21 @@ TID = str(uuid.UUID(int=0x4d21094eb74c491686c1d9fa36ea677b))
 
 def gostg(*args):
     return [B.PY, os.path.join(B.ROOT, "bin", "gostg"), *args]
+
+
+def with_before(cols, before):
+    """Each gostg column twice: from the checkout ``before`` ("… before") and from this one."""
+    def at(root, make):
+        def f(tmp):
+            old, B.ROOT = B.ROOT, root
+            try:
+                return make(tmp)
+            finally:
+                B.ROOT = old
+        return f
+    out = {f"{name} before": at(before, make) for name, make in cols.items() if name.startswith("gostg")}
+    out.update(cols)
+    return out
 
 
 def columns(origin):
@@ -199,6 +215,8 @@ def main():
     nginx = H.start([H.NGINX, "-p", tmp, "-c", os.path.join(tmp, "nginx.conf")],
                     open(os.path.join(logdir, "nginx.log"), "wb"), other, origin)
     cols = columns(origin)
+    if os.environ.get("GOSTG_BEFORE"):
+        cols = with_before(cols, os.path.abspath(os.environ["GOSTG_BEFORE"]))
     if args.only:
         cols = {k: v for k, v in cols.items() if k in args.only.split(",")}
     results = {name: {"ka": [], "close": [], "bulk": []} for name in cols}
@@ -217,7 +235,7 @@ def main():
                         B.terminate(p)
                 for k, v in (("ka", ka), ("close", close), ("bulk", bulk)):
                     results[name][k].append(v)
-                print(f"  round {rnd + 1} {name:17s} keep-alive {ka['rps']:8.0f} req/s {ka['cpu_us']:6.1f} µs"
+                print(f"  round {rnd + 1} {name:24s} keep-alive {ka['rps']:8.0f} req/s {ka['cpu_us']:6.1f} µs"
                       f" | close {close['rps']:7.0f} req/s {close['cpu_us']:6.1f} µs {close['errors']}"
                       f" | bulk {bulk['mbps']:7.1f} MB/s {bulk['cpu_s_per_gib']:.2f} CPU-s/GiB", flush=True)
     finally:

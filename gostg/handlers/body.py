@@ -2,6 +2,12 @@
 (``send_body``), or with the chunked framing taken off (``dechunk``)."""
 from ..errors import ProtocolError
 from ..protocols import http
+from ..transport.buffered import send_all
+
+#: a Content-Length body at least this long (past what is buffered) is read straight into one
+#: buffer and sent from it, as relay.pipe moves bytes, not through the Stream's buffer
+_DIRECT = 64 * 1024
+_CHUNK = 256 * 1024
 
 
 def send_body(src, dst, framer, tally=None, at=0):
@@ -11,6 +17,8 @@ def send_body(src, dst, framer, tally=None, at=0):
     if tally is None:
         tally = [0]
     start = tally[at]
+    if type(framer) is http.LengthFramer and framer.left >= _DIRECT and not src.buf:
+        _direct(src, dst, framer, tally, at)
     while not framer.done:
         if not src.buf and not src.fill():
             if isinstance(framer, http.UntilClose):
@@ -22,6 +30,21 @@ def send_body(src, dst, framer, tally=None, at=0):
             del src.buf[:n]
             tally[at] += n
     return tally[at] - start
+
+
+def _direct(src, dst, framer, tally, at):
+    """A long Content-Length body: ``recv_into`` one buffer, send from it (one copy a chunk)."""
+    buf = bytearray(min(_CHUNK, framer.left))
+    mv = memoryview(buf)
+    conn = src.conn
+    while framer.left:
+        n = conn.recv_into(buf, min(len(buf), framer.left))
+        if not n:
+            raise ProtocolError("peer closed in the middle of a body")
+        src.received += n
+        framer.left -= n
+        send_all(dst, mv[:n])
+        tally[at] += n
 
 
 def dechunk(src, framer, dst, tally=None, at=0):

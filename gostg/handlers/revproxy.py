@@ -18,14 +18,23 @@ Rules:
 5. Inside a proxy tunnel (http CONNECT, socks, relay with ``sniffing``) the upstream is the
    one the client asked for: every request goes there, and every request's Host is judged
    by the bypass (a kept-alive tunnel cannot slip a refused Host in after an allowed one).
+6. The steady state of a kept-alive connection (the usual origin-form request to the Host the
+   upstream was opened for, its usual response: :mod:`gostg.protocols.httpquick`) is relayed
+   as cut, without parsing either head into objects; whatever that cut does not take (another
+   Host, a body, a close, an odd head, an upstream gone while idle) goes the general way above,
+   which would have sent the very same bytes. Nodes with ``http`` settings always go the
+   general way (their rewrites edit every head).
 """
 import time
 
 import gevent
+from gevent.socket import socket as _GeventSocket
 
+from .._compat import wait_readable
 from ..errors import ProtocolError
-from ..protocols import http, sniff as sp
-from ..transport.buffered import Stream
+from ..protocols import http, httpquick, sniff as sp
+from ..transport.buffered import BufferedConn, Stream, send_all
+from .body import send_body
 from .http import round_trip
 from .sniffing import sniffed_target
 
@@ -45,6 +54,24 @@ def _reply(conn, status, extra=()):
         pass
 
 
+_targets = {}
+
+
+def _host_target(host):
+    """A Host header value (bytes) → what ``sniffed_target`` makes of it (memoised: a
+    connection names one host again and again)."""
+    t = _targets.get(host)
+    if t is None:
+        if len(_targets) >= 1024:
+            _targets.clear()
+        t = _targets[host] = sniffed_target(sp.Sniffed(sp.PROTO_HTTP, host.decode("latin-1").strip()))
+    return t
+
+
+def _yes(_upstream):
+    return True
+
+
 def _origin_form(target):
     if target.startswith("/") or target == "*":
         return target
@@ -57,10 +84,19 @@ class _Session:
     """One client connection's state: the upstream kept alive between requests."""
 
     def __init__(self, handler, conn, ctx, upstream=None):
+        pending = b""
+        if type(conn) is BufferedConn:   # the sniffed bytes: into the Stream, the socket itself for the rest
+            conn, pending = conn.sock, conn.take_pending()
         self.h, self.conn, self.ctx = handler, conn, ctx
         self.s = Stream(conn)
+        self.s.buf += pending
+        self.s.received = len(pending)
         self.upstream = self.up = self.key = self.node = None
         self.tally = [0]
+        #: rule 6 applies to the next request (an upstream of ours, opened for ``key``)
+        self.quick = False
+        #: ``(client_keep, unsent)`` of a request rule 6 sent and handed on for its response
+        self.sent = None
         #: a proxy tunnel's one upstream (rule 5): every request goes there, judged on its own
         self.fixed = upstream is not None
         if self.fixed:
@@ -70,6 +106,7 @@ class _Session:
         if self.upstream is not None:
             self.upstream.close()
         self.upstream = self.up = self.key = self.node = None
+        self.quick, self.sent = False, None
 
     def _node_ok(self, req, node):
         if node.http is None or node.http.allows(req.headers):
@@ -97,6 +134,9 @@ class _Session:
             return False
         self.node, addr, self.upstream = opened
         self.up, self.key = Stream(self.upstream), target
+        # rule 6: the handler may keep an upstream out of it (the tunnel entrypoint's to another node)
+        self.quick = ((self.node is None or self.node.http is None)
+                      and getattr(self.h, "quick_upstream", _yes)(self.upstream))
         self.ctx.log.info(f"{self.ctx.src} <-> {addr}", dst=addr,
                           node=self.node.name if self.node else None)
         return self.node
@@ -130,9 +170,11 @@ class _Session:
             if nh is not None:
                 nh.rewrite(req.headers)
                 path = nh.rewrite_target(path)
+            sent, self.sent = self.sent, None
             try:
                 keep = round_trip(self.conn, s, req, path, self.upstream, self.up, ctx, self.tally,
-                                  self.h.read_timeout, self.h.relay, nh.response_header if nh else None)
+                                  self.h.read_timeout, self.h.relay, nh.response_header if nh else None,
+                                  sent=sent)
             except EOFError:
                 if not fresh and not self.fixed and req.method in _IDEMPOTENT and http.request_body(req) is None:
                     self.close_upstream()
@@ -144,6 +186,16 @@ class _Session:
             req = self._next()
 
     def _next(self):
+        while self.quick:
+            ready = self._head_ready()
+            if ready is None:
+                return None
+            q = httpquick.origin_request(self.s.buf) if ready else None
+            if q is None:
+                break
+            req = self._quick(*q)
+            if req is not True:
+                return req
         with gevent.Timeout(IDLE, False):
             try:
                 return self.s.read(http.parse_request_head)
@@ -154,6 +206,49 @@ class _Session:
                 _reply(self.conn, 400)
                 return None
         return None
+
+    # --- rule 6 ----------------------------------------------------------------------------
+    def _head_ready(self):
+        """Wait for a whole request head in the buffer: True; False when there will be none
+        (the general read says what went wrong); None after ``IDLE`` seconds."""
+        s = self.s
+        with gevent.Timeout(IDLE, False):
+            if not s.buf and type(s.conn) is _GeventSocket:
+                wait_readable(s.conn)   # the client speaks only after our last response
+            while b"\r\n\r\n" not in s.buf:
+                if len(s.buf) > s.limit or not s.fill():
+                    return False
+            return True
+        return None
+
+    def _quick(self, method, host, data, used):
+        """One usual request to the upstream's Host. → True (done, next), or the request
+        parsed for the general path: before it went (another Host, one the bypass or the
+        handler must judge) or after (an unusual response: ``self.sent``)."""
+        s, up = self.s, self.up
+        target = _host_target(host)
+        if target != self.key or self.h.router.bypassed(target):
+            return s.read(http.parse_request_head)
+        raw = bytes(s.buf[:used])
+        del s.buf[:used]
+        send_all(self.upstream, data)
+        while b"\r\n\r\n" not in up.buf:
+            if len(up.buf) > up.limit or not up.fill():
+                break
+        q = httpquick.response(up.buf, method)
+        if q is None:   # the general path reads this response (or meets the upstream's EOF)
+            self.sent = (True, b"")
+            return http.parse_request_head(raw)[0]
+        head, length = q
+        n = min(length, len(up.buf) - head)
+        out = bytes(up.buf[:head + n])
+        del up.buf[:head + n]
+        conn = self.conn
+        send_all(conn, out)
+        self.tally[0] += len(out)
+        if length > n:
+            send_body(up, conn, http.LengthFramer(length - n), self.tally)
+        return True
 
 
 def serve(handler, conn, ctx, upstream=None):

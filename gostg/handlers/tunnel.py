@@ -224,15 +224,14 @@ class TunnelHandler(Handler):
                 log.error(f"tunnel: no route to host {host} in tunnel {tid_text}")
                 return self._reply(conn, rp.STATUS_HOST_UNREACHABLE)
         try:
-            cc, node, cid = self.dialer.dial(network, rp.id_text(target), ctx, log)
+            cc, node, cid = self.dialer.dial(network, rp.id_text(target), ctx, log, first=tdialer.peer_preamble(src, dst))
         except tdialer.Unavailable as exc:
             log.error(f"tunnel: {exc}")
             return self._reply(conn, rp.STATUS_SERVICE_UNAVAILABLE)
         log.debug(f"connect to node={node} tunnel={rp.id_text(target)} connector={cid} OK")
         try:
-            if node == self.node:
+            if node == self.node:   # (the stream's preamble went with its opening)
                 conn.sendall(rp.encode_response(rp.Response(rp.STATUS_OK)))
-                cc.sendall(tdialer.peer_preamble(src, dst))
             else:   # another node's entrypoint answers the visitor itself
                 cc.sendall(rp.encode_request(req))
         except OSError:

@@ -9,6 +9,8 @@ say None for anything else, so that the caller takes the general path for it:
   ``http._CANONICAL`` accepts) with no body headers and a Connection that is absent or just
   ``keep-alive``. Its upstream form is the same bytes with the origin-form path in the request
   line and the proxy's hop headers (``handlers/http._HOP_HEADERS``) left out;
+- the same request in origin form (``METHOD /path HTTP/1.1``, what a reverse proxy gets) with
+  exactly one Host header, which names its target instead (``origin_request``);
 - a response ``HTTP/1.1 NNN reason`` in canonical shape, not 1xx, with a Content-Length (or no
   body by status or method), no Transfer-Encoding and a Connection absent or ``keep-alive``.
   For a kept-alive HTTP/1.1 client its head goes to the client unchanged.
@@ -36,6 +38,8 @@ _RESPONSE_LINE = re.compile(rb"\n(?:(connection)|(transfer-encoding)|(content-le
 _HOP_LINE = re.compile(rb"(?<=\n)(?:proxy-authorization|proxy-connection|gost-target|x-gost-target):"
                        rb"[^\r\n]*\r\n", re.IGNORECASE)
 _CONNECTION_LINE = re.compile(rb"\nconnection: ([^\r\n]*)", re.IGNORECASE)
+_ORIGIN_REQUEST = re.compile(rb"(" + _T + rb") (/[!\"$-~]*) HTTP/1\.1\r\n" + _LINES)
+_HOST_LINE = re.compile(rb"\nhost: ([^\r\n]*)", re.IGNORECASE)
 
 
 def request(buf):
@@ -53,6 +57,27 @@ def request(buf):
         if block is None:
             return None
     return method, authority, b"%s %s HTTP/1.1%s\r\n" % (method, path, block), m.end()
+
+
+def origin_request(buf):
+    """→ ``(method, Host value, upstream request, used)`` (bytes but ``used``) for the usual
+    origin-form request at the start of ``buf``, or None. A target with "://" in it is read as
+    an absolute URL by the general path (sniff.of_request): None."""
+    m = _ORIGIN_REQUEST.match(buf)
+    if m is None or m.end() > MAX_HEAD:
+        return None
+    method, path, lines = m.groups()
+    if b"://" in path:
+        return None
+    block = b"\r\n" + lines
+    hosts = _HOST_LINE.findall(block)
+    if len(hosts) != 1:
+        return None
+    if _REQUEST_ODD.search(block) is not None:
+        block = _usual_hop_headers(block)
+        if block is None:
+            return None
+    return method, hosts[0], b"%s %s HTTP/1.1%s\r\n" % (method, path, block), m.end()
 
 
 def _usual_hop_headers(block):

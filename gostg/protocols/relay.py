@@ -134,22 +134,35 @@ def _encode_user_auth(f):
     return bytes((len(u),)) + u + bytes((len(p),)) + p
 
 
+_addr_heads = {}
+
+
 def _encode_addr(f):
     if not 0 <= f.port <= 0xFFFF:
         raise ProtocolError(f"relay: port {f.port} out of range")
-    port = struct.pack("!H", f.port)
+    head = _addr_heads.get(f.host)
+    if head is None:   # memoised: a tunnel names the same few hosts on every stream
+        head = _addr_head(f.host)
+        if len(_addr_heads) >= 1024:
+            _addr_heads.clear()
+        _addr_heads[f.host] = head
+    return head + struct.pack("!H", f.port)
+
+
+def _addr_head(host):
+    """The address type and address of ``host`` (an IP or a domain name)."""
     try:
-        ip = ipaddress.ip_address(f.host)
+        ip = ipaddress.ip_address(host)
     except ValueError:
-        raw = f.host.encode("utf-8")
+        raw = host.encode("utf-8")
         if len(raw) > 255:
             raise ProtocolError(f"relay: domain name of {len(raw)} bytes") from None
-        return bytes((ATYP_DOMAIN, len(raw))) + raw + port
+        return bytes((ATYP_DOMAIN, len(raw))) + raw
     if ip.version == 6 and ip.ipv4_mapped is not None:  # Go's To4() sees these as IPv4
         ip = ip.ipv4_mapped
     if ip.version == 4:
-        return bytes((ATYP_IPV4,)) + ip.packed + port
-    return bytes((ATYP_IPV6,)) + ip.packed + port
+        return bytes((ATYP_IPV4,)) + ip.packed
+    return bytes((ATYP_IPV6,)) + ip.packed
 
 
 def _encode_tunnel(f):
@@ -275,9 +288,22 @@ FLAG_UDP_CONNECTOR = 0x01
 MAX_WEIGHT = 0xFF
 
 
+_tunnel_ids = {}
+
+
 def parse_tunnel_id(text):
     """GOST's ParseTunnelID: ``[$]uuid`` → 20-byte id (``$`` sets the private flag); an empty or
-    unparsable text is the zero id (callers check :func:`id_is_zero`)."""
+    unparsable text is the zero id (callers check :func:`id_is_zero`). Memoised: an ingress
+    gives the same few endpoints for every request."""
+    tid = _tunnel_ids.get(text)
+    if tid is None:
+        if len(_tunnel_ids) >= 1024:
+            _tunnel_ids.clear()
+        tid = _tunnel_ids[text] = _parse_tunnel_id(text)
+    return tid
+
+
+def _parse_tunnel_id(text):
     import uuid
     text = (text or "").strip()
     private = text.startswith("$")

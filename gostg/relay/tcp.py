@@ -35,7 +35,7 @@ from gevent import get_hub, getcurrent, socket, ssl
 from gevent.hub import Waiter
 
 from .._compat import has_raw_socket, io_watchers, raw_socket
-from ..transport.buffered import unwrap
+from ..transport.buffered import send_all, unwrap
 from ..errors import ProtocolError
 
 #: first read size of a direction; enough for interactive traffic
@@ -377,7 +377,7 @@ def _pump(src, dst, state, key):
             n = src.recv_into(buf)
             if not n:
                 break
-            dst.sendall(mv[:n])
+            send_all(dst, mv[:n])   # a plain socket: one send first (gevent's sendall asks SO_SNDBUF each time)
             state[key] += n
     except (OSError, EOFError, ProtocolError):
         # a wrapped conn (TLS, ss, h2 …) may fail with its own errors: all end the tunnel

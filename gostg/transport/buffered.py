@@ -153,12 +153,15 @@ class Stream:
 
 
 def send_all(conn, data):
-    """``conn.sendall(data)`` for a message that usually fits the socket buffer: on a plain
-    gevent socket one ``send`` goes first (gevent's sendall asks SO_SNDBUF and the clock on
-    every call before it writes); what the kernel does not take goes through sendall."""
+    """``conn.sendall(data)``. On a plain gevent socket: ``send`` until all went (gevent's
+    sendall asks SO_SNDBUF and the clock on every call before it writes; its ``send`` waits
+    for room itself, within the socket's timeout); a message usually fits in one."""
     if type(conn) is _GeventSocket:
         n = conn.send(data)
         if n == len(data):
             return
-        data = memoryview(data)[n:]
+        mv = memoryview(data).cast("B")
+        while n < len(mv):
+            n += conn.send(mv[n:])
+        return
     conn.sendall(data)

@@ -50,9 +50,11 @@ class Dialer:
     def __init__(self, handler):
         self.h = handler
 
-    def dial(self, network, tid_text, ctx, log, use_sd=True):
+    def dial(self, network, tid_text, ctx, log, use_sd=True, first=b""):
         """→ ``(stream, node, connector id text)``; Unavailable when there is none. ``use_sd``
-        False: this node's pool only (a visitor another node handed here goes no further)."""
+        False: this node's pool only (a visitor another node handed here goes no further).
+        ``first``: what a stream of this node's pool starts with (the peer preamble), sent
+        with the stream's opening; a stream to another node gets none of it."""
         pool = self.h.pool
         err = None
         for _ in range(RETRIES):
@@ -61,7 +63,7 @@ class Dialer:
                 err = None
                 break
             try:
-                return c.open_stream(), self.h.node, rp.id_text(c.cid)
+                return c.open_stream(first), self.h.node, rp.id_text(c.cid)
             except OSError as exc:
                 err = exc
                 log.error(f"tunnel: connector {rp.id_text(c.cid)}: {exc}")

@@ -32,6 +32,7 @@ from ..handlers.base import Handler
 from ..listeners.tcp import TCPListener
 from ..protocols import relay as rp, sniff as sp
 from ..transport.buffered import Stream
+from ..transport.mux.session import MuxStream
 from . import dialer as tdialer
 
 _HTTP_502 = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -50,6 +51,7 @@ class EntrypointHandler(Handler):
         # wraps every stream of a tunnel connection), keyed by the tunnel ID
         self.client_stats, self.limiter = tunnel.client_stats, tunnel.limiter
         self.ingress = ingress      # an extra entrypoint's own ingress name ("": the handler's)
+        self._first = {}            # connection sid → (host, tunnel id) its first request routes by
 
     def handle(self, conn, ctx):
         with self.handshake_deadline():
@@ -65,7 +67,11 @@ class EntrypointHandler(Handler):
             # first request's tunnel
             tid = self.t.rule_tid(host, ctx.log, self.ingress) if host else rp.ZERO_ID
             ctx.client_id = "" if rp.id_is_zero(tid) else rp.id_text(tid)
-            return revproxy.serve(self, conn, ctx)
+            self._first[ctx.sid] = (host, tid)   # the first request's route: looked up once
+            try:
+                return revproxy.serve(self, conn, ctx)
+            finally:
+                self._first.pop(ctx.sid, None)
         if found.proto != sp.PROTO_TLS or not host:
             ctx.log.error("entrypoint: no HTTP Host or TLS SNI to route by: closed")
             return
@@ -82,7 +88,8 @@ class EntrypointHandler(Handler):
         HTTP status the client gets (502 no route or private, 503 no connection), logged."""
         log = ctx.log
         ctx.target = host
-        tid = self.t.rule_tid(host, log, self.ingress)
+        first = self._first.pop(ctx.sid, None)
+        tid = first[1] if first is not None and first[0] == host else self.t.rule_tid(host, log, self.ingress)
         if rp.id_is_zero(tid):
             log.error(f"entrypoint: no route to host {host}", host=host)
             return 502
@@ -92,17 +99,11 @@ class EntrypointHandler(Handler):
             return 502
         log = log.bind(tunnel=tid_text, host=host)
         try:
-            cc, node, cid = self.t.dialer.dial("tcp", tid_text, ctx, log)
+            cc, node, cid = self.t.dialer.dial("tcp", tid_text, ctx, log, first=tdialer.peer_preamble(ctx.src, host))
         except tdialer.Unavailable as exc:
             log.error(f"entrypoint: {exc}")
             return 503
         log.debug(f"entrypoint: host {host} -> node={node} tunnel={tid_text} connector={cid}")
-        if node == self.t.node:
-            try:
-                cc.sendall(tdialer.peer_preamble(ctx.src, host))
-            except OSError:
-                cc.close()
-                raise
         return cc, tid_text, node
 
     def open(self, ctx, network, found, check=None, client=None):
@@ -128,6 +129,12 @@ class EntrypointHandler(Handler):
         return None, host, cc
 
     @staticmethod
+    def quick_upstream(upstream):
+        """revproxy rule 6 only on streams of this node's tunnels: a request passed on to
+        another node is edited (Gost-Forwarded-Node) on the general path."""
+        return isinstance(upstream, MuxStream)
+
+    @staticmethod
     def _send(conn, data):
         try:
             conn.sendall(data)
@@ -150,13 +157,13 @@ class EntrypointHandler(Handler):
         tid_text = rp.id_text(tid)
         log = ctx.log.bind(tunnel=tid_text)
         try:
-            cc, node, cid = self.t.dialer.dial(network, tid_text, ctx, log, use_sd=False)
+            cc, node, cid = self.t.dialer.dial(network, tid_text, ctx, log, use_sd=False,
+                                               first=tdialer.peer_preamble(src, dst))
         except tdialer.Unavailable as exc:
             log.error(f"entrypoint: {exc}")
             return self._send(conn, rp.encode_response(rp.Response(rp.STATUS_SERVICE_UNAVAILABLE)))
         try:
             conn.sendall(rp.encode_response(rp.Response(rp.STATUS_OK)))
-            cc.sendall(tdialer.peer_preamble(src, dst))
         except OSError:
             cc.close()
             raise

@@ -32,8 +32,18 @@ class Connection:
     def weight(self):
         return rp.id_weight(self.cid) or 1
 
-    def open_stream(self):
-        return self.session.open()
+    def open_stream(self, first=b""):
+        """A new stream that starts with ``first`` (smux sends it with the stream's SYN)."""
+        if first and getattr(self.session, "holds_first", False):
+            return self.session.open(first)
+        st = self.session.open()
+        if first:
+            try:
+                st.sendall(first)
+            except OSError:
+                st.close()
+                raise
+        return st
 
     def close(self):
         self.session.close()

@@ -82,6 +82,14 @@ def test_entrypoint_routes_by_http_host(net):
     assert wait_log(net["server"], rf"tunnel {T_ORG} not available")
 
 
+def _private_502_on(c):
+    """A private tunnel's host on a kept-alive connection: 502, on the same connection."""
+    c.request("GET", "/k", headers={"Host": "srv2.local"})
+    r = c.getresponse()
+    assert r.status == 502
+    r.read()
+
+
 def test_entrypoint_routes_each_request_by_its_host(net):
     """One kept-alive connection (a load balancer in front does this) whose requests name hosts of
     different tunnels: each goes to its own tunnel, never to the first request's."""
@@ -94,10 +102,28 @@ def test_entrypoint_routes_each_request_by_its_host(net):
             r = c.getresponse()
             seen.append((r.status, json.loads(r.read())["tag"]))
         assert seen == [(200, "a"), (200, "b"), (200, "a"), (200, "b")]
-        c.request("GET", "/k", headers={"Host": "srv2.local"})   # private: 502 on the same connection
-        r = c.getresponse()
-        assert r.status == 502
-        r.read()
+        _private_502_on(c)
+    finally:
+        c.close()
+
+
+def test_entrypoint_kept_alive_requests_to_one_host_then_another(net):
+    """The steady state (requests to the Host the connection's stream was opened for, relayed as
+    cut) forwards each request as the general path would (hop headers dropped, the rest kept),
+    and still routes by each request's own Host: another host, back, a private one."""
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", net["ep"], timeout=5)
+    try:
+        seen = []
+        for i, host in enumerate(("www.example.com",) * 3 + ("srv3.local", "srv3.local", "www.example.com")):
+            c.request("GET", f"/k{i}?q={i}", headers={"Host": host, "X-A": str(i), "Proxy-Connection": "keep-alive"})
+            r = c.getresponse()
+            body = json.loads(r.read())
+            seen.append((r.status, body["tag"], body["path"], body["headers"]["x-a"],
+                         "proxy-connection" in body["headers"]))
+        assert seen == [(200, t, f"/k{i}?q={i}", str(i), False)
+                        for i, t in enumerate("aaabba")]
+        _private_502_on(c)
     finally:
         c.close()
 

@@ -23,6 +23,11 @@ targets = st.sampled_from(["http://h/", "http://127.0.0.1:18080/", "http://H.Exa
 versions = st.sampled_from(["HTTP/1.1", "HTTP/1.1", "HTTP/1.0", "HTTP/2"])
 
 
+def _head(method, target, version, header_lines, eol):
+    """A request head from generated parts, with the start of a next request after it."""
+    return f"{method} {target} {version}\r\n{''.join(header_lines)}{eol}".encode("latin-1") + b"NEXT"
+
+
 def _general_request(raw):
     """What handlers/httpfast.py's general branch makes of ``raw``, or None where the quick cut
     must not have answered (a parse error, a body, a close, another version)."""
@@ -44,7 +49,7 @@ def _general_request(raw):
                                           "Proxy-Authorization: Basic dTpw\r\n"], "\r\n")
 @example("GET", "http://h/", "HTTP/1.1", ["Connection: keep-alive\r\n", "Content-Length: 0\r\n"], "\r\n")
 def test_quick_request_is_the_general_request(method, target, version, header_lines, eol):
-    raw = f"{method} {target} {version}\r\n{''.join(header_lines)}{eol}".encode("latin-1") + b"NEXT"
+    raw = _head(method, target, version, header_lines, eol)
     quick = httpquick.request(bytearray(raw))
     if quick is None:
         return
@@ -146,3 +151,59 @@ def test_quick_response_takes_nginx_and_leaves_the_rest():
         b"HTTP/1.1 200 OK\r\nContent-Length:  5\r\n\r\n",
     ]:
         assert httpquick.response(bytearray(raw), b"GET") is None, raw
+
+
+origin_targets = st.sampled_from(["/", "/p", "/a?b", "/a?", "/a#f", "/\xe9", "/r?u=http://x/", "*", "p",
+                                  "http://h/", "/a%20b?c=d&e"])
+origin_names = st.sampled_from(["Host", "host", "HOST", "Connection", "Content-Length", "Proxy-Connection",
+                                "Gost-Target", "User-Agent", "a b"])
+origin_values = st.sampled_from(["h", "h:81", "H.Example", "127.0.0.1:18080", "keep-alive", "close", "5", "",
+                                 "a b", " h", "[::1]:80", "h:x"])
+origin_lines = st.lists(st.tuples(origin_names, seps, origin_values, eols).map("".join), max_size=5)
+
+
+def _general_origin(raw):
+    """What handlers/revproxy.py's general path sends upstream for ``raw`` and the target it
+    routes it by, or None where the quick cut must not have answered."""
+    from gostg.handlers import revproxy
+    from gostg.handlers.sniffing import sniffed_target
+    from gostg.protocols import sniff as sp
+    try:
+        req, used = http.parse_request_head(bytearray(raw))
+        keep, body = http.request_framing(req)
+    except (NeedData, ProtocolError):
+        return None
+    if body is not None or not keep or req.version != "HTTP/1.1":
+        return None
+    target = sniffed_target(sp.of_request(req))
+    data = hh.upstream_request(req, revproxy._origin_form(req.target), keep)
+    return req.method.encode("latin-1"), target, data, used
+
+
+@PROPS
+@given(methods, origin_targets, versions, origin_lines, eols)
+@example("GET", "/", "HTTP/1.1", ["Host: h\r\n", "Proxy-Connection: keep-alive\r\n"], "\r\n")
+@example("GET", "/", "HTTP/1.1", ["Host: h\r\n", "host: i\r\n"], "\r\n")
+def test_quick_origin_request_is_the_general_request(method, target, version, header_lines, eol):
+    from gostg.handlers import revproxy
+    raw = _head(method, target, version, header_lines, eol)
+    quick = httpquick.origin_request(bytearray(raw))
+    if quick is None:
+        return
+    general = _general_origin(raw)
+    assert general is not None, (raw, quick)
+    q_method, host, data, used = quick
+    assert (q_method, revproxy._host_target(host), data, used) == general
+
+
+def test_quick_origin_request_takes_wrk_and_curl():
+    for raw in (b"GET /small HTTP/1.1\r\nHost: bench.local\r\n\r\n",
+                b"GET /a?b HTTP/1.1\r\nHost: h:81\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n\r\n"):
+        method, host, data, used = httpquick.origin_request(bytearray(raw + b"GET"))
+        assert (method, data, used) == (b"GET", raw, len(raw)) and host in (b"bench.local", b"h:81")
+    for raw in (b"GET /p HTTP/1.1\r\n\r\n",                                    # no Host
+                b"GET /p HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",                # two
+                b"GET /p HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+                b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx",
+                b"GET /p?u=http://x/ HTTP/1.1\r\nHost: a\r\n\r\n"):            # read as an absolute URL
+        assert httpquick.origin_request(bytearray(raw)) is None, raw

@@ -266,3 +266,59 @@ def test_v1_and_v2_peers_do_not_mix():
     with pytest.raises(ProtocolError, match="version 1, expected 2"):
         list(server.accept())
     a.close()
+
+
+def _wire_after(sock, n, timeout=5):
+    got = b""
+    with gevent.Timeout(timeout):
+        while len(got) < n:
+            got += sock.recv(n - len(got))
+    return got
+
+
+def test_open_with_first_bytes_sends_them_with_the_syn_and_the_first_write():
+    """Rule 6: SYN, the held bytes and the first write leave in one write, in smux's order."""
+    a, b = socket.socketpair()
+    client = Session(a, client=True, config=MuxConfig(keepalive_interval=0)).start()
+    s = client.open(b"pre")
+    gevent.sleep(0.05)
+    b.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        b.recv(100)          # nothing yet: held until the stream writes, reads or closes
+    b.setblocking(True)
+    s.sendall(b"hello")
+    want = (smux.encode_frame(smux.SYN, 3) + smux.encode_frame(smux.PSH, 3, b"pre")
+            + smux.encode_frame(smux.PSH, 3, b"hello"))
+    assert _wire_after(b, len(want)) == want
+    # a stream that only reads (a server-first protocol) sends its opening before it waits
+    s2 = client.open(b"x")
+    g = gevent.spawn(s2.recv, 10)
+    want = smux.encode_frame(smux.SYN, 5) + smux.encode_frame(smux.PSH, 5, b"x")
+    assert _wire_after(b, len(want)) == want
+    g.kill()
+    # one closed unused still says it all, FIN last
+    s3 = client.open(b"y")
+    s3.close()
+    want = smux.encode_frame(smux.SYN, 7) + smux.encode_frame(smux.PSH, 7, b"y") + smux.encode_frame(smux.FIN, 7)
+    assert _wire_after(b, len(want)) == want
+    client.close()
+    b.close()
+
+
+def test_first_bytes_reach_the_peer_session():
+    client, server = _pair()
+    g = echo_server(server)
+    s = client.open(b"ping ")
+    s.sendall(b"pong")
+    assert _read_n(s, 9) == b"ping pong"
+    s.close()
+    client.close()
+    g.join(timeout=5)
+
+
+def _read_n(s, n):
+    got = b""
+    with gevent.Timeout(5):
+        while len(got) < n:
+            got += s.recv(n - len(got))
+    return got

@@ -26,8 +26,8 @@ import gevent
 from gevent import socket
 from gevent.event import Event
 from gevent.lock import Semaphore
-
 from ...errors import NeedData, ProtocolError
+from ..buffered import send_all
 
 #: bytes read off the conn at a time by a framed session
 READ_SIZE = 256 * 1024
@@ -148,7 +148,7 @@ class MuxSession:
     def _send(self, data):
         """``conn.sendall``; the caller holds ``wlock`` (rule 2)."""
         try:
-            self.conn.sendall(data)
+            send_all(self.conn, data)   # (a frame usually fits the socket buffer: one send)
         except OSError:
             gevent.spawn(self.close)   # not from here: we may be the reader's caller
             raise
@@ -349,13 +349,17 @@ class FramedSession(MuxSession):
     def _incoming(self):
         buf = bytearray()
         conn = self.conn
+        # one receive buffer for the session's life: a fresh 256 KiB bytes per recv is an
+        # mmap and a munmap each time
+        rbuf = bytearray(READ_SIZE)
+        rmv = memoryview(rbuf)
         while not self.closed:
             self._await_room()
-            data = conn.recv(READ_SIZE)
-            if not data:
+            n = conn.recv_into(rbuf)
+            if not n:
                 return
             self.last_rx = time.monotonic()
-            buf += data
+            buf += rmv[:n]
             pos = yield from self._frames(buf)
             if pos:
                 del buf[:pos]

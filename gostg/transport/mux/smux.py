@@ -18,7 +18,11 @@ Rules (as xtaci/smux; the shared ones are in session.py):
    UPD(consumed, ``max_stream_buffer``) on its first read and after each half window read.
    So one slow stream holds back its own writer, not the whole session. A peer that sends
    beyond the window it was given ends the session (smux trusts it; we bound the buffer).
-6. Keepalive: a NOP every ``keepalive_interval``; a session that received nothing for
+6. ``open(first=…)`` (a stream that starts with bytes of ours: the tunnel's preamble) holds
+   its SYN and those bytes until the stream's first write, read or close, and sends them in
+   that same write: the peer gets the same frames in the same order, in one segment rather
+   than three.
+7. Keepalive: a NOP every ``keepalive_interval``; a session that received nothing for
    ``keepalive_timeout`` (while not stalled by rule 4) is closed. Disabled with interval 0.
 """
 import time
@@ -36,7 +40,7 @@ FRAMES_PER_WRITE = 8
 class Stream(BufferedStream):
     """One smux stream: the conn interface (no ``fileno``: it is not a socket)."""
 
-    __slots__ = ("num_read", "incr", "num_written", "peer_consumed", "peer_window")
+    __slots__ = ("num_read", "incr", "num_written", "peer_consumed", "peer_window", "held")
     kind = "smux"
     #: shutdown cannot reach the far end (see relay._can_half_close)
     half_close = False
@@ -49,6 +53,12 @@ class Stream(BufferedStream):
         self.num_written = 0       # bytes we sent
         self.peer_consumed = 0     # bytes the peer said it read
         self.peer_window = smux.INITIAL_PEER_WINDOW
+        self.held = b""            # frames not sent yet (rule 6)
+
+    def _wait(self):
+        if self.held:   # the peer cannot answer a stream it has not heard of
+            self.session._flush_held(self)
+        super()._wait()
 
     def _check_send(self):
         if self.closed or self.remote_ended:
@@ -63,6 +73,8 @@ class Session(FramedSession):
     """smux over ``conn``. ``client=True`` opens streams (``open``), else accepts them (``accept``)."""
 
     kind = "smux"
+    #: ``open(first)`` holds the first bytes with the SYN (rule 6)
+    holds_first = True
 
     def __init__(self, conn, client, config=None, log=None):
         super().__init__(conn, client, log)
@@ -95,7 +107,17 @@ class Session(FramedSession):
     def _send_data(self, st, mv):
         step = self.config.frame_size
         version = self.version
+        if len(mv) <= step:   # the usual write (a request, a response): one frame, no loop
+            frame = smux.encode_header(smux.PSH, st.sid, len(mv), version) + mv
+            if st.held:
+                frame, st.held = st.held + frame, b""
+            self._write(frame)
+            st.num_written = (st.num_written + len(mv)) & 0xFFFFFFFF
+            return
         parts = []
+        if st.held:
+            parts.append(st.held)
+            st.held = b""
         for i in range(0, len(mv), step):
             chunk = mv[i:i + step]
             parts.append(smux.encode_header(smux.PSH, st.sid, len(chunk), version))
@@ -107,20 +129,33 @@ class Session(FramedSession):
             self._write(b"".join(parts))
         st.num_written = (st.num_written + len(mv)) & 0xFFFFFFFF
 
-    def open(self):
-        """A new stream to the peer (client side)."""
+    def open(self, first=b""):
+        """A new stream to the peer (client side); ``first``: its first bytes, held with the
+        SYN until the next write, read or close (rule 6)."""
         if self.closed:
             raise BrokenPipeError("smux session is closed")
         self.next_sid += 2
         if self.next_sid > 0xFFFFFFFF:
             raise BrokenPipeError("smux stream ids exhausted")
         st = self._add(Stream(self, self.next_sid))
+        syn = self._frame(smux.SYN, st.sid)
+        if first and len(first) <= self.config.frame_size:
+            st.held = syn + smux.encode_header(smux.PSH, st.sid, len(first), self.version) + first
+            st.num_written = len(first)
+            return st
         try:
-            self._write(self._frame(smux.SYN, st.sid))
+            self._write(syn)
         except OSError:
             self.streams.pop(st.sid, None)
             raise
+        if first:
+            st.sendall(first)
         return st
+
+    def _flush_held(self, st):
+        held, st.held = st.held, b""
+        if held and not self.closed:
+            self._write(held)
 
     def _refuse(self, st):
         self.streams.pop(st.sid, None)
@@ -133,8 +168,9 @@ class Session(FramedSession):
         st.buf = bytearray()
         if not self.closed:
             # also after the peer's FIN: smux answers a FIN with its own when the stream closes
+            held, st.held = st.held, b""
             try:
-                self._write(self._frame(smux.FIN, st.sid))
+                self._write(held + self._frame(smux.FIN, st.sid))
             except OSError:
                 pass
 
