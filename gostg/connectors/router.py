@@ -14,7 +14,6 @@ import gevent
 from ..core.registry import connectors
 from ..errors import ConfigError, DialError, ProtocolError
 from ..protocols import relay as rp
-from ..protocols.addr import split_host_port
 from ..relay.udp import LengthConn
 from ..transport.buffered import Stream
 from .base import Connector
@@ -29,15 +28,6 @@ def tunnel_id(text, path="metadata.router.id"):
         return uuid.UUID(text.strip()).bytes + bytes(TUNNEL_ID_WIRE_LEN - 16)
     except ValueError:
         raise ConfigError(path, f"router: invalid router ID {text!r} (a UUID)") from None
-
-
-def addr_feature(address):
-    """GOST's AddrFeature.ParseFrom: "host:port", or a bare host (port 0)."""
-    try:
-        host, port = split_host_port(address, 0)
-    except ProtocolError:
-        host, port = address, 0
-    return rp.Addr(host, port)
 
 
 @connectors.register("router")
@@ -55,7 +45,7 @@ class RouterConnector(Connector):
         features = [rp.UserAuth(*self.auth)] if self.auth else []
         features.append(rp.Network(rp.NETWORK_UDP if network == "udp" else rp.NETWORK_IP))
         src = ctx.src if ctx is not None and ctx.src else _peer(conn)
-        features += [addr_feature(src), addr_feature(address)]
+        features += [rp.addr_from_text(src), rp.addr_from_text(address)]
         if self.router_id is not None:
             features.append(rp.Tunnel(self.router_id))
         try:

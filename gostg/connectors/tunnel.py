@@ -44,14 +44,6 @@ def _tunnel_id(md):
     return rp.new_id(raw, weight=weight)
 
 
-def _addr(a):
-    try:
-        host, port = split_host_port(a, 0)
-    except Exception:   # GOST: what is no host:port is all host
-        host, port = a, 0
-    return rp.Addr(host, port)
-
-
 @connectors.register("tunnel")
 class TunnelConnector(Connector):
 
@@ -67,7 +59,7 @@ class TunnelConnector(Connector):
             feats.append(rp.Network(rp.NETWORK_UDP))
         if self.auth:
             feats.append(rp.UserAuth(*self.auth))
-        feats += [_addr(src), _addr(dst), rp.Tunnel(self.tid)]
+        feats += [rp.addr_from_text(src), rp.addr_from_text(dst), rp.Tunnel(self.tid)]
         try:
             return rp.encode_request(rp.Request(cmd, tuple(feats)))
         except ProtocolError as exc:

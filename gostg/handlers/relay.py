@@ -22,15 +22,18 @@ from . import relay_bind
 from .base import Handler
 
 
+def reply(conn, status, features=()):
+    """A relay response (the relay, tunnel and router handlers'); a client already gone is not
+    an error worth more than the log line its request gets."""
+    try:
+        conn.sendall(rp.encode_response(rp.Response(status, tuple(features))))
+    except OSError:
+        pass
+
+
 @handlers.register("relay")
 class RelayHandler(Handler):
-
-    @staticmethod
-    def _reply(conn, status):
-        try:
-            conn.sendall(rp.encode_response(rp.Response(status)))
-        except OSError:
-            pass
+    _reply = staticmethod(reply)
 
     def handle(self, conn, ctx, stream=None):
         s = stream or Stream(conn)

@@ -38,6 +38,7 @@ from ..protocols import ippacket, relay as rp
 from ..relay.udp import LengthConn
 from ..transport.buffered import Stream
 from .base import Handler
+from .relay import reply
 
 ZERO_ID = bytes(16)
 #: distinct destinations a connection warns about before it goes quiet (debug only)
@@ -150,12 +151,7 @@ class RouterHandler(Handler):
     def close(self):
         self.pool.close()
 
-    @staticmethod
-    def _reply(conn, status, features=()):
-        try:
-            conn.sendall(rp.encode_response(rp.Response(status, tuple(features))))
-        except OSError:
-            pass
+    _reply = staticmethod(reply)
 
     def handle(self, conn, ctx):
         s = Stream(conn)

@@ -37,6 +37,7 @@ from ..transport.mux.config import MuxConfig
 from ..tunnel import dialer as tdialer
 from ..tunnel.pool import Connection, Pool
 from .base import Handler
+from .relay import reply
 
 _UNSPECIFIED = ("", "0.0.0.0", "::")
 
@@ -175,12 +176,7 @@ class TunnelHandler(Handler):
         self.pool.close()
 
     # --- requests --------------------------------------------------------------------------
-    @staticmethod
-    def _reply(conn, status, features=()):
-        try:
-            conn.sendall(rp.encode_response(rp.Response(status, tuple(features))))
-        except OSError:
-            pass
+    _reply = staticmethod(reply)
 
     def handle(self, conn, ctx):
         s = Stream(conn)

@@ -127,6 +127,17 @@ class Response:
 
 # --- features -----------------------------------------------------------------------------
 
+def addr_from_text(address):
+    """GOST's AddrFeature.ParseFrom: "host:port", or (not a host:port) all of it the host, port 0."""
+    from .addr import split_host_port
+
+    try:
+        host, port = split_host_port(address, 0)
+    except Exception:
+        host, port = address, 0
+    return Addr(host, port)
+
+
 def _encode_user_auth(f):
     u, p = f.user.encode("utf-8"), f.password.encode("utf-8")
     if len(u) > 255 or len(p) > 255:
