@@ -346,12 +346,11 @@ def _serve(cfg, args, warnings=(), workers=1):
     import signal
 
     import gevent
-    import gevent.event
 
     from .config.metadata import parse_duration
     from .errors import ChangeError, ConfigError
     from .observe.log import from_config
-    from .runtime import Gost, freeze_start_up
+    from .runtime import Gost, freeze_start_up, stop_on_signals
 
     log_cfg = cfg.get("log") or {}
     output = log_cfg.get("output", "stderr") if isinstance(log_cfg, dict) else "stderr"
@@ -378,17 +377,7 @@ def _serve(cfg, args, warnings=(), workers=1):
     g.save_path = files[0] if len(files) == 1 and not urls else None
     g.save_url = urls[0] if urls else None
     g.build()   # binds every service; a ConfigError (port in use …) reaches main()
-    done = gevent.event.Event()
-
-    def stop(signame):
-        try:
-            g.log.info(f"{signame}: stopping")
-            g.stop()
-        finally:
-            done.set()
-
-    gevent.signal_handler(signal.SIGTERM, stop, "SIGTERM")
-    gevent.signal_handler(signal.SIGINT, stop, "SIGINT")
+    _, done = stop_on_signals(g, lambda signame: g.log.info(f"{signame}: stopping"))
 
     last_failure = [None]
 

@@ -50,14 +50,9 @@ LOADER_KINDS = ("authers", "admissions", "bypasses", "hosts", "limiters", "climi
 CLOSE_KINDS = LOADER_KINDS + ("resolvers", "sds")
 
 
-def _loader_source(obj):
-    src = getattr(obj, "source", None) or getattr(obj, "_source", None)
-    return src if hasattr(src, "fetchers") else None
-
-
 def _networked(obj):
-    src = _loader_source(obj)
-    return src is not None and src.networked
+    """Whether ``obj`` reads its items from redis/http (its ``source``, a LineSource)."""
+    return getattr(getattr(obj, "source", None), "networked", False)
 
 
 def _close(kind, obj, retire=None):
@@ -178,6 +173,31 @@ def freeze_start_up():
     9% more CPU per connection before this, 0% after). Never done to a host application's heap."""
     gc.freeze()
     _frozen[0] = True
+
+
+def stop_on_signals(g, say):
+    """(The command line and each worker process.) SIGTERM and SIGINT stop ``g``, ``say(why)``
+    logging it first → (stop, done): ``stop(why)`` stops it from elsewhere too (a worker's
+    supervisor gone), ``done`` is set once it stopped; a stop once done does nothing."""
+    import signal
+
+    import gevent
+    import gevent.event
+
+    done = gevent.event.Event()
+
+    def stop(why):
+        if done.is_set():
+            return
+        try:
+            say(why)
+            g.stop()
+        finally:
+            done.set()
+
+    gevent.signal_handler(signal.SIGTERM, stop, "SIGTERM")
+    gevent.signal_handler(signal.SIGINT, stop, "SIGINT")
+    return stop, done
 
 
 def _thaw():

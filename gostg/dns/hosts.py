@@ -60,11 +60,11 @@ class Hosts:
         ``sources``: redis/http fetchers (:mod:`gostg.loader.fetch`)."""
         self.name = name
         kw = {"clock": clock} if clock is not None else {}
-        self._source = LineSource(mapping_lines(mappings) + list(lines), file=file, reload=reload,
+        self.source = LineSource(mapping_lines(mappings) + list(lines), file=file, reload=reload,
                                   parse=parse_hosts_lines, name=name, log=log, sources=sources, push=push, **kw)
 
     def close(self):
-        self._source.close()
+        self.source.close()
 
     def _find(self, table, h):
         ips = table.get(h)
@@ -83,4 +83,4 @@ class Hosts:
         h = (host or "").lower().rstrip(".")
         if not h:
             return []
-        return order_ips(self._find(self._source.value(), h), prefer, only)
+        return order_ips(self._find(self.source.value(), h), prefer, only)

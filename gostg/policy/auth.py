@@ -59,20 +59,20 @@ class Auther:
         # inline entries first, then file, redis, http lines: later ones win (GOST's merge
         # order). Raw lines: in an auth file ``#`` is a comment only at the start of a line (a
         # password may contain it), unlike in bypass lists.
-        self._source = LineSource([], file=file, reload=reload, name=name, log=log, raw=True,
+        self.source = LineSource([], file=file, reload=reload, name=name, log=log, raw=True,
                                   parse=lambda lines: {**inline, **parse_auth_lines(lines)},
                                   sources=sources, push=push, **kw)
 
     def close(self):
-        self._source.close()
+        self.source.close()
 
     @property
     def users(self):
-        return self._source.value()
+        return self.source.value()
 
     def authenticate(self, username, password, client=None, ctx=None):
         """→ client ID (the user name) or None."""
-        users = self._source.value()
+        users = self.source.value()
         if not users:
             return None
         return _check(users, username or "", password)

@@ -98,7 +98,6 @@ def main():
     import socket
 
     import gevent
-    import gevent.event
 
     from . import channel
     from ..errors import ConfigError
@@ -106,7 +105,7 @@ def main():
     from ..observe import metrics
     from ..observe.log import from_config
     from ..policy.limiter import common
-    from ..runtime import Gost, freeze_start_up
+    from ..runtime import Gost, freeze_start_up, stop_on_signals
 
     sock = socket.socket(fileno=fd)
     try:
@@ -133,19 +132,7 @@ def main():
         channel.send(sock, {"op": "failed", "path": "", "msg": f"{type(exc).__name__}: {exc}"})
         return 1
     freeze_start_up()
-    done = gevent.event.Event()
-
-    def stop(why):
-        if done.is_set():
-            return
-        try:
-            g.log.debug(f"worker stopping: {why}")
-            g.stop()
-        finally:
-            done.set()
-
-    gevent.signal_handler(signal.SIGTERM, stop, "SIGTERM")
-    gevent.signal_handler(signal.SIGINT, stop, "SIGINT")
+    stop, done = stop_on_signals(g, lambda why: g.log.debug(f"worker stopping: {why}"))
 
     def serve():
         while True:
