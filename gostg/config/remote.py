@@ -137,15 +137,12 @@ def timeout_from_env():
     return seconds
 
 
-def fetch(url, timeout=None, limit=MAX_SIZE):
-    """GET a config document → (text, "json" or "yaml"). Every failure is a ConfigError whose
-    path is the URL (credentials left out) and whose message says what went wrong."""
+def get(url, timeout, limit=MAX_SIZE):
+    """GET ``url`` within ``timeout`` seconds → (body bytes, Content-Type). Raises OSError whose
+    text says what went wrong (``_reason``), or ConfigError for a body over ``limit`` bytes."""
     import http.client
     import urllib.error
 
-    where = shown(url)
-    if timeout is None:
-        timeout = timeout_from_env()
     deadline = time.monotonic() + timeout
     try:
         if _gevent_sockets():
@@ -154,17 +151,26 @@ def fetch(url, timeout=None, limit=MAX_SIZE):
             # the whole exchange, as Go's Client.Timeout: a server that trickles a byte a
             # second cannot hold the reload for longer
             with gevent.Timeout(timeout, TimeoutError("timed out")):
-                body, ctype = _get(url, timeout, limit, deadline)
-        else:
-            # unpatched (--check, -O, an unpatched embedding): each receive waits at most
-            # ``timeout``, and the deadline is checked between them
-            body, ctype = _get(url, timeout, limit, deadline)
-    except ConfigError:
-        raise
+                return _get(url, timeout, limit, deadline)
+        # unpatched (--check, -O, an unpatched embedding): each receive waits at most
+        # ``timeout``, and the deadline is checked between them
+        return _get(url, timeout, limit, deadline)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         if isinstance(exc, urllib.error.HTTPError):
             exc.close()   # its body is not read: the connection goes
-        raise ConfigError(where, f"cannot fetch config: {_reason(exc)}") from None
+        raise OSError(_reason(exc)) from None
+
+
+def fetch(url, timeout=None, limit=MAX_SIZE):
+    """GET a config document → (text, "json" or "yaml"). Every failure is a ConfigError whose
+    path is the URL (credentials left out) and whose message says what went wrong."""
+    where = shown(url)
+    if timeout is None:
+        timeout = timeout_from_env()
+    try:
+        body, ctype = get(url, timeout, limit)
+    except OSError as exc:
+        raise ConfigError(where, f"cannot fetch config: {exc}") from None
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -172,4 +178,4 @@ def fetch(url, timeout=None, limit=MAX_SIZE):
     return text, detect_format(ctype, url)
 
 
-__all__ = ["is_url", "shown", "detect_format", "fetch", "timeout_from_env", "TIMEOUT", "MAX_SIZE"]
+__all__ = ["is_url", "shown", "detect_format", "get", "fetch", "timeout_from_env", "TIMEOUT", "MAX_SIZE"]

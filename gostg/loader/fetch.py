@@ -138,28 +138,14 @@ class HTTPFetcher:
 
     def body(self):
         """The 200 answer's bytes (at most ``limit``); OSError naming what went wrong."""
-        import http.client
-        import time
-        import urllib.error
-
         from ..config import remote
 
-        deadline = time.monotonic() + self.timeout
         try:
-            if remote._gevent_sockets():
-                import gevent
-
-                with gevent.Timeout(self.timeout, TimeoutError("timed out")):
-                    body, _ = remote._get(self.url, self.timeout, self.limit, deadline)
-            else:
-                body, _ = remote._get(self.url, self.timeout, self.limit, deadline)
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-            if isinstance(exc, urllib.error.HTTPError):
-                exc.close()
-            raise OSError(remote._reason(exc)) from None
+            return remote.get(self.url, self.timeout, self.limit)[0]
+        except OSError:
+            raise
         except Exception as exc:   # ConfigError: too large
             raise OSError(getattr(exc, "msg", str(exc))) from None
-        return body
 
     def close(self):
         pass
