@@ -23,7 +23,8 @@ Rules:
    sends it. TLS (``tls`` present) is always verified: against ``tls.caFile`` or the system
    CAs, with ``tls.serverName`` as the name checked (GOST skips verification unless
    ``secure: true``; grpcio has no way to skip it, and a token should not go to anyone).
-6. A plugin that starts or stops answering is logged once per change, not per call.
+6. A failure is raised, not logged: the object using the plugin logs each change of
+   answering once, not per call (plugin.consumers, plugin.routing, observe.observer).
 """
 import importlib.util
 import os
@@ -115,14 +116,13 @@ def _read(path, key, tls):
 class Transport:
     """One gRPC plugin of one ``kind`` (see :data:`gostg.plugin.protos.KINDS`)."""
 
-    def __init__(self, cfg, kind, path="plugin", log=None):
+    def __init__(self, cfg, kind, path="plugin"):
         if kind not in protos.SERVICES:
             raise ValueError(f"unknown plugin kind {kind!r}")
         if not available():
             raise ConfigError(f"{path}.type", f"gRPC plugins need grpcio and protobuf, not installed: {PIP}")
         self.kind = kind
         self.path = path
-        self.log = log
         self.addr = str(cfg.get("addr") or "").strip()
         if not self.addr:
             raise ConfigError(f"{path}.addr", "is required: the plugin server's host:port")
@@ -153,7 +153,6 @@ class Transport:
         self._pid = None
         self._channel = None
         self._calls = {}
-        self._failing = None     # the last failure logged (rule 5), None while answering
 
     def __repr__(self):
         return f"grpc.Transport({self.kind!r}, {self.addr!r})"
@@ -185,35 +184,19 @@ class Transport:
         try:
             path, msg, rep_name = protos.encode(self.kind, request, op)
         except ValueError as exc:     # a request this kind cannot carry: refused, not a crash
-            self._failed(str(exc))
             raise PluginError(str(exc)) from None
         try:
             stub = self._stub(path, rep_name)
             with gevent.Timeout(self.timeout + MARGIN, PluginError(f"no answer within {self.timeout:g}s")):
                 reply = stub(msg, timeout=self.timeout, metadata=self._metadata)
             out = protos.decode(self.kind, rep_name, reply)
-        except PluginError as exc:
-            self._failed(str(exc))
+        except PluginError:
             raise
         except ValueError as exc:       # a reply we cannot use (hop node JSON)
-            self._failed(str(exc))
             raise PluginError(str(exc)) from None
         except Exception as exc:        # grpc.RpcError and anything grpcio raises
-            why = _rpc_error(exc)
-            self._failed(why)
-            raise PluginError(why) from None
-        if self._failing is not None:
-            self._failing = None
-            if self.log is not None:
-                self.log.info(f"plugin {self.addr} answers again")
+            raise PluginError(_rpc_error(exc)) from None
         return out
-
-    def _failed(self, why):
-        # one line per change of reason, not per connection (the reason carries no per-call data)
-        if why != self._failing:
-            self._failing = why
-            if self.log is not None:
-                self.log.error(f"plugin {self.addr}: {why} (failing closed)")
 
     def close(self):
         """Close the channel (its connection, and gRPC's polling thread once no channel is

@@ -30,6 +30,13 @@ def owned(service):
     return service.handler_type in SUPERVISOR_HANDLERS
 
 
+def spread(service):
+    """Whether every worker listens for ``service`` (SO_REUSEPORT); else worker 0 alone does
+    (a listener that cannot share its port, or a handler whose clients must meet in one
+    process, the router's)."""
+    return service.listener.shareable and getattr(service.handler, "shareable", True)
+
+
 class Controller(Gost):
     serves = False
 
@@ -55,8 +62,7 @@ class Controller(Gost):
     # -- what each worker runs --------------------------------------------------------------
 
     def _shareable(self):
-        # (a handler whose clients must meet in one process, the router's, keeps it in worker 0)
-        return {n for n, s in self.services.items() if s.listener.shareable and getattr(s.handler, "shareable", True)}
+        return {n for n, s in self.services.items() if spread(s)}
 
     def _owned(self):
         return {n for n, s in self.services.items() if owned(s)}
@@ -100,8 +106,7 @@ class Controller(Gost):
         # copy (never serving) must not report a second, idle one
         service.observer = None
         lst = service.listener
-        shared = lst.shareable and getattr(service.handler, "shareable", True)
-        if not shared or lst.netns or any(s.cfg_addr == lst.addr for s in self.services.values()):
+        if not spread(service) or lst.netns or any(s.cfg_addr == lst.addr for s in self.services.values()):
             return   # worker 0 binds it; or our own workers listen there already
         try:
             bind_tcp(lst.addr, 0, probe=True)
