@@ -17,6 +17,7 @@ from ..protocols import relay as rp
 from ..relay.udp import LengthConn
 from ..transport.buffered import Stream
 from .base import Connector
+from .relay import read_response
 
 #: GOST's TunnelID is the 16-byte UUID, a flag byte, 2 reserved bytes and a weight byte
 TUNNEL_ID_WIRE_LEN = 20
@@ -53,15 +54,10 @@ class RouterConnector(Connector):
         except ProtocolError as exc:
             raise DialError(f"router: cannot encode request for {address}: {exc}") from exc
         s = Stream(conn)
-        try:
-            with gevent.Timeout(self.connect_timeout or None,
-                                DialError(f"router: no answer in {self.connect_timeout:g}s")):
-                conn.sendall(header)
-                resp = s.read(rp.parse_response)
-        except EOFError:
-            raise DialError(f"router: server closed before answering ({address})") from None
-        except ProtocolError as exc:
-            raise DialError(f"router: {exc}") from exc
+        with gevent.Timeout(self.connect_timeout or None,
+                            DialError(f"router: no answer in {self.connect_timeout:g}s")):
+            conn.sendall(header)
+            resp = read_response(s, f"router ({address})")
         if resp.status != rp.STATUS_OK:
             raise DialError(f"router: {resp.status} {rp.STATUS_TEXT.get(resp.status, 'unknown')}")
         return LengthConn(conn, address, stream=s)

@@ -27,6 +27,7 @@ from ..transport.buffered import HostAddr, Stream
 from ..core.registry import connectors
 from .base import Connector
 from .bound import BoundStreams
+from .relay import read_answer
 
 
 def _tunnel_id(md):
@@ -66,16 +67,7 @@ class TunnelConnector(Connector):
             raise DialError(f"tunnel: cannot encode request: {exc}") from exc
 
     def _answer(self, s, what):
-        try:
-            resp = s.read(rp.parse_response)
-        except EOFError:
-            raise DialError(f"tunnel {what}: server closed before answering") from None
-        except ProtocolError as exc:
-            raise DialError(f"tunnel {what}: {exc}") from exc
-        if resp.status != rp.STATUS_OK:
-            raise DialError(f"tunnel {what}: status {resp.status} ({rp.STATUS_TEXT.get(resp.status, '?')}), "
-                            f"tunnel {self.tid_text}")
-        return resp
+        return read_answer(s, f"tunnel {what} (tunnel {self.tid_text})")
 
     def connect(self, conn, network, address, ctx=None):
         if network not in ("tcp", "udp"):
