@@ -25,7 +25,7 @@ from ..protocols.addr import join_host_port, split_host_port
 from ..relay import udp
 from ..transport.buffered import HostAddr, Stream
 from ..core.registry import connectors
-from .base import Connector
+from .base import Connector, sock_addr_text
 from .bound import BoundStreams
 from .relay import read_answer
 
@@ -72,7 +72,7 @@ class TunnelConnector(Connector):
     def connect(self, conn, network, address, ctx=None):
         if network not in ("tcp", "udp"):
             raise DialError(f"tunnel connector cannot carry {network}")
-        src = ctx.src if ctx is not None and getattr(ctx, "src", None) else _peer(conn)
+        src = ctx.src if ctx is not None and getattr(ctx, "src", None) else sock_addr_text(conn)
         conn.sendall(self._request(rp.CMD_CONNECT, network, src, address))
         s = Stream(conn)
         self._answer(s, f"CONNECT {address}")
@@ -82,7 +82,7 @@ class TunnelConnector(Connector):
 
     def bind(self, conn, network, address, ctx=None):
         host, port = split_host_port(address or ":0", 0)
-        local = _local(conn)
+        local = sock_addr_text(conn, "getsockname")
         conn.sendall(self._request(rp.CMD_BIND, network, local, join_host_port(host or "0.0.0.0", port)))
         s = Stream(conn)
         resp = self._answer(s, f"BIND {address}")
@@ -95,20 +95,6 @@ class TunnelConnector(Connector):
                          f"connector={rp.id_text(cid)}, weight={rp.id_weight(cid)}")
         streams = BoundStreams(s.conn_with_rest(), bound, _peer_of_response, self.md, version=2)
         return StreamPackets(streams) if network == "udp" else streams
-
-
-def _peer(conn):
-    try:
-        return join_host_port(*conn.getpeername()[:2])
-    except (OSError, TypeError, AttributeError):
-        return ""
-
-
-def _local(conn):
-    try:
-        return join_host_port(*conn.getsockname()[:2])
-    except (OSError, TypeError, AttributeError):
-        return ""
 
 
 def _peer_of_response(s):
