@@ -20,6 +20,26 @@ class RelayRefused(ConnectionError):
     """The relay server answered with a status other than OK (found lazily, on first read)."""
 
 
+def read_response(s, what):
+    """The server's relay response off Stream ``s`` (``what``: the request, for the messages,
+    e.g. ``relay CONNECT host:80``); a close or a bad response is a DialError (the relay,
+    tunnel and router connectors)."""
+    try:
+        return s.read(rp.parse_response)
+    except EOFError:
+        raise DialError(f"{what}: server closed before answering") from None
+    except ProtocolError as exc:
+        raise DialError(f"{what}: {exc}") from exc
+
+
+def read_answer(s, what):
+    """:func:`read_response`, and a status other than OK is a DialError too."""
+    resp = read_response(s, what)
+    if resp.status != rp.STATUS_OK:
+        raise DialError(f"{what}: status {resp.status} ({rp.STATUS_TEXT.get(resp.status, resp.status)})")
+    return resp
+
+
 def _check(resp, address):
     if resp.status != rp.STATUS_OK:
         text = rp.STATUS_TEXT.get(resp.status, resp.status)
@@ -120,15 +140,7 @@ class RelayConnector(Connector):
 
         conn.sendall(header)
         s = Stream(conn)
-        try:
-            resp = s.read(rp.parse_response)
-        except EOFError:
-            raise DialError(f"relay CONNECT {address}: server closed before answering") from None
-        except ProtocolError as exc:
-            raise DialError(f"relay CONNECT {address}: {exc}") from exc
-        err = _check(resp, address)
-        if err:
-            raise DialError(err)
+        read_answer(s, f"relay CONNECT {address}")
         if network == "udp":
             return udp.LengthConn(conn, address, stream=s)
         rest = s.take()
@@ -144,13 +156,7 @@ class RelayConnector(Connector):
         cmd = rp.CMD_BIND | (rp.FLAG_UDP if network == "udp" else 0)
         conn.sendall(rp.encode_request(rp.Request(cmd, tuple(features))))
         s = Stream(conn)
-        try:
-            resp = s.read(rp.parse_response)
-        except (EOFError, ProtocolError) as exc:
-            raise DialError(f"relay BIND {address}: {exc or 'server closed'}") from exc
-        if resp.status != rp.STATUS_OK:
-            raise DialError(f"relay BIND {address}: status {resp.status} "
-                            f"({rp.STATUS_TEXT.get(resp.status, resp.status)})")
+        resp = read_answer(s, f"relay BIND {address}")
         a = resp.find(rp.Addr)
         bound = join_host_port(a.host, a.port) if a else address
         if network == "udp":
@@ -163,13 +169,7 @@ class RelayConnector(Connector):
         req = rp.Request(rp.CMD_BIND | rp.FLAG_UDP, tuple(features) + (rp.Addr("0.0.0.0", 0),))
         conn.sendall(rp.encode_request(req))
         s = Stream(conn)
-        try:
-            resp = s.read(rp.parse_response)
-        except (EOFError, ProtocolError) as exc:
-            raise DialError(f"relay UDP associate: {exc or 'server closed'}") from exc
-        if resp.status != rp.STATUS_OK:
-            raise DialError(f"relay UDP associate: status {resp.status} "
-                            f"({rp.STATUS_TEXT.get(resp.status, resp.status)})")
+        read_answer(s, "relay UDP associate")
         return udp.TunConn(conn, stream=s)
 
 

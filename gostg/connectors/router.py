@@ -16,7 +16,8 @@ from ..errors import ConfigError, DialError, ProtocolError
 from ..protocols import relay as rp
 from ..relay.udp import LengthConn
 from ..transport.buffered import Stream
-from .base import Connector
+from .base import Connector, sock_addr_text
+from .relay import read_response
 
 #: GOST's TunnelID is the 16-byte UUID, a flag byte, 2 reserved bytes and a weight byte
 TUNNEL_ID_WIRE_LEN = 20
@@ -44,7 +45,7 @@ class RouterConnector(Connector):
             raise DialError(f"router: network {network} is unsupported")
         features = [rp.UserAuth(*self.auth)] if self.auth else []
         features.append(rp.Network(rp.NETWORK_UDP if network == "udp" else rp.NETWORK_IP))
-        src = ctx.src if ctx is not None and ctx.src else _peer(conn)
+        src = ctx.src if ctx is not None and ctx.src else sock_addr_text(conn)
         features += [rp.addr_from_text(src), rp.addr_from_text(address)]
         if self.router_id is not None:
             features.append(rp.Tunnel(self.router_id))
@@ -53,23 +54,10 @@ class RouterConnector(Connector):
         except ProtocolError as exc:
             raise DialError(f"router: cannot encode request for {address}: {exc}") from exc
         s = Stream(conn)
-        try:
-            with gevent.Timeout(self.connect_timeout or None,
-                                DialError(f"router: no answer in {self.connect_timeout:g}s")):
-                conn.sendall(header)
-                resp = s.read(rp.parse_response)
-        except EOFError:
-            raise DialError(f"router: server closed before answering ({address})") from None
-        except ProtocolError as exc:
-            raise DialError(f"router: {exc}") from exc
+        with gevent.Timeout(self.connect_timeout or None,
+                            DialError(f"router: no answer in {self.connect_timeout:g}s")):
+            conn.sendall(header)
+            resp = read_response(s, f"router ({address})")
         if resp.status != rp.STATUS_OK:
             raise DialError(f"router: {resp.status} {rp.STATUS_TEXT.get(resp.status, 'unknown')}")
         return LengthConn(conn, address, stream=s)
-
-
-def _peer(conn):
-    try:
-        host, port = conn.getpeername()[:2]
-    except (OSError, AttributeError):
-        return ""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

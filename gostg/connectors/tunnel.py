@@ -25,8 +25,9 @@ from ..protocols.addr import join_host_port, split_host_port
 from ..relay import udp
 from ..transport.buffered import HostAddr, Stream
 from ..core.registry import connectors
-from .base import Connector
+from .base import Connector, sock_addr_text
 from .bound import BoundStreams
+from .relay import read_answer
 
 
 def _tunnel_id(md):
@@ -66,21 +67,12 @@ class TunnelConnector(Connector):
             raise DialError(f"tunnel: cannot encode request: {exc}") from exc
 
     def _answer(self, s, what):
-        try:
-            resp = s.read(rp.parse_response)
-        except EOFError:
-            raise DialError(f"tunnel {what}: server closed before answering") from None
-        except ProtocolError as exc:
-            raise DialError(f"tunnel {what}: {exc}") from exc
-        if resp.status != rp.STATUS_OK:
-            raise DialError(f"tunnel {what}: status {resp.status} ({rp.STATUS_TEXT.get(resp.status, '?')}), "
-                            f"tunnel {self.tid_text}")
-        return resp
+        return read_answer(s, f"tunnel {what} (tunnel {self.tid_text})")
 
     def connect(self, conn, network, address, ctx=None):
         if network not in ("tcp", "udp"):
             raise DialError(f"tunnel connector cannot carry {network}")
-        src = ctx.src if ctx is not None and getattr(ctx, "src", None) else _peer(conn)
+        src = ctx.src if ctx is not None and getattr(ctx, "src", None) else sock_addr_text(conn)
         conn.sendall(self._request(rp.CMD_CONNECT, network, src, address))
         s = Stream(conn)
         self._answer(s, f"CONNECT {address}")
@@ -90,7 +82,7 @@ class TunnelConnector(Connector):
 
     def bind(self, conn, network, address, ctx=None):
         host, port = split_host_port(address or ":0", 0)
-        local = _local(conn)
+        local = sock_addr_text(conn, "getsockname")
         conn.sendall(self._request(rp.CMD_BIND, network, local, join_host_port(host or "0.0.0.0", port)))
         s = Stream(conn)
         resp = self._answer(s, f"BIND {address}")
@@ -103,20 +95,6 @@ class TunnelConnector(Connector):
                          f"connector={rp.id_text(cid)}, weight={rp.id_weight(cid)}")
         streams = BoundStreams(s.conn_with_rest(), bound, _peer_of_response, self.md, version=2)
         return StreamPackets(streams) if network == "udp" else streams
-
-
-def _peer(conn):
-    try:
-        return join_host_port(*conn.getpeername()[:2])
-    except (OSError, TypeError, AttributeError):
-        return ""
-
-
-def _local(conn):
-    try:
-        return join_host_port(*conn.getsockname()[:2])
-    except (OSError, TypeError, AttributeError):
-        return ""
 
 
 def _peer_of_response(s):

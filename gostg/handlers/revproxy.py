@@ -229,7 +229,7 @@ class _Session:
         target = _host_target(host)
         if target != self.key or self.h.router.bypassed(target):
             return s.read(http.parse_request_head)
-        raw = bytes(s.buf[:used])
+        raw = s.buf[:used]   # (already a copy) parsed only if the response is unusual
         del s.buf[:used]
         send_all(self.upstream, data)
         while b"\r\n\r\n" not in up.buf:

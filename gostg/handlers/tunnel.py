@@ -132,11 +132,7 @@ class TunnelHandler(Handler):
         ing = self.ingress(log, ingress)
         if ing is None or not host:
             return rp.ZERO_ID
-        try:
-            rule = ing.get_rule(host)
-        except Exception as exc:   # a plugin ingress that cannot answer routes nothing
-            log.error(f"tunnel: ingress lookup of {host}: {exc}", host=host)
-            return rp.ZERO_ID
+        rule = self._rule(ing, host, log)   # a plugin ingress that cannot answer routes nothing
         return rp.parse_tunnel_id(rule.endpoint) if rule is not None else rp.ZERO_ID
 
     def sd(self, log):
@@ -219,12 +215,13 @@ class TunnelHandler(Handler):
             if not rp.id_same(target, tid):
                 log.error(f"tunnel: no route to host {host} in tunnel {tid_text}")
                 return self._reply(conn, rp.STATUS_HOST_UNREACHABLE)
+        target_text = rp.id_text(target)
         try:
-            cc, node, cid = self.dialer.dial(network, rp.id_text(target), ctx, log, first=tdialer.peer_preamble(src, dst))
+            cc, node, cid = self.dialer.dial(network, target_text, ctx, log, first=tdialer.peer_preamble(src, dst))
         except tdialer.Unavailable as exc:
             log.error(f"tunnel: {exc}")
             return self._reply(conn, rp.STATUS_SERVICE_UNAVAILABLE)
-        log.debug(f"connect to node={node} tunnel={rp.id_text(target)} connector={cid} OK")
+        log.debug(f"connect to node={node} tunnel={target_text} connector={cid} OK")
         try:
             if node == self.node:   # (the stream's preamble went with its opening)
                 conn.sendall(rp.encode_response(rp.Response(rp.STATUS_OK)))
@@ -233,7 +230,7 @@ class TunnelHandler(Handler):
         except OSError:
             cc.close()
             raise
-        ctx.client_id = rp.id_text(target)   # GOST counts (observer) and limits a tunnel's traffic by its ID
+        ctx.client_id = target_text   # GOST counts (observer) and limits a tunnel's traffic by its ID
         self.relay(s.conn_with_rest(), cc, ctx, f"{dst}/{network}")
 
     def _bind(self, conn, s, ctx, network, dst, tid):

@@ -18,9 +18,11 @@ Each ``parse_*`` returns the message and the number of bytes it used.
 import ipaddress
 import socket
 import struct
+import uuid
 from dataclasses import dataclass
 
 from ..errors import ProtocolError
+from .addr import join_host_port, split_host_port
 from .reader import Reader
 
 VERSION = 0x01
@@ -129,8 +131,6 @@ class Response:
 
 def addr_from_text(address):
     """GOST's AddrFeature.ParseFrom: "host:port", or (not a host:port) all of it the host, port 0."""
-    from .addr import split_host_port
-
     try:
         host, port = split_host_port(address, 0)
     except Exception:
@@ -315,7 +315,6 @@ def parse_tunnel_id(text):
 
 
 def _parse_tunnel_id(text):
-    import uuid
     text = (text or "").strip()
     private = text.startswith("$")
     try:
@@ -371,7 +370,6 @@ def request_parts(req):
     dst, network, tunnel id)``: the first Addr is the source, a later one the destination
     (``host:port`` texts, "" when absent); the Tunnel feature as a 20-byte id (zero when absent);
     the network from the Network feature (tcp without one)."""
-    from .addr import join_host_port
     user = password = ""
     src = dst = None
     network, tid = "tcp", ZERO_ID

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from ..errors import DialError
 from ..protocols import relay as rp
-from ..protocols.addr import split_host_port
 
 RETRIES = 3
 
@@ -36,14 +35,7 @@ class Service:
 
 def peer_preamble(src, dst):
     """What starts a tunnel stream: OK with the visitor's and the target's addresses."""
-    feats = []
-    for a in (src, dst):
-        try:
-            host, port = split_host_port(a, 0) if a else ("", 0)
-        except ValueError:
-            host, port = a, 0
-        feats.append(rp.Addr(host, port))
-    return rp.encode_response(rp.Response(rp.STATUS_OK, tuple(feats)))
+    return rp.encode_response(rp.Response(rp.STATUS_OK, (rp.addr_from_text(src), rp.addr_from_text(dst))))
 
 
 class Dialer:

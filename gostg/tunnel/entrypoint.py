@@ -29,6 +29,7 @@ from ..config.metadata import Metadata
 from ..core.service import Service
 from ..handlers import revproxy, sniffing
 from ..handlers.base import Handler
+from ..handlers.relay import reply
 from ..listeners.tcp import TCPListener
 from ..protocols import relay as rp, sniff as sp
 from ..transport.buffered import Stream
@@ -148,12 +149,12 @@ class EntrypointHandler(Handler):
             req = s.read(rp.parse_request)
         if not self.t.sd_name:
             ctx.log.error("entrypoint: relay request refused (no sd: only tunnel nodes sharing one may send them)")
-            return self._send(conn, rp.encode_response(rp.Response(rp.STATUS_FORBIDDEN)))
+            return reply(conn, rp.STATUS_FORBIDDEN)
         _, _, src, dst, network, tid = rp.request_parts(req)
         tid = rp.new_id(tid)   # GOST: the id only, no flags
         if rp.id_is_zero(tid):
             ctx.log.error("entrypoint: invalid tunnel ID: refused")
-            return self._send(conn, rp.encode_response(rp.Response(rp.STATUS_BAD_REQUEST)))
+            return reply(conn, rp.STATUS_BAD_REQUEST)
         tid_text = rp.id_text(tid)
         log = ctx.log.bind(tunnel=tid_text)
         try:
@@ -161,7 +162,7 @@ class EntrypointHandler(Handler):
                                                first=tdialer.peer_preamble(src, dst))
         except tdialer.Unavailable as exc:
             log.error(f"entrypoint: {exc}")
-            return self._send(conn, rp.encode_response(rp.Response(rp.STATUS_SERVICE_UNAVAILABLE)))
+            return reply(conn, rp.STATUS_SERVICE_UNAVAILABLE)
         try:
             conn.sendall(rp.encode_response(rp.Response(rp.STATUS_OK)))
         except OSError:
