@@ -28,6 +28,7 @@ from gevent.event import Event
 from ..core import netns
 from ..core.registry import listeners
 from ..errors import ConfigError
+from ..policy.routes import Route, first_match
 from . import tundev
 from .base import Listener
 
@@ -36,14 +37,6 @@ DEFAULT_MTU = 1420
 #: cannot be made at all is retried after 1, 2, 4 … up to RETRY_MAX seconds
 RETRY_DELAY = 1.0
 RETRY_MAX = 30.0
-
-
-@dataclass(frozen=True)
-class Route:
-    """A route the listener sets and its internal router matches (GOST's router.Route)."""
-    net: object            # ipaddress network, or None for a plain address
-    dst: str
-    gateway: str = ""
 
 
 @dataclass
@@ -63,11 +56,7 @@ class TunConfig:
 
     def get_route(self, dst, gateway=""):
         """The internal router (GOST's, made from ``route``/``routes``): first match wins."""
-        ip = ipaddress.ip_address(dst)
-        for r in self.routes:
-            if r.dst == dst or (r.net is not None and ip.version == r.net.version and ip in r.net):
-                return r
-        return None
+        return first_match(self.routes, dst)
 
 
 def _network(s, path):
