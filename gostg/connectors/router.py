@@ -14,6 +14,7 @@ import gevent
 from ..core.registry import connectors
 from ..errors import ConfigError, DialError, ProtocolError
 from ..protocols import relay as rp
+from ..protocols.addr import join_host_port
 from ..relay.udp import LengthConn
 from ..transport.buffered import Stream
 from .base import Connector
@@ -72,4 +73,4 @@ def _peer(conn):
         host, port = conn.getpeername()[:2]
     except (OSError, AttributeError):
         return ""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return join_host_port(host, port)

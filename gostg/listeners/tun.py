@@ -66,17 +66,22 @@ def _network(s, path):
         raise ConfigError(path, f"bad network {s!r}") from None
 
 
-def parse_config(md, log=None):
+def _ip(s, path, msg):
+    """``s`` → the address's text form; ConfigError(path, msg) when it is not an IP."""
+    try:
+        return str(ipaddress.ip_address(s))
+    except ValueError:
+        raise ConfigError(path, msg) from None
+
+
+def parse_config(md):
     """→ TunConfig from the listener's metadata (ConfigError on a value that does not parse)."""
     mtu = md.int("mtu", "tun.mtu")
     cfg = TunConfig(name=md.str("name", "tun.name"), mtu=mtu if mtu > 0 else DEFAULT_MTU,
                     router=md.str("router", "tun.router"))
     gw = md.str("gw", "tun.gw").strip()
     if gw:
-        try:
-            cfg.gateway = str(ipaddress.ip_address(gw))
-        except ValueError:
-            raise ConfigError("metadata.gw", f"bad gateway address {gw!r}") from None
+        cfg.gateway = _ip(gw, "metadata.gw", f"bad gateway address {gw!r}")
     for s in md.list("net", "tun.net"):
         try:
             cfg.nets.append(ipaddress.ip_interface(s))
@@ -90,16 +95,10 @@ def parse_config(md, log=None):
         net = _network(cidr, "metadata.routes")
         rgw = rgw.strip()
         if rgw:
-            try:
-                rgw = str(ipaddress.ip_address(rgw))
-            except ValueError:
-                raise ConfigError("metadata.routes", f"bad gateway {rgw!r} in route {s!r}") from None
+            rgw = _ip(rgw, "metadata.routes", f"bad gateway {rgw!r} in route {s!r}")
         cfg.routes.append(Route(net, str(net), rgw or cfg.gateway))
     for s in md.list("dns", "tun.dns"):
-        try:
-            cfg.dns.append(str(ipaddress.ip_address(s)))
-        except ValueError:
-            raise ConfigError("metadata.dns", f"bad DNS server address {s!r} (an IP, no port)") from None
+        cfg.dns.append(_ip(s, "metadata.dns", f"bad DNS server address {s!r} (an IP, no port)"))
     if len(cfg.name.encode()) >= tundev.IFNAMSIZ:
         raise ConfigError("metadata.name", f"device name {cfg.name!r} is longer than 15 bytes")
     return cfg
@@ -112,10 +111,7 @@ def parse_tap_config(md):
     cfg = TunConfig(name=md.str("name"), mtu=mtu if mtu > 0 else DEFAULT_MTU)
     gw = md.str("gw").strip()
     if gw:
-        try:
-            cfg.gateway = str(ipaddress.ip_address(gw))
-        except ValueError:
-            raise ConfigError("metadata.gw", f"bad gateway address {gw!r}") from None
+        cfg.gateway = _ip(gw, "metadata.gw", f"bad gateway address {gw!r}")
     net = md.str("net").strip()
     if net:
         try:
@@ -126,10 +122,7 @@ def parse_tap_config(md):
         cfg.routes.append(Route(_network(s, "metadata.route"), s, cfg.gateway))
     for s in md.list("routes"):
         cidr, _, rgw = s.strip().partition(" ")
-        try:
-            rgw = str(ipaddress.ip_address(rgw.strip()))
-        except ValueError:
-            raise ConfigError("metadata.routes", f"route {s!r}: 'CIDR gateway' expected") from None
+        rgw = _ip(rgw.strip(), "metadata.routes", f"route {s!r}: 'CIDR gateway' expected")
         net = _network(cidr, "metadata.routes")
         cfg.routes.append(Route(net, str(net), rgw))
     if len(cfg.name.encode()) >= tundev.IFNAMSIZ:
