@@ -51,14 +51,14 @@ class TapHandler(Handler):
         return ss.encrypt_packet(self.cipher, frame) if self.cipher is not None else frame
 
     def _open(self, data, ctx, sa):
-        """A datagram's frame, or None (logged) when it fails to decrypt or is no frame."""
+        """→ (frame, its ethernet.header fields) of a datagram, or (None, None) (logged) when
+        it fails to decrypt or is no frame."""
         try:
             frame = ss.decrypt_packet(self.cipher, data) if self.cipher is not None else data
-            ethernet.header(frame)
-        except ProtocolError as exc:
-            ctx.log.warning(f"tap: {exc} from {sa}, discarded")
-            return None
-        return frame
+            return frame, ethernet.header(frame)
+        except ProtocolError as exc:   # (sa formatted only here: a server's is a sockaddr)
+            ctx.log.warning(f"tap: {exc} from {_fmt(sa) if isinstance(sa, tuple) else sa}, discarded")
+            return None, None
 
     def handle(self, conn, ctx):
         if getattr(conn, "config", None) is None:
@@ -116,7 +116,7 @@ class TapHandler(Handler):
         def down():
             while True:
                 data, sa = peer.read_from()
-                frame = self._open(data, ctx, sa)
+                frame, _ = self._open(data, ctx, sa)
                 if frame is not None:
                     dev.write(frame)
                     n[1] += len(frame)
@@ -148,10 +148,10 @@ class TapHandler(Handler):
             view = memoryview(buf)
             while True:
                 size, sa = sock.recvfrom_into(buf)
-                frame = self._open(view[:size], ctx, _fmt(sa))
+                frame, fields = self._open(view[:size], ctx, sa)
                 if frame is None:
                     continue
-                dst, src, _ = ethernet.header(frame)
+                dst, src, _ = fields
                 old = macs.get(src)
                 if old != sa:
                     if old is None and len(macs) >= MAX_MACS:

@@ -155,7 +155,7 @@ def _down(dev, peer, ctx, n, deadline=None, ttl=0.0):
                     deadline[0] = time.monotonic() + 3 * ttl
                 continue
             try:
-                ippacket.addresses(data)
+                ippacket.check(data)
             except ProtocolError as exc:
                 ctx.log.warning(str(exc))
                 continue

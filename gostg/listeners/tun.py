@@ -28,6 +28,7 @@ from gevent.event import Event
 from ..core import netns
 from ..core.registry import listeners
 from ..errors import ConfigError
+from ..policy.routes import Route, first_match
 from . import tundev
 from .base import Listener
 
@@ -36,14 +37,6 @@ DEFAULT_MTU = 1420
 #: cannot be made at all is retried after 1, 2, 4 … up to RETRY_MAX seconds
 RETRY_DELAY = 1.0
 RETRY_MAX = 30.0
-
-
-@dataclass(frozen=True)
-class Route:
-    """A route the listener sets and its internal router matches (GOST's router.Route)."""
-    net: object            # ipaddress network, or None for a plain address
-    dst: str
-    gateway: str = ""
 
 
 @dataclass
@@ -63,11 +56,7 @@ class TunConfig:
 
     def get_route(self, dst, gateway=""):
         """The internal router (GOST's, made from ``route``/``routes``): first match wins."""
-        ip = ipaddress.ip_address(dst)
-        for r in self.routes:
-            if r.dst == dst or (r.net is not None and ip.version == r.net.version and ip in r.net):
-                return r
-        return None
+        return first_match(self.routes, dst)
 
 
 def _network(s, path):
@@ -77,17 +66,22 @@ def _network(s, path):
         raise ConfigError(path, f"bad network {s!r}") from None
 
 
-def parse_config(md, log=None):
+def _ip(s, path, msg):
+    """``s`` → the address's text form; ConfigError(path, msg) when it is not an IP."""
+    try:
+        return str(ipaddress.ip_address(s))
+    except ValueError:
+        raise ConfigError(path, msg) from None
+
+
+def parse_config(md):
     """→ TunConfig from the listener's metadata (ConfigError on a value that does not parse)."""
     mtu = md.int("mtu", "tun.mtu")
     cfg = TunConfig(name=md.str("name", "tun.name"), mtu=mtu if mtu > 0 else DEFAULT_MTU,
                     router=md.str("router", "tun.router"))
     gw = md.str("gw", "tun.gw").strip()
     if gw:
-        try:
-            cfg.gateway = str(ipaddress.ip_address(gw))
-        except ValueError:
-            raise ConfigError("metadata.gw", f"bad gateway address {gw!r}") from None
+        cfg.gateway = _ip(gw, "metadata.gw", f"bad gateway address {gw!r}")
     for s in md.list("net", "tun.net"):
         try:
             cfg.nets.append(ipaddress.ip_interface(s))
@@ -101,16 +95,10 @@ def parse_config(md, log=None):
         net = _network(cidr, "metadata.routes")
         rgw = rgw.strip()
         if rgw:
-            try:
-                rgw = str(ipaddress.ip_address(rgw))
-            except ValueError:
-                raise ConfigError("metadata.routes", f"bad gateway {rgw!r} in route {s!r}") from None
+            rgw = _ip(rgw, "metadata.routes", f"bad gateway {rgw!r} in route {s!r}")
         cfg.routes.append(Route(net, str(net), rgw or cfg.gateway))
     for s in md.list("dns", "tun.dns"):
-        try:
-            cfg.dns.append(str(ipaddress.ip_address(s)))
-        except ValueError:
-            raise ConfigError("metadata.dns", f"bad DNS server address {s!r} (an IP, no port)") from None
+        cfg.dns.append(_ip(s, "metadata.dns", f"bad DNS server address {s!r} (an IP, no port)"))
     if len(cfg.name.encode()) >= tundev.IFNAMSIZ:
         raise ConfigError("metadata.name", f"device name {cfg.name!r} is longer than 15 bytes")
     return cfg
@@ -123,10 +111,7 @@ def parse_tap_config(md):
     cfg = TunConfig(name=md.str("name"), mtu=mtu if mtu > 0 else DEFAULT_MTU)
     gw = md.str("gw").strip()
     if gw:
-        try:
-            cfg.gateway = str(ipaddress.ip_address(gw))
-        except ValueError:
-            raise ConfigError("metadata.gw", f"bad gateway address {gw!r}") from None
+        cfg.gateway = _ip(gw, "metadata.gw", f"bad gateway address {gw!r}")
     net = md.str("net").strip()
     if net:
         try:
@@ -137,10 +122,7 @@ def parse_tap_config(md):
         cfg.routes.append(Route(_network(s, "metadata.route"), s, cfg.gateway))
     for s in md.list("routes"):
         cidr, _, rgw = s.strip().partition(" ")
-        try:
-            rgw = str(ipaddress.ip_address(rgw.strip()))
-        except ValueError:
-            raise ConfigError("metadata.routes", f"route {s!r}: 'CIDR gateway' expected") from None
+        rgw = _ip(rgw.strip(), "metadata.routes", f"route {s!r}: 'CIDR gateway' expected")
         net = _network(cidr, "metadata.routes")
         cfg.routes.append(Route(net, str(net), rgw))
     if len(cfg.name.encode()) >= tundev.IFNAMSIZ:

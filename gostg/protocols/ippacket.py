@@ -28,8 +28,9 @@ def version(pkt):
     return pkt[0] >> 4 if pkt else 0
 
 
-def addresses(pkt):
-    """→ ``(version, src, dst)`` of an IPv4 or IPv6 packet; ProtocolError otherwise."""
+def check(pkt):
+    """→ the version (4 or 6) of a well-formed IPv4/IPv6 header; ProtocolError otherwise (a
+    peer's packet is checked by this before it is written to a device, with no text made)."""
     v = pkt[0] >> 4 if pkt else 0
     n = len(pkt)
     if v == 4:
@@ -38,9 +39,16 @@ def addresses(pkt):
         hlen = (pkt[0] & 0x0F) << 2
         if hlen < IPV4_HEADER_LEN or hlen > n:
             raise ProtocolError(f"ipv4: bad header length {hlen} in a {n}-byte packet")
-        return 4, _ntop(_AF4, bytes(pkt[12:16])), _ntop(_AF4, bytes(pkt[16:20]))
+        return 4
     if v == 6:
         if n < IPV6_HEADER_LEN:
             raise ProtocolError(f"ipv6: header too short ({n} bytes)")
-        return 6, str(_V6(bytes(pkt[8:24]))), str(_V6(bytes(pkt[24:40])))
+        return 6
     raise ProtocolError(f"unknown packet, discarded({n})")
+
+
+def addresses(pkt):
+    """→ ``(version, src, dst)`` of an IPv4 or IPv6 packet; ProtocolError otherwise."""
+    if check(pkt) == 4:
+        return 4, _ntop(_AF4, bytes(pkt[12:16])), _ntop(_AF4, bytes(pkt[16:20]))
+    return 6, str(_V6(bytes(pkt[8:24]))), str(_V6(bytes(pkt[24:40])))

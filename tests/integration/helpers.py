@@ -66,6 +66,20 @@ def pattern_bytes(n):
     return (_PATTERN * (n // 251 + 1))[:n]
 
 
+def veth(ns, here, peer_ns, there, addrs, peer_addr):
+    """A veth pair: ``here`` in namespace ``ns`` with ``addrs``, ``there`` in ``peer_ns`` with
+    ``peer_addr``, both up (the namespaces exist; the test deletes them)."""
+    def ip(*args):
+        subprocess.run(["ip", *args], check=True, capture_output=True, timeout=15)
+
+    ip("-n", ns, "link", "add", here, "type", "veth", "peer", "name", there, "netns", peer_ns)
+    for a in addrs:
+        ip("-n", ns, "addr", "add", a, "dev", here)
+    ip("-n", ns, "link", "set", here, "up")
+    ip("-n", peer_ns, "addr", "add", peer_addr, "dev", there)
+    ip("-n", peer_ns, "link", "set", there, "up")
+
+
 def wait_for(pred, timeout=8.0, step=0.05):
     """Poll ``pred()`` until it returns something truthy (→ that value) or ``timeout`` passes
     (→ its last value)."""

@@ -27,7 +27,7 @@ import socks
 
 from gostg.core import netns
 
-from .helpers import Gost, free_port, run_gostg
+from .helpers import Gost, free_port, run_gostg, veth
 from .peers import curl, wait_log
 
 
@@ -57,12 +57,7 @@ class Net:
                 ("veth0", "veth1", self.ns1, ["10.0.0.11/24"], "10.0.0.1/24"),
                 ("veth2", "veth3", self.ns2, ["10.0.1.11/24", "10.0.1.12/24"], "10.0.1.1/24"),
                 ("veth4", "veth5", self.ns2, ["10.0.2.11/24"], "10.0.2.1/24")):
-            ip("-n", self.h, "link", "add", here, "type", "veth", "peer", "name", there, "netns", peer)
-            for a in addrs:
-                ip("-n", self.h, "addr", "add", a, "dev", here)
-            ip("-n", self.h, "link", "set", here, "up")
-            ip("-n", peer, "addr", "add", peer_addr, "dev", there)
-            ip("-n", peer, "link", "set", there, "up")
+            veth(self.h, here, peer, there, addrs, peer_addr)
 
     def down(self):
         for n in self.all:

@@ -25,7 +25,7 @@ import pytest
 
 from gostg.core import netns
 
-from .helpers import Gost, free_port, run_gostg, wait_for
+from .helpers import Gost, free_port, run_gostg, veth, wait_for
 from .peers import Api, log_records, wait_log
 
 DEADLINE = 15.0
@@ -51,11 +51,7 @@ class Net:
             ip("netns", "add", n)
             ip("-n", n, "link", "set", "lo", "up")
         for here, there, peer, net in (("va", "va0", self.a, "10.77.1"), ("vb", "vb0", self.b, "10.77.2")):
-            ip("-n", self.r, "link", "add", here, "type", "veth", "peer", "name", there, "netns", peer)
-            ip("-n", self.r, "addr", "add", f"{net}.1/24", "dev", here)
-            ip("-n", self.r, "link", "set", here, "up")
-            ip("-n", peer, "addr", "add", f"{net}.2/24", "dev", there)
-            ip("-n", peer, "link", "set", there, "up")
+            veth(self.r, here, peer, there, [f"{net}.1/24"], f"{net}.2/24")
 
     def down(self):
         for n in (self.r, self.a, self.b):

@@ -1,5 +1,6 @@
 """IP header fields a TUN tunnel routes by (gostg.protocols.ippacket): vectors, garbage."""
 import ipaddress
+import re
 import struct
 
 import pytest
@@ -65,3 +66,16 @@ def test_ipv4_round_trip(src, dst, payload, ihl):
 @given(st.ip_addresses(v=6), st.ip_addresses(v=6), st.binary(max_size=40))
 def test_ipv6_round_trip(src, dst, payload):
     assert ippacket.addresses(ipv6(str(src), str(dst), payload)) == (6, str(src), str(dst))
+
+
+@PROPS
+@given(st.binary(max_size=80))
+def test_check_agrees_with_addresses(data):
+    """check (the tun client's test before a device write) accepts exactly what addresses reads."""
+    try:
+        v = ippacket.addresses(data)[0]
+    except ProtocolError as exc:
+        with pytest.raises(ProtocolError, match=re.escape(str(exc))):
+            ippacket.check(data)
+        return
+    assert ippacket.check(data) == v

@@ -44,3 +44,23 @@ def test_round_trip(key, ips):
     k, got = ka.parse(ka.encode(key, ips)) if ips else (key.encode(), [])
     assert k == key.encode()
     assert [ka.from16(ip) for ip in got] == [str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip) for ip in ips]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.ip_addresses() | st.text(max_size=24))
+def test_to16_text_agrees_with_ipaddress(addr):
+    """to16's inet_pton fast path for text gives what ipaddress gives, and refuses what it refuses."""
+    import ipaddress
+
+    text = str(addr)
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        try:
+            ka.to16(text)
+        except ValueError:
+            return
+        raise AssertionError(f"to16 took {text!r}, which ipaddress refuses")
+    want = (bytes(10) + b"\xff\xff" + ip.packed) if ip.version == 4 else ip.packed
+    assert ka.to16(text) == want == ka.to16(ip)
+    assert ka.to16("fe80::1%eth0") == ka.to16("fe80::1")   # a scope: read by ipaddress, as before
